@@ -1,0 +1,120 @@
+/*
+ * shim.h: what the parts of libtremote_shim.so share.
+ *
+ * The shim is the CUDA runtime as the program sees it.  Each exported CUDA
+ * function is a thin edge: it checks its arguments, turns the call into
+ * records on the calling thread's lane (shim_call()), and converts the
+ * outcome into a cudaError_t in exactly one place (shim_cuda_error()).
+ *
+ * State:
+ *   - one process-wide connection to the broker (struct shim_proc), made on
+ *     the first CUDA call, never torn down before exit;
+ *   - one struct shim_thread per application thread that calls CUDA, with
+ *     its own lane, current device and last error (CUDA's per-thread state).
+ */
+#ifndef SHIM_H
+#define SHIM_H
+
+#include <stdint.h>
+
+#include <cuda_runtime_api.h>
+
+#include "client.h"
+#include "shim_errstate.h"
+
+/* Thread state.  Owned by the thread; freed by its TLS destructor. */
+struct shim_thread {
+  struct tr_lane lane;
+  int have_lane;
+  int device;            /* current CUDA ordinal */
+  cudaError_t last_error; /* cudaGetLastError's value */
+  uint64_t next_id;      /* request ids on this lane */
+  /* __cudaPushCallConfiguration stack (nvcc pushes one, pops one). */
+  struct {
+    dim3 grid, block;
+    size_t shmem;
+    void *stream;
+  } cfg[8];
+  int ncfg;
+};
+
+/* The process's view of the broker. */
+struct shim_proc {
+  int connected;        /* 1 if HELLO succeeded */
+  cudaError_t init_err; /* why not, as the error every call returns */
+  struct tr_client cli;
+};
+
+extern struct shim_proc shim_proc;
+
+/*
+ * Connect on first use (once per process) and return the calling thread's
+ * state, or NULL if the thread state cannot be allocated.  Never blocks
+ * for longer than the broker's HELLO deadline.
+ */
+struct shim_thread *shim_self(void);
+
+/*
+ * Ensure the process is connected and the thread has a lane.  Returns
+ * cudaSuccess or the error to hand the program (cudaErrorNoDevice without a
+ * broker).
+ */
+cudaError_t shim_ready(struct shim_thread **t);
+
+/* Is dev a valid ordinal?  */
+int shim_valid_device(int dev);
+
+/*
+ * Ordinal of the device whose address window holds p, or -1 if p is not
+ * a device address.
+ */
+int shim_device_of(const void *p);
+
+/*
+ * One request on the calling thread's lane.
+ *   data/dlen: bulk payload after args (dlen <= TR_CHUNK_MAX).
+ *   want_reply: wait for the final reply; out/out_cap receive the
+ *     concatenated reply payloads (extra bytes are an error), *out_len
+ *     their length.
+ * Returns 0, a positive status from the reply (cudaError_t or TR_ST_*), or
+ * a negative errno if the transport failed.
+ */
+int shim_call(struct shim_thread *t, int dev, uint16_t op, const void *args,
+              uint32_t alen, const void *data, uint32_t dlen, int want_reply,
+              void *out, uint64_t out_cap, uint64_t *out_len);
+
+/*
+ * The one conversion table: 0 / -errno / positive status -> cudaError_t.
+ * Also records a non-success result as the thread's last error.
+ */
+cudaError_t shim_cuda_error(struct shim_thread *t, int rc);
+
+/* Print "tremote: <msg>" to stderr once per key (a static string). */
+void shim_warn_once(const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/*
+ * The registration and launch entry points nvcc's generated code calls.
+ * The toolkit declares them only for C++ (crt/host_runtime.h,
+ * crt/device_functions.h); these are the same signatures in C.
+ */
+void **__cudaRegisterFatBinary(void *wrapper);
+void __cudaRegisterFatBinaryEnd(void **handle);
+void __cudaUnregisterFatBinary(void **handle);
+char __cudaInitModule(void **handle);
+void __cudaRegisterFunction(void **handle, const char *host_fun,
+                            char *device_fun, const char *device_name,
+                            int thread_limit, uint3 *tid, uint3 *bid,
+                            dim3 *bdim, dim3 *gdim, int *wsize);
+void __cudaRegisterVar(void **handle, char *host_var, char *device_address,
+                       const char *device_name, int ext, size_t size,
+                       int constant, int global);
+cudaError_t __cudaGetKernel(cudaKernel_t *kernel, const void *host_fun);
+unsigned __cudaPushCallConfiguration(dim3 grid, dim3 block, size_t shmem,
+                                     struct CUstream_st *stream);
+cudaError_t __cudaPopCallConfiguration(dim3 *grid, dim3 *block, size_t *shmem,
+                                       void *stream);
+cudaError_t __cudaLaunchKernel(cudaKernel_t kernel, dim3 grid, dim3 block,
+                               void **args, size_t shmem, cudaStream_t stream);
+
+#endif /* SHIM_H */

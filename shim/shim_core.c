@@ -1,0 +1,293 @@
+/*
+ * shim_core.c: connection, per-thread lanes, the call path and the error
+ * edge of libtremote_shim.so.
+ *
+ * The first CUDA call of the process connects to the broker (HELLO) and
+ * reserves every device's address window PROT_NONE, so that no host
+ * allocation can ever land on an address a device pointer may take
+ * (docs/ARCHITECTURE.md, "Device address space").  Each thread opens its
+ * own lane on its first call that needs one: threads never share a ring.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "cuerr.h"
+#include "shim.h"
+
+struct shim_proc shim_proc;
+
+static pthread_once_t proc_once = PTHREAD_ONCE_INIT;
+static pthread_key_t thread_key;
+static __thread struct shim_thread *self;
+
+/* ---- warnings ------------------------------------------------------ */
+
+static pthread_mutex_t warn_lock = PTHREAD_MUTEX_INITIALIZER;
+static const char *warned[64];
+static int nwarned;
+
+void shim_warn_once(const char *key, const char *fmt, ...)
+{
+  va_list ap;
+  int i;
+
+  pthread_mutex_lock(&warn_lock);
+  for (i = 0; i < nwarned; i++)
+    if (warned[i] == key)
+      break;
+  if (i < nwarned) {
+    pthread_mutex_unlock(&warn_lock);
+    return;
+  }
+  if (nwarned < (int)(sizeof(warned) / sizeof(warned[0])))
+    warned[nwarned++] = key;
+  pthread_mutex_unlock(&warn_lock);
+  if (getenv("TREMOTE_QUIET") && strcmp(getenv("TREMOTE_QUIET"), "1") == 0)
+    return;
+  fputs("tremote: ", stderr);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+}
+
+/* ---- process ------------------------------------------------------- */
+
+static void thread_exit(void *arg)
+{
+  struct shim_thread *t = arg;
+
+  if (t->have_lane && shim_proc.connected)
+    tr_client_lane_close(&shim_proc.cli, &t->lane);
+  free(t);
+}
+
+/*
+ * Reserve the device windows.  A failure here is not fatal (the program
+ * may have mapped something there first) but then a host pointer could
+ * alias a device pointer, so say so.
+ */
+static void reserve_windows(void)
+{
+  for (uint32_t i = 0; i < shim_proc.cli.ndev; i++) {
+    const struct tr_devinfo *d = &shim_proc.cli.dev[i];
+    void *p;
+
+    if (!d->va_size)
+      continue;
+    p = mmap((void *)(uintptr_t)d->va_base, d->va_size, PROT_NONE,
+             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE,
+             -1, 0);
+    if (p == MAP_FAILED || p != (void *)(uintptr_t)d->va_base) {
+      if (p != MAP_FAILED)
+        munmap(p, d->va_size);
+      shim_warn_once("window", "cannot reserve the address window of device "
+                               "%u at 0x%llx: host and device pointers may "
+                               "alias", i, (unsigned long long)d->va_base);
+    }
+  }
+}
+
+static void proc_init(void)
+{
+  const char *why = NULL;
+  char path[108];
+  int timeout = 120000, rc;
+  const char *env = getenv("TREMOTE_CONNECT_TIMEOUT_MS");
+
+  pthread_key_create(&thread_key, thread_exit);
+  if (env && *env)
+    timeout = atoi(env);
+  tr_client_socket_path(path, sizeof(path));
+  rc = tr_client_connect(&shim_proc.cli, path, timeout, &why);
+  if (rc < 0) {
+    shim_proc.init_err = cudaErrorNoDevice;
+    if (rc == -ENOENT || rc == -ECONNREFUSED)
+      shim_warn_once("nobroker",
+                     "no tremote broker is running (socket %s), so there are "
+                     "no CUDA devices; start one with 'tremote-broker &' "
+                     "(or set TREMOTE_BROKER_SOCKET)", path);
+    else
+      shim_warn_once("nobroker", "cannot use the tremote broker at %s: %s (%s)",
+                     path, why ? why : "connection failed", strerror(-rc));
+    return;
+  }
+  reserve_windows();
+  if (shim_proc.cli.ndev == 0) {
+    shim_proc.init_err = cudaErrorNoDevice;
+    shim_warn_once("nodev", "the tremote broker has no ready machine, so "
+                            "there are no CUDA devices");
+  }
+  shim_proc.connected = 1;
+}
+
+struct shim_thread *shim_self(void)
+{
+  pthread_once(&proc_once, proc_init);
+  if (self)
+    return self;
+  self = calloc(1, sizeof(*self));
+  if (!self)
+    return NULL;
+  pthread_setspecific(thread_key, self);
+  return self;
+}
+
+cudaError_t shim_ready(struct shim_thread **tp)
+{
+  struct shim_thread *t = shim_self();
+  int rc;
+
+  *tp = t;
+  if (!t)
+    return cudaErrorMemoryAllocation;
+  if (!shim_proc.connected || shim_proc.cli.ndev == 0)
+    return shim_proc.init_err ? shim_proc.init_err : cudaErrorNoDevice;
+  if (!t->have_lane) {
+    rc = tr_client_lane_open(&shim_proc.cli, &t->lane);
+    if (rc < 0) {
+      shim_warn_once("lane", "cannot open a lane to the broker: %s",
+                     strerror(-rc));
+      return cudaErrorDevicesUnavailable;
+    }
+    t->have_lane = 1;
+  }
+  return cudaSuccess;
+}
+
+int shim_valid_device(int dev)
+{
+  return shim_proc.connected && dev >= 0 && (uint32_t)dev < shim_proc.cli.ndev;
+}
+
+int shim_device_of(const void *p)
+{
+  uint64_t a = (uint64_t)(uintptr_t)p;
+
+  for (uint32_t i = 0; i < shim_proc.cli.ndev; i++) {
+    const struct tr_devinfo *d = &shim_proc.cli.dev[i];
+    if (a >= d->va_base && a - d->va_base < d->va_size)
+      return (int)i;
+  }
+  return -1;
+}
+
+/* ---- calls ---------------------------------------------------------- */
+
+int shim_call(struct shim_thread *t, int dev, uint16_t op, const void *args,
+              uint32_t alen, const void *data, uint32_t dlen, int want_reply,
+              void *out, uint64_t out_cap, uint64_t *out_len)
+{
+  struct tr_reply r;
+  uint64_t id = ++t->next_id, got = 0;
+  int rc, status = 0;
+
+  rc = tr_client_send(&shim_proc.cli, &t->lane, (uint16_t)dev, op,
+                      want_reply ? TR_F_WANT_REPLY : 0, id, args, alen, data,
+                      dlen);
+  if (rc < 0 || !want_reply)
+    return rc;
+  for (;;) {
+    rc = tr_client_recv(&shim_proc.cli, &t->lane, &r, -1);
+    if (rc < 0)
+      return rc;
+    if (!(r.h.flags & TR_F_REPLY) || r.h.request_id != id) {
+      /* Replies come in order on a lane; anything else is a broken peer. */
+      tr_client_recv_done(&shim_proc.cli, &t->lane, &r);
+      return -EPROTO;
+    }
+    if (r.h.status && !status)
+      status = (int)r.h.status;
+    if (r.len) {
+      if (!out || got + r.len > out_cap) {
+        if (!status)
+          status = (int)TR_ST_BAD_RECORD;
+      } else {
+        memcpy((uint8_t *)out + got, r.payload, r.len);
+        got += r.len;
+      }
+    }
+    int more = r.h.flags & TR_F_MORE;
+    tr_client_recv_done(&shim_proc.cli, &t->lane, &r);
+    if (!more)
+      break;
+  }
+  if (out_len)
+    *out_len = got;
+  return status;
+}
+
+cudaError_t shim_cuda_error(struct shim_thread *t, int rc)
+{
+  cudaError_t e;
+
+  if (rc == 0)
+    return cudaSuccess;
+  if (rc > 0 && rc < (int)TR_ST_BASE) {
+    e = (cudaError_t)rc;
+  } else if (rc > 0) {
+    switch ((unsigned)rc) {
+    case TR_ST_MACHINE_LOST:
+      shim_warn_once("lost", "the machine of this device was lost; its "
+                             "memory and work are gone");
+      e = cudaErrorDevicesUnavailable;
+      break;
+    case TR_ST_BAD_HANDLE:
+      e = cudaErrorInvalidResourceHandle;
+      break;
+    case TR_ST_BAD_OPCODE:
+      e = cudaErrorNotSupported;
+      break;
+    case TR_ST_AUTH:
+    case TR_ST_VERSION:
+      e = cudaErrorDevicesUnavailable;
+      break;
+    default:
+      e = cudaErrorUnknown;
+      break;
+    }
+  } else {
+    if (rc == -ENOTCONN || rc == -EPIPE || rc == -ECONNRESET)
+      shim_warn_once("brokergone", "lost the connection to the tremote "
+                                   "broker; CUDA calls now fail");
+    e = (cudaError_t)tr_cuerr_from_errno(rc);
+  }
+  if (t && e != cudaSuccess)
+    t->last_error = e;
+  return e;
+}
+
+/* Called by the generated stubs, which have no thread pointer at hand. */
+void shim_set_last_error(int err)
+{
+  struct shim_thread *t = shim_self();
+
+  if (t && err)
+    t->last_error = (cudaError_t)err;
+}
+
+/* ---- error state API ----------------------------------------------- */
+
+cudaError_t cudaGetLastError(void)
+{
+  struct shim_thread *t = shim_self();
+  cudaError_t e;
+
+  if (!t)
+    return cudaErrorMemoryAllocation;
+  e = t->last_error;
+  t->last_error = cudaSuccess;
+  return e;
+}
+
+cudaError_t cudaPeekAtLastError(void)
+{
+  struct shim_thread *t = shim_self();
+
+  return t ? t->last_error : cudaErrorMemoryAllocation;
+}

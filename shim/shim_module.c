@@ -1,0 +1,377 @@
+/*
+ * shim_module.c: the registration entry points nvcc's generated code calls
+ * (__cudaRegisterFatBinary and friends) and kernel launches.
+ *
+ * Registration happens in static constructors, before main() and before
+ * any broker is contacted, so it only records: the fatbin's address, size
+ * and XXH3-128 hash, and which host stub names which kernel.  Modules are
+ * loaded on a device the first time one of their kernels is launched there
+ * (MODULE_LOAD; the bytes are uploaded only if the agent lacks the hash),
+ * and a kernel's parameter layout is derived here from the fatbin, so a
+ * launch is packed without asking the agent.
+ *
+ * Handles are client-assigned 64-bit numbers (PROTOCOL.md §1); the
+ * cudaKernel_t nvcc caches in a static is our struct shim_func, which lives
+ * until the process exits.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fatbin.h"
+#include "shim.h"
+
+struct shim_module;
+
+struct shim_func {
+  struct shim_module *mod;
+  const void *host_fun; /* the host stub nvcc registered */
+  char *name;           /* mangled device name */
+  uint64_t handle;
+  int have_params;      /* params derived */
+  int params_err;       /* -errno if derivation failed */
+  struct tr_kparams params;
+  _Atomic uint64_t sent_to; /* bitmask of ordinals that know this function */
+  struct shim_func *next;
+};
+
+struct shim_module {
+  const void *fatbin;
+  size_t size;
+  uint8_t hash[16];
+  uint64_t handle;
+  _Atomic uint64_t loaded_on; /* bitmask of ordinals where MODULE_LOAD succeeded */
+  int unregistered;
+  struct shim_func *funcs;
+  struct shim_module *next;
+};
+
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct shim_module *modules;
+static _Atomic uint64_t next_handle = 1;
+
+static uint64_t new_handle(void)
+{
+  return atomic_fetch_add(&next_handle, 1);
+}
+
+void **__cudaRegisterFatBinary(void *wrapper)
+{
+  struct shim_module *m = calloc(1, sizeof(*m));
+  const void *fb;
+  size_t size;
+
+  if (!m)
+    return NULL;
+  if (tr_fatbin_from_wrapper(wrapper, &fb, &size) < 0) {
+    shim_warn_once("badfatbin", "a module registered by the program is not "
+                                "a fatbin this version understands; its "
+                                "kernels will fail to launch");
+  } else {
+    m->fatbin = fb;
+    m->size = size;
+    tr_fatbin_hash(fb, size, m->hash);
+  }
+  m->handle = new_handle();
+  pthread_mutex_lock(&reg_lock);
+  m->next = modules;
+  modules = m;
+  pthread_mutex_unlock(&reg_lock);
+  /* nvcc only stores and passes back this pointer. */
+  return (void **)m;
+}
+
+void __cudaRegisterFatBinaryEnd(void **handle)
+{
+  (void)handle;
+}
+
+void __cudaUnregisterFatBinary(void **handle)
+{
+  struct shim_module *m = (struct shim_module *)handle;
+
+  /* Runs from atexit handlers, possibly after the broker is gone: only
+     mark it.  The agent frees the session's modules when the session ends,
+     and freeing the structs here would leave nvcc's cached kernel handles
+     dangling for other atexit handlers. */
+  if (m)
+    m->unregistered = 1;
+}
+
+char __cudaInitModule(void **handle)
+{
+  (void)handle;
+  return 1;
+}
+
+void __cudaRegisterFunction(void **handle, const char *host_fun,
+                            char *device_fun, const char *device_name,
+                            int thread_limit, uint3 *tid, uint3 *bid,
+                            dim3 *bdim, dim3 *gdim, int *wsize)
+{
+  struct shim_module *m = (struct shim_module *)handle;
+  struct shim_func *f;
+
+  (void)device_fun;
+  (void)thread_limit;
+  (void)tid;
+  (void)bid;
+  (void)bdim;
+  (void)gdim;
+  (void)wsize;
+  if (!m || !device_name)
+    return;
+  f = calloc(1, sizeof(*f));
+  if (!f)
+    return;
+  f->name = strdup(device_name);
+  if (!f->name) {
+    free(f);
+    return;
+  }
+  f->mod = m;
+  f->host_fun = host_fun;
+  f->handle = new_handle();
+  pthread_mutex_lock(&reg_lock);
+  f->next = m->funcs;
+  m->funcs = f;
+  pthread_mutex_unlock(&reg_lock);
+}
+
+void __cudaRegisterVar(void **handle, char *host_var, char *device_address,
+                       const char *device_name, int ext, size_t size,
+                       int constant, int global)
+{
+  (void)handle;
+  (void)host_var;
+  (void)device_address;
+  (void)ext;
+  (void)size;
+  (void)constant;
+  (void)global;
+  /* Symbols (cudaMemcpyToSymbol) come with the emulator's constant memory
+     in a later issue; registering is harmless. */
+  (void)device_name;
+}
+
+static struct shim_func *find_func(const void *host_fun)
+{
+  struct shim_func *found = NULL;
+
+  pthread_mutex_lock(&reg_lock);
+  for (struct shim_module *m = modules; m && !found; m = m->next)
+    for (struct shim_func *f = m->funcs; f; f = f->next)
+      if (f->host_fun == host_fun) {
+        found = f;
+        break;
+      }
+  pthread_mutex_unlock(&reg_lock);
+  return found;
+}
+
+cudaError_t __cudaGetKernel(cudaKernel_t *kernel, const void *host_fun)
+{
+  struct shim_func *f;
+
+  if (!kernel)
+    return cudaErrorInvalidValue;
+  f = find_func(host_fun);
+  if (!f) {
+    *kernel = NULL;
+    return cudaErrorInvalidDeviceFunction;
+  }
+  *kernel = (cudaKernel_t)f;
+  return cudaSuccess;
+}
+
+unsigned __cudaPushCallConfiguration(dim3 grid, dim3 block, size_t shmem,
+                                     struct CUstream_st *stream)
+{
+  struct shim_thread *t = shim_self();
+
+  if (!t || t->ncfg == (int)(sizeof(t->cfg) / sizeof(t->cfg[0])))
+    return 1;
+  t->cfg[t->ncfg].grid = grid;
+  t->cfg[t->ncfg].block = block;
+  t->cfg[t->ncfg].shmem = shmem;
+  t->cfg[t->ncfg].stream = stream;
+  t->ncfg++;
+  return 0;
+}
+
+cudaError_t __cudaPopCallConfiguration(dim3 *grid, dim3 *block, size_t *shmem,
+                                       void *stream)
+{
+  struct shim_thread *t = shim_self();
+
+  if (!t || t->ncfg == 0)
+    return cudaErrorMissingConfiguration;
+  t->ncfg--;
+  *grid = t->cfg[t->ncfg].grid;
+  *block = t->cfg[t->ncfg].block;
+  *shmem = t->cfg[t->ncfg].shmem;
+  memcpy(stream, &t->cfg[t->ncfg].stream, sizeof(void *));
+  return cudaSuccess;
+}
+
+/*
+ * Make sure the module of f is loaded on dev and the agent knows f's
+ * handle.  Loading is a round trip, once per module and device.
+ */
+static int ensure_loaded(struct shim_thread *t, struct shim_func *f, int dev)
+{
+  struct shim_module *m = f->mod;
+  uint64_t bit = 1ull << dev;
+  uint8_t args[24];
+  int rc;
+
+  if (!m->fatbin)
+    return cudaErrorInvalidKernelImage;
+  if (!(atomic_load(&m->loaded_on) & bit)) {
+    tr_put_u64(args, m->handle);
+    memcpy(args + 8, m->hash, 16);
+    rc = shim_call(t, dev, TR_OP_MODULE_LOAD, args, 24, NULL, 0, 1, NULL, 0,
+                   NULL);
+    if (rc == (int)TR_ST_NEED_MODULE) {
+      /* The agent has never seen these bytes: upload, then load again. */
+      uint8_t pargs[32];
+      size_t off = 0;
+
+      do {
+        size_t len = m->size - off < TR_CHUNK_MAX ? m->size - off : TR_CHUNK_MAX;
+        memcpy(pargs, m->hash, 16);
+        tr_put_u64(pargs + 16, m->size);
+        tr_put_u64(pargs + 24, off);
+        rc = shim_call(t, dev, TR_OP_MODULE_PUT, pargs, 32,
+                       (const uint8_t *)m->fatbin + off, (uint32_t)len,
+                       off + len == m->size, NULL, 0, NULL);
+        if (rc)
+          return rc;
+        off += len;
+      } while (off < m->size);
+      rc = shim_call(t, dev, TR_OP_MODULE_LOAD, args, 24, NULL, 0, 1, NULL, 0,
+                     NULL);
+    }
+    if (rc)
+      return rc;
+    atomic_fetch_or(&m->loaded_on, bit);
+  }
+  if (!(atomic_load(&f->sent_to) & bit)) {
+    size_t nlen = strlen(f->name);
+    uint8_t *a = malloc(20 + nlen);
+
+    if (!a)
+      return -ENOMEM;
+    tr_put_u64(a, m->handle);
+    tr_put_u64(a + 8, f->handle);
+    tr_put_u32(a + 16, (uint32_t)nlen);
+    memcpy(a + 20, f->name, nlen);
+    /* No reply needed: an unknown name surfaces at the next sync, and the
+       launch that follows on this lane is ordered after it. */
+    rc = shim_call(t, dev, TR_OP_FUNCTION_GET, a, (uint32_t)(20 + nlen), NULL,
+                   0, 0, NULL, 0, NULL);
+    free(a);
+    if (rc)
+      return rc;
+    atomic_fetch_or(&f->sent_to, bit);
+  }
+  return 0;
+}
+
+static int derive_params(struct shim_func *f)
+{
+  struct tr_fatbin fb;
+  int rc;
+
+  pthread_mutex_lock(&reg_lock);
+  if (!f->have_params) {
+    rc = f->mod->fatbin ? tr_fatbin_parse(f->mod->fatbin, f->mod->size, &fb)
+                        : -EINVAL;
+    if (rc == 0)
+      rc = tr_kparams_find(&fb, f->name, &f->params);
+    f->params_err = rc;
+    f->have_params = 1;
+  }
+  rc = f->params_err;
+  pthread_mutex_unlock(&reg_lock);
+  return rc;
+}
+
+static cudaError_t launch(struct shim_func *f, dim3 grid, dim3 block,
+                          void **args, size_t shmem, cudaStream_t stream)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+  const struct tr_devinfo *d;
+  uint8_t *rec;
+  int rc;
+
+  if (e != cudaSuccess)
+    return e;
+  if (!f) {
+    t->last_error = cudaErrorInvalidDeviceFunction;
+    return cudaErrorInvalidDeviceFunction;
+  }
+  if (stream) {
+    shim_warn_once("streams", "launches on streams other than the default "
+                              "stream are not carried yet");
+    t->last_error = cudaErrorNotSupported;
+    return cudaErrorNotSupported;
+  }
+  d = &shim_proc.cli.dev[t->device];
+  if (!(d->caps & TR_CAP_EXEC)) {
+    shim_warn_once("noexec", "device %d (%s) cannot execute kernels yet; "
+                             "kernel '%s' was not run", t->device, d->name,
+                   f->name);
+    t->last_error = cudaErrorNotSupported;
+    return cudaErrorNotSupported;
+  }
+  rc = derive_params(f);
+  if (rc < 0) {
+    shim_warn_once("params", "cannot find the parameters of kernel '%s' in "
+                             "its fatbin (%s)", f->name, strerror(-rc));
+    t->last_error = cudaErrorInvalidDeviceFunction;
+    return cudaErrorInvalidDeviceFunction;
+  }
+  rc = ensure_loaded(t, f, t->device);
+  if (rc)
+    return shim_cuda_error(t, rc);
+  if (TR_LAUNCH_FIXED + f->params.total_size > TR_LANE_INLINE_MAX / 2) {
+    t->last_error = cudaErrorInvalidValue;
+    return cudaErrorInvalidValue;
+  }
+  rec = calloc(1, TR_LAUNCH_FIXED + f->params.total_size);
+  if (!rec)
+    return shim_cuda_error(t, -ENOMEM);
+  tr_put_u64(rec, f->handle);
+  tr_put_u32(rec + 8, grid.x);
+  tr_put_u32(rec + 12, grid.y);
+  tr_put_u32(rec + 16, grid.z);
+  tr_put_u32(rec + 20, block.x);
+  tr_put_u32(rec + 24, block.y);
+  tr_put_u32(rec + 28, block.z);
+  tr_put_u32(rec + 32, (uint32_t)shmem);
+  tr_put_u32(rec + 36, f->params.total_size);
+  tr_put_u64(rec + 40, 0);
+  for (uint32_t i = 0; i < f->params.count; i++)
+    memcpy(rec + TR_LAUNCH_FIXED + f->params.p[i].offset, args[i],
+           f->params.p[i].size);
+  /* Asynchronous: errors surface at the next synchronisation. */
+  rc = shim_call(t, t->device, TR_OP_LAUNCH, rec,
+                 TR_LAUNCH_FIXED + f->params.total_size, NULL, 0, 0, NULL, 0,
+                 NULL);
+  free(rec);
+  return shim_cuda_error(t, rc);
+}
+
+cudaError_t __cudaLaunchKernel(cudaKernel_t kernel, dim3 grid, dim3 block,
+                               void **args, size_t shmem, cudaStream_t stream)
+{
+  return launch((struct shim_func *)kernel, grid, block, args, shmem, stream);
+}
+
+cudaError_t cudaLaunchKernel(const void *func, dim3 grid, dim3 block,
+                             void **args, size_t shmem, cudaStream_t stream)
+{
+  return launch(find_func(func), grid, block, args, shmem, stream);
+}
