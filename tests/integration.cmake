@@ -1,0 +1,4 @@
+# End-to-end tests: real nvcc-built programs under the shim, against the
+# real broker and the real LOCAL agent (emulated device).
+tr_cuda_app(memory_roundtrip apps/memory_roundtrip.cu -Xcompiler -pthread)
+tr_script_test(memory_roundtrip integration/memory_roundtrip.sh TIMEOUT 300 FAST)

@@ -1,0 +1,90 @@
+# lib.sh: helpers for the integration tests (sourced, not run).
+#
+# They start the REAL broker (which starts the real agents) in a private
+# directory, run real nvcc-built programs under LD_PRELOAD, and clean up.
+# Usage:  source lib.sh; tr_init BUILD_DIR; tr_start_broker [broker args];
+#         tr_run PROGRAM ARGS...; (tr_stop_broker runs at exit)
+
+tr_init() {
+    BUILD=$(cd "$1" && pwd)
+    SHIM="$BUILD/shim/libtremote_shim.so"
+    BROKER="$BUILD/broker/tremote-broker"
+    AGENT="$BUILD/gpu-agent/tremote-gpu-agent"
+    APPS="$BUILD/tests/apps"
+    for f in "$SHIM" "$BROKER" "$AGENT"; do
+        [ -e "$f" ] || { echo "missing $f (build first)"; exit 1; }
+    done
+    TR_TMP=$(mktemp -d /tmp/tremote-test.XXXXXX)
+    export TREMOTE_BROKER_SOCKET="$TR_TMP/broker.sock"
+    trap tr_cleanup EXIT
+    # A sanitizer-built shim needs its runtime loaded before anything else.
+    TR_PRELOAD="$SHIM"
+    case "${TR_SANITIZE:-}" in
+    address) TR_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so):$SHIM"
+             export ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:exitcode=99${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+             export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" ;;
+    thread)  TR_PRELOAD="$(gcc -print-file-name=libtsan.so):$SHIM"
+             export TSAN_OPTIONS="exitcode=66 report_signal_unsafe=0${TSAN_OPTIONS:+:$TSAN_OPTIONS}" ;;
+    esac
+}
+
+tr_cleanup() {
+    tr_stop_broker
+    [ -n "${TR_TMP:-}" ] && rm -rf "$TR_TMP"
+}
+
+# tr_start_broker [args...]: start the broker, wait until it says ready.
+tr_start_broker() {
+    local fifo="$TR_TMP/ready" line
+    mkfifo "$fifo"
+    "$BROKER" --socket "$TREMOTE_BROKER_SOCKET" --control "$TR_TMP/control.sock" \
+        --agent "$AGENT" --ready-fd 3 "$@" 3>"$fifo" 2>"$TR_TMP/broker.log" &
+    BROKER_PID=$!
+    if ! read -r -t 60 line <"$fifo" || [ "$line" != ready ]; then
+        echo "broker did not become ready; its log:"; cat "$TR_TMP/broker.log"
+        exit 1
+    fi
+}
+
+tr_stop_broker() {
+    [ -n "${BROKER_PID:-}" ] || return 0
+    kill -TERM "$BROKER_PID" 2>/dev/null
+    local i
+    for i in $(seq 50); do
+        kill -0 "$BROKER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$BROKER_PID" 2>/dev/null
+    wait "$BROKER_PID" 2>/dev/null
+    BROKER_STATUS=$?
+    BROKER_PID=
+}
+
+# tr_run PROGRAM ARGS...: run under the shim; stdout+stderr to $TR_TMP/out.
+tr_run() {
+    LD_PRELOAD="$TR_PRELOAD" "$@" >"$TR_TMP/out" 2>&1
+}
+
+# tr_stats: the broker's stats JSON on stdout.
+tr_stats() {
+    python3 - "$TR_TMP/control.sock" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(sys.argv[1])
+s.sendall(b'{"version":1,"op":"stats"}\n')
+data = b""
+while True:
+    b = s.recv(65536)
+    if not b:
+        break
+    data += b
+sys.stdout.write(data.decode())
+PY
+}
+
+tr_fail() {
+    echo "FAIL: $*"
+    echo "--- program output"; cat "$TR_TMP/out" 2>/dev/null
+    echo "--- broker log"; cat "$TR_TMP/broker.log" 2>/dev/null
+    exit 1
+}
