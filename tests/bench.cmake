@@ -1,0 +1,8 @@
+# Benchmark (issue 3): ratios against baselines measured in the same run.
+add_executable(baseline bench/baseline.c)
+set_target_properties(baseline PROPERTIES RUNTIME_OUTPUT_DIRECTORY
+                      ${CMAKE_BINARY_DIR}/tests/bench)
+tr_cuda_app(bench_calls bench/bench_calls.cu)
+if(TR_SANITIZE STREQUAL "")
+  tr_script_test(bench bench/run.sh TIMEOUT 300)
+endif()
