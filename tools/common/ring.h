@@ -92,7 +92,7 @@ struct tr_lane_hdr {
   uint32_t inline_max;
   uint64_t total_size;
   uint64_t req_off, rep_off, up_off, down_off; /* buffer offsets */
-  uint8_t pad[256 - 72];
+  uint8_t pad[256 - 64];
 };
 
 /* Total bytes of a lane segment. */
@@ -112,7 +112,13 @@ struct tr_ring {
   uint32_t size;
   uint64_t pos;        /* my own position (tail if producer, head if consumer) */
   uint64_t other;      /* last value read of the other side's position */
-  uint64_t committed;  /* consumer: records handed out but not released */
+  uint64_t committed;  /* consumer: end of the record tr_ring_peek() handed
+                          out and not yet released (== pos when none) */
+  uint32_t area;       /* areas: TR_AREA_UP or TR_AREA_DOWN, checked against
+                          tr_shmref.area; record rings: UINT32_MAX */
+  const char *err;     /* NULL, or why the peer broke this ring's rules (a
+                          position out of range, a bad record).  Sticky:
+                          every later call fails; the caller drops the peer */
 };
 
 /*
@@ -140,7 +146,14 @@ int tr_lane_create(struct tr_lane *l, uint32_t lane_id, int *memfd);
  * Shim side: map a segment received from the broker and check its header
  * against the constants above.  Takes ownership of memfd (closed after
  * mapping), req_efd and rep_efd.  Returns 0, -EPROTO on a header mismatch,
- * or -errno.
+ * or -errno.  It also checks the memfd before trusting it: the size is
+ * TR_LANE_SIZE and F_SEAL_SHRINK|F_SEAL_GROW|F_SEAL_SEAL are set
+ * (-EPROTO otherwise).  On failure all three fds are closed too.
+ *
+ * The eventfds are blocking (EFD_CLOEXEC only, no EFD_NONBLOCK): the file
+ * status flags are shared by both processes, and io_uring completes a read
+ * on an O_NONBLOCK eventfd at once with -EAGAIN instead of waiting.
+ * tr_ring_wait() polls before it reads, so it never blocks in read().
  */
 int tr_lane_map(struct tr_lane *l, int memfd, int req_efd, int rep_efd);
 
@@ -159,8 +172,9 @@ static inline uint32_t tr_ring_rec_size(uint32_t payload_len)
  * Producer: reserve room for a record with payload_len payload bytes
  * (payload_len <= TR_LANE_INLINE_MAX).  Returns a pointer where the caller
  * writes the packed header and the payload, or NULL if the ring is full
- * now (the caller waits for space and retries).  Nothing is visible to the
- * consumer until tr_ring_commit().
+ * now (the caller waits for space and retries), payload_len is too large,
+ * or the consumer's head is out of range (then r->err is set).  Nothing is
+ * visible to the consumer until tr_ring_commit().
  */
 uint8_t *tr_ring_reserve(struct tr_ring *r, uint32_t payload_len);
 
@@ -179,20 +193,29 @@ void tr_ring_commit(struct tr_ring *r, uint32_t payload_len);
 int tr_ring_peek(struct tr_ring *r, struct tr_hdr *h, const uint8_t **payload,
                  const char **why);
 
-/* Consumer: release the record last returned by tr_ring_peek(). */
+/*
+ * Consumer: release the record last returned by tr_ring_peek() (h is not
+ * trusted: the size checked by the peek is used).  A no-op if none is out.
+ * Then call tr_ring_kick_space() in case the producer waits for room.
+ */
 void tr_ring_release(struct tr_ring *r, const struct tr_hdr *h);
 
 /* ---- bulk areas ------------------------------------------------------- */
 
 /*
  * Producer: reserve len contiguous bytes (len <= size), skipping the rest
- * of the buffer if they do not fit before its end.  Returns a pointer and
+ * of the buffer if they do not fit before its end.  A chunk longer than
+ * size / 2 fits only where the buffer's end leaves room for it, so keep
+ * chunks at most half the area (TR_CHUNK_MAX is an eighth of it).  Returns a pointer and
  * fills *ref (area id set by the caller beforehand in ref->area), or NULL
  * if there is no room now.  The bytes belong to the consumer once the
  * record naming them is published; the producer must not reuse them until
  * the consumer has released them.
  */
 uint8_t *tr_area_reserve(struct tr_ring *a, uint64_t len, struct tr_shmref *ref);
+/* The area's tail is published by tr_area_reserve() itself: it only bounds
+   what tr_area_resolve() accepts; the bytes are handed over by the release
+   store of the record ring's tail that names them. */
 
 /*
  * Consumer: resolve a reference read from a peer.  Checks that the area
@@ -207,7 +230,8 @@ const uint8_t *tr_area_resolve(struct tr_ring *a, const struct tr_shmref *ref,
 /* Consumer: everything up to ref->pos + ref->len may be reused. */
 void tr_area_release(struct tr_ring *a, const struct tr_shmref *ref);
 
-/* Producer side of an area: bytes free right now (for flow control). */
+/* Producer side of an area: bytes free right now (for flow control); 0 if
+   the consumer's head is out of range (a->err set). */
 uint64_t tr_area_free(struct tr_ring *a);
 
 /* ---- doorbells -------------------------------------------------------- */
@@ -221,8 +245,9 @@ int tr_ring_kick(struct tr_ring *r, int efd);
 /*
  * Consumer (a blocking thread, i.e. the shim): wait until the ring has
  * something (ready(arg) returns nonzero), spinning TR_LANE_SPIN times then
- * sleeping on efd.  timeout_ms < 0 waits forever; returns 0, -ETIMEDOUT,
- * or -errno.  The broker does not use this: its io_uring loop reads the
+ * sleeping on efd.  ready == NULL means "r has a published record or
+ * garbage to report" (tr_ring_peek() then tells which).  timeout_ms < 0
+ * waits forever; returns 0, -ETIMEDOUT, or -errno.  The broker does not use this: its io_uring loop reads the
  * eventfd itself after setting waiting (see tr_ring_arm()).
  */
 int tr_ring_wait(struct tr_ring *r, int efd, int (*ready)(void *), void *arg,
@@ -234,5 +259,30 @@ int tr_ring_wait(struct tr_ring *r, int efd, int (*ready)(void *), void *arg,
  * return 0 if something arrived meanwhile (process it now).
  */
 int tr_ring_arm(struct tr_ring *r);
+
+/*
+ * Flow control, the same protocol in the other direction, on space_waiting.
+ * A producer whose tr_ring_reserve() or tr_area_reserve() returned NULL
+ * waits until the consumer's head moves past the value that reserve saw
+ * (r->other), then retries; the consumer, after releasing, calls
+ * tr_ring_kick_space() with the producer's doorbell.
+ *
+ *   while (!(p = tr_ring_reserve(r, len)))
+ *     if (r->err || (rc = tr_ring_wait_space(r, efd, deadline)) < 0) fail;
+ */
+
+/* Consumer, after a release: fence, then ring efd if the producer waits for
+   space.  Returns 1 if it wrote the eventfd. */
+int tr_ring_kick_space(struct tr_ring *r, int efd);
+
+/* Producer (blocking thread): wait until the consumer's head moved past
+   r->other; spin, then set space_waiting, re-check, sleep on efd.  Returns
+   0 (retry the reserve), -ETIMEDOUT, -EPROTO (head out of range), -errno. */
+int tr_ring_wait_space(struct tr_ring *r, int efd, int timeout_ms);
+
+/* Producer driven by an event loop: set space_waiting = 1 and return 1 if
+   the head has not moved (sleep on the eventfd), or clear it and return 0
+   (retry the reserve now). */
+int tr_ring_arm_space(struct tr_ring *r);
 
 #endif /* TR_RING_H */

@@ -1,0 +1,298 @@
+/*
+ * brk.h: the broker's objects and how they refer to each other.
+ *
+ *   struct brk            the broker: loop, config, machines, clients
+ *   struct brk_machine    one registry entry (brk_machine.c): a LOCAL agent
+ *                         process and its HTTP/2 connection
+ *   struct brk_client     one Unix-socket connection = one client session
+ *                         (brk_client.c)
+ *   struct brk_msess      a client's session on one machine: the
+ *                         /v1/session stream, opened on first use
+ *   struct brk_lane       one shared-memory lane of a client (brk_lane.c)
+ *   struct brk_lstream    a lane's /v1/lane stream to one machine
+ *
+ * Ownership: the broker owns machines and clients; a client owns its
+ * lanes and its msess array; an msess owns its lstreams (a lane only points
+ * at them, so a closed lane's streams can finish on their own).  HTTP/2
+ * streams belong to brk_h2; ours hold pointers to them and detach on
+ * teardown.
+ *
+ * Everything runs on the one loop thread; nothing here is locked.
+ */
+#ifndef BRK_H
+#define BRK_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "brk_buf.h"
+#include "brk_h2.h"
+#include "brk_loop.h"
+#include "ring.h"
+#include "tremote/proto.h"
+
+#define BRK_MAX_MACHINES TR_VA_MAX_WINDOWS
+
+/*
+ * Device address windows: machine i owns [BRK_VA_BASE + i * BRK_VA_WINDOW,
+ * + BRK_VA_WINDOW) in every client and on its agent (PROTOCOL.md §4,
+ * proto.h TR_VA_*).  A ThreadSanitizer build of the agent can only map
+ * memory inside TSan's application range [0x7e8000000000, 0x7f0000000000),
+ * one TR_VA_WINDOW wide, so TSan builds of the broker hand out smaller
+ * windows there (the same ones tests/unit/test_agent.c uses).  Clients
+ * take the windows from the device descriptions, never from the constants.
+ */
+#if defined(__SANITIZE_THREAD__)
+#define BRK_VA_BASE 0x7e8000000000ull
+#define BRK_VA_WINDOW (16ull << 30)
+#define BRK_MAX_LOCAL 32u
+#else
+#define BRK_VA_BASE TR_VA_BASE
+#define BRK_VA_WINDOW TR_VA_WINDOW
+#define BRK_MAX_LOCAL BRK_MAX_MACHINES
+#endif
+#define BRK_MAX_LANES_PER_CLIENT 1024
+#define BRK_MAX_CLIENTS 4096
+
+/* Request side: stop draining a lane when its stream has this much queued
+   for the agent, resume below the low-water mark. */
+#define BRK_LANE_QUEUE_MAX (4u << 20)
+#define BRK_LANE_QUEUE_LOW (1u << 20)
+/* WANT_REPLY requests in flight on one lane stream before draining stops. */
+#define BRK_LANE_OUTSTANDING_MAX 4096u
+/* Locally generated replies waiting for room in a reply ring. */
+#define BRK_LANE_LOCAL_MAX 4096u
+/* Response bytes one lane stream may hold back before the connection is
+   paused. */
+#define BRK_LANE_PEND_MAX (256u << 10)
+/* A client that keeps a connection paused this long is dropped. */
+#define BRK_STALL_MS 30000u
+/* Records handled per lane before yielding to the rest of the loop. */
+#define BRK_DRAIN_BUDGET 256
+
+struct brk_config {
+  const char *socket_path;
+  const char *control_path;
+  const char *agent_path; /* resolved; NULL if no LOCAL machine */
+  const char *backend;    /* emu, cuda or auto */
+  const char *emu_mem;    /* passed through, or NULL */
+  int nlocal;
+  int ready_fd; /* -1: none */
+  uint32_t ping_idle_ms, ping_timeout_ms;
+  uint32_t hello_wait_ms;  /* how long HELLO waits for starting machines */
+  uint32_t start_timeout_ms; /* agent start + connect + hello */
+};
+
+enum brk_mstate {
+  BRK_M_STARTING,
+  BRK_M_READY,
+  BRK_M_LOST,
+  BRK_M_FAILED,
+  BRK_M_STOPPED,
+};
+
+struct brk;
+
+struct brk_machine {
+  struct brk *b;
+  unsigned index;
+  char name[32];
+  const char *provider; /* "local" */
+  enum brk_mstate state;
+  char address[64]; /* host:port once known */
+  char secret[65];  /* hex */
+  struct tr_devinfo dev; /* as the agent described it (window fields 0) */
+  struct brk_h2 *h2;
+  uint64_t gen; /* bumped on every new connection */
+  /* LOCAL provider */
+  pid_t pid;
+  int pidfd;
+  struct brk_op *pid_op;
+  int rdy_fd;
+  struct brk_op *rdy_op;
+  char rdy_buf[256];
+  size_t rdy_len;
+  int sock; /* connecting */
+  struct brk_op *conn_op;
+  struct brk_op *timer; /* start deadline and progress, or restart backoff */
+  uint64_t start_ms, ready_since_ms;
+  uint32_t backoff_ms;
+  int restart_due;
+  int first_done; /* the first start finished (ready or failed) */
+  int permanent;  /* failed in a way a restart cannot fix */
+  unsigned restarts;
+  struct brk_h2_stream *hello;
+  struct brk_bq hello_body;
+  int hello_status;
+  char why[256];
+};
+
+struct brk {
+  struct brk_loop *loop;
+  struct brk_config cfg;
+  uid_t uid;
+  struct brk_machine *machines[BRK_MAX_MACHINES];
+  unsigned nmachines;
+  struct brk_client *clients;
+  unsigned nclients;
+  int listen_fd, ctl_fd;
+  struct brk_op *accept_op, *ctl_accept_op;
+  struct brk_ctl_conn *ctls;
+  uint32_t next_lane_id;
+  int listening;
+  int ready_sent;
+  int stopping;
+  unsigned nagents_running;
+};
+
+/* ---- clients and sessions (brk_client.c) ---------------------------------- */
+
+enum brk_ms_state { BRK_MS_NONE, BRK_MS_OPEN, BRK_MS_BROKEN };
+
+struct brk_lstream;
+
+struct brk_msess {
+  struct brk_client *c;
+  struct brk_machine *m;
+  enum brk_ms_state state;
+  struct brk_h2_stream *st;
+  uint64_t gen; /* machine connection it lives on */
+  struct brk_lstream *lstreams;
+};
+
+struct brk_lane;
+
+struct brk_client {
+  struct brk *b;
+  struct brk_client *next, *prev;
+  int fd;
+  pid_t pid;
+  uid_t uid;
+  uint64_t id;
+  char idhex[17];
+  int hello_done;
+  int hello_waiting; /* a HELLO reply waits for machines */
+  struct tr_hdr hello_req;
+  uint16_t hello_ver;
+  uint64_t hello_caps;
+  struct brk_op *hello_timer;
+  unsigned ndev;
+  uint8_t ord2m[BRK_MAX_MACHINES];
+  int16_t m2ord[BRK_MAX_MACHINES];
+  struct brk_msess ms[BRK_MAX_MACHINES];
+  struct brk_lane *lanes;
+  unsigned nlanes;
+  struct brk_op *recv_op;
+  int dead;
+  struct brk_task teardown;
+  /* statistics (control socket) */
+  uint64_t round_trips, records_to_agent, bytes_to_agent, bytes_from_agent;
+};
+
+/* Accept clients on b->listen_fd (already listening). */
+int brk_clients_start(struct brk *b);
+/* Close every client (shutdown). */
+void brk_clients_stop(struct brk *b);
+/* Drop a client: one log line naming its pid and why; the teardown runs
+   from a task, so this is safe from any callback. */
+void brk_client_drop(struct brk_client *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Once a second: drop clients that have kept a connection paused for
+   BRK_STALL_MS (their reply ring stays full). */
+void brk_clients_tick(struct brk *b);
+/* A machine changed state (ready, failed, lost): answer waiting HELLOs. */
+void brk_clients_machines_changed(struct brk *b);
+/* A machine was lost: every session on it is broken. */
+void brk_clients_machine_lost(struct brk *b, struct brk_machine *m);
+/* The client's session on machine m, opened if needed; NULL if it cannot
+   be used (broken, machine not ready): answer TR_ST_MACHINE_LOST. */
+struct brk_msess *brk_msess_get(struct brk_client *c, unsigned m);
+/* Mark a session broken: its lane streams answer every outstanding
+   request with TR_ST_MACHINE_LOST and close. */
+void brk_msess_broken(struct brk_msess *ms, const char *why);
+
+/* ---- lanes (brk_lane.c) --------------------------------------------------------- */
+
+struct brk_outreq {
+  uint64_t id;
+  uint16_t opcode;
+};
+
+struct brk_lane {
+  struct brk_client *c;
+  struct brk_lane *next, *prev; /* c->lanes */
+  uint32_t id;
+  struct tr_lane l;
+  struct brk_op *efd_op;
+  struct brk_lstream *ls[BRK_MAX_MACHINES];
+  struct brk_lstream *blocked_on; /* request draining waits for it */
+  struct brk_task drain_task;
+  struct tr_hdr *local; /* locally generated replies not yet in the ring */
+  unsigned nlocal, local_head, local_cap;
+  int closing; /* LANE_CLOSE: drain what is left, then close */
+  int reply_waiting; /* waiting for the shim to release reply space */
+};
+
+struct brk_lstream {
+  struct brk_lane *lane; /* NULL once the lane is gone (orphan) */
+  struct brk_msess *ms;
+  struct brk_lstream *next, *prev; /* ms->lstreams */
+  struct brk_h2_stream *st;
+  uint16_t ordinal;
+  struct brk_outreq *out; /* ring buffer of outstanding WANT_REPLY */
+  unsigned out_head, out_n, out_cap;
+  struct tr_decoder dec;
+  int have_rec; /* a decoded reply waits for ring space */
+  struct tr_hdr rec_h;
+  const uint8_t *rec_p;
+  int rec_in_area; /* its payload is already in the download area */
+  struct tr_shmref rec_ref;
+  uint8_t *pend; /* response bytes not yet given to the decoder */
+  size_t pend_len, pend_cap;
+  int blocked; /* the connection is paused on our account */
+  uint64_t blocked_since_ms;
+  int ended; /* we ended the request body */
+};
+
+/* Create a lane (LANE_OPEN).  On success *memfd is the caller's to send
+   and close. */
+int brk_lane_new(struct brk_client *c, struct brk_lane **out, int *memfd);
+/* LANE_CLOSE: finish the records already in the ring, end the streams,
+   unmap. */
+void brk_lane_close(struct brk_lane *ln);
+/* The client is gone: end or reset the lane's streams, unmap, free. */
+void brk_lane_destroy(struct brk_lane *ln);
+/* The lane stream's session broke: answer outstanding requests with
+   TR_ST_MACHINE_LOST, close the stream, free it. */
+void brk_lstream_fail(struct brk_lstream *ls);
+/* End an lstream that lost its lane or client (discarding replies). */
+void brk_lstream_orphan(struct brk_lstream *ls, int reset);
+
+/* ---- machines (brk_machine.c) ---------------------------------------------------- */
+
+int brk_machines_init(struct brk *b);
+/* Start every LOCAL machine. */
+void brk_machines_start(struct brk *b);
+/* Nonzero while some machine is in its start sequence. */
+int brk_machines_starting(const struct brk *b);
+/* Stop everything: SIGTERM the agents; returns the number still running. */
+unsigned brk_machines_stop(struct brk *b);
+/* SIGKILL and reap agents still running; free the machines. */
+void brk_machines_free(struct brk *b);
+const char *brk_mstate_name(enum brk_mstate s);
+
+/* ---- control socket (brk_ctl.c) --------------------------------------------------- */
+
+int brk_ctl_start(struct brk *b);
+void brk_ctl_stop(struct brk *b);
+/* The stats document, one line of JSON without the newline (appended to
+   sb).  Exposed for tests. */
+void brk_ctl_stats_json(struct brk *b, struct brk_sb *sb);
+
+/* ---- main (brk_main.c) -------------------------------------------------------------- */
+
+/* Write "ready" to --ready-fd once sockets listen and every LOCAL machine
+   finished its first start. */
+void brk_check_ready(struct brk *b);
+
+#endif /* BRK_H */

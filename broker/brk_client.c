@@ -1,0 +1,654 @@
+/*
+ * brk_client.c: clients on the Unix socket (PROTOCOL.md §2) and their
+ * sessions on machines.
+ *
+ * A client is one SOCK_SEQPACKET connection; each packet is one record of
+ * at most 64 KiB.  Only three opcodes travel on the socket: HELLO (once,
+ * first), LANE_OPEN and LANE_CLOSE; everything else goes through lanes.
+ * The socket admits only processes of the broker's own uid (SO_PEERCRED).
+ *
+ * HELLO is answered with the devices: the machines that are ready, in
+ * registry order, as CUDA ordinals 0..n-1.  If some machine is still
+ * starting, the answer waits until none is (at most hello_wait_ms), so a
+ * program started right after the broker sees every device.
+ *
+ * A client's session on a machine (struct brk_msess) is the /v1/session
+ * stream; it is opened when a lane first sends a record to that machine
+ * and ended when the client goes.  If the machine is lost, the session is
+ * broken for good: its lanes answer what is outstanding and everything
+ * later with TR_ST_MACHINE_LOST (the device memory is gone with it).
+ *
+ * Dropping a client (protocol violation, hang-up) is deferred to a task:
+ * brk_client_drop() only marks it dead, so it can be called from deep
+ * inside a lane or HTTP/2 callback.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "brk.h"
+#include "brk_log.h"
+
+#define PACKET_MAX (64u << 10)
+#define BROKER_CAPS (TR_CAP_EXEC | TR_CAP_MODULE_CACHE)
+
+static void arm_recv(struct brk_client *c);
+
+/* ---- teardown --------------------------------------------------------------- */
+
+static void teardown(struct brk_task *t, void *arg)
+{
+  struct brk_client *c = arg;
+  struct brk *b = c->b;
+
+  brk_op_cancel(c->recv_op);
+  brk_op_cancel(c->hello_timer);
+  c->recv_op = c->hello_timer = NULL;
+  if (c->fd >= 0)
+    close(c->fd);
+  c->fd = -1;
+  while (c->lanes)
+    brk_lane_destroy(c->lanes);
+  for (unsigned m = 0; m < BRK_MAX_MACHINES; m++) {
+    struct brk_msess *ms = &c->ms[m];
+
+    while (ms->lstreams)
+      brk_lstream_orphan(ms->lstreams, 1);
+    if (ms->st) {
+      /* END_STREAM on /v1/session: the agent frees the session. */
+      brk_h2_stream_end(ms->st);
+      brk_h2_stream_detach(ms->st);
+      ms->st = NULL;
+    }
+  }
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    b->clients = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  b->nclients--;
+  free(c);
+}
+
+static void client_kill(struct brk_client *c)
+{
+  if (c->dead)
+    return;
+  c->dead = 1;
+  /* Stop reading now; the rest happens in the task. */
+  brk_op_cancel(c->recv_op);
+  c->recv_op = NULL;
+  brk_loop_defer(c->b->loop, &c->teardown);
+}
+
+void brk_client_drop(struct brk_client *c, const char *fmt, ...)
+{
+  char why[256];
+  va_list ap;
+
+  if (c->dead)
+    return;
+  va_start(ap, fmt);
+  vsnprintf(why, sizeof(why), fmt, ap);
+  va_end(ap);
+  brk_warn("dropping client pid %d (uid %u, session %s): %s", (int)c->pid,
+           (unsigned)c->uid, c->idhex, why);
+  client_kill(c);
+}
+
+/* ---- sending ------------------------------------------------------------------ */
+
+/*
+ * One packet: header + up to two payload pieces, optionally with fds.
+ * The socket is non-blocking; a client that lets its receive queue fill up
+ * is not reading our answers and is dropped.
+ */
+static int send_packet(struct brk_client *c, const struct tr_hdr *h,
+                       const void *p1, size_t l1, const void *p2, size_t l2,
+                       const int *fds, int nfds)
+{
+  uint8_t hdr[TR_HDR_SIZE];
+  struct iovec iov[3] = {{hdr, TR_HDR_SIZE}, {(void *)p1, l1}, {(void *)p2, l2}};
+  union {
+    struct cmsghdr hdr;
+    char space[CMSG_SPACE(sizeof(int) * 3)];
+  } u;
+  struct msghdr msg = {0};
+  ssize_t n;
+
+  tr_hdr_pack(h, hdr);
+  msg.msg_iov = iov;
+  msg.msg_iovlen = 3;
+  if (nfds) {
+    struct cmsghdr *cm;
+
+    memset(&u, 0, sizeof(u));
+    msg.msg_control = u.space;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
+    cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
+    memcpy(CMSG_DATA(cm), fds, sizeof(int) * (size_t)nfds);
+  }
+  do {
+    n = sendmsg(c->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    if (errno == EAGAIN)
+      brk_client_drop(c, "it does not read the broker's answers");
+    else if (errno != EPIPE && errno != ECONNRESET)
+      brk_client_drop(c, "send failed: %s", strerror(errno));
+    else
+      client_kill(c);
+    return -1;
+  }
+  return 0;
+}
+
+static void reply_status(struct brk_client *c, const struct tr_hdr *req,
+                         uint32_t status, const void *p, size_t len)
+{
+  struct tr_hdr h;
+
+  tr_hdr_init(&h, req->opcode, TR_F_REPLY, req->request_id, (uint32_t)len);
+  h.status = status;
+  (void)send_packet(c, &h, p, len, NULL, 0, NULL, 0);
+}
+
+/* ---- HELLO --------------------------------------------------------------------- */
+
+static void hello_answer(struct brk_client *c)
+{
+  struct brk *b = c->b;
+  struct tr_hello h = {c->hello_ver, c->hello_ver, TR_ROLE_BROKER,
+                       c->hello_caps, (uint32_t)getpid(), 0};
+  uint8_t *extra;
+  size_t room = PACKET_MAX - TR_HDR_SIZE - TR_HELLO_SIZE, len = 8;
+  uint8_t hb[TR_HELLO_SIZE];
+  struct tr_hdr rh;
+  unsigned ndev = 0;
+
+  brk_op_cancel(c->hello_timer);
+  c->hello_timer = NULL;
+  c->hello_waiting = 0;
+  extra = malloc(room);
+  if (!extra) {
+    brk_client_drop(c, "out of memory answering HELLO");
+    return;
+  }
+  for (unsigned m = 0; m < BRK_MAX_MACHINES; m++)
+    c->m2ord[m] = -1;
+  for (unsigned i = 0; i < b->nmachines; i++) {
+    struct brk_machine *m = b->machines[i];
+    struct tr_devinfo d;
+
+    if (m->state != BRK_M_READY)
+      continue;
+    d = m->dev;
+    d.va_base = BRK_VA_BASE + (uint64_t)m->index * BRK_VA_WINDOW;
+    d.va_size = BRK_VA_WINDOW;
+    d.machine_index = m->index;
+    if (len + tr_devinfo_size(&d) > room) {
+      brk_warn("client pid %d: HELLO reply full after %u devices", (int)c->pid,
+               ndev);
+      break;
+    }
+    tr_devinfo_pack(&d, extra + len);
+    len += tr_devinfo_size(&d);
+    c->ord2m[ndev] = (uint8_t)m->index;
+    c->m2ord[m->index] = (int16_t)ndev;
+    ndev++;
+  }
+  tr_put_u32(extra, ndev);
+  tr_put_u32(extra + 4, 0);
+  c->ndev = ndev;
+  h.extra_len = (uint32_t)len;
+  tr_hello_pack(&h, hb);
+  tr_hdr_init(&rh, TR_OP_HELLO, TR_F_REPLY, c->hello_req.request_id,
+              (uint32_t)(TR_HELLO_SIZE + len));
+  if (send_packet(c, &rh, hb, TR_HELLO_SIZE, extra, len, NULL, 0) == 0) {
+    c->hello_done = 1;
+    brk_info("client pid %d (uid %u) connected: session %s, %u device(s)",
+             (int)c->pid, (unsigned)c->uid, c->idhex, ndev);
+  }
+  free(extra);
+}
+
+static void on_hello_timeout(struct brk_op *op, int res, void *arg)
+{
+  struct brk_client *c = arg;
+
+  c->hello_timer = NULL;
+  if (c->hello_waiting && !c->dead) {
+    brk_warn("client pid %d: machines still starting after %u ms; answering "
+             "HELLO with the ready ones", (int)c->pid, c->b->cfg.hello_wait_ms);
+    hello_answer(c);
+  }
+}
+
+static void on_hello(struct brk_client *c, const struct tr_hdr *h,
+                     const uint8_t *p)
+{
+  struct tr_hello mine = {TR_PROTO_VERSION_MIN, TR_PROTO_VERSION_MAX,
+                          TR_ROLE_BROKER, BROKER_CAPS, 0, 0};
+  struct tr_hello theirs;
+  int ver;
+
+  if (c->hello_done || c->hello_waiting) {
+    brk_client_drop(c, "second HELLO");
+    return;
+  }
+  if (tr_hello_unpack(p, h->payload_len, &theirs) < 0) {
+    brk_client_drop(c, "malformed HELLO");
+    return;
+  }
+  if (theirs.pid && theirs.pid != (uint32_t)c->pid)
+    brk_dbg("client pid %d says it is pid %u", (int)c->pid, theirs.pid);
+  ver = tr_hello_choose(&mine, &theirs);
+  if (ver < 0) {
+    char msg[128];
+    int n = snprintf(msg, sizeof(msg),
+                     "no common protocol version: broker speaks %u..%u, "
+                     "client %u..%u", TR_PROTO_VERSION_MIN, TR_PROTO_VERSION_MAX,
+                     theirs.min_version, theirs.max_version);
+
+    brk_warn("client pid %d: %s", (int)c->pid, msg);
+    reply_status(c, h, TR_ST_VERSION, msg, (size_t)n);
+    client_kill(c);
+    return;
+  }
+  c->hello_req = *h;
+  c->hello_ver = (uint16_t)ver;
+  c->hello_caps = theirs.caps & BROKER_CAPS;
+  if (brk_machines_starting(c->b)) {
+    c->hello_waiting = 1;
+    c->hello_timer = brk_loop_timeout(c->b->loop, c->b->cfg.hello_wait_ms,
+                                      on_hello_timeout, c);
+    brk_dbg("client pid %d: HELLO waits for machines to start", (int)c->pid);
+    if (c->hello_timer)
+      return;
+  }
+  hello_answer(c);
+}
+
+void brk_clients_machines_changed(struct brk *b)
+{
+  struct brk_client *c;
+
+  if (brk_machines_starting(b))
+    return;
+  for (c = b->clients; c; c = c->next)
+    if (c->hello_waiting && !c->dead)
+      hello_answer(c);
+}
+
+/* ---- lanes ------------------------------------------------------------------------ */
+
+static void on_lane_open(struct brk_client *c, const struct tr_hdr *h)
+{
+  struct brk_lane *ln;
+  uint8_t info[16];
+  struct tr_hdr rh;
+  int memfd = -1, rc, fds[3];
+
+  if (c->nlanes >= BRK_MAX_LANES_PER_CLIENT) {
+    brk_warn("client pid %d: refusing lane %u: at most %u lanes per client",
+             (int)c->pid, c->nlanes + 1, BRK_MAX_LANES_PER_CLIENT);
+    reply_status(c, h, 2 /* cudaErrorMemoryAllocation */, NULL, 0);
+    return;
+  }
+  rc = brk_lane_new(c, &ln, &memfd);
+  if (rc < 0) {
+    brk_err("client pid %d: cannot create a lane: %s", (int)c->pid,
+            strerror(-rc));
+    reply_status(c, h, 2 /* cudaErrorMemoryAllocation */, NULL, 0);
+    return;
+  }
+  tr_put_u32(info, ln->id);
+  tr_put_u32(info + 4, 0);
+  tr_put_u64(info + 8, ln->l.size);
+  tr_hdr_init(&rh, TR_OP_LANE_OPEN, TR_F_REPLY, h->request_id, sizeof(info));
+  fds[0] = memfd;
+  fds[1] = ln->l.req_efd;
+  fds[2] = ln->l.rep_efd;
+  rc = send_packet(c, &rh, info, sizeof(info), NULL, 0, fds, 3);
+  /* The shim has its own copy now; we keep the mapping and the eventfds. */
+  close(memfd);
+  if (rc == 0)
+    brk_dbg("client pid %d: lane %u open", (int)c->pid, ln->id);
+}
+
+static void on_lane_close(struct brk_client *c, const struct tr_hdr *h,
+                          const uint8_t *p)
+{
+  struct brk_lane *ln;
+  uint32_t id;
+
+  if (h->payload_len < 4) {
+    brk_client_drop(c, "LANE_CLOSE without a lane id");
+    return;
+  }
+  id = tr_get_u32(p);
+  for (ln = c->lanes; ln; ln = ln->next)
+    if (ln->id == id && !ln->closing)
+      break;
+  if (!ln) {
+    brk_client_drop(c, "LANE_CLOSE of lane %u, which it does not have", id);
+    return;
+  }
+  /* No reply: the closing thread does not wait for one (see
+     tools/common/client.c). */
+  brk_lane_close(ln);
+}
+
+/* ---- receiving ------------------------------------------------------------------------ */
+
+static void on_packet(struct brk_client *c, const uint8_t *buf, size_t len)
+{
+  struct tr_hdr h;
+  const char *why = NULL;
+
+  if (len < TR_HDR_SIZE) {
+    brk_client_drop(c, "short packet (%zu bytes)", len);
+    return;
+  }
+  tr_hdr_unpack(buf, &h);
+  if (tr_hdr_check(&h, PACKET_MAX - TR_HDR_SIZE, 0, &why) < 0) {
+    brk_client_drop(c, "bad record on the socket: %s", why);
+    return;
+  }
+  if (h.payload_len != len - TR_HDR_SIZE) {
+    brk_client_drop(c, "record length %u does not match its packet (%zu)",
+                    h.payload_len, len);
+    return;
+  }
+  if (h.flags & (TR_F_REPLY | TR_F_MORE | TR_F_SHMREF)) {
+    brk_client_drop(c, "unexpected flags 0x%x on the socket", h.flags);
+    return;
+  }
+  if (h.opcode != TR_OP_HELLO && !c->hello_done) {
+    brk_client_drop(c, "%s before HELLO", tr_op_name(h.opcode));
+    return;
+  }
+  switch (h.opcode) {
+  case TR_OP_HELLO:
+    on_hello(c, &h, buf + TR_HDR_SIZE);
+    break;
+  case TR_OP_LANE_OPEN:
+    on_lane_open(c, &h);
+    break;
+  case TR_OP_LANE_CLOSE:
+    on_lane_close(c, &h, buf + TR_HDR_SIZE);
+    break;
+  default:
+    /* A real record on the wrong channel: say so, keep the client. */
+    reply_status(c, &h, TR_ST_BAD_OPCODE, NULL, 0);
+    break;
+  }
+}
+
+static void on_recv(struct brk_op *op, int res, void *arg)
+{
+  struct brk_client *c = arg;
+
+  c->recv_op = NULL;
+  if (c->dead)
+    return;
+  if (res == 0) {
+    brk_info("client pid %d disconnected (session %s)", (int)c->pid, c->idhex);
+    client_kill(c);
+    return;
+  }
+  if (res < 0) {
+    if (res == -ECONNRESET)
+      brk_info("client pid %d disconnected (session %s)", (int)c->pid,
+               c->idhex);
+    else
+      brk_warn("client pid %d: receive failed: %s", (int)c->pid,
+               strerror(-res));
+    client_kill(c);
+    return;
+  }
+  if ((size_t)res > PACKET_MAX) {
+    brk_client_drop(c, "packet larger than %u bytes", PACKET_MAX);
+    return;
+  }
+  /* Arm the next receive before handling: handling may drop the client,
+     which cancels it again. */
+  arm_recv(c);
+  on_packet(c, brk_op_buf(op), (size_t)res);
+}
+
+static void arm_recv(struct brk_client *c)
+{
+  if (c->dead || c->recv_op)
+    return;
+  /* One byte more than a packet may be, so an oversized one shows. */
+  c->recv_op = brk_loop_recvmsg(c->b->loop, c->fd, PACKET_MAX + 1, 0, 0,
+                                on_recv, c);
+  if (!c->recv_op)
+    brk_client_drop(c, "cannot submit a receive");
+}
+
+/* ---- accepting ------------------------------------------------------------------------ */
+
+static void on_accept(struct brk_op *op, int res, void *arg);
+
+static void arm_accept(struct brk *b)
+{
+  if (b->stopping || b->accept_op)
+    return;
+  b->accept_op = brk_loop_accept(b->loop, b->listen_fd, on_accept, b);
+  if (!b->accept_op)
+    brk_err("cannot accept clients: %s", strerror(errno));
+}
+
+static void on_accept(struct brk_op *op, int res, void *arg)
+{
+  struct brk *b = arg;
+  struct brk_client *c;
+  struct ucred cred;
+  socklen_t len = sizeof(cred);
+  uint64_t id;
+
+  b->accept_op = NULL;
+  arm_accept(b);
+  if (res < 0) {
+    if (res != -EAGAIN && res != -EINTR && res != -ECONNABORTED)
+      brk_warn("accept failed: %s", strerror(-res));
+    return;
+  }
+  if (getsockopt(res, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+    brk_warn("rejecting a client: SO_PEERCRED: %s", strerror(errno));
+    close(res);
+    return;
+  }
+  if (cred.uid != b->uid) {
+    brk_warn("rejecting client pid %d: uid %u is not the broker's uid %u",
+             (int)cred.pid, (unsigned)cred.uid, (unsigned)b->uid);
+    close(res);
+    return;
+  }
+  if (b->nclients >= BRK_MAX_CLIENTS) {
+    brk_warn("rejecting client pid %d: %u clients already", (int)cred.pid,
+             b->nclients);
+    close(res);
+    return;
+  }
+  c = calloc(1, sizeof(*c));
+  if (!c || getrandom(&id, sizeof(id), 0) != (ssize_t)sizeof(id)) {
+    brk_err("rejecting client pid %d: out of resources", (int)cred.pid);
+    free(c);
+    close(res);
+    return;
+  }
+  c->b = b;
+  c->fd = res;
+  c->pid = cred.pid;
+  c->uid = cred.uid;
+  c->id = id;
+  snprintf(c->idhex, sizeof(c->idhex), "%016llx", (unsigned long long)id);
+  for (unsigned m = 0; m < BRK_MAX_MACHINES; m++) {
+    c->ms[m].c = c;
+    c->ms[m].m = m < b->nmachines ? b->machines[m] : NULL;
+    c->m2ord[m] = -1;
+  }
+  brk_task_init(&c->teardown, teardown, c);
+  c->next = b->clients;
+  if (b->clients)
+    b->clients->prev = c;
+  b->clients = c;
+  b->nclients++;
+  brk_dbg("client pid %d accepted", (int)c->pid);
+  arm_recv(c);
+}
+
+int brk_clients_start(struct brk *b)
+{
+  arm_accept(b);
+  return b->accept_op ? 0 : -ENOMEM;
+}
+
+void brk_clients_stop(struct brk *b)
+{
+  struct brk_client *c, *next;
+
+  brk_op_cancel(b->accept_op);
+  b->accept_op = NULL;
+  for (c = b->clients; c; c = next) {
+    next = c->next;
+    brk_task_cancel(b->loop, &c->teardown);
+    c->dead = 1;
+    teardown(&c->teardown, c);
+  }
+}
+
+/* ---- sessions ------------------------------------------------------------------------- */
+
+static void ms_on_response(struct brk_h2_stream *st, void *user, int status)
+{
+  struct brk_msess *ms = user;
+  char why[64];
+
+  if (status == 200)
+    return;
+  snprintf(why, sizeof(why), "the agent refused the session (HTTP %d)", status);
+  brk_warn("%s: client pid %d: %s", ms->m->name, (int)ms->c->pid, why);
+  brk_msess_broken(ms, why);
+}
+
+static int ms_on_data(struct brk_h2_stream *st, void *user, const uint8_t *d,
+                      size_t len)
+{
+  brk_h2_stream_consume(st, len); /* nothing is expected; ignore it */
+  return 0;
+}
+
+static void ms_on_end(struct brk_h2_stream *st, void *user)
+{
+  brk_msess_broken(user, "the agent ended the session");
+}
+
+static void ms_on_close(struct brk_h2_stream *st, void *user, uint32_t code)
+{
+  struct brk_msess *ms = user;
+
+  ms->st = NULL;
+  brk_msess_broken(ms, code == BRK_H2_ERR_LOST ? "connection to the machine lost"
+                                               : "session stream closed");
+}
+
+static const struct brk_h2_stream_cbs ms_cbs = {
+    .on_response = ms_on_response,
+    .on_data = ms_on_data,
+    .on_end = ms_on_end,
+    .on_close = ms_on_close,
+};
+
+struct brk_msess *brk_msess_get(struct brk_client *c, unsigned m)
+{
+  struct brk_msess *ms = &c->ms[m];
+  struct brk_machine *mach = ms->m;
+  struct brk_h2_hdr hdrs[2];
+  char va[48];
+
+  if (ms->state == BRK_MS_BROKEN || !mach)
+    return NULL;
+  if (mach->state != BRK_M_READY || !mach->h2 || brk_h2_dead(mach->h2))
+    return NULL;
+  if (ms->state == BRK_MS_OPEN)
+    return ms->gen == mach->gen ? ms : NULL;
+  snprintf(va, sizeof(va), "%llx+%llx",
+           (unsigned long long)(BRK_VA_BASE + (uint64_t)m * BRK_VA_WINDOW),
+           (unsigned long long)BRK_VA_WINDOW);
+  hdrs[0] = (struct brk_h2_hdr){"tremote-session", c->idhex};
+  hdrs[1] = (struct brk_h2_hdr){"tremote-va", va};
+  ms->st = brk_h2_post(mach->h2, "/v1/session", hdrs, 2, &ms_cbs, ms);
+  if (!ms->st)
+    return NULL;
+  ms->state = BRK_MS_OPEN;
+  ms->gen = mach->gen;
+  brk_dbg("client pid %d: session %s opened on %s", (int)c->pid, c->idhex,
+          mach->name);
+  return ms;
+}
+
+void brk_msess_broken(struct brk_msess *ms, const char *why)
+{
+  struct brk_h2_stream *st;
+
+  if (ms->state != BRK_MS_OPEN)
+    return;
+  ms->state = BRK_MS_BROKEN;
+  if (!ms->c->dead)
+    brk_warn("client pid %d: session on %s broken: %s", (int)ms->c->pid,
+             ms->m->name, why);
+  while (ms->lstreams)
+    brk_lstream_fail(ms->lstreams);
+  st = ms->st;
+  ms->st = NULL;
+  if (st) {
+    brk_h2_stream_reset(st);
+    brk_h2_stream_detach(st);
+  }
+}
+
+void brk_clients_machine_lost(struct brk *b, struct brk_machine *m)
+{
+  struct brk_client *c;
+
+  for (c = b->clients; c; c = c->next)
+    brk_msess_broken(&c->ms[m->index], "machine lost");
+}
+
+void brk_clients_tick(struct brk *b)
+{
+  uint64_t now = brk_now_ms();
+  struct brk_client *c;
+  struct brk_lane *ln;
+
+  for (c = b->clients; c; c = c->next) {
+    if (c->dead)
+      continue;
+    for (ln = c->lanes; ln && !c->dead; ln = ln->next) {
+      for (unsigned m = 0; m < BRK_MAX_MACHINES; m++) {
+        struct brk_lstream *ls = ln->ls[m];
+
+        if (ls && ls->blocked && now - ls->blocked_since_ms >= BRK_STALL_MS) {
+          /* Its full reply ring holds up every client of that machine. */
+          brk_client_drop(c, "lane %u has not taken its replies for %u s",
+                          ln->id, BRK_STALL_MS / 1000);
+          break;
+        }
+      }
+    }
+  }
+}

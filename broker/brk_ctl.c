@@ -1,0 +1,318 @@
+/*
+ * brk_ctl.c: the control socket.
+ *
+ * A SOCK_STREAM Unix socket next to the client socket.  A tool connects,
+ * writes one line of JSON, reads one line of JSON back, and the broker
+ * closes the connection:
+ *
+ *   -> {"version":1,"op":"stats"}
+ *   <- {"version":1,"sessions":[...],"machines":[...]}
+ *
+ * Errors come back as {"version":1,"error":"..."}.  The request must
+ * arrive within CTL_TIMEOUT_MS and fit in CTL_MAX bytes.  Only the
+ * broker's uid (and root) may connect.  The document is written by hand
+ * here; every string goes through brk_sb_json_str().
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "brk.h"
+#include "brk_log.h"
+
+#define CTL_MAX 4096u
+#define CTL_TIMEOUT_MS 5000u
+#define CTL_VERSION 1
+
+struct brk_ctl_conn {
+  struct brk *b;
+  struct brk_ctl_conn *next, *prev;
+  int fd;
+  char buf[CTL_MAX + 1];
+  size_t len;
+  struct brk_sb out;
+  size_t out_off;
+  struct brk_op *op, *timer;
+};
+
+static void ctl_arm_accept(struct brk *b);
+
+static void conn_free(struct brk_ctl_conn *k)
+{
+  struct brk *b = k->b;
+
+  brk_op_cancel(k->op);
+  brk_op_cancel(k->timer);
+  if (k->fd >= 0)
+    close(k->fd);
+  brk_sb_release(&k->out);
+  if (k->prev)
+    k->prev->next = k->next;
+  else
+    b->ctls = k->next;
+  if (k->next)
+    k->next->prev = k->prev;
+  free(k);
+}
+
+void brk_ctl_stats_json(struct brk *b, struct brk_sb *sb)
+{
+  struct brk_client *c;
+  int first = 1;
+
+  brk_sb_printf(sb, "{\"version\":%d,\"sessions\":[", CTL_VERSION);
+  for (c = b->clients; c; c = c->next) {
+    uint64_t queued = 0;
+
+    if (c->dead)
+      continue;
+    for (unsigned m = 0; m < BRK_MAX_MACHINES; m++)
+      for (struct brk_lstream *ls = c->ms[m].lstreams; ls; ls = ls->next)
+        if (ls->st)
+          queued += brk_h2_stream_queued(ls->st);
+    if (!first)
+      brk_sb_putc(sb, ',');
+    first = 0;
+    brk_sb_puts(sb, "{\"id\":");
+    brk_sb_json_str(sb, c->idhex);
+    brk_sb_printf(sb,
+                  ",\"pid\":%d,\"uid\":%u,\"devices\":%u,\"lanes\":%u,"
+                  "\"round_trips\":%llu,\"records_to_agent\":%llu,"
+                  "\"bytes_to_agent\":%llu,\"bytes_from_agent\":%llu,"
+                  "\"queued_to_agent\":%llu}",
+                  (int)c->pid, (unsigned)c->uid, c->ndev, c->nlanes,
+                  (unsigned long long)c->round_trips,
+                  (unsigned long long)c->records_to_agent,
+                  (unsigned long long)c->bytes_to_agent,
+                  (unsigned long long)c->bytes_from_agent,
+                  (unsigned long long)queued);
+  }
+  brk_sb_puts(sb, "],\"machines\":[");
+  for (unsigned i = 0; i < b->nmachines; i++) {
+    struct brk_machine *m = b->machines[i];
+
+    if (i)
+      brk_sb_putc(sb, ',');
+    brk_sb_printf(sb, "{\"index\":%u,\"name\":", m->index);
+    brk_sb_json_str(sb, m->name);
+    brk_sb_puts(sb, ",\"provider\":");
+    brk_sb_json_str(sb, m->provider);
+    brk_sb_puts(sb, ",\"state\":");
+    brk_sb_json_str(sb, brk_mstate_name(m->state));
+    brk_sb_puts(sb, ",\"address\":");
+    brk_sb_json_str(sb, m->address);
+    brk_sb_puts(sb, ",\"device\":");
+    brk_sb_json_str(sb, m->dev.name);
+    brk_sb_printf(sb, ",\"memory\":%llu,\"pid\":%d,\"restarts\":%u",
+                  (unsigned long long)m->dev.total_mem, (int)m->pid,
+                  m->restarts ? m->restarts - 1 : 0);
+    if (m->why[0] && m->state != BRK_M_READY) {
+      brk_sb_puts(sb, ",\"error\":");
+      brk_sb_json_str(sb, m->why);
+    }
+    brk_sb_putc(sb, '}');
+  }
+  brk_sb_puts(sb, "]}");
+}
+
+struct req {
+  char op[256];
+  char version[256];
+  int have_op, have_version, op_is_string;
+};
+
+static void req_member(const char *key, const char *value, int is_string,
+                       void *ctx)
+{
+  struct req *r = ctx;
+
+  if (strcmp(key, "op") == 0) {
+    snprintf(r->op, sizeof(r->op), "%s", value);
+    r->have_op = 1;
+    r->op_is_string = is_string;
+  } else if (strcmp(key, "version") == 0) {
+    snprintf(r->version, sizeof(r->version), "%s", value);
+    r->have_version = 1;
+  }
+}
+
+static void error_doc(struct brk_sb *sb, const char *msg)
+{
+  brk_sb_printf(sb, "{\"version\":%d,\"error\":", CTL_VERSION);
+  brk_sb_json_str(sb, msg);
+  brk_sb_putc(sb, '}');
+}
+
+/* Build the answer to one request line into sb (without the newline). */
+static void answer(struct brk *b, const char *line, size_t len,
+                   struct brk_sb *sb)
+{
+  struct req r = {0};
+  const char *why = NULL;
+  char msg[400];
+
+  if (brk_json_flat(line, len, req_member, &r, &why) < 0) {
+    snprintf(msg, sizeof(msg), "bad request: %s", why);
+    error_doc(sb, msg);
+    return;
+  }
+  if (r.have_version && strcmp(r.version, "1") != 0) {
+    snprintf(msg, sizeof(msg), "unsupported version %.32s (supported: 1)",
+             r.version);
+    error_doc(sb, msg);
+    return;
+  }
+  if (!r.have_op || !r.op_is_string) {
+    error_doc(sb, "missing op (valid: stats)");
+    return;
+  }
+  if (strcmp(r.op, "stats") == 0) {
+    brk_ctl_stats_json(b, sb);
+    return;
+  }
+  snprintf(msg, sizeof(msg), "unknown op '%.64s' (valid: stats)", r.op);
+  error_doc(sb, msg);
+}
+
+static void on_written(struct brk_op *op, int res, void *arg)
+{
+  struct brk_ctl_conn *k = arg;
+
+  k->op = NULL;
+  if (res <= 0) {
+    conn_free(k);
+    return;
+  }
+  k->out_off += (size_t)res;
+  if (k->out_off >= k->out.len) {
+    conn_free(k);
+    return;
+  }
+  k->op = brk_loop_write(k->b->loop, k->fd, k->out.s + k->out_off,
+                         k->out.len - k->out_off, on_written, k);
+  if (!k->op)
+    conn_free(k);
+}
+
+static void respond(struct brk_ctl_conn *k, size_t linelen)
+{
+  answer(k->b, k->buf, linelen, &k->out);
+  brk_sb_putc(&k->out, '\n');
+  if (k->out.oom) {
+    conn_free(k);
+    return;
+  }
+  k->op = brk_loop_write(k->b->loop, k->fd, k->out.s, k->out.len, on_written,
+                         k);
+  if (!k->op)
+    conn_free(k);
+}
+
+static void on_read(struct brk_op *op, int res, void *arg)
+{
+  struct brk_ctl_conn *k = arg;
+  char *nl;
+
+  k->op = NULL;
+  if (res < 0) {
+    conn_free(k);
+    return;
+  }
+  if (res == 0) {
+    /* EOF: a request without its newline is still a request. */
+    if (k->len)
+      respond(k, k->len);
+    else
+      conn_free(k);
+    return;
+  }
+  memcpy(k->buf + k->len, brk_op_buf(op), (size_t)res);
+  k->len += (size_t)res;
+  k->buf[k->len] = 0;
+  nl = memchr(k->buf, '\n', k->len);
+  if (nl) {
+    respond(k, (size_t)(nl - k->buf));
+    return;
+  }
+  if (k->len >= CTL_MAX) {
+    error_doc(&k->out, "request longer than 4096 bytes");
+    brk_sb_putc(&k->out, '\n');
+    k->op = brk_loop_write(k->b->loop, k->fd, k->out.s, k->out.len,
+                           on_written, k);
+    if (!k->op)
+      conn_free(k);
+    return;
+  }
+  k->op = brk_loop_read(k->b->loop, k->fd, CTL_MAX - k->len, on_read, k);
+  if (!k->op)
+    conn_free(k);
+}
+
+static void on_timeout(struct brk_op *op, int res, void *arg)
+{
+  struct brk_ctl_conn *k = arg;
+
+  k->timer = NULL;
+  brk_dbg("control connection timed out");
+  conn_free(k);
+}
+
+static void on_accept(struct brk_op *op, int res, void *arg)
+{
+  struct brk *b = arg;
+  struct brk_ctl_conn *k;
+  struct ucred cred;
+  socklen_t len = sizeof(cred);
+
+  b->ctl_accept_op = NULL;
+  ctl_arm_accept(b);
+  if (res < 0)
+    return;
+  if (getsockopt(res, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
+      (cred.uid != b->uid && cred.uid != 0)) {
+    brk_warn("control socket: rejecting pid %d (uid %u)", (int)cred.pid,
+             (unsigned)cred.uid);
+    close(res);
+    return;
+  }
+  k = calloc(1, sizeof(*k));
+  if (!k) {
+    close(res);
+    return;
+  }
+  k->b = b;
+  k->fd = res;
+  brk_sb_init(&k->out);
+  k->next = b->ctls;
+  if (b->ctls)
+    b->ctls->prev = k;
+  b->ctls = k;
+  k->op = brk_loop_read(b->loop, k->fd, CTL_MAX, on_read, k);
+  k->timer = brk_loop_timeout(b->loop, CTL_TIMEOUT_MS, on_timeout, k);
+  if (!k->op || !k->timer)
+    conn_free(k);
+}
+
+static void ctl_arm_accept(struct brk *b)
+{
+  if (b->stopping || b->ctl_accept_op)
+    return;
+  b->ctl_accept_op = brk_loop_accept(b->loop, b->ctl_fd, on_accept, b);
+}
+
+int brk_ctl_start(struct brk *b)
+{
+  ctl_arm_accept(b);
+  return b->ctl_accept_op ? 0 : -ENOMEM;
+}
+
+void brk_ctl_stop(struct brk *b)
+{
+  brk_op_cancel(b->ctl_accept_op);
+  b->ctl_accept_op = NULL;
+  while (b->ctls)
+    conn_free(b->ctls);
+}

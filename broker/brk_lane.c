@@ -1,0 +1,892 @@
+/*
+ * brk_lane.c: lanes, the shared-memory rings of one client thread, and
+ * their /v1/lane streams to the machines.
+ *
+ * Requests.  When the request doorbell rings, the lane is drained: each
+ * record is copied out of the ring exactly once (tr_ring_peek copies the
+ * header; the payload is copied into the stream's queue), routed by its
+ * device ordinal to a machine, rewritten for the wire (device 0, a
+ * TR_F_SHMREF reference replaced by the bytes it names) and appended to
+ * the body of the lane's stream to that machine.  Streams and the client's
+ * session on a machine are opened on first use.  Draining stops while the
+ * target stream has BRK_LANE_QUEUE_MAX bytes queued (or too many requests
+ * unanswered), so the broker holds a bounded amount per lane whatever the
+ * client sends; the client then waits for ring space, which is exactly
+ * the back-pressure it should feel.
+ *
+ * Replies.  Each stream's response body goes through a tr_decoder; each
+ * complete reply record is put in the reply ring (payload inline up to
+ * TR_LANE_INLINE_MAX/2) or in the download area with a reference record.
+ * If the ring or the area is full, the record and the rest of the DATA
+ * chunk are kept, the HTTP/2 connection is paused, and only the bytes
+ * delivered are returned to the flow-control window; the shim's doorbell
+ * (it rings req_efd when it frees space we wait for) resumes it.
+ *
+ * Every WANT_REPLY request forwarded is remembered until its final reply
+ * arrives, so that a broken session can answer each of them with
+ * TR_ST_MACHINE_LOST: no shim ever waits for a reply that cannot come.
+ *
+ * Trust: the segment is the client's to scribble on.  Everything read from
+ * it is read once into private memory before it is checked, and any
+ * violation drops the client (brk_client_drop, which is deferred, so the
+ * code below only has to stop touching the lane when c->dead is set).
+ */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "brk.h"
+#include "brk_log.h"
+
+#define INLINE_LIMIT (TR_LANE_INLINE_MAX / 2)
+#define DRAIN_BYTES (8u << 20) /* bytes per drain round before yielding */
+
+static void lane_drain(struct brk_lane *ln);
+static void lane_finish_close(struct brk_lane *ln);
+
+/* ---- reply ring production ------------------------------------------------ */
+
+/*
+ * Room in a ring or area we produce into (the reply ring, the download
+ * area).  When there is none, announce that we wait (space_waiting, see
+ * tr_ring_arm_space) and look again while the head keeps moving, so a
+ * release that raced with us is never missed: the shim checks the flag
+ * after releasing and rings req_efd.
+ */
+static uint8_t *rep_reserve(struct brk_lane *ln, uint32_t len)
+{
+  struct tr_ring *r = &ln->l.rep;
+  uint8_t *p;
+
+  for (;;) {
+    p = tr_ring_reserve(r, len);
+    if (p)
+      return p;
+    if (r->err) {
+      brk_client_drop(ln->c, "lane %u: reply ring: %s", ln->id, r->err);
+      return NULL;
+    }
+    if (tr_ring_arm_space(r))
+      break;
+  }
+  ln->reply_waiting = 1;
+  return NULL;
+}
+
+static uint8_t *down_reserve(struct brk_lane *ln, uint64_t len,
+                             struct tr_shmref *ref)
+{
+  struct tr_ring *a = &ln->l.down;
+  uint8_t *p;
+
+  for (;;) {
+    ref->area = TR_AREA_DOWN;
+    p = tr_area_reserve(a, len, ref);
+    if (p)
+      return p;
+    if (a->err) {
+      brk_client_drop(ln->c, "lane %u: download area: %s", ln->id, a->err);
+      return NULL;
+    }
+    if (tr_ring_arm_space(a))
+      break;
+  }
+  ln->reply_waiting = 1;
+  return NULL;
+}
+
+static void rep_publish(struct brk_lane *ln, uint32_t len)
+{
+  tr_ring_commit(&ln->l.rep, len);
+  (void)tr_ring_kick(&ln->l.rep, ln->l.rep_efd);
+}
+
+/* A payload-less reply made here (bad device, machine lost...). */
+static int put_local(struct brk_lane *ln, const struct tr_hdr *h)
+{
+  uint8_t *p = rep_reserve(ln, 0);
+
+  if (!p)
+    return 0;
+  tr_hdr_pack(h, p);
+  rep_publish(ln, 0);
+  return 1;
+}
+
+static void local_reply(struct brk_lane *ln, uint16_t opcode, uint64_t id,
+                        uint16_t device, uint32_t status)
+{
+  struct tr_hdr h;
+
+  tr_hdr_init(&h, opcode, TR_F_REPLY, id, 0);
+  h.device = device;
+  h.status = status;
+  if (ln->nlocal == 0 && put_local(ln, &h))
+    return;
+  if (ln->nlocal == ln->local_cap) {
+    unsigned cap = ln->local_cap ? ln->local_cap * 2 : 64;
+    struct tr_hdr *q = malloc(cap * sizeof(*q));
+
+    if (!q) {
+      brk_client_drop(ln->c, "out of memory for replies");
+      return;
+    }
+    for (unsigned i = 0; i < ln->nlocal; i++)
+      q[i] = ln->local[(ln->local_head + i) % ln->local_cap];
+    free(ln->local);
+    ln->local = q;
+    ln->local_cap = cap;
+    ln->local_head = 0;
+  }
+  ln->local[(ln->local_head + ln->nlocal) % ln->local_cap] = h;
+  ln->nlocal++;
+}
+
+static void flush_local(struct brk_lane *ln)
+{
+  while (ln->nlocal) {
+    if (!put_local(ln, &ln->local[ln->local_head]))
+      return;
+    ln->local_head = (ln->local_head + 1) % ln->local_cap;
+    ln->nlocal--;
+  }
+}
+
+/* ---- outstanding requests ----------------------------------------------------- */
+
+static int out_push(struct brk_lstream *ls, uint64_t id, uint16_t opcode)
+{
+  if (ls->out_n == ls->out_cap) {
+    unsigned cap = ls->out_cap ? ls->out_cap * 2 : 16;
+    struct brk_outreq *q = malloc(cap * sizeof(*q));
+
+    if (!q)
+      return -ENOMEM;
+    for (unsigned i = 0; i < ls->out_n; i++)
+      q[i] = ls->out[(ls->out_head + i) % ls->out_cap];
+    free(ls->out);
+    ls->out = q;
+    ls->out_cap = cap;
+    ls->out_head = 0;
+  }
+  ls->out[(ls->out_head + ls->out_n) % ls->out_cap] =
+      (struct brk_outreq){id, opcode};
+  ls->out_n++;
+  return 0;
+}
+
+/* Forget request id (its final reply arrived).  Replies come in order on
+   a lane, so it is almost always the oldest. */
+static void out_remove(struct brk_lstream *ls, uint64_t id)
+{
+  for (unsigned i = 0; i < ls->out_n; i++) {
+    unsigned k = (ls->out_head + i) % ls->out_cap;
+
+    if (ls->out[k].id != id)
+      continue;
+    /* Close the gap by moving the older entries up one. */
+    for (unsigned j = i; j > 0; j--) {
+      unsigned to = (ls->out_head + j) % ls->out_cap;
+      unsigned from = (ls->out_head + j - 1) % ls->out_cap;
+      ls->out[to] = ls->out[from];
+    }
+    ls->out_head = (ls->out_head + 1) % ls->out_cap;
+    ls->out_n--;
+    return;
+  }
+}
+
+/* ---- lane streams ---------------------------------------------------------------- */
+
+static void ls_free(struct brk_lstream *ls)
+{
+  struct brk_msess *ms = ls->ms;
+  struct brk_lane *ln = ls->lane;
+
+  if (ms) {
+    if (ls->prev)
+      ls->prev->next = ls->next;
+    else
+      ms->lstreams = ls->next;
+    if (ls->next)
+      ls->next->prev = ls->prev;
+  }
+  if (ln) {
+    ln->ls[ms->m->index] = NULL;
+    if (ln->blocked_on == ls) {
+      ln->blocked_on = NULL;
+      brk_loop_defer(ln->c->b->loop, &ln->drain_task);
+    }
+  }
+  tr_decoder_release(&ls->dec);
+  free(ls->pend);
+  free(ls->out);
+  free(ls);
+}
+
+/* Give back the flow-control credit of bytes we will never deliver, and
+   let the connection read again if we were holding it. */
+static void ls_unpause(struct brk_lstream *ls)
+{
+  if (ls->st && ls->pend_len)
+    brk_h2_stream_consume(ls->st, ls->pend_len);
+  ls->pend_len = 0;
+  ls->have_rec = 0;
+  if (ls->blocked) {
+    ls->blocked = 0;
+    if (ls->ms && ls->ms->m->h2)
+      brk_h2_resume(ls->ms->m->h2);
+  }
+}
+
+void brk_lstream_orphan(struct brk_lstream *ls, int reset)
+{
+  ls_unpause(ls);
+  if (ls->st) {
+    if (reset)
+      brk_h2_stream_reset(ls->st);
+    else
+      brk_h2_stream_end(ls->st);
+    brk_h2_stream_detach(ls->st);
+    ls->st = NULL;
+  }
+  ls_free(ls);
+}
+
+void brk_lstream_fail(struct brk_lstream *ls)
+{
+  struct brk_lane *ln = ls->lane;
+
+  if (ln && !ln->c->dead) {
+    for (unsigned i = 0; i < ls->out_n; i++) {
+      struct brk_outreq *o = &ls->out[(ls->out_head + i) % ls->out_cap];
+
+      local_reply(ln, o->opcode, o->id, ls->ordinal, TR_ST_MACHINE_LOST);
+    }
+    if (ls->out_n)
+      brk_dbg("client pid %d lane %u: answered %u outstanding request(s) "
+              "with MACHINE_LOST", (int)ln->c->pid, ln->id, ls->out_n);
+  }
+  ls->out_n = 0;
+  brk_lstream_orphan(ls, 1);
+}
+
+/*
+ * Put the decoded record ls->rec_* into the lane.  Returns 1 when placed,
+ * 0 when the ring or the area is full (try again after the doorbell), or
+ * -EPROTO when the agent sent something no reply may be.
+ */
+static int ls_place(struct brk_lstream *ls)
+{
+  struct brk_lane *ln = ls->lane;
+  struct tr_hdr h = ls->rec_h;
+  uint32_t len = h.payload_len;
+  uint8_t *p;
+
+  if (!(h.flags & TR_F_REPLY) || (h.flags & TR_F_SHMREF))
+    return -EPROTO;
+  h.device = ls->ordinal;
+  if (len <= INLINE_LIMIT) {
+    p = rep_reserve(ln, len);
+    if (!p)
+      return 0;
+    tr_hdr_pack(&h, p);
+    memcpy(p + TR_HDR_SIZE, ls->rec_p, len);
+    rep_publish(ln, len);
+  } else {
+    if (!ls->rec_in_area) {
+      p = down_reserve(ln, len, &ls->rec_ref);
+      if (!p)
+        return 0;
+      memcpy(p, ls->rec_p, len);
+      ls->rec_in_area = 1;
+    }
+    p = rep_reserve(ln, TR_SHMREF_SIZE);
+    if (!p)
+      return 0;
+    h.flags |= TR_F_SHMREF;
+    h.payload_len = TR_SHMREF_SIZE;
+    tr_hdr_pack(&h, p);
+    tr_shmref_pack(&ls->rec_ref, p + TR_HDR_SIZE);
+    rep_publish(ln, TR_SHMREF_SIZE);
+    ls->rec_in_area = 0;
+  }
+  if (!(h.flags & TR_F_MORE)) {
+    out_remove(ls, h.request_id);
+    if (ln->blocked_on == ls)
+      brk_loop_defer(ln->c->b->loop, &ln->drain_task);
+  }
+  return 1;
+}
+
+/*
+ * Decode and place as much of data[0..len) as fits.  *taken gets the
+ * bytes given to the decoder.  Returns 0 when all was taken and placed,
+ * 1 when blocked on reply space, or -EPROTO (ls->dec.why or a reply
+ * without REPLY).
+ */
+static int ls_feed(struct brk_lstream *ls, const uint8_t *data, size_t len,
+                   size_t *taken)
+{
+  struct tr_hdr h;
+  const uint8_t *p;
+  int complete, rc;
+  long n;
+
+  *taken = 0;
+  for (;;) {
+    if (ls->have_rec) {
+      rc = ls_place(ls);
+      if (rc < 0)
+        return rc;
+      if (rc == 0)
+        return 1;
+      ls->have_rec = 0;
+    }
+    if (*taken == len)
+      return 0;
+    n = tr_decoder_feed(&ls->dec, data + *taken, len - *taken, &complete, &h,
+                        &p);
+    if (n < 0)
+      return -EPROTO;
+    *taken += (size_t)n;
+    if (complete) {
+      ls->have_rec = 1;
+      ls->rec_h = h;
+      ls->rec_p = p;
+      ls->rec_in_area = 0;
+    }
+  }
+}
+
+static int ls_keep(struct brk_lstream *ls, const uint8_t *data, size_t len)
+{
+  if (ls->pend_len + len > ls->pend_cap) {
+    size_t cap = ls->pend_cap ? ls->pend_cap : 16384;
+    uint8_t *p;
+
+    while (cap < ls->pend_len + len)
+      cap *= 2;
+    p = realloc(ls->pend, cap);
+    if (!p)
+      return -ENOMEM;
+    ls->pend = p;
+    ls->pend_cap = cap;
+  }
+  memcpy(ls->pend + ls->pend_len, data, len);
+  ls->pend_len += len;
+  return 0;
+}
+
+static void ls_block(struct brk_lstream *ls)
+{
+  if (!ls->blocked) {
+    ls->blocked = 1;
+    ls->blocked_since_ms = brk_now_ms();
+  }
+}
+
+static void ls_bad_reply(struct brk_lstream *ls)
+{
+  struct brk_msess *ms = ls->ms;
+  char why[160];
+
+  snprintf(why, sizeof(why), "malformed reply stream from the agent: %s",
+           ls->dec.why ? ls->dec.why : "reply record without REPLY flag");
+  brk_warn("%s: %s", ms->m->name, why);
+  brk_msess_broken(ms, why);
+}
+
+static int ls_on_data(struct brk_h2_stream *st, void *user, const uint8_t *data,
+                      size_t len)
+{
+  struct brk_lstream *ls = user;
+  size_t taken;
+  int rc;
+
+  ls->ms->c->bytes_from_agent += len;
+  if (ls->blocked || ls->pend_len) {
+    /* Not expected (the connection is paused), but never lose bytes. */
+    if (ls_keep(ls, data, len) < 0)
+      goto oom;
+    ls_block(ls);
+    return BRK_H2_PAUSE;
+  }
+  rc = ls_feed(ls, data, len, &taken);
+  if (taken)
+    brk_h2_stream_consume(st, taken);
+  if (rc < 0) {
+    ls_bad_reply(ls);
+    return 0;
+  }
+  if (rc == 0)
+    return 0;
+  if (ls_keep(ls, data + taken, len - taken) < 0)
+    goto oom;
+  ls_block(ls);
+  return BRK_H2_PAUSE;
+oom:
+  brk_client_drop(ls->ms->c, "out of memory holding replies");
+  brk_h2_stream_consume(st, len);
+  return 0;
+}
+
+/* Retry a blocked stream after the shim released space.  Returns 1 if it
+   is still blocked. */
+static int ls_retry(struct brk_lstream *ls)
+{
+  size_t taken = 0;
+  int rc;
+
+  rc = ls_feed(ls, ls->pend, ls->pend_len, &taken);
+  if (taken) {
+    brk_h2_stream_consume(ls->st, taken);
+    memmove(ls->pend, ls->pend + taken, ls->pend_len - taken);
+    ls->pend_len -= taken;
+  }
+  if (rc < 0) {
+    ls_bad_reply(ls);
+    return 0;
+  }
+  if (rc == 1)
+    return 1;
+  ls->blocked = 0;
+  brk_h2_resume(ls->ms->m->h2);
+  return 0;
+}
+
+static void ls_on_response(struct brk_h2_stream *st, void *user, int status)
+{
+  struct brk_lstream *ls = user;
+  char why[96];
+
+  if (status == 200)
+    return;
+  snprintf(why, sizeof(why), "the agent refused a lane stream (HTTP %d)",
+           status);
+  brk_warn("%s: client pid %d: %s", ls->ms->m->name, (int)ls->ms->c->pid, why);
+  brk_msess_broken(ls->ms, why);
+}
+
+static void ls_on_end(struct brk_h2_stream *st, void *user)
+{
+  struct brk_lstream *ls = user;
+
+  /* We had not ended it: the agent gave up on this lane. */
+  brk_msess_broken(ls->ms, "the agent ended a lane stream");
+}
+
+static void ls_on_writable(struct brk_h2_stream *st, void *user)
+{
+  struct brk_lstream *ls = user;
+
+  if (ls->lane && ls->lane->blocked_on == ls)
+    brk_loop_defer(ls->lane->c->b->loop, &ls->lane->drain_task);
+}
+
+static void ls_on_close(struct brk_h2_stream *st, void *user, uint32_t code)
+{
+  struct brk_lstream *ls = user;
+  char why[96];
+
+  ls->st = NULL;
+  if (code == BRK_H2_ERR_LOST)
+    snprintf(why, sizeof(why), "connection to the machine lost");
+  else
+    snprintf(why, sizeof(why), "lane stream closed (HTTP/2 error %u)", code);
+  brk_msess_broken(ls->ms, why);
+}
+
+static const struct brk_h2_stream_cbs ls_cbs = {
+    .on_response = ls_on_response,
+    .on_data = ls_on_data,
+    .on_end = ls_on_end,
+    .on_writable = ls_on_writable,
+    .on_close = ls_on_close,
+};
+
+/* The lane's stream to machine m, opened on first use; NULL: the session
+   cannot be used (answer TR_ST_MACHINE_LOST). */
+static struct brk_lstream *ls_get(struct brk_lane *ln, unsigned m,
+                                  uint16_t ordinal)
+{
+  struct brk_lstream *ls = ln->ls[m];
+  struct brk_msess *ms;
+  struct brk_h2_hdr hdrs[2];
+  char lane[16];
+
+  if (ls)
+    return ls;
+  ms = brk_msess_get(ln->c, m);
+  if (!ms)
+    return NULL;
+  ls = calloc(1, sizeof(*ls));
+  if (!ls)
+    return NULL;
+  if (tr_decoder_init(&ls->dec, TR_PAYLOAD_MAX) < 0) {
+    free(ls);
+    return NULL;
+  }
+  ls->lane = ln;
+  ls->ms = ms;
+  ls->ordinal = ordinal;
+  snprintf(lane, sizeof(lane), "%u", ln->id);
+  hdrs[0] = (struct brk_h2_hdr){"tremote-session", ln->c->idhex};
+  hdrs[1] = (struct brk_h2_hdr){"tremote-lane", lane};
+  ls->st = brk_h2_post(ms->m->h2, "/v1/lane", hdrs, 2, &ls_cbs, ls);
+  if (!ls->st) {
+    tr_decoder_release(&ls->dec);
+    free(ls);
+    return NULL;
+  }
+  brk_h2_stream_set_lowat(ls->st, BRK_LANE_QUEUE_LOW);
+  ls->next = ms->lstreams;
+  if (ms->lstreams)
+    ms->lstreams->prev = ls;
+  ms->lstreams = ls;
+  ln->ls[m] = ls;
+  return ls;
+}
+
+/* ---- request routing ---------------------------------------------------------------- */
+
+/*
+ * Forward one request record.  Returns 0 (consumed: release it), 1 (the
+ * target stream is full: keep it and stop draining) or -1 (the client was
+ * dropped).
+ */
+/*
+ * The upload chunk a TR_F_SHMREF record names: the reference is read once
+ * into our memory, then checked.  Returns 0 (*bulk, *ref and *prefix set;
+ * *bulk NULL without SHMREF) or -1 (the client was dropped).
+ */
+static int resolve_ref(struct brk_lane *ln, const struct tr_hdr *h,
+                       const uint8_t *payload, const uint8_t **bulk,
+                       struct tr_shmref *ref, uint32_t *prefix)
+{
+  struct brk_client *c = ln->c;
+  uint8_t refbytes[TR_SHMREF_SIZE];
+  const char *why = NULL;
+
+  *bulk = NULL;
+  *prefix = h->payload_len;
+  if (!(h->flags & TR_F_SHMREF))
+    return 0;
+  if (h->payload_len < TR_SHMREF_SIZE) {
+    brk_client_drop(c, "lane %u: SHMREF record too short", ln->id);
+    return -1;
+  }
+  *prefix = h->payload_len - TR_SHMREF_SIZE;
+  memcpy(refbytes, payload + *prefix, TR_SHMREF_SIZE);
+  tr_shmref_unpack(refbytes, ref);
+  if (ref->area != TR_AREA_UP) {
+    brk_client_drop(c, "lane %u: request refers to area %u", ln->id,
+                    ref->area);
+    return -1;
+  }
+  if ((uint64_t)*prefix + ref->len > TR_PAYLOAD_MAX) {
+    brk_client_drop(c, "lane %u: expanded payload of %llu bytes exceeds the "
+                       "record limit", ln->id,
+                    (unsigned long long)(*prefix + ref->len));
+    return -1;
+  }
+  *bulk = tr_area_resolve(&ln->l.up, ref, &why);
+  if (!*bulk) {
+    brk_client_drop(c, "lane %u: bad upload reference: %s", ln->id,
+                    why ? why : "out of bounds");
+    return -1;
+  }
+  return 0;
+}
+
+/*
+ * Forward one request record.  Returns 0 (consumed: release it), 1 (the
+ * target stream is full: keep it and stop draining) or -1 (the client was
+ * dropped).  A record answered here still releases its upload chunk.
+ */
+static int route(struct brk_lane *ln, const struct tr_hdr *h,
+                 const uint8_t *payload)
+{
+  struct brk_client *c = ln->c;
+  struct brk_lstream *ls = NULL;
+  struct tr_shmref ref = {0};
+  const uint8_t *bulk;
+  uint8_t hdr[TR_HDR_SIZE];
+  struct tr_hdr w = *h;
+  struct iovec iov[3];
+  uint32_t prefix, status = 0;
+  int want = (h->flags & TR_F_WANT_REPLY) != 0;
+
+  if ((h->flags & (TR_F_REPLY | TR_F_MORE)) || h->status != 0) {
+    brk_client_drop(c, "lane %u: a request record carries reply flags or a "
+                       "status", ln->id);
+    return -1;
+  }
+  switch (h->opcode) {
+  case TR_OP_HELLO:
+  case TR_OP_LANE_OPEN:
+  case TR_OP_LANE_CLOSE:
+  case TR_OP_STATS:
+    /* Session control belongs on the socket, not in a lane. */
+    status = TR_ST_BAD_OPCODE;
+    break;
+  default:
+    if (h->device >= c->ndev) {
+      status = 101; /* cudaErrorInvalidDevice */
+      break;
+    }
+    ls = ls_get(ln, c->ord2m[h->device], h->device);
+    if (!ls) {
+      status = TR_ST_MACHINE_LOST;
+      break;
+    }
+    if (brk_h2_stream_queued(ls->st) >= BRK_LANE_QUEUE_MAX ||
+        ls->out_n >= BRK_LANE_OUTSTANDING_MAX) {
+      if (ln->blocked_on != ls)
+        brk_dbg("client pid %d lane %u: pausing (%zu bytes queued, %u "
+                "waiting for replies)", (int)c->pid, ln->id,
+                brk_h2_stream_queued(ls->st), ls->out_n);
+      ln->blocked_on = ls;
+      return 1;
+    }
+    break;
+  }
+  if (resolve_ref(ln, h, payload, &bulk, &ref, &prefix) < 0)
+    return -1;
+  if (status) {
+    if (bulk)
+      tr_area_release(&ln->l.up, &ref);
+    if (want)
+      local_reply(ln, h->opcode, h->request_id, h->device, status);
+    return 0;
+  }
+  w.flags &= (uint16_t)~TR_F_SHMREF;
+  w.payload_len = prefix + (uint32_t)(bulk ? ref.len : 0);
+  w.device = 0;
+  tr_hdr_pack(&w, hdr);
+  iov[0] = (struct iovec){hdr, TR_HDR_SIZE};
+  iov[1] = (struct iovec){(void *)payload, prefix};
+  iov[2] = (struct iovec){(void *)bulk, bulk ? (size_t)ref.len : 0};
+  if (brk_h2_stream_write(ls->st, iov, 3) < 0 ||
+      (want && out_push(ls, h->request_id, h->opcode) < 0)) {
+    brk_client_drop(c, "out of memory queueing a request");
+    return -1;
+  }
+  if (bulk)
+    tr_area_release(&ln->l.up, &ref);
+  if (want)
+    c->round_trips++;
+  c->records_to_agent++;
+  c->bytes_to_agent += TR_HDR_SIZE + w.payload_len;
+  return 0;
+}
+
+/* The shim may sleep waiting for request or upload space we just freed;
+   its doorbell is rep_efd. */
+static void kick_space(struct brk_lane *ln)
+{
+  (void)tr_ring_kick_space(&ln->l.req, ln->l.rep_efd);
+  (void)tr_ring_kick_space(&ln->l.up, ln->l.rep_efd);
+}
+
+static void lane_drain(struct brk_lane *ln)
+{
+  struct brk_client *c = ln->c;
+  struct tr_hdr h;
+  const uint8_t *payload;
+  const char *why = NULL;
+  uint64_t bytes = 0;
+  int n = 0, released = 0, rc;
+
+  if (c->dead || ln->blocked_on)
+    return;
+  brk_dbg("client pid %d lane %u: drain", (int)c->pid, ln->id);
+  /* We are awake: the shim need not ring while we drain. */
+  atomic_store_explicit(&ln->l.req.ctl->waiting, 0, memory_order_relaxed);
+  for (;;) {
+    if (ln->nlocal >= BRK_LANE_LOCAL_MAX)
+      break; /* resumed when the shim takes replies */
+    rc = tr_ring_peek(&ln->l.req, &h, &payload, &why);
+    if (rc < 0) {
+      brk_client_drop(c, "lane %u: corrupt request ring: %s", ln->id,
+                      why ? why : "bad record");
+      return;
+    }
+    if (rc == 0) {
+      if (ln->closing) {
+        if (released)
+          kick_space(ln);
+        lane_finish_close(ln);
+        return;
+      }
+      if (tr_ring_arm(&ln->l.req))
+        break; /* empty: sleep on the doorbell */
+      continue;
+    }
+    if (n >= BRK_DRAIN_BUDGET || bytes >= DRAIN_BYTES) {
+      /* Let other lanes and the network have a turn. */
+      brk_loop_defer(c->b->loop, &ln->drain_task);
+      break;
+    }
+    rc = route(ln, &h, payload);
+    if (rc < 0 || c->dead)
+      return;
+    if (rc > 0)
+      break;
+    tr_ring_release(&ln->l.req, &h);
+    released = 1;
+    n++;
+    bytes += TR_HDR_SIZE + h.payload_len;
+  }
+  if (released)
+    kick_space(ln);
+}
+
+static void drain_task(struct brk_task *t, void *arg)
+{
+  struct brk_lane *ln = arg;
+
+  if (ln->blocked_on) {
+    struct brk_lstream *ls = ln->blocked_on;
+
+    /* Resume below the low-water mark, not at the first byte sent, so a
+       full stream does not flip-flop on every DATA frame. */
+    if ((ls->st && brk_h2_stream_queued(ls->st) > BRK_LANE_QUEUE_LOW) ||
+        ls->out_n >= BRK_LANE_OUTSTANDING_MAX)
+      return;
+    ln->blocked_on = NULL;
+  }
+  lane_drain(ln);
+}
+
+/* The shim released reply space: deliver what waits for it. */
+static void lane_retry_replies(struct brk_lane *ln)
+{
+  int was_full = ln->nlocal >= BRK_LANE_LOCAL_MAX;
+
+  if (!ln->reply_waiting)
+    return;
+  ln->reply_waiting = 0;
+  flush_local(ln);
+  for (unsigned m = 0; m < BRK_MAX_MACHINES && !ln->c->dead; m++) {
+    struct brk_lstream *ls = ln->ls[m];
+
+    if (ls && ls->blocked && ls->lane == ln)
+      (void)ls_retry(ls);
+  }
+  if (was_full && ln->nlocal < BRK_LANE_LOCAL_MAX)
+    brk_loop_defer(ln->c->b->loop, &ln->drain_task);
+}
+
+static void on_doorbell(struct brk_op *op, int res, void *arg)
+{
+  struct brk_lane *ln = arg;
+
+  ln->efd_op = NULL;
+  if (ln->c->dead)
+    return;
+  if (res < 0) {
+    brk_client_drop(ln->c, "lane %u: doorbell read failed: %s", ln->id,
+                    strerror(-res));
+    return;
+  }
+  /* Re-arm first: a ring after this point is not lost. */
+  ln->efd_op = brk_loop_read(ln->c->b->loop, ln->l.req_efd, 8, on_doorbell, ln);
+  if (!ln->efd_op) {
+    brk_client_drop(ln->c, "lane %u: cannot watch the doorbell", ln->id);
+    return;
+  }
+  lane_retry_replies(ln);
+  if (!ln->c->dead && !ln->blocked_on)
+    lane_drain(ln);
+}
+
+/* ---- lifecycle ---------------------------------------------------------------------- */
+
+int brk_lane_new(struct brk_client *c, struct brk_lane **out, int *memfd)
+{
+  struct brk *b = c->b;
+  struct brk_lane *ln = calloc(1, sizeof(*ln));
+  int rc;
+
+  if (!ln)
+    return -ENOMEM;
+  ln->c = c;
+  if (++b->next_lane_id == 0)
+    ++b->next_lane_id;
+  ln->id = b->next_lane_id;
+  rc = tr_lane_create(&ln->l, ln->id, memfd);
+  if (rc < 0) {
+    free(ln);
+    return rc;
+  }
+  brk_task_init(&ln->drain_task, drain_task, ln);
+  (void)tr_ring_arm(&ln->l.req); /* empty: the first record rings */
+  ln->efd_op = brk_loop_read(b->loop, ln->l.req_efd, 8, on_doorbell, ln);
+  if (!ln->efd_op) {
+    close(*memfd);
+    *memfd = -1;
+    tr_lane_unmap(&ln->l);
+    free(ln);
+    return -ENOMEM;
+  }
+  ln->next = c->lanes;
+  if (c->lanes)
+    c->lanes->prev = ln;
+  c->lanes = ln;
+  c->nlanes++;
+  *out = ln;
+  return 0;
+}
+
+static void lane_free(struct brk_lane *ln)
+{
+  struct brk_client *c = ln->c;
+
+  brk_op_cancel(ln->efd_op);
+  ln->efd_op = NULL;
+  brk_task_cancel(c->b->loop, &ln->drain_task);
+  tr_lane_unmap(&ln->l);
+  if (ln->prev)
+    ln->prev->next = ln->next;
+  else
+    c->lanes = ln->next;
+  if (ln->next)
+    ln->next->prev = ln->prev;
+  c->nlanes--;
+  free(ln->local);
+  free(ln);
+}
+
+static void lane_finish_close(struct brk_lane *ln)
+{
+  for (unsigned m = 0; m < BRK_MAX_MACHINES; m++)
+    if (ln->ls[m])
+      brk_lstream_orphan(ln->ls[m], 0);
+  brk_dbg("client pid %d: lane %u closed", (int)ln->c->pid, ln->id);
+  lane_free(ln);
+}
+
+void brk_lane_close(struct brk_lane *ln)
+{
+  if (ln->closing)
+    return;
+  ln->closing = 1;
+  /* Records the thread queued before it closed the lane still run. */
+  if (!ln->blocked_on)
+    brk_loop_defer(ln->c->b->loop, &ln->drain_task);
+}
+
+void brk_lane_destroy(struct brk_lane *ln)
+{
+  for (unsigned m = 0; m < BRK_MAX_MACHINES; m++) {
+    struct brk_lstream *ls = ln->ls[m];
+
+    if (ls)
+      brk_lstream_orphan(ls, ls->st && brk_h2_stream_queued(ls->st) > 0);
+  }
+  lane_free(ln);
+}

@@ -1,0 +1,768 @@
+/*
+ * brk_machine.c: the machine registry and the LOCAL provider.
+ *
+ * A LOCAL machine is an agent process this broker starts on this host:
+ *
+ *   spawn   tremote-gpu-agent --listen 127.0.0.1:0 --secret-fd 3
+ *           --ready-fd 4 --backend B [--emu-mem S]
+ *           fd 3: a pipe holding the machine's secret (64 hex digits, \n)
+ *           fd 4: a pipe on which the agent writes the line naming the
+ *                 port it listens on ("127.0.0.1:PORT\n" or "PORT\n")
+ *   connect TCP to 127.0.0.1:PORT, TCP_NODELAY, HTTP/2
+ *   hello   POST /v1/hello; the reply names the device
+ *   ready
+ *
+ * The whole sequence has one deadline (start_timeout_ms, 30 s), with a
+ * progress line in the log every 5 s.  The agent is watched through a
+ * pidfd: when it dies, or its connection dies (socket error, PING
+ * unanswered), the machine is lost: every session on it is broken (their
+ * outstanding requests answered with TR_ST_MACHINE_LOST), the agent is
+ * killed if it still runs, and a new one is started after a back-off of
+ * 1 s, 2 s, 4 s ... up to 30 s (reset once a machine stayed up a minute).
+ * A start that fails is retried the same way, except when the failure
+ * cannot be cured by retrying (version mismatch, authentication).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#include "brk.h"
+#include "brk_log.h"
+
+#define PROGRESS_MS 5000u
+#define BACKOFF_MIN_MS 1000u
+#define BACKOFF_MAX_MS 30000u
+#define STABLE_MS 60000u
+#define HELLO_BODY_MAX (64u << 10)
+
+static void spawn(struct brk_machine *m);
+static void start_failed(struct brk_machine *m, int permanent, const char *fmt,
+                         ...) __attribute__((format(printf, 3, 4)));
+
+const char *brk_mstate_name(enum brk_mstate s)
+{
+  switch (s) {
+  case BRK_M_STARTING: return "starting";
+  case BRK_M_READY: return "ready";
+  case BRK_M_LOST: return "lost";
+  case BRK_M_FAILED: return "failed";
+  case BRK_M_STOPPED: return "stopped";
+  }
+  return "unknown";
+}
+
+int brk_machines_init(struct brk *b)
+{
+  for (int i = 0; i < b->cfg.nlocal; i++) {
+    struct brk_machine *m = calloc(1, sizeof(*m));
+
+    if (!m)
+      return -ENOMEM;
+    m->b = b;
+    m->index = (unsigned)i;
+    snprintf(m->name, sizeof(m->name), "local-%d", i);
+    m->provider = "local";
+    m->state = BRK_M_STOPPED;
+    m->pidfd = m->rdy_fd = m->sock = -1;
+    m->backoff_ms = BACKOFF_MIN_MS;
+    brk_bq_init(&m->hello_body);
+    b->machines[i] = m;
+    b->nmachines++;
+  }
+  return 0;
+}
+
+int brk_machines_starting(const struct brk *b)
+{
+  for (unsigned i = 0; i < b->nmachines; i++)
+    if (b->machines[i]->state == BRK_M_STARTING)
+      return 1;
+  return 0;
+}
+
+/* ---- the start sequence's loose ends -------------------------------------- */
+
+static void cancel_timer(struct brk_machine *m)
+{
+  brk_op_cancel(m->timer);
+  m->timer = NULL;
+}
+
+/* Undo whatever part of a start sequence is in flight (not the process). */
+static void start_cleanup(struct brk_machine *m)
+{
+  cancel_timer(m);
+  brk_op_cancel(m->rdy_op);
+  m->rdy_op = NULL;
+  if (m->rdy_fd >= 0)
+    close(m->rdy_fd);
+  m->rdy_fd = -1;
+  brk_op_cancel(m->conn_op);
+  m->conn_op = NULL;
+  if (m->sock >= 0)
+    close(m->sock);
+  m->sock = -1;
+  if (m->hello) {
+    brk_h2_stream_detach(m->hello);
+    m->hello = NULL;
+  }
+  brk_bq_release(&m->hello_body);
+}
+
+static void kill_agent(struct brk_machine *m, int sig)
+{
+  if (m->pid > 0)
+    kill(m->pid, sig);
+}
+
+static void on_restart_timer(struct brk_op *op, int res, void *arg)
+{
+  struct brk_machine *m = arg;
+
+  m->timer = NULL;
+  m->restart_due = 1;
+  if (m->pid == 0 && !m->b->stopping)
+    spawn(m);
+}
+
+/* Plan the next start after the back-off (once the old agent is reaped). */
+static void schedule_restart(struct brk_machine *m)
+{
+  if (m->b->stopping || m->permanent)
+    return;
+  cancel_timer(m);
+  m->restart_due = 0;
+  brk_info("%s: restarting the agent in %u ms", m->name, m->backoff_ms);
+  m->timer = brk_loop_timeout(m->b->loop, m->backoff_ms, on_restart_timer, m);
+  m->backoff_ms = m->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
+                                                     : m->backoff_ms * 2;
+}
+
+static void first_done(struct brk_machine *m)
+{
+  if (!m->first_done) {
+    m->first_done = 1;
+    brk_check_ready(m->b);
+  }
+}
+
+static void start_failed(struct brk_machine *m, int permanent, const char *fmt,
+                         ...)
+{
+  va_list ap;
+
+  va_start(ap, fmt);
+  vsnprintf(m->why, sizeof(m->why), fmt, ap);
+  va_end(ap);
+  brk_err("%s: start failed: %s", m->name, m->why);
+  start_cleanup(m);
+  if (m->h2) {
+    struct brk_h2 *h2 = m->h2;
+
+    m->h2 = NULL;
+    brk_h2_free(h2);
+  }
+  kill_agent(m, SIGKILL);
+  m->state = BRK_M_FAILED;
+  m->permanent = permanent;
+  first_done(m);
+  brk_clients_machines_changed(m->b);
+  schedule_restart(m);
+}
+
+/* The machine worked and stopped working. */
+static void machine_lost(struct brk_machine *m, const char *why)
+{
+  struct brk_h2 *h2 = m->h2;
+
+  if (m->state != BRK_M_READY)
+    return;
+  brk_err("%s: machine lost: %s", m->name, why);
+  snprintf(m->why, sizeof(m->why), "%s", why);
+  m->state = BRK_M_LOST;
+  /* Sessions first, while their streams are still attached: every
+     outstanding request is answered now. */
+  brk_clients_machine_lost(m->b, m);
+  m->h2 = NULL;
+  if (h2)
+    brk_h2_free(h2);
+  kill_agent(m, SIGKILL);
+  if (brk_now_ms() - m->ready_since_ms >= STABLE_MS)
+    m->backoff_ms = BACKOFF_MIN_MS;
+  brk_clients_machines_changed(m->b);
+  schedule_restart(m);
+}
+
+/* ---- hello ------------------------------------------------------------------ */
+
+static void hello_done(struct brk_machine *m)
+{
+  uint8_t *body;
+  size_t len = m->hello_body.len;
+  struct tr_hello h;
+  struct tr_hdr hdr;
+  const char *why = NULL;
+  size_t used;
+  int ver;
+
+  body = malloc(len ? len : 1);
+  if (!body) {
+    start_failed(m, 0, "out of memory");
+    return;
+  }
+  brk_bq_copyout(&m->hello_body, body, len);
+  brk_bq_release(&m->hello_body);
+  if (m->hello_status == 401) {
+    start_failed(m, 1, "the agent refused the secret (HTTP 401)");
+    goto out;
+  }
+  if (m->hello_status != 200) {
+    start_failed(m, 0, "/v1/hello answered HTTP %d", m->hello_status);
+    goto out;
+  }
+  if (len < TR_HDR_SIZE) {
+    start_failed(m, 0, "empty /v1/hello reply");
+    goto out;
+  }
+  tr_hdr_unpack(body, &hdr);
+  if (tr_hdr_check(&hdr, (uint32_t)(len - TR_HDR_SIZE), 0, &why) < 0 ||
+      hdr.payload_len != len - TR_HDR_SIZE || hdr.opcode != TR_OP_HELLO ||
+      !(hdr.flags & TR_F_REPLY)) {
+    start_failed(m, 0, "malformed /v1/hello reply%s%s", why ? ": " : "",
+                 why ? why : "");
+    goto out;
+  }
+  if (hdr.status == TR_ST_VERSION) {
+    /* The payload is the agent's explanation; print it safely. */
+    char msg[200];
+    size_t n = hdr.payload_len < sizeof(msg) - 1 ? hdr.payload_len
+                                                 : sizeof(msg) - 1;
+
+    for (size_t i = 0; i < n; i++) {
+      uint8_t ch = body[TR_HDR_SIZE + i];
+      msg[i] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : '?';
+    }
+    msg[n] = 0;
+    start_failed(m, 1, "protocol version mismatch (broker speaks %u..%u): %s",
+                 TR_PROTO_VERSION_MIN, TR_PROTO_VERSION_MAX, msg);
+    goto out;
+  }
+  if (hdr.status != 0) {
+    start_failed(m, 0, "/v1/hello failed with status 0x%x", hdr.status);
+    goto out;
+  }
+  if (tr_hello_unpack(body + TR_HDR_SIZE, hdr.payload_len, &h) < 0 ||
+      h.extra_len < TR_DEVINFO_FIXED) {
+    start_failed(m, 0, "malformed HELLO from the agent");
+    goto out;
+  }
+  ver = h.max_version;
+  if (h.min_version != h.max_version || ver < TR_PROTO_VERSION_MIN ||
+      ver > TR_PROTO_VERSION_MAX) {
+    start_failed(m, 1, "the agent chose protocol version %u..%u, broker "
+                       "speaks %u..%u", h.min_version, h.max_version,
+                 TR_PROTO_VERSION_MIN, TR_PROTO_VERSION_MAX);
+    goto out;
+  }
+  if (tr_devinfo_unpack(body + TR_HDR_SIZE + TR_HELLO_SIZE, h.extra_len,
+                        &m->dev, &used) < 0) {
+    start_failed(m, 0, "malformed device description from the agent");
+    goto out;
+  }
+  m->hello = NULL;
+  cancel_timer(m);
+  m->state = BRK_M_READY;
+  m->why[0] = 0;
+  m->ready_since_ms = brk_now_ms();
+  m->restart_due = 0;
+  brk_info("%s: ready: \"%s\", %llu MiB, agent pid %d at %s (%llu ms)", m->name,
+           m->dev.name, (unsigned long long)(m->dev.total_mem >> 20),
+           (int)m->pid, m->address,
+           (unsigned long long)(brk_now_ms() - m->start_ms));
+  first_done(m);
+  brk_clients_machines_changed(m->b);
+out:
+  free(body);
+}
+
+static int hello_data(struct brk_h2_stream *s, void *user, const uint8_t *d,
+                      size_t len)
+{
+  struct brk_machine *m = user;
+
+  brk_h2_stream_consume(s, len);
+  if (m->hello_body.len + len > HELLO_BODY_MAX)
+    return 0; /* hello_done will find it malformed */
+  if (brk_bq_append(&m->hello_body, d, len) < 0)
+    return 0;
+  return 0;
+}
+
+static void hello_response(struct brk_h2_stream *s, void *user, int status)
+{
+  struct brk_machine *m = user;
+
+  m->hello_status = status;
+}
+
+static void hello_end(struct brk_h2_stream *s, void *user)
+{
+  struct brk_machine *m = user;
+
+  brk_h2_stream_detach(s);
+  m->hello = NULL;
+  hello_done(m);
+}
+
+static void hello_close(struct brk_h2_stream *s, void *user, uint32_t code)
+{
+  struct brk_machine *m = user;
+
+  m->hello = NULL;
+  if (m->state == BRK_M_STARTING)
+    start_failed(m, 0, "/v1/hello stream closed (HTTP/2 error %u)", code);
+}
+
+static const struct brk_h2_stream_cbs hello_cbs = {
+    .on_response = hello_response,
+    .on_data = hello_data,
+    .on_end = hello_end,
+    .on_close = hello_close,
+};
+
+static void on_h2_dead(struct brk_h2 *c, void *owner, const char *why)
+{
+  struct brk_machine *m = owner;
+
+  if (m->h2 != c)
+    return;
+  if (m->state == BRK_M_STARTING)
+    start_failed(m, 0, "connection to the agent: %s", why);
+  else
+    machine_lost(m, why);
+}
+
+static void send_hello(struct brk_machine *m)
+{
+  uint8_t rec[TR_HDR_SIZE + TR_HELLO_SIZE];
+  struct tr_hello h = {TR_PROTO_VERSION_MIN, TR_PROTO_VERSION_MAX,
+                       TR_ROLE_BROKER, TR_CAP_EXEC | TR_CAP_MODULE_CACHE,
+                       (uint32_t)getpid(), 0};
+  struct tr_hdr hdr;
+  struct iovec iov = {rec, sizeof(rec)};
+
+  tr_hdr_init(&hdr, TR_OP_HELLO, TR_F_WANT_REPLY, 1, TR_HELLO_SIZE);
+  tr_hdr_pack(&hdr, rec);
+  tr_hello_pack(&h, rec + TR_HDR_SIZE);
+  m->hello_status = 0;
+  m->hello = brk_h2_post(m->h2, "/v1/hello", NULL, 0, &hello_cbs, m);
+  if (!m->hello || brk_h2_stream_write(m->hello, &iov, 1) < 0) {
+    start_failed(m, 0, "cannot send /v1/hello");
+    return;
+  }
+  brk_h2_stream_end(m->hello);
+}
+
+/* ---- connect ---------------------------------------------------------------- */
+
+static void connected(struct brk_machine *m)
+{
+  struct brk_pipe pipe;
+  struct brk_h2_opts o = {
+      .authority = m->address,
+      .secret = m->secret,
+      .stream_window = 64u << 20,
+      .conn_window = 256u << 20,
+      .ping_idle_ms = m->b->cfg.ping_idle_ms,
+      .ping_timeout_ms = m->b->cfg.ping_timeout_ms,
+  };
+  int one = 1, rc;
+
+  setsockopt(m->sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  brk_pipe_plain(&pipe, m->sock);
+  m->sock = -1; /* the pipe has it now */
+  rc = brk_h2_new(&m->h2, m->b->loop, &pipe, &o, on_h2_dead, m);
+  if (rc < 0) {
+    m->h2 = NULL;
+    start_failed(m, 0, "HTTP/2 session: %s", strerror(-rc));
+    return;
+  }
+  m->gen++;
+  send_hello(m);
+}
+
+static void on_connect(struct brk_op *op, int res, void *arg)
+{
+  struct brk_machine *m = arg;
+  int err = 0;
+  socklen_t len = sizeof(err);
+
+  m->conn_op = NULL;
+  if (res < 0)
+    err = -res;
+  else if (getsockopt(m->sock, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+    err = errno;
+  if (err) {
+    start_failed(m, 0, "connect to %s: %s", m->address, strerror(err));
+    return;
+  }
+  connected(m);
+}
+
+static void start_connect(struct brk_machine *m, unsigned port)
+{
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  snprintf(m->address, sizeof(m->address), "127.0.0.1:%u", port);
+  m->sock = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (m->sock < 0) {
+    start_failed(m, 0, "socket: %s", strerror(errno));
+    return;
+  }
+  if (connect(m->sock, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+    connected(m);
+    return;
+  }
+  if (errno != EINPROGRESS) {
+    start_failed(m, 0, "connect to %s: %s", m->address, strerror(errno));
+    return;
+  }
+  m->conn_op = brk_loop_poll(m->b->loop, m->sock, POLLOUT, on_connect, m);
+  if (!m->conn_op)
+    start_failed(m, 0, "cannot poll the agent socket");
+}
+
+/* ---- the ready line ----------------------------------------------------------- */
+
+/*
+ * The agent's ready line names where it listens: "127.0.0.1:PORT",
+ * "PORT", or any text whose last ':'-separated field is the port.
+ * Returns the port or -1.
+ */
+static int parse_port(const char *line)
+{
+  const char *p = strrchr(line, ':');
+  char *end;
+  long v;
+
+  p = p ? p + 1 : line;
+  while (*p == ' ')
+    p++;
+  v = strtol(p, &end, 10);
+  while (*end == ' ' || *end == '\r')
+    end++;
+  if (end == p || *end || v <= 0 || v > 65535)
+    return -1;
+  return (int)v;
+}
+
+static void on_ready_read(struct brk_op *op, int res, void *arg)
+{
+  struct brk_machine *m = arg;
+  char *nl;
+  int port;
+
+  m->rdy_op = NULL;
+  if (res <= 0) {
+    start_failed(m, 0, res == 0 ? "the agent exited or closed its ready pipe "
+                                  "before reporting a port"
+                                : "reading the agent's ready pipe failed");
+    return;
+  }
+  if (m->rdy_len + (size_t)res >= sizeof(m->rdy_buf)) {
+    start_failed(m, 0, "the agent's ready line is too long");
+    return;
+  }
+  memcpy(m->rdy_buf + m->rdy_len, brk_op_buf(op), (size_t)res);
+  m->rdy_len += (size_t)res;
+  m->rdy_buf[m->rdy_len] = 0;
+  nl = strchr(m->rdy_buf, '\n');
+  if (!nl) {
+    m->rdy_op = brk_loop_read(m->b->loop, m->rdy_fd,
+                              sizeof(m->rdy_buf) - 1 - m->rdy_len,
+                              on_ready_read, m);
+    if (!m->rdy_op)
+      start_failed(m, 0, "cannot read the agent's ready pipe");
+    return;
+  }
+  *nl = 0;
+  port = parse_port(m->rdy_buf);
+  if (port < 0) {
+    start_failed(m, 0, "cannot find a port in the agent's ready line \"%.64s\"",
+                 m->rdy_buf);
+    return;
+  }
+  close(m->rdy_fd);
+  m->rdy_fd = -1;
+  brk_dbg("%s: agent listens on port %d", m->name, port);
+  start_connect(m, (unsigned)port);
+}
+
+/* Start deadline with a progress line every PROGRESS_MS. */
+static void on_start_timer(struct brk_op *op, int res, void *arg)
+{
+  struct brk_machine *m = arg;
+  uint64_t waited = brk_now_ms() - m->start_ms;
+  uint64_t left;
+
+  m->timer = NULL;
+  if (m->state != BRK_M_STARTING)
+    return;
+  if (waited >= m->b->cfg.start_timeout_ms) {
+    start_failed(m, 0, "the agent did not become ready in %u ms",
+                 m->b->cfg.start_timeout_ms);
+    return;
+  }
+  brk_info("%s: still waiting for the agent (pid %d, %s) after %llu ms",
+           m->name, (int)m->pid,
+           m->rdy_fd >= 0 ? "no port reported yet" : "connecting/hello",
+           (unsigned long long)waited);
+  left = m->b->cfg.start_timeout_ms - waited;
+  m->timer = brk_loop_timeout(m->b->loop, left < PROGRESS_MS ? left : PROGRESS_MS,
+                              on_start_timer, m);
+}
+
+/* ---- the agent process --------------------------------------------------------- */
+
+static void on_agent_exit(struct brk_op *op, int res, void *arg)
+{
+  struct brk_machine *m = arg;
+  int status = 0;
+  pid_t pid = m->pid, r;
+
+  m->pid_op = NULL;
+  do {
+    r = waitpid(pid, &status, WNOHANG);
+  } while (r < 0 && errno == EINTR);
+  if (r == 0) {
+    /* Spurious: keep watching. */
+    m->pid_op = brk_loop_poll(m->b->loop, m->pidfd, POLLIN, on_agent_exit, m);
+    if (m->pid_op)
+      return;
+    /* Without a watch we would never notice; reap by force. */
+    kill(pid, SIGKILL);
+    r = waitpid(pid, &status, 0);
+  }
+  close(m->pidfd);
+  m->pidfd = -1;
+  m->pid = 0;
+  m->b->nagents_running--;
+  if (m->b->stopping) {
+    brk_dbg("%s: agent pid %d exited", m->name, (int)pid);
+    if (m->b->nagents_running == 0)
+      brk_loop_stop(m->b->loop);
+    return;
+  }
+  if (WIFSIGNALED(status))
+    brk_warn("%s: agent pid %d killed by signal %d", m->name, (int)pid,
+             WTERMSIG(status));
+  else
+    brk_warn("%s: agent pid %d exited with status %d", m->name, (int)pid,
+             WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+  if (m->state == BRK_M_READY)
+    machine_lost(m, "the agent process died");
+  else if (m->state == BRK_M_STARTING)
+    start_failed(m, 0, "the agent process died during start-up");
+  if (m->restart_due && !m->permanent)
+    spawn(m);
+}
+
+static int pidfd_open_(pid_t pid)
+{
+  return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+/* Child side: never returns. */
+static void exec_agent(struct brk_machine *m, int secret_r, int ready_w,
+                       char *const argv[])
+{
+  sigset_t all;
+  int a, r;
+
+  sigemptyset(&all);
+  sigprocmask(SIG_SETMASK, &all, NULL);
+  signal(SIGPIPE, SIG_DFL);
+  /* A broker that dies without cleaning up takes its agents along. */
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  a = fcntl(secret_r, F_DUPFD, 10);
+  r = fcntl(ready_w, F_DUPFD, 10);
+  if (a < 0 || r < 0 || dup2(a, 3) != 3 || dup2(r, 4) != 4)
+    _exit(126);
+  if (syscall(SYS_close_range, 5u, ~0u, 0u) < 0)
+    for (int fd = 5; fd < 1024; fd++)
+      close(fd);
+  execv(argv[0], argv);
+  {
+    char msg[512];
+    int n = snprintf(msg, sizeof(msg),
+                     "tremote-broker: %s: cannot run agent %s: %s\n", m->name,
+                     argv[0], strerror(errno));
+    (void)!write(2, msg, (size_t)n);
+  }
+  _exit(127);
+}
+
+static void spawn(struct brk_machine *m)
+{
+  struct brk *b = m->b;
+  uint8_t raw[32];
+  char line[80];
+  char *argv[16];
+  int sp[2] = {-1, -1}, rp[2] = {-1, -1}, n = 0;
+  pid_t pid;
+
+  cancel_timer(m);
+  m->restart_due = 0;
+  m->permanent = 0;
+  m->state = BRK_M_STARTING;
+  m->start_ms = brk_now_ms();
+  m->rdy_len = 0;
+  m->address[0] = 0;
+  memset(&m->dev, 0, sizeof(m->dev));
+  brk_clients_machines_changed(b);
+
+  if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw)) {
+    start_failed(m, 0, "getrandom: %s", strerror(errno));
+    return;
+  }
+  for (int i = 0; i < 32; i++)
+    snprintf(m->secret + 2 * i, 3, "%02x", raw[i]);
+  if (pipe2(sp, O_CLOEXEC) < 0 || pipe2(rp, O_CLOEXEC) < 0) {
+    start_failed(m, 0, "pipe: %s", strerror(errno));
+    goto out_pipes;
+  }
+  snprintf(line, sizeof(line), "%s\n", m->secret);
+  if (write(sp[1], line, strlen(line)) != (ssize_t)strlen(line)) {
+    start_failed(m, 0, "writing the secret: %s", strerror(errno));
+    goto out_pipes;
+  }
+  close(sp[1]);
+  sp[1] = -1;
+
+  argv[n++] = (char *)b->cfg.agent_path;
+  argv[n++] = "--listen";
+  argv[n++] = "127.0.0.1:0";
+  argv[n++] = "--secret-fd";
+  argv[n++] = "3";
+  argv[n++] = "--ready-fd";
+  argv[n++] = "4";
+  argv[n++] = "--backend";
+  argv[n++] = (char *)b->cfg.backend;
+  if (b->cfg.emu_mem) {
+    argv[n++] = "--emu-mem";
+    argv[n++] = (char *)b->cfg.emu_mem;
+  }
+  argv[n] = NULL;
+
+  pid = fork();
+  if (pid < 0) {
+    start_failed(m, 0, "fork: %s", strerror(errno));
+    goto out_pipes;
+  }
+  if (pid == 0)
+    exec_agent(m, sp[0], rp[1], argv);
+  close(sp[0]);
+  close(rp[1]);
+  m->pid = pid;
+  b->nagents_running++;
+  m->rdy_fd = rp[0];
+  m->pidfd = pidfd_open_(pid);
+  if (m->pidfd < 0) {
+    start_failed(m, 0, "pidfd_open: %s", strerror(errno));
+    /* Without a pidfd the exit is never seen; reap it here. */
+    waitpid(pid, NULL, 0);
+    m->pid = 0;
+    b->nagents_running--;
+    return;
+  }
+  m->pid_op = brk_loop_poll(b->loop, m->pidfd, POLLIN, on_agent_exit, m);
+  m->rdy_op = brk_loop_read(b->loop, m->rdy_fd, sizeof(m->rdy_buf) - 1,
+                            on_ready_read, m);
+  m->timer = brk_loop_timeout(b->loop,
+                              b->cfg.start_timeout_ms < PROGRESS_MS
+                                  ? b->cfg.start_timeout_ms
+                                  : PROGRESS_MS,
+                              on_start_timer, m);
+  if (!m->pid_op || !m->rdy_op || !m->timer) {
+    start_failed(m, 0, "out of memory");
+    return;
+  }
+  if (m->restarts++)
+    brk_info("%s: agent restarted (pid %d)", m->name, (int)pid);
+  else
+    brk_info("%s: starting agent %s (pid %d, backend %s)", m->name,
+             b->cfg.agent_path, (int)pid, b->cfg.backend);
+  return;
+
+out_pipes:
+  for (int i = 0; i < 2; i++) {
+    if (sp[i] >= 0)
+      close(sp[i]);
+    if (rp[i] >= 0)
+      close(rp[i]);
+  }
+}
+
+void brk_machines_start(struct brk *b)
+{
+  for (unsigned i = 0; i < b->nmachines; i++)
+    spawn(b->machines[i]);
+}
+
+unsigned brk_machines_stop(struct brk *b)
+{
+  for (unsigned i = 0; i < b->nmachines; i++) {
+    struct brk_machine *m = b->machines[i];
+
+    start_cleanup(m);
+    m->state = BRK_M_STOPPED;
+    if (m->h2) {
+      struct brk_h2 *h2 = m->h2;
+
+      m->h2 = NULL;
+      brk_h2_free(h2);
+    }
+    kill_agent(m, SIGTERM);
+  }
+  return b->nagents_running;
+}
+
+void brk_machines_free(struct brk *b)
+{
+  for (unsigned i = 0; i < b->nmachines; i++) {
+    struct brk_machine *m = b->machines[i];
+
+    if (m->pid > 0) {
+      brk_warn("%s: agent pid %d did not stop on SIGTERM; killing it", m->name,
+               (int)m->pid);
+      kill(m->pid, SIGKILL);
+      while (waitpid(m->pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+      m->pid = 0;
+    }
+    brk_op_cancel(m->pid_op);
+    if (m->pidfd >= 0)
+      close(m->pidfd);
+    start_cleanup(m);
+    if (m->h2)
+      brk_h2_free(m->h2);
+    free(m);
+    b->machines[i] = NULL;
+  }
+  b->nmachines = 0;
+}

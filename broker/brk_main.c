@@ -1,0 +1,687 @@
+/*
+ * brk_main.c: tremote-broker's command line, sockets, signals and
+ * shutdown.  See usage() for the user's view and brk.h for the objects.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "brk.h"
+#include "brk_log.h"
+
+#ifndef BRK_VERSION
+#define BRK_VERSION "0.0.0"
+#endif
+
+enum {
+  EXIT_OK = 0,
+  EXIT_FAIL = 1,
+  EXIT_USAGE = 2,
+  EXIT_RUNNING = 3,
+  EXIT_NOAGENT = 4,
+};
+
+static void usage(FILE *f)
+{
+  fputs(
+      "Usage: tremote-broker [OPTION]...\n"
+      "\n"
+      "The tremote broker: the local service through which CUDA programs run\n"
+      "under the tremote shim (LD_PRELOAD=libtremote_shim.so) reach their GPUs.\n"
+      "It accepts programs on a Unix socket, gives each calling thread a\n"
+      "shared-memory lane, and carries their CUDA calls over one HTTP/2\n"
+      "connection per machine to the machines' tremote-gpu-agent.  It starts\n"
+      "LOCAL machines itself: agents on this host, on the GPU when there is\n"
+      "one, else on the emulated device.  It runs in the foreground and logs\n"
+      "to standard error.\n"
+      "\n"
+      "Options:\n"
+      "  --socket PATH        client socket (SOCK_SEQPACKET).  Default:\n"
+      "                       $TREMOTE_BROKER_SOCKET, else\n"
+      "                       $XDG_RUNTIME_DIR/tremote/broker.sock, else\n"
+      "                       /run/tremote/broker.sock (root) or\n"
+      "                       /tmp/tremote-$UID/broker.sock.  Its directory is\n"
+      "                       created with mode 0700 if missing.\n"
+      "  --control PATH       control socket (SOCK_STREAM, one JSON line in,\n"
+      "                       one out; used by tremote-smi and tremote).\n"
+      "                       Default: control.sock next to the client socket.\n"
+      "  --local N            number of LOCAL machines to start (0..64,\n"
+      "                       default 1).  Machine i is CUDA device i.\n"
+      "  --agent PATH         the tremote-gpu-agent binary.  Default: the first\n"
+      "                       of $TREMOTE_AGENT, tremote-gpu-agent next to this\n"
+      "                       program, ../gpu-agent/tremote-gpu-agent relative\n"
+      "                       to it (build tree), and $PATH.\n"
+      "  --backend B          agent backend for LOCAL machines: emu, cuda or\n"
+      "                       auto (default: auto, the GPU if there is one).\n"
+      "  --emu-mem SIZE       memory of the emulated device, e.g. 512M or 8G\n"
+      "                       (passed to the agents).\n"
+      "  --log-level L        error, warn, info (default) or debug.\n"
+      "  --ready-fd N         write \"ready\\n\" to descriptor N and close it once\n"
+      "                       the sockets listen and every LOCAL machine has\n"
+      "                       finished starting (ready or failed).\n"
+      "  --ping-interval S    send an HTTP/2 PING to a machine that has been\n"
+      "                       silent for S seconds (default 5).\n"
+      "  --ping-timeout S     declare a machine lost when its PING is not\n"
+      "                       answered within S seconds (default 10).\n"
+      "  --start-timeout S    give up starting a LOCAL agent after S seconds\n"
+      "                       (default 30); it is retried with back-off.\n"
+      "  --hello-wait S       how long a program's HELLO may wait for machines\n"
+      "                       that are still starting (default 60).\n"
+      "  -h, --help           show this help and exit.\n"
+      "  -V, --version        show the version and exit.\n"
+      "\n"
+      "A lost machine (agent died, connection broken, PING unanswered) turns\n"
+      "into TR_ST_MACHINE_LOST errors in the programs that used it, never a\n"
+      "hang; LOCAL agents are restarted after 1, 2, 4 ... 30 seconds.\n"
+      "\n"
+      "Signals: SIGTERM and SIGINT stop accepting, close all clients, stop the\n"
+      "agents (SIGTERM, then SIGKILL after 2 s), remove the socket files and\n"
+      "exit 0.\n"
+      "\n"
+      "Exit status:\n"
+      "  0  clean shutdown (or --help, --version)\n"
+      "  1  runtime failure (sockets, io_uring, out of memory)\n"
+      "  2  usage error\n"
+      "  3  another broker is already listening on the socket\n"
+      "  4  the agent binary was not found (only with --local > 0)\n",
+      f);
+}
+
+/* ---- small parsers ------------------------------------------------------------ */
+
+static int parse_seconds(const char *s, uint32_t *ms)
+{
+  char *end;
+  double v;
+
+  errno = 0;
+  v = strtod(s, &end);
+  if (errno || end == s || *end || !(v > 0) || v > 86400)
+    return -1;
+  *ms = (uint32_t)(v * 1000 + 0.5);
+  if (*ms == 0)
+    *ms = 1;
+  return 0;
+}
+
+/* SIZE: digits with an optional K, M, G or T (powers of 1024), the form
+   the agent's --emu-mem accepts. */
+static int valid_size(const char *s)
+{
+  const char *p = s;
+
+  if (!(*p >= '0' && *p <= '9'))
+    return 0;
+  while (*p >= '0' && *p <= '9')
+    p++;
+  if (*p && strchr("kKmMgGtT", *p))
+    p++;
+  return *p == 0;
+}
+
+/* ---- paths ------------------------------------------------------------------------- */
+
+static char *default_socket_path(void)
+{
+  const char *env = getenv("TREMOTE_BROKER_SOCKET");
+  const char *xdg = getenv("XDG_RUNTIME_DIR");
+  char *p = NULL;
+  int rc;
+
+  if (env && *env)
+    rc = asprintf(&p, "%s", env);
+  else if (xdg && *xdg)
+    rc = asprintf(&p, "%s/tremote/broker.sock", xdg);
+  else if (getuid() == 0)
+    rc = asprintf(&p, "/run/tremote/broker.sock");
+  else
+    rc = asprintf(&p, "/tmp/tremote-%u/broker.sock", (unsigned)getuid());
+  return rc < 0 ? NULL : p;
+}
+
+static char *dir_of(const char *path)
+{
+  char *d = strdup(path), *slash;
+
+  if (!d)
+    return NULL;
+  slash = strrchr(d, '/');
+  if (!slash)
+    strcpy(d, ".");
+  else if (slash == d)
+    d[1] = 0;
+  else
+    *slash = 0;
+  return d;
+}
+
+/* mkdir -p with mode 0700 for the components that are missing. */
+static int make_dirs(const char *dir)
+{
+  char buf[PATH_MAX];
+  struct stat st;
+
+  if (strlen(dir) >= sizeof(buf))
+    return -ENAMETOOLONG;
+  strcpy(buf, dir);
+  for (char *p = buf + 1;; p++) {
+    if (*p == '/' || *p == 0) {
+      char saved = *p;
+
+      *p = 0;
+      if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+        return -errno;
+      *p = saved;
+      if (!saved)
+        break;
+    }
+  }
+  if (stat(dir, &st) < 0)
+    return -errno;
+  if (!S_ISDIR(st.st_mode))
+    return -ENOTDIR;
+  return 0;
+}
+
+/*
+ * Is a broker listening at path?  1 yes, 0 no (nothing there or a stale
+ * socket file, which is removed), -errno on a problem worth reporting.
+ */
+static int probe_socket(const char *path, int type)
+{
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  struct stat st;
+  int fd, rc;
+
+  if (lstat(path, &st) < 0)
+    return errno == ENOENT ? 0 : -errno;
+  if (!S_ISSOCK(st.st_mode))
+    return -EEXIST;
+  fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return -errno;
+  strcpy(sa.sun_path, path);
+  rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+  close(fd);
+  if (rc == 0)
+    return 1;
+  if (errno == ECONNREFUSED || errno == ENOENT) {
+    if (unlink(path) < 0 && errno != ENOENT)
+      return -errno;
+    brk_info("removed stale socket %s", path);
+    return 0;
+  }
+  if (errno == EPROTOTYPE)
+    return 1; /* someone listens, with another socket type */
+  return -errno;
+}
+
+static int listen_on(const char *path, int type, int *out)
+{
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  int fd;
+  mode_t old;
+
+  if (strlen(path) >= sizeof(sa.sun_path))
+    return -ENAMETOOLONG;
+  strcpy(sa.sun_path, path);
+  fd = socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0)
+    return -errno;
+  old = umask(0077); /* the socket file: owner only */
+  if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 256) < 0) {
+    int e = errno;
+
+    umask(old);
+    close(fd);
+    return -e;
+  }
+  umask(old);
+  *out = fd;
+  return 0;
+}
+
+/* ---- agent search ------------------------------------------------------------------ */
+
+static int executable(const char *p)
+{
+  struct stat st;
+
+  return stat(p, &st) == 0 && S_ISREG(st.st_mode) && access(p, X_OK) == 0;
+}
+
+static char *find_agent(const char *opt, struct brk_sb *tried)
+{
+  const char *env = getenv("TREMOTE_AGENT");
+  char self[PATH_MAX], cand[PATH_MAX + 64];
+  ssize_t n;
+
+  if (opt) {
+    brk_sb_printf(tried, "  --agent %s\n", opt);
+    return executable(opt) ? realpath(opt, NULL) : NULL;
+  }
+  if (env && *env) {
+    brk_sb_printf(tried, "  $TREMOTE_AGENT=%s\n", env);
+    if (executable(env))
+      return realpath(env, NULL);
+  }
+  n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (n > 0) {
+    char *slash;
+
+    self[n] = 0;
+    slash = strrchr(self, '/');
+    if (slash)
+      *slash = 0;
+    snprintf(cand, sizeof(cand), "%s/tremote-gpu-agent", self);
+    brk_sb_printf(tried, "  %s\n", cand);
+    if (executable(cand))
+      return realpath(cand, NULL);
+    snprintf(cand, sizeof(cand), "%s/../gpu-agent/tremote-gpu-agent", self);
+    brk_sb_printf(tried, "  %s\n", cand);
+    if (executable(cand))
+      return realpath(cand, NULL);
+  }
+  {
+    const char *path = getenv("PATH");
+    char *copy, *save = NULL;
+
+    brk_sb_printf(tried, "  tremote-gpu-agent in $PATH (%s)\n",
+                  path ? path : "unset");
+    if (!path || !(copy = strdup(path)))
+      return NULL;
+    for (char *d = strtok_r(copy, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+      snprintf(cand, sizeof(cand), "%s/tremote-gpu-agent", *d ? d : ".");
+      if (executable(cand)) {
+        free(copy);
+        return realpath(cand, NULL);
+      }
+    }
+    free(copy);
+  }
+  return NULL;
+}
+
+/* ---- ready, signals, shutdown ------------------------------------------------------- */
+
+void brk_check_ready(struct brk *b)
+{
+  static const char msg[] = "ready\n";
+
+  if (b->ready_sent || !b->listening)
+    return;
+  for (unsigned i = 0; i < b->nmachines; i++)
+    if (!b->machines[i]->first_done)
+      return;
+  b->ready_sent = 1;
+  brk_info("ready: listening on %s (control %s), %u machine(s)",
+           b->cfg.socket_path, b->cfg.control_path, b->nmachines);
+  if (b->cfg.ready_fd >= 0) {
+    if (write(b->cfg.ready_fd, msg, sizeof(msg) - 1) < 0)
+      brk_warn("--ready-fd %d: %s", b->cfg.ready_fd, strerror(errno));
+    close(b->cfg.ready_fd);
+    b->cfg.ready_fd = -1;
+  }
+}
+
+static struct brk_op *sig_op, *tick_op, *stop_timer;
+static int sig_fd = -1;
+
+static void close_listeners(struct brk *b)
+{
+  brk_clients_stop(b);
+  brk_ctl_stop(b);
+  if (b->listen_fd >= 0) {
+    close(b->listen_fd);
+    unlink(b->cfg.socket_path);
+  }
+  if (b->ctl_fd >= 0) {
+    close(b->ctl_fd);
+    unlink(b->cfg.control_path);
+  }
+  b->listen_fd = b->ctl_fd = -1;
+}
+
+static void on_stop_timer(struct brk_op *op, int res, void *arg)
+{
+  struct brk *b = arg;
+
+  stop_timer = NULL;
+  brk_loop_stop(b->loop);
+}
+
+static void shutdown_begin(struct brk *b, const char *why)
+{
+  if (b->stopping) {
+    brk_warn("%s again: stopping now", why);
+    brk_loop_stop(b->loop);
+    return;
+  }
+  b->stopping = 1;
+  brk_info("%s: shutting down", why);
+  close_listeners(b);
+  brk_op_cancel(tick_op);
+  tick_op = NULL;
+  if (brk_machines_stop(b) == 0) {
+    brk_loop_stop(b->loop);
+    return;
+  }
+  /* Agents get 2 s to exit on SIGTERM; brk_machines_free kills the rest. */
+  stop_timer = brk_loop_timeout(b->loop, 2000, on_stop_timer, b);
+  if (!stop_timer)
+    brk_loop_stop(b->loop);
+}
+
+static void arm_signals(struct brk *b);
+
+static void on_signal(struct brk_op *op, int res, void *arg)
+{
+  struct brk *b = arg;
+  struct signalfd_siginfo si;
+
+  sig_op = NULL;
+  if (res == (int)sizeof(si)) {
+    memcpy(&si, brk_op_buf(op), sizeof(si));
+    if (si.ssi_signo == SIGHUP)
+      brk_info("SIGHUP: nothing to reload (machines come from the command "
+               "line)");
+    else
+      shutdown_begin(b, si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
+  }
+  arm_signals(b);
+}
+
+static void arm_signals(struct brk *b)
+{
+  sig_op = brk_loop_read(b->loop, sig_fd, sizeof(struct signalfd_siginfo),
+                         on_signal, b);
+}
+
+static void on_tick(struct brk_op *op, int res, void *arg)
+{
+  struct brk *b = arg;
+
+  tick_op = NULL;
+  if (b->stopping)
+    return;
+  brk_clients_tick(b);
+  tick_op = brk_loop_timeout(b->loop, 1000, on_tick, b);
+}
+
+/* ---- main ---------------------------------------------------------------------------- */
+
+int main(int argc, char **argv)
+{
+  static const struct option opts[] = {
+      {"socket", required_argument, NULL, 's'},
+      {"control", required_argument, NULL, 'c'},
+      {"local", required_argument, NULL, 'n'},
+      {"agent", required_argument, NULL, 'a'},
+      {"backend", required_argument, NULL, 'b'},
+      {"emu-mem", required_argument, NULL, 'm'},
+      {"log-level", required_argument, NULL, 'l'},
+      {"ready-fd", required_argument, NULL, 'r'},
+      {"ping-interval", required_argument, NULL, 'P'},
+      {"ping-timeout", required_argument, NULL, 'T'},
+      {"start-timeout", required_argument, NULL, 'S'},
+      {"hello-wait", required_argument, NULL, 'H'},
+      {"help", no_argument, NULL, 'h'},
+      {"version", no_argument, NULL, 'V'},
+      {NULL, 0, NULL, 0},
+  };
+  static struct brk broker;
+  struct brk *b = &broker;
+  const char *agent_opt = NULL;
+  char *sock = NULL, *ctl = NULL, *agent = NULL, *dir = NULL, *end;
+  struct brk_sb tried;
+  sigset_t mask;
+  int opt, rc, ret = EXIT_FAIL;
+  long v;
+
+  b->cfg.nlocal = 1;
+  b->cfg.backend = "auto";
+  b->cfg.ready_fd = -1;
+  b->cfg.ping_idle_ms = 5000;
+  b->cfg.ping_timeout_ms = 10000;
+  b->cfg.start_timeout_ms = 30000;
+  b->cfg.hello_wait_ms = 60000;
+  b->listen_fd = b->ctl_fd = -1;
+  brk_sb_init(&tried);
+
+  while ((opt = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
+    switch (opt) {
+    case 's':
+      sock = strdup(optarg);
+      break;
+    case 'c':
+      ctl = strdup(optarg);
+      break;
+    case 'n':
+      v = strtol(optarg, &end, 10);
+      if (*end || end == optarg || v < 0 || v > BRK_MAX_LOCAL) {
+        fprintf(stderr, "tremote-broker: --local %s: expected 0..%u\n", optarg,
+                BRK_MAX_LOCAL);
+        return EXIT_USAGE;
+      }
+      b->cfg.nlocal = (int)v;
+      break;
+    case 'a':
+      agent_opt = optarg;
+      break;
+    case 'b':
+      if (strcmp(optarg, "emu") && strcmp(optarg, "cuda") &&
+          strcmp(optarg, "auto")) {
+        fprintf(stderr, "tremote-broker: --backend %s: expected emu, cuda or "
+                        "auto\n", optarg);
+        return EXIT_USAGE;
+      }
+      b->cfg.backend = optarg;
+      break;
+    case 'm':
+      if (!valid_size(optarg)) {
+        fprintf(stderr, "tremote-broker: --emu-mem %s: expected a size such "
+                        "as 512M or 8G\n", optarg);
+        return EXIT_USAGE;
+      }
+      b->cfg.emu_mem = optarg;
+      break;
+    case 'l':
+      rc = brk_log_parse_level(optarg);
+      if (rc < 0) {
+        fprintf(stderr, "tremote-broker: --log-level %s: expected error, "
+                        "warn, info or debug\n", optarg);
+        return EXIT_USAGE;
+      }
+      brk_log_level = rc;
+      break;
+    case 'r':
+      v = strtol(optarg, &end, 10);
+      if (*end || end == optarg || v < 0 || v > INT_MAX ||
+          fcntl((int)v, F_GETFD) < 0) {
+        fprintf(stderr, "tremote-broker: --ready-fd %s: not an open "
+                        "descriptor\n", optarg);
+        return EXIT_USAGE;
+      }
+      b->cfg.ready_fd = (int)v;
+      break;
+    case 'P':
+    case 'T':
+    case 'S':
+    case 'H': {
+      uint32_t ms;
+
+      if (parse_seconds(optarg, &ms) < 0) {
+        fprintf(stderr, "tremote-broker: %s: expected a number of seconds\n",
+                optarg);
+        return EXIT_USAGE;
+      }
+      if (opt == 'P')
+        b->cfg.ping_idle_ms = ms;
+      else if (opt == 'T')
+        b->cfg.ping_timeout_ms = ms;
+      else if (opt == 'S')
+        b->cfg.start_timeout_ms = ms;
+      else
+        b->cfg.hello_wait_ms = ms;
+      break;
+    }
+    case 'h':
+      usage(stdout);
+      return EXIT_OK;
+    case 'V':
+      printf("tremote-broker %s (protocol versions %u..%u)\n", BRK_VERSION,
+             TR_PROTO_VERSION_MIN, TR_PROTO_VERSION_MAX);
+      return EXIT_OK;
+    default:
+      fprintf(stderr, "Try 'tremote-broker --help' for more information.\n");
+      return EXIT_USAGE;
+    }
+  }
+  if (optind < argc) {
+    fprintf(stderr, "tremote-broker: unexpected argument '%s'\nTry "
+                    "'tremote-broker --help' for more information.\n",
+            argv[optind]);
+    return EXIT_USAGE;
+  }
+
+  if (!sock)
+    sock = default_socket_path();
+  dir = sock ? dir_of(sock) : NULL;
+  if (!ctl && dir && asprintf(&ctl, "%s/control.sock", dir) < 0)
+    ctl = NULL;
+  if (!sock || !dir || !ctl) {
+    brk_err("out of memory");
+    goto out;
+  }
+  b->cfg.socket_path = sock;
+  b->cfg.control_path = ctl;
+  b->uid = getuid();
+
+  if (b->cfg.nlocal > 0) {
+    agent = find_agent(agent_opt, &tried);
+    if (!agent) {
+      brk_err("cannot find the agent binary tremote-gpu-agent; looked at:\n%s"
+              "Use --agent PATH or set TREMOTE_AGENT.", tried.s);
+      ret = EXIT_NOAGENT;
+      goto out;
+    }
+    b->cfg.agent_path = agent;
+  }
+
+  rc = make_dirs(dir);
+  if (rc < 0) {
+    brk_err("cannot create the socket directory %s: %s", dir, strerror(-rc));
+    goto out;
+  }
+  rc = probe_socket(sock, SOCK_SEQPACKET);
+  if (rc == 1) {
+    brk_err("another broker is already listening on %s", sock);
+    ret = EXIT_RUNNING;
+    goto out;
+  }
+  if (rc < 0) {
+    brk_err("%s: %s", sock,
+            rc == -EEXIST ? "exists and is not a socket" : strerror(-rc));
+    goto out;
+  }
+  rc = probe_socket(ctl, SOCK_STREAM);
+  if (rc == 1) {
+    brk_err("another broker is already listening on %s", ctl);
+    ret = EXIT_RUNNING;
+    goto out;
+  }
+  if (rc < 0) {
+    brk_err("%s: %s", ctl,
+            rc == -EEXIST ? "exists and is not a socket" : strerror(-rc));
+    goto out;
+  }
+
+  signal(SIGPIPE, SIG_IGN);
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGHUP);
+  sigprocmask(SIG_BLOCK, &mask, NULL);
+  sig_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (sig_fd < 0) {
+    brk_err("signalfd: %s", strerror(errno));
+    goto out;
+  }
+  rc = brk_loop_new(&b->loop, 1024);
+  if (rc < 0) {
+    brk_err("io_uring: %s", strerror(-rc));
+    goto out;
+  }
+  rc = brk_machines_init(b);
+  if (rc < 0) {
+    brk_err("out of memory");
+    goto out;
+  }
+  rc = listen_on(sock, SOCK_SEQPACKET, &b->listen_fd);
+  if (rc < 0) {
+    brk_err("cannot listen on %s: %s", sock, strerror(-rc));
+    goto out;
+  }
+  rc = listen_on(ctl, SOCK_STREAM, &b->ctl_fd);
+  if (rc < 0) {
+    brk_err("cannot listen on %s: %s", ctl, strerror(-rc));
+    goto out;
+  }
+  if (brk_clients_start(b) < 0 || brk_ctl_start(b) < 0) {
+    brk_err("cannot start accepting: %s", strerror(errno));
+    goto out;
+  }
+  arm_signals(b);
+  tick_op = brk_loop_timeout(b->loop, 1000, on_tick, b);
+  if (!sig_op || !tick_op) {
+    brk_err("cannot start the event loop");
+    goto out;
+  }
+  b->listening = 1;
+  brk_info("tremote-broker %s (pid %d): %d LOCAL machine(s), backend %s",
+           BRK_VERSION, (int)getpid(), b->cfg.nlocal, b->cfg.backend);
+  brk_machines_start(b);
+  brk_check_ready(b);
+
+  rc = brk_loop_run(b->loop);
+  if (rc < 0) {
+    brk_err("event loop failed: %s", strerror(-rc));
+    goto out;
+  }
+  ret = EXIT_OK;
+  brk_info("stopped");
+
+out:
+  if (!b->stopping && b->loop) {
+    b->stopping = 1;
+    close_listeners(b);
+    brk_machines_stop(b);
+  } else if (b->listen_fd >= 0 || b->ctl_fd >= 0) {
+    close_listeners(b);
+  }
+  brk_machines_free(b);
+  brk_op_cancel(sig_op);
+  brk_op_cancel(tick_op);
+  brk_op_cancel(stop_timer);
+  brk_loop_free(b->loop);
+  if (sig_fd >= 0)
+    close(sig_fd);
+  if (b->cfg.ready_fd >= 0)
+    close(b->cfg.ready_fd);
+  brk_sb_release(&tried);
+  free(agent);
+  free(sock);
+  free(ctl);
+  free(dir);
+  return ret;
+}

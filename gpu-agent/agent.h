@@ -1,0 +1,100 @@
+/*
+ * agent.h: what every part of tremote-gpu-agent shares: the bounds that
+ * keep its memory finite, and logging.
+ *
+ * The agent is four modules around one network thread:
+ *
+ *   agent_main.c     command line, secret, signals, start and stop
+ *   agent_h2.c       the network loop: epoll, sockets, nghttp2 server
+ *                    sessions, routing of /v1/hello, /v1/session, /v1/lane
+ *   agent_session.c  sessions and lanes: the queues between the network
+ *                    thread and the execution threads
+ *   agent_exec.c     the execution pool; agent_ops.c runs one record
+ *   agent_module.c   the content-addressed module cache and uploads
+ *   backends/        the device: emu.c now, cuda later (backend.h)
+ *
+ * Threads: the network thread owns every socket, every nghttp2 session and
+ * the session registry; execution threads own nothing but the lane they
+ * run.  They meet in struct agt_lane (agent_session.h) under its mutex, and
+ * execution threads wake the network thread through struct agt_inbox.
+ */
+#ifndef AGT_AGENT_H
+#define AGT_AGENT_H
+
+#include <stdint.h>
+
+#define AGT_PROG "tremote-gpu-agent"
+
+/*
+ * HTTP/2 flow control (PROTOCOL.md §3): the windows both sides advertise.
+ * 64 MiB per stream and 256 MiB per connection exceed the bandwidth-delay
+ * product of a 50 ms, 1 GB/s link.
+ */
+#define AGT_STREAM_WINDOW (64 << 20)
+#define AGT_CONN_WINDOW (256 << 20)
+#define AGT_MAX_STREAMS 4096u
+#define AGT_MAX_FRAME (1u << 20) /* largest DATA frame we accept */
+
+/*
+ * A lane never holds more than about this many bytes of records that were
+ * received but not yet executed.  Enforced with flow control: request bytes
+ * are handed back to nghttp2 (nghttp2_session_consume) only once the
+ * record they carried has executed, and each lane stream's local window is
+ * cut to this size when it opens.  The peer was already promised
+ * AGT_STREAM_WINDOW by SETTINGS, and HTTP/2 cannot take a promise back, so
+ * the first burst on a stream may still reach 64 MiB; from then on
+ * WINDOW_UPDATEs are withheld until it is below this bound.
+ */
+#define AGT_LANE_IN_MAX (16u << 20)
+
+/*
+ * A lane never holds more than this many bytes of replies produced but not
+ * yet handed to nghttp2: the execution thread waits for the network thread
+ * to drain them, so a 1 GiB device-to-host copy costs this much memory.
+ */
+#define AGT_LANE_OUT_MAX (8u << 20)
+
+/* Largest module (fatbin) MODULE_PUT assembles. */
+#define AGT_MODULE_MAX (256u << 20)
+
+/* Request bodies of /v1/hello larger than this are refused. */
+#define AGT_HELLO_MAX (64u << 10)
+
+/* ---- logging ------------------------------------------------------- */
+
+enum agt_log_level {
+  AGT_LOG_ERROR = 0,
+  AGT_LOG_WARN = 1,
+  AGT_LOG_INFO = 2,
+  AGT_LOG_DEBUG = 3,
+};
+
+/*
+ * Set once by main before any thread starts; read by everyone after.
+ * Messages above it are dropped.
+ */
+extern enum agt_log_level agt_log_max;
+
+/* Parse "error", "warn", "info" or "debug".  Returns 0 or -EINVAL. */
+int agt_log_parse(const char *s, enum agt_log_level *out);
+
+/*
+ * Write one line to stderr: "tremote-gpu-agent: <level>: <message>\n".
+ * One write(2) per line, so lines from different threads never interleave.
+ */
+void agt_log(enum agt_log_level lvl, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#define agt_err(...) agt_log(AGT_LOG_ERROR, __VA_ARGS__)
+#define agt_warn(...) agt_log(AGT_LOG_WARN, __VA_ARGS__)
+#define agt_info(...) agt_log(AGT_LOG_INFO, __VA_ARGS__)
+#define agt_debug(...)                                                         \
+  do {                                                                         \
+    if (agt_log_max >= AGT_LOG_DEBUG)                                          \
+      agt_log(AGT_LOG_DEBUG, __VA_ARGS__);                                     \
+  } while (0)
+
+/* Milliseconds of CLOCK_MONOTONIC. */
+uint64_t agt_now_ms(void);
+
+#endif /* AGT_AGENT_H */

@@ -1,0 +1,176 @@
+/*
+ * agent_exec.c: the execution pool (agent_exec.h).
+ *
+ * The run queue holds lanes, not records: a lane is on it (or being run)
+ * exactly when its `queued` flag is set, which is what keeps one lane on
+ * one thread at a time and its records in order.
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "agent.h"
+#include "agent_exec.h"
+
+/* Records a lane runs before it goes to the back of the queue. */
+#define EXEC_BATCH 64
+/* Executed bytes after which the network thread is told to hand window
+   credit back to the peer, even in the middle of a busy lane. */
+#define EXEC_CREDIT_BATCH (1u << 20)
+
+struct agt_exec {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  struct agt_lane *head, *tail; /* run queue; each holds a lane reference */
+  bool stop;
+  unsigned n;
+  pthread_t *th;
+};
+
+static void enqueue(struct agt_exec *x, struct agt_lane *l)
+{
+  pthread_mutex_lock(&x->mu);
+  l->run_next = NULL;
+  if (x->tail)
+    x->tail->run_next = l;
+  else
+    x->head = l;
+  x->tail = l;
+  pthread_cond_signal(&x->cv);
+  pthread_mutex_unlock(&x->mu);
+}
+
+void agt_exec_submit(struct agt_exec *x, struct agt_lane *l)
+{
+  bool go;
+
+  pthread_mutex_lock(&l->mu);
+  go = !l->queued && !l->aborted && (l->in_head || (l->in_eof && !l->out_eof));
+  if (go)
+    l->queued = true;
+  pthread_mutex_unlock(&l->mu);
+  if (go) {
+    agt_lane_get(l);
+    enqueue(x, l);
+  }
+}
+
+/*
+ * Run up to EXEC_BATCH records of l.  Returns true if l must go back on the
+ * queue (it still has work), false if it is done for now (queued cleared).
+ */
+static bool run_lane(struct agt_lane *l)
+{
+  for (unsigned i = 0;; i++) {
+    struct agt_rec *r;
+    bool notify = false, more;
+
+    pthread_mutex_lock(&l->mu);
+    if (l->aborted) {
+      l->queued = false;
+      pthread_mutex_unlock(&l->mu);
+      return false;
+    }
+    r = l->in_head;
+    if (!r) {
+      if (l->in_eof && !l->out_eof) {
+        l->out_eof = true; /* the response can end after what is queued */
+        notify = true;
+      }
+      l->queued = false;
+      pthread_mutex_unlock(&l->mu);
+      if (notify)
+        agt_lane_notify(l);
+      return false;
+    }
+    if (i == EXEC_BATCH) {
+      pthread_mutex_unlock(&l->mu);
+      return true;
+    }
+    l->in_head = r->next;
+    if (!l->in_head)
+      l->in_tail = &l->in_head;
+    l->in_bytes -= r->wire_len;
+    pthread_mutex_unlock(&l->mu);
+
+    agt_ops_execute(l, r);
+
+    pthread_mutex_lock(&l->mu);
+    l->done_bytes += r->wire_len;
+    more = l->in_head != NULL;
+    /* Credit in batches, or when the lane drains, so a stream of small
+       records does not cost one wake-up each. */
+    notify = l->done_bytes >= EXEC_CREDIT_BATCH || !more;
+    pthread_mutex_unlock(&l->mu);
+    free(r);
+    if (notify)
+      agt_lane_notify(l);
+  }
+}
+
+static void *worker(void *arg)
+{
+  struct agt_exec *x = arg;
+
+  for (;;) {
+    struct agt_lane *l;
+
+    pthread_mutex_lock(&x->mu);
+    while (!x->head && !x->stop)
+      pthread_cond_wait(&x->cv, &x->mu);
+    l = x->head;
+    if (!l) {
+      pthread_mutex_unlock(&x->mu); /* stop, and nothing left */
+      return NULL;
+    }
+    x->head = l->run_next;
+    if (!x->head)
+      x->tail = NULL;
+    pthread_mutex_unlock(&x->mu);
+
+    if (run_lane(l))
+      enqueue(x, l); /* keeps its queue reference */
+    else
+      agt_lane_put(l);
+  }
+}
+
+int agt_exec_new(unsigned nthreads, struct agt_exec **out)
+{
+  struct agt_exec *x = calloc(1, sizeof(*x));
+  int rc;
+
+  if (!x)
+    return -ENOMEM;
+  x->th = calloc(nthreads, sizeof(*x->th));
+  if (!x->th) {
+    free(x);
+    return -ENOMEM;
+  }
+  pthread_mutex_init(&x->mu, NULL);
+  pthread_cond_init(&x->cv, NULL);
+  for (x->n = 0; x->n < nthreads; x->n++) {
+    rc = pthread_create(&x->th[x->n], NULL, worker, x);
+    if (rc != 0) {
+      agt_exec_free(x);
+      return -rc;
+    }
+  }
+  *out = x;
+  return 0;
+}
+
+void agt_exec_free(struct agt_exec *x)
+{
+  if (!x)
+    return;
+  pthread_mutex_lock(&x->mu);
+  x->stop = true;
+  pthread_cond_broadcast(&x->cv);
+  pthread_mutex_unlock(&x->mu);
+  for (unsigned i = 0; i < x->n; i++)
+    pthread_join(x->th[i], NULL);
+  pthread_cond_destroy(&x->cv);
+  pthread_mutex_destroy(&x->mu);
+  free(x->th);
+  free(x);
+}

@@ -1,0 +1,44 @@
+/*
+ * agent_exec.h: the execution pool.
+ *
+ * A fixed set of threads runs lanes that have work.  One lane's records
+ * run strictly in order, on one thread at a time; different lanes run
+ * concurrently.  A lane that keeps receiving work yields its thread after a
+ * batch so that it cannot starve the others.  None of this ever blocks the
+ * network thread: the only place an execution thread waits is for room in
+ * its lane's outbound queue (agt_lane_push_out).
+ */
+#ifndef AGT_EXEC_H
+#define AGT_EXEC_H
+
+#include "agent_session.h"
+
+struct agt_exec;
+
+/* Start nthreads (>= 1) threads.  Returns 0 and *out, or -errno. */
+int agt_exec_new(unsigned nthreads, struct agt_exec **out);
+
+/*
+ * Make sure lane l runs if it has queued records or an ended request body
+ * to conclude: puts it on the run queue unless it is queued, running, or
+ * aborted.  Called by the network thread after agt_lane_push_in or
+ * agt_lane_end_in.
+ */
+void agt_exec_submit(struct agt_exec *x, struct agt_lane *l);
+
+/*
+ * Stop: let the threads finish the run queue (callers abort every lane
+ * first, so this is quick), join them and free the pool.
+ */
+void agt_exec_free(struct agt_exec *x);
+
+/*
+ * Execute one request record of lane l and queue its reply (agent_ops.c).
+ * Applies the reply rules of PROTOCOL.md §1: a WANT_REPLY record gets
+ * exactly one final reply; a failing record without WANT_REPLY becomes the
+ * lane's deferred error unless one is pending, and the deferred error is
+ * reported in the next successful final reply, then cleared.
+ */
+void agt_ops_execute(struct agt_lane *l, const struct agt_rec *r);
+
+#endif /* AGT_EXEC_H */

@@ -1,0 +1,1463 @@
+/*
+ * agent_h2.c: the network thread (agent_h2.h).
+ *
+ * Everything here runs on one thread: sockets, nghttp2 sessions, the
+ * session registry and the network-side fields of lanes.  The execution
+ * threads reach it only through the inbox (agent_session.h).
+ *
+ * Flow control is manual (NGHTTP2_OPT_NO_AUTO_WINDOW_UPDATE): bytes of a
+ * lane's request body are consumed, and so given back to the peer as
+ * window, only after the record they carried has executed.  That is what
+ * bounds a lane's queue of unexecuted records (AGT_LANE_IN_MAX).  Bytes of
+ * every other stream are consumed on arrival.
+ *
+ * nghttp2 callbacks never close a connection: they mark it, and the loop
+ * closes it once the library call that invoked them has returned.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <nghttp2/nghttp2.h>
+
+/*
+ * nghttp2 1.60 renamed the ssize_t entry points (*2, nghttp2_ssize) and
+ * deprecated the old ones; Debian 12 ships 1.52.  Use whichever exists.
+ */
+#if NGHTTP2_VERSION_NUM >= 0x013c00
+typedef nghttp2_ssize agt_ngssize;
+typedef nghttp2_data_provider2 agt_ngprd;
+#define agt_ng_mem_send nghttp2_session_mem_send2
+#define agt_ng_mem_recv nghttp2_session_mem_recv2
+#define agt_ng_submit_response nghttp2_submit_response2
+#define agt_ng_set_read_length                                                 \
+  nghttp2_session_callbacks_set_data_source_read_length_callback2
+#else
+typedef ssize_t agt_ngssize;
+typedef nghttp2_data_provider agt_ngprd;
+#define agt_ng_mem_send nghttp2_session_mem_send
+#define agt_ng_mem_recv nghttp2_session_mem_recv
+#define agt_ng_submit_response nghttp2_submit_response
+#define agt_ng_set_read_length                                                 \
+  nghttp2_session_callbacks_set_data_source_read_length_callback
+#endif
+
+#include "agent.h"
+#include "agent_exec.h"
+#include "agent_h2.h"
+#include "agent_hmap.h"
+#include "agent_module.h"
+#include "agent_session.h"
+
+#define container_of(p, type, member)                                          \
+  ((type *)(void *)((char *)(p) - offsetof(type, member)))
+
+/* A connection that is being closed (bad secret, no common version) gets
+   this long to take its last response before the socket is shut. */
+#define CLOSE_GRACE_MS 5000
+/* How long shutdown waits for execution threads to release sessions. */
+#define SHUTDOWN_WAIT_MS 30000
+#define RECV_BUF (64u << 10)
+#define RECV_ROUNDS 16 /* reads per wake-up before others get a turn */
+
+enum ev_kind { EV_LISTEN, EV_SIGNAL, EV_INBOX, EV_CONN };
+
+/* What an epoll event points at. */
+struct ev {
+  enum ev_kind kind;
+  int fd;
+};
+
+enum st_kind {
+  ST_NEW,     /* headers arriving */
+  ST_FIXED,   /* answered with a fixed response; body ignored */
+  ST_HELLO,   /* collecting the HELLO record */
+  ST_SESSION, /* /v1/session */
+  ST_LANE,    /* /v1/lane */
+};
+
+struct conn;
+
+/* One request stream.  Owned by its connection's list. */
+struct stream {
+  struct conn *conn;
+  int32_t id;
+  enum st_kind kind;
+  struct stream *prev, *next;
+
+  /* Request headers we look at; over-long values set hdr_overflow. */
+  char method[16], path[64], auth[512], sess_hdr[40], va_hdr[64],
+      lane_hdr[32];
+  size_t auth_len;
+  bool hdr_overflow;
+
+  bool deferred;  /* the data provider returned NGHTTP2_ERR_DEFERRED */
+  bool rst_sent;  /* we reset it; waiting for the close */
+  bool close_conn; /* close the connection once this response is sent */
+
+  uint8_t *body; /* ST_HELLO: request bytes */
+  size_t body_len;
+  uint8_t *resp; /* ST_FIXED and hello: response bytes */
+  size_t resp_len, resp_off;
+
+  struct agt_session *sess; /* ST_SESSION, until the session is freed */
+  bool sess_done;           /* ST_SESSION: end the response */
+  struct agt_lane *lane;    /* ST_LANE: referenced */
+};
+
+struct conn {
+  struct ev ev;
+  struct agt_server *srv;
+  nghttp2_session *ngh;
+  struct conn *prev, *next;
+  struct stream *streams;
+  const uint8_t *out; /* from nghttp2_session_mem_send, not yet written */
+  size_t out_len;
+  uint64_t credit;    /* connection-level bytes to consume */
+  bool pollout;       /* EPOLLOUT is registered */
+  bool dirty;         /* has something to send: flush at the end of the turn */
+  bool terminate;     /* send GOAWAY and close after it */
+  bool lingering;     /* all sent, write side shut: draining the peer */
+  bool dead;          /* close at the end of the turn */
+  uint64_t close_by;  /* ms deadline once closing, else 0 */
+  char peer[64];
+};
+
+struct agt_server {
+  struct ev listen_ev, signal_ev, inbox_ev;
+  int epfd;
+  uint16_t port;
+  char *secret; /* "Bearer <secret>", or NULL */
+  size_t secret_len;
+  struct agt_backend *be;
+  struct agt_exec *exec;
+  struct agt_modcache *cache;
+  struct agt_inbox inbox;
+  bool inbox_ok;
+  nghttp2_session_callbacks *cbs;
+  nghttp2_option *opt;
+  struct conn *conns;
+  struct agt_hmap sessions; /* id -> session (the registry's reference) */
+  unsigned live_sessions;   /* created and not yet freed */
+  struct tr_devinfo devinfo;
+  uint8_t rbuf[RECV_BUF];
+};
+
+static void conn_mark(struct conn *c)
+{
+  c->dirty = true;
+}
+
+/* ---- responses ---------------------------------------------------------- */
+
+static agt_ngssize read_cb(nghttp2_session *ngh, int32_t id, uint8_t *buf,
+                             size_t len, uint32_t *flags,
+                             nghttp2_data_source *src, void *ud)
+{
+  struct stream *st = src->ptr;
+  size_t n;
+  bool eof;
+
+  switch (st->kind) {
+  case ST_LANE:
+    n = agt_lane_read_out(st->lane, buf, len, &eof);
+    if (eof)
+      *flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (!n && !eof) {
+      st->deferred = true;
+      return NGHTTP2_ERR_DEFERRED;
+    }
+    return (agt_ngssize)n;
+  case ST_SESSION:
+    if (st->sess_done) {
+      *flags |= NGHTTP2_DATA_FLAG_EOF;
+      return 0;
+    }
+    st->deferred = true;
+    return NGHTTP2_ERR_DEFERRED;
+  default:
+    n = st->resp_len - st->resp_off;
+    if (n > len)
+      n = len;
+    memcpy(buf, st->resp + st->resp_off, n);
+    st->resp_off += n;
+    if (st->resp_off == st->resp_len)
+      *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return (agt_ngssize)n;
+  }
+}
+
+static void resume(struct stream *st)
+{
+  if (st->deferred) {
+    st->deferred = false;
+    nghttp2_session_resume_data(st->conn->ngh, st->id);
+  }
+  conn_mark(st->conn);
+}
+
+static int submit(struct stream *st, const char *status,
+                  const char *content_type)
+{
+  nghttp2_nv nv[2] = {
+    /* Values are copied: status may live on the caller's stack. */
+    {(uint8_t *)":status", (uint8_t *)status, 7, strlen(status),
+     NGHTTP2_NV_FLAG_NO_COPY_NAME},
+    {(uint8_t *)"content-type", (uint8_t *)content_type, 12,
+     strlen(content_type), NGHTTP2_NV_FLAG_NO_COPY_NAME},
+  };
+  agt_ngprd prd = {.source.ptr = st, .read_callback = read_cb};
+  int rc;
+
+  rc = agt_ng_submit_response(st->conn->ngh, st->id, nv, 2, &prd);
+  conn_mark(st->conn);
+  if (rc < 0)
+    agt_err("%s: stream %d: submit response: %s", st->conn->peer, st->id,
+            nghttp2_strerror(rc));
+  return rc;
+}
+
+static void rst(struct stream *st, uint32_t code)
+{
+  if (st->rst_sent || st->conn->dead)
+    return;
+  st->rst_sent = true;
+  nghttp2_submit_rst_stream(st->conn->ngh, NGHTTP2_FLAG_NONE, st->id, code);
+  conn_mark(st->conn);
+}
+
+/* Answer with a short text body; the request body, if any, is ignored. */
+static void reply_text(struct stream *st, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void reply_text(struct stream *st, int status, const char *fmt, ...)
+{
+  char code[8], text[512];
+  va_list ap;
+  int n;
+
+  va_start(ap, fmt);
+  n = vsnprintf(text, sizeof(text) - 1, fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    n = 0;
+  if (n > (int)sizeof(text) - 2)
+    n = (int)sizeof(text) - 2;
+  text[n++] = '\n';
+  st->kind = ST_FIXED;
+  free(st->resp);
+  st->resp = malloc((size_t)n);
+  st->resp_len = st->resp ? (size_t)n : 0;
+  st->resp_off = 0;
+  if (st->resp)
+    memcpy(st->resp, text, (size_t)n);
+  snprintf(code, sizeof(code), "%d", status);
+  if (submit(st, code, "text/plain; charset=utf-8") < 0)
+    rst(st, NGHTTP2_INTERNAL_ERROR);
+}
+
+/* ---- sessions ----------------------------------------------------------- */
+
+/*
+ * End a session: out of the registry (new lanes get 404), its lanes aborted
+ * and their streams reset, the registry's reference dropped.  The memory is
+ * freed when the last lane lets go; the note that follows ends the
+ * /v1/session response.
+ */
+static void session_destroy(struct agt_server *srv, struct agt_session *s)
+{
+  if (s->closing)
+    return;
+  s->closing = true;
+  agt_hmap_del(&srv->sessions, s->id);
+  for (struct agt_lane *l = s->lanes; l; l = l->sess_next) {
+    agt_lane_abort(l);
+    if (l->st)
+      rst(l->st, NGHTTP2_CANCEL);
+  }
+  agt_info("session %016llx: closing", (unsigned long long)s->id);
+  agt_session_put(s);
+}
+
+/* Parse exactly n hex digits (n <= 16) or, with n == 0, 1..16 of them. */
+static int parse_hex(const char *s, size_t n, uint64_t *out)
+{
+  size_t len = strlen(s);
+  uint64_t v = 0;
+
+  if (len == 0 || len > 16 || (n && len != n))
+    return -EINVAL;
+  for (size_t i = 0; i < len; i++) {
+    int d;
+
+    if (s[i] >= '0' && s[i] <= '9')
+      d = s[i] - '0';
+    else if (s[i] >= 'a' && s[i] <= 'f')
+      d = s[i] - 'a' + 10;
+    else if (s[i] >= 'A' && s[i] <= 'F')
+      d = s[i] - 'A' + 10;
+    else
+      return -EINVAL;
+    v = v << 4 | (uint64_t)d;
+  }
+  *out = v;
+  return 0;
+}
+
+static int parse_session_id(const char *s, uint64_t *id)
+{
+  return parse_hex(s, 16, id) < 0 || *id == 0 ? -EINVAL : 0;
+}
+
+static void open_session(struct stream *st)
+{
+  struct agt_server *srv = st->conn->srv;
+  struct agt_session *s;
+  uint64_t id, base, size;
+  char va[sizeof(st->va_hdr)], *plus;
+  const char *why = NULL;
+  int rc;
+
+  if (parse_session_id(st->sess_hdr, &id) < 0) {
+    reply_text(st, 400, "tremote-session must be 16 hex digits, not all 0");
+    return;
+  }
+  memcpy(va, st->va_hdr, sizeof(va));
+  plus = strchr(va, '+');
+  if (plus)
+    *plus = 0;
+  if (!plus || parse_hex(va, 0, &base) < 0 || parse_hex(plus + 1, 0, &size) < 0) {
+    reply_text(st, 400, "tremote-va must be <base hex>+<size hex>");
+    return;
+  }
+  if (agt_hmap_get(&srv->sessions, id)) {
+    reply_text(st, 409, "session %016llx already exists",
+               (unsigned long long)id);
+    return;
+  }
+  rc = agt_session_new(id, srv->be, srv->cache, &srv->inbox, base, size, &s,
+                       &why);
+  if (rc < 0) {
+    agt_warn("%s: session %016llx refused: %s", st->conn->peer,
+             (unsigned long long)id, why);
+    reply_text(st, rc == -EEXIST ? 409 : rc == -EINVAL ? 400 : 503,
+               "session refused: %s", why);
+    return;
+  }
+  if (agt_hmap_put(&srv->sessions, id, s) < 0) {
+    agt_session_put(s);
+    reply_text(st, 503, "out of memory");
+    return;
+  }
+  srv->live_sessions++;
+  s->st = st;
+  st->sess = s;
+  st->kind = ST_SESSION;
+  agt_info("session %016llx: opened, window %#llx+%#llx", (unsigned long long)id,
+           (unsigned long long)base, (unsigned long long)size);
+  if (submit(st, "200", "application/octet-stream") < 0)
+    rst(st, NGHTTP2_INTERNAL_ERROR);
+}
+
+static void open_lane(struct stream *st)
+{
+  struct agt_server *srv = st->conn->srv;
+  struct agt_session *s;
+  struct agt_lane *l;
+  uint64_t id, lane = 0;
+  size_t n = strlen(st->lane_hdr);
+
+  if (parse_session_id(st->sess_hdr, &id) < 0) {
+    reply_text(st, 400, "tremote-session must be 16 hex digits, not all 0");
+    return;
+  }
+  if (n == 0 || n > 19 || strspn(st->lane_hdr, "0123456789") != n) {
+    reply_text(st, 400, "tremote-lane must be a decimal number");
+    return;
+  }
+  for (size_t i = 0; i < n; i++)
+    lane = lane * 10 + (uint64_t)(st->lane_hdr[i] - '0');
+  s = agt_hmap_get(&srv->sessions, id);
+  if (!s) {
+    reply_text(st, 404, "no session %016llx", (unsigned long long)id);
+    return;
+  }
+  for (l = s->lanes; l; l = l->sess_next) {
+    if (l->id == lane) {
+      reply_text(st, 409, "lane %llu of session %016llx is already open",
+                 (unsigned long long)lane, (unsigned long long)id);
+      return;
+    }
+  }
+  if (agt_lane_new(s, lane, &l) < 0) {
+    reply_text(st, 503, "out of memory");
+    return;
+  }
+  l->st = st;
+  l->sess_next = s->lanes;
+  s->lanes = l;
+  st->lane = l;
+  st->kind = ST_LANE;
+  /* See AGT_LANE_IN_MAX: the steady-state bound on unexecuted bytes. */
+  nghttp2_session_set_local_window_size(st->conn->ngh, NGHTTP2_FLAG_NONE,
+                                        st->id, (int32_t)AGT_LANE_IN_MAX);
+  agt_debug("session %016llx: lane %llu opened", (unsigned long long)id,
+            (unsigned long long)lane);
+  if (submit(st, "200", "application/octet-stream") < 0)
+    rst(st, NGHTTP2_INTERNAL_ERROR);
+}
+
+/* ---- hello -------------------------------------------------------------- */
+
+static void reply_record(struct stream *st, const struct tr_hdr *req,
+                         uint32_t status, const uint8_t *payload, size_t len)
+{
+  struct tr_hdr h;
+
+  tr_hdr_init(&h, TR_OP_HELLO, TR_F_REPLY, req->request_id, (uint32_t)len);
+  h.status = status;
+  st->resp = malloc(TR_HDR_SIZE + len);
+  if (!st->resp) {
+    rst(st, NGHTTP2_INTERNAL_ERROR);
+    return;
+  }
+  tr_hdr_pack(&h, st->resp);
+  memcpy(st->resp + TR_HDR_SIZE, payload, len);
+  st->resp_len = TR_HDR_SIZE + len;
+  st->resp_off = 0;
+  if (submit(st, "200", "application/octet-stream") < 0)
+    rst(st, NGHTTP2_INTERNAL_ERROR);
+}
+
+/*
+ * The request body is complete: one HELLO record with role 2.  Reply with
+ * the chosen version, the agreed capabilities and the device description
+ * (PROTOCOL.md §5).  With no common version the reply carries
+ * TR_ST_VERSION and a message, and the connection is closed after it.
+ */
+static void answer_hello(struct stream *st)
+{
+  struct agt_server *srv = st->conn->srv;
+  struct tr_hello mine = {TR_PROTO_VERSION_MIN, TR_PROTO_VERSION_MAX,
+                          TR_ROLE_AGENT, 0, 0, 0};
+  struct tr_hello theirs, out;
+  struct tr_hdr h;
+  const char *why = NULL;
+  char text[160];
+  uint8_t *buf;
+  size_t dsize;
+  int v, n;
+
+  mine.caps = TR_CAP_MODULE_CACHE | (srv->devinfo.caps & TR_CAP_EXEC);
+  if (st->body_len < TR_HDR_SIZE) {
+    why = "body shorter than a record header";
+    goto out_bad;
+  }
+  tr_hdr_unpack(st->body, &h);
+  if (tr_hdr_check(&h, AGT_HELLO_MAX, 0, &why) < 0)
+    goto out_bad;
+  if (h.opcode != TR_OP_HELLO || h.flags & (TR_F_REPLY | TR_F_MORE) ||
+      TR_HDR_SIZE + (size_t)h.payload_len != st->body_len) {
+    why = "not exactly one HELLO request record";
+    goto out_bad;
+  }
+  if (tr_hello_unpack(st->body + TR_HDR_SIZE, h.payload_len, &theirs) < 0) {
+    why = "malformed tr_hello payload";
+    goto out_bad;
+  }
+  st->kind = ST_FIXED;
+  if (theirs.role != TR_ROLE_BROKER) {
+    n = snprintf(text, sizeof(text), "agent expects role %u (broker), got %u",
+                 TR_ROLE_BROKER, theirs.role);
+    reply_record(st, &h, TR_ST_BAD_RECORD, (uint8_t *)text, (size_t)n);
+    return;
+  }
+  v = tr_hello_choose(&mine, &theirs);
+  if (v < 0) {
+    n = snprintf(text, sizeof(text),
+                 "no common protocol version: agent speaks %u..%u, broker "
+                 "offered %u..%u",
+                 mine.min_version, mine.max_version, theirs.min_version,
+                 theirs.max_version);
+    agt_warn("%s: %s", st->conn->peer, text);
+    st->close_conn = true;
+    reply_record(st, &h, TR_ST_VERSION, (uint8_t *)text, (size_t)n);
+    return;
+  }
+  dsize = tr_devinfo_size(&srv->devinfo);
+  out = (struct tr_hello){(uint16_t)v, (uint16_t)v, TR_ROLE_AGENT,
+                          theirs.caps & mine.caps, (uint32_t)getpid(),
+                          (uint32_t)dsize};
+  buf = malloc(TR_HELLO_SIZE + dsize);
+  if (!buf) {
+    rst(st, NGHTTP2_INTERNAL_ERROR);
+    return;
+  }
+  tr_hello_pack(&out, buf);
+  tr_devinfo_pack(&srv->devinfo, buf + TR_HELLO_SIZE);
+  agt_info("%s: hello: version %d, caps %#llx", st->conn->peer, v,
+           (unsigned long long)out.caps);
+  reply_record(st, &h, 0, buf, TR_HELLO_SIZE + dsize);
+  free(buf);
+  return;
+
+out_bad:
+  agt_warn("%s: stream %d: bad HELLO (%s); resetting the stream",
+           st->conn->peer, st->id, why);
+  st->kind = ST_FIXED;
+  rst(st, NGHTTP2_PROTOCOL_ERROR);
+}
+
+/* ---- lanes: decoding ---------------------------------------------------- */
+
+static struct agt_rec *rec_new(const struct tr_hdr *h, const uint8_t *payload,
+                               uint32_t stored, uint32_t wire_len)
+{
+  struct agt_rec *r = malloc(sizeof(*r) + stored);
+
+  if (!r)
+    return NULL;
+  r->hdr = *h;
+  r->hdr.payload_len = stored;
+  r->wire_len = wire_len;
+  if (stored)
+    memcpy(r->payload, payload, stored);
+  return r;
+}
+
+/*
+ * An opcode the table does not know, in an otherwise sound header: the
+ * stream is still in step (its length is known and within bounds), so it
+ * is answered TR_ST_BAD_OPCODE like any unsupported opcode rather than
+ * killing the lane.  Its payload is skipped, not stored.
+ */
+static int queue_unknown(struct agt_lane *l)
+{
+  struct agt_rec *r = rec_new(&l->skip_hdr, NULL, 0,
+                              TR_HDR_SIZE + l->skip_hdr.payload_len);
+
+  if (!r)
+    return -ENOMEM;
+  agt_lane_push_in(l, r);
+  return 0;
+}
+
+static void lane_feed(struct stream *st, const uint8_t *p, size_t len)
+{
+  struct agt_server *srv = st->conn->srv;
+  struct agt_lane *l = st->lane;
+  const char *why = NULL;
+  bool queued = false;
+
+  l->recv_bytes += len;
+  if (st->rst_sent)
+    return; /* credited when the stream closes */
+  while (len) {
+    const uint8_t *payload;
+    struct agt_rec *r;
+    struct tr_hdr h;
+    uint32_t before;
+    int complete;
+    long n;
+
+    if (l->skip) {
+      size_t k = len < l->skip ? len : l->skip;
+
+      l->skip -= (uint32_t)k;
+      p += k;
+      len -= k;
+      if (!l->skip) {
+        if (queue_unknown(l) < 0)
+          goto out_nomem;
+        queued = true;
+      }
+      continue;
+    }
+    before = l->dec.have;
+    n = tr_decoder_feed(&l->dec, p, len, &complete, &h, &payload);
+    if (n == -EBADMSG && l->dec.hdr.payload_len <= TR_PAYLOAD_MAX) {
+      /* Only the header was taken, and it failed on its opcode alone. */
+      size_t used = TR_HDR_SIZE - before;
+
+      l->skip_hdr = l->dec.hdr;
+      l->skip = l->dec.hdr.payload_len;
+      tr_decoder_release(&l->dec);
+      if (tr_decoder_init(&l->dec, TR_PAYLOAD_MAX) < 0)
+        goto out_nomem;
+      p += used;
+      len -= used;
+      agt_debug("lane %llu: unknown opcode %u", (unsigned long long)l->id,
+                l->skip_hdr.opcode);
+      if (!l->skip) {
+        if (queue_unknown(l) < 0)
+          goto out_nomem;
+        queued = true;
+      }
+      continue;
+    }
+    if (n < 0) {
+      why = l->dec.why;
+      goto out_bad;
+    }
+    p += n;
+    len -= (size_t)n;
+    if (!complete)
+      continue;
+    r = rec_new(&h, payload, h.payload_len, TR_HDR_SIZE + h.payload_len);
+    if (!r)
+      goto out_nomem;
+    agt_lane_push_in(l, r);
+    queued = true;
+  }
+  if (queued)
+    agt_exec_submit(srv->exec, l);
+  return;
+
+out_nomem:
+  why = "out of memory";
+out_bad:
+  agt_warn("%s: lane %llu: malformed record (%s); resetting the stream",
+           st->conn->peer, (unsigned long long)l->id, why);
+  agt_lane_abort(l);
+  rst(st, NGHTTP2_PROTOCOL_ERROR);
+}
+
+/* ---- request routing ---------------------------------------------------- */
+
+/* Constant-time: the time taken does not depend on where they differ. */
+static bool auth_ok(const struct agt_server *srv, const struct stream *st)
+{
+  unsigned diff;
+
+  if (!srv->secret)
+    return true;
+  diff = st->auth_len != srv->secret_len || st->hdr_overflow;
+  for (size_t i = 0; i < srv->secret_len; i++)
+    diff |= (unsigned)(uint8_t)srv->secret[i] ^
+            (unsigned)(uint8_t)(i < st->auth_len ? st->auth[i] : 0);
+  return diff == 0;
+}
+
+static void route(struct stream *st)
+{
+  struct conn *c = st->conn;
+
+  if (!auth_ok(c->srv, st)) {
+    agt_warn("%s: request with a %s secret; closing the connection", c->peer,
+             st->auth_len ? "wrong" : "missing");
+    st->close_conn = true;
+    reply_text(st, 401, "authentication failed: missing or wrong "
+                        "'authorization: Bearer <secret>'");
+    return;
+  }
+  if (st->hdr_overflow) {
+    reply_text(st, 431, "request header value too long");
+    return;
+  }
+  if (strcmp(st->method, "POST") != 0) {
+    reply_text(st, 405, "only POST is served");
+    return;
+  }
+  if (strcmp(st->path, "/v1/hello") == 0)
+    st->kind = ST_HELLO;
+  else if (strcmp(st->path, "/v1/session") == 0)
+    open_session(st);
+  else if (strcmp(st->path, "/v1/lane") == 0)
+    open_lane(st);
+  else
+    reply_text(st, 404, "no such path: %s", st->path);
+}
+
+/* The request body ended (END_STREAM). */
+static void request_end(struct stream *st)
+{
+  struct agt_lane *l;
+
+  switch (st->kind) {
+  case ST_HELLO:
+    answer_hello(st);
+    break;
+  case ST_SESSION:
+    if (st->sess)
+      session_destroy(st->conn->srv, st->sess);
+    break;
+  case ST_LANE:
+    l = st->lane;
+    if (st->rst_sent)
+      break;
+    if (l->dec.have || l->skip) {
+      agt_warn("%s: lane %llu: body ends inside a record; resetting",
+               st->conn->peer, (unsigned long long)l->id);
+      agt_lane_abort(l);
+      rst(st, NGHTTP2_PROTOCOL_ERROR);
+      break;
+    }
+    agt_lane_end_in(l);
+    agt_exec_submit(st->conn->srv->exec, l);
+    break;
+  default:
+    break;
+  }
+}
+
+/* Forget a stream: on close, or when its connection goes. */
+static void stream_free(struct stream *st)
+{
+  struct conn *c = st->conn;
+  struct agt_lane *l, **pp;
+  struct agt_session *s;
+
+  switch (st->kind) {
+  case ST_SESSION:
+    s = st->sess;
+    if (s) {
+      s->st = NULL;
+      st->sess = NULL;
+      session_destroy(c->srv, s);
+    }
+    break;
+  case ST_LANE:
+    l = st->lane;
+    agt_lane_abort(l); /* a no-op for a lane that finished */
+    /* Whatever was received and not yet credited is given back to the
+       connection: the stream's own window no longer exists. */
+    c->credit += l->recv_bytes - l->credited;
+    l->credited = l->recv_bytes;
+    l->st = NULL;
+    for (pp = &l->sess->lanes; *pp; pp = &(*pp)->sess_next) {
+      if (*pp == l) {
+        *pp = l->sess_next;
+        break;
+      }
+    }
+    agt_lane_put(l);
+    break;
+  default:
+    break;
+  }
+  if (st->prev)
+    st->prev->next = st->next;
+  else
+    c->streams = st->next;
+  if (st->next)
+    st->next->prev = st->prev;
+  free(st->body);
+  free(st->resp);
+  free(st);
+}
+
+/* ---- nghttp2 callbacks -------------------------------------------------- */
+
+static int on_begin_headers(nghttp2_session *ngh, const nghttp2_frame *fr,
+                            void *ud)
+{
+  struct conn *c = ud;
+  struct stream *st;
+
+  if (fr->hd.type != NGHTTP2_HEADERS ||
+      fr->headers.cat != NGHTTP2_HCAT_REQUEST)
+    return 0;
+  st = calloc(1, sizeof(*st));
+  if (!st)
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
+  st->conn = c;
+  st->id = fr->hd.stream_id;
+  st->next = c->streams;
+  if (c->streams)
+    c->streams->prev = st;
+  c->streams = st;
+  nghttp2_session_set_stream_user_data(ngh, st->id, st);
+  return 0;
+}
+
+static void keep(char *dst, size_t cap, const uint8_t *v, size_t len,
+                 bool *overflow)
+{
+  if (len >= cap) {
+    *overflow = true;
+    len = cap - 1;
+  }
+  memcpy(dst, v, len);
+  dst[len] = 0;
+}
+
+static int on_header(nghttp2_session *ngh, const nghttp2_frame *fr,
+                     const uint8_t *name, size_t namelen, const uint8_t *value,
+                     size_t valuelen, uint8_t flags, void *ud)
+{
+  struct stream *st;
+
+  if (fr->hd.type != NGHTTP2_HEADERS ||
+      fr->headers.cat != NGHTTP2_HCAT_REQUEST)
+    return 0;
+  st = nghttp2_session_get_stream_user_data(ngh, fr->hd.stream_id);
+  if (!st)
+    return 0;
+#define IS(s) (namelen == sizeof(s) - 1 && memcmp(name, s, namelen) == 0)
+  if (IS(":method")) {
+    keep(st->method, sizeof(st->method), value, valuelen, &st->hdr_overflow);
+  } else if (IS(":path")) {
+    keep(st->path, sizeof(st->path), value, valuelen, &st->hdr_overflow);
+  } else if (IS("authorization")) {
+    keep(st->auth, sizeof(st->auth), value, valuelen, &st->hdr_overflow);
+    st->auth_len = valuelen < sizeof(st->auth) ? valuelen : 0;
+  } else if (IS("tremote-session")) {
+    keep(st->sess_hdr, sizeof(st->sess_hdr), value, valuelen,
+         &st->hdr_overflow);
+  } else if (IS("tremote-va")) {
+    keep(st->va_hdr, sizeof(st->va_hdr), value, valuelen, &st->hdr_overflow);
+  } else if (IS("tremote-lane")) {
+    keep(st->lane_hdr, sizeof(st->lane_hdr), value, valuelen,
+         &st->hdr_overflow);
+  }
+#undef IS
+  return 0;
+}
+
+static int on_frame_recv(nghttp2_session *ngh, const nghttp2_frame *fr,
+                         void *ud)
+{
+  struct stream *st;
+
+  if (fr->hd.type != NGHTTP2_HEADERS && fr->hd.type != NGHTTP2_DATA)
+    return 0;
+  st = nghttp2_session_get_stream_user_data(ngh, fr->hd.stream_id);
+  if (!st)
+    return 0;
+  if (fr->hd.type == NGHTTP2_HEADERS &&
+      fr->headers.cat == NGHTTP2_HCAT_REQUEST)
+    route(st);
+  if (fr->hd.flags & NGHTTP2_FLAG_END_STREAM)
+    request_end(st);
+  return 0;
+}
+
+static int on_data_chunk(nghttp2_session *ngh, uint8_t flags, int32_t id,
+                         const uint8_t *data, size_t len, void *ud)
+{
+  struct stream *st = nghttp2_session_get_stream_user_data(ngh, id);
+
+  if (st && st->kind == ST_LANE) {
+    lane_feed(st, data, len); /* consumed once executed */
+    return 0;
+  }
+  nghttp2_session_consume(ngh, id, len);
+  if (!st || st->kind != ST_HELLO)
+    return 0;
+  if (st->body_len + len > AGT_HELLO_MAX) {
+    reply_text(st, 413, "HELLO larger than %u bytes", AGT_HELLO_MAX);
+    return 0;
+  }
+  if (!st->body) {
+    st->body = malloc(AGT_HELLO_MAX);
+    if (!st->body) {
+      st->kind = ST_FIXED;
+      rst(st, NGHTTP2_INTERNAL_ERROR);
+      return 0;
+    }
+  }
+  memcpy(st->body + st->body_len, data, len);
+  st->body_len += len;
+  return 0;
+}
+
+static int on_frame_send(nghttp2_session *ngh, const nghttp2_frame *fr,
+                         void *ud)
+{
+  struct conn *c = ud;
+  struct stream *st;
+
+  /* The last frame of a response after which the connection must go. */
+  if (!(fr->hd.flags & NGHTTP2_FLAG_END_STREAM))
+    return 0;
+  st = nghttp2_session_get_stream_user_data(ngh, fr->hd.stream_id);
+  if (st && st->close_conn)
+    c->terminate = true;
+  return 0;
+}
+
+static int on_stream_close(nghttp2_session *ngh, int32_t id, uint32_t code,
+                           void *ud)
+{
+  struct stream *st = nghttp2_session_get_stream_user_data(ngh, id);
+
+  if (!st)
+    return 0;
+  if (st->close_conn)
+    ((struct conn *)ud)->terminate = true;
+  nghttp2_session_set_stream_user_data(ngh, id, NULL);
+  stream_free(st);
+  return 0;
+}
+
+/* Send DATA frames as large as the peer and the windows allow. */
+static agt_ngssize read_length_cb(nghttp2_session *ngh, uint8_t type,
+                                    int32_t id, int32_t conn_win,
+                                    int32_t stream_win, uint32_t max_frame,
+                                    void *ud)
+{
+  agt_ngssize n = (agt_ngssize)max_frame;
+
+  if (conn_win < n)
+    n = conn_win;
+  if (stream_win < n)
+    n = stream_win;
+  return n > 0 ? n : 1;
+}
+
+/* ---- connections -------------------------------------------------------- */
+
+static void conn_close(struct conn *c)
+{
+  struct agt_server *srv = c->srv;
+
+  agt_debug("%s: connection closed", c->peer);
+  c->dead = true; /* rst() on its streams is now a no-op */
+  /* nghttp2_session_del() does not report streams closing: do it here,
+     so every session and lane on this connection ends. */
+  while (c->streams)
+    stream_free(c->streams);
+  nghttp2_session_del(c->ngh);
+  epoll_ctl(srv->epfd, EPOLL_CTL_DEL, c->ev.fd, NULL);
+  close(c->ev.fd);
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    srv->conns = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  free(c);
+}
+
+static void conn_pollout(struct conn *c, bool on)
+{
+  struct epoll_event e = {.events = EPOLLIN | (on ? EPOLLOUT : 0u),
+                          .data.ptr = &c->ev};
+
+  if (c->pollout == on)
+    return;
+  c->pollout = on;
+  epoll_ctl(c->srv->epfd, EPOLL_CTL_MOD, c->ev.fd, &e);
+}
+
+/*
+ * Hand everything nghttp2 wants to send to the socket, until it has nothing
+ * or the socket is full (then wait for EPOLLOUT).  Marks the connection
+ * dead when it is finished or broken.
+ */
+static void conn_flush(struct conn *c)
+{
+  c->dirty = false;
+  if (c->dead || c->lingering)
+    return;
+  for (;;) {
+    ssize_t w;
+
+    if (c->out_len == 0) {
+      agt_ngssize n;
+
+      if (c->credit) {
+        nghttp2_session_consume_connection(c->ngh, (size_t)c->credit);
+        c->credit = 0;
+      }
+      if (c->terminate) {
+        c->terminate = false;
+        nghttp2_session_terminate_session(c->ngh, NGHTTP2_NO_ERROR);
+        if (!c->close_by)
+          c->close_by = agt_now_ms() + CLOSE_GRACE_MS;
+      }
+      n = agt_ng_mem_send(c->ngh, &c->out);
+      if (n < 0) {
+        agt_warn("%s: nghttp2: %s", c->peer, nghttp2_strerror((int)n));
+        c->dead = true;
+        return;
+      }
+      if (n == 0)
+        break;
+      c->out_len = (size_t)n;
+    }
+    w = send(c->ev.fd, c->out, c->out_len, MSG_NOSIGNAL);
+    if (w < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        conn_pollout(c, true);
+        return;
+      }
+      agt_debug("%s: send: %s", c->peer, strerror(errno));
+      c->dead = true;
+      return;
+    }
+    c->out += w;
+    c->out_len -= (size_t)w;
+  }
+  conn_pollout(c, false);
+  if (!c->lingering && !nghttp2_session_want_read(c->ngh) &&
+      !nghttp2_session_want_write(c->ngh)) {
+    /*
+     * Finished (GOAWAY sent).  Closing now would make the kernel answer the
+     * peer's next bytes with RST, which can destroy our last response
+     * before the peer reads it; so shut the write side and read until the
+     * peer closes too, or the grace period ends.
+     */
+    shutdown(c->ev.fd, SHUT_WR);
+    c->lingering = true;
+    if (!c->close_by)
+      c->close_by = agt_now_ms() + CLOSE_GRACE_MS;
+  }
+}
+
+static void conn_read(struct conn *c)
+{
+  struct agt_server *srv = c->srv;
+
+  for (int i = 0; i < RECV_ROUNDS && !c->dead; i++) {
+    ssize_t n = recv(c->ev.fd, srv->rbuf, sizeof(srv->rbuf), 0);
+    agt_ngssize rv;
+
+    if (n == 0) {
+      c->dead = true; /* peer closed */
+      return;
+    }
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        agt_debug("%s: recv: %s", c->peer, strerror(errno));
+        c->dead = true;
+      }
+      break;
+    }
+    if (c->lingering)
+      continue; /* discard: the session is over */
+    rv = agt_ng_mem_recv(c->ngh, srv->rbuf, (size_t)n);
+    if (rv < 0) {
+      agt_warn("%s: HTTP/2 error: %s", c->peer, nghttp2_strerror((int)rv));
+      c->dead = true;
+      return;
+    }
+  }
+  conn_mark(c);
+}
+
+static void accept_all(struct agt_server *srv)
+{
+  for (;;) {
+    struct sockaddr_storage sa;
+    socklen_t salen = sizeof(sa);
+    nghttp2_settings_entry set[] = {
+      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, AGT_MAX_STREAMS},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, AGT_STREAM_WINDOW},
+      {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, AGT_MAX_FRAME},
+    };
+    struct epoll_event e;
+    char host[48], serv[8];
+    struct conn *c;
+    int fd, one = 1;
+
+    fd = accept4(srv->listen_ev.fd, (struct sockaddr *)&sa, &salen,
+                 SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED)
+        continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK)
+        agt_warn("accept: %s", strerror(errno));
+      return;
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    c = calloc(1, sizeof(*c));
+    if (!c)
+      goto out_close;
+    c->ev.kind = EV_CONN;
+    c->ev.fd = fd;
+    c->srv = srv;
+    if (getnameinfo((struct sockaddr *)&sa, salen, host, sizeof(host), serv,
+                    sizeof(serv), NI_NUMERICHOST | NI_NUMERICSERV) == 0)
+      snprintf(c->peer, sizeof(c->peer), "%s:%s", host, serv);
+    else
+      snprintf(c->peer, sizeof(c->peer), "peer");
+    if (nghttp2_session_server_new2(&c->ngh, srv->cbs, c, srv->opt) != 0)
+      goto out_free;
+    if (nghttp2_submit_settings(c->ngh, NGHTTP2_FLAG_NONE, set,
+                                sizeof(set) / sizeof(set[0])) != 0 ||
+        nghttp2_session_set_local_window_size(c->ngh, NGHTTP2_FLAG_NONE, 0,
+                                              AGT_CONN_WINDOW) != 0)
+      goto out_del;
+    e.events = EPOLLIN;
+    e.data.ptr = &c->ev;
+    if (epoll_ctl(srv->epfd, EPOLL_CTL_ADD, fd, &e) < 0)
+      goto out_del;
+    c->next = srv->conns;
+    if (srv->conns)
+      srv->conns->prev = c;
+    srv->conns = c;
+    agt_debug("%s: connection accepted", c->peer);
+    conn_flush(c);
+    continue;
+
+  out_del:
+    nghttp2_session_del(c->ngh);
+  out_free:
+    free(c);
+  out_close:
+    agt_warn("dropping a new connection: out of memory");
+    close(fd);
+  }
+}
+
+/* ---- the inbox ---------------------------------------------------------- */
+
+static void lane_note(struct agt_lane *l)
+{
+  struct stream *st = l->st;
+  uint64_t done;
+  bool ready, aborted;
+
+  pthread_mutex_lock(&l->mu);
+  done = l->done_bytes;
+  l->done_bytes = 0;
+  ready = l->out_head || l->out_eof;
+  aborted = l->aborted;
+  pthread_mutex_unlock(&l->mu);
+  if (!st)
+    return; /* stream gone; its bytes were credited at close */
+  if (done) {
+    nghttp2_session_consume(st->conn->ngh, st->id, (size_t)done);
+    l->credited += done;
+  }
+  if (aborted)
+    rst(st, NGHTTP2_INTERNAL_ERROR); /* the lane died on its own */
+  else if (ready)
+    resume(st);
+  conn_mark(st->conn);
+}
+
+static void session_note(struct agt_server *srv, struct agt_session *s)
+{
+  struct stream *st = s->st;
+
+  if (st) {
+    st->sess_done = true;
+    st->sess = NULL;
+    resume(st);
+  }
+  agt_info("session %016llx: closed, memory freed", (unsigned long long)s->id);
+  agt_session_free(s);
+  srv->live_sessions--;
+}
+
+static void drain_inbox(struct agt_server *srv)
+{
+  struct agt_note *n = agt_inbox_take(&srv->inbox), *next;
+
+  for (; n; n = next) {
+    next = n->next;
+    if (n->kind == AGT_NOTE_LANE) {
+      struct agt_lane *l = container_of(n, struct agt_lane, note);
+
+      lane_note(l);
+      agt_lane_put(l); /* the inbox's reference */
+    } else {
+      session_note(srv, container_of(n, struct agt_session, note));
+    }
+  }
+}
+
+/* ---- the loop ----------------------------------------------------------- */
+
+/* Flush what callbacks queued; close what finished. */
+static void end_of_turn(struct agt_server *srv)
+{
+  uint64_t now = 0;
+  struct conn *c, *next;
+
+  for (c = srv->conns; c; c = next) {
+    next = c->next;
+    if (c->dirty)
+      conn_flush(c);
+    if (c->close_by && !c->dead) {
+      if (!now)
+        now = agt_now_ms();
+      if (now >= c->close_by)
+        c->dead = true;
+    }
+    if (c->dead)
+      conn_close(c);
+  }
+}
+
+static void shutdown_all(struct agt_server *srv)
+{
+  uint64_t until;
+
+  epoll_ctl(srv->epfd, EPOLL_CTL_DEL, srv->listen_ev.fd, NULL);
+  close(srv->listen_ev.fd);
+  srv->listen_ev.fd = -1;
+  while (srv->conns)
+    conn_close(srv->conns);
+  /* Lanes are aborted; wait for the threads to drop their sessions. */
+  until = agt_now_ms() + SHUTDOWN_WAIT_MS;
+  drain_inbox(srv);
+  while (srv->live_sessions && agt_now_ms() < until) {
+    struct epoll_event e;
+
+    epoll_wait(srv->epfd, &e, 1, 100);
+    drain_inbox(srv);
+  }
+  if (srv->live_sessions)
+    agt_warn("%u sessions still busy at exit", srv->live_sessions);
+}
+
+int agt_server_run(struct agt_server *srv)
+{
+  for (;;) {
+    struct epoll_event evs[64];
+    int n = epoll_wait(srv->epfd, evs, 64, 1000);
+
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      agt_err("epoll_wait: %s", strerror(errno));
+      return -errno;
+    }
+    for (int i = 0; i < n; i++) {
+      struct ev *ev = evs[i].data.ptr;
+      struct conn *c;
+
+      switch (ev->kind) {
+      case EV_LISTEN:
+        accept_all(srv);
+        break;
+      case EV_SIGNAL: {
+        struct signalfd_siginfo si;
+
+        if (read(ev->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+          agt_info("signal %u: shutting down", si.ssi_signo);
+          shutdown_all(srv);
+          return 0;
+        }
+        break;
+      }
+      case EV_INBOX:
+        drain_inbox(srv);
+        break;
+      case EV_CONN:
+        c = container_of(ev, struct conn, ev);
+        if (c->dead)
+          break;
+        if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+          conn_read(c);
+        if (evs[i].events & EPOLLOUT)
+          conn_mark(c);
+        break;
+      }
+    }
+    end_of_turn(srv);
+  }
+}
+
+/* ---- setup -------------------------------------------------------------- */
+
+static int listen_on(struct agt_server *srv, const char *spec,
+                     const char **why)
+{
+  char host[256], *port;
+  struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                           .ai_socktype = SOCK_STREAM,
+                           .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+  struct addrinfo *res, *ai;
+  struct sockaddr_storage sa;
+  socklen_t salen = sizeof(sa);
+  int fd = -1, one = 1, rc;
+
+  if (snprintf(host, sizeof(host), "%s", spec) >= (int)sizeof(host)) {
+    *why = "--listen value too long";
+    return -EINVAL;
+  }
+  port = strrchr(host, ':');
+  if (!port || port == host) {
+    *why = "--listen must be HOST:PORT";
+    return -EINVAL;
+  }
+  *port++ = 0;
+  if (host[0] == '[') { /* [v6]:port */
+    size_t n = strlen(host);
+
+    if (n < 3 || host[n - 1] != ']') {
+      *why = "--listen: bad [IPv6] address";
+      return -EINVAL;
+    }
+    host[n - 1] = 0;
+    memmove(host, host + 1, n - 1);
+  }
+  rc = getaddrinfo(host, port, &hints, &res);
+  if (rc != 0) {
+    *why = gai_strerror(rc);
+    return -EINVAL;
+  }
+  rc = -EADDRNOTAVAIL;
+  for (ai = res; ai; ai = ai->ai_next) {
+    fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                ai->ai_protocol);
+    if (fd < 0)
+      continue;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 128) == 0)
+      break;
+    rc = -errno;
+    close(fd);
+    fd = -1;
+  }
+  freeaddrinfo(res);
+  if (fd < 0) {
+    *why = strerror(-rc);
+    return rc;
+  }
+  if (getsockname(fd, (struct sockaddr *)&sa, &salen) == 0)
+    srv->port = ntohs(sa.ss_family == AF_INET6
+                          ? ((struct sockaddr_in6 *)&sa)->sin6_port
+                          : ((struct sockaddr_in *)&sa)->sin_port);
+  srv->listen_ev.kind = EV_LISTEN;
+  srv->listen_ev.fd = fd;
+  return 0;
+}
+
+static int add_ev(struct agt_server *srv, struct ev *ev)
+{
+  struct epoll_event e = {.events = EPOLLIN, .data.ptr = ev};
+
+  return epoll_ctl(srv->epfd, EPOLL_CTL_ADD, ev->fd, &e) < 0 ? -errno : 0;
+}
+
+static int make_callbacks(struct agt_server *srv)
+{
+  nghttp2_session_callbacks *cb;
+
+  if (nghttp2_session_callbacks_new(&cb) != 0)
+    return -ENOMEM;
+  nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
+  nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
+  nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+  agt_ng_set_read_length(cb, read_length_cb);
+  srv->cbs = cb;
+  if (nghttp2_option_new(&srv->opt) != 0)
+    return -ENOMEM;
+  nghttp2_option_set_no_auto_window_update(srv->opt, 1);
+  return 0;
+}
+
+int agt_server_new(const struct agt_server_config *cfg, struct agt_backend *be,
+                   struct agt_server **out, const char **why)
+{
+  struct agt_server *srv = calloc(1, sizeof(*srv));
+  sigset_t sigs;
+  int rc;
+
+  if (!srv) {
+    *why = "out of memory";
+    return -ENOMEM;
+  }
+  srv->be = be;
+  srv->epfd = -1;
+  srv->listen_ev.fd = srv->signal_ev.fd = -1;
+  agt_hmap_init(&srv->sessions);
+  be->ops->devinfo(be, &srv->devinfo);
+  if (cfg->secret) {
+    srv->secret_len = strlen("Bearer ") + strlen(cfg->secret);
+    srv->secret = malloc(srv->secret_len + 1);
+    if (!srv->secret) {
+      rc = -ENOMEM;
+      goto out_fail;
+    }
+    snprintf(srv->secret, srv->secret_len + 1, "Bearer %s", cfg->secret);
+  }
+  *why = "cannot set up the event loop";
+  srv->epfd = epoll_create1(EPOLL_CLOEXEC);
+  if (srv->epfd < 0) {
+    rc = -errno;
+    goto out_fail;
+  }
+  rc = agt_inbox_init(&srv->inbox);
+  if (rc < 0)
+    goto out_fail;
+  srv->inbox_ok = true;
+  srv->inbox_ev.kind = EV_INBOX;
+  srv->inbox_ev.fd = srv->inbox.efd;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  srv->signal_ev.kind = EV_SIGNAL;
+  srv->signal_ev.fd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (srv->signal_ev.fd < 0) {
+    rc = -errno;
+    goto out_fail;
+  }
+  rc = make_callbacks(srv);
+  if (rc < 0)
+    goto out_fail;
+  rc = agt_modcache_new(&srv->cache);
+  if (rc < 0)
+    goto out_fail;
+  rc = listen_on(srv, cfg->listen, why);
+  if (rc < 0)
+    goto out_fail;
+  *why = "cannot set up the event loop";
+  if ((rc = add_ev(srv, &srv->listen_ev)) < 0 ||
+      (rc = add_ev(srv, &srv->signal_ev)) < 0 ||
+      (rc = add_ev(srv, &srv->inbox_ev)) < 0)
+    goto out_fail;
+  rc = agt_exec_new(cfg->exec_threads, &srv->exec);
+  if (rc < 0) {
+    *why = "cannot start the execution threads";
+    goto out_fail;
+  }
+  *out = srv;
+  return 0;
+
+out_fail:
+  agt_server_free(srv);
+  return rc;
+}
+
+uint16_t agt_server_port(const struct agt_server *srv)
+{
+  return srv->port;
+}
+
+void agt_server_free(struct agt_server *srv)
+{
+  if (!srv)
+    return;
+  while (srv->conns)
+    conn_close(srv->conns);
+  agt_exec_free(srv->exec);
+  if (srv->inbox_ok)
+    drain_inbox(srv); /* sessions freed by the last threads */
+  agt_hmap_release(&srv->sessions);
+  agt_modcache_free(srv->cache);
+  nghttp2_session_callbacks_del(srv->cbs);
+  nghttp2_option_del(srv->opt);
+  if (srv->listen_ev.fd >= 0)
+    close(srv->listen_ev.fd);
+  if (srv->signal_ev.fd >= 0)
+    close(srv->signal_ev.fd);
+  if (srv->inbox_ok)
+    agt_inbox_release(&srv->inbox);
+  if (srv->epfd >= 0)
+    close(srv->epfd);
+  free(srv->secret);
+  free(srv);
+}

@@ -1,0 +1,424 @@
+/*
+ * agent_main.c: tremote-gpu-agent's command line, start and stop.
+ *
+ * Everything that can be wrong with the invocation is found before the
+ * listening socket exists, so a broker starting a LOCAL agent sees either
+ * the port on --ready-fd or a non-zero exit with a message, never both.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "agent_h2.h"
+#include "backends/backend.h"
+
+#define EXIT_USAGE 2
+#define SECRET_MAX 4096
+
+static const char usage_text[] =
+  "Usage: " AGT_PROG " [OPTION]...\n"
+  "Serve one GPU (or the emulated device) to tremote brokers over HTTP/2.\n"
+  "\n"
+  "The agent runs on the GPU machine.  A broker connects to it (h2c, one\n"
+  "connection per machine), says HELLO, then opens a session per client\n"
+  "program and lanes within it; the agent executes the CUDA calls those\n"
+  "lanes carry.  Every request must present the machine's shared secret as\n"
+  "'authorization: Bearer <secret>'.  See docs/PROTOCOL.md.\n"
+  "\n"
+  "Network:\n"
+  "  --listen HOST:PORT   address to listen on (default 127.0.0.1:0, i.e. a\n"
+  "                       free port on loopback); [IPv6]:PORT is accepted\n"
+  "  --ready-fd N         once listening, write \"<port>\\n\" to file\n"
+  "                       descriptor N and close it (how a broker starting a\n"
+  "                       local agent learns the port)\n"
+  "\n"
+  "Authentication (one is required):\n"
+  "  --secret-file FILE   read the shared secret from FILE\n"
+  "  --secret-fd N        read the shared secret from descriptor N (until\n"
+  "                       EOF), then close it\n"
+  "  TREMOTE_AGENT_SECRET environment variable used when neither option is\n"
+  "                       given\n"
+  "  --insecure           run without a secret: accept every request (only\n"
+  "                       for tests on a trusted host)\n"
+  "  Leading and trailing whitespace of the secret is ignored.\n"
+  "\n"
+  "Device:\n"
+  "  --backend KIND       emu, cuda or auto (default auto: cuda when usable,\n"
+  "                       else emu).  The cuda backend is not built yet, so\n"
+  "                       auto selects emu and cuda is an error.\n"
+  "  --emu-name NAME      device name the emulator reports\n"
+  "                       (default \"tremote emulated device\")\n"
+  "  --emu-mem SIZE       device memory of the emulator (default 16G);\n"
+  "                       SIZE is bytes with an optional K, M, G or T suffix\n"
+  "                       (powers of 1024)\n"
+  "\n"
+  "Execution and logs:\n"
+  "  --exec-threads N     threads executing calls (default: number of CPUs)\n"
+  "  --log-level LEVEL    error, warn, info (default) or debug; logs go to\n"
+  "                       stderr, one line each, prefixed with the level\n"
+  "  -h, --help           show this help and exit\n"
+  "  --version            show the version and exit\n"
+  "\n"
+  "Signals: SIGTERM or SIGINT stop accepting connections, close every\n"
+  "connection (ending its sessions and freeing their device memory) and\n"
+  "exit 0.\n"
+  "\n"
+  "Exit status:\n"
+  "  0  stopped by SIGTERM or SIGINT, or --help/--version\n"
+  "  1  could not start (listen failed, backend unavailable) or the event\n"
+  "     loop failed\n"
+  "  2  invalid command line, or no secret and no --insecure\n";
+
+struct options {
+  const char *listen;
+  const char *secret_file;
+  int secret_fd;
+  bool insecure;
+  int ready_fd;
+  const char *backend;
+  const char *emu_name;
+  uint64_t emu_mem;
+  unsigned exec_threads;
+};
+
+static void usage_error(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2), noreturn));
+static void usage_error(const char *fmt, ...)
+{
+  va_list ap;
+
+  fprintf(stderr, AGT_PROG ": ");
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "\nTry '" AGT_PROG " --help' for more information.\n");
+  exit(EXIT_USAGE);
+}
+
+static int parse_uint(const char *s, unsigned long long max,
+                      unsigned long long *out)
+{
+  char *end;
+  unsigned long long v;
+
+  if (!*s || *s == '-')
+    return -EINVAL;
+  errno = 0;
+  v = strtoull(s, &end, 10);
+  if (errno || *end || v > max)
+    return -EINVAL;
+  *out = v;
+  return 0;
+}
+
+/* "16G", "512M", "1048576": bytes, suffixes are powers of 1024. */
+static int parse_size(const char *s, uint64_t *out)
+{
+  char *end;
+  unsigned long long v;
+  unsigned shift = 0;
+
+  if (!*s || *s == '-')
+    return -EINVAL;
+  errno = 0;
+  v = strtoull(s, &end, 10);
+  if (errno || end == s)
+    return -EINVAL;
+  if (*end) {
+    switch (*end++) {
+    case 'k': case 'K': shift = 10; break;
+    case 'm': case 'M': shift = 20; break;
+    case 'g': case 'G': shift = 30; break;
+    case 't': case 'T': shift = 40; break;
+    default:
+      return -EINVAL;
+    }
+    /* "16G", "16GB" and "16GiB" all mean 16 << 30. */
+    if (*end && strcmp(end, "B") != 0 && strcmp(end, "iB") != 0)
+      return -EINVAL;
+  }
+  if (v == 0 || v > (UINT64_MAX >> shift))
+    return -EINVAL;
+  *out = (uint64_t)v << shift;
+  return 0;
+}
+
+static int parse_fd(const char *s)
+{
+  unsigned long long v;
+
+  if (parse_uint(s, INT_MAX, &v) < 0)
+    return -1;
+  return (int)v;
+}
+
+static void parse_args(int argc, char **argv, struct options *o)
+{
+  enum {
+    OPT_LISTEN = 256, OPT_SECRET_FILE, OPT_SECRET_FD, OPT_INSECURE,
+    OPT_READY_FD, OPT_BACKEND, OPT_EMU_NAME, OPT_EMU_MEM, OPT_EXEC_THREADS,
+    OPT_LOG_LEVEL, OPT_VERSION,
+  };
+  static const struct option longs[] = {
+    {"listen", required_argument, NULL, OPT_LISTEN},
+    {"secret-file", required_argument, NULL, OPT_SECRET_FILE},
+    {"secret-fd", required_argument, NULL, OPT_SECRET_FD},
+    {"insecure", no_argument, NULL, OPT_INSECURE},
+    {"ready-fd", required_argument, NULL, OPT_READY_FD},
+    {"backend", required_argument, NULL, OPT_BACKEND},
+    {"emu-name", required_argument, NULL, OPT_EMU_NAME},
+    {"emu-mem", required_argument, NULL, OPT_EMU_MEM},
+    {"exec-threads", required_argument, NULL, OPT_EXEC_THREADS},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {NULL, 0, NULL, 0},
+  };
+  unsigned long long v;
+  int c;
+
+  while ((c = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
+    switch (c) {
+    case OPT_LISTEN:
+      o->listen = optarg;
+      break;
+    case OPT_SECRET_FILE:
+      o->secret_file = optarg;
+      break;
+    case OPT_SECRET_FD:
+      o->secret_fd = parse_fd(optarg);
+      if (o->secret_fd < 0)
+        usage_error("--secret-fd: not a file descriptor: '%s'", optarg);
+      break;
+    case OPT_INSECURE:
+      o->insecure = true;
+      break;
+    case OPT_READY_FD:
+      o->ready_fd = parse_fd(optarg);
+      if (o->ready_fd < 0)
+        usage_error("--ready-fd: not a file descriptor: '%s'", optarg);
+      break;
+    case OPT_BACKEND:
+      if (strcmp(optarg, "emu") && strcmp(optarg, "cuda") &&
+          strcmp(optarg, "auto"))
+        usage_error("--backend: '%s' is not one of emu, cuda, auto", optarg);
+      o->backend = optarg;
+      break;
+    case OPT_EMU_NAME:
+      if (!*optarg || strlen(optarg) >= TR_DEVINFO_NAME)
+        usage_error("--emu-name: must be 1 to %u bytes", TR_DEVINFO_NAME - 1);
+      o->emu_name = optarg;
+      break;
+    case OPT_EMU_MEM:
+      if (parse_size(optarg, &o->emu_mem) < 0)
+        usage_error("--emu-mem: '%s' is not a size such as 16G or 512M",
+                    optarg);
+      break;
+    case OPT_EXEC_THREADS:
+      if (parse_uint(optarg, 1024, &v) < 0 || v == 0)
+        usage_error("--exec-threads: '%s' is not a number from 1 to 1024",
+                    optarg);
+      o->exec_threads = (unsigned)v;
+      break;
+    case OPT_LOG_LEVEL:
+      if (agt_log_parse(optarg, &agt_log_max) < 0)
+        usage_error("--log-level: '%s' is not one of error, warn, info, "
+                    "debug", optarg);
+      break;
+    case 'h':
+      fputs(usage_text, stdout);
+      exit(0);
+    case OPT_VERSION:
+      printf(AGT_PROG " %s (protocol %u..%u)\n", TR_VERSION,
+             TR_PROTO_VERSION_MIN, TR_PROTO_VERSION_MAX);
+      exit(0);
+    default:
+      usage_error("invalid option");
+    }
+  }
+  if (optind < argc)
+    usage_error("unexpected argument '%s'", argv[optind]);
+  if (o->secret_file && o->secret_fd >= 0)
+    usage_error("--secret-file and --secret-fd are mutually exclusive");
+}
+
+/* Read at most SECRET_MAX bytes from fd until EOF.  Returns a malloc()ed
+   string or NULL with errno set. */
+static char *read_all(int fd)
+{
+  char *buf = malloc(SECRET_MAX + 1);
+  size_t n = 0;
+
+  if (!buf)
+    return NULL;
+  for (;;) {
+    ssize_t r = read(fd, buf + n, SECRET_MAX + 1 - n);
+
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0) {
+      free(buf);
+      return NULL;
+    }
+    if (r == 0)
+      break;
+    n += (size_t)r;
+    if (n > SECRET_MAX) {
+      free(buf);
+      errno = EFBIG;
+      return NULL;
+    }
+  }
+  buf[n] = 0;
+  return buf;
+}
+
+/* Strip surrounding whitespace in place; the secret must then be printable
+   ASCII without spaces, so it fits an HTTP header value unchanged. */
+static int clean_secret(char *s)
+{
+  size_t a = strspn(s, " \t\r\n"), n = strlen(s + a);
+
+  memmove(s, s + a, n + 1);
+  while (n && strchr(" \t\r\n", s[n - 1]))
+    s[--n] = 0;
+  if (n == 0)
+    return -ENODATA;
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] <= ' ' || s[i] > '~')
+      return -EINVAL;
+  }
+  return 0;
+}
+
+static char *load_secret(const struct options *o)
+{
+  const char *from, *env = getenv("TREMOTE_AGENT_SECRET");
+  char *s = NULL;
+  int fd, rc;
+
+  if (o->secret_file) {
+    from = o->secret_file;
+    fd = open(o->secret_file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      fprintf(stderr, AGT_PROG ": cannot open secret file %s: %s\n",
+              o->secret_file, strerror(errno));
+      exit(EXIT_USAGE);
+    }
+    s = read_all(fd);
+    close(fd);
+  } else if (o->secret_fd >= 0) {
+    from = "--secret-fd";
+    s = read_all(o->secret_fd);
+    close(o->secret_fd);
+  } else if (env) {
+    from = "TREMOTE_AGENT_SECRET";
+    s = strdup(env);
+  } else {
+    if (o->insecure)
+      return NULL;
+    fprintf(stderr,
+            AGT_PROG ": no secret: give --secret-file FILE, --secret-fd N or "
+                     "TREMOTE_AGENT_SECRET (or --insecure to accept every "
+                     "request, for trusted tests only)\n");
+    exit(EXIT_USAGE);
+  }
+  if (!s) {
+    fprintf(stderr, AGT_PROG ": cannot read the secret from %s: %s\n", from,
+            strerror(errno));
+    exit(EXIT_USAGE);
+  }
+  rc = clean_secret(s);
+  if (rc < 0) {
+    fprintf(stderr, AGT_PROG ": the secret from %s is %s\n", from,
+            rc == -ENODATA ? "empty"
+                           : "not printable ASCII without spaces");
+    free(s);
+    exit(EXIT_USAGE);
+  }
+  return s;
+}
+
+static void announce_port(int fd, uint16_t port)
+{
+  char line[16];
+  int n = snprintf(line, sizeof(line), "%u\n", port);
+
+  if (write(fd, line, (size_t)n) != n)
+    agt_warn("--ready-fd %d: cannot write the port: %s", fd, strerror(errno));
+  close(fd);
+}
+
+int main(int argc, char **argv)
+{
+  struct options o = {
+    .listen = "127.0.0.1:0",
+    .secret_fd = -1,
+    .ready_fd = -1,
+    .backend = "auto",
+    .emu_name = "tremote emulated device",
+    .emu_mem = 16ull << 30,
+  };
+  struct agt_server_config scfg;
+  struct agt_emu_config ecfg;
+  struct agt_backend *be = NULL;
+  struct agt_server *srv = NULL;
+  const char *why = "";
+  char *secret;
+  sigset_t sigs;
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  int rc, status = 1;
+
+  parse_args(argc, argv, &o);
+  secret = load_secret(&o);
+  if (!secret)
+    agt_warn("--insecure: accepting requests without a secret");
+  if (ncpu < 1)
+    ncpu = 1;
+  if (!o.exec_threads)
+    o.exec_threads = (unsigned)ncpu;
+
+  /* Before any thread exists: they all inherit this mask, and only the
+     loop's signalfd sees the signals. */
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+  signal(SIGPIPE, SIG_IGN);
+
+  ecfg = (struct agt_emu_config){o.emu_name, o.emu_mem, (unsigned)ncpu};
+  rc = agt_backend_open(o.backend, &ecfg, &be, &why);
+  if (rc < 0) {
+    agt_err("backend %s: %s", o.backend, why);
+    goto out;
+  }
+  scfg = (struct agt_server_config){o.listen, secret, o.exec_threads};
+  rc = agt_server_new(&scfg, be, &srv, &why);
+  if (rc < 0) {
+    agt_err("cannot listen on %s: %s", o.listen, why);
+    goto out_backend;
+  }
+  agt_info("listening on %s, port %u; backend %s; %u execution threads",
+           o.listen, agt_server_port(srv), be->ops->name, o.exec_threads);
+  if (o.ready_fd >= 0)
+    announce_port(o.ready_fd, agt_server_port(srv));
+  if (agt_server_run(srv) == 0)
+    status = 0;
+  agt_server_free(srv);
+  agt_info("stopped");
+out_backend:
+  be->ops->destroy(be);
+out:
+  free(secret);
+  return status;
+}

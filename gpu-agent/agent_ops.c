@@ -1,0 +1,591 @@
+/*
+ * agent_ops.c: what each opcode does on the agent (PROTOCOL.md §1, the
+ * opcode table), and the reply rules around it.
+ *
+ * Every handler reads its payload with explicit lengths: a payload whose
+ * size is not exactly what the opcode defines is TR_ST_BAD_RECORD before
+ * any field is looked at.  Handlers return the call's status: a
+ * cudaError_t number from the backend, or a TR_ST_* protocol status.  A
+ * handler whose final reply carries data leaves it in call->reply; a
+ * handler that streams (MEMCPY_D2H) pushes its partial replies itself.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <driver_types.h>
+
+#include "agent.h"
+#include "agent_exec.h"
+
+/* Memset and device-to-device copies are done in slices of this size so
+   an aborted lane stops within one slice instead of after gigabytes. */
+#define OPS_SLICE (64ull << 20)
+
+struct agt_call {
+  struct agt_lane *lane;
+  struct agt_session *sess;
+  const struct tr_hdr *hdr;
+  const uint8_t *p; /* payload */
+  uint32_t len;
+  bool want_reply;
+  struct agt_out *reply; /* final reply payload, or NULL for empty */
+};
+
+static const struct agt_backend_ops *ops_of(struct agt_call *c)
+{
+  return c->sess->be->ops;
+}
+
+/* A final reply payload of n bytes; NULL (and cudaErrorMemoryAllocation
+   from the caller) when there is no memory. */
+static uint8_t *reply_buf(struct agt_call *c, uint32_t n)
+{
+  c->reply = agt_out_new(n);
+  return c->reply ? agt_out_payload(c->reply) : NULL;
+}
+
+/* ---- session control and device ---------------------------------------- */
+
+static uint32_t op_nop(struct agt_call *c)
+{
+  return c->len == 0 ? cudaSuccess : TR_ST_BAD_RECORD;
+}
+
+static uint32_t op_synchronize(struct agt_call *c)
+{
+  if (c->len != 0)
+    return TR_ST_BAD_RECORD;
+  /* The deferred error is added by the reply rules (agt_ops_execute). */
+  return ops_of(c)->synchronize(c->sess->ctx);
+}
+
+/* ---- memory ------------------------------------------------------------- */
+
+static uint32_t op_malloc(struct agt_call *c)
+{
+  uint64_t ptr;
+  uint32_t st;
+  uint8_t *out;
+
+  if (c->len != 8)
+    return TR_ST_BAD_RECORD;
+  st = ops_of(c)->mem_alloc(c->sess->ctx, tr_get_u64(c->p), &ptr);
+  if (st)
+    return st;
+  out = reply_buf(c, 8);
+  if (!out) {
+    ops_of(c)->mem_free(c->sess->ctx, ptr);
+    return cudaErrorMemoryAllocation;
+  }
+  tr_put_u64(out, ptr);
+  return cudaSuccess;
+}
+
+static uint32_t op_free(struct agt_call *c)
+{
+  if (c->len != 8)
+    return TR_ST_BAD_RECORD;
+  return ops_of(c)->mem_free(c->sess->ctx, tr_get_u64(c->p));
+}
+
+static uint32_t op_memcpy_h2d(struct agt_call *c)
+{
+  uint64_t len;
+
+  if (c->len < 16)
+    return TR_ST_BAD_RECORD;
+  len = tr_get_u64(c->p + 8);
+  if (len > TR_CHUNK_MAX || len != c->len - 16u)
+    return TR_ST_BAD_RECORD;
+  return ops_of(c)->copy_h2d(c->sess->ctx, tr_get_u64(c->p), c->p + 16, len);
+}
+
+/*
+ * Device to host, streamed: every chunk but the last is a REPLY|MORE
+ * record; the last travels in the final reply.  The whole range is checked
+ * first, so a bad range is one final error reply with no data before it.
+ * Chunks are produced only as fast as the network drains them
+ * (agt_lane_push_out waits), so a 1 GiB copy holds AGT_LANE_OUT_MAX bytes.
+ */
+static uint32_t op_memcpy_d2h(struct agt_call *c)
+{
+  const struct agt_backend_ops *ops = ops_of(c);
+  uint64_t src, len, off = 0;
+  uint32_t st;
+
+  if (c->len != 16)
+    return TR_ST_BAD_RECORD;
+  src = tr_get_u64(c->p);
+  len = tr_get_u64(c->p + 8);
+  if (len == 0)
+    return cudaSuccess;
+  st = ops->mem_check(c->sess->ctx, src, len);
+  if (st || !c->want_reply)
+    return st; /* nobody waits for the bytes: nothing to copy */
+  while (len - off > TR_CHUNK_MAX) {
+    struct agt_out *o = agt_out_new(TR_CHUNK_MAX);
+    struct tr_hdr h;
+
+    if (!o)
+      return cudaErrorMemoryAllocation;
+    st = ops->copy_d2h(c->sess->ctx, agt_out_payload(o), src + off,
+                       TR_CHUNK_MAX);
+    if (st) {
+      free(o); /* freed by another lane meanwhile */
+      return st;
+    }
+    tr_hdr_init(&h, c->hdr->opcode, TR_F_REPLY | TR_F_MORE,
+                c->hdr->request_id, TR_CHUNK_MAX);
+    if (agt_lane_push_out(c->lane, o, &h) < 0)
+      return cudaSuccess; /* lane gone: nobody to tell */
+    off += TR_CHUNK_MAX;
+  }
+  if (!reply_buf(c, (uint32_t)(len - off)))
+    return cudaErrorMemoryAllocation;
+  return ops->copy_d2h(c->sess->ctx, agt_out_payload(c->reply), src + off,
+                       len - off);
+}
+
+static uint32_t op_memcpy_d2d(struct agt_call *c)
+{
+  const struct agt_backend_ops *ops = ops_of(c);
+  uint64_t dst, src, len;
+  uint32_t st;
+
+  if (c->len != 24)
+    return TR_ST_BAD_RECORD;
+  dst = tr_get_u64(c->p);
+  src = tr_get_u64(c->p + 8);
+  len = tr_get_u64(c->p + 16);
+  if (len == 0)
+    return cudaSuccess;
+  st = ops->mem_check(c->sess->ctx, dst, len);
+  if (!st)
+    st = ops->mem_check(c->sess->ctx, src, len);
+  /* Overlapping ranges are copied whole (memmove), not sliced: slicing
+     forwards would read bytes already overwritten. */
+  if (st || (dst < src + len && src < dst + len))
+    return st ? st : ops->copy_d2d(c->sess->ctx, dst, src, len);
+  for (uint64_t off = 0; off < len; off += OPS_SLICE) {
+    uint64_t n = len - off < OPS_SLICE ? len - off : OPS_SLICE;
+
+    if (agt_lane_aborted(c->lane))
+      return cudaSuccess;
+    st = ops->copy_d2d(c->sess->ctx, dst + off, src + off, n);
+    if (st)
+      return st;
+  }
+  return cudaSuccess;
+}
+
+static uint32_t op_memset(struct agt_call *c)
+{
+  const struct agt_backend_ops *ops = ops_of(c);
+  uint64_t dst, len;
+  uint8_t v;
+  uint32_t st;
+
+  if (c->len != 20)
+    return TR_ST_BAD_RECORD;
+  dst = tr_get_u64(c->p);
+  len = tr_get_u64(c->p + 8);
+  v = (uint8_t)tr_get_u32(c->p + 16); /* cudaMemset uses the low byte */
+  if (len == 0)
+    return cudaSuccess;
+  st = ops->mem_check(c->sess->ctx, dst, len);
+  if (st)
+    return st;
+  for (uint64_t off = 0; off < len; off += OPS_SLICE) {
+    uint64_t n = len - off < OPS_SLICE ? len - off : OPS_SLICE;
+
+    if (agt_lane_aborted(c->lane))
+      return cudaSuccess;
+    st = ops->memset_d8(c->sess->ctx, dst + off, v, n);
+    if (st)
+      return st;
+  }
+  return cudaSuccess;
+}
+
+static uint32_t op_mem_get_info(struct agt_call *c)
+{
+  uint64_t fr, total;
+  uint32_t st;
+  uint8_t *out;
+
+  if (c->len != 0)
+    return TR_ST_BAD_RECORD;
+  st = ops_of(c)->mem_info(c->sess->ctx, &fr, &total);
+  if (st)
+    return st;
+  out = reply_buf(c, 16);
+  if (!out)
+    return cudaErrorMemoryAllocation;
+  tr_put_u64(out, fr);
+  tr_put_u64(out + 8, total);
+  return cudaSuccess;
+}
+
+/* ---- modules and functions ---------------------------------------------- */
+
+/*
+ * MODULE_PUT: hash[16], u64 total, u64 offset, bytes.  A module already in
+ * the cache is acknowledged without storing anything.  When the last byte
+ * lands the hash is checked; a mismatch is cudaErrorInvalidSource ("the
+ * device kernel source is invalid": the bytes are not the module they
+ * claim to be) and the upload starts over.
+ */
+static uint32_t op_module_put(struct agt_call *c)
+{
+  struct agt_session *s = c->sess;
+  struct agt_module *m;
+  uint8_t *image = NULL;
+  uint64_t total, offset;
+  int rc;
+
+  if (c->len < AGT_HASH_LEN + 16)
+    return TR_ST_BAD_RECORD;
+  total = tr_get_u64(c->p + AGT_HASH_LEN);
+  offset = tr_get_u64(c->p + AGT_HASH_LEN + 8);
+  m = agt_modcache_get(s->cache, c->p);
+  if (m) {
+    agt_module_put(m);
+    return cudaSuccess;
+  }
+  pthread_mutex_lock(&s->mu);
+  rc = agt_upload_chunk(&s->uploads, c->p, total, offset,
+                        c->p + AGT_HASH_LEN + 16, c->len - AGT_HASH_LEN - 16,
+                        &image);
+  pthread_mutex_unlock(&s->mu);
+  switch (rc) {
+  case 0:
+    return cudaSuccess;
+  case 1:
+    return agt_modcache_add(s->cache, c->p, image, total) < 0
+               ? cudaErrorMemoryAllocation
+               : cudaSuccess;
+  case -ERANGE:
+    return TR_ST_BAD_RECORD;
+  case -EBADMSG:
+    agt_warn("session %016llx: MODULE_PUT bytes do not match their hash",
+             (unsigned long long)s->id);
+    return cudaErrorInvalidSource;
+  case -EINVAL:
+  case -E2BIG:
+    return cudaErrorInvalidValue;
+  default: /* -ENOSPC, -ENOMEM */
+    return cudaErrorMemoryAllocation;
+  }
+}
+
+/* MODULE_LOAD: u64 module handle, hash[16]. */
+static uint32_t op_module_load(struct agt_call *c)
+{
+  struct agt_session *s = c->sess;
+  struct agt_smod *sm;
+  struct agt_module *m;
+  uint64_t handle;
+  uint32_t st;
+  int rc;
+
+  if (c->len != 8 + AGT_HASH_LEN)
+    return TR_ST_BAD_RECORD;
+  handle = tr_get_u64(c->p);
+  if (handle == 0)
+    return TR_ST_BAD_HANDLE;
+  m = agt_modcache_get(s->cache, c->p + 8);
+  if (!m)
+    return TR_ST_NEED_MODULE;
+  sm = calloc(1, sizeof(*sm));
+  if (!sm) {
+    agt_module_put(m);
+    return cudaErrorMemoryAllocation;
+  }
+  st = s->be->ops->module_load(s->ctx, m->image, m->len, &sm->bmod);
+  if (st) {
+    agt_module_put(m);
+    free(sm);
+    return st;
+  }
+  sm->m = m;
+  sm->refs = 1; /* the modules map's */
+  pthread_mutex_lock(&s->mu);
+  rc = agt_hmap_put(&s->modules, handle, sm);
+  pthread_mutex_unlock(&s->mu);
+  if (rc < 0) {
+    agt_smod_free(s, sm);
+    /* A handle bound twice is a client bug, like an unknown one. */
+    return rc == -EEXIST ? TR_ST_BAD_HANDLE : cudaErrorMemoryAllocation;
+  }
+  return cudaSuccess;
+}
+
+/* Collects the function handles that belong to one module handle. */
+struct fn_of_mod {
+  struct agt_smod *mod;
+  uint64_t *keys;
+  size_t n;
+};
+
+static void collect_fn(uint64_t key, void *val, void *arg)
+{
+  struct fn_of_mod *a = arg;
+  struct agt_sfunc *f = val;
+
+  if (f->mod == a->mod)
+    a->keys[a->n++] = key;
+}
+
+/*
+ * MODULE_UNLOAD: u64 module handle.  The module's function handles go with
+ * it, as in CUDA.  A launch running on another lane keeps its own
+ * reference, so the backend module outlives it.
+ */
+static uint32_t op_module_unload(struct agt_call *c)
+{
+  struct agt_session *s = c->sess;
+  struct fn_of_mod a = {0};
+  struct agt_smod *sm;
+  bool last;
+
+  if (c->len != 8)
+    return TR_ST_BAD_RECORD;
+  pthread_mutex_lock(&s->mu);
+  sm = agt_hmap_get(&s->modules, tr_get_u64(c->p));
+  if (!sm) {
+    pthread_mutex_unlock(&s->mu);
+    return TR_ST_BAD_HANDLE;
+  }
+  a.mod = sm;
+  a.keys = malloc((s->funcs.count ? s->funcs.count : 1) * sizeof(*a.keys));
+  if (!a.keys) {
+    pthread_mutex_unlock(&s->mu);
+    return cudaErrorMemoryAllocation;
+  }
+  agt_hmap_each(&s->funcs, collect_fn, &a);
+  for (size_t i = 0; i < a.n; i++) {
+    struct agt_sfunc *f = agt_hmap_del(&s->funcs, a.keys[i]);
+
+    agt_smod_put_locked(f->mod); /* the map's own reference keeps it */
+    free(f);
+  }
+  agt_hmap_del(&s->modules, tr_get_u64(c->p));
+  last = agt_smod_put_locked(sm);
+  pthread_mutex_unlock(&s->mu);
+  free(a.keys);
+  if (last)
+    agt_smod_free(s, sm);
+  return cudaSuccess;
+}
+
+/* FUNCTION_GET: u64 module handle, u64 function handle, u32 name_len, name. */
+static uint32_t op_function_get(struct agt_call *c)
+{
+  struct agt_session *s = c->sess;
+  struct agt_sfunc *f;
+  struct agt_smod *sm;
+  uint64_t fh;
+  uint32_t nlen, st;
+  char *name;
+  bool last;
+  int rc;
+
+  if (c->len < 20)
+    return TR_ST_BAD_RECORD;
+  fh = tr_get_u64(c->p + 8);
+  nlen = tr_get_u32(c->p + 16);
+  if (nlen == 0 || nlen != c->len - 20u || memchr(c->p + 20, 0, nlen))
+    return TR_ST_BAD_RECORD;
+  if (fh == 0)
+    return TR_ST_BAD_HANDLE;
+  name = malloc(nlen + 1u);
+  f = calloc(1, sizeof(*f));
+  if (!name || !f) {
+    free(name);
+    free(f);
+    return cudaErrorMemoryAllocation;
+  }
+  memcpy(name, c->p + 20, nlen);
+  name[nlen] = 0;
+
+  pthread_mutex_lock(&s->mu);
+  sm = agt_hmap_get(&s->modules, tr_get_u64(c->p));
+  if (sm)
+    sm->refs++;
+  pthread_mutex_unlock(&s->mu);
+  if (!sm) {
+    st = TR_ST_BAD_HANDLE;
+    goto out_free;
+  }
+  st = s->be->ops->function_get(s->ctx, sm->bmod, name, &f->bfn);
+  if (st)
+    goto out_put;
+  f->mod = sm; /* takes over the reference */
+  pthread_mutex_lock(&s->mu);
+  rc = agt_hmap_put(&s->funcs, fh, f);
+  pthread_mutex_unlock(&s->mu);
+  if (rc == 0) {
+    free(name);
+    return cudaSuccess;
+  }
+  st = rc == -EEXIST ? TR_ST_BAD_HANDLE : cudaErrorMemoryAllocation;
+out_put:
+  pthread_mutex_lock(&s->mu);
+  last = agt_smod_put_locked(sm);
+  pthread_mutex_unlock(&s->mu);
+  if (last)
+    agt_smod_free(s, sm);
+out_free:
+  free(name);
+  free(f);
+  return st;
+}
+
+/* ---- execution ---------------------------------------------------------- */
+
+/* LAUNCH: see TR_LAUNCH_FIXED in proto.h for the layout. */
+static uint32_t op_launch(struct agt_call *c)
+{
+  struct agt_session *s = c->sess;
+  struct agt_launch l;
+  struct agt_sfunc *f;
+  struct agt_smod *sm = NULL;
+  void *bfn = NULL;
+  uint64_t threads;
+  uint32_t st;
+  bool last;
+
+  if (c->len < TR_LAUNCH_FIXED)
+    return TR_ST_BAD_RECORD;
+  for (int i = 0; i < 3; i++) {
+    l.grid[i] = tr_get_u32(c->p + 8 + 4 * i);
+    l.block[i] = tr_get_u32(c->p + 20 + 4 * i);
+  }
+  l.shmem = tr_get_u32(c->p + 32);
+  l.params_size = tr_get_u32(c->p + 36);
+  l.stream = tr_get_u64(c->p + 40);
+  l.params = c->p + TR_LAUNCH_FIXED;
+  if (l.params_size != c->len - TR_LAUNCH_FIXED)
+    return TR_ST_BAD_RECORD;
+
+  pthread_mutex_lock(&s->mu);
+  f = agt_hmap_get(&s->funcs, tr_get_u64(c->p));
+  if (f) {
+    sm = f->mod;
+    sm->refs++; /* an unload on another lane must wait for us */
+    bfn = f->bfn;
+  }
+  pthread_mutex_unlock(&s->mu);
+  if (!f)
+    return TR_ST_BAD_HANDLE;
+
+  /* The limits the device reports (emu.c's attributes). */
+  threads = (uint64_t)l.block[0] * l.block[1] * l.block[2];
+  if (!l.grid[0] || !l.grid[1] || !l.grid[2] || l.grid[0] > 2147483647u ||
+      l.grid[1] > 65535 || l.grid[2] > 65535 || !threads || threads > 1024 ||
+      l.block[0] > 1024 || l.block[1] > 1024 || l.block[2] > 64 ||
+      l.shmem > 166912)
+    st = cudaErrorInvalidConfiguration;
+  else
+    st = s->be->ops->launch(s->ctx, bfn, &l);
+
+  pthread_mutex_lock(&s->mu);
+  last = agt_smod_put_locked(sm);
+  pthread_mutex_unlock(&s->mu);
+  if (last)
+    agt_smod_free(s, sm);
+  return st;
+}
+
+/* ---- dispatch ----------------------------------------------------------- */
+
+/*
+ * The opcodes the agent executes.  Every other opcode of TR_OPCODES (HELLO
+ * belongs to /v1/hello, LANE_* and STATS to the lane leg) and every number
+ * outside the table is TR_ST_BAD_OPCODE.
+ */
+#define AGT_OPS(X)                                                             \
+  X(NOP, op_nop)                                                               \
+  X(SYNCHRONIZE, op_synchronize)                                               \
+  X(MALLOC, op_malloc)                                                         \
+  X(FREE, op_free)                                                             \
+  X(MEMCPY_H2D, op_memcpy_h2d)                                                 \
+  X(MEMCPY_D2H, op_memcpy_d2h)                                                 \
+  X(MEMCPY_D2D, op_memcpy_d2d)                                                 \
+  X(MEMSET, op_memset)                                                         \
+  X(MEM_GET_INFO, op_mem_get_info)                                             \
+  X(MODULE_PUT, op_module_put)                                                 \
+  X(MODULE_LOAD, op_module_load)                                               \
+  X(MODULE_UNLOAD, op_module_unload)                                           \
+  X(FUNCTION_GET, op_function_get)                                             \
+  X(LAUNCH, op_launch)
+
+static uint32_t dispatch(struct agt_call *c)
+{
+  switch (c->hdr->opcode) {
+#define AGT_OP_CASE_(name, fn)                                                 \
+  case TR_OP_##name:                                                           \
+    return fn(c);
+    AGT_OPS(AGT_OP_CASE_)
+#undef AGT_OP_CASE_
+  default:
+    return TR_ST_BAD_OPCODE;
+  }
+}
+
+void agt_ops_execute(struct agt_lane *l, const struct agt_rec *r)
+{
+  struct agt_call c = {
+    .lane = l,
+    .sess = l->sess,
+    .hdr = &r->hdr,
+    .p = r->payload,
+    .len = r->hdr.payload_len,
+    .want_reply = (r->hdr.flags & TR_F_WANT_REPLY) != 0,
+  };
+  struct tr_hdr h;
+  uint32_t st, n;
+
+  /* REPLY, MORE and SHMREF never belong on a request on the wire. */
+  if (r->hdr.flags & (TR_F_REPLY | TR_F_MORE | TR_F_SHMREF))
+    st = TR_ST_BAD_RECORD;
+  else
+    st = dispatch(&c);
+  if (st)
+    agt_debug("lane %llu: %s (opcode %u) request %llu: status %#x",
+              (unsigned long long)l->id,
+              tr_op_name(r->hdr.opcode) ? tr_op_name(r->hdr.opcode) : "?",
+              r->hdr.opcode, (unsigned long long)r->hdr.request_id, st);
+
+  if (!c.want_reply) {
+    if (st && !l->deferred)
+      l->deferred = st;
+    free(c.reply);
+    return;
+  }
+  if (st) {
+    /* A failed call returns no data; MORE replies already sent stand. */
+    free(c.reply);
+    c.reply = NULL;
+  } else if (l->deferred) {
+    /* The call itself worked, so its payload is kept (a MALLOC's pointer
+       is still the client's to free); the status tells the old error. */
+    st = l->deferred;
+    l->deferred = 0;
+  }
+  if (!c.reply)
+    c.reply = agt_out_new(0);
+  if (!c.reply) {
+    /* Without 64 bytes the requester would wait forever: end the lane. */
+    agt_err("lane %llu: out of memory for a reply; aborting the lane",
+            (unsigned long long)l->id);
+    agt_lane_abort(l);
+    agt_lane_notify(l);
+    return;
+  }
+  n = c.reply->len - TR_HDR_SIZE;
+  tr_hdr_init(&h, r->hdr.opcode, TR_F_REPLY, r->hdr.request_id, n);
+  h.status = st;
+  agt_lane_push_out(l, c.reply, &h);
+}

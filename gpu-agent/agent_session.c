@@ -1,0 +1,371 @@
+/*
+ * agent_session.c: sessions, lanes and the inbox (agent_session.h).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "agent_session.h"
+
+/* ---- inbox ------------------------------------------------------------ */
+
+int agt_inbox_init(struct agt_inbox *ib)
+{
+  ib->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (ib->efd < 0)
+    return -errno;
+  pthread_mutex_init(&ib->mu, NULL);
+  ib->head = NULL;
+  ib->tail = &ib->head;
+  return 0;
+}
+
+void agt_inbox_release(struct agt_inbox *ib)
+{
+  close(ib->efd);
+  pthread_mutex_destroy(&ib->mu);
+}
+
+bool agt_inbox_post(struct agt_inbox *ib, struct agt_note *n)
+{
+  bool wake;
+
+  pthread_mutex_lock(&ib->mu);
+  if (n->posted) {
+    pthread_mutex_unlock(&ib->mu);
+    return false;
+  }
+  n->posted = true;
+  n->next = NULL;
+  wake = ib->head == NULL; /* only the first note needs a syscall */
+  *ib->tail = n;
+  ib->tail = &n->next;
+  pthread_mutex_unlock(&ib->mu);
+  if (wake) {
+    uint64_t one = 1;
+
+    /* EAGAIN means the counter is already huge: it is readable anyway. */
+    if (write(ib->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+      agt_err("inbox eventfd write: %s", strerror(errno));
+  }
+  return true;
+}
+
+struct agt_note *agt_inbox_take(struct agt_inbox *ib)
+{
+  struct agt_note *list, *n;
+  uint64_t v;
+
+  pthread_mutex_lock(&ib->mu);
+  /* Drained under the lock, so a post after it writes the eventfd again. */
+  if (read(ib->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+    agt_err("inbox eventfd read: %s", strerror(errno));
+  list = ib->head;
+  for (n = list; n; n = n->next)
+    n->posted = false;
+  ib->head = NULL;
+  ib->tail = &ib->head;
+  pthread_mutex_unlock(&ib->mu);
+  return list;
+}
+
+/* ---- sessions --------------------------------------------------------- */
+
+int agt_session_new(uint64_t id, struct agt_backend *be,
+                    struct agt_modcache *cache, struct agt_inbox *inbox,
+                    uint64_t va_base, uint64_t va_size,
+                    struct agt_session **out, const char **why)
+{
+  struct agt_session *s = calloc(1, sizeof(*s));
+  int rc;
+
+  if (!s) {
+    *why = "out of memory";
+    return -ENOMEM;
+  }
+  rc = be->ops->ctx_open(be, va_base, va_size, &s->ctx, why);
+  if (rc < 0) {
+    free(s);
+    return rc;
+  }
+  s->id = id;
+  s->be = be;
+  s->cache = cache;
+  s->inbox = inbox;
+  atomic_init(&s->refs, 1);
+  s->note.kind = AGT_NOTE_SESSION;
+  pthread_mutex_init(&s->mu, NULL);
+  agt_hmap_init(&s->modules);
+  agt_hmap_init(&s->funcs);
+  *out = s;
+  return 0;
+}
+
+void agt_session_get(struct agt_session *s)
+{
+  atomic_fetch_add(&s->refs, 1);
+}
+
+bool agt_smod_put_locked(struct agt_smod *sm)
+{
+  return --sm->refs == 0;
+}
+
+void agt_smod_free(struct agt_session *s, struct agt_smod *sm)
+{
+  s->be->ops->module_unload(s->ctx, sm->bmod);
+  agt_module_put(sm->m);
+  free(sm);
+}
+
+/*
+ * Free everything the session made on the device.  Nobody else holds a
+ * reference, so no lock is contended; it is taken anyway to keep the rule
+ * "maps are touched under mu" simple to check.
+ */
+static void session_teardown(struct agt_session *s)
+{
+  uint64_t key;
+
+  pthread_mutex_lock(&s->mu);
+  while ((key = agt_hmap_any(&s->funcs)) != 0) {
+    struct agt_sfunc *f = agt_hmap_del(&s->funcs, key);
+
+    /* Module handles are still in their map, so none reaches zero. */
+    agt_smod_put_locked(f->mod);
+    free(f);
+  }
+  while ((key = agt_hmap_any(&s->modules)) != 0) {
+    struct agt_smod *sm = agt_hmap_del(&s->modules, key);
+
+    if (agt_smod_put_locked(sm))
+      agt_smod_free(s, sm);
+  }
+  agt_upload_free_all(&s->uploads);
+  pthread_mutex_unlock(&s->mu);
+  agt_hmap_release(&s->funcs);
+  agt_hmap_release(&s->modules);
+  s->be->ops->ctx_close(s->ctx);
+  s->ctx = NULL;
+}
+
+void agt_session_put(struct agt_session *s)
+{
+  if (atomic_fetch_sub(&s->refs, 1) != 1)
+    return;
+  session_teardown(s);
+  agt_debug("session %016llx: device objects freed", (unsigned long long)s->id);
+  agt_inbox_post(s->inbox, &s->note);
+}
+
+void agt_session_free(struct agt_session *s)
+{
+  pthread_mutex_destroy(&s->mu);
+  free(s);
+}
+
+/* ---- lanes ------------------------------------------------------------ */
+
+int agt_lane_new(struct agt_session *s, uint64_t id, struct agt_lane **out)
+{
+  struct agt_lane *l = calloc(1, sizeof(*l));
+
+  if (!l)
+    return -ENOMEM;
+  if (tr_decoder_init(&l->dec, TR_PAYLOAD_MAX) < 0) {
+    free(l);
+    return -ENOMEM;
+  }
+  agt_session_get(s);
+  l->sess = s;
+  l->id = id;
+  atomic_init(&l->refs, 1);
+  l->note.kind = AGT_NOTE_LANE;
+  pthread_mutex_init(&l->mu, NULL);
+  pthread_cond_init(&l->space, NULL);
+  l->in_tail = &l->in_head;
+  l->out_tail = &l->out_head;
+  *out = l;
+  return 0;
+}
+
+void agt_lane_get(struct agt_lane *l)
+{
+  atomic_fetch_add(&l->refs, 1);
+}
+
+static void free_recs(struct agt_rec *r)
+{
+  struct agt_rec *next;
+
+  for (; r; r = next) {
+    next = r->next;
+    free(r);
+  }
+}
+
+static void free_outs(struct agt_out *o)
+{
+  struct agt_out *next;
+
+  for (; o; o = next) {
+    next = o->next;
+    free(o);
+  }
+}
+
+void agt_lane_put(struct agt_lane *l)
+{
+  if (atomic_fetch_sub(&l->refs, 1) != 1)
+    return;
+  free_recs(l->in_head);
+  free_outs(l->out_head);
+  tr_decoder_release(&l->dec);
+  pthread_cond_destroy(&l->space);
+  pthread_mutex_destroy(&l->mu);
+  agt_session_put(l->sess);
+  free(l);
+}
+
+void agt_lane_push_in(struct agt_lane *l, struct agt_rec *r)
+{
+  r->next = NULL;
+  pthread_mutex_lock(&l->mu);
+  if (l->aborted) {
+    pthread_mutex_unlock(&l->mu);
+    free(r);
+    return;
+  }
+  *l->in_tail = r;
+  l->in_tail = &r->next;
+  l->in_bytes += r->wire_len;
+  pthread_mutex_unlock(&l->mu);
+}
+
+void agt_lane_end_in(struct agt_lane *l)
+{
+  pthread_mutex_lock(&l->mu);
+  l->in_eof = true;
+  pthread_mutex_unlock(&l->mu);
+}
+
+void agt_lane_abort(struct agt_lane *l)
+{
+  struct agt_rec *in;
+  struct agt_out *out;
+
+  pthread_mutex_lock(&l->mu);
+  l->aborted = true;
+  in = l->in_head;
+  out = l->out_head;
+  l->in_head = NULL;
+  l->in_tail = &l->in_head;
+  l->in_bytes = 0;
+  l->out_head = NULL;
+  l->out_tail = &l->out_head;
+  l->out_bytes = 0;
+  pthread_cond_broadcast(&l->space);
+  pthread_mutex_unlock(&l->mu);
+  free_recs(in);
+  free_outs(out);
+}
+
+bool agt_lane_aborted(struct agt_lane *l)
+{
+  bool a;
+
+  pthread_mutex_lock(&l->mu);
+  a = l->aborted;
+  pthread_mutex_unlock(&l->mu);
+  return a;
+}
+
+struct agt_out *agt_out_new(uint32_t payload_len)
+{
+  struct agt_out *o = malloc(sizeof(*o) + TR_HDR_SIZE + payload_len);
+
+  if (!o)
+    return NULL;
+  o->next = NULL;
+  o->len = TR_HDR_SIZE + payload_len;
+  o->off = 0;
+  return o;
+}
+
+void agt_lane_notify(struct agt_lane *l)
+{
+  /* The reference travels with the note; take it before posting so the
+     network thread cannot drop it first. */
+  agt_lane_get(l);
+  if (!agt_inbox_post(l->sess->inbox, &l->note))
+    agt_lane_put(l);
+}
+
+int agt_lane_push_out(struct agt_lane *l, struct agt_out *o,
+                      const struct tr_hdr *h)
+{
+  bool first;
+
+  tr_hdr_pack(h, o->data);
+  pthread_mutex_lock(&l->mu);
+  while (!l->aborted && l->out_bytes >= AGT_LANE_OUT_MAX) {
+    l->space_waiters++;
+    pthread_cond_wait(&l->space, &l->mu);
+    l->space_waiters--;
+  }
+  if (l->aborted) {
+    pthread_mutex_unlock(&l->mu);
+    free(o);
+    return -ECANCELED;
+  }
+  first = l->out_head == NULL;
+  *l->out_tail = o;
+  l->out_tail = &o->next;
+  l->out_bytes += o->len;
+  pthread_mutex_unlock(&l->mu);
+  /* A non-empty queue was announced already and is still being drained. */
+  if (first)
+    agt_lane_notify(l);
+  return 0;
+}
+
+size_t agt_lane_read_out(struct agt_lane *l, uint8_t *buf, size_t len,
+                         bool *eof)
+{
+  struct agt_out *done = NULL, **done_tail = &done;
+  size_t n = 0;
+
+  pthread_mutex_lock(&l->mu);
+  while (n < len && l->out_head) {
+    struct agt_out *o = l->out_head;
+    size_t take = o->len - o->off;
+
+    if (take > len - n)
+      take = len - n;
+    memcpy(buf + n, o->data + o->off, take);
+    o->off += (uint32_t)take;
+    n += take;
+    if (o->off == o->len) {
+      l->out_head = o->next;
+      if (!l->out_head)
+        l->out_tail = &l->out_head;
+      o->next = NULL;
+      *done_tail = o;
+      done_tail = &o->next;
+    }
+  }
+  if (n) {
+    bool was_full = l->out_bytes >= AGT_LANE_OUT_MAX;
+
+    l->out_bytes -= n;
+    if (was_full && l->out_bytes < AGT_LANE_OUT_MAX && l->space_waiters)
+      pthread_cond_broadcast(&l->space);
+  }
+  *eof = !l->out_head && l->out_eof;
+  pthread_mutex_unlock(&l->mu);
+  free_outs(done);
+  return n;
+}

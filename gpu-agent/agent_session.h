@@ -1,0 +1,260 @@
+/*
+ * agent_session.h: sessions, lanes, and the inbox that joins the network
+ * thread and the execution threads.
+ *
+ * A session (POST /v1/session) is one client program's context on the
+ * device: its memory, its module and function handles.  A lane (POST
+ * /v1/lane) is one ordered stream of records within a session, normally one
+ * per application thread.  The network thread decodes a lane's request
+ * records into its inbound queue; an execution thread runs them in order
+ * and appends reply records to its outbound queue; the network thread
+ * hands those to nghttp2.
+ *
+ *   network thread                    execution thread
+ *   ──────────────                    ────────────────
+ *   decode  ──► lane.in (records) ──► run, one lane on one thread at a time
+ *   send    ◄── lane.out (bytes)  ◄── reply (waits while out is full)
+ *           ◄── inbox note        ◄── "replies ready / window credit"
+ *
+ * Lifetimes are reference counts, because both sides hold on:
+ *   session: the registry (until its stream ends), each lane.  When the
+ *            last reference goes, whoever dropped it frees the device
+ *            objects (that may take a while: it is never done with a lock
+ *            held) and posts the session's note; the network thread then
+ *            ends the /v1/session response and frees the struct.
+ *   lane:    its stream (network thread), the run queue while it is queued
+ *            or running, the inbox while it is posted.
+ */
+#ifndef AGT_SESSION_H
+#define AGT_SESSION_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "agent_hmap.h"
+#include "agent_module.h"
+#include "backends/backend.h"
+#include "tremote/proto.h"
+
+/* ---- inbox: execution threads -> network thread --------------------- */
+
+enum agt_note_kind {
+  AGT_NOTE_LANE,    /* replies to send, bytes to credit, or the lane ended */
+  AGT_NOTE_SESSION, /* the session's device objects are freed */
+};
+
+/* Embedded in what it announces.  Posted at most once at a time. */
+struct agt_note {
+  struct agt_note *next;
+  enum agt_note_kind kind;
+  bool posted; /* under the inbox lock */
+};
+
+/*
+ * A list of notes plus an eventfd that is readable while the list is not
+ * empty.  Any thread posts; the network thread takes.
+ */
+struct agt_inbox {
+  pthread_mutex_t mu;
+  struct agt_note *head, **tail;
+  int efd;
+};
+
+/* Returns 0 or -errno (eventfd). */
+int agt_inbox_init(struct agt_inbox *ib);
+void agt_inbox_release(struct agt_inbox *ib);
+
+/*
+ * Append n unless it is already posted.  Returns true if it was appended
+ * (the caller's reference passes to the inbox), false if it was already
+ * there (the caller keeps its reference).
+ */
+bool agt_inbox_post(struct agt_inbox *ib, struct agt_note *n);
+
+/* Take every posted note (oldest first), clearing their posted flags and
+   the eventfd.  NULL if there is none. */
+struct agt_note *agt_inbox_take(struct agt_inbox *ib);
+
+/* ---- sessions ------------------------------------------------------- */
+
+/* A module handle of a session. */
+struct agt_smod {
+  struct agt_module *m; /* cache entry, referenced */
+  void *bmod;           /* backend module */
+  unsigned refs;        /* modules map + each function + running calls;
+                           under the session lock */
+};
+
+/* A function handle of a session. */
+struct agt_sfunc {
+  struct agt_smod *mod; /* referenced */
+  void *bfn;            /* backend function, lives as long as mod */
+};
+
+struct agt_lane;
+
+struct agt_session {
+  uint64_t id;
+  struct agt_backend *be; /* borrowed */
+  struct agt_bctx *ctx;   /* owned: the session's device context */
+  struct agt_modcache *cache;
+  struct agt_inbox *inbox;
+  atomic_uint refs;
+  struct agt_note note;
+
+  pthread_mutex_t mu; /* guards the handle maps and uploads */
+  struct agt_hmap modules; /* client handle -> struct agt_smod */
+  struct agt_hmap funcs;   /* client handle -> struct agt_sfunc */
+  struct agt_upload *uploads;
+
+  /* Network thread only. */
+  struct agt_lane *lanes; /* open lanes, linked by sess_next */
+  bool closing;           /* out of the registry; lanes were aborted */
+  void *st;               /* the /v1/session stream, or NULL */
+};
+
+/*
+ * Create session `id` with its device context in [va_base, va_base +
+ * va_size).  One reference, the caller's.  Returns 0; or the error of the
+ * backend's ctx_open (-EINVAL, -EEXIST) with *why set; -ENOMEM.
+ */
+int agt_session_new(uint64_t id, struct agt_backend *be,
+                     struct agt_modcache *cache, struct agt_inbox *inbox,
+                     uint64_t va_base, uint64_t va_size,
+                     struct agt_session **out, const char **why);
+
+void agt_session_get(struct agt_session *s);
+
+/*
+ * Drop a reference.  The last one frees every device object of the
+ * session (memory, modules, functions, uploads) on the calling thread, then
+ * posts the session's note; the struct lives until agt_session_free.
+ */
+void agt_session_put(struct agt_session *s);
+
+/* Free the struct after its note was taken (network thread). */
+void agt_session_free(struct agt_session *s);
+
+/* Drop a reference on a module handle (session lock held).  Returns true
+   when it was the last: the caller then calls agt_smod_free unlocked. */
+bool agt_smod_put_locked(struct agt_smod *sm);
+void agt_smod_free(struct agt_session *s, struct agt_smod *sm);
+
+/* ---- lanes ---------------------------------------------------------- */
+
+/* One decoded request record, queued on a lane.  Owned by the queue, then
+   by the thread that popped it. */
+struct agt_rec {
+  struct agt_rec *next;
+  struct tr_hdr hdr;
+  uint32_t wire_len; /* bytes it took on the stream: flow-control credit */
+  uint8_t payload[]; /* hdr.payload_len bytes */
+};
+
+/* A run of reply bytes (one packed record).  Owned by the queue. */
+struct agt_out {
+  struct agt_out *next;
+  uint32_t len; /* TR_HDR_SIZE + payload */
+  uint32_t off; /* bytes already handed to nghttp2 */
+  uint8_t data[];
+};
+
+struct agt_lane {
+  struct agt_session *sess; /* referenced */
+  uint64_t id;              /* tremote-lane header, for logs */
+  atomic_uint refs;
+  struct agt_note note;
+
+  /*
+   * Shared state, under mu.  `space` is signalled when out_bytes drops
+   * below AGT_LANE_OUT_MAX or the lane is aborted.
+   */
+  pthread_mutex_t mu;
+  pthread_cond_t space;
+  struct agt_rec *in_head, **in_tail;
+  uint64_t in_bytes;
+  struct agt_out *out_head, **out_tail;
+  uint64_t out_bytes;
+  uint64_t done_bytes; /* wire bytes executed, not yet credited */
+  unsigned space_waiters;
+  bool in_eof;   /* the request body ended: no more records */
+  bool out_eof;  /* every record ran: end the response after out */
+  bool aborted;  /* stream or session gone: drop everything */
+  bool queued;   /* on the run queue or running (agent_exec.c) */
+  struct agt_lane *run_next; /* run queue link, under the pool's lock */
+
+  /* The execution thread running the lane. */
+  uint32_t deferred; /* first error of a no-reply record, not yet told */
+
+  /* Network thread only. */
+  void *st;                     /* its stream, NULL once closed */
+  struct agt_lane *sess_next;   /* session's lane list */
+  uint64_t recv_bytes;          /* DATA bytes received */
+  uint64_t credited;            /* of which consumed to nghttp2 */
+  struct tr_decoder dec;
+  uint32_t skip;                /* payload bytes of an unknown opcode left
+                                   to skip */
+  struct tr_hdr skip_hdr;
+};
+
+/*
+ * Create a lane of s (takes a session reference).  One reference, the
+ * caller's.  Returns 0 or -ENOMEM.
+ */
+int agt_lane_new(struct agt_session *s, uint64_t id, struct agt_lane **out);
+
+void agt_lane_get(struct agt_lane *l);
+void agt_lane_put(struct agt_lane *l);
+
+/* Queue a record (network thread).  Ownership passes to the lane; a record
+   for an aborted lane is freed at once. */
+void agt_lane_push_in(struct agt_lane *l, struct agt_rec *r);
+
+/* Mark the request body as ended (network thread). */
+void agt_lane_end_in(struct agt_lane *l);
+
+/*
+ * Abort: drop queued records and any replies not yet sent, wake a thread
+ * waiting for space, and make every later push fail.  Idempotent.
+ */
+void agt_lane_abort(struct agt_lane *l);
+
+/* Whether the lane was aborted (for long operations to stop early). */
+bool agt_lane_aborted(struct agt_lane *l);
+
+/*
+ * Allocate a reply record with room for payload_len bytes of payload after
+ * the header.  NULL on -ENOMEM.
+ */
+struct agt_out *agt_out_new(uint32_t payload_len);
+static inline uint8_t *agt_out_payload(struct agt_out *o)
+{
+  return o->data + TR_HDR_SIZE;
+}
+
+/*
+ * Pack h (payload_len must match) into o and append o to the outbound
+ * queue, first waiting while the queue holds AGT_LANE_OUT_MAX bytes or
+ * more.  Then tells the network thread.  Returns 0, or -ECANCELED if the
+ * lane is aborted (o is freed).
+ */
+int agt_lane_push_out(struct agt_lane *l, struct agt_out *o,
+                      const struct tr_hdr *h);
+
+/*
+ * Copy up to len queued reply bytes to buf (network thread).  Sets *eof
+ * when the response is complete after these bytes.  Returns the number of
+ * bytes copied (0 with !*eof: nothing yet).
+ */
+size_t agt_lane_read_out(struct agt_lane *l, uint8_t *buf, size_t len,
+                         bool *eof);
+
+/*
+ * Tell the network thread about this lane (replies, credit, end): posts the
+ * lane's note, taking a reference for the inbox.  Any thread.
+ */
+void agt_lane_notify(struct agt_lane *l);
+
+#endif /* AGT_SESSION_H */

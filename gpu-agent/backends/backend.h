@@ -1,0 +1,155 @@
+/*
+ * backend.h: the device behind the agent.
+ *
+ * The agent's protocol code (agent_ops.c) never touches device memory or a
+ * driver itself: it calls these operations.  Two backends exist by design:
+ *
+ *   emu   device memory in host RAM, inside the session's address window;
+ *         kernels cannot run yet (a later PTX interpreter adds that)
+ *   cuda  the real driver, loaded with dlopen (not built yet)
+ *
+ * A backend is one device (struct agt_backend); each client session gets
+ * its own context on it (struct agt_bctx: a CUDA context for cuda, an
+ * allocation owner for emu).  Every context owns what was created in it and
+ * frees all of it in ctx_close.
+ *
+ * Threads: operations on one context may be called from several threads at
+ * once (different lanes of a session run concurrently), and on different
+ * contexts at once.  The backend does its own locking.  ctx_close is called
+ * once, when no other call on that context is running or will run.
+ *
+ * Return values: the memory, module and launch operations return the CUDA
+ * call's result as a cudaError_t number (0 = cudaSuccess), because that is
+ * exactly what goes back to the program in the reply's status: it is not an
+ * internal error.  Internal failures (no memory for bookkeeping) are mapped
+ * to the CUDA error a driver would give (cudaErrorMemoryAllocation).
+ * Device pointers are checked here: a pointer or range the context does not
+ * own is cudaErrorInvalidValue, never a crash.
+ */
+#ifndef AGT_BACKEND_H
+#define AGT_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tremote/proto.h"
+
+struct agt_backend;
+struct agt_bctx;
+
+/* A kernel launch, already decoded from the LAUNCH record. */
+struct agt_launch {
+  uint32_t grid[3];
+  uint32_t block[3];
+  uint32_t shmem;
+  uint64_t stream;      /* client stream handle; 0 = legacy default */
+  const uint8_t *params;
+  uint32_t params_size;
+};
+
+struct agt_backend_ops {
+  const char *name; /* "emu", "cuda" */
+
+  /* Free the device and everything on it.  All contexts are closed. */
+  void (*destroy)(struct agt_backend *b);
+
+  /*
+   * Describe the device (PROTOCOL.md §4): name, total memory, uuid, caps,
+   * attributes.  Window fields and machine index are left 0.
+   */
+  void (*devinfo)(struct agt_backend *b, struct tr_devinfo *d);
+
+  /*
+   * Open a context whose device allocations lie in the address window
+   * [va_base, va_base + va_size).  Returns 0 and *out; -EINVAL if the
+   * window is malformed (unaligned, empty, outside user space); -EEXIST if
+   * the range is taken by something else in this process; -ENOMEM.  On
+   * failure *why is a static message for the client.
+   */
+  int (*ctx_open)(struct agt_backend *b, uint64_t va_base, uint64_t va_size,
+                  struct agt_bctx **out, const char **why);
+
+  /* Free every allocation, module and function of c, then c itself. */
+  void (*ctx_close)(struct agt_bctx *c);
+
+  /*
+   * cudaMalloc: size 0 gives *dptr = 0 and cudaSuccess, as CUDA does.
+   * cudaErrorMemoryAllocation when the device memory is exhausted.
+   */
+  uint32_t (*mem_alloc)(struct agt_bctx *c, uint64_t size, uint64_t *dptr);
+
+  /*
+   * cudaFree: 0 is a no-op; anything but the start of a live allocation of
+   * this context is cudaErrorInvalidValue.
+   */
+  uint32_t (*mem_free)(struct agt_bctx *c, uint64_t dptr);
+
+  /*
+   * cudaSuccess if [dptr, dptr + len) lies entirely inside one live
+   * allocation of this context, else cudaErrorInvalidValue.  Lets a caller
+   * reject a copy before it produces any of its output.
+   */
+  uint32_t (*mem_check)(struct agt_bctx *c, uint64_t dptr, uint64_t len);
+
+  /* Copies and memset; every device range is checked as mem_check does.
+     len 0 succeeds without checking anything, as CUDA does. */
+  uint32_t (*copy_h2d)(struct agt_bctx *c, uint64_t dst, const void *src,
+                       uint64_t len);
+  uint32_t (*copy_d2h)(struct agt_bctx *c, void *dst, uint64_t src,
+                       uint64_t len);
+  uint32_t (*copy_d2d)(struct agt_bctx *c, uint64_t dst, uint64_t src,
+                       uint64_t len);
+  uint32_t (*memset_d8)(struct agt_bctx *c, uint64_t dst, uint8_t value,
+                        uint64_t len);
+
+  /* cudaMemGetInfo for the whole device. */
+  uint32_t (*mem_info)(struct agt_bctx *c, uint64_t *free_b, uint64_t *total);
+
+  /* Wait for everything c queued on the device; its first error. */
+  uint32_t (*synchronize)(struct agt_bctx *c);
+
+  /*
+   * Load a module image (a fatbin, already verified against its hash) into
+   * c; *mod is the backend's handle, freed by module_unload or ctx_close.
+   * The image bytes stay valid until module_unload.
+   */
+  uint32_t (*module_load)(struct agt_bctx *c, const uint8_t *image,
+                          size_t len, void **mod);
+  void (*module_unload)(struct agt_bctx *c, void *mod);
+
+  /* Find kernel `name` (mangled) in mod; *fn lives as long as mod. */
+  uint32_t (*function_get)(struct agt_bctx *c, void *mod, const char *name,
+                           void **fn);
+
+  /* Launch fn; parameters are copied before the call returns. */
+  uint32_t (*launch)(struct agt_bctx *c, void *fn, const struct agt_launch *l);
+};
+
+/* Every backend starts with this header; ops is never NULL. */
+struct agt_backend {
+  const struct agt_backend_ops *ops;
+};
+
+/* Configuration of the emulated device. */
+struct agt_emu_config {
+  const char *name;       /* device name, <= 63 bytes are kept */
+  uint64_t mem;           /* device memory, bytes */
+  unsigned sm_count;      /* multiprocessors to report */
+};
+
+/*
+ * Create the emulated device.  Returns 0 and *out (freed with
+ * ops->destroy), or -ENOMEM.
+ */
+int agt_emu_new(const struct agt_emu_config *cfg, struct agt_backend **out);
+
+/*
+ * Pick and create a backend by name: "emu", "cuda" or "auto" (cuda when it
+ * is usable, else emu).  Returns 0 and *out; -ENOSYS when "cuda" was asked
+ * for and cannot be used, -EINVAL for an unknown name, -ENOMEM.  On failure
+ * *why is a static message for the operator.
+ */
+int agt_backend_open(const char *kind, const struct agt_emu_config *emu,
+                     struct agt_backend **out, const char **why);
+
+#endif /* AGT_BACKEND_H */

@@ -1,0 +1,19 @@
+# Tests of tremote-broker (broker/).
+#
+# test_broker_units: the loop abstraction and the pure helpers (byte queue,
+#   string builder, JSON reader), no processes.
+# test_broker: the real broker with two LOCAL machines (real agents on the
+#   emulated device), driven as a client; skipped (77) until the agent
+#   binary exists.
+tr_unit_test(test_broker_units
+  SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_broker_units.c
+  LIBS brkcore
+  TIMEOUT 60 FAST)
+
+tr_unit_test(test_broker
+  SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_broker.c
+  LIBS Threads::Threads
+  TIMEOUT 90 FAST
+  ARGS $<TARGET_FILE:tremote-broker>
+       ${CMAKE_BINARY_DIR}/gpu-agent/tremote-gpu-agent)
+add_dependencies(test_broker tremote-broker)

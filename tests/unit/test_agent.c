@@ -1,0 +1,987 @@
+/*
+ * test_agent.c: the real tremote-gpu-agent, driven over loopback HTTP/2.
+ *
+ * The agent binary (argv[1], from CMake) is started once for the group with
+ * its secret on --secret-fd and its port read from --ready-fd, exactly as
+ * the broker's LOCAL provider does, and stopped with SIGTERM at the end
+ * (which must exit 0: under ASan that includes the leak check).  Each test
+ * talks to it with the synchronous client of test_agent_h2c.c.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "fatbin.h"
+#include "test_agent_h2c.h"
+#include "tremote/proto.h"
+
+/* cudaError_t values the tests expect (driver_types.h numbers). */
+#define CU_INVALID_VALUE 1
+#define CU_MEMORY_ALLOCATION 2
+#define CU_INVALID_CONFIGURATION 9
+#define CU_INVALID_DEVICE_FUNCTION 98
+#define CU_INVALID_SOURCE 300
+#define CU_NOT_SUPPORTED 801
+
+#define MiB (1ull << 20)
+#define AGENT_MEM (3ull << 30) /* --emu-mem 3G */
+
+/*
+ * Address windows for the sessions.  A ThreadSanitizer agent can only map
+ * memory in TSan's application ranges, so that build uses windows there.
+ */
+#if defined(__SANITIZE_THREAD__)
+#define WIN_BASE 0x7e8000000000ull
+#define WIN_SIZE (16ull << 30)
+#else
+#define WIN_BASE TR_VA_BASE
+#define WIN_SIZE TR_VA_WINDOW
+#endif
+
+static const char *agent_path;
+static pid_t agent_pid;
+static uint16_t agent_port;
+static const char secret[] = "5ec1e7c0ffee5ec1e7c0ffee5ec1e7c0ffee5ec1e7c0ffee5ec1e7c0ffee0001";
+static unsigned next_session = 1;
+
+/* ---- the agent process ------------------------------------------------- */
+
+static int start_agent(void **state)
+{
+  int sp[2], rp[2];
+  char line[32] = {0};
+  size_t n = 0;
+
+  if (pipe2(sp, O_CLOEXEC) < 0 || pipe2(rp, O_CLOEXEC) < 0)
+    return -1;
+  if (write(sp[1], secret, strlen(secret)) < 0 || write(sp[1], "\n", 1) < 0)
+    return -1;
+  close(sp[1]);
+  agent_pid = fork();
+  if (agent_pid < 0)
+    return -1;
+  if (agent_pid == 0) {
+    /* Move out of the way first: dup2 onto itself would keep CLOEXEC. */
+    int s = fcntl(sp[0], F_DUPFD, 10), r = fcntl(rp[1], F_DUPFD, 10);
+
+    dup2(s, 3);
+    dup2(r, 4);
+    execl(agent_path, agent_path, "--listen", "127.0.0.1:0", "--secret-fd",
+          "3", "--ready-fd", "4", "--emu-mem", "3G", "--exec-threads", "4",
+          "--log-level", "warn", (char *)NULL);
+    _exit(127);
+  }
+  close(sp[0]);
+  close(rp[1]);
+  while (n < sizeof(line) - 1 && !strchr(line, '\n')) {
+    struct pollfd p = {.fd = rp[0], .events = POLLIN};
+    ssize_t r;
+
+    if (poll(&p, 1, 30000) <= 0)
+      break;
+    r = read(rp[0], line + n, sizeof(line) - 1 - n);
+    if (r <= 0)
+      break;
+    n += (size_t)r;
+  }
+  close(rp[0]);
+  agent_port = (uint16_t)atoi(line);
+  if (!agent_port) {
+    fprintf(stderr, "agent did not report a port\n");
+    kill(agent_pid, SIGKILL);
+    waitpid(agent_pid, NULL, 0);
+    return -1;
+  }
+  return 0;
+}
+
+static int stop_agent(void **state)
+{
+  int status = 0;
+
+  kill(agent_pid, SIGTERM);
+  for (int i = 0; i < 600; i++) {
+    pid_t r = waitpid(agent_pid, &status, WNOHANG);
+
+    if (r == agent_pid) {
+      if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return 0;
+      fprintf(stderr, "agent exited with status %#x\n", status);
+      return -1;
+    }
+    usleep(50000);
+  }
+  fprintf(stderr, "agent did not exit after SIGTERM\n");
+  kill(agent_pid, SIGKILL);
+  waitpid(agent_pid, NULL, 0);
+  return -1;
+}
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static void connect_agent(struct tc_conn *c)
+{
+  assert_int_equal(tc_connect(c, agent_port), 0);
+}
+
+static uint64_t window(unsigned i)
+{
+  return WIN_BASE + i * WIN_SIZE;
+}
+
+/* Open /v1/session with a fresh id; *id gets it.  Asserts 200. */
+static struct tc_stream *open_session(struct tc_conn *c, unsigned win,
+                                      uint64_t *id)
+{
+  char sid[17], va[64];
+  struct tc_stream *st;
+
+  *id = 0x5e55000000000000ull + next_session++;
+  snprintf(sid, sizeof(sid), "%016llx", (unsigned long long)*id);
+  snprintf(va, sizeof(va), "%llx+%llx", (unsigned long long)window(win),
+           (unsigned long long)WIN_SIZE);
+  st = tc_request(c, "/v1/session", secret,
+                  (const char *const[]){"tremote-session", sid, "tremote-va",
+                                        va, NULL});
+  assert_non_null(st);
+  assert_true(tc_wait_status(st));
+  assert_int_equal(st->status, 200);
+  return st;
+}
+
+static struct tc_stream *open_lane(struct tc_conn *c, uint64_t sid,
+                                   unsigned lane, int want_status)
+{
+  char s[17], l[16];
+  struct tc_stream *st;
+
+  snprintf(s, sizeof(s), "%016llx", (unsigned long long)sid);
+  snprintf(l, sizeof(l), "%u", lane);
+  st = tc_request(c, "/v1/lane", secret,
+                  (const char *const[]){"tremote-session", s, "tremote-lane",
+                                        l, NULL});
+  assert_non_null(st);
+  assert_true(tc_wait_status(st));
+  assert_int_equal(st->status, want_status);
+  return st;
+}
+
+static uint64_t dmalloc(struct tc_stream *lane, uint64_t size)
+{
+  uint8_t p[8];
+  struct tc_result r;
+  uint64_t ptr;
+
+  tr_put_u64(p, size);
+  assert_int_equal(tc_call(lane, TR_OP_MALLOC, 0, p, 8, &r), 0);
+  assert_int_equal(r.len, 8);
+  ptr = tr_get_u64(r.data);
+  free(r.data);
+  return ptr;
+}
+
+static uint32_t dfree(struct tc_stream *lane, uint64_t ptr)
+{
+  uint8_t p[8];
+
+  tr_put_u64(p, ptr);
+  return tc_call(lane, TR_OP_FREE, 0, p, 8, NULL);
+}
+
+/* H2D payload: dst, len, bytes. */
+static uint8_t *h2d_payload(uint64_t dst, const void *src, size_t len,
+                            size_t *plen)
+{
+  uint8_t *p = malloc(16 + len);
+
+  tr_put_u64(p, dst);
+  tr_put_u64(p + 8, len);
+  memcpy(p + 16, src, len);
+  *plen = 16 + len;
+  return p;
+}
+
+static uint32_t h2d(struct tc_stream *lane, uint64_t dst, const void *src,
+                    size_t len, bool reply)
+{
+  size_t plen;
+  uint8_t *p = h2d_payload(dst, src, len, &plen);
+  uint32_t st = 0;
+
+  if (reply)
+    st = tc_call(lane, TR_OP_MEMCPY_H2D, 0, p, plen, NULL);
+  else
+    tc_post(lane, TR_OP_MEMCPY_H2D, p, plen);
+  free(p);
+  return st;
+}
+
+static uint32_t d2h(struct tc_stream *lane, uint64_t src, uint64_t len,
+                    struct tc_result *r)
+{
+  uint8_t p[16];
+
+  tr_put_u64(p, src);
+  tr_put_u64(p + 8, len);
+  return tc_call(lane, TR_OP_MEMCPY_D2H, 0, p, 16, r);
+}
+
+static uint32_t d2d(struct tc_stream *lane, uint64_t dst, uint64_t src,
+                    uint64_t len)
+{
+  uint8_t p[24];
+
+  tr_put_u64(p, dst);
+  tr_put_u64(p + 8, src);
+  tr_put_u64(p + 16, len);
+  return tc_call(lane, TR_OP_MEMCPY_D2D, 0, p, 24, NULL);
+}
+
+static void memset_payload(uint8_t p[20], uint64_t dst, uint64_t len,
+                           uint32_t v)
+{
+  tr_put_u64(p, dst);
+  tr_put_u64(p + 8, len);
+  tr_put_u32(p + 16, v);
+}
+
+static uint32_t dmemset(struct tc_stream *lane, uint64_t dst, uint64_t len,
+                        uint32_t v)
+{
+  uint8_t p[20];
+
+  memset_payload(p, dst, len, v);
+  return tc_call(lane, TR_OP_MEMSET, 0, p, 20, NULL);
+}
+
+static void mem_info(struct tc_stream *lane, uint64_t *fr, uint64_t *total)
+{
+  struct tc_result r;
+
+  assert_int_equal(tc_call(lane, TR_OP_MEM_GET_INFO, 0, NULL, 0, &r), 0);
+  assert_int_equal(r.len, 16);
+  *fr = tr_get_u64(r.data);
+  *total = tr_get_u64(r.data + 8);
+  free(r.data);
+}
+
+/* POST /v1/hello with min..max; returns the reply record's stream. */
+static struct tc_stream *hello(struct tc_conn *c, uint16_t min, uint16_t max,
+                               uint64_t caps, struct tr_hdr *h,
+                               const uint8_t **payload)
+{
+  struct tr_hello hl = {min, max, TR_ROLE_BROKER, caps, 42, 0};
+  uint8_t p[TR_HELLO_SIZE];
+  struct tc_stream *st = tc_request(c, "/v1/hello", secret, NULL);
+
+  assert_non_null(st);
+  tr_hello_pack(&hl, p);
+  tc_send_record(st, TR_OP_HELLO, TR_F_WANT_REPLY, 7, p, sizeof(p));
+  tc_end(st);
+  assert_true(tc_wait_ended(st));
+  assert_int_equal(st->status, 200);
+  assert_true(tc_next_record(st, h, payload));
+  assert_int_equal(h->opcode, TR_OP_HELLO);
+  assert_int_equal(h->request_id, 7);
+  assert_true(h->flags & TR_F_REPLY);
+  return st;
+}
+
+/* ---- authentication and hello ------------------------------------------- */
+
+static void check_rejected(const char *sec)
+{
+  struct tc_conn c;
+  struct tc_stream *st;
+
+  connect_agent(&c);
+  st = tc_request(&c, "/v1/hello", sec, NULL);
+  assert_non_null(st);
+  tc_end(st);
+  assert_true(tc_wait_status(st));
+  assert_int_equal(st->status, 401);
+  /* The 401 is followed by GOAWAY and the socket closing. */
+  assert_true(tc_wait_eof(&c));
+  assert_true(c.goaway);
+  assert_true(st->ended);
+  assert_true(st->body_len > 0);
+  tc_close(&c);
+}
+
+static void test_auth_rejected(void **state)
+{
+  check_rejected("not-the-secret");
+  check_rejected(NULL);
+  /* A prefix of the right secret is still wrong. */
+  check_rejected("5ec1e7c0ffee");
+}
+
+static void test_hello(void **state)
+{
+  struct tc_conn c;
+  const uint8_t *p;
+  struct tr_hello hl;
+  struct tr_devinfo d;
+  struct tr_hdr h;
+  size_t used;
+  int32_t v;
+
+  connect_agent(&c);
+  hello(&c, 1, 7, ~0ull, &h, &p);
+  assert_int_equal(h.status, 0);
+  assert_int_equal(tr_hello_unpack(p, h.payload_len, &hl), 0);
+  assert_int_equal(hl.min_version, 1);
+  assert_int_equal(hl.max_version, 1);
+  assert_int_equal(hl.role, TR_ROLE_AGENT);
+  /* The emulator cannot run kernels: no TR_CAP_EXEC. */
+  assert_int_equal(hl.caps, TR_CAP_MODULE_CACHE);
+  assert_int_equal(tr_devinfo_unpack(p + TR_HELLO_SIZE, hl.extra_len, &d,
+                                     &used), 0);
+  assert_int_equal(used, hl.extra_len);
+  assert_string_equal(d.name, "tremote emulated device");
+  assert_int_equal(d.total_mem, AGENT_MEM);
+  assert_int_equal(d.va_base, 0);
+  assert_int_equal(d.va_size, 0);
+  assert_int_equal(d.caps, 0);
+  assert_true(d.nattr >= 30);
+  assert_int_equal(tr_devinfo_attr(&d, 75, &v), 0); /* major */
+  assert_int_equal(v, 8);
+  assert_int_equal(tr_devinfo_attr(&d, 76, &v), 0); /* minor */
+  assert_int_equal(v, 0);
+  assert_int_equal(tr_devinfo_attr(&d, 10, &v), 0); /* warp size */
+  assert_int_equal(v, 32);
+  assert_int_equal(tr_devinfo_attr(&d, 1, &v), 0); /* threads per block */
+  assert_int_equal(v, 1024);
+
+  /* Caps are the intersection: offering none agrees on none. */
+  hello(&c, 1, 1, 0, &h, &p);
+  assert_int_equal(tr_hello_unpack(p, h.payload_len, &hl), 0);
+  assert_int_equal(hl.caps, 0);
+  tc_close(&c);
+}
+
+static void test_hello_version_mismatch(void **state)
+{
+  struct tc_conn c;
+  const uint8_t *p;
+  struct tr_hdr h;
+  char text[256];
+
+  connect_agent(&c);
+  hello(&c, 2, 3, 0, &h, &p);
+  assert_int_equal(h.status, TR_ST_VERSION);
+  assert_true(h.payload_len > 0 && h.payload_len < sizeof(text));
+  memcpy(text, p, h.payload_len);
+  text[h.payload_len] = 0;
+  assert_non_null(strstr(text, "1..1"));
+  assert_non_null(strstr(text, "2..3"));
+  assert_true(tc_wait_eof(&c)); /* and the connection is closed */
+  tc_close(&c);
+}
+
+static void test_routes(void **state)
+{
+  struct tc_conn c;
+  struct tc_stream *st;
+  uint64_t sid;
+
+  connect_agent(&c);
+  st = tc_request(&c, "/v1/nothing", secret, NULL);
+  tc_end(st);
+  assert_true(tc_wait_status(st));
+  assert_int_equal(st->status, 404);
+  /* A lane of a session that does not exist. */
+  open_lane(&c, 0x1234567812345678ull, 1, 404);
+  /* A malformed session header. */
+  st = tc_request(&c, "/v1/session", secret,
+                  (const char *const[]){"tremote-session", "xyz", "tremote-va",
+                                        "1000+1000", NULL});
+  assert_true(tc_wait_status(st));
+  assert_int_equal(st->status, 400);
+
+  /* A window that overlaps another session's different window: 409. */
+  st = open_session(&c, 20, &sid);
+  {
+    char s[17], va[64];
+    struct tc_stream *st2;
+
+    snprintf(s, sizeof(s), "%016llx", (unsigned long long)sid + 1000);
+    snprintf(va, sizeof(va), "%llx+%llx",
+             (unsigned long long)(window(20) + WIN_SIZE / 2),
+             (unsigned long long)WIN_SIZE);
+    st2 = tc_request(&c, "/v1/session", secret,
+                     (const char *const[]){"tremote-session", s, "tremote-va",
+                                           va, NULL});
+    assert_true(tc_wait_status(st2));
+    assert_int_equal(st2->status, 409);
+    /* The same id twice: 409 as well. */
+    snprintf(s, sizeof(s), "%016llx", (unsigned long long)sid);
+    st2 = tc_request(&c, "/v1/session", secret,
+                     (const char *const[]){"tremote-session", s, "tremote-va",
+                                           "1000+1000", NULL});
+    assert_true(tc_wait_status(st2));
+    assert_int_equal(st2->status, 409);
+  }
+  tc_end(st);
+  assert_true(tc_wait_ended(st));
+  tc_close(&c);
+}
+
+/* ---- memory ------------------------------------------------------------- */
+
+static void test_memory_roundtrip(void **state)
+{
+  struct tc_conn c;
+  struct tc_stream *sess, *lane;
+  struct tc_result r;
+  uint64_t sid, a, b, zero;
+  uint8_t *pat = malloc(4 * MiB);
+  size_t i;
+
+  for (i = 0; i < 4 * MiB; i++)
+    pat[i] = (uint8_t)(i * 7 + (i >> 12));
+  connect_agent(&c);
+  sess = open_session(&c, 0, &sid);
+  lane = open_lane(&c, sid, 1, 200);
+
+  assert_int_equal(tc_call(lane, TR_OP_NOP, 0, NULL, 0, NULL), 0);
+  a = dmalloc(lane, 4 * MiB);
+  b = dmalloc(lane, 4 * MiB);
+  assert_true(a >= window(0) && a + 4 * MiB <= window(0) + WIN_SIZE);
+  assert_int_equal(a % 256, 0);
+  assert_int_equal(b % 256, 0);
+  /* cudaMalloc(&p, 0) succeeds with p == NULL. */
+  zero = dmalloc(lane, 0);
+  assert_int_equal(zero, 0);
+
+  /* Four 1 MiB chunks, only the last waits for a reply. */
+  for (i = 0; i < 4; i++)
+    assert_int_equal(h2d(lane, a + i * MiB, pat + i * MiB, MiB, i == 3), 0);
+  /* MEMSET a hole, then copy a -> b, then read b back in one request. */
+  assert_int_equal(dmemset(lane, a + 100, 1000, 0x1ab), 0);
+  memset(pat + 100, 0xab, 1000);
+  assert_int_equal(d2d(lane, b, a, 4 * MiB), 0);
+  assert_int_equal(d2h(lane, b, 4 * MiB, &r), 0);
+  /* 4 MiB in records of <= 1 MiB: MORE on all but the last. */
+  assert_int_equal(r.nrec, 4);
+  assert_int_equal(r.nmore, 3);
+  assert_int_equal(r.len, 4 * MiB);
+  assert_memory_equal(r.data, pat, 4 * MiB);
+  free(r.data);
+  /* An odd length and offset. */
+  assert_int_equal(d2h(lane, b + 12345, MiB + 3, &r), 0);
+  assert_int_equal(r.nmore, 1);
+  assert_int_equal(r.len, MiB + 3);
+  assert_memory_equal(r.data, pat + 12345, MiB + 3);
+  free(r.data);
+
+  assert_int_equal(dfree(lane, a), 0);
+  assert_int_equal(dfree(lane, b), 0);
+  assert_int_equal(dfree(lane, 0), 0); /* cudaFree(NULL) */
+  tc_end(lane);
+  assert_true(tc_wait_ended(lane));
+  tc_end(sess);
+  assert_true(tc_wait_ended(sess));
+  tc_close(&c);
+  free(pat);
+}
+
+static void test_memory_errors(void **state)
+{
+  struct tc_conn c;
+  struct tc_stream *sess, *lane;
+  struct tc_result r;
+  uint64_t sid, a, fr, total;
+  uint8_t buf[64] = {0}, p[24];
+
+  connect_agent(&c);
+  sess = open_session(&c, 1, &sid);
+  lane = open_lane(&c, sid, 1, 200);
+  a = dmalloc(lane, 1000);
+
+  /* Frees: a random pointer, an interior pointer, twice. */
+  assert_int_equal(dfree(lane, window(1) + 0x1230000), CU_INVALID_VALUE);
+  assert_int_equal(dfree(lane, a + 8), CU_INVALID_VALUE);
+  assert_int_equal(dfree(lane, 0x1000), CU_INVALID_VALUE);
+  /* Copies that leave the allocation (it is 1000 bytes, not a page). */
+  assert_int_equal(h2d(lane, a + 990, buf, 11, true), CU_INVALID_VALUE);
+  assert_int_equal(h2d(lane, a + 990, buf, 10, true), 0);
+  assert_int_equal(d2h(lane, a, 1001, &r), CU_INVALID_VALUE);
+  assert_int_equal(r.nrec, 1); /* no data before the error */
+  assert_int_equal(r.len, 0);
+  free(r.data);
+  assert_int_equal(d2h(lane, a - 1, 10, NULL), CU_INVALID_VALUE);
+  assert_int_equal(dmemset(lane, a, 1001, 0), CU_INVALID_VALUE);
+  assert_int_equal(d2d(lane, a, a + 500, 501), CU_INVALID_VALUE);
+  assert_int_equal(d2d(lane, a, a + 500, 500), 0);
+  assert_int_equal(d2h(lane, UINT64_MAX - 5, 10, NULL), CU_INVALID_VALUE);
+
+  /* A failing record without WANT_REPLY: its error waits for the next
+     successful final reply, then is cleared. */
+  h2d(lane, window(1) + 0x7770000, buf, sizeof(buf), false);
+  h2d(lane, a + 5000, buf, sizeof(buf), false); /* a second one is not kept */
+  assert_int_equal(tc_call(lane, TR_OP_SYNCHRONIZE, 0, NULL, 0, NULL),
+                   CU_INVALID_VALUE);
+  assert_int_equal(tc_call(lane, TR_OP_SYNCHRONIZE, 0, NULL, 0, NULL), 0);
+  /* A failing call keeps the deferred error for the next success. */
+  h2d(lane, 0x42, buf, 8, false);
+  assert_int_equal(dfree(lane, 0x42), CU_INVALID_VALUE);
+  assert_int_equal(tc_call(lane, TR_OP_NOP, 0, NULL, 0, NULL),
+                   CU_INVALID_VALUE);
+  assert_int_equal(tc_call(lane, TR_OP_NOP, 0, NULL, 0, NULL), 0);
+
+  /* Out of memory. */
+  mem_info(lane, &fr, &total);
+  assert_int_equal(total, AGENT_MEM);
+  tr_put_u64(p, 4ull << 30);
+  assert_int_equal(tc_call(lane, TR_OP_MALLOC, 0, p, 8, NULL),
+                   CU_MEMORY_ALLOCATION);
+  tr_put_u64(p, UINT64_MAX);
+  assert_int_equal(tc_call(lane, TR_OP_MALLOC, 0, p, 8, NULL),
+                   CU_MEMORY_ALLOCATION);
+
+  /* Malformed payloads and opcodes. */
+  assert_int_equal(tc_call(lane, TR_OP_MALLOC, 0, p, 7, NULL),
+                   TR_ST_BAD_RECORD);
+  assert_int_equal(tc_call(lane, TR_OP_MEMSET, 0, p, 24, NULL),
+                   TR_ST_BAD_RECORD);
+  {
+    /* H2D whose len field disagrees with the bytes sent. */
+    size_t plen;
+    uint8_t *hp = h2d_payload(a, buf, 16, &plen);
+
+    tr_put_u64(hp + 8, 17);
+    assert_int_equal(tc_call(lane, TR_OP_MEMCPY_H2D, 0, hp, plen, NULL),
+                     TR_ST_BAD_RECORD);
+    free(hp);
+  }
+  assert_int_equal(tc_call(lane, TR_OP_STATS, 0, NULL, 0, NULL),
+                   TR_ST_BAD_OPCODE);
+  assert_int_equal(tc_call(lane, TR_OP_HELLO, 0, NULL, 0, NULL),
+                   TR_ST_BAD_OPCODE);
+  assert_int_equal(tc_call(lane, 999, 0, buf, 40, NULL), TR_ST_BAD_OPCODE);
+  assert_int_equal(tc_call(lane, 7, 0, NULL, 0, NULL), TR_ST_BAD_OPCODE);
+  /* ... and the lane is still in step after them. */
+  assert_int_equal(tc_call(lane, TR_OP_NOP, 0, NULL, 0, NULL), 0);
+
+  assert_int_equal(dfree(lane, a), 0);
+  assert_int_equal(dfree(lane, a), CU_INVALID_VALUE); /* double free */
+  tc_end(sess);
+  assert_true(tc_wait_ended(sess));
+  tc_close(&c);
+}
+
+/* Two sessions cannot touch each other's memory. */
+static void test_sessions_isolated(void **state)
+{
+  struct tc_conn c;
+  struct tc_stream *sa, *sb, *la, *lb;
+  struct tc_result r;
+  uint64_t ida, idb, pa;
+  uint8_t buf[16] = {1, 2, 3};
+
+  connect_agent(&c);
+  /* The same window, as all sessions of one broker machine share it. */
+  sa = open_session(&c, 2, &ida);
+  sb = open_session(&c, 2, &idb);
+  la = open_lane(&c, ida, 1, 200);
+  lb = open_lane(&c, idb, 1, 200);
+  pa = dmalloc(la, 4096);
+  assert_int_equal(h2d(la, pa, buf, sizeof(buf), true), 0);
+
+  assert_int_equal(dfree(lb, pa), CU_INVALID_VALUE);
+  assert_int_equal(d2h(lb, pa, 16, NULL), CU_INVALID_VALUE);
+  assert_int_equal(h2d(lb, pa, buf, 16, true), CU_INVALID_VALUE);
+  assert_int_equal(dmemset(lb, pa, 16, 0), CU_INVALID_VALUE);
+  {
+    uint64_t pb = dmalloc(lb, 4096);
+
+    assert_int_equal(d2d(lb, pb, pa, 16), CU_INVALID_VALUE);
+    assert_int_equal(d2d(lb, pa, pb, 16), CU_INVALID_VALUE);
+    assert_int_equal(dfree(lb, pb), 0);
+  }
+  /* A's memory is intact and still A's. */
+  assert_int_equal(d2h(la, pa, 16, &r), 0);
+  assert_memory_equal(r.data, buf, 16);
+  free(r.data);
+  assert_int_equal(dfree(la, pa), 0);
+
+  /* Two lanes of one session share its memory. */
+  {
+    struct tc_stream *la2 = open_lane(&c, ida, 2, 200);
+    uint64_t p = dmalloc(la, 64);
+
+    assert_int_equal(h2d(la2, p, buf, 16, true), 0);
+    assert_int_equal(d2h(la, p, 16, &r), 0);
+    assert_memory_equal(r.data, buf, 16);
+    free(r.data);
+    /* A second lane with an id already open is refused. */
+    open_lane(&c, ida, 2, 409);
+  }
+  tc_end(sa);
+  tc_end(sb);
+  assert_true(tc_wait_ended(sa));
+  assert_true(tc_wait_ended(sb));
+  tc_close(&c);
+}
+
+/* Ending the session stream frees its memory before the response ends. */
+static void test_session_close_frees(void **state)
+{
+  struct tc_conn c;
+  struct tc_stream *sx, *sy, *lx, *ly;
+  uint64_t idx, idy, fr0, fr1, fr2, total;
+
+  connect_agent(&c);
+  sx = open_session(&c, 3, &idx);
+  lx = open_lane(&c, idx, 1, 200);
+  mem_info(lx, &fr0, &total);
+
+  sy = open_session(&c, 4, &idy);
+  ly = open_lane(&c, idy, 1, 200);
+  dmalloc(ly, 256 * MiB);
+  dmalloc(ly, 1000);
+  mem_info(lx, &fr1, &total);
+  assert_true(fr1 <= fr0 - 256 * MiB);
+
+  /* End the session: its response ends once the memory is gone, and its
+     lane is reset. */
+  tc_end(sy);
+  assert_true(tc_wait_ended(sy));
+  mem_info(lx, &fr2, &total);
+  assert_int_equal(fr2, fr0);
+  assert_true(tc_wait_closed(ly));
+  assert_int_not_equal(ly->rst_code, 0);
+  /* The session is gone: no new lanes. */
+  open_lane(&c, idy, 2, 404);
+
+  /* A reset session stream frees as well. */
+  sy = open_session(&c, 4, &idy);
+  ly = open_lane(&c, idy, 1, 200);
+  dmalloc(ly, 64 * MiB);
+  tc_reset(sy);
+  for (int i = 0; i < 200; i++) {
+    mem_info(lx, &fr2, &total);
+    if (fr2 == fr0)
+      break;
+    usleep(10000);
+  }
+  assert_int_equal(fr2, fr0);
+
+  /* And so does a dropped connection. */
+  {
+    struct tc_conn c2;
+    struct tc_stream *lz;
+    uint64_t idz;
+
+    connect_agent(&c2);
+    open_session(&c2, 4, &idz);
+    lz = open_lane(&c2, idz, 1, 200);
+    dmalloc(lz, 32 * MiB);
+    tc_close(&c2);
+    for (int i = 0; i < 200; i++) {
+      mem_info(lx, &fr2, &total);
+      if (fr2 == fr0)
+        break;
+      usleep(10000);
+    }
+    assert_int_equal(fr2, fr0);
+  }
+  tc_end(sx);
+  assert_true(tc_wait_ended(sx));
+  tc_close(&c);
+}
+
+/* A lane busy with a long operation does not delay PING or other lanes. */
+static void test_ping_during_long_op(void **state)
+{
+  struct tc_conn c;
+  struct tc_stream *sess, *lane, *other;
+  const size_t big = 512 * MiB;
+  const int rounds = 12;
+  uint64_t sid, p, t0, t_ack, t_other, t_done;
+  uint8_t ms[20];
+  const uint8_t *pl;
+  struct tr_hdr h;
+  unsigned acks;
+
+  connect_agent(&c);
+  sess = open_session(&c, 5, &sid);
+  lane = open_lane(&c, sid, 1, 200);
+  other = open_lane(&c, sid, 2, 200);
+  p = dmalloc(lane, big);
+
+  /* Several 512 MiB memsets, then a SYNCHRONIZE that waits for them. */
+  for (int i = 0; i < rounds; i++) {
+    memset_payload(ms, p, big, (uint32_t)i);
+    tc_post(lane, TR_OP_MEMSET, ms, sizeof(ms));
+  }
+  tc_send_record(lane, TR_OP_SYNCHRONIZE, TR_F_WANT_REPLY, 999, NULL, 0);
+  tc_pump(&c, 0);
+  usleep(20000); /* let an execution thread start on them */
+
+  acks = c.ping_acks;
+  t0 = tc_now_ns();
+  tc_ping(&c);
+  while (c.ping_acks == acks && tc_now_ns() - t0 < 5000000000ull)
+    tc_pump(&c, 10);
+  assert_true(c.ping_acks > acks);
+  t_ack = c.ping_ack_ns - t0;
+  /* Another lane of the same session is served meanwhile. */
+  assert_int_equal(tc_call(other, TR_OP_NOP, 0, NULL, 0, NULL), 0);
+  t_other = tc_now_ns() - t0;
+  /* The long operation was still running at the ack. */
+  assert_false(tc_next_record(lane, &h, &pl));
+  while (!tc_next_record(lane, &h, &pl) && tc_now_ns() - t0 < 30000000000ull)
+    tc_pump(&c, 100);
+  t_done = tc_now_ns() - t0;
+  print_message("PING ack %.1f ms, NOP on another lane %.1f ms, "
+                "%d x 512 MiB memset done after %.1f ms\n",
+                t_ack / 1e6, t_other / 1e6, rounds, t_done / 1e6);
+  assert_int_equal(h.request_id, 999);
+  assert_int_equal(h.status, 0);
+  assert_true(t_ack < 100000000ull);
+  assert_true(t_other < 100000000ull);
+  assert_true(t_done > t_other);
+  /* The memory holds the last value. */
+  {
+    struct tc_result r;
+
+    assert_int_equal(d2h(lane, p + big - 16, 16, &r), 0);
+    for (int i = 0; i < 16; i++)
+      assert_int_equal(r.data[i], rounds - 1);
+    free(r.data);
+  }
+  tc_end(sess);
+  assert_true(tc_wait_ended(sess));
+  tc_close(&c);
+}
+
+/* Garbage on one lane resets that stream only. */
+static void test_malformed_record(void **state)
+{
+  struct tc_conn c;
+  struct tc_stream *sess, *bad, *good;
+  uint64_t sid;
+  uint8_t junk[64];
+
+  connect_agent(&c);
+  sess = open_session(&c, 6, &sid);
+  bad = open_lane(&c, sid, 1, 200);
+  good = open_lane(&c, sid, 2, 200);
+  memset(junk, 0x5a, sizeof(junk));
+  tc_send(bad, junk, sizeof(junk));
+  assert_true(tc_wait_closed(bad));
+  assert_int_equal(bad->rst_code, NGHTTP2_PROTOCOL_ERROR);
+  assert_int_equal(tc_call(good, TR_OP_NOP, 0, NULL, 0, NULL), 0);
+  /* A record that claims more than TR_PAYLOAD_MAX bytes. */
+  {
+    struct tc_stream *big = open_lane(&c, sid, 3, 200);
+    uint8_t hb[TR_HDR_SIZE];
+    struct tr_hdr h;
+
+    tr_hdr_init(&h, TR_OP_NOP, TR_F_WANT_REPLY, 1, TR_PAYLOAD_MAX + 1);
+    tr_hdr_pack(&h, hb);
+    tc_send(big, hb, sizeof(hb));
+    assert_true(tc_wait_closed(big));
+    assert_int_equal(big->rst_code, NGHTTP2_PROTOCOL_ERROR);
+  }
+  assert_int_equal(tc_call(good, TR_OP_NOP, 0, NULL, 0, NULL), 0);
+  tc_end(sess);
+  assert_true(tc_wait_ended(sess));
+  tc_close(&c);
+}
+
+/* ---- modules ------------------------------------------------------------ */
+
+/*
+ * A minimal fatbin: container header and one uncompressed PTX entry that
+ * declares `kern(.param .u64)`.  Enough for tr_kparams_find().
+ */
+static uint8_t *make_fatbin(size_t *len)
+{
+  static const char ptx[] =
+      ".version 8.0\n.target sm_75\n.address_size 64\n\n"
+      ".visible .entry kern(\n\t.param .u64 kern_param_0\n)\n{\n\tret;\n}\n";
+  size_t plen = (sizeof(ptx) + 7) & ~(size_t)7; /* NUL included, padded */
+  size_t total = 16 + 64 + plen;
+  uint8_t *fb = calloc(1, total), *e = fb + 16;
+
+  tr_put_u32(fb, TR_FATBIN_MAGIC);
+  tr_put_u16(fb + 4, 1);
+  tr_put_u16(fb + 6, 16);
+  tr_put_u64(fb + 8, 64 + plen);
+  tr_put_u16(e, TR_FATBIN_KIND_PTX);
+  tr_put_u16(e + 2, 0x0101);
+  tr_put_u32(e + 4, 64);
+  tr_put_u64(e + 8, plen);
+  tr_put_u16(e + 24, 0);  /* PTX ISA minor */
+  tr_put_u16(e + 26, 8);  /* major */
+  tr_put_u32(e + 28, 75); /* compute_75 */
+  tr_put_u64(e + 40, TR_FATBIN_FLAG_64BIT | TR_FATBIN_FLAG_LINUX);
+  memcpy(e + 64, ptx, sizeof(ptx));
+  *len = total;
+  return fb;
+}
+
+static uint32_t module_put(struct tc_stream *lane, const uint8_t hash[16],
+                           const uint8_t *bytes, size_t total, size_t off,
+                           size_t len)
+{
+  uint8_t *p = malloc(32 + len);
+  uint32_t st;
+
+  memcpy(p, hash, 16);
+  tr_put_u64(p + 16, total);
+  tr_put_u64(p + 24, off);
+  memcpy(p + 32, bytes + off, len);
+  st = tc_call(lane, TR_OP_MODULE_PUT, 0, p, 32 + len, NULL);
+  free(p);
+  return st;
+}
+
+static uint32_t module_load(struct tc_stream *lane, uint64_t handle,
+                            const uint8_t hash[16])
+{
+  uint8_t p[24];
+
+  tr_put_u64(p, handle);
+  memcpy(p + 8, hash, 16);
+  return tc_call(lane, TR_OP_MODULE_LOAD, 0, p, 24, NULL);
+}
+
+static uint32_t function_get(struct tc_stream *lane, uint64_t mod,
+                             uint64_t fn, const char *name)
+{
+  size_t n = strlen(name);
+  uint8_t p[128];
+
+  tr_put_u64(p, mod);
+  tr_put_u64(p + 8, fn);
+  tr_put_u32(p + 16, (uint32_t)n);
+  memcpy(p + 20, name, n);
+  return tc_call(lane, TR_OP_FUNCTION_GET, 0, p, 20 + n, NULL);
+}
+
+static uint32_t launch(struct tc_stream *lane, uint64_t fn, uint32_t gx,
+                       uint32_t bx)
+{
+  uint8_t p[TR_LAUNCH_FIXED + 8] = {0};
+
+  tr_put_u64(p, fn);
+  tr_put_u32(p + 8, gx);
+  tr_put_u32(p + 12, 1);
+  tr_put_u32(p + 16, 1);
+  tr_put_u32(p + 20, bx);
+  tr_put_u32(p + 24, 1);
+  tr_put_u32(p + 28, 1);
+  tr_put_u32(p + 36, 8);
+  tr_put_u64(p + TR_LAUNCH_FIXED, 0x1234);
+  return tc_call(lane, TR_OP_LAUNCH, 0, p, sizeof(p), NULL);
+}
+
+static void test_modules(void **state)
+{
+  struct tc_conn c;
+  struct tc_stream *sess, *lane, *s2, *l2;
+  uint8_t hash[16], bad_hash[16];
+  uint64_t sid, sid2;
+  size_t len;
+  uint8_t *fb = make_fatbin(&len);
+
+  tr_fatbin_hash(fb, len, hash);
+  memcpy(bad_hash, hash, 16);
+  bad_hash[15] ^= 1;
+  connect_agent(&c);
+  sess = open_session(&c, 7, &sid);
+  lane = open_lane(&c, sid, 1, 200);
+
+  assert_int_equal(module_load(lane, 1, hash), TR_ST_NEED_MODULE);
+  assert_int_equal(module_load(lane, 0, hash), TR_ST_BAD_HANDLE);
+  /* Chunks in any order; the load works once the last one is in. */
+  assert_int_equal(module_put(lane, hash, fb, len, 40, len - 40), 0);
+  assert_int_equal(module_load(lane, 1, hash), TR_ST_NEED_MODULE);
+  assert_int_equal(module_put(lane, hash, fb, len, 0, 50), 0);
+  assert_int_equal(module_load(lane, 1, hash), 0);
+  assert_int_equal(module_load(lane, 1, hash), TR_ST_BAD_HANDLE); /* twice */
+  /* Bytes that do not match their hash are refused. */
+  assert_int_equal(module_put(lane, bad_hash, fb, len, 0, len),
+                   CU_INVALID_SOURCE);
+  assert_int_equal(module_load(lane, 2, bad_hash), TR_ST_NEED_MODULE);
+  assert_int_equal(module_put(lane, bad_hash, fb, len, len - 4, 8),
+                   TR_ST_BAD_RECORD); /* beyond total */
+
+  assert_int_equal(function_get(lane, 1, 10, "kern"), 0);
+  assert_int_equal(function_get(lane, 1, 11, "nokern"),
+                   CU_INVALID_DEVICE_FUNCTION);
+  assert_int_equal(function_get(lane, 99, 12, "kern"), TR_ST_BAD_HANDLE);
+  assert_int_equal(function_get(lane, 1, 10, "kern"), TR_ST_BAD_HANDLE);
+
+  /* The emulator cannot run kernels yet. */
+  assert_int_equal(launch(lane, 10, 4, 128), CU_NOT_SUPPORTED);
+  assert_int_equal(launch(lane, 10, 4, 2048), CU_INVALID_CONFIGURATION);
+  assert_int_equal(launch(lane, 77, 4, 128), TR_ST_BAD_HANDLE);
+
+  /* The cache is per agent: another session loads without uploading. */
+  s2 = open_session(&c, 8, &sid2);
+  l2 = open_lane(&c, sid2, 1, 200);
+  assert_int_equal(module_load(l2, 1, hash), 0);
+  assert_int_equal(function_get(l2, 1, 10, "kern"), 0);
+
+  /* Unloading takes the module's functions with it. */
+  {
+    uint8_t p[8];
+
+    tr_put_u64(p, 1);
+    assert_int_equal(tc_call(lane, TR_OP_MODULE_UNLOAD, 0, p, 8, NULL), 0);
+    assert_int_equal(tc_call(lane, TR_OP_MODULE_UNLOAD, 0, p, 8, NULL),
+                     TR_ST_BAD_HANDLE);
+  }
+  assert_int_equal(launch(lane, 10, 1, 1), TR_ST_BAD_HANDLE);
+  /* ... in this session only. */
+  assert_int_equal(launch(l2, 10, 1, 1), CU_NOT_SUPPORTED);
+
+  tc_end(sess);
+  tc_end(s2);
+  assert_true(tc_wait_ended(sess));
+  assert_true(tc_wait_ended(s2));
+  tc_close(&c);
+  free(fb);
+}
+
+int main(int argc, char **argv)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_auth_rejected),
+    cmocka_unit_test(test_hello),
+    cmocka_unit_test(test_hello_version_mismatch),
+    cmocka_unit_test(test_routes),
+    cmocka_unit_test(test_memory_roundtrip),
+    cmocka_unit_test(test_memory_errors),
+    cmocka_unit_test(test_sessions_isolated),
+    cmocka_unit_test(test_session_close_frees),
+    cmocka_unit_test(test_ping_during_long_op),
+    cmocka_unit_test(test_malformed_record),
+    cmocka_unit_test(test_modules),
+  };
+
+  if (argc < 2) {
+    fprintf(stderr, "usage: %s PATH-TO-tremote-gpu-agent\n", argv[0]);
+    return 2;
+  }
+  agent_path = argv[1];
+  signal(SIGPIPE, SIG_IGN);
+  return cmocka_run_group_tests(tests, start_agent, stop_agent);
+}

@@ -1,0 +1,997 @@
+/*
+ * test_broker.c: tremote-broker end to end, as a client sees it.
+ *
+ *   test_broker BROKER AGENT
+ *
+ * Starts the real broker with two LOCAL machines (and thus two real
+ * agents on the emulated device), waits on --ready-fd, and talks to it
+ * like a shim would, through tools/common/client.h: HELLO, lanes, memory
+ * calls with inline and shared-memory payloads, errors made by the broker
+ * itself, the control socket, a client that corrupts its own lane while a
+ * second one keeps working, an agent that is killed or stops answering.
+ * At the end the broker must still be alive and shut down cleanly.
+ *
+ * Exits 77 (skipped) when the agent binary does not exist yet.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "client.h"
+#include "ring.h"
+#include "tremote/proto.h"
+
+/* The windows the broker hands out (see broker/brk.h, BRK_VA_BASE). */
+#if defined(__SANITIZE_THREAD__)
+#define VA_BASE 0x7e8000000000ull
+#define VA_WINDOW (16ull << 30)
+#else
+#define VA_BASE TR_VA_BASE
+#define VA_WINDOW TR_VA_WINDOW
+#endif
+
+#define ST_INVALID_VALUE 1u
+#define ST_INVALID_DEVICE 101u
+
+static const char *broker_bin, *agent_bin;
+static char tmpdir[64], sock_path[128], ctl_path[128], log_path[128];
+static pid_t broker_pid;
+static uint64_t next_id = 1000;
+static pthread_mutex_t id_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static uint64_t new_id(void)
+{
+  uint64_t id;
+
+  pthread_mutex_lock(&id_lock);
+  id = ++next_id;
+  pthread_mutex_unlock(&id_lock);
+  return id;
+}
+
+static long now_ms(void)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+static void sleep_ms(long ms)
+{
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+  while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+    ;
+}
+
+/* ---- the broker process ---------------------------------------------------- */
+
+static int start_broker(void)
+{
+  int rp[2];
+  char fdarg[16], buf[16];
+  struct pollfd p;
+  long deadline;
+  ssize_t n;
+
+  snprintf(tmpdir, sizeof(tmpdir), "/tmp/tr-brk-XXXXXX");
+  if (!mkdtemp(tmpdir))
+    return -1;
+  snprintf(sock_path, sizeof(sock_path), "%s/broker.sock", tmpdir);
+  snprintf(ctl_path, sizeof(ctl_path), "%s/control.sock", tmpdir);
+  snprintf(log_path, sizeof(log_path), "%s/broker.log", tmpdir);
+  if (pipe(rp) < 0)
+    return -1;
+  broker_pid = fork();
+  if (broker_pid < 0)
+    return -1;
+  if (broker_pid == 0) {
+    int log = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+    if (log >= 0)
+      dup2(log, 2);
+    close(rp[0]);
+    snprintf(fdarg, sizeof(fdarg), "%d", rp[1]);
+    execl(broker_bin, broker_bin, "--socket", sock_path, "--control", ctl_path,
+          "--local", "2", "--agent", agent_bin, "--backend", "emu",
+          "--emu-mem", "1G", "--ready-fd", fdarg, "--ping-interval", "2",
+          "--ping-timeout", "5", "--log-level", "debug", (char *)NULL);
+    _exit(127);
+  }
+  close(rp[1]);
+  /* Sanitizer builds start slowly; the agents too. */
+  deadline = now_ms() + 60000;
+  p.fd = rp[0];
+  p.events = POLLIN;
+  for (;;) {
+    long left = deadline - now_ms();
+
+    if (left <= 0 || poll(&p, 1, (int)left) <= 0) {
+      fprintf(stderr, "broker did not become ready\n");
+      close(rp[0]);
+      return -1;
+    }
+    n = read(rp[0], buf, sizeof(buf) - 1);
+    break;
+  }
+  close(rp[0]);
+  if (n != 6 || memcmp(buf, "ready\n", 6) != 0) {
+    fprintf(stderr, "broker's ready fd said %zd bytes\n", n);
+    return -1;
+  }
+  return 0;
+}
+
+static void dump_log(void)
+{
+  char cmd[256];
+
+  snprintf(cmd, sizeof(cmd), "tail -n 60 %s >&2", log_path);
+  (void)!system(cmd);
+}
+
+static int log_contains(const char *needle)
+{
+  FILE *f = fopen(log_path, "r");
+  char line[2048];
+  int found = 0;
+
+  if (!f)
+    return 0;
+  while (!found && fgets(line, sizeof(line), f))
+    found = strstr(line, needle) != NULL;
+  fclose(f);
+  return found;
+}
+
+static int broker_alive(void)
+{
+  return broker_pid > 0 && waitpid(broker_pid, NULL, WNOHANG) == 0;
+}
+
+/* ---- control socket ------------------------------------------------------------ */
+
+/* One request line; returns the reply (malloc'd) or NULL. */
+static char *ctl_call(const char *req)
+{
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  size_t cap = 1 << 16, len = 0;
+  char *out = malloc(cap);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ssize_t n;
+
+  strcpy(sa.sun_path, ctl_path);
+  if (fd < 0 || !out || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+    goto fail;
+  if (write(fd, req, strlen(req)) != (ssize_t)strlen(req))
+    goto fail;
+  while ((n = read(fd, out + len, cap - 1 - len)) > 0)
+    len += (size_t)n;
+  close(fd);
+  out[len] = 0;
+  return out;
+fail:
+  if (fd >= 0)
+    close(fd);
+  free(out);
+  return NULL;
+}
+
+static char *stats(void)
+{
+  return ctl_call("{\"version\":1,\"op\":\"stats\"}\n");
+}
+
+/* The integer after "key": inside [from, to). */
+static long long json_int(const char *from, const char *to, const char *key)
+{
+  char pat[64];
+  const char *p;
+
+  snprintf(pat, sizeof(pat), "\"%s\":", key);
+  p = strstr(from, pat);
+  if (!p || p >= to)
+    return -1;
+  return strtoll(p + strlen(pat), NULL, 10);
+}
+
+/* The machine object with "index":i: [*from, *to). */
+static int machine_obj(const char *doc, int idx, const char **from,
+                       const char **to)
+{
+  char pat[32];
+  const char *p = strstr(doc, "\"machines\":[");
+
+  snprintf(pat, sizeof(pat), "{\"index\":%d,", idx);
+  if (!p || !(p = strstr(p, pat)))
+    return -1;
+  *from = p;
+  *to = strchr(p, '}');
+  return *to ? 0 : -1;
+}
+
+static pid_t agent_pid(int idx)
+{
+  char *doc = stats();
+  const char *a, *b;
+  pid_t pid = -1;
+
+  if (doc && machine_obj(doc, idx, &a, &b) == 0)
+    pid = (pid_t)json_int(a, b, "pid");
+  free(doc);
+  return pid;
+}
+
+static int machine_ready(int idx)
+{
+  char *doc = stats();
+  const char *a, *b;
+  int ready = 0;
+
+  if (doc && machine_obj(doc, idx, &a, &b) == 0) {
+    const char *s = strstr(a, "\"state\":\"ready\"");
+    ready = s && s < b;
+  }
+  free(doc);
+  return ready;
+}
+
+static int wait_machine_ready(int idx, pid_t not_pid, long ms)
+{
+  long deadline = now_ms() + ms;
+
+  while (now_ms() < deadline) {
+    if (machine_ready(idx) && agent_pid(idx) != not_pid)
+      return 0;
+    sleep_ms(100);
+  }
+  return -1;
+}
+
+/* Number of sessions whose "pid" is ours, and the sum of their
+   round_trips. */
+static int my_sessions(long long *round_trips)
+{
+  char *doc = stats();
+  const char *p, *end;
+  int n = 0;
+
+  *round_trips = 0;
+  if (!doc)
+    return -1;
+  p = strstr(doc, "\"sessions\":[");
+  end = p ? strstr(p, "],\"machines\"") : NULL;
+  while (p && end && (p = strchr(p + 1, '{')) && p < end) {
+    const char *q = strchr(p, '}');
+
+    if (json_int(p, q, "pid") == (long long)getpid()) {
+      n++;
+      *round_trips += json_int(p, q, "round_trips");
+    }
+    p = q;
+  }
+  free(doc);
+  return n;
+}
+
+/* Bytes the broker holds for the agents on behalf of our sessions. */
+static long long my_queued(void)
+{
+  char *doc = stats();
+  const char *p, *end;
+  long long sum = 0;
+
+  if (!doc)
+    return -1;
+  p = strstr(doc, "\"sessions\":[");
+  end = p ? strstr(p, "],\"machines\"") : NULL;
+  while (p && end && (p = strchr(p + 1, '{')) && p < end) {
+    const char *q = strchr(p, '}');
+
+    if (json_int(p, q, "pid") == (long long)getpid())
+      sum += json_int(p, q, "queued_to_agent");
+    p = q;
+  }
+  free(doc);
+  return sum;
+}
+
+/* ---- requests -------------------------------------------------------------------- */
+
+struct client {
+  struct tr_client c;
+  struct tr_lane l;
+};
+
+static int client_open(struct client *k)
+{
+  const char *why = NULL;
+  int rc = tr_client_connect(&k->c, sock_path, 60000, &why);
+
+  if (rc < 0) {
+    fprintf(stderr, "connect: %s (%s)\n", strerror(-rc), why ? why : "");
+    return rc;
+  }
+  rc = tr_client_lane_open(&k->c, &k->l);
+  if (rc < 0) {
+    fprintf(stderr, "lane open: %s\n", strerror(-rc));
+    tr_client_close(&k->c);
+  }
+  return rc;
+}
+
+static void client_close(struct client *k)
+{
+  tr_client_lane_close(&k->c, &k->l);
+  tr_client_close(&k->c);
+}
+
+/*
+ * A round trip: send with WANT_REPLY, gather reply records until the
+ * final one.  The logical payloads are concatenated into out (cap bytes;
+ * *got their total).  Returns the final status, or a negative errno.
+ */
+static long rpc(struct client *k, uint16_t dev, uint16_t op, const void *args,
+                uint32_t alen, const void *data, uint32_t dlen, void *out,
+                size_t cap, size_t *got, int timeout_ms)
+{
+  uint64_t id = new_id();
+  struct tr_reply r;
+  size_t have = 0;
+  long deadline = now_ms() + timeout_ms;
+  int rc;
+
+  rc = tr_client_send(&k->c, &k->l, dev, op, TR_F_WANT_REPLY, id, args, alen,
+                      data, dlen);
+  if (rc < 0)
+    return rc;
+  for (;;) {
+    long left = deadline - now_ms();
+
+    rc = tr_client_recv(&k->c, &k->l, &r, left > 0 ? (int)left : 0);
+    if (rc < 0)
+      return rc;
+    if (r.h.request_id != id) {
+      tr_client_recv_done(&k->c, &k->l, &r);
+      continue; /* an answer to something else (corruption tests) */
+    }
+    if (out && have + r.len <= cap)
+      memcpy((uint8_t *)out + have, r.payload, r.len);
+    have += r.len;
+    if (!(r.h.flags & TR_F_MORE)) {
+      uint32_t st = r.h.status;
+
+      if (r.h.device != dev || !(r.h.flags & TR_F_REPLY)) {
+        tr_client_recv_done(&k->c, &k->l, &r);
+        return -EPROTO;
+      }
+      tr_client_recv_done(&k->c, &k->l, &r);
+      if (got)
+        *got = have;
+      return st;
+    }
+    tr_client_recv_done(&k->c, &k->l, &r);
+  }
+}
+
+static long dev_malloc(struct client *k, uint16_t dev, uint64_t size,
+                       uint64_t *ptr)
+{
+  uint8_t a[8], o[8];
+  size_t got = 0;
+  long st;
+
+  tr_put_u64(a, size);
+  st = rpc(k, dev, TR_OP_MALLOC, a, 8, NULL, 0, o, 8, &got, 30000);
+  if (st == 0 && got != 8)
+    return -EPROTO;
+  if (st == 0)
+    *ptr = tr_get_u64(o);
+  return st;
+}
+
+static long dev_free(struct client *k, uint16_t dev, uint64_t ptr)
+{
+  uint8_t a[8];
+
+  tr_put_u64(a, ptr);
+  return rpc(k, dev, TR_OP_FREE, a, 8, NULL, 0, NULL, 0, NULL, 30000);
+}
+
+/* H2D without waiting (the normal asynchronous path). */
+static int h2d_async(struct client *k, uint16_t dev, uint64_t dst,
+                     const void *data, uint32_t len)
+{
+  uint8_t a[16];
+
+  tr_put_u64(a, dst);
+  tr_put_u64(a + 8, len);
+  return tr_client_send(&k->c, &k->l, dev, TR_OP_MEMCPY_H2D, 0, new_id(), a,
+                        16, data, len);
+}
+
+static long h2d_sync(struct client *k, uint16_t dev, uint64_t dst,
+                     const void *data, uint32_t len)
+{
+  uint8_t a[16];
+
+  tr_put_u64(a, dst);
+  tr_put_u64(a + 8, len);
+  return rpc(k, dev, TR_OP_MEMCPY_H2D, a, 16, data, len, NULL, 0, NULL, 30000);
+}
+
+static long d2h(struct client *k, uint16_t dev, uint64_t src, void *out,
+                uint64_t len)
+{
+  uint8_t a[16];
+  size_t got = 0;
+  long st;
+
+  tr_put_u64(a, src);
+  tr_put_u64(a + 8, len);
+  st = rpc(k, dev, TR_OP_MEMCPY_D2H, a, 16, NULL, 0, out, len, &got, 60000);
+  if (st == 0 && got != len)
+    return -EPROTO;
+  return st;
+}
+
+static long nop(struct client *k, uint16_t dev, int timeout_ms)
+{
+  return rpc(k, dev, TR_OP_NOP, NULL, 0, NULL, 0, NULL, 0, NULL, timeout_ms);
+}
+
+/* ---- tests --------------------------------------------------------------------------- */
+
+static void test_hello(void **state)
+{
+  struct client k;
+
+  assert_int_equal(client_open(&k), 0);
+  assert_int_equal(k.c.ndev, 2);
+  for (unsigned i = 0; i < 2; i++) {
+    assert_int_equal(k.c.dev[i].va_base, VA_BASE + i * VA_WINDOW);
+    assert_int_equal(k.c.dev[i].va_size, VA_WINDOW);
+    assert_int_equal(k.c.dev[i].machine_index, i);
+    assert_true(k.c.dev[i].name[0] != 0);
+    assert_true(k.c.dev[i].total_mem > 0);
+  }
+  assert_int_not_equal(k.c.dev[0].va_base, k.c.dev[1].va_base);
+  client_close(&k);
+}
+
+static void test_memory(void **state)
+{
+  const size_t big = 4u << 20;
+  uint8_t *src = malloc(big), *dst = malloc(big);
+  uint64_t ptr = 0, ptr1 = 0;
+  struct client k;
+
+  assert_non_null(src);
+  assert_non_null(dst);
+  for (size_t i = 0; i < big; i++)
+    src[i] = (uint8_t)(i * 131 + (i >> 13));
+  assert_int_equal(client_open(&k), 0);
+
+  /* Pointers land in their device's window. */
+  assert_int_equal(dev_malloc(&k, 0, big, &ptr), 0);
+  assert_true(ptr >= VA_BASE && ptr < VA_BASE + VA_WINDOW);
+  assert_int_equal(dev_malloc(&k, 1, 4096, &ptr1), 0);
+  assert_true(ptr1 >= VA_BASE + VA_WINDOW && ptr1 < VA_BASE + 2 * VA_WINDOW);
+
+  /* Inline H2D (small), then via the upload area (SHMREF), 4 MiB in 1 MiB
+     records, without waiting, then one D2H of 4 MiB that comes back
+     through the download area in several records. */
+  assert_int_equal(h2d_sync(&k, 0, ptr, src, 1000), 0);
+  for (size_t off = 0; off < big; off += TR_CHUNK_MAX)
+    assert_int_equal(h2d_async(&k, 0, ptr + off, src + off, TR_CHUNK_MAX), 0);
+  memset(dst, 0, big);
+  assert_int_equal(d2h(&k, 0, ptr, dst, big), 0);
+  assert_memory_equal(src, dst, big);
+
+  /* A small D2H comes back inline. */
+  memset(dst, 0, 100);
+  assert_int_equal(d2h(&k, 0, ptr + 12345, dst, 100), 0);
+  assert_memory_equal(src + 12345, dst, 100);
+
+  /* Errors of the call itself come back as CUDA errors. */
+  assert_int_equal(dev_free(&k, 0, VA_BASE + 0x1234567), ST_INVALID_VALUE);
+  /* A device the client does not have: the broker answers. */
+  assert_int_equal(nop(&k, 7, 10000), ST_INVALID_DEVICE);
+  assert_int_equal(dev_malloc(&k, 7, 16, &ptr1), ST_INVALID_DEVICE);
+  assert_int_equal(dev_free(&k, 0, ptr), 0);
+  client_close(&k);
+  free(src);
+  free(dst);
+}
+
+static void test_stats(void **state)
+{
+  long long rt0, rt1;
+  int n0, n1;
+  struct client k;
+  uint64_t ptr;
+  char *doc;
+
+  n0 = my_sessions(&rt0);
+  assert_true(n0 >= 0);
+  assert_int_equal(client_open(&k), 0);
+  assert_int_equal(nop(&k, 0, 10000), 0);
+  assert_int_equal(nop(&k, 1, 10000), 0);
+  assert_int_equal(dev_malloc(&k, 0, 256, &ptr), 0);
+  assert_int_equal(dev_free(&k, 0, ptr), 0);
+  assert_int_equal(nop(&k, 9, 10000), ST_INVALID_DEVICE); /* not forwarded */
+  n1 = my_sessions(&rt1);
+  assert_int_equal(n1, n0 + 1);
+  assert_int_equal(rt1 - rt0, 4);
+
+  doc = stats();
+  assert_non_null(doc);
+  assert_non_null(strstr(doc, "\"version\":1"));
+  assert_non_null(strstr(doc, "\"name\":\"local-0\""));
+  assert_non_null(strstr(doc, "\"name\":\"local-1\""));
+  assert_non_null(strstr(doc, "\"provider\":\"local\""));
+  assert_non_null(strstr(doc, "\"address\":\"127.0.0.1:"));
+  assert_non_null(strstr(doc, "\"lanes\":1"));
+  free(doc);
+
+  doc = ctl_call("{\"version\":1,\"op\":\"frobnicate\"}\n");
+  assert_non_null(doc);
+  assert_string_equal(doc, "{\"version\":1,\"error\":\"unknown op 'frobnicate' "
+                           "(valid: stats)\"}\n");
+  free(doc);
+  doc = ctl_call("not json\n");
+  assert_non_null(doc);
+  assert_non_null(strstr(doc, "\"error\":\"bad request"));
+  free(doc);
+
+  client_close(&k);
+  /* The session is gone once the client is (the broker notices the
+     hang-up asynchronously). */
+  for (int i = 0; i < 100 && my_sessions(&rt1) != n0; i++)
+    sleep_ms(50);
+  assert_int_equal(my_sessions(&rt1), n0);
+}
+
+/* -- a client that corrupts its lane while another keeps working -- */
+
+struct worker {
+  struct client k;
+  _Atomic int stop;
+  int ok, failed;
+  long last_err;
+};
+
+static void *good_worker(void *arg)
+{
+  struct worker *w = arg;
+  const uint32_t len = 64u << 10; /* via the upload area */
+  uint8_t *src = malloc(len), *dst = malloc(len);
+  unsigned round = 0;
+
+  while (!w->stop && src && dst) {
+    uint64_t ptr = 0;
+    long st;
+
+    for (uint32_t i = 0; i < len; i++)
+      src[i] = (uint8_t)(i ^ round);
+    st = dev_malloc(&w->k, 0, len, &ptr);
+    if (st == 0)
+      st = h2d_sync(&w->k, 0, ptr, src, len);
+    if (st == 0)
+      st = d2h(&w->k, 0, ptr, dst, len);
+    if (st == 0 && memcmp(src, dst, len) != 0)
+      st = -EBADMSG;
+    if (st == 0)
+      st = dev_free(&w->k, 0, ptr);
+    if (st == 0) {
+      w->ok++;
+    } else {
+      w->failed++;
+      w->last_err = st;
+    }
+    round++;
+  }
+  free(src);
+  free(dst);
+  return NULL;
+}
+
+struct bad {
+  struct tr_client c;
+  struct tr_lane l;
+  uint8_t *alias; /* a second mapping of the same segment */
+  _Atomic int stop;
+  int dropped;
+};
+
+/* LANE_OPEN by hand, to keep a copy of the memfd for the second mapping. */
+static int bad_open(struct bad *b)
+{
+  uint8_t buf[TR_HDR_SIZE + 64];
+  union {
+    struct cmsghdr h;
+    char space[CMSG_SPACE(sizeof(int) * 3)];
+  } u;
+  struct iovec iov = {buf, sizeof(buf)};
+  struct msghdr msg = {0};
+  struct cmsghdr *cm;
+  struct tr_hdr h;
+  int fds[3], dupfd;
+  const char *why;
+
+  if (tr_client_connect(&b->c, sock_path, 60000, &why) < 0)
+    return -1;
+  tr_hdr_init(&h, TR_OP_LANE_OPEN, TR_F_WANT_REPLY, 77, 0);
+  tr_hdr_pack(&h, buf);
+  if (send(b->c.fd, buf, TR_HDR_SIZE, 0) != TR_HDR_SIZE)
+    return -1;
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = u.space;
+  msg.msg_controllen = sizeof(u.space);
+  if (recvmsg(b->c.fd, &msg, MSG_CMSG_CLOEXEC) < TR_HDR_SIZE)
+    return -1;
+  cm = CMSG_FIRSTHDR(&msg);
+  if (!cm || cm->cmsg_type != SCM_RIGHTS ||
+      cm->cmsg_len != CMSG_LEN(sizeof(int) * 3))
+    return -1;
+  memcpy(fds, CMSG_DATA(cm), sizeof(fds));
+  dupfd = dup(fds[0]);
+  b->alias = mmap(NULL, TR_LANE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
+                  dupfd, 0);
+  close(dupfd);
+  if (b->alias == MAP_FAILED)
+    return -1;
+  return tr_lane_map(&b->l, fds[0], fds[1], fds[2]);
+}
+
+/* The bad client's own thread: streams records to device 1 as fast as it
+   can, with a round trip now and then, until the broker drops it. */
+static void *bad_streamer(void *arg)
+{
+  struct bad *b = arg;
+  uint8_t args[16] = {0};
+  uint64_t n = 0;
+  int rc;
+
+  while (!b->stop) {
+    int sync = (n++ % 64) == 0;
+
+    rc = tr_client_send(&b->c, &b->l, 1, TR_OP_NOP,
+                        sync ? TR_F_WANT_REPLY : 0, n, args, 0, NULL, 0);
+    if (rc == -ENOTCONN) {
+      b->dropped = 1;
+      break;
+    }
+    if (sync) {
+      struct tr_reply r;
+
+      rc = tr_client_recv(&b->c, &b->l, &r, 200);
+      if (rc == -ENOTCONN || rc == -EPROTO) {
+        b->dropped = rc == -ENOTCONN;
+        break;
+      }
+      if (rc == 0)
+        tr_client_recv_done(&b->c, &b->l, &r);
+    }
+  }
+  return NULL;
+}
+
+/* The vandal: flips random bytes of the request ring through the alias
+   while the streamer writes it, then overwrites it wholesale, then breaks
+   the tail. */
+static void *vandal(void *arg)
+{
+  struct bad *b = arg;
+  uint8_t *ring = b->alias + b->l.hdr->req_off;
+  struct tr_ring_ctl *ctl = (struct tr_ring_ctl *)(b->alias + TR_LANE_CTL_OFF);
+  unsigned seed = 12345;
+  long t0 = now_ms();
+  uint64_t one = 1;
+
+  while (now_ms() - t0 < 1000 && !b->stop) {
+    for (int i = 0; i < 64; i++)
+      ring[rand_r(&seed) % TR_LANE_RING_SIZE] ^= (uint8_t)(1 + rand_r(&seed) % 255);
+    sleep_ms(1);
+  }
+  t0 = now_ms();
+  while (now_ms() - t0 < 300 && !b->stop)
+    memset(ring, 0xa5, TR_LANE_RING_SIZE);
+  atomic_store(&ctl->tail, (uint64_t)1 << 62);
+  (void)!write(b->l.req_efd, &one, sizeof(one));
+  return NULL;
+}
+
+static void test_corrupt_client(void **state)
+{
+  struct worker w = {0};
+  struct bad b = {0};
+  pthread_t tw, tb, tv;
+  long long rt;
+  int n0, n1;
+  long t0;
+
+  n0 = my_sessions(&rt);
+  assert_int_equal(client_open(&w.k), 0);
+  assert_int_equal(bad_open(&b), 0);
+  assert_int_equal(my_sessions(&rt), n0 + 2);
+  assert_int_equal(pthread_create(&tw, NULL, good_worker, &w), 0);
+  sleep_ms(200);
+  assert_int_equal(pthread_create(&tb, NULL, bad_streamer, &b), 0);
+  assert_int_equal(pthread_create(&tv, NULL, vandal, &b), 0);
+  pthread_join(tv, NULL);
+  /* The broker must notice the broken tail at the next doorbell. */
+  t0 = now_ms();
+  while (now_ms() - t0 < 10000 && (n1 = my_sessions(&rt)) != n0 + 1)
+    sleep_ms(50);
+  b.stop = 1;
+  pthread_join(tb, NULL);
+  sleep_ms(300); /* B keeps working after A is gone */
+  w.stop = 1;
+  pthread_join(tw, NULL);
+  if (n1 != n0 + 1)
+    dump_log();
+  assert_int_equal(n1, n0 + 1);
+  {
+    char needle[64];
+
+    snprintf(needle, sizeof(needle), "dropping client pid %d", (int)getpid());
+    assert_true(log_contains(needle));
+  }
+  if (w.failed)
+    fprintf(stderr, "good client: %d ok, %d failed (last %ld)\n", w.ok,
+            w.failed, w.last_err);
+  assert_int_equal(w.failed, 0);
+  assert_true(w.ok > 0);
+  assert_true(broker_alive());
+  munmap(b.alias, TR_LANE_SIZE);
+  tr_lane_unmap(&b.l);
+  tr_client_close(&b.c);
+  client_close(&w.k);
+}
+
+/* -- machines that die or go silent -- */
+
+struct streamer {
+  struct client *k;
+  uint16_t dev;
+  uint64_t ptr;
+  long status;
+  long done_ms;
+};
+
+/* 48 MiB of asynchronous H2D to a stopped agent, then a round trip: the
+   broker must push back instead of buffering it all. */
+static void *stream_big(void *arg)
+{
+  struct streamer *s = arg;
+  uint8_t *buf = calloc(1, TR_CHUNK_MAX);
+  int rc = 0;
+
+  for (int i = 0; i < 48 && rc == 0 && buf; i++)
+    rc = h2d_async(s->k, s->dev, s->ptr, buf, TR_CHUNK_MAX);
+  s->status = rc < 0 ? rc : nop(s->k, s->dev, 30000);
+  s->done_ms = now_ms();
+  free(buf);
+  return NULL;
+}
+
+static long rss_anon_kb(pid_t pid)
+{
+  char path[64], line[256];
+  long kb = -1;
+  FILE *f;
+
+  snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+  f = fopen(path, "r");
+  if (!f)
+    return -1;
+  while (fgets(line, sizeof(line), f))
+    if (sscanf(line, "RssAnon: %ld kB", &kb) == 1)
+      break;
+  fclose(f);
+  return kb;
+}
+
+static void test_agent_killed(void **state)
+{
+  struct client x, y, z;
+  struct streamer s = {0};
+  pthread_t t;
+  uint64_t ptr = 0, p2;
+  uint8_t args[8];
+  pid_t victim;
+  long rss0, rss1, t_kill, st;
+  long long queued;
+  struct tr_reply r;
+  uint64_t id = new_id(), y_id = 0;
+  uint32_t y_status = 0;
+  uint16_t y_flags = 0;
+  int rc, still_pushed_back;
+
+  assert_int_equal(client_open(&x), 0);
+  assert_int_equal(client_open(&y), 0);
+  assert_int_equal(dev_malloc(&x, 1, 1u << 20, &ptr), 0);
+  assert_int_equal(nop(&y, 1, 10000), 0);
+  assert_int_equal(nop(&x, 0, 10000), 0);
+  victim = agent_pid(1);
+  assert_true(victim > 0);
+  rss0 = rss_anon_kb(broker_pid);
+
+  assert_int_equal(kill(victim, SIGSTOP), 0);
+  /* y: a request that is forwarded and stays outstanding. */
+  assert_int_equal(tr_client_send(&y.c, &y.l, 1, TR_OP_NOP, TR_F_WANT_REPLY,
+                                  id, NULL, 0, NULL, 0), 0);
+  /* x: a flood that must stall in the client, not in the broker. */
+  s.k = &x;
+  s.dev = 1;
+  s.ptr = ptr;
+  assert_int_equal(pthread_create(&t, NULL, stream_big, &s), 0);
+  sleep_ms(1500);
+  rss1 = rss_anon_kb(broker_pid);
+  queued = my_queued();
+  still_pushed_back = s.done_ms == 0;
+  fprintf(stderr, "broker RssAnon %ld kB -> %ld kB, %lld bytes queued, with "
+                  "48 MiB pending\n", rss0, rss1, queued);
+
+  t_kill = now_ms();
+  assert_int_equal(kill(victim, SIGKILL), 0);
+  /* Nothing below may return before the streamer is joined. */
+  rc = tr_client_recv(&y.c, &y.l, &r, 10000);
+  if (rc == 0) {
+    y_id = r.h.request_id;
+    y_status = r.h.status;
+    y_flags = r.h.flags;
+    tr_client_recv_done(&y.c, &y.l, &r);
+  }
+  pthread_join(t, NULL);
+  fprintf(stderr, "MACHINE_LOST after %ld ms\n", s.done_ms - t_kill);
+  assert_true(still_pushed_back);
+  assert_true(queued >= 0 && queued <= 6 * 1024 * 1024);
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+  /* Sanitizers' shadow memory makes RSS meaningless; the count above is
+     the broker's own, this is the kernel's. */
+  assert_true(rss1 - rss0 < 24 * 1024);
+#endif
+  assert_int_equal(rc, 0);
+  assert_int_equal(y_id, id);
+  assert_int_equal(y_status, TR_ST_MACHINE_LOST);
+  assert_int_equal(y_flags & TR_F_REPLY, TR_F_REPLY);
+  assert_int_equal(s.status, TR_ST_MACHINE_LOST);
+  assert_true(s.done_ms - t_kill < 10000);
+
+  /* The broken session stays broken; the other device is fine. */
+  assert_int_equal(nop(&x, 1, 10000), TR_ST_MACHINE_LOST);
+  assert_int_equal(nop(&x, 0, 10000), 0);
+
+  /* The machine comes back with a new agent, and new sessions work. */
+  assert_int_equal(wait_machine_ready(1, victim, 30000), 0);
+  assert_int_equal(client_open(&z), 0);
+  assert_int_equal(z.c.ndev, 2);
+  assert_int_equal(dev_malloc(&z, 1, 4096, &p2), 0);
+  tr_put_u64(args, p2);
+  st = rpc(&z, 1, TR_OP_FREE, args, 8, NULL, 0, NULL, 0, NULL, 10000);
+  assert_int_equal(st, 0);
+  client_close(&x);
+  client_close(&y);
+  client_close(&z);
+  assert_true(broker_alive());
+}
+
+static void test_agent_silent(void **state)
+{
+  struct client k;
+  pid_t victim;
+  long t0, st, took;
+
+  assert_int_equal(wait_machine_ready(0, -1, 30000), 0);
+  assert_int_equal(client_open(&k), 0);
+  assert_int_equal(nop(&k, 0, 10000), 0);
+  victim = agent_pid(0);
+  assert_true(victim > 0);
+  assert_int_equal(kill(victim, SIGSTOP), 0);
+  t0 = now_ms();
+  /* PING every 2 s of silence, 5 s to answer: lost within ~7 s. */
+  st = nop(&k, 0, 20000);
+  took = now_ms() - t0;
+  kill(victim, SIGCONT);
+  fprintf(stderr, "silent agent: status 0x%lx after %ld ms\n", st, took);
+  assert_int_equal(st, TR_ST_MACHINE_LOST);
+  assert_true(took < 12000);
+  assert_int_equal(wait_machine_ready(0, victim, 30000), 0);
+  client_close(&k);
+  assert_true(broker_alive());
+}
+
+static void test_shutdown(void **state)
+{
+  struct stat st;
+  int status = -1;
+  long t0 = now_ms();
+
+  assert_true(broker_alive());
+  assert_int_equal(kill(broker_pid, SIGTERM), 0);
+  while (now_ms() - t0 < 15000) {
+    if (waitpid(broker_pid, &status, WNOHANG) == broker_pid)
+      break;
+    sleep_ms(20);
+  }
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
+  broker_pid = 0;
+  assert_int_not_equal(stat(sock_path, &st), 0);
+  assert_int_not_equal(stat(ctl_path, &st), 0);
+}
+
+static int group_setup(void **state)
+{
+  if (start_broker() < 0) {
+    dump_log();
+    return -1;
+  }
+  return 0;
+}
+
+static int group_teardown(void **state)
+{
+  char cmd[160];
+
+  if (broker_pid > 0) {
+    kill(broker_pid, SIGKILL);
+    waitpid(broker_pid, NULL, 0);
+  }
+  if (getenv("TR_KEEP_LOG"))
+    fprintf(stderr, "broker log kept in %s\n", log_path);
+  else if (tmpdir[0]) {
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+    (void)!system(cmd);
+  }
+  return 0;
+}
+
+int main(int argc, char **argv)
+{
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_hello),
+      cmocka_unit_test(test_memory),
+      cmocka_unit_test(test_stats),
+      cmocka_unit_test(test_corrupt_client),
+      cmocka_unit_test(test_agent_killed),
+      cmocka_unit_test(test_agent_silent),
+      cmocka_unit_test(test_shutdown),
+  };
+
+  if (argc < 3) {
+    fprintf(stderr, "usage: %s BROKER AGENT\n", argv[0]);
+    return 2;
+  }
+  broker_bin = argv[1];
+  agent_bin = argv[2];
+  if (access(agent_bin, X_OK) != 0) {
+    fprintf(stderr, "%s: no agent binary at %s: skipped\n", argv[0], agent_bin);
+    return 77;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

@@ -1,0 +1,314 @@
+/*
+ * test_broker_units.c: the broker's event loop abstraction (brk_loop) and
+ * its pure helpers (brk_buf: byte queue, string builder, JSON reader).
+ * No broker process, no agents: these run anywhere io_uring does (exit 77
+ * where it does not).
+ */
+#include <errno.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "brk_buf.h"
+#include "brk_loop.h"
+
+static struct brk_loop *loop;
+
+/* Run rounds until *flag or the deadline. */
+static void run_until(volatile int *flag, int ms)
+{
+  uint64_t end = brk_now_ms() + (uint64_t)ms;
+
+  while (!*flag && brk_now_ms() < end)
+    assert_true(brk_loop_run_once(loop, 50) >= 0);
+}
+
+/* ---- loop --------------------------------------------------------------- */
+
+struct rec {
+  int calls, res;
+  char data[64];
+  int len;
+  uint64_t at;
+};
+
+static void record_cb(struct brk_op *op, int res, void *arg)
+{
+  struct rec *r = arg;
+
+  r->calls++;
+  r->res = res;
+  r->at = brk_now_ms();
+  if (res > 0 && res <= (int)sizeof(r->data) && brk_op_buf(op)) {
+    memcpy(r->data, brk_op_buf(op), (size_t)res);
+    r->len = res;
+  }
+}
+
+static void test_timeout(void **state)
+{
+  struct rec a = {0}, b = {0};
+  uint64_t t0 = brk_now_ms();
+
+  assert_non_null(brk_loop_timeout(loop, 30, record_cb, &a));
+  assert_non_null(brk_loop_timeout(loop, 5, record_cb, &b));
+  run_until(&a.calls, 2000);
+  assert_int_equal(a.calls, 1);
+  assert_int_equal(b.calls, 1);
+  assert_int_equal(a.res, 0); /* expiry is success, not -ETIME */
+  assert_true(b.at <= a.at);
+  assert_true(a.at - t0 >= 25);
+  assert_int_equal(brk_loop_pending(loop), 0);
+}
+
+static void test_cancel(void **state)
+{
+  struct rec a = {0}, b = {0};
+  struct brk_op *op;
+  int fds[2];
+
+  /* A cancelled timer never calls back, and its memory is reclaimed. */
+  op = brk_loop_timeout(loop, 20, record_cb, &a);
+  assert_non_null(op);
+  brk_op_cancel(op);
+  /* A cancelled read on a pipe nobody writes to, likewise. */
+  assert_int_equal(pipe(fds), 0);
+  op = brk_loop_read(loop, fds[0], 16, record_cb, &b);
+  assert_non_null(op);
+  assert_int_equal(brk_loop_run_once(loop, 0) >= 0, 1);
+  brk_op_cancel(op);
+  for (int i = 0; i < 20 && brk_loop_pending(loop); i++)
+    brk_loop_run_once(loop, 50);
+  assert_int_equal(brk_loop_pending(loop), 0);
+  assert_int_equal(a.calls, 0);
+  assert_int_equal(b.calls, 0);
+  close(fds[0]);
+  close(fds[1]);
+}
+
+static void test_read_write_poll(void **state)
+{
+  struct rec r = {0}, w = {0}, p = {0};
+  int fds[2];
+  char msg[] = "hello loop";
+
+  assert_int_equal(pipe(fds), 0);
+  assert_non_null(brk_loop_poll(loop, fds[0], POLLIN, record_cb, &p));
+  assert_non_null(brk_loop_write(loop, fds[1], msg, sizeof(msg), record_cb, &w));
+  memset(msg, 'x', sizeof(msg)); /* the loop copied it */
+  run_until(&p.calls, 2000);
+  assert_int_equal(w.res, (int)sizeof("hello loop"));
+  assert_true(p.res & POLLIN);
+  assert_non_null(brk_loop_read(loop, fds[0], 64, record_cb, &r));
+  run_until(&r.calls, 2000);
+  assert_int_equal(r.res, (int)sizeof("hello loop"));
+  assert_string_equal(r.data, "hello loop");
+  /* EOF reads as 0. */
+  close(fds[1]);
+  memset(&r, 0, sizeof(r));
+  assert_non_null(brk_loop_read(loop, fds[0], 64, record_cb, &r));
+  run_until(&r.calls, 2000);
+  assert_int_equal(r.res, 0);
+  close(fds[0]);
+}
+
+static void test_accept_recvmsg(void **state)
+{
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  struct rec a = {0}, m = {0};
+  char path[64];
+  int lfd, cfd;
+
+  snprintf(path, sizeof(path), "/tmp/brk-unit-%d.sock", (int)getpid());
+  unlink(path);
+  strcpy(sa.sun_path, path);
+  lfd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+  assert_true(lfd >= 0);
+  assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+  assert_int_equal(listen(lfd, 4), 0);
+  assert_non_null(brk_loop_accept(loop, lfd, record_cb, &a));
+  cfd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+  assert_int_equal(connect(cfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+  run_until(&a.calls, 2000);
+  assert_true(a.res >= 0);
+  assert_non_null(brk_loop_recvmsg(loop, a.res, 32, 0, 0, record_cb, &m));
+  assert_int_equal(send(cfd, "packet", 6, 0), 6);
+  run_until(&m.calls, 2000);
+  assert_int_equal(m.res, 6);
+  assert_memory_equal(m.data, "packet", 6);
+  close(cfd);
+  close(a.res);
+  close(lfd);
+  unlink(path);
+}
+
+struct tcount {
+  struct brk_task t;
+  int runs, requeue;
+};
+
+static void task_fn(struct brk_task *t, void *arg)
+{
+  struct tcount *c = arg;
+
+  c->runs++;
+  if (c->requeue-- > 0)
+    brk_loop_defer(loop, t);
+}
+
+static void test_tasks(void **state)
+{
+  struct tcount a = {0}, b = {0};
+
+  brk_task_init(&a.t, task_fn, &a);
+  brk_task_init(&b.t, task_fn, &b);
+  brk_loop_defer(loop, &a.t);
+  brk_loop_defer(loop, &a.t); /* queued once */
+  brk_loop_defer(loop, &b.t);
+  brk_task_cancel(loop, &b.t);
+  brk_loop_run_once(loop, 0);
+  assert_int_equal(a.runs, 1);
+  assert_int_equal(b.runs, 0);
+  /* A task that queues itself runs once per round, not forever. */
+  a.requeue = 3;
+  brk_loop_defer(loop, &a.t);
+  brk_loop_run_once(loop, 0);
+  assert_int_equal(a.runs, 2);
+  for (int i = 0; i < 5; i++)
+    brk_loop_run_once(loop, 0);
+  assert_int_equal(a.runs, 5);
+}
+
+/* ---- byte queue ------------------------------------------------------------ */
+
+static void test_bq(void **state)
+{
+  struct brk_bq q;
+  struct iovec iov[8];
+  size_t bytes;
+  uint8_t *big = malloc(300000), *out = malloc(300000);
+  int n;
+
+  for (size_t i = 0; i < 300000; i++)
+    big[i] = (uint8_t)(i * 7);
+  brk_bq_init(&q);
+  assert_int_equal(brk_bq_append(&q, "abc", 3), 0);
+  assert_int_equal(brk_bq_append(&q, big, 300000), 0);
+  assert_int_equal(q.len, 300003);
+  n = brk_bq_peekv(&q, iov, 8, 5, &bytes);
+  assert_int_equal(bytes, 5);
+  assert_true(n >= 1);
+  brk_bq_copyout(&q, out, 5);
+  assert_memory_equal(out, "abc\x00\x07", 5);
+  brk_bq_drop(&q, 3);
+  brk_bq_copyout(&q, out, 300000);
+  assert_memory_equal(out, big, 300000);
+  /* A gather view limited by iovec count covers less. */
+  n = brk_bq_peekv(&q, iov, 1, q.len, &bytes);
+  assert_int_equal(n, 1);
+  assert_true(bytes > 0 && bytes <= q.len);
+  brk_bq_drop(&q, 299999);
+  assert_int_equal(q.len, 1);
+  brk_bq_drop(&q, 1);
+  assert_int_equal(q.len, 0);
+  assert_null(q.head);
+  brk_bq_release(&q);
+  free(big);
+  free(out);
+}
+
+/* ---- strings and JSON ------------------------------------------------------- */
+
+static void test_sb_json(void **state)
+{
+  struct brk_sb b;
+
+  brk_sb_init(&b);
+  assert_string_equal(b.s, "");
+  brk_sb_json_str(&b, "a\"b\\c\n\x01 \xc3\xa9 \xff end");
+  assert_string_equal(b.s, "\"a\\\"b\\\\c\\n\\u0001 \xc3\xa9 \\ufffd end\"");
+  brk_sb_release(&b);
+  for (int i = 0; i < 1000; i++)
+    brk_sb_printf(&b, "%d,", i);
+  assert_int_equal(b.len, strlen(b.s));
+  assert_non_null(strstr(b.s, "999,"));
+  brk_sb_release(&b);
+}
+
+struct kv {
+  char op[64], ver[64];
+  int members;
+};
+
+static void kv_fn(const char *k, const char *v, int is_string, void *ctx)
+{
+  struct kv *x = ctx;
+
+  x->members++;
+  if (!strcmp(k, "op"))
+    snprintf(x->op, sizeof(x->op), "%s%s", is_string ? "s:" : "", v);
+  if (!strcmp(k, "version"))
+    snprintf(x->ver, sizeof(x->ver), "%s", v);
+}
+
+static int parse(const char *s, struct kv *x)
+{
+  const char *why = NULL;
+
+  memset(x, 0, sizeof(*x));
+  return brk_json_flat(s, strlen(s), kv_fn, x, &why);
+}
+
+static void test_json_flat(void **state)
+{
+  struct kv x;
+
+  assert_int_equal(parse("{\"version\":1,\"op\":\"stats\"}", &x), 0);
+  assert_string_equal(x.op, "s:stats");
+  assert_string_equal(x.ver, "1");
+  assert_int_equal(parse(" { \"op\" : \"st\\u0061ts\" , \"x\":null,\"y\":-1.5e3 } \n",
+                         &x), 0);
+  assert_string_equal(x.op, "s:stats");
+  assert_int_equal(x.members, 3);
+  assert_int_equal(parse("{}", &x), 0);
+  assert_int_equal(parse("{\"op\":\"\\ud83d\\ude00\"}", &x), 0);
+  assert_string_equal(x.op, "s:\xf0\x9f\x98\x80");
+  assert_int_equal(parse("{\"op\":{\"a\":1}}", &x), -EINVAL);
+  assert_int_equal(parse("{\"op\":\"stats\"", &x), -EINVAL);
+  assert_int_equal(parse("{\"op\":\"stats\"} x", &x), -EINVAL);
+  assert_int_equal(parse("[1]", &x), -EINVAL);
+  assert_int_equal(parse("{\"op\":01}", &x), -EINVAL); /* no leading 0s */
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_timeout),
+      cmocka_unit_test(test_cancel),
+      cmocka_unit_test(test_read_write_poll),
+      cmocka_unit_test(test_accept_recvmsg),
+      cmocka_unit_test(test_tasks),
+      cmocka_unit_test(test_bq),
+      cmocka_unit_test(test_sb_json),
+      cmocka_unit_test(test_json_flat),
+  };
+  int rc = brk_loop_new(&loop, 64);
+
+  if (rc < 0) {
+    fprintf(stderr, "io_uring unavailable (%s): skipped\n", strerror(-rc));
+    return 77;
+  }
+  rc = cmocka_run_group_tests(tests, NULL, NULL);
+  brk_loop_free(loop);
+  return rc;
+}
