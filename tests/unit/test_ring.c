@@ -457,7 +457,32 @@ static void test_area(void **state)
   tr_area_release(cons, &r2);
   tr_area_release(cons, &ref);
   assert_int_equal(atomic_load(&cons->ctl->head), size + chunk);
-  assert_int_equal(tr_area_free(prod), size);
+  /* All free, but a chunk is contiguous: 5 MiB before the end, or 3 MiB
+     after skipping them. */
+  assert_int_equal(tr_area_free(prod), size - chunk);
+
+  /* tr_area_free() is exactly the largest chunk reserve accepts. */
+  for (uint64_t k = 1; k < 400; k++) {
+    uint64_t len = (k * 2654435761u) % (size / 2), f;
+
+    if (k % 3 == 0) {
+      /* The consumer catches up now and then. */
+      assert_non_null(tr_area_resolve(cons, &ref, &why));
+      tr_area_release(cons, &ref);
+    }
+    f = tr_area_free(prod);
+    assert_true(f <= size);
+    if (f < size) {
+      struct tr_ring probe = *prod; /* reserve on a copy: no side effects */
+
+      assert_null(tr_area_reserve(&probe, f + 1, &r2));
+    }
+    if (len > f) {
+      assert_null(tr_area_reserve(prod, len, &r2));
+      len = f;
+    }
+    assert_non_null(tr_area_reserve(prod, len, &ref));
+  }
 
   /* Zero-length chunks are fine. */
   assert_non_null(tr_area_reserve(prod, 0, &ref));

@@ -322,8 +322,9 @@ static int prod_sync(struct tr_ring *r)
 }
 
 /*
- * Producer: make room for skip + need bytes at the tail, looking at the
- * consumer's head only when the cached value says there is no room.
+ * Producer: is there room for `bytes` more bytes at the tail?  Looks at the
+ * consumer's head only when the cached value says no, so the fast path
+ * does not touch the consumer's cache line.
  */
 static bool prod_room(struct tr_ring *r, uint64_t bytes)
 {
@@ -529,9 +530,16 @@ void tr_area_release(struct tr_ring *a, const struct tr_shmref *ref)
 
 uint64_t tr_area_free(struct tr_ring *a)
 {
+  uint64_t free, end;
+
   if (a->err || prod_sync(a) < 0)
     return 0;
-  return a->size - (a->pos - a->other);
+  free = a->size - (a->pos - a->other);
+  end = a->size - a->pos % a->size; /* free bytes before the buffer's end */
+  if (free <= end)
+    return free;
+  /* A chunk either fits before the end or skips it and starts at 0. */
+  return end > free - end ? end : free - end;
 }
 
 /* ---- doorbells ------------------------------------------------------------ */

@@ -230,15 +230,18 @@ const uint8_t *tr_area_resolve(struct tr_ring *a, const struct tr_shmref *ref,
 /* Consumer: everything up to ref->pos + ref->len may be reused. */
 void tr_area_release(struct tr_ring *a, const struct tr_shmref *ref);
 
-/* Producer side of an area: bytes free right now (for flow control); 0 if
-   the consumer's head is out of range (a->err set). */
+/* Producer side of an area: bytes free right now (for flow control), as
+   the largest len tr_area_reserve() would accept now: free bytes, less the
+   ones before the buffer's end that a longer chunk has to skip.  0 if the
+   consumer's head is out of range (a->err set). */
 uint64_t tr_area_free(struct tr_ring *a);
 
 /* ---- doorbells -------------------------------------------------------- */
 
 /*
  * Producer, after commit: fence, then ring efd if the consumer sleeps.
- * Returns 1 if it wrote the eventfd.
+ * Returns 1 if it wrote the eventfd (and cleared waiting, so that a burst
+ * of commits costs one write), 0 if nobody sleeps, or -errno.
  */
 int tr_ring_kick(struct tr_ring *r, int efd);
 
@@ -272,7 +275,7 @@ int tr_ring_arm(struct tr_ring *r);
  */
 
 /* Consumer, after a release: fence, then ring efd if the producer waits for
-   space.  Returns 1 if it wrote the eventfd. */
+   space.  Returns 1 if it wrote the eventfd, 0 if nobody waits, or -errno. */
 int tr_ring_kick_space(struct tr_ring *r, int efd);
 
 /* Producer (blocking thread): wait until the consumer's head moved past
