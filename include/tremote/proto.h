@@ -356,6 +356,8 @@ struct tr_decoder {
   uint8_t *buf;      /* TR_HDR_SIZE + max_payload, owned */
   struct tr_hdr hdr; /* valid once have >= TR_HDR_SIZE */
   const char *why;   /* after an error: static text */
+  int err;           /* sticky: once a header is bad, every later feed
+                        fails with the same error (the stream is dead) */
 };
 int tr_decoder_init(struct tr_decoder *d, uint32_t max_payload);
 void tr_decoder_release(struct tr_decoder *d);

@@ -229,6 +229,8 @@ long tr_decoder_feed(struct tr_decoder *d, const uint8_t *in, size_t len,
   int rc;
 
   *complete = 0;
+  if (d->err)
+    return d->err;
   if (d->have < TR_HDR_SIZE) {
     want = TR_HDR_SIZE - d->have;
     take = len < want ? len : want;
@@ -240,8 +242,10 @@ long tr_decoder_feed(struct tr_decoder *d, const uint8_t *in, size_t len,
     tr_hdr_unpack(d->buf, &d->hdr);
     /* PAD only exists inside rings; on the wire it is an error. */
     rc = tr_hdr_check(&d->hdr, d->max_payload, 0, &d->why);
-    if (rc < 0)
+    if (rc < 0) {
+      d->err = rc;
       return rc;
+    }
   }
   want = TR_HDR_SIZE + (size_t)d->hdr.payload_len - d->have;
   take = (len - used) < want ? (len - used) : want;
