@@ -62,11 +62,9 @@
 #define BRK_LANE_OUTSTANDING_MAX 4096u
 /* Locally generated replies waiting for room in a reply ring. */
 #define BRK_LANE_LOCAL_MAX 4096u
-/* Response bytes one lane stream may hold back before the connection is
-   paused. */
-#define BRK_LANE_PEND_MAX (256u << 10)
-/* A client that keeps a connection paused this long is dropped. */
-#define BRK_STALL_MS 30000u
+/* Response bytes one lane stream may hold while its lane is full before
+   the whole connection is paused. */
+#define BRK_LANE_PEND_MAX (2u << 20)
 /* Records handled per lane before yielding to the rest of the loop. */
 #define BRK_DRAIN_BUDGET 256
 
@@ -81,6 +79,7 @@ struct brk_config {
   uint32_t ping_idle_ms, ping_timeout_ms;
   uint32_t hello_wait_ms;  /* how long HELLO waits for starting machines */
   uint32_t start_timeout_ms; /* agent start + connect + hello */
+  uint32_t stall_ms; /* drop a client that holds a connection paused */
 };
 
 enum brk_mstate {
@@ -198,7 +197,7 @@ void brk_clients_stop(struct brk *b);
 void brk_client_drop(struct brk_client *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Once a second: drop clients that have kept a connection paused for
-   BRK_STALL_MS (their reply ring stays full). */
+   cfg.stall_ms (they do not take their replies). */
 void brk_clients_tick(struct brk *b);
 /* A machine changed state (ready, failed, lost): answer waiting HELLOs. */
 void brk_clients_machines_changed(struct brk *b);
@@ -247,10 +246,12 @@ struct brk_lstream {
   const uint8_t *rec_p;
   int rec_in_area; /* its payload is already in the download area */
   struct tr_shmref rec_ref;
-  uint8_t *pend; /* response bytes not yet given to the decoder */
-  size_t pend_len, pend_cap;
-  int blocked; /* the connection is paused on our account */
+  uint8_t *pend; /* response bytes not yet given to the decoder: */
+  size_t pend_off, pend_len, pend_cap; /* pend[pend_off, +pend_len) */
+  int blocked;     /* the lane is full; arriving bytes go to pend */
   uint64_t blocked_since_ms;
+  int paused_conn; /* pend is over BRK_LANE_PEND_MAX: connection paused */
+  uint64_t paused_since_ms;
   int ended; /* we ended the request body */
 };
 

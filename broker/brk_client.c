@@ -642,10 +642,12 @@ void brk_clients_tick(struct brk *b)
       for (unsigned m = 0; m < BRK_MAX_MACHINES; m++) {
         struct brk_lstream *ls = ln->ls[m];
 
-        if (ls && ls->blocked && now - ls->blocked_since_ms >= BRK_STALL_MS) {
+        if (ls && ls->paused_conn &&
+            now - ls->paused_since_ms >= b->cfg.stall_ms) {
           /* Its full reply ring holds up every client of that machine. */
-          brk_client_drop(c, "lane %u has not taken its replies for %u s",
-                          ln->id, BRK_STALL_MS / 1000);
+          brk_client_drop(c, "lane %u has not taken its replies for %u ms, "
+                             "holding up %s", ln->id, b->cfg.stall_ms,
+                          ls->ms->m->name);
           break;
         }
       }

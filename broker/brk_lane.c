@@ -235,8 +235,9 @@ static void ls_unpause(struct brk_lstream *ls)
     brk_h2_stream_consume(ls->st, ls->pend_len);
   ls->pend_len = 0;
   ls->have_rec = 0;
-  if (ls->blocked) {
-    ls->blocked = 0;
+  ls->blocked = 0;
+  if (ls->paused_conn) {
+    ls->paused_conn = 0;
     if (ls->ms && ls->ms->m->h2)
       brk_h2_resume(ls->ms->m->h2);
   }
@@ -362,9 +363,15 @@ static int ls_feed(struct brk_lstream *ls, const uint8_t *data, size_t len,
   }
 }
 
+/* Hold response bytes the lane cannot take yet (not yet consumed for
+   flow control). */
 static int ls_keep(struct brk_lstream *ls, const uint8_t *data, size_t len)
 {
-  if (ls->pend_len + len > ls->pend_cap) {
+  if (ls->pend_off && ls->pend_len + len > ls->pend_cap) {
+    memmove(ls->pend, ls->pend + ls->pend_off, ls->pend_len);
+    ls->pend_off = 0;
+  }
+  if (ls->pend_off + ls->pend_len + len > ls->pend_cap) {
     size_t cap = ls->pend_cap ? ls->pend_cap : 16384;
     uint8_t *p;
 
@@ -376,17 +383,9 @@ static int ls_keep(struct brk_lstream *ls, const uint8_t *data, size_t len)
     ls->pend = p;
     ls->pend_cap = cap;
   }
-  memcpy(ls->pend + ls->pend_len, data, len);
+  memcpy(ls->pend + ls->pend_off + ls->pend_len, data, len);
   ls->pend_len += len;
   return 0;
-}
-
-static void ls_block(struct brk_lstream *ls)
-{
-  if (!ls->blocked) {
-    ls->blocked = 1;
-    ls->blocked_since_ms = brk_now_ms();
-  }
 }
 
 static void ls_bad_reply(struct brk_lstream *ls)
@@ -400,6 +399,37 @@ static void ls_bad_reply(struct brk_lstream *ls)
   brk_msess_broken(ms, why);
 }
 
+/*
+ * A stream whose lane is full holds what arrives (unconsumed, so the
+ * agent's window for this stream closes) up to BRK_LANE_PEND_MAX; only
+ * beyond that does it pause the whole connection.  So a client that reads
+ * its replies a little late costs the other clients of the machine
+ * nothing, and one that does not read them at all costs them at most a
+ * pause until it is dropped (BRK_STALL_MS).
+ */
+static int ls_hold(struct brk_lstream *ls, const uint8_t *data, size_t len)
+{
+  if (ls_keep(ls, data, len) < 0) {
+    brk_client_drop(ls->ms->c, "out of memory holding replies");
+    brk_h2_stream_consume(ls->st, len);
+    return 0;
+  }
+  if (!ls->blocked) {
+    ls->blocked = 1;
+    ls->blocked_since_ms = brk_now_ms();
+  }
+  if (ls->pend_len <= BRK_LANE_PEND_MAX)
+    return 0;
+  if (!ls->paused_conn) {
+    ls->paused_conn = 1;
+    ls->paused_since_ms = brk_now_ms();
+    brk_dbg("client pid %d lane %u: %zu reply bytes waiting; pausing %s",
+            (int)ls->ms->c->pid, ls->lane ? ls->lane->id : 0, ls->pend_len,
+            ls->ms->m->name);
+  }
+  return BRK_H2_PAUSE;
+}
+
 static int ls_on_data(struct brk_h2_stream *st, void *user, const uint8_t *data,
                       size_t len)
 {
@@ -408,13 +438,8 @@ static int ls_on_data(struct brk_h2_stream *st, void *user, const uint8_t *data,
   int rc;
 
   ls->ms->c->bytes_from_agent += len;
-  if (ls->blocked || ls->pend_len) {
-    /* Not expected (the connection is paused), but never lose bytes. */
-    if (ls_keep(ls, data, len) < 0)
-      goto oom;
-    ls_block(ls);
-    return BRK_H2_PAUSE;
-  }
+  if (ls->blocked)
+    return ls_hold(ls, data, len);
   rc = ls_feed(ls, data, len, &taken);
   if (taken)
     brk_h2_stream_consume(st, taken);
@@ -424,38 +449,34 @@ static int ls_on_data(struct brk_h2_stream *st, void *user, const uint8_t *data,
   }
   if (rc == 0)
     return 0;
-  if (ls_keep(ls, data + taken, len - taken) < 0)
-    goto oom;
-  ls_block(ls);
-  return BRK_H2_PAUSE;
-oom:
-  brk_client_drop(ls->ms->c, "out of memory holding replies");
-  brk_h2_stream_consume(st, len);
-  return 0;
+  return ls_hold(ls, data + taken, len - taken);
 }
 
-/* Retry a blocked stream after the shim released space.  Returns 1 if it
-   is still blocked. */
-static int ls_retry(struct brk_lstream *ls)
+/* Retry a blocked stream after the shim released space. */
+static void ls_retry(struct brk_lstream *ls)
 {
   size_t taken = 0;
   int rc;
 
-  rc = ls_feed(ls, ls->pend, ls->pend_len, &taken);
+  rc = ls_feed(ls, ls->pend + ls->pend_off, ls->pend_len, &taken);
   if (taken) {
     brk_h2_stream_consume(ls->st, taken);
-    memmove(ls->pend, ls->pend + taken, ls->pend_len - taken);
+    ls->pend_off += taken;
     ls->pend_len -= taken;
+    if (!ls->pend_len)
+      ls->pend_off = 0;
   }
   if (rc < 0) {
     ls_bad_reply(ls);
-    return 0;
+    return;
   }
-  if (rc == 1)
-    return 1;
-  ls->blocked = 0;
-  brk_h2_resume(ls->ms->m->h2);
-  return 0;
+  if (rc == 0)
+    ls->blocked = 0;
+  /* Let the connection run again once the backlog is well under the cap. */
+  if (ls->paused_conn && ls->pend_len <= BRK_LANE_PEND_MAX / 2) {
+    ls->paused_conn = 0;
+    brk_h2_resume(ls->ms->m->h2);
+  }
 }
 
 static void ls_on_response(struct brk_h2_stream *st, void *user, int status)
@@ -775,7 +796,7 @@ static void lane_retry_replies(struct brk_lane *ln)
     struct brk_lstream *ls = ln->ls[m];
 
     if (ls && ls->blocked && ls->lane == ln)
-      (void)ls_retry(ls);
+      ls_retry(ls);
   }
   if (was_full && ln->nlocal < BRK_LANE_LOCAL_MAX)
     brk_loop_defer(ln->c->b->loop, &ln->drain_task);

@@ -77,6 +77,9 @@ static void usage(FILE *f)
       "                       (default 30); it is retried with back-off.\n"
       "  --hello-wait S       how long a program's HELLO may wait for machines\n"
       "                       that are still starting (default 60).\n"
+      "  --stall-timeout S    drop a program that leaves its replies untaken\n"
+      "                       so long that a machine's connection has been\n"
+      "                       paused for S seconds (default 30).\n"
       "  -h, --help           show this help and exit.\n"
       "  -V, --version        show the version and exit.\n"
       "\n"
@@ -193,15 +196,43 @@ static int make_dirs(const char *dir)
   return 0;
 }
 
+/* Is pid a live process (not gone, not a zombie)? */
+static int process_alive(pid_t pid)
+{
+  char path[64], buf[256], *p;
+  FILE *f;
+  int alive = 1;
+
+  if (kill(pid, 0) < 0 && errno == ESRCH)
+    return 0;
+  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+  f = fopen(path, "r");
+  if (!f)
+    return errno != ENOENT;
+  if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')) && p[1] == ' ' &&
+      (p[2] == 'Z' || p[2] == 'X'))
+    alive = 0;
+  fclose(f);
+  return alive;
+}
+
 /*
  * Is a broker listening at path?  1 yes, 0 no (nothing there or a stale
  * socket file, which is removed), -errno on a problem worth reporting.
+ *
+ * A connect that succeeds is not proof: the listening socket of a broker
+ * that was just killed lives on for a moment (its io_uring is torn down
+ * asynchronously) and accepts into its backlog.  The peer credentials of
+ * the connection name the process that listens; if it is gone, the socket
+ * is stale.
  */
 static int probe_socket(const char *path, int type)
 {
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  struct ucred cred = {0};
+  socklen_t clen = sizeof(cred);
   struct stat st;
-  int fd, rc;
+  int fd, rc, live = 0;
 
   if (lstat(path, &st) < 0)
     return errno == ENOENT ? 0 : -errno;
@@ -212,17 +243,23 @@ static int probe_socket(const char *path, int type)
     return -errno;
   strcpy(sa.sun_path, path);
   rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+  if (rc == 0) {
+    live = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0 ||
+           cred.pid <= 0 || process_alive(cred.pid);
+    if (!live)
+      brk_info("%s: its broker (pid %d) is gone", path, (int)cred.pid);
+  }
   close(fd);
-  if (rc == 0)
+  if (rc < 0 && errno == EPROTOTYPE)
+    return 1; /* someone listens, with another socket type */
+  if (live)
     return 1;
-  if (errno == ECONNREFUSED || errno == ENOENT) {
+  if (rc == 0 || errno == ECONNREFUSED || errno == ENOENT) {
     if (unlink(path) < 0 && errno != ENOENT)
       return -errno;
     brk_info("removed stale socket %s", path);
     return 0;
   }
-  if (errno == EPROTOTYPE)
-    return 1; /* someone listens, with another socket type */
   return -errno;
 }
 
@@ -435,6 +472,7 @@ int main(int argc, char **argv)
       {"ping-timeout", required_argument, NULL, 'T'},
       {"start-timeout", required_argument, NULL, 'S'},
       {"hello-wait", required_argument, NULL, 'H'},
+      {"stall-timeout", required_argument, NULL, 'X'},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},
       {NULL, 0, NULL, 0},
@@ -455,6 +493,7 @@ int main(int argc, char **argv)
   b->cfg.ping_timeout_ms = 10000;
   b->cfg.start_timeout_ms = 30000;
   b->cfg.hello_wait_ms = 60000;
+  b->cfg.stall_ms = 30000;
   b->listen_fd = b->ctl_fd = -1;
   brk_sb_init(&tried);
 
@@ -517,6 +556,7 @@ int main(int argc, char **argv)
     case 'P':
     case 'T':
     case 'S':
+    case 'X':
     case 'H': {
       uint32_t ms;
 
@@ -531,6 +571,8 @@ int main(int argc, char **argv)
         b->cfg.ping_timeout_ms = ms;
       else if (opt == 'S')
         b->cfg.start_timeout_ms = ms;
+      else if (opt == 'X')
+        b->cfg.stall_ms = ms;
       else
         b->cfg.hello_wait_ms = ms;
       break;

@@ -17,3 +17,7 @@ tr_unit_test(test_broker
   ARGS $<TARGET_FILE:tremote-broker>
        ${CMAKE_BINARY_DIR}/gpu-agent/tremote-gpu-agent)
 add_dependencies(test_broker tremote-broker)
+
+# The command line, exit codes, sockets and the control socket, without
+# agents.
+tr_script_test(broker_cli integration/broker_cli.sh TIMEOUT 60 FAST)

@@ -86,60 +86,86 @@ static void sleep_ms(long ms)
 
 /* ---- the broker process ---------------------------------------------------- */
 
+/*
+ * Start a broker on sockets in dir with the given extra arguments (NULL
+ * terminated), stderr into dir/broker.log.  With wait_ready, returns once
+ * it wrote "ready" on --ready-fd.  Returns its pid or -1.
+ */
+static pid_t spawn_broker(const char *dir, int wait_ready, ...)
+{
+  char sock[128], ctl[128], log[128], fdarg[16], buf[16];
+  const char *argv[40];
+  int rp[2], n = 0;
+  struct pollfd p;
+  va_list ap;
+  pid_t pid;
+  ssize_t got = -1;
+
+  snprintf(sock, sizeof(sock), "%s/broker.sock", dir);
+  snprintf(ctl, sizeof(ctl), "%s/control.sock", dir);
+  snprintf(log, sizeof(log), "%s/broker.log", dir);
+  if (pipe(rp) < 0)
+    return -1;
+  snprintf(fdarg, sizeof(fdarg), "%d", rp[1]);
+  argv[n++] = broker_bin;
+  argv[n++] = "--socket";
+  argv[n++] = sock;
+  argv[n++] = "--control";
+  argv[n++] = ctl;
+  argv[n++] = "--ready-fd";
+  argv[n++] = fdarg;
+  argv[n++] = "--log-level";
+  argv[n++] = "debug";
+  va_start(ap, wait_ready);
+  while (n < 38 && (argv[n] = va_arg(ap, const char *)) != NULL)
+    n++;
+  va_end(ap);
+  argv[n] = NULL;
+  pid = fork();
+  if (pid < 0)
+    return -1;
+  if (pid == 0) {
+    int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+    if (fd >= 0)
+      dup2(fd, 2);
+    close(rp[0]);
+    execv(broker_bin, (char *const *)argv);
+    _exit(127);
+  }
+  close(rp[1]);
+  if (!wait_ready) {
+    close(rp[0]);
+    return pid;
+  }
+  /* Sanitizer builds start slowly; the agents too. */
+  p.fd = rp[0];
+  p.events = POLLIN;
+  if (poll(&p, 1, 60000) == 1)
+    got = read(rp[0], buf, sizeof(buf) - 1);
+  close(rp[0]);
+  if (got != 6 || memcmp(buf, "ready\n", 6) != 0) {
+    fprintf(stderr, "broker did not become ready (read %zd bytes)\n", got);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    return -1;
+  }
+  return pid;
+}
+
 static int start_broker(void)
 {
-  int rp[2];
-  char fdarg[16], buf[16];
-  struct pollfd p;
-  long deadline;
-  ssize_t n;
-
   snprintf(tmpdir, sizeof(tmpdir), "/tmp/tr-brk-XXXXXX");
   if (!mkdtemp(tmpdir))
     return -1;
   snprintf(sock_path, sizeof(sock_path), "%s/broker.sock", tmpdir);
   snprintf(ctl_path, sizeof(ctl_path), "%s/control.sock", tmpdir);
   snprintf(log_path, sizeof(log_path), "%s/broker.log", tmpdir);
-  if (pipe(rp) < 0)
-    return -1;
-  broker_pid = fork();
-  if (broker_pid < 0)
-    return -1;
-  if (broker_pid == 0) {
-    int log = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-
-    if (log >= 0)
-      dup2(log, 2);
-    close(rp[0]);
-    snprintf(fdarg, sizeof(fdarg), "%d", rp[1]);
-    execl(broker_bin, broker_bin, "--socket", sock_path, "--control", ctl_path,
-          "--local", "2", "--agent", agent_bin, "--backend", "emu",
-          "--emu-mem", "1G", "--ready-fd", fdarg, "--ping-interval", "2",
-          "--ping-timeout", "5", "--log-level", "debug", (char *)NULL);
-    _exit(127);
-  }
-  close(rp[1]);
-  /* Sanitizer builds start slowly; the agents too. */
-  deadline = now_ms() + 60000;
-  p.fd = rp[0];
-  p.events = POLLIN;
-  for (;;) {
-    long left = deadline - now_ms();
-
-    if (left <= 0 || poll(&p, 1, (int)left) <= 0) {
-      fprintf(stderr, "broker did not become ready\n");
-      close(rp[0]);
-      return -1;
-    }
-    n = read(rp[0], buf, sizeof(buf) - 1);
-    break;
-  }
-  close(rp[0]);
-  if (n != 6 || memcmp(buf, "ready\n", 6) != 0) {
-    fprintf(stderr, "broker's ready fd said %zd bytes\n", n);
-    return -1;
-  }
-  return 0;
+  broker_pid = spawn_broker(tmpdir, 1, "--local", "2", "--agent", agent_bin,
+                            "--backend", "emu", "--emu-mem", "1G",
+                            "--ping-interval", "2", "--ping-timeout", "5",
+                            "--stall-timeout", "3", (char *)NULL);
+  return broker_pid > 0 ? 0 : -1;
 }
 
 static void dump_log(void)
@@ -924,6 +950,92 @@ static void test_agent_silent(void **state)
   assert_true(broker_alive());
 }
 
+/* A client that never takes its replies may hold up the machine's
+   connection only until the stall timeout (3 s here), then it is dropped
+   and everyone else proceeds. */
+static void test_stalled_client(void **state)
+{
+  const uint64_t len = 16u << 20;
+  struct client a, b;
+  uint8_t args[16];
+  uint64_t ptr = 0;
+  long t0, st, took;
+  char needle[64];
+
+  assert_int_equal(wait_machine_ready(0, -1, 30000), 0);
+  assert_int_equal(client_open(&a), 0);
+  assert_int_equal(client_open(&b), 0);
+  assert_int_equal(dev_malloc(&a, 0, len, &ptr), 0);
+  assert_int_equal(nop(&b, 0, 10000), 0);
+  /* 16 MiB of D2H that a never reads: the download area takes 8. */
+  tr_put_u64(args, ptr);
+  tr_put_u64(args + 8, len);
+  assert_int_equal(tr_client_send(&a.c, &a.l, 0, TR_OP_MEMCPY_D2H,
+                                  TR_F_WANT_REPLY, new_id(), args, 16, NULL, 0),
+                   0);
+  sleep_ms(500);
+  t0 = now_ms();
+  st = nop(&b, 0, 20000);
+  took = now_ms() - t0;
+  fprintf(stderr, "other client's round trip took %ld ms\n", took);
+  assert_int_equal(st, 0);
+  assert_true(took < 10000);
+  snprintf(needle, sizeof(needle), "has not taken its replies");
+  for (int i = 0; i < 50 && !log_contains(needle); i++)
+    sleep_ms(100);
+  assert_true(log_contains(needle));
+  client_close(&a);
+  client_close(&b);
+  assert_true(broker_alive());
+}
+
+/* HELLO that arrives while machines start is answered when they are up. */
+static void test_hello_waits(void **state)
+{
+  char dir[96], wrapper[160], sock[160], cmd[512];
+  struct tr_client c;
+  const char *why = NULL;
+  long t0, took = 0;
+  int rc = -1, status = -1;
+  FILE *f;
+  pid_t pid;
+
+  snprintf(dir, sizeof(dir), "%s/slow", tmpdir);
+  assert_int_equal(mkdir(dir, 0700), 0);
+  snprintf(wrapper, sizeof(wrapper), "%s/slow-agent", dir);
+  f = fopen(wrapper, "w");
+  assert_non_null(f);
+  fprintf(f, "#!/bin/sh\nsleep 1.5\nexec '%s' \"$@\"\n", agent_bin);
+  fclose(f);
+  assert_int_equal(chmod(wrapper, 0700), 0);
+  snprintf(sock, sizeof(sock), "%s/broker.sock", dir);
+  pid = spawn_broker(dir, 0, "--local", "1", "--agent", wrapper, "--backend",
+                     "emu", "--emu-mem", "256M", (char *)NULL);
+  assert_true(pid > 0);
+  t0 = now_ms();
+  while (now_ms() - t0 < 20000) {
+    rc = tr_client_connect(&c, sock, 30000, &why);
+    if (rc != -ENOENT && rc != -ECONNREFUSED)
+      break;
+    sleep_ms(10);
+  }
+  took = now_ms() - t0;
+  if (rc == 0) {
+    assert_int_equal(c.ndev, 1);
+    tr_client_close(&c);
+  }
+  kill(pid, SIGTERM);
+  waitpid(pid, &status, 0);
+  if (rc != 0 || took < 500) {
+    snprintf(cmd, sizeof(cmd), "tail -n 30 %s/broker.log >&2", dir);
+    (void)!system(cmd);
+  }
+  fprintf(stderr, "HELLO answered after %ld ms\n", took);
+  assert_int_equal(rc, 0);
+  assert_true(took >= 500); /* it waited for the agent */
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 static void test_shutdown(void **state)
 {
   struct stat st;
@@ -979,6 +1091,8 @@ int main(int argc, char **argv)
       cmocka_unit_test(test_corrupt_client),
       cmocka_unit_test(test_agent_killed),
       cmocka_unit_test(test_agent_silent),
+      cmocka_unit_test(test_stalled_client),
+      cmocka_unit_test(test_hello_waits),
       cmocka_unit_test(test_shutdown),
   };
 

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# broker_cli.sh BUILD_DIR: tremote-broker's command line and socket
+# handling, without agents (--local 0) except where an agent is looked for.
+#
+#   --help / --version / bad options and their exit codes (0, 2)
+#   agent binary not found: exit 4, the places searched are named
+#   ready on --ready-fd; SIGTERM: exit 0, socket files removed
+#   a second broker on the same socket: exit 3
+#   a stale socket file (broker killed -9) is replaced
+#   a non-socket file at the socket path: exit 1
+#   the default socket directory is created 0700
+#   the control socket answers stats and errors
+set -u
+build=${1:?usage: broker_cli.sh BUILD_DIR}
+broker=$build/broker/tremote-broker
+[ -x "$broker" ] || { echo "no broker at $broker"; exit 1; }
+
+tmp=$(mktemp -d /tmp/tr-brk-cli-XXXXXX)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+pass=0 fail=0
+ok()   { echo "ok   $*"; pass=$((pass + 1)); }
+bad()  { echo "FAIL $*"; fail=$((fail + 1)); }
+check() { # description, then a command that must succeed
+    local what=$1; shift
+    if "$@"; then ok "$what"; else bad "$what"; fi
+}
+
+# Run the broker in the background with --ready-fd; wait for "ready".
+# Sets $bpid.  Usage: start LOGFILE ARGS...
+start() {
+    local log=$1; shift
+    local fifo=$tmp/ready.$RANDOM
+    mkfifo "$fifo"
+    "$broker" --ready-fd 9 "$@" 9>"$fifo" 2>"$log" &
+    bpid=$!
+    pids+=("$bpid")
+    local line=""
+    read -r -t 20 line <"$fifo" || true
+    rm -f "$fifo"
+    [ "$line" = ready ]
+}
+
+# stats over the control socket, with python3 (AF_UNIX stream).
+ctl() { # path, request
+    python3 - "$1" "$2" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(sys.argv[1])
+s.sendall(sys.argv[2].encode() + b"\n")
+out = b""
+while True:
+    b = s.recv(65536)
+    if not b:
+        break
+    out += b
+sys.stdout.write(out.decode())
+PY
+}
+
+# -- help, version, usage errors --
+out=$("$broker" --help); rc=$?
+check "--help exits 0" [ $rc = 0 ]
+check "--help documents the exit status" grep -q "Exit status" <<<"$out"
+check "--help documents --ready-fd" grep -q -- "--ready-fd" <<<"$out"
+"$broker" --version >/dev/null; check "--version exits 0" [ $? = 0 ]
+"$broker" --bogus 2>/dev/null; check "unknown option exits 2" [ $? = 2 ]
+"$broker" --local 99 2>/dev/null; check "--local 99 exits 2" [ $? = 2 ]
+"$broker" --backend gpu 2>/dev/null; check "--backend gpu exits 2" [ $? = 2 ]
+"$broker" --emu-mem lots 2>/dev/null; check "--emu-mem lots exits 2" [ $? = 2 ]
+"$broker" --ready-fd 99 2>/dev/null; check "--ready-fd of a closed fd exits 2" [ $? = 2 ]
+"$broker" extra 2>/dev/null; check "a stray argument exits 2" [ $? = 2 ]
+
+# -- agent not found --
+err=$(env -u TREMOTE_AGENT PATH=/nonexistent "$broker" --socket "$tmp/x.sock" \
+      --agent "$tmp/no-such-agent" 2>&1); rc=$?
+check "missing --agent exits 4" [ $rc = 4 ]
+check "missing agent names the place searched" grep -q "no-such-agent" <<<"$err"
+mkdir -p "$tmp/bin"
+cp "$broker" "$tmp/bin/tremote-broker"
+err=$(env -u TREMOTE_AGENT PATH=/nonexistent "$tmp/bin/tremote-broker" \
+      --socket "$tmp/y.sock" 2>&1); rc=$?
+check "no agent anywhere exits 4" [ $rc = 4 ]
+check "the search list names the directory of the broker" \
+      grep -q "$tmp/bin/tremote-gpu-agent" <<<"$err"
+check "the search list names \$PATH" grep -q "PATH" <<<"$err"
+
+# -- start, second broker, stop --
+sock=$tmp/run/deep/broker.sock
+check "broker with --local 0 becomes ready" start "$tmp/b1.log" --local 0 --socket "$sock"
+check "socket directory is created 0700" [ "$(stat -c %a "$tmp/run/deep")" = 700 ]
+check "control socket next to the client socket" [ -S "$tmp/run/deep/control.sock" ]
+"$broker" --local 0 --socket "$sock" 2>"$tmp/b2.log"; rc=$?
+check "a second broker on the same socket exits 3" [ $rc = 3 ]
+check "and says why" grep -q "already listening" "$tmp/b2.log"
+out=$(ctl "$tmp/run/deep/control.sock" '{"version":1,"op":"stats"}')
+check "stats answers" grep -q '^{"version":1,"sessions":\[\],"machines":\[\]}$' <<<"$out"
+out=$(ctl "$tmp/run/deep/control.sock" '{"version":1,"op":"x\"y"}')
+check "unknown op is an error naming the valid ones" \
+      grep -qF '{"version":1,"error":"unknown op '"'"'x\"y'"'"' (valid: stats)"}' <<<"$out"
+out=$(ctl "$tmp/run/deep/control.sock" '{"version":2,"op":"stats"}')
+check "unsupported version is an error" grep -q '"error":"unsupported version 2' <<<"$out"
+kill -TERM "$bpid"; wait "$bpid"; rc=$?
+check "SIGTERM exits 0" [ $rc = 0 ]
+check "socket files are removed" [ ! -e "$sock" ] && [ ! -e "$tmp/run/deep/control.sock" ]
+
+# -- stale socket --
+check "broker starts again" start "$tmp/b3.log" --local 0 --socket "$sock"
+kill -9 "$bpid"; wait "$bpid" 2>/dev/null
+check "a killed broker leaves its socket" [ -S "$sock" ]
+check "a new broker replaces the stale socket" start "$tmp/b4.log" --local 0 --socket "$sock"
+check "and says so" grep -q "removed stale socket" "$tmp/b4.log"
+kill -INT "$bpid"; wait "$bpid"; rc=$?
+check "SIGINT exits 0" [ $rc = 0 ]
+
+# -- a file that is not a socket --
+echo hello >"$tmp/file.sock"
+"$broker" --local 0 --socket "$tmp/file.sock" 2>"$tmp/b5.log"; rc=$?
+check "a regular file at the socket path exits 1" [ $rc = 1 ]
+check "and is left alone" grep -q hello "$tmp/file.sock"
+
+# -- TREMOTE_BROKER_SOCKET and XDG_RUNTIME_DIR --
+TREMOTE_BROKER_SOCKET=$tmp/env.sock start "$tmp/b6.log" --local 0
+check "TREMOTE_BROKER_SOCKET is honoured" [ -S "$tmp/env.sock" ]
+kill "$bpid"; wait "$bpid"
+mkdir -p "$tmp/xdg"
+( unset TREMOTE_BROKER_SOCKET; XDG_RUNTIME_DIR=$tmp/xdg start "$tmp/b7.log" --local 0 &&
+  [ -S "$tmp/xdg/tremote/broker.sock" ] && kill "$bpid" && wait "$bpid" )
+check "XDG_RUNTIME_DIR/tremote is the default directory" [ $? = 0 ]
+
+echo "$pass passed, $fail failed"
+[ "$fail" = 0 ] && [ "$pass" -gt 0 ]
