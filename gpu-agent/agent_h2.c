@@ -1162,6 +1162,7 @@ static void drain_inbox(struct agt_server *srv)
 
   for (; n; n = next) {
     next = n->next;
+    agt_inbox_done(&srv->inbox, n);
     if (n->kind == AGT_NOTE_LANE) {
       struct agt_lane *l = container_of(n, struct agt_lane, note);
 

@@ -56,7 +56,7 @@ bool agt_inbox_post(struct agt_inbox *ib, struct agt_note *n)
 
 struct agt_note *agt_inbox_take(struct agt_inbox *ib)
 {
-  struct agt_note *list, *n;
+  struct agt_note *list;
   uint64_t v;
 
   pthread_mutex_lock(&ib->mu);
@@ -64,12 +64,17 @@ struct agt_note *agt_inbox_take(struct agt_inbox *ib)
   if (read(ib->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
     agt_err("inbox eventfd read: %s", strerror(errno));
   list = ib->head;
-  for (n = list; n; n = n->next)
-    n->posted = false;
   ib->head = NULL;
   ib->tail = &ib->head;
   pthread_mutex_unlock(&ib->mu);
   return list;
+}
+
+void agt_inbox_done(struct agt_inbox *ib, struct agt_note *n)
+{
+  pthread_mutex_lock(&ib->mu);
+  n->posted = false;
+  pthread_mutex_unlock(&ib->mu);
 }
 
 /* ---- sessions --------------------------------------------------------- */

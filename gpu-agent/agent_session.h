@@ -73,9 +73,14 @@ void agt_inbox_release(struct agt_inbox *ib);
  */
 bool agt_inbox_post(struct agt_inbox *ib, struct agt_note *n);
 
-/* Take every posted note (oldest first), clearing their posted flags and
-   the eventfd.  NULL if there is none. */
+/*
+ * Take every posted note (oldest first) and clear the eventfd.  NULL if
+ * there is none.  The notes stay marked as posted until agt_inbox_done:
+ * the consumer reads n->next first, then calls agt_inbox_done(n), because
+ * from then on n may be posted again (which rewrites n->next).
+ */
 struct agt_note *agt_inbox_take(struct agt_inbox *ib);
+void agt_inbox_done(struct agt_inbox *ib, struct agt_note *n);
 
 /* ---- sessions ------------------------------------------------------- */
 

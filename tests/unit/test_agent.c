@@ -8,6 +8,7 @@
  * talks to it with the synchronous client of test_agent_h2c.c.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <setjmp.h>
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -50,6 +52,27 @@
 #define WIN_SIZE TR_VA_WINDOW
 #endif
 
+/*
+ * 512 MiB memsets that keep a lane busy for a while: ~40 ms each natively,
+ * ~1 s each under TSan, which intercepts memset.
+ */
+#if defined(__SANITIZE_THREAD__)
+#define LONG_ROUNDS 3
+#else
+#define LONG_ROUNDS 12
+#endif
+
+/*
+ * How much a stalled 256 MiB device-to-host copy may add to the agent's
+ * memory: the lane's outbound bound (8 MiB), a frame, allocator slack.
+ * TSan also keeps shadow memory for every byte copied before the stall.
+ */
+#if defined(__SANITIZE_THREAD__)
+#define RSS_SLACK (128 * MiB)
+#else
+#define RSS_SLACK (64 * MiB)
+#endif
+
 static const char *agent_path;
 static pid_t agent_pid;
 static uint16_t agent_port;
@@ -75,6 +98,9 @@ static int start_agent(void **state)
   if (agent_pid == 0) {
     /* Move out of the way first: dup2 onto itself would keep CLOEXEC. */
     int s = fcntl(sp[0], F_DUPFD, 10), r = fcntl(rp[1], F_DUPFD, 10);
+
+    /* If this test dies, the agent must not outlive it. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
 
     dup2(s, 3);
     dup2(r, 4);
@@ -710,7 +736,7 @@ static void test_ping_during_long_op(void **state)
   struct tc_conn c;
   struct tc_stream *sess, *lane, *other;
   const size_t big = 512 * MiB;
-  const int rounds = 12;
+  const int rounds = LONG_ROUNDS;
   uint64_t sid, p, t0, t_ack, t_other, t_done;
   uint8_t ms[20];
   const uint8_t *pl;
@@ -804,6 +830,153 @@ static void test_malformed_record(void **state)
   tc_close(&c);
 }
 
+
+/* The agent's resident memory, from /proc. */
+static uint64_t agent_rss(void)
+{
+  char path[64], line[256];
+  uint64_t kb = 0;
+  FILE *f;
+
+  snprintf(path, sizeof(path), "/proc/%d/status", (int)agent_pid);
+  f = fopen(path, "r");
+  assert_non_null(f);
+  while (fgets(line, sizeof(line), f)) {
+    if (sscanf(line, "VmRSS: %" SCNu64 " kB", &kb) == 1)
+      break;
+  }
+  fclose(f);
+  return kb << 10;
+}
+
+/*
+ * A large device-to-host copy whose reader stalls: the agent produces
+ * replies only as fast as they drain, so its memory grows by a few MiB
+ * (AGT_LANE_OUT_MAX plus nghttp2's frame), not by the copy's size.
+ */
+static void test_d2h_bounded(void **state)
+{
+  struct tc_conn c;
+  struct tc_stream *sess, *lane;
+  const uint64_t big = 256 * MiB;
+  uint64_t sid, p, rss0, rss1, rss2, got = 0;
+  unsigned nmore = 0;
+  uint8_t req[16];
+  bool bad = false;
+
+  connect_agent(&c);
+  sess = open_session(&c, 9, &sid);
+  lane = open_lane(&c, sid, 1, 200);
+  p = dmalloc(lane, big);
+  assert_int_equal(dmemset(lane, p, big, 0x3c), 0);
+  rss0 = agent_rss();
+
+  tr_put_u64(req, p);
+  tr_put_u64(req + 8, big);
+  tc_send_record(lane, TR_OP_MEMCPY_D2H, TR_F_WANT_REPLY, 4242, req, 16);
+  tc_pump(&c, 0);
+  /* Not reading: the agent must stall, not buffer. */
+  usleep(500000);
+  rss1 = agent_rss();
+  usleep(300000);
+  rss2 = agent_rss();
+  print_message("agent RSS grew by %.1f MiB during a stalled %llu MiB D2H "
+                "(%.1f MiB in its last 300 ms)\n",
+                ((double)rss2 - (double)rss0) / MiB,
+                (unsigned long long)(big / MiB),
+                ((double)rss2 - (double)rss1) / MiB);
+  assert_true(rss2 < rss1 + 8 * MiB);
+  assert_true(rss2 < rss0 + RSS_SLACK);
+
+  for (;;) {
+    const uint8_t *pl;
+    struct tr_hdr h;
+
+    if (!tc_next_record(lane, &h, &pl)) {
+      assert_int_equal(tc_pump(&c, 1000), 0);
+      continue;
+    }
+    assert_int_equal(h.request_id, 4242);
+    assert_true(h.payload_len <= TR_CHUNK_MAX);
+    for (uint32_t i = 0; i < h.payload_len; i += 4093)
+      bad |= pl[i] != 0x3c;
+    got += h.payload_len;
+    if (!(h.flags & TR_F_MORE)) {
+      assert_int_equal(h.status, 0);
+      break;
+    }
+    nmore++;
+  }
+  assert_false(bad);
+  assert_int_equal(got, big);
+  assert_int_equal(nmore, big / TR_CHUNK_MAX - 1);
+  tc_end(sess);
+  assert_true(tc_wait_ended(sess));
+  tc_close(&c);
+}
+
+/*
+ * Records queued behind a long operation: the agent gives flow-control
+ * window back only as records execute, so the sender stalls with at most
+ * the stream window (64 MiB) accepted, instead of the agent buffering
+ * everything that is sent.
+ */
+static void test_lane_inbound_bounded(void **state)
+{
+  struct tc_conn c;
+  struct tc_stream *sess, *lane;
+  const uint64_t big = 512 * MiB;
+  const unsigned nchunks = 96;
+  uint64_t sid, p, q, t0, sent_at_stall = 0;
+  uint8_t ms[20], *chunk = malloc(MiB);
+  bool stalled = false;
+  const uint8_t *pl;
+  struct tr_hdr h;
+  struct tc_result r;
+
+  connect_agent(&c);
+  sess = open_session(&c, 10, &sid);
+  lane = open_lane(&c, sid, 1, 200);
+  p = dmalloc(lane, big);
+  q = dmalloc(lane, MiB);
+  for (int i = 0; i < LONG_ROUNDS; i++) {
+    memset_payload(ms, p, big, (uint32_t)i);
+    tc_post(lane, TR_OP_MEMSET, ms, sizeof(ms));
+  }
+  for (unsigned i = 0; i < nchunks; i++) {
+    memset(chunk, (int)i, MiB);
+    h2d(lane, q, chunk, MiB, false);
+  }
+  tc_send_record(lane, TR_OP_SYNCHRONIZE, TR_F_WANT_REPLY, 777, NULL, 0);
+
+  t0 = tc_now_ns();
+  while (!tc_next_record(lane, &h, &pl)) {
+    assert_true(tc_now_ns() - t0 < 60000000000ull);
+    tc_pump(&c, 5);
+    if (!stalled && lane->req_len > lane->req_off &&
+        nghttp2_session_get_stream_remote_window_size(c.ngh, lane->id) <
+            (int32_t)(TR_HDR_SIZE + 16 + MiB)) {
+      stalled = true;
+      sent_at_stall = lane->sent;
+    }
+  }
+  print_message("sender stalled after %.1f MiB queued behind the busy lane\n",
+                (double)sent_at_stall / MiB);
+  assert_true(stalled);
+  /* The lane's own window, plus the small records before it. */
+  assert_true(sent_at_stall <= (64 * MiB) + 64 * 1024);
+  assert_int_equal(h.request_id, 777);
+  assert_int_equal(h.status, 0);
+  /* Every chunk ran, in order. */
+  assert_int_equal(d2h(lane, q, 16, &r), 0);
+  assert_int_equal(r.data[0], (nchunks - 1) & 0xff);
+  free(r.data);
+  tc_end(sess);
+  assert_true(tc_wait_ended(sess));
+  tc_close(&c);
+  free(chunk);
+}
+
 /* ---- modules ------------------------------------------------------------ */
 
 /*
@@ -836,8 +1009,9 @@ static uint8_t *make_fatbin(size_t *len)
   return fb;
 }
 
+/* MODULE_PUT of chunk[0..len) at offset off of a module of total bytes. */
 static uint32_t module_put(struct tc_stream *lane, const uint8_t hash[16],
-                           const uint8_t *bytes, size_t total, size_t off,
+                           size_t total, size_t off, const uint8_t *chunk,
                            size_t len)
 {
   uint8_t *p = malloc(32 + len);
@@ -846,7 +1020,7 @@ static uint32_t module_put(struct tc_stream *lane, const uint8_t hash[16],
   memcpy(p, hash, 16);
   tr_put_u64(p + 16, total);
   tr_put_u64(p + 24, off);
-  memcpy(p + 32, bytes + off, len);
+  memcpy(p + 32, chunk, len);
   st = tc_call(lane, TR_OP_MODULE_PUT, 0, p, 32 + len, NULL);
   free(p);
   return st;
@@ -911,16 +1085,16 @@ static void test_modules(void **state)
   assert_int_equal(module_load(lane, 1, hash), TR_ST_NEED_MODULE);
   assert_int_equal(module_load(lane, 0, hash), TR_ST_BAD_HANDLE);
   /* Chunks in any order; the load works once the last one is in. */
-  assert_int_equal(module_put(lane, hash, fb, len, 40, len - 40), 0);
+  assert_int_equal(module_put(lane, hash, len, 40, fb + 40, len - 40), 0);
   assert_int_equal(module_load(lane, 1, hash), TR_ST_NEED_MODULE);
-  assert_int_equal(module_put(lane, hash, fb, len, 0, 50), 0);
+  assert_int_equal(module_put(lane, hash, len, 0, fb, 50), 0);
   assert_int_equal(module_load(lane, 1, hash), 0);
   assert_int_equal(module_load(lane, 1, hash), TR_ST_BAD_HANDLE); /* twice */
   /* Bytes that do not match their hash are refused. */
-  assert_int_equal(module_put(lane, bad_hash, fb, len, 0, len),
+  assert_int_equal(module_put(lane, bad_hash, len, 0, fb, len),
                    CU_INVALID_SOURCE);
   assert_int_equal(module_load(lane, 2, bad_hash), TR_ST_NEED_MODULE);
-  assert_int_equal(module_put(lane, bad_hash, fb, len, len - 4, 8),
+  assert_int_equal(module_put(lane, bad_hash, len, len - 4, fb, 8),
                    TR_ST_BAD_RECORD); /* beyond total */
 
   assert_int_equal(function_get(lane, 1, 10, "kern"), 0);
@@ -974,6 +1148,8 @@ int main(int argc, char **argv)
     cmocka_unit_test(test_session_close_frees),
     cmocka_unit_test(test_ping_during_long_op),
     cmocka_unit_test(test_malformed_record),
+    cmocka_unit_test(test_d2h_bounded),
+    cmocka_unit_test(test_lane_inbound_bounded),
     cmocka_unit_test(test_modules),
   };
 

@@ -45,8 +45,10 @@ static ssize_t req_read(nghttp2_session *s, int32_t id, uint8_t *buf,
 
   if (n > len)
     n = len;
-  memcpy(buf, st->req + st->req_off, n);
+  if (n)
+    memcpy(buf, st->req + st->req_off, n);
   st->req_off += n;
+  st->sent += n;
   if (st->req_off == st->req_len) {
     st->req_off = st->req_len = 0;
     if (st->req_eof) {

@@ -39,6 +39,8 @@ struct tc_stream {
   size_t req_len, req_off, req_cap;
   bool req_eof;      /* end the request body after req */
   bool req_deferred;
+  uint64_t sent;     /* request body bytes handed to nghttp2 (so far
+                        within the agent's flow-control window) */
   uint64_t next_id;  /* request ids for tc_call */
 };
 
