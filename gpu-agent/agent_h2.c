@@ -66,6 +66,9 @@ typedef nghttp2_data_provider agt_ngprd;
 /* A connection that is being closed (bad secret, no common version) gets
    this long to take its last response before the socket is shut. */
 #define CLOSE_GRACE_MS 5000
+/* A connection must present the secret within this long of connecting:
+   unauthenticated peers do not get to hold sockets open. */
+#define AUTH_GRACE_MS 10000
 /* How long shutdown waits for execution threads to release sessions. */
 #define SHUTDOWN_WAIT_MS 30000
 #define RECV_BUF (64u << 10)
@@ -131,6 +134,8 @@ struct conn {
   bool lingering;     /* all sent, write side shut: draining the peer */
   bool dead;          /* close at the end of the turn */
   uint64_t close_by;  /* ms deadline once closing, else 0 */
+  uint64_t auth_by;   /* ms deadline for a first authenticated request,
+                         0 once one came */
   char peer[64];
 };
 
@@ -660,6 +665,7 @@ static void route(struct stream *st)
                         "'authorization: Bearer <secret>'");
     return;
   }
+  c->auth_by = 0;
   if (st->hdr_overflow) {
     reply_text(st, 431, "request header value too long");
     return;
@@ -1050,6 +1056,25 @@ static void conn_read(struct conn *c)
   conn_mark(c);
 }
 
+/*
+ * TCP_NODELAY: records are small and latency-bound.  Keepalive and a user
+ * timeout: a broker whose host vanishes sends no FIN, and without them its
+ * sessions (and their device memory) would live forever.
+ */
+static void tune_socket(int fd)
+{
+  int one = 1, idle = 30, intvl = 10, cnt = 3;
+  unsigned timeout_ms = 60000;
+
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+  setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout_ms,
+             sizeof(timeout_ms));
+}
+
 static void accept_all(struct agt_server *srv)
 {
   for (;;) {
@@ -1063,7 +1088,7 @@ static void accept_all(struct agt_server *srv)
     struct epoll_event e;
     char host[48], serv[8];
     struct conn *c;
-    int fd, one = 1;
+    int fd;
 
     fd = accept4(srv->listen_ev.fd, (struct sockaddr *)&sa, &salen,
                  SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -1074,13 +1099,14 @@ static void accept_all(struct agt_server *srv)
         agt_warn("accept: %s", strerror(errno));
       return;
     }
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    tune_socket(fd);
     c = calloc(1, sizeof(*c));
     if (!c)
       goto out_close;
     c->ev.kind = EV_CONN;
     c->ev.fd = fd;
     c->srv = srv;
+    c->auth_by = agt_now_ms() + AUTH_GRACE_MS;
     if (getnameinfo((struct sockaddr *)&sa, salen, host, sizeof(host), serv,
                     sizeof(serv), NI_NUMERICHOST | NI_NUMERICSERV) == 0)
       snprintf(c->peer, sizeof(c->peer), "%s:%s", host, serv);
@@ -1186,11 +1212,16 @@ static void end_of_turn(struct agt_server *srv)
     next = c->next;
     if (c->dirty)
       conn_flush(c);
-    if (c->close_by && !c->dead) {
+    if ((c->close_by || c->auth_by) && !c->dead) {
       if (!now)
         now = agt_now_ms();
-      if (now >= c->close_by)
+      if (c->close_by && now >= c->close_by)
         c->dead = true;
+      if (c->auth_by && now >= c->auth_by) {
+        agt_warn("%s: no authenticated request within %u s; closing",
+                 c->peer, AUTH_GRACE_MS / 1000);
+        c->dead = true;
+      }
     }
     if (c->dead)
       conn_close(c);

@@ -268,7 +268,7 @@ static uint32_t emu_mem_alloc(struct agt_bctx *c, uint64_t size, uint64_t *dptr)
   *dptr = 0;
   if (size == 0)
     return cudaSuccess; /* cudaMalloc(&p, 0): success, p = NULL */
-  if (size > c->emu->total || size > w->size)
+  if (size > c->emu->total || size > w->size || size > EMU_USER_TOP)
     return cudaErrorMemoryAllocation;
   span = page_up(size);
   if (!account(c->emu, span))
