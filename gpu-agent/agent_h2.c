@@ -167,8 +167,8 @@ static void conn_mark(struct conn *c)
 /* ---- responses ---------------------------------------------------------- */
 
 static agt_ngssize read_cb(nghttp2_session *ngh, int32_t id, uint8_t *buf,
-                             size_t len, uint32_t *flags,
-                             nghttp2_data_source *src, void *ud)
+                           size_t len, uint32_t *flags,
+                           nghttp2_data_source *src, void *ud)
 {
   struct stream *st = src->ptr;
   size_t n;
@@ -195,7 +195,8 @@ static agt_ngssize read_cb(nghttp2_session *ngh, int32_t id, uint8_t *buf,
     n = st->resp_len - st->resp_off;
     if (n > len)
       n = len;
-    memcpy(buf, st->resp + st->resp_off, n);
+    if (n)
+      memcpy(buf, st->resp + st->resp_off, n);
     st->resp_off += n;
     if (st->resp_off == st->resp_len)
       *flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -908,9 +909,9 @@ static int on_stream_close(nghttp2_session *ngh, int32_t id, uint32_t code,
 
 /* Send DATA frames as large as the peer and the windows allow. */
 static agt_ngssize read_length_cb(nghttp2_session *ngh, uint8_t type,
-                                    int32_t id, int32_t conn_win,
-                                    int32_t stream_win, uint32_t max_frame,
-                                    void *ud)
+                                  int32_t id, int32_t conn_win,
+                                  int32_t stream_win, uint32_t max_frame,
+                                  void *ud)
 {
   agt_ngssize n = (agt_ngssize)max_frame;
 
