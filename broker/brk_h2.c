@@ -612,7 +612,7 @@ int brk_h2_new(struct brk_h2 **out, struct brk_loop *loop, struct brk_pipe *pipe
   nghttp2_session_callbacks *cbs = NULL;
   nghttp2_option *opt = NULL;
   struct brk_h2 *c;
-  nghttp2_settings_entry iv[2];
+  nghttp2_settings_entry iv[3];
   int rc = -ENOMEM;
 
   c = calloc(1, sizeof(*c));
@@ -660,7 +660,10 @@ int brk_h2_new(struct brk_h2 **out, struct brk_loop *loop, struct brk_pipe *pipe
   iv[0].value = 0;
   iv[1].settings_id = NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE;
   iv[1].value = opts->stream_window;
-  rc = nghttp2_submit_settings(c->ng, NGHTTP2_FLAG_NONE, iv, 2);
+  /* Large DATA frames: a 1 MiB reply in one frame, not 64. */
+  iv[2].settings_id = NGHTTP2_SETTINGS_MAX_FRAME_SIZE;
+  iv[2].value = 1u << 20;
+  rc = nghttp2_submit_settings(c->ng, NGHTTP2_FLAG_NONE, iv, 3);
   if (rc == 0)
     rc = nghttp2_session_set_local_window_size(c->ng, NGHTTP2_FLAG_NONE, 0,
                                                (int32_t)opts->conn_window);

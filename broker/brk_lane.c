@@ -367,6 +367,8 @@ static int ls_feed(struct brk_lstream *ls, const uint8_t *data, size_t len,
    flow control). */
 static int ls_keep(struct brk_lstream *ls, const uint8_t *data, size_t len)
 {
+  if (!len)
+    return 0;
   if (ls->pend_off && ls->pend_len + len > ls->pend_cap) {
     memmove(ls->pend, ls->pend + ls->pend_off, ls->pend_len);
     ls->pend_off = 0;
@@ -458,7 +460,8 @@ static void ls_retry(struct brk_lstream *ls)
   size_t taken = 0;
   int rc;
 
-  rc = ls_feed(ls, ls->pend + ls->pend_off, ls->pend_len, &taken);
+  rc = ls_feed(ls, ls->pend ? ls->pend + ls->pend_off : NULL, ls->pend_len,
+               &taken);
   if (taken) {
     brk_h2_stream_consume(ls->st, taken);
     ls->pend_off += taken;
