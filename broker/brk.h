@@ -123,6 +123,9 @@ struct brk_machine {
   struct brk_h2_stream *hello;
   struct brk_bq hello_body;
   int hello_status;
+  int hello_end;          /* 1: response complete, -1: stream failed */
+  uint32_t hello_code;    /* HTTP/2 error when it failed */
+  struct brk_task hello_task; /* judges the hello outside nghttp2 */
   char why[256];
 };
 

@@ -50,6 +50,7 @@
 #define HELLO_BODY_MAX (64u << 10)
 
 static void spawn(struct brk_machine *m);
+static void hello_task(struct brk_task *t, void *arg);
 static void start_failed(struct brk_machine *m, int permanent, const char *fmt,
                          ...) __attribute__((format(printf, 3, 4)));
 
@@ -80,6 +81,7 @@ int brk_machines_init(struct brk *b)
     m->pidfd = m->rdy_fd = m->sock = -1;
     m->backoff_ms = BACKOFF_MIN_MS;
     brk_bq_init(&m->hello_body);
+    brk_task_init(&m->hello_task, hello_task, m);
     b->machines[i] = m;
     b->nmachines++;
   }
@@ -106,6 +108,7 @@ static void cancel_timer(struct brk_machine *m)
 static void start_cleanup(struct brk_machine *m)
 {
   cancel_timer(m);
+  brk_task_cancel(m->b->loop, &m->hello_task);
   brk_op_cancel(m->rdy_op);
   m->rdy_op = NULL;
   if (m->rdy_fd >= 0)
@@ -319,13 +322,32 @@ static void hello_response(struct brk_h2_stream *s, void *user, int status)
   m->hello_status = status;
 }
 
+/*
+ * The hello's outcome is judged from a task: a failure frees the
+ * connection, which must not happen inside the nghttp2 callback that
+ * reported it.
+ */
+static void hello_task(struct brk_task *t, void *arg)
+{
+  struct brk_machine *m = arg;
+
+  if (m->state != BRK_M_STARTING)
+    return;
+  if (m->hello_end > 0)
+    hello_done(m);
+  else
+    start_failed(m, 0, "/v1/hello stream closed (HTTP/2 error %u)",
+                 m->hello_code);
+}
+
 static void hello_end(struct brk_h2_stream *s, void *user)
 {
   struct brk_machine *m = user;
 
   brk_h2_stream_detach(s);
   m->hello = NULL;
-  hello_done(m);
+  m->hello_end = 1;
+  brk_loop_defer(m->b->loop, &m->hello_task);
 }
 
 static void hello_close(struct brk_h2_stream *s, void *user, uint32_t code)
@@ -333,8 +355,9 @@ static void hello_close(struct brk_h2_stream *s, void *user, uint32_t code)
   struct brk_machine *m = user;
 
   m->hello = NULL;
-  if (m->state == BRK_M_STARTING)
-    start_failed(m, 0, "/v1/hello stream closed (HTTP/2 error %u)", code);
+  m->hello_end = -1;
+  m->hello_code = code;
+  brk_loop_defer(m->b->loop, &m->hello_task);
 }
 
 static const struct brk_h2_stream_cbs hello_cbs = {
@@ -369,6 +392,7 @@ static void send_hello(struct brk_machine *m)
   tr_hdr_pack(&hdr, rec);
   tr_hello_pack(&h, rec + TR_HDR_SIZE);
   m->hello_status = 0;
+  m->hello_end = 0;
   m->hello = brk_h2_post(m->h2, "/v1/hello", NULL, 0, &hello_cbs, m);
   if (!m->hello || brk_h2_stream_write(m->hello, &iov, 1) < 0) {
     start_failed(m, 0, "cannot send /v1/hello");

@@ -18,6 +18,11 @@ tr_unit_test(test_broker
        ${CMAKE_BINARY_DIR}/gpu-agent/tremote-gpu-agent)
 add_dependencies(test_broker tremote-broker)
 
-# The command line, exit codes, sockets and the control socket, without
-# agents.
-tr_script_test(broker_cli integration/broker_cli.sh TIMEOUT 60 FAST)
+# An agent impostor that fails on purpose (version mismatch, 401, garbage).
+add_executable(test_broker_fakeagent
+  ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_broker_fakeagent.c)
+target_link_libraries(test_broker_fakeagent PRIVATE trcommon PkgConfig::NGHTTP2)
+
+# The command line, exit codes, sockets, the control socket, and machines
+# that fail to start (with fake agents).
+tr_script_test(broker_cli integration/broker_cli.sh TIMEOUT 90 FAST)

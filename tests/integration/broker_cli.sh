@@ -10,9 +10,15 @@
 #   a non-socket file at the socket path: exit 1
 #   the default socket directory is created 0700
 #   the control socket answers stats and errors
+#   LOCAL machines whose agent fails to start (exits, never reports a port,
+#   reports garbage, speaks another protocol version, refuses the secret,
+#   answers garbage) end up "failed" with the reason, the broker still
+#   becomes ready, HELLO counts only ready machines, and only curable
+#   failures are retried
 set -u
 build=${1:?usage: broker_cli.sh BUILD_DIR}
 broker=$build/broker/tremote-broker
+fake=$build/tests/test_broker_fakeagent
 [ -x "$broker" ] || { echo "no broker at $broker"; exit 1; }
 
 tmp=$(mktemp -d /tmp/tr-brk-cli-XXXXXX)
@@ -30,6 +36,7 @@ check() { # description, then a command that must succeed
     local what=$1; shift
     if "$@"; then ok "$what"; else bad "$what"; fi
 }
+absent() { ! grep -q "$@"; }
 
 # Run the broker in the background with --ready-fd; wait for "ready".
 # Sets $bpid.  Usage: start LOGFILE ARGS...
@@ -132,6 +139,85 @@ mkdir -p "$tmp/xdg"
 ( unset TREMOTE_BROKER_SOCKET; XDG_RUNTIME_DIR=$tmp/xdg start "$tmp/b7.log" --local 0 &&
   [ -S "$tmp/xdg/tremote/broker.sock" ] && kill "$bpid" && wait "$bpid" )
 check "XDG_RUNTIME_DIR/tremote is the default directory" [ $? = 0 ]
+
+# -- machines that fail to start --
+# hello SOCK: HELLO as a shim; prints the number of devices.
+hello() {
+    python3 - "$1" <<'PY'
+import os, socket, struct, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.settimeout(20)
+s.connect(sys.argv[1])
+hello = struct.pack("<HHIQII", 1, 1, 1, 3, os.getpid(), 0)
+hdr = struct.pack("<IHHHHIQII", 0x314d5254, 1, 1, 2, 0, 0, 7, len(hello), 0)
+s.send(hdr + hello)
+r = s.recv(65536)
+magic, ver, op, flags, dev, status, rid, plen, aux = struct.unpack("<IHHHHIQII", r[:32])
+assert magic == 0x314d5254 and op == 1 and flags & 1 and rid == 7, r[:32]
+assert status == 0, hex(status)
+print(struct.unpack("<I", r[32 + 24:32 + 28])[0])
+PY
+}
+# machine_field NAME: the value of "NAME":"..." of machine 0.
+machine_field() {
+    ctl "$msock/control.sock" '{"version":1,"op":"stats"}' |
+        python3 -c 'import json,sys; m=json.load(sys.stdin)["machines"][0]; print(m.get(sys.argv[1], ""))' "$1"
+}
+mkdir -p "$tmp/agents"
+cat >"$tmp/agents/exits" <<'SH'
+#!/bin/sh
+echo "fake agent: cannot start" >&2
+exit 1
+SH
+cat >"$tmp/agents/silent" <<'SH'
+#!/bin/sh
+exec sleep 100
+SH
+cat >"$tmp/agents/noport" <<'SH'
+#!/bin/sh
+echo "listening somewhere" >&4
+exec sleep 100
+SH
+chmod +x "$tmp/agents"/*
+# failing_machine NAME AGENT EXPECTED-ERROR RETRIED [broker args...]
+failing_machine() {
+    local name=$1 agent=$2 want=$3 retried=$4; shift 4
+    msock=$tmp/m-$name
+    mkdir -p "$msock"
+    if ! start "$tmp/m-$name.log" --local 1 --agent "$agent" --socket "$msock/broker.sock" "$@"; then
+        bad "$name: broker becomes ready"; cat "$tmp/m-$name.log"; return
+    fi
+    ok "$name: broker becomes ready"
+    check "$name: machine state is failed" [ "$(machine_field state)" = failed ]
+    local err; err=$(machine_field error)
+    check "$name: stats give the reason ($err)" grep -q -- "$want" <<<"$err"
+    check "$name: HELLO sees no device" [ "$(hello "$msock/broker.sock")" = 0 ]
+    sleep 1.3
+    if [ "$retried" = yes ]; then
+        check "$name: the start is retried" grep -q "restarting the agent" "$tmp/m-$name.log"
+    else
+        check "$name: the start is not retried" absent "restarting the agent" "$tmp/m-$name.log"
+    fi
+    kill -TERM "$bpid"; wait "$bpid"
+    check "$name: SIGTERM exits 0" [ $? = 0 ]
+}
+failing_machine exits "$tmp/agents/exits" "before reporting a port\\|died during start-up" yes
+failing_machine silent "$tmp/agents/silent" "did not become ready in 1000 ms" yes --start-timeout 1
+failing_machine noport "$tmp/agents/noport" "cannot find a port" yes
+if [ -x "$fake" ]; then
+    FAKE_AGENT_MODE=version failing_machine version "$fake" "fake agent speaks versions 7..9" no
+    check "version: the mismatch is logged" grep -q "protocol version mismatch" "$tmp/m-version.log"
+    FAKE_AGENT_MODE=401 failing_machine 401 "$fake" "refused the secret" no
+    FAKE_AGENT_MODE=garbage failing_machine garbage "$fake" "malformed /v1/hello reply" yes
+    msock=$tmp/m-ok; mkdir -p "$msock"
+    FAKE_AGENT_MODE=ok start "$tmp/m-ok.log" --local 1 --agent "$fake" --socket "$msock/broker.sock"
+    check "a working agent makes a ready machine" [ "$(machine_field state)" = ready ]
+    check "named as the agent says" [ "$(machine_field device)" = "Fake Device" ]
+    check "HELLO sees it" [ "$(hello "$msock/broker.sock")" = 1 ]
+    kill -TERM "$bpid"; wait "$bpid"
+else
+    echo "skip fake-agent cases: no $fake"
+fi
 
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ] && [ "$pass" -gt 0 ]
