@@ -17,10 +17,11 @@
  * Replies.  Each stream's response body goes through a tr_decoder; each
  * complete reply record is put in the reply ring (payload inline up to
  * TR_LANE_INLINE_MAX/2) or in the download area with a reference record.
- * If the ring or the area is full, the record and the rest of the DATA
- * chunk are kept, the HTTP/2 connection is paused, and only the bytes
- * delivered are returned to the flow-control window; the shim's doorbell
- * (it rings req_efd when it frees space we wait for) resumes it.
+ * If the ring or the area is full, the record and what arrives after it
+ * are held, unconsumed, so the agent's window for that stream closes; only
+ * past BRK_LANE_PEND_MAX held bytes is the whole HTTP/2 connection paused
+ * (see ls_hold).  The shim's doorbell (it rings req_efd when it frees
+ * space we wait for) resumes delivery.
  *
  * Every WANT_REPLY request forwarded is remembered until its final reply
  * arrives, so that a broken session can answer each of them with

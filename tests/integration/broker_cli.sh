@@ -112,6 +112,28 @@ check "unknown op is an error naming the valid ones" \
       grep -qF '{"version":1,"error":"unknown op '"'"'x\"y'"'"' (valid: stats)"}' <<<"$out"
 out=$(ctl "$tmp/run/deep/control.sock" '{"version":2,"op":"stats"}')
 check "unsupported version is an error" grep -q '"error":"unsupported version 2' <<<"$out"
+# Another user is turned away even if the file mode would let it in.
+if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1; then
+    chmod 755 "$tmp" "$tmp/run" "$tmp/run/deep"
+    chmod 777 "$sock"
+    out=$(python3 - "$sock" <<'PY'
+import os, socket, sys
+os.setgid(65534); os.setuid(65534)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.settimeout(10)
+s.connect(sys.argv[1])
+try:
+    print("eof" if s.recv(100) == b"" else "data")
+except ConnectionResetError:
+    print("eof")
+PY
+)
+    check "a client of another uid is disconnected" [ "$out" = eof ]
+    check "and logged" grep -q "rejecting client pid .*: uid 65534" "$tmp/b1.log"
+    chmod 700 "$tmp"
+else
+    echo "skip other-uid check: not root"
+fi
 kill -TERM "$bpid"; wait "$bpid"; rc=$?
 check "SIGTERM exits 0" [ $rc = 0 ]
 check "socket files are removed" [ ! -e "$sock" ] && [ ! -e "$tmp/run/deep/control.sock" ]
