@@ -597,8 +597,7 @@ static void lane_feed(struct stream *st, const uint8_t *p, size_t len)
 
       l->skip_hdr = l->dec.hdr;
       l->skip = l->dec.hdr.payload_len;
-      tr_decoder_release(&l->dec);
-      if (tr_decoder_init(&l->dec, TR_PAYLOAD_MAX) < 0)
+      if (agt_lane_decoder_reset(l) < 0)
         goto out_nomem;
       p += used;
       len -= used;
@@ -619,9 +618,8 @@ static void lane_feed(struct stream *st, const uint8_t *p, size_t len)
     len -= (size_t)n;
     if (!complete)
       continue;
-    r = rec_new(&h, payload, h.payload_len, TR_HDR_SIZE + h.payload_len);
-    if (!r)
-      goto out_nomem;
+    (void)payload; /* it is r->payload: decoded in place */
+    r = agt_lane_take_rec(l);
     agt_lane_push_in(l, r);
     queued = true;
   }

@@ -174,13 +174,44 @@ void agt_session_free(struct agt_session *s)
 
 /* ---- lanes ------------------------------------------------------------ */
 
+static uint8_t *rec_alloc(void *arg, const struct tr_hdr *h)
+{
+  struct agt_lane *l = arg;
+  struct agt_rec *r = malloc(sizeof(*r) + h->payload_len);
+
+  if (!r)
+    return NULL;
+  r->next = NULL;
+  r->hdr = *h;
+  r->wire_len = TR_HDR_SIZE + h->payload_len;
+  free(l->cur); /* only set if a previous record never completed */
+  l->cur = r;
+  return r->payload;
+}
+
+int agt_lane_decoder_reset(struct agt_lane *l)
+{
+  tr_decoder_release(&l->dec);
+  free(l->cur);
+  l->cur = NULL;
+  return tr_decoder_init_alloc(&l->dec, TR_PAYLOAD_MAX, rec_alloc, l);
+}
+
+struct agt_rec *agt_lane_take_rec(struct agt_lane *l)
+{
+  struct agt_rec *r = l->cur;
+
+  l->cur = NULL;
+  return r;
+}
+
 int agt_lane_new(struct agt_session *s, uint64_t id, struct agt_lane **out)
 {
   struct agt_lane *l = calloc(1, sizeof(*l));
 
   if (!l)
     return -ENOMEM;
-  if (tr_decoder_init(&l->dec, TR_PAYLOAD_MAX) < 0) {
+  if (tr_decoder_init_alloc(&l->dec, TR_PAYLOAD_MAX, rec_alloc, l) < 0) {
     free(l);
     return -ENOMEM;
   }
@@ -229,6 +260,7 @@ void agt_lane_put(struct agt_lane *l)
   free_recs(l->in_head);
   free_outs(l->out_head);
   tr_decoder_release(&l->dec);
+  free(l->cur);
   pthread_cond_destroy(&l->space);
   pthread_mutex_destroy(&l->mu);
   agt_session_put(l->sess);

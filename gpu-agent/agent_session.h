@@ -198,7 +198,8 @@ struct agt_lane {
   struct agt_lane *sess_next;   /* session's lane list */
   uint64_t recv_bytes;          /* DATA bytes received */
   uint64_t credited;            /* of which consumed to nghttp2 */
-  struct tr_decoder dec;
+  struct tr_decoder dec;         /* decodes straight into `cur` */
+  struct agt_rec *cur;          /* the record being received, or NULL */
   uint32_t skip;                /* payload bytes of an unknown opcode left
                                    to skip */
   struct tr_hdr skip_hdr;
@@ -216,6 +217,16 @@ void agt_lane_put(struct agt_lane *l);
 /* Queue a record (network thread).  Ownership passes to the lane; a record
    for an aborted lane is freed at once. */
 void agt_lane_push_in(struct agt_lane *l, struct agt_rec *r);
+
+/*
+ * (Re)start the lane's record decoder.  Payloads are received straight into
+ * a new struct agt_rec (l->cur), so a bulk byte is copied once on its way
+ * from nghttp2 to the execution thread.  Network thread only.
+ */
+int agt_lane_decoder_reset(struct agt_lane *l);
+
+/* Take the record the decoder just completed (l->cur). */
+struct agt_rec *agt_lane_take_rec(struct agt_lane *l);
 
 /* Mark the request body as ended (network thread). */
 void agt_lane_end_in(struct agt_lane *l);

@@ -350,16 +350,36 @@ int tr_devinfo_attr(const struct tr_devinfo *d, uint32_t attr, int32_t *value);
  * *complete to 1 when h/payload describe a whole record (payload is valid
  * until the next call).  Returns a negative errno on a bad header.
  */
+/*
+ * Where a record's payload goes, if not into the decoder's own buffer:
+ * called once per record, right after its header passed the checks, for
+ * h->payload_len bytes (also when that is 0: return any non-NULL pointer).
+ * The memory belongs to the caller; NULL fails the feed with -ENOMEM.
+ */
+typedef uint8_t *(*tr_decoder_alloc_fn)(void *arg, const struct tr_hdr *h);
+
 struct tr_decoder {
   uint32_t max_payload;
   uint32_t have;     /* bytes of the current record buffered */
-  uint8_t *buf;      /* TR_HDR_SIZE + max_payload, owned */
+  uint8_t *buf;      /* TR_HDR_SIZE (+ max_payload without alloc), owned */
+  tr_decoder_alloc_fn alloc; /* NULL: payloads land in buf */
+  void *alloc_arg;
+  uint8_t *dst;      /* where the current record's payload goes */
   struct tr_hdr hdr; /* valid once have >= TR_HDR_SIZE */
   const char *why;   /* after an error: static text */
   int err;           /* sticky: once a header is bad, every later feed
                         fails with the same error (the stream is dead) */
 };
 int tr_decoder_init(struct tr_decoder *d, uint32_t max_payload);
+/*
+ * The same, but each payload is written straight into memory from
+ * alloc(arg, header), saving a copy of every bulk byte: *payload from
+ * tr_decoder_feed() then points into the caller's memory.  If the stream
+ * dies halfway through a record, the caller still owns (and frees) the
+ * memory alloc handed out last.
+ */
+int tr_decoder_init_alloc(struct tr_decoder *d, uint32_t max_payload,
+                          tr_decoder_alloc_fn alloc, void *arg);
 void tr_decoder_release(struct tr_decoder *d);
 long tr_decoder_feed(struct tr_decoder *d, const uint8_t *in, size_t len,
                      int *complete, struct tr_hdr *h, const uint8_t **payload);

@@ -63,8 +63,8 @@ static long now_ms(void)
 }
 
 /* Send one control record (header + payload) as one packet. */
-static int ctl_send(struct tr_client *c, uint16_t op, uint64_t id,
-                    const void *payload, uint32_t len)
+static int ctl_send(struct tr_client *c, uint16_t op, uint16_t flags,
+                    uint64_t id, const void *payload, uint32_t len)
 {
   uint8_t buf[TR_HDR_SIZE + 256];
   struct tr_hdr h;
@@ -72,7 +72,7 @@ static int ctl_send(struct tr_client *c, uint16_t op, uint64_t id,
 
   if (len > sizeof(buf) - TR_HDR_SIZE)
     return -EMSGSIZE;
-  tr_hdr_init(&h, op, TR_F_WANT_REPLY, id, len);
+  tr_hdr_init(&h, op, flags, id, len);
   tr_hdr_pack(&h, buf);
   if (len)
     memcpy(buf + TR_HDR_SIZE, payload, len);
@@ -182,7 +182,8 @@ int tr_client_connect(struct tr_client *c, const char *path, int timeout_ms,
     goto out_fail;
   }
   tr_hello_pack(&mine, hb);
-  rc = ctl_send(c, TR_OP_HELLO, ++c->next_ctl_id, hb, sizeof(hb));
+  rc = ctl_send(c, TR_OP_HELLO, TR_F_WANT_REPLY, ++c->next_ctl_id, hb,
+                sizeof(hb));
   if (rc < 0)
     goto out_fail;
   rbuf = malloc(cap);
@@ -279,7 +280,7 @@ int tr_client_lane_open(struct tr_client *c, struct tr_lane *l)
 
   pthread_mutex_lock(&c->lock);
   id = ++c->next_ctl_id;
-  rc = ctl_send(c, TR_OP_LANE_OPEN, id, NULL, 0);
+  rc = ctl_send(c, TR_OP_LANE_OPEN, TR_F_WANT_REPLY, id, NULL, 0);
   if (rc < 0)
     goto out_unlock;
   n = ctl_recv(c, buf, sizeof(buf), fds, 3, &nf, 30000);
@@ -295,7 +296,9 @@ int tr_client_lane_open(struct tr_client *c, struct tr_lane *l)
       h.opcode != TR_OP_LANE_OPEN || h.request_id != id)
     goto out_fds;
   if (h.status != 0) {
-    rc = h.status == ENOMEM ? -ENOMEM : -EIO;
+    /* The broker says cudaErrorMemoryAllocation when it is out of
+       lanes or memory. */
+    rc = h.status == 2 ? -ENOMEM : -EIO;
     goto out_fds;
   }
   if (nf != 3)
@@ -321,7 +324,7 @@ void tr_client_lane_close(struct tr_client *c, struct tr_lane *l)
   /* No reply is awaited: the broker frees the lane either way, and the
      thread calling this is usually exiting. */
   if (c->fd >= 0)
-    (void)ctl_send(c, TR_OP_LANE_CLOSE, ++c->next_ctl_id, id, 4);
+    (void)ctl_send(c, TR_OP_LANE_CLOSE, 0, ++c->next_ctl_id, id, 4);
   pthread_mutex_unlock(&c->lock);
   tr_lane_unmap(l);
 }

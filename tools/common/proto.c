@@ -216,6 +216,17 @@ int tr_decoder_init(struct tr_decoder *d, uint32_t max_payload)
   return d->buf ? 0 : -ENOMEM;
 }
 
+int tr_decoder_init_alloc(struct tr_decoder *d, uint32_t max_payload,
+                          tr_decoder_alloc_fn alloc, void *arg)
+{
+  memset(d, 0, sizeof(*d));
+  d->max_payload = max_payload;
+  d->alloc = alloc;
+  d->alloc_arg = arg;
+  d->buf = malloc(TR_HDR_SIZE);
+  return d->buf ? 0 : -ENOMEM;
+}
+
 void tr_decoder_release(struct tr_decoder *d)
 {
   free(d->buf);
@@ -246,16 +257,23 @@ long tr_decoder_feed(struct tr_decoder *d, const uint8_t *in, size_t len,
       d->err = rc;
       return rc;
     }
+    d->dst = d->alloc ? d->alloc(d->alloc_arg, &d->hdr) : d->buf + TR_HDR_SIZE;
+    if (!d->dst) {
+      d->why = "out of memory for a record";
+      d->err = -ENOMEM;
+      return -ENOMEM;
+    }
   }
   want = TR_HDR_SIZE + (size_t)d->hdr.payload_len - d->have;
   take = (len - used) < want ? (len - used) : want;
-  memcpy(d->buf + d->have, in + used, take);
+  if (take)
+    memcpy(d->dst + (d->have - TR_HDR_SIZE), in + used, take);
   d->have += (uint32_t)take;
   used += take;
   if (d->have == TR_HDR_SIZE + d->hdr.payload_len) {
     *complete = 1;
     *h = d->hdr;
-    *payload = d->buf + TR_HDR_SIZE;
+    *payload = d->dst;
     d->have = 0;
   }
   return (long)used;
