@@ -318,6 +318,19 @@ static cudaError_t launch(struct shim_func *f, dim3 grid, dim3 block,
     t->last_error = cudaErrorNotSupported;
     return cudaErrorNotSupported;
   }
+  rc = derive_params(f);
+  if (rc < 0) {
+    shim_warn_once("params", "cannot find the parameters of kernel '%s' in "
+                             "its fatbin (%s)", f->name, strerror(-rc));
+    t->last_error = cudaErrorInvalidDeviceFunction;
+    return cudaErrorInvalidDeviceFunction;
+  }
+  /* Load first, even on a device that cannot run the kernel yet: the
+     module travels (once per agent, by hash) and the agent checks that the
+     kernel exists, so everything up to execution is exercised. */
+  rc = ensure_loaded(t, f, t->device);
+  if (rc)
+    return shim_cuda_error(t, rc);
   d = &shim_proc.cli.dev[t->device];
   if (!(d->caps & TR_CAP_EXEC)) {
     shim_warn_once("noexec", "device %d (%s) cannot execute kernels yet; "
@@ -326,16 +339,6 @@ static cudaError_t launch(struct shim_func *f, dim3 grid, dim3 block,
     t->last_error = cudaErrorNotSupported;
     return cudaErrorNotSupported;
   }
-  rc = derive_params(f);
-  if (rc < 0) {
-    shim_warn_once("params", "cannot find the parameters of kernel '%s' in "
-                             "its fatbin (%s)", f->name, strerror(-rc));
-    t->last_error = cudaErrorInvalidDeviceFunction;
-    return cudaErrorInvalidDeviceFunction;
-  }
-  rc = ensure_loaded(t, f, t->device);
-  if (rc)
-    return shim_cuda_error(t, rc);
   if (TR_LAUNCH_FIXED + f->params.total_size > TR_LANE_INLINE_MAX / 2) {
     t->last_error = cudaErrorInvalidValue;
     return cudaErrorInvalidValue;

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Kernel launches before the emulated device executes them: the fatbin is
+# uploaded to the agent the first time (by XXH3-128 hash), not the second
+# time, the agent finds the kernel in it, and the launch returns
+# cudaErrorNotSupported with one clear stderr line.  Also: without a broker
+# a program sees 0 devices and does not hang.
+set -u
+source "$(dirname "$0")/lib.sh"
+tr_init "$1"
+
+# No broker at all.
+TREMOTE_BROKER_SOCKET="$TR_TMP/none.sock" timeout 20 \
+    env LD_PRELOAD="$TR_PRELOAD" "$APPS/launch_module" nobroker >"$TR_TMP/out" 2>&1 ||
+    tr_fail "without a broker: exit $?"
+grep -q "no tremote broker is running" "$TR_TMP/out" || tr_fail "no hint about the broker"
+[ "$(grep -c '^tremote:' "$TR_TMP/out")" = 1 ] || tr_fail "expected exactly one tremote: line"
+
+tr_start_broker --local 1 --emu-mem 1G
+run_once() { # -> prints "round_trips bytes_to_agent"
+    local fifo="$TR_TMP/go$1"
+    mkfifo "$fifo"
+    LD_PRELOAD="$TR_PRELOAD" "$APPS/launch_module" <"$fifo" >"$TR_TMP/out$1" 2>&1 &
+    local app=$!
+    exec 7>"$fifo"
+    for i in $(seq 300); do
+        grep -q PAUSE "$TR_TMP/out$1" && break
+        kill -0 $app 2>/dev/null || break
+        sleep 0.1
+    done
+    grep -q PAUSE "$TR_TMP/out$1" || { cp "$TR_TMP/out$1" "$TR_TMP/out"; tr_fail "run $1 did not pause"; }
+    tr_stats | python3 -c '
+import json, sys
+s = json.load(sys.stdin)["sessions"]
+assert len(s) == 1, s
+print(s[0]["round_trips"], s[0]["bytes_to_agent"])'
+    echo go >&7
+    exec 7>&-
+    wait $app || { cp "$TR_TMP/out$1" "$TR_TMP/out"; tr_fail "run $1 exited with $?"; }
+}
+read -r rt1 b1 < <(run_once 1)
+read -r rt2 b2 < <(run_once 2)
+echo "first run: $rt1 round trips, $b1 bytes; second run: $rt2 round trips, $b2 bytes"
+grep -q "cannot execute kernels yet; kernel '.*scale.*' was not run" "$TR_TMP/out1" ||
+    { cp "$TR_TMP/out1" "$TR_TMP/out"; tr_fail "no clear launch message"; }
+# Run 1: MALLOC, MODULE_LOAD (needs module), MODULE_PUT, MODULE_LOAD, SYNC.
+# Run 2: MALLOC, MODULE_LOAD (cached), SYNC.
+[ "$rt1" = 5 ] || tr_fail "first run: $rt1 round trips, expected 5"
+[ "$rt2" = 3 ] || tr_fail "second run: $rt2 round trips, expected 3"
+[ $((b1 - b2)) -gt 1000 ] || tr_fail "the module was sent again ($b1 vs $b2 bytes)"
+echo "launch_module: ok"
