@@ -175,6 +175,29 @@ int main(int argc, char **argv)
   }
   printf("8 threads: ok\n");
   CHECK(cudaDeviceSynchronize());
+
+  // With two machines: device 1 works on its own, its pointers lie in a
+  // different address window, and a copy between the two machines fails
+  // cleanly (relaying arrives with peer copies in a later issue).
+  if (count >= 2) {
+    void *a = NULL, *b = NULL;
+    CHECK(cudaSetDevice(1));
+    if (roundtrip(8u << 20, 3))
+      return 1;
+    CHECK(cudaMalloc(&b, 4096));
+    CHECK(cudaSetDevice(0));
+    CHECK(cudaMalloc(&a, 4096));
+    EXPECT(((uintptr_t)a >> 39) != ((uintptr_t)b >> 39),
+           "devices 0 and 1 share an address window (%p, %p)", a, b);
+    EXPECT(cudaMemcpy(a, b, 4096, cudaMemcpyDeviceToDevice) ==
+               cudaErrorNotSupported,
+           "a copy between two machines must fail with cudaErrorNotSupported");
+    (void)cudaGetLastError();
+    CHECK(cudaFree(a));
+    // cudaFree finds the device from the pointer, whatever is current.
+    CHECK(cudaFree(b));
+    printf("2 devices: ok\n");
+  }
   printf("PASS\n");
   return 0;
 }

@@ -36,6 +36,7 @@ tr_cleanup() {
 # tr_start_broker [args...]: start the broker, wait until it says ready.
 tr_start_broker() {
     local fifo="$TR_TMP/ready" line
+    rm -f "$fifo"
     mkfifo "$fifo"
     "$BROKER" --socket "$TREMOTE_BROKER_SOCKET" --control "$TR_TMP/control.sock" \
         --agent "$AGENT" --ready-fd 3 "$@" 3>"$fifo" 2>"$TR_TMP/broker.log" &

@@ -22,4 +22,12 @@ PY
 tr_stop_broker
 [ "$BROKER_STATUS" = 0 ] || tr_fail "broker exited with $BROKER_STATUS on SIGTERM"
 cat "$TR_TMP/out"
+
+# Two LOCAL machines: two CUDA devices.
+tr_start_broker --local 2 --emu-mem 1G
+tr_run "$APPS/memory_roundtrip" 2 "tremote emulated device" ||
+    tr_fail "memory_roundtrip on 2 devices exited with $?"
+grep -q '^2 devices: ok$' "$TR_TMP/out" || tr_fail "no '2 devices: ok' line"
+grep -q '^PASS$' "$TR_TMP/out" || tr_fail "no PASS line (2 devices)"
+tr_stop_broker
 echo "memory_roundtrip: ok"
