@@ -13,8 +13,14 @@
  *
  * nghttp2 callbacks never close a connection: they mark it, and the loop
  * closes it once the library call that invoked them has returned.
+ *
+ * Lane response bodies are not copied into nghttp2's frame buffer: read_cb
+ * only sizes each DATA frame (NGHTTP2_DATA_FLAG_NO_COPY) and send_data_cb
+ * writes header and payload to the socket from the lane's reply queue with
+ * one sendmsg.  Other responses are small and copied as usual.
  */
 #include <errno.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -27,6 +33,7 @@
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <nghttp2/nghttp2.h>
@@ -73,6 +80,17 @@ typedef nghttp2_data_provider agt_ngprd;
 #define SHUTDOWN_WAIT_MS 30000
 #define RECV_BUF (64u << 10)
 #define RECV_ROUNDS 16 /* reads per wake-up before others get a turn */
+/*
+ * iovec entries of one lane DATA frame written by send_data_cb: the frame
+ * header, the pad length, the payload runs, the padding.  A frame of many
+ * small replies is cut after DATA_IOV - 3 runs to fit one sendmsg.
+ */
+#if defined(IOV_MAX) && IOV_MAX < 1024
+#define DATA_IOV IOV_MAX
+#else
+#define DATA_IOV 1024
+#endif
+#define DATA_RUNS (DATA_IOV - 3)
 
 enum ev_kind { EV_LISTEN, EV_SIGNAL, EV_INBOX, EV_CONN };
 
@@ -125,8 +143,17 @@ struct conn {
   nghttp2_session *ngh;
   struct conn *prev, *next;
   struct stream *streams;
-  const uint8_t *out; /* from nghttp2_session_mem_send, not yet written */
+  /*
+   * Bytes to write before anything else: either nghttp2's (from
+   * nghttp2_session_mem_send, valid until it is called again) or the rest
+   * of a lane DATA frame that send_data_cb could not write whole, copied
+   * to pend.
+   */
+  const uint8_t *out;
   size_t out_len;
+  uint8_t *pend;      /* owned; pend_cap bytes */
+  size_t pend_cap;
+  bool blocked;       /* send_data_cb found the socket full */
   uint64_t credit;    /* connection-level bytes to consume */
   bool pollout;       /* EPOLLOUT is registered */
   bool dirty;         /* has something to send: flush at the end of the turn */
@@ -157,6 +184,7 @@ struct agt_server {
   unsigned live_sessions;   /* created and not yet freed */
   struct tr_devinfo devinfo;
   uint8_t rbuf[RECV_BUF];
+  struct iovec iov[DATA_IOV]; /* send_data_cb's, network thread only */
 };
 
 static void conn_mark(struct conn *c)
@@ -176,13 +204,16 @@ static agt_ngssize read_cb(nghttp2_session *ngh, int32_t id, uint8_t *buf,
 
   switch (st->kind) {
   case ST_LANE:
-    n = agt_lane_read_out(st->lane, buf, len, &eof);
+    /* Only the length: send_data_cb writes the bytes from the queue. */
+    n = agt_lane_peek_out(st->lane, len, DATA_RUNS, &eof);
     if (eof)
       *flags |= NGHTTP2_DATA_FLAG_EOF;
     if (!n && !eof) {
       st->deferred = true;
       return NGHTTP2_ERR_DEFERRED;
     }
+    if (n)
+      *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
     return (agt_ngssize)n;
   case ST_SESSION:
     if (st->sess_done) {
@@ -201,6 +232,137 @@ static agt_ngssize read_cb(nghttp2_session *ngh, int32_t id, uint8_t *buf,
     if (st->resp_off == st->resp_len)
       *flags |= NGHTTP2_DATA_FLAG_EOF;
     return (agt_ngssize)n;
+  }
+}
+
+/* A lane DATA frame on its way out (send_data_cb to emit_frame). */
+struct frame_out {
+  struct conn *c;
+  size_t padlen;  /* frame->data.padlen: pad length byte + padding */
+  bool partial;   /* part of it was left in c->pend */
+};
+
+static int pend_reserve(struct conn *c, size_t len)
+{
+  uint8_t *p;
+
+  if (len <= c->pend_cap)
+    return 0;
+  p = realloc(c->pend, len);
+  if (!p)
+    return -ENOMEM;
+  c->pend = p;
+  c->pend_cap = len;
+  return 0;
+}
+
+/*
+ * Write the frame with one sendmsg (agt_out_emit_fn; the lane lock is
+ * held).  A frame cannot be taken back once a byte of it is out, so what
+ * the socket did not take is copied to c->pend and written before anything
+ * else; only that remainder is ever copied.
+ */
+static int emit_frame(void *arg, struct iovec *iov, int iovcnt)
+{
+  static const uint8_t zeros[256];
+  struct frame_out *fo = arg;
+  struct conn *c = fo->c;
+  struct msghdr mh = {0};
+  size_t total = 0, skip, rem;
+  ssize_t w;
+
+  if (fo->padlen > 1) {
+    iov[iovcnt].iov_base = (void *)zeros;
+    iov[iovcnt].iov_len = fo->padlen - 1;
+    iovcnt++;
+  }
+  for (int i = 0; i < iovcnt; i++)
+    total += iov[i].iov_len;
+  mh.msg_iov = iov;
+  mh.msg_iovlen = (size_t)iovcnt;
+  do
+    w = sendmsg(c->ev.fd, &mh, MSG_NOSIGNAL);
+  while (w < 0 && errno == EINTR);
+  if (w < 0)
+    return errno == EAGAIN || errno == EWOULDBLOCK ? -EAGAIN : -errno;
+  if (w == 0)
+    return -EAGAIN;
+  if ((size_t)w == total)
+    return 0;
+  rem = total - (size_t)w;
+  if (pend_reserve(c, rem) < 0)
+    return -ENOMEM;
+  skip = (size_t)w;
+  c->out_len = 0;
+  for (int i = 0; i < iovcnt; i++) {
+    size_t l = iov[i].iov_len;
+
+    if (skip >= l) {
+      skip -= l;
+      continue;
+    }
+    memcpy(c->pend + c->out_len, (const uint8_t *)iov[i].iov_base + skip,
+           l - skip);
+    c->out_len += l - skip;
+    skip = 0;
+  }
+  c->out = c->pend;
+  fo->partial = true;
+  return 0;
+}
+
+/*
+ * nghttp2_send_data_callback for lane responses (read_cb set
+ * NGHTTP2_DATA_FLAG_NO_COPY): write the frame header, the pad length, the
+ * payload straight from the lane's queue and the padding.  Called from
+ * nghttp2_session_mem_send, which conn_flush calls only once everything
+ * before has been written, so the frame goes out in order.  Returns 0 when
+ * all of it went; NGHTTP2_ERR_PAUSE when a remainder waits in c->pend, so
+ * that nghttp2 serialises nothing more until conn_flush has written it;
+ * NGHTTP2_ERR_WOULDBLOCK when nothing could be written (nghttp2 calls again
+ * with the same frame).
+ */
+static int send_data_cb(nghttp2_session *ngh, nghttp2_frame *fr,
+                        const uint8_t *framehd, size_t length,
+                        nghttp2_data_source *src, void *ud)
+{
+  struct conn *c = ud;
+  struct stream *st = src->ptr;
+  struct iovec *iov = c->srv->iov;
+  struct frame_out fo = {.c = c, .padlen = fr->data.padlen};
+  uint8_t padbyte;
+  int first = 0, rc;
+
+  if (c->out_len) { /* not reached: see conn_flush */
+    c->blocked = true;
+    return NGHTTP2_ERR_WOULDBLOCK;
+  }
+  if (st->kind != ST_LANE)
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  iov[first].iov_base = (void *)framehd;
+  iov[first++].iov_len = 9; /* the frame header, always 9 bytes */
+  if (fo.padlen) {
+    padbyte = (uint8_t)(fo.padlen - 1);
+    iov[first].iov_base = &padbyte;
+    iov[first++].iov_len = 1;
+  }
+  /* One entry is left for emit_frame's padding. */
+  rc = agt_lane_send_out(st->lane, length, iov, first, DATA_IOV - 1,
+                         emit_frame, &fo);
+  switch (rc) {
+  case 0:
+    return fo.partial ? NGHTTP2_ERR_PAUSE : 0;
+  case -EAGAIN:
+    c->blocked = true;
+    return NGHTTP2_ERR_WOULDBLOCK;
+  case -ECANCELED: /* aborted since read_cb: nothing of the frame went out */
+  case -EOVERFLOW:
+    st->rst_sent = true;
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  default:
+    agt_debug("%s: send: %s", c->peer, strerror(-rc));
+    c->dead = true;
+    return NGHTTP2_ERR_CALLBACK_FAILURE;
   }
 }
 
@@ -935,6 +1097,7 @@ static void conn_close(struct conn *c)
   nghttp2_session_del(c->ngh);
   epoll_ctl(srv->epfd, EPOLL_CTL_DEL, c->ev.fd, NULL);
   close(c->ev.fd);
+  free(c->pend);
   if (c->prev)
     c->prev->next = c->next;
   else
@@ -969,6 +1132,7 @@ static void conn_flush(struct conn *c)
     ssize_t w;
 
     if (c->out_len == 0) {
+      const uint8_t *p;
       agt_ngssize n;
 
       if (c->credit) {
@@ -981,14 +1145,25 @@ static void conn_flush(struct conn *c)
         if (!c->close_by)
           c->close_by = agt_now_ms() + CLOSE_GRACE_MS;
       }
-      n = agt_ng_mem_send(c->ngh, &c->out);
+      /* send_data_cb may write the socket in here, or leave c->out set. */
+      c->blocked = false;
+      n = agt_ng_mem_send(c->ngh, &p);
       if (n < 0) {
-        agt_warn("%s: nghttp2: %s", c->peer, nghttp2_strerror((int)n));
+        if (!c->dead)
+          agt_warn("%s: nghttp2: %s", c->peer, nghttp2_strerror((int)n));
         c->dead = true;
         return;
       }
-      if (n == 0)
+      if (n == 0) {
+        if (c->out_len)
+          continue; /* the rest of a lane DATA frame, in c->pend */
+        if (c->blocked) {
+          conn_pollout(c, true);
+          return;
+        }
         break;
+      }
+      c->out = p;
       c->out_len = (size_t)n;
     }
     w = send(c->ev.fd, c->out, c->out_len, MSG_NOSIGNAL);
@@ -1383,6 +1558,7 @@ static int make_callbacks(struct agt_server *srv)
   nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
   nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
   agt_ng_set_read_length(cb, read_length_cb);
+  nghttp2_session_callbacks_set_send_data_callback(cb, send_data_cb);
   srv->cbs = cb;
   if (nghttp2_option_new(&srv->opt) != 0)
     return -ENOMEM;

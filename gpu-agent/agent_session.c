@@ -369,22 +369,42 @@ int agt_lane_push_out(struct agt_lane *l, struct agt_out *o,
   return 0;
 }
 
-size_t agt_lane_read_out(struct agt_lane *l, uint8_t *buf, size_t len,
+size_t agt_lane_peek_out(struct agt_lane *l, size_t len, unsigned max_runs,
                          bool *eof)
 {
-  struct agt_out *done = NULL, **done_tail = &done;
   size_t n = 0;
+  unsigned runs = 0;
 
   pthread_mutex_lock(&l->mu);
-  while (n < len && l->out_head) {
+  for (struct agt_out *o = l->out_head; o && n < len && runs < max_runs;
+       o = o->next, runs++) {
+    size_t take = o->len - o->off;
+
+    n += take < len - n ? take : len - n;
+  }
+  *eof = l->out_eof && n == l->out_bytes;
+  pthread_mutex_unlock(&l->mu);
+  return n;
+}
+
+/*
+ * Take n sent bytes off the front of the queue (lock held).  Returns the
+ * runs that were sent completely, for the caller to free unlocked.
+ */
+static struct agt_out *out_drop_locked(struct agt_lane *l, size_t n)
+{
+  struct agt_out *done = NULL, **done_tail = &done;
+  bool was_full = l->out_bytes >= AGT_LANE_OUT_MAX;
+
+  l->out_bytes -= n;
+  while (n) {
     struct agt_out *o = l->out_head;
     size_t take = o->len - o->off;
 
-    if (take > len - n)
-      take = len - n;
-    memcpy(buf + n, o->data + o->off, take);
+    if (take > n)
+      take = n;
     o->off += (uint32_t)take;
-    n += take;
+    n -= take;
     if (o->off == o->len) {
       l->out_head = o->next;
       if (!l->out_head)
@@ -394,15 +414,47 @@ size_t agt_lane_read_out(struct agt_lane *l, uint8_t *buf, size_t len,
       done_tail = &o->next;
     }
   }
-  if (n) {
-    bool was_full = l->out_bytes >= AGT_LANE_OUT_MAX;
+  if (was_full && l->out_bytes < AGT_LANE_OUT_MAX && l->space_waiters)
+    pthread_cond_broadcast(&l->space);
+  return done;
+}
 
-    l->out_bytes -= n;
-    if (was_full && l->out_bytes < AGT_LANE_OUT_MAX && l->space_waiters)
-      pthread_cond_broadcast(&l->space);
+int agt_lane_send_out(struct agt_lane *l, size_t len, struct iovec *iov,
+                      int first, int cap, agt_out_emit_fn *emit, void *arg)
+{
+  struct agt_out *done = NULL;
+  size_t n = 0;
+  int k = first, rc;
+
+  /*
+   * The lock is held across emit's write: an execution thread may abort
+   * the lane (agent_ops.c) and free the runs iov points into.  The write is
+   * non-blocking and costs about what the copy it replaces did.
+   */
+  pthread_mutex_lock(&l->mu);
+  for (struct agt_out *o = l->out_head; o && n < len; o = o->next) {
+    size_t take = o->len - o->off;
+
+    if (k == cap) {
+      rc = -EOVERFLOW;
+      goto out_unlock;
+    }
+    if (take > len - n)
+      take = len - n;
+    iov[k].iov_base = o->data + o->off;
+    iov[k].iov_len = take;
+    k++;
+    n += take;
   }
-  *eof = !l->out_head && l->out_eof;
+  if (n < len) {
+    rc = -ECANCELED;
+    goto out_unlock;
+  }
+  rc = emit(arg, iov, k);
+  if (rc == 0)
+    done = out_drop_locked(l, len);
+out_unlock:
   pthread_mutex_unlock(&l->mu);
   free_outs(done);
-  return n;
+  return rc;
 }

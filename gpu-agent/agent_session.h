@@ -32,6 +32,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "agent_hmap.h"
 #include "agent_module.h"
@@ -260,12 +261,48 @@ int agt_lane_push_out(struct agt_lane *l, struct agt_out *o,
                       const struct tr_hdr *h);
 
 /*
- * Copy up to len queued reply bytes to buf (network thread).  Sets *eof
- * when the response is complete after these bytes.  Returns the number of
- * bytes copied (0 with !*eof: nothing yet).
+ * Reply bytes leave without being copied into nghttp2's frame buffer: the
+ * network thread first decides how many bytes the next DATA frame carries
+ * (agt_lane_peek_out, from nghttp2's read callback), then writes them
+ * straight from the queued runs (agt_lane_send_out, from nghttp2's
+ * send-data callback).  Only the network thread takes bytes off the queue,
+ * so what was peeked stays queued until it is sent, unless the lane is
+ * aborted in between.
  */
-size_t agt_lane_read_out(struct agt_lane *l, uint8_t *buf, size_t len,
+
+/*
+ * The length of the lane's next DATA frame (network thread): the queued
+ * reply bytes from the front, at most len of them and spanning at most
+ * max_runs struct agt_out runs.  Sets *eof when the response is complete
+ * after these bytes.  Returns 0 with !*eof when nothing is queued yet.
+ * Nothing is taken off the queue.
+ */
+size_t agt_lane_peek_out(struct agt_lane *l, size_t len, unsigned max_runs,
                          bool *eof);
+
+/*
+ * Writes a DATA frame whose payload agt_lane_send_out gathered in
+ * iov[0..iovcnt); called with the lane lock held, so it must not block or
+ * touch the lane.  The array has room for one more entry after iovcnt.
+ * Returns 0 when every byte was taken (written, or copied somewhere to be
+ * written later), -EAGAIN when none was, or another -errno.
+ */
+typedef int agt_out_emit_fn(void *arg, struct iovec *iov, int iovcnt);
+
+/*
+ * Send the first len queued reply bytes without copying them (network
+ * thread): under the lane lock, point iov[first..] at them (the caller
+ * fills iov[0..first), e.g. with a frame header, and passes cap, the
+ * number of entries emit may see), call emit, and if it returns 0 drop the
+ * bytes from the queue, waking a thread that waits for space.  The runs
+ * that were sent completely are freed.
+ *
+ * Returns emit's result; -ECANCELED, without calling emit, when fewer than
+ * len bytes are queued (the lane was aborted); -EOVERFLOW when they span
+ * more than cap - first runs (more than agt_lane_peek_out allowed).
+ */
+int agt_lane_send_out(struct agt_lane *l, size_t len, struct iovec *iov,
+                      int first, int cap, agt_out_emit_fn *emit, void *arg);
 
 /*
  * Tell the network thread about this lane (replies, credit, end): posts the
