@@ -19,15 +19,36 @@ static cudaError_t fail(struct shim_thread *t, cudaError_t e)
   return e;
 }
 
+/* No broker or no machine: the error every device query gives. */
+static cudaError_t no_device(void)
+{
+  if (shim_proc.connected && shim_proc.cli.ndev > 0)
+    return cudaSuccess;
+  return shim_proc.init_err ? shim_proc.init_err : cudaErrorNoDevice;
+}
+
+/* The description of device, or the error a query about it gives. */
+static cudaError_t devinfo(int device, const struct tr_devinfo **d)
+{
+  cudaError_t e = no_device();
+
+  if (e != cudaSuccess)
+    return e;
+  if (!shim_valid_device(device))
+    return cudaErrorInvalidDevice;
+  *d = &shim_proc.cli.dev[device];
+  return cudaSuccess;
+}
+
 cudaError_t cudaGetDeviceCount(int *count)
 {
   struct shim_thread *t = shim_self();
 
   if (!count)
     return fail(t, cudaErrorInvalidValue);
-  if (!shim_proc.connected || shim_proc.cli.ndev == 0) {
+  if (no_device() != cudaSuccess) {
     *count = 0;
-    return fail(t, shim_proc.init_err ? shim_proc.init_err : cudaErrorNoDevice);
+    return fail(t, no_device());
   }
   *count = (int)shim_proc.cli.ndev;
   return cudaSuccess;
@@ -41,8 +62,8 @@ cudaError_t cudaGetDevice(int *device)
     return fail(t, cudaErrorInvalidValue);
   if (!t)
     return cudaErrorMemoryAllocation;
-  if (!shim_proc.connected || shim_proc.cli.ndev == 0)
-    return fail(t, shim_proc.init_err ? shim_proc.init_err : cudaErrorNoDevice);
+  if (no_device() != cudaSuccess)
+    return fail(t, no_device());
   *device = t->device;
   return cudaSuccess;
 }
@@ -53,8 +74,8 @@ cudaError_t cudaSetDevice(int device)
 
   if (!t)
     return cudaErrorMemoryAllocation;
-  if (!shim_proc.connected || shim_proc.cli.ndev == 0)
-    return fail(t, shim_proc.init_err ? shim_proc.init_err : cudaErrorNoDevice);
+  if (no_device() != cudaSuccess)
+    return fail(t, no_device());
   if (!shim_valid_device(device))
     return fail(t, cudaErrorInvalidDevice);
   t->device = device;
@@ -80,10 +101,6 @@ cudaError_t cudaDriverGetVersion(int *version)
   return cudaSuccess;
 }
 
-static const struct tr_devinfo *devinfo(int device)
-{
-  return shim_valid_device(device) ? &shim_proc.cli.dev[device] : NULL;
-}
 
 cudaError_t cudaDeviceGetAttribute(int *value, enum cudaDeviceAttr attr,
                                    int device)
@@ -92,13 +109,13 @@ cudaError_t cudaDeviceGetAttribute(int *value, enum cudaDeviceAttr attr,
   const struct tr_devinfo *d;
   int32_t v;
 
+  cudaError_t e;
+
   if (!value)
     return fail(t, cudaErrorInvalidValue);
-  if (!shim_proc.connected || shim_proc.cli.ndev == 0)
-    return fail(t, shim_proc.init_err ? shim_proc.init_err : cudaErrorNoDevice);
-  d = devinfo(device);
-  if (!d)
-    return fail(t, cudaErrorInvalidDevice);
+  e = devinfo(device, &d);
+  if (e != cudaSuccess)
+    return fail(t, e);
   if (tr_devinfo_attr(d, (uint32_t)attr, &v) < 0)
     return fail(t, cudaErrorInvalidValue);
   *value = v;
@@ -185,13 +202,13 @@ cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *prop, int device)
   const struct tr_devinfo *d;
   int32_t v;
 
+  cudaError_t e;
+
   if (!prop)
     return fail(t, cudaErrorInvalidValue);
-  if (!shim_proc.connected || shim_proc.cli.ndev == 0)
-    return fail(t, shim_proc.init_err ? shim_proc.init_err : cudaErrorNoDevice);
-  d = devinfo(device);
-  if (!d)
-    return fail(t, cudaErrorInvalidDevice);
+  e = devinfo(device, &d);
+  if (e != cudaSuccess)
+    return fail(t, e);
   memset(prop, 0, sizeof(*prop));
   snprintf(prop->name, sizeof(prop->name), "%s", d->name);
   memcpy(&prop->uuid, d->uuid, sizeof(prop->uuid));
