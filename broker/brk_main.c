@@ -509,6 +509,7 @@ int main(int argc, char **argv)
   b->cfg.hello_wait_ms = 60000;
   b->cfg.stall_ms = 30000;
   b->listen_fd = b->ctl_fd = -1;
+  tr_log_set_prog("tremote-broker");
   brk_sb_init(&tried);
 
   while ((opt = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
@@ -549,13 +550,13 @@ int main(int argc, char **argv)
       b->cfg.emu_mem = optarg;
       break;
     case 'l':
-      rc = brk_log_parse_level(optarg);
+      rc = tr_log_parse_level(optarg);
       if (rc < 0) {
         fprintf(stderr, "tremote-broker: --log-level %s: expected error, "
                         "warn, info or debug\n", optarg);
         return EXIT_USAGE;
       }
-      brk_log_level = rc;
+      tr_log_level = rc;
       break;
     case 'r':
       v = strtol(optarg, &end, 10);

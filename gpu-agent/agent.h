@@ -21,6 +21,7 @@
 #ifndef AGT_AGENT_H
 #define AGT_AGENT_H
 
+#include "log.h"
 #include <stdint.h>
 
 #define AGT_PROG "tremote-gpu-agent"
@@ -62,36 +63,15 @@
 
 /* ---- logging ------------------------------------------------------- */
 
-enum agt_log_level {
-  AGT_LOG_ERROR = 0,
-  AGT_LOG_WARN = 1,
-  AGT_LOG_INFO = 2,
-  AGT_LOG_DEBUG = 3,
-};
-
-/*
- * Set once by main before any thread starts; read by everyone after.
- * Messages above it are dropped.
- */
-extern enum agt_log_level agt_log_max;
-
-/* Parse "error", "warn", "info" or "debug".  Returns 0 or -EINVAL. */
-int agt_log_parse(const char *s, enum agt_log_level *out);
-
-/*
- * Write one line to stderr: "tremote-gpu-agent: <level>: <message>\n".
- * One write(2) per line, so lines from different threads never interleave.
- */
-void agt_log(enum agt_log_level lvl, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-#define agt_err(...) agt_log(AGT_LOG_ERROR, __VA_ARGS__)
-#define agt_warn(...) agt_log(AGT_LOG_WARN, __VA_ARGS__)
-#define agt_info(...) agt_log(AGT_LOG_INFO, __VA_ARGS__)
+/* The agent logs through the shared tools/common/log.h; these are its short
+   names. */
+#define agt_err(...) tr_log(TR_LOG_ERROR, __VA_ARGS__)
+#define agt_warn(...) tr_log(TR_LOG_WARN, __VA_ARGS__)
+#define agt_info(...) tr_log(TR_LOG_INFO, __VA_ARGS__)
 #define agt_debug(...)                                                         \
   do {                                                                         \
-    if (agt_log_max >= AGT_LOG_DEBUG)                                          \
-      agt_log(AGT_LOG_DEBUG, __VA_ARGS__);                                     \
+    if (tr_log_level >= TR_LOG_DEBUG)                                          \
+      tr_log(TR_LOG_DEBUG, __VA_ARGS__);                                       \
   } while (0)
 
 /* Milliseconds of CLOCK_MONOTONIC. */

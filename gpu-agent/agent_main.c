@@ -233,7 +233,7 @@ static void parse_args(int argc, char **argv, struct options *o)
       o->exec_threads = (unsigned)v;
       break;
     case OPT_LOG_LEVEL:
-      if (agt_log_parse(optarg, &agt_log_max) < 0)
+      if ((tr_log_level = tr_log_parse_level(optarg)) < 0)
         usage_error("--log-level: '%s' is not one of error, warn, info, "
                     "debug", optarg);
       break;
@@ -394,6 +394,7 @@ int main(int argc, char **argv)
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
   int rc, status = 1;
 
+  tr_log_set_prog(AGT_PROG);
   parse_args(argc, argv, &o);
   secret = load_secret(&o);
   if (!secret)

@@ -1,7 +1,5 @@
 /*
- * brk_log.c: see brk_log.h.  Each line is formatted into one buffer and
- * written with a single write(2), so lines from the broker and from the
- * agents it spawned (which share stderr) do not interleave mid-line.
+ * log.c: see log.h.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -10,13 +8,19 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "brk_log.h"
+#include "log.h"
 
-int brk_log_level = BRK_LOG_INFO;
+int tr_log_level = TR_LOG_INFO;
 
+static const char *prog = "tremote";
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
-int brk_log_parse_level(const char *s)
+void tr_log_set_prog(const char *name)
+{
+  prog = name;
+}
+
+int tr_log_parse_level(const char *s)
 {
   for (int i = 0; i < 4; i++)
     if (strcmp(s, level_names[i]) == 0)
@@ -24,7 +28,7 @@ int brk_log_parse_level(const char *s)
   return -1;
 }
 
-void brk_log(int level, const char *fmt, ...)
+void tr_log(int level, const char *fmt, ...)
 {
   char buf[1024];
   struct timespec ts;
@@ -32,7 +36,7 @@ void brk_log(int level, const char *fmt, ...)
   va_list ap;
   int n, m, saved = errno;
 
-  if (level > brk_log_level)
+  if (level > tr_log_level)
     return;
   if (level < 0)
     level = 0;
@@ -40,9 +44,11 @@ void brk_log(int level, const char *fmt, ...)
     level = 3;
   clock_gettime(CLOCK_REALTIME, &ts);
   localtime_r(&ts.tv_sec, &tm);
-  n = snprintf(buf, sizeof(buf), "tremote-broker[%d] %02d:%02d:%02d.%03ld %s: ",
+  n = snprintf(buf, sizeof(buf), "%s[%d] %02d:%02d:%02d.%03ld %s: ", prog,
                (int)getpid(), tm.tm_hour, tm.tm_min, tm.tm_sec,
                ts.tv_nsec / 1000000L, level_names[level]);
+  if (n < 0 || n >= (int)sizeof(buf) - 2)
+    n = 0;
   va_start(ap, fmt);
   m = vsnprintf(buf + n, sizeof(buf) - (size_t)n - 1, fmt, ap);
   va_end(ap);
@@ -52,6 +58,7 @@ void brk_log(int level, const char *fmt, ...)
   if (n > (int)sizeof(buf) - 2)
     n = (int)sizeof(buf) - 2;
   buf[n++] = '\n';
+  /* Nothing sensible to do if stderr is gone. */
   (void)!write(STDERR_FILENO, buf, (size_t)n);
   errno = saved;
 }
