@@ -21,8 +21,10 @@
 #ifndef AGT_AGENT_H
 #define AGT_AGENT_H
 
-#include "log.h"
 #include <stdint.h>
+#include <time.h>
+
+#include "log.h"
 
 #define AGT_PROG "tremote-gpu-agent"
 
@@ -75,6 +77,12 @@
   } while (0)
 
 /* Milliseconds of CLOCK_MONOTONIC. */
-uint64_t agt_now_ms(void);
+static inline uint64_t agt_now_ms(void)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 #endif /* AGT_AGENT_H */
