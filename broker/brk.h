@@ -249,6 +249,9 @@ struct brk_lstream {
   const uint8_t *rec_p;
   int rec_in_area; /* its payload is already in the download area */
   struct tr_shmref rec_ref;
+  uint8_t *spill;  /* payloads that could not be decoded into the
+                      download area (small ones, or no room yet) */
+  size_t spill_cap;
   uint8_t *pend; /* response bytes not yet given to the decoder: */
   size_t pend_off, pend_len, pend_cap; /* pend[pend_off, +pend_len) */
   int blocked;     /* the lane is full; arriving bytes go to pend */

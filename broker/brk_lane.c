@@ -223,6 +223,7 @@ static void ls_free(struct brk_lstream *ls)
     }
   }
   tr_decoder_release(&ls->dec);
+  free(ls->spill);
   free(ls->pend);
   free(ls->out);
   free(ls);
@@ -325,6 +326,42 @@ static int ls_place(struct brk_lstream *ls)
 }
 
 /*
+ * Where the decoder puts a reply's payload.  A large one (a device-to-host
+ * chunk) goes straight into the download area when there is room, so its
+ * bytes are copied once in the broker, from the socket buffer to shared
+ * memory; otherwise into the stream's spill buffer, from which ls_place()
+ * copies it once there is room.  Space reserved here for a record that
+ * never completes is released by the shim along with the next chunk.
+ */
+static uint8_t *ls_alloc(void *arg, const struct tr_hdr *h)
+{
+  struct brk_lstream *ls = arg;
+  uint32_t len = h->payload_len;
+  uint8_t *p;
+
+  ls->rec_in_area = 0;
+  if (len > INLINE_LIMIT && ls->lane && (h->flags & TR_F_REPLY) &&
+      !(h->flags & TR_F_SHMREF)) {
+    ls->rec_ref.area = TR_AREA_DOWN;
+    p = tr_area_reserve(&ls->lane->l.down, len, &ls->rec_ref);
+    if (p) {
+      ls->rec_in_area = 1;
+      return p;
+    }
+  }
+  if (len > ls->spill_cap || !ls->spill) {
+    size_t cap = len > 4096 ? len : 4096;
+
+    p = realloc(ls->spill, cap);
+    if (!p)
+      return NULL;
+    ls->spill = p;
+    ls->spill_cap = cap;
+  }
+  return ls->spill;
+}
+
+/*
  * Decode and place as much of data[0..len) as fits.  *taken gets the
  * bytes given to the decoder.  Returns 0 when all was taken and placed,
  * 1 when blocked on reply space, or -EPROTO (ls->dec.why or a reply
@@ -356,10 +393,10 @@ static int ls_feed(struct brk_lstream *ls, const uint8_t *data, size_t len,
       return -EPROTO;
     *taken += (size_t)n;
     if (complete) {
+      /* rec_in_area was set by ls_alloc(). */
       ls->have_rec = 1;
       ls->rec_h = h;
       ls->rec_p = p;
-      ls->rec_in_area = 0;
     }
   }
 }
@@ -551,7 +588,7 @@ static struct brk_lstream *ls_get(struct brk_lane *ln, unsigned m,
   ls = calloc(1, sizeof(*ls));
   if (!ls)
     return NULL;
-  if (tr_decoder_init(&ls->dec, TR_PAYLOAD_MAX) < 0) {
+  if (tr_decoder_init_alloc(&ls->dec, TR_PAYLOAD_MAX, ls_alloc, ls) < 0) {
     free(ls);
     return NULL;
   }
