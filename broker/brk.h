@@ -65,6 +65,12 @@
 /* Response bytes one lane stream may hold while its lane is full before
    the whole connection is paused. */
 #define BRK_LANE_PEND_MAX (2u << 20)
+/* Upload chunks at least this long are queued by reference to the upload
+   area instead of copied (see brk_lane.c, "zero-copy uploads"). */
+#define BRK_LANE_ZC_MIN (64u << 10)
+/* Outstanding by-reference chunks per lane: enough for a full area of the
+   smallest such chunks; past it chunks are copied. */
+#define BRK_LANE_ZC_MAX (TR_LANE_AREA_SIZE / BRK_LANE_ZC_MIN)
 /* Records handled per lane before yielding to the rest of the loop. */
 #define BRK_DRAIN_BUDGET 256
 
@@ -163,6 +169,7 @@ struct brk_msess {
 };
 
 struct brk_lane;
+struct brk_upl;
 
 struct brk_client {
   struct brk *b;
@@ -233,6 +240,8 @@ struct brk_lane {
   unsigned nlocal, local_head, local_cap;
   int closing; /* LANE_CLOSE: drain what is left, then close */
   int reply_waiting; /* waiting for the shim to release reply space */
+  struct brk_upl *upl; /* upload chunks queued by reference; outlives the
+                          lane (and keeps its mapping) while any is queued */
 };
 
 struct brk_lstream {

@@ -11,11 +11,31 @@
 
 /* ---- byte queue --------------------------------------------------------- */
 
+/*
+ * A segment either owns its bytes (base == data, cap bytes of room) or
+ * refers to someone else's (base points outside, cap == end, done set):
+ * an external segment never has room, so appends always copy into an
+ * owned segment after it and never write into the referenced memory.
+ */
 struct brk_bq_seg {
   struct brk_bq_seg *next;
-  size_t start, end, cap; /* live bytes are data[start..end) */
+  unsigned char *base;    /* live bytes are base[start..end) */
+  size_t start, end, cap;
+  void (*done)(void *arg); /* external only: called once when freed */
+  void *done_arg;
   unsigned char data[];
 };
+
+/* Unlinked already: free it, telling the owner of external bytes. */
+static void seg_free(struct brk_bq_seg *s)
+{
+  void (*done)(void *) = s->done;
+  void *arg = s->done_arg;
+
+  free(s);
+  if (done)
+    done(arg);
+}
 
 void brk_bq_init(struct brk_bq *q)
 {
@@ -26,11 +46,14 @@ void brk_bq_release(struct brk_bq *q)
 {
   struct brk_bq_seg *s, *next;
 
-  for (s = q->head; s; s = next) {
-    next = s->next;
-    free(s);
-  }
+  s = q->head;
+  /* Empty the queue first: a done callback sees a consistent (empty)
+     queue. */
   brk_bq_init(q);
+  for (; s; s = next) {
+    next = s->next;
+    seg_free(s);
+  }
 }
 
 int brk_bq_appendv(struct brk_bq *q, const struct iovec *iov, int n)
@@ -51,8 +74,11 @@ int brk_bq_appendv(struct brk_bq *q, const struct iovec *iov, int n)
     if (!fresh)
       return -ENOMEM;
     fresh->next = NULL;
+    fresh->base = fresh->data;
     fresh->start = fresh->end = 0;
     fresh->cap = need;
+    fresh->done = NULL;
+    fresh->done_arg = NULL;
   }
   for (int i = 0; i < n; i++) {
     const unsigned char *p = iov[i].iov_base;
@@ -74,7 +100,7 @@ int brk_bq_appendv(struct brk_bq *q, const struct iovec *iov, int n)
       take = t->cap - t->end;
       if (take > left)
         take = left;
-      memcpy(t->data + t->end, p, take);
+      memcpy(t->base + t->end, p, take);
       t->end += take;
       p += take;
       left -= take;
@@ -92,6 +118,34 @@ int brk_bq_append(struct brk_bq *q, const void *data, size_t len)
   return brk_bq_appendv(q, &iov, 1);
 }
 
+int brk_bq_append_ref(struct brk_bq *q, const void *data, size_t len,
+                      void (*done)(void *arg), void *arg)
+{
+  struct brk_bq_seg *s;
+
+  if (!len) {
+    if (done)
+      done(arg);
+    return 0;
+  }
+  s = malloc(sizeof(*s));
+  if (!s)
+    return -ENOMEM;
+  s->next = NULL;
+  s->base = (unsigned char *)data;
+  s->start = 0;
+  s->end = s->cap = len; /* no room: later appends go to a new segment */
+  s->done = done;
+  s->done_arg = arg;
+  if (q->tail)
+    q->tail->next = s;
+  else
+    q->head = s;
+  q->tail = s;
+  q->len += len;
+  return 0;
+}
+
 int brk_bq_peekv(const struct brk_bq *q, struct iovec *iov, int maxiov,
                  size_t max, size_t *bytes)
 {
@@ -106,7 +160,7 @@ int brk_bq_peekv(const struct brk_bq *q, struct iovec *iov, int maxiov,
       continue;
     if (take > max - got)
       take = max - got;
-    iov[n].iov_base = (void *)(s->data + s->start);
+    iov[n].iov_base = (void *)(s->base + s->start);
     iov[n].iov_len = take;
     n++;
     got += take;
@@ -125,7 +179,7 @@ void brk_bq_copyout(const struct brk_bq *q, void *out, size_t len)
 
     if (take > len)
       take = len;
-    memcpy(o, s->data + s->start, take);
+    memcpy(o, s->base + s->start, take);
     o += take;
     len -= take;
   }
@@ -148,13 +202,17 @@ void brk_bq_drop(struct brk_bq *q, size_t n)
     q->head = s->next;
     if (!q->head)
       q->tail = NULL;
-    free(s);
+    seg_free(s);
   }
   /* Keep one emptied segment's worth of churn away: an empty queue frees
-     its last segment too, so an idle stream holds no memory. */
+     its last segment too, so an idle stream holds no memory.  (Only an
+     owned segment can be empty here: an external one is freed as soon as
+     its last byte is dropped, above.) */
   if (q->head && q->head->start == q->head->end && !q->head->next) {
-    free(q->head);
+    struct brk_bq_seg *s = q->head;
+
     q->head = q->tail = NULL;
+    seg_free(s);
   }
 }
 

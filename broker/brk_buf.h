@@ -1,8 +1,9 @@
 /*
  * brk_buf.h: two small pure containers the broker is built on.
  *
- * struct brk_bq, a byte queue: bytes appended at the tail (copied in),
- * looked at as an iovec array from the head, and dropped from the head.
+ * struct brk_bq, a byte queue: bytes appended at the tail (copied in, or
+ * by reference to memory someone else owns), looked at as an iovec array
+ * from the head, and dropped from the head.
  * The outgoing body of every HTTP/2 stream and the connection's pending
  * output are byte queues; the iovec view is what lets DATA frames be
  * written with one writev() straight from the queue.
@@ -32,13 +33,28 @@ struct brk_bq {
 #define BRK_BQ_SEG_MIN (64u << 10)
 
 void brk_bq_init(struct brk_bq *q);
-/* Free every segment; the queue is empty and reusable afterwards. */
+/* Free every segment (calling the done callback of each by-reference
+   append still queued); the queue is empty and reusable afterwards. */
 void brk_bq_release(struct brk_bq *q);
 
 /* Append copies of the n buffers, in order.  Returns 0 or -ENOMEM (then
    nothing was appended). */
 int brk_bq_appendv(struct brk_bq *q, const struct iovec *iov, int n);
 int brk_bq_append(struct brk_bq *q, const void *data, size_t len);
+
+/*
+ * Append len bytes at data BY REFERENCE: nothing is copied; the queue
+ * reads data[0..len) whenever it is looked at (peekv, copyout) until
+ * those bytes are dropped.  The caller keeps the memory valid and mapped
+ * until done(arg) is called, which happens exactly once: when the last of
+ * these bytes is dropped, or when the queue is released with some of them
+ * still queued.  Copied appends after it go to a new owned segment, never
+ * into data.  done runs inside brk_bq_drop/brk_bq_release and must not
+ * touch the queue.  len == 0 calls done at once.  Returns 0, or -ENOMEM
+ * (nothing appended, done not called: the memory is still the caller's).
+ */
+int brk_bq_append_ref(struct brk_bq *q, const void *data, size_t len,
+                      void (*done)(void *arg), void *arg);
 
 /*
  * Describe the first min(max, q->len) bytes as up to maxiov iovecs
@@ -52,7 +68,8 @@ int brk_bq_peekv(const struct brk_bq *q, struct iovec *iov, int maxiov,
 /* Copy the first len bytes out (len <= q->len) without dropping them. */
 void brk_bq_copyout(const struct brk_bq *q, void *out, size_t len);
 
-/* Drop the first n bytes (n <= q->len). */
+/* Drop the first n bytes (n <= q->len); by-reference appends wholly
+   dropped have their done callback called. */
 void brk_bq_drop(struct brk_bq *q, size_t n);
 
 /* ---- string builder ------------------------------------------------------ */

@@ -815,6 +815,22 @@ int brk_h2_stream_write(struct brk_h2_stream *s, const struct iovec *iov, int n)
   return 0;
 }
 
+int brk_h2_stream_write_ref(struct brk_h2_stream *s, const void *data,
+                            size_t len, void (*done)(void *arg), void *arg)
+{
+  int rc;
+
+  if (s->end_req || s->c->dead)
+    return -EPIPE;
+  rc = brk_bq_append_ref(&s->q, data, len, done, arg);
+  if (rc < 0)
+    return rc;
+  if (s->lowat && s->q.len > s->lowat)
+    s->above_lowat = 1;
+  stream_kick(s);
+  return 0;
+}
+
 size_t brk_h2_stream_queued(const struct brk_h2_stream *s)
 {
   return s->q.len;

@@ -146,6 +146,17 @@ struct brk_h2_stream *brk_h2_post(struct brk_h2 *c, const char *path,
 int brk_h2_stream_write(struct brk_h2_stream *s, const struct iovec *iov,
                         int n);
 
+/*
+ * Queue len body bytes at data by reference (brk_bq_append_ref): data
+ * must stay mapped until done(arg), called exactly once when the bytes
+ * have been written to the pipe (or copied into the connection's pending
+ * output after a short write) or when the stream is freed with them still
+ * queued, which can be well after the owner detached.  Returns 0, -ENOMEM
+ * or -EPIPE once ended; on failure done is not called.
+ */
+int brk_h2_stream_write_ref(struct brk_h2_stream *s, const void *data,
+                            size_t len, void (*done)(void *arg), void *arg);
+
 /* Body bytes queued and not yet written to the pipe. */
 size_t brk_h2_stream_queued(const struct brk_h2_stream *s);
 

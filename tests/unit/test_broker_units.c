@@ -227,6 +227,175 @@ static void test_bq(void **state)
   free(out);
 }
 
+/* ---- byte queue: by-reference segments ----------------------------------- */
+
+struct refdone {
+  int calls;
+  int order[8];
+  int norder;
+};
+
+struct refarg {
+  struct refdone *d;
+  int id;
+};
+
+static void ref_done(void *arg)
+{
+  struct refarg *a = arg;
+
+  a->d->calls++;
+  if (a->d->norder < 8)
+    a->d->order[a->d->norder++] = a->id;
+}
+
+/* Gather everything peekv describes into out; returns the bytes. */
+static size_t peek_all(const struct brk_bq *q, uint8_t *out)
+{
+  struct iovec iov[16];
+  size_t bytes, off = 0;
+  int n = brk_bq_peekv(q, iov, 16, q->len, &bytes);
+
+  for (int i = 0; i < n; i++) {
+    memcpy(out + off, iov[i].iov_base, iov[i].iov_len);
+    off += iov[i].iov_len;
+  }
+  assert_int_equal(off, bytes);
+  return off;
+}
+
+static void test_bq_ref_mixed(void **state)
+{
+  struct brk_bq q;
+  struct refdone d = {0};
+  struct refarg a1 = {&d, 1}, a2 = {&d, 2};
+  uint8_t ext1[100000], ext2[5000], want[200000], out[200000];
+  struct iovec iov[16];
+  size_t bytes, wl = 0;
+  int n;
+
+  for (size_t i = 0; i < sizeof(ext1); i++)
+    ext1[i] = (uint8_t)(i * 3 + 1);
+  for (size_t i = 0; i < sizeof(ext2); i++)
+    ext2[i] = (uint8_t)(i * 5 + 2);
+  brk_bq_init(&q);
+  /* owned "hdr", external ext1, owned "mid", external ext2, owned "tail" */
+  assert_int_equal(brk_bq_append(&q, "hdr", 3), 0);
+  assert_int_equal(brk_bq_append_ref(&q, ext1, sizeof(ext1), ref_done, &a1),
+                   0);
+  assert_int_equal(brk_bq_append(&q, "mid", 3), 0);
+  assert_int_equal(brk_bq_append_ref(&q, ext2, sizeof(ext2), ref_done, &a2),
+                   0);
+  assert_int_equal(brk_bq_append(&q, "tail", 4), 0);
+  memcpy(want + wl, "hdr", 3), wl += 3;
+  memcpy(want + wl, ext1, sizeof(ext1)), wl += sizeof(ext1);
+  memcpy(want + wl, "mid", 3), wl += 3;
+  memcpy(want + wl, ext2, sizeof(ext2)), wl += sizeof(ext2);
+  memcpy(want + wl, "tail", 4), wl += 4;
+  assert_int_equal(q.len, wl);
+
+  /* The external bytes are not copied: peekv points into them. */
+  n = brk_bq_peekv(&q, iov, 16, q.len, &bytes);
+  assert_int_equal(n, 5);
+  assert_int_equal(bytes, wl);
+  assert_ptr_equal(iov[1].iov_base, ext1);
+  assert_ptr_equal(iov[3].iov_base, ext2);
+  assert_int_equal(peek_all(&q, out), wl);
+  assert_memory_equal(out, want, wl);
+  memset(out, 0, sizeof(out));
+  brk_bq_copyout(&q, out, wl);
+  assert_memory_equal(out, want, wl);
+
+  /* Copied appends never land in an external segment's memory. */
+  assert_int_equal(memcmp(ext2, want + 3 + sizeof(ext1) + 3, sizeof(ext2)),
+                   0);
+
+  /* Partial drops inside an external segment: no callback yet. */
+  brk_bq_drop(&q, 3 + 1000);
+  assert_int_equal(d.calls, 0);
+  n = brk_bq_peekv(&q, iov, 16, 10, &bytes);
+  assert_int_equal(bytes, 10);
+  assert_ptr_equal(iov[0].iov_base, ext1 + 1000);
+  brk_bq_copyout(&q, out, q.len);
+  assert_memory_equal(out, want + 1003, wl - 1003);
+  /* Dropping the rest of ext1 (and into "mid") calls its callback once. */
+  brk_bq_drop(&q, sizeof(ext1) - 1000 + 1);
+  assert_int_equal(d.calls, 1);
+  assert_int_equal(d.order[0], 1);
+  brk_bq_copyout(&q, out, q.len);
+  assert_memory_equal(out, want + 3 + sizeof(ext1) + 1, q.len);
+  /* Drop exactly to the end of ext2. */
+  brk_bq_drop(&q, 2 + sizeof(ext2));
+  assert_int_equal(d.calls, 2);
+  assert_int_equal(d.order[1], 2);
+  assert_int_equal(q.len, 4);
+  brk_bq_copyout(&q, out, 4);
+  assert_memory_equal(out, "tail", 4);
+  brk_bq_drop(&q, 4);
+  assert_int_equal(q.len, 0);
+  assert_null(q.head);
+  brk_bq_release(&q);
+  assert_int_equal(d.calls, 2);
+}
+
+static void test_bq_ref_release(void **state)
+{
+  struct brk_bq q;
+  struct refdone d = {0};
+  struct refarg a1 = {&d, 1}, a2 = {&d, 2}, a3 = {&d, 3};
+  uint8_t ext[64];
+
+  memset(ext, 0x5a, sizeof(ext));
+  brk_bq_init(&q);
+  /* Zero bytes: done at once, nothing queued. */
+  assert_int_equal(brk_bq_append_ref(&q, ext, 0, ref_done, &a3), 0);
+  assert_int_equal(d.calls, 1);
+  assert_int_equal(q.len, 0);
+  assert_null(q.head);
+  /* External segments at the head and the tail, partly dropped. */
+  assert_int_equal(brk_bq_append_ref(&q, ext, 32, ref_done, &a1), 0);
+  assert_int_equal(brk_bq_append(&q, "x", 1), 0);
+  assert_int_equal(brk_bq_append_ref(&q, ext + 32, 32, ref_done, &a2), 0);
+  brk_bq_drop(&q, 5);
+  assert_int_equal(d.calls, 1);
+  brk_bq_release(&q);
+  /* Each callback once, in queue order; the queue is empty and reusable. */
+  assert_int_equal(d.calls, 3);
+  assert_int_equal(d.order[1], 1);
+  assert_int_equal(d.order[2], 2);
+  assert_int_equal(q.len, 0);
+  assert_null(q.head);
+  assert_int_equal(brk_bq_append(&q, "ok", 2), 0);
+  brk_bq_release(&q);
+  assert_int_equal(d.calls, 3);
+  /* A queue of only an external segment, dropped in small steps. */
+  brk_bq_init(&q);
+  assert_int_equal(brk_bq_append_ref(&q, ext, 64, ref_done, &a1), 0);
+  for (int i = 0; i < 63; i++)
+    brk_bq_drop(&q, 1);
+  assert_int_equal(d.calls, 3);
+  brk_bq_drop(&q, 1);
+  assert_int_equal(d.calls, 4);
+  assert_null(q.head);
+  assert_null(q.tail);
+  /* Appending after an external tail starts an owned segment. */
+  assert_int_equal(brk_bq_append_ref(&q, ext, 8, ref_done, &a2), 0);
+  assert_int_equal(brk_bq_append(&q, "abcdefgh", 8), 0);
+  {
+    uint8_t out[16];
+
+    brk_bq_copyout(&q, out, 16);
+    assert_memory_equal(out, ext, 8);
+    assert_memory_equal(out + 8, "abcdefgh", 8);
+  }
+  for (int i = 0; i < 8; i++)
+    assert_int_equal(ext[i], 0x5a);
+  brk_bq_drop(&q, 16);
+  assert_int_equal(d.calls, 5);
+  brk_bq_release(&q);
+  assert_int_equal(d.calls, 5);
+}
+
 /* ---- strings and JSON ------------------------------------------------------- */
 
 static void test_sb_json(void **state)
@@ -299,6 +468,8 @@ int main(void)
       cmocka_unit_test(test_accept_recvmsg),
       cmocka_unit_test(test_tasks),
       cmocka_unit_test(test_bq),
+      cmocka_unit_test(test_bq_ref_mixed),
+      cmocka_unit_test(test_bq_ref_release),
       cmocka_unit_test(test_sb_json),
       cmocka_unit_test(test_json_flat),
   };
