@@ -38,154 +38,7 @@
 
 #include <nghttp2/nghttp2.h>
 
-/*
- * nghttp2 1.60 renamed the ssize_t entry points (*2, nghttp2_ssize) and
- * deprecated the old ones; Debian 12 ships 1.52.  Use whichever exists.
- */
-#if NGHTTP2_VERSION_NUM >= 0x013c00
-typedef nghttp2_ssize agt_ngssize;
-typedef nghttp2_data_provider2 agt_ngprd;
-#define agt_ng_mem_send nghttp2_session_mem_send2
-#define agt_ng_mem_recv nghttp2_session_mem_recv2
-#define agt_ng_submit_response nghttp2_submit_response2
-#define agt_ng_set_read_length                                                 \
-  nghttp2_session_callbacks_set_data_source_read_length_callback2
-#else
-typedef ssize_t agt_ngssize;
-typedef nghttp2_data_provider agt_ngprd;
-#define agt_ng_mem_send nghttp2_session_mem_send
-#define agt_ng_mem_recv nghttp2_session_mem_recv
-#define agt_ng_submit_response nghttp2_submit_response
-#define agt_ng_set_read_length                                                 \
-  nghttp2_session_callbacks_set_data_source_read_length_callback
-#endif
-
-#include "agent.h"
-#include "agent_exec.h"
-#include "agent_h2.h"
-#include "agent_hmap.h"
-#include "agent_module.h"
-#include "agent_session.h"
-
-#define container_of(p, type, member)                                          \
-  ((type *)(void *)((char *)(p) - offsetof(type, member)))
-
-/* A connection that is being closed (bad secret, no common version) gets
-   this long to take its last response before the socket is shut. */
-#define CLOSE_GRACE_MS 5000
-/* A connection must present the secret within this long of connecting:
-   unauthenticated peers do not get to hold sockets open. */
-#define AUTH_GRACE_MS 10000
-/* How long shutdown waits for execution threads to release sessions. */
-#define SHUTDOWN_WAIT_MS 30000
-#define RECV_BUF (64u << 10)
-#define RECV_ROUNDS 16 /* reads per wake-up before others get a turn */
-/*
- * iovec entries of one lane DATA frame written by send_data_cb: the frame
- * header, the pad length, the payload runs, the padding.  A frame of many
- * small replies is cut after DATA_IOV - 3 runs to fit one sendmsg.
- */
-#if defined(IOV_MAX) && IOV_MAX < 1024
-#define DATA_IOV IOV_MAX
-#else
-#define DATA_IOV 1024
-#endif
-#define DATA_RUNS (DATA_IOV - 3)
-
-enum ev_kind { EV_LISTEN, EV_SIGNAL, EV_INBOX, EV_CONN };
-
-/* What an epoll event points at. */
-struct ev {
-  enum ev_kind kind;
-  int fd;
-};
-
-enum st_kind {
-  ST_NEW,     /* headers arriving */
-  ST_FIXED,   /* answered with a fixed response; body ignored */
-  ST_HELLO,   /* collecting the HELLO record */
-  ST_SESSION, /* /v1/session */
-  ST_LANE,    /* /v1/lane */
-};
-
-struct conn;
-
-/* One request stream.  Owned by its connection's list. */
-struct stream {
-  struct conn *conn;
-  int32_t id;
-  enum st_kind kind;
-  struct stream *prev, *next;
-
-  /* Request headers we look at; over-long values set hdr_overflow. */
-  char method[16], path[64], auth[512], sess_hdr[40], va_hdr[64],
-      lane_hdr[32];
-  size_t auth_len;
-  bool hdr_overflow;
-
-  bool deferred;  /* the data provider returned NGHTTP2_ERR_DEFERRED */
-  bool rst_sent;  /* we reset it; waiting for the close */
-  bool close_conn; /* close the connection once this response is sent */
-
-  uint8_t *body; /* ST_HELLO: request bytes */
-  size_t body_len;
-  uint8_t *resp; /* ST_FIXED and hello: response bytes */
-  size_t resp_len, resp_off;
-
-  struct agt_session *sess; /* ST_SESSION, until the session is freed */
-  bool sess_done;           /* ST_SESSION: end the response */
-  struct agt_lane *lane;    /* ST_LANE: referenced */
-};
-
-struct conn {
-  struct ev ev;
-  struct agt_server *srv;
-  nghttp2_session *ngh;
-  struct conn *prev, *next;
-  struct stream *streams;
-  /*
-   * Bytes to write before anything else: either nghttp2's (from
-   * nghttp2_session_mem_send, valid until it is called again) or the rest
-   * of a lane DATA frame that send_data_cb could not write whole, copied
-   * to pend.
-   */
-  const uint8_t *out;
-  size_t out_len;
-  uint8_t *pend;      /* owned; pend_cap bytes */
-  size_t pend_cap;
-  bool blocked;       /* send_data_cb found the socket full */
-  uint64_t credit;    /* connection-level bytes to consume */
-  bool pollout;       /* EPOLLOUT is registered */
-  bool dirty;         /* has something to send: flush at the end of the turn */
-  bool terminate;     /* send GOAWAY and close after it */
-  bool lingering;     /* all sent, write side shut: draining the peer */
-  bool dead;          /* close at the end of the turn */
-  uint64_t close_by;  /* ms deadline once closing, else 0 */
-  uint64_t auth_by;   /* ms deadline for a first authenticated request,
-                         0 once one came */
-  char peer[64];
-};
-
-struct agt_server {
-  struct ev listen_ev, signal_ev, inbox_ev;
-  int epfd;
-  uint16_t port;
-  char *secret; /* "Bearer <secret>", or NULL */
-  size_t secret_len;
-  struct agt_backend *be;
-  struct agt_exec *exec;
-  struct agt_modcache *cache;
-  struct agt_inbox inbox;
-  bool inbox_ok;
-  nghttp2_session_callbacks *cbs;
-  nghttp2_option *opt;
-  struct conn *conns;
-  struct agt_hmap sessions; /* id -> session (the registry's reference) */
-  unsigned live_sessions;   /* created and not yet freed */
-  struct tr_devinfo devinfo;
-  uint8_t rbuf[RECV_BUF];
-  struct iovec iov[DATA_IOV]; /* send_data_cb's, network thread only */
-};
+#include "agent_h2_int.h"
 
 static void conn_mark(struct conn *c)
 {
@@ -375,7 +228,7 @@ static void resume(struct stream *st)
   conn_mark(st->conn);
 }
 
-static int submit(struct stream *st, const char *status,
+int agt_st_submit(struct stream *st, const char *status,
                   const char *content_type)
 {
   nghttp2_nv nv[2] = {
@@ -396,7 +249,7 @@ static int submit(struct stream *st, const char *status,
   return rc;
 }
 
-static void rst(struct stream *st, uint32_t code)
+void agt_st_rst(struct stream *st, uint32_t code)
 {
   if (st->rst_sent || st->conn->dead)
     return;
@@ -406,9 +259,7 @@ static void rst(struct stream *st, uint32_t code)
 }
 
 /* Answer with a short text body; the request body, if any, is ignored. */
-static void reply_text(struct stream *st, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void reply_text(struct stream *st, int status, const char *fmt, ...)
+void agt_st_reply_text(struct stream *st, int status, const char *fmt, ...)
 {
   char code[8], text[512];
   va_list ap;
@@ -430,497 +281,8 @@ static void reply_text(struct stream *st, int status, const char *fmt, ...)
   if (st->resp)
     memcpy(st->resp, text, (size_t)n);
   snprintf(code, sizeof(code), "%d", status);
-  if (submit(st, code, "text/plain; charset=utf-8") < 0)
-    rst(st, NGHTTP2_INTERNAL_ERROR);
-}
-
-/* ---- sessions ----------------------------------------------------------- */
-
-/*
- * End a session: out of the registry (new lanes get 404), its lanes aborted
- * and their streams reset, the registry's reference dropped.  The memory is
- * freed when the last lane lets go; the note that follows ends the
- * /v1/session response.
- */
-static void session_destroy(struct agt_server *srv, struct agt_session *s)
-{
-  if (s->closing)
-    return;
-  s->closing = true;
-  agt_hmap_del(&srv->sessions, s->id);
-  for (struct agt_lane *l = s->lanes; l; l = l->sess_next) {
-    agt_lane_abort(l);
-    if (l->st)
-      rst(l->st, NGHTTP2_CANCEL);
-  }
-  agt_info("session %016llx: closing", (unsigned long long)s->id);
-  agt_session_put(s);
-}
-
-/* Parse exactly n hex digits (n <= 16) or, with n == 0, 1..16 of them. */
-static int parse_hex(const char *s, size_t n, uint64_t *out)
-{
-  size_t len = strlen(s);
-  uint64_t v = 0;
-
-  if (len == 0 || len > 16 || (n && len != n))
-    return -EINVAL;
-  for (size_t i = 0; i < len; i++) {
-    int d;
-
-    if (s[i] >= '0' && s[i] <= '9')
-      d = s[i] - '0';
-    else if (s[i] >= 'a' && s[i] <= 'f')
-      d = s[i] - 'a' + 10;
-    else if (s[i] >= 'A' && s[i] <= 'F')
-      d = s[i] - 'A' + 10;
-    else
-      return -EINVAL;
-    v = v << 4 | (uint64_t)d;
-  }
-  *out = v;
-  return 0;
-}
-
-static int parse_session_id(const char *s, uint64_t *id)
-{
-  return parse_hex(s, 16, id) < 0 || *id == 0 ? -EINVAL : 0;
-}
-
-static void open_session(struct stream *st)
-{
-  struct agt_server *srv = st->conn->srv;
-  struct agt_session *s;
-  uint64_t id, base, size;
-  char va[sizeof(st->va_hdr)], *plus;
-  const char *why = NULL;
-  int rc;
-
-  if (parse_session_id(st->sess_hdr, &id) < 0) {
-    reply_text(st, 400, "tremote-session must be 16 hex digits, not all 0");
-    return;
-  }
-  memcpy(va, st->va_hdr, sizeof(va));
-  plus = strchr(va, '+');
-  if (plus)
-    *plus = 0;
-  if (!plus || parse_hex(va, 0, &base) < 0 || parse_hex(plus + 1, 0, &size) < 0) {
-    reply_text(st, 400, "tremote-va must be <base hex>+<size hex>");
-    return;
-  }
-  if (agt_hmap_get(&srv->sessions, id)) {
-    reply_text(st, 409, "session %016llx already exists",
-               (unsigned long long)id);
-    return;
-  }
-  rc = agt_session_new(id, srv->be, srv->cache, &srv->inbox, base, size, &s,
-                       &why);
-  if (rc < 0) {
-    agt_warn("%s: session %016llx refused: %s", st->conn->peer,
-             (unsigned long long)id, why);
-    reply_text(st, rc == -EEXIST ? 409 : rc == -EINVAL ? 400 : 503,
-               "session refused: %s", why);
-    return;
-  }
-  if (agt_hmap_put(&srv->sessions, id, s) < 0) {
-    agt_session_put(s);
-    reply_text(st, 503, "out of memory");
-    return;
-  }
-  srv->live_sessions++;
-  s->st = st;
-  st->sess = s;
-  st->kind = ST_SESSION;
-  agt_info("session %016llx: opened, window %#llx+%#llx", (unsigned long long)id,
-           (unsigned long long)base, (unsigned long long)size);
-  if (submit(st, "200", "application/octet-stream") < 0)
-    rst(st, NGHTTP2_INTERNAL_ERROR);
-}
-
-static void open_lane(struct stream *st)
-{
-  struct agt_server *srv = st->conn->srv;
-  struct agt_session *s;
-  struct agt_lane *l;
-  uint64_t id, lane = 0;
-  size_t n = strlen(st->lane_hdr);
-
-  if (parse_session_id(st->sess_hdr, &id) < 0) {
-    reply_text(st, 400, "tremote-session must be 16 hex digits, not all 0");
-    return;
-  }
-  if (n == 0 || n > 19 || strspn(st->lane_hdr, "0123456789") != n) {
-    reply_text(st, 400, "tremote-lane must be a decimal number");
-    return;
-  }
-  for (size_t i = 0; i < n; i++)
-    lane = lane * 10 + (uint64_t)(st->lane_hdr[i] - '0');
-  s = agt_hmap_get(&srv->sessions, id);
-  if (!s) {
-    reply_text(st, 404, "no session %016llx", (unsigned long long)id);
-    return;
-  }
-  for (l = s->lanes; l; l = l->sess_next) {
-    if (l->id == lane) {
-      reply_text(st, 409, "lane %llu of session %016llx is already open",
-                 (unsigned long long)lane, (unsigned long long)id);
-      return;
-    }
-  }
-  if (agt_lane_new(s, lane, &l) < 0) {
-    reply_text(st, 503, "out of memory");
-    return;
-  }
-  l->st = st;
-  l->sess_next = s->lanes;
-  s->lanes = l;
-  st->lane = l;
-  st->kind = ST_LANE;
-  /* See AGT_LANE_IN_MAX: the steady-state bound on unexecuted bytes. */
-  nghttp2_session_set_local_window_size(st->conn->ngh, NGHTTP2_FLAG_NONE,
-                                        st->id, (int32_t)AGT_LANE_IN_MAX);
-  agt_debug("session %016llx: lane %llu opened", (unsigned long long)id,
-            (unsigned long long)lane);
-  if (submit(st, "200", "application/octet-stream") < 0)
-    rst(st, NGHTTP2_INTERNAL_ERROR);
-}
-
-/* ---- hello -------------------------------------------------------------- */
-
-static void reply_record(struct stream *st, const struct tr_hdr *req,
-                         uint32_t status, const uint8_t *payload, size_t len)
-{
-  struct tr_hdr h;
-
-  tr_hdr_init(&h, TR_OP_HELLO, TR_F_REPLY, req->request_id, (uint32_t)len);
-  h.status = status;
-  st->resp = malloc(TR_HDR_SIZE + len);
-  if (!st->resp) {
-    rst(st, NGHTTP2_INTERNAL_ERROR);
-    return;
-  }
-  tr_hdr_pack(&h, st->resp);
-  memcpy(st->resp + TR_HDR_SIZE, payload, len);
-  st->resp_len = TR_HDR_SIZE + len;
-  st->resp_off = 0;
-  if (submit(st, "200", "application/octet-stream") < 0)
-    rst(st, NGHTTP2_INTERNAL_ERROR);
-}
-
-/*
- * The request body is complete: one HELLO record with role 2.  Reply with
- * the chosen version, the agreed capabilities and the device description
- * (PROTOCOL.md §5).  With no common version the reply carries
- * TR_ST_VERSION and a message, and the connection is closed after it.
- */
-static void answer_hello(struct stream *st)
-{
-  struct agt_server *srv = st->conn->srv;
-  struct tr_hello mine = {TR_PROTO_VERSION_MIN, TR_PROTO_VERSION_MAX,
-                          TR_ROLE_AGENT, 0, 0, 0};
-  struct tr_hello theirs, out;
-  struct tr_hdr h;
-  const char *why = NULL;
-  char text[160];
-  uint8_t *buf;
-  size_t dsize;
-  int v, n;
-
-  mine.caps = TR_CAP_MODULE_CACHE | (srv->devinfo.caps & TR_CAP_EXEC);
-  if (st->body_len < TR_HDR_SIZE) {
-    why = "body shorter than a record header";
-    goto out_bad;
-  }
-  tr_hdr_unpack(st->body, &h);
-  if (tr_hdr_check(&h, AGT_HELLO_MAX, 0, &why) < 0)
-    goto out_bad;
-  if (h.opcode != TR_OP_HELLO || h.flags & (TR_F_REPLY | TR_F_MORE) ||
-      TR_HDR_SIZE + (size_t)h.payload_len != st->body_len) {
-    why = "not exactly one HELLO request record";
-    goto out_bad;
-  }
-  if (tr_hello_unpack(st->body + TR_HDR_SIZE, h.payload_len, &theirs) < 0) {
-    why = "malformed tr_hello payload";
-    goto out_bad;
-  }
-  st->kind = ST_FIXED;
-  if (theirs.role != TR_ROLE_BROKER) {
-    n = snprintf(text, sizeof(text), "agent expects role %u (broker), got %u",
-                 TR_ROLE_BROKER, theirs.role);
-    reply_record(st, &h, TR_ST_BAD_RECORD, (uint8_t *)text, (size_t)n);
-    return;
-  }
-  v = tr_hello_choose(&mine, &theirs);
-  if (v < 0) {
-    n = snprintf(text, sizeof(text),
-                 "no common protocol version: agent speaks %u..%u, broker "
-                 "offered %u..%u",
-                 mine.min_version, mine.max_version, theirs.min_version,
-                 theirs.max_version);
-    agt_warn("%s: %s", st->conn->peer, text);
-    st->close_conn = true;
-    reply_record(st, &h, TR_ST_VERSION, (uint8_t *)text, (size_t)n);
-    return;
-  }
-  dsize = tr_devinfo_size(&srv->devinfo);
-  out = (struct tr_hello){(uint16_t)v, (uint16_t)v, TR_ROLE_AGENT,
-                          theirs.caps & mine.caps, (uint32_t)getpid(),
-                          (uint32_t)dsize};
-  buf = malloc(TR_HELLO_SIZE + dsize);
-  if (!buf) {
-    rst(st, NGHTTP2_INTERNAL_ERROR);
-    return;
-  }
-  tr_hello_pack(&out, buf);
-  tr_devinfo_pack(&srv->devinfo, buf + TR_HELLO_SIZE);
-  agt_info("%s: hello: version %d, caps %#llx", st->conn->peer, v,
-           (unsigned long long)out.caps);
-  reply_record(st, &h, 0, buf, TR_HELLO_SIZE + dsize);
-  free(buf);
-  return;
-
-out_bad:
-  agt_warn("%s: stream %d: bad HELLO (%s); resetting the stream",
-           st->conn->peer, st->id, why);
-  st->kind = ST_FIXED;
-  rst(st, NGHTTP2_PROTOCOL_ERROR);
-}
-
-/* ---- lanes: decoding ---------------------------------------------------- */
-
-static struct agt_rec *rec_new(const struct tr_hdr *h, const uint8_t *payload,
-                               uint32_t stored, uint32_t wire_len)
-{
-  struct agt_rec *r = malloc(sizeof(*r) + stored);
-
-  if (!r)
-    return NULL;
-  r->hdr = *h;
-  r->hdr.payload_len = stored;
-  r->wire_len = wire_len;
-  if (stored)
-    memcpy(r->payload, payload, stored);
-  return r;
-}
-
-/*
- * An opcode the table does not know, in an otherwise sound header: the
- * stream is still in step (its length is known and within bounds), so it
- * is answered TR_ST_BAD_OPCODE like any unsupported opcode rather than
- * killing the lane.  Its payload is skipped, not stored.
- */
-static int queue_unknown(struct agt_lane *l)
-{
-  struct agt_rec *r = rec_new(&l->skip_hdr, NULL, 0,
-                              TR_HDR_SIZE + l->skip_hdr.payload_len);
-
-  if (!r)
-    return -ENOMEM;
-  agt_lane_push_in(l, r);
-  return 0;
-}
-
-static void lane_feed(struct stream *st, const uint8_t *p, size_t len)
-{
-  struct agt_server *srv = st->conn->srv;
-  struct agt_lane *l = st->lane;
-  const char *why = NULL;
-  bool queued = false;
-
-  l->recv_bytes += len;
-  if (st->rst_sent)
-    return; /* credited when the stream closes */
-  while (len) {
-    const uint8_t *payload;
-    struct agt_rec *r;
-    struct tr_hdr h;
-    uint32_t before;
-    int complete;
-    long n;
-
-    if (l->skip) {
-      size_t k = len < l->skip ? len : l->skip;
-
-      l->skip -= (uint32_t)k;
-      p += k;
-      len -= k;
-      if (!l->skip) {
-        if (queue_unknown(l) < 0)
-          goto out_nomem;
-        queued = true;
-      }
-      continue;
-    }
-    before = l->dec.have;
-    n = tr_decoder_feed(&l->dec, p, len, &complete, &h, &payload);
-    if (n == -EBADMSG && l->dec.hdr.payload_len <= TR_PAYLOAD_MAX) {
-      /* Only the header was taken, and it failed on its opcode alone. */
-      size_t used = TR_HDR_SIZE - before;
-
-      l->skip_hdr = l->dec.hdr;
-      l->skip = l->dec.hdr.payload_len;
-      if (agt_lane_decoder_reset(l) < 0)
-        goto out_nomem;
-      p += used;
-      len -= used;
-      agt_debug("lane %llu: unknown opcode %u", (unsigned long long)l->id,
-                l->skip_hdr.opcode);
-      if (!l->skip) {
-        if (queue_unknown(l) < 0)
-          goto out_nomem;
-        queued = true;
-      }
-      continue;
-    }
-    if (n < 0) {
-      why = l->dec.why;
-      goto out_bad;
-    }
-    p += n;
-    len -= (size_t)n;
-    if (!complete)
-      continue;
-    (void)payload; /* it is r->payload: decoded in place */
-    r = agt_lane_take_rec(l);
-    agt_lane_push_in(l, r);
-    queued = true;
-  }
-  if (queued)
-    agt_exec_submit(srv->exec, l);
-  return;
-
-out_nomem:
-  why = "out of memory";
-out_bad:
-  agt_warn("%s: lane %llu: malformed record (%s); resetting the stream",
-           st->conn->peer, (unsigned long long)l->id, why);
-  agt_lane_abort(l);
-  rst(st, NGHTTP2_PROTOCOL_ERROR);
-}
-
-/* ---- request routing ---------------------------------------------------- */
-
-/* Constant-time: the time taken does not depend on where they differ. */
-static bool auth_ok(const struct agt_server *srv, const struct stream *st)
-{
-  unsigned diff;
-
-  if (!srv->secret)
-    return true;
-  diff = st->auth_len != srv->secret_len || st->hdr_overflow;
-  for (size_t i = 0; i < srv->secret_len; i++)
-    diff |= (unsigned)(uint8_t)srv->secret[i] ^
-            (unsigned)(uint8_t)(i < st->auth_len ? st->auth[i] : 0);
-  return diff == 0;
-}
-
-static void route(struct stream *st)
-{
-  struct conn *c = st->conn;
-
-  if (!auth_ok(c->srv, st)) {
-    agt_warn("%s: request with a %s secret; closing the connection", c->peer,
-             st->auth_len ? "wrong" : "missing");
-    st->close_conn = true;
-    reply_text(st, 401, "authentication failed: missing or wrong "
-                        "'authorization: Bearer <secret>'");
-    return;
-  }
-  c->auth_by = 0;
-  if (st->hdr_overflow) {
-    reply_text(st, 431, "request header value too long");
-    return;
-  }
-  if (strcmp(st->method, "POST") != 0) {
-    reply_text(st, 405, "only POST is served");
-    return;
-  }
-  if (strcmp(st->path, "/v1/hello") == 0)
-    st->kind = ST_HELLO;
-  else if (strcmp(st->path, "/v1/session") == 0)
-    open_session(st);
-  else if (strcmp(st->path, "/v1/lane") == 0)
-    open_lane(st);
-  else
-    reply_text(st, 404, "no such path: %s", st->path);
-}
-
-/* The request body ended (END_STREAM). */
-static void request_end(struct stream *st)
-{
-  struct agt_lane *l;
-
-  switch (st->kind) {
-  case ST_HELLO:
-    answer_hello(st);
-    break;
-  case ST_SESSION:
-    if (st->sess)
-      session_destroy(st->conn->srv, st->sess);
-    break;
-  case ST_LANE:
-    l = st->lane;
-    if (st->rst_sent)
-      break;
-    if (l->dec.have || l->skip) {
-      agt_warn("%s: lane %llu: body ends inside a record; resetting",
-               st->conn->peer, (unsigned long long)l->id);
-      agt_lane_abort(l);
-      rst(st, NGHTTP2_PROTOCOL_ERROR);
-      break;
-    }
-    agt_lane_end_in(l);
-    agt_exec_submit(st->conn->srv->exec, l);
-    break;
-  default:
-    break;
-  }
-}
-
-/* Forget a stream: on close, or when its connection goes. */
-static void stream_free(struct stream *st)
-{
-  struct conn *c = st->conn;
-  struct agt_lane *l, **pp;
-  struct agt_session *s;
-
-  switch (st->kind) {
-  case ST_SESSION:
-    s = st->sess;
-    if (s) {
-      s->st = NULL;
-      st->sess = NULL;
-      session_destroy(c->srv, s);
-    }
-    break;
-  case ST_LANE:
-    l = st->lane;
-    agt_lane_abort(l); /* a no-op for a lane that finished */
-    /* Whatever was received and not yet credited is given back to the
-       connection: the stream's own window no longer exists. */
-    c->credit += l->recv_bytes - l->credited;
-    l->credited = l->recv_bytes;
-    l->st = NULL;
-    for (pp = &l->sess->lanes; *pp; pp = &(*pp)->sess_next) {
-      if (*pp == l) {
-        *pp = l->sess_next;
-        break;
-      }
-    }
-    agt_lane_put(l);
-    break;
-  default:
-    break;
-  }
-  if (st->prev)
-    st->prev->next = st->next;
-  else
-    c->streams = st->next;
-  if (st->next)
-    st->next->prev = st->prev;
-  free(st->body);
-  free(st->resp);
-  free(st);
+  if (agt_st_submit(st, code, "text/plain; charset=utf-8") < 0)
+    agt_st_rst(st, NGHTTP2_INTERNAL_ERROR);
 }
 
 /* ---- nghttp2 callbacks -------------------------------------------------- */
@@ -1003,9 +365,9 @@ static int on_frame_recv(nghttp2_session *ngh, const nghttp2_frame *fr,
     return 0;
   if (fr->hd.type == NGHTTP2_HEADERS &&
       fr->headers.cat == NGHTTP2_HCAT_REQUEST)
-    route(st);
+    agt_route(st);
   if (fr->hd.flags & NGHTTP2_FLAG_END_STREAM)
-    request_end(st);
+    agt_request_end(st);
   return 0;
 }
 
@@ -1015,21 +377,21 @@ static int on_data_chunk(nghttp2_session *ngh, uint8_t flags, int32_t id,
   struct stream *st = nghttp2_session_get_stream_user_data(ngh, id);
 
   if (st && st->kind == ST_LANE) {
-    lane_feed(st, data, len); /* consumed once executed */
+    agt_lane_feed(st, data, len); /* consumed once executed */
     return 0;
   }
   nghttp2_session_consume(ngh, id, len);
   if (!st || st->kind != ST_HELLO)
     return 0;
   if (st->body_len + len > AGT_HELLO_MAX) {
-    reply_text(st, 413, "HELLO larger than %u bytes", AGT_HELLO_MAX);
+    agt_st_reply_text(st, 413, "HELLO larger than %u bytes", AGT_HELLO_MAX);
     return 0;
   }
   if (!st->body) {
     st->body = malloc(AGT_HELLO_MAX);
     if (!st->body) {
       st->kind = ST_FIXED;
-      rst(st, NGHTTP2_INTERNAL_ERROR);
+      agt_st_rst(st, NGHTTP2_INTERNAL_ERROR);
       return 0;
     }
   }
@@ -1063,7 +425,7 @@ static int on_stream_close(nghttp2_session *ngh, int32_t id, uint32_t code,
   if (st->close_conn)
     ((struct conn *)ud)->terminate = true;
   nghttp2_session_set_stream_user_data(ngh, id, NULL);
-  stream_free(st);
+  agt_stream_free(st);
   return 0;
 }
 
@@ -1089,11 +451,11 @@ static void conn_close(struct conn *c)
   struct agt_server *srv = c->srv;
 
   agt_debug("%s: connection closed", c->peer);
-  c->dead = true; /* rst() on its streams is now a no-op */
+  c->dead = true; /* agt_st_rst() on its streams is now a no-op */
   /* nghttp2_session_del() does not report streams closing: do it here,
      so every session and lane on this connection ends. */
   while (c->streams)
-    stream_free(c->streams);
+    agt_stream_free(c->streams);
   nghttp2_session_del(c->ngh);
   epoll_ctl(srv->epfd, EPOLL_CTL_DEL, c->ev.fd, NULL);
   close(c->ev.fd);
@@ -1336,7 +698,7 @@ static void lane_note(struct agt_lane *l)
     l->credited += done;
   }
   if (aborted)
-    rst(st, NGHTTP2_INTERNAL_ERROR); /* the lane died on its own */
+    agt_st_rst(st, NGHTTP2_INTERNAL_ERROR); /* the lane died on its own */
   else if (ready)
     resume(st);
   conn_mark(st->conn);

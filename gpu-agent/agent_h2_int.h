@@ -1,0 +1,199 @@
+/*
+ * agent_h2_int.h: what the network thread's two files share.
+ *
+ *   agent_h2.c      connections, nghttp2 callbacks, responses, the loop;
+ *   agent_routes.c  what each request path does (/v1/hello, /v1/session,
+ *                   /v1/lane) and how a lane's body becomes records.
+ *
+ * Network thread only; nothing outside gpu-agent/agent_h2.c and
+ * gpu-agent/agent_routes.c includes it.
+ */
+#ifndef AGT_H2_INT_H
+#define AGT_H2_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include <nghttp2/nghttp2.h>
+
+/*
+ * nghttp2 1.60 renamed the ssize_t entry points (*2, nghttp2_ssize) and
+ * deprecated the old ones; Debian 12 ships 1.52.  Use whichever exists.
+ */
+#if NGHTTP2_VERSION_NUM >= 0x013c00
+typedef nghttp2_ssize agt_ngssize;
+typedef nghttp2_data_provider2 agt_ngprd;
+#define agt_ng_mem_send nghttp2_session_mem_send2
+#define agt_ng_mem_recv nghttp2_session_mem_recv2
+#define agt_ng_submit_response nghttp2_submit_response2
+#define agt_ng_set_read_length                                                 \
+  nghttp2_session_callbacks_set_data_source_read_length_callback2
+#else
+typedef ssize_t agt_ngssize;
+typedef nghttp2_data_provider agt_ngprd;
+#define agt_ng_mem_send nghttp2_session_mem_send
+#define agt_ng_mem_recv nghttp2_session_mem_recv
+#define agt_ng_submit_response nghttp2_submit_response
+#define agt_ng_set_read_length                                                 \
+  nghttp2_session_callbacks_set_data_source_read_length_callback
+#endif
+
+#include "agent.h"
+#include "agent_exec.h"
+#include "agent_h2.h"
+#include "agent_hmap.h"
+#include "agent_module.h"
+#include "agent_session.h"
+
+#define container_of(p, type, member)                                          \
+  ((type *)(void *)((char *)(p) - offsetof(type, member)))
+
+/* A connection that is being closed (bad secret, no common version) gets
+   this long to take its last response before the socket is shut. */
+#define CLOSE_GRACE_MS 5000
+/* A connection must present the secret within this long of connecting:
+   unauthenticated peers do not get to hold sockets open. */
+#define AUTH_GRACE_MS 10000
+/* How long shutdown waits for execution threads to release sessions. */
+#define SHUTDOWN_WAIT_MS 30000
+#define RECV_BUF (64u << 10)
+#define RECV_ROUNDS 16 /* reads per wake-up before others get a turn */
+/*
+ * iovec entries of one lane DATA frame written by send_data_cb: the frame
+ * header, the pad length, the payload runs, the padding.  A frame of many
+ * small replies is cut after DATA_IOV - 3 runs to fit one sendmsg.
+ */
+#if defined(IOV_MAX) && IOV_MAX < 1024
+#define DATA_IOV IOV_MAX
+#else
+#define DATA_IOV 1024
+#endif
+#define DATA_RUNS (DATA_IOV - 3)
+
+enum ev_kind { EV_LISTEN, EV_SIGNAL, EV_INBOX, EV_CONN };
+
+/* What an epoll event points at. */
+struct ev {
+  enum ev_kind kind;
+  int fd;
+};
+
+enum st_kind {
+  ST_NEW,     /* headers arriving */
+  ST_FIXED,   /* answered with a fixed response; body ignored */
+  ST_HELLO,   /* collecting the HELLO record */
+  ST_SESSION, /* /v1/session */
+  ST_LANE,    /* /v1/lane */
+};
+
+struct conn;
+
+/* One request stream.  Owned by its connection's list. */
+struct stream {
+  struct conn *conn;
+  int32_t id;
+  enum st_kind kind;
+  struct stream *prev, *next;
+
+  /* Request headers we look at; over-long values set hdr_overflow. */
+  char method[16], path[64], auth[512], sess_hdr[40], va_hdr[64],
+      lane_hdr[32];
+  size_t auth_len;
+  bool hdr_overflow;
+
+  bool deferred;  /* the data provider returned NGHTTP2_ERR_DEFERRED */
+  bool rst_sent;  /* we reset it; waiting for the close */
+  bool close_conn; /* close the connection once this response is sent */
+
+  uint8_t *body; /* ST_HELLO: request bytes */
+  size_t body_len;
+  uint8_t *resp; /* ST_FIXED and hello: response bytes */
+  size_t resp_len, resp_off;
+
+  struct agt_session *sess; /* ST_SESSION, until the session is freed */
+  bool sess_done;           /* ST_SESSION: end the response */
+  struct agt_lane *lane;    /* ST_LANE: referenced */
+};
+
+struct conn {
+  struct ev ev;
+  struct agt_server *srv;
+  nghttp2_session *ngh;
+  struct conn *prev, *next;
+  struct stream *streams;
+  /*
+   * Bytes to write before anything else: either nghttp2's (from
+   * nghttp2_session_mem_send, valid until it is called again) or the rest
+   * of a lane DATA frame that send_data_cb could not write whole, copied
+   * to pend.
+   */
+  const uint8_t *out;
+  size_t out_len;
+  uint8_t *pend;      /* owned; pend_cap bytes */
+  size_t pend_cap;
+  bool blocked;       /* send_data_cb found the socket full */
+  uint64_t credit;    /* connection-level bytes to consume */
+  bool pollout;       /* EPOLLOUT is registered */
+  bool dirty;         /* has something to send: flush at the end of the turn */
+  bool terminate;     /* send GOAWAY and close after it */
+  bool lingering;     /* all sent, write side shut: draining the peer */
+  bool dead;          /* close at the end of the turn */
+  uint64_t close_by;  /* ms deadline once closing, else 0 */
+  uint64_t auth_by;   /* ms deadline for a first authenticated request,
+                         0 once one came */
+  char peer[64];
+};
+
+struct agt_server {
+  struct ev listen_ev, signal_ev, inbox_ev;
+  int epfd;
+  uint16_t port;
+  char *secret; /* "Bearer <secret>", or NULL */
+  size_t secret_len;
+  struct agt_backend *be;
+  struct agt_exec *exec;
+  struct agt_modcache *cache;
+  struct agt_inbox inbox;
+  bool inbox_ok;
+  nghttp2_session_callbacks *cbs;
+  nghttp2_option *opt;
+  struct conn *conns;
+  struct agt_hmap sessions; /* id -> session (the registry's reference) */
+  unsigned live_sessions;   /* created and not yet freed */
+  struct tr_devinfo devinfo;
+  uint8_t rbuf[RECV_BUF];
+  struct iovec iov[DATA_IOV]; /* send_data_cb's, network thread only */
+};
+
+/* ---- agent_h2.c ----------------------------------------------------- */
+
+/* Submit the response headers of st with a data provider for its body
+   (st->resp, or the lane's reply queue).  Returns 0 or an nghttp2 error. */
+int agt_st_submit(struct stream *st, const char *status,
+                  const char *content_type);
+
+/* Reset st with code (once). */
+void agt_st_rst(struct stream *st, uint32_t code);
+
+/* Answer st with a short text body; the request body, if any, is ignored. */
+void agt_st_reply_text(struct stream *st, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- agent_routes.c ------------------------------------------------- */
+
+/* Headers are in: check the secret, then act on the path. */
+void agt_route(struct stream *st);
+
+/* The request body ended (END_STREAM). */
+void agt_request_end(struct stream *st);
+
+/* Forget a stream: on close, or when its connection goes. */
+void agt_stream_free(struct stream *st);
+
+/* Bytes of a lane's request body: decode them into records and queue
+   them for execution. */
+void agt_lane_feed(struct stream *st, const uint8_t *p, size_t len);
+
+#endif /* AGT_H2_INT_H */
