@@ -22,21 +22,6 @@
 
 #include "client.h"
 
-/*
- * A full barrier between publishing a position and reading the other
- * side's flag (or the reverse): the store-load order that the doorbell
- * protocol needs.  TSan does not model atomic_thread_fence, so under TSan a
- * sequentially consistent read-modify-write stands in for it.
- */
-static inline void full_barrier(void)
-{
-#if defined(__SANITIZE_THREAD__)
-  static _Atomic int dummy;
-  atomic_fetch_add_explicit(&dummy, 0, memory_order_seq_cst);
-#else
-  atomic_thread_fence(memory_order_seq_cst);
-#endif
-}
 
 const char *tr_client_socket_path(char *buf, size_t len)
 {
@@ -346,13 +331,11 @@ static int wait_for(struct tr_client *c, struct tr_lane *l,
   for (int i = 0; i < TR_LANE_SPIN; i++) {
     if (ready(arg))
       return 0;
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
+    tr_cpu_relax();
   }
   for (;;) {
     atomic_store_explicit(flag, 1, memory_order_relaxed);
-    full_barrier();
+    tr_smp_mb();
     if (ready(arg)) {
       atomic_store_explicit(flag, 0, memory_order_relaxed);
       return 0;
@@ -517,7 +500,7 @@ void tr_client_recv_done(struct tr_client *c, struct tr_lane *l,
   tr_ring_release(&l->rep, &r->h);
   /* The broker may be waiting for room in the reply ring or the download
      area; it sleeps on req_efd (ring.h, "Wake-up"). */
-  full_barrier();
+  tr_smp_mb();
   if (atomic_load_explicit(&l->down.ctl->space_waiting, memory_order_relaxed) ||
       atomic_load_explicit(&l->rep.ctl->space_waiting, memory_order_relaxed)) {
     uint64_t one = 1;

@@ -100,34 +100,6 @@ static inline void store_release(_Atomic uint64_t *p, uint64_t v)
   atomic_store_explicit(p, v, memory_order_release);
 }
 
-/*
- * The full fence of the doorbell protocol (mfence/locked op on x86).  gcc
- * refuses atomic_thread_fence() under -fsanitize=thread (TSan does not
- * model fences); there we emit the same instruction behind TSan's back.
- * TSan still sees every hand-over of data, which goes through the
- * release/acquire pairs on the positions, not through this fence.
- */
-static inline void smp_mb(void)
-{
-#if defined(__SANITIZE_THREAD__) && defined(__x86_64__)
-  __asm__ __volatile__("mfence" ::: "memory");
-#elif defined(__SANITIZE_THREAD__) && defined(__aarch64__)
-  __asm__ __volatile__("dmb ish" ::: "memory");
-#else
-  atomic_thread_fence(memory_order_seq_cst);
-#endif
-}
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  __asm__ __volatile__("yield" ::: "memory");
-#else
-  atomic_signal_fence(memory_order_seq_cst);
-#endif
-}
 
 /* ---- segment ------------------------------------------------------------- */
 
@@ -565,7 +537,7 @@ static int efd_ring(int efd)
  */
 static int kick(_Atomic uint32_t *flag, int efd)
 {
-  smp_mb();
+  tr_smp_mb();
   if (!atomic_load_explicit(flag, memory_order_relaxed))
     return 0;
   if (!atomic_exchange_explicit(flag, 0, memory_order_relaxed))
@@ -667,10 +639,10 @@ static int wait_on(_Atomic uint32_t *flag, int efd, int (*cond)(void *),
       rc = cond(arg);
       if (rc)
         return rc < 0 ? rc : 0;
-      cpu_relax();
+      tr_cpu_relax();
     }
     atomic_store_explicit(flag, 1, memory_order_relaxed);
-    smp_mb();
+    tr_smp_mb();
     rc = cond(arg);
     if (rc) {
       atomic_store_explicit(flag, 0, memory_order_relaxed);
@@ -705,7 +677,7 @@ int tr_ring_wait(struct tr_ring *r, int efd, int (*ready)(void *), void *arg,
 int tr_ring_arm(struct tr_ring *r)
 {
   atomic_store_explicit(&r->ctl->waiting, 1, memory_order_relaxed);
-  smp_mb();
+  tr_smp_mb();
   if (ring_has_data(r)) {
     atomic_store_explicit(&r->ctl->waiting, 0, memory_order_relaxed);
     return 0;
@@ -721,7 +693,7 @@ int tr_ring_wait_space(struct tr_ring *r, int efd, int timeout_ms)
 int tr_ring_arm_space(struct tr_ring *r)
 {
   atomic_store_explicit(&r->ctl->space_waiting, 1, memory_order_relaxed);
-  smp_mb();
+  tr_smp_mb();
   /* On a bad head return 0 too: the retried reserve fails with r->err. */
   if (head_moved(r)) {
     atomic_store_explicit(&r->ctl->space_waiting, 0, memory_order_relaxed);

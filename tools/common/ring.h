@@ -160,6 +160,39 @@ int tr_lane_map(struct tr_lane *l, int memfd, int req_efd, int rep_efd);
 /* Unmap and close both eventfds. */
 void tr_lane_unmap(struct tr_lane *l);
 
+/* ---- barriers --------------------------------------------------------- */
+
+/*
+ * The full fence of the doorbell protocol (mfence/locked op on x86), for
+ * every party that sets a flag or a position and then reads the other's.  gcc
+ * refuses atomic_thread_fence() under -fsanitize=thread (TSan does not
+ * model fences); there we emit the same instruction behind TSan's back.
+ * TSan still sees every hand-over of data, which goes through the
+ * release/acquire pairs on the positions, not through this fence.
+ */
+static inline void tr_smp_mb(void)
+{
+#if defined(__SANITIZE_THREAD__) && defined(__x86_64__)
+  __asm__ __volatile__("mfence" ::: "memory");
+#elif defined(__SANITIZE_THREAD__) && defined(__aarch64__)
+  __asm__ __volatile__("dmb ish" ::: "memory");
+#else
+  atomic_thread_fence(memory_order_seq_cst);
+#endif
+}
+
+/* What a spinning waiter does between two polls. */
+static inline void tr_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield" ::: "memory");
+#else
+  atomic_signal_fence(memory_order_seq_cst);
+#endif
+}
+
 /* ---- records (request and reply rings) ------------------------------- */
 
 /* Bytes a record of payload_len occupies in a ring (header + pad). */
