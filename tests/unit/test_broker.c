@@ -875,7 +875,7 @@ struct streamer {
   uint16_t dev;
   uint64_t ptr;
   long status;
-  long done_ms;
+  _Atomic long done_ms; /* written by the streamer, polled by the test */
 };
 
 /* 48 MiB of asynchronous H2D to a stopped agent, then a round trip: the
@@ -889,7 +889,7 @@ static void *stream_big(void *arg)
   for (int i = 0; i < 48 && rc == 0 && buf; i++)
     rc = h2d_async(s->k, s->dev, s->ptr, buf, TR_CHUNK_MAX);
   s->status = rc < 0 ? rc : nop(s->k, s->dev, 30000);
-  s->done_ms = now_ms();
+  atomic_store(&s->done_ms, now_ms());
   free(buf);
   return NULL;
 }
@@ -948,7 +948,7 @@ static void test_agent_killed(void **state)
   sleep_ms(1500);
   rss1 = rss_anon_kb(broker_pid);
   queued = my_queued();
-  still_pushed_back = s.done_ms == 0;
+  still_pushed_back = atomic_load(&s.done_ms) == 0;
   fprintf(stderr, "broker RssAnon %ld kB -> %ld kB, %lld bytes queued, with "
                   "48 MiB pending\n", rss0, rss1, queued);
 
