@@ -174,113 +174,27 @@ void agt_session_free(struct agt_session *s)
 
 /* ---- lanes ------------------------------------------------------------ */
 
-void agt_rec_unpin(struct agt_lane *l, struct agt_rec *r)
-{
-  struct agt_session *s = l->sess;
-
-  if (!r->pin)
-    return;
-  s->be->ops->mem_unpin(s->ctx, r->pin);
-  r->pin = NULL;
-}
-
-void agt_rec_free(struct agt_lane *l, struct agt_rec *r)
-{
-  if (!r)
-    return;
-  agt_rec_unpin(l, r);
-  free(r);
-}
-
-/* Argument bytes of a MEMCPY_H2D: u64 dst, u64 len. */
-#define REC_PREFIX 16u
-
-/*
- * Whether the record h (first bytes `pre`) is a MEMCPY_H2D to receive
- * straight into device memory; if so, returns where its data goes, with
- * the destination pinned in *pin.
- *
- * Why this keeps the lane's order: the copy happens now, on the network
- * thread, instead of when an execution thread reaches the record.  That
- * is only the same thing if nothing of this lane runs before or during it:
- * the lane is idle (nothing queued, nothing executing: `queued` is set
- * from agt_exec_submit until run_lane found the queue empty) when the
- * record starts, and no later record of the lane can arrive before this
- * one is complete, because a lane is one HTTP/2 stream whose bytes are
- * decoded in order, on this thread.  Other lanes of the session may run
- * meanwhile, as they may during any copy; a cudaFree from one of them is
- * made safe by the pin.  If the stream dies halfway, part of the range
- * was written: the copy failed anyway, and the client sees a transport
- * error, as with a real device mid-transfer.
- */
-static uint8_t *direct_target(struct agt_lane *l, const struct tr_hdr *h,
-                              const uint8_t *pre, uint32_t n, void **pin)
-{
-  const struct agt_backend_ops *ops = l->sess->be->ops;
-  uint64_t dst, len;
-  bool idle;
-
-  if (h->opcode != TR_OP_MEMCPY_H2D || n != REC_PREFIX || !ops->mem_pin ||
-      (h->flags & (TR_F_REPLY | TR_F_MORE | TR_F_SHMREF)))
-    return NULL;
-  dst = tr_get_u64(pre);
-  len = tr_get_u64(pre + 8);
-  /* Exactly what op_memcpy_h2d accepts, and large enough to matter. */
-  if (len < AGT_DIRECT_MIN || len > TR_CHUNK_MAX ||
-      len != (uint64_t)h->payload_len - REC_PREFIX)
-    return NULL;
-  pthread_mutex_lock(&l->mu);
-  idle = !l->queued && !l->in_head && !l->aborted;
-  pthread_mutex_unlock(&l->mu);
-  if (!idle)
-    return NULL;
-  return ops->mem_pin(l->sess->ctx, dst, len, pin);
-}
-
-/*
- * The decoder's split callback: where the rest of a record goes.  Normally
- * a new record with room for the whole payload (the prefix copied in
- * front); for a direct MEMCPY_H2D, device memory.
- */
-static uint8_t *rec_split(void *arg, const struct tr_hdr *h,
-                          const uint8_t *pre, uint32_t n)
+static uint8_t *rec_alloc(void *arg, const struct tr_hdr *h)
 {
   struct agt_lane *l = arg;
-  struct agt_rec *r;
-  void *pin = NULL;
-  uint8_t *dev;
+  struct agt_rec *r = malloc(sizeof(*r) + h->payload_len);
 
-  agt_rec_free(l, l->cur); /* only set if a previous record never completed */
-  l->cur = NULL;
-  dev = direct_target(l, h, pre, n, &pin);
-  r = malloc(sizeof(*r) + (dev ? n : h->payload_len));
-  if (!r) {
-    if (dev)
-      l->sess->be->ops->mem_unpin(l->sess->ctx, pin);
+  if (!r)
     return NULL;
-  }
   r->next = NULL;
   r->hdr = *h;
   r->wire_len = TR_HDR_SIZE + h->payload_len;
-  r->direct = dev != NULL;
-  r->pin = dev ? pin : NULL;
-  memcpy(r->payload, pre, n);
+  free(l->cur); /* only set if a previous record never completed */
   l->cur = r;
-  return dev ? dev : r->payload + n;
-}
-
-static int lane_decoder_init(struct agt_lane *l)
-{
-  return tr_decoder_init_split(&l->dec, TR_PAYLOAD_MAX, REC_PREFIX, rec_split,
-                               l);
+  return r->payload;
 }
 
 int agt_lane_decoder_reset(struct agt_lane *l)
 {
   tr_decoder_release(&l->dec);
-  agt_rec_free(l, l->cur);
+  free(l->cur);
   l->cur = NULL;
-  return lane_decoder_init(l);
+  return tr_decoder_init_alloc(&l->dec, TR_PAYLOAD_MAX, rec_alloc, l);
 }
 
 struct agt_rec *agt_lane_take_rec(struct agt_lane *l)
@@ -297,7 +211,7 @@ int agt_lane_new(struct agt_session *s, uint64_t id, struct agt_lane **out)
 
   if (!l)
     return -ENOMEM;
-  if (lane_decoder_init(l) < 0) {
+  if (tr_decoder_init_alloc(&l->dec, TR_PAYLOAD_MAX, rec_alloc, l) < 0) {
     free(l);
     return -ENOMEM;
   }
@@ -319,13 +233,13 @@ void agt_lane_get(struct agt_lane *l)
   atomic_fetch_add(&l->refs, 1);
 }
 
-static void free_recs(struct agt_lane *l, struct agt_rec *r)
+static void free_recs(struct agt_rec *r)
 {
   struct agt_rec *next;
 
   for (; r; r = next) {
     next = r->next;
-    agt_rec_free(l, r);
+    free(r);
   }
 }
 
@@ -343,11 +257,10 @@ void agt_lane_put(struct agt_lane *l)
 {
   if (atomic_fetch_sub(&l->refs, 1) != 1)
     return;
-  /* Records first: their pins must go before the session's context. */
-  free_recs(l, l->in_head);
+  free_recs(l->in_head);
   free_outs(l->out_head);
   tr_decoder_release(&l->dec);
-  agt_rec_free(l, l->cur);
+  free(l->cur);
   pthread_cond_destroy(&l->space);
   pthread_mutex_destroy(&l->mu);
   agt_session_put(l->sess);
@@ -360,7 +273,7 @@ void agt_lane_push_in(struct agt_lane *l, struct agt_rec *r)
   pthread_mutex_lock(&l->mu);
   if (l->aborted) {
     pthread_mutex_unlock(&l->mu);
-    agt_rec_free(l, r);
+    free(r);
     return;
   }
   *l->in_tail = r;
@@ -393,7 +306,7 @@ void agt_lane_abort(struct agt_lane *l)
   l->out_bytes = 0;
   pthread_cond_broadcast(&l->space);
   pthread_mutex_unlock(&l->mu);
-  free_recs(l, in);
+  free_recs(in);
   free_outs(out);
 }
 

@@ -150,35 +150,14 @@ void agt_smod_free(struct agt_session *s, struct agt_smod *sm);
 
 /* ---- lanes ---------------------------------------------------------- */
 
-/*
- * One decoded request record, queued on a lane.  Owned by the queue, then
- * by the thread that popped it; freed only with agt_rec_free.
- *
- * A direct record is a large MEMCPY_H2D whose data the network thread
- * received straight into device memory (agent_session.c, rec_split):
- * payload holds only its 16 argument bytes (dst, len), and until the copy
- * is accounted for, `pin` keeps the destination allocation alive.
- */
+/* One decoded request record, queued on a lane.  Owned by the queue, then
+   by the thread that popped it. */
 struct agt_rec {
   struct agt_rec *next;
   struct tr_hdr hdr;
   uint32_t wire_len; /* bytes it took on the stream: flow-control credit */
-  bool direct;       /* the copy is done; payload is the 16 argument bytes */
-  void *pin;         /* direct and not yet unpinned: the backend's pin */
-  uint8_t payload[]; /* hdr.payload_len bytes (16 if direct) */
+  uint8_t payload[]; /* hdr.payload_len bytes */
 };
-
-/* Records of at least this many data bytes are received directly. */
-#define AGT_DIRECT_MIN (64u << 10)
-
-/*
- * Undo a direct record's pin (no-op if it has none or was unpinned): after
- * this the device allocation may go.  Any thread that owns r.
- */
-void agt_rec_unpin(struct agt_lane *l, struct agt_rec *r);
-
-/* Free a record of l (NULL is a no-op), unpinning it first. */
-void agt_rec_free(struct agt_lane *l, struct agt_rec *r);
 
 /* A run of reply bytes (one packed record).  Owned by the queue. */
 struct agt_out {
@@ -243,10 +222,7 @@ void agt_lane_push_in(struct agt_lane *l, struct agt_rec *r);
 /*
  * (Re)start the lane's record decoder.  Payloads are received straight into
  * a new struct agt_rec (l->cur), so a bulk byte is copied once on its way
- * from nghttp2 to the execution thread; a large MEMCPY_H2D on an idle lane
- * is received straight into device memory instead (a direct record), so
- * its bytes are copied once on their way from nghttp2 to the device.
- * Network thread only.
+ * from nghttp2 to the execution thread.  Network thread only.
  */
 int agt_lane_decoder_reset(struct agt_lane *l);
 
