@@ -244,6 +244,11 @@ enum ptx_opnd_kind {
 };
 
 #define PTX_OF_NOT 0x01u /* predicate operand negated: "!%p1" */
+#define PTX_OF_VIMM 0x02u /* VEC with immediate elements: bit i of sub set
+                            means element i is not a register but the
+                            immediate vec[i] (the element's bits, zero-
+                            extended; elements of at most 32 bits), as in
+                            nvcc's bf16 "mov.b32 %f1, {0, %rs1};" */
 
 /* Special registers.  sub selects .x/.y/.z (0/1/2) where they have parts. */
 #define PTX_SREGS(X)                                                         \
@@ -354,6 +359,7 @@ struct ptx_symbol {
 #define PTX_SYMF_EXTERN  0x02u /* .extern */
 #define PTX_SYMF_VISIBLE 0x04u /* .visible */
 #define PTX_SYMF_WEAK    0x08u /* .weak */
+#define PTX_SYMF_MANAGED 0x10u /* .attribute(.managed): a __managed__ variable */
 
 /* ---- functions ----------------------------------------------------------- */
 
@@ -382,6 +388,10 @@ struct ptx_func {
   uint32_t maxnreg;      /* .maxnreg (0 = not given) */
   uint8_t *reg_types;    /* owned: nregs entries, enum ptx_type of each
                             slot (diagnostics, and the executor may use it) */
+  uint64_t fparam_size;  /* per-thread FPARAM area: for a .func equal to
+                            param_size; for an entry, the bytes of the
+                            call-site .params declared in its body (its
+                            KPARAMs are in param_size) */
 };
 
 /* ---- the module ----------------------------------------------------------- */
