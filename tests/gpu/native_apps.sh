@@ -50,8 +50,11 @@ check_printf() {
 	[ -s "$exp" ] || { echo "no expected-lines file"; return 1; }
 	marker=$(sed -n 's/^H //p' "$exp")
 	m=$(grep -n -x -F -- "$marker" "$out" | cut -d: -f1)
-	[ "$(printf '%s\n' "$m" | grep -c .)" = 1 ] ||
-		{ echo "the host marker line appears ${m:+more than once}${m:-not at all}"; return 1; }
+	case $(printf '%s\n' "$m" | grep -c .) in
+	1) ;;
+	0) echo "the host's line between the kernels is missing"; return 1 ;;
+	*) echo "the host's line between the kernels appears more than once"; return 1 ;;
+	esac
 	head -n $((m - 1)) "$out" | LC_ALL=C sort >"$d/got1"
 	sed -n 's/^1 //p' "$exp" | LC_ALL=C sort >"$d/want1"
 	tail -n +$((m + 1)) "$out" | sed '$d' | LC_ALL=C sort >"$d/got2"

@@ -8,11 +8,14 @@
 # emu_printf the device printf lines (the set, and their order around the
 # host's line between the two kernels).  Prints one line per app with its
 # verdict and wall time, then fails listing every app that failed (it never
-# stops at the first).
+# stops at the first).  Verdicts: PASS; FAIL (wrong results, a crash, a CUDA
+# error); TIMEOUT; and two that name a missing feature: NOKERNEL (the shim's
+# "cannot execute kernels yet") and UNSUPPORTED (a CUDA call the shim only
+# stubs: "tremote: NAME is not supported yet"; the detail names the calls).
 #
-# While the emulated device cannot execute kernels at all (every app fails
-# with the shim's "cannot execute kernels yet" line and none passes), it
-# prints the same per-app report and exits 77 (skipped).
+# While nothing passes and every failure is NOKERNEL or UNSUPPORTED (the
+# emulated device cannot execute kernels at all yet), it prints the same
+# per-app report and exits 77 (skipped).
 #
 # A broker that died, or a timed-out app (whose kernel may still occupy the
 # agent), gets the broker restarted for the apps that follow; both are
@@ -51,8 +54,11 @@ check_printf() {
 	[ -s "$exp" ] || { echo "no expected-lines file"; return 1; }
 	marker=$(sed -n 's/^H //p' "$exp")
 	m=$(grep -n -x -F -- "$marker" "$out" | cut -d: -f1)
-	[ "$(printf '%s\n' "$m" | grep -c .)" = 1 ] ||
-		{ echo "the host marker line appears ${m:+more than once}${m:-not at all}"; return 1; }
+	case $(printf '%s\n' "$m" | grep -c .) in
+	1) ;;
+	0) echo "the host's line between the kernels is missing"; return 1 ;;
+	*) echo "the host's line between the kernels appears more than once"; return 1 ;;
+	esac
 	head -n $((m - 1)) "$out" | LC_ALL=C sort >"$d/got1"
 	sed -n 's/^1 //p' "$exp" | LC_ALL=C sort >"$d/want1"
 	tail -n +$((m + 1)) "$out" | sed '$d' | LC_ALL=C sort >"$d/got2"
@@ -73,9 +79,9 @@ tr_start_broker --local 1 --emu-mem 2G
 
 budget=${EMU_APPS_BUDGET:-840}
 t_all=$(now)
-failed=() nokernel=0 passed=0
+failed=() missing=0 passed=0
 : >"$TR_TMP/out"
-printf '%-20s %-8s %8s  %s\n' app verdict wall detail
+printf '%-20s %-11s %8s  %s\n' app verdict wall detail
 for app in "${apps[@]}"; do
 	out=$TR_TMP/$app.out err=$TR_TMP/$app.err
 	args=()
@@ -114,11 +120,18 @@ for app in "${apps[@]}"; do
 	else
 		verdict=PASS
 	fi
-	if [ $verdict != PASS ] && grep -q "cannot execute kernels yet" "$err" 2>/dev/null; then
-		verdict=NOKERNEL detail="the device cannot execute kernels yet; $detail"
-		nokernel=$((nokernel + 1))
+	if [ $verdict != PASS ] && [ $verdict != TIMEOUT ] && [ -s "$err" ]; then
+		stubs=$(sed -n 's/^tremote: \([A-Za-z_0-9]*\) is not supported yet.*/\1/p' "$err" |
+			sort -u | tr '\n' ' ')
+		if grep -q "cannot execute kernels yet" "$err"; then
+			verdict=NOKERNEL detail="the device cannot execute kernels yet; $detail"
+			missing=$((missing + 1))
+		elif [ -n "$stubs" ]; then
+			verdict=UNSUPPORTED detail="not supported by the shim yet: ${stubs% }; $detail"
+			missing=$((missing + 1))
+		fi
 	fi
-	printf '%-20s %-8s %7ss  %s\n' "$app" "$verdict" "$t" "$detail"
+	printf '%-20s %-11s %7ss  %s\n' "$app" "$verdict" "$t" "$detail"
 	if [ $verdict = PASS ]; then
 		passed=$((passed + 1))
 	else
@@ -148,7 +161,7 @@ done
 echo "$passed of ${#apps[@]} passed in $(elapsed "$t_all" "$(now)")s"
 
 if [ ${#failed[@]} -gt 0 ]; then
-	if [ $passed = 0 ] && [ $nokernel = ${#failed[@]} ]; then
+	if [ $passed = 0 ] && [ $missing = ${#failed[@]} ]; then
 		echo "SKIP: the emulated device does not execute kernels yet"
 		exit 77
 	fi
