@@ -244,11 +244,6 @@ enum ptx_opnd_kind {
 };
 
 #define PTX_OF_NOT 0x01u /* predicate operand negated: "!%p1" */
-#define PTX_OF_VIMM 0x02u /* VEC with immediate elements: bit i of sub set
-                            means element i is not a register but the
-                            immediate vec[i] (the element's bits, zero-
-                            extended; elements of at most 32 bits), as in
-                            nvcc's bf16 "mov.b32 %f1, {0, %rs1};" */
 
 /* Special registers.  sub selects .x/.y/.z (0/1/2) where they have parts. */
 #define PTX_SREGS(X)                                                         \
@@ -262,7 +257,14 @@ enum ptx_opnd_kind {
   X(LANEMASK_LT, "%lanemask_lt") X(LANEMASK_GE, "%lanemask_ge")              \
   X(LANEMASK_GT, "%lanemask_gt")                                             \
   X(DYNAMIC_SMEM_SIZE, "%dynamic_smem_size")                                 \
-  X(TOTAL_SMEM_SIZE, "%total_smem_size") X(ENVREG, "%envreg")
+  X(TOTAL_SMEM_SIZE, "%total_smem_size") X(ENVREG, "%envreg")                \
+  /* shared memory the runtime reserves for cooperative groups (nvcc -G      \
+     code reads %reserved_smem_offset_1 for a tile's scratch) */             \
+  X(RESERVED_SMEM_BEGIN, "%reserved_smem_offset_begin")                      \
+  X(RESERVED_SMEM_END, "%reserved_smem_offset_end")                          \
+  X(RESERVED_SMEM_CAP, "%reserved_smem_offset_cap")                          \
+  X(RESERVED_SMEM_0, "%reserved_smem_offset_0")                              \
+  X(RESERVED_SMEM_1, "%reserved_smem_offset_1")
 
 enum ptx_sreg {
 #define PTX_X_ENUM(e, s) PTX_SR_##e,

@@ -281,6 +281,14 @@ static int tok_punct(const struct tok *t, char c)
   return t->kind == TK_PUNCT && t->s[0] == c;
 }
 
+/* Length of s[0..n) up to the first c. */
+static size_t strcspn_n(const char *s, size_t n, char c)
+{
+  const char *p = memchr(s, c, n);
+
+  return p ? (size_t)(p - s) : n;
+}
+
 static int str_eq(const char *s, size_t n, const char *lit)
 {
   size_t m = strlen(lit);
@@ -629,8 +637,14 @@ static int resolve(const struct parser *P, const char *s, uint32_t len,
     for (uint32_t i = k; i < len; i++)
       num = num * 10 + (uint32_t)(s[i] - '0');
     e = map_find(&P->map, NS_RANGE, 0, s, k);
-    if (e && e->val != NONE32 && num < P->b[e->val].count)
-      r = &P->b[e->val];
+    /* an inner %r<2> hides %r0 and %r1 of an outer %r<9>, not %r5; the
+       chain is at most MAX_DEPTH + 1 long (one range per scope) */
+    for (uint32_t bi = e ? e->val : NONE32; bi != NONE32;
+         bi = P->b[bi].prev)
+      if (num < P->b[bi].count) {
+        r = &P->b[bi];
+        break;
+      }
   }
   if (r && (!x || r->depth > x->depth)) {
     *idx = r->idx + num;
@@ -689,7 +703,8 @@ static int reg_new(struct parser *P, unsigned type, uint32_t count,
             1, MAX_REGS, "registers");
   if (rc)
     return rc;
-  memset(P->rtypes + P->nregs, (int)type, count);
+  if (count)
+    memset(P->rtypes + P->nregs, (int)type, count);
   *base = P->nregs;
   P->nregs += count;
   P->total_regs += count;
@@ -1028,6 +1043,15 @@ static const char *const unsupported_ops[] = {
   "vset", "vadd2", "vadd4", "vsub2", "vsub4", "vavrg2", "vavrg4",
   "vabsdiff2", "vabsdiff4", "vmin2", "vmin4", "vmax2", "vmax4", "vset2",
   "vset4", "clusterlaunchcontrol", "tcgen05", "szext", "bmsk",
+};
+
+/* Special registers of features the emulated device does not have. */
+static const char *const unsupported_sregs[] = {
+  "%clusterid", "%nclusterid", "%cluster_ctaid", "%cluster_nctaid",
+  "%cluster_ctarank", "%cluster_nctarank", "%is_explicit_cluster",
+  "%aggr_smem_size", "%current_graph_exec", "%pm0", "%pm1", "%pm2", "%pm3",
+  "%pm4", "%pm5", "%pm6", "%pm7", "%pm0_64", "%pm1_64", "%pm2_64",
+  "%pm3_64", "%pm4_64", "%pm5_64", "%pm6_64", "%pm7_64",
 };
 
 static const char *const space_tab[] = {
@@ -1449,12 +1473,31 @@ static int parse_addr(struct parser *P, struct ptx_operand *o)
   return expect_punct(P, ']');
 }
 
-/* "{a, b, _, 0}": registers, "_" sinks and (bf16 packing) immediates. */
+static int insn_append(struct parser *P, const struct ptx_insn *in)
+{
+  struct ptx_module *m = P->m;
+  int rc = grow(P, (void **)&m->insns, &P->cap_insns, (uint64_t)m->ninsns + 1,
+                sizeof(*m->insns), MAX_INSNS, "instructions");
+
+  if (rc)
+    return rc;
+  m->insns[m->ninsns++] = *in;
+  return 0;
+}
+
+/*
+ * "{a, b, _, 0}": registers, "_" sinks and immediates.  nvcc's bf16 code
+ * packs a constant ("mov.b32 %f1, {0, %rs1};"); such an element gets a
+ * register of its own, set by a mov emitted just before the instruction,
+ * so that a vector operand holds nothing but register slots.
+ */
 static int parse_vec(struct parser *P, struct ptx_insn *in, unsigned wi,
                      struct ptx_operand *o)
 {
   struct lexer *L = &P->L;
   struct lit lits[4];
+  unsigned imms = 0;
+  uint32_t line = L->cur.line;
   int rc;
 
   lex_next(L); /* '{' */
@@ -1478,8 +1521,7 @@ static int parse_vec(struct parser *P, struct ptx_insn *in, unsigned wi,
       rc = parse_lit(P, &lits[o->n]);
       if (rc)
         return rc;
-      o->flags |= PTX_OF_VIMM;
-      o->sub |= (uint8_t)(1u << o->n);
+      imms |= 1u << o->n;
     }
     o->n++;
     if (tok_punct(&L->cur, '}'))
@@ -1490,30 +1532,52 @@ static int parse_vec(struct parser *P, struct ptx_insn *in, unsigned wi,
   }
   lex_next(L);
   if (o->n < 2)
-    return perr(P, -EINVAL, L->cur.line, "vector of fewer than 2");
-  if (o->flags & PTX_OF_VIMM) {
-    /* mov packs its elements into the (wider) instruction type: mov.b32
-       {a, b} has 16-bit elements; elsewhere elements have the type. */
-    unsigned t = imm_type(in, wi), esz = ptx_type_size(t);
+    return perr(P, -EINVAL, line, "vector of fewer than 2");
+  if (!imms)
+    return 0;
+  if (wi == 0 || in->op == PTX_OP_BRA)
+    return perr(P, -EINVAL, line, "immediate in a destination vector");
 
-    if (in->op == PTX_OP_MOV) {
-      esz = ptx_type_size(in->type) / o->n;
-      t = esz == 1 ? PTX_T_B8 : esz == 2 ? PTX_T_B16 : esz == 4 ?
-          PTX_T_B32 : PTX_T_B64;
-    }
-    if (esz > 4 || esz == 0)
-      return perr(P, -ENOTSUP, L->cur.line,
-                  "immediate vector elements wider than 32 bits");
-    for (unsigned i = 0; i < o->n; i++) {
-      uint64_t bits;
+  /* mov packs its elements into the (wider) instruction type: mov.b32
+     {a, b} has 16-bit elements; elsewhere elements have the type. */
+  unsigned t = imm_type(in, wi);
 
-      if (!(o->sub & (1u << i)))
-        continue;
-      rc = lit_convert(P, &lits[i], t, L->cur.line, &bits);
-      if (rc)
-        return rc;
-      o->vec[i] = (uint32_t)(esz == 4 ? bits : bits & ((1u << esz * 8) - 1));
-    }
+  if (in->op == PTX_OP_MOV) {
+    unsigned esz = ptx_type_size(in->type) / o->n;
+
+    t = esz == 1 ? PTX_T_B8 : esz == 2 ? PTX_T_B16 : esz == 4 ?
+        PTX_T_B32 : esz == 8 ? PTX_T_B64 : PTX_T_NONE;
+  }
+  if (!ptx_type_size(t) || t == PTX_T_PRED)
+    return perr(P, -EINVAL, line, "immediate vector element of no type");
+  for (unsigned i = 0; i < o->n; i++) {
+    struct ptx_insn mv;
+    uint64_t bits;
+
+    if (!(imms & (1u << i)))
+      continue;
+    rc = lit_convert(P, &lits[i], t, line, &bits);
+    if (!rc)
+      rc = reg_new(P, t, 1, line, &o->vec[i]);
+    if (rc)
+      return rc;
+    memset(&mv, 0, sizeof(mv));
+    mv.op = PTX_OP_MOV;
+    mv.type = (uint8_t)t;
+    mv.vec = 1;
+    mv.guard = PTX_NOREG;
+    mv.line = line;
+    mv.nops = 2;
+    mv.ops[0].kind = PTX_O_REG;
+    mv.ops[0].reg = o->vec[i];
+    mv.ops[0].sym = PTX_NOSYM;
+    mv.ops[1].kind = PTX_O_IMM;
+    mv.ops[1].reg = PTX_NOREG;
+    mv.ops[1].sym = PTX_NOSYM;
+    mv.ops[1].imm = (int64_t)bits;
+    rc = insn_append(P, &mv);
+    if (rc)
+      return rc;
   }
   return 0;
 }
@@ -1629,6 +1693,8 @@ static int parse_operand(struct parser *P, struct ptx_insn *in, unsigned wi)
         break;
       }
     sr = tab_find(sreg_tab, PTX_SR__COUNT, t.s, base);
+    if (sr == PTX_SR_ENVREG) /* only as %envreg0 .. %envreg31 */
+      sr = -1;
     if (sr < 0 && base > 7 && memcmp(t.s, "%envreg", 7) == 0) {
       uint32_t num = 0, i;
 
@@ -1655,6 +1721,21 @@ static int parse_operand(struct parser *P, struct ptx_insn *in, unsigned wi)
       return 0;
     }
   }
+  if (str_eq(t.s, t.len, "WARP_SZ")) { /* PTX's predefined constant */
+    struct lit l = { .kind = LIT_INT, .u = 32 };
+    uint64_t bits;
+
+    rc = lit_convert(P, &l, imm_type(in, wi), t.line, &bits);
+    if (rc)
+      return rc;
+    o->kind = PTX_O_IMM;
+    o->imm = (int64_t)bits;
+    return 0;
+  }
+  if (t.s[0] == '%' &&
+      TAB_FIND(unsupported_sregs, t.s, strcspn_n(t.s, t.len, '.')) >= 0)
+    return perr(P, -ENOTSUP, t.line, "special register " TOKF " is not "
+                "supported", TOKA(&t));
   if (map_find(&P->map, NS_FUNC, 0, t.s, t.len))
     return perr(P, -ENOTSUP, t.line, "the address of function " TOKF
                 " (function pointers) is not supported", TOKA(&t));
@@ -1855,8 +1936,7 @@ static int insn_check(struct parser *P, const struct ptx_insn *in,
   if (in->nops && !op_no_dest(in)) {
     const struct ptx_operand *d = &in->ops[0];
 
-    if (d->kind != PTX_O_REG && (d->kind != PTX_O_VEC ||
-                                 (d->flags & PTX_OF_VIMM)))
+    if (d->kind != PTX_O_REG && d->kind != PTX_O_VEC)
       return perr(P, -EINVAL, in->line, "the destination of " TOKF
                   " must be a register", TOKA(opc));
   }
@@ -1872,7 +1952,6 @@ static int op_unsupported(const char *s, size_t n)
 static int parse_insn(struct parser *P)
 {
   struct lexer *L = &P->L;
-  struct ptx_module *m = P->m;
   struct ptx_insn in;
   struct modstate ms;
   struct tok opc;
@@ -1943,9 +2022,9 @@ static int parse_insn(struct parser *P)
         return rc;
       if (tok_punct(&L->cur, ';'))
         break;
-      rc = expect_punct(P, ',');
-      if (rc)
-        return rc;
+      if (!tok_punct(&L->cur, ','))
+        return perr_tok(P, &L->cur, "',' or ';' after an operand");
+      lex_next(L);
     }
   }
   rc = expect_punct(P, ';');
@@ -1954,12 +2033,7 @@ static int parse_insn(struct parser *P)
   rc = insn_check(P, &in, &opc);
   if (rc)
     return rc;
-  rc = grow(P, (void **)&m->insns, &P->cap_insns, (uint64_t)m->ninsns + 1,
-            sizeof(*m->insns), MAX_INSNS, "instructions");
-  if (rc)
-    return rc;
-  m->insns[m->ninsns++] = in;
-  return 0;
+  return insn_append(P, &in);
 }
 
 /* ---- declarations ------------------------------------------------------- */
@@ -2269,9 +2343,11 @@ static int parse_init(struct parser *P, struct decl *d, uint32_t *off)
             MAX_INIT, "bytes of initializers");
   if (rc)
     goto out_free;
-  memset(m->init + m->ninit, 0, d->size);
-  if (cap)
-    memcpy(m->init + m->ninit, buf, cap < d->size ? cap : d->size);
+  if (d->size) {
+    memset(m->init + m->ninit, 0, d->size);
+    if (cap)
+      memcpy(m->init + m->ninit, buf, cap < d->size ? cap : d->size);
+  }
   *off = (uint32_t)m->ninit;
   m->ninit += d->size;
 out_free:
@@ -2825,7 +2901,8 @@ static int parse_function(struct parser *P, int is_entry, unsigned link)
     f->nparams = P->nscratch - nrets;
     rc = list_add(P, P->scratch, nrets, &f->rets);
     if (!rc)
-      rc = list_add(P, P->scratch + nrets, f->nparams, &f->params);
+      rc = list_add(P, P->nscratch ? P->scratch + nrets : NULL, f->nparams,
+                    &f->params);
     if (rc)
       return rc;
     f->param_size = end;
