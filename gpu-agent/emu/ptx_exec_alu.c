@@ -1677,29 +1677,59 @@ int px_h_setp_h(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
   return PX_NEXT;
 }
 
-/* set.cmp.dtype.stype d, a, b[, c]: all ones (or 1.0f) when true. */
+/*
+ * set.cmp.dtype.stype d, a, b[, c]: all ones of the destination's width
+ * when true for an integer destination, 1.0 for a float one.  With a
+ * packed .f16x2/.bf16x2 source each half of d gets its half's result
+ * (0xffff or 1.0 in the destination's half format).
+ */
 int px_h_set(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
 {
   const uint64_t *a = px_src(w, in, 1), *b = px_src(w, in, 2);
   const uint64_t *c = in->nops > 3 ? px_src(w, in, 3) : NULL;
   uint64_t cn = c ? PNEG(3) : 0;
   uint64_t *d = px_dst(w, in, 0);
-  unsigned st = in->type;
-  uint32_t t;
-  uint64_t one = in->type2 == PTX_T_F32 ? 0x3f800000u : 0xffffffffu;
+  unsigned st = in->type, dt = in->type2;
+  int x2 = st == PTX_T_F16X2 || st == PTX_T_BF16X2;
+  uint32_t t0 = 0, t1 = 0, fl = in->flags;
+  uint64_t one;
 
-  if (st == PTX_T_F32 || st == PTX_T_F64)
-    t = px_fcmp(in, mask, a, b);
-  else
-    t = px_icmp(in, mask, a, b, ptx_type_size(st), px_is_sint(st));
+  if (st == PTX_T_F32 || st == PTX_T_F64) {
+    t0 = px_fcmp(in, mask, a, b);
+  } else if (px_is_half(st)) {
+    int bf16 = hbf(st);
+    unsigned cmp = in->mode;
+    PX_FOR(mask, {
+      t0 |= (uint32_t)px_cmp_f(hin(a[l], 0, bf16, fl), hin(b[l], 0, bf16, fl),
+                               cmp) << l;
+      if (x2)
+        t1 |= (uint32_t)px_cmp_f(hin(a[l], 1, bf16, fl),
+                                 hin(b[l], 1, bf16, fl), cmp) << l;
+    });
+  } else {
+    t0 = px_icmp(in, mask, a, b, ptx_type_size(st), px_is_sint(st));
+  }
+  switch (dt) {
+  case PTX_T_F32: one = 0x3f800000u; break;
+  case PTX_T_F16:
+  case PTX_T_F16X2: one = 0x3c00; break;
+  case PTX_T_BF16:
+  case PTX_T_BF16X2: one = 0x3f80; break;
+  default:
+    one = x2 ? 0xffff : ptx_type_size(dt) == 2 ? 0xffff : 0xffffffffu;
+    break;
+  }
   PX_FOR(mask, {
-    uint64_t r = (t >> l) & 1;
+    uint64_t r0 = (t0 >> l) & 1, r1 = (t1 >> l) & 1;
     if (c) {
       uint64_t cv = (c[l] ^ cn) & 1;
-      r = in->mode2 == PTX_BOOL_AND ? r & cv
-          : in->mode2 == PTX_BOOL_OR ? r | cv : r ^ cv;
+      switch (in->mode2) {
+      case PTX_BOOL_AND: r0 &= cv; r1 &= cv; break;
+      case PTX_BOOL_OR: r0 |= cv; r1 |= cv; break;
+      default: r0 ^= cv; r1 ^= cv; break;
+      }
     }
-    d[l] = r ? one : 0;
+    d[l] = (r0 ? one : 0) | (x2 && r1 ? one << 16 : 0);
   });
   return PX_NEXT;
 }
@@ -1986,16 +2016,40 @@ static int px_sel_cmp(const struct ptx_insn *in, uint32_t *xop,
     if ((in->nops == 4) != (in->mode2 != PTX_BOOL_NONE) ||
         in->mode2 == PTX_BOOL_POPC)
       return -ENOTSUP;
-    if (in->type2 != PTX_T_U32 && in->type2 != PTX_T_S32 &&
-        in->type2 != PTX_T_F32)
-      return -ENOTSUP;
     if (in->mode < PTX_CMP_EQ || in->mode > PTX_CMP_NAN)
       return -ENOTSUP;
-    if (px_is_int3(t) && in->mode <= PTX_CMP_HS && !in->flags)
-      SEL(set);
-    if (isf && (in->mode < PTX_CMP_LO || in->mode > PTX_CMP_HS) &&
-        !(in->flags & ~(t == PTX_T_F32 ? PTX_F_FTZ : 0)))
-      SEL(set);
+    {
+      unsigned dt = in->type2;
+      int dint = dt == PTX_T_U32 || dt == PTX_T_S32 || dt == PTX_T_U16 ||
+                 dt == PTX_T_S16;
+      int ucmp = in->mode >= PTX_CMP_LO && in->mode <= PTX_CMP_HS;
+      if (px_is_int3(t)) {
+        if (in->mode > PTX_CMP_HS || in->flags ||
+            (!dint && dt != PTX_T_F32 && dt != PTX_T_F16 &&
+             dt != PTX_T_BF16))
+          return -ENOTSUP;
+        SEL(set);
+      }
+      if (ucmp)
+        return -ENOTSUP;
+      if (isf) {
+        if ((in->flags & ~(t == PTX_T_F32 ? PTX_F_FTZ : 0)) ||
+            (!dint && dt != PTX_T_F32 && dt != PTX_T_F16 &&
+             dt != PTX_T_BF16))
+          return -ENOTSUP;
+        SEL(set);
+      }
+      if (px_is_half(t)) {
+        int x2 = t == PTX_T_F16X2 || t == PTX_T_BF16X2;
+        if (in->flags & ~(hbf(t) ? 0 : PTX_F_FTZ))
+          return -ENOTSUP;
+        if (x2 ? !(dt == t || dt == PTX_T_U32 || dt == PTX_T_S32)
+               : !(dint || dt == PTX_T_F16 || dt == PTX_T_BF16 ||
+                   dt == PTX_T_F32))
+          return -ENOTSUP;
+        SEL(set);
+      }
+    }
     return -ENOTSUP;
   case PTX_OP_SELP:
     if (!px_shape(in, "dssp") || t == PTX_T_PRED || !ptx_type_size(t) ||
