@@ -1624,10 +1624,10 @@ static void *px_worker_main(void *arg)
 
   pthread_mutex_lock(&p->mu);
   for (;;) {
-    struct px_launch *L;
+    struct px_launch *L = NULL;
     while (!p->stopping && !(L = px_claimable(p)))
       pthread_cond_wait(&p->work, &p->mu);
-    if (p->stopping)
+    if (p->stopping || !L)
       break;
     L->refs++;
     pthread_mutex_unlock(&p->mu);

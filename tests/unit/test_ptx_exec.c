@@ -836,7 +836,9 @@ static const char local_mem[] = HDR
   "  selp.u32 %r7, 1, 0, %p2;\n"
   "  cvta.to.local.u64 %rd5, %SP;\n"
   "  cvt.u32.u64 %r8, %rd5;\n"
-  "  mul.wide.u32 %rd4, %r1, 16;\n"
+  "  mov.u32 %r9, %ctaid.x;\n"
+  "  mad.lo.u32 %r9, %r9, 100, %r1;\n"
+  "  mul.wide.u32 %rd4, %r9, 16;\n"
   "  add.s64 %rd4, %rd1, %rd4;\n"
   "  st.global.v4.u32 [%rd4], {%r4, %r6, %r7, %r8};\n"
   "  ret;\n}\n";
@@ -845,13 +847,13 @@ static void test_local_memory(void **state)
 {
   struct ptx_module *m = load(local_mem);
   struct tmem *t = tm_new();
-  uint32_t *o = tm_alloc(t, 100 * 16);
+  uint32_t *o = tm_alloc(t, 300 * 16);
   struct tparams p = {{0}, 0};
 
   tp_ptr(&p, o);
   assert_int_equal(run1(t, m, "k", 3, 100, &p, NULL), 0);
-  for (unsigned i = 0; i < 100; i++) {
-    assert_int_equal(o[4 * i], i * 31 * 32 / 2);
+  for (unsigned i = 0; i < 300; i++) {
+    assert_int_equal(o[4 * i], (i % 100) * 31 * 32 / 2);
     assert_int_equal(o[4 * i + 1], 1);
     assert_int_equal(o[4 * i + 2], 0);
     assert_int_equal(o[4 * i + 3], 0);
