@@ -18,6 +18,20 @@
  * (CUTLASS-style inline asm repeats label names in sibling scopes), keyed
  * by (scope id, name).  Functions have a namespace of their own.
  *
+ * Choices the IR leaves to the parser:
+ *   - a constant inside a vector operand ("mov.b32 %f1, {0, %rs1};", which
+ *     nvcc emits for bf16) becomes a register of its own, set by a mov
+ *     emitted just before the instruction, so a VEC holds only slots;
+ *   - an integer literal where a float type is read is converted by value
+ *     (add.f32 %f1, %f2, 2 reads 2.0f); a float literal where an integer
+ *     type is read is an error; the bit types take 0f/0d bits as written
+ *     when the sizes agree, else the value in the float of their size;
+ *   - WARP_SZ is the constant 32;
+ *   - every .func/.entry without a body is is_extern, .extern or not;
+ *   - .common is recorded as PTX_SYMF_WEAK; .attribute(.managed) as
+ *     PTX_SYMF_MANAGED;
+ *   - a module without .address_size is taken as 64-bit (see ptx_parse).
+ *
  * The parser holds no global mutable state; a parse only touches its own
  * struct parser, so parses may run concurrently.
  */
@@ -1042,7 +1056,18 @@ static const char *const unsupported_ops[] = {
   "vadd", "vsub", "vabsdiff", "vmin", "vmax", "vshl", "vshr", "vmad",
   "vset", "vadd2", "vadd4", "vsub2", "vsub4", "vavrg2", "vavrg4",
   "vabsdiff2", "vabsdiff4", "vmin2", "vmin4", "vmax2", "vmax4", "vset2",
-  "vset4", "clusterlaunchcontrol", "tcgen05", "szext", "bmsk",
+  "vset4", "clusterlaunchcontrol", "tcgen05", "szext", "bmsk", "mapa",
+};
+
+/*
+ * Legal modifiers of features the emulated device does not have (fp8 and
+ * other narrow formats, cache policies, proxies, clusters): -ENOTSUP.
+ */
+static const char *const unsupported_mods[] = {
+  "satfinite", "e4m3x2", "e5m2x2", "e2m3x2", "e3m2x2", "e2m1x2", "ue8m0x2",
+  "L2::cache_hint", "v8", "v16", "b4x16", "b6x16", "mmio", "unified",
+  "multicast::cluster", "async", "bulk", "proxy", "tensor", "im2col",
+  "release_pattern", "mbarrier::complete_tx::bytes",
 };
 
 /* Special registers of features the emulated device does not have. */
@@ -2002,6 +2027,9 @@ static int parse_insn(struct parser *P)
     if (rc == 2 || (rc == 0 && ms.ntypes == 2 && !op_two_types(in.op)))
       return perr(P, -EINVAL, opc.line, "too many types in " TOKF,
                   TOKA(&opc));
+    if (rc && TAB_FIND(unsupported_mods, opc.s + p, q - p) >= 0)
+      return perr(P, -ENOTSUP, opc.line, "unsupported modifier '.%.*s' in "
+                  TOKF, (int)(q - p), opc.s + p, TOKA(&opc));
     if (rc)
       return perr(P, -EINVAL, opc.line, "unknown modifier '.%.*s' in " TOKF,
                   (int)(q - p > 64 ? 64 : q - p), opc.s + p, TOKA(&opc));
@@ -2211,8 +2239,10 @@ static int init_put(struct parser *P, uint8_t **buf, uint64_t *cap,
     *buf = nb;
     *cap = ncap;
   }
+  /* little-endian; a .b128 element is the value sign-extended */
   for (unsigned i = 0; i < esz; i++)
-    (*buf)[pos * esz + i] = (uint8_t)(bits >> (8 * (i < 8 ? i : 7)));
+    (*buf)[pos * esz + i] = i < 8 ? (uint8_t)(bits >> (8 * i)) :
+                            (int64_t)bits < 0 ? 0xff : 0;
   return 0;
 }
 
@@ -2636,6 +2666,9 @@ static int parse_dim3(struct parser *P, uint32_t *v, unsigned maxn)
   uint64_t x;
   int rc;
 
+  /* ".maxntid 256" is 256 x 1 x 1 */
+  for (unsigned i = 0; v && i < maxn; i++)
+    v[i] = 1;
   for (unsigned i = 0; i < maxn; i++) {
     rc = parse_count(P, UINT32_MAX, &x, "directive argument");
     if (rc)

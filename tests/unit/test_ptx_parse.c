@@ -543,6 +543,14 @@ static void test_pairs_vectors(void **state)
   assert_int_equal(insn(m, "k", 8)->type, PTX_T_B16);
   assert_int_equal(insn(m, "k", 9)->ops[1].vec[3], base + 5);
   ptx_module_free(m);
+  /* a branch to such an instruction runs its movs too */
+  m = one("bra.uni L;\nL: mov.b32 %f1, {0, %rs1};\nbra.uni L;\n");
+  assert_int_equal(insn(m, "k", 0)->ops[0].target, func(m, "k")->insn_start
+                   + 1);
+  assert_int_equal(insn(m, "k", 1)->ops[1].kind, PTX_O_IMM);
+  assert_int_equal(insn(m, "k", 3)->ops[0].target, func(m, "k")->insn_start
+                   + 1);
+  ptx_module_free(m);
   one_fail("mov.b32 {0, %rs1}, %r1;", -EINVAL, "destination vector");
   one_fail("st.global.v2.pred [%rd1], {1, %p1};", -EINVAL, "of no type");
 }
@@ -816,8 +824,12 @@ static void test_modifiers(void **state)
   one_fail("wgmma.mma_async.sync.aligned.m64n8k16.f32.f16.f16;", -ENOTSUP,
            "unsupported instruction");
   one_fail("brx.idx %r1, tbl;", -ENOTSUP, "brx.idx");
-  one_fail("ld.global.L2::cache_hint.f32 %f1, [%rd1], %rd2;", -EINVAL,
-           "unknown modifier '.L2::cache_hint'");
+  one_fail("ld.global.L2::cache_hint.f32 %f1, [%rd1], %rd2;", -ENOTSUP,
+           "unsupported modifier '.L2::cache_hint'");
+  one_fail("cvt.rn.satfinite.e4m3x2.f32 %rs1, %f1, %f2;", -ENOTSUP,
+           "unsupported modifier '.satfinite' in "
+           "'cvt.rn.satfinite.e4m3x2.f32'");
+  one_fail("fence.proxy.async;", -ENOTSUP, "unsupported modifier '.proxy'");
 }
 
 static const char callseq_ptx[] = HDR
@@ -1070,7 +1082,8 @@ static void test_kparams(void **state)
   assert_int_equal(f->param_size, 0);
   assert_int_equal(f->reqntid[0], 32);
   assert_int_equal(f->reqntid[1], 4);
-  assert_int_equal(f->reqntid[2], 0);
+  assert_int_equal(f->reqntid[2], 1);
+  assert_int_equal(f->maxntid[0], 0);
   assert_int_equal(f->maxnreg, 64);
   ptx_module_free(m);
 
