@@ -13,3 +13,38 @@ if(TARGET ptxemu)
   target_include_directories(test_ptx_exec PRIVATE
     ${CMAKE_CURRENT_SOURCE_DIR}/unit)
 endif()
+
+# The kernels test_ptx_exec_nvcc runs: nvcc -ptx at build time.  The golden
+# kernels are compiled exactly as for the GPU run that recorded
+# unit/test_ptx_exec_golden.bin.zst (compute_80 PTX, no fma contraction).
+if(TARGET ptxemu)
+  set(PTXEXEC_PTX ${CMAKE_CURRENT_BINARY_DIR}/ptx_exec)
+  add_custom_command(OUTPUT ${PTXEXEC_PTX}/test_ptx_exec_kernels.ptx
+    COMMAND ${CMAKE_COMMAND} -E make_directory ${PTXEXEC_PTX}
+    COMMAND ${TR_NVCC} -ptx -arch=sm_80
+            -o ${PTXEXEC_PTX}/test_ptx_exec_kernels.ptx
+            ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_ptx_exec_kernels.cu
+    DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_ptx_exec_kernels.cu
+    COMMENT "nvcc -ptx test_ptx_exec_kernels.cu" VERBATIM)
+  add_custom_command(OUTPUT ${PTXEXEC_PTX}/test_ptx_exec_golden.ptx
+    COMMAND ${CMAKE_COMMAND} -E make_directory ${PTXEXEC_PTX}
+    COMMAND ${TR_NVCC} -ptx -arch=sm_80 -fmad=false
+            -I${CMAKE_CURRENT_SOURCE_DIR}/unit
+            -o ${PTXEXEC_PTX}/test_ptx_exec_golden.ptx
+            ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_ptx_exec_golden.cu
+    DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_ptx_exec_golden.cu
+            ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_ptx_exec_golden.h
+    COMMENT "nvcc -ptx test_ptx_exec_golden.cu" VERBATIM)
+  add_custom_target(test_ptx_exec_ptx DEPENDS
+    ${PTXEXEC_PTX}/test_ptx_exec_kernels.ptx
+    ${PTXEXEC_PTX}/test_ptx_exec_golden.ptx)
+  tr_unit_test(test_ptx_exec_nvcc
+    SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_ptx_exec_nvcc.c ${PTXEXEC_LIB}
+    LIBS ptxemu PkgConfig::ZSTD
+    TIMEOUT 120 FAST
+    ARGS ${PTXEXEC_PTX}
+         ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_ptx_exec_golden.bin.zst)
+  target_include_directories(test_ptx_exec_nvcc PRIVATE
+    ${CMAKE_CURRENT_SOURCE_DIR}/unit)
+  add_dependencies(test_ptx_exec_nvcc test_ptx_exec_ptx)
+endif()

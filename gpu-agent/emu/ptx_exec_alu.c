@@ -348,7 +348,7 @@ int px_h_isad(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
 }
 
 /* Division by zero has no defined result in PTX; it must not trap the
-   host: all ones for the quotient, the dividend for the remainder. */
+   host.  The GPU gives all ones for quotient and remainder alike. */
 int px_h_idiv(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
 {
   SRC(1);
@@ -378,12 +378,12 @@ int px_h_irem(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
   if (XA_SGN(in->xaux))
     PX_SWITCH_W(XA_SZ(in->xaux), PX_FOR(mask, {
       ST a = (ST)s1[l], b = (ST)s2[l];
-      d0[l] = b == 0 ? (UT)a : b == -1 ? 0 : (UT)(a % b);
+      d0[l] = b == 0 ? (UT)~(UT)0 : b == -1 ? 0 : (UT)(a % b);
     }));
   else
     PX_SWITCH_W(XA_SZ(in->xaux), PX_FOR(mask, {
       UT a = (UT)s1[l], b = (UT)s2[l];
-      d0[l] = b == 0 ? a : (UT)(a % b);
+      d0[l] = b == 0 ? (UT)~(UT)0 : (UT)(a % b);
     }));
   return PX_NEXT;
 }
@@ -648,7 +648,11 @@ int px_h_brev(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
   return PX_NEXT;
 }
 
-/* bfe d, a, pos, len: pos and len are the low 8 bits of b and c. */
+/*
+ * bfe d, a, pos, len (pos, len: the low 8 bits of b and c): bits
+ * pos..pos+len-1 of a, the rest filled with the sign bit, which for .sN
+ * is bit min(pos+len-1, msb) of a (0 when len is 0).
+ */
 int px_h_bfe(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
 {
   SRC(1);
@@ -656,26 +660,20 @@ int px_h_bfe(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
   SRC(3);
   DST(0);
   unsigned bits = XA_SZ(in->xaux) * 8, sgn = XA_SGN(in->xaux);
+  uint64_t wm = bits == 64 ? ~0ull : 0xffffffffull;
 
   PX_FOR(mask, {
-    uint64_t a = bits == 64 ? s1[l] : (uint32_t)s1[l];
-    unsigned pos = (uint8_t)s2[l], len = (uint8_t)s3[l];
-    uint64_t r;
-    int sbit;
-    if (len == 0) {
-      r = 0;
-    } else {
-      unsigned top = pos + len - 1 >= bits ? bits - 1 : pos + len - 1;
-      sbit = sgn ? (int)((a >> top) & 1) : 0;
-      r = pos >= bits ? 0 : a >> pos;
-      if (len < 64)
-        r &= (1ull << len) - 1;
-      if (sbit && len < 64)
-        r |= ~0ull << len;
-      if (sgn && pos >= bits)
-        r = (a >> (bits - 1)) & 1 ? ~0ull : 0;
-    }
-    d0[l] = bits == 64 ? r : (uint32_t)r;
+    uint64_t a = s1[l] & wm, r = 0, fm;
+    unsigned pos = (uint8_t)s2[l], len = (uint8_t)s3[l], msb = bits - 1;
+    unsigned n = pos > msb ? 0 : (len < bits - pos ? len : bits - pos);
+    unsigned top = pos + len - 1 < msb ? pos + len - 1 : msb;
+    int sbit = sgn && len ? (int)((a >> top) & 1) : 0;
+    fm = n >= 64 ? ~0ull : (1ull << n) - 1;
+    if (n)
+      r = (a >> pos) & fm;
+    if (sbit)
+      r |= ~fm;
+    d0[l] = r & wm;
   });
   return PX_NEXT;
 }
@@ -785,11 +783,11 @@ int px_h_prmt(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
     switch (mode) {
     case PTX_PRMT_F4E:
       for (unsigned i = 0; i < 4; i++)
-        sel[i] = (c + i) & 7;
+        sel[i] = ((c & 3) + i) & 7;
       break;
     case PTX_PRMT_B4E:
       for (unsigned i = 0; i < 4; i++)
-        sel[i] = (c - i) & 7;
+        sel[i] = ((c & 3) - i) & 7;
       break;
     case PTX_PRMT_RC8:
       sel[0] = sel[1] = sel[2] = sel[3] = c & 3;
@@ -933,7 +931,7 @@ static inline double ftz64(double x)
 static inline uint64_t out32(float r, uint32_t fl)
 {
   if (r != r)
-    return CANON32;
+    return (fl & PTX_F_SAT) ? 0 : CANON32; /* .sat takes NaN to +0 */
   if (fl & PTX_F_FTZ)
     r = ftz32(r);
   if (fl & PTX_F_SAT)
@@ -944,7 +942,7 @@ static inline uint64_t out32(float r, uint32_t fl)
 static inline uint64_t out64(double r, uint32_t fl)
 {
   if (r != r)
-    return CANON64;
+    return (fl & PTX_F_SAT) ? 0 : CANON64;
   if (fl & PTX_F_SAT)
     r = r > 1.0 ? 1.0 : r > 0.0 ? r : 0.0;
   return px_b64(r);
@@ -1070,7 +1068,7 @@ int px_h_fadd64(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
   if (__builtin_expect(plain(in), 1)) {
     PX_FOR(mask, {
       double r = px_f64(s1[l]) + px_f64(s2[l]);
-      d0[l] = r == r ? px_b64(r) : CANON64;
+      d0[l] = r == r ? px_b64(r) : px_nan64(s1[l], s2[l], 0);
     });
     return PX_NEXT;
   }
@@ -1087,7 +1085,7 @@ int px_h_fsub64(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
   if (__builtin_expect(plain(in), 1)) {
     PX_FOR(mask, {
       double r = px_f64(s1[l]) - px_f64(s2[l]);
-      d0[l] = r == r ? px_b64(r) : CANON64;
+      d0[l] = r == r ? px_b64(r) : px_nan64(s1[l], s2[l], 0);
     });
     return PX_NEXT;
   }
@@ -1104,7 +1102,7 @@ int px_h_fmul64(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
   if (__builtin_expect(plain(in), 1)) {
     PX_FOR(mask, {
       double r = px_f64(s1[l]) * px_f64(s2[l]);
-      d0[l] = r == r ? px_b64(r) : CANON64;
+      d0[l] = r == r ? px_b64(r) : px_nan64(s1[l], s2[l], 0);
     });
     return PX_NEXT;
   }
@@ -1122,7 +1120,7 @@ int px_h_ffma64(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
   if (plain(in)) {
     PX_FOR(mask, {
       double r = fma(px_f64(s1[l]), px_f64(s2[l]), px_f64(s3[l]));
-      d0[l] = r == r ? px_b64(r) : CANON64;
+      d0[l] = r == r ? px_b64(r) : px_nan64(s1[l], s2[l], s3[l]);
     });
     return PX_NEXT;
   }
@@ -1140,7 +1138,8 @@ int px_h_fdiv64(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
   return PX_NEXT;
 }
 
-/* abs/neg are sign-bit operations (NaN stays NaN with its payload). */
+/* abs/neg: sign-bit operations, except that a NaN comes out as the GPU
+   makes it: canonical for f32, the input quieted (sign kept) for f64. */
 int px_h_fabs(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
 {
   SRC(1);
@@ -1148,9 +1147,13 @@ int px_h_fabs(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
   uint32_t fl = in->flags;
 
   if (in->type == PTX_T_F64)
-    PX_FOR(mask, d0[l] = s1[l] & ~(1ull << 63));
+    PX_FOR(mask, d0[l] = px_isnan64(s1[l]) ? s1[l] | 0x0008000000000000ull
+                                           : s1[l] & ~(1ull << 63));
   else
-    PX_FOR(mask, d0[l] = fb(IN32(s1, l)) & 0x7fffffffu);
+    PX_FOR(mask, {
+      uint32_t v = fb(IN32(s1, l)) & 0x7fffffffu;
+      d0[l] = v > 0x7f800000u ? CANON32 : v;
+    });
   return PX_NEXT;
 }
 
@@ -1161,9 +1164,13 @@ int px_h_fneg(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
   uint32_t fl = in->flags;
 
   if (in->type == PTX_T_F64)
-    PX_FOR(mask, d0[l] = s1[l] ^ (1ull << 63));
+    PX_FOR(mask, d0[l] = px_isnan64(s1[l]) ? s1[l] | 0x0008000000000000ull
+                                           : s1[l] ^ (1ull << 63));
   else
-    PX_FOR(mask, d0[l] = fb(IN32(s1, l)) ^ 0x80000000u);
+    PX_FOR(mask, {
+      uint32_t v = fb(IN32(s1, l));
+      d0[l] = (v & 0x7fffffffu) > 0x7f800000u ? CANON32 : v ^ 0x80000000u;
+    });
   return PX_NEXT;
 }
 
@@ -1195,7 +1202,7 @@ static int px_fminmax_h(struct px_warp *w, const struct ptx_insn *in,
   if (in->type == PTX_T_F64) {
     PX_FOR(mask, {
       double r = px_fminmax(px_f64(s1[l]), px_f64(s2[l]), max, fl);
-      d0[l] = r == r ? px_b64(r) : CANON64;
+      d0[l] = r == r ? px_b64(r) : px_nan64(s1[l], s2[l], 0);
     });
     return PX_NEXT;
   }
@@ -1276,7 +1283,8 @@ int px_h_frcp(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
       PX_FOR(mask, {
         double x = px_f64(s1[l]);
         double r = 1.0 / ((fl & PTX_F_FTZ) ? ftz64(x) : x);
-        d0[l] = r == r ? px_b64((fl & PTX_F_FTZ) ? ftz64(r) : r) : CANON64;
+        d0[l] = r == r ? px_b64((fl & PTX_F_FTZ) ? ftz64(r) : r)
+                       : px_nan64(s1[l], 0, 0);
       });
     } else {
       px_fop64(PX_RO_RCP, in->rnd, in->flags, mask, d0, s1, NULL, NULL);
@@ -1309,7 +1317,7 @@ int px_h_frsqrt(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
     PX_FOR(mask, {
       double x = px_f64(s1[l]);
       double r = 1.0 / sqrt((fl & PTX_F_FTZ) ? ftz64(x) : x);
-      d0[l] = r == r ? px_b64(r) : CANON64;
+      d0[l] = r == r ? px_b64(r) : px_nan64(s1[l], 0, 0);
     });
   else
     PX_FOR(mask, d0[l] = out32((float)(1.0 / sqrt((double)IN32(s1, l))),
@@ -1368,7 +1376,7 @@ static inline uint16_t hout(double r, int bf16, uint32_t fl, unsigned rnd)
   uint16_t h;
 
   if (r != r)
-    return bf16 ? 0x7fff : 0x7fff;
+    return (fl & PTX_F_SAT) ? 0 : PX_CANON16;
   if (fl & PTX_F_SAT)
     r = r > 1.0 ? 1.0 : r > 0.0 ? r : 0.0;
   if ((fl & PTX_F_RELU) && r < 0)
@@ -1428,19 +1436,17 @@ static int px_hop(struct px_warp *w, const struct ptx_insn *in,
         continue;
       }
       case HOP_ABS:
-        o = (uint16_t)(((fl & PTX_F_FTZ) ? hflush((uint16_t)(s1[l] >> (16 * h)),
-                                                   bf16)
-                                         : (uint16_t)(s1[l] >> (16 * h))) &
-                       0x7fff);
+      case HOP_NEG: {
+        uint16_t hv = (uint16_t)(s1[l] >> (16 * h));
+        if (fl & PTX_F_FTZ)
+          hv = hflush(hv, bf16);
+        if ((hv & 0x7fff) > (bf16 ? 0x7f80 : 0x7c00))
+          o = PX_CANON16; /* NaN: the canonical one, as the GPU */
+        else
+          o = op == HOP_ABS ? (uint16_t)(hv & 0x7fff) : (uint16_t)(hv ^ 0x8000);
         r |= (uint64_t)o << (16 * h);
         continue;
-      case HOP_NEG:
-        o = (uint16_t)(((fl & PTX_F_FTZ) ? hflush((uint16_t)(s1[l] >> (16 * h)),
-                                                   bf16)
-                                         : (uint16_t)(s1[l] >> (16 * h))) ^
-                       0x8000);
-        r |= (uint64_t)o << (16 * h);
-        continue;
+      }
       case HOP_EX2: x = exp2(a); break;
       default: x = tanh(a); break;
       }

@@ -271,12 +271,15 @@ int px_h_cvt_fi(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
   uint64_t hiv = ds ? (db == 64 ? (uint64_t)INT64_MAX : (1ull << (db - 1)) - 1)
                     : (db == 64 ? ~0ull : (1ull << db) - 1);
   uint64_t lov = ds ? (db == 64 ? (uint64_t)INT64_MIN : ~0ull << (db - 1)) : 0;
+  /* NaN: 0 from f32 and halves into 32 bits or less, the sign bit of the
+     destination from f64 and into 64 bits (what the GPU does) */
+  uint64_t nanv = (k == K_F64 || db == 64) ? 1ull << (db - 1) : 0;
 
   PX_FOR(mask, {
     double v = px_rint(px_fin(s1[l], k, ftz), rnd);
     uint64_t r;
     if (v != v)
-      r = 0;
+      r = nanv;
     else if (v >= hi)
       r = hiv;
     else if (v < lo)
@@ -293,6 +296,34 @@ int px_h_cvt_fi(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
 }
 
 /* float -> float */
+/*
+ * A NaN converted as the GPU does it (measured): f64 sources give the
+ * NaN of zero payload of the target (the input itself, quieted, for
+ * f64), f32 -> f64 keeps sign and payload, bf16 -> f32 is a plain
+ * widening of the bits, everything else the target's canonical NaN.
+ */
+static uint64_t px_cvt_nan(uint64_t v, unsigned sk, unsigned dk)
+{
+  if (sk == K_F64) {
+    switch (dk) {
+    case K_F64: return v | 0x0008000000000000ull;
+    case K_F32: return 0x7fc00000u;
+    case K_F16: return 0x7e00;
+    default: return 0x7fc0;
+    }
+  }
+  if (sk == K_F32 && dk == K_F64)
+    return px_b64((double)px_f32(v));
+  if (sk == K_BF16 && dk == K_F32)
+    return (uint32_t)(uint16_t)v << 16;
+  switch (dk) {
+  case K_F16:
+  case K_BF16: return 0x7fff;
+  case K_F32: return 0x7fffffffu;
+  default: return 0x7fffffffffffffffull;
+  }
+}
+
 int px_h_cvt_ff(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
 {
   SRC(1);
@@ -304,6 +335,10 @@ int px_h_cvt_ff(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
 
   PX_FOR(mask, {
     double v = px_fin(s1[l], sk, ftz && sk == K_F32);
+    if (v != v) {
+      d0[l] = (fl & PTX_F_SAT) ? 0 : px_cvt_nan(s1[l], sk, dk);
+      continue;
+    }
     if (integral)
       v = px_rint(v, rnd);
     d0[l] = px_fout(v, dk, integral ? PTX_RND_RN : rnd, fl);

@@ -14,6 +14,7 @@
  * the mode.  That is exact for every mode and needs no host state.
  */
 #include <fenv.h>
+#include <float.h>
 #include <math.h>
 
 #include "ptx_exec_int.h"
@@ -33,7 +34,7 @@ static inline float ftz32(float x)
 static inline uint64_t out32(float r, uint32_t fl)
 {
   if (r != r)
-    return 0x7fffffffu;
+    return (fl & PTX_F_SAT) ? 0 : PX_CANON32;
   if (fl & PTX_F_FTZ)
     r = ftz32(r);
   if (fl & PTX_F_SAT)
@@ -88,7 +89,14 @@ void px_fop32(unsigned op, unsigned rnd, uint32_t fl, uint32_t mask,
     case PX_RO_SUB: r = x - y; break;
     case PX_RO_MUL: r = x * y; break;
     case PX_RO_FMA: r = fmaf(x, y, z); break;
-    case PX_RO_DIV: r = x / y; break;
+    case PX_RO_DIV:
+      if ((fl & PTX_F_APPROX) && fabsf(y) > 0x1p126f && fabsf(y) <= FLT_MAX)
+        /* the approximate reciprocal underflows: 0, as documented */
+        r = isinf(x) || x != x ? NAN
+            : (signbit(x) != 0) != (signbit(y) != 0) ? -0.0f : 0.0f;
+      else
+        r = x / y;
+      break;
     case PX_RO_SQRT: r = sqrtf(x); break;
     default: r = 1.0f / x; break;
     }
@@ -118,9 +126,16 @@ void px_fop64(unsigned op, unsigned rnd, uint32_t fl, uint32_t mask,
     case PX_RO_SQRT: r = sqrt(x); break;
     default: r = 1.0 / x; break;
     }
-    if (r != r)
-      d[l] = 0x7fffffffffffffffull;
-    else {
+    if (r != r) {
+      /* the GPU's NaN: an input's, quieted (division prefers a), else
+         the default NaN (ptx_exec_int.h) */
+      if (fl & PTX_F_SAT)
+        d[l] = 0;
+      else if (op == PX_RO_DIV)
+        d[l] = px_nan64(b[l], a[l], 0);
+      else
+        d[l] = px_nan64(a[l], b ? b[l] : 0, c ? c[l] : 0);
+    } else {
       if (fl & PTX_F_SAT)
         r = r > 1.0 ? 1.0 : r > 0.0 ? r : 0.0;
       d[l] = px_b64(r);

@@ -408,6 +408,37 @@ static inline uint64_t px_b64(double d)
   return u;
 }
 
+/*
+ * NaNs as the GPU produces them (measured on an H200, see
+ * tests/unit/test_ptx_exec_golden.cu).  f32 and f16/bf16 arithmetic
+ * returns one canonical NaN whatever the inputs (0x7fffffff, 0x7fff).
+ * f64 arithmetic propagates an input NaN, quieted, keeping its sign and
+ * payload: the last NaN operand in the order the fma datapath reads them
+ * (c, then b, then a; division, which is a software sequence, prefers a),
+ * and an invalid operation (inf - inf, 0 * inf) gives 0xfff8000000000000.
+ */
+#define PX_CANON32 0x7fffffffu
+#define PX_CANON16 0x7fffu
+#define PX_DNAN64 0xfff8000000000000ull
+
+static inline int px_isnan64(uint64_t x)
+{
+  return (x & 0x7fffffffffffffffull) > 0x7ff0000000000000ull;
+}
+
+/* The NaN result of an f64 operation on a, b, c (pass a NaN-free value,
+   e.g. 0, for operands it does not have), in priority order c, b, a. */
+static inline uint64_t px_nan64(uint64_t a, uint64_t b, uint64_t c)
+{
+  if (px_isnan64(c))
+    return c | 0x0008000000000000ull;
+  if (px_isnan64(b))
+    return b | 0x0008000000000000ull;
+  if (px_isnan64(a))
+    return a | 0x0008000000000000ull;
+  return PX_DNAN64;
+}
+
 /* ---- half precision (ptx_exec_fp.c) ------------------------------------- */
 
 /* IEEE binary16 and bfloat16 <-> float, correctly rounded (rnd: PTX_RND_RN
