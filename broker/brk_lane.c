@@ -408,11 +408,13 @@ static int ls_keep(struct brk_lstream *ls, const uint8_t *data, size_t len)
 {
   if (!len)
     return 0;
-  if (ls->pend_off && ls->pend_len + len > ls->pend_cap) {
+  /* No room behind the held bytes: first slide them to the front, then
+     grow if that is still not enough. */
+  if (ls->pend_off && ls->pend_off + ls->pend_len + len > ls->pend_cap) {
     memmove(ls->pend, ls->pend + ls->pend_off, ls->pend_len);
     ls->pend_off = 0;
   }
-  if (ls->pend_off + ls->pend_len + len > ls->pend_cap) {
+  if (ls->pend_len + len > ls->pend_cap) {
     size_t cap = ls->pend_cap ? ls->pend_cap : 16384;
     uint8_t *p;
 
