@@ -63,6 +63,14 @@ static const char usage_text[] =
   "  --emu-mem SIZE       device memory of the emulator (default 16G);\n"
   "                       SIZE is bytes with an optional K, M, G or T suffix\n"
   "                       (powers of 1024)\n"
+  "  --emu-cc X.Y         compute capability the emulator reports (default\n"
+  "                       8.0; 5.0 to 12.0).  Programs read it before any\n"
+  "                       module loads; PTX for a newer target is refused.\n"
+  "  --emu-workers N      threads that run kernel blocks (default: number of\n"
+  "                       CPUs, which is also the multiprocessor count)\n"
+  "  --emu-watchdog SEC   a kernel running longer fails with\n"
+  "                       cudaErrorLaunchTimeout, as under a display\n"
+  "                       watchdog (default 600; 0 = no limit)\n"
   "\n"
   "Execution and logs:\n"
   "  --exec-threads N     threads executing calls (default: number of CPUs)\n"
@@ -90,6 +98,9 @@ struct options {
   const char *backend;
   const char *emu_name;
   uint64_t emu_mem;
+  unsigned emu_cc;
+  unsigned emu_workers;
+  uint64_t emu_watchdog_s;
   unsigned exec_threads;
 };
 
@@ -168,7 +179,8 @@ static void parse_args(int argc, char **argv, struct options *o)
 {
   enum {
     OPT_LISTEN = 256, OPT_SECRET_FILE, OPT_SECRET_FD, OPT_INSECURE,
-    OPT_READY_FD, OPT_BACKEND, OPT_EMU_NAME, OPT_EMU_MEM, OPT_EXEC_THREADS,
+    OPT_READY_FD, OPT_BACKEND, OPT_EMU_NAME, OPT_EMU_MEM, OPT_EMU_CC,
+    OPT_EMU_WORKERS, OPT_EMU_WATCHDOG, OPT_EXEC_THREADS,
     OPT_LOG_LEVEL, OPT_VERSION,
   };
   static const struct option longs[] = {
@@ -180,6 +192,9 @@ static void parse_args(int argc, char **argv, struct options *o)
     {"backend", required_argument, NULL, OPT_BACKEND},
     {"emu-name", required_argument, NULL, OPT_EMU_NAME},
     {"emu-mem", required_argument, NULL, OPT_EMU_MEM},
+    {"emu-cc", required_argument, NULL, OPT_EMU_CC},
+    {"emu-workers", required_argument, NULL, OPT_EMU_WORKERS},
+    {"emu-watchdog", required_argument, NULL, OPT_EMU_WATCHDOG},
     {"exec-threads", required_argument, NULL, OPT_EXEC_THREADS},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"help", no_argument, NULL, 'h'},
@@ -225,6 +240,29 @@ static void parse_args(int argc, char **argv, struct options *o)
       if (parse_size(optarg, &o->emu_mem) < 0)
         usage_error("--emu-mem: '%s' is not a size such as 16G or 512M",
                     optarg);
+      break;
+    case OPT_EMU_CC: {
+      unsigned maj, min;
+      char extra;
+
+      if (sscanf(optarg, "%u.%u%c", &maj, &min, &extra) != 2 || maj < 5 ||
+          maj > 12 || min > 9 || (maj == 12 && min > 0))
+        usage_error("--emu-cc: '%s' is not a compute capability from 5.0 to "
+                    "12.0 such as 8.0 or 8.6", optarg);
+      o->emu_cc = maj * 10 + min;
+      break;
+    }
+    case OPT_EMU_WORKERS:
+      if (parse_uint(optarg, 1024, &v) < 0 || v == 0)
+        usage_error("--emu-workers: '%s' is not a number from 1 to 1024",
+                    optarg);
+      o->emu_workers = (unsigned)v;
+      break;
+    case OPT_EMU_WATCHDOG:
+      if (parse_uint(optarg, 86400ull * 365, &v) < 0)
+        usage_error("--emu-watchdog: '%s' is not a number of seconds "
+                    "(0 = no limit)", optarg);
+      o->emu_watchdog_s = v;
       break;
     case OPT_EXEC_THREADS:
       if (parse_uint(optarg, 1024, &v) < 0 || v == 0)
@@ -383,6 +421,8 @@ int main(int argc, char **argv)
     .backend = "auto",
     .emu_name = "tremote emulated device",
     .emu_mem = 16ull << 30,
+    .emu_cc = 80,
+    .emu_watchdog_s = 600,
   };
   struct agt_server_config scfg;
   struct agt_emu_config ecfg;
@@ -412,7 +452,16 @@ int main(int argc, char **argv)
   pthread_sigmask(SIG_BLOCK, &sigs, NULL);
   signal(SIGPIPE, SIG_IGN);
 
-  ecfg = (struct agt_emu_config){o.emu_name, o.emu_mem, (unsigned)ncpu};
+  if (!o.emu_workers)
+    o.emu_workers = (unsigned)ncpu;
+  ecfg = (struct agt_emu_config){
+    .name = o.emu_name,
+    .mem = o.emu_mem,
+    .sm_count = o.emu_workers,
+    .workers = o.emu_workers,
+    .cc = o.emu_cc,
+    .watchdog_ms = o.emu_watchdog_s * 1000,
+  };
   rc = agt_backend_open(o.backend, &ecfg, &be, &why);
   if (rc < 0) {
     agt_err("backend %s: %s", o.backend, why);

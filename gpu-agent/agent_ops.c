@@ -30,7 +30,30 @@ struct agt_call {
   uint32_t len;
   bool want_reply;
   struct agt_out *reply; /* final reply payload, or NULL for empty */
+  char why[AGT_WHY_MAX]; /* a failed call's diagnostic, or "" */
 };
+
+/*
+ * The errors after which a GPU context is unusable: every later call of
+ * the session returns the same error (CUDA's "sticky" errors).
+ */
+static bool is_sticky(uint32_t st)
+{
+  switch (st) {
+  case cudaErrorIllegalAddress:
+  case cudaErrorLaunchTimeout:
+  case cudaErrorAssert:
+  case cudaErrorHardwareStackError:
+  case cudaErrorIllegalInstruction:
+  case cudaErrorMisalignedAddress:
+  case cudaErrorInvalidAddressSpace:
+  case cudaErrorInvalidPc:
+  case cudaErrorLaunchFailure:
+    return true;
+  default:
+    return false;
+  }
+}
 
 static const struct agt_backend_ops *ops_of(struct agt_call *c)
 {
@@ -48,6 +71,12 @@ static uint8_t *reply_buf(struct agt_call *c, uint32_t n)
 /* ---- session control and device ---------------------------------------- */
 
 static uint32_t op_nop(struct agt_call *c)
+{
+  return c->len == 0 ? cudaSuccess : TR_ST_BAD_RECORD;
+}
+
+/* OUTPUT: the reply rules attach the output, as for SYNCHRONIZE. */
+static uint32_t op_output(struct agt_call *c)
 {
   return c->len == 0 ? cudaSuccess : TR_ST_BAD_RECORD;
 }
@@ -302,8 +331,11 @@ static uint32_t op_module_load(struct agt_call *c)
     agt_module_put(m);
     return cudaErrorMemoryAllocation;
   }
-  st = s->be->ops->module_load(s->ctx, m->image, m->len, &sm->bmod);
+  st = s->be->ops->module_load(s->ctx, m->image, m->len, &sm->bmod, c->why);
   if (st) {
+    if (c->why[0])
+      agt_info("session %016llx: module load failed: %s",
+               (unsigned long long)s->id, c->why);
     agt_module_put(m);
     free(sm);
     return st;
@@ -442,7 +474,105 @@ out_free:
   return st;
 }
 
+/* SYMBOL_GET: u64 module handle, u32 name_len, name -> u64 address, u64 size. */
+static uint32_t op_symbol_get(struct agt_call *c)
+{
+  struct agt_session *s = c->sess;
+  struct agt_smod *sm;
+  uint64_t addr, size;
+  uint32_t nlen, st;
+  uint8_t *out;
+  char *name;
+  bool last;
+
+  if (c->len < 12)
+    return TR_ST_BAD_RECORD;
+  nlen = tr_get_u32(c->p + 8);
+  if (nlen == 0 || nlen != c->len - 12u || memchr(c->p + 12, 0, nlen))
+    return TR_ST_BAD_RECORD;
+  name = malloc(nlen + 1u);
+  if (!name)
+    return cudaErrorMemoryAllocation;
+  memcpy(name, c->p + 12, nlen);
+  name[nlen] = 0;
+  pthread_mutex_lock(&s->mu);
+  sm = agt_hmap_get(&s->modules, tr_get_u64(c->p));
+  if (sm)
+    sm->refs++;
+  pthread_mutex_unlock(&s->mu);
+  if (!sm) {
+    free(name);
+    return TR_ST_BAD_HANDLE;
+  }
+  st = s->be->ops->symbol_get(s->ctx, sm->bmod, name, &addr, &size);
+  free(name);
+  pthread_mutex_lock(&s->mu);
+  last = agt_smod_put_locked(sm);
+  pthread_mutex_unlock(&s->mu);
+  if (last)
+    agt_smod_free(s, sm);
+  if (st)
+    return st;
+  out = reply_buf(c, 16);
+  if (!out)
+    return cudaErrorMemoryAllocation;
+  tr_put_u64(out, addr);
+  tr_put_u64(out + 8, size);
+  return cudaSuccess;
+}
+
+/* FUNC_ATTRS: u64 function handle -> TR_FATTRS_SIZE bytes. */
+static uint32_t op_func_attrs(struct agt_call *c)
+{
+  struct agt_session *s = c->sess;
+  struct agt_fattrs a;
+  struct agt_sfunc *f;
+  struct agt_smod *sm = NULL;
+  void *bfn = NULL;
+  uint32_t st;
+  uint8_t *out;
+  bool last;
+
+  if (c->len != 8)
+    return TR_ST_BAD_RECORD;
+  pthread_mutex_lock(&s->mu);
+  f = agt_hmap_get(&s->funcs, tr_get_u64(c->p));
+  if (f) {
+    sm = f->mod;
+    sm->refs++;
+    bfn = f->bfn;
+  }
+  pthread_mutex_unlock(&s->mu);
+  if (!f)
+    return TR_ST_BAD_HANDLE;
+  st = s->be->ops->function_attrs(s->ctx, bfn, &a);
+  pthread_mutex_lock(&s->mu);
+  last = agt_smod_put_locked(sm);
+  pthread_mutex_unlock(&s->mu);
+  if (last)
+    agt_smod_free(s, sm);
+  if (st)
+    return st;
+  out = reply_buf(c, TR_FATTRS_SIZE);
+  if (!out)
+    return cudaErrorMemoryAllocation;
+  tr_put_u32(out, a.shared_size);
+  tr_put_u32(out + 4, a.const_size);
+  tr_put_u32(out + 8, a.local_size);
+  tr_put_u32(out + 12, a.max_threads);
+  tr_put_u32(out + 16, a.num_regs);
+  tr_put_u32(out + 20, a.ptx_version);
+  tr_put_u32(out + 24, a.binary_version);
+  tr_put_u32(out + 28, a.params_size);
+  return cudaSuccess;
+}
+
 /* ---- execution ---------------------------------------------------------- */
+
+static void launch_out(void *arg, int fd, const char *text, size_t n)
+{
+  agt_session_output(arg, fd, text, n);
+}
 
 /* LAUNCH: see TR_LAUNCH_FIXED in proto.h for the layout. */
 static uint32_t op_launch(struct agt_call *c)
@@ -466,6 +596,8 @@ static uint32_t op_launch(struct agt_call *c)
   l.params_size = tr_get_u32(c->p + 36);
   l.stream = tr_get_u64(c->p + 40);
   l.params = c->p + TR_LAUNCH_FIXED;
+  l.out = launch_out;
+  l.out_arg = s;
   if (l.params_size != c->len - TR_LAUNCH_FIXED)
     return TR_ST_BAD_RECORD;
 
@@ -486,9 +618,16 @@ static uint32_t op_launch(struct agt_call *c)
       l.grid[1] > 65535 || l.grid[2] > 65535 || !threads || threads > 1024 ||
       l.block[0] > 1024 || l.block[1] > 1024 || l.block[2] > 64 ||
       l.shmem > 166912)
-    st = cudaErrorInvalidConfiguration;
+    st = cudaErrorInvalidValue; /* what CUDA 13 returns for these */
   else
     st = s->be->ops->launch(s->ctx, bfn, &l);
+  if (is_sticky(st)) {
+    unsigned zero = 0;
+
+    if (atomic_compare_exchange_strong(&s->sticky, &zero, st))
+      agt_info("session %016llx: kernel fault %u; the session's context is "
+               "now unusable, as on a GPU", (unsigned long long)s->id, st);
+  }
 
   pthread_mutex_lock(&s->mu);
   last = agt_smod_put_locked(sm);
@@ -508,6 +647,7 @@ static uint32_t op_launch(struct agt_call *c)
 #define AGT_OPS(X)                                                             \
   X(NOP, op_nop)                                                               \
   X(SYNCHRONIZE, op_synchronize)                                               \
+  X(OUTPUT, op_output)                                                         \
   X(MALLOC, op_malloc)                                                         \
   X(FREE, op_free)                                                             \
   X(MEMCPY_H2D, op_memcpy_h2d)                                                 \
@@ -519,6 +659,8 @@ static uint32_t op_launch(struct agt_call *c)
   X(MODULE_LOAD, op_module_load)                                               \
   X(MODULE_UNLOAD, op_module_unload)                                           \
   X(FUNCTION_GET, op_function_get)                                             \
+  X(SYMBOL_GET, op_symbol_get)                                                 \
+  X(FUNC_ATTRS, op_func_attrs)                                                 \
   X(LAUNCH, op_launch)
 
 static uint32_t dispatch(struct agt_call *c)
@@ -545,11 +687,16 @@ void agt_ops_execute(struct agt_lane *l, const struct agt_rec *r)
     .want_reply = (r->hdr.flags & TR_F_WANT_REPLY) != 0,
   };
   struct tr_hdr h;
-  uint32_t st, n;
+  uint32_t st, n, sticky;
+  uint16_t flags = TR_F_REPLY;
 
-  /* REPLY, MORE and SHMREF never belong on a request on the wire. */
-  if (r->hdr.flags & (TR_F_REPLY | TR_F_MORE | TR_F_SHMREF))
+  c.why[0] = 0;
+  sticky = atomic_load(&c.sess->sticky);
+  /* REPLY, MORE, SHMREF and OUTPUT never belong on a request on the wire. */
+  if (r->hdr.flags & (TR_F_REPLY | TR_F_MORE | TR_F_SHMREF | TR_F_OUTPUT))
     st = TR_ST_BAD_RECORD;
+  else if (sticky)
+    st = sticky; /* the context is gone, as on a GPU: nothing runs */
   else
     st = dispatch(&c);
   if (st)
@@ -564,10 +711,31 @@ void agt_ops_execute(struct agt_lane *l, const struct agt_rec *r)
     free(c.reply);
     return;
   }
-  if (st) {
-    /* A failed call returns no data; MORE replies already sent stand. */
+  if ((r->hdr.opcode == TR_OP_SYNCHRONIZE || r->hdr.opcode == TR_OP_OUTPUT) &&
+      st < TR_ST_BASE) {
+    /* Device output travels with the synchronisation, failed or not:
+       a fault's report is part of that output. */
     free(c.reply);
     c.reply = NULL;
+    if (agt_session_take_output(c.sess, TR_OUTPUT_REPLY_MAX, &c.reply) < 0 &&
+        !st)
+      st = cudaErrorMemoryAllocation;
+    if (!st && l->deferred && r->hdr.opcode == TR_OP_SYNCHRONIZE) {
+      st = l->deferred;
+      l->deferred = 0;
+    }
+  } else if (st) {
+    /* A failed call returns no data, but maybe a diagnostic; MORE replies
+       already sent stand. */
+    free(c.reply);
+    c.reply = NULL;
+    if (c.why[0]) {
+      size_t wl = strnlen(c.why, sizeof(c.why));
+
+      c.reply = agt_out_new((uint32_t)wl);
+      if (c.reply)
+        memcpy(agt_out_payload(c.reply), c.why, wl);
+    }
   } else if (l->deferred) {
     /* The call itself worked, so its payload is kept (a MALLOC's pointer
        is still the client's to free); the status tells the old error. */
@@ -585,7 +753,9 @@ void agt_ops_execute(struct agt_lane *l, const struct agt_rec *r)
     return;
   }
   n = c.reply->len - TR_HDR_SIZE;
-  tr_hdr_init(&h, r->hdr.opcode, TR_F_REPLY, r->hdr.request_id, n);
+  if (agt_session_has_output(c.sess))
+    flags |= TR_F_OUTPUT;
+  tr_hdr_init(&h, r->hdr.opcode, flags, r->hdr.request_id, n);
   h.status = st;
   agt_lane_push_out(l, c.reply, &h);
 }

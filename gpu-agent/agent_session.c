@@ -2,6 +2,7 @@
  * agent_session.c: sessions, lanes and the inbox (agent_session.h).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -103,6 +104,8 @@ int agt_session_new(uint64_t id, struct agt_backend *be,
   atomic_init(&s->refs, 1);
   s->note.kind = AGT_NOTE_SESSION;
   pthread_mutex_init(&s->mu, NULL);
+  pthread_mutex_init(&s->out_mu, NULL);
+  atomic_init(&s->sticky, 0);
   agt_hmap_init(&s->modules);
   agt_hmap_init(&s->funcs);
   *out = s;
@@ -168,8 +171,129 @@ void agt_session_put(struct agt_session *s)
 
 void agt_session_free(struct agt_session *s)
 {
+  pthread_mutex_destroy(&s->out_mu);
   pthread_mutex_destroy(&s->mu);
+  free(s->out);
   free(s);
+}
+
+/* ---- device output ---------------------------------------------------- */
+
+#define OUT_REC_HDR 8u /* u8 fd, pad[3], u32 len */
+
+/* Append one record (out_mu held).  False when it does not fit. */
+static bool out_append(struct agt_session *s, int fd, const char *text,
+                       size_t n)
+{
+  size_t need = s->out_len + OUT_REC_HDR + n;
+  uint8_t *p;
+
+  if (need > AGT_OUTPUT_MAX + 1024u) /* room kept for the drop note */
+    return false;
+  if (need > s->out_cap) {
+    size_t ncap = s->out_cap ? s->out_cap : 4096;
+
+    while (ncap < need)
+      ncap *= 2;
+    p = realloc(s->out, ncap);
+    if (!p)
+      return false;
+    s->out = p;
+    s->out_cap = ncap;
+  }
+  p = s->out + s->out_len;
+  p[0] = (uint8_t)fd;
+  p[1] = p[2] = p[3] = 0;
+  tr_put_u32(p + 4, (uint32_t)n);
+  memcpy(p + OUT_REC_HDR, text, n);
+  s->out_len = need;
+  return true;
+}
+
+void agt_session_output(struct agt_session *s, int fd, const char *text,
+                        size_t n)
+{
+  pthread_mutex_lock(&s->out_mu);
+  /* Printf output beyond the FIFO is lost, as on a GPU; fault reports
+     (fd 2) are short and always kept. */
+  if ((fd == 1 && s->out_len + n > AGT_OUTPUT_MAX) ||
+      !out_append(s, fd, text, n))
+    s->out_dropped += n;
+  pthread_mutex_unlock(&s->out_mu);
+}
+
+bool agt_session_has_output(struct agt_session *s)
+{
+  bool has;
+
+  pthread_mutex_lock(&s->out_mu);
+  has = s->out_len > 0 || s->out_dropped > 0;
+  pthread_mutex_unlock(&s->out_mu);
+  return has;
+}
+
+int agt_session_take_output(struct agt_session *s, uint32_t max,
+                            struct agt_out **out)
+{
+  size_t take = 0;
+  struct agt_out *o;
+
+  *out = NULL;
+  pthread_mutex_lock(&s->out_mu);
+  if (s->out_dropped) {
+    char note[128];
+    int n = snprintf(note, sizeof(note),
+                     "tremote: %llu bytes of device printf output were "
+                     "dropped (the 1 MiB printf buffer was full)\n",
+                     (unsigned long long)s->out_dropped);
+
+    if (n > 0 && out_append(s, 2, note, (size_t)n))
+      s->out_dropped = 0;
+  }
+  /* Whole records while they fit; a first record bigger than max is cut
+     in two, the rest staying queued as a record of its own. */
+  while (take < s->out_len) {
+    uint32_t n = tr_get_u32(s->out + take + 4);
+
+    if (take + OUT_REC_HDR + n > max)
+      break;
+    take += OUT_REC_HDR + n;
+  }
+  if (take == 0 && s->out_len > 0 && max > OUT_REC_HDR) {
+    uint8_t *p = s->out;
+    uint32_t n = tr_get_u32(p + 4), first = max - OUT_REC_HDR;
+
+    o = agt_out_new(max);
+    if (!o) {
+      pthread_mutex_unlock(&s->out_mu);
+      return -ENOMEM;
+    }
+    memcpy(agt_out_payload(o), p, max);
+    tr_put_u32(agt_out_payload(o) + 4, first);
+    /* What is left becomes a record: shift it down behind a new header. */
+    memmove(p + OUT_REC_HDR, p + OUT_REC_HDR + first,
+            s->out_len - OUT_REC_HDR - first);
+    tr_put_u32(p + 4, n - first);
+    s->out_len -= first;
+    pthread_mutex_unlock(&s->out_mu);
+    *out = o;
+    return 0;
+  }
+  if (take == 0) {
+    pthread_mutex_unlock(&s->out_mu);
+    return 0;
+  }
+  o = agt_out_new((uint32_t)take);
+  if (!o) {
+    pthread_mutex_unlock(&s->out_mu);
+    return -ENOMEM;
+  }
+  memcpy(agt_out_payload(o), s->out, take);
+  memmove(s->out, s->out + take, s->out_len - take);
+  s->out_len -= take;
+  pthread_mutex_unlock(&s->out_mu);
+  *out = o;
+  return 0;
 }
 
 /* ---- lanes ------------------------------------------------------------ */

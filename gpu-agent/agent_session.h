@@ -115,6 +115,20 @@ struct agt_session {
   struct agt_hmap funcs;   /* client handle -> struct agt_sfunc */
   struct agt_upload *uploads;
 
+  /*
+   * A kernel fault (cudaErrorIllegalAddress and its kind) corrupts the
+   * context on a GPU: every later call of the session fails with it.  Set
+   * once, never cleared; 0 while the session is healthy.
+   */
+  atomic_uint sticky;
+
+  /* Device output (printf, fault reports) waiting for the next
+     SYNCHRONIZE, as PROTOCOL.md's output records. */
+  pthread_mutex_t out_mu;
+  uint8_t *out;
+  size_t out_len, out_cap;
+  uint64_t out_dropped; /* bytes lost to AGT_OUTPUT_MAX since last told */
+
   /* Network thread only. */
   struct agt_lane *lanes; /* open lanes, linked by sess_next */
   bool closing;           /* out of the registry; lanes were aborted */
@@ -139,6 +153,30 @@ void agt_session_get(struct agt_session *s);
  * posts the session's note; the struct lives until agt_session_free.
  */
 void agt_session_put(struct agt_session *s);
+
+/*
+ * Device output of the session: CUDA's printf FIFO holds 1 MiB by default
+ * (cudaLimitPrintfFifoSize); what does not fit is dropped and counted, and
+ * the program is told how much at the next synchronisation.
+ */
+#define AGT_OUTPUT_MAX (1u << 20)
+
+struct agt_out;
+
+/* Queue n bytes for the program's fd (1 stdout, 2 stderr).  Thread-safe. */
+void agt_session_output(struct agt_session *s, int fd, const char *text,
+                        size_t n);
+
+/* True if output is waiting. */
+bool agt_session_has_output(struct agt_session *s);
+
+/*
+ * Move up to max bytes of whole output records (a record longer than max
+ * is split) into a new reply payload; *out NULL and 0 when none is
+ * waiting.  Returns 0 or -ENOMEM.
+ */
+int agt_session_take_output(struct agt_session *s, uint32_t max,
+                            struct agt_out **out);
 
 /* Free the struct after its note was taken (network thread). */
 void agt_session_free(struct agt_session *s);

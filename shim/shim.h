@@ -84,6 +84,18 @@ int shim_call(struct shim_thread *t, int dev, uint16_t op, const void *args,
               void *out, uint64_t out_cap, uint64_t *out_len);
 
 /*
+ * Collect the device output (printf, fault reports) of dev and write it to
+ * the program's stdout/stderr: op is TR_OP_SYNCHRONIZE (also waits for the
+ * device; the result is its status) or TR_OP_OUTPUT (only the output).
+ * Repeats TR_OP_OUTPUT while the agent says more is waiting.  Returns the
+ * first call's result as shim_call does.
+ */
+int shim_device_output(struct shim_thread *t, int dev, uint16_t op);
+
+/* True if dev's agent said output is waiting at its last reply. */
+int shim_output_pending(int dev);
+
+/*
  * The one conversion table: 0 / -errno / positive status -> cudaError_t.
  * Also records a non-success result as the thread's last error.
  */

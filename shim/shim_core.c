@@ -179,13 +179,37 @@ int shim_device_of(const void *p)
 
 /* ---- calls ---------------------------------------------------------- */
 
+/* Devices whose agent said device output is waiting (TR_F_OUTPUT). */
+static _Atomic uint64_t output_pending;
+
+/*
+ * Print a failed call's diagnostic (PROTOCOL.md: a failed reply's payload
+ * is one line of text).  The same line twice in a row is printed once, so
+ * a program retrying a module that cannot load does not flood stderr.
+ */
+static void print_diagnostic(const uint8_t *text, uint32_t len)
+{
+  static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+  static uint64_t last;
+  uint64_t h = 1469598103934665603ull;
+
+  for (uint32_t i = 0; i < len; i++)
+    h = (h ^ text[i]) * 1099511628211ull;
+  pthread_mutex_lock(&lock);
+  if (h != last) {
+    last = h;
+    fprintf(stderr, "tremote: %.*s\n", (int)len, (const char *)text);
+  }
+  pthread_mutex_unlock(&lock);
+}
+
 int shim_call(struct shim_thread *t, int dev, uint16_t op, const void *args,
               uint32_t alen, const void *data, uint32_t dlen, int want_reply,
               void *out, uint64_t out_cap, uint64_t *out_len)
 {
   struct tr_reply r;
   uint64_t id = ++t->next_id, got = 0;
-  int rc, status = 0;
+  int rc, status = 0, output = 0;
 
   rc = tr_client_send(&shim_proc.cli, &t->lane, (uint16_t)dev, op,
                       want_reply ? TR_F_WANT_REPLY : 0, id, args, alen, data,
@@ -203,7 +227,13 @@ int shim_call(struct shim_thread *t, int dev, uint16_t op, const void *args,
     }
     if (r.h.status && !status)
       status = (int)r.h.status;
-    if (r.len) {
+    int more = r.h.flags & TR_F_MORE;
+    if (!more && (r.h.flags & TR_F_OUTPUT))
+      output = 1;
+    if (r.len && r.h.status && !more &&
+        op != TR_OP_SYNCHRONIZE && op != TR_OP_OUTPUT) {
+      print_diagnostic(r.payload, r.len);
+    } else if (r.len) {
       if (!out || got + r.len > out_cap) {
         if (!status)
           status = (int)TR_ST_BAD_RECORD;
@@ -212,14 +242,72 @@ int shim_call(struct shim_thread *t, int dev, uint16_t op, const void *args,
         got += r.len;
       }
     }
-    int more = r.h.flags & TR_F_MORE;
     tr_client_recv_done(&shim_proc.cli, &t->lane, &r);
     if (!more)
       break;
   }
   if (out_len)
     *out_len = got;
+  if (output)
+    atomic_fetch_or(&output_pending, 1ull << dev);
+  else if (op == TR_OP_SYNCHRONIZE || op == TR_OP_OUTPUT)
+    atomic_fetch_and(&output_pending, ~(1ull << dev));
+  /* A blocking copy is a point where CUDA prints what kernels printed. */
+  if (output && (op == TR_OP_MEMCPY_D2H || op == TR_OP_MEMCPY_H2D ||
+                 op == TR_OP_MEMCPY_D2D || op == TR_OP_MEMSET))
+    (void)shim_device_output(t, dev, TR_OP_OUTPUT);
   return status;
+}
+
+/* Write device output records to the program's stdout and stderr. */
+static void emit_output(const uint8_t *p, uint64_t n)
+{
+  int flushed_out = 0;
+
+  while (n >= 8) {
+    uint32_t len = tr_get_u32(p + 4);
+    FILE *f = p[0] == 2 ? stderr : stdout;
+
+    if (len > n - 8)
+      break; /* a broken record: drop the rest rather than guess */
+    if (f == stderr && !flushed_out) {
+      fflush(stdout); /* keep printf lines before the fault report */
+      flushed_out = 1;
+    }
+    fwrite(p + 8, 1, len, f);
+    p += 8 + len;
+    n -= 8 + len;
+  }
+  fflush(stdout);
+}
+
+int shim_device_output(struct shim_thread *t, int dev, uint16_t op)
+{
+  uint8_t *buf = malloc(TR_OUTPUT_REPLY_MAX);
+  uint64_t got;
+  int rc, first = 0;
+
+  if (!buf)
+    return -ENOMEM;
+  for (int i = 0; i < 4096; i++) {
+    got = 0;
+    rc = shim_call(t, dev, op, NULL, 0, NULL, 0, 1, buf, TR_OUTPUT_REPLY_MAX,
+                   &got);
+    if (got)
+      emit_output(buf, got);
+    if (i == 0)
+      first = rc;
+    if (rc < 0 || !(atomic_load(&output_pending) & (1ull << dev)))
+      break;
+    op = TR_OP_OUTPUT; /* more is waiting: collect only that */
+  }
+  free(buf);
+  return first;
+}
+
+int shim_output_pending(int dev)
+{
+  return (atomic_load(&output_pending) >> dev) & 1;
 }
 
 cudaError_t shim_cuda_error(struct shim_thread *t, int rc)

@@ -233,6 +233,6 @@ cudaError_t cudaDeviceSynchronize(void)
 
   if (e != cudaSuccess)
     return fail(t, e);
-  return shim_cuda_error(t, shim_call(t, t->device, TR_OP_SYNCHRONIZE, NULL, 0,
-                                      NULL, 0, 1, NULL, 0, NULL));
+  return shim_cuda_error(t, shim_device_output(t, t->device,
+                                              TR_OP_SYNCHRONIZE));
 }

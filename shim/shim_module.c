@@ -32,7 +32,19 @@ struct shim_func {
   int params_err;       /* -errno if derivation failed */
   struct tr_kparams params;
   _Atomic uint64_t sent_to; /* bitmask of ordinals that know this function */
+  /* cudaFuncAttributeMaxDynamicSharedMemorySize: 0 = the device default */
+  _Atomic uint32_t max_dyn_shared;
   struct shim_func *next;
+};
+
+/* A __device__ or __constant__ variable nvcc registered. */
+struct shim_var {
+  struct shim_module *mod;
+  const void *host_var; /* the host shadow the program names it by */
+  char *name;           /* device name */
+  size_t size;
+  int constant;
+  struct shim_var *next;
 };
 
 struct shim_module {
@@ -43,6 +55,7 @@ struct shim_module {
   _Atomic uint64_t loaded_on; /* bitmask of ordinals where MODULE_LOAD succeeded */
   int unregistered;
   struct shim_func *funcs;
+  struct shim_var *vars;
   struct shim_module *next;
 };
 
@@ -142,16 +155,30 @@ void __cudaRegisterVar(void **handle, char *host_var, char *device_address,
                        const char *device_name, int ext, size_t size,
                        int constant, int global)
 {
-  (void)handle;
-  (void)host_var;
+  struct shim_module *m = (struct shim_module *)handle;
+  struct shim_var *v;
+
   (void)device_address;
   (void)ext;
-  (void)size;
-  (void)constant;
   (void)global;
-  /* Symbols (cudaMemcpyToSymbol) come with the emulator's constant memory
-     in a later issue; registering is harmless. */
-  (void)device_name;
+  if (!m || !device_name || !host_var)
+    return;
+  v = calloc(1, sizeof(*v));
+  if (!v)
+    return;
+  v->name = strdup(device_name);
+  if (!v->name) {
+    free(v);
+    return;
+  }
+  v->mod = m;
+  v->host_var = host_var;
+  v->size = size;
+  v->constant = constant;
+  pthread_mutex_lock(&reg_lock);
+  v->next = m->vars;
+  m->vars = v;
+  pthread_mutex_unlock(&reg_lock);
 }
 
 static struct shim_func *find_func(const void *host_fun)
@@ -218,9 +245,8 @@ cudaError_t __cudaPopCallConfiguration(dim3 *grid, dim3 *block, size_t *shmem,
  * Make sure the module of f is loaded on dev and the agent knows f's
  * handle.  Loading is a round trip, once per module and device.
  */
-static int ensure_loaded(struct shim_thread *t, struct shim_func *f, int dev)
+static int ensure_module(struct shim_thread *t, struct shim_module *m, int dev)
 {
-  struct shim_module *m = f->mod;
   uint64_t bit = 1ull << dev;
   uint8_t args[24];
   int rc;
@@ -256,6 +282,18 @@ static int ensure_loaded(struct shim_thread *t, struct shim_func *f, int dev)
       return rc;
     atomic_fetch_or(&m->loaded_on, bit);
   }
+  return 0;
+}
+
+static int ensure_loaded(struct shim_thread *t, struct shim_func *f, int dev)
+{
+  struct shim_module *m = f->mod;
+  uint64_t bit = 1ull << dev;
+  int rc;
+
+  rc = ensure_module(t, m, dev);
+  if (rc)
+    return rc;
   if (!(atomic_load(&f->sent_to) & bit)) {
     size_t nlen = strlen(f->name);
     uint8_t *a = malloc(20 + nlen);
@@ -297,6 +335,61 @@ static int derive_params(struct shim_func *f)
   return rc;
 }
 
+static int dev_attr(const struct tr_devinfo *d, uint32_t attr, int32_t dflt)
+{
+  int32_t v;
+
+  return tr_devinfo_attr(d, attr, &v) == 0 ? v : dflt;
+}
+
+/*
+ * The launch errors a GPU reports at once, from cudaLaunchKernel itself,
+ * checked here so they need no round trip and surface where CUDA puts
+ * them (not at the next synchronisation).  The CUDA 13 runtime answers a
+ * bad grid or block shape with cudaErrorInvalidValue, not the older
+ * cudaErrorInvalidConfiguration (measured on an H200, driver 580), and so
+ * do we.
+ */
+static cudaError_t check_config(const struct tr_devinfo *d,
+                                const struct shim_func *f, dim3 grid,
+                                dim3 block, size_t shmem)
+{
+  uint64_t threads = (uint64_t)block.x * block.y * block.z;
+  uint32_t maxdyn = atomic_load(&f->max_dyn_shared);
+
+  if (!grid.x || !grid.y || !grid.z || !threads ||
+      block.x > (uint32_t)dev_attr(d, cudaDevAttrMaxBlockDimX, 1024) ||
+      block.y > (uint32_t)dev_attr(d, cudaDevAttrMaxBlockDimY, 1024) ||
+      block.z > (uint32_t)dev_attr(d, cudaDevAttrMaxBlockDimZ, 64) ||
+      threads > (uint64_t)dev_attr(d, cudaDevAttrMaxThreadsPerBlock, 1024) ||
+      grid.x > (uint32_t)dev_attr(d, cudaDevAttrMaxGridDimX, 2147483647) ||
+      grid.y > (uint32_t)dev_attr(d, cudaDevAttrMaxGridDimY, 65535) ||
+      grid.z > (uint32_t)dev_attr(d, cudaDevAttrMaxGridDimZ, 65535))
+    return cudaErrorInvalidValue;
+  if (!maxdyn)
+    maxdyn = (uint32_t)dev_attr(d, cudaDevAttrMaxSharedMemoryPerBlock, 49152);
+  if (shmem > maxdyn)
+    return cudaErrorInvalidValue;
+  return cudaSuccess;
+}
+
+/* Kernels may printf: what they printed but nobody synchronised for is
+   printed when the program exits, as CUDA does when it tears down. */
+static _Atomic int exit_flush_armed;
+static _Atomic uint64_t launched_on; /* ordinals that ran a kernel */
+
+static void exit_flush(void)
+{
+  uint64_t mask = atomic_load(&launched_on);
+  struct shim_thread *t;
+
+  if (!mask || shim_ready(&t) != cudaSuccess)
+    return;
+  for (int dev = 0; dev < 64; dev++)
+    if (mask & (1ull << dev))
+      (void)shim_device_output(t, dev, TR_OP_OUTPUT);
+}
+
 static cudaError_t launch(struct shim_func *f, dim3 grid, dim3 block,
                           void **args, size_t shmem, cudaStream_t stream)
 {
@@ -325,13 +418,20 @@ static cudaError_t launch(struct shim_func *f, dim3 grid, dim3 block,
     t->last_error = cudaErrorInvalidDeviceFunction;
     return cudaErrorInvalidDeviceFunction;
   }
-  /* Load first, even on a device that cannot run the kernel yet: the
-     module travels (once per agent, by hash) and the agent checks that the
-     kernel exists, so everything up to execution is exercised. */
+  d = &shim_proc.cli.dev[t->device];
+  e = check_config(d, f, grid, block, shmem);
+  if (e != cudaSuccess) {
+    t->last_error = e;
+    return e;
+  }
+  /* Load first, even on a device that cannot run the kernel: the module
+     travels (once per agent, by hash) and the agent checks that the kernel
+     exists, so everything up to execution is exercised. */
   rc = ensure_loaded(t, f, t->device);
   if (rc)
     return shim_cuda_error(t, rc);
-  d = &shim_proc.cli.dev[t->device];
+  if (!atomic_exchange(&exit_flush_armed, 1))
+    atexit(exit_flush);
   if (!(d->caps & TR_CAP_EXEC)) {
     shim_warn_once("noexec", "device %d (%s) cannot execute kernels yet; "
                              "kernel '%s' was not run", t->device, d->name,
@@ -364,6 +464,8 @@ static cudaError_t launch(struct shim_func *f, dim3 grid, dim3 block,
                  TR_LAUNCH_FIXED + f->params.total_size, NULL, 0, 0, NULL, 0,
                  NULL);
   free(rec);
+  if (rc == 0)
+    atomic_fetch_or(&launched_on, 1ull << t->device);
   return shim_cuda_error(t, rc);
 }
 
@@ -377,4 +479,239 @@ cudaError_t cudaLaunchKernel(const void *func, dim3 grid, dim3 block,
                              void **args, size_t shmem, cudaStream_t stream)
 {
   return launch(find_func(func), grid, block, args, shmem, stream);
+}
+
+/* ---- function attributes --------------------------------------------- */
+
+cudaError_t cudaFuncGetAttributes(struct cudaFuncAttributes *attr,
+                                  const void *func)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+  struct shim_func *f;
+  uint8_t a[TR_FATTRS_SIZE], arg[8];
+  uint64_t got = 0;
+  int rc;
+
+  if (e != cudaSuccess)
+    return e;
+  if (!attr) {
+    t->last_error = cudaErrorInvalidValue;
+    return cudaErrorInvalidValue;
+  }
+  f = find_func(func);
+  if (!f) {
+    t->last_error = cudaErrorInvalidDeviceFunction;
+    return cudaErrorInvalidDeviceFunction;
+  }
+  rc = ensure_loaded(t, f, t->device);
+  if (rc == 0) {
+    tr_put_u64(arg, f->handle);
+    rc = shim_call(t, t->device, TR_OP_FUNC_ATTRS, arg, 8, NULL, 0, 1, a,
+                   sizeof(a), &got);
+  }
+  if (rc == 0 && got != sizeof(a))
+    rc = -EPROTO;
+  if (rc)
+    return shim_cuda_error(t, rc);
+  memset(attr, 0, sizeof(*attr));
+  attr->sharedSizeBytes = tr_get_u32(a);
+  attr->constSizeBytes = tr_get_u32(a + 4);
+  attr->localSizeBytes = tr_get_u32(a + 8);
+  attr->maxThreadsPerBlock = (int)tr_get_u32(a + 12);
+  attr->numRegs = (int)tr_get_u32(a + 16);
+  attr->ptxVersion = (int)tr_get_u32(a + 20);
+  attr->binaryVersion = (int)tr_get_u32(a + 24);
+  attr->maxDynamicSharedSizeBytes =
+      (int)(atomic_load(&f->max_dyn_shared)
+                ? atomic_load(&f->max_dyn_shared)
+                : 49152 - attr->sharedSizeBytes);
+  attr->preferredShmemCarveout = -1;
+  return cudaSuccess;
+}
+
+cudaError_t cudaFuncSetAttribute(const void *func, enum cudaFuncAttribute a,
+                                 int value)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+  struct shim_func *f;
+
+  if (e != cudaSuccess)
+    return e;
+  f = find_func(func);
+  if (!f) {
+    t->last_error = cudaErrorInvalidDeviceFunction;
+    return cudaErrorInvalidDeviceFunction;
+  }
+  switch (a) {
+  case cudaFuncAttributeMaxDynamicSharedMemorySize:
+    if (value < 0 ||
+        value > dev_attr(&shim_proc.cli.dev[t->device],
+                         cudaDevAttrMaxSharedMemoryPerBlockOptin, 166912)) {
+      t->last_error = cudaErrorInvalidValue;
+      return cudaErrorInvalidValue;
+    }
+    atomic_store(&f->max_dyn_shared, (uint32_t)value);
+    return cudaSuccess;
+  case cudaFuncAttributePreferredSharedMemoryCarveout:
+    if (value < -1 || value > 100) {
+      t->last_error = cudaErrorInvalidValue;
+      return cudaErrorInvalidValue;
+    }
+    return cudaSuccess; /* a hint; the emulator has no carveout */
+  default:
+    /* Cluster and scheduling attributes need hardware we do not model. */
+    t->last_error = cudaErrorInvalidValue;
+    return cudaErrorInvalidValue;
+  }
+}
+
+/* ---- variables (__device__, __constant__) ---------------------------- */
+
+static struct shim_var *find_var(const void *host_var)
+{
+  struct shim_var *found = NULL;
+
+  pthread_mutex_lock(&reg_lock);
+  for (struct shim_module *m = modules; m && !found; m = m->next)
+    for (struct shim_var *v = m->vars; v; v = v->next)
+      if (v->host_var == host_var) {
+        found = v;
+        break;
+      }
+  pthread_mutex_unlock(&reg_lock);
+  return found;
+}
+
+/*
+ * The device address of the variable `symbol` names on the current device:
+ * its module is loaded there first, then the agent says where the
+ * variable lives (one round trip per call; programs touch symbols rarely).
+ */
+static cudaError_t symbol_addr(struct shim_thread *t, const void *symbol,
+                               uint64_t *addr, uint64_t *size)
+{
+  struct shim_var *v = find_var(symbol);
+  size_t nlen;
+  uint8_t *a, out[16];
+  uint64_t got = 0;
+  int rc;
+
+  if (!v)
+    return cudaErrorInvalidSymbol;
+  rc = ensure_module(t, v->mod, t->device);
+  if (rc)
+    return shim_cuda_error(t, rc);
+  nlen = strlen(v->name);
+  a = malloc(12 + nlen);
+  if (!a)
+    return shim_cuda_error(t, -ENOMEM);
+  tr_put_u64(a, v->mod->handle);
+  tr_put_u32(a + 8, (uint32_t)nlen);
+  memcpy(a + 12, v->name, nlen);
+  rc = shim_call(t, t->device, TR_OP_SYMBOL_GET, a, (uint32_t)(12 + nlen),
+                 NULL, 0, 1, out, sizeof(out), &got);
+  free(a);
+  if (rc == 0 && got != sizeof(out))
+    rc = -EPROTO;
+  if (rc)
+    return shim_cuda_error(t, rc);
+  *addr = tr_get_u64(out);
+  *size = tr_get_u64(out + 8);
+  return cudaSuccess;
+}
+
+cudaError_t cudaGetSymbolAddress(void **dev_ptr, const void *symbol)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+  uint64_t addr, size;
+
+  if (e != cudaSuccess)
+    return e;
+  if (!dev_ptr) {
+    t->last_error = cudaErrorInvalidValue;
+    return cudaErrorInvalidValue;
+  }
+  e = symbol_addr(t, symbol, &addr, &size);
+  if (e != cudaSuccess) {
+    t->last_error = e;
+    return e;
+  }
+  *dev_ptr = (void *)(uintptr_t)addr;
+  return cudaSuccess;
+}
+
+cudaError_t cudaGetSymbolSize(size_t *size, const void *symbol)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+  struct shim_var *v;
+
+  if (e != cudaSuccess)
+    return e;
+  if (!size) {
+    t->last_error = cudaErrorInvalidValue;
+    return cudaErrorInvalidValue;
+  }
+  v = find_var(symbol);
+  if (!v) {
+    t->last_error = cudaErrorInvalidSymbol;
+    return cudaErrorInvalidSymbol;
+  }
+  *size = v->size; /* what nvcc registered: no round trip needed */
+  return cudaSuccess;
+}
+
+/*
+ * The symbol copies are ordinary copies at the variable's address: the
+ * range is checked against the registered size first, so a copy past the
+ * end of a variable is cudaErrorInvalidValue as in CUDA.
+ */
+static cudaError_t symbol_copy(void *dst, const void *src, size_t count,
+                               size_t offset, enum cudaMemcpyKind kind,
+                               const void *symbol, int to_symbol)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+  uint64_t addr, size;
+
+  if (e != cudaSuccess)
+    return e;
+  if (to_symbol ? (kind != cudaMemcpyHostToDevice &&
+                   kind != cudaMemcpyDeviceToDevice &&
+                   kind != cudaMemcpyDefault)
+                : (kind != cudaMemcpyDeviceToHost &&
+                   kind != cudaMemcpyDeviceToDevice &&
+                   kind != cudaMemcpyDefault)) {
+    t->last_error = cudaErrorInvalidMemcpyDirection;
+    return cudaErrorInvalidMemcpyDirection;
+  }
+  e = symbol_addr(t, symbol, &addr, &size);
+  if (e == cudaSuccess && (offset > size || count > size - offset))
+    e = cudaErrorInvalidValue;
+  if (e != cudaSuccess) {
+    t->last_error = e;
+    return e;
+  }
+  if (count == 0)
+    return cudaSuccess;
+  if (to_symbol)
+    return cudaMemcpy((void *)(uintptr_t)(addr + offset), src, count, kind);
+  return cudaMemcpy(dst, (const void *)(uintptr_t)(addr + offset), count,
+                    kind);
+}
+
+cudaError_t cudaMemcpyToSymbol(const void *symbol, const void *src,
+                               size_t count, size_t offset,
+                               enum cudaMemcpyKind kind)
+{
+  return symbol_copy(NULL, src, count, offset, kind, symbol, 1);
+}
+
+cudaError_t cudaMemcpyFromSymbol(void *dst, const void *symbol, size_t count,
+                                 size_t offset, enum cudaMemcpyKind kind)
+{
+  return symbol_copy(dst, NULL, count, offset, kind, symbol, 0);
 }

@@ -3,6 +3,6 @@
 tr_unit_test(test_agent
   SOURCES unit/test_agent.c unit/test_agent_h2c.c
   LIBS PkgConfig::NGHTTP2
-  TIMEOUT 60 FAST
+  TIMEOUT 180 FAST
   ARGS $<TARGET_FILE:tremote-gpu-agent>)
 add_dependencies(test_agent tremote-gpu-agent)

@@ -5,7 +5,7 @@
  * driver itself: it calls these operations.  Two backends exist by design:
  *
  *   emu   device memory in host RAM, inside the session's address window;
- *         kernels cannot run yet (a later PTX interpreter adds that)
+ *         kernels run in a PTX interpreter (emu/ptx_exec.h)
  *   cuda  the real driver, loaded with dlopen (not built yet)
  *
  * A backend is one device (struct agt_backend); each client session gets
@@ -45,7 +45,23 @@ struct agt_launch {
   uint64_t stream;      /* client stream handle; 0 = legacy default */
   const uint8_t *params;
   uint32_t params_size;
+  /*
+   * Where the kernel's output goes: printf text (fd 1) and a report of a
+   * fault (fd 2), delivered to the program at its next synchronisation.
+   * Called from any thread while the launch runs; never NULL.
+   */
+  void (*out)(void *arg, int fd, const char *s, size_t n);
+  void *out_arg;
 };
+
+/* cudaFuncAttributes of a kernel, as FUNC_ATTRS returns them. */
+struct agt_fattrs {
+  uint32_t shared_size, const_size, local_size, max_threads;
+  uint32_t num_regs, ptx_version, binary_version, params_size;
+};
+
+/* A diagnostic for the program: one line, NUL-terminated. */
+#define AGT_WHY_MAX 256
 
 struct agt_backend_ops {
   const char *name; /* "emu", "cuda" */
@@ -111,17 +127,35 @@ struct agt_backend_ops {
   /*
    * Load a module image (a fatbin, already verified against its hash) into
    * c; *mod is the backend's handle, freed by module_unload or ctx_close.
-   * The image bytes stay valid until module_unload.
+   * The image bytes stay valid until module_unload.  On failure `why`
+   * (AGT_WHY_MAX bytes) may hold one line for the program, such as the
+   * PTX instruction the device cannot run; it is "" otherwise.
    */
   uint32_t (*module_load)(struct agt_bctx *c, const uint8_t *image,
-                          size_t len, void **mod);
+                          size_t len, void **mod, char *why);
   void (*module_unload)(struct agt_bctx *c, void *mod);
 
   /* Find kernel `name` (mangled) in mod; *fn lives as long as mod. */
   uint32_t (*function_get)(struct agt_bctx *c, void *mod, const char *name,
                            void **fn);
 
-  /* Launch fn; parameters are copied before the call returns. */
+  /*
+   * A __device__ or __constant__ variable of mod: its device address in
+   * c and its size.  cudaErrorInvalidSymbol if mod has no such variable.
+   */
+  uint32_t (*symbol_get)(struct agt_bctx *c, void *mod, const char *name,
+                         uint64_t *addr, uint64_t *size);
+
+  /* The attributes of kernel fn (cudaFuncGetAttributes). */
+  uint32_t (*function_attrs)(struct agt_bctx *c, void *fn,
+                             struct agt_fattrs *a);
+
+  /*
+   * Launch fn and wait for it: the call returns when the kernel has
+   * finished, with its error (a fault is cudaErrorIllegalAddress and the
+   * like; the caller makes such errors sticky for the session).
+   * Parameters are read during the call only.
+   */
   uint32_t (*launch)(struct agt_bctx *c, void *fn, const struct agt_launch *l);
 };
 
@@ -135,11 +169,15 @@ struct agt_emu_config {
   const char *name;       /* device name, <= 63 bytes are kept */
   uint64_t mem;           /* device memory, bytes */
   unsigned sm_count;      /* multiprocessors to report */
+  unsigned workers;       /* threads that run blocks (0: one per CPU) */
+  unsigned cc;            /* compute capability, major * 10 + minor */
+  uint64_t watchdog_ms;   /* a launch running longer fails with
+                             cudaErrorLaunchTimeout; 0: no limit */
 };
 
 /*
  * Create the emulated device.  Returns 0 and *out (freed with
- * ops->destroy), or -ENOMEM.
+ * ops->destroy), -ENOMEM, or -errno when its worker threads cannot start.
  */
 int agt_emu_new(const struct agt_emu_config *cfg, struct agt_backend **out);
 

@@ -45,58 +45,7 @@
 
 #include "agent.h"
 #include "backend.h"
-#include "fatbin.h"
-
-#define EMU_PAGE 4096ull
-#define EMU_USER_TOP (1ull << 47) /* end of x86-64 / arm64 user space */
-
-struct emu_alloc {
-  uint64_t addr;
-  uint64_t size; /* what was asked for: the valid range */
-  uint64_t span; /* page-rounded: what is mapped and accounted */
-  struct agt_bctx *owner;
-  unsigned pins;
-  bool freed;
-};
-
-struct emu_window {
-  struct emu_window *next; /* emu->windows, under emu->mu */
-  uint64_t base, size;
-  unsigned refs; /* contexts using it, under emu->mu */
-
-  pthread_mutex_t mu; /* guards the fields below */
-  struct emu_alloc **tab; /* sorted by addr */
-  size_t n, cap;
-  uint64_t hint; /* where the next placement search starts */
-};
-
-struct emu {
-  struct agt_backend b;
-  struct tr_devinfo info;
-  pthread_mutex_t mu;
-  struct emu_window *windows;
-  uint64_t total, used; /* bytes; used is page-rounded */
-  atomic_int launch_warned;
-};
-
-struct agt_bctx {
-  struct emu *emu;
-  struct emu_window *w;
-};
-
-struct emu_function {
-  struct emu_function *next;
-  char name[];
-};
-
-/* A module: the image stays owned by the module cache entry; the
-   functions found in it are freed with it. */
-struct emu_module {
-  const uint8_t *image;
-  size_t len;
-  pthread_mutex_t mu; /* guards fns: lanes may look up concurrently */
-  struct emu_function *fns;
-};
+#include "emu_int.h"
 
 static uint64_t page_up(uint64_t n)
 {
@@ -230,7 +179,7 @@ static void release(struct emu *e, struct emu_window *w, struct emu_alloc *al)
  * Pin the live allocation of c that holds [a, a + len) whole.  NULL if
  * there is none (not c's, freed, or the range crosses its end).
  */
-static struct emu_alloc *pin(struct agt_bctx *c, uint64_t a, uint64_t len)
+struct emu_alloc *emu_pin(struct agt_bctx *c, uint64_t a, uint64_t len)
 {
   struct emu_window *w = c->w;
   struct emu_alloc *al;
@@ -246,7 +195,7 @@ static struct emu_alloc *pin(struct agt_bctx *c, uint64_t a, uint64_t len)
   return al;
 }
 
-static void unpin(struct agt_bctx *c, struct emu_alloc *al)
+void emu_unpin(struct agt_bctx *c, struct emu_alloc *al)
 {
   bool gone;
 
@@ -259,7 +208,7 @@ static void unpin(struct agt_bctx *c, struct emu_alloc *al)
 
 /* ---- memory operations ------------------------------------------------- */
 
-static uint32_t emu_mem_alloc(struct agt_bctx *c, uint64_t size, uint64_t *dptr)
+uint32_t emu_mem_alloc(struct agt_bctx *c, uint64_t size, uint64_t *dptr)
 {
   struct emu_window *w = c->w;
   struct emu_alloc *al;
@@ -307,7 +256,7 @@ out_unaccount:
   return cudaErrorMemoryAllocation;
 }
 
-static uint32_t emu_mem_free(struct agt_bctx *c, uint64_t dptr)
+uint32_t emu_mem_free(struct agt_bctx *c, uint64_t dptr)
 {
   struct emu_window *w = c->w;
   struct emu_alloc *al;
@@ -331,11 +280,11 @@ static uint32_t emu_mem_free(struct agt_bctx *c, uint64_t dptr)
 
 static uint32_t emu_mem_check(struct agt_bctx *c, uint64_t dptr, uint64_t len)
 {
-  struct emu_alloc *al = pin(c, dptr, len);
+  struct emu_alloc *al = emu_pin(c, dptr, len);
 
   if (!al)
     return cudaErrorInvalidValue;
-  unpin(c, al);
+  emu_unpin(c, al);
   return cudaSuccess;
 }
 
@@ -346,11 +295,11 @@ static uint32_t emu_copy_h2d(struct agt_bctx *c, uint64_t dst, const void *src,
 
   if (len == 0)
     return cudaSuccess;
-  al = pin(c, dst, len);
+  al = emu_pin(c, dst, len);
   if (!al)
     return cudaErrorInvalidValue;
   memcpy((void *)(uintptr_t)dst, src, len);
-  unpin(c, al);
+  emu_unpin(c, al);
   return cudaSuccess;
 }
 
@@ -361,11 +310,11 @@ static uint32_t emu_copy_d2h(struct agt_bctx *c, void *dst, uint64_t src,
 
   if (len == 0)
     return cudaSuccess;
-  al = pin(c, src, len);
+  al = emu_pin(c, src, len);
   if (!al)
     return cudaErrorInvalidValue;
   memcpy(dst, (const void *)(uintptr_t)src, len);
-  unpin(c, al);
+  emu_unpin(c, al);
   return cudaSuccess;
 }
 
@@ -376,18 +325,18 @@ static uint32_t emu_copy_d2d(struct agt_bctx *c, uint64_t dst, uint64_t src,
 
   if (len == 0)
     return cudaSuccess;
-  ad = pin(c, dst, len);
+  ad = emu_pin(c, dst, len);
   if (!ad)
     return cudaErrorInvalidValue;
-  as = pin(c, src, len);
+  as = emu_pin(c, src, len);
   if (!as) {
-    unpin(c, ad);
+    emu_unpin(c, ad);
     return cudaErrorInvalidValue;
   }
   /* Overlap is undefined in CUDA; memmove makes it at least harmless. */
   memmove((void *)(uintptr_t)dst, (const void *)(uintptr_t)src, len);
-  unpin(c, as);
-  unpin(c, ad);
+  emu_unpin(c, as);
+  emu_unpin(c, ad);
   return cudaSuccess;
 }
 
@@ -398,11 +347,11 @@ static uint32_t emu_memset_d8(struct agt_bctx *c, uint64_t dst, uint8_t value,
 
   if (len == 0)
     return cudaSuccess;
-  al = pin(c, dst, len);
+  al = emu_pin(c, dst, len);
   if (!al)
     return cudaErrorInvalidValue;
   memset((void *)(uintptr_t)dst, value, len);
-  unpin(c, al);
+  emu_unpin(c, al);
   return cudaSuccess;
 }
 
@@ -422,86 +371,6 @@ static uint32_t emu_synchronize(struct agt_bctx *c)
 {
   /* Everything the emulator does is finished when its call returns. */
   return cudaSuccess;
-}
-
-/* ---- modules and launches ---------------------------------------------- */
-
-static uint32_t emu_module_load(struct agt_bctx *c, const uint8_t *image,
-                                size_t len, void **mod)
-{
-  struct emu_module *m = malloc(sizeof(*m));
-
-  if (!m)
-    return cudaErrorMemoryAllocation;
-  m->image = image;
-  m->len = len;
-  m->fns = NULL;
-  pthread_mutex_init(&m->mu, NULL);
-  *mod = m;
-  return cudaSuccess;
-}
-
-static void emu_module_unload(struct agt_bctx *c, void *mod)
-{
-  struct emu_module *m = mod;
-  struct emu_function *f, *next;
-
-  for (f = m->fns; f; f = next) {
-    next = f->next;
-    free(f);
-  }
-  pthread_mutex_destroy(&m->mu);
-  free(m);
-}
-
-static uint32_t emu_function_get(struct agt_bctx *c, void *mod,
-                                 const char *name, void **fn)
-{
-  struct emu_module *m = mod;
-  struct emu_function *f;
-  struct tr_fatbin *fb;
-  struct tr_kparams *kp;
-  size_t nlen = strlen(name);
-  int rc = 0;
-
-  /*
-   * When the image is a fatbin, the kernel must be declared in it, as
-   * cuModuleGetFunction requires.  Anything else (raw cubin or PTX) cannot
-   * be checked until the interpreter reads it, so it is accepted.
-   */
-  fb = malloc(sizeof(*fb));
-  kp = malloc(sizeof(*kp));
-  if (!fb || !kp) {
-    free(fb);
-    free(kp);
-    return cudaErrorMemoryAllocation;
-  }
-  if (tr_fatbin_parse(m->image, m->len, fb) == 0)
-    rc = tr_kparams_find(fb, name, kp);
-  free(fb);
-  free(kp);
-  if (rc == -ENOENT)
-    return cudaErrorInvalidDeviceFunction;
-  if (rc == -ENOMEM)
-    return cudaErrorMemoryAllocation;
-  f = malloc(sizeof(*f) + nlen + 1);
-  if (!f)
-    return cudaErrorMemoryAllocation;
-  memcpy(f->name, name, nlen + 1);
-  pthread_mutex_lock(&m->mu);
-  f->next = m->fns;
-  m->fns = f;
-  pthread_mutex_unlock(&m->mu);
-  *fn = f;
-  return cudaSuccess;
-}
-
-static uint32_t emu_launch(struct agt_bctx *c, void *fn,
-                           const struct agt_launch *l)
-{
-  if (!atomic_exchange(&c->emu->launch_warned, 1))
-    agt_warn("emulated device cannot execute kernels yet");
-  return cudaErrorNotSupported;
 }
 
 /* ---- contexts and windows ---------------------------------------------- */
@@ -677,6 +546,7 @@ static void emu_destroy(struct agt_backend *b)
   struct emu *e = (struct emu *)b;
 
   /* Every context is closed, so every window is gone. */
+  emu_kernels_release(e);
   pthread_mutex_destroy(&e->mu);
   free(e);
 }
@@ -699,16 +569,21 @@ static const struct agt_backend_ops emu_ops = {
   .module_load = emu_module_load,
   .module_unload = emu_module_unload,
   .function_get = emu_function_get,
+  .symbol_get = emu_symbol_get,
+  .function_attrs = emu_function_attrs,
   .launch = emu_launch,
 };
 
 /*
- * What the emulated device reports: an A100-like compute capability 8.0
- * part, with the host's core count as multiprocessors.  Features the
+ * What the emulated device reports: an A100-like part of compute
+ * capability 8.0 unless configured otherwise (programs read it before any
+ * module loads, and PTX for a newer target does not load), with the host's
+ * core count as multiprocessors: each worker thread runs one block at a
+ * time, as a multiprocessor would.  Features the
  * emulator does not provide (managed memory, memory pools, host-native
  * atomics) are reported as absent so programs take their fallback paths.
  */
-static void fill_attrs(struct tr_devinfo *d, unsigned sm_count)
+static void fill_attrs(struct tr_devinfo *d, unsigned sm_count, unsigned cc)
 {
   static const struct {
     uint32_t attr;
@@ -753,8 +628,6 @@ static void fill_attrs(struct tr_devinfo *d, unsigned sm_count)
     {cudaDevAttrAsyncEngineCount, 2},
     {cudaDevAttrUnifiedAddressing, 1},
     {cudaDevAttrTexturePitchAlignment, 32},
-    {cudaDevAttrComputeCapabilityMajor, 8},
-    {cudaDevAttrComputeCapabilityMinor, 0},
     {cudaDevAttrStreamPrioritiesSupported, 1},
     {cudaDevAttrGlobalL1CacheSupported, 1},
     {cudaDevAttrLocalL1CacheSupported, 1},
@@ -791,6 +664,10 @@ static void fill_attrs(struct tr_devinfo *d, unsigned sm_count)
 
   d->attr[n].attr = cudaDevAttrMultiProcessorCount;
   d->attr[n++].value = (int32_t)(sm_count ? sm_count : 1);
+  d->attr[n].attr = cudaDevAttrComputeCapabilityMajor;
+  d->attr[n++].value = (int32_t)(cc / 10);
+  d->attr[n].attr = cudaDevAttrComputeCapabilityMinor;
+  d->attr[n++].value = (int32_t)(cc % 10);
   for (unsigned i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
     d->attr[n].attr = fixed[i].attr;
     d->attr[n++].value = fixed[i].value;
@@ -802,14 +679,24 @@ int agt_emu_new(const struct agt_emu_config *cfg, struct agt_backend **out)
 {
   struct emu *e = calloc(1, sizeof(*e));
   size_t got = 0;
+  int rc;
 
   if (!e)
     return -ENOMEM;
   e->b.ops = &emu_ops;
   pthread_mutex_init(&e->mu, NULL);
   e->total = cfg->mem;
+  e->cc = cfg->cc ? cfg->cc : 80;
+  e->sm_count = cfg->sm_count ? cfg->sm_count : 1;
+  e->watchdog_ms = cfg->watchdog_ms;
+  rc = emu_kernels_init(e, cfg->workers);
+  if (rc < 0) {
+    pthread_mutex_destroy(&e->mu);
+    free(e);
+    return rc;
+  }
   e->info.total_mem = cfg->mem;
-  e->info.caps = 0; /* no TR_CAP_EXEC until kernels can run */
+  e->info.caps = TR_CAP_EXEC;
   snprintf(e->info.name, sizeof(e->info.name), "%s", cfg->name);
   /* A fresh uuid per start: the broker must not mistake a restarted agent
      (with all memory gone) for the one it knew. */
@@ -829,7 +716,7 @@ int agt_emu_new(const struct agt_emu_config *cfg, struct agt_backend **out)
   /* RFC 4122 version 4 layout, as CUDA's uuids look. */
   e->info.uuid[6] = (uint8_t)((e->info.uuid[6] & 0x0f) | 0x40);
   e->info.uuid[8] = (uint8_t)((e->info.uuid[8] & 0x3f) | 0x80);
-  fill_attrs(&e->info, cfg->sm_count);
+  fill_attrs(&e->info, e->sm_count, e->cc);
   *out = &e->b;
   return 0;
 }

@@ -58,7 +58,10 @@
                                    (ring leg only, see below) */
 #define TR_F_MORE 0x0008u       /* reply: more reply records follow for the
                                    same request_id */
-#define TR_F_KNOWN 0x000fu
+#define TR_F_OUTPUT 0x0010u     /* reply: the session has device output
+                                   (printf, fault reports) waiting; a
+                                   SYNCHRONIZE collects it */
+#define TR_F_KNOWN 0x001fu
 
 /*
  * Protocol statuses, kept apart from CUDA errors: a status >= TR_ST_BASE
@@ -97,7 +100,8 @@
   X(4, NOP, 0, "empty -> empty: the null call, executed by the agent")         \
   X(5, STATS, 0, "empty -> JSON text (control socket)")                        \
   /* 16..31: device */                                                         \
-  X(16, SYNCHRONIZE, 0, "empty -> empty (status: first deferred error)")       \
+  X(16, SYNCHRONIZE, 0, "empty -> device output (status: deferred error)")     \
+  X(17, OUTPUT, 0, "empty -> device output (no wait for the device)")         \
   /* 32..47: memory */                                                         \
   X(32, MALLOC, 0, "u64 size -> u64 device pointer")                           \
   X(33, FREE, 0, "u64 device pointer -> empty")                                \
@@ -111,6 +115,8 @@
   X(49, MODULE_LOAD, 0, "u64 module handle, hash[16] -> empty or NEED_MODULE") \
   X(50, MODULE_UNLOAD, 0, "u64 module handle -> empty")                        \
   X(51, FUNCTION_GET, 0, "u64 module, u64 function handle, u32 len, name")     \
+  X(52, SYMBOL_GET, 0, "u64 module, u32 len, name -> u64 address, u64 size")   \
+  X(53, FUNC_ATTRS, 0, "u64 function handle -> tr_fattrs")                      \
   /* 64..79: execution */                                                      \
   X(64, LAUNCH, 0, "tr_launch fixed part, packed parameters -> empty")
 
@@ -330,6 +336,39 @@ int tr_devinfo_attr(const struct tr_devinfo *d, uint32_t attr, int32_t *value);
  *   48 params_size bytes of packed parameters
  */
 #define TR_LAUNCH_FIXED 48u
+
+/* ---- function attributes and device output ---------------------------- */
+
+/*
+ * FUNC_ATTRS reply (cudaFuncAttributes as the device sees the kernel),
+ * TR_FATTRS_SIZE bytes, all u32:
+ *   0  shared_size_bytes     static shared memory
+ *   4  const_size_bytes      user constant memory
+ *   8  local_size_bytes      per-thread local memory (frame)
+ *   12 max_threads_per_block
+ *   16 num_regs
+ *   20 ptx_version           major * 10 + minor
+ *   24 binary_version        compute capability major * 10 + minor
+ *   28 params_size           bytes of packed parameters
+ */
+#define TR_FATTRS_SIZE 32u
+
+/*
+ * SYNCHRONIZE reply payload: the session's device output in the order it
+ * was produced, as records
+ *   0 u8 fd (1 = the program's stdout: printf; 2 = its stderr: fault
+ *          reports), u8 pad[3], u32 len, then len bytes of text.
+ * At most TR_OUTPUT_REPLY_MAX bytes travel per reply; a reply still
+ * carrying TR_F_OUTPUT means more is waiting.
+ */
+#define TR_OUTPUT_REPLY_MAX (64u << 10)
+
+/*
+ * A failed call's reply may carry a diagnostic as its payload: one line of
+ * UTF-8 text without a NUL (say, which PTX instruction the emulated device
+ * does not implement).  Requesters print it; they never parse it.
+ */
+
 
 /* ---- incremental stream decoder (the wire leg) ----------------------- */
 

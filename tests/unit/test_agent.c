@@ -34,7 +34,10 @@
 #define CU_MEMORY_ALLOCATION 2
 #define CU_INVALID_CONFIGURATION 9
 #define CU_INVALID_DEVICE_FUNCTION 98
+#define CU_INVALID_SYMBOL 13
 #define CU_INVALID_SOURCE 300
+#define CU_ILLEGAL_ADDRESS 700
+#define CU_LAUNCH_TIMEOUT 702
 #define CU_NOT_SUPPORTED 801
 
 #define MiB (1ull << 20)
@@ -74,6 +77,7 @@
 #endif
 
 static const char *agent_path;
+static const char *agent_watchdog = "600"; /* --emu-watchdog SEC */
 static pid_t agent_pid;
 static uint16_t agent_port;
 static const char secret[] = "5ec1e7c0ffee5ec1e7c0ffee5ec1e7c0ffee5ec1e7c0ffee5ec1e7c0ffee0001";
@@ -106,7 +110,8 @@ static int start_agent(void **state)
     dup2(r, 4);
     execl(agent_path, agent_path, "--listen", "127.0.0.1:0", "--secret-fd",
           "3", "--ready-fd", "4", "--emu-mem", "3G", "--exec-threads", "4",
-          "--log-level", "warn", (char *)NULL);
+          "--emu-watchdog", agent_watchdog, "--log-level", "warn",
+          (char *)NULL);
     _exit(127);
   }
   close(sp[0]);
@@ -371,8 +376,8 @@ static void test_hello(void **state)
   assert_int_equal(hl.min_version, 1);
   assert_int_equal(hl.max_version, 1);
   assert_int_equal(hl.role, TR_ROLE_AGENT);
-  /* The emulator cannot run kernels: no TR_CAP_EXEC. */
-  assert_int_equal(hl.caps, TR_CAP_MODULE_CACHE);
+  /* The emulator runs kernels: TR_CAP_EXEC. */
+  assert_int_equal(hl.caps, TR_CAP_MODULE_CACHE | TR_CAP_EXEC);
   assert_int_equal(tr_devinfo_unpack(p + TR_HELLO_SIZE, hl.extra_len, &d,
                                      &used), 0);
   assert_int_equal(used, hl.extra_len);
@@ -380,7 +385,7 @@ static void test_hello(void **state)
   assert_int_equal(d.total_mem, AGENT_MEM);
   assert_int_equal(d.va_base, 0);
   assert_int_equal(d.va_size, 0);
-  assert_int_equal(d.caps, 0);
+  assert_int_equal(d.caps, TR_CAP_EXEC);
   assert_true(d.nattr >= 30);
   assert_int_equal(tr_devinfo_attr(&d, 75, &v), 0); /* major */
   assert_int_equal(v, 8);
@@ -983,12 +988,20 @@ static void test_lane_inbound_bounded(void **state)
  * A minimal fatbin: container header and one uncompressed PTX entry that
  * declares `kern(.param .u64)`.  Enough for tr_kparams_find().
  */
+static uint8_t *make_fatbin_ptx(const char *ptx, size_t *len);
+
 static uint8_t *make_fatbin(size_t *len)
 {
-  static const char ptx[] =
+  return make_fatbin_ptx(
       ".version 8.0\n.target sm_75\n.address_size 64\n\n"
-      ".visible .entry kern(\n\t.param .u64 kern_param_0\n)\n{\n\tret;\n}\n";
-  size_t plen = (sizeof(ptx) + 7) & ~(size_t)7; /* NUL included, padded */
+      ".visible .entry kern(\n\t.param .u64 kern_param_0\n)\n{\n\tret;\n}\n",
+      len);
+}
+
+/* A fatbin container holding one uncompressed compute_75 PTX entry. */
+static uint8_t *make_fatbin_ptx(const char *ptx, size_t *len)
+{
+  size_t plen = (strlen(ptx) + 1 + 7) & ~(size_t)7; /* NUL included, padded */
   size_t total = 16 + 64 + plen;
   uint8_t *fb = calloc(1, total), *e = fb + 16;
 
@@ -1004,7 +1017,7 @@ static uint8_t *make_fatbin(size_t *len)
   tr_put_u16(e + 26, 8);  /* major */
   tr_put_u32(e + 28, 75); /* compute_75 */
   tr_put_u64(e + 40, TR_FATBIN_FLAG_64BIT | TR_FATBIN_FLAG_LINUX);
-  memcpy(e + 64, ptx, sizeof(ptx));
+  memcpy(e + 64, ptx, strlen(ptx) + 1);
   *len = total;
   return fb;
 }
@@ -1103,9 +1116,9 @@ static void test_modules(void **state)
   assert_int_equal(function_get(lane, 99, 12, "kern"), TR_ST_BAD_HANDLE);
   assert_int_equal(function_get(lane, 1, 10, "kern"), TR_ST_BAD_HANDLE);
 
-  /* The emulator cannot run kernels yet. */
-  assert_int_equal(launch(lane, 10, 4, 128), CU_NOT_SUPPORTED);
-  assert_int_equal(launch(lane, 10, 4, 2048), CU_INVALID_CONFIGURATION);
+  /* The kernel (a bare ret) runs. */
+  assert_int_equal(launch(lane, 10, 4, 128), 0);
+  assert_int_equal(launch(lane, 10, 4, 2048), CU_INVALID_VALUE);
   assert_int_equal(launch(lane, 77, 4, 128), TR_ST_BAD_HANDLE);
 
   /* The cache is per agent: another session loads without uploading. */
@@ -1125,7 +1138,7 @@ static void test_modules(void **state)
   }
   assert_int_equal(launch(lane, 10, 1, 1), TR_ST_BAD_HANDLE);
   /* ... in this session only. */
-  assert_int_equal(launch(l2, 10, 1, 1), CU_NOT_SUPPORTED);
+  assert_int_equal(launch(l2, 10, 1, 1), 0);
 
   tc_end(sess);
   tc_end(s2);
@@ -1133,6 +1146,319 @@ static void test_modules(void **state)
   assert_true(tc_wait_ended(s2));
   tc_close(&c);
   free(fb);
+}
+
+/* ---- kernels on the emulated device ------------------------------------- */
+
+/*
+ * Hand-written PTX: hello prints "hi <tid>" through vprintf, bad stores to
+ * the address it is given, spin runs until %globaltimer has advanced by its
+ * parameter (ns), counter is a __device__ variable with an initialiser.
+ */
+static const char kernels_ptx[] =
+    ".version 8.0\n.target sm_75\n.address_size 64\n"
+    ".extern .func (.param .b32 func_retval0) vprintf(.param .b64 a, "
+    ".param .b64 b);\n"
+    ".global .align 1 .b8 fmt[7] = {104, 105, 32, 37, 100, 10, 0};\n"
+    ".global .align 4 .u32 counter = 5;\n"
+    ".visible .entry hello()\n{\n"
+    "  .local .align 8 .b8 depot[8];\n"
+    "  .reg .b32 %r<3>;\n  .reg .b64 %rd<5>;\n"
+    "  mov.u64 %rd1, depot;\n  cvta.local.u64 %rd2, %rd1;\n"
+    "  mov.u32 %r1, %tid.x;\n  st.local.u32 [%rd1], %r1;\n"
+    "  mov.u64 %rd3, fmt;\n  cvta.global.u64 %rd4, %rd3;\n"
+    "  {\n  .param .b64 param0;\n  st.param.b64 [param0+0], %rd4;\n"
+    "  .param .b64 param1;\n  st.param.b64 [param1+0], %rd2;\n"
+    "  .param .b32 retval0;\n"
+    "  call.uni (retval0), vprintf, (param0, param1);\n"
+    "  ld.param.b32 %r2, [retval0+0];\n  }\n  ret;\n}\n"
+    ".visible .entry bad(.param .u64 p)\n{\n"
+    "  .reg .b64 %rd<2>;\n  .reg .b32 %r<2>;\n"
+    "  ld.param.u64 %rd1, [p];\n  mov.u32 %r1, 7;\n"
+    "  st.global.u32 [%rd1], %r1;\n  ret;\n}\n"
+    ".visible .entry spin(.param .u64 ns)\n{\n"
+    "  .reg .b64 %rd<5>;\n  .reg .pred %p<2>;\n"
+    "  ld.param.u64 %rd1, [ns];\n  mov.u64 %rd2, %globaltimer;\n"
+    "  add.u64 %rd3, %rd2, %rd1;\nLOOP:\n"
+    "  mov.u64 %rd4, %globaltimer;\n  setp.lt.u64 %p1, %rd4, %rd3;\n"
+    "  @%p1 bra LOOP;\n  ret;\n}\n";
+
+/* Load kernels_ptx as module 1 with hello = 10, bad = 11, spin = 12. */
+static void load_kernels(struct tc_stream *lane)
+{
+  size_t len;
+  uint8_t *fb = make_fatbin_ptx(kernels_ptx, &len), hash[16];
+
+  tr_fatbin_hash(fb, len, hash);
+  if (module_load(lane, 1, hash) == TR_ST_NEED_MODULE) {
+    assert_int_equal(module_put(lane, hash, len, 0, fb, len), 0);
+    assert_int_equal(module_load(lane, 1, hash), 0);
+  }
+  assert_int_equal(function_get(lane, 1, 10, "hello"), 0);
+  assert_int_equal(function_get(lane, 1, 11, "bad"), 0);
+  assert_int_equal(function_get(lane, 1, 12, "spin"), 0);
+  free(fb);
+}
+
+/* Post a LAUNCH of fn with grid gx, block bx and params (no reply). */
+static void post_launch(struct tc_stream *lane, uint64_t fn, uint32_t gx,
+                        uint32_t bx, const void *params, uint32_t plen)
+{
+  uint8_t p[TR_LAUNCH_FIXED + 64] = {0};
+
+  tr_put_u64(p, fn);
+  tr_put_u32(p + 8, gx);
+  tr_put_u32(p + 12, 1);
+  tr_put_u32(p + 16, 1);
+  tr_put_u32(p + 20, bx);
+  tr_put_u32(p + 24, 1);
+  tr_put_u32(p + 28, 1);
+  tr_put_u32(p + 36, plen);
+  memcpy(p + TR_LAUNCH_FIXED, params, plen);
+  tc_post(lane, TR_OP_LAUNCH, p, TR_LAUNCH_FIXED + plen);
+}
+
+/* The text of the fd records of a SYNCHRONIZE reply, concatenated. */
+static char *output_text(const struct tc_result *r, int fd)
+{
+  char *t = calloc(1, r->len + 1);
+  size_t off = 0, n = 0;
+
+  while (off + 8 <= r->len) {
+    uint32_t len = tr_get_u32(r->data + off + 4);
+
+    assert_true(off + 8 + len <= r->len);
+    if (r->data[off] == fd) {
+      memcpy(t + n, r->data + off + 8, len);
+      n += len;
+    }
+    off += 8 + len;
+  }
+  assert_int_equal(off, r->len);
+  return t;
+}
+
+/*
+ * printf output comes back with the next SYNCHRONIZE; variables are
+ * device memory with their initial values; FUNC_ATTRS describes a kernel.
+ */
+static void test_kernel_output(void **state)
+{
+  struct tc_conn c;
+  struct tc_stream *sess, *lane;
+  struct tc_result r;
+  uint64_t sid, addr;
+  uint8_t p[64];
+  char *text;
+
+  connect_agent(&c);
+  sess = open_session(&c, 9, &sid);
+  lane = open_lane(&c, sid, 1, 200);
+  load_kernels(lane);
+
+  post_launch(lane, 10, 1, 4, NULL, 0);
+  assert_int_equal(tc_call(lane, TR_OP_SYNCHRONIZE, 0, NULL, 0, &r), 0);
+  text = output_text(&r, 1);
+  assert_string_equal(text, "hi 0\nhi 1\nhi 2\nhi 3\n");
+  free(text);
+  free(r.data);
+  /* Collected once: the next synchronisation has nothing. */
+  assert_int_equal(tc_call(lane, TR_OP_SYNCHRONIZE, 0, NULL, 0, &r), 0);
+  assert_int_equal(r.len, 0);
+  free(r.data);
+  /* OUTPUT collects without a device wait. */
+  post_launch(lane, 10, 1, 1, NULL, 0);
+  assert_int_equal(tc_call(lane, TR_OP_OUTPUT, 0, NULL, 0, &r), 0);
+  text = output_text(&r, 1);
+  assert_string_equal(text, "hi 0\n");
+  free(text);
+  free(r.data);
+
+  /* SYMBOL_GET: the variable's address and size; its initial value. */
+  tr_put_u64(p, 1);
+  tr_put_u32(p + 8, 7);
+  memcpy(p + 12, "counter", 7);
+  assert_int_equal(tc_call(lane, TR_OP_SYMBOL_GET, 0, p, 19, &r), 0);
+  assert_int_equal(r.len, 16);
+  addr = tr_get_u64(r.data);
+  assert_int_equal(tr_get_u64(r.data + 8), 4);
+  assert_true(addr >= window(9) && addr < window(9) + WIN_SIZE);
+  free(r.data);
+  assert_int_equal(d2h(lane, addr, 4, &r), 0);
+  assert_int_equal(tr_get_u32(r.data), 5);
+  free(r.data);
+  memcpy(p + 12, "nothere", 7);
+  assert_int_equal(tc_call(lane, TR_OP_SYMBOL_GET, 0, p, 19, NULL),
+                   CU_INVALID_SYMBOL);
+
+  /* FUNC_ATTRS of spin: 8 bytes of parameters, PTX 8.0, cc 8.0. */
+  tr_put_u64(p, 12);
+  assert_int_equal(tc_call(lane, TR_OP_FUNC_ATTRS, 0, p, 8, &r), 0);
+  assert_int_equal(r.len, TR_FATTRS_SIZE);
+  assert_int_equal(tr_get_u32(r.data + 12), 1024); /* max threads */
+  assert_int_equal(tr_get_u32(r.data + 20), 80);   /* ptx version */
+  assert_int_equal(tr_get_u32(r.data + 24), 80);   /* binary version */
+  assert_int_equal(tr_get_u32(r.data + 28), 8);    /* params */
+  free(r.data);
+
+  tc_end(sess);
+  assert_true(tc_wait_ended(sess));
+  tc_close(&c);
+}
+
+/*
+ * A kernel that stores outside every allocation: cudaErrorIllegalAddress at
+ * the next synchronisation with a report on the program's stderr, sticky
+ * for the session (every later call fails with it), while another session
+ * keeps working.
+ */
+static void test_kernel_fault_sticky(void **state)
+{
+  struct tc_conn c;
+  struct tc_stream *sess, *lane, *lane2, *s2, *l2;
+  struct tc_result r;
+  uint64_t sid, sid2, target = 0x10;
+  uint8_t p[8];
+  char *text;
+
+  connect_agent(&c);
+  sess = open_session(&c, 10, &sid);
+  lane = open_lane(&c, sid, 1, 200);
+  lane2 = open_lane(&c, sid, 2, 200);
+  s2 = open_session(&c, 11, &sid2);
+  l2 = open_lane(&c, sid2, 1, 200);
+  load_kernels(lane);
+  load_kernels(l2);
+
+  post_launch(lane, 11, 1, 32, &target, 8);
+  assert_int_equal(tc_call(lane, TR_OP_SYNCHRONIZE, 0, NULL, 0, &r),
+                   CU_ILLEGAL_ADDRESS);
+  text = output_text(&r, 2);
+  assert_non_null(strstr(text, "tremote: kernel 'bad' failed"));
+  free(text);
+  free(r.data);
+  /* Sticky, on every lane of the session, for every call. */
+  tr_put_u64(p, 4096);
+  assert_int_equal(tc_call(lane, TR_OP_MALLOC, 0, p, 8, NULL),
+                   CU_ILLEGAL_ADDRESS);
+  assert_int_equal(tc_call(lane2, TR_OP_NOP, 0, NULL, 0, NULL),
+                   CU_ILLEGAL_ADDRESS);
+  assert_int_equal(tc_call(lane, TR_OP_SYNCHRONIZE, 0, NULL, 0, NULL),
+                   CU_ILLEGAL_ADDRESS);
+  /* The other session is untouched, and its kernels run. */
+  (void)dmalloc(l2, 4096);
+  post_launch(l2, 10, 1, 2, NULL, 0);
+  assert_int_equal(tc_call(l2, TR_OP_SYNCHRONIZE, 0, NULL, 0, &r), 0);
+  text = output_text(&r, 1);
+  assert_string_equal(text, "hi 0\nhi 1\n");
+  free(text);
+  free(r.data);
+
+  tc_end(sess);
+  tc_end(s2);
+  assert_true(tc_wait_ended(sess));
+  assert_true(tc_wait_ended(s2));
+  tc_close(&c);
+}
+
+/*
+ * While a long kernel runs (30 s; 5 s in sanitizer builds, whose agent is
+ * slow everywhere else), PINGs are answered in milliseconds and another
+ * session is served: kernels run off the network loop.
+ */
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define SPIN_NS 5000000000ull
+#else
+#define SPIN_NS 30000000000ull
+#endif
+static void test_kernel_long_ping(void **state)
+{
+  struct tc_conn c;
+  struct tc_stream *sess, *lane, *s2, *l2;
+  uint64_t sid, sid2, ns = SPIN_NS, t0, t_ack, t_other, t_done;
+  const uint8_t *pl;
+  struct tr_hdr h;
+  unsigned acks;
+
+  connect_agent(&c);
+  sess = open_session(&c, 12, &sid);
+  lane = open_lane(&c, sid, 1, 200);
+  s2 = open_session(&c, 13, &sid2);
+  l2 = open_lane(&c, sid2, 1, 200);
+  load_kernels(lane);
+
+  post_launch(lane, 12, 1, 1, &ns, 8);
+  tc_send_record(lane, TR_OP_SYNCHRONIZE, TR_F_WANT_REPLY, 999, NULL, 0);
+  tc_pump(&c, 0);
+  t0 = tc_now_ns();
+  usleep(200000); /* the kernel is running now */
+  for (int i = 0; i < 3; i++) {
+    uint64_t t1 = tc_now_ns();
+
+    acks = c.ping_acks;
+    tc_ping(&c);
+    while (c.ping_acks == acks && tc_now_ns() - t1 < 5000000000ull)
+      tc_pump(&c, 10);
+    assert_true(c.ping_acks > acks);
+    t_ack = c.ping_ack_ns - t1;
+    assert_true(t_ack < 100000000ull);
+    t1 = tc_now_ns();
+    assert_int_equal(tc_call(l2, TR_OP_NOP, 0, NULL, 0, NULL), 0);
+    t_other = tc_now_ns() - t1;
+    assert_true(t_other < 100000000ull);
+    print_message("PING ack %.1f ms, other session's NOP %.1f ms while the "
+                  "kernel runs\n", t_ack / 1e6, t_other / 1e6);
+    usleep(500000);
+  }
+  assert_false(tc_next_record(lane, &h, &pl));
+  while (!tc_next_record(lane, &h, &pl) &&
+         tc_now_ns() - t0 < SPIN_NS + 30000000000ull)
+    tc_pump(&c, 100);
+  t_done = tc_now_ns() - t0;
+  print_message("kernel of %.0f s done after %.1f s\n", SPIN_NS / 1e9,
+                t_done / 1e9);
+  assert_int_equal(h.request_id, 999);
+  assert_int_equal(h.status, 0);
+  assert_true(t_done + 300000000ull >= SPIN_NS);
+
+  tc_end(sess);
+  tc_end(s2);
+  assert_true(tc_wait_ended(sess));
+  assert_true(tc_wait_ended(s2));
+  tc_close(&c);
+}
+
+/* With --emu-watchdog 2, a kernel that runs on is stopped: launch timeout,
+   sticky, and the agent goes on serving. */
+static void test_kernel_watchdog(void **state)
+{
+  struct tc_conn c;
+  struct tc_stream *sess, *lane, *s2, *l2;
+  uint64_t sid, sid2, ns = 3600ull * 1000000000ull, t0;
+  double secs;
+
+  connect_agent(&c);
+  sess = open_session(&c, 14, &sid);
+  lane = open_lane(&c, sid, 1, 200);
+  s2 = open_session(&c, 15, &sid2);
+  l2 = open_lane(&c, sid2, 1, 200);
+  load_kernels(lane);
+
+  t0 = tc_now_ns();
+  post_launch(lane, 12, 2, 64, &ns, 8);
+  assert_int_equal(tc_call(lane, TR_OP_SYNCHRONIZE, 0, NULL, 0, NULL),
+                   CU_LAUNCH_TIMEOUT);
+  secs = (tc_now_ns() - t0) / 1e9;
+  print_message("watchdog stopped the kernel after %.2f s\n", secs);
+  assert_true(secs >= 1.9 && secs < 20);
+  assert_int_equal(tc_call(lane, TR_OP_NOP, 0, NULL, 0, NULL),
+                   CU_LAUNCH_TIMEOUT);
+  assert_int_equal(tc_call(l2, TR_OP_NOP, 0, NULL, 0, NULL), 0);
+  tc_end(sess);
+  tc_end(s2);
+  assert_true(tc_wait_ended(sess));
+  assert_true(tc_wait_ended(s2));
+  tc_close(&c);
 }
 
 int main(int argc, char **argv)
@@ -1151,7 +1477,15 @@ int main(int argc, char **argv)
     cmocka_unit_test(test_d2h_bounded),
     cmocka_unit_test(test_lane_inbound_bounded),
     cmocka_unit_test(test_modules),
+    cmocka_unit_test(test_kernel_output),
+    cmocka_unit_test(test_kernel_fault_sticky),
+    cmocka_unit_test(test_kernel_long_ping),
   };
+  /* A second agent, with a short watchdog. */
+  const struct CMUnitTest watchdog_tests[] = {
+    cmocka_unit_test(test_kernel_watchdog),
+  };
+  int failed;
 
   if (argc < 2) {
     fprintf(stderr, "usage: %s PATH-TO-tremote-gpu-agent\n", argv[0]);
@@ -1159,5 +1493,8 @@ int main(int argc, char **argv)
   }
   agent_path = argv[1];
   signal(SIGPIPE, SIG_IGN);
-  return cmocka_run_group_tests(tests, start_agent, stop_agent);
+  failed = cmocka_run_group_tests(tests, start_agent, stop_agent);
+  agent_watchdog = "2";
+  failed += cmocka_run_group_tests(watchdog_tests, start_agent, stop_agent);
+  return failed;
 }
