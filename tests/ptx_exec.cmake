@@ -48,3 +48,22 @@ if(TARGET ptxemu)
     ${CMAKE_CURRENT_SOURCE_DIR}/unit)
   add_dependencies(test_ptx_exec_nvcc test_ptx_exec_ptx)
 endif()
+
+# emu_bench: the executor's speed against plain C on one core (matmul,
+# reduction, histogram).  A tool first (run it by hand for the numbers);
+# also a test outside the fast set that fails only beyond the 200x floor,
+# alone on the machine and not under sanitizers (timings there mean
+# nothing).
+if(TARGET ptxemu)
+  add_executable(emu_bench bench/emu_bench.c)
+  target_link_libraries(emu_bench PRIVATE ptxemu)
+  set_target_properties(emu_bench PROPERTIES RUNTIME_OUTPUT_DIRECTORY
+                        ${CMAKE_BINARY_DIR}/tests/bench)
+  add_dependencies(emu_bench test_ptx_exec_ptx)
+  if(TR_SANITIZE STREQUAL "")
+    add_test(NAME emu_bench COMMAND emu_bench
+             ${PTXEXEC_PTX}/test_ptx_exec_kernels.ptx --check)
+    set_tests_properties(emu_bench PROPERTIES TIMEOUT 300 RUN_SERIAL TRUE
+                         LABELS bench)
+  endif()
+endif()

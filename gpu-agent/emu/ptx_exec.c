@@ -32,6 +32,10 @@
 
 #include "ptx_exec_int.h"
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 static const px_handler px_handlers[PX_X__COUNT] = {
 #define PX_X_TAB(n) px_h_##n,
   PX_HANDLERS(PX_X_TAB)
@@ -627,9 +631,9 @@ int px_fault(struct px_warp *w, const struct ptx_insn *in, uint32_t err,
   f->addr = addr;
   memcpy(f->block, b->ctaid, sizeof(f->block));
   lane &= PX_W - 1;
-  f->thread[0] = w->tid[0][lane];
-  f->thread[1] = w->tid[1][lane];
-  f->thread[2] = w->tid[2][lane];
+  f->thread[0] = (uint32_t)w->tid[0][lane];
+  f->thread[1] = (uint32_t)w->tid[1][lane];
+  f->thread[2] = (uint32_t)w->tid[2][lane];
   va_start(ap, fmt);
   r = vsnprintf(f->msg, sizeof(f->msg), fmt, ap);
   va_end(ap);
@@ -756,17 +760,43 @@ const uint64_t *px_src_slow(struct px_warp *w, const struct ptx_operand *o,
       /* one reading for the whole warp, as the hardware does */
       v = px_sreg(w, o->reg, o->sub, 0);
       break;
+    case PTX_SR_TID:
+      if (o->sub < 3)
+        return w->tid[o->sub];
+      break;
+    case PTX_SR_NTID:
+    case PTX_SR_CTAID:
+    case PTX_SR_NCTAID:
+    case PTX_SR_WARPID:
+    case PTX_SR_NWARPID:
+    case PTX_SR_SMID:
+    case PTX_SR_NSMID:
+    case PTX_SR_GRIDID:
+    case PTX_SR_DYNAMIC_SMEM_SIZE:
+    case PTX_SR_TOTAL_SMEM_SIZE:
+      v = px_sreg(w, o->reg, o->sub, 0); /* the same in every lane */
+      break;
     default:
       for (unsigned l = 0; l < PX_W; l++)
         tmp[l] = px_sreg(w, o->reg, o->sub, l);
+      w->tmpok[(tmp - w->tmp[0]) / PX_W] = 0;
       return tmp;
     }
     break;
   default:
     break;
   }
-  for (unsigned l = 0; l < PX_W; l++)
-    tmp[l] = v;
+  {
+    /* the same immediate as last time at this operand position (loops
+       run the same instructions over and over): the row is still there */
+    unsigned k = (unsigned)((tmp - w->tmp[0]) / PX_W);
+    if (w->tmpok[k] && w->tmpval[k] == v)
+      return tmp;
+    for (unsigned l = 0; l < PX_W; l++)
+      tmp[l] = v;
+    w->tmpval[k] = v;
+    w->tmpok[k] = 1;
+  }
   return tmp;
 }
 
@@ -817,7 +847,7 @@ static void px_resched(struct px_warp *w)
   w->G = G;
   w->P = minpc;
   w->nextpc = next < f->fend ? next : f->fend;
-  w->gcount = (uint32_t)__builtin_popcount(G);
+  w->gcount = (uint32_t)px_popc(G);
 }
 
 static void px_pop(struct px_warp *w);
@@ -919,7 +949,7 @@ static void px_exit_lanes(struct px_warp *w, uint32_t lanes)
     w->frames[i].live &= ~lanes;
     w->frames[i].callmask &= ~lanes;
   }
-  b->live_threads -= (uint32_t)__builtin_popcount(lanes);
+  b->live_threads -= (uint32_t)px_popc(lanes);
   for (unsigned id = 0; id < PX_NBAR; id++)
     if (b->bar[id].arrived && !b->bar[id].count)
       px_bar_check(b, id);
@@ -1163,7 +1193,7 @@ static void px_bar_arrive(struct px_warp *w, unsigned id, uint32_t count,
   }
   if (count)
     br->count = count;
-  br->arrived += (uint32_t)__builtin_popcount(lanes);
+  br->arrived += (uint32_t)px_popc(lanes);
 }
 
 /* The lanes wait at barrier id; everyone in the group moves past it. */
@@ -1219,7 +1249,7 @@ int px_h_bar_red(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
   br = &w->b->bar[id];
   PX_FOR_SEQ(mask, t |= (uint32_t)((c[l] ^ (co->flags & PTX_OF_NOT)) & 1)
                         << l);
-  br->popc += (uint32_t)__builtin_popcount(t);
+  br->popc += (uint32_t)px_popc(t);
   br->red_or |= t != 0;
   br->red_and &= t == mask;
   w->barred[id] = in;
@@ -1306,8 +1336,17 @@ static inline uint32_t px_guard(const struct px_warp *w,
   const uint64_t *p = w->R[in->guard];
   uint32_t m = 0;
 
+#ifdef __SSE2__
+  /* two lanes per step: the predicate bit moved to the sign, movmskpd */
+  for (unsigned l = 0; l < PX_W; l += 2) {
+    __m128i v = _mm_loadu_si128((const __m128i *)&p[l]);
+    m |= (uint32_t)_mm_movemask_pd(_mm_castsi128_pd(_mm_slli_epi64(v, 63)))
+         << l;
+  }
+#else
   for (unsigned l = 0; l < PX_W; l++)
     m |= (uint32_t)(p[l] & 1) << l;
+#endif
   return (in->neg_guard ? ~m : m) & G;
 }
 
@@ -1367,7 +1406,7 @@ static void px_warp_run(struct px_warp *w)
     mask = w->G;
     if (in->guard != PTX_NOREG) {
       mask = px_guard(w, in, mask);
-      w->ninsn += (uint32_t)__builtin_popcount(mask);
+      w->ninsn += (uint32_t)px_popc(mask);
       rc = mask ? px_handlers[in->xop](w, in, mask) : PX_NEXT;
     } else {
       w->ninsn += w->gcount;
@@ -1473,6 +1512,7 @@ static int px_block_setup(struct px_ctx *c, struct px_launch *L,
     w->wsync_wait = w->wsync_need = 0;
     w->budget = PX_SLICE;
     w->ninsn = 0;
+    memset(w->tmpok, 0, sizeof(w->tmpok));
     w->depth = 0;
     if (px_frames_grow(w, 1))
       return -ENOMEM;
@@ -1486,12 +1526,17 @@ static int px_block_setup(struct px_ctx *c, struct px_launch *L,
     f->local_base = 0;
     f->local_end = L->entry_local;
     f->fend = e->insn_start + e->insn_count;
-    for (unsigned l = 0; l < PX_W; l++) {
-      uint32_t lin = w->tid0 + l;
+    for (unsigned l = 0; l < PX_W; l++)
       f->pc[l] = e->insn_start;
-      w->tid[0][l] = lin % d->block[0];
-      w->tid[1][l] = lin / d->block[0] % d->block[1];
-      w->tid[2][l] = lin / (d->block[0] * d->block[1]);
+    /* the same for every block of a launch: computed once per worker */
+    if (w->tid_grid != L->gridid) {
+      for (unsigned l = 0; l < PX_W; l++) {
+        uint32_t lin = w->tid0 + l;
+        w->tid[0][l] = lin % d->block[0];
+        w->tid[1][l] = lin / d->block[0] % d->block[1];
+        w->tid[2][l] = lin / (d->block[0] * d->block[1]);
+      }
+      w->tid_grid = L->gridid;
     }
     w->top = f;
     w->R = f->R;

@@ -48,6 +48,11 @@ static int px_is_half(unsigned t)
 #define SRC(k) const uint64_t *s##k = px_src(w, in, k)
 #define DST(k) uint64_t *d##k = px_dst(w, in, k)
 
+/* The second source is an immediate: the common "add %r, %r, 4" form
+   loops with the constant in a register instead of a splatted row. */
+#define IMM2(in) ((in)->ops[2].kind == PTX_O_IMM)
+#define IV2(in) ((uint64_t)(in)->ops[2].imm)
+
 /* xaux for the integer handlers: operand bytes | signed << 8 */
 #define XA_SZ(x) ((x)&0xffu)
 #define XA_SGN(x) (((x) >> 8) & 1u)
@@ -56,11 +61,18 @@ static int px_is_half(unsigned t)
 
 int px_h_iadd(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
 {
+  unsigned sz = XA_SZ(in->xaux);
+
+  if (IMM2(in) && !(in->flags & (PTX_F_SAT | PTX_F_CC))) {
+    SRC(1);
+    DST(0);
+    uint64_t iv = IV2(in);
+    PX_SWITCH_W(sz, PX_FOR(mask, d0[l] = (UT)(s1[l] + iv)));
+    return PX_NEXT;
+  }
   SRC(1);
   SRC(2);
   DST(0);
-  unsigned sz = XA_SZ(in->xaux);
-
   if (__builtin_expect(!(in->flags & (PTX_F_SAT | PTX_F_CC)), 1)) {
     PX_SWITCH_W(sz, PX_FOR(mask, d0[l] = (UT)(s1[l] + s2[l])));
     return PX_NEXT;
@@ -87,10 +99,18 @@ int px_h_iadd(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
 
 int px_h_isub(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
 {
+  unsigned sz = XA_SZ(in->xaux);
+
+  if (IMM2(in) && !(in->flags & (PTX_F_SAT | PTX_F_CC))) {
+    SRC(1);
+    DST(0);
+    uint64_t iv = IV2(in);
+    PX_SWITCH_W(sz, PX_FOR(mask, d0[l] = (UT)(s1[l] - iv)));
+    return PX_NEXT;
+  }
   SRC(1);
   SRC(2);
   DST(0);
-  unsigned sz = XA_SZ(in->xaux);
 
   if (__builtin_expect(!(in->flags & (PTX_F_SAT | PTX_F_CC)), 1)) {
     PX_SWITCH_W(sz, PX_FOR(mask, d0[l] = (UT)(s1[l] - s2[l])));
@@ -190,10 +210,25 @@ static inline uint64_t px_mulpart(uint64_t a, uint64_t b, unsigned sz,
 
 int px_h_imul(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
 {
+  unsigned sz = XA_SZ(in->xaux), sgn = XA_SGN(in->xaux);
+
+  if (IMM2(in) && (in->mode == PTX_MUL_LO ||
+                   (in->mode == PTX_MUL_WIDE && sz == 4))) {
+    SRC(1);
+    DST(0);
+    uint64_t iv = IV2(in);
+    if (in->mode == PTX_MUL_LO)
+      PX_SWITCH_W(sz, PX_FOR(mask, d0[l] = (UT)(s1[l] * iv)));
+    else if (sgn)
+      PX_FOR(mask, d0[l] = (uint64_t)((int64_t)(int32_t)s1[l] *
+                                      (int32_t)iv));
+    else
+      PX_FOR(mask, d0[l] = (uint64_t)(uint32_t)s1[l] * (uint32_t)iv);
+    return PX_NEXT;
+  }
   SRC(1);
   SRC(2);
   DST(0);
-  unsigned sz = XA_SZ(in->xaux), sgn = XA_SGN(in->xaux);
 
   if (in->mode == PTX_MUL_LO) {
     PX_SWITCH_W(sz, PX_FOR(mask, d0[l] = (UT)((uint64_t)s1[l] * s2[l])));
@@ -458,9 +493,14 @@ int px_h_imax(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
 int px_h_and(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
 {
   SRC(1);
-  SRC(2);
   DST(0);
 
+  if (IMM2(in)) {
+    uint64_t iv = IV2(in);
+    PX_FOR(mask, d0[l] = s1[l] & iv);
+    return PX_NEXT;
+  }
+  SRC(2);
   PX_FOR(mask, d0[l] = s1[l] & s2[l]);
   return PX_NEXT;
 }
@@ -468,9 +508,14 @@ int px_h_and(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
 int px_h_or(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
 {
   SRC(1);
-  SRC(2);
   DST(0);
 
+  if (IMM2(in)) {
+    uint64_t iv = IV2(in);
+    PX_FOR(mask, d0[l] = s1[l] | iv);
+    return PX_NEXT;
+  }
+  SRC(2);
   PX_FOR(mask, d0[l] = s1[l] | s2[l]);
   return PX_NEXT;
 }
@@ -478,9 +523,14 @@ int px_h_or(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
 int px_h_xor(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
 {
   SRC(1);
-  SRC(2);
   DST(0);
 
+  if (IMM2(in)) {
+    uint64_t iv = IV2(in);
+    PX_FOR(mask, d0[l] = s1[l] ^ iv);
+    return PX_NEXT;
+  }
+  SRC(2);
   PX_FOR(mask, d0[l] = s1[l] ^ s2[l]);
   return PX_NEXT;
 }
@@ -554,8 +604,15 @@ int px_h_pnot(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
 int px_h_shl(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
 {
   SRC(1);
-  SRC(2);
   DST(0);
+
+  if (IMM2(in)) {
+    uint32_t n = (uint32_t)IV2(in);
+    PX_SWITCH_W(XA_SZ(in->xaux),
+                PX_FOR(mask, d0[l] = n >= BITS ? 0 : (UT)((UT)s1[l] << n)));
+    return PX_NEXT;
+  }
+  SRC(2);
 
   PX_SWITCH_W(XA_SZ(in->xaux), PX_FOR(mask, {
     uint32_t n = (uint32_t)s2[l];
@@ -567,8 +624,21 @@ int px_h_shl(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
 int px_h_shr(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
 {
   SRC(1);
-  SRC(2);
   DST(0);
+
+  if (IMM2(in)) {
+    uint32_t n = (uint32_t)IV2(in);
+    if (XA_SGN(in->xaux))
+      PX_SWITCH_W(XA_SZ(in->xaux), PX_FOR(mask, {
+        ST a = (ST)s1[l];
+        d0[l] = (UT)(n >= BITS ? (a < 0 ? -1 : 0) : a >> n);
+      }));
+    else
+      PX_SWITCH_W(XA_SZ(in->xaux),
+                  PX_FOR(mask, d0[l] = n >= BITS ? 0 : (UT)((UT)s1[l] >> n)));
+    return PX_NEXT;
+  }
+  SRC(2);
 
   if (XA_SGN(in->xaux))
     PX_SWITCH_W(XA_SZ(in->xaux), PX_FOR(mask, {
@@ -608,9 +678,10 @@ int px_h_popc(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
   DST(0);
 
   if (XA_SZ(in->xaux) == 8)
-    PX_FOR(mask, d0[l] = (uint32_t)__builtin_popcountll(s1[l]));
+    PX_FOR(mask, d0[l] = px_popc((uint32_t)s1[l]) +
+                       px_popc((uint32_t)(s1[l] >> 32)));
   else
-    PX_FOR(mask, d0[l] = (uint32_t)__builtin_popcount((uint32_t)s1[l]));
+    PX_FOR(mask, d0[l] = (uint32_t)px_popc((uint32_t)s1[l]));
   return PX_NEXT;
 }
 
@@ -1605,9 +1676,62 @@ static uint32_t px_icmp(const struct ptx_insn *in, uint32_t mask,
   return t;
 }
 
+/* setp p, a, b with no second destination and no bool op, the form nvcc
+   emits: the comparison writes the predicate directly. */
+#define SETP_CMPX(T, B)                                                      \
+  switch (cmp) {                                                             \
+  case PTX_CMP_EQ: PX_FOR(mask, p[l] = (T)a[l] == (T)(B)); break;            \
+  case PTX_CMP_NE: PX_FOR(mask, p[l] = (T)a[l] != (T)(B)); break;            \
+  case PTX_CMP_LT: PX_FOR(mask, p[l] = (T)a[l] < (T)(B)); break;             \
+  case PTX_CMP_LE: PX_FOR(mask, p[l] = (T)a[l] <= (T)(B)); break;            \
+  case PTX_CMP_GT: PX_FOR(mask, p[l] = (T)a[l] > (T)(B)); break;             \
+  default: PX_FOR(mask, p[l] = (T)a[l] >= (T)(B)); break;                    \
+  }
+#define SETP_CMP(T)                                                          \
+  do {                                                                       \
+    if (IMM2(in)) {                                                          \
+      uint64_t bv = IV2(in);                                                 \
+      SETP_CMPX(T, bv)                                                       \
+    } else {                                                                 \
+      const uint64_t *b = px_src(w, in, 2);                                  \
+      SETP_CMPX(T, b[l])                                                     \
+    }                                                                        \
+  } while (0)
+
+static void px_setp_fast(struct px_warp *w, const struct ptx_insn *in,
+                         uint32_t mask)
+{
+  const uint64_t *a = px_src(w, in, 1);
+  uint64_t *p = px_dst(w, in, 0);
+  unsigned cmp = in->mode, sz = XA_SZ(in->xaux), sgn = XA_SGN(in->xaux);
+
+  /* lo/ls/hi/hs are lt/le/gt/ge on unsigned values */
+  if (cmp >= PTX_CMP_LO) {
+    cmp = cmp - PTX_CMP_LO + PTX_CMP_LT;
+    sgn = 0;
+  }
+  if (sz == 4 && sgn)
+    SETP_CMP(int32_t);
+  else if (sz == 4)
+    SETP_CMP(uint32_t);
+  else if (sz == 8 && sgn)
+    SETP_CMP(int64_t);
+  else if (sz == 8)
+    SETP_CMP(uint64_t);
+  else if (sgn)
+    SETP_CMP(int16_t);
+  else
+    SETP_CMP(uint16_t);
+}
+
 int px_h_setp_i(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
 {
   unsigned base = (in->flags & PTX_F_PAIR) ? 2 : 1;
+
+  if (base == 1 && in->nops == 3) {
+    px_setp_fast(w, in, mask);
+    return PX_NEXT;
+  }
   const uint64_t *a = px_src(w, in, base), *b = px_src(w, in, base + 1);
   uint32_t t = px_icmp(in, mask, a, b, XA_SZ(in->xaux), XA_SGN(in->xaux));
 

@@ -112,8 +112,12 @@ struct px_warp {
   uint32_t wsync_need;   /* the lanes they wait for */
   uint32_t budget;       /* instructions left in this slice */
   uint64_t ninsn;        /* thread-instructions run (flushed per block) */
-  uint32_t tid[3][PX_W]; /* %tid per lane */
+  uint64_t tid[3][PX_W]; /* %tid per lane: rows, so an operand can use
+                            them directly */
+  uint64_t tid_grid;     /* the launch they were computed for */
   uint64_t tmp[PTX_MAX_OPS][PX_W]; /* non-register operands as rows */
+  uint64_t tmpval[PTX_MAX_OPS];    /* the value tmp[k] is a splat of ... */
+  uint8_t tmpok[PTX_MAX_OPS];      /* ... when set */
 };
 
 struct px_bar {
@@ -206,7 +210,8 @@ typedef int (*px_handler)(struct px_warp *w, const struct ptx_insn *in,
   X(mov) X(mov_pred) X(mov_pack) X(mov_unpack) X(cvt_ii) X(cvt_if) X(cvt_fi) \
   X(cvt_ff) X(cvt_pack)
 #define PX_HANDLERS_MEM(X)                                                   \
-  X(ld) X(ld_param) X(st) X(atom) X(red) X(cvta) X(isspacep) X(prefetch)
+  X(ld) X(ld_param) X(st) X(atom) X(red) X(cvta) X(isspacep) X(prefetch)   \
+  X(ld_g) X(ld_s) X(st_g) X(st_s)
 #define PX_HANDLERS_WARP(X)                                                  \
   X(shfl) X(vote) X(match) X(activemask) X(redux)
 #define PX_HANDLERS(X)                                                       \
@@ -376,6 +381,16 @@ void px_assert_msg(struct px_warp *w, unsigned lane, uint64_t msg,
   }                                                                          \
   }                                                                          \
   } while (0)
+
+/* Population count without relying on a popcnt instruction (the baseline
+   x86-64 has none, and the libgcc call is slower than this). */
+static inline uint32_t px_popc(uint32_t x)
+{
+  x = x - ((x >> 1) & 0x55555555u);
+  x = (x & 0x33333333u) + ((x >> 2) & 0x33333333u);
+  x = (x + (x >> 4)) & 0x0f0f0f0fu;
+  return (x * 0x01010101u) >> 24;
+}
 
 /* ---- bit casts --------------------------------------------------------- */
 

@@ -480,6 +480,126 @@ int px_h_st(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
   return PX_NEXT;
 }
 
+/*
+ * The common case of ld/st, fused: one scalar in global memory within the
+ * most recently used allocation, or in shared memory.  A first pass
+ * computes every lane's offset and only their maximum and their OR (so
+ * the range and alignment checks cost one compare for the warp), the
+ * second moves the data.  If the check fails the general handler takes
+ * over, which asks the backend about other allocations or reports the
+ * fault.
+ */
+/* lane l's byte is at base + x[l]: integers, so that a base of 0 (global
+   addresses are host addresses) is no null-pointer arithmetic */
+#define PX_AT(base, x) ((uint8_t *)(uintptr_t)((base) + (x)))
+
+static inline void px_ld_lanes(uint64_t *d, uintptr_t base,
+                               const uint64_t *x, uint32_t mask, unsigned sz,
+                               unsigned sgn)
+{
+  switch (sz) {
+  case 8:
+    PX_FOR(mask, memcpy(&d[l], PX_AT(base, x[l]), 8));
+    break;
+  case 4:
+    if (sgn)
+      PX_FOR(mask, {
+        int32_t v;
+        memcpy(&v, PX_AT(base, x[l]), 4);
+        d[l] = (uint64_t)(int64_t)v;
+      });
+    else
+      PX_FOR(mask, {
+        uint32_t v;
+        memcpy(&v, PX_AT(base, x[l]), 4);
+        d[l] = v;
+      });
+    break;
+  default:
+    PX_FOR(mask, d[l] = px_load(PX_AT(base, x[l]), sz, sgn));
+    break;
+  }
+}
+
+static inline void px_st_lanes(uintptr_t base, const uint64_t *x,
+                               const uint64_t *s, uint32_t mask, unsigned sz)
+{
+  switch (sz) {
+  case 8:
+    PX_FOR(mask, memcpy(PX_AT(base, x[l]), &s[l], 8));
+    break;
+  case 4:
+    PX_FOR(mask, {
+      uint32_t v = (uint32_t)s[l];
+      memcpy(PX_AT(base, x[l]), &v, 4);
+    });
+    break;
+  default:
+    PX_FOR(mask, px_store(PX_AT(base, x[l]), sz, s[l]));
+    break;
+  }
+}
+
+#define PX_FUSED(name, isld, isglobal)                                       \
+  int px_h_##name(struct px_warp *w, const struct ptx_insn *in,              \
+                  uint32_t mask)                                             \
+  {                                                                          \
+    const struct ptx_operand *ao = &in->ops[isld ? 1 : 0];                   \
+    struct px_block *b = w->b;                                               \
+    unsigned sz = XM_SZ(in->xaux);                                           \
+    uint64_t off = (uint64_t)ao->imm, mn = ~0ull, mx = 0, any = 0;           \
+    const uint64_t *base = w->R[ao->reg];                                    \
+    uintptr_t mem;                                                           \
+    uint64_t x[PX_W];                                                        \
+    if (ao->sym != PTX_NOSYM)                                                \
+      off += px_sym_value(w, ao->sym);                                       \
+    if (in->xaux & PX_XA_R32)                                                \
+      PX_FOR(mask, {                                                         \
+        uint64_t v = (uint32_t)base[l] + off;                                \
+        x[l] = v;                                                            \
+        mn = v < mn ? v : mn;                                                \
+        mx = v > mx ? v : mx;                                                \
+        any |= v;                                                            \
+      });                                                                    \
+    else                                                                     \
+      PX_FOR(mask, {                                                         \
+        uint64_t v = base[l] + off;                                          \
+        x[l] = v;                                                            \
+        mn = v < mn ? v : mn;                                                \
+        mx = v > mx ? v : mx;                                                \
+        any |= v;                                                            \
+      });                                                                    \
+    if (any & (sz - 1))                                                      \
+      goto slow;                                                             \
+    if (isglobal) {                                                          \
+      /* the lanes' addresses are offsets from 0: any cached allocation     \
+         that holds [mn, mx + sz) will do */                                 \
+      int found = 0;                                                         \
+      for (unsigned i = 0; i < PX_NRNG && !found; i++)                       \
+        found = mn >= b->rng[i].lo && mx < b->rng[i].hi &&                   \
+                b->rng[i].hi - mx >= sz;                                     \
+      if (!found)                                                            \
+        goto slow;                                                           \
+      mem = 0;                                                               \
+    } else {                                                                 \
+      if (b->shared_size < sz || mx > b->shared_size - sz)                   \
+        goto slow;                                                           \
+      mem = (uintptr_t)b->shared;                                            \
+    }                                                                        \
+    if (isld)                                                                \
+      px_ld_lanes(px_dst(w, in, 0), mem, x, mask, sz, XM_SGN(in->xaux));     \
+    else                                                                     \
+      px_st_lanes(mem, x, px_src(w, in, 1), mask, sz);                       \
+    return PX_NEXT;                                                          \
+  slow:                                                                      \
+    return isld ? px_h_ld(w, in, mask) : px_h_st(w, in, mask);               \
+  }
+
+PX_FUSED(ld_g, 1, 1)
+PX_FUSED(ld_s, 1, 0)
+PX_FUSED(st_g, 0, 1)
+PX_FUSED(st_s, 0, 0)
+
 int px_h_prefetch(struct px_warp *w, const struct ptx_insn *in,
                   uint32_t mask)
 {
@@ -678,6 +798,45 @@ static int px_atom_common(struct px_warp *w, const struct ptx_insn *in,
   uint64_t old[PX_W];
   uint8_t *p[PX_W];
 
+  if (in->space == PTX_SP_SHARED && in->ops[ai].reg != PTX_NOREG) {
+    /* shared memory, the histogram case: offsets checked all at once as
+       in the fused loads, then plain read-modify-writes in lane order */
+    const struct ptx_operand *ao = &in->ops[ai];
+    const uint64_t *base = w->R[ao->reg];
+    uint64_t off = (uint64_t)ao->imm, mx = 0, any = 0, xo[PX_W];
+    uint8_t *sh = w->b->shared;
+    if (ao->sym != PTX_NOSYM)
+      off += px_sym_value(w, ao->sym);
+    if (in->xaux & PX_XA_R32)
+      PX_FOR(mask, {
+        xo[l] = (uint32_t)base[l] + off;
+        mx = xo[l] > mx ? xo[l] : mx;
+        any |= xo[l];
+      });
+    else
+      PX_FOR(mask, {
+        xo[l] = base[l] + off;
+        mx = xo[l] > mx ? xo[l] : mx;
+        any |= xo[l];
+      });
+    if (!(any & (sz - 1)) && w->b->shared_size >= sz &&
+        mx <= w->b->shared_size - sz) {
+      if (op == PTX_ATOM_ADD && sz == 4 && kind < AK_F32)
+        PX_FOR_SEQ(mask, {
+          uint32_t v;
+          memcpy(&v, sh + xo[l], 4);
+          old[l] = v;
+          v += (uint32_t)b[l];
+          memcpy(sh + xo[l], &v, 4);
+        });
+      else
+        PX_FOR_SEQ(mask, old[l] = px_rmw_plain(sh + xo[l], op, kind, sz, b[l],
+                                               c ? c[l] : 0));
+      if (d)
+        PX_FOR(mask, d[l] = old[l]);
+      return PX_NEXT;
+    }
+  }
   if (px_resolve(w, in, &in->ops[ai], in->space, mask, sz, sz, 1, p, &priv))
     return PX_STOP;
   if (priv == mask && op == PTX_ATOM_ADD && sz == 4 && kind < AK_F32) {
@@ -857,6 +1016,15 @@ int px_sel_mem(const struct ptx_insn *in, uint32_t *xop, uint32_t *xaux)
     if (st && in->space == PTX_SP_CONST)
       return -ENOTSUP;
     *xaux = sz | vec << 8 | (uint32_t)px_is_sint(t) << 12;
+    if (vec == 1 && ad->reg != PTX_NOREG &&
+        !(fl & (PTX_F_VOLATILE | PTX_F_MEMORD)) &&
+        (in->space == PTX_SP_GLOBAL || in->space == PTX_SP_CONST ||
+         in->space == PTX_SP_SHARED) &&
+        (!st || val->kind == PTX_O_REG)) {
+      int g = in->space != PTX_SP_SHARED;
+      *xop = st ? (g ? PX_X_st_g : PX_X_st_s) : (g ? PX_X_ld_g : PX_X_ld_s);
+      return 0;
+    }
     if (st) {
       *xop = PX_X_st;
       return 0;

@@ -322,8 +322,8 @@ void px_assert_msg(struct px_warp *w, unsigned lane, uint64_t msg,
     }
   oprintf(&o, "%.*s:%u: %.*s: block: [%u,%u,%u], thread: [%u,%u,%u] "
           "Assertion `%.*s` failed.\n", (int)n[0], s[0], line, (int)n[1],
-          s[1], b->ctaid[0], b->ctaid[1], b->ctaid[2], w->tid[0][lane],
-          w->tid[1][lane], w->tid[2][lane], (int)n[2], s[2]);
+          s[1], b->ctaid[0], b->ctaid[1], b->ctaid[2], (uint32_t)w->tid[0][lane],
+          (uint32_t)w->tid[1][lane], (uint32_t)w->tid[2][lane], (int)n[2], s[2]);
   if (mo->print && o.n)
     mo->print(mo->ctx, o.s, o.n);
   free(o.s);
