@@ -1214,7 +1214,8 @@ static void post_launch(struct tc_stream *lane, uint64_t fn, uint32_t gx,
   tr_put_u32(p + 24, 1);
   tr_put_u32(p + 28, 1);
   tr_put_u32(p + 36, plen);
-  memcpy(p + TR_LAUNCH_FIXED, params, plen);
+  if (plen)
+    memcpy(p + TR_LAUNCH_FIXED, params, plen);
   tc_post(lane, TR_OP_LAUNCH, p, TR_LAUNCH_FIXED + plen);
 }
 
