@@ -12,6 +12,12 @@ if(TARGET ptxemu)
     TIMEOUT 120 FAST)
   target_include_directories(test_ptx_exec PRIVATE
     ${CMAKE_CURRENT_SOURCE_DIR}/unit)
+  tr_unit_test(test_ptx_exec_alu
+    SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_ptx_exec_alu.c ${PTXEXEC_LIB}
+    LIBS ptxemu
+    TIMEOUT 120 FAST)
+  target_include_directories(test_ptx_exec_alu PRIVATE
+    ${CMAKE_CURRENT_SOURCE_DIR}/unit)
 endif()
 
 # The kernels test_ptx_exec_nvcc runs: nvcc -ptx at build time.  The golden
