@@ -1466,7 +1466,8 @@ static int px_block_setup(struct px_ctx *c, struct px_launch *L,
   b->nthreads = L->nthreads;
   b->nwarps = L->nwarps;
   b->live_threads = L->nthreads;
-  b->smid = c->worker;
+  /* %smid: the worker, folded into the device's SM count */
+  b->smid = d->dev->sm_count ? c->worker % d->dev->sm_count : c->worker;
   b->ninsn = 0;
   if (px_grow(&c->shared, &c->shared_cap, L->shared_size + 16) ||
       px_grow(&c->local, &c->local_cap, (uint64_t)L->nthreads * L->stack))

@@ -21,6 +21,7 @@
 #include "test_ptx_exec_lib.h"
 
 #define HDR ".version 8.0\n.target sm_80\n.address_size 64\n"
+#define N_ELEMS(x) (sizeof(x) / sizeof((x)[0]))
 
 /* Load, or fail the test. */
 static struct ptx_module *load(const char *ptx)
@@ -1347,7 +1348,36 @@ static void test_prepare_rejects(void **state)
   assert_int_equal(tl_load_err(bad_insn, err, sizeof(err)) != 0, 1);
 }
 
+static const char keys_k[] = HDR
+  ".visible .entry k(.param .u64 p)\n{\n"
+  "  .reg .b32 %r<4>;\n  .reg .b64 %rd<4>;\n  .reg .f32 %f<8>;\n"
+  "  .reg .f64 %fd<2>;\n  .reg .pred %p<3>;\n"
+  "  ld.param.u64 %rd1, [p];\n"
+  "  ld.global.v4.f32 {%f1, %f2, %f3, %f4}, [%rd1];\n"
+  "  setp.lt.and.f32 %p1, %f1, %f2, %p2;\n"
+  "  cvt.rn.f32.f64 %f5, %fd1;\n"
+  "  add.s32 %r1, %r2, %r3;\n"
+  "  cvt.rzi.s32.f32 %r1, %f1;\n"
+  "  shfl.sync.down.b32 %r1|%p1, %r2, 1, 31, -1;\n"
+  "  ret;\n}\n";
+
 static void test_keys(void **state)
+{
+  static const char *const want[] = {
+    "ld.param.u64", "ld.global.v4.f32", "setp.lt.and.f32", "cvt.rn.f32.f64",
+    "add.s32", "cvt.rzi.s32.f32", "shfl.sync.down.b32", "ret"};
+  struct ptx_module *mk = load(keys_k);
+  char k[96];
+
+  assert_int_equal(mk->ninsns, N_ELEMS(want));
+  for (uint32_t i = 0; i < mk->ninsns; i++) {
+    ptx_exec_key(&mk->insns[i], k, sizeof(k));
+    assert_string_equal(k, want[i]);
+  }
+  ptx_module_free(mk);
+}
+
+static void test_keys_atomics(void **state)
 {
   struct ptx_module *m = load(atomics);
   char key[96];
@@ -1393,6 +1423,7 @@ int main(int argc, char **argv)
     cmocka_unit_test(test_thread_insns),
     cmocka_unit_test(test_prepare_rejects),
     cmocka_unit_test(test_keys),
+    cmocka_unit_test(test_keys_atomics),
   };
   int rc;
 
