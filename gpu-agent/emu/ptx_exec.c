@@ -306,6 +306,7 @@ static int px_sel_ctl(const struct ptx_insn *in, uint32_t *xop,
     *xop = PX_X_exit;
     return 0;
   case PTX_OP_TRAP:
+  case PTX_OP_BRKPT: /* no debugger here: a breakpoint ends the launch */
     *xop = PX_X_trap;
     return 0;
   case PTX_OP_PMEVENT:
@@ -1116,7 +1117,8 @@ int px_h_exit(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
 int px_h_trap(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
 {
   return px_fault(w, in, PTX_ERR_LAUNCH_FAILURE, __builtin_ctz(mask), 0,
-                  "trap instruction executed");
+                  in->op == PTX_OP_BRKPT ? "breakpoint (brkpt) with no "
+                  "debugger attached" : "trap instruction executed");
 }
 
 int px_h_nop(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
