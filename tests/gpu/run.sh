@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# run.sh BUNDLE: the GPU checks, on a machine with an NVIDIA GPU, from a
+# bundle made here by tests/gpu/bundle.sh (the GPU machine may have neither
+# our libraries nor a package registry).  Steps, each reported PASS/FAIL:
+#   1. the device, as nvidia-smi sees it;
+#   2. va_probe: device memory at the exact addresses of tremote's address
+#      windows (cuMemAddressReserve at a fixed address + cuMemMap), used by
+#      a kernel: the cuda backend's plan (docs/ARCHITECTURE.md);
+#   3. every tests/apps/emu_* program natively on the GPU (the real CUDA
+#      runtime): their CPU references agree with a real GPU;
+#   4. the same binaries under the shim against a LOCAL emulated agent on
+#      this machine: the emulator agrees with the GPU on every program.
+# Exit 0 only if every step passed.
+set -u
+B=$(cd "$1" && pwd)
+src=$(cd "$(dirname "$0")/../.." && pwd)
+export LD_LIBRARY_PATH="$B/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fails=()
+step() { echo; echo "=== $1"; }
+
+step "1. device"
+nvidia-smi -L || fails+=("nvidia-smi")
+nvidia-smi --query-gpu=name,driver_version,compute_cap,memory.total --format=csv || true
+
+step "2. address windows on the GPU (va_probe)"
+"$B/bin/va_probe" || fails+=("va_probe")
+
+step "3. test programs natively on the GPU"
+bash "$src/tests/gpu/native_apps.sh" "$B" "$B/lib" || fails+=("native apps")
+
+step "4. the same programs under tremote, emulated device on this host"
+bash "$src/tests/integration/emu_apps.sh" "$B" || fails+=("emulated apps")
+
+echo
+if [ ${#fails[@]} -eq 0 ]; then
+    echo "GPU CHECKS: PASS"
+else
+    echo "GPU CHECKS: FAIL (${fails[*]})"
+    exit 1
+fi
