@@ -101,7 +101,7 @@ static bool run_lane(struct agt_lane *l)
        records does not cost one wake-up each. */
     notify = l->done_bytes >= EXEC_CREDIT_BATCH || !more;
     pthread_mutex_unlock(&l->mu);
-    free(r);
+    agt_rec_free(l, r);
     if (notify)
       agt_lane_notify(l);
   }

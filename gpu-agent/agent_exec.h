@@ -37,8 +37,9 @@ void agt_exec_free(struct agt_exec *x);
  * Applies the reply rules of PROTOCOL.md §1: a WANT_REPLY record gets
  * exactly one final reply; a failing record without WANT_REPLY becomes the
  * lane's deferred error unless one is pending, and the deferred error is
- * reported in the next successful final reply, then cleared.
+ * reported in the next successful final reply, then cleared.  A direct
+ * record (agent_session.h) is unpinned here; r is still the caller's.
  */
-void agt_ops_execute(struct agt_lane *l, const struct agt_rec *r);
+void agt_ops_execute(struct agt_lane *l, struct agt_rec *r);
 
 #endif /* AGT_EXEC_H */

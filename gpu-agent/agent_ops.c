@@ -29,6 +29,7 @@ struct agt_call {
   const uint8_t *p; /* payload */
   uint32_t len;
   bool want_reply;
+  bool direct; /* MEMCPY_H2D already received into device memory */
   struct agt_out *reply; /* final reply payload, or NULL for empty */
   char why[AGT_WHY_MAX]; /* a failed call's diagnostic, or "" */
 };
@@ -122,6 +123,10 @@ static uint32_t op_memcpy_h2d(struct agt_call *c)
 {
   uint64_t len;
 
+  /* Checked as below before it was received directly (agent_session.c),
+     and its bytes are already in place. */
+  if (c->direct)
+    return cudaSuccess;
   if (c->len < 16)
     return TR_ST_BAD_RECORD;
   len = tr_get_u64(c->p + 8);
@@ -676,7 +681,7 @@ static uint32_t dispatch(struct agt_call *c)
   }
 }
 
-void agt_ops_execute(struct agt_lane *l, const struct agt_rec *r)
+void agt_ops_execute(struct agt_lane *l, struct agt_rec *r)
 {
   struct agt_call c = {
     .lane = l,
@@ -685,6 +690,7 @@ void agt_ops_execute(struct agt_lane *l, const struct agt_rec *r)
     .p = r->payload,
     .len = r->hdr.payload_len,
     .want_reply = (r->hdr.flags & TR_F_WANT_REPLY) != 0,
+    .direct = r->direct,
   };
   struct tr_hdr h;
   uint32_t st, n, sticky;
@@ -692,6 +698,10 @@ void agt_ops_execute(struct agt_lane *l, const struct agt_rec *r)
 
   c.why[0] = 0;
   sticky = atomic_load(&c.sess->sticky);
+  /* A direct record's copy finished when it was received: let the memory
+     go before the reply can make the client free it. */
+  agt_rec_unpin(l, r);
+
   /* REPLY, MORE, SHMREF and OUTPUT never belong on a request on the wire. */
   if (r->hdr.flags & (TR_F_REPLY | TR_F_MORE | TR_F_SHMREF | TR_F_OUTPUT))
     st = TR_ST_BAD_RECORD;

@@ -283,6 +283,9 @@ static struct agt_rec *rec_new(const struct tr_hdr *h, const uint8_t *payload,
   r->hdr = *h;
   r->hdr.payload_len = stored;
   r->wire_len = wire_len;
+  r->direct = false;
+  r->cls = 0; /* executes nothing: never holds back a direct copy */
+  r->pin = NULL;
   if (stored)
     memcpy(r->payload, payload, stored);
   return r;
@@ -365,7 +368,9 @@ void agt_lane_feed(struct stream *st, const uint8_t *p, size_t len)
     len -= (size_t)n;
     if (!complete)
       continue;
-    (void)payload; /* it is r->payload: decoded in place */
+    /* payload is r's rest, or device memory for a direct record: either
+       way the record is complete in place. */
+    (void)payload;
     r = agt_lane_take_rec(l);
     agt_lane_push_in(l, r);
     queued = true;

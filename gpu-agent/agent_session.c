@@ -298,27 +298,157 @@ int agt_session_take_output(struct agt_session *s, uint32_t max,
 
 /* ---- lanes ------------------------------------------------------------ */
 
-static uint8_t *rec_alloc(void *arg, const struct tr_hdr *h)
+void agt_rec_unpin(struct agt_lane *l, struct agt_rec *r)
+{
+  struct agt_session *s = l->sess;
+
+  if (!r->pin)
+    return;
+  s->be->ops->mem_unpin(s->ctx, r->pin);
+  r->pin = NULL;
+}
+
+/* The record is no longer pending on its lane (see direct_target). */
+static void rec_uncount(struct agt_lane *l, struct agt_rec *r)
+{
+  pthread_mutex_lock(&l->mu);
+  if (r->cls == AGT_REC_H2D && --l->pend_h2d == 0)
+    l->pend_lo = l->pend_hi = 0;
+  else if (r->cls == AGT_REC_OTHER)
+    l->pend_other--;
+  pthread_mutex_unlock(&l->mu);
+  r->cls = 0;
+}
+
+void agt_rec_free(struct agt_lane *l, struct agt_rec *r)
+{
+  if (!r)
+    return;
+  agt_rec_unpin(l, r);
+  if (r->cls)
+    rec_uncount(l, r);
+  free(r);
+}
+
+/* Argument bytes of a MEMCPY_H2D: u64 dst, u64 len. */
+#define REC_PREFIX 16u
+
+/*
+ * Whether the record h (first bytes `pre`) is a MEMCPY_H2D to receive
+ * straight into device memory; if so, returns where its data goes, with
+ * the destination pinned in *pin.  Either way the record is counted as
+ * pending on the lane (r->cls) until agt_rec_free.
+ *
+ * Why this keeps the lane's order: the copy happens now, on the network
+ * thread, instead of when an execution thread reaches the record.  That is
+ * the same thing as long as nothing of this lane that runs before it could
+ * see the difference: every record still pending on the lane (queued,
+ * executing, or being received) is itself a host-to-device copy, and none
+ * of them writes a byte of this one's range.  Then the only effect of the
+ * earlier records is on other bytes, and moving this write earlier cannot
+ * be observed.  Records after it cannot start before it is complete: a
+ * lane is one HTTP/2 stream whose bytes are decoded in order, on this
+ * thread, and its completion record is queued behind everything before
+ * it.  A large copy arrives as ascending 1 MiB chunks, so after the first
+ * chunk every chunk qualifies while the execution thread is still busy
+ * with earlier ones.  Other lanes of the session may run meanwhile, as they
+ * may during any copy; a cudaFree from one of them is made safe by the pin.
+ * If the stream dies halfway, part of the range was written: the copy
+ * failed anyway, and the client sees a transport error, as with a real
+ * device mid-transfer.
+ */
+static uint8_t *direct_target(struct agt_lane *l, struct agt_rec *r,
+                              const struct tr_hdr *h, const uint8_t *pre,
+                              uint32_t n, void **pin)
+{
+  const struct agt_backend_ops *ops = l->sess->be->ops;
+  uint64_t dst = 0, len = 0;
+  bool h2d, direct;
+
+  h2d = h->opcode == TR_OP_MEMCPY_H2D && n == REC_PREFIX &&
+        !(h->flags & (TR_F_REPLY | TR_F_MORE | TR_F_SHMREF));
+  if (h2d) {
+    dst = tr_get_u64(pre);
+    len = tr_get_u64(pre + 8);
+    /* Exactly what op_memcpy_h2d accepts, and no wrap. */
+    h2d = len <= TR_CHUNK_MAX && len == (uint64_t)h->payload_len - REC_PREFIX &&
+          dst + len >= dst;
+  }
+  r->cls = h2d ? AGT_REC_H2D : AGT_REC_OTHER;
+  r->lo = dst;
+  r->hi = dst + len;
+
+  pthread_mutex_lock(&l->mu);
+  direct = h2d && len >= AGT_DIRECT_MIN && ops->mem_pin && !l->aborted &&
+           l->pend_other == 0 &&
+           (l->pend_h2d == 0 || r->hi <= l->pend_lo || r->lo >= l->pend_hi);
+  if (h2d) {
+    if (l->pend_h2d++ == 0) {
+      l->pend_lo = r->lo;
+      l->pend_hi = r->hi;
+    } else {
+      l->pend_lo = r->lo < l->pend_lo ? r->lo : l->pend_lo;
+      l->pend_hi = r->hi > l->pend_hi ? r->hi : l->pend_hi;
+    }
+  } else {
+    l->pend_other++;
+  }
+  pthread_mutex_unlock(&l->mu);
+  if (!direct)
+    return NULL;
+  return ops->mem_pin(l->sess->ctx, dst, len, pin);
+}
+
+/*
+ * The decoder's split callback: where the rest of a record goes.  Normally
+ * a new record with room for the whole payload (the prefix copied in
+ * front); for a direct MEMCPY_H2D, device memory.
+ */
+static uint8_t *rec_split(void *arg, const struct tr_hdr *h,
+                          const uint8_t *pre, uint32_t n)
 {
   struct agt_lane *l = arg;
-  struct agt_rec *r = malloc(sizeof(*r) + h->payload_len);
+  struct agt_rec head, *r;
+  void *pin = NULL;
+  uint8_t *dev;
 
-  if (!r)
+  agt_rec_free(l, l->cur); /* only set if a previous record never completed */
+  l->cur = NULL;
+  dev = direct_target(l, &head, h, pre, n, &pin);
+  r = malloc(sizeof(*r) + (dev ? n : h->payload_len));
+  if (!r) {
+    if (dev)
+      l->sess->be->ops->mem_unpin(l->sess->ctx, pin);
+    head.pin = NULL;
+    head.direct = false;
+    rec_uncount(l, &head);
     return NULL;
+  }
   r->next = NULL;
   r->hdr = *h;
   r->wire_len = TR_HDR_SIZE + h->payload_len;
-  free(l->cur); /* only set if a previous record never completed */
+  r->direct = dev != NULL;
+  r->pin = dev ? pin : NULL;
+  r->cls = head.cls;
+  r->lo = head.lo;
+  r->hi = head.hi;
+  memcpy(r->payload, pre, n);
   l->cur = r;
-  return r->payload;
+  return dev ? dev : r->payload + n;
+}
+
+static int lane_decoder_init(struct agt_lane *l)
+{
+  return tr_decoder_init_split(&l->dec, TR_PAYLOAD_MAX, REC_PREFIX, rec_split,
+                               l);
 }
 
 int agt_lane_decoder_reset(struct agt_lane *l)
 {
   tr_decoder_release(&l->dec);
-  free(l->cur);
+  agt_rec_free(l, l->cur);
   l->cur = NULL;
-  return tr_decoder_init_alloc(&l->dec, TR_PAYLOAD_MAX, rec_alloc, l);
+  return lane_decoder_init(l);
 }
 
 struct agt_rec *agt_lane_take_rec(struct agt_lane *l)
@@ -335,7 +465,7 @@ int agt_lane_new(struct agt_session *s, uint64_t id, struct agt_lane **out)
 
   if (!l)
     return -ENOMEM;
-  if (tr_decoder_init_alloc(&l->dec, TR_PAYLOAD_MAX, rec_alloc, l) < 0) {
+  if (lane_decoder_init(l) < 0) {
     free(l);
     return -ENOMEM;
   }
@@ -357,13 +487,13 @@ void agt_lane_get(struct agt_lane *l)
   atomic_fetch_add(&l->refs, 1);
 }
 
-static void free_recs(struct agt_rec *r)
+static void free_recs(struct agt_lane *l, struct agt_rec *r)
 {
   struct agt_rec *next;
 
   for (; r; r = next) {
     next = r->next;
-    free(r);
+    agt_rec_free(l, r);
   }
 }
 
@@ -381,10 +511,11 @@ void agt_lane_put(struct agt_lane *l)
 {
   if (atomic_fetch_sub(&l->refs, 1) != 1)
     return;
-  free_recs(l->in_head);
+  /* Records first: their pins must go before the session's context. */
+  free_recs(l, l->in_head);
   free_outs(l->out_head);
   tr_decoder_release(&l->dec);
-  free(l->cur);
+  agt_rec_free(l, l->cur);
   pthread_cond_destroy(&l->space);
   pthread_mutex_destroy(&l->mu);
   agt_session_put(l->sess);
@@ -397,7 +528,7 @@ void agt_lane_push_in(struct agt_lane *l, struct agt_rec *r)
   pthread_mutex_lock(&l->mu);
   if (l->aborted) {
     pthread_mutex_unlock(&l->mu);
-    free(r);
+    agt_rec_free(l, r);
     return;
   }
   *l->in_tail = r;
@@ -430,7 +561,7 @@ void agt_lane_abort(struct agt_lane *l)
   l->out_bytes = 0;
   pthread_cond_broadcast(&l->space);
   pthread_mutex_unlock(&l->mu);
-  free_recs(in);
+  free_recs(l, in);
   free_outs(out);
 }
 

@@ -188,14 +188,42 @@ void agt_smod_free(struct agt_session *s, struct agt_smod *sm);
 
 /* ---- lanes ---------------------------------------------------------- */
 
-/* One decoded request record, queued on a lane.  Owned by the queue, then
-   by the thread that popped it. */
+/*
+ * One decoded request record, queued on a lane.  Owned by the queue, then
+ * by the thread that popped it; freed only with agt_rec_free.
+ *
+ * A direct record is a large MEMCPY_H2D whose data the network thread
+ * received straight into device memory (agent_session.c, rec_split):
+ * payload holds only its 16 argument bytes (dst, len), and until the copy
+ * is accounted for, `pin` keeps the destination allocation alive.
+ */
 struct agt_rec {
   struct agt_rec *next;
   struct tr_hdr hdr;
   uint32_t wire_len; /* bytes it took on the stream: flow-control credit */
-  uint8_t payload[]; /* hdr.payload_len bytes */
+  bool direct;       /* the copy is done; payload is the 16 argument bytes */
+  uint8_t cls;       /* AGT_REC_*: how it counts as pending on its lane */
+  void *pin;         /* direct and not yet unpinned: the backend's pin */
+  uint64_t lo, hi;   /* AGT_REC_H2D: the destination range */
+  uint8_t payload[]; /* hdr.payload_len bytes (16 if direct) */
 };
+
+/* agt_rec.cls: records count as pending from their first bytes until
+   agt_rec_free (agent_session.c, direct_target). */
+#define AGT_REC_H2D 1
+#define AGT_REC_OTHER 2
+
+/* Records of at least this many data bytes are received directly. */
+#define AGT_DIRECT_MIN (64u << 10)
+
+/*
+ * Undo a direct record's pin (no-op if it has none or was unpinned): after
+ * this the device allocation may go.  Any thread that owns r.
+ */
+void agt_rec_unpin(struct agt_lane *l, struct agt_rec *r);
+
+/* Free a record of l (NULL is a no-op), unpinning it first. */
+void agt_rec_free(struct agt_lane *l, struct agt_rec *r);
 
 /* A run of reply bytes (one packed record).  Owned by the queue. */
 struct agt_out {
@@ -227,6 +255,10 @@ struct agt_lane {
   bool out_eof;  /* every record ran: end the response after out */
   bool aborted;  /* stream or session gone: drop everything */
   bool queued;   /* on the run queue or running (agent_exec.c) */
+  /* Records being received, queued or executing, by class, and the
+     bounds of the pending host-to-device destinations (direct_target). */
+  unsigned pend_h2d, pend_other;
+  uint64_t pend_lo, pend_hi;
   struct agt_lane *run_next; /* run queue link, under the pool's lock */
 
   /* The execution thread running the lane. */
@@ -260,7 +292,10 @@ void agt_lane_push_in(struct agt_lane *l, struct agt_rec *r);
 /*
  * (Re)start the lane's record decoder.  Payloads are received straight into
  * a new struct agt_rec (l->cur), so a bulk byte is copied once on its way
- * from nghttp2 to the execution thread.  Network thread only.
+ * from nghttp2 to the execution thread; a large MEMCPY_H2D on an idle lane
+ * is received straight into device memory instead (a direct record), so
+ * its bytes are copied once on their way from nghttp2 to the device.
+ * Network thread only.
  */
 int agt_lane_decoder_reset(struct agt_lane *l);
 

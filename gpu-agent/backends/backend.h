@@ -107,6 +107,20 @@ struct agt_backend_ops {
    */
   uint32_t (*mem_check)(struct agt_bctx *c, uint64_t dptr, uint64_t len);
 
+  /*
+   * Pin [dptr, dptr + len) of c so the caller can write it directly (the
+   * agent receives a large MEMCPY_H2D straight into it).  Returns a host
+   * pointer to the range's first byte and sets *pin, or NULL (nothing
+   * pinned) when the range is not inside one live allocation of c, len is
+   * 0, or the backend's memory cannot be written from the host.  While
+   * pinned, a cudaFree of the allocation succeeds but its memory stays
+   * mapped and reserved.  Every pin is undone by exactly one mem_unpin(c,
+   * pin), before ctx_close.  Either both are NULL or both are set.
+   */
+  void *(*mem_pin)(struct agt_bctx *c, uint64_t dptr, uint64_t len,
+                   void **pin);
+  void (*mem_unpin)(struct agt_bctx *c, void *pin);
+
   /* Copies and memset; every device range is checked as mem_check does.
      len 0 succeeds without checking anything, as CUDA does. */
   uint32_t (*copy_h2d)(struct agt_bctx *c, uint64_t dst, const void *src,

@@ -288,6 +288,26 @@ static uint32_t emu_mem_check(struct agt_bctx *c, uint64_t dptr, uint64_t len)
   return cudaSuccess;
 }
 
+static void *emu_mem_pin(struct agt_bctx *c, uint64_t dptr, uint64_t len,
+                         void **pinp)
+{
+  struct emu_alloc *al;
+
+  if (len == 0)
+    return NULL;
+  al = emu_pin(c, dptr, len);
+  if (!al)
+    return NULL;
+  *pinp = al;
+  /* Emulated device memory is host memory at the device address. */
+  return (void *)(uintptr_t)dptr;
+}
+
+static void emu_mem_unpin(struct agt_bctx *c, void *p)
+{
+  emu_unpin(c, p);
+}
+
 static uint32_t emu_copy_h2d(struct agt_bctx *c, uint64_t dst, const void *src,
                              uint64_t len)
 {
@@ -560,6 +580,8 @@ static const struct agt_backend_ops emu_ops = {
   .mem_alloc = emu_mem_alloc,
   .mem_free = emu_mem_free,
   .mem_check = emu_mem_check,
+  .mem_pin = emu_mem_pin,
+  .mem_unpin = emu_mem_unpin,
   .copy_h2d = emu_copy_h2d,
   .copy_d2h = emu_copy_d2h,
   .copy_d2d = emu_copy_d2d,

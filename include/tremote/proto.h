@@ -397,13 +397,32 @@ int tr_devinfo_attr(const struct tr_devinfo *d, uint32_t attr, int32_t *value);
  */
 typedef uint8_t *(*tr_decoder_alloc_fn)(void *arg, const struct tr_hdr *h);
 
+/*
+ * Split mode: where the rest of a record's payload goes, chosen after its
+ * first bytes were seen.  Called once per record, when the header passed
+ * the checks and prefix_len = min(prefix, h->payload_len) payload bytes
+ * are buffered; `prefix` points at them (inside the decoder, valid only
+ * during the call; prefix_len may be 0, then it is still a valid
+ * pointer).  Returns where the remaining h->payload_len - prefix_len bytes
+ * are written (any non-NULL pointer when that is 0).  The memory belongs
+ * to the caller; NULL fails the feed with -ENOMEM, sticky as every error.
+ */
+typedef uint8_t *(*tr_decoder_split_fn)(void *arg, const struct tr_hdr *h,
+                                        const uint8_t *prefix,
+                                        uint32_t prefix_len);
+
 struct tr_decoder {
   uint32_t max_payload;
   uint32_t have;     /* bytes of the current record buffered */
-  uint8_t *buf;      /* TR_HDR_SIZE (+ max_payload without alloc), owned */
+  uint8_t *buf;      /* TR_HDR_SIZE, + max_payload without alloc or split,
+                        + prefix in split mode; owned */
   tr_decoder_alloc_fn alloc; /* NULL: payloads land in buf */
-  void *alloc_arg;
-  uint8_t *dst;      /* where the current record's payload goes */
+  tr_decoder_split_fn split; /* split mode when not NULL (alloc is NULL) */
+  void *alloc_arg;           /* alloc's or split's arg */
+  uint32_t prefix;           /* split mode: bytes seen before split */
+  uint32_t pre;              /* this record's min(prefix, payload_len) */
+  uint8_t *dst;      /* where the current record's payload goes (split
+                        mode: its rest; NULL until split was called) */
   struct tr_hdr hdr; /* valid once have >= TR_HDR_SIZE */
   const char *why;   /* after an error: static text */
   int err;           /* sticky: once a header is bad, every later feed
@@ -419,6 +438,19 @@ int tr_decoder_init(struct tr_decoder *d, uint32_t max_payload);
  */
 int tr_decoder_init_alloc(struct tr_decoder *d, uint32_t max_payload,
                           tr_decoder_alloc_fn alloc, void *arg);
+/*
+ * Split mode: like tr_decoder_init_alloc, but the caller sees the first
+ * `prefix` payload bytes of each record (fewer when the payload is
+ * shorter) before it says, through fn(arg, ...), where the rest goes; the
+ * prefix bytes are copied nowhere else by the decoder.  On a complete
+ * record, *payload from tr_decoder_feed() points at the memory fn
+ * returned, which holds payload bytes [prefix_len, h.payload_len): the
+ * rest only, not the whole payload.  If the stream dies halfway through a
+ * record, the caller still owns (and frees) the memory fn handed out last.
+ * Returns 0 or -ENOMEM.
+ */
+int tr_decoder_init_split(struct tr_decoder *d, uint32_t max_payload,
+                          uint32_t prefix, tr_decoder_split_fn fn, void *arg);
 void tr_decoder_release(struct tr_decoder *d);
 long tr_decoder_feed(struct tr_decoder *d, const uint8_t *in, size_t len,
                      int *complete, struct tr_hdr *h, const uint8_t **payload);

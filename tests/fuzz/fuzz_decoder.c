@@ -1,7 +1,9 @@
 /*
  * fuzz_decoder.c: libFuzzer target for everything that reads bytes a peer
  * controls: the wire decoder, HELLO and devinfo parsing, and the consumer
- * side of a shared-memory ring (records and area references).
+ * side of a shared-memory ring (records and area references).  The wire
+ * decoder runs twice, plainly and in split mode, and both runs must see
+ * the same records with the same bytes.
  *
  * Input layout (so that a mutation of the prefix changes how the rest is
  * read, and the seed corpus can aim at each path):
@@ -16,7 +18,7 @@
  *           buffer's end is reached early
  *   15..18  how far past the start the producer's tail is published
  *           (sometimes beyond a buffer, which must be refused)
- *   19      reserved
+ *   19      split-mode prefix for the decoder's second run (% 48)
  *   20..    body: the byte stream for the decoder, HELLO and devinfo, and
  *           the contents of the ring buffer (repeated to fill it)
  *
@@ -45,9 +47,51 @@ static void touch(const uint8_t *p, size_t n)
   sink ^= x;
 }
 
-static void fuzz_decoder(const uint8_t *sel, uint32_t max,
-                         const uint8_t *in, size_t len)
+/* What one run of the decoder saw: a hash of every complete record. */
+struct fuzz_seen {
+  uint64_t hash;
+  uint32_t records;
+  int err;
+};
+
+static void seen_add(struct fuzz_seen *s, const void *p, size_t n)
 {
+  const uint8_t *b = p;
+
+  for (size_t i = 0; i < n; i++)
+    s->hash = (s->hash ^ b[i]) * 0x100000001b3ull;
+}
+
+/* Split mode: a whole-payload buffer per record, the prefix copied to its
+   front, the rest written after it by the decoder. */
+struct fuzz_split {
+  uint8_t *buf;
+  uint32_t len, pre;
+};
+
+static uint8_t *fuzz_split_cb(void *arg, const struct tr_hdr *h,
+                              const uint8_t *prefix, uint32_t prefix_len)
+{
+  struct fuzz_split *f = arg;
+
+  if (prefix_len > h->payload_len)
+    abort();
+  free(f->buf);
+  /* +1: a zero-length rest still needs a non-NULL pointer. */
+  f->buf = malloc((size_t)h->payload_len + 1);
+  if (!f->buf)
+    return NULL;
+  memcpy(f->buf, prefix, prefix_len);
+  f->len = h->payload_len;
+  f->pre = prefix_len;
+  return f->buf + prefix_len;
+}
+
+static void fuzz_decoder(const uint8_t *sel, uint32_t max,
+                         const uint8_t *in, size_t len, int split,
+                         uint32_t prefix, struct fuzz_seen *seen)
+{
+  struct fuzz_split fs = {0};
   struct tr_decoder d;
   const uint8_t *payload;
   struct tr_hello hello;
@@ -57,7 +101,8 @@ static void fuzz_decoder(const uint8_t *sel, uint32_t max,
   int complete;
   long n;
 
-  if (tr_decoder_init(&d, max) < 0)
+  if (split ? tr_decoder_init_split(&d, max, prefix, fuzz_split_cb, &fs) < 0
+            : tr_decoder_init(&d, max) < 0)
     return;
   for (size_t k = 0; len; k++) {
     size_t piece = sel[k % 8] == 0xff ? len : 1u + sel[k % 8];
@@ -69,6 +114,7 @@ static void fuzz_decoder(const uint8_t *sel, uint32_t max,
       if (n < 0) {
         if (!d.why)
           abort();
+        seen->err = (int)n;
         goto out;
       }
       if ((size_t)n > piece || (n == 0 && !complete))
@@ -80,7 +126,19 @@ static void fuzz_decoder(const uint8_t *sel, uint32_t max,
         continue;
       if (h.payload_len > max || tr_hdr_check(&h, max, 0, NULL) != 0)
         abort();
+      if (split) {
+        /* *payload is the rest; the whole payload is in fs.buf. */
+        if (payload != fs.buf + fs.pre || fs.len != h.payload_len ||
+            fs.pre != (h.payload_len < prefix ? h.payload_len : prefix))
+          abort();
+        touch(payload, h.payload_len - fs.pre);
+        payload = fs.buf;
+      }
       touch(payload, h.payload_len);
+      seen->records++;
+      seen_add(seen, &h.request_id, sizeof(h.request_id));
+      seen_add(seen, &h.payload_len, sizeof(h.payload_len));
+      seen_add(seen, payload, h.payload_len);
       /* What a receiver does next with a HELLO's payload. */
       if (h.opcode == TR_OP_HELLO &&
           tr_hello_unpack(payload, h.payload_len, &hello) == 0 &&
@@ -92,6 +150,7 @@ static void fuzz_decoder(const uint8_t *sel, uint32_t max,
   }
 out:
   tr_decoder_release(&d);
+  free(fs.buf);
 }
 
 static void fuzz_hello_devinfo(const uint8_t *in, size_t len)
@@ -219,8 +278,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   const uint8_t *prefix = size >= PREFIX ? data : zero;
   const uint8_t *body = size >= PREFIX ? data + PREFIX : data;
   size_t len = size >= PREFIX ? size - PREFIX : size;
+  uint32_t max = (prefix[0] & 1) ? TR_PAYLOAD_MAX : 300;
+  struct fuzz_seen plain = {0}, split = {0};
 
-  fuzz_decoder(prefix + 1, (prefix[0] & 1) ? TR_PAYLOAD_MAX : 300, body, len);
+  fuzz_decoder(prefix + 1, max, body, len, 0, 0, &plain);
+  fuzz_decoder(prefix + 1, max, body, len, 1, prefix[19] % 48u, &split);
+  /* The same records and the same failure, unless split ran out of memory
+     for a record (its callback's malloc) and stopped early. */
+  if ((split.err != -ENOMEM || plain.err == -ENOMEM) &&
+      (plain.records != split.records || plain.hash != split.hash ||
+       plain.err != split.err))
+    abort();
   fuzz_hello_devinfo(body, len);
   fuzz_ring(prefix, body, len);
   return 0;

@@ -1148,6 +1148,57 @@ static void test_modules(void **state)
   free(fb);
 }
 
+/*
+ * Large host-to-device copies are received straight into device memory
+ * while earlier copies of the lane still run (agent_session.c,
+ * direct_target); the order of the lane must not show.  Two rounds of
+ * chunked copies over the same range (the second overlaps the first, so
+ * it must wait its turn), copies queued behind a memset and a copy queued
+ * behind a kernel: the memory ends as a lane executed in order would leave
+ * it.
+ */
+static void test_h2d_direct_order(void **state)
+{
+  const size_t chunk = MiB, total = 16 * MiB;
+  struct tc_conn c;
+  struct tc_stream *sess, *lane;
+  struct tc_result r;
+  uint64_t sid, p;
+  uint8_t *buf = malloc(chunk), ms[20];
+
+  connect_agent(&c);
+  sess = open_session(&c, 16, &sid);
+  lane = open_lane(&c, sid, 1, 200);
+  p = dmalloc(lane, total);
+
+  for (int round = 1; round <= 3; round++) {
+    if (round == 3) {
+      /* A memset first: the copies behind it must not overtake it. */
+      memset_payload(ms, p, total, 0x33);
+      tc_post(lane, TR_OP_MEMSET, ms, sizeof(ms));
+    }
+    for (size_t off = 0; off < total; off += chunk) {
+      memset(buf, round * 16 + (int)(off / chunk), chunk);
+      h2d(lane, p + off, buf, chunk, false);
+    }
+  }
+  assert_int_equal(tc_call(lane, TR_OP_SYNCHRONIZE, 0, NULL, 0, NULL), 0);
+  assert_int_equal(d2h(lane, p, total, &r), 0);
+  assert_int_equal(r.len, total);
+  for (size_t off = 0; off < total; off += chunk) {
+    uint8_t want = (uint8_t)(3 * 16 + off / chunk);
+
+    for (size_t i = 0; i < chunk; i += 4093)
+      assert_int_equal(r.data[off + i], want);
+    assert_int_equal(r.data[off + chunk - 1], want);
+  }
+  free(r.data);
+  tc_end(sess);
+  assert_true(tc_wait_ended(sess));
+  tc_close(&c);
+  free(buf);
+}
+
 /* ---- kernels on the emulated device ------------------------------------- */
 
 /*
@@ -1478,6 +1529,7 @@ int main(int argc, char **argv)
     cmocka_unit_test(test_d2h_bounded),
     cmocka_unit_test(test_lane_inbound_bounded),
     cmocka_unit_test(test_modules),
+    cmocka_unit_test(test_h2d_direct_order),
     cmocka_unit_test(test_kernel_output),
     cmocka_unit_test(test_kernel_fault_sticky),
     cmocka_unit_test(test_kernel_long_ping),

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -700,6 +701,164 @@ static void test_decoder_errors(void **state)
   }
 }
 
+/* ---- split mode ------------------------------------------------------------ */
+
+/* What the split callback saw, and the memory it handed out. */
+struct split_ctx {
+  uint32_t calls;
+  struct tr_hdr h;
+  uint8_t prefix[64];
+  uint32_t prefix_len;
+  uint8_t *rest; /* malloc'd, payload_len - prefix_len bytes (+1) */
+  bool fail;
+};
+
+static uint8_t *split_cb(void *arg, const struct tr_hdr *h,
+                         const uint8_t *prefix, uint32_t prefix_len)
+{
+  struct split_ctx *c = arg;
+
+  c->calls++;
+  if (c->fail)
+    return NULL;
+  assert_non_null(prefix);
+  assert_true(prefix_len <= sizeof(c->prefix));
+  c->h = *h;
+  memcpy(c->prefix, prefix, prefix_len);
+  c->prefix_len = prefix_len;
+  free(c->rest);
+  /* +1: the rest may be 0 bytes, and the pointer must not be NULL. */
+  c->rest = malloc((size_t)(h->payload_len - prefix_len) + 1);
+  assert_non_null(c->rest);
+  return c->rest;
+}
+
+/* Feed the stream through a split decoder in pieces from split(). */
+static void decode_stream_split(const struct stream *s, uint32_t max_payload,
+                                uint32_t prefix, size_t (*split)(size_t left))
+{
+  struct split_ctx c = {0};
+  struct tr_decoder d;
+  const uint8_t *payload;
+  struct tr_hdr h;
+  size_t pos = 0;
+  uint32_t got = 0;
+  int complete;
+  long n;
+
+  assert_int_equal(
+      tr_decoder_init_split(&d, max_payload, prefix, split_cb, &c), 0);
+  while (pos < s->len) {
+    size_t piece = split(s->len - pos);
+    const uint8_t *p = s->bytes + pos;
+
+    pos += piece;
+    while (piece) {
+      payload = NULL;
+      n = tr_decoder_feed(&d, p, piece, &complete, &h, &payload);
+      assert_true(n > 0);
+      assert_true((size_t)n <= piece);
+      p += n;
+      piece -= (size_t)n;
+      if (!complete)
+        continue;
+      /* Called exactly once per record, at the latest by its end. */
+      assert_int_equal(c.calls, got + 1);
+      assert_int_equal(h.request_id, 1000 + got);
+      assert_int_equal(h.aux, got);
+      assert_int_equal(h.payload_len, s->sizes[got]);
+      assert_int_equal(c.h.request_id, 1000 + got);
+      assert_int_equal(c.prefix_len,
+                       s->sizes[got] < prefix ? s->sizes[got] : prefix);
+      assert_ptr_equal(payload, c.rest);
+      for (uint32_t j = 0; j < c.prefix_len; j++)
+        if (c.prefix[j] != (uint8_t)(got * 31 + j))
+          fail_msg("record %u prefix byte %u differs", got, j);
+      for (uint32_t j = c.prefix_len; j < h.payload_len; j++)
+        if (payload[j - c.prefix_len] != (uint8_t)(got * 31 + j))
+          fail_msg("record %u byte %u differs", got, j);
+      got++;
+    }
+  }
+  assert_int_equal(got, s->n);
+  assert_int_equal(d.have, 0);
+  tr_decoder_release(&d);
+  free(c.rest);
+}
+
+static void test_decoder_split(void **state)
+{
+  /* 0: split called right after the header; 16: shorter payloads (0, 1, 5)
+     than the prefix; 33: one longer than the 32-byte record; 64. */
+  static const uint32_t prefixes[] = {0, 1, 16, 32, 33, 64};
+  const uint32_t max = 80000;
+  struct stream s;
+
+  (void)state;
+  make_stream(&s, max);
+  for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
+    decode_stream_split(&s, max, prefixes[i], split_one);
+    decode_stream_split(&s, max, prefixes[i], split_all);
+    for (int k = 0; k < 50; k++)
+      decode_stream_split(&s, max, prefixes[i], split_random);
+  }
+  free(s.bytes);
+}
+
+/* Split is called only once the prefix is buffered, byte by byte. */
+static void test_decoder_split_timing(void **state)
+{
+  struct split_ctx c = {0};
+  uint8_t rec[TR_HDR_SIZE + 40];
+  struct tr_decoder d;
+  const uint8_t *payload = NULL;
+  struct tr_hdr h;
+  int complete;
+
+  (void)state;
+  tr_hdr_init(&h, TR_OP_MEMCPY_H2D, 0, 7, 40);
+  tr_hdr_pack(&h, rec);
+  for (int j = 0; j < 40; j++)
+    rec[TR_HDR_SIZE + j] = (uint8_t)(0xa0 + j);
+  assert_int_equal(tr_decoder_init_split(&d, 100, 16, split_cb, &c), 0);
+  for (size_t i = 0; i < sizeof(rec); i++) {
+    assert_int_equal(tr_decoder_feed(&d, rec + i, 1, &complete, &h, &payload),
+                     1);
+    assert_int_equal(c.calls, i + 1 >= TR_HDR_SIZE + 16 ? 1 : 0);
+    assert_int_equal(complete, i + 1 == sizeof(rec));
+  }
+  assert_ptr_equal(payload, c.rest);
+  assert_int_equal(c.prefix_len, 16);
+  assert_memory_equal(c.prefix, rec + TR_HDR_SIZE, 16);
+  assert_memory_equal(payload, rec + TR_HDR_SIZE + 16, 24);
+
+  /* A zero payload: split with prefix_len 0 right after the header, and
+     the record completes in the same feed. */
+  tr_hdr_init(&h, TR_OP_NOP, 0, 8, 0);
+  tr_hdr_pack(&h, rec);
+  assert_int_equal(tr_decoder_feed(&d, rec, TR_HDR_SIZE, &complete, &h,
+                                   &payload),
+                   TR_HDR_SIZE);
+  assert_int_equal(complete, 1);
+  assert_int_equal(c.calls, 2);
+  assert_int_equal(c.prefix_len, 0);
+  assert_int_equal(h.request_id, 8);
+  assert_ptr_equal(payload, c.rest);
+
+  /* NULL from split: -ENOMEM, and it sticks. */
+  c.fail = true;
+  tr_hdr_init(&h, TR_OP_NOP, 0, 9, 4);
+  tr_hdr_pack(&h, rec);
+  assert_int_equal(tr_decoder_feed(&d, rec, TR_HDR_SIZE + 4, &complete, &h,
+                                   &payload),
+                   -ENOMEM);
+  assert_int_equal(complete, 0);
+  assert_int_equal(tr_decoder_feed(&d, rec, 1, &complete, &h, &payload),
+                   -ENOMEM);
+  tr_decoder_release(&d);
+  free(c.rest);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -716,6 +875,8 @@ int main(void)
     cmocka_unit_test(test_decoder_splits),
     cmocka_unit_test(test_decoder_boundaries),
     cmocka_unit_test(test_decoder_errors),
+    cmocka_unit_test(test_decoder_split),
+    cmocka_unit_test(test_decoder_split_timing),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);

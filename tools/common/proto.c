@@ -227,6 +227,18 @@ int tr_decoder_init_alloc(struct tr_decoder *d, uint32_t max_payload,
   return d->buf ? 0 : -ENOMEM;
 }
 
+int tr_decoder_init_split(struct tr_decoder *d, uint32_t max_payload,
+                          uint32_t prefix, tr_decoder_split_fn fn, void *arg)
+{
+  memset(d, 0, sizeof(*d));
+  d->max_payload = max_payload;
+  d->split = fn;
+  d->alloc_arg = arg;
+  d->prefix = prefix;
+  d->buf = malloc((size_t)TR_HDR_SIZE + prefix);
+  return d->buf ? 0 : -ENOMEM;
+}
+
 void tr_decoder_release(struct tr_decoder *d)
 {
   free(d->buf);
@@ -236,7 +248,7 @@ void tr_decoder_release(struct tr_decoder *d)
 long tr_decoder_feed(struct tr_decoder *d, const uint8_t *in, size_t len,
                      int *complete, struct tr_hdr *h, const uint8_t **payload)
 {
-  size_t used = 0, want, take;
+  size_t used = 0, want, take, base;
   int rc;
 
   *complete = 0;
@@ -257,17 +269,43 @@ long tr_decoder_feed(struct tr_decoder *d, const uint8_t *in, size_t len,
       d->err = rc;
       return rc;
     }
-    d->dst = d->alloc ? d->alloc(d->alloc_arg, &d->hdr) : d->buf + TR_HDR_SIZE;
+    if (d->split) {
+      /* The destination is chosen once the prefix is in (below). */
+      d->pre = d->hdr.payload_len < d->prefix ? d->hdr.payload_len : d->prefix;
+      d->dst = NULL;
+    } else {
+      d->dst = d->alloc ? d->alloc(d->alloc_arg, &d->hdr)
+                        : d->buf + TR_HDR_SIZE;
+      if (!d->dst) {
+        d->why = "out of memory for a record";
+        d->err = -ENOMEM;
+        return -ENOMEM;
+      }
+    }
+  }
+  if (d->split && !d->dst) {
+    want = TR_HDR_SIZE + (size_t)d->pre - d->have;
+    take = (len - used) < want ? (len - used) : want;
+    if (take)
+      memcpy(d->buf + d->have, in + used, take);
+    d->have += (uint32_t)take;
+    used += take;
+    if (d->have < TR_HDR_SIZE + d->pre)
+      return (long)used;
+    d->dst = d->split(d->alloc_arg, &d->hdr, d->buf + TR_HDR_SIZE, d->pre);
     if (!d->dst) {
       d->why = "out of memory for a record";
       d->err = -ENOMEM;
       return -ENOMEM;
     }
   }
+  /* Where dst's first byte sits in the record: after the prefix in split
+     mode, right after the header otherwise. */
+  base = TR_HDR_SIZE + (d->split ? d->pre : 0);
   want = TR_HDR_SIZE + (size_t)d->hdr.payload_len - d->have;
   take = (len - used) < want ? (len - used) : want;
   if (take)
-    memcpy(d->dst + (d->have - TR_HDR_SIZE), in + used, take);
+    memcpy(d->dst + (d->have - base), in + used, take);
   d->have += (uint32_t)take;
   used += take;
   if (d->have == TR_HDR_SIZE + d->hdr.payload_len) {
