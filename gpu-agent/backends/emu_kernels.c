@@ -91,7 +91,8 @@ static void px_put(struct emu *e, struct emu_ptx *px)
  * error with why filled.
  */
 static uint32_t pick_ptx(struct emu *e, const uint8_t *image, size_t len,
-                         char **ptx, size_t *plen, char *why)
+                         const uint8_t *hash8, char **ptx, size_t *plen,
+                         char *why)
 {
   struct tr_fatbin *fb;
   uint8_t *text = NULL;
@@ -120,6 +121,18 @@ static uint32_t pick_ptx(struct emu *e, const uint8_t *image, size_t len,
     return cudaErrorInvalidKernelImage;
   }
   rc = tr_fatbin_best_ptx(fb, e->cc, &text, plen);
+  if (rc == 0) {
+    uint32_t chosen = 0;
+
+    /* Which entry tr_fatbin_best_ptx took: the highest arch <= cc. */
+    for (uint32_t i = 0; i < fb->count; i++)
+      if (fb->entries[i].kind == TR_FATBIN_KIND_PTX &&
+          fb->entries[i].arch <= e->cc && fb->entries[i].arch > chosen)
+        chosen = fb->entries[i].arch;
+    agt_info("module %02x%02x%02x%02x: running its compute_%u PTX on the "
+             "emulated device (compute capability %u.%u)", hash8[0], hash8[1],
+             hash8[2], hash8[3], chosen, e->cc / 10, e->cc % 10);
+  }
   if (rc == -ENOENT) {
     uint32_t newest = 0, sass = 0;
 
@@ -138,11 +151,15 @@ static uint32_t pick_ptx(struct emu *e, const uint8_t *image, size_t len,
                "--emu-cc); rebuild with -gencode arch=compute_%u,"
                "code=compute_%u", newest, e->cc / 10, e->cc % 10, e->cc,
                e->cc);
-    else
+    else if (sass)
       snprintf(why, AGT_WHY_MAX,
-               "the module has no PTX (only SASS%s%u), and the emulated "
-               "device runs PTX: %s", sass ? " for sm_" : "", sass,
-               tr_fatbin_ptx_hint());
+               "the module holds machine code for sm_%u only and no PTX, "
+               "which the emulated device runs; rebuild with PTX embedded, "
+               "e.g. nvcc -gencode arch=compute_%u,code=compute_%u", sass,
+               sass < e->cc ? sass : e->cc, sass < e->cc ? sass : e->cc);
+    else
+      snprintf(why, AGT_WHY_MAX, "the module has no code at all (no PTX, no "
+               "machine code)");
     free(fb);
     return cudaErrorNoKernelImageForDevice;
   }
@@ -184,7 +201,7 @@ static uint32_t px_get(struct emu *e, const uint8_t *image, size_t len,
   }
 
   /* Parse outside the lock: it may take a while for a big module. */
-  st = pick_ptx(e, image, len, &ptx, &plen, why);
+  st = pick_ptx(e, image, len, hash, &ptx, &plen, why);
   if (st)
     return st;
   err[0] = 0;
