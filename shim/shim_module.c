@@ -715,3 +715,75 @@ cudaError_t cudaMemcpyFromSymbol(void *dst, const void *symbol, size_t count,
 {
   return symbol_copy(dst, NULL, count, offset, kind, symbol, 0);
 }
+
+/* ---- occupancy ------------------------------------------------------- */
+
+/*
+ * Blocks of func that fit on one multiprocessor at once, from the same
+ * device model the agent reports (threads, registers and shared memory per
+ * multiprocessor, blocks per multiprocessor) and the kernel's attributes,
+ * the way CUDA's occupancy calculator reasons (without its allocation
+ * granularities, which the emulated device does not have).
+ * cudaOccupancyMaxPotentialBlockSize and friends are header templates
+ * built on these calls, so they follow.
+ */
+static cudaError_t occupancy(int *num_blocks, const void *func, int block_size,
+                             size_t dyn_smem, unsigned flags)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+  struct cudaFuncAttributes a;
+  const struct tr_devinfo *d;
+  int64_t warps, by_threads, by_regs, by_smem, n, smem;
+
+  if (e != cudaSuccess)
+    return e;
+  if (!num_blocks || flags > cudaOccupancyDisableCachingOverride) {
+    t->last_error = cudaErrorInvalidValue;
+    return cudaErrorInvalidValue;
+  }
+  e = cudaFuncGetAttributes(&a, func);
+  if (e != cudaSuccess)
+    return e;
+  d = &shim_proc.cli.dev[t->device];
+  if (block_size <= 0 || block_size > a.maxThreadsPerBlock ||
+      dyn_smem > (size_t)a.maxDynamicSharedSizeBytes) {
+    *num_blocks = 0;
+    return cudaSuccess;
+  }
+  warps = (block_size + 31) / 32;
+  by_threads = dev_attr(d, cudaDevAttrMaxThreadsPerMultiProcessor, 2048) /
+               32 / warps;
+  by_regs = a.numRegs > 0
+                ? dev_attr(d, cudaDevAttrMaxRegistersPerMultiprocessor, 65536) /
+                      ((int64_t)a.numRegs * warps * 32)
+                : INT32_MAX;
+  smem = (int64_t)a.sharedSizeBytes + (int64_t)dyn_smem +
+         dev_attr(d, cudaDevAttrReservedSharedMemoryPerBlock, 1024);
+  by_smem = dev_attr(d, cudaDevAttrMaxSharedMemoryPerMultiprocessor, 167936) /
+            smem;
+  n = dev_attr(d, cudaDevAttrMaxBlocksPerMultiprocessor, 32);
+  if (by_threads < n)
+    n = by_threads;
+  if (by_regs < n)
+    n = by_regs;
+  if (by_smem < n)
+    n = by_smem;
+  *num_blocks = (int)n;
+  return cudaSuccess;
+}
+
+cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int *num_blocks,
+                                                          const void *func,
+                                                          int block_size,
+                                                          size_t dyn_smem)
+{
+  return occupancy(num_blocks, func, block_size, dyn_smem, 0);
+}
+
+cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(
+    int *num_blocks, const void *func, int block_size, size_t dyn_smem,
+    unsigned int flags)
+{
+  return occupancy(num_blocks, func, block_size, dyn_smem, flags);
+}

@@ -14,7 +14,12 @@
 //     cudaErrorInvalidValue for every impossible configuration (too many
 //     threads, a block dimension too large, a zero grid, too much dynamic
 //     shared memory), so both are accepted; the line "invalid launch: NAME"
-//     says which one came back, to compare the emulated device with a GPU.
+//     says which one came back, to compare the emulated device with a GPU;
+//   - cudaFuncGetAttributes and the occupancy calculator agree with the
+//     device: blocks per multiprocessor within its limits, shared memory
+//     included; cudaOccupancyMaxPotentialBlockSize gives a usable shape;
+//   - 64 KiB of dynamic shared memory needs the opt-in
+//     (cudaFuncSetAttribute MaxDynamicSharedMemorySize), then runs.
 #include "emu_check.h"
 
 #define SMEM_BYTES (40 * 1024)
@@ -121,6 +126,49 @@ int main()
   CK(cudaMemcpy(host, dp, sizeof host, cudaMemcpyDeviceToHost));
   for (int t = 0; t < 1024; t++)
     chk.eq("after the bad launch", t, host[t], t + 1);
+
+  // Function attributes and occupancy.
+  cudaFuncAttributes fa;
+  CK(cudaFuncGetAttributes(&fa, dyn_shared));
+  chk.expect(fa.maxThreadsPerBlock >= 256 && fa.maxThreadsPerBlock <= 1024,
+             "dyn_shared: maxThreadsPerBlock %d", fa.maxThreadsPerBlock);
+  chk.expect(fa.sharedSizeBytes == 0, "dyn_shared: %zu bytes of static shared memory",
+             fa.sharedSizeBytes);
+  chk.expect(fa.ptxVersion >= 70 || fa.binaryVersion >= 70, "ptxVersion %d binaryVersion %d",
+             fa.ptxVersion, fa.binaryVersion);
+  int nb = -1;
+  CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, trivial, 256, 0));
+  printf("occupancy: %d blocks of 256 threads per multiprocessor\n", nb);
+  chk.expect(nb >= 1 && nb <= p.maxBlocksPerMultiProcessor &&
+                 nb * 256 <= p.maxThreadsPerMultiProcessor,
+             "trivial, 256 threads: %d blocks per multiprocessor", nb);
+  CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, dyn_shared, SMEM_THREADS, SMEM_BYTES));
+  printf("occupancy: %d blocks with 40 KiB of shared memory per multiprocessor\n", nb);
+  chk.expect(nb >= 1 && (size_t)nb * SMEM_BYTES <= p.sharedMemPerMultiprocessor,
+             "dyn_shared with 40 KiB: %d blocks per multiprocessor (%zu bytes per SM)", nb,
+             p.sharedMemPerMultiprocessor);
+  int min_grid = 0, best = 0;
+  CK(cudaOccupancyMaxPotentialBlockSize(&min_grid, &best, trivial));
+  chk.expect(best >= 32 && best <= 1024 && min_grid >= p.multiProcessorCount,
+             "cudaOccupancyMaxPotentialBlockSize: block %d, grid %d", best, min_grid);
+
+  // More than 48 KiB of dynamic shared memory needs the opt-in.
+  dyn_shared<<<1, SMEM_THREADS, 64 * 1024>>>(dout);
+  e = cudaGetLastError();
+  chk.expect(e != cudaSuccess, "64 KiB of dynamic shared memory without the opt-in launched");
+  CK(cudaFuncSetAttribute(dyn_shared, cudaFuncAttributeMaxDynamicSharedMemorySize, 64 * 1024));
+  dyn_shared<<<blocks, SMEM_THREADS, 64 * 1024>>>(dout);
+  CK_LAUNCH();
+  CK(cudaDeviceSynchronize());
+  CK(cudaMemcpy(out, dout, sizeof out, cudaMemcpyDeviceToHost));
+  for (int b = 0; b < blocks; b++)
+    for (int t = 0; t < SMEM_THREADS; t++) {
+      int other = (t * 37 + 11) % SMEM_THREADS;
+      unsigned s = 0;
+      for (int k = 0; k < per; k++)
+        s = s * 31u + (unsigned)(b * 100000 + other * per + k) * 2654435761u;
+      chk.eq("dyn_shared with the opt-in", b * SMEM_THREADS + t, out[b * SMEM_THREADS + t], s);
+    }
   CK(cudaFree(dout));
   CK(cudaFree(dp));
   return chk.finish();
