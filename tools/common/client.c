@@ -321,14 +321,14 @@ void tr_client_lane_close(struct tr_client *c, struct tr_lane *l)
  */
 static int wait_for(struct tr_client *c, struct tr_lane *l,
                     _Atomic uint32_t *flag, int (*ready)(void *), void *arg,
-                    int timeout_ms)
+                    int timeout_ms, int spin)
 {
   long deadline = timeout_ms < 0 ? 0 : now_ms() + timeout_ms;
   struct pollfd pfd[2];
   uint64_t cnt;
   int rc;
 
-  for (int i = 0; i < TR_LANE_SPIN; i++) {
+  for (int i = 0; i < spin; i++) {
     if (ready(arg))
       return 0;
     tr_cpu_relax();
@@ -408,7 +408,11 @@ int tr_client_send(struct tr_client *c, struct tr_lane *l, uint16_t device,
     chunk = tr_area_reserve(&l->up, dlen, &ref);
     if (!chunk) {
       struct room rm = {&l->up, dlen, 1};
-      rc = wait_for(c, l, &l->up.ctl->space_waiting, has_room, &rm, -1);
+      /* Room for a chunk comes back only after the broker has sent a
+         whole earlier chunk (hundreds of microseconds): sleep at once
+         rather than spin on a core the broker and agent need. */
+      rc = wait_for(c, l, &l->up.ctl->space_waiting, has_room, &rm, -1,
+                    TR_LANE_SPIN_BULK);
       if (rc < 0)
         return rc;
       ref.area = TR_AREA_UP;
@@ -426,7 +430,8 @@ int tr_client_send(struct tr_client *c, struct tr_lane *l, uint16_t device,
   if (!rec) {
     struct room rm = {&l->req, plen, 0};
     kick_broker(l); /* make sure the broker is draining */
-    rc = wait_for(c, l, &l->req.ctl->space_waiting, has_room, &rm, -1);
+    rc = wait_for(c, l, &l->req.ctl->space_waiting, has_room, &rm, -1,
+                  TR_LANE_SPIN);
     if (rc < 0)
       return rc;
     rec = tr_ring_reserve(&l->req, plen);
@@ -469,7 +474,8 @@ int tr_client_recv(struct tr_client *c, struct tr_lane *l, struct tr_reply *r,
   struct peek pk = {.r = &l->rep};
   int rc;
 
-  rc = wait_for(c, l, &l->rep.ctl->waiting, has_reply, &pk, timeout_ms);
+  rc = wait_for(c, l, &l->rep.ctl->waiting, has_reply, &pk, timeout_ms,
+                TR_LANE_SPIN);
   if (rc < 0)
     return rc;
   if (pk.rc < 0)

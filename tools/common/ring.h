@@ -69,6 +69,7 @@
 #define TR_LANE_CTL_OFF 0x100u
 #define TR_LANE_DATA_OFF 0x1000u
 #define TR_LANE_SPIN 2000               /* polls before sleeping */
+#define TR_LANE_SPIN_BULK 0             /* ... when waiting for bulk room */
 
 /* Control block of one ring or area: 256 bytes, 4 cache lines. */
 struct tr_ring_ctl {
