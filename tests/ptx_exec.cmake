@@ -49,7 +49,8 @@ if(TARGET ptxemu)
     LIBS ptxemu PkgConfig::ZSTD
     TIMEOUT 120 FAST
     ARGS ${PTXEXEC_PTX}
-         ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_ptx_exec_golden.bin.zst)
+         ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_ptx_exec_golden.bin.zst
+         ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/ptx)
   target_include_directories(test_ptx_exec_nvcc PRIVATE
     ${CMAKE_CURRENT_SOURCE_DIR}/unit)
   add_dependencies(test_ptx_exec_nvcc test_ptx_exec_ptx)

@@ -285,26 +285,41 @@ static inline uint64_t px_load(const uint8_t *p, unsigned sz, unsigned sgn)
   }
 }
 
-/* ld.volatile / ld.relaxed / ld.acquire of global memory: an atomic load,
-   which is what makes a spin on a flag another block sets well defined */
+/*
+ * Global memory is read and written with atomic instructions of the
+ * access's own size: relaxed ones, which on x86 are the plain moves, and
+ * acquire/release for ld.volatile/.acquire, st.volatile/.release (and
+ * what other memory orders a kernel writes).  Other blocks run on other
+ * host threads, and kernels do race on purpose (flags, "last block"
+ * counters, benign duplicate writes); this keeps such races defined for
+ * the host compiler and quiet under ThreadSanitizer.
+ */
 static inline uint64_t px_load_at(const uint8_t *p, unsigned sz,
-                                  unsigned sgn)
+                                  unsigned sgn, int strong)
 {
   switch (sz) {
   case 1: {
-    uint8_t v = __atomic_load_n(p, __ATOMIC_ACQUIRE);
+    uint8_t v = strong ? __atomic_load_n(p, __ATOMIC_ACQUIRE)
+                       : __atomic_load_n(p, __ATOMIC_RELAXED);
     return sgn ? (uint64_t)(int64_t)(int8_t)v : v;
   }
   case 2: {
-    uint16_t v = __atomic_load_n((const uint16_t *)p, __ATOMIC_ACQUIRE);
+    const uint16_t *q = (const uint16_t *)p;
+    uint16_t v = strong ? __atomic_load_n(q, __ATOMIC_ACQUIRE)
+                        : __atomic_load_n(q, __ATOMIC_RELAXED);
     return sgn ? (uint64_t)(int64_t)(int16_t)v : v;
   }
   case 4: {
-    uint32_t v = __atomic_load_n((const uint32_t *)p, __ATOMIC_ACQUIRE);
+    const uint32_t *q = (const uint32_t *)p;
+    uint32_t v = strong ? __atomic_load_n(q, __ATOMIC_ACQUIRE)
+                        : __atomic_load_n(q, __ATOMIC_RELAXED);
     return sgn ? (uint64_t)(int64_t)(int32_t)v : v;
   }
-  default:
-    return __atomic_load_n((const uint64_t *)p, __ATOMIC_ACQUIRE);
+  default: {
+    const uint64_t *q = (const uint64_t *)p;
+    return strong ? __atomic_load_n(q, __ATOMIC_ACQUIRE)
+                  : __atomic_load_n(q, __ATOMIC_RELAXED);
+  }
   }
 }
 
@@ -330,20 +345,33 @@ static inline void px_store(uint8_t *p, unsigned sz, uint64_t v)
   }
 }
 
-static inline void px_store_at(uint8_t *p, unsigned sz, uint64_t v)
+static inline void px_store_at(uint8_t *p, unsigned sz, uint64_t v,
+                               int strong)
 {
   switch (sz) {
   case 1:
-    __atomic_store_n(p, (uint8_t)v, __ATOMIC_RELEASE);
+    if (strong)
+      __atomic_store_n(p, (uint8_t)v, __ATOMIC_RELEASE);
+    else
+      __atomic_store_n(p, (uint8_t)v, __ATOMIC_RELAXED);
     break;
   case 2:
-    __atomic_store_n((uint16_t *)p, (uint16_t)v, __ATOMIC_RELEASE);
+    if (strong)
+      __atomic_store_n((uint16_t *)p, (uint16_t)v, __ATOMIC_RELEASE);
+    else
+      __atomic_store_n((uint16_t *)p, (uint16_t)v, __ATOMIC_RELAXED);
     break;
   case 4:
-    __atomic_store_n((uint32_t *)p, (uint32_t)v, __ATOMIC_RELEASE);
+    if (strong)
+      __atomic_store_n((uint32_t *)p, (uint32_t)v, __ATOMIC_RELEASE);
+    else
+      __atomic_store_n((uint32_t *)p, (uint32_t)v, __ATOMIC_RELAXED);
     break;
   default:
-    __atomic_store_n((uint64_t *)p, v, __ATOMIC_RELEASE);
+    if (strong)
+      __atomic_store_n((uint64_t *)p, v, __ATOMIC_RELEASE);
+    else
+      __atomic_store_n((uint64_t *)p, v, __ATOMIC_RELAXED);
     break;
   }
 }
@@ -352,6 +380,7 @@ int px_h_ld(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
 {
   uint32_t x = in->xaux, priv;
   unsigned sz = XM_SZ(x), vec = XM_VEC(x), sgn = XM_SGN(x);
+  int strong = !!(in->flags & (PTX_F_VOLATILE | PTX_F_MEMORD));
   uint8_t *p[PX_W];
 
   if (px_resolve(w, in, &in->ops[1], in->space, mask, sz * vec, sz * vec, 0,
@@ -359,33 +388,14 @@ int px_h_ld(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
     return PX_STOP;
   if (vec == 1) {
     uint64_t *d = px_dst(w, in, 0);
-    if (__builtin_expect(!(in->flags & (PTX_F_VOLATILE | PTX_F_MEMORD)), 1)) {
-      switch (sz) {
-      case 4:
-        if (sgn)
-          PX_FOR(mask, {
-            int32_t v;
-            memcpy(&v, p[l], 4);
-            d[l] = (uint64_t)(int64_t)v;
-          });
-        else
-          PX_FOR(mask, {
-            uint32_t v;
-            memcpy(&v, p[l], 4);
-            d[l] = v;
-          });
-        break;
-      case 8:
-        PX_FOR(mask, memcpy(&d[l], p[l], 8));
-        break;
-      default:
-        PX_FOR(mask, d[l] = px_load(p[l], sz, sgn));
-        break;
-      }
-    } else {
+    if (priv == mask)
+      PX_FOR(mask, d[l] = px_load(p[l], sz, sgn));
+    else if (strong)
       PX_FOR(mask, d[l] = (priv >> l) & 1 ? px_load(p[l], sz, sgn)
-                                          : px_load_at(p[l], sz, sgn));
-    }
+                                          : px_load_at(p[l], sz, sgn, 1));
+    else
+      PX_FOR(mask, d[l] = (priv >> l) & 1 ? px_load(p[l], sz, sgn)
+                                          : px_load_at(p[l], sz, sgn, 0));
     return PX_NEXT;
   }
   {
@@ -394,7 +404,9 @@ int px_h_ld(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
        register may also be the address register */
     uint64_t tmp[4][PX_W];
     for (unsigned j = 0; j < vec; j++)
-      PX_FOR(mask, tmp[j][l] = px_load(p[l] + j * sz, sz, sgn));
+      PX_FOR(mask, tmp[j][l] = (priv >> l) & 1
+                                 ? px_load(p[l] + j * sz, sz, sgn)
+                                 : px_load_at(p[l] + j * sz, sz, sgn, strong));
     for (unsigned j = 0; j < vec; j++) {
       uint64_t *d;
       if (v->vec[j] == PTX_NOREG)
@@ -439,6 +451,7 @@ int px_h_st(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
 {
   uint32_t x = in->xaux, priv;
   unsigned sz = XM_SZ(x), vec = XM_VEC(x);
+  int strong = !!(in->flags & (PTX_F_VOLATILE | PTX_F_MEMORD));
   uint8_t *p[PX_W];
 
   if (px_resolve(w, in, &in->ops[0], in->space, mask, sz * vec, sz * vec, 1,
@@ -446,36 +459,33 @@ int px_h_st(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
     return PX_STOP;
   if (vec == 1) {
     const uint64_t *s = px_src(w, in, 1);
-    if (__builtin_expect(!(in->flags & (PTX_F_VOLATILE | PTX_F_MEMORD)), 1)) {
-      if (sz == 4)
-        PX_FOR(mask, {
-          uint32_t v = (uint32_t)s[l];
-          memcpy(p[l], &v, 4);
-        });
+    PX_FOR(mask, {
+      if ((priv >> l) & 1)
+        px_store(p[l], sz, s[l]);
       else
-        PX_FOR(mask, px_store(p[l], sz, s[l]));
-    } else {
-      PX_FOR(mask, {
-        if ((priv >> l) & 1)
-          px_store(p[l], sz, s[l]);
-        else
-          px_store_at(p[l], sz, s[l]);
-      });
-    }
+        px_store_at(p[l], sz, s[l], strong);
+    });
     return PX_NEXT;
   }
   for (unsigned j = 0; j < vec; j++) {
     const struct ptx_operand *v = &in->ops[1];
     const uint64_t *s;
+    uint64_t k = 0;
     if (PX_VIMM(v, j)) {
-      uint64_t k = v->vec[j];
-      PX_FOR(mask, px_store(p[l] + j * sz, sz, k));
+      k = v->vec[j];
+      s = NULL;
+    } else if (v->vec[j] == PTX_NOREG) {
       continue;
+    } else {
+      s = w->R[v->vec[j]];
     }
-    if (v->vec[j] == PTX_NOREG)
-      continue;
-    s = w->R[v->vec[j]];
-    PX_FOR(mask, px_store(p[l] + j * sz, sz, s[l]));
+    PX_FOR(mask, {
+      uint64_t val = s ? s[l] : k;
+      if ((priv >> l) & 1)
+        px_store(p[l] + j * sz, sz, val);
+      else
+        px_store_at(p[l] + j * sz, sz, val, strong);
+    });
   }
   return PX_NEXT;
 }
@@ -495,8 +505,12 @@ int px_h_st(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
 
 static inline void px_ld_lanes(uint64_t *d, uintptr_t base,
                                const uint64_t *x, uint32_t mask, unsigned sz,
-                               unsigned sgn)
+                               unsigned sgn, int global)
 {
+  if (global) {
+    PX_FOR(mask, d[l] = px_load_at(PX_AT(base, x[l]), sz, sgn, 0));
+    return;
+  }
   switch (sz) {
   case 8:
     PX_FOR(mask, memcpy(&d[l], PX_AT(base, x[l]), 8));
@@ -522,8 +536,13 @@ static inline void px_ld_lanes(uint64_t *d, uintptr_t base,
 }
 
 static inline void px_st_lanes(uintptr_t base, const uint64_t *x,
-                               const uint64_t *s, uint32_t mask, unsigned sz)
+                               const uint64_t *s, uint32_t mask, unsigned sz,
+                               int global)
 {
+  if (global) {
+    PX_FOR(mask, px_store_at(PX_AT(base, x[l]), sz, s[l], 0));
+    return;
+  }
   switch (sz) {
   case 8:
     PX_FOR(mask, memcpy(PX_AT(base, x[l]), &s[l], 8));
@@ -587,9 +606,10 @@ static inline void px_st_lanes(uintptr_t base, const uint64_t *x,
       mem = (uintptr_t)b->shared;                                            \
     }                                                                        \
     if (isld)                                                                \
-      px_ld_lanes(px_dst(w, in, 0), mem, x, mask, sz, XM_SGN(in->xaux));     \
+      px_ld_lanes(px_dst(w, in, 0), mem, x, mask, sz, XM_SGN(in->xaux),      \
+                  isglobal);                                                 \
     else                                                                     \
-      px_st_lanes(mem, x, px_src(w, in, 1), mask, sz);                       \
+      px_st_lanes(mem, x, px_src(w, in, 1), mask, sz, isglobal);             \
     return PX_NEXT;                                                          \
   slow:                                                                      \
     return isld ? px_h_ld(w, in, mask) : px_h_st(w, in, mask);               \

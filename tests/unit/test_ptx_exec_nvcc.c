@@ -1,13 +1,16 @@
 /*
  * test_ptx_exec_nvcc.c: the executor on real nvcc output.
  *
- *   test_ptx_exec_nvcc PTXDIR GOLDEN.bin.zst
+ *   test_ptx_exec_nvcc PTXDIR GOLDEN.bin.zst [CORPUSDIR [TEST]]
  *
  * PTXDIR holds test_ptx_exec_kernels.ptx and test_ptx_exec_golden.ptx,
  * which the build makes with nvcc -ptx.  The kernels are checked against
  * plain C; the golden kernels against what the same PTX computed on a real
  * GPU (test_ptx_exec_golden.cu says how that file was made): bit for bit,
  * except the .approx functions, which may differ in the last bits.
+ * CORPUSDIR (the parser's corpus of nvcc output) feeds a robustness run:
+ * every kernel there launched with made-up arguments must end in a
+ * result or a CUDA error, never a crash or a hang.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -18,13 +21,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <dirent.h>
+
 #include <cmocka.h>
 #include <zstd.h>
 
 #include "test_ptx_exec_golden.h"
 #include "test_ptx_exec_lib.h"
 
-static const char *ptx_dir, *golden_path;
+static const char *ptx_dir, *golden_path, *corpus_dir;
 static struct ptx_module *kmod, *gmod;
 static uint8_t *golden;
 static size_t golden_len;
@@ -446,6 +451,107 @@ static void test_golden_warp(void **state)
   assert_int_equal(OFF_WARP + 256 * GOLD_K_WARP * 4, golden_len);
 }
 
+/* ---- robustness ----------------------------------------------------------- */
+
+static uint64_t rnd_state = 0x9e3779b97f4a7c15ull;
+
+static uint64_t rnd(void)
+{
+  rnd_state ^= rnd_state << 13;
+  rnd_state ^= rnd_state >> 7;
+  rnd_state ^= rnd_state << 17;
+  return rnd_state;
+}
+
+static unsigned launch_all(const struct ptx_module *m, struct tmem *t,
+                           uint8_t *buf, size_t bufsz)
+{
+  unsigned n = 0;
+
+  for (uint32_t fi = 0; fi < m->nfuncs; fi++) {
+    const struct ptx_func *f = &m->funcs[fi];
+    if (!f->is_entry || f->param_size > sizeof(((struct tparams *)0)->b))
+      continue;
+    for (int variant = 0; variant < 3; variant++) {
+      struct tparams p = {{0}, 0};
+      struct tlaunch c = {{2, 1, 1}, {96, 1, 1}, 1024, 2000000000ull, NULL,
+                          0, NULL};
+      struct ptx_fault fl;
+      uint32_t rc;
+      /* every 8 bytes: the buffer's address (variant 0), small numbers
+         (1), or noise (2) */
+      for (uint32_t o = 0; o + 8 <= f->param_size; o += 8) {
+        uint64_t v = variant == 0 ? (uint64_t)(uintptr_t)buf + (rnd() % 64) * 8
+                     : variant == 1 ? rnd() % 300 : rnd();
+        memcpy(p.b + o, &v, 8);
+      }
+      if (f->param_size % 8) {
+        uint64_t v = rnd() % 100;
+        memcpy(p.b + (f->param_size & ~7u), &v, f->param_size % 8);
+      }
+      p.n = (uint32_t)f->param_size;
+      memset(buf, 0, bufsz);
+      rc = tl_run(tl_pool(), t, m, f->name, &c, &p, &fl);
+      /* a result or a CUDA error: any of them, but one came back */
+      assert_true(rc == 0 || rc == PTX_ERR_ILLEGAL_ADDRESS ||
+                  rc == PTX_ERR_MISALIGNED_ADDRESS ||
+                  rc == PTX_ERR_LAUNCH_FAILURE || rc == PTX_ERR_ASSERT ||
+                  rc == PTX_ERR_LAUNCH_TIMEOUT ||
+                  rc == PTX_ERR_ILLEGAL_INSTRUCTION ||
+                  rc == PTX_ERR_INVALID_VALUE ||
+                  rc == PTX_ERR_LAUNCH_OUT_OF_RES);
+      n++;
+    }
+  }
+  return n;
+}
+
+static void test_robust_corpus(void **state)
+{
+  struct tmem *t = tm_new();
+  size_t bufsz = 4096;
+  uint8_t *buf = tm_alloc(t, bufsz);
+  unsigned launches = 0, files = 0;
+  DIR *d;
+  struct dirent *e;
+
+  launches += launch_all(kmod, t, buf, bufsz);
+  if (!corpus_dir) {
+    tm_free(t);
+    return;
+  }
+  d = opendir(corpus_dir);
+  assert_non_null(d);
+  while ((e = readdir(d))) {
+    char path[4096];
+    char *txt;
+    struct ptx_module *m;
+    size_t len = strlen(e->d_name);
+    if (len < 5 || strcmp(e->d_name + len - 4, ".ptx"))
+      continue;
+    snprintf(path, sizeof(path), "%s/%s", corpus_dir, e->d_name);
+    txt = tl_slurp(path);
+    if (!txt)
+      continue;
+    m = NULL;
+    if (!ptx_parse(txt, strlen(txt), &m, path, sizeof(path))) {
+      char err[256];
+      if (!ptx_exec_prepare(m, err, sizeof(err))) {
+        launches += launch_all(m, t, buf, bufsz);
+        files++;
+      }
+    }
+    ptx_module_free(m);
+    free(txt);
+  }
+  closedir(d);
+  tm_out_clear(t);
+  assert_true(files > 0);
+  fprintf(stderr, "robustness: %u launches from %u corpus modules\n",
+          launches, files);
+  tm_free(t);
+}
+
 int main(int argc, char **argv)
 {
   const struct CMUnitTest tests[] = {
@@ -464,17 +570,21 @@ int main(int argc, char **argv)
     cmocka_unit_test(test_golden_int),
     cmocka_unit_test(test_golden_half),
     cmocka_unit_test(test_golden_warp),
+    cmocka_unit_test(test_robust_corpus),
   };
   int rc;
 
   if (argc < 3) {
-    fprintf(stderr, "usage: %s PTXDIR GOLDEN.bin.zst [TEST]\n", argv[0]);
+    fprintf(stderr, "usage: %s PTXDIR GOLDEN.bin.zst [CORPUSDIR [TEST]]\n",
+            argv[0]);
     return 2;
   }
   ptx_dir = argv[1];
   golden_path = argv[2];
   if (argc > 3)
-    cmocka_set_test_filter(argv[3]);
+    corpus_dir = argv[3];
+  if (argc > 4)
+    cmocka_set_test_filter(argv[4]);
   rc = cmocka_run_group_tests(tests, setup, teardown);
   tl_pool_free();
   return rc;
