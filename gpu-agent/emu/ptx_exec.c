@@ -732,7 +732,16 @@ uint64_t px_sreg(struct px_warp *w, unsigned sreg, unsigned sub,
   case PTX_SR_DYNAMIC_SMEM_SIZE:
     return d->dyn_shared;
   case PTX_SR_TOTAL_SMEM_SIZE:
+    return b->L->user_shared;
+  case PTX_SR_RESERVED_SMEM_BEGIN:
+  case PTX_SR_RESERVED_SMEM_0:
+    return b->L->shared_size - PX_RESERVED_SMEM;
+  case PTX_SR_RESERVED_SMEM_1:
+    return b->L->shared_size - PX_RESERVED_SMEM / 2;
+  case PTX_SR_RESERVED_SMEM_END:
     return b->L->shared_size;
+  case PTX_SR_RESERVED_SMEM_CAP:
+    return PX_RESERVED_SMEM;
   default:
     return 0;
   }
@@ -775,6 +784,11 @@ const uint64_t *px_src_slow(struct px_warp *w, const struct ptx_operand *o,
     case PTX_SR_GRIDID:
     case PTX_SR_DYNAMIC_SMEM_SIZE:
     case PTX_SR_TOTAL_SMEM_SIZE:
+    case PTX_SR_RESERVED_SMEM_BEGIN:
+    case PTX_SR_RESERVED_SMEM_END:
+    case PTX_SR_RESERVED_SMEM_CAP:
+    case PTX_SR_RESERVED_SMEM_0:
+    case PTX_SR_RESERVED_SMEM_1:
       v = px_sreg(w, o->reg, o->sub, 0); /* the same in every lane */
       break;
     default:
@@ -1880,7 +1894,11 @@ uint32_t ptx_launch(struct ptx_pool *pool, const struct ptx_launch_desc *d,
   L.nblocks = (uint64_t)d->grid[0] * d->grid[1] * d->grid[2];
   L.nthreads = (uint32_t)nthreads;
   L.nwarps = (uint32_t)((nthreads + PX_W - 1) / PX_W);
-  L.shared_size = dyn_off + d->dyn_shared;
+  /* the block's shared memory: the kernel's, then the 1 KiB the runtime
+     reserves for itself on sm_80 and later (%reserved_smem_offset_*:
+     cooperative groups keep a tile's scratch there) */
+  L.user_shared = dyn_off + d->dyn_shared;
+  L.shared_size = ((L.user_shared + 15) & ~(uint64_t)15) + PX_RESERVED_SMEM;
   L.entry_psize = (area + 7) & ~(uint64_t)7;
   L.entry_local = (uint32_t)((e->local_size + 15) & ~(uint64_t)15);
   L.stack = (uint32_t)stack;

@@ -247,19 +247,9 @@ uint16_t px_d2h(double d, unsigned rnd)
   return (uint16_t)px_round_fmt(d, 10, 15, 5, rnd);
 }
 
-uint16_t px_f2h(float f, unsigned rnd)
-{
-  return px_d2h((double)f, rnd);
-}
-
 uint16_t px_d2bf(double d, unsigned rnd)
 {
   return (uint16_t)px_round_fmt(d, 7, 127, 8, rnd);
-}
-
-uint16_t px_f2bf(float f, unsigned rnd)
-{
-  return px_d2bf((double)f, rnd);
 }
 
 float px_h2f(uint16_t h)

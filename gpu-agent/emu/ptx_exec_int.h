@@ -1,9 +1,11 @@
 /*
  * ptx_exec_int.h: the executor's private structures, shared by its files
- * (ptx_exec.c: prepare, pool, launch, scheduler, control flow;
- * ptx_exec_alu.c: arithmetic; ptx_exec_cvt.c: conversions and half
- * precision; ptx_exec_mem.c: memory; ptx_exec_warp.c: warp-synchronous
- * instructions; ptx_printf.c: vprintf and __assertfail).
+ * (ptx_exec.c: prepare, keys, pool, launch, scheduler, control flow;
+ * ptx_exec_alu.c: integer, bit, float and half arithmetic, compares;
+ * ptx_exec_cvt.c: mov and cvt; ptx_exec_fp.c: rounding modes and the
+ * narrow float formats; ptx_exec_mem.c: memory and atomics;
+ * ptx_exec_warp.c: warp-synchronous instructions; ptx_printf.c: vprintf
+ * and __assertfail).
  *
  * Register file.  A frame's registers are rows of 32 uint64_t, one per lane
  * (px_row), so a handler's lane loop walks contiguous memory.  Writers put
@@ -18,8 +20,8 @@
  * (ptx_insn.xaux).  A handler runs one instruction for the lanes in `mask`
  * (the running group narrowed by the guard) and returns PX_NEXT (continue
  * with the next instruction), PX_CTL (it changed the warp's control state
- * itself: branch, call, return, barrier) or PX_STOP (fault, or the warp
- * must leave the CPU).
+ * itself: branch, call, return, barrier), PX_YIELD (continue, but let
+ * the block's other warps run first) or PX_STOP (a fault was recorded).
  */
 #ifndef PTX_EXEC_INT_H
 #define PTX_EXEC_INT_H
@@ -46,11 +48,12 @@
 #define PX_W 32u
 #define PX_FULL 0xffffffffu
 #define PX_NBAR 16u          /* named barriers per block */
-#define PX_NRNG 4u           /* cached global ranges per warp */
+#define PX_NRNG 4u           /* cached global ranges per worker */
 #define PX_NOPC UINT32_MAX
 #define PX_SLICE 8192u       /* warp-instructions between stop checks */
 #define PX_MAX_DEPTH 4096u   /* call frames per warp */
 #define PX_CALL_COST 16u     /* stack bytes a call costs besides locals */
+#define PX_RESERVED_SMEM 1024u /* shared bytes the runtime keeps per block */
 
 typedef uint64_t px_row[PX_W];
 
@@ -171,7 +174,8 @@ struct px_launch {
   uint64_t deadline;           /* CLOCK_MONOTONIC ns, 0: none */
   uint64_t gridid;
   uint32_t nthreads, nwarps;
-  uint64_t shared_size;        /* static + dynamic, aligned */
+  uint64_t user_shared;        /* the kernel's: static + dynamic */
+  uint64_t shared_size;        /* that, aligned, + PX_RESERVED_SMEM */
   uint64_t entry_psize;        /* call-site param area of the entry */
   uint32_t entry_local;        /* the entry's depot, aligned */
   uint32_t stack;              /* local bytes per thread: depot + stack */
@@ -456,13 +460,11 @@ static inline uint64_t px_nan64(uint64_t a, uint64_t b, uint64_t c)
 
 /* ---- half precision (ptx_exec_fp.c) ------------------------------------- */
 
-/* IEEE binary16 and bfloat16 <-> float, correctly rounded (rnd: PTX_RND_RN
-   RZ RM RP; NONE = RN). */
+/* IEEE binary16 and bfloat16 <-> float and double, correctly rounded
+   (rnd: PTX_RND_RN RZ RM RP; NONE = RN). */
 float px_h2f(uint16_t h);
-uint16_t px_f2h(float f, unsigned rnd);
 uint16_t px_d2h(double d, unsigned rnd);
 float px_bf2f(uint16_t h);
-uint16_t px_f2bf(float f, unsigned rnd);
 uint16_t px_d2bf(double d, unsigned rnd);
 
 /*
