@@ -1912,7 +1912,13 @@ uint32_t ptx_launch(struct ptx_pool *pool, const struct ptx_launch_desc *d,
     L.lnext = pool->head;
     pool->head = &L;
     L.refs = 1;
-    pthread_cond_broadcast(&pool->work);
+    /* the launching thread takes blocks too (when it has buffers): wake
+       only as many workers as there are other blocks */
+    if (!c || L.nblocks - 1 >= pool->n)
+      pthread_cond_broadcast(&pool->work);
+    else
+      for (uint64_t i = 1; i < L.nblocks; i++)
+        pthread_cond_signal(&pool->work);
     pthread_mutex_unlock(&pool->mu);
   } else if (!c) {
     pthread_cond_destroy(&L.done);
