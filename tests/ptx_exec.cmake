@@ -22,7 +22,7 @@ endif()
 
 # The kernels test_ptx_exec_nvcc runs: nvcc -ptx at build time.  The golden
 # kernels are compiled exactly as for the GPU run that recorded
-# unit/test_ptx_exec_golden.bin.zst (compute_80 PTX, no fma contraction).
+# unit/test_ptx_exec_golden.bin.zst (compute_90 PTX, no fma contraction).
 if(TARGET ptxemu)
   set(PTXEXEC_PTX ${CMAKE_CURRENT_BINARY_DIR}/ptx_exec)
   add_custom_command(OUTPUT ${PTXEXEC_PTX}/test_ptx_exec_kernels.ptx
@@ -34,7 +34,7 @@ if(TARGET ptxemu)
     COMMENT "nvcc -ptx test_ptx_exec_kernels.cu" VERBATIM)
   add_custom_command(OUTPUT ${PTXEXEC_PTX}/test_ptx_exec_golden.ptx
     COMMAND ${CMAKE_COMMAND} -E make_directory ${PTXEXEC_PTX}
-    COMMAND ${TR_NVCC} -ptx -arch=sm_80 -fmad=false
+    COMMAND ${TR_NVCC} -ptx -arch=sm_90 -fmad=false
             -I${CMAKE_CURRENT_SOURCE_DIR}/unit
             -o ${PTXEXEC_PTX}/test_ptx_exec_golden.ptx
             ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_ptx_exec_golden.cu

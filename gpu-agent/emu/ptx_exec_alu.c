@@ -720,9 +720,11 @@ int px_h_brev(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
 }
 
 /*
- * bfe d, a, pos, len (pos, len: the low 8 bits of b and c): bits
- * pos..pos+len-1 of a, the rest filled with the sign bit, which for .sN
- * is bit min(pos+len-1, msb) of a (0 when len is 0).
+ * bfe d, a, pos, len: bits pos..pos+len-1 of a, the rest filled with the
+ * sign bit, which for .sN is bit min(pos+len-1, msb) of a (0 when len is
+ * 0).  pos and len are the low 8 bits of b and c for 32-bit types, but
+ * the whole 32-bit values for 64-bit ones (what the GPU does: there the
+ * instruction is a sequence of 64-bit shifts).
  */
 int px_h_bfe(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
 {
@@ -735,9 +737,11 @@ int px_h_bfe(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
 
   PX_FOR(mask, {
     uint64_t a = s1[l] & wm, r = 0, fm;
-    unsigned pos = (uint8_t)s2[l], len = (uint8_t)s3[l], msb = bits - 1;
-    unsigned n = pos > msb ? 0 : (len < bits - pos ? len : bits - pos);
-    unsigned top = pos + len - 1 < msb ? pos + len - 1 : msb;
+    uint64_t pos = bits == 64 ? (uint32_t)s2[l] : (uint8_t)s2[l];
+    uint64_t len = bits == 64 ? (uint32_t)s3[l] : (uint8_t)s3[l];
+    unsigned msb = bits - 1;
+    unsigned n = pos > msb ? 0 : (unsigned)(len < bits - pos ? len : bits - pos);
+    unsigned top = pos + len - 1 < msb ? (unsigned)(pos + len - 1) : msb;
     int sbit = sgn && len ? (int)((a >> top) & 1) : 0;
     fm = n >= 64 ? ~0ull : (1ull << n) - 1;
     if (n)
@@ -1450,8 +1454,8 @@ static inline uint16_t hout(double r, int bf16, uint32_t fl, unsigned rnd)
     return (fl & PTX_F_SAT) ? 0 : PX_CANON16;
   if (fl & PTX_F_SAT)
     r = r > 1.0 ? 1.0 : r > 0.0 ? r : 0.0;
-  if ((fl & PTX_F_RELU) && r < 0)
-    r = 0;
+  if ((fl & PTX_F_RELU) && (r < 0 || (r == 0 && signbit(r))))
+    r = 0; /* -0 too */
   h = bf16 ? px_d2bf(r, rnd) : px_d2h(r, rnd);
   if (fl & PTX_F_FTZ)
     h = hflush(h, bf16);
@@ -1465,6 +1469,37 @@ static inline double hin(uint64_t v, unsigned half, int bf16, uint32_t fl)
   if (fl & PTX_F_FTZ)
     h = hflush(h, bf16);
   return h2d(h, bf16);
+}
+
+/*
+ * a*b + c of halves, in double but rounded to odd (the neighbour of the
+ * exact value whose last bit is 1, when inexact), so that rounding it
+ * once more to f16/bf16 is correct: a plain double fma would round twice
+ * when c's exponent is far from the product's.  The product of two
+ * halves is exact in double; the sum's error comes from TwoSum.
+ */
+static double px_fma_odd(double a, double b, double c)
+{
+  double p = a * b, s = p + c, bb, e;
+  uint64_t u;
+
+  if (!isfinite(s))
+    return s;
+  bb = s - p;
+  e = (p - (s - bb)) + (c - bb);
+  if (e == 0)
+    return s;
+  if (s == 0)
+    return copysign(0x1p-1074, e);
+  u = px_b64(s);
+  if (!(u & 1)) {
+    /* s is even: the odd neighbour lies on e's side of s */
+    if ((e > 0) == (s > 0))
+      u++;
+    else
+      u--;
+  }
+  return px_f64(u);
 }
 
 enum { HOP_ADD, HOP_SUB, HOP_MUL, HOP_FMA, HOP_MIN, HOP_MAX, HOP_ABS,
@@ -1491,7 +1526,7 @@ static int px_hop(struct px_warp *w, const struct ptx_insn *in,
       case HOP_ADD: x = a + b; break;
       case HOP_SUB: x = a - b; break;
       case HOP_MUL: x = a * b; break;
-      case HOP_FMA: x = fma(a, b, hin(s3[l], h, bf16, fl)); break;
+      case HOP_FMA: x = px_fma_odd(a, b, hin(s3[l], h, bf16, fl)); break;
       case HOP_MIN:
       case HOP_MAX: {
         uint16_t sx = (uint16_t)(((s1[l] ^ s2[l]) >> (16 * h)) & 0x8000);

@@ -165,8 +165,8 @@ static inline uint64_t px_fout(double x, unsigned k, unsigned rnd,
   }
   if (fl & PTX_F_SAT)
     x = x > 1.0 ? 1.0 : x > 0.0 ? x : 0.0;
-  if ((fl & PTX_F_RELU) && x < 0)
-    x = 0.0;
+  if ((fl & PTX_F_RELU) && (x < 0 || (x == 0 && signbit(x))))
+    x = 0.0; /* -0 too */
   switch (k) {
   case K_F16:
     return px_round_fmt(x, 10, 15, 5, rnd);
@@ -299,8 +299,9 @@ int px_h_cvt_fi(struct px_warp *w, const struct ptx_insn *in, uint32_t mask)
 /*
  * A NaN converted as the GPU does it (measured): f64 sources give the
  * NaN of zero payload of the target (the input itself, quieted, for
- * f64), f32 -> f64 keeps sign and payload, bf16 -> f32 is a plain
- * widening of the bits, everything else the target's canonical NaN.
+ * f64), f32 -> f64 and f16 -> f64 keep sign and payload, bf16 -> f32 is a
+ * plain widening of the bits, everything else the target's canonical
+ * NaN.
  */
 static uint64_t px_cvt_nan(uint64_t v, unsigned sk, unsigned dk)
 {
@@ -314,6 +315,9 @@ static uint64_t px_cvt_nan(uint64_t v, unsigned sk, unsigned dk)
   }
   if (sk == K_F32 && dk == K_F64)
     return px_b64((double)px_f32(v));
+  if (sk == K_F16 && dk == K_F64) /* widened with sign and payload, quiet */
+    return ((uint64_t)(v & 0x8000) << 48) | 0x7ff8000000000000ull |
+           ((uint64_t)(v & 0x3ff) << 42);
   if (sk == K_BF16 && dk == K_F32)
     return (uint32_t)(uint16_t)v << 16;
   switch (dk) {

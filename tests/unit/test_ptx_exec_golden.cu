@@ -13,12 +13,13 @@
  *
  * With -DGOLDEN_MAIN the file is also a host program that runs the
  * kernels and writes their outputs to stdout as raw little-endian arrays
- * (f32, f64, int, half, warp, in that order):
- *   nvcc -DGOLDEN_MAIN -gencode arch=compute_80,code=compute_80 \
+ * (f32, f64, int, half, warp, ext, in that order):
+ *   nvcc -DGOLDEN_MAIN -gencode arch=compute_90,code=compute_90 \
  *        -fmad=false -o golden test_ptx_exec_golden.cu
  *   ./golden | zstd -19 > test_ptx_exec_golden.bin.zst
  * The committed file was made so on an NVIDIA H200 (sm_90), the driver
- * JIT-compiling the same compute_80 PTX the executor runs.
+ * JIT-compiling the same compute_90 PTX the executor runs (the build
+ * makes it with nvcc -ptx -arch=sm_90 -fmad=false).
  */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -428,6 +429,108 @@ extern "C" __global__ void gold_warp_k(uint32_t *out)
   o[23] = __shfl_sync(0x0000ffffu, v, lane + 1, 16);
 }
 
+/* Half-precision pairs and 64-bit bit fields, straight from the integer
+   table's bit patterns (so NaNs, infinities and subnormals of f16 and
+   bf16 come in), through inline asm. */
+#define ASM3(ins, k)                                                         \
+  do {                                                                       \
+    uint32_t r_;                                                             \
+    asm(ins " %0, %1, %2;" : "=r"(r_) : "r"(a), "r"(b));                     \
+    o[k] = r_;                                                               \
+  } while (0)
+#define ASM4(ins, k)                                                         \
+  do {                                                                       \
+    uint32_t r_;                                                             \
+    asm(ins " %0, %1, %2, %3;" : "=r"(r_) : "r"(a), "r"(b), "r"(c));         \
+    o[k] = r_;                                                               \
+  } while (0)
+#define ASM2(ins, k)                                                         \
+  do {                                                                       \
+    uint32_t r_;                                                             \
+    asm(ins " %0, %1;" : "=r"(r_) : "r"(a));                                 \
+    o[k] = r_;                                                               \
+  } while (0)
+
+extern "C" __global__ void gold_ext_k(uint32_t *out, int n)
+{
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n * n)
+    return;
+  uint32_t a = gold_i32[i / n], b = gold_i32[i % n];
+  uint32_t c = gold_i32[(7 * i + 3) % n], r;
+  uint64_t A = (uint64_t)a << 32 | b, R;
+  uint32_t *o = out + (size_t)i * GOLD_K_EXT;
+  ASM3("add.f16x2", 0);
+  ASM3("sub.f16x2", 1);
+  ASM3("mul.f16x2", 2);
+  ASM4("fma.rn.f16x2", 3);
+  ASM3("min.f16x2", 4);
+  ASM3("max.NaN.f16x2", 5);
+  ASM3("add.rn.bf16x2", 6);
+  ASM4("fma.rn.bf16x2", 7);
+  ASM3("min.bf16x2", 8);
+  ASM3("max.NaN.bf16x2", 9);
+  ASM2("neg.bf16x2", 10);
+  ASM2("abs.f16x2", 11);
+  ASM2("ex2.approx.f16x2", 12);
+  ASM2("tanh.approx.f16x2", 13);
+  asm("{ .reg .pred p, q; setp.lt.f16x2 p|q, %1, %2; selp.u32 %0, 1, 0, p;"
+      " @q or.b32 %0, %0, 2; }" : "=r"(r) : "r"(a), "r"(b));
+  o[14] = r;
+  ASM3("set.gtu.u32.f16x2", 15);
+  ASM3("set.lt.f16x2.f16x2", 16);
+  ASM3("cvt.rn.relu.f16x2.f32", 17);
+  ASM3("cvt.rn.bf16x2.f32", 18);
+  asm("{ .reg .b16 h; cvt.u16.u32 h, %1; cvt.f32.f16 %0, h; }"
+      : "=r"(r) : "r"(a));
+  o[19] = r;
+  asm("{ .reg .b16 h; .reg .b64 d; cvt.u16.u32 h, %1; cvt.f64.f16 d, h;"
+      " mov.b64 {_, %0}, d; }" : "=r"(r) : "r"(a));
+  o[20] = r;
+  asm("{ .reg .b16 h; cvt.u16.u32 h, %1; cvt.rni.f16.f16 h, h;"
+      " cvt.u32.u16 %0, h; }" : "=r"(r) : "r"(a));
+  o[21] = r;
+  asm("{ .reg .b16 h; .reg .s16 s; cvt.u16.u32 h, %1; cvt.rzi.s16.f16 s, h;"
+      " cvt.s32.s16 %0, s; }" : "=r"(r) : "r"(a));
+  o[22] = r;
+  ASM3("min.xorsign.abs.f16x2", 23);
+  ASM4("fma.rn.sat.f16x2", 24);
+  asm("{ .reg .b16 x, y; cvt.u16.u32 x, %1; cvt.u16.u32 y, %2;"
+      " mul.ftz.f16 x, x, y; cvt.u32.u16 %0, x; }"
+      : "=r"(r) : "r"(a), "r"(b));
+  o[25] = r;
+  asm("bfe.u64 %0, %1, %2, %3;" : "=l"(R) : "l"(A), "r"(b), "r"(c));
+  o[26] = (uint32_t)R;
+  asm("bfe.s64 %0, %1, %2, %3;" : "=l"(R) : "l"(A), "r"(b), "r"(c));
+  o[27] = (uint32_t)(R >> 32);
+  asm("bfi.b64 %0, %1, %2, %3, %4;"
+      : "=l"(R) : "l"(A), "l"((uint64_t)c * 0x10001ull), "r"(b & 0xff),
+        "r"(c & 0xff));
+  o[28] = (uint32_t)(R >> 16);
+  asm("bfind.s64 %0, %1;" : "=r"(r) : "l"(A));
+  o[29] = r;
+  ASM3("mul24.hi.s32", 30);
+  ASM4("mad24.hi.sat.s32", 31);
+  o[32] = a;
+  asm volatile("red.global.add.noftz.f16x2 [%0], %1;" ::"l"(&o[32]), "r"(b));
+  o[33] = a;
+  asm volatile("red.global.add.noftz.bf16x2 [%0], %1;" ::"l"(&o[33]), "r"(b));
+  o[34] = a;
+  asm volatile("{ .reg .b16 h, old; cvt.u16.u32 h, %1;"
+               " atom.global.add.noftz.f16 old, [%0], h; }"
+               ::"l"(&o[34]), "r"(b));
+  asm("{ .reg .b16 h; cvt.u16.u32 h, %1; ex2.approx.f16 h, h;"
+      " cvt.u32.u16 %0, h; }" : "=r"(r) : "r"(a));
+  o[35] = r;
+  ASM3("add.sat.f16x2", 36);
+  ASM3("mul.rn.bf16x2", 37);
+  ASM3("max.xorsign.abs.bf16x2", 38);
+  asm("{ .reg .b16 x, y; cvt.u16.u32 x, %1; cvt.u16.u32 y, %2;"
+      " max.NaN.bf16 x, x, y; cvt.u32.u16 %0, x; }"
+      : "=r"(r) : "r"(a), "r"(b));
+  o[39] = r;
+}
+
 #ifdef GOLDEN_MAIN
 #include <stdio.h>
 #include <stdlib.h>
@@ -446,8 +549,8 @@ int main(void)
   int n32 = GOLD_NF32, n64 = GOLD_NF64, ni = GOLD_NI32;
   size_t s1 = (size_t)n32 * n32 * GOLD_K_F32, s2 = (size_t)n64 * n64 * GOLD_K_F64;
   size_t s3 = (size_t)ni * ni * GOLD_K_INT, s4 = (size_t)n32 * n32 * GOLD_K_HALF;
-  size_t s5 = 256 * GOLD_K_WARP;
-  uint32_t *d1, *d3, *d4, *d5, *h1, *h3, *h4, *h5;
+  size_t s5 = 256 * GOLD_K_WARP, s6 = (size_t)ni * ni * GOLD_K_EXT;
+  uint32_t *d1, *d3, *d4, *d5, *d6, *h1, *h3, *h4, *h5, *h6;
   uint64_t *d2, *h2;
   cudaDeviceProp prop;
 
@@ -457,22 +560,26 @@ int main(void)
   CK(cudaMalloc(&d3, s3 * 4));
   CK(cudaMalloc(&d4, s4 * 4));
   CK(cudaMalloc(&d5, s5 * 4));
+  CK(cudaMalloc(&d6, s6 * 4));
   gold_f32_k<<<(n32 * n32 + 127) / 128, 128>>>(d1, n32);
   gold_f64_k<<<(n64 * n64 + 127) / 128, 128>>>(d2, n64);
   gold_int_k<<<(ni * ni + 127) / 128, 128>>>(d3, ni);
   gold_half_k<<<(n32 * n32 + 127) / 128, 128>>>(d4, n32);
   gold_warp_k<<<2, 128>>>(d5);
+  gold_ext_k<<<(ni * ni + 127) / 128, 128>>>(d6, ni);
   CK(cudaDeviceSynchronize());
   h1 = (uint32_t *)malloc(s1 * 4);
   h2 = (uint64_t *)malloc(s2 * 8);
   h3 = (uint32_t *)malloc(s3 * 4);
   h4 = (uint32_t *)malloc(s4 * 4);
   h5 = (uint32_t *)malloc(s5 * 4);
+  h6 = (uint32_t *)malloc(s6 * 4);
   CK(cudaMemcpy(h1, d1, s1 * 4, cudaMemcpyDeviceToHost));
   CK(cudaMemcpy(h2, d2, s2 * 8, cudaMemcpyDeviceToHost));
   CK(cudaMemcpy(h3, d3, s3 * 4, cudaMemcpyDeviceToHost));
   CK(cudaMemcpy(h4, d4, s4 * 4, cudaMemcpyDeviceToHost));
   CK(cudaMemcpy(h5, d5, s5 * 4, cudaMemcpyDeviceToHost));
+  CK(cudaMemcpy(h6, d6, s6 * 4, cudaMemcpyDeviceToHost));
   fprintf(stderr, "golden: %s, sm_%d%d\n", prop.name, prop.major,
           prop.minor);
   fwrite(h1, 4, s1, stdout);
@@ -480,6 +587,7 @@ int main(void)
   fwrite(h3, 4, s3, stdout);
   fwrite(h4, 4, s4, stdout);
   fwrite(h5, 4, s5, stdout);
+  fwrite(h6, 4, s6, stdout);
   return 0;
 }
 #endif

@@ -54,5 +54,6 @@ GOLD_TABLE uint32_t gold_i32[] = {
 #define GOLD_K_INT 64
 #define GOLD_K_HALF 48
 #define GOLD_K_WARP 24
+#define GOLD_K_EXT 40
 
 #endif
