@@ -264,6 +264,52 @@ static uint32_t op_mem_get_info(struct agt_call *c)
 /* ---- modules and functions ---------------------------------------------- */
 
 /*
+ * References that keep a module (and its functions) alive while a call uses
+ * it outside the session lock: an unload on another lane must wait for us.
+ */
+static struct agt_smod *smod_get(struct agt_session *s, uint64_t handle)
+{
+  struct agt_smod *sm;
+
+  pthread_mutex_lock(&s->mu);
+  sm = agt_hmap_get(&s->modules, handle);
+  if (sm)
+    sm->refs++;
+  pthread_mutex_unlock(&s->mu);
+  return sm;
+}
+
+/* The backend function of function handle `handle` and a reference to its
+   module in *sm; NULL if the handle is unknown. */
+static void *sfunc_get(struct agt_session *s, uint64_t handle,
+                       struct agt_smod **sm)
+{
+  struct agt_sfunc *f;
+  void *bfn = NULL;
+
+  pthread_mutex_lock(&s->mu);
+  f = agt_hmap_get(&s->funcs, handle);
+  if (f) {
+    *sm = f->mod;
+    f->mod->refs++;
+    bfn = f->bfn;
+  }
+  pthread_mutex_unlock(&s->mu);
+  return bfn;
+}
+
+static void smod_put(struct agt_session *s, struct agt_smod *sm)
+{
+  bool last;
+
+  pthread_mutex_lock(&s->mu);
+  last = agt_smod_put_locked(sm);
+  pthread_mutex_unlock(&s->mu);
+  if (last)
+    agt_smod_free(s, sm);
+}
+
+/*
  * MODULE_PUT: hash[16], u64 total, u64 offset, bytes.  A module already in
  * the cache is acknowledged without storing anything.  When the last byte
  * lands the hash is checked; a mismatch is cudaErrorInvalidSource ("the
@@ -425,7 +471,6 @@ static uint32_t op_function_get(struct agt_call *c)
   uint64_t fh;
   uint32_t nlen, st;
   char *name;
-  bool last;
   int rc;
 
   if (c->len < 20)
@@ -446,11 +491,7 @@ static uint32_t op_function_get(struct agt_call *c)
   memcpy(name, c->p + 20, nlen);
   name[nlen] = 0;
 
-  pthread_mutex_lock(&s->mu);
-  sm = agt_hmap_get(&s->modules, tr_get_u64(c->p));
-  if (sm)
-    sm->refs++;
-  pthread_mutex_unlock(&s->mu);
+  sm = smod_get(s, tr_get_u64(c->p));
   if (!sm) {
     st = TR_ST_BAD_HANDLE;
     goto out_free;
@@ -468,11 +509,7 @@ static uint32_t op_function_get(struct agt_call *c)
   }
   st = rc == -EEXIST ? TR_ST_BAD_HANDLE : cudaErrorMemoryAllocation;
 out_put:
-  pthread_mutex_lock(&s->mu);
-  last = agt_smod_put_locked(sm);
-  pthread_mutex_unlock(&s->mu);
-  if (last)
-    agt_smod_free(s, sm);
+  smod_put(s, sm);
 out_free:
   free(name);
   free(f);
@@ -488,7 +525,6 @@ static uint32_t op_symbol_get(struct agt_call *c)
   uint32_t nlen, st;
   uint8_t *out;
   char *name;
-  bool last;
 
   if (c->len < 12)
     return TR_ST_BAD_RECORD;
@@ -500,22 +536,14 @@ static uint32_t op_symbol_get(struct agt_call *c)
     return cudaErrorMemoryAllocation;
   memcpy(name, c->p + 12, nlen);
   name[nlen] = 0;
-  pthread_mutex_lock(&s->mu);
-  sm = agt_hmap_get(&s->modules, tr_get_u64(c->p));
-  if (sm)
-    sm->refs++;
-  pthread_mutex_unlock(&s->mu);
+  sm = smod_get(s, tr_get_u64(c->p));
   if (!sm) {
     free(name);
     return TR_ST_BAD_HANDLE;
   }
   st = s->be->ops->symbol_get(s->ctx, sm->bmod, name, &addr, &size);
   free(name);
-  pthread_mutex_lock(&s->mu);
-  last = agt_smod_put_locked(sm);
-  pthread_mutex_unlock(&s->mu);
-  if (last)
-    agt_smod_free(s, sm);
+  smod_put(s, sm);
   if (st)
     return st;
   out = reply_buf(c, 16);
@@ -531,31 +559,18 @@ static uint32_t op_func_attrs(struct agt_call *c)
 {
   struct agt_session *s = c->sess;
   struct agt_fattrs a;
-  struct agt_sfunc *f;
   struct agt_smod *sm = NULL;
-  void *bfn = NULL;
+  void *bfn;
   uint32_t st;
   uint8_t *out;
-  bool last;
 
   if (c->len != 8)
     return TR_ST_BAD_RECORD;
-  pthread_mutex_lock(&s->mu);
-  f = agt_hmap_get(&s->funcs, tr_get_u64(c->p));
-  if (f) {
-    sm = f->mod;
-    sm->refs++;
-    bfn = f->bfn;
-  }
-  pthread_mutex_unlock(&s->mu);
-  if (!f)
+  bfn = sfunc_get(s, tr_get_u64(c->p), &sm);
+  if (!bfn)
     return TR_ST_BAD_HANDLE;
   st = s->be->ops->function_attrs(s->ctx, bfn, &a);
-  pthread_mutex_lock(&s->mu);
-  last = agt_smod_put_locked(sm);
-  pthread_mutex_unlock(&s->mu);
-  if (last)
-    agt_smod_free(s, sm);
+  smod_put(s, sm);
   if (st)
     return st;
   out = reply_buf(c, TR_FATTRS_SIZE);
@@ -584,12 +599,10 @@ static uint32_t op_launch(struct agt_call *c)
 {
   struct agt_session *s = c->sess;
   struct agt_launch l;
-  struct agt_sfunc *f;
   struct agt_smod *sm = NULL;
   void *bfn = NULL;
   uint64_t threads;
   uint32_t st;
-  bool last;
 
   if (c->len < TR_LAUNCH_FIXED)
     return TR_ST_BAD_RECORD;
@@ -606,15 +619,8 @@ static uint32_t op_launch(struct agt_call *c)
   if (l.params_size != c->len - TR_LAUNCH_FIXED)
     return TR_ST_BAD_RECORD;
 
-  pthread_mutex_lock(&s->mu);
-  f = agt_hmap_get(&s->funcs, tr_get_u64(c->p));
-  if (f) {
-    sm = f->mod;
-    sm->refs++; /* an unload on another lane must wait for us */
-    bfn = f->bfn;
-  }
-  pthread_mutex_unlock(&s->mu);
-  if (!f)
+  bfn = sfunc_get(s, tr_get_u64(c->p), &sm);
+  if (!bfn)
     return TR_ST_BAD_HANDLE;
 
   /* The limits the device reports (emu.c's attributes). */
@@ -634,11 +640,7 @@ static uint32_t op_launch(struct agt_call *c)
                "now unusable, as on a GPU", (unsigned long long)s->id, st);
   }
 
-  pthread_mutex_lock(&s->mu);
-  last = agt_smod_put_locked(sm);
-  pthread_mutex_unlock(&s->mu);
-  if (last)
-    agt_smod_free(s, sm);
+  smod_put(s, sm);
   return st;
 }
 
