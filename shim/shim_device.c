@@ -236,3 +236,59 @@ cudaError_t cudaDeviceSynchronize(void)
   return shim_cuda_error(t, shim_device_output(t, t->device,
                                               TR_OP_SYNCHRONIZE));
 }
+
+/*
+ * The default streams (the legacy stream 0, cudaStreamLegacy and
+ * cudaStreamPerThread) are the only streams until stream creation exists:
+ * everything a thread queued went down its lane in order, so waiting for
+ * the lane is waiting for the stream.  Any other handle cannot have come
+ * from this runtime.
+ */
+/* The per-thread-default-stream twins (nvcc --default-stream per-thread);
+   the headers declare them only under macros. */
+cudaError_t cudaStreamSynchronize_ptsz(cudaStream_t stream);
+cudaError_t cudaStreamQuery_ptsz(cudaStream_t stream);
+
+static int default_stream(cudaStream_t s)
+{
+  return s == NULL || s == cudaStreamLegacy || s == cudaStreamPerThread;
+}
+
+cudaError_t cudaStreamSynchronize(cudaStream_t stream)
+{
+  if (!default_stream(stream)) {
+    struct shim_thread *t = shim_self();
+
+    return fail(t, cudaErrorInvalidResourceHandle);
+  }
+  return cudaDeviceSynchronize();
+}
+
+cudaError_t cudaStreamSynchronize_ptsz(cudaStream_t stream)
+{
+  return cudaStreamSynchronize(stream);
+}
+
+/*
+ * Done when everything queued before it has run: one NOP round trip, which
+ * the agent answers after the lane's earlier records (and which reports
+ * their deferred error, as cudaStreamQuery does).  Never cudaErrorNotReady:
+ * the answer comes once the work is done.
+ */
+cudaError_t cudaStreamQuery(cudaStream_t stream)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+
+  if (e != cudaSuccess)
+    return fail(t, e);
+  if (!default_stream(stream))
+    return fail(t, cudaErrorInvalidResourceHandle);
+  return shim_cuda_error(t, shim_call(t, t->device, TR_OP_NOP, NULL, 0, NULL,
+                                      0, 1, NULL, 0, NULL));
+}
+
+cudaError_t cudaStreamQuery_ptsz(cudaStream_t stream)
+{
+  return cudaStreamQuery(stream);
+}

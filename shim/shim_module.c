@@ -405,7 +405,7 @@ static cudaError_t launch(struct shim_func *f, dim3 grid, dim3 block,
     t->last_error = cudaErrorInvalidDeviceFunction;
     return cudaErrorInvalidDeviceFunction;
   }
-  if (stream) {
+  if (stream && stream != cudaStreamLegacy && stream != cudaStreamPerThread) {
     shim_warn_once("streams", "launches on streams other than the default "
                               "stream are not carried yet");
     t->last_error = cudaErrorNotSupported;
