@@ -96,6 +96,14 @@ int shim_device_output(struct shim_thread *t, int dev, uint16_t op);
 int shim_output_pending(int dev);
 
 /*
+ * A pointer of device ptr_dev used with device used_dev (a copy between two
+ * machines, a kernel argument): print one line naming both machines and
+ * return cudaErrorInvalidValue, recorded as the thread's last error.
+ */
+cudaError_t shim_wrong_device(struct shim_thread *t, const char *what,
+                              const void *ptr, int ptr_dev, int used_dev);
+
+/*
  * The one conversion table: 0 / -errno / positive status -> cudaError_t.
  * Also records a non-success result as the thread's last error.
  */

@@ -350,6 +350,22 @@ cudaError_t shim_cuda_error(struct shim_thread *t, int rc)
   return e;
 }
 
+cudaError_t shim_wrong_device(struct shim_thread *t, const char *what,
+                              const void *ptr, int ptr_dev, int used_dev)
+{
+  const struct tr_devinfo *p = &shim_proc.cli.dev[ptr_dev];
+  const struct tr_devinfo *u = &shim_proc.cli.dev[used_dev];
+
+  fprintf(stderr, "tremote: %s: %p is memory of device %d (machine %u, %s) "
+                  "but is used with device %d (machine %u, %s); a device "
+                  "pointer is valid only on the machine that allocated it\n",
+          what, ptr, ptr_dev, p->machine_index, p->name, used_dev,
+          u->machine_index, u->name);
+  if (t)
+    t->last_error = cudaErrorInvalidValue;
+  return cudaErrorInvalidValue;
+}
+
 /* Called by the generated stubs, which have no thread pointer at hand. */
 void shim_set_last_error(int err)
 {

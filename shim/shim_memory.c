@@ -146,11 +146,8 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t count,
   if (ddev >= 0 && sdev >= 0) {
     uint8_t args[24];
 
-    if (ddev != sdev) {
-      shim_warn_once("peer", "copies between two machines are not carried "
-                             "yet (devices %d and %d)", sdev, ddev);
-      return fail(t, cudaErrorNotSupported);
-    }
+    if (ddev != sdev)
+      return shim_wrong_device(t, "cudaMemcpy", src, sdev, ddev);
     tr_put_u64(args, (uint64_t)(uintptr_t)dst);
     tr_put_u64(args + 8, (uint64_t)(uintptr_t)src);
     tr_put_u64(args + 16, count);

@@ -459,6 +459,20 @@ static cudaError_t launch(struct shim_func *f, dim3 grid, dim3 block,
   for (uint32_t i = 0; i < f->params.count; i++)
     memcpy(rec + TR_LAUNCH_FIXED + f->params.p[i].offset, args[i],
            f->params.p[i].size);
+  /* A pointer of another machine among the arguments (also inside
+     structs passed by value) would fault there at best: refuse it now.
+     Any aligned 8-byte word inside another device's window counts; no
+     other value lies in those 512 GiB ranges at 32 TiB and up. */
+  for (uint32_t off = 0; off + 8 <= f->params.total_size; off += 8) {
+    uint64_t v = tr_get_u64(rec + TR_LAUNCH_FIXED + off);
+    int pd = shim_device_of((const void *)(uintptr_t)v);
+
+    if (pd >= 0 && pd != t->device) {
+      free(rec);
+      return shim_wrong_device(t, f->name, (const void *)(uintptr_t)v, pd,
+                               t->device);
+    }
+  }
   /* Asynchronous: errors surface at the next synchronisation. */
   rc = shim_call(t, t->device, TR_OP_LAUNCH, rec,
                  TR_LAUNCH_FIXED + f->params.total_size, NULL, 0, 0, NULL, 0,

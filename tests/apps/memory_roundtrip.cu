@@ -38,6 +38,8 @@
     }                                                                          \
   } while (0)
 
+__global__ void touch(int *p) { *p = 1; }
+
 static void fill_random(uint8_t *p, size_t n, uint64_t seed)
 {
   uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
@@ -177,8 +179,9 @@ int main(int argc, char **argv)
   CHECK(cudaDeviceSynchronize());
 
   // With two machines: device 1 works on its own, its pointers lie in a
-  // different address window, and a copy between the two machines fails
-  // cleanly (relaying arrives with peer copies in a later issue).
+  // different address window, and a copy between the two machines or a
+  // kernel argument of the other machine fails with cudaErrorInvalidValue
+  // and a line naming both (relayed peer copies arrive later).
   if (count >= 2) {
     void *a = NULL, *b = NULL;
     CHECK(cudaSetDevice(1));
@@ -192,9 +195,18 @@ int main(int argc, char **argv)
     EXPECT(((uintptr_t)a >> 34) != ((uintptr_t)b >> 34),
            "devices 0 and 1 share an address window (%p, %p)", a, b);
     EXPECT(cudaMemcpy(a, b, 4096, cudaMemcpyDeviceToDevice) ==
-               cudaErrorNotSupported,
-           "a copy between two machines must fail with cudaErrorNotSupported");
-    (void)cudaGetLastError();
+               cudaErrorInvalidValue,
+           "a copy between two machines must fail with cudaErrorInvalidValue");
+    EXPECT(cudaGetLastError() == cudaErrorInvalidValue,
+           "cudaGetLastError after the cross-machine copy");
+    // The same rule for kernel arguments: device 1's pointer on device 0.
+    touch<<<1, 1>>>((int *)b);
+    EXPECT(cudaGetLastError() == cudaErrorInvalidValue,
+           "a kernel argument of another machine must fail with "
+           "cudaErrorInvalidValue");
+    touch<<<1, 1>>>((int *)a);
+    CHECK(cudaGetLastError());
+    CHECK(cudaDeviceSynchronize());
     CHECK(cudaFree(a));
     // cudaFree finds the device from the pointer, whatever is current.
     CHECK(cudaFree(b));

@@ -28,6 +28,10 @@ tr_start_broker --local 2 --emu-mem 1G
 tr_run "$APPS/memory_roundtrip" 2 "tremote emulated device" ||
     tr_fail "memory_roundtrip on 2 devices exited with $?"
 grep -q '^2 devices: ok$' "$TR_TMP/out" || tr_fail "no '2 devices: ok' line"
+grep -q '^tremote: cudaMemcpy: .* is memory of device 1 (machine 1, .*) but is used with device 0 (machine 0' "$TR_TMP/out" ||
+    tr_fail "no line naming both machines for the cross-machine copy"
+grep -q '^tremote: _Z5touchPi: .* is memory of device 1 (machine 1' "$TR_TMP/out" ||
+    tr_fail "no line naming both machines for the kernel argument"
 grep -q '^PASS$' "$TR_TMP/out" || tr_fail "no PASS line (2 devices)"
 tr_stop_broker
 echo "memory_roundtrip: ok"
