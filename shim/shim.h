@@ -104,6 +104,14 @@ cudaError_t shim_wrong_device(struct shim_thread *t, const char *what,
                               const void *ptr, int ptr_dev, int used_dev);
 
 /*
+ * fork support (shim_module.c): hold (1) or release (0) the registration
+ * lock around fork; in the child, forget which devices know which modules
+ * and functions (the child's new session knows none).
+ */
+void shim_module_fork_lock(int hold);
+void shim_module_forget(void);
+
+/*
  * The one conversion table: 0 / -errno / positive status -> cudaError_t.
  * Also records a non-success result as the thread's last error.
  */

@@ -21,9 +21,23 @@
 
 struct shim_proc shim_proc;
 
-static pthread_once_t proc_once = PTHREAD_ONCE_INIT;
+/*
+ * proc_init runs once per process image: under proc_lock until proc_ready.
+ * Not a pthread_once, because a child of fork must be able to run it again
+ * (see the fork section below); the thread key survives fork and is made
+ * once.
+ */
+static pthread_mutex_t proc_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic int proc_ready;
+static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 static pthread_key_t thread_key;
 static __thread struct shim_thread *self;
+
+/* The windows reserve_windows() mapped, so a forked child can drop them. */
+static struct {
+  uint64_t base, size;
+} reserved[TR_VA_MAX_WINDOWS];
+static unsigned nreserved;
 
 /* ---- warnings ------------------------------------------------------ */
 
@@ -83,6 +97,11 @@ static void reserve_windows(void)
     p = mmap((void *)(uintptr_t)d->va_base, d->va_size, PROT_NONE,
              MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE,
              -1, 0);
+    if (p != MAP_FAILED && p == (void *)(uintptr_t)d->va_base &&
+        nreserved < TR_VA_MAX_WINDOWS) {
+      reserved[nreserved].base = d->va_base;
+      reserved[nreserved++].size = d->va_size;
+    }
     if (p == MAP_FAILED || p != (void *)(uintptr_t)d->va_base) {
       if (p != MAP_FAILED)
         munmap(p, d->va_size);
@@ -100,7 +119,6 @@ static void proc_init(void)
   int timeout = 120000, rc;
   const char *env = getenv("TREMOTE_CONNECT_TIMEOUT_MS");
 
-  pthread_key_create(&thread_key, thread_exit);
   if (env && *env)
     timeout = atoi(env);
   tr_client_socket_path(path, sizeof(path));
@@ -126,9 +144,22 @@ static void proc_init(void)
   shim_proc.connected = 1;
 }
 
+static void key_init(void)
+{
+  pthread_key_create(&thread_key, thread_exit);
+}
+
 struct shim_thread *shim_self(void)
 {
-  pthread_once(&proc_once, proc_init);
+  pthread_once(&key_once, key_init);
+  if (!atomic_load_explicit(&proc_ready, memory_order_acquire)) {
+    pthread_mutex_lock(&proc_lock);
+    if (!atomic_load_explicit(&proc_ready, memory_order_relaxed)) {
+      proc_init();
+      atomic_store_explicit(&proc_ready, 1, memory_order_release);
+    }
+    pthread_mutex_unlock(&proc_lock);
+  }
   if (self)
     return self;
   self = calloc(1, sizeof(*self));
@@ -394,4 +425,65 @@ cudaError_t cudaPeekAtLastError(void)
   struct shim_thread *t = shim_self();
 
   return t ? t->last_error : cudaErrorMemoryAllocation;
+}
+
+/* ---- fork ------------------------------------------------------------ */
+
+/*
+ * A child of fork must never touch its parent's session: the lanes are
+ * shared memory the parent is still using, and the broker socket is the
+ * parent's connection.  So the child forgets all of it (closing only its
+ * own copies of the descriptors, sending nothing) and, on its first CUDA
+ * call, connects as a new client with a session of its own, as a fresh
+ * process would.  Device pointers of the parent mean nothing in the child,
+ * as with CUDA, and its address windows are reserved again.
+ *
+ * The locks the shim takes are held across fork by the forking thread
+ * (prepare/parent/child), so no other thread can leave one locked in the
+ * child.
+ */
+static void fork_prepare(void)
+{
+  pthread_mutex_lock(&proc_lock);
+  pthread_mutex_lock(&warn_lock);
+  shim_module_fork_lock(1);
+}
+
+static void fork_parent(void)
+{
+  shim_module_fork_lock(0);
+  pthread_mutex_unlock(&warn_lock);
+  pthread_mutex_unlock(&proc_lock);
+}
+
+static void fork_child(void)
+{
+  shim_module_fork_lock(0);
+  pthread_mutex_unlock(&warn_lock);
+  if (atomic_load(&proc_ready)) {
+    if (self && self->have_lane)
+      tr_lane_unmap(&self->lane); /* ours to drop: no LANE_CLOSE */
+    if (self) {
+      self->have_lane = 0;
+      self->last_error = cudaSuccess;
+      self->ncfg = 0;
+    }
+    if (shim_proc.cli.fd >= 0)
+      close(shim_proc.cli.fd);
+    free(shim_proc.cli.dev);
+    memset(&shim_proc, 0, sizeof(shim_proc));
+    shim_proc.cli.fd = -1;
+    for (unsigned i = 0; i < nreserved; i++)
+      munmap((void *)(uintptr_t)reserved[i].base, reserved[i].size);
+    nreserved = 0;
+    atomic_store(&output_pending, 0);
+    shim_module_forget();
+    atomic_store(&proc_ready, 0);
+  }
+  pthread_mutex_unlock(&proc_lock);
+}
+
+__attribute__((constructor)) static void fork_handlers(void)
+{
+  pthread_atfork(fork_prepare, fork_parent, fork_child);
 }

@@ -184,3 +184,26 @@ cudaError_t cudaMemset(void *ptr, int value, size_t count)
   return shim_cuda_error(t, shim_call(t, dev, TR_OP_MEMSET, args, 20, NULL, 0,
                                       1, NULL, 0, NULL));
 }
+
+cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+  uint8_t out[16];
+  uint64_t got = 0;
+  int rc;
+
+  if (e != cudaSuccess)
+    return fail(t, e);
+  if (!free_b || !total)
+    return fail(t, cudaErrorInvalidValue);
+  rc = shim_call(t, t->device, TR_OP_MEM_GET_INFO, NULL, 0, NULL, 0, 1, out,
+                 sizeof(out), &got);
+  if (rc == 0 && got != sizeof(out))
+    rc = TR_ST_BAD_RECORD;
+  if (rc)
+    return shim_cuda_error(t, rc);
+  *free_b = (size_t)tr_get_u64(out);
+  *total = (size_t)tr_get_u64(out + 8);
+  return cudaSuccess;
+}

@@ -801,3 +801,23 @@ cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(
 {
   return occupancy(num_blocks, func, block_size, dyn_smem, flags);
 }
+
+/* ---- fork ------------------------------------------------------------ */
+
+void shim_module_fork_lock(int hold)
+{
+  if (hold)
+    pthread_mutex_lock(&reg_lock);
+  else
+    pthread_mutex_unlock(&reg_lock);
+}
+
+void shim_module_forget(void)
+{
+  for (struct shim_module *m = modules; m; m = m->next) {
+    atomic_store(&m->loaded_on, 0);
+    for (struct shim_func *f = m->funcs; f; f = f->next)
+      atomic_store(&f->sent_to, 0);
+  }
+  atomic_store(&launched_on, 0);
+}

@@ -1,0 +1,147 @@
+// program_life.cu: a CUDA program's life under tremote (issue 5, part 3).
+//
+//   program_life fork      the parent uses its device, forks; the child
+//                          uses CUDA on its own (a fresh session: malloc,
+//                          copies, a kernel) while the parent goes on with
+//                          its own memory; both check every result.  A
+//                          static destructor frees device memory after main
+//                          returns, and must succeed.
+//   program_life meminfo   prints "free=<bytes> total=<bytes>" of device 0.
+//   program_life copyloop  copies 256 MiB back and forth until killed,
+//                          printing COPYING once the first copy is done.
+// Prints PASS on success.
+#include <cuda_runtime.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define CK(call)                                                               \
+  do {                                                                         \
+    cudaError_t e_ = (call);                                                   \
+    if (e_ != cudaSuccess) {                                                   \
+      fprintf(stderr, "FAIL [%d] %s at line %d: %s\n", (int)getpid(), #call,  \
+              __LINE__, cudaGetErrorName(e_));                                 \
+      exit(2);                                                                 \
+    }                                                                          \
+  } while (0)
+
+#define N (1 << 16)
+
+__global__ void add(int *p, int v, int n)
+{
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n)
+    p[i] += v;
+}
+
+// Round trip: fill with base+i, add v on the device, read back, check.
+static int use_device(int *d, int base, int v)
+{
+  static int h[N];
+
+  for (int i = 0; i < N; i++)
+    h[i] = base + i;
+  CK(cudaMemcpy(d, h, sizeof(h), cudaMemcpyHostToDevice));
+  add<<<(N + 255) / 256, 256>>>(d, v, N);
+  CK(cudaGetLastError());
+  CK(cudaMemcpy(h, d, sizeof(h), cudaMemcpyDeviceToHost));
+  for (int i = 0; i < N; i++)
+    if (h[i] != base + i + v) {
+      fprintf(stderr, "FAIL [%d] element %d: %d, expected %d\n", (int)getpid(),
+              i, h[i], base + i + v);
+      return 1;
+    }
+  return 0;
+}
+
+// Freed by a static destructor, after main has returned.
+static struct Global {
+  int *d = nullptr;
+  bool parent = true;
+  ~Global()
+  {
+    if (!d || !parent)
+      return;
+    cudaError_t e = cudaFree(d);
+    printf("static destructor cudaFree: %s\n", e == cudaSuccess ? "ok" : cudaGetErrorName(e));
+    fflush(stdout);
+  }
+} global;
+
+int main(int argc, char **argv)
+{
+  const char *mode = argc > 1 ? argv[1] : "fork";
+
+  if (strcmp(mode, "meminfo") == 0) {
+    size_t fr = 0, total = 0;
+    CK(cudaMemGetInfo(&fr, &total));
+    printf("free=%zu total=%zu\n", fr, total);
+    printf("PASS program_life meminfo\n");
+    return 0;
+  }
+  if (strcmp(mode, "copyloop") == 0) {
+    const size_t size = 256u << 20;
+    char *h = (char *)malloc(size), *dd;
+    global.parent = false;
+    memset(h, 0x5a, size);
+    CK(cudaMalloc(&dd, size));
+    for (int r = 0;; r++) {
+      CK(cudaMemcpy(dd, h, size, cudaMemcpyHostToDevice));
+      CK(cudaMemcpy(h, dd, size, cudaMemcpyDeviceToHost));
+      if (r == 0) {
+        printf("COPYING\n");
+        fflush(stdout);
+      }
+    }
+  }
+  int *d;
+  CK(cudaMalloc(&d, N * sizeof(int)));
+  CK(cudaMalloc(&global.d, 4096));
+  if (use_device(d, 1000, 7))
+    return 1;
+  printf("parent before fork: ok\n");
+  fflush(stdout);
+
+  pid_t pid = fork();
+  if (pid < 0) {
+    perror("fork");
+    return 1;
+  }
+  if (pid == 0) {
+    // The parent's pointers are not ours: a fresh session, our own memory.
+    int count = 0, *dc;
+    global.parent = false;
+    CK(cudaGetDeviceCount(&count));
+    if (count < 1) {
+      fprintf(stderr, "FAIL child sees %d devices\n", count);
+      _exit(1);
+    }
+    CK(cudaMalloc(&dc, N * sizeof(int)));
+    for (int r = 0; r < 10; r++)
+      if (use_device(dc, 50000 + r, 3))
+        _exit(1);
+    CK(cudaFree(dc));
+    printf("child: ok\n");
+    fflush(stdout);
+    _exit(0);
+  }
+  // Meanwhile the parent keeps using its own session.
+  for (int r = 0; r < 10; r++)
+    if (use_device(d, 2000 + r, 11))
+      return 1;
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    fprintf(stderr, "FAIL the child exited with status %#x\n", status);
+    return 1;
+  }
+  if (use_device(d, 3000, 5))
+    return 1;
+  CK(cudaFree(d));
+  printf("parent after fork: ok\n");
+  printf("PASS program_life fork\n");
+  return 0;
+}
