@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <driver_types.h>
 
@@ -644,6 +645,119 @@ static uint32_t op_launch(struct agt_call *c)
   return st;
 }
 
+/* ---- events ------------------------------------------------------------- */
+
+/*
+ * Events are the one cross-lane ordering tool: a record of a lane sets the
+ * event's generation when the lane gets to it (everything the lane queued
+ * before has run), and any lane can ask whether a generation has run.
+ * Waiting is done by the client, by asking again, so no execution thread
+ * ever blocks on another lane.
+ */
+static uint64_t now_ns(void)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* EVENT_RECORD: u64 event, u64 generation. */
+static uint32_t op_event_record(struct agt_call *c)
+{
+  struct agt_session *s = c->sess;
+  uint64_t h, gen, t;
+  struct agt_event *e;
+  uint32_t st = cudaSuccess;
+
+  if (c->len != 16)
+    return TR_ST_BAD_RECORD;
+  h = tr_get_u64(c->p);
+  gen = tr_get_u64(c->p + 8);
+  if (h == 0 || gen == 0)
+    return TR_ST_BAD_HANDLE;
+  /* The backend runs everything before this record to completion before
+     the record runs (emu: calls return when done), so now is its time. */
+  st = ops_of(c)->synchronize(s->ctx);
+  t = now_ns();
+  pthread_mutex_lock(&s->mu);
+  e = agt_hmap_get(&s->events, h);
+  if (!e) {
+    e = calloc(1, sizeof(*e));
+    if (!e || agt_hmap_put(&s->events, h, e) < 0) {
+      free(e);
+      pthread_mutex_unlock(&s->mu);
+      return cudaErrorMemoryAllocation;
+    }
+  }
+  if (gen > e->done_gen) {
+    e->done_gen = gen;
+    e->ts_ns = t;
+  }
+  pthread_mutex_unlock(&s->mu);
+  return st;
+}
+
+/* EVENT_QUERY: u64 event, u64 generation -> cudaErrorNotReady until that
+   record has run.  An event never recorded is complete, as in CUDA. */
+static uint32_t op_event_query(struct agt_call *c)
+{
+  struct agt_session *s = c->sess;
+  struct agt_event *e;
+  uint64_t gen;
+  bool done;
+
+  if (c->len != 16)
+    return TR_ST_BAD_RECORD;
+  gen = tr_get_u64(c->p + 8);
+  pthread_mutex_lock(&s->mu);
+  e = agt_hmap_get(&s->events, tr_get_u64(c->p));
+  done = gen == 0 || (e && e->done_gen >= gen);
+  pthread_mutex_unlock(&s->mu);
+  return done ? cudaSuccess : cudaErrorNotReady;
+}
+
+/* EVENT_ELAPSED: u64 start, u64 stop -> i64 ns between their newest
+   records.  cudaErrorInvalidResourceHandle if one was never recorded. */
+static uint32_t op_event_elapsed(struct agt_call *c)
+{
+  struct agt_session *s = c->sess;
+  struct agt_event *a, *b;
+  int64_t d = 0;
+  uint8_t *out;
+  bool ok;
+
+  if (c->len != 16)
+    return TR_ST_BAD_RECORD;
+  pthread_mutex_lock(&s->mu);
+  a = agt_hmap_get(&s->events, tr_get_u64(c->p));
+  b = agt_hmap_get(&s->events, tr_get_u64(c->p + 8));
+  ok = a && b;
+  if (ok)
+    d = (int64_t)(b->ts_ns - a->ts_ns);
+  pthread_mutex_unlock(&s->mu);
+  if (!ok)
+    return cudaErrorInvalidResourceHandle;
+  out = reply_buf(c, 8);
+  if (!out)
+    return cudaErrorMemoryAllocation;
+  tr_put_u64(out, (uint64_t)d);
+  return cudaSuccess;
+}
+
+/* EVENT_DESTROY: u64 event.  Unknown handles are fine (never recorded). */
+static uint32_t op_event_destroy(struct agt_call *c)
+{
+  struct agt_session *s = c->sess;
+
+  if (c->len != 8)
+    return TR_ST_BAD_RECORD;
+  pthread_mutex_lock(&s->mu);
+  free(agt_hmap_del(&s->events, tr_get_u64(c->p)));
+  pthread_mutex_unlock(&s->mu);
+  return cudaSuccess;
+}
+
 /* ---- dispatch ----------------------------------------------------------- */
 
 /*
@@ -668,7 +782,11 @@ static uint32_t op_launch(struct agt_call *c)
   X(FUNCTION_GET, op_function_get)                                             \
   X(SYMBOL_GET, op_symbol_get)                                                 \
   X(FUNC_ATTRS, op_func_attrs)                                                 \
-  X(LAUNCH, op_launch)
+  X(LAUNCH, op_launch)                                                         \
+  X(EVENT_RECORD, op_event_record)                                             \
+  X(EVENT_QUERY, op_event_query)                                               \
+  X(EVENT_ELAPSED, op_event_elapsed)                                           \
+  X(EVENT_DESTROY, op_event_destroy)
 
 static uint32_t dispatch(struct agt_call *c)
 {

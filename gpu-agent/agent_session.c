@@ -108,6 +108,7 @@ int agt_session_new(uint64_t id, struct agt_backend *be,
   atomic_init(&s->sticky, 0);
   agt_hmap_init(&s->modules);
   agt_hmap_init(&s->funcs);
+  agt_hmap_init(&s->events);
   *out = s;
   return 0;
 }
@@ -153,7 +154,10 @@ static void session_teardown(struct agt_session *s)
       agt_smod_free(s, sm);
   }
   agt_upload_free_all(&s->uploads);
+  while ((key = agt_hmap_any(&s->events)) != 0)
+    free(agt_hmap_del(&s->events, key));
   pthread_mutex_unlock(&s->mu);
+  agt_hmap_release(&s->events);
   agt_hmap_release(&s->funcs);
   agt_hmap_release(&s->modules);
   s->be->ops->ctx_close(s->ctx);

@@ -113,6 +113,7 @@ struct agt_session {
   pthread_mutex_t mu; /* guards the handle maps and uploads */
   struct agt_hmap modules; /* client handle -> struct agt_smod */
   struct agt_hmap funcs;   /* client handle -> struct agt_sfunc */
+  struct agt_hmap events;  /* client handle -> struct agt_event */
   struct agt_upload *uploads;
 
   /*
@@ -160,6 +161,17 @@ void agt_session_put(struct agt_session *s);
  * the program is told how much at the next synchronisation.
  */
 #define AGT_OUTPUT_MAX (1u << 20)
+
+/*
+ * An event as the device sees it: the newest generation of it whose
+ * EVENT_RECORD has run, and when (the agent's monotonic clock: elapsed
+ * times are the remote device's).  The client numbers the records of one
+ * event 1, 2, 3 ...; a wait or query names the generation it means.
+ */
+struct agt_event {
+  uint64_t done_gen;
+  uint64_t ts_ns;
+};
 
 struct agt_out;
 

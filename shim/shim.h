@@ -112,6 +112,30 @@ void shim_module_fork_lock(int hold);
 void shim_module_forget(void);
 
 /*
+ * The copy and memset behind cudaMemcpy[Async] and cudaMemset[Async]
+ * (shim_memory.c): checks, then records on t's lane.  async: nothing waits
+ * for a reply (errors surface at the next synchronisation), except device
+ * to host, which is synchronous as CUDA's copies to pageable memory are.
+ */
+cudaError_t shim_memcpy(struct shim_thread *t, void *dst, const void *src,
+                        size_t count, enum cudaMemcpyKind kind, int async);
+cudaError_t shim_memset(struct shim_thread *t, void *ptr, int value,
+                        size_t count, int async);
+
+/*
+ * Streams (shim_stream.c).  Resolve a cudaStream_t for queueing work:
+ * NULL, cudaStreamLegacy and cudaStreamPerThread are the thread's lane
+ * itself (*s = NULL); a created stream is returned in *s after the
+ * ordering it needs has been established.  cudaErrorInvalidResourceHandle
+ * for anything else.  After queueing, shim_stream_mark(t, s) makes the
+ * work visible to the stream's synchronisation.
+ */
+struct shim_stream;
+cudaError_t shim_stream_use(struct shim_thread *t, cudaStream_t stream,
+                            struct shim_stream **s);
+void shim_stream_mark(struct shim_thread *t, struct shim_stream *s);
+
+/*
  * The one conversion table: 0 / -errno / positive status -> cudaError_t.
  * Also records a non-success result as the thread's last error.
  */

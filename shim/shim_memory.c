@@ -68,8 +68,10 @@ cudaError_t cudaFree(void *ptr)
                                       NULL, 0, NULL));
 }
 
+/* async: no chunk waits for a reply (cudaMemcpyAsync); the bytes are
+   captured at enqueue, as CUDA does for pageable memory. */
 static int copy_h2d(struct shim_thread *t, int dev, uint64_t dst,
-                    const uint8_t *src, size_t n)
+                    const uint8_t *src, size_t n, int async)
 {
   uint8_t args[16];
   size_t off = 0;
@@ -82,7 +84,7 @@ static int copy_h2d(struct shim_thread *t, int dev, uint64_t dst,
     tr_put_u64(args, dst + off);
     tr_put_u64(args + 8, len);
     rc = shim_call(t, dev, TR_OP_MEMCPY_H2D, args, 16, src + off,
-                   (uint32_t)len, last, NULL, 0, NULL);
+                   (uint32_t)len, last && !async, NULL, 0, NULL);
     if (rc)
       return rc;
     off += len;
@@ -105,15 +107,11 @@ static int copy_d2h(struct shim_thread *t, int dev, uint8_t *dst, uint64_t src,
   return rc;
 }
 
-cudaError_t cudaMemcpy(void *dst, const void *src, size_t count,
-                       enum cudaMemcpyKind kind)
+cudaError_t shim_memcpy(struct shim_thread *t, void *dst, const void *src,
+                        size_t count, enum cudaMemcpyKind kind, int async)
 {
-  struct shim_thread *t;
-  cudaError_t e = shim_ready(&t);
   int ddev, sdev, rc;
 
-  if (e != cudaSuccess)
-    return fail(t, e);
   if (count == 0)
     return cudaSuccess;
   if (!dst || !src)
@@ -151,11 +149,13 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t count,
     tr_put_u64(args, (uint64_t)(uintptr_t)dst);
     tr_put_u64(args + 8, (uint64_t)(uintptr_t)src);
     tr_put_u64(args + 16, count);
-    rc = shim_call(t, ddev, TR_OP_MEMCPY_D2D, args, 24, NULL, 0, 1, NULL, 0,
-                   NULL);
+    rc = shim_call(t, ddev, TR_OP_MEMCPY_D2D, args, 24, NULL, 0, !async, NULL,
+                   0, NULL);
   } else if (ddev >= 0) {
-    rc = copy_h2d(t, ddev, (uint64_t)(uintptr_t)dst, src, count);
+    rc = copy_h2d(t, ddev, (uint64_t)(uintptr_t)dst, src, count, async);
   } else if (sdev >= 0) {
+    /* Device to pageable host memory is synchronous even when asked
+       asynchronously, as in CUDA: the bytes must be there on return. */
     rc = copy_d2h(t, sdev, dst, (uint64_t)(uintptr_t)src, count);
   } else {
     memmove(dst, src, count);
@@ -164,15 +164,23 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t count,
   return shim_cuda_error(t, rc);
 }
 
-cudaError_t cudaMemset(void *ptr, int value, size_t count)
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t count,
+                       enum cudaMemcpyKind kind)
 {
   struct shim_thread *t;
   cudaError_t e = shim_ready(&t);
-  uint8_t args[20];
-  int dev;
 
   if (e != cudaSuccess)
     return fail(t, e);
+  return shim_memcpy(t, dst, src, count, kind, 0);
+}
+
+cudaError_t shim_memset(struct shim_thread *t, void *ptr, int value,
+                        size_t count, int async)
+{
+  uint8_t args[20];
+  int dev;
+
   if (count == 0)
     return cudaSuccess;
   dev = shim_device_of(ptr);
@@ -182,7 +190,17 @@ cudaError_t cudaMemset(void *ptr, int value, size_t count)
   tr_put_u64(args + 8, count);
   tr_put_u32(args + 16, (uint32_t)value & 0xff);
   return shim_cuda_error(t, shim_call(t, dev, TR_OP_MEMSET, args, 20, NULL, 0,
-                                      1, NULL, 0, NULL));
+                                      !async, NULL, 0, NULL));
+}
+
+cudaError_t cudaMemset(void *ptr, int value, size_t count)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+
+  if (e != cudaSuccess)
+    return fail(t, e);
+  return shim_memset(t, ptr, value, count, 0);
 }
 
 cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total)

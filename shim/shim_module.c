@@ -396,6 +396,7 @@ static cudaError_t launch(struct shim_func *f, dim3 grid, dim3 block,
   struct shim_thread *t;
   cudaError_t e = shim_ready(&t);
   const struct tr_devinfo *d;
+  struct shim_stream *strm;
   uint8_t *rec;
   int rc;
 
@@ -405,11 +406,10 @@ static cudaError_t launch(struct shim_func *f, dim3 grid, dim3 block,
     t->last_error = cudaErrorInvalidDeviceFunction;
     return cudaErrorInvalidDeviceFunction;
   }
-  if (stream && stream != cudaStreamLegacy && stream != cudaStreamPerThread) {
-    shim_warn_once("streams", "launches on streams other than the default "
-                              "stream are not carried yet");
-    t->last_error = cudaErrorNotSupported;
-    return cudaErrorNotSupported;
+  e = shim_stream_use(t, stream, &strm);
+  if (e != cudaSuccess) {
+    t->last_error = e;
+    return e;
   }
   rc = derive_params(f);
   if (rc < 0) {
@@ -478,8 +478,10 @@ static cudaError_t launch(struct shim_func *f, dim3 grid, dim3 block,
                  TR_LAUNCH_FIXED + f->params.total_size, NULL, 0, 0, NULL, 0,
                  NULL);
   free(rec);
-  if (rc == 0)
+  if (rc == 0) {
     atomic_fetch_or(&launched_on, 1ull << t->device);
+    shim_stream_mark(t, strm);
+  }
   return shim_cuda_error(t, rc);
 }
 

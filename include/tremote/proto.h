@@ -118,7 +118,12 @@
   X(52, SYMBOL_GET, 0, "u64 module, u32 len, name -> u64 address, u64 size")   \
   X(53, FUNC_ATTRS, 0, "u64 function handle -> tr_fattrs")                      \
   /* 64..79: execution */                                                      \
-  X(64, LAUNCH, 0, "tr_launch fixed part, packed parameters -> empty")
+  X(64, LAUNCH, 0, "tr_launch fixed part, packed parameters -> empty")      \
+  /* 80..95: events (streams are ordering on the client side) */              \
+  X(80, EVENT_RECORD, 0, "u64 event, u64 generation -> empty")                \
+  X(81, EVENT_QUERY, 0, "u64 event, u64 generation -> empty or NotReady")     \
+  X(82, EVENT_ELAPSED, 0, "u64 start, u64 stop -> i64 nanoseconds")           \
+  X(83, EVENT_DESTROY, 0, "u64 event -> empty")
 
 enum tr_opcode {
 #define TR_OP_ENUM_(num, name, fl, doc) TR_OP_##name = num,

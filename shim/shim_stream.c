@@ -1,0 +1,688 @@
+/*
+ * shim_stream.c: streams, events and the asynchronous copies.
+ *
+ * The model.  Every thread's CUDA work goes down its own lane and runs in
+ * the order the thread queued it (docs/ARCHITECTURE.md).  A created stream
+ * is therefore an ordering promise the lanes already keep as long as one
+ * thread feeds it; running a thread's streams one after the other is one
+ * of the schedules CUDA allows.  What needs care is order *across* lanes:
+ * a stream fed by several threads, an event recorded by one thread and
+ * waited for by another, a stream synchronised by a thread that did not
+ * queue its work.  Events are the tool for all three:
+ *
+ *   - an event's records are numbered (generations); EVENT_RECORD on a
+ *     lane tells the agent "generation g is reached once everything this
+ *     lane queued before it has run", and EVENT_QUERY asks any lane
+ *     whether generation g has been reached;
+ *   - every stream has an event of its own, recorded after each piece of
+ *     work queued on it, so "the stream's work so far" is a generation;
+ *   - waiting is asking again (with a growing pause), never a blocked
+ *     agent thread, so no wait can starve the lane it waits for.
+ *
+ * Work queued on a stream by a thread other than the one that queued its
+ * previous work first waits (on the host) for that work, which keeps the
+ * stream's order across lanes.  cudaStreamWaitEvent waits on the host when
+ * the event was recorded on another lane, and costs nothing when it was
+ * recorded on the caller's own lane (the lane's order already holds).
+ *
+ * The timestamps cudaEventElapsedTime subtracts are taken by the agent
+ * when the record runs: the remote device's clock.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "shim.h"
+
+#define EVENT_MAGIC 0x45564e54u  /* "EVNT" */
+#define STREAM_MAGIC 0x5354524du /* "STRM" */
+
+/* cudaEventCreateWithFlags flags we accept. */
+#define EVENT_FLAGS (cudaEventBlockingSync | cudaEventDisableTiming)
+
+struct shim_event {
+  uint32_t magic;
+  unsigned flags;
+  uint64_t handle;                /* names it to the agent */
+  _Atomic uint64_t gen;           /* generations recorded so far */
+  _Atomic int dev;                /* device of the newest record, -1 none */
+  struct shim_thread *_Atomic by; /* thread whose lane carried it */
+  struct shim_event *next;        /* registry */
+};
+
+struct shim_stream {
+  uint32_t magic;
+  unsigned flags;
+  int priority;
+  int dev;
+  uint64_t id;
+  struct shim_event ev; /* recorded after every piece of work */
+  struct shim_stream *next;
+};
+
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct shim_event *events;
+static struct shim_stream *streams;
+static _Atomic uint64_t next_handle = 1;
+
+/* Event handles share the client handle space of the session; they start
+   high so they never meet module and function handles. */
+static uint64_t new_handle(void)
+{
+  return (1ull << 62) + atomic_fetch_add(&next_handle, 1);
+}
+
+static cudaError_t fail(struct shim_thread *t, cudaError_t e)
+{
+  if (t && e != cudaSuccess)
+    t->last_error = e;
+  return e;
+}
+
+static int is_default(cudaStream_t s)
+{
+  return s == NULL || s == cudaStreamLegacy || s == cudaStreamPerThread;
+}
+
+/* A live stream or event of ours, checked against the registry, so a
+   destroyed or made-up handle is an error, never a crash. */
+static struct shim_stream *stream_of(cudaStream_t h)
+{
+  struct shim_stream *s;
+
+  pthread_mutex_lock(&reg_lock);
+  for (s = streams; s && (void *)s != (void *)h; s = s->next)
+    ;
+  pthread_mutex_unlock(&reg_lock);
+  return s && s->magic == STREAM_MAGIC ? s : NULL;
+}
+
+static struct shim_event *event_of(cudaEvent_t h)
+{
+  struct shim_event *e;
+
+  pthread_mutex_lock(&reg_lock);
+  for (e = events; e && (void *)e != (void *)h; e = e->next)
+    ;
+  pthread_mutex_unlock(&reg_lock);
+  return e && e->magic == EVENT_MAGIC ? e : NULL;
+}
+
+/* ---- the generation protocol ------------------------------------------ */
+
+static int event_args(uint8_t a[16], uint64_t handle, uint64_t gen)
+{
+  tr_put_u64(a, handle);
+  tr_put_u64(a + 8, gen);
+  return 16;
+}
+
+/* Queue the next record of e on t's lane for dev (no reply). */
+static int event_record(struct shim_thread *t, struct shim_event *e, int dev)
+{
+  uint8_t a[16];
+  uint64_t gen = atomic_fetch_add(&e->gen, 1) + 1;
+  int rc;
+
+  rc = shim_call(t, dev, TR_OP_EVENT_RECORD, a,
+                 (uint32_t)event_args(a, e->handle, gen), NULL, 0, 0, NULL, 0,
+                 NULL);
+  if (rc == 0) {
+    atomic_store(&e->dev, dev);
+    atomic_store(&e->by, t);
+  }
+  return rc;
+}
+
+/* Has generation gen of e run?  0 yes, cudaErrorNotReady, or an error
+   (the lane's deferred error comes back here, as CUDA's queries do). */
+static int event_query(struct shim_thread *t, struct shim_event *e,
+                       uint64_t gen)
+{
+  uint8_t a[16];
+  int dev = atomic_load(&e->dev);
+
+  if (gen == 0 || dev < 0)
+    return 0;
+  return shim_call(t, dev, TR_OP_EVENT_QUERY, a,
+                   (uint32_t)event_args(a, e->handle, gen), NULL, 0, 1, NULL,
+                   0, NULL);
+}
+
+/*
+ * Wait until generation gen of e has run.  Asked once at once (from the
+ * recording lane it is then always done), then again after pauses growing
+ * from 20 us to 1 ms: the agent never blocks a thread for us.
+ */
+static int event_wait(struct shim_thread *t, struct shim_event *e,
+                      uint64_t gen)
+{
+  long pause_ns = 20000;
+
+  for (;;) {
+    int rc = event_query(t, e, gen);
+
+    if (rc != (int)cudaErrorNotReady)
+      return rc;
+    nanosleep(&(struct timespec){0, pause_ns}, NULL);
+    if (pause_ns < 1000000)
+      pause_ns *= 2;
+  }
+}
+
+/* ---- streams ------------------------------------------------------------ */
+
+cudaError_t shim_stream_use(struct shim_thread *t, cudaStream_t stream,
+                            struct shim_stream **out)
+{
+  struct shim_stream *s;
+  int rc;
+
+  *out = NULL;
+  if (is_default(stream))
+    return cudaSuccess;
+  s = stream_of(stream);
+  if (!s)
+    return cudaErrorInvalidResourceHandle;
+  /* Fed by another thread last: its lane must have run that work first. */
+  if (atomic_load(&s->ev.by) && atomic_load(&s->ev.by) != t) {
+    rc = event_wait(t, &s->ev, atomic_load(&s->ev.gen));
+    if (rc)
+      return shim_cuda_error(t, rc);
+  }
+  *out = s;
+  return cudaSuccess;
+}
+
+void shim_stream_mark(struct shim_thread *t, struct shim_stream *s)
+{
+  /* A failure to queue the mark shows up as the next call's transport
+     error; the work itself is queued already. */
+  if (s)
+    (void)event_record(t, &s->ev, s->dev);
+}
+
+static cudaError_t stream_create(cudaStream_t *out, unsigned flags,
+                                 int priority)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+  struct shim_stream *s;
+
+  if (e != cudaSuccess)
+    return fail(t, e);
+  if (!out || (flags & ~(unsigned)cudaStreamNonBlocking))
+    return fail(t, cudaErrorInvalidValue);
+  s = calloc(1, sizeof(*s));
+  if (!s)
+    return fail(t, cudaErrorMemoryAllocation);
+  s->magic = STREAM_MAGIC;
+  s->flags = flags;
+  /* Clamped into [greatest, least] = [-5, 0], as CUDA clamps. */
+  s->priority = priority > 0 ? 0 : priority < -5 ? -5 : priority;
+  s->dev = t->device;
+  s->id = atomic_fetch_add(&next_handle, 1);
+  s->ev.magic = EVENT_MAGIC;
+  s->ev.handle = new_handle();
+  atomic_init(&s->ev.dev, -1);
+  pthread_mutex_lock(&reg_lock);
+  s->next = streams;
+  streams = s;
+  pthread_mutex_unlock(&reg_lock);
+  *out = (cudaStream_t)s;
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamCreate(cudaStream_t *s)
+{
+  return stream_create(s, cudaStreamDefault, 0);
+}
+
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned int flags)
+{
+  return stream_create(s, flags, 0);
+}
+
+cudaError_t cudaStreamCreateWithPriority(cudaStream_t *s, unsigned int flags,
+                                         int priority)
+{
+  return stream_create(s, flags, priority);
+}
+
+cudaError_t cudaDeviceGetStreamPriorityRange(int *least, int *greatest)
+{
+  if (least)
+    *least = 0;
+  if (greatest)
+    *greatest = -5;
+  return cudaSuccess;
+}
+
+/*
+ * CUDA lets a stream be destroyed with work queued: the work still runs.
+ * So does this: the records are on lanes already; the stream's own event
+ * is dropped on the agent after them (EVENT_DESTROY on the same lane).
+ */
+cudaError_t cudaStreamDestroy(cudaStream_t stream)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+  struct shim_stream *s, **pp;
+  uint8_t a[8];
+
+  if (e != cudaSuccess)
+    return fail(t, e);
+  if (is_default(stream))
+    return fail(t, cudaErrorInvalidResourceHandle);
+  pthread_mutex_lock(&reg_lock);
+  for (pp = &streams; *pp && (void *)*pp != (void *)stream; pp = &(*pp)->next)
+    ;
+  s = *pp;
+  if (s)
+    *pp = s->next;
+  pthread_mutex_unlock(&reg_lock);
+  if (!s)
+    return fail(t, cudaErrorInvalidResourceHandle);
+  if (atomic_load(&s->ev.dev) >= 0) {
+    tr_put_u64(a, s->ev.handle);
+    (void)shim_call(t, atomic_load(&s->ev.dev), TR_OP_EVENT_DESTROY, a, 8,
+                    NULL, 0, 0, NULL, 0, NULL);
+  }
+  s->magic = 0;
+  /* Never freed: nvcc-built code and other threads may still hold the
+     pointer, and a later lookup must find "not a stream", not garbage. */
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamSynchronize(cudaStream_t stream)
+{
+  struct shim_thread *t;
+  cudaError_t e;
+  struct shim_stream *s;
+
+  if (is_default(stream))
+    return cudaDeviceSynchronize();
+  e = shim_ready(&t);
+  if (e != cudaSuccess)
+    return fail(t, e);
+  s = stream_of(stream);
+  if (!s)
+    return fail(t, cudaErrorInvalidResourceHandle);
+  return shim_cuda_error(t, event_wait(t, &s->ev, atomic_load(&s->ev.gen)));
+}
+
+cudaError_t cudaStreamQuery(cudaStream_t stream)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+  struct shim_stream *s;
+
+  if (e != cudaSuccess)
+    return fail(t, e);
+  if (is_default(stream))
+    return shim_cuda_error(t, shim_call(t, t->device, TR_OP_NOP, NULL, 0,
+                                        NULL, 0, 1, NULL, 0, NULL));
+  s = stream_of(stream);
+  if (!s)
+    return fail(t, cudaErrorInvalidResourceHandle);
+  /* cudaErrorNotReady is an answer, not an error: not the last error. */
+  int rc = event_query(t, &s->ev, atomic_load(&s->ev.gen));
+  if (rc == (int)cudaErrorNotReady)
+    return cudaErrorNotReady;
+  return shim_cuda_error(t, rc);
+}
+
+cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event,
+                                unsigned int flags)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+  struct shim_event *ev;
+  struct shim_stream *s;
+  uint64_t gen;
+
+  if (e != cudaSuccess)
+    return fail(t, e);
+  ev = event_of(event);
+  if (!ev || flags > cudaEventWaitExternal)
+    return fail(t, ev ? cudaErrorInvalidValue : cudaErrorInvalidResourceHandle);
+  e = shim_stream_use(t, stream, &s);
+  if (e != cudaSuccess)
+    return fail(t, e);
+  gen = atomic_load(&ev->gen);
+  /* Recorded on our own lane: everything queued after this call runs after
+     the record anyway.  Elsewhere: wait here until it has run. */
+  if (gen == 0 || atomic_load(&ev->by) == t)
+    return cudaSuccess;
+  return shim_cuda_error(t, event_wait(t, ev, gen));
+}
+
+cudaError_t cudaStreamGetFlags(cudaStream_t stream, unsigned int *flags)
+{
+  struct shim_stream *s = is_default(stream) ? NULL : stream_of(stream);
+
+  if (!flags)
+    return cudaErrorInvalidValue;
+  if (!is_default(stream) && !s)
+    return cudaErrorInvalidResourceHandle;
+  *flags = s ? s->flags : cudaStreamDefault;
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamGetPriority(cudaStream_t stream, int *priority)
+{
+  struct shim_stream *s = is_default(stream) ? NULL : stream_of(stream);
+
+  if (!priority)
+    return cudaErrorInvalidValue;
+  if (!is_default(stream) && !s)
+    return cudaErrorInvalidResourceHandle;
+  *priority = s ? s->priority : 0;
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamGetDevice(cudaStream_t stream, int *device)
+{
+  struct shim_thread *t = shim_self();
+  struct shim_stream *s = is_default(stream) ? NULL : stream_of(stream);
+
+  if (!device)
+    return cudaErrorInvalidValue;
+  if (!is_default(stream) && !s)
+    return cudaErrorInvalidResourceHandle;
+  *device = s ? s->dev : (t ? t->device : 0);
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamGetId(cudaStream_t stream, unsigned long long *id)
+{
+  struct shim_stream *s = is_default(stream) ? NULL : stream_of(stream);
+
+  if (!id)
+    return cudaErrorInvalidValue;
+  if (!is_default(stream) && !s)
+    return cudaErrorInvalidResourceHandle;
+  *id = s ? s->id : (stream == cudaStreamPerThread ? 2 : 1);
+  return cudaSuccess;
+}
+
+/* ---- events ------------------------------------------------------------- */
+
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *out, unsigned int flags)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+  struct shim_event *ev;
+
+  if (e != cudaSuccess)
+    return fail(t, e);
+  if (!out || (flags & ~(unsigned)(EVENT_FLAGS | cudaEventInterprocess)))
+    return fail(t, cudaErrorInvalidValue);
+  if (flags & cudaEventInterprocess) {
+    shim_warn_once("ipcevent", "interprocess events are not carried: a "
+                               "program on another host cannot share them");
+    return fail(t, cudaErrorNotSupported);
+  }
+  ev = calloc(1, sizeof(*ev));
+  if (!ev)
+    return fail(t, cudaErrorMemoryAllocation);
+  ev->magic = EVENT_MAGIC;
+  ev->flags = flags;
+  ev->handle = new_handle();
+  atomic_init(&ev->dev, -1);
+  pthread_mutex_lock(&reg_lock);
+  ev->next = events;
+  events = ev;
+  pthread_mutex_unlock(&reg_lock);
+  *out = (cudaEvent_t)ev;
+  return cudaSuccess;
+}
+
+cudaError_t cudaEventCreate(cudaEvent_t *out)
+{
+  return cudaEventCreateWithFlags(out, cudaEventDefault);
+}
+
+cudaError_t cudaEventDestroy(cudaEvent_t event)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+  struct shim_event *ev, **pp;
+  uint8_t a[8];
+
+  if (e != cudaSuccess)
+    return fail(t, e);
+  pthread_mutex_lock(&reg_lock);
+  for (pp = &events; *pp && (void *)*pp != (void *)event; pp = &(*pp)->next)
+    ;
+  ev = *pp;
+  if (ev)
+    *pp = ev->next;
+  pthread_mutex_unlock(&reg_lock);
+  if (!ev)
+    return fail(t, cudaErrorInvalidResourceHandle);
+  if (atomic_load(&ev->dev) >= 0) {
+    tr_put_u64(a, ev->handle);
+    (void)shim_call(t, atomic_load(&ev->dev), TR_OP_EVENT_DESTROY, a, 8, NULL,
+                    0, 0, NULL, 0, NULL);
+  }
+  ev->magic = 0; /* kept, like streams: see cudaStreamDestroy */
+  return cudaSuccess;
+}
+
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+  struct shim_event *ev;
+  struct shim_stream *s;
+
+  if (e != cudaSuccess)
+    return fail(t, e);
+  ev = event_of(event);
+  if (!ev)
+    return fail(t, cudaErrorInvalidResourceHandle);
+  e = shim_stream_use(t, stream, &s);
+  if (e != cudaSuccess)
+    return fail(t, e);
+  return shim_cuda_error(t, event_record(t, ev, s ? s->dev : t->device));
+}
+
+cudaError_t cudaEventRecordWithFlags(cudaEvent_t event, cudaStream_t stream,
+                                     unsigned int flags)
+{
+  if (flags & ~(unsigned)cudaEventRecordExternal)
+    return cudaErrorInvalidValue;
+  return cudaEventRecord(event, stream);
+}
+
+cudaError_t cudaEventQuery(cudaEvent_t event)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+  struct shim_event *ev;
+  int rc;
+
+  if (e != cudaSuccess)
+    return fail(t, e);
+  ev = event_of(event);
+  if (!ev)
+    return fail(t, cudaErrorInvalidResourceHandle);
+  rc = event_query(t, ev, atomic_load(&ev->gen));
+  if (rc == (int)cudaErrorNotReady)
+    return cudaErrorNotReady;
+  return shim_cuda_error(t, rc);
+}
+
+cudaError_t cudaEventSynchronize(cudaEvent_t event)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+  struct shim_event *ev;
+
+  if (e != cudaSuccess)
+    return fail(t, e);
+  ev = event_of(event);
+  if (!ev)
+    return fail(t, cudaErrorInvalidResourceHandle);
+  return shim_cuda_error(t, event_wait(t, ev, atomic_load(&ev->gen)));
+}
+
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start,
+                                 cudaEvent_t stop)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+  struct shim_event *a, *b;
+  uint8_t args[16], out[8];
+  uint64_t got = 0;
+  int rc;
+
+  if (e != cudaSuccess)
+    return fail(t, e);
+  a = event_of(start);
+  b = event_of(stop);
+  if (!ms)
+    return fail(t, cudaErrorInvalidValue);
+  if (!a || !b || (a->flags | b->flags) & cudaEventDisableTiming ||
+      !atomic_load(&a->gen) || !atomic_load(&b->gen) ||
+      atomic_load(&a->dev) != atomic_load(&b->dev))
+    return fail(t, cudaErrorInvalidResourceHandle);
+  /* Both must have run: otherwise cudaErrorNotReady, as CUDA answers. */
+  rc = event_query(t, a, atomic_load(&a->gen));
+  if (rc == 0)
+    rc = event_query(t, b, atomic_load(&b->gen));
+  if (rc == (int)cudaErrorNotReady)
+    return cudaErrorNotReady;
+  if (rc == 0) {
+    tr_put_u64(args, a->handle);
+    tr_put_u64(args + 8, b->handle);
+    rc = shim_call(t, atomic_load(&a->dev), TR_OP_EVENT_ELAPSED, args, 16,
+                   NULL, 0, 1, out, sizeof(out), &got);
+    if (rc == 0 && got != sizeof(out))
+      rc = TR_ST_BAD_RECORD;
+  }
+  if (rc)
+    return shim_cuda_error(t, rc);
+  *ms = (float)((double)(int64_t)tr_get_u64(out) / 1e6);
+  return cudaSuccess;
+}
+
+/* ---- asynchronous copies ------------------------------------------------ */
+
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count,
+                            enum cudaMemcpyKind kind, cudaStream_t stream)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+  struct shim_stream *s;
+
+  if (e != cudaSuccess)
+    return fail(t, e);
+  e = shim_stream_use(t, stream, &s);
+  if (e != cudaSuccess)
+    return fail(t, e);
+  e = shim_memcpy(t, dst, src, count, kind, 1);
+  if (e == cudaSuccess)
+    shim_stream_mark(t, s);
+  return e;
+}
+
+cudaError_t cudaMemsetAsync(void *ptr, int value, size_t count,
+                            cudaStream_t stream)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+  struct shim_stream *s;
+
+  if (e != cudaSuccess)
+    return fail(t, e);
+  e = shim_stream_use(t, stream, &s);
+  if (e != cudaSuccess)
+    return fail(t, e);
+  e = shim_memset(t, ptr, value, count, 1);
+  if (e == cudaSuccess)
+    shim_stream_mark(t, s);
+  return e;
+}
+
+/* ---- the per-thread-default-stream twins (nvcc --default-stream
+   per-thread); the headers declare them only under macros. ------------- */
+
+cudaError_t cudaMemcpyAsync_ptsz(void *dst, const void *src, size_t count,
+                                 enum cudaMemcpyKind kind, cudaStream_t stream);
+cudaError_t cudaMemsetAsync_ptsz(void *ptr, int value, size_t count,
+                                 cudaStream_t stream);
+cudaError_t cudaEventRecord_ptsz(cudaEvent_t event, cudaStream_t stream);
+cudaError_t cudaEventRecordWithFlags_ptsz(cudaEvent_t event,
+                                          cudaStream_t stream,
+                                          unsigned int flags);
+cudaError_t cudaStreamWaitEvent_ptsz(cudaStream_t stream, cudaEvent_t event,
+                                     unsigned int flags);
+cudaError_t cudaStreamGetFlags_ptsz(cudaStream_t stream, unsigned int *flags);
+cudaError_t cudaStreamGetPriority_ptsz(cudaStream_t stream, int *priority);
+cudaError_t cudaStreamGetDevice_ptsz(cudaStream_t stream, int *device);
+cudaError_t cudaStreamGetId_ptsz(cudaStream_t stream, unsigned long long *id);
+cudaError_t cudaStreamSynchronize_ptsz(cudaStream_t stream);
+cudaError_t cudaStreamQuery_ptsz(cudaStream_t stream);
+
+cudaError_t cudaStreamSynchronize_ptsz(cudaStream_t stream)
+{
+  return cudaStreamSynchronize(stream);
+}
+
+cudaError_t cudaStreamQuery_ptsz(cudaStream_t stream)
+{
+  return cudaStreamQuery(stream);
+}
+
+cudaError_t cudaMemcpyAsync_ptsz(void *dst, const void *src, size_t count,
+                                 enum cudaMemcpyKind kind, cudaStream_t stream)
+{
+  return cudaMemcpyAsync(dst, src, count, kind, stream);
+}
+
+cudaError_t cudaMemsetAsync_ptsz(void *ptr, int value, size_t count,
+                                 cudaStream_t stream)
+{
+  return cudaMemsetAsync(ptr, value, count, stream);
+}
+
+cudaError_t cudaEventRecord_ptsz(cudaEvent_t event, cudaStream_t stream)
+{
+  return cudaEventRecord(event, stream);
+}
+
+cudaError_t cudaEventRecordWithFlags_ptsz(cudaEvent_t event,
+                                          cudaStream_t stream,
+                                          unsigned int flags)
+{
+  return cudaEventRecordWithFlags(event, stream, flags);
+}
+
+cudaError_t cudaStreamWaitEvent_ptsz(cudaStream_t stream, cudaEvent_t event,
+                                     unsigned int flags)
+{
+  return cudaStreamWaitEvent(stream, event, flags);
+}
+
+cudaError_t cudaStreamGetFlags_ptsz(cudaStream_t stream, unsigned int *flags)
+{
+  return cudaStreamGetFlags(stream, flags);
+}
+
+cudaError_t cudaStreamGetPriority_ptsz(cudaStream_t stream, int *priority)
+{
+  return cudaStreamGetPriority(stream, priority);
+}
+
+cudaError_t cudaStreamGetDevice_ptsz(cudaStream_t stream, int *device)
+{
+  return cudaStreamGetDevice(stream, device);
+}
+
+cudaError_t cudaStreamGetId_ptsz(cudaStream_t stream, unsigned long long *id)
+{
+  return cudaStreamGetId(stream, id);
+}

@@ -1,0 +1,187 @@
+// streams_events.cu: streams, events and asynchronous copies (issue 5),
+// self-checking; runs natively on a GPU as well.
+//   - cudaMemcpyAsync / cudaMemsetAsync / kernels on created streams, in
+//     stream order, checked;
+//   - an event recorded on one stream and waited for by another
+//     (cudaStreamWaitEvent) orders a producer kernel before a consumer;
+//   - a stream fed by a second thread is synchronised by the main thread
+//     and then extended by it: its order holds across threads;
+//   - event timing: cudaEventElapsedTime of a kernel that spins ~20 ms is
+//     in a plausible range; DisableTiming events and unrecorded events
+//     give cudaErrorInvalidResourceHandle; an unrecorded event queries as
+//     complete; cudaStreamQuery/cudaEventQuery after synchronisation say
+//     cudaSuccess;
+//   - stream flags, priorities and the priority range.
+#include <cuda_runtime.h>
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define CK(call)                                                               \
+  do {                                                                         \
+    cudaError_t e_ = (call);                                                   \
+    if (e_ != cudaSuccess) {                                                   \
+      fprintf(stderr, "FAIL %s at line %d: %s\n", #call, __LINE__,             \
+              cudaGetErrorName(e_));                                           \
+      exit(2);                                                                 \
+    }                                                                          \
+  } while (0)
+#define EXPECT(cond, ...)                                                      \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      fprintf(stderr, "FAIL line %d: ", __LINE__);                             \
+      fprintf(stderr, __VA_ARGS__);                                            \
+      fprintf(stderr, "\n");                                                   \
+      exit(1);                                                                 \
+    }                                                                          \
+  } while (0)
+
+#define N 4096
+
+__global__ void scale(int *a, int k, int n)
+{
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n)
+    a[i] *= k;
+}
+
+__global__ void copy_plus(int *dst, const int *src, int v, int n)
+{
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n)
+    dst[i] = src[i] + v;
+}
+
+__global__ void add1(int *c, int v) { *c += v; }
+
+// Spin about ns nanoseconds on the device's clock.
+__global__ void spin(unsigned long long ns)
+{
+  unsigned long long t0;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+  for (;;) {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    if (t - t0 >= ns)
+      break;
+  }
+}
+
+struct feeder {
+  cudaStream_t s;
+  int *counter;
+};
+
+static void *feed(void *arg)
+{
+  feeder *f = (feeder *)arg;
+  for (int i = 0; i < 50; i++)
+    add1<<<1, 1, 0, f->s>>>(f->counter, 1);
+  if (cudaGetLastError() != cudaSuccess)
+    return (void *)1;
+  return NULL;
+}
+
+int main()
+{
+  static int h[N], g[N];
+  int *a, *b, *c;
+  cudaStream_t s1, s2, s3;
+  cudaEvent_t e, start, stop, notime, never;
+
+  CK(cudaStreamCreate(&s1));
+  CK(cudaStreamCreateWithFlags(&s2, cudaStreamNonBlocking));
+  CK(cudaStreamCreateWithPriority(&s3, cudaStreamDefault, -100));
+  int least = 1, greatest = 1, prio = 1;
+  unsigned flags = 7;
+  CK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+  CK(cudaStreamGetPriority(s3, &prio));
+  EXPECT(prio == greatest && greatest <= least, "priority %d, range [%d, %d]",
+         prio, greatest, least);
+  CK(cudaStreamGetFlags(s2, &flags));
+  EXPECT(flags == cudaStreamNonBlocking, "flags %u", flags);
+
+  CK(cudaMalloc(&a, N * sizeof(int)));
+  CK(cudaMalloc(&b, N * sizeof(int)));
+  CK(cudaMalloc(&c, sizeof(int)));
+
+  // Stream order: copy in, scale, copy out, all asynchronous on s1.
+  for (int i = 0; i < N; i++)
+    h[i] = i - 1000;
+  CK(cudaMemcpyAsync(a, h, sizeof(h), cudaMemcpyHostToDevice, s1));
+  scale<<<(N + 255) / 256, 256, 0, s1>>>(a, 3, N);
+  CK(cudaGetLastError());
+  CK(cudaMemcpyAsync(g, a, sizeof(g), cudaMemcpyDeviceToHost, s1));
+  CK(cudaStreamSynchronize(s1));
+  for (int i = 0; i < N; i++)
+    EXPECT(g[i] == 3 * (i - 1000), "s1 element %d: %d", i, g[i]);
+  CK(cudaStreamQuery(s1));
+  printf("stream order: ok\n");
+
+  // Producer on s1, consumer on s2, ordered by an event.
+  CK(cudaEventCreate(&e));
+  scale<<<(N + 255) / 256, 256, 0, s1>>>(a, 2, N);
+  CK(cudaEventRecord(e, s1));
+  CK(cudaStreamWaitEvent(s2, e, 0));
+  copy_plus<<<(N + 255) / 256, 256, 0, s2>>>(b, a, 7, N);
+  CK(cudaMemsetAsync(c, 0, sizeof(int), s2));
+  CK(cudaStreamSynchronize(s2));
+  CK(cudaMemcpy(g, b, sizeof(g), cudaMemcpyDeviceToHost));
+  for (int i = 0; i < N; i++)
+    EXPECT(g[i] == 6 * (i - 1000) + 7, "s2 element %d: %d", i, g[i]);
+  CK(cudaEventQuery(e));
+  printf("event between streams: ok\n");
+
+  // A stream fed by another thread, then synchronised and extended here.
+  feeder f = {s3, c};
+  pthread_t th;
+  void *res;
+  pthread_create(&th, NULL, feed, &f);
+  pthread_join(th, &res);
+  EXPECT(res == NULL, "the feeding thread's launches failed");
+  add1<<<1, 1, 0, s3>>>(c, 100);
+  CK(cudaStreamSynchronize(s3));
+  int cv = 0;
+  CK(cudaMemcpy(&cv, c, sizeof(int), cudaMemcpyDeviceToHost));
+  EXPECT(cv == 150, "counter %d, expected 150", cv);
+  printf("stream across threads: ok\n");
+
+  // Timing.
+  CK(cudaEventCreate(&start));
+  CK(cudaEventCreate(&stop));
+  CK(cudaEventCreateWithFlags(&notime, cudaEventDisableTiming));
+  CK(cudaEventCreate(&never));
+  CK(cudaEventQuery(never)); // never recorded: complete
+  CK(cudaEventRecord(start, s1));
+  spin<<<1, 1, 0, s1>>>(20000000ull);
+  CK(cudaEventRecord(stop, s1));
+  CK(cudaEventRecord(notime, s1));
+  CK(cudaEventSynchronize(stop));
+  float ms = -1;
+  CK(cudaEventElapsedTime(&ms, start, stop));
+  printf("a 20 ms kernel took %.2f ms by the device's events\n", ms);
+  EXPECT(ms >= 19.0f && ms < 5000.0f, "elapsed %.3f ms", ms);
+  EXPECT(cudaEventElapsedTime(&ms, start, notime) == cudaErrorInvalidResourceHandle,
+         "elapsed time with a DisableTiming event");
+  (void)cudaGetLastError();
+  EXPECT(cudaEventElapsedTime(&ms, start, never) == cudaErrorInvalidResourceHandle,
+         "elapsed time with an unrecorded event");
+  (void)cudaGetLastError();
+  printf("event timing: ok\n");
+
+  CK(cudaEventDestroy(e));
+  CK(cudaEventDestroy(start));
+  CK(cudaEventDestroy(stop));
+  CK(cudaEventDestroy(notime));
+  CK(cudaEventDestroy(never));
+  CK(cudaStreamDestroy(s1));
+  CK(cudaStreamDestroy(s2));
+  CK(cudaStreamDestroy(s3));
+  CK(cudaFree(a));
+  CK(cudaFree(b));
+  CK(cudaFree(c));
+  CK(cudaDeviceSynchronize());
+  printf("PASS streams_events\n");
+  return 0;
+}
