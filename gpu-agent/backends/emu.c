@@ -628,7 +628,8 @@ static void fill_attrs(struct tr_devinfo *d, unsigned sm_count, unsigned cc)
     {cudaDevAttrGpuOverlap, 1},
     {cudaDevAttrKernelExecTimeout, 0},
     {cudaDevAttrIntegrated, 0},
-    {cudaDevAttrCanMapHostMemory, 1},
+    /* The device is on another machine: it cannot address host memory. */
+    {cudaDevAttrCanMapHostMemory, 0},
     {cudaDevAttrComputeMode, 0},
     {cudaDevAttrMaxTexture1DWidth, 131072},
     {cudaDevAttrMaxTexture2DWidth, 131072},
