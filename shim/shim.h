@@ -135,6 +135,13 @@ cudaError_t shim_stream_use(struct shim_thread *t, cudaStream_t stream,
                             struct shim_stream **s);
 void shim_stream_mark(struct shim_thread *t, struct shim_stream *s);
 
+/* Wait until every queued host function (cudaLaunchHostFunc) has run:
+   cudaDeviceSynchronize's share of the work. */
+void shim_stream_wait_callbacks(void);
+
+/* In a forked child: forget every stream's and event's records. */
+void shim_stream_forget(void);
+
 /*
  * The one conversion table: 0 / -errno / positive status -> cudaError_t.
  * Also records a non-success result as the thread's last error.

@@ -478,6 +478,7 @@ static void fork_child(void)
     nreserved = 0;
     atomic_store(&output_pending, 0);
     shim_module_forget();
+    shim_stream_forget();
     atomic_store(&proc_ready, 0);
   }
   pthread_mutex_unlock(&proc_lock);

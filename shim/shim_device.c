@@ -233,6 +233,7 @@ cudaError_t cudaDeviceSynchronize(void)
 
   if (e != cudaSuccess)
     return fail(t, e);
-  return shim_cuda_error(t, shim_device_output(t, t->device,
-                                              TR_OP_SYNCHRONIZE));
+  e = shim_cuda_error(t, shim_device_output(t, t->device, TR_OP_SYNCHRONIZE));
+  shim_stream_wait_callbacks(); /* host functions are the device's work */
+  return e;
 }

@@ -170,6 +170,12 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t count,
   struct shim_thread *t;
   cudaError_t e = shim_ready(&t);
 
+  struct shim_stream *s;
+
+  if (e != cudaSuccess)
+    return fail(t, e);
+  /* The legacy stream: after its host functions (shim_stream.c). */
+  e = shim_stream_use(t, NULL, &s);
   if (e != cudaSuccess)
     return fail(t, e);
   return shim_memcpy(t, dst, src, count, kind, 0);
@@ -198,6 +204,11 @@ cudaError_t cudaMemset(void *ptr, int value, size_t count)
   struct shim_thread *t;
   cudaError_t e = shim_ready(&t);
 
+  struct shim_stream *s;
+
+  if (e != cudaSuccess)
+    return fail(t, e);
+  e = shim_stream_use(t, NULL, &s);
   if (e != cudaSuccess)
     return fail(t, e);
   return shim_memset(t, ptr, value, count, 0);

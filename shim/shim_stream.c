@@ -58,6 +58,7 @@ struct shim_stream {
   int dev;
   uint64_t id;
   struct shim_event ev; /* recorded after every piece of work */
+  unsigned cb_pending;  /* host functions not yet run, under cb_lock */
   struct shim_stream *next;
 };
 
@@ -171,6 +172,181 @@ static int event_wait(struct shim_thread *t, struct shim_event *e,
   }
 }
 
+/* ---- host functions ------------------------------------------------------ */
+
+/*
+ * cudaLaunchHostFunc and cudaStreamAddCallback.  A host function runs on
+ * the shim's callback thread once the work queued before it has run (it
+ * waits for an event generation like any other waiter), and work queued
+ * on its stream afterwards waits, on the host, until it has returned: the
+ * stream's order holds through the function.  One thread runs them all, in
+ * the order they were queued.  On the default stream the "stream" is the
+ * queuing thread's lane, whose pending count lives in struct cb_owner.
+ */
+struct cb_job {
+  struct cb_job *next;
+  struct shim_event *ev; /* wait for this generation first */
+  uint64_t gen;
+  int transient;         /* ev belongs to the job */
+  cudaHostFn_t fn;       /* cudaLaunchHostFunc, or ... */
+  cudaStreamCallback_t cb; /* ... cudaStreamAddCallback */
+  cudaStream_t stream;
+  void *data;
+  unsigned *pending;     /* the counter to drop when done */
+};
+
+static pthread_mutex_t cb_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cb_cv = PTHREAD_COND_INITIALIZER;   /* jobs queued */
+static pthread_cond_t cb_done = PTHREAD_COND_INITIALIZER; /* a job ended */
+static struct cb_job *cb_head, **cb_tail = &cb_head;
+static int cb_started;
+static __thread unsigned cb_default_pending; /* this thread's default stream */
+static unsigned cb_all_pending;               /* every queued job */
+
+static void *cb_worker(void *arg)
+{
+  struct shim_thread *t;
+
+  (void)arg;
+  for (;;) {
+    struct cb_job *j;
+    int rc = 0;
+
+    pthread_mutex_lock(&cb_lock);
+    while (!cb_head)
+      pthread_cond_wait(&cb_cv, &cb_lock);
+    j = cb_head;
+    cb_head = j->next;
+    if (!cb_head)
+      cb_tail = &cb_head;
+    pthread_mutex_unlock(&cb_lock);
+
+    if (shim_ready(&t) == cudaSuccess)
+      rc = event_wait(t, j->ev, j->gen);
+    else
+      rc = cudaErrorDevicesUnavailable;
+    if (j->fn)
+      j->fn(j->data);
+    else
+      j->cb(j->stream, rc > 0 && rc < (int)TR_ST_BASE ? (cudaError_t)rc
+                       : rc ? cudaErrorUnknown : cudaSuccess, j->data);
+    if (j->transient) {
+      uint8_t a[8];
+
+      tr_put_u64(a, j->ev->handle);
+      if (t && atomic_load(&j->ev->dev) >= 0)
+        (void)shim_call(t, atomic_load(&j->ev->dev), TR_OP_EVENT_DESTROY, a,
+                        8, NULL, 0, 0, NULL, 0, NULL);
+      free(j->ev);
+    }
+    pthread_mutex_lock(&cb_lock);
+    (*j->pending)--;
+    cb_all_pending--;
+    pthread_cond_broadcast(&cb_done);
+    pthread_mutex_unlock(&cb_lock);
+    free(j);
+  }
+  return NULL;
+}
+
+/* Wait until *pending (under cb_lock) is 0. */
+static void cb_wait(unsigned *pending)
+{
+  pthread_mutex_lock(&cb_lock);
+  while (*pending)
+    pthread_cond_wait(&cb_done, &cb_lock);
+  pthread_mutex_unlock(&cb_lock);
+}
+
+void shim_stream_wait_callbacks(void)
+{
+  cb_wait(&cb_all_pending);
+}
+
+static cudaError_t host_func(cudaStream_t stream, cudaHostFn_t fn,
+                             cudaStreamCallback_t cb, void *data)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+  struct shim_stream *s;
+  struct cb_job *j;
+  pthread_t th;
+  int rc;
+
+  if (e != cudaSuccess)
+    return fail(t, e);
+  if (!fn && !cb)
+    return fail(t, cudaErrorInvalidValue);
+  e = shim_stream_use(t, stream, &s);
+  if (e != cudaSuccess)
+    return fail(t, e);
+  j = calloc(1, sizeof(*j));
+  if (!j)
+    return fail(t, cudaErrorMemoryAllocation);
+  j->fn = fn;
+  j->cb = cb;
+  j->stream = stream;
+  j->data = data;
+  if (s) {
+    shim_stream_mark(t, s);
+    j->ev = &s->ev;
+    j->gen = atomic_load(&s->ev.gen);
+    j->pending = &s->cb_pending;
+  } else {
+    j->ev = calloc(1, sizeof(*j->ev));
+    if (!j->ev) {
+      free(j);
+      return fail(t, cudaErrorMemoryAllocation);
+    }
+    j->transient = 1;
+    j->ev->magic = EVENT_MAGIC;
+    j->ev->handle = new_handle();
+    atomic_init(&j->ev->dev, -1);
+    rc = event_record(t, j->ev, t->device);
+    if (rc) {
+      free(j->ev);
+      free(j);
+      return shim_cuda_error(t, rc);
+    }
+    j->gen = 1;
+    j->pending = &cb_default_pending;
+  }
+  pthread_mutex_lock(&cb_lock);
+  if (!cb_started) {
+    if (pthread_create(&th, NULL, cb_worker, NULL) != 0) {
+      pthread_mutex_unlock(&cb_lock);
+      if (j->transient)
+        free(j->ev);
+      free(j);
+      return fail(t, cudaErrorMemoryAllocation);
+    }
+    pthread_detach(th);
+    cb_started = 1;
+  }
+  (*j->pending)++;
+  cb_all_pending++;
+  *cb_tail = j;
+  cb_tail = &j->next;
+  pthread_cond_signal(&cb_cv);
+  pthread_mutex_unlock(&cb_lock);
+  return cudaSuccess;
+}
+
+cudaError_t cudaLaunchHostFunc(cudaStream_t stream, cudaHostFn_t fn,
+                               void *data)
+{
+  return host_func(stream, fn, NULL, data);
+}
+
+cudaError_t cudaStreamAddCallback(cudaStream_t stream,
+                                  cudaStreamCallback_t cb, void *data,
+                                  unsigned int flags)
+{
+  if (flags != 0)
+    return cudaErrorInvalidValue; /* "reserved for future use, must be 0" */
+  return host_func(stream, NULL, cb, data);
+}
+
 /* ---- streams ------------------------------------------------------------ */
 
 cudaError_t shim_stream_use(struct shim_thread *t, cudaStream_t stream,
@@ -180,11 +356,14 @@ cudaError_t shim_stream_use(struct shim_thread *t, cudaStream_t stream,
   int rc;
 
   *out = NULL;
-  if (is_default(stream))
+  if (is_default(stream)) {
+    cb_wait(&cb_default_pending);
     return cudaSuccess;
+  }
   s = stream_of(stream);
   if (!s)
     return cudaErrorInvalidResourceHandle;
+  cb_wait(&s->cb_pending);
   /* Fed by another thread last: its lane must have run that work first. */
   if (atomic_load(&s->ev.by) && atomic_load(&s->ev.by) != t) {
     rc = event_wait(t, &s->ev, atomic_load(&s->ev.gen));
@@ -300,16 +479,22 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream)
   struct shim_thread *t;
   cudaError_t e;
   struct shim_stream *s;
+  int rc;
 
-  if (is_default(stream))
-    return cudaDeviceSynchronize();
+  if (is_default(stream)) {
+    e = cudaDeviceSynchronize();
+    cb_wait(&cb_default_pending);
+    return e;
+  }
   e = shim_ready(&t);
   if (e != cudaSuccess)
     return fail(t, e);
   s = stream_of(stream);
   if (!s)
     return fail(t, cudaErrorInvalidResourceHandle);
-  return shim_cuda_error(t, event_wait(t, &s->ev, atomic_load(&s->ev.gen)));
+  rc = event_wait(t, &s->ev, atomic_load(&s->ev.gen));
+  cb_wait(&s->cb_pending); /* its host functions are part of its work */
+  return shim_cuda_error(t, rc);
 }
 
 cudaError_t cudaStreamQuery(cudaStream_t stream)
@@ -626,6 +811,24 @@ cudaError_t cudaStreamGetDevice_ptsz(cudaStream_t stream, int *device);
 cudaError_t cudaStreamGetId_ptsz(cudaStream_t stream, unsigned long long *id);
 cudaError_t cudaStreamSynchronize_ptsz(cudaStream_t stream);
 cudaError_t cudaStreamQuery_ptsz(cudaStream_t stream);
+cudaError_t cudaLaunchHostFunc_ptsz(cudaStream_t stream, cudaHostFn_t fn,
+                                    void *data);
+cudaError_t cudaStreamAddCallback_ptsz(cudaStream_t stream,
+                                       cudaStreamCallback_t cb, void *data,
+                                       unsigned int flags);
+
+cudaError_t cudaLaunchHostFunc_ptsz(cudaStream_t stream, cudaHostFn_t fn,
+                                    void *data)
+{
+  return cudaLaunchHostFunc(stream, fn, data);
+}
+
+cudaError_t cudaStreamAddCallback_ptsz(cudaStream_t stream,
+                                       cudaStreamCallback_t cb, void *data,
+                                       unsigned int flags)
+{
+  return cudaStreamAddCallback(stream, cb, data, flags);
+}
 
 cudaError_t cudaStreamSynchronize_ptsz(cudaStream_t stream)
 {
@@ -685,4 +888,35 @@ cudaError_t cudaStreamGetDevice_ptsz(cudaStream_t stream, int *device)
 cudaError_t cudaStreamGetId_ptsz(cudaStream_t stream, unsigned long long *id)
 {
   return cudaStreamGetId(stream, id);
+}
+
+/* ---- fork ------------------------------------------------------------------- */
+
+/*
+ * In a forked child every event and stream starts over: their records
+ * were the parent session's, and the callback thread does not exist.
+ * Queued host functions of the parent are the parent's to run.
+ */
+void shim_stream_forget(void)
+{
+  pthread_mutex_init(&reg_lock, NULL);
+  pthread_mutex_init(&cb_lock, NULL);
+  pthread_cond_init(&cb_cv, NULL);
+  pthread_cond_init(&cb_done, NULL);
+  for (struct shim_event *e = events; e; e = e->next) {
+    atomic_store(&e->gen, 0);
+    atomic_store(&e->dev, -1);
+    atomic_store(&e->by, NULL);
+  }
+  for (struct shim_stream *s = streams; s; s = s->next) {
+    atomic_store(&s->ev.gen, 0);
+    atomic_store(&s->ev.dev, -1);
+    atomic_store(&s->ev.by, NULL);
+    s->cb_pending = 0;
+  }
+  cb_head = NULL;
+  cb_tail = &cb_head;
+  cb_started = 0;
+  cb_default_pending = 0;
+  cb_all_pending = 0;
 }

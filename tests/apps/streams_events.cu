@@ -11,7 +11,11 @@
 //     give cudaErrorInvalidResourceHandle; an unrecorded event queries as
 //     complete; cudaStreamQuery/cudaEventQuery after synchronisation say
 //     cudaSuccess;
-//   - stream flags, priorities and the priority range.
+//   - stream flags, priorities and the priority range;
+//   - host functions (cudaLaunchHostFunc, cudaStreamAddCallback) run after
+//     the work before them (they see a copy's result) and before the work
+//     after them (a copy of a value they set), on created streams and on
+//     the default stream.
 #include <cuda_runtime.h>
 
 #include <pthread.h>
@@ -67,6 +71,22 @@ __global__ void spin(unsigned long long ns)
       break;
   }
 }
+
+static int pinned_seen = -1, cb_value = 0, cb_status = -1, default_ran = 0;
+static int *pinned;
+
+static void CUDART_CB after_copy(void *arg)
+{
+  pinned_seen = *(int *)arg; // the copy queued before us has landed
+  cb_value = 4242;           // the copy queued after us must see this
+}
+
+static void CUDART_CB with_status(cudaStream_t, cudaError_t status, void *)
+{
+  cb_status = (int)status;
+}
+
+static void CUDART_CB on_default(void *) { default_ran = 1; }
 
 struct feeder {
   cudaStream_t s;
@@ -169,6 +189,25 @@ int main()
          "elapsed time with an unrecorded event");
   (void)cudaGetLastError();
   printf("event timing: ok\n");
+
+  // Host functions in stream order.
+  CK(cudaMallocHost(&pinned, sizeof(int)));
+  *pinned = 0;
+  add1<<<1, 1, 0, s1>>>(c, 1000); // counter: 150 -> 1150
+  CK(cudaMemcpyAsync(pinned, c, sizeof(int), cudaMemcpyDeviceToHost, s1));
+  CK(cudaLaunchHostFunc(s1, after_copy, pinned));
+  CK(cudaMemcpyAsync(c, &cb_value, sizeof(int), cudaMemcpyHostToDevice, s1));
+  CK(cudaStreamAddCallback(s1, with_status, NULL, 0));
+  CK(cudaStreamSynchronize(s1));
+  CK(cudaMemcpy(&cv, c, sizeof(int), cudaMemcpyDeviceToHost));
+  EXPECT(pinned_seen == 1150, "the host function saw %d, expected 1150", pinned_seen);
+  EXPECT(cv == 4242, "the copy after the host function gave %d, expected 4242", cv);
+  EXPECT(cb_status == (int)cudaSuccess, "callback status %d", cb_status);
+  CK(cudaLaunchHostFunc(0, on_default, NULL));
+  CK(cudaDeviceSynchronize());
+  EXPECT(default_ran == 1, "the host function on the default stream did not run");
+  CK(cudaFreeHost(pinned));
+  printf("host functions: ok\n");
 
   CK(cudaEventDestroy(e));
   CK(cudaEventDestroy(start));
