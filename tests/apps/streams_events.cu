@@ -72,13 +72,13 @@ __global__ void spin(unsigned long long ns)
   }
 }
 
-static int pinned_seen = -1, cb_value = 0, cb_status = -1, default_ran = 0;
-static int *pinned;
+static int pinned_seen = -1, cb_status = -1, default_ran = 0;
+static int *pinned, *cb_value;
 
 static void CUDART_CB after_copy(void *arg)
 {
   pinned_seen = *(int *)arg; // the copy queued before us has landed
-  cb_value = 4242;           // the copy queued after us must see this
+  *cb_value = 4242;          // the copy queued after us must see this
 }
 
 static void CUDART_CB with_status(cudaStream_t, cudaError_t status, void *)
@@ -191,12 +191,17 @@ int main()
   printf("event timing: ok\n");
 
   // Host functions in stream order.
+  // Page-locked source for the copy after the host function: a GPU reads
+  // it when the copy runs; pageable memory is read when the copy is
+  // queued (measured on an H200), before any host function could write it.
   CK(cudaMallocHost(&pinned, sizeof(int)));
+  CK(cudaMallocHost(&cb_value, sizeof(int)));
   *pinned = 0;
+  *cb_value = 0;
   add1<<<1, 1, 0, s1>>>(c, 1000); // counter: 150 -> 1150
   CK(cudaMemcpyAsync(pinned, c, sizeof(int), cudaMemcpyDeviceToHost, s1));
   CK(cudaLaunchHostFunc(s1, after_copy, pinned));
-  CK(cudaMemcpyAsync(c, &cb_value, sizeof(int), cudaMemcpyHostToDevice, s1));
+  CK(cudaMemcpyAsync(c, cb_value, sizeof(int), cudaMemcpyHostToDevice, s1));
   CK(cudaStreamAddCallback(s1, with_status, NULL, 0));
   CK(cudaStreamSynchronize(s1));
   CK(cudaMemcpy(&cv, c, sizeof(int), cudaMemcpyDeviceToHost));
@@ -207,6 +212,7 @@ int main()
   CK(cudaDeviceSynchronize());
   EXPECT(default_ran == 1, "the host function on the default stream did not run");
   CK(cudaFreeHost(pinned));
+  CK(cudaFreeHost(cb_value));
   printf("host functions: ok\n");
 
   CK(cudaEventDestroy(e));
