@@ -142,6 +142,10 @@ void shim_stream_wait_callbacks(void);
 /* In a forked child: forget every stream's and event's records. */
 void shim_stream_forget(void);
 
+/* The stack size the program set for dev (cudaDeviceSetLimit), or 0 for
+   the device's default: sent with every launch (shim_device.c). */
+uint32_t shim_stack_size(int dev);
+
 /*
  * The one conversion table: 0 / -errno / positive status -> cudaError_t.
  * Also records a non-success result as the thread's last error.

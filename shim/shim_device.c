@@ -237,3 +237,326 @@ cudaError_t cudaDeviceSynchronize(void)
   shim_stream_wait_callbacks(); /* host functions are the device's work */
   return e;
 }
+
+/* ---- device state the program sets --------------------------------------- */
+
+/*
+ * Flags, limits and cache preferences are per device and process in CUDA.
+ * The shim keeps them; the one the emulated device acts on is the stack
+ * size, which travels with every launch (TR_LAUNCH_FIXED).  The others are
+ * hints a GPU may ignore too, or describe resources the remote device
+ * manages itself (printf FIFO, malloc heap).
+ */
+#define SHIM_MAX_DEV 64
+
+static struct {
+  unsigned flags;
+  enum cudaFuncCache cache;
+  size_t limit[cudaLimitPersistingL2CacheSize + 1];
+  int set[cudaLimitPersistingL2CacheSize + 1];
+} devstate[SHIM_MAX_DEV];
+static pthread_mutex_t devstate_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* CUDA's defaults (an A100/H100 answers these). */
+static size_t limit_default(enum cudaLimit l)
+{
+  switch (l) {
+  case cudaLimitStackSize:
+    return 1024;
+  case cudaLimitPrintfFifoSize:
+    return 1 << 20;
+  case cudaLimitMallocHeapSize:
+    return 8 << 20;
+  case cudaLimitDevRuntimeSyncDepth:
+    return 2;
+  case cudaLimitDevRuntimePendingLaunchCount:
+    return 2048;
+  case cudaLimitMaxL2FetchGranularity:
+    return 64;
+  case cudaLimitPersistingL2CacheSize:
+    return 0;
+  default:
+    return 0;
+  }
+}
+
+uint32_t shim_stack_size(int dev)
+{
+  size_t v;
+
+  if (dev < 0 || dev >= SHIM_MAX_DEV)
+    return 0;
+  pthread_mutex_lock(&devstate_lock);
+  v = devstate[dev].set[cudaLimitStackSize] ? devstate[dev].limit[cudaLimitStackSize]
+                                            : 0;
+  pthread_mutex_unlock(&devstate_lock);
+  return (uint32_t)v;
+}
+
+cudaError_t cudaDeviceSetLimit(enum cudaLimit limit, size_t value)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+
+  if (e != cudaSuccess)
+    return fail(t, e);
+  if ((unsigned)limit > cudaLimitPersistingL2CacheSize || t->device >= SHIM_MAX_DEV)
+    return fail(t, cudaErrorUnsupportedLimit);
+  /* The emulator gives each thread at most 64 KiB of stack: a GPU's limit
+     is of that order per thread too (512 KiB on recent parts). */
+  if (limit == cudaLimitStackSize && value > (64u << 10))
+    return fail(t, cudaErrorInvalidValue);
+  pthread_mutex_lock(&devstate_lock);
+  devstate[t->device].limit[limit] = value;
+  devstate[t->device].set[limit] = 1;
+  pthread_mutex_unlock(&devstate_lock);
+  return cudaSuccess;
+}
+
+cudaError_t cudaDeviceGetLimit(size_t *value, enum cudaLimit limit)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+
+  if (e != cudaSuccess)
+    return fail(t, e);
+  if (!value)
+    return fail(t, cudaErrorInvalidValue);
+  if ((unsigned)limit > cudaLimitPersistingL2CacheSize || t->device >= SHIM_MAX_DEV)
+    return fail(t, cudaErrorUnsupportedLimit);
+  pthread_mutex_lock(&devstate_lock);
+  *value = devstate[t->device].set[limit] ? devstate[t->device].limit[limit]
+                                          : limit_default(limit);
+  pthread_mutex_unlock(&devstate_lock);
+  return cudaSuccess;
+}
+
+cudaError_t cudaSetDeviceFlags(unsigned int flags)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+
+  if (e != cudaSuccess)
+    return fail(t, e);
+  if (flags & ~(unsigned)(cudaDeviceScheduleMask | cudaDeviceMapHost |
+                          cudaDeviceLmemResizeToMax | cudaDeviceSyncMemops) ||
+      t->device >= SHIM_MAX_DEV)
+    return fail(t, cudaErrorInvalidValue);
+  pthread_mutex_lock(&devstate_lock);
+  devstate[t->device].flags = flags;
+  pthread_mutex_unlock(&devstate_lock);
+  return cudaSuccess;
+}
+
+cudaError_t cudaGetDeviceFlags(unsigned int *flags)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+
+  if (e != cudaSuccess)
+    return fail(t, e);
+  if (!flags || t->device >= SHIM_MAX_DEV)
+    return fail(t, cudaErrorInvalidValue);
+  pthread_mutex_lock(&devstate_lock);
+  *flags = devstate[t->device].flags;
+  pthread_mutex_unlock(&devstate_lock);
+  return cudaSuccess;
+}
+
+cudaError_t cudaDeviceSetCacheConfig(enum cudaFuncCache config)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+
+  if (e != cudaSuccess)
+    return fail(t, e);
+  if ((unsigned)config > cudaFuncCachePreferEqual || t->device >= SHIM_MAX_DEV)
+    return fail(t, cudaErrorInvalidValue);
+  pthread_mutex_lock(&devstate_lock);
+  devstate[t->device].cache = config;
+  pthread_mutex_unlock(&devstate_lock);
+  return cudaSuccess;
+}
+
+cudaError_t cudaDeviceGetCacheConfig(enum cudaFuncCache *config)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+
+  if (e != cudaSuccess)
+    return fail(t, e);
+  if (!config || t->device >= SHIM_MAX_DEV)
+    return fail(t, cudaErrorInvalidValue);
+  pthread_mutex_lock(&devstate_lock);
+  *config = devstate[t->device].cache;
+  pthread_mutex_unlock(&devstate_lock);
+  return cudaSuccess;
+}
+
+/*
+ * cudaDeviceReset: the device is shared by the whole session, and its
+ * memory goes when the program's session ends, so a reset here waits for
+ * the device and forgets the thread's error and the device's settings.  A
+ * kernel fault stays sticky (a GPU's reset would clear it: documented
+ * difference).
+ */
+cudaError_t cudaDeviceReset(void)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+
+  if (e != cudaSuccess)
+    return fail(t, e);
+  e = cudaDeviceSynchronize();
+  if (t->device < SHIM_MAX_DEV) {
+    pthread_mutex_lock(&devstate_lock);
+    memset(&devstate[t->device], 0, sizeof(devstate[t->device]));
+    pthread_mutex_unlock(&devstate_lock);
+  }
+  t->last_error = cudaSuccess;
+  return e;
+}
+
+cudaError_t cudaInitDevice(int device, unsigned int device_flags,
+                           unsigned int flags)
+{
+  struct shim_thread *t = shim_self();
+  cudaError_t e = no_device();
+
+  if (e != cudaSuccess)
+    return fail(t, e);
+  if (!shim_valid_device(device))
+    return fail(t, cudaErrorInvalidDevice);
+  if (flags & ~(unsigned)cudaInitDeviceFlagsAreValid)
+    return fail(t, cudaErrorInvalidValue);
+  if (flags & cudaInitDeviceFlagsAreValid) {
+    int saved = t->device;
+
+    t->device = device;
+    e = cudaSetDeviceFlags(device_flags);
+    t->device = saved;
+  }
+  return e;
+}
+
+cudaError_t cudaSetValidDevices(int *list, int len)
+{
+  struct shim_thread *t = shim_self();
+  cudaError_t e = no_device();
+
+  if (e != cudaSuccess)
+    return fail(t, e);
+  if (len < 0 || (len > 0 && !list))
+    return fail(t, cudaErrorInvalidValue);
+  for (int i = 0; i < len; i++)
+    if (!shim_valid_device(list[i]))
+      return fail(t, cudaErrorInvalidDevice);
+  return cudaSuccess; /* an order of preference; every device is valid */
+}
+
+/*
+ * PCI bus ids: the remote devices' real ids mean nothing here, and two
+ * emulated devices would share one, so each ordinal gets its own:
+ * domain 0, bus = ordinal + 1, device 0.
+ */
+cudaError_t cudaDeviceGetPCIBusId(char *id, int len, int device)
+{
+  struct shim_thread *t = shim_self();
+  const struct tr_devinfo *d;
+  cudaError_t e = devinfo(device, &d);
+
+  if (e != cudaSuccess)
+    return fail(t, e);
+  if (!id || len < 13)
+    return fail(t, cudaErrorInvalidValue);
+  snprintf(id, (size_t)len, "0000:%02x:00.0", (unsigned)(device + 1) & 0xff);
+  return cudaSuccess;
+}
+
+cudaError_t cudaDeviceGetByPCIBusId(int *device, const char *id)
+{
+  struct shim_thread *t = shim_self();
+  unsigned dom, bus, dev, fn = 0;
+  cudaError_t e = no_device();
+
+  if (e != cudaSuccess)
+    return fail(t, e);
+  if (!device || !id ||
+      (sscanf(id, "%x:%x:%x.%x", &dom, &bus, &dev, &fn) < 3 &&
+       sscanf(id, "%x:%x.%x", &bus, &dev, &fn) < 2))
+    return fail(t, cudaErrorInvalidValue);
+  if (bus < 1 || !shim_valid_device((int)bus - 1))
+    return fail(t, cudaErrorInvalidDevice);
+  *device = (int)bus - 1;
+  return cudaSuccess;
+}
+
+/* The device whose compute capability is closest to, and not below, what
+   prop asks for (else device 0). */
+cudaError_t cudaChooseDevice(int *device, const struct cudaDeviceProp *prop)
+{
+  struct shim_thread *t = shim_self();
+  cudaError_t e = no_device();
+  int best = 0, best_cc = 1 << 30;
+
+  if (e != cudaSuccess)
+    return fail(t, e);
+  if (!device || !prop)
+    return fail(t, cudaErrorInvalidValue);
+  for (uint32_t i = 0; i < shim_proc.cli.ndev; i++) {
+    int32_t maj = 0, min = 0, cc;
+
+    tr_devinfo_attr(&shim_proc.cli.dev[i], cudaDevAttrComputeCapabilityMajor,
+                    &maj);
+    tr_devinfo_attr(&shim_proc.cli.dev[i], cudaDevAttrComputeCapabilityMinor,
+                    &min);
+    cc = maj * 10 + min;
+    if (cc >= prop->major * 10 + prop->minor && cc < best_cc) {
+      best = (int)i;
+      best_cc = cc;
+    }
+  }
+  *device = best;
+  return cudaSuccess;
+}
+
+/*
+ * Peer access: every device is a machine of its own; none can address
+ * another's memory.  cudaMemcpyPeer still copies between them (through
+ * this host).
+ */
+cudaError_t cudaDeviceCanAccessPeer(int *can, int device, int peer)
+{
+  struct shim_thread *t = shim_self();
+  cudaError_t e = no_device();
+
+  if (e != cudaSuccess)
+    return fail(t, e);
+  if (!can)
+    return fail(t, cudaErrorInvalidValue);
+  if (!shim_valid_device(device) || !shim_valid_device(peer) ||
+      device == peer)
+    return fail(t, cudaErrorInvalidDevice);
+  *can = 0;
+  return cudaSuccess;
+}
+
+cudaError_t cudaDeviceEnablePeerAccess(int peer, unsigned int flags)
+{
+  struct shim_thread *t = shim_self();
+
+  if (!shim_valid_device(peer))
+    return fail(t, cudaErrorInvalidDevice);
+  if (flags)
+    return fail(t, cudaErrorInvalidValue);
+  return fail(t, cudaErrorPeerAccessUnsupported);
+}
+
+cudaError_t cudaDeviceDisablePeerAccess(int peer)
+{
+  struct shim_thread *t = shim_self();
+
+  if (!shim_valid_device(peer))
+    return fail(t, cudaErrorInvalidDevice);
+  return fail(t, cudaErrorPeerAccessNotEnabled);
+}

@@ -456,6 +456,7 @@ static cudaError_t launch(struct shim_func *f, dim3 grid, dim3 block,
   tr_put_u32(rec + 32, (uint32_t)shmem);
   tr_put_u32(rec + 36, f->params.total_size);
   tr_put_u64(rec + 40, 0);
+  tr_put_u32(rec + 48, shim_stack_size(t->device));
   for (uint32_t i = 0; i < f->params.count; i++)
     memcpy(rec + TR_LAUNCH_FIXED + f->params.p[i].offset, args[i],
            f->params.p[i].size);
@@ -822,4 +823,125 @@ void shim_module_forget(void)
       atomic_store(&f->sent_to, 0);
   }
   atomic_store(&launched_on, 0);
+}
+
+/* ---- other launch entry points ----------------------------------------- */
+
+cudaError_t cudaFuncSetCacheConfig(const void *func, enum cudaFuncCache config)
+{
+  struct shim_thread *t = shim_self();
+
+  if (!find_func(func))
+    return t ? (t->last_error = cudaErrorInvalidDeviceFunction)
+             : cudaErrorInvalidDeviceFunction;
+  if ((unsigned)config > cudaFuncCachePreferEqual)
+    return t ? (t->last_error = cudaErrorInvalidValue) : cudaErrorInvalidValue;
+  return cudaSuccess; /* a preference; the emulator has one cache */
+}
+
+/*
+ * A cooperative launch promises that every block is resident at once: a
+ * grid larger than the occupancy calculator allows on all multiprocessors
+ * is refused as CUDA refuses it.  (Grid-wide synchronisation itself is
+ * not emulated: a kernel that uses it fails to load, naming it.)
+ */
+static cudaError_t cooperative_check(const void *func, dim3 grid, dim3 block,
+                                     size_t shmem)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+  int per_sm = 0;
+  uint64_t blocks = (uint64_t)grid.x * grid.y * grid.z;
+
+  if (e != cudaSuccess)
+    return e;
+  e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+      &per_sm, func, (int)(block.x * block.y * block.z), shmem);
+  if (e != cudaSuccess)
+    return e;
+  if (blocks > (uint64_t)per_sm *
+                   (uint64_t)dev_attr(&shim_proc.cli.dev[t->device],
+                                      cudaDevAttrMultiProcessorCount, 1)) {
+    t->last_error = cudaErrorCooperativeLaunchTooLarge;
+    return cudaErrorCooperativeLaunchTooLarge;
+  }
+  return cudaSuccess;
+}
+
+cudaError_t cudaLaunchCooperativeKernel(const void *func, dim3 grid, dim3 block,
+                                        void **args, size_t shmem,
+                                        cudaStream_t stream)
+{
+  cudaError_t e = cooperative_check(func, grid, block, shmem);
+
+  if (e != cudaSuccess)
+    return e;
+  return launch(find_func(func), grid, block, args, shmem, stream);
+}
+
+cudaError_t cudaLaunchKernelExC(const cudaLaunchConfig_t *config,
+                                const void *func, void **args)
+{
+  struct shim_thread *t = shim_self();
+  int coop = 0;
+
+  if (!config || (config->numAttrs && !config->attrs))
+    return t ? (t->last_error = cudaErrorInvalidValue) : cudaErrorInvalidValue;
+  for (unsigned i = 0; i < config->numAttrs; i++) {
+    const cudaLaunchAttribute *a = &config->attrs[i];
+
+    switch (a->id) {
+    case cudaLaunchAttributeCooperative:
+      coop = a->val.cooperative != 0;
+      break;
+    case cudaLaunchAttributeClusterDimension:
+      /* Clusters need compute capability 9.0 hardware. */
+      if (a->val.clusterDim.x * a->val.clusterDim.y * a->val.clusterDim.z > 1)
+        return t ? (t->last_error = cudaErrorNotSupported)
+                 : cudaErrorNotSupported;
+      break;
+    default:
+      break; /* scheduling and cache hints: nothing to do remotely */
+    }
+  }
+  if (coop) {
+    cudaError_t e = cooperative_check(func, config->gridDim, config->blockDim,
+                                      config->dynamicSmemBytes);
+    if (e != cudaSuccess)
+      return e;
+  }
+  return launch(find_func(func), config->gridDim, config->blockDim, args,
+                config->dynamicSmemBytes, config->stream);
+}
+
+/* The per-thread-default-stream twins; declared only under macros. */
+cudaError_t cudaLaunchKernel_ptsz(const void *func, dim3 grid, dim3 block,
+                                  void **args, size_t shmem,
+                                  cudaStream_t stream);
+cudaError_t cudaLaunchCooperativeKernel_ptsz(const void *func, dim3 grid,
+                                             dim3 block, void **args,
+                                             size_t shmem,
+                                             cudaStream_t stream);
+cudaError_t cudaLaunchKernelExC_ptsz(const cudaLaunchConfig_t *config,
+                                     const void *func, void **args);
+
+cudaError_t cudaLaunchKernel_ptsz(const void *func, dim3 grid, dim3 block,
+                                  void **args, size_t shmem,
+                                  cudaStream_t stream)
+{
+  return cudaLaunchKernel(func, grid, block, args, shmem, stream);
+}
+
+cudaError_t cudaLaunchCooperativeKernel_ptsz(const void *func, dim3 grid,
+                                             dim3 block, void **args,
+                                             size_t shmem,
+                                             cudaStream_t stream)
+{
+  return cudaLaunchCooperativeKernel(func, grid, block, args, shmem, stream);
+}
+
+cudaError_t cudaLaunchKernelExC_ptsz(const cudaLaunchConfig_t *config,
+                                     const void *func, void **args)
+{
+  return cudaLaunchKernelExC(config, func, args);
 }

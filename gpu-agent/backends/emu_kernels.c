@@ -482,6 +482,9 @@ uint32_t emu_launch(struct agt_bctx *c, void *fn, const struct agt_launch *l)
   struct ptx_fault fault;
   uint32_t st;
 
+  /* cudaLimitStackSize, within the 64 KiB per thread the shim allows. */
+  if (l->stack_size)
+    dev.stack_size = l->stack_size < (64u << 10) ? l->stack_size : 64u << 10;
   memcpy(d.grid, l->grid, sizeof(d.grid));
   memcpy(d.block, l->block, sizeof(d.block));
   memset(&fault, 0, sizeof(fault));

@@ -338,9 +338,12 @@ int tr_devinfo_attr(const struct tr_devinfo *d, uint32_t attr, int32_t *value);
  *   32 u32 dynamic shared memory bytes
  *   36 u32 params_size
  *   40 u64 stream handle (0 = legacy default stream)
- *   48 params_size bytes of packed parameters
+ *   48 u32 stack bytes per thread (cudaLimitStackSize; 0 = the device's
+ *          default)
+ *   52 u32 0 (reserved)
+ *   56 params_size bytes of packed parameters
  */
-#define TR_LAUNCH_FIXED 48u
+#define TR_LAUNCH_FIXED 56u
 
 /* ---- function attributes and device output ---------------------------- */
 

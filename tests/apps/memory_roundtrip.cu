@@ -207,6 +207,16 @@ int main(int argc, char **argv)
     touch<<<1, 1>>>((int *)a);
     CHECK(cudaGetLastError());
     CHECK(cudaDeviceSynchronize());
+    // cudaMemcpyPeer does cross: device 0's bytes to device 1 (through
+    // this host).
+    {
+      unsigned char h[4096];
+      CHECK(cudaMemset(a, 0x5c, 4096));
+      CHECK(cudaMemcpyPeer(b, 1, a, 0, 4096));
+      CHECK(cudaMemcpy(h, b, 4096, cudaMemcpyDeviceToHost));
+      for (int i = 0; i < 4096; i++)
+        EXPECT(h[i] == 0x5c, "peer copy byte %d: %#x", i, h[i]);
+    }
     CHECK(cudaFree(a));
     // cudaFree finds the device from the pointer, whatever is current.
     CHECK(cudaFree(b));

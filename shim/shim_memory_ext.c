@@ -1,0 +1,588 @@
+/*
+ * shim_memory_ext.c: the rest of CUDA's linear-memory calls, built on the
+ * copies and memsets of shim_memory.c: pitched allocations and 2D/3D
+ * copies and memsets (row by row: a row is a copy, and only the last one
+ * of a synchronous call waits for a reply), copies between devices
+ * (through this host: no device can address another machine's memory),
+ * stream-ordered allocation, prefetch, and the asynchronous symbol copies.
+ *
+ * CUDA arrays (cudaArray_t) are not carried: every call here works on
+ * linear memory, and those taking arrays stay "not supported".
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shim.h"
+
+/* What cudaMallocPitch pads rows to: cudaDevAttrTexturePitchAlignment. */
+#define PITCH_ALIGN 512u
+
+static cudaError_t fail(struct shim_thread *t, cudaError_t e)
+{
+  if (t && e != cudaSuccess)
+    t->last_error = e;
+  return e;
+}
+
+/* ---- pitched allocations ------------------------------------------------ */
+
+cudaError_t cudaMallocPitch(void **ptr, size_t *pitch, size_t width,
+                            size_t height)
+{
+  struct shim_thread *t = shim_self();
+  size_t p;
+  cudaError_t e;
+
+  if (!ptr || !pitch)
+    return fail(t, cudaErrorInvalidValue);
+  p = (width + PITCH_ALIGN - 1) / PITCH_ALIGN * PITCH_ALIGN;
+  if (height && p > SIZE_MAX / height)
+    return fail(t, cudaErrorMemoryAllocation);
+  e = cudaMalloc(ptr, p * height);
+  if (e == cudaSuccess)
+    *pitch = p;
+  return e;
+}
+
+cudaError_t cudaMalloc3D(struct cudaPitchedPtr *pp, struct cudaExtent ext)
+{
+  struct shim_thread *t = shim_self();
+  size_t pitch = 0;
+  void *p = NULL;
+  cudaError_t e;
+
+  if (!pp)
+    return fail(t, cudaErrorInvalidValue);
+  if (ext.depth && ext.height > SIZE_MAX / ext.depth)
+    return fail(t, cudaErrorMemoryAllocation);
+  e = cudaMallocPitch(&p, &pitch, ext.width, ext.height * ext.depth);
+  if (e != cudaSuccess)
+    return e;
+  pp->ptr = p;
+  pp->pitch = pitch;
+  pp->xsize = ext.width;
+  pp->ysize = ext.height;
+  return cudaSuccess;
+}
+
+/* ---- 2D and 3D copies and memsets ----------------------------------------- */
+
+/*
+ * Copy `rows` rows of `width` bytes.  Device to host reads the whole span
+ * the rows cover in one request and scatters it here (one round trip,
+ * not one per row); everything else is a record per row, all without a
+ * reply except, for a synchronous call, the last.
+ */
+static cudaError_t copy_rows(struct shim_thread *t, uint8_t *dst, size_t dpitch,
+                             const uint8_t *src, size_t spitch, size_t width,
+                             size_t rows, enum cudaMemcpyKind kind, int async)
+{
+  cudaError_t e = cudaSuccess;
+
+  if (width == 0 || rows == 0)
+    return cudaSuccess;
+  if (width > dpitch || width > spitch)
+    return cudaErrorInvalidPitchValue;
+  if (dpitch == width && spitch == width)
+    return shim_memcpy(t, dst, src, width * rows, kind, async);
+  if (shim_device_of(src) >= 0 && shim_device_of(dst) < 0 &&
+      kind != cudaMemcpyHostToDevice) {
+    size_t span = spitch * (rows - 1) + width;
+    uint8_t *tmp = malloc(span);
+
+    if (!tmp)
+      return cudaErrorMemoryAllocation;
+    e = shim_memcpy(t, tmp, src, span, cudaMemcpyDeviceToHost, 0);
+    if (e == cudaSuccess)
+      for (size_t r = 0; r < rows; r++)
+        memcpy(dst + r * dpitch, tmp + r * spitch, width);
+    free(tmp);
+    return e;
+  }
+  for (size_t r = 0; r < rows && e == cudaSuccess; r++)
+    e = shim_memcpy(t, dst + r * dpitch, src + r * spitch, width, kind,
+                    async || r + 1 < rows);
+  return e;
+}
+
+static cudaError_t memcpy2d(void *dst, size_t dpitch, const void *src,
+                            size_t spitch, size_t width, size_t height,
+                            enum cudaMemcpyKind kind, cudaStream_t stream,
+                            int async)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+  struct shim_stream *s;
+
+  if (e != cudaSuccess)
+    return fail(t, e);
+  e = shim_stream_use(t, stream, &s);
+  if (e != cudaSuccess)
+    return fail(t, e);
+  e = copy_rows(t, dst, dpitch, src, spitch, width, height, kind, async);
+  if (e != cudaSuccess)
+    return fail(t, e);
+  shim_stream_mark(t, s);
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemcpy2D(void *dst, size_t dpitch, const void *src,
+                         size_t spitch, size_t width, size_t height,
+                         enum cudaMemcpyKind kind)
+{
+  return memcpy2d(dst, dpitch, src, spitch, width, height, kind, NULL, 0);
+}
+
+cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src,
+                              size_t spitch, size_t width, size_t height,
+                              enum cudaMemcpyKind kind, cudaStream_t stream)
+{
+  return memcpy2d(dst, dpitch, src, spitch, width, height, kind, stream, 1);
+}
+
+/* Linear memory only: arrays are refused, as the rest of the shim does. */
+static cudaError_t memcpy3d(const struct cudaMemcpy3DParms *p,
+                            cudaStream_t stream, int async)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+  struct shim_stream *s;
+  size_t w, h, d;
+
+  if (e != cudaSuccess)
+    return fail(t, e);
+  if (!p)
+    return fail(t, cudaErrorInvalidValue);
+  if (p->srcArray || p->dstArray) {
+    shim_warn_once("arrays", "CUDA arrays are not carried yet (cudaMemcpy3D "
+                             "with an array)");
+    return fail(t, cudaErrorNotSupported);
+  }
+  e = shim_stream_use(t, stream, &s);
+  if (e != cudaSuccess)
+    return fail(t, e);
+  w = p->extent.width;
+  h = p->extent.height;
+  d = p->extent.depth;
+  for (size_t z = 0; z < d && e == cudaSuccess; z++) {
+    const uint8_t *src = (const uint8_t *)p->srcPtr.ptr +
+                         ((p->srcPos.z + z) * p->srcPtr.ysize + p->srcPos.y) *
+                             p->srcPtr.pitch + p->srcPos.x;
+    uint8_t *dst = (uint8_t *)p->dstPtr.ptr +
+                   ((p->dstPos.z + z) * p->dstPtr.ysize + p->dstPos.y) *
+                       p->dstPtr.pitch + p->dstPos.x;
+
+    e = copy_rows(t, dst, p->dstPtr.pitch, src, p->srcPtr.pitch, w, h,
+                  p->kind, async || z + 1 < d);
+  }
+  if (e != cudaSuccess)
+    return fail(t, e);
+  shim_stream_mark(t, s);
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemcpy3D(const struct cudaMemcpy3DParms *p)
+{
+  return memcpy3d(p, NULL, 0);
+}
+
+cudaError_t cudaMemcpy3DAsync(const struct cudaMemcpy3DParms *p,
+                              cudaStream_t stream)
+{
+  return memcpy3d(p, stream, 1);
+}
+
+static cudaError_t memset2d(void *ptr, size_t pitch, int value, size_t width,
+                            size_t height, cudaStream_t stream, int async)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+  struct shim_stream *s;
+
+  if (e != cudaSuccess)
+    return fail(t, e);
+  if (width > pitch && height > 1)
+    return fail(t, cudaErrorInvalidPitchValue);
+  e = shim_stream_use(t, stream, &s);
+  if (e != cudaSuccess)
+    return fail(t, e);
+  if (pitch == width)
+    e = shim_memset(t, ptr, value, width * height, async);
+  for (size_t r = 0; pitch != width && r < height && e == cudaSuccess; r++)
+    e = shim_memset(t, (uint8_t *)ptr + r * pitch, value, width,
+                    async || r + 1 < height);
+  if (e != cudaSuccess)
+    return e;
+  shim_stream_mark(t, s);
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemset2D(void *ptr, size_t pitch, int value, size_t width,
+                         size_t height)
+{
+  return memset2d(ptr, pitch, value, width, height, NULL, 0);
+}
+
+cudaError_t cudaMemset2DAsync(void *ptr, size_t pitch, int value, size_t width,
+                              size_t height, cudaStream_t stream)
+{
+  return memset2d(ptr, pitch, value, width, height, stream, 1);
+}
+
+static cudaError_t memset3d(struct cudaPitchedPtr pp, int value,
+                            struct cudaExtent ext, cudaStream_t stream,
+                            int async)
+{
+  cudaError_t e = cudaSuccess;
+
+  for (size_t z = 0; z < ext.depth && e == cudaSuccess; z++)
+    e = memset2d((uint8_t *)pp.ptr + z * pp.ysize * pp.pitch, pp.pitch, value,
+                 ext.width, ext.height, stream, async || z + 1 < ext.depth);
+  return e;
+}
+
+cudaError_t cudaMemset3D(struct cudaPitchedPtr pp, int value,
+                         struct cudaExtent ext)
+{
+  return memset3d(pp, value, ext, NULL, 0);
+}
+
+cudaError_t cudaMemset3DAsync(struct cudaPitchedPtr pp, int value,
+                              struct cudaExtent ext, cudaStream_t stream)
+{
+  return memset3d(pp, value, ext, stream, 1);
+}
+
+/* ---- between devices ---------------------------------------------------- */
+
+/*
+ * Devices are separate machines, so a copy between two of them passes
+ * through this host in 64 MiB pieces: down from one, up to the other.
+ * On one device it is an ordinary device-to-device copy.
+ */
+#define PEER_PIECE (64u << 20)
+
+static cudaError_t memcpy_peer(void *dst, int ddev, const void *src, int sdev,
+                               size_t count, cudaStream_t stream)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+  struct shim_stream *s;
+  uint8_t *tmp;
+
+  if (e != cudaSuccess)
+    return fail(t, e);
+  if (!shim_valid_device(ddev) || !shim_valid_device(sdev))
+    return fail(t, cudaErrorInvalidDevice);
+  if (count && (shim_device_of(dst) != ddev || shim_device_of(src) != sdev))
+    return fail(t, cudaErrorInvalidValue);
+  e = shim_stream_use(t, stream, &s);
+  if (e != cudaSuccess)
+    return fail(t, e);
+  if (ddev == sdev || count == 0) {
+    e = shim_memcpy(t, dst, src, count, cudaMemcpyDeviceToDevice, 0);
+    if (e == cudaSuccess)
+      shim_stream_mark(t, s);
+    return e;
+  }
+  tmp = malloc(count < PEER_PIECE ? count : PEER_PIECE);
+  if (!tmp)
+    return fail(t, cudaErrorMemoryAllocation);
+  for (size_t off = 0; off < count && e == cudaSuccess; off += PEER_PIECE) {
+    size_t n = count - off < PEER_PIECE ? count - off : PEER_PIECE;
+
+    e = shim_memcpy(t, tmp, (const uint8_t *)src + off, n,
+                    cudaMemcpyDeviceToHost, 0);
+    if (e == cudaSuccess)
+      e = shim_memcpy(t, (uint8_t *)dst + off, tmp, n, cudaMemcpyHostToDevice,
+                      0);
+  }
+  free(tmp);
+  if (e == cudaSuccess)
+    shim_stream_mark(t, s);
+  return e;
+}
+
+cudaError_t cudaMemcpyPeer(void *dst, int ddev, const void *src, int sdev,
+                           size_t count)
+{
+  return memcpy_peer(dst, ddev, src, sdev, count, NULL);
+}
+
+cudaError_t cudaMemcpyPeerAsync(void *dst, int ddev, const void *src, int sdev,
+                                size_t count, cudaStream_t stream)
+{
+  return memcpy_peer(dst, ddev, src, sdev, count, stream);
+}
+
+/* ---- stream-ordered allocation, prefetch ---------------------------------- */
+
+/*
+ * cudaMallocAsync: the pointer comes back at once, as in CUDA (one round
+ * trip for the address); the memory is usable by work queued after it on
+ * any stream, which the lane order and the stream rules already give.
+ * cudaFreeAsync is queued after the stream's work.
+ */
+cudaError_t cudaMallocAsync(void **ptr, size_t size, cudaStream_t stream)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+  struct shim_stream *s;
+
+  if (e != cudaSuccess)
+    return fail(t, e);
+  e = shim_stream_use(t, stream, &s);
+  if (e != cudaSuccess)
+    return fail(t, e);
+  return cudaMalloc(ptr, size);
+}
+
+cudaError_t cudaFreeAsync(void *ptr, cudaStream_t stream)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+  struct shim_stream *s;
+  uint8_t a[8];
+  int dev, rc;
+
+  if (e != cudaSuccess)
+    return fail(t, e);
+  if (!ptr)
+    return cudaSuccess;
+  dev = shim_device_of(ptr);
+  if (dev < 0)
+    return fail(t, cudaErrorInvalidValue);
+  e = shim_stream_use(t, stream, &s);
+  if (e != cudaSuccess)
+    return fail(t, e);
+  tr_put_u64(a, (uint64_t)(uintptr_t)ptr);
+  rc = shim_call(t, dev, TR_OP_FREE, a, 8, NULL, 0, 0, NULL, 0, NULL);
+  if (rc)
+    return shim_cuda_error(t, rc);
+  shim_stream_mark(t, s);
+  return cudaSuccess;
+}
+
+/*
+ * Prefetching applies to managed memory, which tremote does not provide
+ * yet: for any other pointer CUDA answers cudaErrorInvalidValue, and so
+ * does this.
+ */
+cudaError_t cudaMemPrefetchAsync(const void *ptr, size_t count,
+                                 struct cudaMemLocation location,
+                                 unsigned int flags, cudaStream_t stream)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+
+  (void)ptr;
+  (void)count;
+  (void)location;
+  (void)flags;
+  (void)stream;
+  if (e != cudaSuccess)
+    return fail(t, e);
+  return fail(t, cudaErrorInvalidValue);
+}
+
+/* ---- asynchronous symbol copies ------------------------------------------- */
+
+cudaError_t cudaMemcpyToSymbolAsync(const void *symbol, const void *src,
+                                    size_t count, size_t offset,
+                                    enum cudaMemcpyKind kind,
+                                    cudaStream_t stream)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+  struct shim_stream *s;
+
+  if (e != cudaSuccess)
+    return fail(t, e);
+  e = shim_stream_use(t, stream, &s);
+  if (e != cudaSuccess)
+    return fail(t, e);
+  e = cudaMemcpyToSymbol(symbol, src, count, offset, kind);
+  if (e == cudaSuccess)
+    shim_stream_mark(t, s);
+  return e;
+}
+
+cudaError_t cudaMemcpyFromSymbolAsync(void *dst, const void *symbol,
+                                      size_t count, size_t offset,
+                                      enum cudaMemcpyKind kind,
+                                      cudaStream_t stream)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+  struct shim_stream *s;
+
+  if (e != cudaSuccess)
+    return fail(t, e);
+  e = shim_stream_use(t, stream, &s);
+  if (e != cudaSuccess)
+    return fail(t, e);
+  e = cudaMemcpyFromSymbol(dst, symbol, count, offset, kind);
+  if (e == cudaSuccess)
+    shim_stream_mark(t, s);
+  return e;
+}
+
+/* ---- the per-thread-default-stream twins ---------------------------------- */
+
+/*
+ * Declared by the headers only under macros.  Every thread's default
+ * stream is its own lane here, so the _ptds/_ptsz entry points are the
+ * plain ones.
+ */
+cudaError_t cudaMemcpy_ptds(void *dst, const void *src, size_t count,
+                            enum cudaMemcpyKind kind);
+cudaError_t cudaMemset_ptds(void *ptr, int value, size_t count);
+cudaError_t cudaMemcpy2D_ptds(void *dst, size_t dpitch, const void *src,
+                              size_t spitch, size_t width, size_t height,
+                              enum cudaMemcpyKind kind);
+cudaError_t cudaMemcpy2DAsync_ptsz(void *dst, size_t dpitch, const void *src,
+                                   size_t spitch, size_t width, size_t height,
+                                   enum cudaMemcpyKind kind,
+                                   cudaStream_t stream);
+cudaError_t cudaMemcpy3D_ptds(const struct cudaMemcpy3DParms *p);
+cudaError_t cudaMemcpy3DAsync_ptsz(const struct cudaMemcpy3DParms *p,
+                                   cudaStream_t stream);
+cudaError_t cudaMemset2D_ptds(void *ptr, size_t pitch, int value,
+                              size_t width, size_t height);
+cudaError_t cudaMemset2DAsync_ptsz(void *ptr, size_t pitch, int value,
+                                   size_t width, size_t height,
+                                   cudaStream_t stream);
+cudaError_t cudaMemset3D_ptds(struct cudaPitchedPtr pp, int value,
+                              struct cudaExtent ext);
+cudaError_t cudaMemset3DAsync_ptsz(struct cudaPitchedPtr pp, int value,
+                                   struct cudaExtent ext, cudaStream_t stream);
+cudaError_t cudaMallocAsync_ptsz(void **ptr, size_t size, cudaStream_t stream);
+cudaError_t cudaFreeAsync_ptsz(void *ptr, cudaStream_t stream);
+cudaError_t cudaMemPrefetchAsync_ptsz(const void *ptr, size_t count,
+                                      struct cudaMemLocation location,
+                                      unsigned int flags, cudaStream_t stream);
+cudaError_t cudaMemcpyToSymbol_ptds(const void *symbol, const void *src,
+                                    size_t count, size_t offset,
+                                    enum cudaMemcpyKind kind);
+cudaError_t cudaMemcpyFromSymbol_ptds(void *dst, const void *symbol,
+                                      size_t count, size_t offset,
+                                      enum cudaMemcpyKind kind);
+cudaError_t cudaMemcpyToSymbolAsync_ptsz(const void *symbol, const void *src,
+                                         size_t count, size_t offset,
+                                         enum cudaMemcpyKind kind,
+                                         cudaStream_t stream);
+cudaError_t cudaMemcpyFromSymbolAsync_ptsz(void *dst, const void *symbol,
+                                           size_t count, size_t offset,
+                                           enum cudaMemcpyKind kind,
+                                           cudaStream_t stream);
+
+cudaError_t cudaMemcpy_ptds(void *dst, const void *src, size_t count,
+                            enum cudaMemcpyKind kind)
+{
+  return cudaMemcpy(dst, src, count, kind);
+}
+
+cudaError_t cudaMemset_ptds(void *ptr, int value, size_t count)
+{
+  return cudaMemset(ptr, value, count);
+}
+
+cudaError_t cudaMemcpy2D_ptds(void *dst, size_t dpitch, const void *src,
+                              size_t spitch, size_t width, size_t height,
+                              enum cudaMemcpyKind kind)
+{
+  return cudaMemcpy2D(dst, dpitch, src, spitch, width, height, kind);
+}
+
+cudaError_t cudaMemcpy2DAsync_ptsz(void *dst, size_t dpitch, const void *src,
+                                   size_t spitch, size_t width, size_t height,
+                                   enum cudaMemcpyKind kind,
+                                   cudaStream_t stream)
+{
+  return cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, height, kind,
+                           stream);
+}
+
+cudaError_t cudaMemcpy3D_ptds(const struct cudaMemcpy3DParms *p)
+{
+  return cudaMemcpy3D(p);
+}
+
+cudaError_t cudaMemcpy3DAsync_ptsz(const struct cudaMemcpy3DParms *p,
+                                   cudaStream_t stream)
+{
+  return cudaMemcpy3DAsync(p, stream);
+}
+
+cudaError_t cudaMemset2D_ptds(void *ptr, size_t pitch, int value,
+                              size_t width, size_t height)
+{
+  return cudaMemset2D(ptr, pitch, value, width, height);
+}
+
+cudaError_t cudaMemset2DAsync_ptsz(void *ptr, size_t pitch, int value,
+                                   size_t width, size_t height,
+                                   cudaStream_t stream)
+{
+  return cudaMemset2DAsync(ptr, pitch, value, width, height, stream);
+}
+
+cudaError_t cudaMemset3D_ptds(struct cudaPitchedPtr pp, int value,
+                              struct cudaExtent ext)
+{
+  return cudaMemset3D(pp, value, ext);
+}
+
+cudaError_t cudaMemset3DAsync_ptsz(struct cudaPitchedPtr pp, int value,
+                                   struct cudaExtent ext, cudaStream_t stream)
+{
+  return cudaMemset3DAsync(pp, value, ext, stream);
+}
+
+cudaError_t cudaMallocAsync_ptsz(void **ptr, size_t size, cudaStream_t stream)
+{
+  return cudaMallocAsync(ptr, size, stream);
+}
+
+cudaError_t cudaFreeAsync_ptsz(void *ptr, cudaStream_t stream)
+{
+  return cudaFreeAsync(ptr, stream);
+}
+
+cudaError_t cudaMemPrefetchAsync_ptsz(const void *ptr, size_t count,
+                                      struct cudaMemLocation location,
+                                      unsigned int flags, cudaStream_t stream)
+{
+  return cudaMemPrefetchAsync(ptr, count, location, flags, stream);
+}
+
+cudaError_t cudaMemcpyToSymbol_ptds(const void *symbol, const void *src,
+                                    size_t count, size_t offset,
+                                    enum cudaMemcpyKind kind)
+{
+  return cudaMemcpyToSymbol(symbol, src, count, offset, kind);
+}
+
+cudaError_t cudaMemcpyFromSymbol_ptds(void *dst, const void *symbol,
+                                      size_t count, size_t offset,
+                                      enum cudaMemcpyKind kind)
+{
+  return cudaMemcpyFromSymbol(dst, symbol, count, offset, kind);
+}
+
+cudaError_t cudaMemcpyToSymbolAsync_ptsz(const void *symbol, const void *src,
+                                         size_t count, size_t offset,
+                                         enum cudaMemcpyKind kind,
+                                         cudaStream_t stream)
+{
+  return cudaMemcpyToSymbolAsync(symbol, src, count, offset, kind, stream);
+}
+
+cudaError_t cudaMemcpyFromSymbolAsync_ptsz(void *dst, const void *symbol,
+                                           size_t count, size_t offset,
+                                           enum cudaMemcpyKind kind,
+                                           cudaStream_t stream)
+{
+  return cudaMemcpyFromSymbolAsync(dst, symbol, count, offset, kind, stream);
+}

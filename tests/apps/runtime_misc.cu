@@ -1,0 +1,231 @@
+// runtime_misc.cu: the runtime calls around memory and devices (issue 5),
+// self-checking; runs natively on a GPU as well.
+//   - cudaDeviceSetLimit(cudaLimitStackSize) lets a deep recursion with
+//     local arrays run; limits, device flags and cache config read back;
+//   - PCI bus ids round-trip; cudaChooseDevice picks a device;
+//   - pitched memory: cudaMallocPitch + cudaMemcpy2D both ways around a
+//     kernel, cudaMemset2D; cudaMalloc3D + cudaMemcpy3D + cudaMemset3D;
+//   - cudaMallocAsync / cudaFreeAsync on a stream; cudaMemcpyPeer on one
+//     device; cudaMemcpyToSymbolAsync / FromSymbolAsync;
+//   - cudaLaunchCooperativeKernel and cudaLaunchKernelExC (with the
+//     cooperative attribute).
+#include <cuda_runtime.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CK(call)                                                               \
+  do {                                                                         \
+    cudaError_t e_ = (call);                                                   \
+    if (e_ != cudaSuccess) {                                                   \
+      fprintf(stderr, "FAIL %s at line %d: %s\n", #call, __LINE__,             \
+              cudaGetErrorName(e_));                                           \
+      exit(2);                                                                 \
+    }                                                                          \
+  } while (0)
+#define EXPECT(cond, ...)                                                      \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      fprintf(stderr, "FAIL line %d: ", __LINE__);                             \
+      fprintf(stderr, __VA_ARGS__);                                            \
+      fprintf(stderr, "\n");                                                   \
+      exit(1);                                                                 \
+    }                                                                          \
+  } while (0)
+
+__device__ int dev_var[8];
+
+__device__ __noinline__ int deep(int n, int seed)
+{
+  volatile int local[24];
+  for (int i = 0; i < 24; i++)
+    local[i] = seed + i + n;
+  if (n == 0)
+    return local[5];
+  return deep(n - 1, seed) + (local[n % 24] & 1);
+}
+
+__global__ void recurse(int *out, int depth)
+{
+  out[threadIdx.x] = deep(depth, threadIdx.x);
+}
+
+__global__ void twice2d(float *p, size_t pitch, int w, int h)
+{
+  int x = blockIdx.x * blockDim.x + threadIdx.x, y = blockIdx.y;
+  if (x < w && y < h) {
+    float *row = (float *)((char *)p + y * pitch);
+    row[x] *= 2.0f;
+  }
+}
+
+__global__ void iota(int *p, int n)
+{
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+    p[i] = i;
+}
+
+static int deep_host(int n, int seed)
+{
+  int local[24];
+  for (int i = 0; i < 24; i++)
+    local[i] = seed + i + n;
+  if (n == 0)
+    return local[5];
+  return deep_host(n - 1, seed) + (local[n % 24] & 1);
+}
+
+int main()
+{
+  // Limits: a deep recursion needs more than the default 1 KiB of stack.
+  size_t v = 0;
+  CK(cudaDeviceGetLimit(&v, cudaLimitStackSize));
+  EXPECT(v >= 1024, "default stack %zu", v);
+  CK(cudaDeviceSetLimit(cudaLimitStackSize, 16384));
+  CK(cudaDeviceGetLimit(&v, cudaLimitStackSize));
+  EXPECT(v >= 16384, "stack after set: %zu", v);
+  int *dout, out[32];
+  CK(cudaMalloc(&dout, sizeof(out)));
+  recurse<<<1, 32>>>(dout, 60);
+  CK(cudaGetLastError());
+  CK(cudaMemcpy(out, dout, sizeof(out), cudaMemcpyDeviceToHost));
+  for (int i = 0; i < 32; i++)
+    EXPECT(out[i] == deep_host(60, i), "recursion %d: %d vs %d", i, out[i], deep_host(60, i));
+  CK(cudaSetDeviceFlags(cudaDeviceScheduleBlockingSync));
+  unsigned flags = 0;
+  CK(cudaGetDeviceFlags(&flags));
+  EXPECT((flags & cudaDeviceScheduleMask) == cudaDeviceScheduleBlockingSync, "flags %#x", flags);
+  enum cudaFuncCache cc;
+  CK(cudaDeviceSetCacheConfig(cudaFuncCachePreferShared));
+  CK(cudaDeviceGetCacheConfig(&cc));
+  CK(cudaFuncSetCacheConfig(iota, cudaFuncCachePreferL1));
+  printf("limits and settings: ok\n");
+
+  char bus[32];
+  int dev = -1;
+  CK(cudaDeviceGetPCIBusId(bus, sizeof(bus), 0));
+  CK(cudaDeviceGetByPCIBusId(&dev, bus));
+  EXPECT(dev == 0, "bus id %s gave device %d", bus, dev);
+  cudaDeviceProp want;
+  memset(&want, 0, sizeof(want));
+  want.major = 1;
+  CK(cudaChooseDevice(&dev, &want));
+  int count = 0;
+  CK(cudaGetDeviceCount(&count));
+  EXPECT(dev >= 0 && dev < count, "cudaChooseDevice gave %d", dev);
+  printf("pci ids: %s; choose: ok\n", bus);
+
+  // 2D.
+  const int W = 250, H = 37;
+  static float h2[H][W], back[H][W];
+  for (int y = 0; y < H; y++)
+    for (int x = 0; x < W; x++)
+      h2[y][x] = (float)(y * 1000 + x);
+  float *d2;
+  size_t pitch = 0;
+  CK(cudaMallocPitch((void **)&d2, &pitch, W * sizeof(float), H));
+  EXPECT(pitch >= W * sizeof(float), "pitch %zu", pitch);
+  CK(cudaMemcpy2D(d2, pitch, h2, W * sizeof(float), W * sizeof(float), H, cudaMemcpyHostToDevice));
+  twice2d<<<dim3((W + 127) / 128, H), 128>>>(d2, pitch, W, H);
+  CK(cudaGetLastError());
+  CK(cudaMemcpy2D(back, W * sizeof(float), d2, pitch, W * sizeof(float), H, cudaMemcpyDeviceToHost));
+  for (int y = 0; y < H; y++)
+    for (int x = 0; x < W; x++)
+      EXPECT(back[y][x] == 2.0f * h2[y][x], "2D (%d,%d): %g", x, y, back[y][x]);
+  CK(cudaMemset2D(d2, pitch, 0, 10 * sizeof(float), H));
+  CK(cudaMemcpy2D(back, W * sizeof(float), d2, pitch, W * sizeof(float), H, cudaMemcpyDeviceToHost));
+  for (int y = 0; y < H; y++)
+    for (int x = 0; x < W; x++)
+      EXPECT(back[y][x] == (x < 10 ? 0.0f : 2.0f * h2[y][x]), "memset2D (%d,%d): %g", x, y, back[y][x]);
+  printf("2D: ok\n");
+
+  // 3D.
+  const int X = 40, Y = 7, Z = 5;
+  static unsigned char h3[Z][Y][X], b3[Z][Y][X];
+  for (int z = 0; z < Z; z++)
+    for (int y = 0; y < Y; y++)
+      for (int x = 0; x < X; x++)
+        h3[z][y][x] = (unsigned char)(z * 50 + y * 7 + x);
+  cudaPitchedPtr dp;
+  cudaExtent ext = make_cudaExtent(X, Y, Z);
+  CK(cudaMalloc3D(&dp, ext));
+  cudaMemcpy3DParms p;
+  memset(&p, 0, sizeof(p));
+  p.srcPtr = make_cudaPitchedPtr(h3, X, X, Y);
+  p.dstPtr = dp;
+  p.extent = ext;
+  p.kind = cudaMemcpyHostToDevice;
+  CK(cudaMemcpy3D(&p));
+  CK(cudaMemset3D(dp, 0xab, make_cudaExtent(5, Y, 2)));
+  memset(&p, 0, sizeof(p));
+  p.srcPtr = dp;
+  p.dstPtr = make_cudaPitchedPtr(b3, X, X, Y);
+  p.extent = ext;
+  p.kind = cudaMemcpyDeviceToHost;
+  CK(cudaMemcpy3D(&p));
+  for (int z = 0; z < Z; z++)
+    for (int y = 0; y < Y; y++)
+      for (int x = 0; x < X; x++)
+        EXPECT(b3[z][y][x] == (z < 2 && x < 5 ? 0xab : h3[z][y][x]), "3D (%d,%d,%d): %d", x, y,
+               z, b3[z][y][x]);
+  printf("3D: ok\n");
+
+  // Stream-ordered allocation, peer copy on one device, symbols.
+  cudaStream_t s;
+  CK(cudaStreamCreate(&s));
+  int *da, *db;
+  const int n = 100000;
+  CK(cudaMallocAsync((void **)&da, n * sizeof(int), s));
+  iota<<<64, 128, 0, s>>>(da, n);
+  CK(cudaMallocAsync((void **)&db, n * sizeof(int), s));
+  CK(cudaStreamSynchronize(s));
+  CK(cudaMemcpyPeer(db, 0, da, 0, n * sizeof(int)));
+  static int hb[100000];
+  CK(cudaMemcpy(hb, db, sizeof(hb), cudaMemcpyDeviceToHost));
+  for (int i = 0; i < n; i++)
+    EXPECT(hb[i] == i, "peer copy %d: %d", i, hb[i]);
+  CK(cudaFreeAsync(da, s));
+  CK(cudaFreeAsync(db, s));
+  int sym[8] = {1, 2, 3, 4, 5, 6, 7, 8}, symback[8] = {0};
+  CK(cudaMemcpyToSymbolAsync(dev_var, sym, sizeof(sym), 0, cudaMemcpyHostToDevice, s));
+  CK(cudaMemcpyFromSymbolAsync(symback, dev_var, 4 * sizeof(int), 4 * sizeof(int),
+                               cudaMemcpyDeviceToHost, s));
+  CK(cudaStreamSynchronize(s));
+  for (int i = 0; i < 4; i++)
+    EXPECT(symback[i] == i + 5, "symbol %d: %d", i, symback[i]);
+  printf("async allocation, peer copy, symbols: ok\n");
+
+  // Cooperative and extended launches.
+  int *dc;
+  CK(cudaMalloc(&dc, 4096 * sizeof(int)));
+  int nn = 4096;
+  void *args[] = {&dc, &nn};
+  CK(cudaLaunchCooperativeKernel((const void *)iota, dim3(2), dim3(128), args, 0, s));
+  cudaLaunchConfig_t cfg;
+  memset(&cfg, 0, sizeof(cfg));
+  cudaLaunchAttribute attr;
+  attr.id = cudaLaunchAttributeCooperative;
+  attr.val.cooperative = 1;
+  cfg.gridDim = dim3(2);
+  cfg.blockDim = dim3(64);
+  cfg.stream = s;
+  cfg.attrs = &attr;
+  cfg.numAttrs = 1;
+  CK(cudaLaunchKernelExC(&cfg, (const void *)iota, args));
+  CK(cudaStreamSynchronize(s));
+  static int hc[4096];
+  CK(cudaMemcpy(hc, dc, sizeof(hc), cudaMemcpyDeviceToHost));
+  for (int i = 0; i < 4096; i++)
+    EXPECT(hc[i] == i, "launched %d: %d", i, hc[i]);
+  printf("cooperative and extended launches: ok\n");
+
+  CK(cudaFree(dc));
+  CK(cudaFree(d2));
+  CK(cudaFree(dp.ptr));
+  CK(cudaFree(dout));
+  CK(cudaStreamDestroy(s));
+  CK(cudaDeviceReset());
+  printf("PASS runtime_misc\n");
+  return 0;
+}
