@@ -57,6 +57,8 @@ static bool is_sticky(uint32_t st)
   }
 }
 
+static uint32_t dispatch(struct agt_call *c);
+
 static const struct agt_backend_ops *ops_of(struct agt_call *c)
 {
   return c->sess->be->ops;
@@ -759,6 +761,170 @@ static uint32_t op_event_destroy(struct agt_call *c)
   return cudaSuccess;
 }
 
+/* ---- graphs ------------------------------------------------------------- */
+
+/*
+ * A graph is what a stream capture recorded: the records the client would
+ * have sent, concatenated.  GRAPH_PUT assembles it (in order), GRAPH_LAUNCH
+ * runs its records in order on the launching lane, exactly as if they had
+ * arrived one by one (one message instead of hundreds), and GRAPH_DESTROY
+ * drops it.  Every record is checked when the graph completes, so a launch
+ * never meets a malformed one.
+ */
+static void graph_put(struct agt_session *s, struct agt_graph *g)
+{
+  bool last;
+
+  pthread_mutex_lock(&s->mu);
+  last = --g->refs == 0;
+  pthread_mutex_unlock(&s->mu);
+  if (last) {
+    free(g->buf);
+    free(g);
+  }
+}
+
+/* Walk the records of buf; each must be a no-reply record of an opcode a
+   graph may hold, with its whole payload inside buf. */
+static bool graph_valid(const uint8_t *buf, uint64_t len)
+{
+  uint64_t off = 0;
+
+  while (off < len) {
+    struct tr_hdr h;
+    const char *why;
+
+    if (len - off < TR_HDR_SIZE)
+      return false;
+    tr_hdr_unpack(buf + off, &h);
+    if (tr_hdr_check(&h, TR_PAYLOAD_MAX, 0, &why) < 0 || h.flags ||
+        h.payload_len > len - off - TR_HDR_SIZE)
+      return false;
+    if (h.opcode != TR_OP_LAUNCH && h.opcode != TR_OP_MEMSET &&
+        h.opcode != TR_OP_MEMCPY_D2D && h.opcode != TR_OP_EVENT_RECORD)
+      return false;
+    off += TR_HDR_SIZE + h.payload_len;
+  }
+  return true;
+}
+
+/* GRAPH_PUT: u64 graph, u64 total, u64 offset, bytes (in order). */
+static uint32_t op_graph_put(struct agt_call *c)
+{
+  struct agt_session *s = c->sess;
+  uint64_t h, total, off, n;
+  struct agt_graph *g;
+  uint32_t st = cudaSuccess;
+  int rc;
+
+  if (c->len < 24)
+    return TR_ST_BAD_RECORD;
+  h = tr_get_u64(c->p);
+  total = tr_get_u64(c->p + 8);
+  off = tr_get_u64(c->p + 16);
+  n = c->len - 24u;
+  if (h == 0)
+    return TR_ST_BAD_HANDLE;
+  if (total == 0 || total > TR_GRAPH_MAX)
+    return cudaErrorInvalidValue;
+  pthread_mutex_lock(&s->mu);
+  g = agt_hmap_get(&s->graphs, h);
+  if (!g && off == 0) {
+    g = calloc(1, sizeof(*g));
+    if (g)
+      g->buf = malloc(total);
+    if (!g || !g->buf || (rc = agt_hmap_put(&s->graphs, h, g)) < 0) {
+      if (g)
+        free(g->buf);
+      free(g);
+      pthread_mutex_unlock(&s->mu);
+      return cudaErrorMemoryAllocation;
+    }
+    g->total = total;
+    g->refs = 1; /* the map's */
+  }
+  if (!g || g->complete || g->total != total || off != g->len ||
+      n > total - off) {
+    pthread_mutex_unlock(&s->mu);
+    return TR_ST_BAD_RECORD;
+  }
+  memcpy(g->buf + off, c->p + 24, n);
+  g->len += n;
+  if (g->len == g->total) {
+    if (graph_valid(g->buf, g->len)) {
+      g->complete = true;
+    } else {
+      agt_hmap_del(&s->graphs, h);
+      g->refs--;
+      free(g->buf);
+      free(g);
+      st = cudaErrorInvalidValue;
+    }
+  }
+  pthread_mutex_unlock(&s->mu);
+  return st;
+}
+
+/* GRAPH_LAUNCH: u64 graph.  Its records run here, in order; the first
+   failure ends the launch and is its status. */
+static uint32_t op_graph_launch(struct agt_call *c)
+{
+  struct agt_session *s = c->sess;
+  struct agt_graph *g;
+  uint32_t st = cudaSuccess;
+  uint64_t off = 0;
+
+  if (c->len != 8)
+    return TR_ST_BAD_RECORD;
+  pthread_mutex_lock(&s->mu);
+  g = agt_hmap_get(&s->graphs, tr_get_u64(c->p));
+  if (g && g->complete)
+    g->refs++;
+  else
+    g = NULL;
+  pthread_mutex_unlock(&s->mu);
+  if (!g)
+    return TR_ST_BAD_HANDLE;
+  while (off < g->len && !st) {
+    struct agt_call sub = *c;
+    struct tr_hdr h;
+
+    tr_hdr_unpack(g->buf + off, &h); /* checked at GRAPH_PUT */
+    sub.hdr = &h;
+    sub.p = g->buf + off + TR_HDR_SIZE;
+    sub.len = h.payload_len;
+    sub.want_reply = false;
+    sub.reply = NULL;
+    sub.why[0] = 0;
+    st = dispatch(&sub);
+    free(sub.reply);
+    if (st && sub.why[0])
+      agt_info("session %016llx: graph record failed: %s",
+               (unsigned long long)s->id, sub.why);
+    off += TR_HDR_SIZE + h.payload_len;
+  }
+  graph_put(s, g);
+  return st;
+}
+
+/* GRAPH_DESTROY: u64 graph.  A launch running on another lane keeps its
+   reference. */
+static uint32_t op_graph_destroy(struct agt_call *c)
+{
+  struct agt_session *s = c->sess;
+  struct agt_graph *g;
+
+  if (c->len != 8)
+    return TR_ST_BAD_RECORD;
+  pthread_mutex_lock(&s->mu);
+  g = agt_hmap_del(&s->graphs, tr_get_u64(c->p));
+  pthread_mutex_unlock(&s->mu);
+  if (!g)
+    return TR_ST_BAD_HANDLE;
+  graph_put(s, g);
+  return cudaSuccess;
+}
+
 /* ---- dispatch ----------------------------------------------------------- */
 
 /*
@@ -787,7 +953,10 @@ static uint32_t op_event_destroy(struct agt_call *c)
   X(EVENT_RECORD, op_event_record)                                             \
   X(EVENT_QUERY, op_event_query)                                               \
   X(EVENT_ELAPSED, op_event_elapsed)                                           \
-  X(EVENT_DESTROY, op_event_destroy)
+  X(EVENT_DESTROY, op_event_destroy)                                           \
+  X(GRAPH_PUT, op_graph_put)                                                   \
+  X(GRAPH_LAUNCH, op_graph_launch)                                             \
+  X(GRAPH_DESTROY, op_graph_destroy)
 
 static uint32_t dispatch(struct agt_call *c)
 {

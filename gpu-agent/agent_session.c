@@ -109,6 +109,7 @@ int agt_session_new(uint64_t id, struct agt_backend *be,
   agt_hmap_init(&s->modules);
   agt_hmap_init(&s->funcs);
   agt_hmap_init(&s->events);
+  agt_hmap_init(&s->graphs);
   *out = s;
   return 0;
 }
@@ -156,7 +157,14 @@ static void session_teardown(struct agt_session *s)
   agt_upload_free_all(&s->uploads);
   while ((key = agt_hmap_any(&s->events)) != 0)
     free(agt_hmap_del(&s->events, key));
+  while ((key = agt_hmap_any(&s->graphs)) != 0) {
+    struct agt_graph *g = agt_hmap_del(&s->graphs, key);
+
+    free(g->buf);
+    free(g);
+  }
   pthread_mutex_unlock(&s->mu);
+  agt_hmap_release(&s->graphs);
   agt_hmap_release(&s->events);
   agt_hmap_release(&s->funcs);
   agt_hmap_release(&s->modules);

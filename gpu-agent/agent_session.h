@@ -114,6 +114,7 @@ struct agt_session {
   struct agt_hmap modules; /* client handle -> struct agt_smod */
   struct agt_hmap funcs;   /* client handle -> struct agt_sfunc */
   struct agt_hmap events;  /* client handle -> struct agt_event */
+  struct agt_hmap graphs;  /* client handle -> struct agt_graph */
   struct agt_upload *uploads;
 
   /*
@@ -171,6 +172,15 @@ void agt_session_put(struct agt_session *s);
 struct agt_event {
   uint64_t done_gen;
   uint64_t ts_ns;
+};
+
+/* A graph: the records of a captured stream, replayed by GRAPH_LAUNCH.
+   Immutable once complete. */
+struct agt_graph {
+  uint8_t *buf;
+  uint64_t len, total;
+  bool complete;
+  unsigned refs; /* under the session lock: a launch holds one */
 };
 
 struct agt_out;

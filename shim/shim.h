@@ -36,6 +36,10 @@ struct shim_thread {
     void *stream;
   } cfg[8];
   int ncfg;
+  /* While one API call queues work on a capturing stream: that stream.
+     Its no-reply records go into the capture instead of the lane
+     (shim_stream.c).  Cleared at the start of every call (shim_ready). */
+  struct shim_stream *capture;
 };
 
 /* The process's view of the broker. */
@@ -134,6 +138,21 @@ struct shim_stream;
 cudaError_t shim_stream_use(struct shim_thread *t, cudaStream_t stream,
                             struct shim_stream **s);
 void shim_stream_mark(struct shim_thread *t, struct shim_stream *s);
+
+/*
+ * Stream capture (shim_stream.c): append a record to the capture of
+ * t->capture instead of sending it.  Returns 0, or a cudaError_t when the
+ * record cannot be part of a graph (then the capture is invalidated, as
+ * CUDA does).
+ */
+int shim_capture_record(struct shim_thread *t, uint16_t op, const void *args,
+                        uint32_t alen, const void *data, uint32_t dlen,
+                        int want_reply);
+
+/* A call that cannot be captured, made on a capturing stream: invalidate
+   the capture and return cudaErrorStreamCaptureUnsupported (cudaSuccess
+   when t is not capturing). */
+cudaError_t shim_capture_refuse(struct shim_thread *t, const char *what);
 
 /* Wait until every queued host function (cudaLaunchHostFunc) has run:
    cudaDeviceSynchronize's share of the work. */

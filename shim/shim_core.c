@@ -177,6 +177,7 @@ cudaError_t shim_ready(struct shim_thread **tp)
   *tp = t;
   if (!t)
     return cudaErrorMemoryAllocation;
+  t->capture = NULL; /* a new API call: not capturing until it says so */
   if (!shim_proc.connected || shim_proc.cli.ndev == 0)
     return shim_proc.init_err ? shim_proc.init_err : cudaErrorNoDevice;
   if (!t->have_lane) {
@@ -239,9 +240,12 @@ int shim_call(struct shim_thread *t, int dev, uint16_t op, const void *args,
               void *out, uint64_t out_cap, uint64_t *out_len)
 {
   struct tr_reply r;
-  uint64_t id = ++t->next_id, got = 0;
+  uint64_t id, got = 0;
   int rc, status = 0, output = 0;
 
+  if (t->capture)
+    return shim_capture_record(t, op, args, alen, data, dlen, want_reply);
+  id = ++t->next_id;
   rc = tr_client_send(&shim_proc.cli, &t->lane, (uint16_t)dev, op,
                       want_reply ? TR_F_WANT_REPLY : 0, id, args, alen, data,
                       dlen);

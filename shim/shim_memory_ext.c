@@ -335,6 +335,9 @@ cudaError_t cudaMallocAsync(void **ptr, size_t size, cudaStream_t stream)
   e = shim_stream_use(t, stream, &s);
   if (e != cudaSuccess)
     return fail(t, e);
+  e = shim_capture_refuse(t, "cudaMallocAsync");
+  if (e != cudaSuccess)
+    return fail(t, e);
   return cudaMalloc(ptr, size);
 }
 
@@ -402,6 +405,9 @@ cudaError_t cudaMemcpyToSymbolAsync(const void *symbol, const void *src,
   e = shim_stream_use(t, stream, &s);
   if (e != cudaSuccess)
     return fail(t, e);
+  e = shim_capture_refuse(t, "cudaMemcpyToSymbolAsync");
+  if (e != cudaSuccess)
+    return fail(t, e);
   e = cudaMemcpyToSymbol(symbol, src, count, offset, kind);
   if (e == cudaSuccess)
     shim_stream_mark(t, s);
@@ -420,6 +426,9 @@ cudaError_t cudaMemcpyFromSymbolAsync(void *dst, const void *symbol,
   if (e != cudaSuccess)
     return fail(t, e);
   e = shim_stream_use(t, stream, &s);
+  if (e != cudaSuccess)
+    return fail(t, e);
+  e = shim_capture_refuse(t, "cudaMemcpyFromSymbolAsync");
   if (e != cudaSuccess)
     return fail(t, e);
   e = cudaMemcpyFromSymbol(dst, symbol, count, offset, kind);

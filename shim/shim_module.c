@@ -406,11 +406,6 @@ static cudaError_t launch(struct shim_func *f, dim3 grid, dim3 block,
     t->last_error = cudaErrorInvalidDeviceFunction;
     return cudaErrorInvalidDeviceFunction;
   }
-  e = shim_stream_use(t, stream, &strm);
-  if (e != cudaSuccess) {
-    t->last_error = e;
-    return e;
-  }
   rc = derive_params(f);
   if (rc < 0) {
     shim_warn_once("params", "cannot find the parameters of kernel '%s' in "
@@ -438,6 +433,13 @@ static cudaError_t launch(struct shim_func *f, dim3 grid, dim3 block,
                    f->name);
     t->last_error = cudaErrorNotSupported;
     return cudaErrorNotSupported;
+  }
+  /* After the module is loaded (round trips), so only the launch itself
+     goes into a stream capture. */
+  e = shim_stream_use(t, stream, &strm);
+  if (e != cudaSuccess) {
+    t->last_error = e;
+    return e;
   }
   if (TR_LAUNCH_FIXED + f->params.total_size > TR_LANE_INLINE_MAX / 2) {
     t->last_error = cudaErrorInvalidValue;

@@ -123,7 +123,11 @@
   X(80, EVENT_RECORD, 0, "u64 event, u64 generation -> empty")                \
   X(81, EVENT_QUERY, 0, "u64 event, u64 generation -> empty or NotReady")     \
   X(82, EVENT_ELAPSED, 0, "u64 start, u64 stop -> i64 nanoseconds")           \
-  X(83, EVENT_DESTROY, 0, "u64 event -> empty")
+  X(83, EVENT_DESTROY, 0, "u64 event -> empty")                             \
+  /* 96..111: graphs */                                                       \
+  X(96, GRAPH_PUT, 0, "u64 graph, u64 total, u64 offset, records -> empty")    \
+  X(97, GRAPH_LAUNCH, 0, "u64 graph -> empty (runs its records in order)")     \
+  X(98, GRAPH_DESTROY, 0, "u64 graph -> empty")
 
 enum tr_opcode {
 #define TR_OP_ENUM_(num, name, fl, doc) TR_OP_##name = num,
@@ -370,6 +374,14 @@ int tr_devinfo_attr(const struct tr_devinfo *d, uint32_t attr, int32_t *value);
  * carrying TR_F_OUTPUT means more is waiting.
  */
 #define TR_OUTPUT_REPLY_MAX (64u << 10)
+
+/*
+ * A graph (GRAPH_PUT) is a sequence of whole records, each a packed header
+ * and its payload, as they would have travelled one by one; only
+ * no-reply records of these opcodes may appear: LAUNCH, MEMSET,
+ * MEMCPY_D2D, EVENT_RECORD.  At most TR_GRAPH_MAX bytes.
+ */
+#define TR_GRAPH_MAX (64u << 20)
 
 /*
  * A failed call's reply may carry a diagnostic as its payload: one line of

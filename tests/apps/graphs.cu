@@ -1,0 +1,117 @@
+// graphs.cu: stream capture and graph replay (issue 5), self-checking;
+// runs natively on a GPU as well.
+//   graphs          capture 100 kernels, a memset and a device-to-device
+//                   copy on a stream; instantiate; launch the graph 10
+//                   times; check every result; stream capture status.
+//   graphs count    the same, but prints READY before the 10 launches and
+//                   PAUSE after their synchronisation, waiting for a line
+//                   on stdin each time (the test reads the broker's
+//                   counters: a graph launch is one small record).
+//   graphs refuse   (tremote only) a capture holding a copy from host
+//                   memory ends with cudaErrorStreamCaptureInvalidated.
+#include <cuda_runtime.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CK(call)                                                               \
+  do {                                                                         \
+    cudaError_t e_ = (call);                                                   \
+    if (e_ != cudaSuccess) {                                                   \
+      fprintf(stderr, "FAIL %s at line %d: %s\n", #call, __LINE__,             \
+              cudaGetErrorName(e_));                                           \
+      exit(2);                                                                 \
+    }                                                                          \
+  } while (0)
+#define EXPECT(cond, ...)                                                      \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      fprintf(stderr, "FAIL line %d: ", __LINE__);                             \
+      fprintf(stderr, __VA_ARGS__);                                            \
+      fprintf(stderr, "\n");                                                   \
+      exit(1);                                                                 \
+    }                                                                          \
+  } while (0)
+
+#define N 256
+
+__global__ void add_i(int *p, int i) { p[threadIdx.x] += i; }
+
+static void wait_line(const char *what)
+{
+  char line[16];
+  printf("%s\n", what);
+  fflush(stdout);
+  if (!fgets(line, sizeof(line), stdin))
+    exit(3);
+}
+
+int main(int argc, char **argv)
+{
+  const char *mode = argc > 1 ? argv[1] : "run";
+  int *a, *b, *c, h[N];
+  cudaStream_t s;
+  cudaGraph_t g;
+  cudaGraphExec_t x;
+  cudaStreamCaptureStatus st;
+
+  CK(cudaStreamCreate(&s));
+  CK(cudaMalloc(&a, N * sizeof(int)));
+  CK(cudaMalloc(&b, N * sizeof(int)));
+  CK(cudaMalloc(&c, N * sizeof(int)));
+  CK(cudaMemset(a, 0, N * sizeof(int)));
+  add_i<<<1, N, 0, s>>>(c, 0); // loads the module before the capture
+  CK(cudaStreamSynchronize(s));
+
+  if (strcmp(mode, "refuse") == 0) {
+    CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+    add_i<<<1, N, 0, s>>>(a, 1);
+    (void)cudaMemcpyAsync(a, h, sizeof(h), cudaMemcpyHostToDevice, s);
+    cudaError_t e = cudaStreamEndCapture(s, &g);
+    EXPECT(e == cudaErrorStreamCaptureInvalidated, "end capture: %s", cudaGetErrorName(e));
+    (void)cudaGetLastError();
+    printf("PASS graphs refuse\n");
+    return 0;
+  }
+
+  CK(cudaStreamIsCapturing(s, &st));
+  EXPECT(st == cudaStreamCaptureStatusNone, "capturing before BeginCapture");
+  CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+  CK(cudaStreamIsCapturing(s, &st));
+  EXPECT(st == cudaStreamCaptureStatusActive, "not capturing after BeginCapture");
+  for (int i = 0; i < 100; i++)
+    add_i<<<1, N, 0, s>>>(a, i);
+  CK(cudaMemsetAsync(b, 0x01, N * sizeof(int), s));
+  CK(cudaMemcpyAsync(c, a, N * sizeof(int), cudaMemcpyDeviceToDevice, s));
+  CK(cudaStreamEndCapture(s, &g));
+  CK(cudaStreamIsCapturing(s, &st));
+  EXPECT(st == cudaStreamCaptureStatusNone, "still capturing after EndCapture");
+  // Nothing ran while capturing.
+  CK(cudaMemcpy(h, a, sizeof(h), cudaMemcpyDeviceToHost));
+  for (int i = 0; i < N; i++)
+    EXPECT(h[i] == 0, "capture ran work: %d at %d", h[i], i);
+
+  CK(cudaGraphInstantiate(&x, g, 0));
+  if (strcmp(mode, "count") == 0)
+    wait_line("READY");
+  for (int r = 0; r < 10; r++)
+    CK(cudaGraphLaunch(x, s));
+  CK(cudaStreamSynchronize(s));
+  if (strcmp(mode, "count") == 0)
+    wait_line("PAUSE");
+  CK(cudaMemcpy(h, a, sizeof(h), cudaMemcpyDeviceToHost));
+  for (int i = 0; i < N; i++)
+    EXPECT(h[i] == 10 * 4950, "a[%d] = %d, expected %d", i, h[i], 10 * 4950);
+  CK(cudaMemcpy(h, c, sizeof(h), cudaMemcpyDeviceToHost));
+  for (int i = 0; i < N; i++)
+    EXPECT(h[i] == 10 * 4950, "c[%d] = %d (the copy node)", i, h[i]);
+  CK(cudaMemcpy(h, b, sizeof(h), cudaMemcpyDeviceToHost));
+  for (int i = 0; i < N; i++)
+    EXPECT(h[i] == 0x01010101, "b[%d] = %#x (the memset node)", i, h[i]);
+  CK(cudaGraphExecDestroy(x));
+  CK(cudaGraphDestroy(g));
+  CK(cudaStreamDestroy(s));
+  printf("PASS graphs %s\n", mode);
+  return 0;
+}
