@@ -302,6 +302,9 @@ static cudaError_t host_func(cudaStream_t stream, cudaHostFn_t fn,
   e = shim_stream_use(t, stream, &s);
   if (e != cudaSuccess)
     return fail(t, e);
+  e = shim_capture_refuse(t, "a host function");
+  if (e != cudaSuccess)
+    return fail(t, e);
   j = calloc(1, sizeof(*j));
   if (!j)
     return fail(t, cudaErrorMemoryAllocation);
@@ -699,6 +702,11 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream)
   if (!ev)
     return fail(t, cudaErrorInvalidResourceHandle);
   e = shim_stream_use(t, stream, &s);
+  if (e != cudaSuccess)
+    return fail(t, e);
+  /* Before a generation is taken: a refused record must not leave one
+     that nothing will ever reach. */
+  e = shim_capture_refuse(t, "cudaEventRecord");
   if (e != cudaSuccess)
     return fail(t, e);
   return shim_cuda_error(t, event_record(t, ev, s ? s->dev : t->device));
