@@ -154,6 +154,18 @@ int shim_capture_record(struct shim_thread *t, uint16_t op, const void *args,
    when t is not capturing). */
 cudaError_t shim_capture_refuse(struct shim_thread *t, const char *what);
 
+/*
+ * Managed memory (shim_memory.c): upload every managed allocation if the
+ * host may have written it (before device work), download them if the
+ * device may have written them (at synchronisation points).  Return 0 or
+ * what shim_call returns.  shim_managed_of: is p managed memory?
+ * shim_managed_forget: drop ptr's host copy after cudaFree (1 if managed).
+ */
+int shim_managed_before_device(struct shim_thread *t);
+int shim_managed_after_sync(struct shim_thread *t);
+int shim_managed_of(const void *p);
+int shim_managed_forget(void *ptr);
+
 /* Wait until every queued host function (cudaLaunchHostFunc) has run:
    cudaDeviceSynchronize's share of the work. */
 void shim_stream_wait_callbacks(void);

@@ -235,6 +235,8 @@ cudaError_t cudaDeviceSynchronize(void)
     return fail(t, e);
   e = shim_cuda_error(t, shim_device_output(t, t->device, TR_OP_SYNCHRONIZE));
   shim_stream_wait_callbacks(); /* host functions are the device's work */
+  if (e == cudaSuccess)
+    e = shim_cuda_error(t, shim_managed_after_sync(t));
   return e;
 }
 

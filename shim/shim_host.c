@@ -211,6 +211,13 @@ cudaError_t cudaPointerGetAttributes(struct cudaPointerAttributes *attr,
     return fail(t, cudaErrorInvalidValue);
   memset(attr, 0, sizeof(*attr));
   dev = shim_device_of(ptr);
+  if (dev >= 0 && shim_managed_of(ptr)) {
+    attr->type = cudaMemoryTypeManaged;
+    attr->device = dev;
+    attr->devicePointer = (void *)ptr;
+    attr->hostPointer = (void *)ptr;
+    return cudaSuccess;
+  }
   if (dev >= 0) {
     attr->type = cudaMemoryTypeDevice;
     attr->device = dev;

@@ -12,7 +12,9 @@
  * the bytes back in chunk-sized replies that land in the download area.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "shim.h"
 
@@ -64,8 +66,11 @@ cudaError_t cudaFree(void *ptr)
   if (dev < 0)
     return fail(t, cudaErrorInvalidValue);
   tr_put_u64(args, (uint64_t)(uintptr_t)ptr);
-  return shim_cuda_error(t, shim_call(t, dev, TR_OP_FREE, args, 8, NULL, 0, 1,
-                                      NULL, 0, NULL));
+  e = shim_cuda_error(t, shim_call(t, dev, TR_OP_FREE, args, 8, NULL, 0, 1,
+                                   NULL, 0, NULL));
+  if (e == cudaSuccess)
+    (void)shim_managed_forget(ptr);
+  return e;
 }
 
 /* async: no chunk waits for a reply (cudaMemcpyAsync); the bytes are
@@ -112,6 +117,9 @@ cudaError_t shim_memcpy(struct shim_thread *t, void *dst, const void *src,
 {
   int ddev, sdev, rc;
 
+  rc = shim_managed_before_device(t);
+  if (rc)
+    return shim_cuda_error(t, rc);
   if (count == 0)
     return cudaSuccess;
   if (!dst || !src)
@@ -161,6 +169,10 @@ cudaError_t shim_memcpy(struct shim_thread *t, void *dst, const void *src,
     memmove(dst, src, count);
     rc = 0;
   }
+  /* A blocking copy is a synchronisation point: managed memory comes
+     back (the copy itself may have written it). */
+  if (rc == 0 && !async)
+    rc = shim_managed_after_sync(t);
   return shim_cuda_error(t, rc);
 }
 
@@ -185,8 +197,11 @@ cudaError_t shim_memset(struct shim_thread *t, void *ptr, int value,
                         size_t count, int async)
 {
   uint8_t args[20];
-  int dev;
+  int dev, rc;
 
+  rc = shim_managed_before_device(t);
+  if (rc)
+    return shim_cuda_error(t, rc);
   if (count == 0)
     return cudaSuccess;
   dev = shim_device_of(ptr);
@@ -235,4 +250,155 @@ cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total)
   *free_b = (size_t)tr_get_u64(out);
   *total = (size_t)tr_get_u64(out + 8);
   return cudaSuccess;
+}
+
+/* ---- managed memory -------------------------------------------------------- */
+
+/*
+ * cudaMallocManaged.  The device is another machine, so managed memory is
+ * two copies at one address: the device's allocation, and host memory the
+ * shim maps at the same address in the program (inside the device's
+ * reserved window).  The coherence model is the one CUDA gives devices
+ * without concurrent managed access (cudaDevAttrConcurrentManagedAccess is
+ * 0, as on pre-Pascal GPUs and Windows):
+ *
+ *   - the host may touch managed memory only while the device is idle,
+ *     i.e. after a synchronisation;
+ *   - before the device next works (a launch, a memset, a copy, a graph),
+ *     every managed allocation goes up (host -> device);
+ *   - at the next synchronisation point after that (cudaDeviceSynchronize,
+ *     stream or event synchronisation, a blocking copy) every managed
+ *     allocation comes back (device -> host), so device-side writes are
+ *     visible on the host after a sync.
+ *
+ * Whole allocations move each time: simple and always right, and costly
+ * for large managed buffers (documented).
+ */
+struct managed {
+  uintptr_t addr;
+  size_t size, span;
+  int dev;
+  struct managed *next;
+};
+
+static pthread_mutex_t managed_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct managed *managed_list;
+static int host_newer;   /* host may have written since the last upload */
+static int device_newer; /* device may have written since the last download */
+
+int shim_managed_before_device(struct shim_thread *t)
+{
+  int rc = 0;
+
+  if (!__atomic_load_n(&managed_list, __ATOMIC_ACQUIRE))
+    return 0;
+  pthread_mutex_lock(&managed_lock);
+  if (host_newer)
+    for (struct managed *m = managed_list; m && !rc; m = m->next)
+      rc = copy_h2d(t, m->dev, m->addr, (const uint8_t *)m->addr, m->size, 0);
+  if (!rc) {
+    host_newer = 0;
+    device_newer = 1;
+  }
+  pthread_mutex_unlock(&managed_lock);
+  return rc;
+}
+
+int shim_managed_after_sync(struct shim_thread *t)
+{
+  int rc = 0;
+
+  if (!__atomic_load_n(&managed_list, __ATOMIC_ACQUIRE))
+    return 0;
+  pthread_mutex_lock(&managed_lock);
+  if (device_newer)
+    for (struct managed *m = managed_list; m && !rc; m = m->next)
+      rc = copy_d2h(t, m->dev, (uint8_t *)m->addr, m->addr, m->size);
+  if (!rc) {
+    device_newer = 0;
+    host_newer = 1;
+  }
+  pthread_mutex_unlock(&managed_lock);
+  return rc;
+}
+
+int shim_managed_of(const void *p)
+{
+  uintptr_t a = (uintptr_t)p;
+  int found = 0;
+
+  if (!__atomic_load_n(&managed_list, __ATOMIC_ACQUIRE))
+    return 0;
+  pthread_mutex_lock(&managed_lock);
+  for (struct managed *m = managed_list; m && !found; m = m->next)
+    found = a >= m->addr && a - m->addr < m->size;
+  pthread_mutex_unlock(&managed_lock);
+  return found;
+}
+
+cudaError_t cudaMallocManaged(void **ptr, size_t size, unsigned int flags)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+  struct managed *m;
+  void *d = NULL, *h;
+  size_t span;
+
+  if (e != cudaSuccess)
+    return fail(t, e);
+  if (!ptr || size == 0 ||
+      (flags != cudaMemAttachGlobal && flags != cudaMemAttachHost))
+    return fail(t, cudaErrorInvalidValue);
+  e = cudaMalloc(&d, size);
+  if (e != cudaSuccess)
+    return e;
+  /* The device allocation is page-aligned and owns whole pages of the
+     window, so mapping host pages over them here clobbers nothing else. */
+  span = (size + 4095) & ~(size_t)4095;
+  h = mmap(d, span, PROT_READ | PROT_WRITE,
+           MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+  m = calloc(1, sizeof(*m));
+  if (h == MAP_FAILED || !m) {
+    if (h != MAP_FAILED)
+      mmap(d, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED |
+                                   MAP_NORESERVE, -1, 0);
+    free(m);
+    (void)cudaFree(d);
+    return fail(t, cudaErrorMemoryAllocation);
+  }
+  m->addr = (uintptr_t)d;
+  m->size = size;
+  m->span = span;
+  m->dev = shim_device_of(d);
+  pthread_mutex_lock(&managed_lock);
+  m->next = managed_list;
+  __atomic_store_n(&managed_list, m, __ATOMIC_RELEASE);
+  host_newer = 1; /* zeros on both sides, but the host may write first */
+  pthread_mutex_unlock(&managed_lock);
+  *ptr = d;
+  return cudaSuccess;
+}
+
+/* Called by cudaFree for a managed pointer: gives the host pages back to
+   the window's reservation.  1 if ptr was managed. */
+int shim_managed_forget(void *ptr)
+{
+  struct managed *m = NULL, **pp;
+
+  if (!__atomic_load_n(&managed_list, __ATOMIC_ACQUIRE))
+    return 0;
+  pthread_mutex_lock(&managed_lock);
+  for (pp = &managed_list; *pp; pp = &(*pp)->next)
+    if ((*pp)->addr == (uintptr_t)ptr) {
+      m = *pp;
+      *pp = m->next;
+      break;
+    }
+  pthread_mutex_unlock(&managed_lock);
+  if (!m)
+    return 0;
+  mmap((void *)m->addr, m->span, PROT_NONE,
+       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+  free(m);
+  return 1;
 }

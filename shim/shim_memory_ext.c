@@ -368,9 +368,8 @@ cudaError_t cudaFreeAsync(void *ptr, cudaStream_t stream)
 }
 
 /*
- * Prefetching applies to managed memory, which tremote does not provide
- * yet: for any other pointer CUDA answers cudaErrorInvalidValue, and so
- * does this.
+ * Prefetching applies to managed memory: for any other pointer CUDA
+ * answers cudaErrorInvalidValue, and so does this.
  */
 cudaError_t cudaMemPrefetchAsync(const void *ptr, size_t count,
                                  struct cudaMemLocation location,
@@ -379,13 +378,14 @@ cudaError_t cudaMemPrefetchAsync(const void *ptr, size_t count,
   struct shim_thread *t;
   cudaError_t e = shim_ready(&t);
 
-  (void)ptr;
-  (void)count;
   (void)location;
-  (void)flags;
   (void)stream;
   if (e != cudaSuccess)
     return fail(t, e);
+  /* Managed memory moves whole at launches and synchronisations
+     (shim_memory.c), so there is nothing to do ahead of time. */
+  if (ptr && count && !flags && shim_managed_of(ptr))
+    return cudaSuccess;
   return fail(t, cudaErrorInvalidValue);
 }
 

@@ -434,6 +434,10 @@ static cudaError_t launch(struct shim_func *f, dim3 grid, dim3 block,
     t->last_error = cudaErrorNotSupported;
     return cudaErrorNotSupported;
   }
+  /* Managed memory the host wrote goes up first (shim_memory.c). */
+  rc = shim_managed_before_device(t);
+  if (rc)
+    return shim_cuda_error(t, rc);
   /* After the module is loaded (round trips), so only the launch itself
      goes into a stream capture. */
   e = shim_stream_use(t, stream, &strm);

@@ -527,6 +527,8 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream)
     return fail(t, cudaErrorInvalidResourceHandle);
   rc = event_wait(t, &s->ev, atomic_load(&s->ev.gen));
   cb_wait(&s->cb_pending); /* its host functions are part of its work */
+  if (rc == 0)
+    rc = shim_managed_after_sync(t);
   return shim_cuda_error(t, rc);
 }
 
@@ -743,13 +745,17 @@ cudaError_t cudaEventSynchronize(cudaEvent_t event)
   struct shim_thread *t;
   cudaError_t e = shim_ready(&t);
   struct shim_event *ev;
+  int rc;
 
   if (e != cudaSuccess)
     return fail(t, e);
   ev = event_of(event);
   if (!ev)
     return fail(t, cudaErrorInvalidResourceHandle);
-  return shim_cuda_error(t, event_wait(t, ev, atomic_load(&ev->gen)));
+  rc = event_wait(t, ev, atomic_load(&ev->gen));
+  if (rc == 0)
+    rc = shim_managed_after_sync(t);
+  return shim_cuda_error(t, rc);
 }
 
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start,
@@ -1061,6 +1067,9 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream)
     return fail(t, e);
   if (!x || x->magic != EXEC_MAGIC)
     return fail(t, cudaErrorInvalidValue);
+  rc = shim_managed_before_device(t);
+  if (rc)
+    return shim_cuda_error(t, rc);
   e = shim_stream_use(t, stream, &s);
   if (e != cudaSuccess)
     return fail(t, e);

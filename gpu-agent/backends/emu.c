@@ -656,7 +656,9 @@ static void fill_attrs(struct tr_devinfo *d, unsigned sm_count, unsigned cc)
     {cudaDevAttrLocalL1CacheSupported, 1},
     {cudaDevAttrMaxSharedMemoryPerMultiprocessor, 167936},
     {cudaDevAttrMaxRegistersPerMultiprocessor, 65536},
-    {cudaDevAttrManagedMemory, 0},
+    /* Managed memory, as the shim provides it: no concurrent access
+       (the host touches it only after a synchronisation). */
+    {cudaDevAttrManagedMemory, 1},
     {cudaDevAttrIsMultiGpuBoard, 0},
     {cudaDevAttrMultiGpuBoardGroupID, 0},
     {cudaDevAttrHostNativeAtomicSupported, 0},

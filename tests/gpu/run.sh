@@ -32,7 +32,7 @@ step "4. the same programs under tremote, emulated device on this host"
 bash "$src/tests/integration/emu_apps.sh" "$B" || fails+=("emulated apps")
 
 step "5. runtime programs natively on the GPU"
-for a in streams_events host_memory runtime_misc graphs "async_launches fault"; do
+for a in streams_events host_memory runtime_misc graphs managed "async_launches fault"; do
     # shellcheck disable=SC2086
     if timeout 120 "$B/tests/apps/"$a >"$B/native.out" 2>&1 && grep -q '^PASS' "$B/native.out"; then
         echo "$a: PASS"

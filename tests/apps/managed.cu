@@ -1,0 +1,91 @@
+// managed.cu: managed memory (issue 5), self-checking; runs natively on a
+// GPU as well.  The usage CUDA allows on every device, including those
+// without concurrent managed access: the host touches managed memory only
+// after a synchronisation.
+//   - host writes, a kernel reads and writes, cudaDeviceSynchronize, the
+//     host sees the kernel's writes; again after the host changes it;
+//   - cudaStreamSynchronize on a created stream and a blocking cudaMemcpy
+//     are synchronisation points too;
+//   - cudaMemcpy from managed memory to device memory and back;
+//   - cudaPointerGetAttributes says cudaMemoryTypeManaged;
+//   - cudaMemPrefetchAsync of managed memory is accepted.
+#include <cuda_runtime.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#define CK(call)                                                               \
+  do {                                                                         \
+    cudaError_t e_ = (call);                                                   \
+    if (e_ != cudaSuccess) {                                                   \
+      fprintf(stderr, "FAIL %s at line %d: %s\n", #call, __LINE__,             \
+              cudaGetErrorName(e_));                                           \
+      exit(2);                                                                 \
+    }                                                                          \
+  } while (0)
+#define EXPECT(cond, ...)                                                      \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      fprintf(stderr, "FAIL line %d: ", __LINE__);                             \
+      fprintf(stderr, __VA_ARGS__);                                            \
+      fprintf(stderr, "\n");                                                   \
+      exit(1);                                                                 \
+    }                                                                          \
+  } while (0)
+
+__global__ void affine(int *p, int a, int b, int n)
+{
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+    p[i] = a * p[i] + b;
+}
+
+int main()
+{
+  const int n = 1 << 20;
+  int *m, *d;
+  int dev = 0, managed = 0;
+
+  CK(cudaGetDevice(&dev));
+  CK(cudaDeviceGetAttribute(&managed, cudaDevAttrManagedMemory, dev));
+  EXPECT(managed == 1, "device says no managed memory");
+  CK(cudaMallocManaged(&m, n * sizeof(int)));
+  for (int i = 0; i < n; i++)
+    m[i] = i;
+  affine<<<64, 256>>>(m, 2, 1, n);
+  CK(cudaGetLastError());
+  CK(cudaDeviceSynchronize());
+  for (int i = 0; i < n; i++)
+    EXPECT(m[i] == 2 * i + 1, "after the first kernel m[%d] = %d", i, m[i]);
+  for (int i = 0; i < n; i++)
+    m[i] -= 1; // the host changes it: the device must see this
+  cudaStream_t s;
+  CK(cudaStreamCreate(&s));
+  affine<<<64, 256, 0, s>>>(m, 3, 0, n);
+  CK(cudaStreamSynchronize(s));
+  for (int i = 0; i < n; i++)
+    EXPECT(m[i] == 6 * i, "after the second kernel m[%d] = %d", i, m[i]);
+  printf("kernels and the host take turns: ok\n");
+
+  // Copies: managed -> device -> kernel -> managed via a blocking copy.
+  CK(cudaMalloc(&d, n * sizeof(int)));
+  CK(cudaMemcpy(d, m, n * sizeof(int), cudaMemcpyDefault));
+  affine<<<64, 256>>>(d, 1, 5, n);
+  CK(cudaMemcpy(m, d, n * sizeof(int), cudaMemcpyDefault));
+  for (int i = 0; i < n; i++)
+    EXPECT(m[i] == 6 * i + 5, "after the copies m[%d] = %d", i, m[i]);
+  printf("copies to and from managed memory: ok\n");
+
+  cudaPointerAttributes a;
+  CK(cudaPointerGetAttributes(&a, m + 3));
+  EXPECT(a.type == cudaMemoryTypeManaged, "pointer type %d", (int)a.type);
+  cudaMemLocation loc;
+  loc.type = cudaMemLocationTypeDevice;
+  loc.id = dev;
+  CK(cudaMemPrefetchAsync(m, n * sizeof(int), loc, 0, s));
+  CK(cudaStreamSynchronize(s));
+  CK(cudaFree(m));
+  CK(cudaFree(d));
+  CK(cudaStreamDestroy(s));
+  printf("PASS managed\n");
+  return 0;
+}
