@@ -58,6 +58,14 @@ extern struct shim_proc shim_proc;
  */
 struct shim_thread *shim_self(void);
 
+/* Record e (if an error) as t's last error and return it. */
+static inline cudaError_t shim_fail(struct shim_thread *t, cudaError_t e)
+{
+  if (t && e != cudaSuccess)
+    t->last_error = e;
+  return e;
+}
+
 /*
  * Ensure the process is connected and the thread has a lane.  Returns
  * cudaSuccess or the error to hand the program (cudaErrorNoDevice without a
@@ -138,6 +146,11 @@ struct shim_stream;
 cudaError_t shim_stream_use(struct shim_thread *t, cudaStream_t stream,
                             struct shim_stream **s);
 void shim_stream_mark(struct shim_thread *t, struct shim_stream *s);
+
+/* The start of every call that queues work on a stream: shim_ready, then
+   shim_stream_use; a failure is recorded as the thread's last error. */
+cudaError_t shim_stream_begin(struct shim_thread **t, cudaStream_t stream,
+                              struct shim_stream **s);
 
 /*
  * Stream capture (shim_stream.c): append a record to the capture of

@@ -12,13 +12,6 @@
 
 #include "shim.h"
 
-static cudaError_t fail(struct shim_thread *t, cudaError_t e)
-{
-  if (t && e != cudaSuccess)
-    t->last_error = e;
-  return e;
-}
-
 /* No broker or no machine: the error every device query gives. */
 static cudaError_t no_device(void)
 {
@@ -45,10 +38,10 @@ cudaError_t cudaGetDeviceCount(int *count)
   struct shim_thread *t = shim_self();
 
   if (!count)
-    return fail(t, cudaErrorInvalidValue);
+    return shim_fail(t, cudaErrorInvalidValue);
   if (no_device() != cudaSuccess) {
     *count = 0;
-    return fail(t, no_device());
+    return shim_fail(t, no_device());
   }
   *count = (int)shim_proc.cli.ndev;
   return cudaSuccess;
@@ -59,11 +52,11 @@ cudaError_t cudaGetDevice(int *device)
   struct shim_thread *t = shim_self();
 
   if (!device)
-    return fail(t, cudaErrorInvalidValue);
+    return shim_fail(t, cudaErrorInvalidValue);
   if (!t)
     return cudaErrorMemoryAllocation;
   if (no_device() != cudaSuccess)
-    return fail(t, no_device());
+    return shim_fail(t, no_device());
   *device = t->device;
   return cudaSuccess;
 }
@@ -75,9 +68,9 @@ cudaError_t cudaSetDevice(int device)
   if (!t)
     return cudaErrorMemoryAllocation;
   if (no_device() != cudaSuccess)
-    return fail(t, no_device());
+    return shim_fail(t, no_device());
   if (!shim_valid_device(device))
-    return fail(t, cudaErrorInvalidDevice);
+    return shim_fail(t, cudaErrorInvalidDevice);
   t->device = device;
   return cudaSuccess;
 }
@@ -85,7 +78,7 @@ cudaError_t cudaSetDevice(int device)
 cudaError_t cudaRuntimeGetVersion(int *version)
 {
   if (!version)
-    return fail(shim_self(), cudaErrorInvalidValue);
+    return shim_fail(shim_self(), cudaErrorInvalidValue);
   *version = CUDART_VERSION;
   return cudaSuccess;
 }
@@ -93,7 +86,7 @@ cudaError_t cudaRuntimeGetVersion(int *version)
 cudaError_t cudaDriverGetVersion(int *version)
 {
   if (!version)
-    return fail(shim_self(), cudaErrorInvalidValue);
+    return shim_fail(shim_self(), cudaErrorInvalidValue);
   /* The "driver" the program talks to is tremote, which speaks this
      runtime's version; the remote driver's own version is reported by
      tremote-smi.  0 would mean "no driver" to the program. */
@@ -112,12 +105,12 @@ cudaError_t cudaDeviceGetAttribute(int *value, enum cudaDeviceAttr attr,
   cudaError_t e;
 
   if (!value)
-    return fail(t, cudaErrorInvalidValue);
+    return shim_fail(t, cudaErrorInvalidValue);
   e = devinfo(device, &d);
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   if (tr_devinfo_attr(d, (uint32_t)attr, &v) < 0)
-    return fail(t, cudaErrorInvalidValue);
+    return shim_fail(t, cudaErrorInvalidValue);
   *value = v;
   return cudaSuccess;
 }
@@ -205,10 +198,10 @@ cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *prop, int device)
   cudaError_t e;
 
   if (!prop)
-    return fail(t, cudaErrorInvalidValue);
+    return shim_fail(t, cudaErrorInvalidValue);
   e = devinfo(device, &d);
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   memset(prop, 0, sizeof(*prop));
   snprintf(prop->name, sizeof(prop->name), "%s", d->name);
   memcpy(&prop->uuid, d->uuid, sizeof(prop->uuid));
@@ -232,7 +225,7 @@ cudaError_t cudaDeviceSynchronize(void)
   cudaError_t e = shim_ready(&t);
 
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   e = shim_cuda_error(t, shim_device_output(t, t->device, TR_OP_SYNCHRONIZE));
   shim_stream_wait_callbacks(); /* host functions are the device's work */
   if (e == cudaSuccess)
@@ -301,13 +294,13 @@ cudaError_t cudaDeviceSetLimit(enum cudaLimit limit, size_t value)
   cudaError_t e = shim_ready(&t);
 
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   if ((unsigned)limit > cudaLimitPersistingL2CacheSize || t->device >= SHIM_MAX_DEV)
-    return fail(t, cudaErrorUnsupportedLimit);
+    return shim_fail(t, cudaErrorUnsupportedLimit);
   /* The emulator gives each thread at most 64 KiB of stack: a GPU's limit
      is of that order per thread too (512 KiB on recent parts). */
   if (limit == cudaLimitStackSize && value > (64u << 10))
-    return fail(t, cudaErrorInvalidValue);
+    return shim_fail(t, cudaErrorInvalidValue);
   pthread_mutex_lock(&devstate_lock);
   devstate[t->device].limit[limit] = value;
   devstate[t->device].set[limit] = 1;
@@ -321,11 +314,11 @@ cudaError_t cudaDeviceGetLimit(size_t *value, enum cudaLimit limit)
   cudaError_t e = shim_ready(&t);
 
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   if (!value)
-    return fail(t, cudaErrorInvalidValue);
+    return shim_fail(t, cudaErrorInvalidValue);
   if ((unsigned)limit > cudaLimitPersistingL2CacheSize || t->device >= SHIM_MAX_DEV)
-    return fail(t, cudaErrorUnsupportedLimit);
+    return shim_fail(t, cudaErrorUnsupportedLimit);
   pthread_mutex_lock(&devstate_lock);
   *value = devstate[t->device].set[limit] ? devstate[t->device].limit[limit]
                                           : limit_default(limit);
@@ -339,11 +332,11 @@ cudaError_t cudaSetDeviceFlags(unsigned int flags)
   cudaError_t e = shim_ready(&t);
 
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   if (flags & ~(unsigned)(cudaDeviceScheduleMask | cudaDeviceMapHost |
                           cudaDeviceLmemResizeToMax | cudaDeviceSyncMemops) ||
       t->device >= SHIM_MAX_DEV)
-    return fail(t, cudaErrorInvalidValue);
+    return shim_fail(t, cudaErrorInvalidValue);
   pthread_mutex_lock(&devstate_lock);
   devstate[t->device].flags = flags;
   pthread_mutex_unlock(&devstate_lock);
@@ -356,9 +349,9 @@ cudaError_t cudaGetDeviceFlags(unsigned int *flags)
   cudaError_t e = shim_ready(&t);
 
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   if (!flags || t->device >= SHIM_MAX_DEV)
-    return fail(t, cudaErrorInvalidValue);
+    return shim_fail(t, cudaErrorInvalidValue);
   pthread_mutex_lock(&devstate_lock);
   *flags = devstate[t->device].flags;
   pthread_mutex_unlock(&devstate_lock);
@@ -371,9 +364,9 @@ cudaError_t cudaDeviceSetCacheConfig(enum cudaFuncCache config)
   cudaError_t e = shim_ready(&t);
 
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   if ((unsigned)config > cudaFuncCachePreferEqual || t->device >= SHIM_MAX_DEV)
-    return fail(t, cudaErrorInvalidValue);
+    return shim_fail(t, cudaErrorInvalidValue);
   pthread_mutex_lock(&devstate_lock);
   devstate[t->device].cache = config;
   pthread_mutex_unlock(&devstate_lock);
@@ -386,9 +379,9 @@ cudaError_t cudaDeviceGetCacheConfig(enum cudaFuncCache *config)
   cudaError_t e = shim_ready(&t);
 
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   if (!config || t->device >= SHIM_MAX_DEV)
-    return fail(t, cudaErrorInvalidValue);
+    return shim_fail(t, cudaErrorInvalidValue);
   pthread_mutex_lock(&devstate_lock);
   *config = devstate[t->device].cache;
   pthread_mutex_unlock(&devstate_lock);
@@ -408,7 +401,7 @@ cudaError_t cudaDeviceReset(void)
   cudaError_t e = shim_ready(&t);
 
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   e = cudaDeviceSynchronize();
   if (t->device < SHIM_MAX_DEV) {
     pthread_mutex_lock(&devstate_lock);
@@ -426,11 +419,11 @@ cudaError_t cudaInitDevice(int device, unsigned int device_flags,
   cudaError_t e = no_device();
 
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   if (!shim_valid_device(device))
-    return fail(t, cudaErrorInvalidDevice);
+    return shim_fail(t, cudaErrorInvalidDevice);
   if (flags & ~(unsigned)cudaInitDeviceFlagsAreValid)
-    return fail(t, cudaErrorInvalidValue);
+    return shim_fail(t, cudaErrorInvalidValue);
   if (flags & cudaInitDeviceFlagsAreValid) {
     int saved = t->device;
 
@@ -447,12 +440,12 @@ cudaError_t cudaSetValidDevices(int *list, int len)
   cudaError_t e = no_device();
 
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   if (len < 0 || (len > 0 && !list))
-    return fail(t, cudaErrorInvalidValue);
+    return shim_fail(t, cudaErrorInvalidValue);
   for (int i = 0; i < len; i++)
     if (!shim_valid_device(list[i]))
-      return fail(t, cudaErrorInvalidDevice);
+      return shim_fail(t, cudaErrorInvalidDevice);
   return cudaSuccess; /* an order of preference; every device is valid */
 }
 
@@ -468,9 +461,9 @@ cudaError_t cudaDeviceGetPCIBusId(char *id, int len, int device)
   cudaError_t e = devinfo(device, &d);
 
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   if (!id || len < 13)
-    return fail(t, cudaErrorInvalidValue);
+    return shim_fail(t, cudaErrorInvalidValue);
   snprintf(id, (size_t)len, "0000:%02x:00.0", (unsigned)(device + 1) & 0xff);
   return cudaSuccess;
 }
@@ -482,13 +475,13 @@ cudaError_t cudaDeviceGetByPCIBusId(int *device, const char *id)
   cudaError_t e = no_device();
 
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   if (!device || !id ||
       (sscanf(id, "%x:%x:%x.%x", &dom, &bus, &dev, &fn) < 3 &&
        sscanf(id, "%x:%x.%x", &bus, &dev, &fn) < 2))
-    return fail(t, cudaErrorInvalidValue);
+    return shim_fail(t, cudaErrorInvalidValue);
   if (bus < 1 || !shim_valid_device((int)bus - 1))
-    return fail(t, cudaErrorInvalidDevice);
+    return shim_fail(t, cudaErrorInvalidDevice);
   *device = (int)bus - 1;
   return cudaSuccess;
 }
@@ -502,9 +495,9 @@ cudaError_t cudaChooseDevice(int *device, const struct cudaDeviceProp *prop)
   int best = 0, best_cc = 1 << 30;
 
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   if (!device || !prop)
-    return fail(t, cudaErrorInvalidValue);
+    return shim_fail(t, cudaErrorInvalidValue);
   for (uint32_t i = 0; i < shim_proc.cli.ndev; i++) {
     int32_t maj = 0, min = 0, cc;
 
@@ -533,12 +526,12 @@ cudaError_t cudaDeviceCanAccessPeer(int *can, int device, int peer)
   cudaError_t e = no_device();
 
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   if (!can)
-    return fail(t, cudaErrorInvalidValue);
+    return shim_fail(t, cudaErrorInvalidValue);
   if (!shim_valid_device(device) || !shim_valid_device(peer) ||
       device == peer)
-    return fail(t, cudaErrorInvalidDevice);
+    return shim_fail(t, cudaErrorInvalidDevice);
   *can = 0;
   return cudaSuccess;
 }
@@ -548,10 +541,10 @@ cudaError_t cudaDeviceEnablePeerAccess(int peer, unsigned int flags)
   struct shim_thread *t = shim_self();
 
   if (!shim_valid_device(peer))
-    return fail(t, cudaErrorInvalidDevice);
+    return shim_fail(t, cudaErrorInvalidDevice);
   if (flags)
-    return fail(t, cudaErrorInvalidValue);
-  return fail(t, cudaErrorPeerAccessUnsupported);
+    return shim_fail(t, cudaErrorInvalidValue);
+  return shim_fail(t, cudaErrorPeerAccessUnsupported);
 }
 
 cudaError_t cudaDeviceDisablePeerAccess(int peer)
@@ -559,6 +552,6 @@ cudaError_t cudaDeviceDisablePeerAccess(int peer)
   struct shim_thread *t = shim_self();
 
   if (!shim_valid_device(peer))
-    return fail(t, cudaErrorInvalidDevice);
-  return fail(t, cudaErrorPeerAccessNotEnabled);
+    return shim_fail(t, cudaErrorInvalidDevice);
+  return shim_fail(t, cudaErrorPeerAccessNotEnabled);
 }

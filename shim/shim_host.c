@@ -30,13 +30,6 @@ struct host_block {
 static pthread_mutex_t host_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct host_block *blocks;
 
-static cudaError_t fail(struct shim_thread *t, cudaError_t e)
-{
-  if (t && e != cudaSuccess)
-    t->last_error = e;
-  return e;
-}
-
 /* The block holding p (host_lock held), or NULL. */
 static struct host_block *block_of(const void *p)
 {
@@ -72,11 +65,11 @@ cudaError_t cudaHostAlloc(void **ptr, size_t size, unsigned int flags)
   void *p;
 
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   if (!ptr || (flags & ~(unsigned)(cudaHostAllocPortable |
                                   cudaHostAllocMapped |
                                   cudaHostAllocWriteCombined)))
-    return fail(t, cudaErrorInvalidValue);
+    return shim_fail(t, cudaErrorInvalidValue);
   if (size == 0) {
     *ptr = NULL;
     return cudaSuccess;
@@ -84,13 +77,13 @@ cudaError_t cudaHostAlloc(void **ptr, size_t size, unsigned int flags)
   p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
            -1, 0);
   if (p == MAP_FAILED)
-    return fail(t, cudaErrorMemoryAllocation);
+    return shim_fail(t, cudaErrorMemoryAllocation);
   pthread_mutex_lock(&host_lock);
   e = add_block((uintptr_t)p, size, flags, t->device, 0);
   pthread_mutex_unlock(&host_lock);
   if (e != cudaSuccess) {
     munmap(p, size);
-    return fail(t, e);
+    return shim_fail(t, e);
   }
   *ptr = p;
   return cudaSuccess;
@@ -117,7 +110,7 @@ cudaError_t cudaFreeHost(void *ptr)
     }
   pthread_mutex_unlock(&host_lock);
   if (!b)
-    return fail(t, cudaErrorInvalidValue);
+    return shim_fail(t, cudaErrorInvalidValue);
   munmap((void *)b->addr, b->size);
   free(b);
   return cudaSuccess;
@@ -130,22 +123,22 @@ cudaError_t cudaHostRegister(void *ptr, size_t size, unsigned int flags)
   uintptr_t a = (uintptr_t)ptr;
 
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   if (!ptr || size == 0 || a + size < a ||
       (flags & ~(unsigned)(cudaHostRegisterPortable | cudaHostRegisterMapped |
                            cudaHostRegisterIoMemory |
                            cudaHostRegisterReadOnly)) ||
       shim_device_of(ptr) >= 0)
-    return fail(t, cudaErrorInvalidValue);
+    return shim_fail(t, cudaErrorInvalidValue);
   pthread_mutex_lock(&host_lock);
   for (struct host_block *b = blocks; b; b = b->next)
     if (a < b->addr + b->size && b->addr < a + size) {
       pthread_mutex_unlock(&host_lock);
-      return fail(t, cudaErrorHostMemoryAlreadyRegistered);
+      return shim_fail(t, cudaErrorHostMemoryAlreadyRegistered);
     }
   e = add_block(a, size, flags, t->device, 1);
   pthread_mutex_unlock(&host_lock);
-  return fail(t, e);
+  return shim_fail(t, e);
 }
 
 cudaError_t cudaHostUnregister(void *ptr)
@@ -162,7 +155,7 @@ cudaError_t cudaHostUnregister(void *ptr)
     }
   pthread_mutex_unlock(&host_lock);
   if (!b)
-    return fail(t, cudaErrorHostMemoryNotRegistered);
+    return shim_fail(t, cudaErrorHostMemoryNotRegistered);
   free(b);
   return cudaSuccess;
 }
@@ -173,13 +166,13 @@ cudaError_t cudaHostGetFlags(unsigned int *flags, void *host)
   struct host_block *b;
 
   if (!flags)
-    return fail(t, cudaErrorInvalidValue);
+    return shim_fail(t, cudaErrorInvalidValue);
   pthread_mutex_lock(&host_lock);
   b = block_of(host);
   if (b)
     *flags = b->flags;
   pthread_mutex_unlock(&host_lock);
-  return b ? cudaSuccess : fail(t, cudaErrorInvalidValue);
+  return b ? cudaSuccess : shim_fail(t, cudaErrorInvalidValue);
 }
 
 cudaError_t cudaHostGetDevicePointer(void **dev, void *host,
@@ -189,12 +182,12 @@ cudaError_t cudaHostGetDevicePointer(void **dev, void *host,
 
   (void)host;
   if (!dev || flags)
-    return fail(t, cudaErrorInvalidValue);
+    return shim_fail(t, cudaErrorInvalidValue);
   shim_warn_once("mapped", "the device is on another machine and cannot "
                            "address host memory: there is no device pointer "
                            "for mapped host memory (check "
                            "cudaDevAttrCanMapHostMemory, which is 0)");
-  return fail(t, cudaErrorNotSupported);
+  return shim_fail(t, cudaErrorNotSupported);
 }
 
 cudaError_t cudaPointerGetAttributes(struct cudaPointerAttributes *attr,
@@ -206,9 +199,9 @@ cudaError_t cudaPointerGetAttributes(struct cudaPointerAttributes *attr,
   int dev;
 
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   if (!attr || !ptr)
-    return fail(t, cudaErrorInvalidValue);
+    return shim_fail(t, cudaErrorInvalidValue);
   memset(attr, 0, sizeof(*attr));
   dev = shim_device_of(ptr);
   if (dev >= 0 && shim_managed_of(ptr)) {

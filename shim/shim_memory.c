@@ -18,13 +18,6 @@
 
 #include "shim.h"
 
-static cudaError_t fail(struct shim_thread *t, cudaError_t e)
-{
-  if (t && e != cudaSuccess)
-    t->last_error = e;
-  return e;
-}
-
 cudaError_t cudaMalloc(void **ptr, size_t size)
 {
   struct shim_thread *t;
@@ -34,9 +27,9 @@ cudaError_t cudaMalloc(void **ptr, size_t size)
   int rc;
 
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   if (!ptr)
-    return fail(t, cudaErrorInvalidValue);
+    return shim_fail(t, cudaErrorInvalidValue);
   tr_put_u64(args, size);
   rc = shim_call(t, t->device, TR_OP_MALLOC, args, 8, NULL, 0, 1, out,
                  sizeof(out), &got);
@@ -59,12 +52,12 @@ cudaError_t cudaFree(void *ptr)
      succeed without touching anything. */
   e = shim_ready(&t);
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   if (!ptr)
     return cudaSuccess;
   dev = shim_device_of(ptr);
   if (dev < 0)
-    return fail(t, cudaErrorInvalidValue);
+    return shim_fail(t, cudaErrorInvalidValue);
   tr_put_u64(args, (uint64_t)(uintptr_t)ptr);
   e = shim_cuda_error(t, shim_call(t, dev, TR_OP_FREE, args, 8, NULL, 0, 1,
                                    NULL, 0, NULL));
@@ -123,31 +116,31 @@ cudaError_t shim_memcpy(struct shim_thread *t, void *dst, const void *src,
   if (count == 0)
     return cudaSuccess;
   if (!dst || !src)
-    return fail(t, cudaErrorInvalidValue);
+    return shim_fail(t, cudaErrorInvalidValue);
   ddev = shim_device_of(dst);
   sdev = shim_device_of(src);
   switch (kind) {
   case cudaMemcpyHostToHost:
     if (ddev >= 0 || sdev >= 0)
-      return fail(t, cudaErrorInvalidValue);
+      return shim_fail(t, cudaErrorInvalidValue);
     memmove(dst, src, count);
     return cudaSuccess;
   case cudaMemcpyHostToDevice:
     if (ddev < 0 || sdev >= 0)
-      return fail(t, cudaErrorInvalidValue);
+      return shim_fail(t, cudaErrorInvalidValue);
     break;
   case cudaMemcpyDeviceToHost:
     if (sdev < 0 || ddev >= 0)
-      return fail(t, cudaErrorInvalidValue);
+      return shim_fail(t, cudaErrorInvalidValue);
     break;
   case cudaMemcpyDeviceToDevice:
     if (sdev < 0 || ddev < 0)
-      return fail(t, cudaErrorInvalidValue);
+      return shim_fail(t, cudaErrorInvalidValue);
     break;
   case cudaMemcpyDefault:
     break;
   default:
-    return fail(t, cudaErrorInvalidMemcpyDirection);
+    return shim_fail(t, cudaErrorInvalidMemcpyDirection);
   }
   if (ddev >= 0 && sdev >= 0) {
     uint8_t args[24];
@@ -185,11 +178,11 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t count,
   struct shim_stream *s;
 
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   /* The legacy stream: after its host functions (shim_stream.c). */
   e = shim_stream_use(t, NULL, &s);
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   return shim_memcpy(t, dst, src, count, kind, 0);
 }
 
@@ -206,7 +199,7 @@ cudaError_t shim_memset(struct shim_thread *t, void *ptr, int value,
     return cudaSuccess;
   dev = shim_device_of(ptr);
   if (dev < 0)
-    return fail(t, cudaErrorInvalidValue);
+    return shim_fail(t, cudaErrorInvalidValue);
   tr_put_u64(args, (uint64_t)(uintptr_t)ptr);
   tr_put_u64(args + 8, count);
   tr_put_u32(args + 16, (uint32_t)value & 0xff);
@@ -222,10 +215,10 @@ cudaError_t cudaMemset(void *ptr, int value, size_t count)
   struct shim_stream *s;
 
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   e = shim_stream_use(t, NULL, &s);
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   return shim_memset(t, ptr, value, count, 0);
 }
 
@@ -238,9 +231,9 @@ cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total)
   int rc;
 
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   if (!free_b || !total)
-    return fail(t, cudaErrorInvalidValue);
+    return shim_fail(t, cudaErrorInvalidValue);
   rc = shim_call(t, t->device, TR_OP_MEM_GET_INFO, NULL, 0, NULL, 0, 1, out,
                  sizeof(out), &got);
   if (rc == 0 && got != sizeof(out))
@@ -345,10 +338,10 @@ cudaError_t cudaMallocManaged(void **ptr, size_t size, unsigned int flags)
   size_t span;
 
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   if (!ptr || size == 0 ||
       (flags != cudaMemAttachGlobal && flags != cudaMemAttachHost))
-    return fail(t, cudaErrorInvalidValue);
+    return shim_fail(t, cudaErrorInvalidValue);
   e = cudaMalloc(&d, size);
   if (e != cudaSuccess)
     return e;
@@ -364,7 +357,7 @@ cudaError_t cudaMallocManaged(void **ptr, size_t size, unsigned int flags)
                                    MAP_NORESERVE, -1, 0);
     free(m);
     (void)cudaFree(d);
-    return fail(t, cudaErrorMemoryAllocation);
+    return shim_fail(t, cudaErrorMemoryAllocation);
   }
   m->addr = (uintptr_t)d;
   m->size = size;

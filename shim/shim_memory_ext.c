@@ -18,13 +18,6 @@
 /* What cudaMallocPitch pads rows to: cudaDevAttrTexturePitchAlignment. */
 #define PITCH_ALIGN 512u
 
-static cudaError_t fail(struct shim_thread *t, cudaError_t e)
-{
-  if (t && e != cudaSuccess)
-    t->last_error = e;
-  return e;
-}
-
 /* ---- pitched allocations ------------------------------------------------ */
 
 cudaError_t cudaMallocPitch(void **ptr, size_t *pitch, size_t width,
@@ -35,10 +28,10 @@ cudaError_t cudaMallocPitch(void **ptr, size_t *pitch, size_t width,
   cudaError_t e;
 
   if (!ptr || !pitch)
-    return fail(t, cudaErrorInvalidValue);
+    return shim_fail(t, cudaErrorInvalidValue);
   p = (width + PITCH_ALIGN - 1) / PITCH_ALIGN * PITCH_ALIGN;
   if (height && p > SIZE_MAX / height)
-    return fail(t, cudaErrorMemoryAllocation);
+    return shim_fail(t, cudaErrorMemoryAllocation);
   e = cudaMalloc(ptr, p * height);
   if (e == cudaSuccess)
     *pitch = p;
@@ -53,9 +46,9 @@ cudaError_t cudaMalloc3D(struct cudaPitchedPtr *pp, struct cudaExtent ext)
   cudaError_t e;
 
   if (!pp)
-    return fail(t, cudaErrorInvalidValue);
+    return shim_fail(t, cudaErrorInvalidValue);
   if (ext.depth && ext.height > SIZE_MAX / ext.depth)
-    return fail(t, cudaErrorMemoryAllocation);
+    return shim_fail(t, cudaErrorMemoryAllocation);
   e = cudaMallocPitch(&p, &pitch, ext.width, ext.height * ext.depth);
   if (e != cudaSuccess)
     return e;
@@ -112,17 +105,14 @@ static cudaError_t memcpy2d(void *dst, size_t dpitch, const void *src,
                             int async)
 {
   struct shim_thread *t;
-  cudaError_t e = shim_ready(&t);
   struct shim_stream *s;
+  cudaError_t e = shim_stream_begin(&t, stream, &s);
 
   if (e != cudaSuccess)
-    return fail(t, e);
-  e = shim_stream_use(t, stream, &s);
-  if (e != cudaSuccess)
-    return fail(t, e);
+    return e;
   e = copy_rows(t, dst, dpitch, src, spitch, width, height, kind, async);
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   shim_stream_mark(t, s);
   return cudaSuccess;
 }
@@ -151,17 +141,17 @@ static cudaError_t memcpy3d(const struct cudaMemcpy3DParms *p,
   size_t w, h, d;
 
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   if (!p)
-    return fail(t, cudaErrorInvalidValue);
+    return shim_fail(t, cudaErrorInvalidValue);
   if (p->srcArray || p->dstArray) {
     shim_warn_once("arrays", "CUDA arrays are not carried yet (cudaMemcpy3D "
                              "with an array)");
-    return fail(t, cudaErrorNotSupported);
+    return shim_fail(t, cudaErrorNotSupported);
   }
   e = shim_stream_use(t, stream, &s);
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   w = p->extent.width;
   h = p->extent.height;
   d = p->extent.depth;
@@ -177,7 +167,7 @@ static cudaError_t memcpy3d(const struct cudaMemcpy3DParms *p,
                   p->kind, async || z + 1 < d);
   }
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   shim_stream_mark(t, s);
   return cudaSuccess;
 }
@@ -201,12 +191,12 @@ static cudaError_t memset2d(void *ptr, size_t pitch, int value, size_t width,
   struct shim_stream *s;
 
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   if (width > pitch && height > 1)
-    return fail(t, cudaErrorInvalidPitchValue);
+    return shim_fail(t, cudaErrorInvalidPitchValue);
   e = shim_stream_use(t, stream, &s);
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   if (pitch == width)
     e = shim_memset(t, ptr, value, width * height, async);
   for (size_t r = 0; pitch != width && r < height && e == cudaSuccess; r++)
@@ -272,14 +262,14 @@ static cudaError_t memcpy_peer(void *dst, int ddev, const void *src, int sdev,
   uint8_t *tmp;
 
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   if (!shim_valid_device(ddev) || !shim_valid_device(sdev))
-    return fail(t, cudaErrorInvalidDevice);
+    return shim_fail(t, cudaErrorInvalidDevice);
   if (count && (shim_device_of(dst) != ddev || shim_device_of(src) != sdev))
-    return fail(t, cudaErrorInvalidValue);
+    return shim_fail(t, cudaErrorInvalidValue);
   e = shim_stream_use(t, stream, &s);
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   if (ddev == sdev || count == 0) {
     e = shim_memcpy(t, dst, src, count, cudaMemcpyDeviceToDevice, 0);
     if (e == cudaSuccess)
@@ -288,7 +278,7 @@ static cudaError_t memcpy_peer(void *dst, int ddev, const void *src, int sdev,
   }
   tmp = malloc(count < PEER_PIECE ? count : PEER_PIECE);
   if (!tmp)
-    return fail(t, cudaErrorMemoryAllocation);
+    return shim_fail(t, cudaErrorMemoryAllocation);
   for (size_t off = 0; off < count && e == cudaSuccess; off += PEER_PIECE) {
     size_t n = count - off < PEER_PIECE ? count - off : PEER_PIECE;
 
@@ -327,17 +317,14 @@ cudaError_t cudaMemcpyPeerAsync(void *dst, int ddev, const void *src, int sdev,
 cudaError_t cudaMallocAsync(void **ptr, size_t size, cudaStream_t stream)
 {
   struct shim_thread *t;
-  cudaError_t e = shim_ready(&t);
   struct shim_stream *s;
+  cudaError_t e = shim_stream_begin(&t, stream, &s);
 
   if (e != cudaSuccess)
-    return fail(t, e);
-  e = shim_stream_use(t, stream, &s);
-  if (e != cudaSuccess)
-    return fail(t, e);
+    return e;
   e = shim_capture_refuse(t, "cudaMallocAsync");
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   return cudaMalloc(ptr, size);
 }
 
@@ -350,15 +337,15 @@ cudaError_t cudaFreeAsync(void *ptr, cudaStream_t stream)
   int dev, rc;
 
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   if (!ptr)
     return cudaSuccess;
   dev = shim_device_of(ptr);
   if (dev < 0)
-    return fail(t, cudaErrorInvalidValue);
+    return shim_fail(t, cudaErrorInvalidValue);
   e = shim_stream_use(t, stream, &s);
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   tr_put_u64(a, (uint64_t)(uintptr_t)ptr);
   rc = shim_call(t, dev, TR_OP_FREE, a, 8, NULL, 0, 0, NULL, 0, NULL);
   if (rc)
@@ -381,12 +368,12 @@ cudaError_t cudaMemPrefetchAsync(const void *ptr, size_t count,
   (void)location;
   (void)stream;
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   /* Managed memory moves whole at launches and synchronisations
      (shim_memory.c), so there is nothing to do ahead of time. */
   if (ptr && count && !flags && shim_managed_of(ptr))
     return cudaSuccess;
-  return fail(t, cudaErrorInvalidValue);
+  return shim_fail(t, cudaErrorInvalidValue);
 }
 
 /* ---- asynchronous symbol copies ------------------------------------------- */
@@ -397,17 +384,14 @@ cudaError_t cudaMemcpyToSymbolAsync(const void *symbol, const void *src,
                                     cudaStream_t stream)
 {
   struct shim_thread *t;
-  cudaError_t e = shim_ready(&t);
   struct shim_stream *s;
+  cudaError_t e = shim_stream_begin(&t, stream, &s);
 
   if (e != cudaSuccess)
-    return fail(t, e);
-  e = shim_stream_use(t, stream, &s);
-  if (e != cudaSuccess)
-    return fail(t, e);
+    return e;
   e = shim_capture_refuse(t, "cudaMemcpyToSymbolAsync");
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   e = cudaMemcpyToSymbol(symbol, src, count, offset, kind);
   if (e == cudaSuccess)
     shim_stream_mark(t, s);
@@ -420,17 +404,14 @@ cudaError_t cudaMemcpyFromSymbolAsync(void *dst, const void *symbol,
                                       cudaStream_t stream)
 {
   struct shim_thread *t;
-  cudaError_t e = shim_ready(&t);
   struct shim_stream *s;
+  cudaError_t e = shim_stream_begin(&t, stream, &s);
 
   if (e != cudaSuccess)
-    return fail(t, e);
-  e = shim_stream_use(t, stream, &s);
-  if (e != cudaSuccess)
-    return fail(t, e);
+    return e;
   e = shim_capture_refuse(t, "cudaMemcpyFromSymbolAsync");
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   e = cudaMemcpyFromSymbol(dst, symbol, count, offset, kind);
   if (e == cudaSuccess)
     shim_stream_mark(t, s);

@@ -96,13 +96,6 @@ static uint64_t new_handle(void)
   return (1ull << 62) + atomic_fetch_add(&next_handle, 1);
 }
 
-static cudaError_t fail(struct shim_thread *t, cudaError_t e)
-{
-  if (t && e != cudaSuccess)
-    t->last_error = e;
-  return e;
-}
-
 static int is_default(cudaStream_t s)
 {
   return s == NULL || s == cudaStreamLegacy || s == cudaStreamPerThread;
@@ -296,18 +289,18 @@ static cudaError_t host_func(cudaStream_t stream, cudaHostFn_t fn,
   int rc;
 
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   if (!fn && !cb)
-    return fail(t, cudaErrorInvalidValue);
+    return shim_fail(t, cudaErrorInvalidValue);
   e = shim_stream_use(t, stream, &s);
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   e = shim_capture_refuse(t, "a host function");
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   j = calloc(1, sizeof(*j));
   if (!j)
-    return fail(t, cudaErrorMemoryAllocation);
+    return shim_fail(t, cudaErrorMemoryAllocation);
   j->fn = fn;
   j->cb = cb;
   j->stream = stream;
@@ -321,7 +314,7 @@ static cudaError_t host_func(cudaStream_t stream, cudaHostFn_t fn,
     j->ev = calloc(1, sizeof(*j->ev));
     if (!j->ev) {
       free(j);
-      return fail(t, cudaErrorMemoryAllocation);
+      return shim_fail(t, cudaErrorMemoryAllocation);
     }
     j->transient = 1;
     j->ev->magic = EVENT_MAGIC;
@@ -343,7 +336,7 @@ static cudaError_t host_func(cudaStream_t stream, cudaHostFn_t fn,
       if (j->transient)
         free(j->ev);
       free(j);
-      return fail(t, cudaErrorMemoryAllocation);
+      return shim_fail(t, cudaErrorMemoryAllocation);
     }
     pthread_detach(th);
     cb_started = 1;
@@ -405,6 +398,17 @@ cudaError_t shim_stream_use(struct shim_thread *t, cudaStream_t stream,
   return cudaSuccess;
 }
 
+cudaError_t shim_stream_begin(struct shim_thread **t, cudaStream_t stream,
+                              struct shim_stream **s)
+{
+  cudaError_t e = shim_ready(t);
+
+  *s = NULL;
+  if (e == cudaSuccess)
+    e = shim_stream_use(*t, stream, s);
+  return shim_fail(*t, e);
+}
+
 void shim_stream_mark(struct shim_thread *t, struct shim_stream *s)
 {
   t->capture = NULL;
@@ -423,12 +427,12 @@ static cudaError_t stream_create(cudaStream_t *out, unsigned flags,
   struct shim_stream *s;
 
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   if (!out || (flags & ~(unsigned)cudaStreamNonBlocking))
-    return fail(t, cudaErrorInvalidValue);
+    return shim_fail(t, cudaErrorInvalidValue);
   s = calloc(1, sizeof(*s));
   if (!s)
-    return fail(t, cudaErrorMemoryAllocation);
+    return shim_fail(t, cudaErrorMemoryAllocation);
   s->magic = STREAM_MAGIC;
   s->flags = flags;
   /* Clamped into [greatest, least] = [-5, 0], as CUDA clamps. */
@@ -484,9 +488,9 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream)
   uint8_t a[8];
 
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   if (is_default(stream))
-    return fail(t, cudaErrorInvalidResourceHandle);
+    return shim_fail(t, cudaErrorInvalidResourceHandle);
   pthread_mutex_lock(&reg_lock);
   for (pp = &streams; *pp && (void *)*pp != (void *)stream; pp = &(*pp)->next)
     ;
@@ -495,7 +499,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream)
     *pp = s->next;
   pthread_mutex_unlock(&reg_lock);
   if (!s)
-    return fail(t, cudaErrorInvalidResourceHandle);
+    return shim_fail(t, cudaErrorInvalidResourceHandle);
   if (atomic_load(&s->ev.dev) >= 0) {
     tr_put_u64(a, s->ev.handle);
     (void)shim_call(t, atomic_load(&s->ev.dev), TR_OP_EVENT_DESTROY, a, 8,
@@ -521,10 +525,10 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream)
   }
   e = shim_ready(&t);
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   s = stream_of(stream);
   if (!s)
-    return fail(t, cudaErrorInvalidResourceHandle);
+    return shim_fail(t, cudaErrorInvalidResourceHandle);
   rc = event_wait(t, &s->ev, atomic_load(&s->ev.gen));
   cb_wait(&s->cb_pending); /* its host functions are part of its work */
   if (rc == 0)
@@ -539,13 +543,13 @@ cudaError_t cudaStreamQuery(cudaStream_t stream)
   struct shim_stream *s;
 
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   if (is_default(stream))
     return shim_cuda_error(t, shim_call(t, t->device, TR_OP_NOP, NULL, 0,
                                         NULL, 0, 1, NULL, 0, NULL));
   s = stream_of(stream);
   if (!s)
-    return fail(t, cudaErrorInvalidResourceHandle);
+    return shim_fail(t, cudaErrorInvalidResourceHandle);
   /* cudaErrorNotReady is an answer, not an error: not the last error. */
   int rc = event_query(t, &s->ev, atomic_load(&s->ev.gen));
   if (rc == (int)cudaErrorNotReady)
@@ -563,13 +567,14 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event,
   uint64_t gen;
 
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   ev = event_of(event);
   if (!ev || flags > cudaEventWaitExternal)
-    return fail(t, ev ? cudaErrorInvalidValue : cudaErrorInvalidResourceHandle);
+    return shim_fail(t, ev ? cudaErrorInvalidValue
+                           : cudaErrorInvalidResourceHandle);
   e = shim_stream_use(t, stream, &s);
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   gen = atomic_load(&ev->gen);
   /* Recorded on our own lane: everything queued after this call runs after
      the record anyway.  Elsewhere: wait here until it has run. */
@@ -636,17 +641,17 @@ cudaError_t cudaEventCreateWithFlags(cudaEvent_t *out, unsigned int flags)
   struct shim_event *ev;
 
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   if (!out || (flags & ~(unsigned)(EVENT_FLAGS | cudaEventInterprocess)))
-    return fail(t, cudaErrorInvalidValue);
+    return shim_fail(t, cudaErrorInvalidValue);
   if (flags & cudaEventInterprocess) {
     shim_warn_once("ipcevent", "interprocess events are not carried: a "
                                "program on another host cannot share them");
-    return fail(t, cudaErrorNotSupported);
+    return shim_fail(t, cudaErrorNotSupported);
   }
   ev = calloc(1, sizeof(*ev));
   if (!ev)
-    return fail(t, cudaErrorMemoryAllocation);
+    return shim_fail(t, cudaErrorMemoryAllocation);
   ev->magic = EVENT_MAGIC;
   ev->flags = flags;
   ev->handle = new_handle();
@@ -672,7 +677,7 @@ cudaError_t cudaEventDestroy(cudaEvent_t event)
   uint8_t a[8];
 
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   pthread_mutex_lock(&reg_lock);
   for (pp = &events; *pp && (void *)*pp != (void *)event; pp = &(*pp)->next)
     ;
@@ -681,7 +686,7 @@ cudaError_t cudaEventDestroy(cudaEvent_t event)
     *pp = ev->next;
   pthread_mutex_unlock(&reg_lock);
   if (!ev)
-    return fail(t, cudaErrorInvalidResourceHandle);
+    return shim_fail(t, cudaErrorInvalidResourceHandle);
   if (atomic_load(&ev->dev) >= 0) {
     tr_put_u64(a, ev->handle);
     (void)shim_call(t, atomic_load(&ev->dev), TR_OP_EVENT_DESTROY, a, 8, NULL,
@@ -699,18 +704,18 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream)
   struct shim_stream *s;
 
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   ev = event_of(event);
   if (!ev)
-    return fail(t, cudaErrorInvalidResourceHandle);
+    return shim_fail(t, cudaErrorInvalidResourceHandle);
   e = shim_stream_use(t, stream, &s);
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   /* Before a generation is taken: a refused record must not leave one
      that nothing will ever reach. */
   e = shim_capture_refuse(t, "cudaEventRecord");
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   return shim_cuda_error(t, event_record(t, ev, s ? s->dev : t->device));
 }
 
@@ -730,10 +735,10 @@ cudaError_t cudaEventQuery(cudaEvent_t event)
   int rc;
 
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   ev = event_of(event);
   if (!ev)
-    return fail(t, cudaErrorInvalidResourceHandle);
+    return shim_fail(t, cudaErrorInvalidResourceHandle);
   rc = event_query(t, ev, atomic_load(&ev->gen));
   if (rc == (int)cudaErrorNotReady)
     return cudaErrorNotReady;
@@ -748,10 +753,10 @@ cudaError_t cudaEventSynchronize(cudaEvent_t event)
   int rc;
 
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   ev = event_of(event);
   if (!ev)
-    return fail(t, cudaErrorInvalidResourceHandle);
+    return shim_fail(t, cudaErrorInvalidResourceHandle);
   rc = event_wait(t, ev, atomic_load(&ev->gen));
   if (rc == 0)
     rc = shim_managed_after_sync(t);
@@ -769,15 +774,15 @@ cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start,
   int rc;
 
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   a = event_of(start);
   b = event_of(stop);
   if (!ms)
-    return fail(t, cudaErrorInvalidValue);
+    return shim_fail(t, cudaErrorInvalidValue);
   if (!a || !b || (a->flags | b->flags) & cudaEventDisableTiming ||
       !atomic_load(&a->gen) || !atomic_load(&b->gen) ||
       atomic_load(&a->dev) != atomic_load(&b->dev))
-    return fail(t, cudaErrorInvalidResourceHandle);
+    return shim_fail(t, cudaErrorInvalidResourceHandle);
   /* Both must have run: otherwise cudaErrorNotReady, as CUDA answers. */
   rc = event_query(t, a, atomic_load(&a->gen));
   if (rc == 0)
@@ -804,14 +809,11 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count,
                             enum cudaMemcpyKind kind, cudaStream_t stream)
 {
   struct shim_thread *t;
-  cudaError_t e = shim_ready(&t);
   struct shim_stream *s;
+  cudaError_t e = shim_stream_begin(&t, stream, &s);
 
   if (e != cudaSuccess)
-    return fail(t, e);
-  e = shim_stream_use(t, stream, &s);
-  if (e != cudaSuccess)
-    return fail(t, e);
+    return e;
   e = shim_memcpy(t, dst, src, count, kind, 1);
   if (e == cudaSuccess)
     shim_stream_mark(t, s);
@@ -822,14 +824,11 @@ cudaError_t cudaMemsetAsync(void *ptr, int value, size_t count,
                             cudaStream_t stream)
 {
   struct shim_thread *t;
-  cudaError_t e = shim_ready(&t);
   struct shim_stream *s;
+  cudaError_t e = shim_stream_begin(&t, stream, &s);
 
   if (e != cudaSuccess)
-    return fail(t, e);
-  e = shim_stream_use(t, stream, &s);
-  if (e != cudaSuccess)
-    return fail(t, e);
+    return e;
   e = shim_memset(t, ptr, value, count, 1);
   if (e == cudaSuccess)
     shim_stream_mark(t, s);
@@ -922,24 +921,24 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t stream,
   struct shim_graph *g;
 
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   if (is_default(stream))
-    return fail(t, cudaErrorStreamCaptureUnsupported);
+    return shim_fail(t, cudaErrorStreamCaptureUnsupported);
   s = stream_of(stream);
   if (!s)
-    return fail(t, cudaErrorInvalidResourceHandle);
+    return shim_fail(t, cudaErrorInvalidResourceHandle);
   if ((unsigned)mode > cudaStreamCaptureModeRelaxed)
-    return fail(t, cudaErrorInvalidValue);
+    return shim_fail(t, cudaErrorInvalidValue);
   g = calloc(1, sizeof(*g));
   if (!g)
-    return fail(t, cudaErrorMemoryAllocation);
+    return shim_fail(t, cudaErrorMemoryAllocation);
   g->magic = GRAPH_MAGIC;
   g->dev = s->dev;
   pthread_mutex_lock(&graph_lock);
   if (s->capture) {
     pthread_mutex_unlock(&graph_lock);
     free(g);
-    return fail(t, cudaErrorIllegalState);
+    return shim_fail(t, cudaErrorIllegalState);
   }
   s->capture = g;
   s->capture_bad = 0;
@@ -956,22 +955,22 @@ cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t *graph)
   int bad;
 
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   s = is_default(stream) ? NULL : stream_of(stream);
   if (!s || !graph)
-    return fail(t, s ? cudaErrorInvalidValue : cudaErrorIllegalState);
+    return shim_fail(t, s ? cudaErrorInvalidValue : cudaErrorIllegalState);
   pthread_mutex_lock(&graph_lock);
   g = s->capture;
   bad = s->capture_bad;
   s->capture = NULL;
   pthread_mutex_unlock(&graph_lock);
   if (!g)
-    return fail(t, cudaErrorIllegalState);
+    return shim_fail(t, cudaErrorIllegalState);
   if (bad) {
     free(g->buf);
     free(g);
     *graph = NULL;
-    return fail(t, cudaErrorStreamCaptureInvalidated);
+    return shim_fail(t, cudaErrorStreamCaptureInvalidated);
   }
   *graph = (cudaGraph_t)g;
   return cudaSuccess;
@@ -1017,13 +1016,13 @@ cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph,
   int rc = 0;
 
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   if (!exec || !g || g->magic != GRAPH_MAGIC)
-    return fail(t, cudaErrorInvalidValue);
+    return shim_fail(t, cudaErrorInvalidValue);
   (void)flags; /* auto-free, upload, device launch: nothing to do here */
   x = calloc(1, sizeof(*x));
   if (!x)
-    return fail(t, cudaErrorMemoryAllocation);
+    return shim_fail(t, cudaErrorMemoryAllocation);
   x->magic = EXEC_MAGIC;
   x->dev = g->dev;
   x->handle = new_handle();
@@ -1064,19 +1063,19 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream)
   int rc = 0;
 
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   if (!x || x->magic != EXEC_MAGIC)
-    return fail(t, cudaErrorInvalidValue);
+    return shim_fail(t, cudaErrorInvalidValue);
   rc = shim_managed_before_device(t);
   if (rc)
     return shim_cuda_error(t, rc);
   e = shim_stream_use(t, stream, &s);
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   if (t->capture) {
     t->capture = NULL;
     s->capture_bad = 1;
-    return fail(t, cudaErrorStreamCaptureUnsupported);
+    return shim_fail(t, cudaErrorStreamCaptureUnsupported);
   }
   if (x->len) {
     tr_put_u64(a, x->handle);
@@ -1107,9 +1106,9 @@ cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec)
   uint8_t a[8];
 
   if (e != cudaSuccess)
-    return fail(t, e);
+    return shim_fail(t, e);
   if (!x || x->magic != EXEC_MAGIC)
-    return fail(t, cudaErrorInvalidValue);
+    return shim_fail(t, cudaErrorInvalidValue);
   x->magic = 0;
   if (x->len) {
     tr_put_u64(a, x->handle);
