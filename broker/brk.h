@@ -62,9 +62,19 @@
 #define BRK_LANE_OUTSTANDING_MAX 4096u
 /* Locally generated replies waiting for room in a reply ring. */
 #define BRK_LANE_LOCAL_MAX 4096u
+/* The HTTP/2 window the broker grants each stream for its response.  A
+   lane stream whose lane is full holds what arrives, unconsumed (see
+   brk_lane.c), so the window is also the most one stream can hold: with
+   BRK_LANE_PEND_MAX no smaller, one client's slow reading never pauses the
+   connection the machine's other clients share.  32 MiB keeps a 1 GB/s
+   link full at 32 ms of round trip (a 50 ms one at 640 MB/s), and is what
+   the broker may hold for a client that stops reading its replies. */
+#define BRK_STREAM_WINDOW (32u << 20)
+#define BRK_CONN_WINDOW (256u << 20)
 /* Response bytes one lane stream may hold while its lane is full before
-   the whole connection is paused. */
-#define BRK_LANE_PEND_MAX (2u << 20)
+   the whole connection is paused: only an agent that ignored the window
+   could get there. */
+#define BRK_LANE_PEND_MAX BRK_STREAM_WINDOW
 /* Upload chunks at least this long are queued by reference to the upload
    area instead of copied (see brk_lane.c, "zero-copy uploads"). */
 #define BRK_LANE_ZC_MIN (64u << 10)

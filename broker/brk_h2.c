@@ -660,9 +660,10 @@ int brk_h2_new(struct brk_h2 **out, struct brk_loop *loop, struct brk_pipe *pipe
   iv[0].value = 0;
   iv[1].settings_id = NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE;
   iv[1].value = opts->stream_window;
-  /* Large DATA frames: a 1 MiB reply in one frame, not 64. */
+  /* DATA frames of up to 256 KiB: few frames per 1 MiB reply, yet a small
+     reply of another lane waits behind at most one of them. */
   iv[2].settings_id = NGHTTP2_SETTINGS_MAX_FRAME_SIZE;
-  iv[2].value = 1u << 20;
+  iv[2].value = 256u << 10;
   rc = nghttp2_submit_settings(c->ng, NGHTTP2_FLAG_NONE, iv, 3);
   if (rc == 0)
     rc = nghttp2_session_set_local_window_size(c->ng, NGHTTP2_FLAG_NONE, 0,

@@ -69,7 +69,7 @@ void brk_pipe_plain(struct brk_pipe *p, int fd);
 struct brk_h2_opts {
   const char *authority; /* host:port for :authority */
   const char *secret;    /* hex; sent as "authorization: Bearer <secret>" */
-  uint32_t stream_window;  /* initial stream window we grant (64 MiB) */
+  uint32_t stream_window;  /* initial stream window we grant */
   uint32_t conn_window;    /* connection window we grant (256 MiB) */
   uint32_t ping_idle_ms;   /* send PING after this long without input */
   uint32_t ping_timeout_ms; /* dead if the PING is not ACKed by then */

@@ -19,9 +19,10 @@
  * complete reply record is put in the reply ring (payload inline up to
  * TR_LANE_INLINE_MAX/2) or in the download area with a reference record.
  * If the ring or the area is full, the record and what arrives after it
- * are held, unconsumed, so the agent's window for that stream closes; only
- * past BRK_LANE_PEND_MAX held bytes is the whole HTTP/2 connection paused
- * (see ls_hold).  The shim's doorbell (it rings req_efd when it frees
+ * are held, unconsumed, so the agent's window for that stream closes
+ * (BRK_STREAM_WINDOW, which bounds what is held); only past
+ * BRK_LANE_PEND_MAX held bytes, which an agent keeping to the window never
+ * sends, is the whole HTTP/2 connection paused (see ls_hold).  The shim's doorbell (it rings req_efd when it frees
  * space we wait for) resumes delivery.
  *
  * Every WANT_REPLY request forwarded is remembered until its final reply

@@ -409,8 +409,8 @@ static void connected(struct brk_machine *m)
   struct brk_h2_opts o = {
       .authority = m->address,
       .secret = m->secret,
-      .stream_window = 64u << 20,
-      .conn_window = 256u << 20,
+      .stream_window = BRK_STREAM_WINDOW,
+      .conn_window = BRK_CONN_WINDOW,
       .ping_idle_ms = m->b->cfg.ping_idle_ms,
       .ping_timeout_ms = m->b->cfg.ping_timeout_ms,
   };

@@ -56,6 +56,9 @@
  * to drain them, so a 1 GiB device-to-host copy costs this much memory.
  */
 #define AGT_LANE_OUT_MAX (8u << 20)
+/* Unsent bytes the kernel may hold on a broker connection (tune_socket in
+   agent_h2.c). */
+#define AGT_NOTSENT_LOWAT (256 << 10)
 
 /* Largest module (fatbin) MODULE_PUT assembles. */
 #define AGT_MODULE_MAX (256u << 20)

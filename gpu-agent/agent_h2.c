@@ -593,16 +593,23 @@ static void conn_read(struct conn *c)
 }
 
 /*
- * TCP_NODELAY: records are small and latency-bound.  Keepalive and a user
- * timeout: a broker whose host vanishes sends no FIN, and without them its
- * sessions (and their device memory) would live forever.
+ * TCP_NODELAY: records are small and latency-bound.  TCP_NOTSENT_LOWAT:
+ * the kernel takes no more than AGT_NOTSENT_LOWAT bytes beyond what is on
+ * the wire, so bulk replies wait in nghttp2, which interleaves the lanes'
+ * streams, not in a socket buffer of megabytes where a small reply of
+ * another lane would queue behind them (what is in flight is still
+ * bounded only by the congestion window, so a long path stays full).
+ * Keepalive and a user timeout: a broker whose host vanishes sends no FIN,
+ * and without them its sessions (and their device memory) would live
+ * forever.
  */
 static void tune_socket(int fd)
 {
-  int one = 1, idle = 30, intvl = 10, cnt = 3;
+  int one = 1, idle = 30, intvl = 10, cnt = 3, lowat = AGT_NOTSENT_LOWAT;
   unsigned timeout_ms = 60000;
 
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
   setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
   setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
   setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
