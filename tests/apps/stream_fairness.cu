@@ -5,12 +5,14 @@
 // Thread A owns stream A; thread B owns stream B.  B measures two small
 // operations, SAMPLES times each: cudaStreamQuery(B) right after a small
 // kernel launch on B (so it must ask the device), and another small launch
-// on B followed by cudaStreamSynchronize(B).
+// on B followed by cudaStreamSynchronize(B); then cudaMemGetInfo (a plain
+// round trip to the agent) and 20 us of pure CPU work (how long B waits
+// for a core, which bounds what any remoting can do).
 // It measures them first with A idle, then while A copies MiB (default
 // 1024) device -> host in 64 MiB cudaMemcpyAsync pieces on stream A, over
 // and over until B is done.  Prints the p50 and p99 of each phase and
 //
-//   query_ratio=R launch_ratio=R
+//   query_ratio=R launch_ratio=R info_ratio=R cpu_ratio=R
 //
 // (busy p99 / idle p99), then PASS when the copies and kernels gave the
 // right bytes.  It does not judge the ratios: the test script does, since
@@ -99,7 +101,7 @@ static double pct(std::vector<double> v, double p)
 }
 
 struct phase {
-  std::vector<double> query, launch, cpu;
+  std::vector<double> query, launch, info, cpu;
 };
 
 // About 20 us of work that needs nothing but a CPU: its p99 under load
@@ -134,6 +136,9 @@ static void measure(cudaStream_t s, int *d, int n, phase *out)
     double t2 = now_us();
     out->query.push_back(t1 - t0);
     out->launch.push_back(t2 - t1);
+    size_t fr, to;
+    CK(cudaMemGetInfo(&fr, &to)); // a plain round trip to the agent
+    out->info.push_back(now_us() - t2);
     out->cpu.push_back(spin_work());
   }
 }
@@ -186,12 +191,18 @@ int main(int argc, char **argv)
          "p99=%.0fus  (%ld copies of %llu MiB meanwhile)\n",
          pct(busy.query, .5), pct(busy.query, .99), pct(busy.launch, .5),
          pct(busy.launch, .99), copies_done, PIECE >> 20);
+  printf("cudaMemGetInfo: idle p50=%.0fus p99=%.0fus  busy p50=%.0fus "
+         "p99=%.0fus\n",
+         pct(idle.info, .5), pct(idle.info, .99), pct(busy.info, .5),
+         pct(busy.info, .99));
   printf("cpu work: idle p50=%.0fus p99=%.0fus  busy p50=%.0fus p99=%.0fus\n",
          pct(idle.cpu, .5), pct(idle.cpu, .99), pct(busy.cpu, .5),
          pct(busy.cpu, .99));
-  printf("query_ratio=%.2f launch_ratio=%.2f cpu_ratio=%.2f\n",
+  printf("query_ratio=%.2f launch_ratio=%.2f info_ratio=%.2f "
+         "cpu_ratio=%.2f\n",
          pct(busy.query, .99) / pct(idle.query, .99),
          pct(busy.launch, .99) / pct(idle.launch, .99),
+         pct(busy.info, .99) / pct(idle.info, .99),
          pct(busy.cpu, .99) / pct(idle.cpu, .99));
   if (copies_done < 1) {
     fprintf(stderr, "FAIL no copy finished while measuring\n");

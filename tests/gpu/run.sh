@@ -9,7 +9,10 @@
 #   3. every tests/apps/emu_* program natively on the GPU (the real CUDA
 #      runtime): their CPU references agree with a real GPU;
 #   4. the same binaries under the shim against a LOCAL emulated agent on
-#      this machine: the emulator agrees with the GPU on every program.
+#      this machine: the emulator agrees with the GPU on every program;
+#   5. the runtime programs of issue 5 natively (their expectations are a
+#      real GPU's);
+#   6. stream_fairness under tremote, judged against 3x on this many cores.
 # Exit 0 only if every step passed.
 set -u
 B=$(cd "$1" && pwd)
@@ -32,7 +35,8 @@ step "4. the same programs under tremote, emulated device on this host"
 bash "$src/tests/integration/emu_apps.sh" "$B" || fails+=("emulated apps")
 
 step "5. runtime programs natively on the GPU"
-for a in streams_events host_memory runtime_misc graphs managed "async_launches fault"; do
+for a in streams_events host_memory runtime_misc graphs managed "async_launches fault" \
+         "stream_fairness 1024 300"; do
     # shellcheck disable=SC2086
     if timeout 120 "$B/tests/apps/"$a >"$B/native.out" 2>&1 && grep -q '^PASS' "$B/native.out"; then
         echo "$a: PASS"
@@ -40,6 +44,9 @@ for a in streams_events host_memory runtime_misc graphs managed "async_launches 
         echo "$a: FAIL"; cat "$B/native.out"; fails+=("native $a")
     fi
 done
+
+step "6. stream fairness under tremote (judged against 3x here: enough cores)"
+TR_FAIR_MIN_CPUS=8 bash "$src/tests/integration/stream_fairness.sh" "$B" || fails+=("stream fairness")
 
 echo
 if [ ${#fails[@]} -eq 0 ]; then
