@@ -1,7 +1,6 @@
-# Benchmark (issue 3): ratios against baselines measured in the same run.
-add_executable(baseline bench/baseline.c)
-set_target_properties(baseline PROPERTIES RUNTIME_OUTPUT_DIRECTORY
-                      ${CMAKE_BINARY_DIR}/tests/bench)
+# Benchmark (issue 5): tremote-bench (tools/bench) and its workload.  The
+# ctest `bench` runs tremote-bench --quick with bounds far outside the
+# goals (tests/bench/run.sh).
 tr_cuda_app(bench_calls bench/bench_calls.cu)
 if(TR_SANITIZE STREQUAL "")
   tr_script_test(bench bench/run.sh TIMEOUT 300)

@@ -1,8 +1,32 @@
-// bench_calls.cu: what tremote-bench measures through the real CUDA API.
-//   null call: cudaDeviceSynchronize with nothing queued = one round trip
-//              app -> broker -> agent -> broker -> app;
-//   bandwidth: cudaMemcpy of SIZE MiB host->device and device->host.
-// Usage: bench_calls N_CALLS SIZE_MIB REPS.  Prints key=value lines.
+// bench_calls.cu: the workloads tremote-bench measures through the real
+// CUDA runtime API (run under LD_PRELOAD=libtremote_shim.so; they run
+// natively on a GPU as well).  One mode per run; results are key=value
+// lines on stdout.
+//
+//   bench_calls rtt N        N null calls (cudaDeviceSynchronize with
+//                            nothing queued: app -> broker -> agent and
+//                            back) after a warm-up: rtt_p50_ns, rtt_p99_ns
+//   bench_calls rate N       N launches back to back on the default
+//                            stream: launches_per_s (until the last launch
+//                            call returned), then synchronises
+//   bench_calls count        after a warm-up, prints READY and waits for a
+//                            line on stdin; 1000 launches and one
+//                            cudaStreamSynchronize; prints PAUSE and waits
+//                            again (the driver reads the broker's
+//                            round-trip count at both pauses)
+//   bench_calls copy REPS SIZE...
+//                            for each SIZE (bytes) and each of pinned
+//                            (cudaMallocHost) and pageable (malloc) host
+//                            memory, the best of REPS synchronous
+//                            cudaMemcpy host->device and device->host:
+//                            one line "copy size=S mem=pinned|pageable
+//                            h2d_s=T d2h_s=T" each
+//   bench_calls delay ITERS  ITERS iterations of: cudaMemcpy 1 MiB host->
+//                            device (pageable), 10 small launches,
+//                            cudaMemcpy 1 MiB device->host, between READY
+//                            and PAUSE as in count; checks the data and
+//                            prints delay_s
+// Exits 0 on success, 1 on a CUDA error or wrong data, 2 on bad usage.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -23,19 +47,34 @@ static double now_s()
   do {                                                                         \
     cudaError_t e_ = (call);                                                   \
     if (e_ != cudaSuccess) {                                                   \
-      fprintf(stderr, "%s: %s\n", #call, cudaGetErrorString(e_));              \
-      return 1;                                                                \
+      fprintf(stderr, "%s at line %d: %s\n", #call, __LINE__,                  \
+              cudaGetErrorString(e_));                                         \
+      exit(1);                                                                 \
     }                                                                          \
   } while (0)
 
-int main(int argc, char **argv)
+__global__ void bump(int *p, int n)
 {
-  int n = argc > 1 ? atoi(argv[1]) : 2000;
-  size_t size = (size_t)(argc > 2 ? atoi(argv[2]) : 64) << 20;
-  int reps = argc > 3 ? atoi(argv[3]) : 5;
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n)
+    p[i] += 1;
+}
+
+// The driver reads the broker's counters while we wait here.
+static void wait_line(const char *what)
+{
+  char line[16];
+
+  printf("%s\n", what);
+  fflush(stdout);
+  if (!fgets(line, sizeof(line), stdin))
+    exit(2);
+}
+
+static int mode_rtt(int n)
+{
   std::vector<double> t(n);
 
-  CHECK(cudaDeviceSynchronize());
   for (int i = 0; i < n / 10 + 10; i++)
     CHECK(cudaDeviceSynchronize());
   for (int i = 0; i < n; i++) {
@@ -44,26 +83,144 @@ int main(int argc, char **argv)
     t[i] = now_s() - t0;
   }
   std::sort(t.begin(), t.end());
-  printf("sync_p50_ns=%.0f\nsync_p99_ns=%.0f\n", t[n / 2] * 1e9,
+  printf("rtt_p50_ns=%.0f\nrtt_p99_ns=%.0f\n", t[n / 2] * 1e9,
          t[(size_t)n * 99 / 100] * 1e9);
-
-  char *h = (char *)malloc(size);
-  void *d;
-  memset(h, 7, size);
-  CHECK(cudaMalloc(&d, size));
-  double best_h2d = 1e9, best_d2h = 1e9;
-  for (int r = 0; r < reps; r++) {
-    double t0 = now_s();
-    CHECK(cudaMemcpy(d, h, size, cudaMemcpyHostToDevice));
-    double t1 = now_s();
-    CHECK(cudaMemcpy(h, d, size, cudaMemcpyDeviceToHost));
-    double t2 = now_s();
-    best_h2d = std::min(best_h2d, t1 - t0);
-    best_d2h = std::min(best_d2h, t2 - t1);
-  }
-  printf("h2d_gbps=%.3f\nd2h_gbps=%.3f\n", size / best_h2d / 1e9,
-         size / best_d2h / 1e9);
-  CHECK(cudaFree(d));
-  free(h);
   return 0;
+}
+
+static int *warm_device(int n)
+{
+  int *d;
+
+  CHECK(cudaMalloc(&d, n * sizeof(int)));
+  CHECK(cudaMemset(d, 0, n * sizeof(int)));
+  bump<<<1, 32>>>(d, 1); // loads the module: its round trips come first
+  CHECK(cudaGetLastError());
+  CHECK(cudaDeviceSynchronize());
+  return d;
+}
+
+static int mode_rate(int n)
+{
+  int *d = warm_device(32);
+  double t0 = now_s();
+
+  for (int i = 0; i < n; i++)
+    bump<<<1, 32>>>(d, 1);
+  double t = now_s() - t0;
+  CHECK(cudaGetLastError());
+  CHECK(cudaDeviceSynchronize());
+  printf("launches_per_s=%.0f\n", n / t);
+  CHECK(cudaFree(d));
+  return 0;
+}
+
+static int mode_count(void)
+{
+  int *d = warm_device(32), h = 0;
+
+  wait_line("READY");
+  for (int i = 0; i < 1000; i++)
+    bump<<<1, 32>>>(d, 1);
+  CHECK(cudaGetLastError());
+  CHECK(cudaStreamSynchronize(0));
+  wait_line("PAUSE");
+  CHECK(cudaMemcpy(&h, d, sizeof(h), cudaMemcpyDeviceToHost));
+  if (h != 1001) {
+    fprintf(stderr, "count: the kernels wrote %d, not 1001\n", h);
+    return 1;
+  }
+  CHECK(cudaFree(d));
+  return 0;
+}
+
+static int mode_copy(int reps, int nsizes, char **sizes)
+{
+  size_t max = 0;
+
+  for (int i = 0; i < nsizes; i++)
+    max = std::max(max, (size_t)strtoull(sizes[i], NULL, 0));
+  void *d, *pinned;
+  char *pageable = (char *)malloc(max);
+  if (!pageable)
+    return 1;
+  memset(pageable, 7, max); // touched: no page faults inside the timing
+  CHECK(cudaMalloc(&d, max));
+  CHECK(cudaMallocHost(&pinned, max));
+  memset(pinned, 7, max);
+  CHECK(cudaDeviceSynchronize());
+  for (int i = 0; i < nsizes; i++) {
+    size_t size = (size_t)strtoull(sizes[i], NULL, 0);
+    for (int m = 0; m < 2; m++) {
+      void *h = m ? (void *)pageable : pinned;
+      double best_h2d = 1e9, best_d2h = 1e9;
+      for (int r = 0; r < reps; r++) {
+        double t0 = now_s();
+        CHECK(cudaMemcpy(d, h, size, cudaMemcpyHostToDevice));
+        double t1 = now_s();
+        CHECK(cudaMemcpy(h, d, size, cudaMemcpyDeviceToHost));
+        double t2 = now_s();
+        best_h2d = std::min(best_h2d, t1 - t0);
+        best_d2h = std::min(best_d2h, t2 - t1);
+      }
+      printf("copy size=%zu mem=%s h2d_s=%.9f d2h_s=%.9f\n", size,
+             m ? "pageable" : "pinned", best_h2d, best_d2h);
+      fflush(stdout);
+    }
+  }
+  CHECK(cudaFreeHost(pinned));
+  CHECK(cudaFree(d));
+  free(pageable);
+  return 0;
+}
+
+static int mode_delay(int iters)
+{
+  const int n = (1 << 20) / sizeof(int);
+  std::vector<int> in(n), out(n);
+  int *d = warm_device(n);
+
+  // A warm-up iteration: first-use costs stay out of the figure.
+  CHECK(cudaMemcpy(d, in.data(), n * sizeof(int), cudaMemcpyHostToDevice));
+  CHECK(cudaMemcpy(out.data(), d, n * sizeof(int), cudaMemcpyDeviceToHost));
+  wait_line("READY");
+  double t0 = now_s();
+  for (int it = 0; it < iters; it++) {
+    for (int i = 0; i < n; i += 4096)
+      in[i] = it + i;
+    CHECK(cudaMemcpy(d, in.data(), n * sizeof(int), cudaMemcpyHostToDevice));
+    for (int k = 0; k < 10; k++)
+      bump<<<(n + 255) / 256, 256>>>(d, n);
+    CHECK(cudaMemcpy(out.data(), d, n * sizeof(int), cudaMemcpyDeviceToHost));
+    for (int i = 0; i < n; i += 4096)
+      if (out[i] != in[i] + 10) {
+        fprintf(stderr, "delay: iteration %d: element %d is %d, not %d\n", it,
+                i, out[i], in[i] + 10);
+        return 1;
+      }
+  }
+  double t = now_s() - t0;
+  wait_line("PAUSE");
+  printf("delay_s=%.6f\n", t);
+  CHECK(cudaFree(d));
+  return 0;
+}
+
+int main(int argc, char **argv)
+{
+  const char *mode = argc > 1 ? argv[1] : "";
+
+  if (strcmp(mode, "rtt") == 0 && argc == 3)
+    return mode_rtt(atoi(argv[2]));
+  if (strcmp(mode, "rate") == 0 && argc == 3)
+    return mode_rate(atoi(argv[2]));
+  if (strcmp(mode, "count") == 0 && argc == 2)
+    return mode_count();
+  if (strcmp(mode, "copy") == 0 && argc >= 4)
+    return mode_copy(atoi(argv[2]), argc - 3, argv + 3);
+  if (strcmp(mode, "delay") == 0 && argc == 3)
+    return mode_delay(atoi(argv[2]));
+  fprintf(stderr, "usage: bench_calls rtt N | rate N | count | "
+                  "copy REPS SIZE... | delay ITERS\n");
+  return 2;
 }
