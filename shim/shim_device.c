@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "shim.h"
+#include "shim_devprop.h"
 
 /* No broker or no machine: the error every device query gives. */
 static cudaError_t no_device(void)
@@ -20,8 +21,7 @@ static cudaError_t no_device(void)
   return shim_proc.init_err ? shim_proc.init_err : cudaErrorNoDevice;
 }
 
-/* The description of device, or the error a query about it gives. */
-static cudaError_t devinfo(int device, const struct tr_devinfo **d)
+cudaError_t shim_devinfo(int device, const struct tr_devinfo **d)
 {
   cudaError_t e = no_device();
 
@@ -106,7 +106,7 @@ cudaError_t cudaDeviceGetAttribute(int *value, enum cudaDeviceAttr attr,
 
   if (!value)
     return shim_fail(t, cudaErrorInvalidValue);
-  e = devinfo(device, &d);
+  e = shim_devinfo(device, &d);
   if (e != cudaSuccess)
     return shim_fail(t, e);
   if (tr_devinfo_attr(d, (uint32_t)attr, &v) < 0)
@@ -115,107 +115,55 @@ cudaError_t cudaDeviceGetAttribute(int *value, enum cudaDeviceAttr attr,
   return cudaSuccess;
 }
 
-/* Integer fields of cudaDeviceProp and the attribute that fills each. */
-static const struct {
-  size_t off;
-  unsigned char is_size_t;
-  enum cudaDeviceAttr attr;
-} prop_map[] = {
-#define P(field, attr) {offsetof(struct cudaDeviceProp, field), 0, attr}
-#define PZ(field, attr) {offsetof(struct cudaDeviceProp, field), 1, attr}
-  PZ(sharedMemPerBlock, cudaDevAttrMaxSharedMemoryPerBlock),
-  P(regsPerBlock, cudaDevAttrMaxRegistersPerBlock),
-  P(warpSize, cudaDevAttrWarpSize),
-  PZ(memPitch, cudaDevAttrMaxPitch),
-  P(maxThreadsPerBlock, cudaDevAttrMaxThreadsPerBlock),
-  P(maxThreadsDim[0], cudaDevAttrMaxBlockDimX),
-  P(maxThreadsDim[1], cudaDevAttrMaxBlockDimY),
-  P(maxThreadsDim[2], cudaDevAttrMaxBlockDimZ),
-  P(maxGridSize[0], cudaDevAttrMaxGridDimX),
-  P(maxGridSize[1], cudaDevAttrMaxGridDimY),
-  P(maxGridSize[2], cudaDevAttrMaxGridDimZ),
-  PZ(totalConstMem, cudaDevAttrTotalConstantMemory),
-  P(major, cudaDevAttrComputeCapabilityMajor),
-  P(minor, cudaDevAttrComputeCapabilityMinor),
-  PZ(textureAlignment, cudaDevAttrTextureAlignment),
-  PZ(texturePitchAlignment, cudaDevAttrTexturePitchAlignment),
-  P(multiProcessorCount, cudaDevAttrMultiProcessorCount),
-  P(integrated, cudaDevAttrIntegrated),
-  P(canMapHostMemory, cudaDevAttrCanMapHostMemory),
-  PZ(surfaceAlignment, cudaDevAttrSurfaceAlignment),
-  P(concurrentKernels, cudaDevAttrConcurrentKernels),
-  P(ECCEnabled, cudaDevAttrEccEnabled),
-  P(pciBusID, cudaDevAttrPciBusId),
-  P(pciDeviceID, cudaDevAttrPciDeviceId),
-  P(pciDomainID, cudaDevAttrPciDomainId),
-  P(tccDriver, cudaDevAttrTccDriver),
-  P(asyncEngineCount, cudaDevAttrAsyncEngineCount),
-  P(unifiedAddressing, cudaDevAttrUnifiedAddressing),
-  P(memoryBusWidth, cudaDevAttrGlobalMemoryBusWidth),
-  P(l2CacheSize, cudaDevAttrL2CacheSize),
-  P(persistingL2CacheMaxSize, cudaDevAttrMaxPersistingL2CacheSize),
-  P(maxThreadsPerMultiProcessor, cudaDevAttrMaxThreadsPerMultiProcessor),
-  P(streamPrioritiesSupported, cudaDevAttrStreamPrioritiesSupported),
-  P(globalL1CacheSupported, cudaDevAttrGlobalL1CacheSupported),
-  P(localL1CacheSupported, cudaDevAttrLocalL1CacheSupported),
-  PZ(sharedMemPerMultiprocessor, cudaDevAttrMaxSharedMemoryPerMultiprocessor),
-  P(regsPerMultiprocessor, cudaDevAttrMaxRegistersPerMultiprocessor),
-  P(managedMemory, cudaDevAttrManagedMemory),
-  P(isMultiGpuBoard, cudaDevAttrIsMultiGpuBoard),
-  P(multiGpuBoardGroupID, cudaDevAttrMultiGpuBoardGroupID),
-  P(hostNativeAtomicSupported, cudaDevAttrHostNativeAtomicSupported),
-  P(pageableMemoryAccess, cudaDevAttrPageableMemoryAccess),
-  P(concurrentManagedAccess, cudaDevAttrConcurrentManagedAccess),
-  P(computePreemptionSupported, cudaDevAttrComputePreemptionSupported),
-  P(canUseHostPointerForRegisteredMem,
-    cudaDevAttrCanUseHostPointerForRegisteredMem),
-  P(cooperativeLaunch, cudaDevAttrCooperativeLaunch),
-  PZ(sharedMemPerBlockOptin, cudaDevAttrMaxSharedMemoryPerBlockOptin),
-  P(pageableMemoryAccessUsesHostPageTables,
-    cudaDevAttrPageableMemoryAccessUsesHostPageTables),
-  P(directManagedMemAccessFromHost, cudaDevAttrDirectManagedMemAccessFromHost),
-  P(maxBlocksPerMultiProcessor, cudaDevAttrMaxBlocksPerMultiprocessor),
-  P(accessPolicyMaxWindowSize, cudaDevAttrMaxAccessPolicyWindowSize),
-  PZ(reservedSharedMemPerBlock, cudaDevAttrReservedSharedMemoryPerBlock),
-  P(hostRegisterSupported, cudaDevAttrHostRegisterSupported),
-  P(sparseCudaArraySupported, cudaDevAttrSparseCudaArraySupported),
-  P(hostRegisterReadOnlySupported, cudaDevAttrHostRegisterReadOnlySupported),
-  P(timelineSemaphoreInteropSupported,
-    cudaDevAttrTimelineSemaphoreInteropSupported),
-  P(memoryPoolsSupported, cudaDevAttrMemoryPoolsSupported),
-  P(gpuDirectRDMASupported, cudaDevAttrGPUDirectRDMASupported),
-  P(clusterLaunch, cudaDevAttrClusterLaunch),
+/* Integer fields of CUDA 13's cudaDeviceProp and the attribute that fills
+   each (CUDA 12's layout has its own table, in shim_abi12.c). */
+static const struct shim_prop_field prop_map[] = {
+#define P(field, attr) {offsetof(struct cudaDeviceProp, field), 0, attr},
+#define PZ(field, attr) {offsetof(struct cudaDeviceProp, field), 1, attr},
+  SHIM_DEVPROP_COMMON(P, PZ)
 #undef P
 #undef PZ
 };
+
+void shim_prop_fill(void *prop, const struct tr_devinfo *d,
+                    size_t name_off, size_t name_len, size_t uuid_off,
+                    size_t mem_off, const struct shim_prop_field *map,
+                    size_t n)
+{
+  size_t mem = d->total_mem;
+  int32_t v;
+
+  snprintf((char *)prop + name_off, name_len, "%s", d->name);
+  memcpy((char *)prop + uuid_off, d->uuid, sizeof(cudaUUID_t));
+  memcpy((char *)prop + mem_off, &mem, sizeof(mem));
+  for (size_t i = 0; i < n; i++) {
+    if (tr_devinfo_attr(d, (uint32_t)map[i].attr, &v) < 0)
+      continue;
+    if (map[i].is_size_t) {
+      size_t z = (size_t)(uint32_t)v;
+      memcpy((char *)prop + map[i].off, &z, sizeof(z));
+    } else {
+      memcpy((char *)prop + map[i].off, &v, sizeof(v));
+    }
+  }
+}
 
 cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *prop, int device)
 {
   struct shim_thread *t = shim_self();
   const struct tr_devinfo *d;
-  int32_t v;
-
   cudaError_t e;
 
   if (!prop)
     return shim_fail(t, cudaErrorInvalidValue);
-  e = devinfo(device, &d);
+  e = shim_devinfo(device, &d);
   if (e != cudaSuccess)
     return shim_fail(t, e);
   memset(prop, 0, sizeof(*prop));
-  snprintf(prop->name, sizeof(prop->name), "%s", d->name);
-  memcpy(&prop->uuid, d->uuid, sizeof(prop->uuid));
-  prop->totalGlobalMem = d->total_mem;
-  for (size_t i = 0; i < sizeof(prop_map) / sizeof(prop_map[0]); i++) {
-    if (tr_devinfo_attr(d, (uint32_t)prop_map[i].attr, &v) < 0)
-      continue;
-    if (prop_map[i].is_size_t) {
-      size_t z = (size_t)(uint32_t)v;
-      memcpy((char *)prop + prop_map[i].off, &z, sizeof(z));
-    } else {
-      memcpy((char *)prop + prop_map[i].off, &v, sizeof(v));
-    }
-  }
+  shim_prop_fill(prop, d, offsetof(struct cudaDeviceProp, name),
+                 sizeof(prop->name), offsetof(struct cudaDeviceProp, uuid),
+                 offsetof(struct cudaDeviceProp, totalGlobalMem), prop_map,
+                 sizeof(prop_map) / sizeof(prop_map[0]));
   return cudaSuccess;
 }
 
@@ -458,7 +406,7 @@ cudaError_t cudaDeviceGetPCIBusId(char *id, int len, int device)
 {
   struct shim_thread *t = shim_self();
   const struct tr_devinfo *d;
-  cudaError_t e = devinfo(device, &d);
+  cudaError_t e = shim_devinfo(device, &d);
 
   if (e != cudaSuccess)
     return shim_fail(t, e);
