@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """gen_coverage.py - write docs/COVERAGE.md: what the shim does with each export.
 
-  gen_coverage.py MAP STUBS IMPLEMENTED_LIST SHIM_SRC_DIR OUT
+  gen_coverage.py MAP STUBS IMPLEMENTED_LIST ABI12_TSV ABI12_GEN
+                  IMPLEMENTED12_LIST SHIM_SRC_DIR OUT
 
 Runs at build time (shim/CMakeLists.txt), after gen_exports.sh, and reads
 the same table the stubs come from:
@@ -10,13 +11,22 @@ the same table the stubs come from:
                     libcudart.so.13 exports, under its version node
   STUBS             gen_exports.sh's shim_stubs.c: the names it stubbed
   IMPLEMENTED_LIST  shim/implemented.list: the names defined by hand
+  ABI12_TSV         gen_exports.sh's abi12.tsv: each function of
+                    libcudart.so.12, its ABI verdict, what the shim does
+                    with it (trampoline, own, stub) and why
+  ABI12_GEN         gen_exports.sh's shim_abi12_gen.c: the trampolines and
+                    stubs it wrote for CUDA 12
+  IMPLEMENTED12_LIST  shim/implemented12.list: the CUDA 12 functions
+                    shim_abi12.c defines (as shim12_NAME)
   SHIM_SRC_DIR      shim/, whose *.c files are searched for each
                     implemented name's definition (to name the file)
 
 and writes OUT (build/docs/COVERAGE.md; docs/COVERAGE.md is the committed
 copy, which the coverage_doc test compares with it).  It stops with a
 message, writing nothing, if the stubs are not exactly the exports that
-implemented.list does not name: then the document would not describe the
+implemented.list does not name, or the CUDA 12 trampolines, stubs and own
+functions are not what abi12.tsv says (an implemented12.list name that no
+shim/*.c defines included): then the document would not describe the
 library that was built.  The output names no build or toolkit path, so
 every build from the same sources and toolkit writes the same bytes.
 """
@@ -97,7 +107,7 @@ def parse_list(text):
                         for line in text.splitlines()) if n]
 
 
-def definitions(src_dir, names):
+def definitions(src_dir, names, prefix=""):
     """{name: 'shim/FILE.c'} for each name a shim/*.c file defines.
 
     A definition is a line that starts at column 0 with the name (after
@@ -105,6 +115,7 @@ def definitions(src_dir, names):
     by a '{' before any ';', which a prototype or a call cannot look like.
     """
     found = {}
+    names = [prefix + n for n in names]
     for fn in sorted(os.listdir(src_dir)):
         if not fn.endswith(".c"):
             continue
@@ -115,15 +126,102 @@ def definitions(src_dir, names):
             if re.search(pat, text, re.M):
                 if name in found:
                     die(f"{name} is defined in {found[name]} and shim/{fn}")
-                found[name] = f"shim/{fn}"
+                found[name[len(prefix):]] = f"shim/{fn}"
     return found
 
 
+ABI12_WHAT = {"trampoline", "own", "stub"}
+
+
+def abi12_section(tsv_path, gen_path, list12_path, src_dir, impl13, where13):
+    """The lines of the CUDA 12 part, after checking abi12.tsv against the
+    generated file and implemented12.list."""
+    rows = []
+    for i, line in enumerate(read(tsv_path).splitlines(), 1):
+        f = line.split("\t")
+        if len(f) != 4 or f[1] not in ("same", "differs", "only12") or \
+           f[2] not in ABI12_WHAT:
+            die(f"{tsv_path}:{i}: not in gen_exports.sh's format: {line!r}")
+        rows.append(f)
+    gen = read(gen_path)
+    tramps = set(re.findall(r"^SHIM12_TRAMPOLINE\((\w+)\);", gen, re.M))
+    stubs = set(re.findall(r"^int shim12_stub_(\w+)\(void\) \{", gen, re.M))
+    own = set(parse_list(read(list12_path)))
+    by = {w: {r[0] for r in rows if r[2] == w} for w in ABI12_WHAT}
+    if by["trampoline"] != tramps or by["stub"] != stubs or by["own"] != own:
+        die(f"{gen_path} and {list12_path} are not what {tsv_path} says: "
+            "rebuild")
+    where = definitions(src_dir, sorted(own), "shim12_")
+    missing = sorted(own - set(where))
+    if missing:
+        die(f"{list12_path} names these, but no shim/*.c defines shim12_NAME "
+            f"for them: {', '.join(missing)}")
+
+    def status(name, what):
+        if what == "own":
+            return f"CUDA 12 version (`{where[name]}`)"
+        if what == "stub":
+            return NOT_SUPPORTED
+        if name in impl13:
+            return f"CUDA 13's (`{where13[name]}`)" if name in where13 \
+                else "CUDA 13's"
+        return f"CUDA 13's, which {NOT_SUPPORTED}"
+
+    n = len(rows)
+    nt = len(tramps)
+    nti = sum(1 for r in rows if r[2] == "trampoline" and r[0] in impl13)
+    lines = [
+        "",
+        "## CUDA 12",
+        "",
+        f"The same library also serves programs linked against CUDA 12's",
+        f"`libcudart.so.12`: it exports the {n} functions that library exports,",
+        "under its version node `libcudart.so.12`, as listed in",
+        "`shim/cudart12.exports` (from PyPI's `nvidia-cuda-runtime-cu12` wheel,",
+        "made and checked by `shim/abi12_audit.py`).  Each is one of:",
+        "",
+        "- **CUDA 13's**: the ABI audit found CUDA 13's function of the same",
+        "  name has the same prototype and the same types behind it, so",
+        "  `NAME@libcudart.so.12` jumps to it (`shim_abi12_gen.c`, generated)",
+        "  and does what the CUDA 13 table above says.",
+        "- **CUDA 12 version**: its ABI differs from CUDA 13's, or CUDA 13 has",
+        "  no such function; defined by hand in the file named and listed in",
+        "  `shim/implemented12.list`.",
+        f"- **{NOT_SUPPORTED}**: its ABI differs or CUDA 13 lacks it, and the",
+        "  shim does not implement it: a generated stub like those above.",
+        "",
+        "| CUDA 12 functions | count |",
+        "| --- | ---: |",
+        f"| CUDA 12 exported | {n} |",
+        f"| CUDA 12 same ABI, CUDA 13's implementation | {nti} |",
+        f"| CUDA 12 same ABI, CUDA 13's stub | {nt - nti} |",
+        f"| CUDA 12 own version | {len(own)} |",
+        f"| CUDA 12 {NOT_SUPPORTED} | {len(stubs)} |",
+        "",
+        "### CUDA 12: differing ABI or not in CUDA 13",
+        "",
+        "| function | status | why (the audit's words) |",
+        "| --- | --- | --- |",
+    ]
+    for name, verdict, what, why in rows:
+        if verdict != "same":
+            why = why.replace("|", "\\|") or verdict
+            lines.append(f"| `{name}@libcudart.so.12` | {status(name, what)} "
+                         f"| {why} |")
+    lines += ["", "### CUDA 12: same ABI as CUDA 13", "",
+              "| function | status |", "| --- | --- |"]
+    for name, verdict, what, why in rows:
+        if verdict == "same":
+            lines.append(f"| `{name}@libcudart.so.12` | {status(name, what)} |")
+    return lines
+
+
 def main(argv):
-    if len(argv) != 6:
-        sys.exit("usage: gen_coverage.py MAP STUBS IMPLEMENTED_LIST "
-                 "SHIM_SRC_DIR OUT")
-    map_path, stubs_path, list_path, src_dir, out = argv[1:]
+    if len(argv) != 9:
+        sys.exit("usage: gen_coverage.py MAP STUBS IMPLEMENTED_LIST ABI12_TSV "
+                 "ABI12_GEN IMPLEMENTED12_LIST SHIM_SRC_DIR OUT")
+    (map_path, stubs_path, list_path, tsv_path, gen_path, list12_path,
+     src_dir, out) = argv[1:]
 
     node, exports = parse_map(read(map_path))
     implemented = parse_list(read(list_path))
@@ -205,6 +303,8 @@ def main(argv):
             continue
         lines += ["", f"## {fam}", "", "| function | status |", "| --- | --- |"]
         lines += [f"| `{name}` | {status} |" for name, status in rows[fam]]
+    lines += abi12_section(tsv_path, gen_path, list12_path, src_dir, impl,
+                           where)
     lines.append("")
 
     # Replace OUT only once it is complete.

@@ -8,7 +8,9 @@
 #    its rows are the defined functions of the toolkit's libcudart.so.13
 #    (nm), the names in shim/implemented.list marked implemented, and every
 #    other export marked as returning cudaErrorNotSupported, each once.
-# 2. The committed docs/COVERAGE.md is byte for byte the generated one.
+# 2. Its CUDA 12 part lists each function of shim/cudart12.exports once,
+#    the names of shim/implemented12.list as CUDA 12 versions.
+# 3. The committed docs/COVERAGE.md is byte for byte the generated one.
 #
 # Environment (set by ctest): CUDA_HOME, TR_SRC.  Exit 0 pass, 1 fail,
 # 77 skip.
@@ -64,6 +66,31 @@ cmp -s "$tmp/rowimpl" "$tmp/impl" && ok "the $ni implemented.list names are mark
 	bad "rows marked implemented differ from implemented.list: $(LC_ALL=C diff "$tmp/impl" "$tmp/rowimpl" | head -10)"
 cmp -s "$tmp/rowstub" "$tmp/stubbed" && ok "the other $ns_n exports are marked '$ns'" ||
 	bad "rows marked '$ns' differ from the stubbed exports: $(LC_ALL=C diff "$tmp/stubbed" "$tmp/rowstub" | head -10)"
+
+# The CUDA 12 part: one row "| `NAME@libcudart.so.12` | STATUS |..." per
+# name of shim/cudart12.exports; "CUDA 12 version" exactly for the names
+# of shim/implemented12.list.
+awk -F'\t' '/^#/ || NF < 2 { next } { print $1 }' "$src/shim/cudart12.exports" |
+	LC_ALL=C sort >"$tmp/exports12"
+sed -e 's/#.*//' -e 's/[[:space:]]//g' "$src/shim/implemented12.list" | grep -v '^$' |
+	LC_ALL=C sort -u >"$tmp/impl12"
+awk -F' *\\| *' '$2 ~ /^`[A-Za-z_0-9]+@libcudart\.so\.12`$/ {
+	gsub(/`/, "", $2); sub(/@.*/, "", $2); print $2 "\t" $3 }' "$gen" >"$tmp/rows12"
+cut -f1 "$tmp/rows12" | LC_ALL=C sort >"$tmp/rownames12"
+n12=$(wc -l <"$tmp/exports12")
+if [ "$n12" -gt 0 ] && LC_ALL=C sort -u "$tmp/rownames12" | cmp -s - "$tmp/rownames12" &&
+	cmp -s "$tmp/rownames12" "$tmp/exports12"; then
+	ok "one CUDA 12 row for each of the $n12 functions of shim/cudart12.exports"
+else
+	bad "the CUDA 12 rows are not shim/cudart12.exports, each once:"
+	LC_ALL=C diff "$tmp/exports12" "$tmp/rownames12" | head -20
+fi
+awk -F'\t' '$2 ~ /^CUDA 12 version/ { print $1 }' "$tmp/rows12" | LC_ALL=C sort >"$tmp/rowown12"
+cmp -s "$tmp/rowown12" "$tmp/impl12" && ok "the $(wc -l <"$tmp/impl12") implemented12.list names are CUDA 12 versions" ||
+	bad "CUDA 12 rows marked 'CUDA 12 version' differ from implemented12.list: $(LC_ALL=C diff "$tmp/impl12" "$tmp/rowown12" | head -10)"
+got=$(count_of "CUDA 12 exported")
+[ "$got" = "$n12" ] && ok "counts: CUDA 12 exported = $n12" ||
+	bad "counts: CUDA 12 exported is '$got' in $gen, shim/cudart12.exports lists $n12"
 
 # The committed copy.
 if [ ! -f "$committed" ]; then

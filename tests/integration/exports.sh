@@ -4,7 +4,10 @@
 #   exports.sh BUILD_DIR symbols   the defined dynamic symbols of
 #                                  libtremote_shim.so, as (name, version),
 #                                  are exactly those of the toolkit's
-#                                  libcudart.so.13
+#                                  libcudart.so.13 plus CUDA 12's, as
+#                                  shim/cudart12.exports lists them, under
+#                                  libcudart.so.12 (default version only for
+#                                  the names CUDA 13 lacks)
 #   exports.sh BUILD_DIR app       programs built here with nvcc, run with the
 #                                  shim preloaded: a stubbed call returns 801
 #                                  and says so once on stderr (also when 8
@@ -47,24 +50,43 @@ exports_of() {
 }
 
 run_symbols() {
-	local tmp ours theirs
+	local tmp ours theirs n12
 	tmp=$(mktemp -d) || exit 1
 	exports_of "$shim" >"$tmp/ours"
-	exports_of "$cudart" >"$tmp/theirs"
+	# CUDA 12's: NAME@@libcudart.so.12 for a name CUDA 13 lacks (as
+	# libcudart.so.12 has it), NAME@libcudart.so.12 for the others (CUDA
+	# 13's NAME@@libcudart.so.13 is the default version of their name).
+	awk -F'\t' '/^#/ || NF < 2 { next }
+		{ print $1 ($2 == "only12" ? "@@" : "@") "libcudart.so.12" }' \
+		"$src/shim/cudart12.exports" >"$tmp/cuda12"
+	n12=$(wc -l <"$tmp/cuda12")
+	[ "$n12" -gt 400 ] || { bad "shim/cudart12.exports lists only $n12 functions"; finish; }
+	{ exports_of "$cudart"; cat "$tmp/cuda12"; echo libcudart.so.12; } |
+		LC_ALL=C sort >"$tmp/theirs"
 	ours=$(wc -l <"$tmp/ours")
 	theirs=$(wc -l <"$tmp/theirs")
 	if diff -u "$tmp/theirs" "$tmp/ours" >"$tmp/diff"; then
-		ok "libtremote_shim.so exports the same $ours (name, version) pairs as libcudart.so.13"
+		ok "libtremote_shim.so exports the same $ours (name, version) pairs as libcudart.so.13 plus the $n12 of shim/cudart12.exports"
 	else
-		bad "exports differ (libcudart.so.13: $theirs, shim: $ours); - only in libcudart, + only in the shim:"
+		bad "exports differ (libcudart.so.13 + cudart12.exports: $theirs, shim: $ours); - only expected, + only in the shim:"
 		grep '^[-+][^-+]' "$tmp/diff" | head -50
 	fi
-	# Every function must carry the default version, like libcudart's.
-	if grep -v '^libcudart\.so\.13$' "$tmp/ours" | grep -qv '@@libcudart\.so\.13$'; then
-		bad "symbols without the default version node libcudart.so.13:"
-		grep -v '^libcudart\.so\.13$' "$tmp/ours" | grep -v '@@libcudart\.so\.13$' | head
+	# Every CUDA 13 function must carry the default version, like
+	# libcudart's; nothing but CUDA 12's may carry another.
+	if grep -v '^libcudart\.so\.1[23]$' "$tmp/ours" | grep -v 'libcudart\.so\.12$' |
+		grep -qv '@@libcudart\.so\.13$'; then
+		bad "symbols of neither node, or without the default version node libcudart.so.13:"
+		grep -v '^libcudart\.so\.1[23]$' "$tmp/ours" | grep -v 'libcudart\.so\.12$' |
+			grep -v '@@libcudart\.so\.13$' | head
 	else
-		ok "every export has the default version node libcudart.so.13"
+		ok "every CUDA 13 export has the default version node libcudart.so.13"
+	fi
+	# The CUDA 12 names jump to code of this library: a trampoline's first
+	# instruction is a jump, so its symbol has a size.
+	if nm -D --defined-only -S "$shim" | awk 'NF == 4 && $4 ~ /@libcudart\.so\.12$/ && $2 ~ /^0+$/' | grep -q .; then
+		bad "CUDA 12 symbols of size 0"
+	else
+		ok "every CUDA 12 symbol is code"
 	fi
 	rm -rf "$tmp"
 	finish
