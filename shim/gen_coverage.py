@@ -314,7 +314,7 @@ def main(argv):
         f.write("\n".join(lines))
     os.replace(tmp, out)
     print(f"gen_coverage.py: {n} exports, {ni} implemented, "
-          f"{n - ni} not supported")
+          f"{n - ni} not supported; CUDA 12 part written")
 
 
 if __name__ == "__main__":

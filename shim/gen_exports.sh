@@ -37,9 +37,13 @@
 #                        stub), reason: the table gen_coverage.py documents.
 #
 # It stops with a message when the library exports something it cannot
-# handle (a data symbol, a second version node) or when IMPLEMENTED_LIST
-# names something libcudart does not export.  Outputs are replaced only when
-# everything succeeded.
+# handle (a data symbol, a second version node), when IMPLEMENTED_LIST
+# names something libcudart does not export, when a line of
+# CUDART12_EXPORTS is not NAME<TAB>same|differs|only12 or disagrees with
+# LIBCUDART_SO about which names CUDA 13 has, when IMPLEMENTED12_LIST names
+# a CUDA 12 function that is not in the table or whose ABI CUDA 13 kept, or
+# when a CUDA 12 function to be stubbed does not return cudaError_t.
+# Outputs are replaced only when everything succeeded.
 set -euo pipefail
 
 if [ $# -ne 6 ]; then
