@@ -700,20 +700,32 @@ static int plot(const struct opts *o, const struct results *r, const char *dir,
   g = popen(cmd, "w");
   if (!g)
     return -errno;
+  /* Ticks at the sizes measured, named as the table names them. */
+  fprintf(g, "set xtics (");
+  for (int i = 0; i < o->nsizes; i++) {
+    char sz[32];
+    fmt_size(o->sizes[i], sz, sizeof(sz));
+    fprintf(g, "%s\"%s\" %zu", i ? ", " : "", sz, o->sizes[i]);
+  }
+  fprintf(g, ")\nset xrange [%g:%g]\n", (double)o->sizes[0] / 1.4,
+          (double)o->sizes[o->nsizes - 1] * 1.4);
   fprintf(g,
           "set terminal pngcairo size 1400,560 font ',10'\n"
           "set output '%s'\n"
           "set multiplot layout 1,2 title '%s'\n"
-          "set logscale x 2\nset xtics 4\nset format x '%%.0b %%BB'\nset grid\n"
+          "set logscale x 2\nset grid\n"
           "set key top left\nset xlabel 'copy size'\n"
+          "set style line 1 lc rgb '#444444' lw 2 pt 7\n"
+          "set style line 2 lc rgb '#1f77b4' pt 5\nset style line 3 lc rgb '#17becf' pt 4\n"
+          "set style line 4 lc rgb '#d62728' pt 9\nset style line 5 lc rgb '#ff9896' pt 8\n"
           "set logscale y\nset ylabel 'GB/s'\nset title 'synchronous cudaMemcpy bandwidth'\n"
-          "plot '%s' u 1:2 w lp lw 2 t 'loopback TCP (yardstick)', "
-          "'' u 1:3 w lp t 'H2D pinned', '' u 1:4 w lp t 'H2D pageable', "
-          "'' u 1:5 w lp t 'D2H pinned', '' u 1:6 w lp t 'D2H pageable'\n"
+          "plot '%s' u 1:2 w lp ls 1 t 'loopback TCP (yardstick)', "
+          "'' u 1:3 w lp ls 2 t 'H2D pinned', '' u 1:4 w lp ls 3 t 'H2D pageable', "
+          "'' u 1:5 w lp ls 4 t 'D2H pinned', '' u 1:6 w lp ls 5 t 'D2H pageable'\n"
           "unset logscale y\nset yrange [0:1.1<*]\nset ylabel 'tremote / TCP'\n"
           "set title 'ratio to TCP (goal >= 0.8, floor 0.5 at >= 16 MiB)'\n"
-          "plot '%s' u 1:($3/$2) w lp t 'H2D pinned', '' u 1:($4/$2) w lp t 'H2D pageable', "
-          "'' u 1:($5/$2) w lp t 'D2H pinned', '' u 1:($6/$2) w lp t 'D2H pageable', "
+          "plot '%s' u 1:($3/$2) w lp ls 2 t 'H2D pinned', '' u 1:($4/$2) w lp ls 3 t 'H2D pageable', "
+          "'' u 1:($5/$2) w lp ls 4 t 'D2H pinned', '' u 1:($6/$2) w lp ls 5 t 'D2H pageable', "
           "0.8 w l dt 2 lc rgb 'dark-green' t 'goal', 0.5 w l dt 2 lc rgb 'red' t 'floor'\n"
           "unset multiplot\n",
           png, title, data, data);
