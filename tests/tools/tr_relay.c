@@ -927,9 +927,20 @@ int main(int argc, char **argv)
         struct rly_conn *c = e->c;
         if (c->dead)
           continue;
+        /* A socket error is a broken connection (a reset, mostly): pass
+         * it on at once, or a full queue would leave it reported for
+         * ever. */
+        if (evs[i].events & EPOLLERR) {
+          int err = 0;
+          socklen_t len = sizeof(err);
+          getsockopt(c->fd[e->side], SOL_SOCKET, SO_ERROR, &err, &len);
+          logf_(&r, "connection %u: side %d: %s", c->id, e->side, strerror(err));
+          conn_kill(&r, c, true);
+          continue;
+        }
         if (evs[i].events & EPOLLOUT)
           c->dir[1 - e->side].blocked = false;
-        if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+        if (evs[i].events & (EPOLLIN | EPOLLHUP))
           dir_read(&r, c, &c->dir[e->side]);
       }
     }
