@@ -162,7 +162,8 @@ static void *srv_main(void *arg)
           break;
       } else {
         size_t before = s->got[i];
-        s->got[i] += (size_t)k;
+        /* Atomic: the stall case reads it while this thread still runs. */
+        __atomic_store_n(&s->got[i], before + (size_t)k, __ATOMIC_RELAXED);
         if (s->ack_at && before < s->ack_at && s->got[i] >= s->ack_at)
           (void)!write(c, "k", 1);
       }
@@ -412,7 +413,8 @@ static void fault_case(const char *opt, int expect_errno, const char *stall_ms)
     /* Silence, but no end: the sink still waits after 300 ms. */
     struct pollfd pf = {.fd = fd, .events = POLLIN};
     CHECK(poll(&pf, 1, 300) == 0, "the stalled connection ended");
-    CHECK(s.got[0] == 1000, "got %zu bytes before the stall", s.got[0]);
+    size_t got = __atomic_load_n(&s.got[0], __ATOMIC_RELAXED);
+    CHECK(got == 1000, "got %zu bytes before the stall", got);
     shutdown(fd, SHUT_WR);
     relay_stop(&r);
     close(fd);
@@ -486,6 +488,7 @@ static int fake_agent(int argc, char **argv)
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
   port = srv_start(&s, SRV_ECHO, 1);
+  pthread_detach(s.th); /* it ends with the process */
   snprintf(line, sizeof(line), "%d\n", port);
   if (fd < 0 || full_write(fd, line, strlen(line)))
     return 3;
