@@ -180,6 +180,7 @@ struct brk_msess {
 
 struct brk_lane;
 struct brk_upl;
+struct brk_region;
 
 struct brk_client {
   struct brk *b;
@@ -202,10 +203,13 @@ struct brk_client {
   struct brk_lane *lanes;
   unsigned nlanes;
   struct brk_op *recv_op;
+  struct brk_region **regions; /* page-locked host memory, by id */
+  uint32_t nregions;           /* slots in regions */
   int dead;
   struct brk_task teardown;
   /* statistics (control socket) */
   uint64_t round_trips, records_to_agent, bytes_to_agent, bytes_from_agent;
+  uint64_t region_bytes_to_agent, region_bytes_from_agent; /* by reference */
 };
 
 /* Accept clients on b->listen_fd (already listening). */
@@ -230,11 +234,38 @@ struct brk_msess *brk_msess_get(struct brk_client *c, unsigned m);
    request with TR_ST_MACHINE_LOST and close. */
 void brk_msess_broken(struct brk_msess *ms, const char *why);
 
+/* ---- regions (brk_region.c) ----------------------------------------------------- */
+
+/* Largest region: address space only, the memory is the client's. */
+#define BRK_REGION_MAX_SIZE (1ull << 40)
+
+/* REGION_ADD: check and map the client's memfd (which the caller still
+   owns and closes).  Returns 0 with *id, or -errno with *why. */
+int brk_region_add(struct brk_client *c, int fd, uint64_t size, uint32_t *id,
+                   const char **why);
+/* REGION_DEL: drop the table's reference.  -ENOENT for an unknown id. */
+int brk_region_del(struct brk_client *c, uint32_t id);
+/* The client is gone: drop every table reference. */
+void brk_regions_free(struct brk_client *c);
+/* The bytes a region reference names, with a reference taken on the
+   region (*r; release with brk_region_put), or NULL if it names no live
+   region or falls outside it. */
+uint8_t *brk_region_resolve(struct brk_client *c, const struct tr_shmref *ref,
+                            struct brk_region **r);
+void brk_region_put(struct brk_region *r);
+/* Regions the client has (statistics). */
+unsigned brk_regions_count(const struct brk_client *c);
+
 /* ---- lanes (brk_lane.c) --------------------------------------------------------- */
 
 struct brk_outreq {
   uint64_t id;
   uint16_t opcode;
+  /* TR_F_DEST: the reply's payload goes to dest_p[0, dest_len), of which
+     dest_done bytes are written; dest holds a reference on the region. */
+  struct brk_region *dest;
+  uint8_t *dest_p;
+  uint64_t dest_len, dest_done;
 };
 
 struct brk_lane {
@@ -267,6 +298,7 @@ struct brk_lstream {
   struct tr_hdr rec_h;
   const uint8_t *rec_p;
   int rec_in_area; /* its payload is already in the download area */
+  int rec_placed;  /* its payload is already at its TR_F_DEST range */
   struct tr_shmref rec_ref;
   uint8_t *spill;  /* payloads that could not be decoded into the
                       download area (small ones, or no room yet) */

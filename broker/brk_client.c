@@ -67,6 +67,8 @@ static void teardown(struct brk_task *t, void *arg)
       ms->st = NULL;
     }
   }
+  /* Uses still in flight (queued chunks) keep their regions mapped. */
+  brk_regions_free(c);
   if (c->prev)
     c->prev->next = c->next;
   else
@@ -349,9 +351,74 @@ static void on_lane_close(struct brk_client *c, const struct tr_hdr *h,
   brk_lane_close(ln);
 }
 
+/* ---- regions ------------------------------------------------------------------------- */
+
+/* REGION_ADD: u64 size, the memfd passed with it (fd, ours to close). */
+static void on_region_add(struct brk_client *c, const struct tr_hdr *h,
+                          const uint8_t *p, int fd)
+{
+  const char *why = NULL;
+  uint8_t out[4];
+  uint32_t id = 0;
+  int rc;
+
+  if (h->payload_len < 8 || fd < 0) {
+    if (fd >= 0)
+      close(fd);
+    brk_client_drop(c, "REGION_ADD without a size or a descriptor");
+    return;
+  }
+  rc = brk_region_add(c, fd, tr_get_u64(p), &id, &why);
+  close(fd);
+  if (rc < 0) {
+    /* The shim falls back to unshared memory; say why once here. */
+    brk_warn("client pid %d: region refused: %s", (int)c->pid, why);
+    reply_status(c, h, 2 /* cudaErrorMemoryAllocation */, NULL, 0);
+    return;
+  }
+  tr_put_u32(out, id);
+  reply_status(c, h, 0, out, sizeof(out));
+}
+
+static void on_region_del(struct brk_client *c, const struct tr_hdr *h,
+                          const uint8_t *p)
+{
+  if (h->payload_len < 4 || brk_region_del(c, tr_get_u32(p)) < 0) {
+    brk_client_drop(c, "REGION_DEL of a region it does not have");
+    return;
+  }
+  /* No reply: cudaFreeHost does not wait for the broker. */
+}
+
 /* ---- receiving ------------------------------------------------------------------------ */
 
-static void on_packet(struct brk_client *c, const uint8_t *buf, size_t len)
+/* The descriptor passed with a packet, or -1; any others are closed. */
+static int take_fd(struct msghdr *msg)
+{
+  int fd = -1;
+
+  for (struct cmsghdr *cm = CMSG_FIRSTHDR(msg); cm;
+       cm = CMSG_NXTHDR(msg, cm)) {
+    if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+      continue;
+    size_t n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < n; i++) {
+      int f;
+
+      memcpy(&f, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+      if (fd < 0)
+        fd = f;
+      else
+        close(f);
+    }
+  }
+  return fd;
+}
+
+/* One packet; *fd is the descriptor that came with it (-1: none), set to
+   -1 when it was handed on (the caller closes it otherwise). */
+static void on_packet(struct brk_client *c, const uint8_t *buf, size_t len,
+                      int *fd)
 {
   struct tr_hdr h;
   const char *why = NULL;
@@ -370,7 +437,8 @@ static void on_packet(struct brk_client *c, const uint8_t *buf, size_t len)
                     h.payload_len, len);
     return;
   }
-  if (h.flags & (TR_F_REPLY | TR_F_MORE | TR_F_SHMREF)) {
+  if (h.flags & (TR_F_REPLY | TR_F_MORE | TR_F_SHMREF | TR_F_DEST |
+                 TR_F_PLACED)) {
     brk_client_drop(c, "unexpected flags 0x%x on the socket", h.flags);
     return;
   }
@@ -388,6 +456,13 @@ static void on_packet(struct brk_client *c, const uint8_t *buf, size_t len)
   case TR_OP_LANE_CLOSE:
     on_lane_close(c, &h, buf + TR_HDR_SIZE);
     break;
+  case TR_OP_REGION_ADD:
+    on_region_add(c, &h, buf + TR_HDR_SIZE, *fd);
+    *fd = -1;
+    break;
+  case TR_OP_REGION_DEL:
+    on_region_del(c, &h, buf + TR_HDR_SIZE);
+    break;
   default:
     /* A real record on the wrong channel: say so, keep the client. */
     reply_status(c, &h, TR_ST_BAD_OPCODE, NULL, 0);
@@ -398,14 +473,16 @@ static void on_packet(struct brk_client *c, const uint8_t *buf, size_t len)
 static void on_recv(struct brk_op *op, int res, void *arg)
 {
   struct brk_client *c = arg;
+  /* Descriptors are ours from here on, whatever becomes of the packet. */
+  int fd = res > 0 ? take_fd(brk_op_msg(op)) : -1;
 
   c->recv_op = NULL;
   if (c->dead)
-    return;
+    goto out;
   if (res == 0) {
     brk_info("client pid %d disconnected (session %s)", (int)c->pid, c->idhex);
     client_kill(c);
-    return;
+    goto out;
   }
   if (res < 0) {
     if (res == -ECONNRESET)
@@ -415,16 +492,19 @@ static void on_recv(struct brk_op *op, int res, void *arg)
       brk_warn("client pid %d: receive failed: %s", (int)c->pid,
                strerror(-res));
     client_kill(c);
-    return;
+    goto out;
   }
   if ((size_t)res > PACKET_MAX) {
     brk_client_drop(c, "packet larger than %u bytes", PACKET_MAX);
-    return;
+    goto out;
   }
   /* Arm the next receive before handling: handling may drop the client,
      which cancels it again. */
   arm_recv(c);
-  on_packet(c, brk_op_buf(op), (size_t)res);
+  on_packet(c, brk_op_buf(op), (size_t)res, &fd);
+out:
+  if (fd >= 0)
+    close(fd);
 }
 
 static void arm_recv(struct brk_client *c)
@@ -432,7 +512,8 @@ static void arm_recv(struct brk_client *c)
   if (c->dead || c->recv_op)
     return;
   /* One byte more than a packet may be, so an oversized one shows. */
-  c->recv_op = brk_loop_recvmsg(c->b->loop, c->fd, PACKET_MAX + 1, 0, 0,
+  c->recv_op = brk_loop_recvmsg(c->b->loop, c->fd, PACKET_MAX + 1,
+                                CMSG_SPACE(sizeof(int) * 4), MSG_CMSG_CLOEXEC,
                                 on_recv, c);
   if (!c->recv_op)
     brk_client_drop(c, "cannot submit a receive");

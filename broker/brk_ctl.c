@@ -82,13 +82,17 @@ void brk_ctl_stats_json(struct brk *b, struct brk_sb *sb)
                   ",\"pid\":%d,\"uid\":%u,\"devices\":%u,\"lanes\":%u,"
                   "\"round_trips\":%llu,\"records_to_agent\":%llu,"
                   "\"bytes_to_agent\":%llu,\"bytes_from_agent\":%llu,"
-                  "\"queued_to_agent\":%llu}",
+                  "\"queued_to_agent\":%llu,\"regions\":%u,"
+                  "\"region_bytes_to_agent\":%llu,"
+                  "\"region_bytes_from_agent\":%llu}",
                   (int)c->pid, (unsigned)c->uid, c->ndev, c->nlanes,
                   (unsigned long long)c->round_trips,
                   (unsigned long long)c->records_to_agent,
                   (unsigned long long)c->bytes_to_agent,
                   (unsigned long long)c->bytes_from_agent,
-                  (unsigned long long)queued);
+                  (unsigned long long)queued, brk_regions_count(c),
+                  (unsigned long long)c->region_bytes_to_agent,
+                  (unsigned long long)c->region_bytes_from_agent);
   }
   brk_sb_puts(sb, "],\"machines\":[");
   for (unsigned i = 0; i < b->nmachines; i++) {

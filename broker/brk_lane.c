@@ -160,14 +160,21 @@ static void flush_local(struct brk_lane *ln)
 
 /* ---- outstanding requests ----------------------------------------------------- */
 
-static int out_push(struct brk_lstream *ls, uint64_t id, uint16_t opcode)
+/* Remember a WANT_REPLY request; takes over the reference dest holds (if
+   any) even when it fails. */
+static int out_push(struct brk_lstream *ls, uint64_t id, uint16_t opcode,
+                    struct brk_region *dest, uint8_t *dest_p,
+                    uint64_t dest_len)
 {
   if (ls->out_n == ls->out_cap) {
     unsigned cap = ls->out_cap ? ls->out_cap * 2 : 16;
     struct brk_outreq *q = malloc(cap * sizeof(*q));
 
-    if (!q)
+    if (!q) {
+      if (dest)
+        brk_region_put(dest);
       return -ENOMEM;
+    }
     for (unsigned i = 0; i < ls->out_n; i++)
       q[i] = ls->out[(ls->out_head + i) % ls->out_cap];
     free(ls->out);
@@ -176,9 +183,33 @@ static int out_push(struct brk_lstream *ls, uint64_t id, uint16_t opcode)
     ls->out_head = 0;
   }
   ls->out[(ls->out_head + ls->out_n) % ls->out_cap] =
-      (struct brk_outreq){id, opcode};
+      (struct brk_outreq){id, opcode, dest, dest_p, dest_len, 0};
   ls->out_n++;
   return 0;
+}
+
+/* The outstanding request id, or NULL. */
+static struct brk_outreq *out_find(struct brk_lstream *ls, uint64_t id)
+{
+  for (unsigned i = 0; i < ls->out_n; i++) {
+    struct brk_outreq *o = &ls->out[(ls->out_head + i) % ls->out_cap];
+
+    if (o->id == id)
+      return o;
+  }
+  return NULL;
+}
+
+/* Forget every outstanding request (their regions are let go). */
+static void out_clear(struct brk_lstream *ls)
+{
+  for (unsigned i = 0; i < ls->out_n; i++) {
+    struct brk_outreq *o = &ls->out[(ls->out_head + i) % ls->out_cap];
+
+    if (o->dest)
+      brk_region_put(o->dest);
+  }
+  ls->out_n = 0;
 }
 
 /* Forget request id (its final reply arrived).  Replies come in order on
@@ -190,6 +221,8 @@ static void out_remove(struct brk_lstream *ls, uint64_t id)
 
     if (ls->out[k].id != id)
       continue;
+    if (ls->out[k].dest)
+      brk_region_put(ls->out[k].dest);
     /* Close the gap by moving the older entries up one. */
     for (unsigned j = i; j > 0; j--) {
       unsigned to = (ls->out_head + j) % ls->out_cap;
@@ -225,6 +258,7 @@ static void ls_free(struct brk_lstream *ls)
     }
   }
   tr_decoder_release(&ls->dec);
+  out_clear(ls);
   free(ls->spill);
   free(ls->pend);
   free(ls->out);
@@ -275,7 +309,7 @@ void brk_lstream_fail(struct brk_lstream *ls)
       brk_dbg("client pid %d lane %u: answered %u outstanding request(s) "
               "with MACHINE_LOST", (int)ln->c->pid, ln->id, ls->out_n);
   }
-  ls->out_n = 0;
+  out_clear(ls);
   brk_lstream_orphan(ls, 1);
 }
 
@@ -291,10 +325,21 @@ static int ls_place(struct brk_lstream *ls)
   uint32_t len = h.payload_len;
   uint8_t *p;
 
-  if (!(h.flags & TR_F_REPLY) || (h.flags & TR_F_SHMREF))
+  if (!(h.flags & TR_F_REPLY) ||
+      (h.flags & (TR_F_SHMREF | TR_F_DEST | TR_F_PLACED)))
     return -EPROTO;
   h.device = ls->ordinal;
-  if (len <= INLINE_LIMIT) {
+  if (ls->rec_placed) {
+    /* The bytes are in the program's region already: say how many. */
+    p = rep_reserve(ln, 8);
+    if (!p)
+      return 0;
+    h.flags |= TR_F_PLACED;
+    h.payload_len = 8;
+    tr_hdr_pack(&h, p);
+    tr_put_u64(p + TR_HDR_SIZE, len);
+    rep_publish(ln, 8);
+  } else if (len <= INLINE_LIMIT) {
     p = rep_reserve(ln, len);
     if (!p)
       return 0;
@@ -339,9 +384,24 @@ static uint8_t *ls_alloc(void *arg, const struct tr_hdr *h)
 {
   struct brk_lstream *ls = arg;
   uint32_t len = h->payload_len;
+  struct brk_outreq *o;
   uint8_t *p;
 
   ls->rec_in_area = 0;
+  ls->rec_placed = 0;
+  /* A successful reply to a TR_F_DEST request: into the region, at the
+     next bytes of its range (what does not fit there is an agent's error,
+     left to the spill buffer and reported by the shim's length check). */
+  if (len && h->status == 0 && (h->flags & TR_F_REPLY) &&
+      !(h->flags & (TR_F_SHMREF | TR_F_DEST | TR_F_PLACED)) &&
+      (o = out_find(ls, h->request_id)) && o->dest &&
+      len <= o->dest_len - o->dest_done) {
+    p = o->dest_p + o->dest_done;
+    o->dest_done += len;
+    ls->rec_placed = 1;
+    ls->ms->c->region_bytes_from_agent += len;
+    return p;
+  }
   if (len > INLINE_LIMIT && ls->lane && (h->flags & TR_F_REPLY) &&
       !(h->flags & TR_F_SHMREF)) {
     ls->rec_ref.area = TR_AREA_DOWN;
@@ -747,47 +807,95 @@ static void upl_done(void *arg)
  * dropped).
  */
 /*
- * The upload chunk a TR_F_SHMREF record names: the reference is read once
- * into our memory, then checked.  Returns 0 (*bulk, *ref and *prefix set;
+ * The bulk bytes a TR_F_SHMREF record names: a chunk of the upload area,
+ * or a range of one of the client's regions (then *rg holds a reference on
+ * it, released by the caller).  The reference is read once into our
+ * memory, then checked.  Returns 0 (*bulk, *ref set and *prefix reduced;
  * *bulk NULL without SHMREF) or -1 (the client was dropped).
  */
 static int resolve_ref(struct brk_lane *ln, const struct tr_hdr *h,
-                       const uint8_t *payload, const uint8_t **bulk,
-                       struct tr_shmref *ref, uint32_t *prefix)
+                       const uint8_t *payload, uint32_t *prefix,
+                       const uint8_t **bulk, struct tr_shmref *ref,
+                       struct brk_region **rg)
 {
   struct brk_client *c = ln->c;
   uint8_t refbytes[TR_SHMREF_SIZE];
   const char *why = NULL;
 
   *bulk = NULL;
-  *prefix = h->payload_len;
+  *rg = NULL;
   if (!(h->flags & TR_F_SHMREF))
     return 0;
-  if (h->payload_len < TR_SHMREF_SIZE) {
+  if (*prefix < TR_SHMREF_SIZE) {
     brk_client_drop(c, "lane %u: SHMREF record too short", ln->id);
     return -1;
   }
-  *prefix = h->payload_len - TR_SHMREF_SIZE;
+  *prefix -= TR_SHMREF_SIZE;
   memcpy(refbytes, payload + *prefix, TR_SHMREF_SIZE);
   tr_shmref_unpack(refbytes, ref);
-  if (ref->area != TR_AREA_UP) {
-    brk_client_drop(c, "lane %u: request refers to area %u", ln->id,
-                    ref->area);
-    return -1;
-  }
   if ((uint64_t)*prefix + ref->len > TR_PAYLOAD_MAX) {
     brk_client_drop(c, "lane %u: expanded payload of %llu bytes exceeds the "
                        "record limit", ln->id,
                     (unsigned long long)(*prefix + ref->len));
     return -1;
   }
-  *bulk = tr_area_resolve(&ln->l.up, ref, &why);
+  if (ref->area >= TR_AREA_REGION) {
+    *bulk = brk_region_resolve(c, ref, rg);
+    why = "no such region, or outside it";
+  } else if (ref->area == TR_AREA_UP) {
+    *bulk = tr_area_resolve(&ln->l.up, ref, &why);
+  } else {
+    why = "a request may not name the download area";
+  }
   if (!*bulk) {
-    brk_client_drop(c, "lane %u: bad upload reference: %s", ln->id,
-                    why ? why : "out of bounds");
+    brk_client_drop(c, "lane %u: bad upload reference (area %u): %s", ln->id,
+                    ref->area, why ? why : "out of bounds");
     return -1;
   }
   return 0;
+}
+
+/*
+ * Where a TR_F_DEST record's reply goes: its last TR_SHMREF_SIZE bytes
+ * name a range of one of the client's regions exactly as long as the copy.
+ * Returns 0 (*dest NULL without DEST, else holding a reference) or -1 (the
+ * client was dropped).
+ */
+static int resolve_dest(struct brk_lane *ln, const struct tr_hdr *h,
+                        const uint8_t *payload, uint32_t *prefix,
+                        struct brk_region **dest, uint8_t **dest_p,
+                        uint64_t *dest_len)
+{
+  uint8_t refbytes[TR_SHMREF_SIZE];
+  struct tr_shmref ref;
+
+  *dest = NULL;
+  if (!(h->flags & TR_F_DEST))
+    return 0;
+  if (h->opcode != TR_OP_MEMCPY_D2H || !(h->flags & TR_F_WANT_REPLY) ||
+      (h->flags & TR_F_SHMREF) || *prefix != 16 + TR_SHMREF_SIZE) {
+    brk_client_drop(ln->c, "lane %u: TR_F_DEST on a record other than a "
+                           "MEMCPY_D2H that waits", ln->id);
+    return -1;
+  }
+  *prefix -= TR_SHMREF_SIZE;
+  memcpy(refbytes, payload + *prefix, TR_SHMREF_SIZE);
+  tr_shmref_unpack(refbytes, &ref);
+  if (ref.len != tr_get_u64(payload + 8) ||
+      !(*dest_p = brk_region_resolve(ln->c, &ref, dest))) {
+    brk_client_drop(ln->c, "lane %u: bad destination (area %u): not a range "
+                           "of a region as long as the copy", ln->id,
+                    ref.area);
+    return -1;
+  }
+  *dest_len = ref.len;
+  return 0;
+}
+
+/* A region's chunk queued by reference was sent (or dropped). */
+static void region_done(void *arg)
+{
+  brk_region_put(arg);
 }
 
 /*
@@ -801,15 +909,17 @@ static int route(struct brk_lane *ln, const struct tr_hdr *h,
   struct brk_client *c = ln->c;
   struct brk_lstream *ls = NULL;
   struct tr_shmref ref = {0};
+  struct brk_region *rg, *dest;
   const uint8_t *bulk;
-  uint8_t hdr[TR_HDR_SIZE];
+  uint8_t hdr[TR_HDR_SIZE], *dest_p = NULL;
   struct tr_hdr w = *h;
   struct iovec iov[3];
-  struct brk_upl_ent *zc;
-  uint32_t prefix, status = 0;
-  int want = (h->flags & TR_F_WANT_REPLY) != 0, rc;
+  struct brk_upl_ent *zc = NULL;
+  uint32_t prefix = h->payload_len, status = 0;
+  uint64_t dest_len = 0;
+  int want = (h->flags & TR_F_WANT_REPLY) != 0, byref, rc;
 
-  if ((h->flags & (TR_F_REPLY | TR_F_MORE)) || h->status != 0) {
+  if ((h->flags & (TR_F_REPLY | TR_F_MORE | TR_F_PLACED)) || h->status != 0) {
     brk_client_drop(c, "lane %u: a request record carries reply flags or a "
                        "status", ln->id);
     return -1;
@@ -819,6 +929,8 @@ static int route(struct brk_lane *ln, const struct tr_hdr *h,
   case TR_OP_LANE_OPEN:
   case TR_OP_LANE_CLOSE:
   case TR_OP_STATS:
+  case TR_OP_REGION_ADD:
+  case TR_OP_REGION_DEL:
     /* Session control belongs on the socket, not in a lane. */
     status = TR_ST_BAD_OPCODE;
     break;
@@ -843,35 +955,67 @@ static int route(struct brk_lane *ln, const struct tr_hdr *h,
     }
     break;
   }
-  if (resolve_ref(ln, h, payload, &bulk, &ref, &prefix) < 0)
+  if (resolve_ref(ln, h, payload, &prefix, &bulk, &ref, &rg) < 0)
     return -1;
+  if (resolve_dest(ln, h, payload, &prefix, &dest, &dest_p, &dest_len) < 0) {
+    if (rg)
+      brk_region_put(rg);
+    return -1;
+  }
   if (status) {
-    if (bulk)
+    if (rg)
+      brk_region_put(rg);
+    else if (bulk)
       upl_finish(ln, &ref);
+    if (dest)
+      brk_region_put(dest);
     if (want)
       local_reply(ln, h->opcode, h->request_id, h->device, status);
     return 0;
   }
-  w.flags &= (uint16_t)~TR_F_SHMREF;
+  w.flags &= (uint16_t)~(TR_F_SHMREF | TR_F_DEST);
   w.payload_len = prefix + (uint32_t)(bulk ? ref.len : 0);
   w.device = 0;
   tr_hdr_pack(&w, hdr);
   iov[0] = (struct iovec){hdr, TR_HDR_SIZE};
   iov[1] = (struct iovec){(void *)payload, prefix};
-  zc = bulk && ref.len >= BRK_LANE_ZC_MIN ? upl_push(ln, &ref) : NULL;
-  iov[2] = (struct iovec){(void *)bulk, bulk && !zc ? (size_t)ref.len : 0};
+  /* Bulk chunks go by reference: a region's always (it stays mapped while
+     referenced), the upload area's while the FIFO has room. */
+  byref = bulk && ref.len >= BRK_LANE_ZC_MIN &&
+          (rg || (zc = upl_push(ln, &ref)) != NULL);
+  iov[2] = (struct iovec){(void *)bulk, bulk && !byref ? (size_t)ref.len : 0};
   rc = brk_h2_stream_write(ls->st, iov, 3);
-  if (zc && (rc < 0 || (rc = brk_h2_stream_write_ref(ls->st, bulk, ref.len,
-                                                      upl_done, zc)) < 0))
-    upl_done(zc); /* never queued */
-  if (rc < 0 || (want && out_push(ls, h->request_id, h->opcode) < 0)) {
+  if (byref) {
+    if (rc >= 0)
+      rc = brk_h2_stream_write_ref(ls->st, bulk, ref.len,
+                                   rg ? region_done : upl_done,
+                                   rg ? (void *)rg : (void *)zc);
+    if (rc < 0) { /* never queued */
+      if (rg)
+        region_done(rg);
+      else
+        upl_done(zc);
+    }
+  } else if (rg) {
+    brk_region_put(rg);
+  } else if (bulk) {
+    upl_finish(ln, &ref);
+  }
+  if (rc < 0) {
+    if (dest)
+      brk_region_put(dest);
     brk_client_drop(c, "out of memory queueing a request");
     return -1;
   }
-  if (bulk && !zc)
-    upl_finish(ln, &ref);
+  if (want && out_push(ls, h->request_id, h->opcode, dest, dest_p,
+                       dest_len) < 0) {
+    brk_client_drop(c, "out of memory queueing a request");
+    return -1;
+  }
   if (want)
     c->round_trips++;
+  if (rg)
+    c->region_bytes_to_agent += ref.len;
   c->records_to_agent++;
   c->bytes_to_agent += TR_HDR_SIZE + w.payload_len;
   return 0;

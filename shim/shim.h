@@ -90,7 +90,15 @@ int shim_device_of(const void *p);
  *     their length.
  * Returns 0, a positive status from the reply (cudaError_t or TR_ST_*), or
  * a negative errno if the transport failed.
+ *
+ * shim_call_flags adds request flags: TR_F_SHMREF or TR_F_DEST when args
+ * end with a tr_shmref naming a region (shim_host_region); replies the
+ * broker placed at a TR_F_DEST range count in *out_len but are not copied.
  */
+int shim_call_flags(struct shim_thread *t, int dev, uint16_t op,
+                    uint16_t flags, const void *args, uint32_t alen,
+                    const void *data, uint32_t dlen, int want_reply,
+                    void *out, uint64_t out_cap, uint64_t *out_len);
 int shim_call(struct shim_thread *t, int dev, uint16_t op, const void *args,
               uint32_t alen, const void *data, uint32_t dlen, int want_reply,
               void *out, uint64_t out_cap, uint64_t *out_len);
@@ -177,6 +185,16 @@ cudaError_t shim_capture_refuse(struct shim_thread *t, const char *what);
 int shim_managed_before_device(struct shim_thread *t);
 int shim_managed_after_sync(struct shim_thread *t);
 int shim_managed_of(const void *p);
+
+/*
+ * shim_host.c: if [p, p + n) lies in page-locked memory shared with the
+ * broker, 1 with the tr_shmref area and offset that name it; else 0.
+ * The fork hooks keep the block table consistent across fork and make the
+ * child forget its parent's regions.
+ */
+int shim_host_region(const void *p, size_t n, uint32_t *area, uint64_t *off);
+void shim_host_fork_lock(int lock);
+void shim_host_forget_regions(void);
 int shim_managed_forget(void *ptr);
 
 /* Wait until every queued host function (cudaLaunchHostFunc) has run:

@@ -239,6 +239,15 @@ int shim_call(struct shim_thread *t, int dev, uint16_t op, const void *args,
               uint32_t alen, const void *data, uint32_t dlen, int want_reply,
               void *out, uint64_t out_cap, uint64_t *out_len)
 {
+  return shim_call_flags(t, dev, op, 0, args, alen, data, dlen, want_reply,
+                         out, out_cap, out_len);
+}
+
+int shim_call_flags(struct shim_thread *t, int dev, uint16_t op,
+                    uint16_t flags, const void *args, uint32_t alen,
+                    const void *data, uint32_t dlen, int want_reply,
+                    void *out, uint64_t out_cap, uint64_t *out_len)
+{
   struct tr_reply r;
   uint64_t id, got = 0;
   int rc, status = 0, output = 0;
@@ -247,8 +256,8 @@ int shim_call(struct shim_thread *t, int dev, uint16_t op, const void *args,
     return shim_capture_record(t, op, args, alen, data, dlen, want_reply);
   id = ++t->next_id;
   rc = tr_client_send(&shim_proc.cli, &t->lane, (uint16_t)dev, op,
-                      want_reply ? TR_F_WANT_REPLY : 0, id, args, alen, data,
-                      dlen);
+                      flags | (want_reply ? TR_F_WANT_REPLY : 0), id, args,
+                      alen, data, dlen);
   if (rc < 0 || !want_reply)
     return rc;
   for (;;) {
@@ -265,7 +274,17 @@ int shim_call(struct shim_thread *t, int dev, uint16_t op, const void *args,
     int more = r.h.flags & TR_F_MORE;
     if (!more && (r.h.flags & TR_F_OUTPUT))
       output = 1;
-    if (r.len && r.h.status && !more &&
+    if (r.h.flags & TR_F_PLACED) {
+      /* The broker wrote this many bytes at our TR_F_DEST range. */
+      uint64_t n = r.len == 8 ? tr_get_u64(r.payload) : 0;
+
+      if (!(flags & TR_F_DEST) || r.len != 8 || got + n > out_cap) {
+        if (!status)
+          status = (int)TR_ST_BAD_RECORD;
+      } else {
+        got += n;
+      }
+    } else if (r.len && r.h.status && !more &&
         op != TR_OP_SYNCHRONIZE && op != TR_OP_OUTPUT) {
       print_diagnostic(r.payload, r.len);
     } else if (r.len) {
@@ -451,10 +470,12 @@ static void fork_prepare(void)
   pthread_mutex_lock(&proc_lock);
   pthread_mutex_lock(&warn_lock);
   shim_module_fork_lock(1);
+  shim_host_fork_lock(1);
 }
 
 static void fork_parent(void)
 {
+  shim_host_fork_lock(0);
   shim_module_fork_lock(0);
   pthread_mutex_unlock(&warn_lock);
   pthread_mutex_unlock(&proc_lock);
@@ -462,6 +483,8 @@ static void fork_parent(void)
 
 static void fork_child(void)
 {
+  shim_host_forget_regions();
+  shim_host_fork_lock(0);
   shim_module_fork_lock(0);
   pthread_mutex_unlock(&warn_lock);
   if (atomic_load(&proc_ready)) {

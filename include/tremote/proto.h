@@ -61,7 +61,14 @@
 #define TR_F_OUTPUT 0x0010u     /* reply: the session has device output
                                    (printf, fault reports) waiting; a
                                    SYNCHRONIZE collects it */
-#define TR_F_KNOWN 0x001fu
+#define TR_F_DEST 0x0020u       /* request (ring leg only): the last 24
+                                   payload bytes are a tr_shmref naming a
+                                   region range the reply's payload bytes
+                                   are written to (MEMCPY_D2H) */
+#define TR_F_PLACED 0x0040u     /* reply (ring leg only): the payload is a
+                                   u64, the count of this record's bytes
+                                   the broker wrote at the TR_F_DEST range */
+#define TR_F_KNOWN 0x007fu
 
 /*
  * Protocol statuses, kept apart from CUDA errors: a status >= TR_ST_BASE
@@ -99,6 +106,8 @@
   X(3, LANE_CLOSE, 0, "u32 lane -> empty")                                     \
   X(4, NOP, 0, "empty -> empty: the null call, executed by the agent")         \
   X(5, STATS, 0, "empty -> JSON text (control socket)")                        \
+  X(6, REGION_ADD, 0, "u64 size; fd: sealed memfd -> u32 region id")           \
+  X(7, REGION_DEL, 0, "u32 region id -> empty")                                \
   /* 16..31: device */                                                         \
   X(16, SYNCHRONIZE, 0, "empty -> device output (status: deferred error)")     \
   X(17, OUTPUT, 0, "empty -> device output (no wait for the device)")         \
@@ -219,14 +228,24 @@ int tr_hdr_check(const struct tr_hdr *h, uint32_t max_payload, int allow_pad,
  * the reference before the record goes on the wire, so TR_F_SHMREF is never
  * seen by an agent.
  *
- *   0  u32 area     TR_AREA_UP (shim writes, broker reads) or TR_AREA_DOWN
+ *   0  u32 area     TR_AREA_UP (shim writes, broker reads), TR_AREA_DOWN, or
+ *                   TR_AREA_REGION + id: a region (below)
  *   4  u32 reserved 0
- *   8  u64 pos      monotonic byte position in that area (offset = pos % size)
+ *   8  u64 pos      areas: monotonic byte position in that area (offset =
+ *                   pos % size); regions: the offset in the region
  *   16 u64 len      bytes; pos % size + len <= size (never wraps)
+ *
+ * Regions: page-locked host memory (cudaMallocHost, cudaHostAlloc) lives in
+ * sealed memfds the shim shares with the broker (REGION_ADD on the socket),
+ * so a copy from it is sent from there (TR_F_SHMREF naming the region) and
+ * a copy into it is written there by the broker (TR_F_DEST): one copy
+ * fewer each way than through the areas.
  */
 #define TR_SHMREF_SIZE 24u
 #define TR_AREA_UP 0u
 #define TR_AREA_DOWN 1u
+#define TR_AREA_REGION 16u
+#define TR_REGION_MAX 4096u /* regions per client */
 
 struct tr_shmref {
   uint32_t area;

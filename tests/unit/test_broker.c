@@ -1094,6 +1094,181 @@ static void test_stalled_client(void **state)
   assert_true(broker_alive());
 }
 
+/* A memfd of len bytes with seals, mapped at *map (the region's pages;
+   NULL when sealed against writing). */
+static int region_memfd(size_t len, int seals, uint8_t **map)
+{
+  int fd = memfd_create("test-region", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+  assert_true(fd >= 0);
+  assert_int_equal(ftruncate(fd, (off_t)len), 0);
+  *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  assert_true(*map != MAP_FAILED);
+  if (seals & F_SEAL_WRITE) { /* no writable mapping may exist then */
+    munmap(*map, len);
+    *map = NULL;
+  }
+  if (seals)
+    assert_int_equal(fcntl(fd, F_ADD_SEALS, seals), 0);
+  return fd;
+}
+
+/* A D2H into region area at off, len bytes (TR_F_DEST), not waited for. */
+static uint64_t d2h_dest_send(struct client *k, uint64_t src, uint32_t area,
+                              uint64_t off, uint64_t len)
+{
+  uint8_t a[16 + TR_SHMREF_SIZE];
+  struct tr_shmref ref = {area, off, len};
+  uint64_t id = new_id();
+
+  tr_put_u64(a, src);
+  tr_put_u64(a + 8, len);
+  tr_shmref_pack(&ref, a + 16);
+  assert_int_equal(tr_client_send(&k->c, &k->l, 0, TR_OP_MEMCPY_D2H,
+                                  TR_F_WANT_REPLY | TR_F_DEST, id, a,
+                                  sizeof(a), NULL, 0),
+                   0);
+  return id;
+}
+
+/* Collect the replies of a TR_F_DEST request: all PLACED, their counts
+   summing to len. */
+static void d2h_dest_wait(struct client *k, uint64_t id, uint64_t len)
+{
+  struct tr_reply r;
+  uint64_t placed = 0;
+
+  for (;;) {
+    assert_int_equal(tr_client_recv(&k->c, &k->l, &r, 30000), 0);
+    assert_true(r.h.request_id == id);
+    assert_int_equal(r.h.status, 0);
+    assert_true(r.h.flags & TR_F_PLACED);
+    assert_int_equal(r.len, 8);
+    placed += tr_get_u64(r.payload);
+    int more = r.h.flags & TR_F_MORE;
+    tr_client_recv_done(&k->c, &k->l, &r);
+    if (!more)
+      break;
+  }
+  assert_true(placed == len);
+}
+
+/*
+ * Regions (page-locked host memory shared with the broker): only a memfd
+ * sealed against shrinking and growing is taken; a host-to-device copy
+ * from one and a device-to-host copy into one move the right bytes with
+ * nothing in the areas; a region let go while a copy into it is under way
+ * stays mapped in the broker until the copy is done; a reference outside a
+ * region ends the client, not the broker.
+ */
+static void test_regions(void **state)
+{
+  const size_t len = 40u << 20, part = 3u << 20;
+  struct client a, b;
+  uint8_t *map, *other, a16[16 + TR_SHMREF_SIZE];
+  uint32_t id = 99, id2;
+  uint64_t ptr = 0, rid;
+  int fd, fd2;
+  char *doc;
+
+  (void)state;
+  assert_int_equal(wait_machine_ready(0, -1, 30000), 0);
+  assert_int_equal(client_open(&a), 0);
+
+  /* Refused: no seals; sealed against writing; larger than the memfd. */
+  fd = region_memfd(1u << 20, 0, &map);
+  assert_int_equal(tr_client_region_add(&a.c, fd, 1u << 20, &id), -EINVAL);
+  close(fd);
+  munmap(map, 1u << 20);
+  fd = region_memfd(1u << 20, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE,
+                    &map);
+  assert_int_equal(tr_client_region_add(&a.c, fd, 1u << 20, &id), -EINVAL);
+  close(fd);
+  fd = region_memfd(1u << 20, F_SEAL_SHRINK | F_SEAL_GROW, &map);
+  assert_int_equal(tr_client_region_add(&a.c, fd, 2u << 20, &id), -EINVAL);
+  close(fd);
+  munmap(map, 1u << 20);
+  assert_true(log_contains("region refused"));
+
+  /* Accepted. */
+  fd = region_memfd(len, F_SEAL_SHRINK | F_SEAL_GROW, &map);
+  assert_int_equal(tr_client_region_add(&a.c, fd, len, &id), 0);
+  close(fd);
+  fd2 = region_memfd(len, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL, &other);
+  assert_int_equal(tr_client_region_add(&a.c, fd2, len, &id2), 0);
+  close(fd2);
+  assert_true(id2 != id);
+  assert_int_equal(dev_malloc(&a, 0, len, &ptr), 0);
+
+  /* Host to device from the region, 1 MiB chunks by reference, then back
+     through the download area: the bytes match. */
+  for (size_t i = 0; i < len / 4; i++)
+    ((uint32_t *)map)[i] = (uint32_t)i * 2654435761u;
+  for (uint64_t off = 0; off < len; off += 1u << 20) {
+    struct tr_shmref ref = {TR_AREA_REGION + id, off, 1u << 20};
+
+    tr_put_u64(a16, ptr + off);
+    tr_put_u64(a16 + 8, 1u << 20);
+    tr_shmref_pack(&ref, a16 + 16);
+    assert_int_equal(tr_client_send(&a.c, &a.l, 0, TR_OP_MEMCPY_H2D,
+                                    TR_F_SHMREF, new_id(), a16, sizeof(a16),
+                                    NULL, 0),
+                     0);
+  }
+  assert_int_equal(nop(&a, 0, 30000), 0);
+  {
+    uint8_t *back = malloc(part);
+
+    assert_non_null(back);
+    assert_int_equal(d2h(&a, 0, ptr + 5, back, part), 0);
+    assert_memory_equal(back, map + 5, part);
+    free(back);
+  }
+
+  /* Device to host into the other region, at an offset. */
+  memset(other, 0, len);
+  rid = d2h_dest_send(&a, ptr + 4, TR_AREA_REGION + id2, 12, len - 16);
+  d2h_dest_wait(&a, rid, len - 16);
+  assert_memory_equal(other + 12, map + 4, len - 16);
+  assert_int_equal(other[11], 0);
+  doc = stats();
+  assert_non_null(strstr(doc, "\"regions\":2"));
+  assert_non_null(strstr(doc, "\"region_bytes_to_agent\":41943040"));
+  free(doc);
+
+  /* Let the destination go (and unmap ours) while 40 MiB are coming: the
+     broker keeps its mapping until the copy is done. */
+  memset(other, 0, len);
+  rid = d2h_dest_send(&a, ptr, TR_AREA_REGION + id2, 0, len);
+  tr_client_region_del(&a.c, id2);
+  munmap(other, len);
+  sleep_ms(200);
+  d2h_dest_wait(&a, rid, len);
+  assert_int_equal(nop(&a, 0, 10000), 0);
+
+  /* A reference past the end of a region ends this client only. */
+  assert_int_equal(client_open(&b), 0);
+  {
+    struct tr_shmref ref = {TR_AREA_REGION + id, len - 4096, 8192};
+
+    tr_put_u64(a16, ptr);
+    tr_put_u64(a16 + 8, 8192);
+    tr_shmref_pack(&ref, a16 + 16);
+    assert_int_equal(tr_client_send(&a.c, &a.l, 0, TR_OP_MEMCPY_H2D,
+                                    TR_F_SHMREF | TR_F_WANT_REPLY, new_id(),
+                                    a16, sizeof(a16), NULL, 0),
+                     0);
+  }
+  for (int i = 0; i < 50 && !log_contains("bad upload reference"); i++)
+    sleep_ms(100);
+  assert_true(log_contains("bad upload reference"));
+  assert_int_equal(nop(&b, 0, 10000), 0);
+  munmap(map, len);
+  client_close(&a);
+  client_close(&b);
+  assert_true(broker_alive());
+}
+
 /* HELLO that arrives while machines start is answered when they are up. */
 static void test_hello_waits(void **state)
 {
@@ -1200,6 +1375,7 @@ int main(int argc, char **argv)
       cmocka_unit_test(test_agent_killed),
       cmocka_unit_test(test_agent_silent),
       cmocka_unit_test(test_stalled_client),
+      cmocka_unit_test(test_regions),
       cmocka_unit_test(test_hello_waits),
       cmocka_unit_test(test_shutdown),
   };

@@ -48,10 +48,17 @@ static long now_ms(void)
 }
 
 /* Send one control record (header + payload) as one packet. */
-static int ctl_send(struct tr_client *c, uint16_t op, uint16_t flags,
-                    uint64_t id, const void *payload, uint32_t len)
+/* Send one control packet, with descriptor fd when fd >= 0. */
+static int ctl_send_fd(struct tr_client *c, uint16_t op, uint16_t flags,
+                       uint64_t id, const void *payload, uint32_t len, int fd)
 {
   uint8_t buf[TR_HDR_SIZE + 256];
+  union {
+    struct cmsghdr hdr;
+    char space[CMSG_SPACE(sizeof(int))];
+  } u;
+  struct iovec iov;
+  struct msghdr msg = {0};
   struct tr_hdr h;
   ssize_t n;
 
@@ -61,12 +68,33 @@ static int ctl_send(struct tr_client *c, uint16_t op, uint16_t flags,
   tr_hdr_pack(&h, buf);
   if (len)
     memcpy(buf + TR_HDR_SIZE, payload, len);
+  iov = (struct iovec){buf, TR_HDR_SIZE + len};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  if (fd >= 0) {
+    struct cmsghdr *cm;
+
+    memset(&u, 0, sizeof(u));
+    msg.msg_control = u.space;
+    msg.msg_controllen = sizeof(u.space);
+    cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+  }
   do {
-    n = send(c->fd, buf, TR_HDR_SIZE + len, MSG_NOSIGNAL);
+    n = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
   } while (n < 0 && errno == EINTR);
   if (n < 0)
     return -errno;
   return 0;
+}
+
+static int ctl_send(struct tr_client *c, uint16_t op, uint16_t flags,
+                    uint64_t id, const void *payload, uint32_t len)
+{
+  return ctl_send_fd(c, op, flags, id, payload, len, -1);
 }
 
 /*
@@ -312,6 +340,59 @@ void tr_client_lane_close(struct tr_client *c, struct tr_lane *l)
     (void)ctl_send(c, TR_OP_LANE_CLOSE, 0, ++c->next_ctl_id, id, 4);
   pthread_mutex_unlock(&c->lock);
   tr_lane_unmap(l);
+}
+
+int tr_client_region_add(struct tr_client *c, int fd, uint64_t size,
+                         uint32_t *id)
+{
+  uint8_t buf[TR_HDR_SIZE + 64], arg[8];
+  struct tr_hdr h;
+  int fds[1], nf = 0, rc;
+  long n;
+  uint64_t rid;
+
+  tr_put_u64(arg, size);
+  pthread_mutex_lock(&c->lock);
+  rid = ++c->next_ctl_id;
+  rc = ctl_send_fd(c, TR_OP_REGION_ADD, TR_F_WANT_REPLY, rid, arg, 8, fd);
+  if (rc < 0)
+    goto out;
+  n = ctl_recv(c, buf, sizeof(buf), fds, 1, &nf, 30000);
+  for (int i = 0; i < nf; i++)
+    close(fds[i]);
+  if (n < 0) {
+    rc = (int)n;
+    goto out;
+  }
+  rc = -EPROTO;
+  if ((size_t)n < TR_HDR_SIZE)
+    goto out;
+  tr_hdr_unpack(buf, &h);
+  if (tr_hdr_check(&h, (uint32_t)n - TR_HDR_SIZE, 0, NULL) < 0 ||
+      h.opcode != TR_OP_REGION_ADD || h.request_id != rid)
+    goto out;
+  if (h.status != 0) {
+    rc = -EINVAL; /* refused: the broker's log says why */
+    goto out;
+  }
+  if (h.payload_len < 4)
+    goto out;
+  *id = tr_get_u32(buf + TR_HDR_SIZE);
+  rc = 0;
+out:
+  pthread_mutex_unlock(&c->lock);
+  return rc;
+}
+
+void tr_client_region_del(struct tr_client *c, uint32_t id)
+{
+  uint8_t arg[4];
+
+  tr_put_u32(arg, id);
+  pthread_mutex_lock(&c->lock);
+  if (c->fd >= 0)
+    (void)ctl_send(c, TR_OP_REGION_DEL, 0, ++c->next_ctl_id, arg, 4);
+  pthread_mutex_unlock(&c->lock);
 }
 
 /*

@@ -55,6 +55,18 @@ int tr_client_lane_open(struct tr_client *c, struct tr_lane *l);
 void tr_client_lane_close(struct tr_client *c, struct tr_lane *l);
 
 /*
+ * Share a region of page-locked host memory with the broker: fd is a memfd
+ * of at least size bytes, sealed with F_SEAL_SHRINK|F_SEAL_GROW (the
+ * caller keeps it).  Returns 0 with *id (name it in a tr_shmref as area
+ * TR_AREA_REGION + id), -EINVAL if the broker refused it, or -errno.
+ * tr_client_region_del() lets it go (no reply awaited); the broker keeps
+ * its mapping until no queued use is left.
+ */
+int tr_client_region_add(struct tr_client *c, int fd, uint64_t size,
+                         uint32_t *id);
+void tr_client_region_del(struct tr_client *c, uint32_t id);
+
+/*
  * Send one request on a lane.  The payload is args (alen bytes, inline)
  * followed by data (dlen bytes).  If the record fits inline it goes into
  * the request ring; otherwise data is put in the upload area and named by
