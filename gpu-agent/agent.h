@@ -45,10 +45,15 @@
  * record they carried has executed, and each lane stream's local window is
  * cut to this size when it opens.  The peer was already promised
  * AGT_STREAM_WINDOW by SETTINGS, and HTTP/2 cannot take a promise back, so
- * the first burst on a stream may still reach 64 MiB; from then on
- * WINDOW_UPDATEs are withheld until it is below this bound.
+ * the first burst on a stream may still reach that; from then on
+ * WINDOW_UPDATEs are withheld until it is below this bound.  It must
+ * exceed the bandwidth-delay product of the path, or a large host-to-device
+ * copy waits for window: 16 MiB held a 20 ms, 1 GB/s path to 1.7x its
+ * ideal time (tremote-bench, through tr_relay), 64 MiB to the ideal.
+ * Host-to-device chunks mostly land straight in device memory, so this is
+ * a bound, not what a lane usually holds.
  */
-#define AGT_LANE_IN_MAX (16u << 20)
+#define AGT_LANE_IN_MAX (64u << 20)
 
 /*
  * A lane never holds more than this many bytes of replies produced but not

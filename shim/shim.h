@@ -193,6 +193,15 @@ int shim_managed_of(const void *p);
  * child forget its parent's regions.
  */
 int shim_host_region(const void *p, size_t n, uint32_t *area, uint64_t *off);
+
+/*
+ * shim_memory.c: the program's live cudaMalloc ranges.  covers: 1 if
+ * [p, p + n) lies within one of them.  forget_range: p (an allocation's
+ * base) is being freed.  forget_all: a forked child starts with none.
+ */
+int shim_alloc_covers(const void *p, size_t n);
+void shim_alloc_forget_range(const void *p);
+void shim_alloc_forget_all(void);
 void shim_host_fork_lock(int lock);
 void shim_host_forget_regions(void);
 int shim_managed_forget(void *ptr);

@@ -18,6 +18,114 @@
 
 #include "shim.h"
 
+/* ---- the program's allocations ------------------------------------------ */
+
+/*
+ * Every cudaMalloc'd range, sorted by address, so that a blocking copy or
+ * memset whose whole range lies in live allocations can skip waiting for
+ * its reply: CUDA lets cudaMemcpy from pageable memory, cudaMemcpy between
+ * device buffers and cudaMemset return before the device is done, and the
+ * one error they could give at once (a range outside every allocation) is
+ * known here.  Anything not found here (symbols, freed memory, a bad
+ * pointer) still waits for the agent's verdict.  A range freed with
+ * cudaFreeAsync leaves the table at once, which errs on the side of
+ * waiting.
+ */
+struct alloc {
+  uint64_t base, size;
+};
+
+static pthread_mutex_t alloc_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct alloc *allocs;
+static size_t nallocs, alloc_cap;
+
+/* Index of the first allocation whose base is > a (alloc_lock held). */
+static size_t alloc_upper(uint64_t a)
+{
+  size_t lo = 0, hi = nallocs;
+
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+
+    if (allocs[mid].base <= a)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+static void alloc_add(uint64_t base, uint64_t size)
+{
+  size_t i;
+
+  pthread_mutex_lock(&alloc_lock);
+  if (nallocs == alloc_cap) {
+    size_t cap = alloc_cap ? alloc_cap * 2 : 64;
+    struct alloc *a = realloc(allocs, cap * sizeof(*a));
+
+    if (!a) { /* not fatal: copies to it just wait for their reply */
+      pthread_mutex_unlock(&alloc_lock);
+      return;
+    }
+    allocs = a;
+    alloc_cap = cap;
+  }
+  i = alloc_upper(base);
+  memmove(allocs + i + 1, allocs + i, (nallocs - i) * sizeof(*allocs));
+  allocs[i] = (struct alloc){base, size};
+  nallocs++;
+  pthread_mutex_unlock(&alloc_lock);
+}
+
+void shim_alloc_forget_range(const void *p)
+{
+  uint64_t a = (uint64_t)(uintptr_t)p;
+  size_t i;
+
+  pthread_mutex_lock(&alloc_lock);
+  i = alloc_upper(a);
+  if (i > 0 && allocs[i - 1].base == a) {
+    memmove(allocs + i - 1, allocs + i, (nallocs - i) * sizeof(*allocs));
+    nallocs--;
+  }
+  pthread_mutex_unlock(&alloc_lock);
+}
+
+int shim_alloc_covers(const void *p, size_t n)
+{
+  uint64_t a = (uint64_t)(uintptr_t)p;
+  size_t i;
+  int in = 0;
+
+  pthread_mutex_lock(&alloc_lock);
+  i = alloc_upper(a);
+  if (i > 0 && a - allocs[i - 1].base < allocs[i - 1].size &&
+      n <= allocs[i - 1].size - (a - allocs[i - 1].base))
+    in = 1;
+  pthread_mutex_unlock(&alloc_lock);
+  return in;
+}
+
+void shim_alloc_forget_all(void)
+{
+  pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+
+  alloc_lock = fresh; /* fork child: one thread, the lock may be stale */
+  free(allocs);
+  allocs = NULL;
+  nallocs = alloc_cap = 0;
+}
+
+/* A blocking operation on [p, p + n) may skip its reply (see above);
+   managed memory is never in the table (cudaMallocManaged). */
+static int need_no_reply(const void *p, size_t n)
+{
+  return shim_alloc_covers(p, n);
+}
+
+/* ---- allocation ------------------------------------------------------------ */
+
 cudaError_t cudaMalloc(void **ptr, size_t size)
 {
   struct shim_thread *t;
@@ -38,6 +146,8 @@ cudaError_t cudaMalloc(void **ptr, size_t size)
   if (rc)
     return shim_cuda_error(t, rc);
   *ptr = (void *)(uintptr_t)tr_get_u64(out);
+  if (size)
+    alloc_add((uint64_t)(uintptr_t)*ptr, size);
   return cudaSuccess;
 }
 
@@ -59,6 +169,7 @@ cudaError_t cudaFree(void *ptr)
   if (dev < 0)
     return shim_fail(t, cudaErrorInvalidValue);
   tr_put_u64(args, (uint64_t)(uintptr_t)ptr);
+  shim_alloc_forget_range(ptr); /* no later copy may skip its reply */
   e = shim_cuda_error(t, shim_call(t, dev, TR_OP_FREE, args, 8, NULL, 0, 1,
                                    NULL, 0, NULL));
   if (e == cudaSuccess)
@@ -86,6 +197,11 @@ static int copy_h2d(struct shim_thread *t, int dev, uint64_t dst,
   int region, rc;
 
   region = n >= REGION_MIN && shim_host_region(src, n, &ref.area, &ref.pos);
+  /* Pageable bytes are captured at enqueue, so a blocking copy into live
+     memory has nothing left to wait for; page-locked ones are read later,
+     and a blocking copy from them waits until they were. */
+  if (!region && need_no_reply((void *)(uintptr_t)dst, n))
+    async = 1;
   do {
     size_t len = n - off < TR_CHUNK_MAX ? n - off : TR_CHUNK_MAX;
     int last = off + len == n;
@@ -181,8 +297,10 @@ cudaError_t shim_memcpy(struct shim_thread *t, void *dst, const void *src,
     tr_put_u64(args, (uint64_t)(uintptr_t)dst);
     tr_put_u64(args + 8, (uint64_t)(uintptr_t)src);
     tr_put_u64(args + 16, count);
-    rc = shim_call(t, ddev, TR_OP_MEMCPY_D2D, args, 24, NULL, 0, !async, NULL,
-                   0, NULL);
+    rc = shim_call(t, ddev, TR_OP_MEMCPY_D2D, args, 24, NULL, 0,
+                   !async && !(need_no_reply(dst, count) &&
+                               need_no_reply(src, count)),
+                   NULL, 0, NULL);
   } else if (ddev >= 0) {
     rc = copy_h2d(t, ddev, (uint64_t)(uintptr_t)dst, src, count, async);
   } else if (sdev >= 0) {
@@ -235,7 +353,8 @@ cudaError_t shim_memset(struct shim_thread *t, void *ptr, int value,
   tr_put_u64(args + 8, count);
   tr_put_u32(args + 16, (uint32_t)value & 0xff);
   return shim_cuda_error(t, shim_call(t, dev, TR_OP_MEMSET, args, 20, NULL, 0,
-                                      !async, NULL, 0, NULL));
+                                      !async && !need_no_reply(ptr, count),
+                                      NULL, 0, NULL));
 }
 
 cudaError_t cudaMemset(void *ptr, int value, size_t count)
@@ -376,6 +495,9 @@ cudaError_t cudaMallocManaged(void **ptr, size_t size, unsigned int flags)
   e = cudaMalloc(&d, size);
   if (e != cudaSuccess)
     return e;
+  /* Blocking work on managed memory always waits for its reply (the
+     table of allocations is for plain device memory). */
+  shim_alloc_forget_range(d);
   /* The device allocation is page-aligned and owns whole pages of the
      window, so mapping host pages over them here clobbers nothing else. */
   span = (size + 4095) & ~(size_t)4095;

@@ -347,6 +347,7 @@ cudaError_t cudaFreeAsync(void *ptr, cudaStream_t stream)
   if (e != cudaSuccess)
     return shim_fail(t, e);
   tr_put_u64(a, (uint64_t)(uintptr_t)ptr);
+  shim_alloc_forget_range(ptr);
   rc = shim_call(t, dev, TR_OP_FREE, a, 8, NULL, 0, 0, NULL, 0, NULL);
   if (rc)
     return shim_cuda_error(t, rc);

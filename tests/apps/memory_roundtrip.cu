@@ -147,6 +147,14 @@ int main(int argc, char **argv)
   CHECK(cudaFree(good));
   EXPECT(cudaFree(good) == cudaErrorInvalidValue, "double free must fail");
   (void)cudaGetLastError();
+  // Blocking copies and memsets of freed memory fail at once, not later.
+  EXPECT(cudaMemcpy(good, &count, sizeof(count), cudaMemcpyHostToDevice) ==
+             cudaErrorInvalidValue,
+         "copy into freed memory must fail");
+  (void)cudaGetLastError();
+  EXPECT(cudaMemset(good, 0, 16) == cudaErrorInvalidValue,
+         "memset of freed memory must fail");
+  (void)cudaGetLastError();
   // Later calls still work.
   if (roundtrip(1u << 20, 2))
     return 1;

@@ -2,8 +2,9 @@
 # A 1 GiB cudaMemcpy each way through shim -> broker -> agent, checked byte
 # for byte, with two bounds: the broker's peak RSS stays far below the copy
 # (it streams chunks of at most 1 MiB), and the agent's peak RSS is the
-# device memory plus a bounded overhead.  Also: a 64 MiB copy costs exactly
-# one round trip (the broker's count).
+# device memory plus a bounded overhead.  Also: cudaMalloc and a 64 MiB
+# copy from pageable memory cost exactly one round trip (the broker's
+# count): the copy does not wait for the agent.
 set -u
 source "$(dirname "$0")/lib.sh"
 tr_init "$1"
@@ -29,7 +30,9 @@ s = [x for x in st["sessions"]]
 assert len(s) == 1, st
 rt = s[0]["round_trips"]
 print("round trips for cudaMalloc + 64 MiB cudaMemcpy:", rt)
-assert rt == 2, "expected 2 round trips, got %d" % rt
+# The malloc waits for its address; the copy from pageable memory into a
+# live allocation returns once its bytes are queued, as CUDA allows.
+assert rt == 1, "expected 1 round trip, got %d" % rt
 assert s[0]["bytes_to_agent"] >= 64 << 20, s[0]
 PY
 echo go >&7
