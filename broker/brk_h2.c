@@ -38,6 +38,7 @@
 #define RBUF_SIZE (64u << 10)
 #define OUT_HIGH (1u << 20) /* pending output that makes send_cb push back */
 #define MAX_IOV 64
+#define BRK_H2_FRAME_OUT (256u << 10) /* see read_length_cb */
 
 struct brk_h2_stream {
   struct brk_h2 *c;
@@ -289,10 +290,40 @@ static ssize_t body_read_cb(nghttp2_session *ng, int32_t stream_id,
   }
   if (n > length)
     n = length;
+  if (n > 16384) {
+    /* A frame must be gathered by send_data_cb in MAX_IOV pieces. */
+    struct iovec iov[MAX_IOV];
+
+    (void)brk_bq_peekv(&s->q, iov, MAX_IOV, n, &n);
+  }
   *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
   if (s->end_req && n == s->q.len)
     *flags |= NGHTTP2_DATA_FLAG_EOF;
   return (ssize_t)n;
+}
+
+/*
+ * DATA frames to the agent as large as the windows and the agent allow, up
+ * to BRK_H2_FRAME_OUT: a 1 MiB upload in 4 frames, not 64 (the agent then
+ * receives each straight into its destination), while a small request of
+ * another lane waits behind at most one of them.
+ */
+static ssize_t read_length_cb(nghttp2_session *ng, uint8_t type,
+                              int32_t stream_id, int32_t conn_win,
+                              int32_t stream_win, uint32_t max_frame,
+                              void *user)
+{
+  ssize_t n = max_frame < BRK_H2_FRAME_OUT ? max_frame : BRK_H2_FRAME_OUT;
+
+  (void)ng;
+  (void)type;
+  (void)stream_id;
+  (void)user;
+  if (conn_win < n)
+    n = conn_win;
+  if (stream_win < n)
+    n = stream_win;
+  return n > 0 ? n : 1;
 }
 
 static int on_header_cb(nghttp2_session *ng, const nghttp2_frame *frame,
@@ -646,6 +677,8 @@ int brk_h2_new(struct brk_h2 **out, struct brk_loop *loop, struct brk_pipe *pipe
                                                             on_data_chunk_cb);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs,
                                                          on_stream_close_cb);
+  nghttp2_session_callbacks_set_data_source_read_length_callback(
+      cbs, read_length_cb);
   if (nghttp2_option_new(&opt) != 0)
     goto out_cbs;
   nghttp2_option_set_no_auto_window_update(opt, 1);

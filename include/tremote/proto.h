@@ -493,5 +493,13 @@ int tr_decoder_init_split(struct tr_decoder *d, uint32_t max_payload,
 void tr_decoder_release(struct tr_decoder *d);
 long tr_decoder_feed(struct tr_decoder *d, const uint8_t *in, size_t len,
                      int *complete, struct tr_hdr *h, const uint8_t **payload);
+/*
+ * Where the next payload bytes of the current record will be written, and
+ * how many are still to come (*room); NULL when the decoder is not inside
+ * a payload whose destination is chosen.  A receiver may read input
+ * straight there and then feed the decoder those same bytes, in place:
+ * tr_decoder_feed() does not copy bytes onto themselves.
+ */
+uint8_t *tr_decoder_room(const struct tr_decoder *d, size_t *room);
 
 #endif /* TREMOTE_PROTO_H */

@@ -1157,6 +1157,61 @@ static void test_modules(void **state)
  * behind a kernel: the memory ends as a lane executed in order would leave
  * it.
  */
+/*
+ * The agent receives large DATA payloads straight into their destination
+ * (agent_h2.c, recv_target), following the framing alongside nghttp2.
+ * Host-to-device copies sent in frames of many sizes, with and without
+ * padding, split at odd places, land intact, and the device bytes around
+ * them stay untouched.
+ */
+static void test_h2d_framing(void **state)
+{
+  static const struct tc_framing framings[] = {
+      {0, 0}, {1u << 20, 0}, {1u << 20, 255}, {256u << 10, 7},
+      {(64u << 10) + 3, 1}, {(16u << 10) + 1, 0}};
+  const size_t total = 4 * MiB + 12345;
+  struct tc_result r;
+  uint8_t *buf = malloc(total);
+
+  (void)state;
+  for (size_t f = 0; f < sizeof(framings) / sizeof(framings[0]); f++) {
+    struct tc_conn c;
+    struct tc_stream *sess, *lane;
+    uint64_t sid, p;
+    size_t off = 0, piece = 777;
+
+    tc_framing = framings[f];
+    connect_agent(&c);
+    sess = open_session(&c, 16, &sid);
+    lane = open_lane(&c, sid, 1, 200);
+    p = dmalloc(lane, total + 2 * 4096);
+    for (size_t i = 0; i < total; i++)
+      buf[i] = (uint8_t)(i * 7 + f);
+    /* Pieces of growing, odd sizes up to 1 MiB: chunks of one record each. */
+    while (off < total) {
+      size_t n = total - off < piece ? total - off : piece;
+
+      h2d(lane, p + 4096 + off, buf + off, n, false);
+      off += n;
+      piece = piece * 3 < MiB ? piece * 3 + 1 : MiB;
+    }
+    assert_int_equal(tc_call(lane, TR_OP_SYNCHRONIZE, 0, NULL, 0, NULL), 0);
+    assert_int_equal(d2h(lane, p, total + 2 * 4096, &r), 0);
+    assert_int_equal(r.len, total + 2 * 4096);
+    for (size_t i = 0; i < 4096; i++)
+      assert_int_equal(r.data[i] | r.data[4096 + total + i], 0);
+    if (memcmp(r.data + 4096, buf, total))
+      fail_msg("framing %zu: frame_max %u pad %u: bytes differ", f,
+               framings[f].frame_max, framings[f].pad);
+    free(r.data);
+    tc_end(sess);
+    assert_true(tc_wait_ended(sess));
+    tc_close(&c);
+  }
+  tc_framing = (struct tc_framing){0, 0};
+  free(buf);
+}
+
 static void test_h2d_direct_order(void **state)
 {
   const size_t chunk = MiB, total = 16 * MiB;
@@ -1529,6 +1584,7 @@ int main(int argc, char **argv)
     cmocka_unit_test(test_d2h_bounded),
     cmocka_unit_test(test_lane_inbound_bounded),
     cmocka_unit_test(test_modules),
+    cmocka_unit_test(test_h2d_framing),
     cmocka_unit_test(test_h2d_direct_order),
     cmocka_unit_test(test_kernel_output),
     cmocka_unit_test(test_kernel_fault_sticky),

@@ -125,6 +125,34 @@ static int on_close(nghttp2_session *s, int32_t id, uint32_t code, void *ud)
 
 /* ---- connection --------------------------------------------------------- */
 
+struct tc_framing tc_framing;
+
+static ssize_t read_length(nghttp2_session *s, uint8_t type, int32_t id,
+                           int32_t conn_win, int32_t stream_win,
+                           uint32_t max_frame, void *ud)
+{
+  ssize_t n = tc_framing.frame_max < max_frame ? tc_framing.frame_max
+                                                : max_frame;
+
+  (void)s, (void)type, (void)id, (void)ud;
+  if (conn_win < n)
+    n = conn_win;
+  if (stream_win < n)
+    n = stream_win;
+  return n > 0 ? n : 1;
+}
+
+static ssize_t select_padding(nghttp2_session *s, const nghttp2_frame *fr,
+                              size_t max_payload, void *ud)
+{
+  size_t want = fr->hd.length + tc_framing.pad;
+
+  (void)s, (void)ud;
+  if (fr->hd.type != NGHTTP2_DATA)
+    return (ssize_t)fr->hd.length;
+  return (ssize_t)(want < max_payload ? want : max_payload);
+}
+
 int tc_connect(struct tc_conn *c, uint16_t port)
 {
   struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
@@ -146,6 +174,11 @@ int tc_connect(struct tc_conn *c, uint16_t port)
   }
   setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   nghttp2_session_callbacks_new(&cb);
+  if (tc_framing.frame_max)
+    nghttp2_session_callbacks_set_data_source_read_length_callback(
+        cb, read_length);
+  if (tc_framing.pad)
+    nghttp2_session_callbacks_set_select_padding_callback(cb, select_padding);
   nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data);
   nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);

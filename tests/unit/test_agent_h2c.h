@@ -55,6 +55,17 @@ struct tc_conn {
   uint64_t ping_ack_ns; /* CLOCK_MONOTONIC of the last PING ACK */
 };
 
+/*
+ * How connections made from now on frame request bodies: DATA frames of at
+ * most frame_max payload bytes (0: nghttp2's 16 KiB), each padded with pad
+ * bytes when it has room (0: none).  For tests of the agent's receiving.
+ */
+struct tc_framing {
+  uint32_t frame_max;
+  uint8_t pad;
+};
+extern struct tc_framing tc_framing;
+
 /* Connect to 127.0.0.1:port and send the preface and SETTINGS (64 MiB
    stream window, 256 MiB connection window).  Returns 0 or -errno. */
 int tc_connect(struct tc_conn *c, uint16_t port);

@@ -860,6 +860,45 @@ static void test_decoder_split_timing(void **state)
   free(c.rest);
 }
 
+/* tr_decoder_room: where the next payload bytes go, and how many; bytes
+   placed there first and then fed in place arrive intact. */
+static void test_decoder_room(void **state)
+{
+  struct split_ctx c = {0};
+  uint8_t rec[TR_HDR_SIZE + 40], *at;
+  struct tr_decoder d;
+  const uint8_t *payload = NULL;
+  struct tr_hdr h;
+  size_t room = 0;
+  int complete;
+
+  (void)state;
+  tr_hdr_init(&h, TR_OP_MEMCPY_H2D, 0, 7, 40);
+  tr_hdr_pack(&h, rec);
+  for (int j = 0; j < 40; j++)
+    rec[TR_HDR_SIZE + j] = (uint8_t)(0xa0 + j);
+  assert_int_equal(tr_decoder_init_split(&d, 100, 16, split_cb, &c), 0);
+  assert_null(tr_decoder_room(&d, &room)); /* before a header */
+  assert_int_equal(tr_decoder_feed(&d, rec, TR_HDR_SIZE + 10, &complete, &h,
+                                   &payload),
+                   TR_HDR_SIZE + 10);
+  assert_null(tr_decoder_room(&d, &room)); /* inside the prefix */
+  assert_int_equal(tr_decoder_feed(&d, rec + TR_HDR_SIZE + 10, 9, &complete,
+                                   &h, &payload),
+                   9);
+  at = tr_decoder_room(&d, &room);
+  assert_ptr_equal(at, c.rest + 3); /* 16 + 3 of 40 payload bytes in */
+  assert_int_equal(room, 21);
+  /* Received in place: the decoder takes them without a copy. */
+  memcpy(at, rec + TR_HDR_SIZE + 19, 21);
+  assert_int_equal(tr_decoder_feed(&d, at, 21, &complete, &h, &payload), 21);
+  assert_int_equal(complete, 1);
+  assert_memory_equal(payload, rec + TR_HDR_SIZE + 16, 24);
+  assert_null(tr_decoder_room(&d, &room)); /* between records */
+  tr_decoder_release(&d);
+  free(c.rest);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -876,6 +915,7 @@ int main(void)
     cmocka_unit_test(test_decoder_splits),
     cmocka_unit_test(test_decoder_boundaries),
     cmocka_unit_test(test_decoder_errors),
+    cmocka_unit_test(test_decoder_room),
     cmocka_unit_test(test_decoder_split),
     cmocka_unit_test(test_decoder_split_timing),
   };

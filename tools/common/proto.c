@@ -245,6 +245,19 @@ void tr_decoder_release(struct tr_decoder *d)
   d->buf = NULL;
 }
 
+uint8_t *tr_decoder_room(const struct tr_decoder *d, size_t *room)
+{
+  size_t base;
+
+  if (d->err || d->have < TR_HDR_SIZE || !d->dst)
+    return NULL;
+  base = TR_HDR_SIZE + (d->split ? d->pre : 0);
+  if (d->have < base || d->have >= TR_HDR_SIZE + d->hdr.payload_len)
+    return NULL;
+  *room = TR_HDR_SIZE + (size_t)d->hdr.payload_len - d->have;
+  return d->dst + (d->have - base);
+}
+
 long tr_decoder_feed(struct tr_decoder *d, const uint8_t *in, size_t len,
                      int *complete, struct tr_hdr *h, const uint8_t **payload)
 {
@@ -304,8 +317,9 @@ long tr_decoder_feed(struct tr_decoder *d, const uint8_t *in, size_t len,
   base = TR_HDR_SIZE + (d->split ? d->pre : 0);
   want = TR_HDR_SIZE + (size_t)d->hdr.payload_len - d->have;
   take = (len - used) < want ? (len - used) : want;
-  if (take)
-    memcpy(d->dst + (d->have - base), in + used, take);
+  /* Bytes received in place (tr_decoder_room) are where they belong. */
+  if (take && d->dst + (d->have - base) != in + used)
+    memmove(d->dst + (d->have - base), in + used, take);
   d->have += (uint32_t)take;
   used += take;
   if (d->have == TR_HDR_SIZE + d->hdr.payload_len) {
