@@ -34,8 +34,13 @@
 #include "brk_h2.h"
 #include "brk_log.h"
 #include "brk_loop.h"
+#include "h2track.h"
 
-#define RBUF_SIZE (64u << 10)
+#define RBUF_SIZE (256u << 10)
+/* DATA payload bytes worth a read straight into their destination, and
+   how far a read into rbuf goes past the current frame (read_target). */
+#define IN_PLACE_MIN (16u << 10)
+#define IN_PLACE_HEAD (4u << 10)
 #define OUT_HIGH (1u << 20) /* pending output that makes send_cb push back */
 #define MAX_IOV 64
 #define BRK_H2_FRAME_OUT (256u << 10) /* see read_length_cb */
@@ -64,7 +69,9 @@ struct brk_h2 {
   struct brk_h2_stream *streams;
   struct brk_bq out; /* pending output, in order */
   uint8_t *rbuf;
+  uint8_t *in;           /* the input being fed: rbuf, or read in place */
   size_t in_off, in_len; /* unprocessed input kept while paused */
+  struct tr_h2track fr;  /* framing of the input, for reads in place */
   int paused;
   int wblocked; /* the pipe answered EAGAIN during send */
   int dead, told;
@@ -115,6 +122,7 @@ void brk_pipe_plain(struct brk_pipe *p, int fd)
 {
   memset(p, 0, sizeof(*p));
   p->fd = fd;
+  p->in_place = 1;
   p->read = plain_read;
   p->writev = plain_writev;
   p->close = plain_close;
@@ -491,17 +499,59 @@ static void on_writable(struct brk_op *op, int res, void *arg)
 static int feed(struct brk_h2 *c)
 {
   while (c->in_off < c->in_len && !c->paused && !c->dead) {
-    ssize_t n = nghttp2_session_mem_recv(c->ng, c->rbuf + c->in_off,
+    ssize_t n = nghttp2_session_mem_recv(c->ng, c->in + c->in_off,
                                          c->in_len - c->in_off);
     if (n < 0) {
       die(c, "bad HTTP/2 input from the agent: %s", nghttp2_strerror((int)n));
       return -1;
     }
+    tr_h2track_feed(&c->fr, c->in + c->in_off, (size_t)n);
     c->in_off += (size_t)n;
   }
   if (c->in_off == c->in_len)
     c->in_off = c->in_len = 0;
+  else if (c->in != c->rbuf) {
+    /* Paused inside bytes read in place: keep the rest in our own buffer
+       (the owner's memory may change before we resume). */
+    memmove(c->rbuf, c->in + c->in_off, c->in_len - c->in_off);
+    c->in_len -= c->in_off;
+    c->in_off = 0;
+    c->in = c->rbuf;
+  }
   return c->dead ? -1 : 0;
+}
+
+/*
+ * Where to read next: straight into the memory the stream's owner will
+ * copy the next DATA payload bytes to (recv_room), when at least
+ * IN_PLACE_MIN of them come next; else our buffer, only up to a little
+ * past the current frame, so that the next large payload can go in place.
+ * At most RBUF_SIZE, so that a pause can always keep the rest in rbuf.
+ */
+static uint8_t *read_target(struct brk_h2 *c, size_t *len)
+{
+  struct brk_h2_stream *s;
+  size_t data, room;
+  int32_t id;
+  uint8_t *p;
+
+  *len = RBUF_SIZE;
+  if (!c->pipe.in_place)
+    return c->rbuf;
+  *len = tr_h2track_next_read(&c->fr, IN_PLACE_HEAD, RBUF_SIZE);
+  data = tr_h2track_data(&c->fr, &id);
+  if (data < IN_PLACE_MIN)
+    return c->rbuf;
+  s = nghttp2_session_get_stream_user_data(c->ng, id);
+  if (!s || !s->user || !s->cbs->recv_room)
+    return c->rbuf;
+  p = s->cbs->recv_room(s, s->user, &room);
+  if (!p || room < IN_PLACE_MIN)
+    return c->rbuf;
+  *len = data < room ? data : room;
+  if (*len > RBUF_SIZE)
+    *len = RBUF_SIZE;
+  return p;
 }
 
 static void on_readable(struct brk_op *op, int res, void *arg)
@@ -517,7 +567,10 @@ static void on_readable(struct brk_op *op, int res, void *arg)
   /* A bounded number of reads per wake-up keeps one busy machine from
      starving everything else on the loop. */
   for (int i = 0; i < 16 && !c->paused && !c->dead; i++) {
-    n = c->pipe.read(&c->pipe, c->rbuf, RBUF_SIZE);
+    size_t want;
+    uint8_t *at = read_target(c, &want);
+
+    n = c->pipe.read(&c->pipe, at, want);
     if (n == -EAGAIN)
       break;
     if (n == 0) {
@@ -530,6 +583,7 @@ static void on_readable(struct brk_op *op, int res, void *arg)
     }
     c->bytes_in += (uint64_t)n;
     c->last_rx_ms = brk_now_ms();
+    c->in = at;
     c->in_off = 0;
     c->in_len = (size_t)n;
     if (feed(c) < 0)
@@ -659,6 +713,8 @@ int brk_h2_new(struct brk_h2 **out, struct brk_loop *loop, struct brk_pipe *pipe
   brk_task_init(&c->dead_task, dead_task, c);
   brk_task_init(&c->resume_task, resume_task, c);
   c->rbuf = malloc(RBUF_SIZE);
+  c->in = c->rbuf;
+  tr_h2track_init(&c->fr, 0); /* a client's input has no preface */
   c->authority = strdup(opts->authority);
   if (asprintf(&c->auth, "Bearer %s", opts->secret) < 0)
     c->auth = NULL;

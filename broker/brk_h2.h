@@ -52,6 +52,8 @@ struct brk_h2_stream;
  */
 struct brk_pipe {
   int fd;
+  int in_place; /* read() gives the peer's bytes as they are, so they may
+                   be read straight into their destination (not under TLS) */
   ssize_t (*read)(struct brk_pipe *p, void *buf, size_t len);
   ssize_t (*writev)(struct brk_pipe *p, const struct iovec *iov, int n);
   void (*close)(struct brk_pipe *p);
@@ -117,6 +119,13 @@ struct brk_h2_stream_cbs {
    */
   int (*on_data)(struct brk_h2_stream *s, void *user, const uint8_t *data,
                  size_t len);
+  /*
+   * Optional: where on_data would copy the next response body bytes, and
+   * how many it would copy there (*room); NULL if nowhere in particular.
+   * The connection may then read them straight there and pass that very
+   * memory to on_data, which must not copy bytes onto themselves.
+   */
+  uint8_t *(*recv_room)(struct brk_h2_stream *s, void *user, size_t *room);
   /* The peer ended the response (END_STREAM) while the stream lives on. */
   void (*on_end)(struct brk_h2_stream *s, void *user);
   /* The request body queue fell below the owner's low-water mark (see

@@ -626,9 +626,23 @@ static void ls_on_close(struct brk_h2_stream *st, void *user, uint32_t code)
   brk_msess_broken(ls->ms, why);
 }
 
+/* Where the decoder puts the next reply bytes (the download area, a
+   region, the spill buffer), when they would go straight there. */
+static uint8_t *ls_recv_room(struct brk_h2_stream *st, void *user,
+                             size_t *room)
+{
+  struct brk_lstream *ls = user;
+
+  (void)st;
+  if (ls->blocked || ls->have_rec || !ls->lane || ls->lane->c->dead)
+    return NULL;
+  return tr_decoder_room(&ls->dec, room);
+}
+
 static const struct brk_h2_stream_cbs ls_cbs = {
     .on_response = ls_on_response,
     .on_data = ls_on_data,
+    .recv_room = ls_recv_room,
     .on_end = ls_on_end,
     .on_writable = ls_on_writable,
     .on_close = ls_on_close,

@@ -559,50 +559,6 @@ static void conn_flush(struct conn *c)
   }
 }
 
-/* Follow the framing over n bytes that nghttp2 has just taken. */
-static void frame_track(struct conn *c, const uint8_t *p, size_t n)
-{
-  while (n) {
-    size_t k;
-
-    if (c->fr.preface) {
-      k = n < c->fr.preface ? n : c->fr.preface;
-      c->fr.preface -= (uint32_t)k;
-    } else if (!c->fr.in_payload) {
-      k = n < 9 - c->fr.hlen ? n : 9 - c->fr.hlen;
-      memcpy(c->fr.hdr + c->fr.hlen, p, k);
-      c->fr.hlen += (uint32_t)k;
-      if (c->fr.hlen == 9) {
-        const uint8_t *h = c->fr.hdr;
-
-        c->fr.hlen = 0;
-        c->fr.left = (uint32_t)h[0] << 16 | (uint32_t)h[1] << 8 | h[2];
-        c->fr.type = h[3];
-        c->fr.stream = (int32_t)(((uint32_t)h[5] << 24 | (uint32_t)h[6] << 16 |
-                                  (uint32_t)h[7] << 8 | h[8]) & 0x7fffffffu);
-        c->fr.pad = 0;
-        c->fr.padlen_next = c->fr.type == NGHTTP2_DATA &&
-                            (h[4] & NGHTTP2_FLAG_PADDED) && c->fr.left;
-        c->fr.in_payload = c->fr.left > 0;
-      }
-    } else if (c->fr.padlen_next) {
-      k = 1;
-      c->fr.pad = p[0];
-      c->fr.padlen_next = false;
-      c->fr.left--;
-      c->fr.in_payload = c->fr.left > 0;
-    } else {
-      k = n < c->fr.left ? n : c->fr.left;
-      c->fr.left -= (uint32_t)k;
-      if (c->fr.pad > c->fr.left)
-        c->fr.pad = c->fr.left;
-      c->fr.in_payload = c->fr.left > 0;
-    }
-    p += k;
-    n -= k;
-  }
-}
-
 /*
  * If the next input bytes are at least RECV_DIRECT_MIN bytes of a lane's
  * DATA payload that its decoder will write to one place (a record's
@@ -621,14 +577,12 @@ static uint8_t *recv_target(struct conn *c, size_t *len)
   struct stream *st;
   uint8_t *dst;
   size_t data, room;
+  int32_t id;
 
-  if (c->fr.preface || !c->fr.in_payload || c->fr.type != NGHTTP2_DATA ||
-      c->fr.padlen_next || c->fr.left <= c->fr.pad)
-    return NULL;
-  data = c->fr.left - c->fr.pad;
+  data = tr_h2track_data(&c->fr, &id);
   if (data < RECV_DIRECT_MIN)
     return NULL;
-  st = nghttp2_session_get_stream_user_data(c->ngh, c->fr.stream);
+  st = nghttp2_session_get_stream_user_data(c->ngh, id);
   if (!st || st->kind != ST_LANE || st->rst_sent || st->lane->skip)
     return NULL;
   dst = tr_decoder_room(&st->lane->dec, &room);
@@ -649,8 +603,10 @@ static void conn_read(struct conn *c)
     agt_ngssize rv;
 
     if (!buf) {
+      /* Only a little past this frame: the next large payload then
+         goes in place. */
       buf = srv->rbuf;
-      cap = sizeof(srv->rbuf);
+      cap = tr_h2track_next_read(&c->fr, RECV_HEAD, sizeof(srv->rbuf));
     }
     n = recv(c->ev.fd, buf, cap, 0);
 
@@ -675,7 +631,7 @@ static void conn_read(struct conn *c)
       c->dead = true;
       return;
     }
-    frame_track(c, buf, (size_t)rv); /* all of it: we never pause */
+    tr_h2track_feed(&c->fr, buf, (size_t)rv); /* all: we never pause */
   }
   conn_mark(c);
 }
@@ -738,7 +694,7 @@ static void accept_all(struct agt_server *srv)
     c->ev.fd = fd;
     c->srv = srv;
     c->auth_by = agt_now_ms() + AUTH_GRACE_MS;
-    c->fr.preface = NGHTTP2_CLIENT_MAGIC_LEN; /* a server session reads it */
+    tr_h2track_init(&c->fr, NGHTTP2_CLIENT_MAGIC_LEN); /* a server's input */
     if (getnameinfo((struct sockaddr *)&sa, salen, host, sizeof(host), serv,
                     sizeof(serv), NI_NUMERICHOST | NI_NUMERICSERV) == 0)
       snprintf(c->peer, sizeof(c->peer), "%s:%s", host, serv);

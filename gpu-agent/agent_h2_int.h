@@ -41,6 +41,7 @@ typedef nghttp2_data_provider agt_ngprd;
 #endif
 
 #include "agent.h"
+#include "h2track.h"
 #include "agent_exec.h"
 #include "agent_h2.h"
 #include "agent_hmap.h"
@@ -60,8 +61,10 @@ typedef nghttp2_data_provider agt_ngprd;
 #define SHUTDOWN_WAIT_MS 30000
 #define RECV_BUF (64u << 10)
 #define RECV_ROUNDS 16 /* reads per wake-up before others get a turn */
-/* DATA payload bytes worth a receive straight into their record. */
+/* DATA payload bytes worth a receive straight into their record, and how
+   far a receive into rbuf goes past the current frame. */
 #define RECV_DIRECT_MIN (16u << 10)
+#define RECV_HEAD (4u << 10)
 /*
  * iovec entries of one lane DATA frame written by send_data_cb: the frame
  * header, the pad length, the payload runs, the padding.  A frame of many
@@ -146,22 +149,8 @@ struct conn {
   uint64_t auth_by;   /* ms deadline for a first authenticated request,
                          0 once one came */
   char peer[64];
-  /*
-   * Where the input stands in HTTP/2's framing, followed byte for byte
-   * alongside nghttp2, so that a large DATA payload can be received
-   * straight into the memory its lane record decodes into (conn_read).
-   */
-  struct {
-    uint32_t preface; /* client preface bytes still to come */
-    uint8_t hdr[9];   /* frame header bytes gathered (hlen of them) */
-    uint32_t hlen;
-    bool in_payload;  /* inside a frame's payload ... */
-    uint32_t left;    /* ... with this many bytes left, */
-    uint32_t pad;     /* the last pad of them padding (DATA) */
-    bool padlen_next; /* DATA with PADDED: the pad length byte is next */
-    uint8_t type;
-    int32_t stream;
-  } fr;
+  /* Where the input stands in HTTP/2's framing (conn_read). */
+  struct tr_h2track fr;
 };
 
 struct agt_server {
