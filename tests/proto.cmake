@@ -1,5 +1,7 @@
 # The record codec (tools/common/proto.c) and its fuzzer.
 tr_unit_test(test_proto SOURCES unit/test_proto.c FAST)
+# HTTP/2 frame tracking for reads in place (tools/common/h2track.c).
+tr_unit_test(test_h2track SOURCES unit/test_h2track.c FAST)
 
 # fuzz_decoder: libFuzzer needs clang, and trcommon is built with gcc, so the
 # fuzzer compiles the sources it exercises itself (proto.c, ring.c).  The

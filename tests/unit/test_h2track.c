@@ -1,0 +1,187 @@
+/*
+ * test_h2track.c: tools/common/h2track.c follows HTTP/2 framing exactly,
+ * whatever the pieces the bytes arrive in: a stream of frames of every
+ * kind (a client preface, SETTINGS, HEADERS, DATA plain and PADDED, empty
+ * frames) is fed whole, byte by byte and in random pieces, and at every
+ * byte the tracker's answer (DATA payload bytes next, of which stream; how
+ * far a buffered read should go) is compared with the truth kept while the
+ * stream was built.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "h2track.h"
+
+#define CAP (1u << 20)
+
+struct truth {
+  uint8_t *bytes;
+  size_t len;
+  uint32_t *data;   /* per byte: DATA payload bytes from here (0: none) */
+  int32_t *stream;  /* per byte: their stream */
+  uint32_t *fr_end; /* per byte: bytes to the end of what is known of its
+                       frame (of the header only, inside a header) */
+};
+
+static void put(struct truth *t, const void *p, size_t n, uint32_t data0,
+                int32_t id, int data_run, uint32_t frame_end)
+{
+  for (size_t i = 0; i < n; i++) {
+    t->bytes[t->len] = ((const uint8_t *)p)[i];
+    t->data[t->len] = data_run ? data0 - (uint32_t)i : 0;
+    t->stream[t->len] = id;
+    t->fr_end[t->len] = frame_end - (uint32_t)i;
+    t->len++;
+  }
+}
+
+static void frame(struct truth *t, uint8_t type, uint8_t flags, int32_t id,
+                  uint32_t payload, uint8_t pad)
+{
+  uint8_t h[9], buf[4096];
+  uint32_t len = payload + ((flags & 0x8) ? 1u + pad : 0u);
+  uint32_t end = 9 + len;
+
+  h[0] = (uint8_t)(len >> 16);
+  h[1] = (uint8_t)(len >> 8);
+  h[2] = (uint8_t)len;
+  h[3] = type;
+  h[4] = flags;
+  h[5] = (uint8_t)(id >> 24);
+  h[6] = (uint8_t)(id >> 16);
+  h[7] = (uint8_t)(id >> 8);
+  h[8] = (uint8_t)id;
+  /* In a header only its own rest is known (nothing at its first byte). */
+  for (uint32_t i = 0; i < 9; i++)
+    put(t, h + i, 1, 0, id, 0, i ? 9 - i : 0);
+  end -= 9;
+  if (flags & 0x8) {
+    put(t, &pad, 1, 0, id, 0, end);
+    end--;
+  }
+  for (uint32_t done = 0; done < payload;) {
+    uint32_t k = payload - done < sizeof(buf) ? payload - done : sizeof(buf);
+
+    memset(buf, (int)(done + id), k);
+    put(t, buf, k, payload - done, id, type == 0, end);
+    done += k;
+    end -= k;
+  }
+  memset(buf, 0, pad);
+  if (flags & 0x8)
+    put(t, buf, pad, 0, id, 0, end);
+}
+
+static void build(struct truth *t)
+{
+  static const char magic[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+  t->bytes = malloc(8u << 20);
+  t->data = malloc((8u << 20) * sizeof(uint32_t));
+  t->stream = malloc((8u << 20) * sizeof(int32_t));
+  t->fr_end = malloc((8u << 20) * sizeof(uint32_t));
+  assert_non_null(t->fr_end);
+  t->len = 0;
+  put(t, magic, 24, 0, 0, 0, 24);
+  frame(t, 0x4, 0, 0, 12, 0);          /* SETTINGS */
+  frame(t, 0x1, 0x4, 1, 40, 0);        /* HEADERS */
+  frame(t, 0x0, 0, 1, 300000, 0);      /* DATA */
+  frame(t, 0x0, 0x8, 3, 70000, 200);   /* DATA, padded */
+  frame(t, 0x8, 0, 1, 4, 0);           /* WINDOW_UPDATE */
+  frame(t, 0x0, 0, 5, 0, 0);           /* empty DATA */
+  frame(t, 0x0, 0x8, 5, 0, 9);         /* padding only */
+  frame(t, 0x0, 0x8, 7, 5, 0);         /* PADDED with pad 0 */
+  frame(t, 0x6, 0, 0, 8, 0);           /* PING */
+  frame(t, 0x0, 0x1, 9, 1u << 20, 0);  /* DATA, END_STREAM */
+  frame(t, 0x3, 0, 9, 4, 0);           /* RST_STREAM */
+}
+
+static size_t piece_all(size_t left) { return left; }
+static size_t piece_one(size_t left) { (void)left; return 1; }
+static size_t piece_rand(size_t left)
+{
+  size_t n = 1 + (size_t)rand() % 70000;
+
+  return n < left ? n : left;
+}
+
+static void check_at(const struct truth *t, const struct tr_h2track *k,
+                     size_t pos)
+{
+  int32_t id = -1;
+  size_t d = tr_h2track_data(k, &id);
+
+  if (pos == t->len) {
+    assert_int_equal(d, 0);
+    return;
+  }
+  if (d != t->data[pos])
+    fail_msg("byte %zu: %zu DATA bytes next, expected %u", pos, d,
+             t->data[pos]);
+  if (d)
+    assert_int_equal(id, t->stream[pos]);
+  /* A buffered read ends head bytes past what is known of this frame. */
+  assert_int_equal(tr_h2track_next_read(k, 100, CAP),
+                   t->fr_end[pos] + 100 < CAP ? t->fr_end[pos] + 100 : CAP);
+}
+
+static void run(const struct truth *t, size_t (*piece)(size_t),
+                int every_byte)
+{
+  struct tr_h2track k;
+  size_t pos = 0;
+
+  tr_h2track_init(&k, 24);
+  check_at(t, &k, 0);
+  while (pos < t->len) {
+    size_t n = piece(t->len - pos);
+
+    tr_h2track_feed(&k, t->bytes + pos, n);
+    pos += n;
+    if (every_byte || pos == t->len || n < 64)
+      check_at(t, &k, pos);
+  }
+}
+
+static void test_framing(void **state)
+{
+  struct truth t;
+
+  (void)state;
+  build(&t);
+  run(&t, piece_all, 1);
+  run(&t, piece_one, 0);
+  for (int i = 0; i < 20; i++)
+    run(&t, piece_rand, 1);
+  /* Byte by byte with a check at every byte: the full table. */
+  {
+    struct tr_h2track k;
+
+    tr_h2track_init(&k, 24);
+    for (size_t pos = 0; pos < t.len; pos++) {
+      check_at(&t, &k, pos);
+      tr_h2track_feed(&k, t.bytes + pos, 1);
+    }
+    check_at(&t, &k, t.len);
+  }
+  free(t.bytes);
+  free(t.data);
+  free(t.stream);
+  free(t.fr_end);
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_framing),
+  };
+
+  srand(7);
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
