@@ -32,6 +32,8 @@ struct agt_call {
   bool want_reply;
   bool direct; /* MEMCPY_H2D already received into device memory */
   struct agt_out *reply; /* final reply payload, or NULL for empty */
+  void *unpin;           /* a mem_pin the replies refer to: released once
+                            they have all been sent */
   char why[AGT_WHY_MAX]; /* a failed call's diagnostic, or "" */
 };
 
@@ -145,10 +147,43 @@ static uint32_t op_memcpy_h2d(struct agt_call *c)
  * Chunks are produced only as fast as the network drains them
  * (agt_lane_push_out waits), so a 1 GiB copy holds AGT_LANE_OUT_MAX bytes.
  */
+/*
+ * Device memory the host can read (the emulated device's) is sent from
+ * where it is: the replies only refer to it (agt_out_new_ref), the range
+ * stays pinned, and the lane runs nothing more until every reply has left
+ * the queue (agt_ops_execute, c->unpin), so that nothing it runs next can
+ * change the bytes before they are sent.  Elsewhere (or for small copies)
+ * the bytes are copied into the replies.
+ */
+#define D2H_REF_MIN (256u << 10)
+
+static uint32_t d2h_by_ref(struct agt_call *c, const uint8_t *view,
+                           uint64_t len)
+{
+  uint64_t off = 0;
+
+  while (len - off > TR_CHUNK_MAX) {
+    struct agt_out *o = agt_out_new_ref(view + off, TR_CHUNK_MAX);
+    struct tr_hdr h;
+
+    if (!o)
+      return cudaErrorMemoryAllocation;
+    tr_hdr_init(&h, c->hdr->opcode, TR_F_REPLY | TR_F_MORE,
+                c->hdr->request_id, TR_CHUNK_MAX);
+    if (agt_lane_push_out(c->lane, o, &h) < 0)
+      return cudaSuccess; /* lane gone: nobody to tell */
+    off += TR_CHUNK_MAX;
+  }
+  c->reply = agt_out_new_ref(view + off, (uint32_t)(len - off));
+  return c->reply ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+
 static uint32_t op_memcpy_d2h(struct agt_call *c)
 {
   const struct agt_backend_ops *ops = ops_of(c);
   uint64_t src, len, off = 0;
+  void *pin = NULL;
+  const uint8_t *view;
   uint32_t st;
 
   if (c->len != 16)
@@ -160,6 +195,12 @@ static uint32_t op_memcpy_d2h(struct agt_call *c)
   st = ops->mem_check(c->sess->ctx, src, len);
   if (st || !c->want_reply)
     return st; /* nobody waits for the bytes: nothing to copy */
+  view = len >= D2H_REF_MIN ? ops->mem_pin(c->sess->ctx, src, len, &pin)
+                            : NULL;
+  if (view) {
+    c->unpin = pin;
+    return d2h_by_ref(c, view, len);
+  }
   while (len - off > TR_CHUNK_MAX) {
     struct agt_out *o = agt_out_new(TR_CHUNK_MAX);
     struct tr_hdr h;
@@ -1009,7 +1050,7 @@ void agt_ops_execute(struct agt_lane *l, struct agt_rec *r)
     if (st && !l->deferred)
       l->deferred = st;
     free(c.reply);
-    return;
+    goto out;
   }
   if ((r->hdr.opcode == TR_OP_SYNCHRONIZE || r->hdr.opcode == TR_OP_OUTPUT) &&
       st < TR_ST_BASE) {
@@ -1050,7 +1091,7 @@ void agt_ops_execute(struct agt_lane *l, struct agt_rec *r)
             (unsigned long long)l->id);
     agt_lane_abort(l);
     agt_lane_notify(l);
-    return;
+    goto out;
   }
   n = c.reply->len - TR_HDR_SIZE;
   if (agt_session_has_output(c.sess))
@@ -1058,4 +1099,9 @@ void agt_ops_execute(struct agt_lane *l, struct agt_rec *r)
   tr_hdr_init(&h, r->hdr.opcode, flags, r->hdr.request_id, n);
   h.status = st;
   agt_lane_push_out(l, c.reply, &h);
+out:
+  if (c.unpin) {
+    agt_lane_wait_sent(l);
+    ops_of(&c)->mem_unpin(c.sess->ctx, c.unpin);
+  }
 }

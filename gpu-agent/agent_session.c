@@ -596,7 +596,31 @@ struct agt_out *agt_out_new(uint32_t payload_len)
   o->next = NULL;
   o->len = TR_HDR_SIZE + payload_len;
   o->off = 0;
+  o->ext = NULL;
   return o;
+}
+
+struct agt_out *agt_out_new_ref(const void *payload, uint32_t payload_len)
+{
+  struct agt_out *o = agt_out_new(0);
+
+  if (!o)
+    return NULL;
+  o->len = TR_HDR_SIZE + payload_len;
+  o->ext = payload;
+  return o;
+}
+
+/* The contiguous bytes of o from offset off on: *n of them at the result. */
+static const uint8_t *out_seg(const struct agt_out *o, uint32_t off,
+                              size_t *n)
+{
+  if (!o->ext || off >= TR_HDR_SIZE) {
+    *n = o->len - off;
+    return o->ext ? o->ext + (off - TR_HDR_SIZE) : o->data + off;
+  }
+  *n = TR_HDR_SIZE - off;
+  return o->data + off;
 }
 
 void agt_lane_notify(struct agt_lane *l)
@@ -636,6 +660,17 @@ int agt_lane_push_out(struct agt_lane *l, struct agt_out *o,
   return 0;
 }
 
+void agt_lane_wait_sent(struct agt_lane *l)
+{
+  pthread_mutex_lock(&l->mu);
+  while (!l->aborted && l->out_bytes) {
+    l->drain_waiters++;
+    pthread_cond_wait(&l->space, &l->mu);
+    l->drain_waiters--;
+  }
+  pthread_mutex_unlock(&l->mu);
+}
+
 size_t agt_lane_peek_out(struct agt_lane *l, size_t len, unsigned max_runs,
                          bool *eof)
 {
@@ -644,10 +679,19 @@ size_t agt_lane_peek_out(struct agt_lane *l, size_t len, unsigned max_runs,
 
   pthread_mutex_lock(&l->mu);
   for (struct agt_out *o = l->out_head; o && n < len && runs < max_runs;
-       o = o->next, runs++) {
-    size_t take = o->len - o->off;
+       o = o->next) {
+    uint32_t off = o->off;
 
-    n += take < len - n ? take : len - n;
+    while (off < o->len && n < len && runs < max_runs) {
+      size_t seg;
+
+      (void)out_seg(o, off, &seg);
+      if (seg > len - n)
+        seg = len - n;
+      n += seg;
+      off += (uint32_t)seg;
+      runs++;
+    }
   }
   *eof = l->out_eof && n == l->out_bytes;
   pthread_mutex_unlock(&l->mu);
@@ -681,7 +725,8 @@ static struct agt_out *out_drop_locked(struct agt_lane *l, size_t n)
       done_tail = &o->next;
     }
   }
-  if (was_full && l->out_bytes < AGT_LANE_OUT_MAX && l->space_waiters)
+  if ((was_full && l->out_bytes < AGT_LANE_OUT_MAX && l->space_waiters) ||
+      (!l->out_bytes && l->drain_waiters))
     pthread_cond_broadcast(&l->space);
   return done;
 }
@@ -700,18 +745,24 @@ int agt_lane_send_out(struct agt_lane *l, size_t len, struct iovec *iov,
    */
   pthread_mutex_lock(&l->mu);
   for (struct agt_out *o = l->out_head; o && n < len; o = o->next) {
-    size_t take = o->len - o->off;
+    uint32_t off = o->off;
 
-    if (k == cap) {
-      rc = -EOVERFLOW;
-      goto out_unlock;
+    while (off < o->len && n < len) {
+      size_t take;
+      const uint8_t *p = out_seg(o, off, &take);
+
+      if (k == cap) {
+        rc = -EOVERFLOW;
+        goto out_unlock;
+      }
+      if (take > len - n)
+        take = len - n;
+      iov[k].iov_base = (void *)p;
+      iov[k].iov_len = take;
+      k++;
+      n += take;
+      off += (uint32_t)take;
     }
-    if (take > len - n)
-      take = len - n;
-    iov[k].iov_base = o->data + o->off;
-    iov[k].iov_len = take;
-    k++;
-    n += take;
   }
   if (n < len) {
     rc = -ECANCELED;

@@ -247,11 +247,18 @@ void agt_rec_unpin(struct agt_lane *l, struct agt_rec *r);
 /* Free a record of l (NULL is a no-op), unpinning it first. */
 void agt_rec_free(struct agt_lane *l, struct agt_rec *r);
 
-/* A run of reply bytes (one packed record).  Owned by the queue. */
+/*
+ * A run of reply bytes (one packed record).  Owned by the queue.  Its
+ * header is in data; its payload too, or, for a run made by
+ * agt_out_new_ref, at ext: memory the run only refers to, which its maker
+ * keeps valid and unchanged until the run has left the queue
+ * (agt_lane_wait_sent).
+ */
 struct agt_out {
   struct agt_out *next;
   uint32_t len; /* TR_HDR_SIZE + payload */
   uint32_t off; /* bytes already handed to nghttp2 */
+  const uint8_t *ext; /* the payload, when not in data */
   uint8_t data[];
 };
 
@@ -273,6 +280,7 @@ struct agt_lane {
   uint64_t out_bytes;
   uint64_t done_bytes; /* wire bytes executed, not yet credited */
   unsigned space_waiters;
+  unsigned drain_waiters; /* agt_lane_wait_sent callers */
   bool in_eof;   /* the request body ended: no more records */
   bool out_eof;  /* every record ran: end the response after out */
   bool aborted;  /* stream or session gone: drop everything */
@@ -341,6 +349,15 @@ bool agt_lane_aborted(struct agt_lane *l);
  * the header.  NULL on -ENOMEM.
  */
 struct agt_out *agt_out_new(uint32_t payload_len);
+/* A reply record whose payload_len bytes of payload stay at payload. */
+struct agt_out *agt_out_new_ref(const void *payload, uint32_t payload_len);
+
+/*
+ * Wait until nothing is left in l's outbound queue (every run was written
+ * to the socket or copied aside for it), or l is aborted (its runs are
+ * freed unsent).  After it, memory that runs referred to may change.
+ */
+void agt_lane_wait_sent(struct agt_lane *l);
 static inline uint8_t *agt_out_payload(struct agt_out *o)
 {
   return o->data + TR_HDR_SIZE;
@@ -367,8 +384,9 @@ int agt_lane_push_out(struct agt_lane *l, struct agt_out *o,
 
 /*
  * The length of the lane's next DATA frame (network thread): the queued
- * reply bytes from the front, at most len of them and spanning at most
- * max_runs struct agt_out runs.  Sets *eof when the response is complete
+ * reply bytes from the front, at most len of them and in at most max_runs
+ * pieces of contiguous memory (a run is one, or two when its payload is
+ * elsewhere).  Sets *eof when the response is complete
  * after these bytes.  Returns 0 with !*eof when nothing is queued yet.
  * Nothing is taken off the queue.
  */

@@ -879,6 +879,15 @@ static void test_d2h_bounded(void **state)
   tr_put_u64(req, p);
   tr_put_u64(req + 8, big);
   tc_send_record(lane, TR_OP_MEMCPY_D2H, TR_F_WANT_REPLY, 4242, req, 16);
+  /* Behind it, a memset of its last bytes, those whose replies are the
+     last to leave: the replies refer to the device memory (emulated
+     device), so the memset must wait until they have all been sent. */
+  {
+    uint8_t ms[20];
+
+    memset_payload(ms, p + big - 16 * MiB, 16 * MiB, 0x77);
+    tc_post(lane, TR_OP_MEMSET, ms, sizeof(ms));
+  }
   tc_pump(&c, 0);
   /* Not reading: the agent must stall, not buffer. */
   usleep(500000);
@@ -915,6 +924,14 @@ static void test_d2h_bounded(void **state)
   assert_false(bad);
   assert_int_equal(got, big);
   assert_int_equal(nmore, big / TR_CHUNK_MAX - 1);
+  {
+    struct tc_result r;
+
+    assert_int_equal(d2h(lane, p + big - 4096, 4096, &r), 0);
+    assert_int_equal(r.len, 4096);
+    assert_int_equal(r.data[0], 0x77); /* the memset ran afterwards */
+    free(r.data);
+  }
   tc_end(sess);
   assert_true(tc_wait_ended(sess));
   tc_close(&c);
