@@ -22,6 +22,12 @@
 #include "client.h"
 #include "shim_errstate.h"
 
+/* Requests sent without waiting whose replies are still to come. */
+#define SHIM_PEND_MAX 64
+/* Their reply records, at most (each a small record in the reply ring,
+   which must never fill up with them: see shim_call_async). */
+#define SHIM_PEND_RECORDS 2048
+
 /* Thread state.  Owned by the thread; freed by its TLS destructor. */
 struct shim_thread {
   struct tr_lane lane;
@@ -40,6 +46,14 @@ struct shim_thread {
      Its no-reply records go into the capture instead of the lane
      (shim_stream.c).  Cleared at the start of every call (shim_ready). */
   struct shim_stream *capture;
+  /* Requests on the lane whose replies come later (shim_call_async),
+     oldest first, and the first error among those that came. */
+  struct {
+    uint64_t id, want, got, records;
+  } pend[SHIM_PEND_MAX];
+  unsigned pend_head, npend;
+  uint64_t pend_records;
+  int pend_err;
 };
 
 /* The process's view of the broker. */
@@ -91,6 +105,11 @@ int shim_device_of(const void *p);
  * Returns 0, a positive status from the reply (cudaError_t or TR_ST_*), or
  * a negative errno if the transport failed.
  *
+ * Replies to earlier shim_call_async requests that arrive first are taken
+ * on the way, and the first error among them becomes this call's status
+ * when its own is 0 (as the agent does with errors of records sent without
+ * a reply).
+ *
  * shim_call_flags adds request flags: TR_F_SHMREF or TR_F_DEST when args
  * end with a tr_shmref naming a region (shim_host_region); replies the
  * broker placed at a TR_F_DEST range count in *out_len but are not copied.
@@ -99,6 +118,17 @@ int shim_call_flags(struct shim_thread *t, int dev, uint16_t op,
                     uint16_t flags, const void *args, uint32_t alen,
                     const void *data, uint32_t dlen, int want_reply,
                     void *out, uint64_t out_cap, uint64_t *out_len);
+/*
+ * Send a request that wants a reply but do not wait for it: a device-to-
+ * host copy of want bytes into page-locked memory (TR_F_DEST), whose bytes
+ * the broker writes where they belong as they come.  Its replies are taken
+ * by a later call on this lane (every synchronisation is one), or here
+ * first when too many are outstanding.  Returns 0 or a status as
+ * shim_call does.
+ */
+int shim_call_async(struct shim_thread *t, int dev, uint16_t op,
+                    uint16_t flags, const void *args, uint32_t alen,
+                    uint64_t want);
 int shim_call(struct shim_thread *t, int dev, uint16_t op, const void *args,
               uint32_t alen, const void *data, uint32_t dlen, int want_reply,
               void *out, uint64_t out_cap, uint64_t *out_len);

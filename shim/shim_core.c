@@ -243,6 +243,89 @@ int shim_call(struct shim_thread *t, int dev, uint16_t op, const void *args,
                          out, out_cap, out_len);
 }
 
+/*
+ * r is not the reply the caller waits for: if it belongs to the oldest
+ * request sent without waiting, take it (1); else 0 (a broken peer).
+ */
+static int pend_take(struct shim_thread *t, const struct tr_reply *r)
+{
+  unsigned k = t->pend_head;
+
+  if (!t->npend || !(r->h.flags & TR_F_REPLY) ||
+      r->h.request_id != t->pend[k].id)
+    return 0;
+  if (t->pend[k].records) {
+    t->pend[k].records--;
+    t->pend_records--;
+  }
+  if (r->h.flags & TR_F_PLACED) {
+    t->pend[k].got += r->len == 8 ? tr_get_u64(r->payload) : 0;
+  } else if (r->len && !r->h.status) {
+    /* Bytes the broker could not place: the agent sent too many. */
+    if (!t->pend_err)
+      t->pend_err = (int)TR_ST_BAD_RECORD;
+  }
+  if (r->h.status && !t->pend_err)
+    t->pend_err = (int)r->h.status;
+  if (!(r->h.flags & TR_F_MORE)) {
+    if (!r->h.status && t->pend[k].got != t->pend[k].want && !t->pend_err)
+      t->pend_err = (int)TR_ST_BAD_RECORD;
+    t->pend_records -= t->pend[k].records; /* fewer came than counted */
+    t->pend_head = (k + 1) % SHIM_PEND_MAX;
+    t->npend--;
+  }
+  return 1;
+}
+
+/* Take every outstanding reply (the bound on them was reached). */
+static int pend_drain(struct shim_thread *t)
+{
+  struct tr_reply r;
+  int rc;
+
+  while (t->npend) {
+    rc = tr_client_recv(&shim_proc.cli, &t->lane, &r, -1);
+    if (rc < 0)
+      return rc;
+    rc = pend_take(t, &r);
+    tr_client_recv_done(&shim_proc.cli, &t->lane, &r);
+    if (!rc)
+      return -EPROTO;
+  }
+  return 0;
+}
+
+int shim_call_async(struct shim_thread *t, int dev, uint16_t op,
+                    uint16_t flags, const void *args, uint32_t alen,
+                    uint64_t want)
+{
+  uint64_t records = want / TR_CHUNK_MAX + 1;
+  unsigned k;
+  int rc;
+
+  if (t->capture)
+    return shim_capture_record(t, op, args, alen, NULL, 0, 1);
+  if (t->npend == SHIM_PEND_MAX ||
+      t->pend_records + records > SHIM_PEND_RECORDS) {
+    rc = pend_drain(t);
+    if (rc)
+      return rc;
+  }
+  k = (t->pend_head + t->npend) % SHIM_PEND_MAX;
+  t->pend[k].id = ++t->next_id;
+  t->pend[k].want = want;
+  t->pend[k].got = 0;
+  t->pend[k].records = records;
+  rc = tr_client_send(&shim_proc.cli, &t->lane, (uint16_t)dev, op,
+                      flags | TR_F_WANT_REPLY, t->pend[k].id, args, alen,
+                      NULL, 0);
+  if (rc < 0)
+    return rc;
+  t->npend++;
+  t->pend_records += records;
+  return 0;
+}
+
 int shim_call_flags(struct shim_thread *t, int dev, uint16_t op,
                     uint16_t flags, const void *args, uint32_t alen,
                     const void *data, uint32_t dlen, int want_reply,
@@ -265,8 +348,13 @@ int shim_call_flags(struct shim_thread *t, int dev, uint16_t op,
     if (rc < 0)
       return rc;
     if (!(r.h.flags & TR_F_REPLY) || r.h.request_id != id) {
-      /* Replies come in order on a lane; anything else is a broken peer. */
+      /* Replies come in order on a lane: an earlier request's that was
+         sent without waiting, or a broken peer. */
+      int taken = pend_take(t, &r);
+
       tr_client_recv_done(&shim_proc.cli, &t->lane, &r);
+      if (taken)
+        continue;
       return -EPROTO;
     }
     if (r.h.status && !status)
@@ -299,6 +387,10 @@ int shim_call_flags(struct shim_thread *t, int dev, uint16_t op,
     tr_client_recv_done(&shim_proc.cli, &t->lane, &r);
     if (!more)
       break;
+  }
+  if (!status && t->pend_err) {
+    status = t->pend_err;
+    t->pend_err = 0;
   }
   if (out_len)
     *out_len = got;
@@ -492,6 +584,9 @@ static void fork_child(void)
       tr_lane_unmap(&self->lane); /* ours to drop: no LANE_CLOSE */
     if (self) {
       self->have_lane = 0;
+      self->npend = 0;
+      self->pend_records = 0;
+      self->pend_err = 0;
       self->last_error = cudaSuccess;
       self->ncfg = 0;
     }

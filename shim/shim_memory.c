@@ -226,10 +226,15 @@ static int copy_h2d(struct shim_thread *t, int dev, uint64_t dst,
   return 0;
 }
 
-/* Into a region the broker writes the bytes where they belong (TR_F_DEST);
-   elsewhere they come through the download area. */
+/*
+ * Into a region the broker writes the bytes where they belong (TR_F_DEST),
+ * so an asynchronous copy there returns at once, as in CUDA, and its
+ * replies are taken by a later call (shim_call_async).  Elsewhere the
+ * bytes come through the download area, and the copy waits for them even
+ * when asked to be asynchronous, as CUDA does for pageable memory.
+ */
 static int copy_d2h(struct shim_thread *t, int dev, uint8_t *dst, uint64_t src,
-                    size_t n)
+                    size_t n, int async)
 {
   uint8_t args[16 + TR_SHMREF_SIZE];
   struct tr_shmref ref = {0};
@@ -241,6 +246,10 @@ static int copy_d2h(struct shim_thread *t, int dev, uint8_t *dst, uint64_t src,
   if (n >= REGION_MIN && shim_host_region(dst, n, &ref.area, &ref.pos)) {
     ref.len = n;
     tr_shmref_pack(&ref, args + 16);
+    /* Only from live allocations: a bad source is refused at once. */
+    if (async && shim_alloc_covers((void *)(uintptr_t)src, n))
+      return shim_call_async(t, dev, TR_OP_MEMCPY_D2H, TR_F_DEST, args,
+                             sizeof(args), n);
     rc = shim_call_flags(t, dev, TR_OP_MEMCPY_D2H, TR_F_DEST, args,
                          sizeof(args), NULL, 0, 1, dst, n, &got);
   } else {
@@ -304,9 +313,7 @@ cudaError_t shim_memcpy(struct shim_thread *t, void *dst, const void *src,
   } else if (ddev >= 0) {
     rc = copy_h2d(t, ddev, (uint64_t)(uintptr_t)dst, src, count, async);
   } else if (sdev >= 0) {
-    /* Device to pageable host memory is synchronous even when asked
-       asynchronously, as in CUDA: the bytes must be there on return. */
-    rc = copy_d2h(t, sdev, dst, (uint64_t)(uintptr_t)src, count);
+    rc = copy_d2h(t, sdev, dst, (uint64_t)(uintptr_t)src, count, async);
   } else {
     memmove(dst, src, count);
     rc = 0;
@@ -456,7 +463,7 @@ int shim_managed_after_sync(struct shim_thread *t)
   pthread_mutex_lock(&managed_lock);
   if (device_newer)
     for (struct managed *m = managed_list; m && !rc; m = m->next)
-      rc = copy_d2h(t, m->dev, (uint8_t *)m->addr, m->addr, m->size);
+      rc = copy_d2h(t, m->dev, (uint8_t *)m->addr, m->addr, m->size, 0);
   if (!rc) {
     device_newer = 0;
     host_newer = 1;

@@ -7,8 +7,9 @@
 // against pageable copies of the same data, copies of many sizes and
 // offsets (below and above the size that goes by reference, across the
 // 1 MiB chunk size, unaligned), synchronous and asynchronous on a stream,
-// from one page-locked block into another through the device, and memory
-// freed and allocated again.  With "pause", prints READY after the copies
+// from one page-locked block into another through the device, many
+// asynchronous copies outstanding at once, and memory freed and allocated
+// again.  With "pause", prints READY after the copies
 // and waits for a line on stdin, so a test can read the broker's region
 // statistics while the program still holds its blocks.  Prints PASS.  Runs
 // natively on a GPU as well.
@@ -101,6 +102,37 @@ int main(int argc, char **argv)
       CK(cudaMemcpy(ref, dev + off, n, cudaMemcpyDeviceToHost));
       expect(ref, pin2 + off, n, "pageable copy-back", n, off);
     }
+  }
+  /* Many asynchronous copies into page-locked memory, more than the shim
+     keeps outstanding (64) before it must take their replies, each checked
+     after one synchronisation; and one from freed device memory, which
+     fails at once, as in CUDA. */
+  {
+    const size_t piece = 128u << 10;
+    int npieces = (int)(BLOCK / piece);
+
+    for (int i = 0; i < npieces; i++)
+      fill(pin + i * piece, piece, 500 + i);
+    CK(cudaMemcpy(dev, pin, BLOCK, cudaMemcpyHostToDevice));
+    memset(pin2, 0, BLOCK);
+    for (int round = 0; round < 2; round++)
+      for (int i = npieces - 1; i >= 0; i--)
+        CK(cudaMemcpyAsync(pin2 + i * piece, dev + i * piece, piece,
+                           cudaMemcpyDeviceToHost, s));
+    CK(cudaStreamSynchronize(s));
+    expect(pin2, pin, BLOCK, "asynchronous copies into page-locked memory",
+           piece, 0);
+    unsigned char *gone;
+    CK(cudaMalloc((void **)&gone, piece));
+    CK(cudaFree(gone));
+    if (cudaMemcpyAsync(pin2, gone, piece, cudaMemcpyDeviceToHost, s) !=
+        cudaErrorInvalidValue) {
+      fprintf(stderr, "FAIL an asynchronous copy from freed memory must "
+                      "fail at once\n");
+      return 2;
+    }
+    (void)cudaGetLastError();
+    CK(cudaStreamSynchronize(s));
   }
   /* Freed and allocated again: the new block works as well. */
   CK(cudaFreeHost(pin2));
