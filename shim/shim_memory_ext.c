@@ -249,7 +249,10 @@ cudaError_t cudaMemset3DAsync(struct cudaPitchedPtr pp, int value,
 /*
  * Devices are separate machines, so a copy between two of them passes
  * through this host in 64 MiB pieces: down from one, up to the other.
- * On one device it is an ordinary device-to-device copy.
+ * The pieces of a large copy are staged in page-locked memory shared with
+ * the broker, so they are relayed by the broker (read from one machine
+ * into the staging block, sent to the other from it) without a copy in
+ * the program.  On one device it is an ordinary device-to-device copy.
  */
 #define PEER_PIECE (64u << 20)
 
@@ -259,7 +262,8 @@ static cudaError_t memcpy_peer(void *dst, int ddev, const void *src, int sdev,
   struct shim_thread *t;
   cudaError_t e = shim_ready(&t);
   struct shim_stream *s;
-  uint8_t *tmp;
+  uint8_t *tmp = NULL;
+  int staged;
 
   if (e != cudaSuccess)
     return shim_fail(t, e);
@@ -276,7 +280,11 @@ static cudaError_t memcpy_peer(void *dst, int ddev, const void *src, int sdev,
       shim_stream_mark(t, s);
     return e;
   }
-  tmp = malloc(count < PEER_PIECE ? count : PEER_PIECE);
+  staged = count >= (64u << 10) &&
+           cudaHostAlloc((void **)&tmp, count < PEER_PIECE ? count : PEER_PIECE,
+                         cudaHostAllocDefault) == cudaSuccess;
+  if (!staged)
+    tmp = malloc(count < PEER_PIECE ? count : PEER_PIECE);
   if (!tmp)
     return shim_fail(t, cudaErrorMemoryAllocation);
   for (size_t off = 0; off < count && e == cudaSuccess; off += PEER_PIECE) {
@@ -288,7 +296,10 @@ static cudaError_t memcpy_peer(void *dst, int ddev, const void *src, int sdev,
       e = shim_memcpy(t, (uint8_t *)dst + off, tmp, n, cudaMemcpyHostToDevice,
                       0);
   }
-  free(tmp);
+  if (staged)
+    (void)cudaFreeHost(tmp);
+  else
+    free(tmp);
   if (e == cudaSuccess)
     shim_stream_mark(t, s);
   return e;

@@ -225,6 +225,28 @@ int main(int argc, char **argv)
       for (int i = 0; i < 4096; i++)
         EXPECT(h[i] == 0x5c, "peer copy byte %d: %#x", i, h[i]);
     }
+    // A large one goes through a staging block the broker relays.
+    {
+      const size_t n = (3u << 20) + 5;
+      unsigned char *hs = (unsigned char *)malloc(n),
+                    *hb = (unsigned char *)malloc(n);
+      void *pa, *pb;
+      CHECK(cudaSetDevice(0));
+      CHECK(cudaMalloc(&pa, n));
+      CHECK(cudaSetDevice(1));
+      CHECK(cudaMalloc(&pb, n));
+      for (size_t i = 0; i < n; i++)
+        hs[i] = (unsigned char)(i * 13 + 7);
+      CHECK(cudaMemcpy(pa, hs, n, cudaMemcpyHostToDevice));
+      CHECK(cudaMemcpyPeer(pb, 1, pa, 0, n));
+      CHECK(cudaMemcpy(hb, pb, n, cudaMemcpyDeviceToHost));
+      EXPECT(memcmp(hs, hb, n) == 0, "large peer copy differs");
+      CHECK(cudaFree(pa));
+      CHECK(cudaFree(pb));
+      free(hs);
+      free(hb);
+      CHECK(cudaSetDevice(0));
+    }
     CHECK(cudaFree(a));
     // cudaFree finds the device from the pointer, whatever is current.
     CHECK(cudaFree(b));
