@@ -189,7 +189,7 @@ int main(int argc, char **argv)
   // With two machines: device 1 works on its own, its pointers lie in a
   // different address window, and a copy between the two machines or a
   // kernel argument of the other machine fails with cudaErrorInvalidValue
-  // and a line naming both (relayed peer copies arrive later).
+  // and a line naming both, while cudaMemcpyPeer crosses (relayed).
   if (count >= 2) {
     void *a = NULL, *b = NULL;
     CHECK(cudaSetDevice(1));
