@@ -23,15 +23,7 @@
 
 #define N 1000
 
-#define CK(call)                                                               \
-  do {                                                                         \
-    cudaError_t e_ = (call);                                                   \
-    if (e_ != cudaSuccess) {                                                   \
-      fprintf(stderr, "FAIL %s at line %d: %s\n", #call, __LINE__,             \
-              cudaGetErrorName(e_));                                           \
-      exit(2);                                                                 \
-    }                                                                          \
-  } while (0)
+#include "app_check.h"
 
 __global__ void mark(int *p, int i, int fault_at)
 {

@@ -29,15 +29,7 @@
 #include <unistd.h>
 #include <vector>
 
-#define CK(call)                                                               \
-  do {                                                                         \
-    cudaError_t e_ = (call);                                                   \
-    if (e_ != cudaSuccess) {                                                   \
-      fprintf(stderr, "FAIL %s at line %d: %s\n", #call, __LINE__,             \
-              cudaGetErrorName(e_));                                           \
-      exit(2);                                                                 \
-    }                                                                          \
-  } while (0)
+#include "app_check.h"
 
 #define PIECE (64ull << 20)
 
