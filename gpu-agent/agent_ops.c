@@ -157,6 +157,17 @@ static uint32_t op_memcpy_h2d(struct agt_call *c)
  */
 #define D2H_REF_MIN (256u << 10)
 
+/* Queue o, a full chunk of a device-to-host copy, as a MORE reply; false
+   when the lane is gone (o is freed: nobody is left to tell). */
+static bool push_chunk(struct agt_call *c, struct agt_out *o)
+{
+  struct tr_hdr h;
+
+  tr_hdr_init(&h, c->hdr->opcode, TR_F_REPLY | TR_F_MORE, c->hdr->request_id,
+              TR_CHUNK_MAX);
+  return agt_lane_push_out(c->lane, o, &h) == 0;
+}
+
 static uint32_t d2h_by_ref(struct agt_call *c, const uint8_t *view,
                            uint64_t len)
 {
@@ -164,14 +175,11 @@ static uint32_t d2h_by_ref(struct agt_call *c, const uint8_t *view,
 
   while (len - off > TR_CHUNK_MAX) {
     struct agt_out *o = agt_out_new_ref(view + off, TR_CHUNK_MAX);
-    struct tr_hdr h;
 
     if (!o)
       return cudaErrorMemoryAllocation;
-    tr_hdr_init(&h, c->hdr->opcode, TR_F_REPLY | TR_F_MORE,
-                c->hdr->request_id, TR_CHUNK_MAX);
-    if (agt_lane_push_out(c->lane, o, &h) < 0)
-      return cudaSuccess; /* lane gone: nobody to tell */
+    if (!push_chunk(c, o))
+      return cudaSuccess;
     off += TR_CHUNK_MAX;
   }
   c->reply = agt_out_new_ref(view + off, (uint32_t)(len - off));
@@ -203,7 +211,6 @@ static uint32_t op_memcpy_d2h(struct agt_call *c)
   }
   while (len - off > TR_CHUNK_MAX) {
     struct agt_out *o = agt_out_new(TR_CHUNK_MAX);
-    struct tr_hdr h;
 
     if (!o)
       return cudaErrorMemoryAllocation;
@@ -213,10 +220,8 @@ static uint32_t op_memcpy_d2h(struct agt_call *c)
       free(o); /* freed by another lane meanwhile */
       return st;
     }
-    tr_hdr_init(&h, c->hdr->opcode, TR_F_REPLY | TR_F_MORE,
-                c->hdr->request_id, TR_CHUNK_MAX);
-    if (agt_lane_push_out(c->lane, o, &h) < 0)
-      return cudaSuccess; /* lane gone: nobody to tell */
+    if (!push_chunk(c, o))
+      return cudaSuccess;
     off += TR_CHUNK_MAX;
   }
   if (!reply_buf(c, (uint32_t)(len - off)))
