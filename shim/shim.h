@@ -28,13 +28,36 @@
    which must never fill up with them: see shim_call_async). */
 #define SHIM_PEND_RECORDS 2048
 
+/* Lanes a thread keeps for non-blocking streams (see shim_stream_lane). */
+#define SHIM_STREAM_LANES 16
+
+/* One lane of a thread: the ring pair, and what is outstanding on it. */
+struct shim_lane {
+  struct tr_lane lane;
+  int open;
+  uint64_t serial;    /* unique in the process, never reused (0: none) */
+  uint64_t stream_id; /* a stream lane's stream; 0 for the thread's own */
+  int busy;           /* work queued since its last SYNCHRONIZE ... */
+  int busy_dev;       /* ... for this device */
+  uint64_t next_id;   /* request ids on this lane */
+  /* Requests whose replies come later (shim_call_async), oldest first,
+     and the first error among those that came. */
+  struct {
+    uint64_t id, want, got, records;
+  } pend[SHIM_PEND_MAX];
+  unsigned pend_head, npend;
+  uint64_t pend_records;
+  int pend_err;
+};
+
 /* Thread state.  Owned by the thread; freed by its TLS destructor. */
 struct shim_thread {
-  struct tr_lane lane;
-  int have_lane;
+  struct shim_lane own;  /* the thread's lane: default streams and the rest */
+  struct shim_lane *cur; /* the lane this API call uses (shim_call) */
+  struct shim_lane *slane[SHIM_STREAM_LANES]; /* non-blocking streams' */
+  unsigned slane_next;   /* the slot to reuse next when all are taken */
   int device;            /* current CUDA ordinal */
   cudaError_t last_error; /* cudaGetLastError's value */
-  uint64_t next_id;      /* request ids on this lane */
   /* __cudaPushCallConfiguration stack (nvcc pushes one, pops one). */
   struct {
     dim3 grid, block;
@@ -46,15 +69,22 @@ struct shim_thread {
      Its no-reply records go into the capture instead of the lane
      (shim_stream.c).  Cleared at the start of every call (shim_ready). */
   struct shim_stream *capture;
-  /* Requests on the lane whose replies come later (shim_call_async),
-     oldest first, and the first error among those that came. */
-  struct {
-    uint64_t id, want, got, records;
-  } pend[SHIM_PEND_MAX];
-  unsigned pend_head, npend;
-  uint64_t pend_records;
-  int pend_err;
 };
+
+/*
+ * The lane for work on the non-blocking stream stream_id, opened on first
+ * use (one per thread and stream, so a stream's work never waits behind
+ * another stream's on the agent); NULL when no lane can be had (the caller
+ * then uses the thread's own).  A thread keeps SHIM_STREAM_LANES of them
+ * and closes the least recently opened to make room (its queued work still
+ * runs).
+ */
+struct shim_lane *shim_stream_lane(struct shim_thread *t, uint64_t stream_id,
+                                   int open);
+
+/* Synchronise every stream lane of t with work since its last
+   synchronisation (cudaDeviceSynchronize); the first error. */
+int shim_sync_stream_lanes(struct shim_thread *t);
 
 /* The process's view of the broker. */
 struct shim_proc {

@@ -72,12 +72,23 @@ void shim_warn_once(const char *key, const char *fmt, ...)
 
 /* ---- process ------------------------------------------------------- */
 
+static void lane_close(struct shim_lane *l)
+{
+  if (l->open && shim_proc.connected)
+    tr_client_lane_close(&shim_proc.cli, &l->lane);
+  l->open = 0;
+}
+
 static void thread_exit(void *arg)
 {
   struct shim_thread *t = arg;
 
-  if (t->have_lane && shim_proc.connected)
-    tr_client_lane_close(&shim_proc.cli, &t->lane);
+  for (unsigned i = 0; i < SHIM_STREAM_LANES; i++)
+    if (t->slane[i]) {
+      lane_close(t->slane[i]);
+      free(t->slane[i]);
+    }
+  lane_close(&t->own);
   free(t);
 }
 
@@ -169,6 +180,25 @@ struct shim_thread *shim_self(void)
   return self;
 }
 
+static _Atomic uint64_t lane_serial;
+
+static int lane_open(struct shim_lane *l, uint64_t stream_id)
+{
+  int rc = tr_client_lane_open(&shim_proc.cli, &l->lane);
+
+  if (rc < 0)
+    return rc;
+  l->open = 1;
+  l->serial = atomic_fetch_add(&lane_serial, 1) + 1;
+  l->stream_id = stream_id;
+  l->busy = 0;
+  l->next_id = 0;
+  l->pend_head = l->npend = 0;
+  l->pend_records = 0;
+  l->pend_err = 0;
+  return 0;
+}
+
 cudaError_t shim_ready(struct shim_thread **tp)
 {
   struct shim_thread *t = shim_self();
@@ -178,18 +208,56 @@ cudaError_t shim_ready(struct shim_thread **tp)
   if (!t)
     return cudaErrorMemoryAllocation;
   t->capture = NULL; /* a new API call: not capturing until it says so */
+  t->cur = &t->own;  /* ... and on the thread's own lane */
   if (!shim_proc.connected || shim_proc.cli.ndev == 0)
     return shim_proc.init_err ? shim_proc.init_err : cudaErrorNoDevice;
-  if (!t->have_lane) {
-    rc = tr_client_lane_open(&shim_proc.cli, &t->lane);
+  if (!t->own.open) {
+    rc = lane_open(&t->own, 0);
     if (rc < 0) {
       shim_warn_once("lane", "cannot open a lane to the broker: %s",
                      strerror(-rc));
       return cudaErrorDevicesUnavailable;
     }
-    t->have_lane = 1;
   }
   return cudaSuccess;
+}
+
+struct shim_lane *shim_stream_lane(struct shim_thread *t, uint64_t stream_id,
+                                   int open)
+{
+  struct shim_lane *l;
+  unsigned k;
+  int rc;
+
+  for (unsigned i = 0; i < SHIM_STREAM_LANES; i++)
+    if (t->slane[i] && t->slane[i]->open &&
+        t->slane[i]->stream_id == stream_id)
+      return t->slane[i];
+  if (!open)
+    return NULL;
+  k = t->slane_next;
+  t->slane_next = (k + 1) % SHIM_STREAM_LANES;
+  l = t->slane[k];
+  if (l) {
+    /* Its records still run; replies not taken yet are dropped with it
+       (their bytes are placed already, their errors go unreported, as
+       for a thread that exits). */
+    lane_close(l);
+  } else {
+    l = calloc(1, sizeof(*l));
+    if (!l)
+      return NULL;
+    t->slane[k] = l;
+  }
+  memset(l, 0, sizeof(*l));
+  rc = lane_open(l, stream_id);
+  if (rc < 0) {
+    shim_warn_once("slane", "cannot open a lane for a stream (%s): its "
+                            "work shares the thread's lane",
+                   strerror(-rc));
+    return NULL;
+  }
+  return l;
 }
 
 int shim_valid_device(int dev)
@@ -247,82 +315,87 @@ int shim_call(struct shim_thread *t, int dev, uint16_t op, const void *args,
  * r is not the reply the caller waits for: if it belongs to the oldest
  * request sent without waiting, take it (1); else 0 (a broken peer).
  */
-static int pend_take(struct shim_thread *t, const struct tr_reply *r)
+static int pend_take(struct shim_lane *l, const struct tr_reply *r)
 {
-  unsigned k = t->pend_head;
+  unsigned k = l->pend_head;
 
-  if (!t->npend || !(r->h.flags & TR_F_REPLY) ||
-      r->h.request_id != t->pend[k].id)
+  if (!l->npend || !(r->h.flags & TR_F_REPLY) ||
+      r->h.request_id != l->pend[k].id)
     return 0;
-  if (t->pend[k].records) {
-    t->pend[k].records--;
-    t->pend_records--;
+  if (l->pend[k].records) {
+    l->pend[k].records--;
+    l->pend_records--;
   }
   if (r->h.flags & TR_F_PLACED) {
-    t->pend[k].got += r->len == 8 ? tr_get_u64(r->payload) : 0;
+    l->pend[k].got += r->len == 8 ? tr_get_u64(r->payload) : 0;
   } else if (r->len && !r->h.status) {
     /* Bytes the broker could not place: the agent sent too many. */
-    if (!t->pend_err)
-      t->pend_err = (int)TR_ST_BAD_RECORD;
+    if (!l->pend_err)
+      l->pend_err = (int)TR_ST_BAD_RECORD;
   }
-  if (r->h.status && !t->pend_err)
-    t->pend_err = (int)r->h.status;
+  if (r->h.status && !l->pend_err)
+    l->pend_err = (int)r->h.status;
   if (!(r->h.flags & TR_F_MORE)) {
-    if (!r->h.status && t->pend[k].got != t->pend[k].want && !t->pend_err)
-      t->pend_err = (int)TR_ST_BAD_RECORD;
-    t->pend_records -= t->pend[k].records; /* fewer came than counted */
-    t->pend_head = (k + 1) % SHIM_PEND_MAX;
-    t->npend--;
+    if (!r->h.status && l->pend[k].got != l->pend[k].want && !l->pend_err)
+      l->pend_err = (int)TR_ST_BAD_RECORD;
+    l->pend_records -= l->pend[k].records; /* fewer came than counted */
+    l->pend_head = (k + 1) % SHIM_PEND_MAX;
+    l->npend--;
   }
   return 1;
 }
 
 /* Take every outstanding reply (the bound on them was reached). */
-static int pend_drain(struct shim_thread *t)
+static int pend_drain(struct shim_lane *l)
 {
   struct tr_reply r;
   int rc;
 
-  while (t->npend) {
-    rc = tr_client_recv(&shim_proc.cli, &t->lane, &r, -1);
+  while (l->npend) {
+    rc = tr_client_recv(&shim_proc.cli, &l->lane, &r, -1);
     if (rc < 0)
       return rc;
-    rc = pend_take(t, &r);
-    tr_client_recv_done(&shim_proc.cli, &t->lane, &r);
+    rc = pend_take(l, &r);
+    tr_client_recv_done(&shim_proc.cli, &l->lane, &r);
     if (!rc)
       return -EPROTO;
   }
   return 0;
 }
 
-int shim_call_async(struct shim_thread *t, int dev, uint16_t op,
+int shim_call_async(struct shim_thread *th, int dev, uint16_t op,
                     uint16_t flags, const void *args, uint32_t alen,
                     uint64_t want)
 {
+  struct shim_lane *l = th->cur ? th->cur : &th->own;
   uint64_t records = want / TR_CHUNK_MAX + 1;
   unsigned k;
   int rc;
 
-  if (t->capture)
-    return shim_capture_record(t, op, args, alen, NULL, 0, 1);
-  if (t->npend == SHIM_PEND_MAX ||
-      t->pend_records + records > SHIM_PEND_RECORDS) {
-    rc = pend_drain(t);
+  if (th->capture)
+    return shim_capture_record(th, op, args, alen, NULL, 0, 1);
+  if (l->npend == SHIM_PEND_MAX ||
+      l->pend_records + records > SHIM_PEND_RECORDS) {
+    rc = pend_drain(l);
     if (rc)
       return rc;
   }
-  k = (t->pend_head + t->npend) % SHIM_PEND_MAX;
-  t->pend[k].id = ++t->next_id;
-  t->pend[k].want = want;
-  t->pend[k].got = 0;
-  t->pend[k].records = records;
-  rc = tr_client_send(&shim_proc.cli, &t->lane, (uint16_t)dev, op,
-                      flags | TR_F_WANT_REPLY, t->pend[k].id, args, alen,
+  k = (l->pend_head + l->npend) % SHIM_PEND_MAX;
+  l->pend[k].id = ++l->next_id;
+  l->pend[k].want = want;
+  l->pend[k].got = 0;
+  l->pend[k].records = records;
+  rc = tr_client_send(&shim_proc.cli, &l->lane, (uint16_t)dev, op,
+                      flags | TR_F_WANT_REPLY, l->pend[k].id, args, alen,
                       NULL, 0);
   if (rc < 0)
     return rc;
-  t->npend++;
-  t->pend_records += records;
+  l->npend++;
+  l->pend_records += records;
+  if (l->stream_id) {
+    l->busy = 1;
+    l->busy_dev = dev;
+  }
   return 0;
 }
 
@@ -331,28 +404,33 @@ int shim_call_flags(struct shim_thread *t, int dev, uint16_t op,
                     const void *data, uint32_t dlen, int want_reply,
                     void *out, uint64_t out_cap, uint64_t *out_len)
 {
+  struct shim_lane *l = t->cur ? t->cur : &t->own;
   struct tr_reply r;
   uint64_t id, got = 0;
   int rc, status = 0, output = 0;
 
   if (t->capture)
     return shim_capture_record(t, op, args, alen, data, dlen, want_reply);
-  id = ++t->next_id;
-  rc = tr_client_send(&shim_proc.cli, &t->lane, (uint16_t)dev, op,
+  id = ++l->next_id;
+  if (l->stream_id && op != TR_OP_SYNCHRONIZE) {
+    l->busy = 1;
+    l->busy_dev = dev;
+  }
+  rc = tr_client_send(&shim_proc.cli, &l->lane, (uint16_t)dev, op,
                       flags | (want_reply ? TR_F_WANT_REPLY : 0), id, args,
                       alen, data, dlen);
   if (rc < 0 || !want_reply)
     return rc;
   for (;;) {
-    rc = tr_client_recv(&shim_proc.cli, &t->lane, &r, -1);
+    rc = tr_client_recv(&shim_proc.cli, &l->lane, &r, -1);
     if (rc < 0)
       return rc;
     if (!(r.h.flags & TR_F_REPLY) || r.h.request_id != id) {
       /* Replies come in order on a lane: an earlier request's that was
          sent without waiting, or a broken peer. */
-      int taken = pend_take(t, &r);
+      int taken = pend_take(l, &r);
 
-      tr_client_recv_done(&shim_proc.cli, &t->lane, &r);
+      tr_client_recv_done(&shim_proc.cli, &l->lane, &r);
       if (taken)
         continue;
       return -EPROTO;
@@ -384,13 +462,13 @@ int shim_call_flags(struct shim_thread *t, int dev, uint16_t op,
         got += r.len;
       }
     }
-    tr_client_recv_done(&shim_proc.cli, &t->lane, &r);
+    tr_client_recv_done(&shim_proc.cli, &l->lane, &r);
     if (!more)
       break;
   }
-  if (!status && t->pend_err) {
-    status = t->pend_err;
-    t->pend_err = 0;
+  if (!status && l->pend_err) {
+    status = l->pend_err;
+    l->pend_err = 0;
   }
   if (out_len)
     *out_len = got;
@@ -403,6 +481,29 @@ int shim_call_flags(struct shim_thread *t, int dev, uint16_t op,
                  op == TR_OP_MEMCPY_D2D || op == TR_OP_MEMSET))
     (void)shim_device_output(t, dev, TR_OP_OUTPUT);
   return status;
+}
+
+int shim_sync_stream_lanes(struct shim_thread *t)
+{
+  struct shim_lane *was = t->cur;
+  int first = 0;
+
+  for (unsigned i = 0; i < SHIM_STREAM_LANES; i++) {
+    struct shim_lane *l = t->slane[i];
+    int rc;
+
+    if (!l || !l->open || !l->busy)
+      continue;
+    t->cur = l;
+    rc = shim_call(t, l->busy_dev, TR_OP_SYNCHRONIZE, NULL, 0, NULL, 0, 1,
+                   NULL, 0, NULL);
+    if (rc == 0)
+      l->busy = 0;
+    if (rc && !first)
+      first = rc;
+  }
+  t->cur = was;
+  return first;
 }
 
 /* Write device output records to the program's stdout and stderr. */
@@ -580,13 +681,19 @@ static void fork_child(void)
   shim_module_fork_lock(0);
   pthread_mutex_unlock(&warn_lock);
   if (atomic_load(&proc_ready)) {
-    if (self && self->have_lane)
-      tr_lane_unmap(&self->lane); /* ours to drop: no LANE_CLOSE */
     if (self) {
-      self->have_lane = 0;
-      self->npend = 0;
-      self->pend_records = 0;
-      self->pend_err = 0;
+      /* Ours to drop: no LANE_CLOSE (they are the parent's). */
+      if (self->own.open)
+        tr_lane_unmap(&self->own.lane);
+      self->own.open = 0;
+      for (unsigned i = 0; i < SHIM_STREAM_LANES; i++)
+        if (self->slane[i]) {
+          if (self->slane[i]->open)
+            tr_lane_unmap(&self->slane[i]->lane);
+          free(self->slane[i]);
+          self->slane[i] = NULL;
+        }
+      self->cur = &self->own;
       self->last_error = cudaSuccess;
       self->ncfg = 0;
     }

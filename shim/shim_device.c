@@ -171,10 +171,15 @@ cudaError_t cudaDeviceSynchronize(void)
 {
   struct shim_thread *t;
   cudaError_t e = shim_ready(&t);
+  int rc;
 
   if (e != cudaSuccess)
     return shim_fail(t, e);
+  /* This thread's non-blocking streams have lanes of their own. */
+  rc = shim_sync_stream_lanes(t);
   e = shim_cuda_error(t, shim_device_output(t, t->device, TR_OP_SYNCHRONIZE));
+  if (e == cudaSuccess && rc)
+    e = shim_cuda_error(t, rc);
   shim_stream_wait_callbacks(); /* host functions are the device's work */
   if (e == cudaSuccess)
     e = shim_cuda_error(t, shim_managed_after_sync(t));

@@ -19,11 +19,16 @@
  *   - waiting is asking again (with a growing pause), never a blocked
  *     agent thread, so no wait can starve the lane it waits for.
  *
- * Work queued on a stream by a thread other than the one that queued its
- * previous work first waits (on the host) for that work, which keeps the
- * stream's order across lanes.  cudaStreamWaitEvent waits on the host when
- * the event was recorded on another lane, and costs nothing when it was
- * recorded on the caller's own lane (the lane's order already holds).
+ * A non-blocking stream owes the legacy stream no order, so its work goes
+ * down a lane of its own in each thread that feeds it (shim_stream_lane):
+ * then it never waits behind another stream's work on the agent.
+ *
+ * Work queued on a stream through a lane other than the one that carried
+ * its previous work first waits (on the host) for that work, which keeps
+ * the stream's order across lanes.  cudaStreamWaitEvent waits on the host
+ * when the event was recorded on another lane, and costs nothing when it
+ * was recorded on the lane the waiting stream's work goes down (the lane's
+ * order already holds).
  *
  * The timestamps cudaEventElapsedTime subtracts are taken by the agent
  * when the record runs: the remote device's clock.
@@ -47,7 +52,7 @@ struct shim_event {
   uint64_t handle;                /* names it to the agent */
   _Atomic uint64_t gen;           /* generations recorded so far */
   _Atomic int dev;                /* device of the newest record, -1 none */
-  struct shim_thread *_Atomic by; /* thread whose lane carried it */
+  _Atomic uint64_t by;            /* serial of the lane that carried it */
   struct shim_event *next;        /* registry */
 };
 
@@ -134,6 +139,12 @@ static int event_args(uint8_t a[16], uint64_t handle, uint64_t gen)
   return 16;
 }
 
+/* The serial of the lane t's current API call uses. */
+static uint64_t cur_serial(const struct shim_thread *t)
+{
+  return (t->cur ? t->cur : &t->own)->serial;
+}
+
 /* Queue the next record of e on t's lane for dev (no reply). */
 static int event_record(struct shim_thread *t, struct shim_event *e, int dev)
 {
@@ -146,7 +157,7 @@ static int event_record(struct shim_thread *t, struct shim_event *e, int dev)
                  NULL);
   if (rc == 0) {
     atomic_store(&e->dev, dev);
-    atomic_store(&e->by, t);
+    atomic_store(&e->by, cur_serial(t));
   }
   return rc;
 }
@@ -367,6 +378,18 @@ cudaError_t cudaStreamAddCallback(cudaStream_t stream,
 
 /* ---- streams ------------------------------------------------------------ */
 
+/* Ask about s on the lane this thread feeds it through, if it has one:
+   that lane's errors then come back to this call. */
+static void use_stream_lane(struct shim_thread *t, struct shim_stream *s)
+{
+  struct shim_lane *l = (s->flags & cudaStreamNonBlocking)
+                            ? shim_stream_lane(t, s->id, 0)
+                            : NULL;
+
+  if (l)
+    t->cur = l;
+}
+
 cudaError_t shim_stream_use(struct shim_thread *t, cudaStream_t stream,
                             struct shim_stream **out)
 {
@@ -388,8 +411,17 @@ cudaError_t shim_stream_use(struct shim_thread *t, cudaStream_t stream,
     return cudaSuccess;
   }
   cb_wait(&s->cb_pending);
-  /* Fed by another thread last: its lane must have run that work first. */
-  if (atomic_load(&s->ev.by) && atomic_load(&s->ev.by) != t) {
+  /* A non-blocking stream's work goes down a lane of its own, so that it
+     never waits behind another stream's on the agent (it need not keep
+     any order with the legacy stream, so nothing else changes). */
+  if (s->flags & cudaStreamNonBlocking) {
+    struct shim_lane *l = shim_stream_lane(t, s->id, 1);
+
+    if (l)
+      t->cur = l;
+  }
+  /* Fed on another lane last: that lane must have run that work first. */
+  if (atomic_load(&s->ev.by) && atomic_load(&s->ev.by) != cur_serial(t)) {
     rc = event_wait(t, &s->ev, atomic_load(&s->ev.gen));
     if (rc)
       return shim_cuda_error(t, rc);
@@ -501,6 +533,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream)
   if (!s)
     return shim_fail(t, cudaErrorInvalidResourceHandle);
   if (atomic_load(&s->ev.dev) >= 0) {
+    use_stream_lane(t, s); /* after the records, on their lane */
     tr_put_u64(a, s->ev.handle);
     (void)shim_call(t, atomic_load(&s->ev.dev), TR_OP_EVENT_DESTROY, a, 8,
                     NULL, 0, 0, NULL, 0, NULL);
@@ -529,6 +562,7 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream)
   s = stream_of(stream);
   if (!s)
     return shim_fail(t, cudaErrorInvalidResourceHandle);
+  use_stream_lane(t, s);
   rc = event_wait(t, &s->ev, atomic_load(&s->ev.gen));
   cb_wait(&s->cb_pending); /* its host functions are part of its work */
   if (rc == 0)
@@ -550,6 +584,8 @@ cudaError_t cudaStreamQuery(cudaStream_t stream)
   s = stream_of(stream);
   if (!s)
     return shim_fail(t, cudaErrorInvalidResourceHandle);
+  /* Asked on the thread's own lane, never on the stream's: there the
+     question would wait behind the very work it asks about. */
   /* cudaErrorNotReady is an answer, not an error: not the last error. */
   int rc = event_query(t, &s->ev, atomic_load(&s->ev.gen));
   if (rc == (int)cudaErrorNotReady)
@@ -578,7 +614,7 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event,
   gen = atomic_load(&ev->gen);
   /* Recorded on our own lane: everything queued after this call runs after
      the record anyway.  Elsewhere: wait here until it has run. */
-  if (gen == 0 || atomic_load(&ev->by) == t)
+  if (gen == 0 || atomic_load(&ev->by) == cur_serial(t))
     return cudaSuccess;
   return shim_cuda_error(t, event_wait(t, ev, gen));
 }
@@ -1266,12 +1302,12 @@ void shim_stream_forget(void)
   for (struct shim_event *e = events; e; e = e->next) {
     atomic_store(&e->gen, 0);
     atomic_store(&e->dev, -1);
-    atomic_store(&e->by, NULL);
+    atomic_store(&e->by, 0);
   }
   for (struct shim_stream *s = streams; s; s = s->next) {
     atomic_store(&s->ev.gen, 0);
     atomic_store(&s->ev.dev, -1);
-    atomic_store(&s->ev.by, NULL);
+    atomic_store(&s->ev.by, 0);
     s->cb_pending = 0;
   }
   cb_head = NULL;

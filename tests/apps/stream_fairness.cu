@@ -1,8 +1,14 @@
 // stream_fairness.cu: one CUDA stream never waits behind another (issue 5).
 //
-//   stream_fairness [MiB [SAMPLES]]
+//   stream_fairness [MiB [SAMPLES [one-thread]]]
 //
-// Thread A owns stream A; thread B owns stream B.  B measures two small
+// Thread A owns stream A; thread B owns stream B (both non-blocking).
+// With "one-thread", one thread does both: before each sample it queues
+// another 4 MiB device -> host copy into page-locked memory on stream A
+// (cudaMemcpyAsync, which returns at once), 16 of them queued to begin
+// with, so stream A always has work ahead of stream B's; MiB is ignored.
+// Before that it checks that with 512 MiB of copies queued on A, a small
+// launch on B and its synchronisation finish while A is still busy.  B measures two small
 // operations, SAMPLES times each: cudaStreamQuery(B) right after a small
 // kernel launch on B (so it must ask the device), and another small launch
 // on B followed by cudaStreamSynchronize(B); then cudaMemGetInfo (a plain
@@ -85,6 +91,19 @@ static void *copier(void *)
   return NULL;
 }
 
+// One-thread mode: stream A, and copies queued on it into rotating slots.
+#define ONE_PIECE (4u << 20)
+#define ONE_SLOTS 16
+static cudaStream_t one_a;
+static unsigned *one_dev, *one_host;
+
+static void one_queue(void)
+{
+  CK(cudaMemcpyAsync((char *)one_host + (copies_done % ONE_SLOTS) * ONE_PIECE,
+                     one_dev, ONE_PIECE, cudaMemcpyDeviceToHost, one_a));
+  copies_done++;
+}
+
 static double pct(std::vector<double> v, double p)
 {
   std::sort(v.begin(), v.end());
@@ -110,9 +129,14 @@ static double spin_work()
   return now_us() - t0;
 }
 
+// Called before each sample (one-thread mode: queue more on stream A).
+static void (*before_sample)(void);
+
 static void measure(cudaStream_t s, int *d, int n, phase *out)
 {
   for (int i = 0; i < n; i++) {
+    if (before_sample)
+      before_sample();
     bump<<<1, 32, 0, s>>>(d);
     double t0 = now_us();
     cudaError_t e = cudaStreamQuery(s); // asks the device: work is queued
@@ -144,8 +168,11 @@ int main(int argc, char **argv)
   pthread_t th;
   phase idle, busy;
 
-  if (mib < 64 || n < 10) {
-    fprintf(stderr, "usage: stream_fairness [MiB >= 64 [SAMPLES >= 10]]\n");
+  int one = argc > 3 && !strcmp(argv[3], "one-thread");
+
+  if (mib < 64 || n < 10 || (argc > 3 && !one)) {
+    fprintf(stderr, "usage: stream_fairness [MiB >= 64 [SAMPLES >= 10 "
+                    "[one-thread]]]\n");
     return 2;
   }
   total_bytes = mib << 20;
@@ -157,22 +184,65 @@ int main(int argc, char **argv)
   idle = phase();
   measure(s, d, n, &idle);
 
-  if (pthread_create(&th, NULL, copier, NULL)) {
-    fprintf(stderr, "FAIL pthread_create\n");
-    return 2;
+  if (one) {
+    size_t words = ONE_PIECE / 4;
+
+    CK(cudaStreamCreateWithFlags(&one_a, cudaStreamNonBlocking));
+    CK(cudaMalloc(&one_dev, ONE_PIECE));
+    CK(cudaMallocHost(&one_host, ONE_SLOTS * ONE_PIECE));
+    fill<<<64, 256, 0, one_a>>>(one_dev, words, 9);
+    // First the plain fact: with 512 MiB of copies queued on stream A, a
+    // small launch on stream B and its synchronisation finish while A is
+    // still busy.  (Were B's work behind A's, A would be done by then.)
+    for (int i = 0; i < 128; i++)
+      one_queue();
+    bump<<<1, 32, 0, s>>>(d);
+    CK(cudaStreamSynchronize(s));
+    cudaError_t qa = cudaStreamQuery(one_a);
+    (void)cudaGetLastError();
+    if (qa != cudaErrorNotReady) {
+      fprintf(stderr, "FAIL stream B's work waited behind stream A's "
+                      "(cudaStreamQuery(A) after B's sync: %s)\n",
+              cudaGetErrorName(qa));
+      return 2;
+    }
+    printf("stream B synchronised while stream A was still copying\n");
+    CK(cudaStreamSynchronize(one_a));
+    for (int i = 0; i < ONE_SLOTS; i++)
+      one_queue();
+    before_sample = one_queue;
+    measure(s, d, n, &busy);
+    before_sample = NULL;
+    CK(cudaStreamSynchronize(one_a));
+    for (size_t w = 0; w < ONE_SLOTS * words; w += 4099) {
+      unsigned got = one_host[w], i = (unsigned)(w % words);
+
+      if (got != i * 2654435761u + 9) {
+        fprintf(stderr, "FAIL copy: word %zu is %u\n", w, got);
+        return 2;
+      }
+    }
+    CK(cudaFreeHost(one_host));
+    CK(cudaFree(one_dev));
+    CK(cudaStreamDestroy(one_a));
+  } else {
+    if (pthread_create(&th, NULL, copier, NULL)) {
+      fprintf(stderr, "FAIL pthread_create\n");
+      return 2;
+    }
+    while (!copying)
+      usleep(1000);
+    usleep(50000); // let the copy get going
+    measure(s, d, n, &busy);
+    stop_copy = 1;
+    pthread_join(th, NULL);
   }
-  while (!copying)
-    usleep(1000);
-  usleep(50000); // let the copy get going
-  measure(s, d, n, &busy);
-  stop_copy = 1;
-  pthread_join(th, NULL);
 
   CK(cudaMemcpy(h, d, sizeof(h), cudaMemcpyDeviceToHost));
   for (int i = 0; i < 32; i++)
-    if (h[i] != 2 * (n / 5 + 2 * n)) {
+    if (h[i] != 2 * (n / 5 + 2 * n) + one) {
       fprintf(stderr, "FAIL counter %d is %d, expected %d\n", i, h[i],
-              2 * (n / 5 + 2 * n));
+              2 * (n / 5 + 2 * n) + one);
       return 2;
     }
   printf("idle: query p50=%.0fus p99=%.0fus  launch+sync p50=%.0fus "
@@ -182,7 +252,8 @@ int main(int argc, char **argv)
   printf("busy: query p50=%.0fus p99=%.0fus  launch+sync p50=%.0fus "
          "p99=%.0fus  (%ld copies of %llu MiB meanwhile)\n",
          pct(busy.query, .5), pct(busy.query, .99), pct(busy.launch, .5),
-         pct(busy.launch, .99), copies_done, PIECE >> 20);
+         pct(busy.launch, .99), copies_done,
+         (one ? ONE_PIECE : PIECE) >> 20);
   printf("cudaMemGetInfo: idle p50=%.0fus p99=%.0fus  busy p50=%.0fus "
          "p99=%.0fus\n",
          pct(idle.info, .5), pct(idle.info, .99), pct(busy.info, .5),
