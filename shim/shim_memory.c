@@ -156,7 +156,7 @@ cudaError_t cudaFree(void *ptr)
   struct shim_thread *t;
   cudaError_t e;
   uint8_t args[8];
-  int dev;
+  int dev, rc;
 
   /* cudaFree(NULL) is the classic "initialise the context" call: it must
      succeed without touching anything. */
@@ -168,6 +168,12 @@ cudaError_t cudaFree(void *ptr)
   dev = shim_device_of(ptr);
   if (dev < 0)
     return shim_fail(t, cudaErrorInvalidValue);
+  /* cudaFree waits for the device's work, as in CUDA: work queued on
+     this thread's non-blocking streams (lanes of their own) may still use
+     the memory; the thread's own lane keeps its order anyway. */
+  rc = shim_sync_stream_lanes(t);
+  if (rc)
+    return shim_cuda_error(t, rc);
   tr_put_u64(args, (uint64_t)(uintptr_t)ptr);
   shim_alloc_forget_range(ptr); /* no later copy may skip its reply */
   e = shim_cuda_error(t, shim_call(t, dev, TR_OP_FREE, args, 8, NULL, 0, 1,

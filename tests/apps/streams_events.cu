@@ -12,6 +12,7 @@
 //     complete; cudaStreamQuery/cudaEventQuery after synchronisation say
 //     cudaSuccess;
 //   - stream flags, priorities and the priority range;
+//   - cudaFree waits for work queued on a non-blocking stream;
 //   - host functions (cudaLaunchHostFunc, cudaStreamAddCallback) run after
 //     the work before them (they see a copy's result) and before the work
 //     after them (a copy of a value they set), on created streams and on
@@ -206,6 +207,24 @@ int main()
   CK(cudaFreeHost(pinned));
   CK(cudaFreeHost(cb_value));
   printf("host functions: ok\n");
+
+  // cudaFree waits for the device's work, also on a non-blocking stream
+  // (whose work tremote sends down a lane of its own): the kernel queued
+  // behind a 20 ms spin still finds its memory.
+  {
+    cudaStream_t nb;
+    int *m;
+
+    CK(cudaStreamCreateWithFlags(&nb, cudaStreamNonBlocking));
+    CK(cudaMalloc(&m, sizeof(int)));
+    spin<<<1, 1, 0, nb>>>(20000000ull);
+    add1<<<1, 1, 0, nb>>>(m, 1);
+    CK(cudaFree(m));
+    CK(cudaDeviceSynchronize());
+    CK(cudaGetLastError());
+    CK(cudaStreamDestroy(nb));
+    printf("cudaFree after work on a non-blocking stream: ok\n");
+  }
 
   CK(cudaEventDestroy(e));
   CK(cudaEventDestroy(start));
