@@ -252,8 +252,10 @@ static int copy_d2h(struct shim_thread *t, int dev, uint8_t *dst, uint64_t src,
   if (n >= REGION_MIN && shim_host_region(dst, n, &ref.area, &ref.pos)) {
     ref.len = n;
     tr_shmref_pack(&ref, args + 16);
-    /* Only from live allocations: a bad source is refused at once. */
-    if (async && shim_alloc_covers((void *)(uintptr_t)src, n))
+    /* Only from live allocations (a bad source is refused at once), and
+       not so large that its replies alone would crowd the reply ring. */
+    if (async && n <= (uint64_t)SHIM_PEND_RECORDS / 2 * TR_CHUNK_MAX &&
+        shim_alloc_covers((void *)(uintptr_t)src, n))
       return shim_call_async(t, dev, TR_OP_MEMCPY_D2H, TR_F_DEST, args,
                              sizeof(args), n);
     rc = shim_call_flags(t, dev, TR_OP_MEMCPY_D2H, TR_F_DEST, args,
