@@ -13,6 +13,8 @@
 //     cudaSuccess;
 //   - stream flags, priorities and the priority range;
 //   - cudaFree waits for work queued on a non-blocking stream;
+//   - twenty non-blocking streams, more than tremote keeps lanes for in one
+//     thread, each keep their order;
 //   - host functions (cudaLaunchHostFunc, cudaStreamAddCallback) run after
 //     the work before them (they see a copy's result) and before the work
 //     after them (a copy of a value they set), on created streams and on
@@ -51,6 +53,13 @@ __global__ void copy_plus(int *dst, const int *src, int v, int n)
 }
 
 __global__ void add1(int *c, int v) { *c += v; }
+
+__global__ void add_all(int *a, int v, int n)
+{
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n)
+    a[i] += v;
+}
 
 // Spin about ns nanoseconds on the device's clock.
 __global__ void spin(unsigned long long ns)
@@ -224,6 +233,42 @@ int main()
     CK(cudaGetLastError());
     CK(cudaStreamDestroy(nb));
     printf("cudaFree after work on a non-blocking stream: ok\n");
+  }
+
+  // More non-blocking streams than tremote keeps lanes for in a thread
+  // (16): each stream's work, in two rounds, stays in its order, and the
+  // asynchronous copies into page-locked memory all arrive.
+  {
+    const int ns = 20, n = 1 << 18;
+    cudaStream_t st[20];
+    int *dm, *hm;
+
+    CK(cudaMalloc(&dm, ns * n * sizeof(int)));
+    CK(cudaMallocHost(&hm, ns * n * sizeof(int)));
+    for (int i = 0; i < ns; i++)
+      CK(cudaStreamCreateWithFlags(&st[i], cudaStreamNonBlocking));
+    for (int round = 0; round < 2; round++)
+      for (int i = 0; i < ns; i++) {
+        int *d = dm + i * n;
+
+        if (round == 0)
+          CK(cudaMemsetAsync(d, 0, n * sizeof(int), st[i]));
+        scale<<<n / 256, 256, 0, st[i]>>>(d, 0, n); // d = 0 * d
+        add_all<<<n / 256, 256, 0, st[i]>>>(d, i + 1, n);
+        CK(cudaMemcpyAsync(hm + i * n, d, n * sizeof(int),
+                           cudaMemcpyDeviceToHost, st[i]));
+      }
+    for (int i = 0; i < ns; i++)
+      CK(cudaStreamSynchronize(st[i]));
+    for (int i = 0; i < ns; i++)
+      for (int k = 0; k < n; k += 997)
+        EXPECT(hm[i * n + k] == i + 1, "stream %d element %d is %d, expected %d",
+               i, k, hm[i * n + k], i + 1);
+    for (int i = 0; i < ns; i++)
+      CK(cudaStreamDestroy(st[i]));
+    CK(cudaFreeHost(hm));
+    CK(cudaFree(dm));
+    printf("20 non-blocking streams: ok\n");
   }
 
   CK(cudaEventDestroy(e));
