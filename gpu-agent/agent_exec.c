@@ -44,7 +44,8 @@ void agt_exec_submit(struct agt_exec *x, struct agt_lane *l)
   bool go;
 
   pthread_mutex_lock(&l->mu);
-  go = !l->queued && !l->aborted && (l->in_head || (l->in_eof && !l->out_eof));
+  go = !l->queued && !l->parked && !l->aborted &&
+       (l->in_head || (l->in_eof && !l->out_eof));
   if (go)
     l->queued = true;
   pthread_mutex_unlock(&l->mu);
@@ -85,6 +86,18 @@ static bool run_lane(struct agt_lane *l)
     if (i == EXEC_BATCH) {
       pthread_mutex_unlock(&l->mu);
       return true;
+    }
+    if (r->hdr.opcode == TR_OP_EVENT_WAIT) {
+      /* Park here, the record still at the head, until the event's
+         generation has run; then it runs as a no-op. */
+      pthread_mutex_unlock(&l->mu);
+      if (!agt_event_wait_ready(l, r))
+        return false; /* parked: off the queue, queued cleared */
+      pthread_mutex_lock(&l->mu);
+      if (l->aborted || l->in_head != r) {
+        pthread_mutex_unlock(&l->mu);
+        continue; /* looked at again from the top */
+      }
     }
     l->in_head = r->next;
     if (!l->in_head)

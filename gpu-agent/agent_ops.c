@@ -717,6 +717,7 @@ static uint32_t op_event_record(struct agt_call *c)
   struct agt_session *s = c->sess;
   uint64_t h, gen, t;
   struct agt_event *e;
+  struct agt_waiter *woken;
   uint32_t st = cudaSuccess;
 
   if (c->len != 16)
@@ -743,8 +744,20 @@ static uint32_t op_event_record(struct agt_call *c)
     e->done_gen = gen;
     e->ts_ns = t;
   }
+  /* Lanes parked on this generation or an older one run again. */
+  woken = agt_event_take_waiters(e, e->done_gen);
   pthread_mutex_unlock(&s->mu);
+  agt_waiters_wake(woken);
   return st;
+}
+
+/* EVENT_WAIT: u64 event, u64 generation.  The lane was parked until that
+   record ran (agent_exec.c, agt_event_wait_ready); here it has. */
+static uint32_t op_event_wait(struct agt_call *c)
+{
+  if (c->len != 16)
+    return TR_ST_BAD_RECORD;
+  return cudaSuccess;
 }
 
 /* EVENT_QUERY: u64 event, u64 generation -> cudaErrorNotReady until that
@@ -799,11 +812,19 @@ static uint32_t op_event_destroy(struct agt_call *c)
 {
   struct agt_session *s = c->sess;
 
+  struct agt_event *e;
+  struct agt_waiter *woken = NULL;
+
   if (c->len != 8)
     return TR_ST_BAD_RECORD;
   pthread_mutex_lock(&s->mu);
-  free(agt_hmap_del(&s->events, tr_get_u64(c->p)));
+  e = agt_hmap_del(&s->events, tr_get_u64(c->p));
+  /* A wait cannot outlive its event: lanes parked on it go on. */
+  if (e)
+    woken = agt_event_take_waiters(e, UINT64_MAX);
   pthread_mutex_unlock(&s->mu);
+  free(e);
+  agt_waiters_wake(woken);
   return cudaSuccess;
 }
 
@@ -1000,6 +1021,7 @@ static uint32_t op_graph_destroy(struct agt_call *c)
   X(EVENT_QUERY, op_event_query)                                               \
   X(EVENT_ELAPSED, op_event_elapsed)                                           \
   X(EVENT_DESTROY, op_event_destroy)                                           \
+  X(EVENT_WAIT, op_event_wait)                                                 \
   X(GRAPH_PUT, op_graph_put)                                                   \
   X(GRAPH_LAUNCH, op_graph_launch)                                             \
   X(GRAPH_DESTROY, op_graph_destroy)

@@ -157,6 +157,7 @@ static void open_lane(struct stream *st)
     return;
   }
   l->st = st;
+  l->exec = srv->exec;
   l->sess_next = s->lanes;
   s->lanes = l;
   st->lane = l;

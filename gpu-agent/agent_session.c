@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "agent_exec.h"
 #include "agent_session.h"
 
 /* ---- inbox ------------------------------------------------------------ */
@@ -155,8 +156,17 @@ static void session_teardown(struct agt_session *s)
       agt_smod_free(s, sm);
   }
   agt_upload_free_all(&s->uploads);
-  while ((key = agt_hmap_any(&s->events)) != 0)
-    free(agt_hmap_del(&s->events, key));
+  while ((key = agt_hmap_any(&s->events)) != 0) {
+    struct agt_event *e = agt_hmap_del(&s->events, key);
+
+    /* Lanes still parked: the session is ending, they are aborted. */
+    for (struct agt_waiter *w = e->waiters, *n; w; w = n) {
+      n = w->next;
+      agt_lane_put(w->lane);
+      free(w);
+    }
+    free(e);
+  }
   while ((key = agt_hmap_any(&s->graphs)) != 0) {
     struct agt_graph *g = agt_hmap_del(&s->graphs, key);
 
@@ -556,11 +566,37 @@ void agt_lane_end_in(struct agt_lane *l)
   pthread_mutex_unlock(&l->mu);
 }
 
+/* An aborted lane stops waiting: its waiter (and the reference it holds)
+   goes, so the lane and its session can be freed. */
+static void unwait(struct agt_lane *l)
+{
+  struct agt_session *s = l->sess;
+  struct agt_waiter *gone = NULL;
+  struct agt_event *e;
+
+  pthread_mutex_lock(&s->mu);
+  if (l->wait_event && (e = agt_hmap_get(&s->events, l->wait_event))) {
+    for (struct agt_waiter **pp = &e->waiters; *pp; pp = &(*pp)->next)
+      if ((*pp)->lane == l) {
+        gone = *pp;
+        *pp = gone->next;
+        break;
+      }
+  }
+  l->wait_event = 0;
+  pthread_mutex_unlock(&s->mu);
+  if (gone) {
+    agt_lane_put(l); /* not the last: the caller holds one */
+    free(gone);
+  }
+}
+
 void agt_lane_abort(struct agt_lane *l)
 {
   struct agt_rec *in;
   struct agt_out *out;
 
+  unwait(l);
   pthread_mutex_lock(&l->mu);
   l->aborted = true;
   in = l->in_head;
@@ -775,4 +811,102 @@ out_unlock:
   pthread_mutex_unlock(&l->mu);
   free_outs(done);
   return rc;
+}
+
+/* ---- event waits ---------------------------------------------------------- */
+
+bool agt_event_wait_ready(struct agt_lane *l, const struct agt_rec *r)
+{
+  struct agt_session *s = l->sess;
+  struct agt_event *e;
+  struct agt_waiter *w;
+  uint64_t h, gen;
+
+  if (r->hdr.payload_len != 16)
+    return true; /* malformed: its execution says so */
+  pthread_mutex_lock(&l->mu);
+  if (l->released) { /* woken: by the record, or the event is gone */
+    l->released = false;
+    pthread_mutex_unlock(&l->mu);
+    return true;
+  }
+  pthread_mutex_unlock(&l->mu);
+  h = tr_get_u64(r->payload);
+  gen = tr_get_u64(r->payload + 8);
+  pthread_mutex_lock(&s->mu);
+  e = agt_hmap_get(&s->events, h);
+  if (gen == 0 || (e && e->done_gen >= gen) || h == 0) {
+    pthread_mutex_unlock(&s->mu);
+    return true;
+  }
+  w = calloc(1, sizeof(*w));
+  if (!e && w) {
+    e = calloc(1, sizeof(*e));
+    if (!e || agt_hmap_put(&s->events, h, e) < 0) {
+      free(e);
+      e = NULL;
+    }
+  }
+  if (!w || !e) {
+    /* Without memory to wait, do not wait: the order is the program's
+       risk then, never a hang. */
+    pthread_mutex_unlock(&s->mu);
+    free(w);
+    agt_warn("lane %llu: out of memory for an event wait; not waiting",
+             (unsigned long long)l->id);
+    return true;
+  }
+  agt_lane_get(l);
+  w->lane = l;
+  w->gen = gen;
+  w->next = e->waiters;
+  e->waiters = w;
+  l->wait_event = h;
+  /* Parked under s->mu, so the record that wakes it (which takes s->mu
+     first) cannot come between. */
+  pthread_mutex_lock(&l->mu);
+  l->parked = true;
+  l->queued = false;
+  pthread_mutex_unlock(&l->mu);
+  pthread_mutex_unlock(&s->mu);
+  return false;
+}
+
+struct agt_waiter *agt_event_take_waiters(struct agt_event *e, uint64_t gen)
+{
+  struct agt_waiter *out = NULL, **pp = &e->waiters;
+
+  while (*pp) {
+    struct agt_waiter *w = *pp;
+
+    if (gen == UINT64_MAX || w->gen <= gen) {
+      *pp = w->next;
+      w->next = out;
+      out = w;
+    } else {
+      pp = &w->next;
+    }
+  }
+  return out;
+}
+
+void agt_waiters_wake(struct agt_waiter *w)
+{
+  while (w) {
+    struct agt_waiter *next = w->next;
+    struct agt_lane *l = w->lane;
+
+    pthread_mutex_lock(&l->sess->mu);
+    l->wait_event = 0;
+    pthread_mutex_unlock(&l->sess->mu);
+    pthread_mutex_lock(&l->mu);
+    l->parked = false;
+    l->released = true;
+    pthread_mutex_unlock(&l->mu);
+    if (l->exec)
+      agt_exec_submit(l->exec, l);
+    agt_lane_put(l);
+    free(w);
+    w = next;
+  }
 }

@@ -172,7 +172,32 @@ void agt_session_put(struct agt_session *s);
 struct agt_event {
   uint64_t done_gen;
   uint64_t ts_ns;
+  struct agt_waiter *waiters; /* lanes parked on an EVENT_WAIT for it */
 };
+
+struct agt_lane;
+struct agt_rec;
+
+/* A lane parked until generation gen of an event has run (referenced). */
+struct agt_waiter {
+  struct agt_waiter *next;
+  struct agt_lane *lane;
+  uint64_t gen;
+};
+
+/*
+ * EVENT_WAIT at the head of l, record r: true when its generation has run
+ * (r then executes as a no-op); else l is parked, off the run queue, and
+ * false: the EVENT_RECORD that reaches the generation (or the event's
+ * destruction, or the session's end) puts it back (agt_event_wake).
+ * Called by the lane's execution thread, with no lock held.
+ */
+bool agt_event_wait_ready(struct agt_lane *l, const struct agt_rec *r);
+
+/* Take the waiters of e that gen satisfies (all when gen is UINT64_MAX);
+   s->mu held.  Returns them, for agt_waiters_wake() once it is released. */
+struct agt_waiter *agt_event_take_waiters(struct agt_event *e, uint64_t gen);
+void agt_waiters_wake(struct agt_waiter *w);
 
 /* A graph: the records of a captured stream, replayed by GRAPH_LAUNCH.
    Immutable once complete. */
@@ -285,6 +310,10 @@ struct agt_lane {
   bool out_eof;  /* every record ran: end the response after out */
   bool aborted;  /* stream or session gone: drop everything */
   bool queued;   /* on the run queue or running (agent_exec.c) */
+  bool parked;   /* waiting at an EVENT_WAIT: not to be queued */
+  bool released; /* woken from it: the EVENT_WAIT at the head is done */
+  uint64_t wait_event; /* the event it waits for (under sess->mu), or 0 */
+  struct agt_exec *exec; /* the pool it runs on (set when opened) */
   /* Records being received, queued or executing, by class, and the
      bounds of the pending host-to-device destinations (direct_target). */
   unsigned pend_h2d, pend_other;

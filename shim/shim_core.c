@@ -72,10 +72,17 @@ void shim_warn_once(const char *key, const char *fmt, ...)
 
 /* ---- process ------------------------------------------------------- */
 
+static int pend_drain(struct shim_lane *l);
+
+/* Close l once the replies still owed to it are in: until then the broker
+   may not have placed an asynchronous copy's bytes, and a closed lane's
+   replies are dropped. */
 static void lane_close(struct shim_lane *l)
 {
-  if (l->open && shim_proc.connected)
+  if (l->open && shim_proc.connected) {
+    (void)pend_drain(l);
     tr_client_lane_close(&shim_proc.cli, &l->lane);
+  }
   l->open = 0;
 }
 
@@ -239,9 +246,9 @@ struct shim_lane *shim_stream_lane(struct shim_thread *t, uint64_t stream_id,
   t->slane_next = (k + 1) % SHIM_STREAM_LANES;
   l = t->slane[k];
   if (l) {
-    /* Its records still run; replies not taken yet are dropped with it
-       (their bytes are placed already, their errors go unreported, as
-       for a thread that exits). */
+    /* Its records still run; the replies it is owed are taken first (its
+       asynchronous copies' bytes are then in place); their errors go
+       unreported, as for a thread that exits. */
     lane_close(l);
   } else {
     l = calloc(1, sizeof(*l));

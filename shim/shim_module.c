@@ -304,10 +304,11 @@ static int ensure_loaded(struct shim_thread *t, struct shim_func *f, int dev)
     tr_put_u64(a + 8, f->handle);
     tr_put_u32(a + 16, (uint32_t)nlen);
     memcpy(a + 20, f->name, nlen);
-    /* No reply needed: an unknown name surfaces at the next sync, and the
-       launch that follows on this lane is ordered after it. */
+    /* Waited for (once per function and device): the launches that use
+       the handle may go down other lanes (other threads, non-blocking
+       streams), which nothing orders after this one. */
     rc = shim_call(t, dev, TR_OP_FUNCTION_GET, a, (uint32_t)(20 + nlen), NULL,
-                   0, 0, NULL, 0, NULL);
+                   0, 1, NULL, 0, NULL);
     free(a);
     if (rc)
       return rc;

@@ -24,11 +24,13 @@
  * then it never waits behind another stream's work on the agent.
  *
  * Work queued on a stream through a lane other than the one that carried
- * its previous work first waits (on the host) for that work, which keeps
- * the stream's order across lanes.  cudaStreamWaitEvent waits on the host
- * when the event was recorded on another lane, and costs nothing when it
- * was recorded on the lane the waiting stream's work goes down (the lane's
- * order already holds).
+ * its previous work first waits for that work, which keeps the stream's
+ * order across lanes; cudaStreamWaitEvent waits for an event recorded on
+ * another lane, and costs nothing when it was recorded on the lane the
+ * waiting stream's work goes down (the lane's order already holds).  Those
+ * waits are EVENT_WAIT records: the agent parks the lane until the
+ * generation has run, no round trip and no thread held (only an event of
+ * another machine is waited for on the host).
  *
  * The timestamps cudaEventElapsedTime subtracts are taken by the agent
  * when the record runs: the remote device's clock.
@@ -196,6 +198,24 @@ static int event_wait(struct shim_thread *t, struct shim_event *e,
     if (pause_ns < 1000000)
       pause_ns *= 2;
   }
+}
+
+/*
+ * Make what t queues next on its current lane for dev wait, on the device,
+ * until generation gen of e has run: an EVENT_WAIT record, which parks the
+ * lane on the agent without a round trip.  An event of another device (or
+ * a capture in progress) is waited for here, on the host.
+ */
+static int event_wait_queued(struct shim_thread *t, struct shim_event *e,
+                             uint64_t gen, int dev)
+{
+  uint8_t a[16];
+
+  if (t->capture || atomic_load(&e->dev) != dev)
+    return event_wait(t, e, gen);
+  return shim_call(t, dev, TR_OP_EVENT_WAIT, a,
+                   (uint32_t)event_args(a, e->handle, gen), NULL, 0, 0, NULL,
+                   0, NULL);
 }
 
 /* ---- host functions ------------------------------------------------------ */
@@ -422,7 +442,7 @@ cudaError_t shim_stream_use(struct shim_thread *t, cudaStream_t stream,
   }
   /* Fed on another lane last: that lane must have run that work first. */
   if (atomic_load(&s->ev.by) && atomic_load(&s->ev.by) != cur_serial(t)) {
-    rc = event_wait(t, &s->ev, atomic_load(&s->ev.gen));
+    rc = event_wait_queued(t, &s->ev, atomic_load(&s->ev.gen), s->dev);
     if (rc)
       return shim_cuda_error(t, rc);
   }
@@ -612,11 +632,13 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event,
   if (e != cudaSuccess)
     return shim_fail(t, e);
   gen = atomic_load(&ev->gen);
-  /* Recorded on our own lane: everything queued after this call runs after
-     the record anyway.  Elsewhere: wait here until it has run. */
+  /* Recorded on the lane this stream's work goes down: everything queued
+     after this call runs after the record anyway.  Elsewhere: the lane
+     waits for it on the device. */
   if (gen == 0 || atomic_load(&ev->by) == cur_serial(t))
     return cudaSuccess;
-  return shim_cuda_error(t, event_wait(t, ev, gen));
+  return shim_cuda_error(t, event_wait_queued(t, ev, gen,
+                                              s ? s->dev : t->device));
 }
 
 cudaError_t cudaStreamGetFlags(cudaStream_t stream, unsigned int *flags)

@@ -133,6 +133,7 @@
   X(81, EVENT_QUERY, 0, "u64 event, u64 generation -> empty or NotReady")     \
   X(82, EVENT_ELAPSED, 0, "u64 start, u64 stop -> i64 nanoseconds")           \
   X(83, EVENT_DESTROY, 0, "u64 event -> empty")                             \
+  X(84, EVENT_WAIT, 0, "u64 event, u64 generation -> empty (the lane waits)") \
   /* 96..111: graphs */                                                       \
   X(96, GRAPH_PUT, 0, "u64 graph, u64 total, u64 offset, records -> empty")    \
   X(97, GRAPH_LAUNCH, 0, "u64 graph -> empty (runs its records in order)")     \

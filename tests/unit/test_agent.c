@@ -1229,6 +1229,99 @@ static void test_h2d_framing(void **state)
   free(buf);
 }
 
+/* An event record or wait record for lane. */
+static void event_rec(struct tc_stream *lane, uint16_t op, uint64_t ev,
+                      uint64_t gen)
+{
+  uint8_t p[16];
+
+  tr_put_u64(p, ev);
+  tr_put_u64(p + 8, gen);
+  tc_post(lane, op, p, 16);
+}
+
+/*
+ * EVENT_WAIT: a lane parks, without holding an execution thread, until
+ * another lane's EVENT_RECORD reaches the generation; a generation already
+ * reached does not wait; destroying the event lets its waiters go; a lane
+ * parked when its session ends is freed with it, and the agent serves on.
+ */
+static void test_event_wait(void **state)
+{
+  struct tc_conn c;
+  struct tc_stream *sess, *a, *b;
+  struct tc_result r;
+  uint64_t sid, x, y;
+  uint8_t d2d[24];
+  const uint64_t ev = 0x4000000000000123ull, ev2 = ev + 1;
+
+  (void)state;
+  connect_agent(&c);
+  sess = open_session(&c, 17, &sid);
+  a = open_lane(&c, sid, 1, 200);
+  b = open_lane(&c, sid, 2, 200);
+  x = dmalloc(a, 4096);
+  y = dmalloc(a, 4096);
+  assert_int_equal(dmemset(a, x, 4096, 0), 0);
+  assert_int_equal(dmemset(a, y, 4096, 0), 0);
+
+  /* Lane a: wait for ev generation 1, then copy y into x.  Lane b, later:
+     set y, then record ev 1.  x must be b's bytes. */
+  event_rec(a, TR_OP_EVENT_WAIT, ev, 1);
+  tr_put_u64(d2d, x);
+  tr_put_u64(d2d + 8, y);
+  tr_put_u64(d2d + 16, 4096);
+  tc_post(a, TR_OP_MEMCPY_D2D, d2d, sizeof(d2d));
+  for (int i = 0; i < 10; i++)
+    tc_pump(&c, 10);
+  usleep(200000);
+  /* Meanwhile every execution thread is free: b runs at once. */
+  assert_int_equal(dmemset(b, y, 4096, 0x42), 0);
+  event_rec(b, TR_OP_EVENT_RECORD, ev, 1);
+  assert_int_equal(tc_call(b, TR_OP_SYNCHRONIZE, 0, NULL, 0, NULL), 0);
+  assert_int_equal(tc_call(a, TR_OP_SYNCHRONIZE, 0, NULL, 0, NULL), 0);
+  assert_int_equal(d2h(a, x, 4096, &r), 0);
+  assert_int_equal(r.data[0], 0x42);
+  assert_int_equal(r.data[4095], 0x42);
+  free(r.data);
+
+  /* Reached already: no wait. */
+  event_rec(a, TR_OP_EVENT_WAIT, ev, 1);
+  assert_int_equal(tc_call(a, TR_OP_SYNCHRONIZE, 0, NULL, 0, NULL), 0);
+
+  /* Waiting for a generation never recorded; the event's destruction (on
+     another lane) lets the lane go on. */
+  event_rec(a, TR_OP_EVENT_WAIT, ev2, 5);
+  for (int i = 0; i < 10; i++) /* sent, and parked, before the destroy */
+    tc_pump(&c, 10);
+  usleep(100000);
+  {
+    uint8_t h[8];
+
+    tr_put_u64(h, ev2);
+    assert_int_equal(tc_call(b, TR_OP_EVENT_DESTROY, 0, h, 8, NULL), 0);
+  }
+  assert_int_equal(tc_call(a, TR_OP_SYNCHRONIZE, 0, NULL, 0, NULL), 0);
+
+  /* Parked when the session ends: freed with it. */
+  event_rec(a, TR_OP_EVENT_WAIT, ev2 + 1, 1);
+  for (int i = 0; i < 10; i++)
+    tc_pump(&c, 10);
+  usleep(100000);
+  tc_end(sess);
+  assert_true(tc_wait_ended(sess));
+  tc_close(&c);
+
+  /* And the agent serves on. */
+  connect_agent(&c);
+  sess = open_session(&c, 18, &sid);
+  a = open_lane(&c, sid, 1, 200);
+  assert_int_equal(tc_call(a, TR_OP_SYNCHRONIZE, 0, NULL, 0, NULL), 0);
+  tc_end(sess);
+  assert_true(tc_wait_ended(sess));
+  tc_close(&c);
+}
+
 static void test_h2d_direct_order(void **state)
 {
   const size_t chunk = MiB, total = 16 * MiB;
@@ -1602,6 +1695,7 @@ int main(int argc, char **argv)
     cmocka_unit_test(test_lane_inbound_bounded),
     cmocka_unit_test(test_modules),
     cmocka_unit_test(test_h2d_framing),
+    cmocka_unit_test(test_event_wait),
     cmocka_unit_test(test_h2d_direct_order),
     cmocka_unit_test(test_kernel_output),
     cmocka_unit_test(test_kernel_fault_sticky),
