@@ -87,11 +87,14 @@ static bool run_lane(struct agt_lane *l)
       pthread_mutex_unlock(&l->mu);
       return true;
     }
-    if (r->hdr.opcode == TR_OP_EVENT_WAIT) {
+    if (r->hdr.opcode == TR_OP_EVENT_WAIT && r->hdr.payload_len == 16) {
       /* Park here, the record still at the head, until the event's
-         generation has run; then it runs as a no-op. */
+         generation has run; then it runs as a no-op.  Its fields are read
+         under the lock: an abort may free r once it is released. */
+      uint64_t h = tr_get_u64(r->payload), gen = tr_get_u64(r->payload + 8);
+
       pthread_mutex_unlock(&l->mu);
-      if (!agt_event_wait_ready(l, r))
+      if (!agt_event_wait_ready(l, h, gen))
         return false; /* parked: off the queue, queued cleared */
       pthread_mutex_lock(&l->mu);
       if (l->aborted || l->in_head != r) {

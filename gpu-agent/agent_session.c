@@ -596,7 +596,6 @@ void agt_lane_abort(struct agt_lane *l)
   struct agt_rec *in;
   struct agt_out *out;
 
-  unwait(l);
   pthread_mutex_lock(&l->mu);
   l->aborted = true;
   in = l->in_head;
@@ -611,6 +610,7 @@ void agt_lane_abort(struct agt_lane *l)
   pthread_mutex_unlock(&l->mu);
   free_recs(l, in);
   free_outs(out);
+  unwait(l); /* after `aborted`: see agt_event_wait_ready */
 }
 
 bool agt_lane_aborted(struct agt_lane *l)
@@ -815,15 +815,12 @@ out_unlock:
 
 /* ---- event waits ---------------------------------------------------------- */
 
-bool agt_event_wait_ready(struct agt_lane *l, const struct agt_rec *r)
+bool agt_event_wait_ready(struct agt_lane *l, uint64_t h, uint64_t gen)
 {
   struct agt_session *s = l->sess;
   struct agt_event *e;
   struct agt_waiter *w;
-  uint64_t h, gen;
 
-  if (r->hdr.payload_len != 16)
-    return true; /* malformed: its execution says so */
   pthread_mutex_lock(&l->mu);
   if (l->released) { /* woken: by the record, or the event is gone */
     l->released = false;
@@ -831,8 +828,6 @@ bool agt_event_wait_ready(struct agt_lane *l, const struct agt_rec *r)
     return true;
   }
   pthread_mutex_unlock(&l->mu);
-  h = tr_get_u64(r->payload);
-  gen = tr_get_u64(r->payload + 8);
   pthread_mutex_lock(&s->mu);
   e = agt_hmap_get(&s->events, h);
   if (gen == 0 || (e && e->done_gen >= gen) || h == 0) {
@@ -856,18 +851,26 @@ bool agt_event_wait_ready(struct agt_lane *l, const struct agt_rec *r)
              (unsigned long long)l->id);
     return true;
   }
+  /* Parked under s->mu, so the record that wakes it (which takes s->mu
+     first) cannot come between; an abort sets `aborted` before it looks
+     for the lane's waiter (unwait), so either it is seen here or the
+     waiter is found there. */
+  pthread_mutex_lock(&l->mu);
+  if (l->aborted) {
+    pthread_mutex_unlock(&l->mu);
+    pthread_mutex_unlock(&s->mu);
+    free(w);
+    return true; /* the caller finds it aborted */
+  }
+  l->parked = true;
+  l->queued = false;
+  pthread_mutex_unlock(&l->mu);
   agt_lane_get(l);
   w->lane = l;
   w->gen = gen;
   w->next = e->waiters;
   e->waiters = w;
   l->wait_event = h;
-  /* Parked under s->mu, so the record that wakes it (which takes s->mu
-     first) cannot come between. */
-  pthread_mutex_lock(&l->mu);
-  l->parked = true;
-  l->queued = false;
-  pthread_mutex_unlock(&l->mu);
   pthread_mutex_unlock(&s->mu);
   return false;
 }

@@ -186,13 +186,14 @@ struct agt_waiter {
 };
 
 /*
- * EVENT_WAIT at the head of l, record r: true when its generation has run
- * (r then executes as a no-op); else l is parked, off the run queue, and
- * false: the EVENT_RECORD that reaches the generation (or the event's
- * destruction, or the session's end) puts it back (agt_event_wake).
- * Called by the lane's execution thread, with no lock held.
+ * An EVENT_WAIT for generation gen of event h at the head of l: true when
+ * that generation has run (the record then executes as a no-op); else l is
+ * parked, off the run queue, and false: the EVENT_RECORD that reaches the
+ * generation (or the event's destruction, or the lane's abort) puts it
+ * back (agt_waiters_wake).  Called by the lane's execution thread, with no
+ * lock held.
  */
-bool agt_event_wait_ready(struct agt_lane *l, const struct agt_rec *r);
+bool agt_event_wait_ready(struct agt_lane *l, uint64_t h, uint64_t gen);
 
 /* Take the waiters of e that gen satisfies (all when gen is UINT64_MAX);
    s->mu held.  Returns them, for agt_waiters_wake() once it is released. */
