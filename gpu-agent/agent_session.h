@@ -175,8 +175,6 @@ struct agt_event {
   struct agt_waiter *waiters; /* lanes parked on an EVENT_WAIT for it */
 };
 
-struct agt_lane;
-struct agt_rec;
 
 /* A lane parked until generation gen of an event has run (referenced). */
 struct agt_waiter {
