@@ -175,7 +175,6 @@ struct agt_event {
   struct agt_waiter *waiters; /* lanes parked on an EVENT_WAIT for it */
 };
 
-
 /* A lane parked until generation gen of an event has run (referenced). */
 struct agt_waiter {
   struct agt_waiter *next;
