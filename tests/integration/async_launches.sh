@@ -9,32 +9,17 @@ source "$(dirname "$0")/lib.sh"
 tr_init "$1"
 tr_start_broker --local 1 --emu-mem 1G
 
-round_trips() {
-    tr_stats | python3 -c '
-import json, sys
-s = json.load(sys.stdin)["sessions"]
-assert len(s) == 1, s
-print(s[0]["round_trips"])'
-}
-wait_for_line() { # word file pid
-    for i in $(seq 600); do
-        grep -q "^$1" "$2" && return 0
-        kill -0 "$3" 2>/dev/null || return 1
-        sleep 0.05
-    done
-    return 1
-}
 
 fifo="$TR_TMP/go"
 mkfifo "$fifo"
 LD_PRELOAD="$TR_PRELOAD" "$APPS/async_launches" count <"$fifo" >"$TR_TMP/out" 2>&1 &
 app=$!
 exec 7>"$fifo"
-wait_for_line READY "$TR_TMP/out" $app || tr_fail "no READY"
-before=$(round_trips)
+tr_wait_line READY "$TR_TMP/out" $app || tr_fail "no READY"
+before=$(tr_session round_trips)
 echo go >&7
-wait_for_line PAUSE "$TR_TMP/out" $app || tr_fail "no PAUSE"
-after=$(round_trips)
+tr_wait_line PAUSE "$TR_TMP/out" $app || tr_fail "no PAUSE"
+after=$(tr_session round_trips)
 echo go >&7
 exec 7>&-
 wait $app || tr_fail "async_launches count exited with $?"

@@ -16,12 +16,7 @@ mkfifo "$fifo"
 LD_PRELOAD="$TR_PRELOAD" "$APPS/big_copy" "$MIB" <"$fifo" >"$TR_TMP/out" 2>&1 &
 app=$!
 exec 7>"$fifo"
-for i in $(seq 600); do
-    grep -q PAUSE "$TR_TMP/out" && break
-    kill -0 $app 2>/dev/null || break
-    sleep 0.1
-done
-grep -q PAUSE "$TR_TMP/out" || tr_fail "big_copy did not reach its pause"
+tr_wait_line PAUSE "$TR_TMP/out" $app 60 || tr_fail "big_copy did not reach its pause"
 tr_stats >"$TR_TMP/stats.json" || tr_fail "stats query failed"
 python3 - "$TR_TMP/stats.json" <<'PY' || tr_fail "round trips"
 import json, sys

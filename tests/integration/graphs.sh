@@ -9,31 +9,16 @@ source "$(dirname "$0")/lib.sh"
 tr_init "$1"
 tr_start_broker --local 1 --emu-mem 1G
 
-counters() {
-    tr_stats | python3 -c '
-import json, sys
-s = json.load(sys.stdin)["sessions"]
-assert len(s) == 1, s
-print(s[0]["round_trips"], s[0]["bytes_to_agent"])'
-}
-wait_for_line() { # word file pid
-    for i in $(seq 600); do
-        grep -q "^$1" "$2" && return 0
-        kill -0 "$3" 2>/dev/null || return 1
-        sleep 0.05
-    done
-    return 1
-}
 fifo="$TR_TMP/go"
 mkfifo "$fifo"
 LD_PRELOAD="$TR_PRELOAD" "$APPS/graphs" count <"$fifo" >"$TR_TMP/out" 2>&1 &
 app=$!
 exec 7>"$fifo"
-wait_for_line READY "$TR_TMP/out" $app || tr_fail "no READY"
-read -r rt0 b0 < <(counters)
+tr_wait_line READY "$TR_TMP/out" $app || tr_fail "no READY"
+read -r rt0 b0 < <(tr_session round_trips bytes_to_agent)
 echo go >&7
-wait_for_line PAUSE "$TR_TMP/out" $app || tr_fail "no PAUSE"
-read -r rt1 b1 < <(counters)
+tr_wait_line PAUSE "$TR_TMP/out" $app || tr_fail "no PAUSE"
+read -r rt1 b1 < <(tr_session round_trips bytes_to_agent)
 echo go >&7
 exec 7>&-
 wait $app || tr_fail "graphs count exited with $?"

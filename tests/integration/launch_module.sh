@@ -21,18 +21,10 @@ run_once() { # -> prints "round_trips bytes_to_agent"
     LD_PRELOAD="$TR_PRELOAD" "$APPS/launch_module" <"$fifo" >"$TR_TMP/out$1" 2>&1 &
     local app=$!
     exec 7>"$fifo"
-    for i in $(seq 300); do
-        grep -q PAUSE "$TR_TMP/out$1" && break
-        kill -0 $app 2>/dev/null || break
-        sleep 0.1
-    done
-    grep -q PAUSE "$TR_TMP/out$1" || { cp "$TR_TMP/out$1" "$TR_TMP/out"; tr_fail "run $1 did not pause"; }
+    tr_wait_line PAUSE "$TR_TMP/out$1" $app ||
+        { cp "$TR_TMP/out$1" "$TR_TMP/out"; tr_fail "run $1 did not pause"; }
     local counts
-    counts=$(tr_stats | python3 -c '
-import json, sys
-s = json.load(sys.stdin)["sessions"]
-assert len(s) == 1, s
-print(s[0]["round_trips"], s[0]["bytes_to_agent"])')
+    counts=$(tr_session round_trips bytes_to_agent)
     echo go >&7
     exec 7>&-
     wait $app || { cp "$TR_TMP/out$1" "$TR_TMP/out"; tr_fail "run $1 exited with $?"; }

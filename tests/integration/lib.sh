@@ -66,6 +66,30 @@ tr_run() {
     LD_PRELOAD="$TR_PRELOAD" "$@" >"$TR_TMP/out" 2>&1
 }
 
+# tr_wait_line WORD FILE PID [SECONDS]: wait until FILE has a line that
+# starts with WORD (status 0); 1 if PID exits first or SECONDS (default 30)
+# pass.  For programs that pause at a marker so a test can look at the
+# broker meanwhile.
+tr_wait_line() {
+    local i
+    for i in $(seq $(( ${4:-30} * 20 ))); do
+        grep -q "^$1" "$2" && return 0
+        kill -0 "$3" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
+
+# tr_session FIELD...: those fields of the broker's one client session,
+# space-separated (fails unless there is exactly one session).
+tr_session() {
+    tr_stats | python3 -c '
+import json, sys
+s = json.load(sys.stdin)["sessions"]
+assert len(s) == 1, s
+print(*[s[0][k] for k in sys.argv[1:]])' "$@"
+}
+
 # tr_stats: the broker's stats JSON on stdout.
 tr_stats() {
     python3 - "$TR_TMP/control.sock" <<'PY'

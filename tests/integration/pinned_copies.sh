@@ -13,12 +13,7 @@ mkfifo "$fifo"
 LD_PRELOAD="$TR_PRELOAD" "$APPS/pinned_copies" pause <"$fifo" >"$TR_TMP/out" 2>&1 &
 app=$!
 exec 7>"$fifo"
-for i in $(seq 600); do
-    grep -q '^READY' "$TR_TMP/out" && break
-    kill -0 $app 2>/dev/null || break
-    sleep 0.05
-done
-grep -q '^READY' "$TR_TMP/out" || { cat "$TR_TMP/out"; tr_fail "no READY"; }
+tr_wait_line READY "$TR_TMP/out" $app || tr_fail "no READY"
 tr_stats | python3 -c '
 import json, sys
 s = json.load(sys.stdin)["sessions"]

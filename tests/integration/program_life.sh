@@ -30,12 +30,8 @@ read -r free0 total < <(meminfo)
 
 LD_PRELOAD="$TR_PRELOAD" "$APPS/program_life" copyloop >"$TR_TMP/loop.out" 2>&1 &
 victim=$!
-for i in $(seq 600); do
-    grep -q COPYING "$TR_TMP/loop.out" && break
-    kill -0 $victim 2>/dev/null || break
-    sleep 0.05
-done
-grep -q COPYING "$TR_TMP/loop.out" || { cat "$TR_TMP/loop.out"; tr_fail "copyloop never got going"; }
+tr_wait_line COPYING "$TR_TMP/loop.out" $victim ||
+    { cat "$TR_TMP/loop.out"; tr_fail "copyloop never got going"; }
 sleep 0.3 # in the middle of a copy: it copies without pause
 kill -0 $victim 2>/dev/null || tr_fail "copyloop ended by itself"
 kill -9 $victim
