@@ -27,7 +27,8 @@
  * device buffers and cudaMemset return before the device is done, and the
  * one error they could give at once (a range outside every allocation) is
  * known here.  Anything not found here (symbols, freed memory, a bad
- * pointer) still waits for the agent's verdict.  A range freed with
+ * pointer, managed memory, which cudaMallocManaged takes out of the table)
+ * still waits for the agent's verdict.  A range freed with
  * cudaFreeAsync leaves the table at once, which errs on the side of
  * waiting.
  */
@@ -117,13 +118,6 @@ void shim_alloc_forget_all(void)
   nallocs = alloc_cap = 0;
 }
 
-/* A blocking operation on [p, p + n) may skip its reply (see above);
-   managed memory is never in the table (cudaMallocManaged). */
-static int need_no_reply(const void *p, size_t n)
-{
-  return shim_alloc_covers(p, n);
-}
-
 /* ---- allocation ------------------------------------------------------------ */
 
 cudaError_t cudaMalloc(void **ptr, size_t size)
@@ -206,7 +200,7 @@ static int copy_h2d(struct shim_thread *t, int dev, uint64_t dst,
   /* Pageable bytes are captured at enqueue, so a blocking copy into live
      memory has nothing left to wait for; page-locked ones are read later,
      and a blocking copy from them waits until they were. */
-  if (!region && need_no_reply((void *)(uintptr_t)dst, n))
+  if (!region && shim_alloc_covers((void *)(uintptr_t)dst, n))
     async = 1;
   do {
     size_t len = n - off < TR_CHUNK_MAX ? n - off : TR_CHUNK_MAX;
@@ -315,8 +309,8 @@ cudaError_t shim_memcpy(struct shim_thread *t, void *dst, const void *src,
     tr_put_u64(args + 8, (uint64_t)(uintptr_t)src);
     tr_put_u64(args + 16, count);
     rc = shim_call(t, ddev, TR_OP_MEMCPY_D2D, args, 24, NULL, 0,
-                   !async && !(need_no_reply(dst, count) &&
-                               need_no_reply(src, count)),
+                   !async && !(shim_alloc_covers(dst, count) &&
+                               shim_alloc_covers(src, count)),
                    NULL, 0, NULL);
   } else if (ddev >= 0) {
     rc = copy_h2d(t, ddev, (uint64_t)(uintptr_t)dst, src, count, async);
@@ -368,7 +362,7 @@ cudaError_t shim_memset(struct shim_thread *t, void *ptr, int value,
   tr_put_u64(args + 8, count);
   tr_put_u32(args + 16, (uint32_t)value & 0xff);
   return shim_cuda_error(t, shim_call(t, dev, TR_OP_MEMSET, args, 20, NULL, 0,
-                                      !async && !need_no_reply(ptr, count),
+                                      !async && !shim_alloc_covers(ptr, count),
                                       NULL, 0, NULL));
 }
 

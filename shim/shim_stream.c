@@ -398,12 +398,18 @@ cudaError_t cudaStreamAddCallback(cudaStream_t stream,
 
 /* ---- streams ------------------------------------------------------------ */
 
-/* Ask about s on the lane this thread feeds it through, if it has one:
-   that lane's errors then come back to this call. */
-static void use_stream_lane(struct shim_thread *t, struct shim_stream *s)
+/*
+ * Use the lane this thread feeds non-blocking stream s through, opening it
+ * when open is set; other streams, or no lane, leave the thread's own.
+ * Work goes there so it never waits behind another stream's on the agent
+ * (a non-blocking stream owes the legacy stream no order, so nothing else
+ * changes); a synchronisation goes there so that lane's errors come back.
+ */
+static void use_stream_lane(struct shim_thread *t, struct shim_stream *s,
+                            int open)
 {
   struct shim_lane *l = (s->flags & cudaStreamNonBlocking)
-                            ? shim_stream_lane(t, s->id, 0)
+                            ? shim_stream_lane(t, s->id, open)
                             : NULL;
 
   if (l)
@@ -431,15 +437,7 @@ cudaError_t shim_stream_use(struct shim_thread *t, cudaStream_t stream,
     return cudaSuccess;
   }
   cb_wait(&s->cb_pending);
-  /* A non-blocking stream's work goes down a lane of its own, so that it
-     never waits behind another stream's on the agent (it need not keep
-     any order with the legacy stream, so nothing else changes). */
-  if (s->flags & cudaStreamNonBlocking) {
-    struct shim_lane *l = shim_stream_lane(t, s->id, 1);
-
-    if (l)
-      t->cur = l;
-  }
+  use_stream_lane(t, s, 1);
   /* Fed on another lane last: that lane must have run that work first. */
   if (atomic_load(&s->ev.by) && atomic_load(&s->ev.by) != cur_serial(t)) {
     rc = event_wait_queued(t, &s->ev, atomic_load(&s->ev.gen), s->dev);
@@ -553,7 +551,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream)
   if (!s)
     return shim_fail(t, cudaErrorInvalidResourceHandle);
   if (atomic_load(&s->ev.dev) >= 0) {
-    use_stream_lane(t, s); /* after the records, on their lane */
+    use_stream_lane(t, s, 0); /* after the records, on their lane */
     tr_put_u64(a, s->ev.handle);
     (void)shim_call(t, atomic_load(&s->ev.dev), TR_OP_EVENT_DESTROY, a, 8,
                     NULL, 0, 0, NULL, 0, NULL);
@@ -582,7 +580,7 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream)
   s = stream_of(stream);
   if (!s)
     return shim_fail(t, cudaErrorInvalidResourceHandle);
-  use_stream_lane(t, s);
+  use_stream_lane(t, s, 0);
   rc = event_wait(t, &s->ev, atomic_load(&s->ev.gen));
   cb_wait(&s->cb_pending); /* its host functions are part of its work */
   if (rc == 0)
