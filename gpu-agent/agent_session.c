@@ -886,6 +886,7 @@ struct agt_waiter *agt_event_take_waiters(struct agt_event *e, uint64_t gen)
       *pp = w->next;
       w->next = out;
       out = w;
+      w->lane->wait_event = 0; /* under s->mu, as it was set */
     } else {
       pp = &w->next;
     }
@@ -899,9 +900,6 @@ void agt_waiters_wake(struct agt_waiter *w)
     struct agt_waiter *next = w->next;
     struct agt_lane *l = w->lane;
 
-    pthread_mutex_lock(&l->sess->mu);
-    l->wait_event = 0;
-    pthread_mutex_unlock(&l->sess->mu);
     pthread_mutex_lock(&l->mu);
     l->parked = false;
     l->released = true;
