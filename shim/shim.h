@@ -53,7 +53,8 @@ struct shim_lane {
 /* Thread state.  Owned by the thread; freed by its TLS destructor. */
 struct shim_thread {
   struct shim_lane own;  /* the thread's lane: default streams and the rest */
-  struct shim_lane *cur; /* the lane this API call uses (shim_call) */
+  struct shim_lane *cur; /* the lane this API call uses (shim_call); the
+                            thread's own unless shim_stream_use chose one */
   struct shim_lane *slane[SHIM_STREAM_LANES]; /* non-blocking streams' */
   unsigned slane_next;   /* the slot to reuse next when all are taken */
   int device;            /* current CUDA ordinal */

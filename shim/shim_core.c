@@ -183,6 +183,7 @@ struct shim_thread *shim_self(void)
   self = calloc(1, sizeof(*self));
   if (!self)
     return NULL;
+  self->cur = &self->own;
   pthread_setspecific(thread_key, self);
   return self;
 }
@@ -374,7 +375,7 @@ int shim_call_async(struct shim_thread *th, int dev, uint16_t op,
                     uint16_t flags, const void *args, uint32_t alen,
                     uint64_t want)
 {
-  struct shim_lane *l = th->cur ? th->cur : &th->own;
+  struct shim_lane *l = th->cur;
   uint64_t records = want / TR_CHUNK_MAX + 1;
   unsigned k;
   int rc;
@@ -411,7 +412,7 @@ int shim_call_flags(struct shim_thread *t, int dev, uint16_t op,
                     const void *data, uint32_t dlen, int want_reply,
                     void *out, uint64_t out_cap, uint64_t *out_len)
 {
-  struct shim_lane *l = t->cur ? t->cur : &t->own;
+  struct shim_lane *l = t->cur;
   struct tr_reply r;
   uint64_t id, got = 0;
   int rc, status = 0, output = 0;

@@ -144,7 +144,7 @@ static int event_args(uint8_t a[16], uint64_t handle, uint64_t gen)
 /* The serial of the lane t's current API call uses. */
 static uint64_t cur_serial(const struct shim_thread *t)
 {
-  return (t->cur ? t->cur : &t->own)->serial;
+  return t->cur->serial;
 }
 
 /* Queue the next record of e on t's lane for dev (no reply). */
