@@ -912,6 +912,17 @@ static void region_done(void *arg)
   brk_region_put(arg);
 }
 
+/* Done with a request's bulk chunk without queueing it by reference (it
+   was copied, or answered here): let its region or upload space go. */
+static void bulk_finish(struct brk_lane *ln, const uint8_t *bulk,
+                        const struct tr_shmref *ref, struct brk_region *rg)
+{
+  if (rg)
+    brk_region_put(rg);
+  else if (bulk)
+    upl_finish(ln, ref);
+}
+
 /*
  * Forward one request record.  Returns 0 (consumed: release it), 1 (the
  * target stream is full: keep it and stop draining) or -1 (the client was
@@ -977,10 +988,7 @@ static int route(struct brk_lane *ln, const struct tr_hdr *h,
     return -1;
   }
   if (status) {
-    if (rg)
-      brk_region_put(rg);
-    else if (bulk)
-      upl_finish(ln, &ref);
+    bulk_finish(ln, bulk, &ref, rg);
     if (dest)
       brk_region_put(dest);
     if (want)
@@ -1010,10 +1018,8 @@ static int route(struct brk_lane *ln, const struct tr_hdr *h,
       else
         upl_done(zc);
     }
-  } else if (rg) {
-    brk_region_put(rg);
-  } else if (bulk) {
-    upl_finish(ln, &ref);
+  } else {
+    bulk_finish(ln, bulk, &ref, rg);
   }
   if (rc < 0) {
     if (dest)
