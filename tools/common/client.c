@@ -283,31 +283,49 @@ void tr_client_close(struct tr_client *c)
   pthread_mutex_destroy(&c->lock);
 }
 
+/*
+ * One control request and its reply (c->lock held): op with args (and the
+ * descriptor fd when fd >= 0), WANT_REPLY; the reply's header in *h and
+ * its payload in buf (cap bytes, after the header), up to nfds descriptors
+ * in fds (*nf of them, the caller's to close whatever the result).
+ * Returns 0, or -errno, -EPROTO for a reply that is not this request's.
+ */
+static int ctl_exchange(struct tr_client *c, uint16_t op, const void *args,
+                        uint32_t alen, int fd, uint8_t *buf, size_t cap,
+                        int *fds, int nfds, int *nf, struct tr_hdr *h)
+{
+  uint64_t id = ++c->next_ctl_id;
+  long n;
+  int rc;
+
+  *nf = 0;
+  rc = ctl_send_fd(c, op, TR_F_WANT_REPLY, id, args, alen, fd);
+  if (rc < 0)
+    return rc;
+  n = ctl_recv(c, buf, cap, fds, nfds, nf, 30000);
+  if (n < 0)
+    return (int)n;
+  if ((size_t)n < TR_HDR_SIZE)
+    return -EPROTO;
+  tr_hdr_unpack(buf, h);
+  if (tr_hdr_check(h, (uint32_t)n - TR_HDR_SIZE, 0, NULL) < 0 ||
+      h->opcode != op || h->request_id != id)
+    return -EPROTO;
+  return 0;
+}
+
 int tr_client_lane_open(struct tr_client *c, struct tr_lane *l)
 {
   uint8_t buf[TR_HDR_SIZE + 64];
   struct tr_hdr h;
   int fds[3], nf = 0, rc;
-  long n;
-  uint64_t id;
 
   pthread_mutex_lock(&c->lock);
-  id = ++c->next_ctl_id;
-  rc = ctl_send(c, TR_OP_LANE_OPEN, TR_F_WANT_REPLY, id, NULL, 0);
+  rc = ctl_exchange(c, TR_OP_LANE_OPEN, NULL, 0, -1, buf, sizeof(buf), fds,
+                    3, &nf, &h);
   if (rc < 0)
-    goto out_unlock;
-  n = ctl_recv(c, buf, sizeof(buf), fds, 3, &nf, 30000);
-  if (n < 0) {
-    rc = (int)n;
     goto out_fds;
-  }
   rc = -EPROTO;
-  if ((size_t)n < TR_HDR_SIZE)
-    goto out_fds;
-  tr_hdr_unpack(buf, &h);
-  if (tr_hdr_check(&h, (uint32_t)n - TR_HDR_SIZE, 0, NULL) < 0 ||
-      h.opcode != TR_OP_LANE_OPEN || h.request_id != id)
-    goto out_fds;
   if (h.status != 0) {
     /* The broker says cudaErrorMemoryAllocation when it is out of
        lanes or memory. */
@@ -323,7 +341,6 @@ int tr_client_lane_open(struct tr_client *c, struct tr_lane *l)
 out_fds:
   for (int i = 0; i < nf; i++)
     close(fds[i]);
-out_unlock:
   pthread_mutex_unlock(&c->lock);
   return rc;
 }
@@ -348,29 +365,16 @@ int tr_client_region_add(struct tr_client *c, int fd, uint64_t size,
   uint8_t buf[TR_HDR_SIZE + 64], arg[8];
   struct tr_hdr h;
   int fds[1], nf = 0, rc;
-  long n;
-  uint64_t rid;
 
   tr_put_u64(arg, size);
   pthread_mutex_lock(&c->lock);
-  rid = ++c->next_ctl_id;
-  rc = ctl_send_fd(c, TR_OP_REGION_ADD, TR_F_WANT_REPLY, rid, arg, 8, fd);
-  if (rc < 0)
-    goto out;
-  n = ctl_recv(c, buf, sizeof(buf), fds, 1, &nf, 30000);
+  rc = ctl_exchange(c, TR_OP_REGION_ADD, arg, 8, fd, buf, sizeof(buf), fds,
+                    1, &nf, &h);
   for (int i = 0; i < nf; i++)
     close(fds[i]);
-  if (n < 0) {
-    rc = (int)n;
+  if (rc < 0)
     goto out;
-  }
   rc = -EPROTO;
-  if ((size_t)n < TR_HDR_SIZE)
-    goto out;
-  tr_hdr_unpack(buf, &h);
-  if (tr_hdr_check(&h, (uint32_t)n - TR_HDR_SIZE, 0, NULL) < 0 ||
-      h.opcode != TR_OP_REGION_ADD || h.request_id != rid)
-    goto out;
   if (h.status != 0) {
     rc = -EINVAL; /* refused: the broker's log says why */
     goto out;
