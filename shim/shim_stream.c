@@ -752,18 +752,27 @@ cudaError_t cudaEventDestroy(cudaEvent_t event)
   return cudaSuccess;
 }
 
+/* The start of the calls on one event: ready, and a live event of ours. */
+static cudaError_t event_begin(struct shim_thread **t, cudaEvent_t event,
+                               struct shim_event **ev)
+{
+  cudaError_t e = shim_ready(t);
+
+  if (e != cudaSuccess)
+    return shim_fail(*t, e);
+  *ev = event_of(event);
+  return *ev ? cudaSuccess : shim_fail(*t, cudaErrorInvalidResourceHandle);
+}
+
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream)
 {
   struct shim_thread *t;
-  cudaError_t e = shim_ready(&t);
   struct shim_event *ev;
   struct shim_stream *s;
+  cudaError_t e = event_begin(&t, event, &ev);
 
   if (e != cudaSuccess)
-    return shim_fail(t, e);
-  ev = event_of(event);
-  if (!ev)
-    return shim_fail(t, cudaErrorInvalidResourceHandle);
+    return e;
   e = shim_stream_use(t, stream, &s);
   if (e != cudaSuccess)
     return shim_fail(t, e);
@@ -786,15 +795,12 @@ cudaError_t cudaEventRecordWithFlags(cudaEvent_t event, cudaStream_t stream,
 cudaError_t cudaEventQuery(cudaEvent_t event)
 {
   struct shim_thread *t;
-  cudaError_t e = shim_ready(&t);
   struct shim_event *ev;
+  cudaError_t e = event_begin(&t, event, &ev);
   int rc;
 
   if (e != cudaSuccess)
-    return shim_fail(t, e);
-  ev = event_of(event);
-  if (!ev)
-    return shim_fail(t, cudaErrorInvalidResourceHandle);
+    return e;
   rc = event_query(t, ev, atomic_load(&ev->gen));
   if (rc == (int)cudaErrorNotReady)
     return cudaErrorNotReady;
@@ -804,15 +810,12 @@ cudaError_t cudaEventQuery(cudaEvent_t event)
 cudaError_t cudaEventSynchronize(cudaEvent_t event)
 {
   struct shim_thread *t;
-  cudaError_t e = shim_ready(&t);
   struct shim_event *ev;
+  cudaError_t e = event_begin(&t, event, &ev);
   int rc;
 
   if (e != cudaSuccess)
-    return shim_fail(t, e);
-  ev = event_of(event);
-  if (!ev)
-    return shim_fail(t, cudaErrorInvalidResourceHandle);
+    return e;
   rc = event_wait(t, ev, atomic_load(&ev->gen));
   if (rc == 0)
     rc = shim_managed_after_sync(t);
