@@ -12,7 +12,9 @@
 #      this machine: the emulator agrees with the GPU on every program;
 #   5. the runtime programs of issue 5 natively (their expectations are a
 #      real GPU's);
-#   6. stream_fairness under tremote, judged against 3x on this many cores.
+#   6. stream_fairness under tremote, judged against 3x on this many cores;
+#   7. tremote-bench --quick --strict: the issue 5 figures on this host
+#      (emulated device; its floors judged).
 # Exit 0 only if every step passed.
 set -u
 B=$(cd "$1" && pwd)
@@ -36,7 +38,7 @@ bash "$src/tests/integration/emu_apps.sh" "$B" || fails+=("emulated apps")
 
 step "5. runtime programs natively on the GPU"
 for a in streams_events host_memory runtime_misc graphs managed "async_launches fault" \
-         "stream_fairness 1024 300"; do
+         pinned_copies "stream_fairness 1024 300"; do
     # shellcheck disable=SC2086
     if timeout 120 "$B/tests/apps/"$a >"$B/native.out" 2>&1 && grep -q '^PASS' "$B/native.out"; then
         echo "$a: PASS"
@@ -47,6 +49,10 @@ done
 
 step "6. stream fairness under tremote (judged against 3x here: enough cores)"
 TR_FAIR_MIN_CPUS=8 bash "$src/tests/integration/stream_fairness.sh" "$B" || fails+=("stream fairness")
+
+step "7. tremote-bench --quick --strict (emulated device, this host's cores)"
+"$B/tools/bench/tremote-bench" --quick --strict --build-dir "$B" ||
+    fails+=("tremote-bench")
 
 echo
 if [ ${#fails[@]} -eq 0 ]; then
