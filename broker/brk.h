@@ -71,6 +71,16 @@
    the broker may hold for a client that stops reading its replies. */
 #define BRK_STREAM_WINDOW (32u << 20)
 #define BRK_CONN_WINDOW (256u << 20)
+/*
+ * The receive buffer of a connection to an agent on this host.  Bytes in
+ * it are a queue every lane's replies wait in, FIFO: left to autotuning it
+ * grows to megabytes whenever the agent sends faster than we read, and a
+ * small reply then waits a millisecond behind another lane's bulk copy.
+ * Over loopback the round trip is microseconds, so 256 KiB (tens of
+ * microseconds of data) still keeps the link full.  Remote links keep
+ * autotuning: there the bandwidth-delay product needs the buffer.
+ */
+#define BRK_LOOPBACK_RCVBUF (256 << 10)
 /* Response bytes one lane stream may hold while its lane is full before
    the whole connection is paused: only an agent that ignored the window
    could get there. */

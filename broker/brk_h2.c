@@ -43,7 +43,32 @@
 #define IN_PLACE_HEAD (4u << 10)
 #define OUT_HIGH (1u << 20) /* pending output that makes send_cb push back */
 #define MAX_IOV 64
-#define BRK_H2_FRAME_OUT (256u << 10) /* see read_length_cb */
+#define BRK_H2_FRAME (256u << 10) /* DATA frames both ways: see brk_h2_new */
+/*
+ * Turns.  A fast socket takes or gives a bulk copy as fast as we go, so
+ * reading or writing until EAGAIN would hold the loop for a whole 64 MiB
+ * copy, and every other lane's doorbell and reply would wait behind it.
+ * So after each large frame read or written, the loop's other work goes
+ * first if there is any (brk_loop_busy), and a turn ends after
+ * TURN_MAX bytes regardless.  A small request or reply therefore waits
+ * behind at most one large frame.  Frames under SMALL_FRAME never wait.
+ * A turn of writing ends in body_read_cb, by deferring the stream, not by
+ * refusing the frame in send_data_cb: nghttp2 sends a refused frame first
+ * when it resumes, so a small request queued meanwhile would wait behind
+ * it; a deferred stream is resumed at the next flush and scheduled like
+ * any other.
+ */
+#define TURN_MAX (1u << 20)
+#define SMALL_FRAME (16u << 10)
+/*
+ * And how long a large frame is: BRK_H2_FRAME alone (fewer system calls),
+ * but SHARED_FRAME for SHARED_NS after a small frame of another stream went
+ * either way, that is while other lanes are active, so that their calls
+ * wait behind tens of microseconds of bulk, not a quarter of a millisecond.
+ * The agent does the same with its frames.
+ */
+#define SHARED_FRAME (64u << 10)
+#define SHARED_NS 5000000u
 
 struct brk_h2_stream {
   struct brk_h2 *c;
@@ -56,6 +81,7 @@ struct brk_h2_stream {
   int above_lowat;
   int end_req;  /* END_STREAM once q drains */
   int deferred; /* the data provider returned DEFERRED */
+  int yielded;  /* ... because the turn ended ("Turns") */
   int status;
   int remote_ended;
 };
@@ -74,6 +100,10 @@ struct brk_h2 {
   struct tr_h2track fr;  /* framing of the input, for reads in place */
   int paused;
   int wblocked; /* the pipe answered EAGAIN during send */
+  int yielded;  /* body_read_cb ended the turn ("Turns") */
+  size_t turn_out; /* DATA bytes written in this flush */
+  uint64_t shared_until; /* brk_now_ns(): frames are SHARED_FRAME until */
+  int32_t bulk_id;       /* stream of the last large frame either way */
   int dead, told;
   char why[160];
   struct brk_op *rd_op, *wr_op, *tick_op;
@@ -261,6 +291,11 @@ static int send_data_cb(nghttp2_session *ng, nghttp2_frame *frame,
     return NGHTTP2_ERR_CALLBACK_FAILURE;
   }
   c->bytes_out += (uint64_t)w;
+  c->turn_out += length;
+  if (length >= SMALL_FRAME)
+    c->bulk_id = frame->hd.stream_id;
+  else if (frame->hd.stream_id != c->bulk_id)
+    c->shared_until = brk_now_ns() + SHARED_NS; /* see "Turns" */
   if ((size_t)w < total) {
     /* The socket took part of the frame: keep the rest, in order. */
     size_t skip = (size_t)w;
@@ -285,6 +320,7 @@ static ssize_t body_read_cb(nghttp2_session *ng, int32_t stream_id,
                             uint8_t *buf, size_t length, uint32_t *flags,
                             nghttp2_data_source *source, void *user)
 {
+  struct brk_h2 *c = user;
   struct brk_h2_stream *s = source->ptr;
   size_t n = s->q.len;
 
@@ -298,6 +334,12 @@ static ssize_t body_read_cb(nghttp2_session *ng, int32_t stream_id,
   }
   if (n > length)
     n = length;
+  if (n >= SMALL_FRAME && c->turn_out &&
+      (c->turn_out >= TURN_MAX || brk_loop_busy(c->loop))) {
+    s->deferred = s->yielded = 1; /* the loop's other work first ("Turns") */
+    c->yielded = 1;
+    return NGHTTP2_ERR_DEFERRED;
+  }
   if (n > 16384) {
     /* A frame must be gathered by send_data_cb in MAX_IOV pieces. */
     struct iovec iov[MAX_IOV];
@@ -312,21 +354,23 @@ static ssize_t body_read_cb(nghttp2_session *ng, int32_t stream_id,
 
 /*
  * DATA frames to the agent as large as the windows and the agent allow, up
- * to BRK_H2_FRAME_OUT: a 1 MiB upload in 4 frames, not 64 (the agent then
+ * to BRK_H2_FRAME: a 1 MiB upload in 4 frames, not 64 (the agent then
  * receives each straight into its destination), while a small request of
- * another lane waits behind at most one of them.
+ * another lane waits behind at most one of them (see "Turns").
  */
 static ssize_t read_length_cb(nghttp2_session *ng, uint8_t type,
                               int32_t stream_id, int32_t conn_win,
                               int32_t stream_win, uint32_t max_frame,
                               void *user)
 {
-  ssize_t n = max_frame < BRK_H2_FRAME_OUT ? max_frame : BRK_H2_FRAME_OUT;
+  struct brk_h2 *c = user;
+  ssize_t n = max_frame < BRK_H2_FRAME ? max_frame : BRK_H2_FRAME;
 
   (void)ng;
   (void)type;
   (void)stream_id;
-  (void)user;
+  if (n > SHARED_FRAME && c->shared_until && brk_now_ns() < c->shared_until)
+    n = SHARED_FRAME; /* other lanes are active (see "Turns") */
   if (conn_win < n)
     n = conn_win;
   if (stream_win < n)
@@ -370,6 +414,12 @@ static int on_frame_recv_cb(nghttp2_session *ng, const nghttp2_frame *frame,
 
   if (frame->hd.stream_id)
     s = nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id);
+  if (frame->hd.type == NGHTTP2_DATA) {
+    if (frame->hd.length >= SMALL_FRAME)
+      c->bulk_id = frame->hd.stream_id;
+    else if (frame->hd.stream_id != c->bulk_id)
+      c->shared_until = brk_now_ns() + SHARED_NS; /* see "Turns" */
+  }
   switch (frame->hd.type) {
   case NGHTTP2_HEADERS:
     if (!s)
@@ -442,6 +492,15 @@ static void flush(struct brk_h2 *c)
 {
   int rc;
 
+  c->turn_out = 0;
+  if (c->yielded) { /* a new turn: what body_read_cb put off goes again */
+    c->yielded = 0;
+    for (struct brk_h2_stream *s = c->streams; s; s = s->next)
+      if (s->yielded) {
+        s->yielded = s->deferred = 0;
+        (void)nghttp2_session_resume_data(c->ng, s->id);
+      }
+  }
   for (int round = 0; round < 64 && !c->dead; round++) {
     rc = write_out(c);
     if (rc == -EAGAIN)
@@ -456,6 +515,11 @@ static void flush(struct brk_h2 *c)
     rc = nghttp2_session_send(c->ng);
     if (rc < 0) {
       die(c, "HTTP/2 send failed: %s", nghttp2_strerror(rc));
+      return;
+    }
+    if (c->yielded && !c->wblocked) {
+      /* Again after the loop's other work ("Turns"). */
+      schedule_flush(c);
       return;
     }
     if (c->wblocked && !c->out.len)
@@ -557,6 +621,7 @@ static uint8_t *read_target(struct brk_h2 *c, size_t *len)
 static void on_readable(struct brk_op *op, int res, void *arg)
 {
   struct brk_h2 *c = arg;
+  size_t got = 0;
   ssize_t n;
 
   c->rd_op = NULL;
@@ -564,9 +629,11 @@ static void on_readable(struct brk_op *op, int res, void *arg)
     die(c, "poll on the agent socket failed: %s", strerror(-res));
     return;
   }
-  /* A bounded number of reads per wake-up keeps one busy machine from
-     starving everything else on the loop. */
-  for (int i = 0; i < 16 && !c->paused && !c->dead; i++) {
+  /* A bounded number of reads and bytes per wake-up keeps one busy machine
+     from starving everything else on the loop ("Turns"). */
+  for (int i = 0; i < 16 && got < TURN_MAX && !c->paused && !c->dead; i++) {
+    if (got >= SMALL_FRAME && brk_loop_busy(c->loop))
+      break;
     size_t want;
     uint8_t *at = read_target(c, &want);
 
@@ -581,6 +648,7 @@ static void on_readable(struct brk_op *op, int res, void *arg)
       die(c, "read from agent failed: %s", strerror((int)-n));
       return;
     }
+    got += (size_t)n;
     c->bytes_in += (uint64_t)n;
     c->last_rx_ms = brk_now_ms();
     c->in = at;
@@ -749,10 +817,10 @@ int brk_h2_new(struct brk_h2 **out, struct brk_loop *loop, struct brk_pipe *pipe
   iv[0].value = 0;
   iv[1].settings_id = NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE;
   iv[1].value = opts->stream_window;
-  /* DATA frames of up to 256 KiB: few frames per 1 MiB reply, yet a small
-     reply of another lane waits behind at most one of them. */
+  /* DATA frames of up to BRK_H2_FRAME: few frames per 1 MiB reply, yet a
+     small reply of another lane waits behind at most one of them. */
   iv[2].settings_id = NGHTTP2_SETTINGS_MAX_FRAME_SIZE;
-  iv[2].value = 256u << 10;
+  iv[2].value = BRK_H2_FRAME;
   rc = nghttp2_submit_settings(c->ng, NGHTTP2_FLAG_NONE, iv, 3);
   if (rc == 0)
     rc = nghttp2_session_set_local_window_size(c->ng, NGHTTP2_FLAG_NONE, 0,

@@ -46,6 +46,14 @@ struct brk_loop {
   int stop;
 };
 
+uint64_t brk_now_ns(void)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 uint64_t brk_now_ms(void)
 {
   struct timespec ts;
@@ -354,6 +362,11 @@ static int run_tasks(struct brk_loop *l)
 }
 
 /* ---- the loop ----------------------------------------------------------- */
+
+int brk_loop_busy(struct brk_loop *l)
+{
+  return io_uring_cq_ready(&l->ring) > 0;
+}
 
 static int dispatch(struct brk_loop *l)
 {

@@ -64,6 +64,15 @@ int brk_loop_run(struct brk_loop *l);
  */
 int brk_loop_run_once(struct brk_loop *l, int timeout_ms);
 
+/*
+ * Whether other work waits: completions not yet dispatched (a doorbell, a
+ * socket).  A callback moving bulk data asks this to know when to give
+ * the rest of the loop a turn.  Deferred tasks do not count: the bulk
+ * mover's own (a flush, a window update) are almost always queued.  No
+ * system call.
+ */
+int brk_loop_busy(struct brk_loop *l);
+
 /* Make brk_loop_run() return after the current round. */
 void brk_loop_stop(struct brk_loop *l);
 
@@ -71,8 +80,9 @@ void brk_loop_stop(struct brk_loop *l);
    completed).  For tests and leak checks. */
 unsigned brk_loop_pending(const struct brk_loop *l);
 
-/* Monotonic clock in milliseconds. */
+/* Monotonic clock in milliseconds, and in nanoseconds. */
 uint64_t brk_now_ms(void);
+uint64_t brk_now_ns(void);
 
 /* ---- operations ----------------------------------------------------- */
 /* Each returns the operation, or NULL with errno set (ENOMEM, or the

@@ -450,6 +450,7 @@ static void on_connect(struct brk_op *op, int res, void *arg)
 static void start_connect(struct brk_machine *m, unsigned port)
 {
   struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  int rcvbuf = BRK_LOOPBACK_RCVBUF;
 
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   snprintf(m->address, sizeof(m->address), "127.0.0.1:%u", port);
@@ -458,6 +459,8 @@ static void start_connect(struct brk_machine *m, unsigned port)
     start_failed(m, 0, "socket: %s", strerror(errno));
     return;
   }
+  /* Before connect, so the window offered from the start fits it. */
+  setsockopt(m->sock, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
   if (connect(m->sock, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
     connected(m);
     return;

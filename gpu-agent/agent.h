@@ -64,6 +64,21 @@
 /* Unsent bytes the kernel may hold on a broker connection (tune_socket in
    agent_h2.c). */
 #define AGT_NOTSENT_LOWAT (256 << 10)
+/* The receive buffer of a connection from a broker on this host: bytes in
+   it are a FIFO queue every lane's requests wait in, behind uploads (see
+   the broker's BRK_LOOPBACK_RCVBUF).  Remote brokers keep autotuning. */
+#define AGT_LOOPBACK_RCVBUF (256 << 10)
+/*
+ * Polling before sleeping (--spin-us).  A small call crosses two thread
+ * hand-offs inside the agent, network thread to execution thread and back,
+ * and each wake-up of a sleeping thread costs 10-30 us on a large idle
+ * machine: more than the rest of the agent's part together.  So after work
+ * the network thread and one idle execution thread poll for this long.
+ * Not on small machines, where the poller would take the CPU away from the
+ * thread doing the work.
+ */
+#define AGT_SPIN_US 50
+#define AGT_SPIN_MIN_CPUS 8
 
 /* Largest module (fatbin) MODULE_PUT assembles. */
 #define AGT_MODULE_MAX (256u << 20)
@@ -83,6 +98,15 @@
     if (tr_log_level >= TR_LOG_DEBUG)                                          \
       tr_log(TR_LOG_DEBUG, __VA_ARGS__);                                       \
   } while (0)
+
+/* Nanoseconds of CLOCK_MONOTONIC. */
+static inline uint64_t agt_now_ns(void)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 /* Milliseconds of CLOCK_MONOTONIC. */
 static inline uint64_t agt_now_ms(void)

@@ -4,8 +4,15 @@
  * The run queue holds lanes, not records: a lane is on it (or being run)
  * exactly when its `queued` flag is set, which is what keeps one lane on
  * one thread at a time and its records in order.
+ *
+ * Polling (spin_ns, agent.h AGT_SPIN_US): a thread that finds the queue
+ * empty polls it for spin_ns before it sleeps, but only one at a time
+ * (x->spinning).  enqueue does not signal while one polls, since the
+ * poller will take the lane; whoever takes a lane and leaves more behind
+ * signals the next thread, so no lane waits for a wake-up that was saved.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #include "agent.h"
@@ -21,7 +28,10 @@ struct agt_exec {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   struct agt_lane *head, *tail; /* run queue; each holds a lane reference */
+  atomic_uint queued;           /* lanes on it, for the poller to read */
   bool stop;
+  bool spinning;                /* a thread polls for work (not waiting on cv) */
+  uint64_t spin_ns;
   unsigned n;
   pthread_t *th;
 };
@@ -35,7 +45,9 @@ static void enqueue(struct agt_exec *x, struct agt_lane *l)
   else
     x->head = l;
   x->tail = l;
-  pthread_cond_signal(&x->cv);
+  atomic_fetch_add_explicit(&x->queued, 1, memory_order_release);
+  if (!x->spinning)
+    pthread_cond_signal(&x->cv);
   pthread_mutex_unlock(&x->mu);
 }
 
@@ -123,6 +135,28 @@ static bool run_lane(struct agt_lane *l)
   }
 }
 
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+/* Poll for a queued lane for up to x->spin_ns (called unlocked). */
+static void spin_for_work(struct agt_exec *x)
+{
+  uint64_t end = agt_now_ns() + x->spin_ns;
+
+  while (!atomic_load_explicit(&x->queued, memory_order_acquire)) {
+    for (int i = 0; i < 64; i++)
+      cpu_relax();
+    if (agt_now_ns() >= end)
+      break;
+  }
+}
+
 static void *worker(void *arg)
 {
   struct agt_exec *x = arg;
@@ -131,8 +165,17 @@ static void *worker(void *arg)
     struct agt_lane *l;
 
     pthread_mutex_lock(&x->mu);
-    while (!x->head && !x->stop)
+    while (!x->head && !x->stop) {
+      if (x->spin_ns && !x->spinning) {
+        x->spinning = true;
+        pthread_mutex_unlock(&x->mu);
+        spin_for_work(x);
+        pthread_mutex_lock(&x->mu);
+        x->spinning = false;
+        continue; /* looked at again under the lock: nothing is lost */
+      }
       pthread_cond_wait(&x->cv, &x->mu);
+    }
     l = x->head;
     if (!l) {
       pthread_mutex_unlock(&x->mu); /* stop, and nothing left */
@@ -141,6 +184,9 @@ static void *worker(void *arg)
     x->head = l->run_next;
     if (!x->head)
       x->tail = NULL;
+    atomic_fetch_sub_explicit(&x->queued, 1, memory_order_relaxed);
+    if (x->head) /* enqueue may have left this wake-up to a poller */
+      pthread_cond_signal(&x->cv);
     pthread_mutex_unlock(&x->mu);
 
     if (run_lane(l))
@@ -150,7 +196,7 @@ static void *worker(void *arg)
   }
 }
 
-int agt_exec_new(unsigned nthreads, struct agt_exec **out)
+int agt_exec_new(unsigned nthreads, unsigned spin_us, struct agt_exec **out)
 {
   struct agt_exec *x = calloc(1, sizeof(*x));
   int rc;
@@ -162,6 +208,7 @@ int agt_exec_new(unsigned nthreads, struct agt_exec **out)
     free(x);
     return -ENOMEM;
   }
+  x->spin_ns = (uint64_t)spin_us * 1000u;
   pthread_mutex_init(&x->mu, NULL);
   pthread_cond_init(&x->cv, NULL);
   for (x->n = 0; x->n < nthreads; x->n++) {

@@ -15,8 +15,11 @@
 
 struct agt_exec;
 
-/* Start nthreads (>= 1) threads.  Returns 0 and *out, or -errno. */
-int agt_exec_new(unsigned nthreads, struct agt_exec **out);
+/*
+ * Start nthreads (>= 1) threads; an idle one polls for work spin_us before
+ * it sleeps (0: never).  Returns 0 and *out, or -errno.
+ */
+int agt_exec_new(unsigned nthreads, unsigned spin_us, struct agt_exec **out);
 
 /*
  * Make sure lane l runs if it has queued records or an ended request body

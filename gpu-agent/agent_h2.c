@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -47,11 +48,22 @@ static void conn_mark(struct conn *c)
 
 /* ---- responses ---------------------------------------------------------- */
 
+/* Whether the network thread has other work: input on c, or notes. */
+static bool others_waiting(struct conn *c)
+{
+  int queued = 0;
+
+  if (agt_inbox_pending(&c->srv->inbox))
+    return true;
+  return ioctl(c->ev.fd, FIONREAD, &queued) == 0 && queued > 0;
+}
+
 static agt_ngssize read_cb(nghttp2_session *ngh, int32_t id, uint8_t *buf,
                            size_t len, uint32_t *flags,
                            nghttp2_data_source *src, void *ud)
 {
   struct stream *st = src->ptr;
+  struct conn *c = st->conn;
   size_t n;
   bool eof;
 
@@ -59,6 +71,12 @@ static agt_ngssize read_cb(nghttp2_session *ngh, int32_t id, uint8_t *buf,
   case ST_LANE:
     /* Only the length: send_data_cb writes the bytes from the queue. */
     n = agt_lane_peek_out(st->lane, len, DATA_RUNS, &eof);
+    if (n >= SMALL_FRAME && c->turn_out &&
+        (c->turn_out >= TURN_MAX || others_waiting(c))) {
+      st->deferred = st->yielded = true; /* other work first ("Turns") */
+      c->yields = c->blocked = true;
+      return NGHTTP2_ERR_DEFERRED;
+    }
     if (eof)
       *flags |= NGHTTP2_DATA_FLAG_EOF;
     if (!n && !eof) {
@@ -204,6 +222,11 @@ static int send_data_cb(nghttp2_session *ngh, nghttp2_frame *fr,
                          emit_frame, &fo);
   switch (rc) {
   case 0:
+    c->turn_out += length;
+    if (length >= SMALL_FRAME)
+      c->bulk_id = fr->hd.stream_id;
+    else if (fr->hd.stream_id != c->bulk_id)
+      c->shared_until = agt_now_ns() + SHARED_NS; /* see "Turns" */
     return fo.partial ? NGHTTP2_ERR_PAUSE : 0;
   case -EAGAIN:
     c->blocked = true;
@@ -356,8 +379,15 @@ static int on_header(nghttp2_session *ngh, const nghttp2_frame *fr,
 static int on_frame_recv(nghttp2_session *ngh, const nghttp2_frame *fr,
                          void *ud)
 {
+  struct conn *c = ud;
   struct stream *st;
 
+  if (fr->hd.type == NGHTTP2_DATA) {
+    if (fr->hd.length >= SMALL_FRAME)
+      c->bulk_id = fr->hd.stream_id;
+    else if (fr->hd.stream_id != c->bulk_id)
+      c->shared_until = agt_now_ns() + SHARED_NS; /* see "Turns" */
+  }
   if (fr->hd.type != NGHTTP2_HEADERS && fr->hd.type != NGHTTP2_DATA)
     return 0;
   st = nghttp2_session_get_stream_user_data(ngh, fr->hd.stream_id);
@@ -435,8 +465,11 @@ static agt_ngssize read_length_cb(nghttp2_session *ngh, uint8_t type,
                                   int32_t stream_win, uint32_t max_frame,
                                   void *ud)
 {
+  struct conn *c = ud;
   agt_ngssize n = (agt_ngssize)max_frame;
 
+  if (n > SHARED_FRAME && c->shared_until && agt_now_ns() < c->shared_until)
+    n = SHARED_FRAME; /* other lanes are active (see "Turns") */
   if (conn_win < n)
     n = conn_win;
   if (stream_win < n)
@@ -481,12 +514,22 @@ static void conn_pollout(struct conn *c, bool on)
 }
 
 /*
- * Hand everything nghttp2 wants to send to the socket, until it has nothing
- * or the socket is full (then wait for EPOLLOUT).  Marks the connection
- * dead when it is finished or broken.
+ * Hand what nghttp2 wants to send to the socket, until it has nothing, the
+ * socket is full or the turn ends (see "Turns"; then wait for EPOLLOUT,
+ * which in the last case comes at once, after the other events).
+ * Marks the connection dead when it is finished or broken.
  */
 static void conn_flush(struct conn *c)
 {
+  c->turn_out = 0;
+  if (c->yields) { /* a new turn: the streams read_cb put off go again */
+    c->yields = false;
+    for (struct stream *st = c->streams; st; st = st->next)
+      if (st->yielded) {
+        st->yielded = false;
+        resume(st);
+      }
+  }
   c->dirty = false;
   if (c->dead || c->lingering)
     return;
@@ -595,13 +638,17 @@ static uint8_t *recv_target(struct conn *c, size_t *len)
 static void conn_read(struct conn *c)
 {
   struct agt_server *srv = c->srv;
+  size_t got = 0;
 
-  for (int i = 0; i < RECV_ROUNDS && !c->dead; i++) {
+  for (int i = 0; i < RECV_ROUNDS && got < TURN_MAX && !c->dead; i++) {
     size_t cap = sizeof(srv->rbuf);
-    uint8_t *buf = recv_target(c, &cap);
+    uint8_t *buf;
     ssize_t n;
     agt_ngssize rv;
 
+    if (got >= SMALL_FRAME && agt_inbox_pending(&srv->inbox))
+      break; /* replies to send first (see "Turns") */
+    buf = recv_target(c, &cap);
     if (!buf) {
       /* Only a little past this frame: the next large payload then
          goes in place. */
@@ -623,6 +670,7 @@ static void conn_read(struct conn *c)
       }
       break;
     }
+    got += (size_t)n;
     if (c->lingering)
       continue; /* discard: the session is over */
     rv = agt_ng_mem_recv(c->ngh, buf, (size_t)n);
@@ -636,6 +684,22 @@ static void conn_read(struct conn *c)
   conn_mark(c);
 }
 
+/* Whether a peer is on this host (127.0.0.0/8, ::1, or v4-mapped). */
+static bool is_loopback(const struct sockaddr_storage *sa)
+{
+  static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+  if (sa->ss_family == AF_INET)
+    return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+  if (sa->ss_family == AF_INET6) {
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+
+    return IN6_IS_ADDR_LOOPBACK(a) ||
+           (!memcmp(a->s6_addr, v4mapped, 12) && a->s6_addr[12] == 127);
+  }
+  return false;
+}
+
 /*
  * TCP_NODELAY: records are small and latency-bound.  TCP_NOTSENT_LOWAT:
  * the kernel takes no more than AGT_NOTSENT_LOWAT bytes beyond what is on
@@ -643,15 +707,19 @@ static void conn_read(struct conn *c)
  * streams, not in a socket buffer of megabytes where a small reply of
  * another lane would queue behind them (what is in flight is still
  * bounded only by the congestion window, so a long path stays full).
- * Keepalive and a user timeout: a broker whose host vanishes sends no FIN,
- * and without them its sessions (and their device memory) would live
- * forever.
+ * A broker on this host gets a receive buffer of AGT_LOOPBACK_RCVBUF, for
+ * the same reason in the other direction.  Keepalive and a user timeout: a
+ * broker whose host vanishes sends no FIN, and without them its sessions
+ * (and their device memory) would live forever.
  */
-static void tune_socket(int fd)
+static void tune_socket(int fd, const struct sockaddr_storage *peer)
 {
   int one = 1, idle = 30, intvl = 10, cnt = 3, lowat = AGT_NOTSENT_LOWAT;
+  int rcvbuf = AGT_LOOPBACK_RCVBUF;
   unsigned timeout_ms = 60000;
 
+  if (is_loopback(peer))
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
   setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
@@ -686,7 +754,7 @@ static void accept_all(struct agt_server *srv)
         agt_warn("accept: %s", strerror(errno));
       return;
     }
-    tune_socket(fd);
+    tune_socket(fd, &sa);
     c = calloc(1, sizeof(*c));
     if (!c)
       goto out_close;
@@ -840,9 +908,15 @@ static void shutdown_all(struct agt_server *srv)
 
 int agt_server_run(struct agt_server *srv)
 {
+  uint64_t spin_until = 0; /* poll, not sleep, until then (--spin-us) */
+
   for (;;) {
     struct epoll_event evs[64];
-    int n = epoll_wait(srv->epfd, evs, 64, 1000);
+    int n = epoll_wait(srv->epfd, evs, 64,
+                       spin_until && agt_now_ns() < spin_until ? 0 : 1000);
+
+    if (n > 0 && srv->spin_ns)
+      spin_until = agt_now_ns() + srv->spin_ns;
 
     if (n < 0) {
       if (errno == EINTR)
@@ -992,6 +1066,7 @@ int agt_server_new(const struct agt_server_config *cfg, struct agt_backend *be,
     return -ENOMEM;
   }
   srv->be = be;
+  srv->spin_ns = (uint64_t)cfg->spin_us * 1000u;
   srv->epfd = -1;
   srv->listen_ev.fd = srv->signal_ev.fd = -1;
   agt_hmap_init(&srv->sessions);
@@ -1040,7 +1115,7 @@ int agt_server_new(const struct agt_server_config *cfg, struct agt_backend *be,
       (rc = add_ev(srv, &srv->signal_ev)) < 0 ||
       (rc = add_ev(srv, &srv->inbox_ev)) < 0)
     goto out_fail;
-  rc = agt_exec_new(cfg->exec_threads, &srv->exec);
+  rc = agt_exec_new(cfg->exec_threads, cfg->spin_us, &srv->exec);
   if (rc < 0) {
     *why = "cannot start the execution threads";
     goto out_fail;

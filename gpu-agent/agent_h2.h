@@ -31,6 +31,7 @@ struct agt_server_config {
   const char *listen;   /* "HOST:PORT", "[V6]:PORT"; port 0 = any */
   const char *secret;   /* NULL: accept every request (--insecure) */
   unsigned exec_threads; /* >= 1 */
+  unsigned spin_us;     /* polling before sleeping (--spin-us); 0: none */
 };
 
 struct agt_server;

@@ -61,6 +61,34 @@ typedef nghttp2_data_provider agt_ngprd;
 #define SHUTDOWN_WAIT_MS 30000
 #define RECV_BUF (64u << 10)
 #define RECV_ROUNDS 16 /* reads per wake-up before others get a turn */
+/*
+ * Turns.  Over loopback or any fast path the socket takes a bulk reply as
+ * fast as we write it, so writing until EAGAIN would hold the network
+ * thread in conn_flush for a whole 64 MiB device-to-host copy: no request
+ * of another lane read, no finished record's reply sent, for milliseconds.
+ * So after each large frame written or read, other work goes first if
+ * there is any (others_waiting: input on the socket, notes in the inbox),
+ * and a turn ends after TURN_MAX bytes regardless (other connections);
+ * level-triggered epoll brings the connection straight back.  A small
+ * request or reply therefore waits behind at most one large frame.
+ * Frames under SMALL_FRAME never wait.  The turn is ended in read_cb, by
+ * deferring the stream, not by refusing the frame in send_data_cb: nghttp2
+ * sends a refused frame first when it resumes, so a small reply that
+ * became ready meanwhile would wait behind it; a deferred stream is
+ * resumed at the start of the next turn and scheduled like any other.
+ */
+#define TURN_MAX (1u << 20)
+#define SMALL_FRAME (16u << 10)
+/*
+ * And how long a large frame is.  Alone on a connection, a bulk copy goes
+ * in frames as large as the broker takes (256 KiB: fewer system calls);
+ * for SHARED_NS after a small frame of another stream went either way,
+ * that is while other lanes are active, in SHARED_FRAME pieces, so that
+ * their calls wait behind tens of microseconds of bulk, not a quarter of a
+ * millisecond.
+ */
+#define SHARED_FRAME (64u << 10)
+#define SHARED_NS 5000000u
 /* DATA payload bytes worth a receive straight into their record, and how
    far a receive into rbuf goes past the current frame. */
 #define RECV_DIRECT_MIN (16u << 10)
@@ -109,6 +137,7 @@ struct stream {
   bool hdr_overflow;
 
   bool deferred;  /* the data provider returned NGHTTP2_ERR_DEFERRED */
+  bool yielded;   /* ... because the turn ended ("Turns"): resume next turn */
   bool rst_sent;  /* we reset it; waiting for the close */
   bool close_conn; /* close the connection once this response is sent */
 
@@ -138,7 +167,12 @@ struct conn {
   size_t out_len;
   uint8_t *pend;      /* owned; pend_cap bytes */
   size_t pend_cap;
-  bool blocked;       /* send_data_cb found the socket full */
+  bool blocked;       /* send_data_cb found the socket full, or read_cb
+                         ended the turn (see "Turns") */
+  bool yields;        /* some stream has `yielded` set */
+  size_t turn_out;    /* DATA bytes written in this turn */
+  uint64_t shared_until; /* agt_now_ns(): frames are SHARED_FRAME until */
+  int32_t bulk_id;       /* stream of the last large frame either way */
   uint64_t credit;    /* connection-level bytes to consume */
   bool pollout;       /* EPOLLOUT is registered */
   bool dirty;         /* has something to send: flush at the end of the turn */
@@ -161,6 +195,7 @@ struct agt_server {
   size_t secret_len;
   struct agt_backend *be;
   struct agt_exec *exec;
+  uint64_t spin_ns;          /* polling before epoll sleeps (--spin-us) */
   struct agt_modcache *cache;
   struct agt_inbox inbox;
   bool inbox_ok;

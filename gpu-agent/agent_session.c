@@ -43,6 +43,7 @@ bool agt_inbox_post(struct agt_inbox *ib, struct agt_note *n)
   n->posted = true;
   n->next = NULL;
   wake = ib->head == NULL; /* only the first note needs a syscall */
+  atomic_store_explicit(&ib->nonempty, true, memory_order_relaxed);
   *ib->tail = n;
   ib->tail = &n->next;
   pthread_mutex_unlock(&ib->mu);
@@ -66,6 +67,7 @@ struct agt_note *agt_inbox_take(struct agt_inbox *ib)
   if (read(ib->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
     agt_err("inbox eventfd read: %s", strerror(errno));
   list = ib->head;
+  atomic_store_explicit(&ib->nonempty, false, memory_order_relaxed);
   ib->head = NULL;
   ib->tail = &ib->head;
   pthread_mutex_unlock(&ib->mu);

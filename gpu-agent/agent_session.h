@@ -60,6 +60,7 @@ struct agt_note {
 struct agt_inbox {
   pthread_mutex_t mu;
   struct agt_note *head, **tail;
+  atomic_bool nonempty; /* head != NULL, readable without the lock */
   int efd;
 };
 
@@ -82,6 +83,12 @@ bool agt_inbox_post(struct agt_inbox *ib, struct agt_note *n);
  */
 struct agt_note *agt_inbox_take(struct agt_inbox *ib);
 void agt_inbox_done(struct agt_inbox *ib, struct agt_note *n);
+
+/* Whether notes wait (a hint, without the lock: the eventfd is the truth). */
+static inline bool agt_inbox_pending(struct agt_inbox *ib)
+{
+  return atomic_load_explicit(&ib->nonempty, memory_order_relaxed);
+}
 
 /* ---- sessions ------------------------------------------------------- */
 
