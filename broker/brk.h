@@ -77,8 +77,9 @@
  * grows to megabytes whenever the agent sends faster than we read, and a
  * small reply then waits a millisecond behind another lane's bulk copy.
  * Over loopback the round trip is microseconds, so 256 KiB (tens of
- * microseconds of data) still keeps the link full.  Remote links keep
- * autotuning: there the bandwidth-delay product needs the buffer.
+ * microseconds of data) still keeps the link full (128 KiB cost a sixth
+ * of the device-to-host bandwidth).  Remote links keep autotuning: there
+ * the bandwidth-delay product needs the buffer.
  */
 #define BRK_LOOPBACK_RCVBUF (256 << 10)
 /* Response bytes one lane stream may hold while its lane is full before

@@ -62,11 +62,13 @@
  */
 #define AGT_LANE_OUT_MAX (8u << 20)
 /* Unsent bytes the kernel may hold on a broker connection (tune_socket in
-   agent_h2.c). */
-#define AGT_NOTSENT_LOWAT (256 << 10)
+   agent_h2.c): a FIFO every lane's replies wait in, so short; 64 KiB is
+   one frame while lanes share the connection (SHARED_FRAME). */
+#define AGT_NOTSENT_LOWAT (64 << 10)
 /* The receive buffer of a connection from a broker on this host: bytes in
    it are a FIFO queue every lane's requests wait in, behind uploads (see
-   the broker's BRK_LOOPBACK_RCVBUF).  Remote brokers keep autotuning. */
+   the broker's BRK_LOOPBACK_RCVBUF).  256 KiB, not 128: smaller cost a
+   fifth of the host-to-device bandwidth.  Remote brokers keep autotuning. */
 #define AGT_LOOPBACK_RCVBUF (256 << 10)
 /*
  * Polling before sleeping (--spin-us).  A small call crosses two thread

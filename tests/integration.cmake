@@ -24,7 +24,7 @@ tr_cuda_app(stream_fairness apps/stream_fairness.cu -Xcompiler -pthread)
 tr_script_test(stream_fairness integration/stream_fairness.sh TIMEOUT 300)
 tr_cuda_app(pinned_copies apps/pinned_copies.cu)
 tr_script_test(pinned_copies integration/pinned_copies.sh TIMEOUT 120 FAST)
-# The agent's polling (--spin-us) is off on machines under 4 CPUs, such as
+# The agent's polling (--spin-us) is off on machines under 8 CPUs, such as
 # CI's; this runs the stream programs with it on, so that path is tested
 # everywhere (and under TSan).
 tr_script_test(streams_events_spin integration/run_app.sh TIMEOUT 120 FAST ARGS streams_events)

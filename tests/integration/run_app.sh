@@ -13,7 +13,7 @@ tr_run "$APPS/$app" "$@" || tr_fail "$app exited with $?"
 cat "$TR_TMP/out"
 grep -q "^PASS" "$TR_TMP/out" || tr_fail "$app printed no PASS line"
 if [ -n "${TREMOTE_AGENT_SPIN_US:-}" ]; then
-    grep -q "polling $TREMOTE_AGENT_SPIN_US us" "$TR_TMP/broker.log" ||
+    grep -q "execution threads; polling $TREMOTE_AGENT_SPIN_US us" "$TR_TMP/broker.log" ||
         tr_fail "the agent did not take TREMOTE_AGENT_SPIN_US=$TREMOTE_AGENT_SPIN_US"
 fi
 tr_stop_broker
