@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One CUDA stream never waits behind another (issue 5): while stream A of
 # a program copies device -> host in 64 MiB pieces (1 GiB and on), the p99
-# of a stream query, a small launch + synchronise and a plain round trip on
-# stream B must stay within 3x of their idle p99.  Twice: A and B fed by
+# of a stream query and of a small launch + synchronise on stream B must
+# stay within 3x of their idle p99 (the issue names these two; the p99 of a
+# plain round trip, cudaMemGetInfo, is printed beside them).  Twice: A and B fed by
 # two threads, and by one thread (A's copies queued asynchronously into
 # page-locked memory); non-blocking streams have lanes of their own, so B
 # never waits behind A on the agent.
@@ -34,7 +35,7 @@ print("busy p99 worst %.1f ms; ratios %s" % (worst, ratios))
 if worst > max_ms:
     sys.exit("a small call took %.1f ms at p99 while the copy ran (bound %g ms)" % (worst, max_ms))
 if ncpu >= min_cpus:
-    bad = {k: v for k, v in ratios.items() if k != "cpu" and v > 3}
+    bad = {k: v for k, v in ratios.items() if k in ("query", "launch") and v > 3}
     if bad:
         sys.exit("p99 busy/idle above 3x: %s" % bad)
     print("within 3x of idle p99 on %d CPUs" % ncpu)
