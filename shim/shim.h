@@ -37,6 +37,8 @@ struct shim_lane {
   int open;
   uint64_t serial;    /* unique in the process, never reused (0: none) */
   uint64_t stream_id; /* a stream lane's stream; 0 for the thread's own */
+  uint64_t lg_seen;   /* a stream lane: the generation of the thread's
+                         legacy-stream event it has waited for */
   int busy;           /* work queued since its last SYNCHRONIZE ... */
   int busy_dev;       /* ... for this device */
   uint64_t next_id;   /* request ids on this lane */
@@ -55,7 +57,8 @@ struct shim_thread {
   struct shim_lane own;  /* the thread's lane: default streams and the rest */
   struct shim_lane *cur; /* the lane this API call uses (shim_call); the
                             thread's own unless shim_stream_use chose one */
-  struct shim_lane *slane[SHIM_STREAM_LANES]; /* non-blocking streams' */
+  struct shim_lane *slane[SHIM_STREAM_LANES]; /* created streams' */
+  struct shim_lane *qlane; /* queries only (shim_query_lane), or NULL */
   unsigned slane_next;   /* the slot to reuse next when all are taken */
   int device;            /* current CUDA ordinal */
   cudaError_t last_error; /* cudaGetLastError's value */
@@ -70,10 +73,18 @@ struct shim_thread {
      Its no-reply records go into the capture instead of the lane
      (shim_stream.c).  Cleared at the start of every call (shim_ready). */
   struct shim_stream *capture;
+  /* Per device, the order between this thread's legacy-stream work and
+     its blocking streams (shim_stream.c); NULL until first needed. */
+  struct shim_legacy *legacy;
+  unsigned nlegacy;
 };
 
+/* Thread exit: drop what shim_stream.c keeps per thread (before the
+   thread's own lane closes: it queues on it). */
+void shim_stream_thread_exit(struct shim_thread *t);
+
 /*
- * The lane for work on the non-blocking stream stream_id, opened on first
+ * The lane for work on the created stream stream_id, opened on first
  * use (one per thread and stream, so a stream's work never waits behind
  * another stream's on the agent); NULL when no lane can be had (the caller
  * then uses the thread's own).  A thread keeps SHIM_STREAM_LANES of them
@@ -82,6 +93,14 @@ struct shim_thread {
  */
 struct shim_lane *shim_stream_lane(struct shim_thread *t, uint64_t stream_id,
                                    int open);
+
+/*
+ * t's query lane, opened on first use: it carries questions (EVENT_QUERY)
+ * and never work, so a query never waits behind work the way it would on
+ * a lane the thread feeds.  NULL when no lane can be had (the caller then
+ * asks on its current lane).
+ */
+struct shim_lane *shim_query_lane(struct shim_thread *t);
 
 /* Synchronise every stream lane of t with work since its last
    synchronisation (cudaDeviceSynchronize); the first error. */

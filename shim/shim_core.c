@@ -90,11 +90,16 @@ static void thread_exit(void *arg)
 {
   struct shim_thread *t = arg;
 
+  shim_stream_thread_exit(t);
   for (unsigned i = 0; i < SHIM_STREAM_LANES; i++)
     if (t->slane[i]) {
       lane_close(t->slane[i]);
       free(t->slane[i]);
     }
+  if (t->qlane) {
+    lane_close(t->qlane);
+    free(t->qlane);
+  }
   lane_close(&t->own);
   free(t);
 }
@@ -266,6 +271,26 @@ struct shim_lane *shim_stream_lane(struct shim_thread *t, uint64_t stream_id,
     return NULL;
   }
   return l;
+}
+
+struct shim_lane *shim_query_lane(struct shim_thread *t)
+{
+  int rc;
+
+  if (t->qlane && t->qlane->open)
+    return t->qlane;
+  if (!t->qlane) {
+    t->qlane = calloc(1, sizeof(*t->qlane));
+    if (!t->qlane)
+      return NULL;
+  }
+  rc = lane_open(t->qlane, 0);
+  if (rc < 0) {
+    shim_warn_once("qlane", "cannot open a lane for queries (%s): they wait "
+                            "behind the thread's work", strerror(-rc));
+    return NULL;
+  }
+  return t->qlane;
 }
 
 int shim_valid_device(int dev)
@@ -701,9 +726,18 @@ static void fork_child(void)
           free(self->slane[i]);
           self->slane[i] = NULL;
         }
+      if (self->qlane) {
+        if (self->qlane->open)
+          tr_lane_unmap(&self->qlane->lane);
+        free(self->qlane);
+        self->qlane = NULL;
+      }
       self->cur = &self->own;
       self->last_error = cudaSuccess;
       self->ncfg = 0;
+      free(self->legacy); /* the parent's session's events */
+      self->legacy = NULL;
+      self->nlegacy = 0;
     }
     if (shim_proc.cli.fd >= 0)
       close(shim_proc.cli.fd);

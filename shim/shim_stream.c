@@ -19,9 +19,11 @@
  *   - waiting is asking again (with a growing pause), never a blocked
  *     agent thread, so no wait can starve the lane it waits for.
  *
- * A non-blocking stream owes the legacy stream no order, so its work goes
- * down a lane of its own in each thread that feeds it (shim_stream_lane):
- * then it never waits behind another stream's work on the agent.
+ * Every created stream's work goes down a lane of its own in each thread
+ * that feeds it (shim_stream_lane): then it never waits behind another
+ * stream's work on the agent.  The legacy stream (the default stream, on
+ * the thread's own lane) is ordered against blocking streams (those not
+ * created cudaStreamNonBlocking) by events, see "the legacy stream" below.
  *
  * Work queued on a stream through a lane other than the one that carried
  * its previous work first waits for that work, which keeps the stream's
@@ -65,6 +67,9 @@ struct shim_stream {
   int dev;
   uint64_t id;
   struct shim_event ev; /* recorded after every piece of work */
+  /* The newest generation of ev a legacy-stream lane was made to wait
+     for, and that lane's serial (legacy_enter; under reg_lock). */
+  uint64_t lg_gen, lg_by;
   unsigned cb_pending;  /* host functions not yet run, under cb_lock */
   struct shim_graph *capture; /* being captured into, or NULL */
   int capture_bad;            /* something uncapturable was queued */
@@ -179,18 +184,40 @@ static int event_query(struct shim_thread *t, struct shim_event *e,
                    0, NULL);
 }
 
+/* The same question on t's query lane (shim_query_lane), where it never
+   waits behind work the thread queued. */
+static int event_ask(struct shim_thread *t, struct shim_event *e,
+                     uint64_t gen)
+{
+  struct shim_lane *was = t->cur, *q = shim_query_lane(t);
+  int rc;
+
+  if (q)
+    t->cur = q;
+  rc = event_query(t, e, gen);
+  t->cur = was;
+  return rc;
+}
+
 /*
- * Wait until generation gen of e has run.  Asked once at once (from the
- * recording lane it is then always done), then again after pauses growing
- * from 20 us to 1 ms: the agent never blocks a thread for us.
+ * Wait until generation gen of e has run.  Recorded on the lane this call
+ * uses: asked there once (it is then done, and that lane's errors come
+ * back).  Else asked on the query lane, again after pauses growing from
+ * 20 us to 1 ms: the agent never blocks a thread for us.
  */
 static int event_wait(struct shim_thread *t, struct shim_event *e,
                       uint64_t gen)
 {
   long pause_ns = 20000;
 
-  for (;;) {
+  if (gen && atomic_load(&e->by) == cur_serial(t)) {
     int rc = event_query(t, e, gen);
+
+    if (rc != (int)cudaErrorNotReady)
+      return rc;
+  }
+  for (;;) {
+    int rc = event_ask(t, e, gen);
 
     if (rc != (int)cudaErrorNotReady)
       return rc;
@@ -216,6 +243,143 @@ static int event_wait_queued(struct shim_thread *t, struct shim_event *e,
   return shim_call(t, dev, TR_OP_EVENT_WAIT, a,
                    (uint32_t)event_args(a, e->handle, gen), NULL, 0, 0, NULL,
                    0, NULL);
+}
+
+/* ---- the legacy stream -------------------------------------------------- */
+
+/*
+ * CUDA's legacy default stream waits for all work queued before it on
+ * every blocking stream of its device, and their work queued after it
+ * waits for it.  Here the legacy stream is the thread's own lane and each
+ * created stream has lanes of its own, so both directions are events:
+ *
+ *   - before legacy work (legacy_enter), the own lane waits (EVENT_WAIT)
+ *     for each blocking stream of the device that has work the lane has
+ *     not waited for yet (its event's newest generation);
+ *   - the thread keeps one event per device (struct shim_legacy),
+ *     recorded on its own lane when a blocking stream is next fed after
+ *     legacy work; that stream's lane waits for it (legacy_order).
+ *
+ * Both are records without replies: no round trip, and nothing waits when
+ * nothing was queued.  The order kept is that of one thread's legacy
+ * stream: legacy work of two threads is not ordered against each other,
+ * nor a blocking stream fed by one thread against another thread's legacy
+ * work (docs/ARCHITECTURE.md, "Limits").
+ */
+struct shim_legacy {
+  struct shim_event ev; /* recorded on the thread's own lane */
+  int dirty;            /* legacy work queued since its newest record */
+};
+
+static struct shim_legacy *legacy_of(struct shim_thread *t, int dev)
+{
+  if (dev < 0 || (uint32_t)dev >= shim_proc.cli.ndev)
+    return NULL;
+  if (!t->legacy) {
+    t->legacy = calloc(shim_proc.cli.ndev, sizeof(*t->legacy));
+    if (!t->legacy)
+      return NULL; /* then no order beyond the lanes' (said once) */
+    t->nlegacy = shim_proc.cli.ndev;
+    for (unsigned i = 0; i < t->nlegacy; i++) {
+      t->legacy[i].ev.magic = EVENT_MAGIC;
+      atomic_init(&t->legacy[i].ev.dev, -1);
+    }
+  }
+  if ((unsigned)dev >= t->nlegacy)
+    return NULL;
+  if (!t->legacy[dev].ev.handle)
+    t->legacy[dev].ev.handle = new_handle();
+  return &t->legacy[dev];
+}
+
+/* Legacy work for t's current device comes next on t's own lane. */
+static int legacy_enter(struct shim_thread *t)
+{
+  enum { BATCH = 32 };
+  struct {
+    struct shim_stream *s;
+    uint64_t gen;
+  } wait[BATCH];
+  int dev = t->device, rc = 0;
+  uint64_t own = t->own.serial;
+  struct shim_legacy *lg = legacy_of(t, dev);
+  unsigned n;
+
+  if (!lg) {
+    shim_warn_once("legacy", "out of memory: the default stream is not "
+                             "ordered against created streams");
+    return 0;
+  }
+  lg->dirty = 1;
+  /* The waits are queued outside the lock; streams are never freed. */
+  do {
+    struct shim_stream *s;
+
+    n = 0;
+    pthread_mutex_lock(&reg_lock);
+    for (s = streams; s && n < BATCH; s = s->next) {
+      uint64_t gen = atomic_load(&s->ev.gen);
+
+      if (s->magic != STREAM_MAGIC || (s->flags & cudaStreamNonBlocking) ||
+          s->dev != dev || gen == 0 || atomic_load(&s->ev.by) == own ||
+          (s->lg_by == own && s->lg_gen >= gen))
+        continue;
+      s->lg_by = own;
+      s->lg_gen = gen;
+      wait[n].s = s;
+      wait[n++].gen = gen;
+    }
+    pthread_mutex_unlock(&reg_lock);
+    for (unsigned i = 0; i < n && !rc; i++)
+      rc = event_wait_queued(t, &wait[i].s->ev, wait[i].gen, dev);
+  } while (n == BATCH && !rc);
+  return rc;
+}
+
+/* Blocking stream s is fed next on t->cur (its lane in t): wait for the
+   legacy work t queued for its device since the lane last waited. */
+static int legacy_order(struct shim_thread *t, struct shim_stream *s)
+{
+  struct shim_lane *l = t->cur;
+  struct shim_legacy *lg;
+  uint64_t gen;
+  int rc;
+
+  if ((s->flags & cudaStreamNonBlocking) || l == &t->own || !t->legacy ||
+      (unsigned)s->dev >= t->nlegacy)
+    return 0;
+  lg = &t->legacy[s->dev];
+  if (lg->dirty) {
+    t->cur = &t->own; /* after the legacy work, on its lane */
+    rc = event_record(t, &lg->ev, s->dev);
+    t->cur = l;
+    if (rc)
+      return rc;
+    lg->dirty = 0;
+  }
+  gen = atomic_load(&lg->ev.gen);
+  if (gen <= l->lg_seen)
+    return 0;
+  rc = event_wait_queued(t, &lg->ev, gen, s->dev);
+  if (rc == 0)
+    l->lg_seen = gen;
+  return rc;
+}
+
+void shim_stream_thread_exit(struct shim_thread *t)
+{
+  uint8_t a[8];
+
+  t->cur = &t->own;
+  for (unsigned i = 0; t->own.open && i < t->nlegacy; i++)
+    if (atomic_load(&t->legacy[i].ev.gen)) {
+      tr_put_u64(a, t->legacy[i].ev.handle);
+      (void)shim_call(t, (int)i, TR_OP_EVENT_DESTROY, a, 8, NULL, 0, 0, NULL,
+                      0, NULL);
+    }
+  free(t->legacy);
+  t->legacy = NULL;
+  t->nlegacy = 0;
 }
 
 /* ---- host functions ------------------------------------------------------ */
@@ -399,18 +563,16 @@ cudaError_t cudaStreamAddCallback(cudaStream_t stream,
 /* ---- streams ------------------------------------------------------------ */
 
 /*
- * Use the lane this thread feeds non-blocking stream s through, opening it
- * when open is set; other streams, or no lane, leave the thread's own.
- * Work goes there so it never waits behind another stream's on the agent
- * (a non-blocking stream owes the legacy stream no order, so nothing else
- * changes); a synchronisation goes there so that lane's errors come back.
+ * Use the lane this thread feeds stream s through, opening it when open is
+ * set; no lane leaves the thread's own.  Work goes there so it never waits
+ * behind another stream's on the agent (the legacy stream's order is kept
+ * by events: legacy_order); a synchronisation goes there so that lane's
+ * errors come back.
  */
 static void use_stream_lane(struct shim_thread *t, struct shim_stream *s,
                             int open)
 {
-  struct shim_lane *l = (s->flags & cudaStreamNonBlocking)
-                            ? shim_stream_lane(t, s->id, open)
-                            : NULL;
+  struct shim_lane *l = shim_stream_lane(t, s->id, open);
 
   if (l)
     t->cur = l;
@@ -425,7 +587,8 @@ cudaError_t shim_stream_use(struct shim_thread *t, cudaStream_t stream,
   *out = NULL;
   if (is_default(stream)) {
     cb_wait(&cb_default_pending);
-    return cudaSuccess;
+    rc = legacy_enter(t);
+    return rc ? shim_cuda_error(t, rc) : cudaSuccess;
   }
   s = stream_of(stream);
   if (!s)
@@ -444,6 +607,9 @@ cudaError_t shim_stream_use(struct shim_thread *t, cudaStream_t stream,
     if (rc)
       return shim_cuda_error(t, rc);
   }
+  rc = legacy_order(t, s);
+  if (rc)
+    return shim_cuda_error(t, rc);
   *out = s;
   return cudaSuccess;
 }
@@ -528,7 +694,9 @@ cudaError_t cudaDeviceGetStreamPriorityRange(int *least, int *greatest)
 /*
  * CUDA lets a stream be destroyed with work queued: the work still runs.
  * So does this: the records are on lanes already; the stream's own event
- * is dropped on the agent after them (EVENT_DESTROY on the same lane).
+ * is dropped on the agent after them (EVENT_DESTROY on the same lane, or,
+ * for a blocking stream, on the own lane after it waited for them: the
+ * legacy stream's later work must still follow that work).
  */
 cudaError_t cudaStreamDestroy(cudaStream_t stream)
 {
@@ -536,6 +704,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream)
   cudaError_t e = shim_ready(&t);
   struct shim_stream *s, **pp;
   uint8_t a[8];
+  int dev;
 
   if (e != cudaSuccess)
     return shim_fail(t, e);
@@ -550,11 +719,17 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream)
   pthread_mutex_unlock(&reg_lock);
   if (!s)
     return shim_fail(t, cudaErrorInvalidResourceHandle);
-  if (atomic_load(&s->ev.dev) >= 0) {
-    use_stream_lane(t, s, 0); /* after the records, on their lane */
+  dev = atomic_load(&s->ev.dev);
+  if (dev >= 0) {
+    if (!(s->flags & cudaStreamNonBlocking) && dev == t->device)
+      /* Its work still runs, and legacy work queued later must follow
+         it: the own lane waits for it now, and drops the event after. */
+      (void)event_wait_queued(t, &s->ev, atomic_load(&s->ev.gen), dev);
+    else
+      use_stream_lane(t, s, 0); /* after the records, on their lane */
     tr_put_u64(a, s->ev.handle);
-    (void)shim_call(t, atomic_load(&s->ev.dev), TR_OP_EVENT_DESTROY, a, 8,
-                    NULL, 0, 0, NULL, 0, NULL);
+    (void)shim_call(t, dev, TR_OP_EVENT_DESTROY, a, 8, NULL, 0, 0, NULL, 0,
+                    NULL);
   }
   s->magic = 0;
   /* Never freed: nvcc-built code and other threads may still hold the
@@ -596,16 +771,31 @@ cudaError_t cudaStreamQuery(cudaStream_t stream)
 
   if (e != cudaSuccess)
     return shim_fail(t, e);
-  if (is_default(stream))
-    return shim_cuda_error(t, shim_call(t, t->device, TR_OP_NOP, NULL, 0,
-                                        NULL, 0, 1, NULL, 0, NULL));
+  /* Asked on the query lane, never on a lane with work: there the
+     question would wait behind the very work it asks about.  The default
+     stream's work so far is a new generation of the thread's legacy
+     event, recorded on its lane. */
+  if (is_default(stream)) {
+    struct shim_legacy *lg = legacy_of(t, t->device);
+    int rc;
+
+    if (!lg)
+      return shim_cuda_error(t, shim_call(t, t->device, TR_OP_NOP, NULL, 0,
+                                          NULL, 0, 1, NULL, 0, NULL));
+    rc = event_record(t, &lg->ev, t->device);
+    if (rc == 0) {
+      lg->dirty = 0;
+      rc = event_ask(t, &lg->ev, atomic_load(&lg->ev.gen));
+    }
+    if (rc == (int)cudaErrorNotReady)
+      return cudaErrorNotReady;
+    return shim_cuda_error(t, rc);
+  }
   s = stream_of(stream);
   if (!s)
     return shim_fail(t, cudaErrorInvalidResourceHandle);
-  /* Asked on the thread's own lane, never on the stream's: there the
-     question would wait behind the very work it asks about. */
   /* cudaErrorNotReady is an answer, not an error: not the last error. */
-  int rc = event_query(t, &s->ev, atomic_load(&s->ev.gen));
+  int rc = event_ask(t, &s->ev, atomic_load(&s->ev.gen));
   if (rc == (int)cudaErrorNotReady)
     return cudaErrorNotReady;
   return shim_cuda_error(t, rc);
@@ -801,7 +991,7 @@ cudaError_t cudaEventQuery(cudaEvent_t event)
 
   if (e != cudaSuccess)
     return e;
-  rc = event_query(t, ev, atomic_load(&ev->gen));
+  rc = event_ask(t, ev, atomic_load(&ev->gen));
   if (rc == (int)cudaErrorNotReady)
     return cudaErrorNotReady;
   return shim_cuda_error(t, rc);

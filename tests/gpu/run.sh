@@ -38,7 +38,7 @@ bash "$src/tests/integration/emu_apps.sh" "$B" || fails+=("emulated apps")
 
 step "5. runtime programs natively on the GPU"
 for a in streams_events host_memory runtime_misc graphs managed "async_launches fault" \
-         pinned_copies "stream_fairness 1024 300"; do
+         pinned_copies legacy_stream "stream_fairness 1024 300"; do
     # shellcheck disable=SC2086
     if timeout 120 "$B/tests/apps/"$a >"$B/native.out" 2>&1 && grep -q '^PASS' "$B/native.out"; then
         echo "$a: PASS"

@@ -1,0 +1,150 @@
+// legacy_stream.cu: blocking streams, the legacy default stream and the
+// order CUDA keeps between them (issue 5), self-checking; runs natively
+// on a GPU as well.
+//   - two blocking streams (cudaStreamCreate) fed by one thread run side
+//     by side: a small kernel on B and its synchronisation finish while a
+//     long kernel on A still runs;
+//   - legacy work waits for the blocking streams' earlier work: a kernel
+//     on the default stream reads what a kernel on A wrote after a spin;
+//   - blocking streams' later work waits for legacy work: a kernel on B
+//     reads what a default-stream kernel wrote after a spin;
+//   - a blocking stream destroyed with work queued: a cudaMemcpy after it
+//     (legacy) sees that work's result;
+//   - a non-blocking stream owes the legacy stream nothing: its kernel and
+//     synchronisation finish while a long default-stream kernel runs;
+//   - the same in a second thread, which then exits (the shim drops what
+//     it kept for the thread).
+// Each spin is long (150 ms) against what a small kernel and a sync take,
+// so a missing order shows as a wrong value, not as a flaky timing.
+#include <cuda_runtime.h>
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "app_check.h"
+
+#define EXPECT(cond, ...)                                                      \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      fprintf(stderr, "FAIL line %d: ", __LINE__);                             \
+      fprintf(stderr, __VA_ARGS__);                                            \
+      fprintf(stderr, "\n");                                                   \
+      exit(1);                                                                 \
+    }                                                                          \
+  } while (0)
+
+#define SPIN_NS 150000000ull
+
+// Spin ns nanoseconds on the device's clock, then *p = v (if p).
+__global__ void spin_set(unsigned long long ns, int *p, int v)
+{
+  unsigned long long t0, t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+  do
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  while (t - t0 < ns);
+  if (p)
+    *p = v;
+}
+
+__global__ void set(int *p, int v) { *p = v; }
+
+// *dst = *src * k + a
+__global__ void derive(int *dst, const int *src, int k, int a)
+{
+  *dst = *src * k + a;
+}
+
+static int get(const int *d)
+{
+  int v;
+  CK(cudaMemcpy(&v, d, sizeof(v), cudaMemcpyDeviceToHost));
+  return v;
+}
+
+static void run(const char *who)
+{
+  cudaStream_t a, b, nb;
+  int *d;
+
+  CK(cudaMalloc(&d, 8 * sizeof(int)));
+  CK(cudaMemset(d, 0, 8 * sizeof(int)));
+  CK(cudaStreamCreate(&a));
+  CK(cudaStreamCreate(&b));
+  CK(cudaStreamCreateWithFlags(&nb, cudaStreamNonBlocking));
+
+  // Side by side.
+  spin_set<<<1, 1, 0, a>>>(SPIN_NS, d + 0, 1);
+  set<<<1, 1, 0, b>>>(d + 1, 2);
+  CK(cudaStreamSynchronize(b));
+  cudaError_t qa = cudaStreamQuery(a);
+  EXPECT(qa == cudaErrorNotReady,
+         "%s: stream B's work waited behind stream A's (query A after B's "
+         "sync: %s)", who, cudaGetErrorName(qa));
+  CK(cudaStreamSynchronize(a));
+
+  // Blocking stream -> legacy stream.
+  spin_set<<<1, 1, 0, a>>>(SPIN_NS, d + 2, 7);
+  derive<<<1, 1>>>(d + 3, d + 2, 10, 1); // legacy: after A's work
+  EXPECT(get(d + 3) == 71, "%s: a default-stream kernel did not wait for "
+         "stream A's earlier work (got %d, want 71)", who, get(d + 3));
+
+  // Legacy stream -> blocking stream.
+  spin_set<<<1, 1>>>(SPIN_NS, d + 4, 5);
+  derive<<<1, 1, 0, b>>>(d + 5, d + 4, 2, 0); // after the legacy spin
+  CK(cudaStreamSynchronize(b));
+  int y;
+  CK(cudaMemcpyAsync(&y, d + 5, sizeof(y), cudaMemcpyDeviceToHost, b));
+  CK(cudaStreamSynchronize(b));
+  EXPECT(y == 10, "%s: stream B's kernel did not wait for earlier "
+         "default-stream work (got %d, want 10)", who, y);
+
+  // A blocking stream destroyed with its work queued.
+  cudaStream_t c;
+  CK(cudaStreamCreate(&c));
+  spin_set<<<1, 1, 0, c>>>(SPIN_NS, d + 6, 9);
+  CK(cudaStreamDestroy(c));
+  EXPECT(get(d + 6) == 9, "%s: cudaMemcpy did not wait for the work of a "
+         "destroyed blocking stream (got %d, want 9)", who, get(d + 6));
+
+  // A non-blocking stream does not wait for the legacy stream.
+  spin_set<<<1, 1>>>(2 * SPIN_NS, NULL, 0);
+  set<<<1, 1, 0, nb>>>(d + 7, 3);
+  CK(cudaStreamSynchronize(nb));
+  cudaError_t q0 = cudaStreamQuery(0);
+  EXPECT(q0 == cudaErrorNotReady,
+         "%s: a non-blocking stream waited for the legacy stream (query of "
+         "the default stream after its sync: %s)", who, cudaGetErrorName(q0));
+  CK(cudaDeviceSynchronize());
+  EXPECT(get(d + 7) == 3 && get(d + 1) == 2, "%s: values %d %d", who,
+         get(d + 7), get(d + 1));
+
+  CK(cudaStreamDestroy(a));
+  CK(cudaStreamDestroy(b));
+  CK(cudaStreamDestroy(nb));
+  CK(cudaFree(d));
+  printf("%s: blocking streams overlap; legacy order holds both ways\n", who);
+}
+
+static void *second(void *)
+{
+  run("second thread");
+  return NULL;
+}
+
+int main()
+{
+  pthread_t th;
+
+  run("main thread");
+  if (pthread_create(&th, NULL, second, NULL) != 0) {
+    fprintf(stderr, "FAIL pthread_create\n");
+    return 1;
+  }
+  pthread_join(th, NULL);
+  // After the thread exited: this thread's legacy order still holds.
+  run("main thread again");
+  printf("PASS legacy_stream\n");
+  return 0;
+}
