@@ -74,6 +74,14 @@ static void run(const char *who)
   CK(cudaStreamCreate(&b));
   CK(cudaStreamCreateWithFlags(&nb, cudaStreamNonBlocking));
 
+  // Every kernel launched once first: with CUDA's lazy loading a kernel's
+  // first launch loads it, and that can wait for the whole device (on an
+  // H200 it made the side-by-side check below fail natively).
+  spin_set<<<1, 1>>>(0, NULL, 0);
+  set<<<1, 1>>>(d + 7, 0);
+  derive<<<1, 1>>>(d + 7, d + 7, 1, 0);
+  CK(cudaDeviceSynchronize());
+
   // Side by side.
   spin_set<<<1, 1, 0, a>>>(SPIN_NS, d + 0, 1);
   set<<<1, 1, 0, b>>>(d + 1, 2);
