@@ -78,6 +78,40 @@ int brk_loop_new(struct brk_loop **out, unsigned entries)
   return 0;
 }
 
+int brk_loop_probe(const char **missing)
+{
+  static const struct {
+    int op;
+    const char *name;
+  } need[] = {
+      {IORING_OP_POLL_ADD, "POLL_ADD"}, {IORING_OP_READ, "READ"},
+      {IORING_OP_WRITE, "WRITE"},       {IORING_OP_RECVMSG, "RECVMSG"},
+      {IORING_OP_ACCEPT, "ACCEPT"},     {IORING_OP_TIMEOUT, "TIMEOUT"},
+      {IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL"},
+  };
+  struct io_uring ring;
+  struct io_uring_probe *p;
+  int rc = io_uring_queue_init(4, &ring, 0);
+
+  if (rc < 0)
+    return rc;
+  p = io_uring_get_probe_ring(&ring);
+  if (!p) { /* no IORING_REGISTER_PROBE: before Linux 5.6, too old */
+    *missing = "READ";
+    rc = -EOPNOTSUPP;
+  }
+  for (size_t i = 0; p && i < sizeof(need) / sizeof(need[0]); i++)
+    if (!io_uring_opcode_supported(p, need[i].op)) {
+      *missing = need[i].name;
+      rc = -EOPNOTSUPP;
+      break;
+    }
+  if (p)
+    io_uring_free_probe(p);
+  io_uring_queue_exit(&ring);
+  return rc;
+}
+
 void brk_loop_free(struct brk_loop *l)
 {
   struct brk_op *op, *next;

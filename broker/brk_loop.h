@@ -73,6 +73,15 @@ int brk_loop_run_once(struct brk_loop *l, int timeout_ms);
  */
 int brk_loop_busy(struct brk_loop *l);
 
+/*
+ * Whether io_uring works here with every operation the loop uses: 0, or
+ * -errno from io_uring_setup (EPERM under a seccomp profile or sysctl
+ * that refuses it, ENOSYS without it, ENOMEM under a small locked-memory
+ * limit), or -EOPNOTSUPP with *missing naming an operation this kernel's
+ * io_uring lacks.
+ */
+int brk_loop_probe(const char **missing);
+
 /* Make brk_loop_run() return after the current round. */
 void brk_loop_stop(struct brk_loop *l);
 

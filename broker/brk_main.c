@@ -94,7 +94,10 @@ static void usage(FILE *f)
       "\n"
       "Exit status:\n"
       "  0  clean shutdown (or --help, --version)\n"
-      "  1  runtime failure (sockets, io_uring, out of memory)\n"
+      "  1  runtime failure (sockets, out of memory), or io_uring refused\n"
+      "     or missing here: one line names the cause (a container's seccomp\n"
+      "     profile, kernel.io_uring_disabled, an old kernel, the locked-\n"
+      "     memory limit) and what to change\n"
       "  2  usage error\n"
       "  3  another broker is already listening on the socket\n"
       "  4  the agent binary was not found (only with --local > 0)\n",
@@ -471,6 +474,55 @@ __attribute__((constructor)) static void brk_tune_malloc(void)
   mallopt(M_TRIM_THRESHOLD, 128 << 20);
 }
 
+/*
+ * io_uring where the broker runs, or one line on stderr naming the cause
+ * and the fix: containers' default seccomp profiles (Docker's, Podman's)
+ * and kernel.io_uring_disabled refuse it, old kernels lack it or some of
+ * the operations the loop needs, and before Linux 5.12 its rings count
+ * against the locked-memory limit.
+ */
+static int uring_usable(void)
+{
+  const char *missing = NULL;
+  int rc = brk_loop_probe(&missing);
+
+  switch (rc) {
+  case 0:
+    return 1;
+  case -EPERM:
+  case -EACCES:
+    brk_err("io_uring is not permitted here (io_uring_setup: %s), and the "
+            "broker runs on it: in a container, allow io_uring_setup, "
+            "io_uring_enter and io_uring_register in its seccomp profile "
+            "(recent Docker and Podman profiles refuse them; e.g. --security-opt "
+            "seccomp=PROFILE.json); on the host, set sysctl "
+            "kernel.io_uring_disabled=0 (or 1 with this user in "
+            "kernel.io_uring_group)", strerror(-rc));
+    break;
+  case -ENOSYS:
+    brk_err("this system has no io_uring (io_uring_setup: %s), and the "
+            "broker runs on it: use Linux 5.10 or newer built with "
+            "CONFIG_IO_URING, and in a container a seccomp profile that "
+            "allows io_uring_setup, io_uring_enter and io_uring_register",
+            strerror(-rc));
+    break;
+  case -ENOMEM:
+    brk_err("io_uring could not get its memory (io_uring_setup: %s): before "
+            "Linux 5.12 its rings count against the locked-memory limit; "
+            "raise it to at least 1 MiB (ulimit -l 1024, or LimitMEMLOCK= "
+            "in the systemd unit)", strerror(-rc));
+    break;
+  case -EOPNOTSUPP:
+    brk_err("this kernel's io_uring lacks IORING_OP_%s, which the broker "
+            "needs: use Linux 5.10 or newer", missing ? missing : "?");
+    break;
+  default:
+    brk_err("io_uring does not work here (io_uring_setup: %s), and the "
+            "broker runs on it", strerror(-rc));
+  }
+  return 0;
+}
+
 int main(int argc, char **argv)
 {
   static const struct option opts[] = {
@@ -610,6 +662,10 @@ int main(int argc, char **argv)
             argv[optind]);
     return EXIT_USAGE;
   }
+  /* Before anything is created: where io_uring is refused the broker
+     cannot run at all, and the one line says why and what to change. */
+  if (!uring_usable())
+    return EXIT_FAIL;
 
   if (!sock)
     sock = default_socket_path();

@@ -15,10 +15,13 @@
 #   answers garbage) end up "failed" with the reason, the broker still
 #   becomes ready, HELLO counts only ready machines, and only curable
 #   failures are retried
+#   io_uring refused (a seccomp filter, tests/tools/no_uring): exit 1 with
+#   one line naming the cause and the fix, and no socket file created
 set -u
 build=${1:?usage: broker_cli.sh BUILD_DIR}
 broker=$build/broker/tremote-broker
 fake=$build/tests/test_broker_fakeagent
+no_uring=$build/tests/tools/no_uring
 [ -x "$broker" ] || { echo "no broker at $broker"; exit 1; }
 
 tmp=$(mktemp -d /tmp/tr-brk-cli-XXXXXX)
@@ -239,6 +242,25 @@ if [ -x "$fake" ]; then
     kill -TERM "$bpid"; wait "$bpid"
 else
     echo "skip fake-agent cases: no $fake"
+fi
+
+# -- io_uring refused --
+uring_refused() { # errno, what the line must say
+    local e=$1 want=$2 err rc
+    err=$("$no_uring" "$e" "$broker" --local 0 --socket "$tmp/u$e/b.sock" 2>&1)
+    rc=$?
+    check "io_uring refused ($e): exits 1" [ $rc = 1 ]
+    check "io_uring refused ($e): one line" [ "$(wc -l <<<"$err")" = 1 ]
+    check "io_uring refused ($e): says '$want'" grep -q -- "$want" <<<"$err"
+    check "io_uring refused ($e): no socket directory made" [ ! -e "$tmp/u$e" ]
+}
+if [ -x "$no_uring" ] && "$no_uring" 1 true 2>/dev/null; then
+    uring_refused 1 "kernel.io_uring_disabled=0"   # EPERM: seccomp, sysctl
+    uring_refused 1 "seccomp profile"
+    uring_refused 38 "Linux 5.10 or newer"         # ENOSYS: no io_uring
+    uring_refused 12 "LimitMEMLOCK="               # ENOMEM: memlock
+else
+    echo "skip io_uring refusal cases: no working $no_uring"
 fi
 
 echo "$pass passed, $fail failed"
