@@ -79,6 +79,15 @@ struct shim_thread {
   unsigned nlegacy;
 };
 
+/*
+ * Wait for the work queued so far on every created stream of device dev
+ * whose newest work went down a lane t does not have open: another
+ * thread's, or one t closed to make room (cudaDeviceSynchronize and
+ * cudaFree wait for all of the device's work, not only t's lanes').  The
+ * first error.
+ */
+int shim_sync_other_streams(struct shim_thread *t, int dev);
+
 /* Thread exit: drop what shim_stream.c keeps per thread (before the
    thread's own lane closes: it queues on it). */
 void shim_stream_thread_exit(struct shim_thread *t);

@@ -175,9 +175,12 @@ cudaError_t cudaDeviceSynchronize(void)
 
   if (e != cudaSuccess)
     return shim_fail(t, e);
-  /* This thread's non-blocking streams have lanes of their own. */
+  /* This thread's streams have lanes of their own; other threads' streams
+     are waited for by their events. */
   rc = shim_sync_stream_lanes(t);
   e = shim_cuda_error(t, shim_device_output(t, t->device, TR_OP_SYNCHRONIZE));
+  if (!rc)
+    rc = shim_sync_other_streams(t, t->device);
   if (e == cudaSuccess && rc)
     e = shim_cuda_error(t, rc);
   shim_stream_wait_callbacks(); /* host functions are the device's work */

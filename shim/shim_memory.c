@@ -163,9 +163,11 @@ cudaError_t cudaFree(void *ptr)
   if (dev < 0)
     return shim_fail(t, cudaErrorInvalidValue);
   /* cudaFree waits for the device's work, as in CUDA: work queued on
-     this thread's non-blocking streams (lanes of their own) may still use
+     streams (lanes of their own, this thread's or another's) may still use
      the memory; the thread's own lane keeps its order anyway. */
   rc = shim_sync_stream_lanes(t);
+  if (!rc)
+    rc = shim_sync_other_streams(t, dev);
   if (rc)
     return shim_cuda_error(t, rc);
   tr_put_u64(args, (uint64_t)(uintptr_t)ptr);

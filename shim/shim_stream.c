@@ -366,6 +366,56 @@ static int legacy_order(struct shim_thread *t, struct shim_stream *s)
   return rc;
 }
 
+/* Whether serial names a lane t has open (its own or a stream lane). */
+static int thread_has_lane(const struct shim_thread *t, uint64_t serial)
+{
+  if (t->own.open && t->own.serial == serial)
+    return 1;
+  for (unsigned i = 0; i < SHIM_STREAM_LANES; i++)
+    if (t->slane[i] && t->slane[i]->open && t->slane[i]->serial == serial)
+      return 1;
+  return 0;
+}
+
+int shim_sync_other_streams(struct shim_thread *t, int dev)
+{
+  enum { BATCH = 32 };
+  struct {
+    struct shim_stream *s;
+    uint64_t gen;
+  } wait[BATCH];
+  struct shim_stream *from = NULL;
+  unsigned n;
+  int rc = 0, first = 0;
+
+  /* In batches, outside the lock (streams are never freed); a stream
+     past the batch is found again by starting after the last one. */
+  do {
+    struct shim_stream *s;
+
+    n = 0;
+    pthread_mutex_lock(&reg_lock);
+    for (s = from ? from->next : streams; s && n < BATCH; s = s->next) {
+      uint64_t gen = atomic_load(&s->ev.gen);
+
+      if (s->magic != STREAM_MAGIC || s->dev != dev || gen == 0 ||
+          atomic_load(&s->ev.dev) != dev ||
+          thread_has_lane(t, atomic_load(&s->ev.by)))
+        continue;
+      wait[n].s = s;
+      wait[n++].gen = gen;
+    }
+    from = s ? (n ? wait[n - 1].s : NULL) : NULL;
+    pthread_mutex_unlock(&reg_lock);
+    for (unsigned i = 0; i < n; i++) {
+      rc = event_wait(t, &wait[i].s->ev, wait[i].gen);
+      if (rc && !first)
+        first = rc;
+    }
+  } while (from);
+  return first;
+}
+
 void shim_stream_thread_exit(struct shim_thread *t)
 {
   uint8_t a[8];

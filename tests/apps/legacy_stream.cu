@@ -13,7 +13,12 @@
 //   - a non-blocking stream owes the legacy stream nothing: its kernel and
 //     synchronisation finish while a long default-stream kernel runs;
 //   - the same in a second thread, which then exits (the shim drops what
-//     it kept for the thread).
+//     it kept for the thread);
+//   - cudaDeviceSynchronize waits for another thread's stream: a thread
+//     queues 512 MiB of device-to-host copies and then a store on a
+//     non-blocking stream and, without synchronising, waits until the main
+//     thread is done; after cudaDeviceSynchronize the main thread reads
+//     the store through a non-blocking stream of its own.
 // Each spin is long (150 ms) against what a small kernel and a sync take,
 // so a missing order shows as a wrong value, not as a flaky timing.
 #include <cuda_runtime.h>
@@ -141,6 +146,40 @@ static void *second(void *)
   return NULL;
 }
 
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static int queued, checked;
+
+static void *queue_and_wait(void *arg)
+{
+  cudaStream_t s;
+
+  size_t big = 256u << 20;
+  void *dbuf, *hbuf;
+
+  CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  CK(cudaMalloc(&dbuf, big));
+  CK(cudaMallocHost(&hbuf, big));
+  CK(cudaMemsetAsync(dbuf, 1, big, s));
+  for (int i = 0; i < 2; i++)
+    CK(cudaMemcpyAsync(hbuf, dbuf, big, cudaMemcpyDeviceToHost, s));
+  set<<<1, 1, 0, s>>>((int *)arg, 11); // behind the copies
+  CK(cudaGetLastError());
+  // No synchronisation here: the main thread's cudaDeviceSynchronize is
+  // what must wait (this thread stays, so its lanes stay open).
+  pthread_mutex_lock(&mu);
+  queued = 1;
+  pthread_cond_broadcast(&cv);
+  while (!checked)
+    pthread_cond_wait(&cv, &mu);
+  pthread_mutex_unlock(&mu);
+  CK(cudaStreamSynchronize(s));
+  CK(cudaFreeHost(hbuf));
+  CK(cudaFree(dbuf));
+  CK(cudaStreamDestroy(s));
+  return NULL;
+}
+
 int main()
 {
   pthread_t th;
@@ -153,6 +192,35 @@ int main()
   pthread_join(th, NULL);
   // After the thread exited: this thread's legacy order still holds.
   run("main thread again");
+
+  // cudaDeviceSynchronize covers another thread's stream.
+  int *x, h = -1;
+  cudaStream_t mine;
+  CK(cudaMalloc(&x, sizeof(int)));
+  CK(cudaMemset(x, 0, sizeof(int)));
+  CK(cudaDeviceSynchronize());
+  CK(cudaStreamCreateWithFlags(&mine, cudaStreamNonBlocking));
+  if (pthread_create(&th, NULL, queue_and_wait, x) != 0) {
+    fprintf(stderr, "FAIL pthread_create\n");
+    return 1;
+  }
+  pthread_mutex_lock(&mu);
+  while (!queued)
+    pthread_cond_wait(&cv, &mu);
+  pthread_mutex_unlock(&mu);
+  CK(cudaDeviceSynchronize());
+  CK(cudaMemcpyAsync(&h, x, sizeof(h), cudaMemcpyDeviceToHost, mine));
+  CK(cudaStreamSynchronize(mine));
+  pthread_mutex_lock(&mu);
+  checked = 1;
+  pthread_cond_broadcast(&cv);
+  pthread_mutex_unlock(&mu);
+  pthread_join(th, NULL);
+  EXPECT(h == 11, "cudaDeviceSynchronize did not wait for another thread's "
+         "stream (read %d, want 11)", h);
+  CK(cudaStreamDestroy(mine));
+  CK(cudaFree(x));
+  printf("cudaDeviceSynchronize waits for another thread's stream\n");
   printf("PASS legacy_stream\n");
   return 0;
 }
