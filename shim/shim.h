@@ -289,7 +289,13 @@ int shim_host_region(const void *p, size_t n, uint32_t *area, uint64_t *off);
  * base) is being freed.  forget_all: a forked child starts with none.
  */
 int shim_alloc_covers(const void *p, size_t n);
-void shim_alloc_forget_range(const void *p);
+/* Forget the allocation at p: its size (0 if none), and in *pooled (may be
+   NULL) whether shim_alloc_set_pooled marked it. */
+uint64_t shim_alloc_forget_range(const void *p, int *pooled);
+/* Mark the allocation at p as cudaMallocAsync's (the default pool's). */
+void shim_alloc_set_pooled(const void *p);
+/* The default pool of dev lost an allocation of size bytes (a free). */
+void shim_pool_freed(int dev, uint64_t size);
 void shim_alloc_forget_all(void);
 void shim_host_fork_lock(int lock);
 void shim_host_forget_regions(void);

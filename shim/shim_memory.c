@@ -34,6 +34,7 @@
  */
 struct alloc {
   uint64_t base, size;
+  int pooled; /* from cudaMallocAsync: counted in its device's pool */
 };
 
 static pthread_mutex_t alloc_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -74,22 +75,40 @@ static void alloc_add(uint64_t base, uint64_t size)
   }
   i = alloc_upper(base);
   memmove(allocs + i + 1, allocs + i, (nallocs - i) * sizeof(*allocs));
-  allocs[i] = (struct alloc){base, size};
+  allocs[i] = (struct alloc){base, size, 0};
   nallocs++;
   pthread_mutex_unlock(&alloc_lock);
 }
 
-void shim_alloc_forget_range(const void *p)
+uint64_t shim_alloc_forget_range(const void *p, int *pooled)
+{
+  uint64_t a = (uint64_t)(uintptr_t)p, size = 0;
+  size_t i;
+
+  if (pooled)
+    *pooled = 0;
+  pthread_mutex_lock(&alloc_lock);
+  i = alloc_upper(a);
+  if (i > 0 && allocs[i - 1].base == a) {
+    size = allocs[i - 1].size;
+    if (pooled)
+      *pooled = allocs[i - 1].pooled;
+    memmove(allocs + i - 1, allocs + i, (nallocs - i) * sizeof(*allocs));
+    nallocs--;
+  }
+  pthread_mutex_unlock(&alloc_lock);
+  return size;
+}
+
+void shim_alloc_set_pooled(const void *p)
 {
   uint64_t a = (uint64_t)(uintptr_t)p;
   size_t i;
 
   pthread_mutex_lock(&alloc_lock);
   i = alloc_upper(a);
-  if (i > 0 && allocs[i - 1].base == a) {
-    memmove(allocs + i - 1, allocs + i, (nallocs - i) * sizeof(*allocs));
-    nallocs--;
-  }
+  if (i > 0 && allocs[i - 1].base == a)
+    allocs[i - 1].pooled = 1;
   pthread_mutex_unlock(&alloc_lock);
 }
 
@@ -150,7 +169,8 @@ cudaError_t cudaFree(void *ptr)
   struct shim_thread *t;
   cudaError_t e;
   uint8_t args[8];
-  int dev, rc;
+  uint64_t size;
+  int dev, rc, pooled;
 
   /* cudaFree(NULL) is the classic "initialise the context" call: it must
      succeed without touching anything. */
@@ -171,7 +191,10 @@ cudaError_t cudaFree(void *ptr)
   if (rc)
     return shim_cuda_error(t, rc);
   tr_put_u64(args, (uint64_t)(uintptr_t)ptr);
-  shim_alloc_forget_range(ptr); /* no later copy may skip its reply */
+  size = shim_alloc_forget_range(ptr, &pooled); /* no later copy may skip
+                                                   its reply */
+  if (pooled)
+    shim_pool_freed(dev, size);
   e = shim_cuda_error(t, shim_call(t, dev, TR_OP_FREE, args, 8, NULL, 0, 1,
                                    NULL, 0, NULL));
   if (e == cudaSuccess)
@@ -508,7 +531,7 @@ cudaError_t cudaMallocManaged(void **ptr, size_t size, unsigned int flags)
     return e;
   /* Blocking work on managed memory always waits for its reply (the
      table of allocations is for plain device memory). */
-  shim_alloc_forget_range(d);
+  (void)shim_alloc_forget_range(d, NULL);
   /* The device allocation is page-aligned and owns whole pages of the
      window, so mapping host pages over them here clobbers nothing else. */
   span = (size + 4095) & ~(size_t)4095;

@@ -10,6 +10,8 @@
  * linear memory, and those taking arrays stay "not supported".
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -325,7 +327,90 @@ cudaError_t cudaMemcpyPeerAsync(void *dst, int ddev, const void *src, int sdev,
  * any stream, which the lane order and the stream rules already give.
  * cudaFreeAsync is queued after the stream's work.
  */
-cudaError_t cudaMallocAsync(void **ptr, size_t size, cudaStream_t stream)
+/*
+ * The default memory pool of each device.  Its memory is what
+ * cudaMallocAsync allocates (cudaMalloc on the agent) and gives back at
+ * once when freed: the agent's allocator does the reuse, so the pool keeps
+ * nothing in reserve, and its reserved bytes are its used bytes.  The
+ * attributes a program may set are kept and read back; trimming has
+ * nothing to trim.  Pools of one's own (cudaMemPoolCreate) are not
+ * implemented, so the only pool a device can be set to is its default.
+ */
+#define POOL_MAGIC 0x504f4f4cu /* "POOL" */
+
+struct shim_pool {
+  uint32_t magic;
+  int dev;
+  _Atomic uint64_t used, high, reserved_high;
+  uint64_t release_threshold;
+  int follow_events, opportunistic, internal_deps;
+};
+
+static pthread_once_t pools_once = PTHREAD_ONCE_INIT;
+static struct shim_pool *pools;
+static uint32_t npools;
+
+static void pools_init(void)
+{
+  pools = calloc(shim_proc.cli.ndev ? shim_proc.cli.ndev : 1, sizeof(*pools));
+  if (!pools)
+    return;
+  npools = shim_proc.cli.ndev;
+  for (uint32_t i = 0; i < npools; i++)
+    pools[i] = (struct shim_pool){.magic = POOL_MAGIC, .dev = (int)i,
+                                  .follow_events = 1, .opportunistic = 1,
+                                  .internal_deps = 1};
+}
+
+/* e as the calling thread's last error. */
+static cudaError_t pool_err(cudaError_t e)
+{
+  return shim_fail(shim_self(), e);
+}
+
+/* dev's default pool, or NULL (no such device, or out of memory). */
+static struct shim_pool *pool_of_dev(int dev)
+{
+  if (!shim_valid_device(dev))
+    return NULL;
+  pthread_once(&pools_once, pools_init);
+  return pools && (uint32_t)dev < npools ? &pools[dev] : NULL;
+}
+
+/* A pool handle the program gave us: one of ours, or NULL. */
+static struct shim_pool *pool_of(cudaMemPool_t h)
+{
+  struct shim_pool *p = (struct shim_pool *)h;
+
+  pthread_once(&pools_once, pools_init);
+  if (!pools || p < pools || p >= pools + npools)
+    return NULL;
+  return p->magic == POOL_MAGIC ? p : NULL;
+}
+
+static void pool_add(struct shim_pool *p, uint64_t size)
+{
+  uint64_t now = atomic_fetch_add(&p->used, size) + size;
+  uint64_t high = atomic_load(&p->high);
+
+  while (now > high && !atomic_compare_exchange_weak(&p->high, &high, now))
+    ;
+  high = atomic_load(&p->reserved_high);
+  while (now > high &&
+         !atomic_compare_exchange_weak(&p->reserved_high, &high, now))
+    ;
+}
+
+void shim_pool_freed(int dev, uint64_t size)
+{
+  struct shim_pool *p = pool_of_dev(dev);
+
+  if (p)
+    atomic_fetch_sub(&p->used, size);
+}
+
+static cudaError_t malloc_from_pool(void **ptr, size_t size,
+                                    struct shim_pool *p, cudaStream_t stream)
 {
   struct shim_thread *t;
   struct shim_stream *s;
@@ -336,7 +421,147 @@ cudaError_t cudaMallocAsync(void **ptr, size_t size, cudaStream_t stream)
   e = shim_capture_refuse(t, "cudaMallocAsync");
   if (e != cudaSuccess)
     return shim_fail(t, e);
-  return cudaMalloc(ptr, size);
+  if (p && p->dev != t->device)
+    return shim_fail(t, cudaErrorInvalidValue); /* a pool of another device */
+  e = cudaMalloc(ptr, size);
+  if (e == cudaSuccess && size) {
+    if (!p)
+      p = pool_of_dev(t->device);
+    shim_alloc_set_pooled(*ptr);
+    if (p)
+      pool_add(p, size);
+  }
+  return e;
+}
+
+cudaError_t cudaMallocAsync(void **ptr, size_t size, cudaStream_t stream)
+{
+  return malloc_from_pool(ptr, size, NULL, stream);
+}
+
+cudaError_t cudaMallocFromPoolAsync(void **ptr, size_t size,
+                                    cudaMemPool_t pool, cudaStream_t stream)
+{
+  struct shim_pool *p = pool_of(pool);
+
+  if (!p)
+    return pool_err(cudaErrorInvalidValue);
+  return malloc_from_pool(ptr, size, p, stream);
+}
+
+cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t *pool, int device)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+  struct shim_pool *p;
+
+  if (e != cudaSuccess)
+    return shim_fail(t, e);
+  if (!pool)
+    return shim_fail(t, cudaErrorInvalidValue);
+  p = pool_of_dev(device);
+  if (!p)
+    return shim_fail(t, shim_valid_device(device) ? cudaErrorMemoryAllocation
+                                                  : cudaErrorInvalidDevice);
+  *pool = (cudaMemPool_t)p;
+  return cudaSuccess;
+}
+
+cudaError_t cudaDeviceGetMemPool(cudaMemPool_t *pool, int device)
+{
+  return cudaDeviceGetDefaultMemPool(pool, device);
+}
+
+cudaError_t cudaDeviceSetMemPool(int device, cudaMemPool_t pool)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+  struct shim_pool *p;
+
+  if (e != cudaSuccess)
+    return shim_fail(t, e);
+  if (!shim_valid_device(device))
+    return shim_fail(t, cudaErrorInvalidDevice);
+  p = pool_of(pool);
+  if (!p || p->dev != device)
+    return shim_fail(t, cudaErrorInvalidValue);
+  return cudaSuccess; /* its default pool: what it uses already */
+}
+
+cudaError_t cudaMemPoolTrimTo(cudaMemPool_t pool, size_t keep)
+{
+  (void)keep;
+  return pool_of(pool) ? cudaSuccess : pool_err(cudaErrorInvalidValue);
+}
+
+cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t pool,
+                                    enum cudaMemPoolAttr attr, void *value)
+{
+  struct shim_pool *p = pool_of(pool);
+
+  if (!p || !value)
+    return pool_err(cudaErrorInvalidValue);
+  switch (attr) {
+  case cudaMemPoolAttrReleaseThreshold:
+    p->release_threshold = *(uint64_t *)value;
+    return cudaSuccess;
+  case cudaMemPoolReuseFollowEventDependencies:
+    p->follow_events = *(int *)value != 0;
+    return cudaSuccess;
+  case cudaMemPoolReuseAllowOpportunistic:
+    p->opportunistic = *(int *)value != 0;
+    return cudaSuccess;
+  case cudaMemPoolReuseAllowInternalDependencies:
+    p->internal_deps = *(int *)value != 0;
+    return cudaSuccess;
+  case cudaMemPoolAttrReservedMemHigh: /* may only be reset, to 0 */
+    if (*(uint64_t *)value != 0)
+      return pool_err(cudaErrorInvalidValue);
+    atomic_store(&p->reserved_high, atomic_load(&p->used));
+    return cudaSuccess;
+  case cudaMemPoolAttrUsedMemHigh:
+    if (*(uint64_t *)value != 0)
+      return pool_err(cudaErrorInvalidValue);
+    atomic_store(&p->high, atomic_load(&p->used));
+    return cudaSuccess;
+  default: /* the current figures are read-only */
+    return pool_err(cudaErrorInvalidValue);
+  }
+}
+
+cudaError_t cudaMemPoolGetAttribute(cudaMemPool_t pool,
+                                    enum cudaMemPoolAttr attr, void *value)
+{
+  struct shim_pool *p = pool_of(pool);
+
+  if (!p || !value)
+    return pool_err(cudaErrorInvalidValue);
+  switch (attr) {
+  case cudaMemPoolAttrReleaseThreshold:
+    *(uint64_t *)value = p->release_threshold;
+    return cudaSuccess;
+  case cudaMemPoolReuseFollowEventDependencies:
+    *(int *)value = p->follow_events;
+    return cudaSuccess;
+  case cudaMemPoolReuseAllowOpportunistic:
+    *(int *)value = p->opportunistic;
+    return cudaSuccess;
+  case cudaMemPoolReuseAllowInternalDependencies:
+    *(int *)value = p->internal_deps;
+    return cudaSuccess;
+  case cudaMemPoolAttrReservedMemCurrent: /* nothing kept beyond the used */
+  case cudaMemPoolAttrUsedMemCurrent:
+    *(uint64_t *)value = atomic_load(&p->used);
+    return cudaSuccess;
+  case cudaMemPoolAttrReservedMemHigh:
+    *(uint64_t *)value = atomic_load(&p->reserved_high);
+    return cudaSuccess;
+  case cudaMemPoolAttrUsedMemHigh:
+    *(uint64_t *)value = atomic_load(&p->high);
+    return cudaSuccess;
+  default:
+    return pool_err(cudaErrorInvalidValue);
+  }
 }
 
 cudaError_t cudaFreeAsync(void *ptr, cudaStream_t stream)
@@ -345,7 +570,8 @@ cudaError_t cudaFreeAsync(void *ptr, cudaStream_t stream)
   cudaError_t e = shim_ready(&t);
   struct shim_stream *s;
   uint8_t a[8];
-  int dev, rc;
+  uint64_t size;
+  int dev, rc, pooled;
 
   if (e != cudaSuccess)
     return shim_fail(t, e);
@@ -358,7 +584,9 @@ cudaError_t cudaFreeAsync(void *ptr, cudaStream_t stream)
   if (e != cudaSuccess)
     return shim_fail(t, e);
   tr_put_u64(a, (uint64_t)(uintptr_t)ptr);
-  shim_alloc_forget_range(ptr);
+  size = shim_alloc_forget_range(ptr, &pooled);
+  if (pooled)
+    shim_pool_freed(dev, size);
   rc = shim_call(t, dev, TR_OP_FREE, a, 8, NULL, 0, 0, NULL, 0, NULL);
   if (rc)
     return shim_cuda_error(t, rc);
@@ -460,6 +688,9 @@ cudaError_t cudaMemset3D_ptds(struct cudaPitchedPtr pp, int value,
 cudaError_t cudaMemset3DAsync_ptsz(struct cudaPitchedPtr pp, int value,
                                    struct cudaExtent ext, cudaStream_t stream);
 cudaError_t cudaMallocAsync_ptsz(void **ptr, size_t size, cudaStream_t stream);
+cudaError_t cudaMallocFromPoolAsync_ptsz(void **ptr, size_t size,
+                                         cudaMemPool_t pool,
+                                         cudaStream_t stream);
 cudaError_t cudaFreeAsync_ptsz(void *ptr, cudaStream_t stream);
 cudaError_t cudaMemPrefetchAsync_ptsz(const void *ptr, size_t count,
                                       struct cudaMemLocation location,
@@ -545,6 +776,13 @@ cudaError_t cudaMemset3DAsync_ptsz(struct cudaPitchedPtr pp, int value,
 cudaError_t cudaMallocAsync_ptsz(void **ptr, size_t size, cudaStream_t stream)
 {
   return cudaMallocAsync(ptr, size, stream);
+}
+
+cudaError_t cudaMallocFromPoolAsync_ptsz(void **ptr, size_t size,
+                                         cudaMemPool_t pool,
+                                         cudaStream_t stream)
+{
+  return cudaMallocFromPoolAsync(ptr, size, pool, stream);
 }
 
 cudaError_t cudaFreeAsync_ptsz(void *ptr, cudaStream_t stream)

@@ -7,6 +7,11 @@
 //     kernel, cudaMemset2D; cudaMalloc3D + cudaMemcpy3D + cudaMemset3D;
 //   - cudaMallocAsync / cudaFreeAsync on a stream; cudaMemcpyPeer on one
 //     device; cudaMemcpyToSymbolAsync / FromSymbolAsync;
+//   - the default memory pool: the device's pool is its current one,
+//     settable to itself; attributes a program may set read back, the
+//     others refuse; the used figures follow cudaMallocAsync and
+//     cudaFreeAsync (and cudaMallocFromPoolAsync), the high-water mark
+//     resets to the current figure; trimming succeeds;
 //   - cudaLaunchCooperativeKernel and cudaLaunchKernelExC (with the
 //     cooperative attribute).
 #include <cuda_runtime.h>
@@ -187,6 +192,58 @@ int main()
   for (int i = 0; i < 4; i++)
     EXPECT(symback[i] == i + 5, "symbol %d: %d", i, symback[i]);
   printf("async allocation, peer copy, symbols: ok\n");
+
+  // The default memory pool.
+  cudaMemPool_t pool, cur;
+  CK(cudaDeviceGetDefaultMemPool(&pool, 0));
+  CK(cudaDeviceGetMemPool(&cur, 0));
+  EXPECT(cur == pool, "the current pool is not the default one");
+  CK(cudaDeviceSetMemPool(0, pool));
+  EXPECT(cudaDeviceGetDefaultMemPool(&cur, 99) == cudaErrorInvalidDevice,
+         "a pool of device 99");
+  (void)cudaGetLastError();
+  unsigned long long thr = 64ull << 20, pv = 0, used0 = 0, used = 0, high = 0;
+  CK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &thr));
+  CK(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &pv));
+  EXPECT(pv == thr, "release threshold read back %llu", pv);
+  int reuse = 0;
+  CK(cudaMemPoolSetAttribute(pool, cudaMemPoolReuseAllowOpportunistic, &reuse));
+  reuse = 1;
+  CK(cudaMemPoolGetAttribute(pool, cudaMemPoolReuseAllowOpportunistic, &reuse));
+  EXPECT(reuse == 0, "opportunistic reuse read back %d", reuse);
+  pv = 1;
+  EXPECT(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrUsedMemCurrent, &pv) ==
+             cudaErrorInvalidValue, "UsedMemCurrent was settable");
+  EXPECT(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrUsedMemHigh, &pv) ==
+             cudaErrorInvalidValue, "UsedMemHigh was set to non-zero");
+  (void)cudaGetLastError();
+  CK(cudaStreamSynchronize(s));
+  CK(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemCurrent, &used0));
+  int *pa, *pb;
+  const size_t big = 8u << 20;
+  CK(cudaMallocAsync((void **)&pa, big, s));
+  CK(cudaMallocFromPoolAsync((void **)&pb, big, pool, s));
+  CK(cudaMemsetAsync(pa, 0, big, s));
+  CK(cudaMemsetAsync(pb, 0, big, s));
+  CK(cudaStreamSynchronize(s));
+  CK(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemCurrent, &used));
+  EXPECT(used >= used0 + 2 * big, "used %llu after two %zu-byte allocations "
+         "(was %llu)", used, big, used0);
+  CK(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReservedMemCurrent, &pv));
+  EXPECT(pv >= used, "reserved %llu < used %llu", pv, used);
+  CK(cudaFreeAsync(pa, s));
+  CK(cudaFreeAsync(pb, s));
+  CK(cudaStreamSynchronize(s));
+  CK(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemCurrent, &pv));
+  EXPECT(pv == used0, "used %llu after the frees, %llu before", pv, used0);
+  CK(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemHigh, &high));
+  EXPECT(high >= used, "high-water mark %llu < %llu", high, used);
+  pv = 0;
+  CK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrUsedMemHigh, &pv));
+  CK(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemHigh, &high));
+  EXPECT(high < used, "high-water mark %llu not reset", high);
+  CK(cudaMemPoolTrimTo(pool, 0));
+  printf("default memory pool: ok\n");
 
   // Cooperative and extended launches.
   int *dc;
