@@ -296,6 +296,8 @@ uint64_t shim_alloc_forget_range(const void *p, int *pooled);
 void shim_alloc_set_pooled(const void *p);
 /* The default pool of dev lost an allocation of size bytes (a free). */
 void shim_pool_freed(int dev, uint64_t size);
+/* Fork child: the pools were the parent's session's. */
+void shim_pool_forget_all(void);
 void shim_alloc_forget_all(void);
 void shim_host_fork_lock(int lock);
 void shim_host_forget_regions(void);

@@ -751,6 +751,7 @@ static void fork_child(void)
     shim_module_forget();
     shim_stream_forget();
     shim_alloc_forget_all();
+    shim_pool_forget_all();
     atomic_store(&proc_ready, 0);
   }
   pthread_mutex_unlock(&proc_lock);

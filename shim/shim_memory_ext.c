@@ -401,6 +401,16 @@ static void pool_add(struct shim_pool *p, uint64_t size)
     ;
 }
 
+void shim_pool_forget_all(void)
+{
+  pthread_once_t fresh = PTHREAD_ONCE_INIT;
+
+  free(pools); /* one thread in the child: nobody holds a pointer in use */
+  pools = NULL;
+  npools = 0;
+  pools_once = fresh;
+}
+
 void shim_pool_freed(int dev, uint64_t size)
 {
   struct shim_pool *p = pool_of_dev(dev);
