@@ -88,6 +88,14 @@ struct shim_thread {
  */
 int shim_sync_other_streams(struct shim_thread *t, int dev);
 
+/* cudaStreamGetCaptureInfo's answer (CUDA 13's prototype; shim_abi12.c
+   has CUDA 12's three). */
+cudaError_t shim_capture_info(cudaStream_t stream,
+                              enum cudaStreamCaptureStatus *status,
+                              unsigned long long *id, cudaGraph_t *graph,
+                              const cudaGraphNode_t **deps,
+                              const cudaGraphEdgeData **edges, size_t *ndeps);
+
 /* Thread exit: drop what shim_stream.c keeps per thread (before the
    thread's own lane closes: it queues on it). */
 void shim_stream_thread_exit(struct shim_thread *t);

@@ -248,6 +248,85 @@ cudaError_t shim12_cudaMemPrefetchAsync_v2_ptsz(const void *ptr, size_t count,
   return cudaMemPrefetchAsync_ptsz(ptr, count, location, flags, stream);
 }
 
+/* ---- stream capture: CUDA 12's three cudaStreamGetCaptureInfo ------------ */
+
+/* The first: status and id only (CUDA 13 added the graph and the edges). */
+cudaError_t shim12_cudaStreamGetCaptureInfo(cudaStream_t stream,
+                                            enum cudaStreamCaptureStatus *st,
+                                            unsigned long long *id);
+SHIM12_OWN(cudaStreamGetCaptureInfo);
+cudaError_t shim12_cudaStreamGetCaptureInfo(cudaStream_t stream,
+                                            enum cudaStreamCaptureStatus *st,
+                                            unsigned long long *id)
+{
+  return shim_capture_info(stream, st, id, NULL, NULL, NULL, NULL);
+}
+
+cudaError_t shim12_cudaStreamGetCaptureInfo_ptsz(
+    cudaStream_t stream, enum cudaStreamCaptureStatus *st,
+    unsigned long long *id);
+SHIM12_OWN(cudaStreamGetCaptureInfo_ptsz);
+cudaError_t shim12_cudaStreamGetCaptureInfo_ptsz(
+    cudaStream_t stream, enum cudaStreamCaptureStatus *st,
+    unsigned long long *id)
+{
+  return shim_capture_info(stream, st, id, NULL, NULL, NULL, NULL);
+}
+
+/* _v2: and the graph and its dependencies, without edge data. */
+cudaError_t shim12_cudaStreamGetCaptureInfo_v2(
+    cudaStream_t stream, enum cudaStreamCaptureStatus *st,
+    unsigned long long *id, cudaGraph_t *graph, const cudaGraphNode_t **deps,
+    size_t *ndeps);
+SHIM12_ONLY(cudaStreamGetCaptureInfo_v2);
+cudaError_t shim12_cudaStreamGetCaptureInfo_v2(
+    cudaStream_t stream, enum cudaStreamCaptureStatus *st,
+    unsigned long long *id, cudaGraph_t *graph, const cudaGraphNode_t **deps,
+    size_t *ndeps)
+{
+  return shim_capture_info(stream, st, id, graph, deps, NULL, ndeps);
+}
+
+cudaError_t shim12_cudaStreamGetCaptureInfo_v2_ptsz(
+    cudaStream_t stream, enum cudaStreamCaptureStatus *st,
+    unsigned long long *id, cudaGraph_t *graph, const cudaGraphNode_t **deps,
+    size_t *ndeps);
+SHIM12_ONLY(cudaStreamGetCaptureInfo_v2_ptsz);
+cudaError_t shim12_cudaStreamGetCaptureInfo_v2_ptsz(
+    cudaStream_t stream, enum cudaStreamCaptureStatus *st,
+    unsigned long long *id, cudaGraph_t *graph, const cudaGraphNode_t **deps,
+    size_t *ndeps)
+{
+  return shim_capture_info(stream, st, id, graph, deps, NULL, ndeps);
+}
+
+/* _v3: CUDA 13's prototype under another name. */
+cudaError_t shim12_cudaStreamGetCaptureInfo_v3(
+    cudaStream_t stream, enum cudaStreamCaptureStatus *st,
+    unsigned long long *id, cudaGraph_t *graph, const cudaGraphNode_t **deps,
+    const cudaGraphEdgeData **edges, size_t *ndeps);
+SHIM12_ONLY(cudaStreamGetCaptureInfo_v3);
+cudaError_t shim12_cudaStreamGetCaptureInfo_v3(
+    cudaStream_t stream, enum cudaStreamCaptureStatus *st,
+    unsigned long long *id, cudaGraph_t *graph, const cudaGraphNode_t **deps,
+    const cudaGraphEdgeData **edges, size_t *ndeps)
+{
+  return shim_capture_info(stream, st, id, graph, deps, edges, ndeps);
+}
+
+cudaError_t shim12_cudaStreamGetCaptureInfo_v3_ptsz(
+    cudaStream_t stream, enum cudaStreamCaptureStatus *st,
+    unsigned long long *id, cudaGraph_t *graph, const cudaGraphNode_t **deps,
+    const cudaGraphEdgeData **edges, size_t *ndeps);
+SHIM12_ONLY(cudaStreamGetCaptureInfo_v3_ptsz);
+cudaError_t shim12_cudaStreamGetCaptureInfo_v3_ptsz(
+    cudaStream_t stream, enum cudaStreamCaptureStatus *st,
+    unsigned long long *id, cudaGraph_t *graph, const cudaGraphNode_t **deps,
+    const cudaGraphEdgeData **edges, size_t *ndeps)
+{
+  return shim_capture_info(stream, st, id, graph, deps, edges, ndeps);
+}
+
 /* ---- names CUDA 13 dropped for others of the same prototype --------------- */
 
 /* CUDA 12.8's _v2 is what CUDA 13 calls cudaEventElapsedTime. */

@@ -73,6 +73,7 @@ struct shim_stream {
   unsigned cb_pending;  /* host functions not yet run, under cb_lock */
   struct shim_graph *capture; /* being captured into, or NULL */
   int capture_bad;            /* something uncapturable was queued */
+  unsigned long long capture_id; /* of the capture in progress */
   struct shim_stream *next;
 };
 
@@ -1210,6 +1211,7 @@ cudaError_t shim_capture_refuse(struct shim_thread *t, const char *what)
 }
 
 static pthread_mutex_t graph_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned long long capture_ids; /* the newest capture's, graph_lock */
 
 cudaError_t cudaStreamBeginCapture(cudaStream_t stream,
                                    enum cudaStreamCaptureMode mode)
@@ -1241,6 +1243,7 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t stream,
   }
   s->capture = g;
   s->capture_bad = 0;
+  s->capture_id = ++capture_ids;
   pthread_mutex_unlock(&graph_lock);
   return cudaSuccess;
 }
@@ -1287,6 +1290,73 @@ cudaError_t cudaStreamIsCapturing(cudaStream_t stream,
   *status = s && s->capture ? (s->capture_bad ? cudaStreamCaptureStatusInvalidated
                                               : cudaStreamCaptureStatusActive)
                             : cudaStreamCaptureStatusNone;
+  return cudaSuccess;
+}
+
+/*
+ * What a library asks before it queues work (cuBLAS, PyTorch): is the
+ * stream capturing, which capture, into which graph.  The graph's nodes
+ * are not exposed (captured work is kept as the records it would send),
+ * so the set of nodes the next work would depend on is empty.
+ */
+cudaError_t shim_capture_info(cudaStream_t stream,
+                              enum cudaStreamCaptureStatus *status,
+                              unsigned long long *id, cudaGraph_t *graph,
+                              const cudaGraphNode_t **deps,
+                              const cudaGraphEdgeData **edges, size_t *ndeps)
+{
+  struct shim_stream *s = is_default(stream) ? NULL : stream_of(stream);
+
+  if (!status)
+    return shim_fail(shim_self(), cudaErrorInvalidValue);
+  if (!is_default(stream) && !s)
+    return shim_fail(shim_self(), cudaErrorInvalidResourceHandle);
+  pthread_mutex_lock(&graph_lock);
+  if (!s || !s->capture) {
+    *status = cudaStreamCaptureStatusNone;
+  } else {
+    *status = s->capture_bad ? cudaStreamCaptureStatusInvalidated
+                             : cudaStreamCaptureStatusActive;
+    if (id)
+      *id = s->capture_id;
+    if (graph)
+      *graph = (cudaGraph_t)s->capture;
+    if (deps)
+      *deps = NULL;
+    if (edges)
+      *edges = NULL;
+    if (ndeps)
+      *ndeps = 0;
+  }
+  pthread_mutex_unlock(&graph_lock);
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamGetCaptureInfo(cudaStream_t stream,
+                                     enum cudaStreamCaptureStatus *status,
+                                     unsigned long long *id,
+                                     cudaGraph_t *graph,
+                                     const cudaGraphNode_t **deps,
+                                     const cudaGraphEdgeData **edges,
+                                     size_t *ndeps)
+{
+  return shim_capture_info(stream, status, id, graph, deps, edges, ndeps);
+}
+
+/* The thread's capture interaction mode: kept and exchanged, as CUDA does;
+   what it would forbid during a global capture is not enforced (a capture
+   here refuses what it cannot hold, whatever the mode). */
+static __thread enum cudaStreamCaptureMode thread_capture_mode =
+    cudaStreamCaptureModeGlobal;
+
+cudaError_t cudaThreadExchangeStreamCaptureMode(enum cudaStreamCaptureMode *mode)
+{
+  enum cudaStreamCaptureMode was = thread_capture_mode;
+
+  if (!mode || (unsigned)*mode > cudaStreamCaptureModeRelaxed)
+    return shim_fail(shim_self(), cudaErrorInvalidValue);
+  thread_capture_mode = *mode;
+  *mode = was;
   return cudaSuccess;
 }
 
@@ -1443,6 +1513,10 @@ cudaError_t cudaStreamBeginCapture_ptsz(cudaStream_t stream,
 cudaError_t cudaStreamEndCapture_ptsz(cudaStream_t stream, cudaGraph_t *graph);
 cudaError_t cudaStreamIsCapturing_ptsz(cudaStream_t stream,
                                        enum cudaStreamCaptureStatus *status);
+cudaError_t cudaStreamGetCaptureInfo_ptsz(
+    cudaStream_t stream, enum cudaStreamCaptureStatus *status,
+    unsigned long long *id, cudaGraph_t *graph, const cudaGraphNode_t **deps,
+    const cudaGraphEdgeData **edges, size_t *ndeps);
 cudaError_t cudaGraphLaunch_ptsz(cudaGraphExec_t exec, cudaStream_t stream);
 cudaError_t cudaGraphUpload_ptsz(cudaGraphExec_t exec, cudaStream_t stream);
 
@@ -1461,6 +1535,14 @@ cudaError_t cudaStreamIsCapturing_ptsz(cudaStream_t stream,
                                        enum cudaStreamCaptureStatus *status)
 {
   return cudaStreamIsCapturing(stream, status);
+}
+
+cudaError_t cudaStreamGetCaptureInfo_ptsz(
+    cudaStream_t stream, enum cudaStreamCaptureStatus *status,
+    unsigned long long *id, cudaGraph_t *graph, const cudaGraphNode_t **deps,
+    const cudaGraphEdgeData **edges, size_t *ndeps)
+{
+  return shim_capture_info(stream, status, id, graph, deps, edges, ndeps);
 }
 
 cudaError_t cudaGraphLaunch_ptsz(cudaGraphExec_t exec, cudaStream_t stream)

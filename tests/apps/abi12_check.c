@@ -241,6 +241,28 @@ static void check_streams(void)
   EXPECT(ms >= 0 && ms2 >= 0, "elapsed %f / %f ms", ms, ms2);
   CK(cudaEventDestroy(a));
   CK(cudaEventDestroy(b));
+
+  /* CUDA 12's headers make cudaStreamGetCaptureInfo the _v2 (graph and
+     dependencies, no edge data). */
+  {
+    enum cudaStreamCaptureStatus st = cudaStreamCaptureStatusInvalidated;
+    unsigned long long id = 0;
+    cudaGraph_t g = NULL, g2 = NULL;
+    const cudaGraphNode_t *deps = NULL;
+    size_t ndeps = 99;
+
+    CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+    CK(cudaStreamGetCaptureInfo(s, &st, &id, &g, &deps, &ndeps));
+    EXPECT(st == cudaStreamCaptureStatusActive && id && g && ndeps == 0,
+           "capture info: status %d id %llu graph %p deps %zu", (int)st, id,
+           (void *)g, ndeps);
+    CK(cudaStreamEndCapture(s, &g2));
+    EXPECT(g2 == g, "EndCapture's graph %p, capture info's %p", (void *)g2,
+           (void *)g);
+    CK(cudaStreamGetCaptureInfo(s, &st, &id, NULL, NULL, NULL));
+    EXPECT(st == cudaStreamCaptureStatusNone, "capturing after EndCapture");
+    CK(cudaGraphDestroy(g2));
+  }
   CK(cudaStreamDestroy(s));
   CK(cudaFreeHost(h));
   CK(cudaFree(d));

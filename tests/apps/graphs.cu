@@ -2,7 +2,9 @@
 // runs natively on a GPU as well.
 //   graphs          capture 100 kernels, a memset and a device-to-device
 //                   copy on a stream; instantiate; launch the graph 10
-//                   times; check every result; stream capture status.
+//                   times; check every result; stream capture status,
+//                   cudaStreamGetCaptureInfo (status, id, graph) and
+//                   cudaThreadExchangeStreamCaptureMode.
 //   graphs count    the same, but prints READY before the 10 launches and
 //                   PAUSE after their synchronisation, waiting for a line
 //                   on stdin each time (the test reads the broker's
@@ -69,14 +71,29 @@ int main(int argc, char **argv)
 
   CK(cudaStreamIsCapturing(s, &st));
   EXPECT(st == cudaStreamCaptureStatusNone, "capturing before BeginCapture");
+  unsigned long long id = 0, id2 = 0;
+  cudaGraph_t cg = NULL;
+  CK(cudaStreamGetCaptureInfo(s, &st, &id));
+  EXPECT(st == cudaStreamCaptureStatusNone, "capture info before BeginCapture");
+  enum cudaStreamCaptureMode cm = cudaStreamCaptureModeRelaxed;
+  CK(cudaThreadExchangeStreamCaptureMode(&cm));
+  EXPECT(cm == cudaStreamCaptureModeGlobal, "the thread's mode was %d", (int)cm);
+  CK(cudaThreadExchangeStreamCaptureMode(&cm));
+  EXPECT(cm == cudaStreamCaptureModeRelaxed, "exchanged back %d", (int)cm);
   CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
   CK(cudaStreamIsCapturing(s, &st));
   EXPECT(st == cudaStreamCaptureStatusActive, "not capturing after BeginCapture");
+  CK(cudaStreamGetCaptureInfo(s, &st, &id, &cg));
+  EXPECT(st == cudaStreamCaptureStatusActive && id != 0 && cg != NULL,
+         "capture info: status %d id %llu graph %p", (int)st, id, (void *)cg);
   for (int i = 0; i < 100; i++)
     add_i<<<1, N, 0, s>>>(a, i);
   CK(cudaMemsetAsync(b, 0x01, N * sizeof(int), s));
   CK(cudaMemcpyAsync(c, a, N * sizeof(int), cudaMemcpyDeviceToDevice, s));
+  CK(cudaStreamGetCaptureInfo(s, &st, &id2));
+  EXPECT(id2 == id, "the capture's id changed: %llu, then %llu", id, id2);
   CK(cudaStreamEndCapture(s, &g));
+  EXPECT(g == cg, "EndCapture's graph is not the one capture info named");
   CK(cudaStreamIsCapturing(s, &st));
   EXPECT(st == cudaStreamCaptureStatusNone, "still capturing after EndCapture");
   // Nothing ran while capturing.
