@@ -248,6 +248,33 @@ cudaError_t shim12_cudaMemPrefetchAsync_v2_ptsz(const void *ptr, size_t count,
   return cudaMemPrefetchAsync_ptsz(ptr, count, location, flags, stream);
 }
 
+/* ---- managed memory advice: CUDA 12's device number, and its _v2 ---------- */
+
+cudaError_t shim12_cudaMemAdvise(const void *ptr, size_t count,
+                                 enum cudaMemoryAdvise advice, int device);
+SHIM12_OWN(cudaMemAdvise);
+cudaError_t shim12_cudaMemAdvise(const void *ptr, size_t count,
+                                 enum cudaMemoryAdvise advice, int device)
+{
+  struct cudaMemLocation loc = {.type = cudaMemLocationTypeDevice,
+                                .id = device};
+
+  if (device == cudaCpuDeviceId)
+    loc = (struct cudaMemLocation){.type = cudaMemLocationTypeHost};
+  return cudaMemAdvise(ptr, count, advice, loc);
+}
+
+cudaError_t shim12_cudaMemAdvise_v2(const void *ptr, size_t count,
+                                    enum cudaMemoryAdvise advice,
+                                    struct cudaMemLocation location);
+SHIM12_ONLY(cudaMemAdvise_v2);
+cudaError_t shim12_cudaMemAdvise_v2(const void *ptr, size_t count,
+                                    enum cudaMemoryAdvise advice,
+                                    struct cudaMemLocation location)
+{
+  return cudaMemAdvise(ptr, count, advice, location);
+}
+
 /* ---- stream capture: CUDA 12's three cudaStreamGetCaptureInfo ------------ */
 
 /* The first: status and id only (CUDA 13 added the graph and the edges). */

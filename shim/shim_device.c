@@ -203,6 +203,7 @@ cudaError_t cudaDeviceSynchronize(void)
 static struct {
   unsigned flags;
   enum cudaFuncCache cache;
+  enum cudaSharedMemConfig smem; /* deprecated; kept and read back */
   size_t limit[cudaLimitPersistingL2CacheSize + 1];
   int set[cudaLimitPersistingL2CacheSize + 1];
 } devstate[SHIM_MAX_DEV];
@@ -325,6 +326,40 @@ cudaError_t cudaDeviceSetCacheConfig(enum cudaFuncCache config)
     return shim_fail(t, cudaErrorInvalidValue);
   pthread_mutex_lock(&devstate_lock);
   devstate[t->device].cache = config;
+  pthread_mutex_unlock(&devstate_lock);
+  return cudaSuccess;
+}
+
+/* Bank size: a hint since Kepler; the default answers "four bytes". */
+cudaError_t cudaDeviceSetSharedMemConfig(enum cudaSharedMemConfig config)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+
+  if (e != cudaSuccess)
+    return shim_fail(t, e);
+  if ((unsigned)config > cudaSharedMemBankSizeEightByte ||
+      t->device >= SHIM_MAX_DEV)
+    return shim_fail(t, cudaErrorInvalidValue);
+  pthread_mutex_lock(&devstate_lock);
+  devstate[t->device].smem = config;
+  pthread_mutex_unlock(&devstate_lock);
+  return cudaSuccess;
+}
+
+cudaError_t cudaDeviceGetSharedMemConfig(enum cudaSharedMemConfig *config)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+
+  if (e != cudaSuccess)
+    return shim_fail(t, e);
+  if (!config || t->device >= SHIM_MAX_DEV)
+    return shim_fail(t, cudaErrorInvalidValue);
+  pthread_mutex_lock(&devstate_lock);
+  *config = devstate[t->device].smem == cudaSharedMemBankSizeDefault
+                ? cudaSharedMemBankSizeFourByte
+                : devstate[t->device].smem;
   pthread_mutex_unlock(&devstate_lock);
   return cudaSuccess;
 }

@@ -626,6 +626,39 @@ cudaError_t cudaMemPrefetchAsync(const void *ptr, size_t count,
   return shim_fail(t, cudaErrorInvalidValue);
 }
 
+/*
+ * Advice about managed memory is a hint for the GPU's page migration; here
+ * managed memory moves whole at launches and synchronisations, so a valid
+ * piece of advice changes nothing.  What CUDA checks is checked: the
+ * advice, its location, and that the range is managed memory.
+ */
+cudaError_t cudaMemAdvise(const void *ptr, size_t count,
+                          enum cudaMemoryAdvise advice,
+                          struct cudaMemLocation location)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+
+  if (e != cudaSuccess)
+    return shim_fail(t, e);
+  if ((unsigned)advice < cudaMemAdviseSetReadMostly ||
+      (unsigned)advice > cudaMemAdviseUnsetAccessedBy)
+    return shim_fail(t, cudaErrorInvalidValue);
+  if (advice != cudaMemAdviseSetReadMostly &&
+      advice != cudaMemAdviseUnsetReadMostly) {
+    if (location.type == cudaMemLocationTypeDevice) {
+      if (!shim_valid_device(location.id))
+        return shim_fail(t, cudaErrorInvalidDevice);
+    } else if (location.type != cudaMemLocationTypeHost &&
+               location.type != cudaMemLocationTypeHostNuma) {
+      return shim_fail(t, cudaErrorInvalidValue);
+    }
+  }
+  if (!ptr || !count || !shim_managed_of(ptr))
+    return shim_fail(t, cudaErrorInvalidValue);
+  return cudaSuccess;
+}
+
 /* ---- asynchronous symbol copies ------------------------------------------- */
 
 cudaError_t cudaMemcpyToSymbolAsync(const void *symbol, const void *src,

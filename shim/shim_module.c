@@ -507,6 +507,32 @@ cudaError_t cudaLaunchKernel(const void *func, dim3 grid, dim3 block,
 
 /* ---- function attributes --------------------------------------------- */
 
+/* The mangled name, as cuFuncGetName gives it; it lives as long as the
+   module's registration. */
+cudaError_t cudaFuncGetName(const char **name, const void *func)
+{
+  struct shim_func *f;
+
+  if (!name)
+    return shim_fail(shim_self(), cudaErrorInvalidValue);
+  f = find_func(func);
+  if (!f)
+    return shim_fail(shim_self(), cudaErrorInvalidDeviceFunction);
+  *name = f->name;
+  return cudaSuccess;
+}
+
+/* Deprecated bank-size hint: checked and accepted. */
+cudaError_t cudaFuncSetSharedMemConfig(const void *func,
+                                       enum cudaSharedMemConfig config)
+{
+  if (!find_func(func))
+    return shim_fail(shim_self(), cudaErrorInvalidDeviceFunction);
+  if ((unsigned)config > cudaSharedMemBankSizeEightByte)
+    return shim_fail(shim_self(), cudaErrorInvalidValue);
+  return cudaSuccess;
+}
+
 cudaError_t cudaFuncGetAttributes(struct cudaFuncAttributes *attr,
                                   const void *func)
 {

@@ -201,6 +201,12 @@ static void check_memory(void)
   EXPECT(cudaMemPrefetchAsync(m, 4096, 999, 0) == cudaErrorInvalidDevice,
          "prefetch to device 999 did not fail");
   (void)cudaGetLastError();
+  /* ... and so does its cudaMemAdvise. */
+  CK(cudaMemAdvise(m, 4096, cudaMemAdviseSetPreferredLocation, 0));
+  CK(cudaMemAdvise(m, 4096, cudaMemAdviseSetAccessedBy, cudaCpuDeviceId));
+  EXPECT(cudaMemAdvise(m, 4096, cudaMemAdviseSetAccessedBy, 999) ==
+             cudaErrorInvalidDevice, "advice for device 999 did not fail");
+  (void)cudaGetLastError();
   CK(cudaDeviceSynchronize());
   CK(cudaFree(m));
   CK(cudaFree(d));
@@ -298,12 +304,17 @@ static void check_errors(void)
          "cudaLaunchCooperativeKernelMultiDevice returned %d", (int)e);
   EXPECT(cudaGetLastError() == cudaErrorNotSupported,
          "cudaGetLastError after a stub");
-  /* In both, CUDA 12's int-device ABI, not implemented: a stub too. */
-  CK(cudaMalloc(&p, 256));
-  e = cudaMemAdvise(p, 256, cudaMemAdviseSetReadMostly, 0);
-  EXPECT(e == cudaErrorNotSupported, "cudaMemAdvise returned %d", (int)e);
-  (void)cudaGetLastError();
-  CK(cudaFree(p));
+  /* In both, with CUDA 12's own prototype (no edge data), not
+     implemented: a stub too. */
+  {
+    size_t nedges = 0;
+
+    (void)p;
+    e = cudaGraphGetEdges(NULL, NULL, NULL, &nedges);
+    EXPECT(e == cudaErrorNotSupported, "cudaGraphGetEdges returned %d",
+           (int)e);
+    (void)cudaGetLastError();
+  }
 }
 
 int main(int argc, char **argv)

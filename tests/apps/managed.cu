@@ -8,7 +8,9 @@
 //     are synchronisation points too;
 //   - cudaMemcpy from managed memory to device memory and back;
 //   - cudaPointerGetAttributes says cudaMemoryTypeManaged;
-//   - cudaMemPrefetchAsync of managed memory is accepted.
+//   - cudaMemPrefetchAsync of managed memory is accepted;
+//   - cudaMemAdvise of managed memory is accepted, of device memory or
+//     with an unknown advice refused (cudaErrorInvalidValue).
 #include <cuda_runtime.h>
 
 #include <stdio.h>
@@ -75,6 +77,15 @@ int main()
   loc.id = dev;
   CK(cudaMemPrefetchAsync(m, n * sizeof(int), loc, 0, s));
   CK(cudaStreamSynchronize(s));
+  CK(cudaMemAdvise(m, n * sizeof(int), cudaMemAdviseSetReadMostly, loc));
+  CK(cudaMemAdvise(m, n * sizeof(int), cudaMemAdviseSetPreferredLocation, loc));
+  CK(cudaMemAdvise(m, n * sizeof(int), cudaMemAdviseSetAccessedBy, loc));
+  CK(cudaMemAdvise(m, n * sizeof(int), cudaMemAdviseUnsetReadMostly, loc));
+  EXPECT(cudaMemAdvise(d, sizeof(int), cudaMemAdviseSetReadMostly, loc) ==
+             cudaErrorInvalidValue, "advice about device memory accepted");
+  EXPECT(cudaMemAdvise(m, sizeof(int), (enum cudaMemoryAdvise)77, loc) ==
+             cudaErrorInvalidValue, "advice 77 accepted");
+  (void)cudaGetLastError();
   CK(cudaFree(m));
   CK(cudaFree(d));
   CK(cudaStreamDestroy(s));

@@ -97,6 +97,12 @@ int main()
   CK(cudaDeviceSetCacheConfig(cudaFuncCachePreferShared));
   CK(cudaDeviceGetCacheConfig(&cc));
   CK(cudaFuncSetCacheConfig(iota, cudaFuncCachePreferL1));
+  const char *fname = NULL;
+  CK(cudaFuncGetName(&fname, (const void *)iota));
+  EXPECT(fname && strstr(fname, "iota"), "kernel name %s", fname ? fname : "(null)");
+  EXPECT(cudaFuncGetName(&fname, (const void *)&dev_var) ==
+             cudaErrorInvalidDeviceFunction, "a name for a variable");
+  (void)cudaGetLastError();
   printf("limits and settings: ok\n");
 
   char bus[32];
