@@ -665,7 +665,7 @@ int main(int argc, char **argv)
   /* Before anything is created: where io_uring is refused the broker
      cannot run at all, and the one line says why and what to change. */
   if (!uring_usable())
-    return EXIT_FAIL;
+    goto out; /* ret is EXIT_FAIL */
 
   if (!sock)
     sock = default_socket_path();

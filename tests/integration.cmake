@@ -30,4 +30,6 @@ tr_script_test(pinned_copies integration/pinned_copies.sh TIMEOUT 120 FAST)
 # CI's; this runs the stream programs with it on, so that path is tested
 # everywhere (and under TSan).
 tr_script_test(streams_events_spin integration/run_app.sh TIMEOUT 120 FAST ARGS streams_events)
-set_tests_properties(streams_events_spin PROPERTIES ENVIRONMENT TREMOTE_AGENT_SPIN_US=50)
+# APPEND: tr_script_test's ENVIRONMENT (the sanitizer in use) stays.
+set_property(TEST streams_events_spin APPEND PROPERTY ENVIRONMENT
+             TREMOTE_AGENT_SPIN_US=50)
