@@ -29,15 +29,6 @@
 
 #include "app_check.h"
 
-#define EXPECT(cond, ...)                                                      \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf(stderr, "FAIL line %d: ", __LINE__);                             \
-      fprintf(stderr, __VA_ARGS__);                                            \
-      fprintf(stderr, "\n");                                                   \
-      exit(1);                                                                 \
-    }                                                                          \
-  } while (0)
 
 #define SPIN_NS 150000000ull
 

@@ -21,15 +21,6 @@
 #include <string.h>
 
 #include "app_check.h"
-#define EXPECT(cond, ...)                                                      \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf(stderr, "FAIL line %d: ", __LINE__);                             \
-      fprintf(stderr, __VA_ARGS__);                                            \
-      fprintf(stderr, "\n");                                                   \
-      exit(1);                                                                 \
-    }                                                                          \
-  } while (0)
 
 __device__ int dev_var[8];
 

@@ -26,15 +26,6 @@
 #include <stdlib.h>
 
 #include "app_check.h"
-#define EXPECT(cond, ...)                                                      \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf(stderr, "FAIL line %d: ", __LINE__);                             \
-      fprintf(stderr, __VA_ARGS__);                                            \
-      fprintf(stderr, "\n");                                                   \
-      exit(1);                                                                 \
-    }                                                                          \
-  } while (0)
 
 #define N 4096
 
