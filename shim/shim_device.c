@@ -209,6 +209,24 @@ static struct {
 } devstate[SHIM_MAX_DEV];
 static pthread_mutex_t devstate_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/*
+ * The start of a call that reads or sets the current device's state:
+ * ready, the argument valid (ok), and the device one we keep state for.
+ * On cudaSuccess devstate_lock is held: the caller reads or writes
+ * devstate[(*t)->device] and unlocks.
+ */
+static cudaError_t devstate_begin(struct shim_thread **t, int ok)
+{
+  cudaError_t e = shim_ready(t);
+
+  if (e != cudaSuccess)
+    return shim_fail(*t, e);
+  if (!ok || (*t)->device >= SHIM_MAX_DEV)
+    return shim_fail(*t, cudaErrorInvalidValue);
+  pthread_mutex_lock(&devstate_lock);
+  return cudaSuccess;
+}
+
 /* CUDA's defaults (an A100/H100 answers these). */
 static size_t limit_default(enum cudaLimit l)
 {
@@ -286,15 +304,12 @@ cudaError_t cudaDeviceGetLimit(size_t *value, enum cudaLimit limit)
 cudaError_t cudaSetDeviceFlags(unsigned int flags)
 {
   struct shim_thread *t;
-  cudaError_t e = shim_ready(&t);
+  unsigned known = cudaDeviceScheduleMask | cudaDeviceMapHost |
+                   cudaDeviceLmemResizeToMax | cudaDeviceSyncMemops;
+  cudaError_t e = devstate_begin(&t, !(flags & ~known));
 
   if (e != cudaSuccess)
-    return shim_fail(t, e);
-  if (flags & ~(unsigned)(cudaDeviceScheduleMask | cudaDeviceMapHost |
-                          cudaDeviceLmemResizeToMax | cudaDeviceSyncMemops) ||
-      t->device >= SHIM_MAX_DEV)
-    return shim_fail(t, cudaErrorInvalidValue);
-  pthread_mutex_lock(&devstate_lock);
+    return e;
   devstate[t->device].flags = flags;
   pthread_mutex_unlock(&devstate_lock);
   return cudaSuccess;
@@ -303,13 +318,10 @@ cudaError_t cudaSetDeviceFlags(unsigned int flags)
 cudaError_t cudaGetDeviceFlags(unsigned int *flags)
 {
   struct shim_thread *t;
-  cudaError_t e = shim_ready(&t);
+  cudaError_t e = devstate_begin(&t, flags != NULL);
 
   if (e != cudaSuccess)
-    return shim_fail(t, e);
-  if (!flags || t->device >= SHIM_MAX_DEV)
-    return shim_fail(t, cudaErrorInvalidValue);
-  pthread_mutex_lock(&devstate_lock);
+    return e;
   *flags = devstate[t->device].flags;
   pthread_mutex_unlock(&devstate_lock);
   return cudaSuccess;
@@ -318,13 +330,11 @@ cudaError_t cudaGetDeviceFlags(unsigned int *flags)
 cudaError_t cudaDeviceSetCacheConfig(enum cudaFuncCache config)
 {
   struct shim_thread *t;
-  cudaError_t e = shim_ready(&t);
+  cudaError_t e =
+      devstate_begin(&t, (unsigned)config <= cudaFuncCachePreferEqual);
 
   if (e != cudaSuccess)
-    return shim_fail(t, e);
-  if ((unsigned)config > cudaFuncCachePreferEqual || t->device >= SHIM_MAX_DEV)
-    return shim_fail(t, cudaErrorInvalidValue);
-  pthread_mutex_lock(&devstate_lock);
+    return e;
   devstate[t->device].cache = config;
   pthread_mutex_unlock(&devstate_lock);
   return cudaSuccess;
@@ -334,14 +344,11 @@ cudaError_t cudaDeviceSetCacheConfig(enum cudaFuncCache config)
 cudaError_t cudaDeviceSetSharedMemConfig(enum cudaSharedMemConfig config)
 {
   struct shim_thread *t;
-  cudaError_t e = shim_ready(&t);
+  cudaError_t e =
+      devstate_begin(&t, (unsigned)config <= cudaSharedMemBankSizeEightByte);
 
   if (e != cudaSuccess)
-    return shim_fail(t, e);
-  if ((unsigned)config > cudaSharedMemBankSizeEightByte ||
-      t->device >= SHIM_MAX_DEV)
-    return shim_fail(t, cudaErrorInvalidValue);
-  pthread_mutex_lock(&devstate_lock);
+    return e;
   devstate[t->device].smem = config;
   pthread_mutex_unlock(&devstate_lock);
   return cudaSuccess;
@@ -350,13 +357,10 @@ cudaError_t cudaDeviceSetSharedMemConfig(enum cudaSharedMemConfig config)
 cudaError_t cudaDeviceGetSharedMemConfig(enum cudaSharedMemConfig *config)
 {
   struct shim_thread *t;
-  cudaError_t e = shim_ready(&t);
+  cudaError_t e = devstate_begin(&t, config != NULL);
 
   if (e != cudaSuccess)
-    return shim_fail(t, e);
-  if (!config || t->device >= SHIM_MAX_DEV)
-    return shim_fail(t, cudaErrorInvalidValue);
-  pthread_mutex_lock(&devstate_lock);
+    return e;
   *config = devstate[t->device].smem == cudaSharedMemBankSizeDefault
                 ? cudaSharedMemBankSizeFourByte
                 : devstate[t->device].smem;
@@ -367,13 +371,10 @@ cudaError_t cudaDeviceGetSharedMemConfig(enum cudaSharedMemConfig *config)
 cudaError_t cudaDeviceGetCacheConfig(enum cudaFuncCache *config)
 {
   struct shim_thread *t;
-  cudaError_t e = shim_ready(&t);
+  cudaError_t e = devstate_begin(&t, config != NULL);
 
   if (e != cudaSuccess)
-    return shim_fail(t, e);
-  if (!config || t->device >= SHIM_MAX_DEV)
-    return shim_fail(t, cudaErrorInvalidValue);
-  pthread_mutex_lock(&devstate_lock);
+    return e;
   *config = devstate[t->device].cache;
   pthread_mutex_unlock(&devstate_lock);
   return cudaSuccess;
