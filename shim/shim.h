@@ -39,6 +39,7 @@ struct shim_lane {
   uint64_t stream_id; /* a stream lane's stream; 0 for the thread's own */
   uint64_t lg_seen;   /* a stream lane: the generation of the thread's
                          legacy-stream event it has waited for */
+  uint64_t lg_epoch;  /* ... and the epoch of other threads' (shim_stream.c) */
   int busy;           /* work queued since its last SYNCHRONIZE ... */
   int busy_dev;       /* ... for this device */
   uint64_t next_id;   /* request ids on this lane */
@@ -95,6 +96,10 @@ cudaError_t shim_capture_info(cudaStream_t stream,
                               unsigned long long *id, cudaGraph_t *graph,
                               const cudaGraphNode_t **deps,
                               const cudaGraphEdgeData **edges, size_t *ndeps);
+
+/* Fork child: forget every thread's legacy-stream state (the parent's
+   session's); the calling thread's is then freed by the caller. */
+void shim_legacy_forget_all(void);
 
 /* Thread exit: drop what shim_stream.c keeps per thread (before the
    thread's own lane closes: it queues on it). */

@@ -735,6 +735,7 @@ static void fork_child(void)
       self->cur = &self->own;
       self->last_error = cudaSuccess;
       self->ncfg = 0;
+      shim_legacy_forget_all();
       free(self->legacy); /* the parent's session's events */
       self->legacy = NULL;
       self->nlegacy = 0;

@@ -366,7 +366,9 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t count,
   e = shim_stream_use(t, NULL, &s);
   if (e != cudaSuccess)
     return shim_fail(t, e);
-  return shim_memcpy(t, dst, src, count, kind, 0);
+  e = shim_memcpy(t, dst, src, count, kind, 0);
+  shim_stream_mark(t, NULL); /* for other threads' legacy work */
+  return e;
 }
 
 cudaError_t shim_memset(struct shim_thread *t, void *ptr, int value,
@@ -403,7 +405,9 @@ cudaError_t cudaMemset(void *ptr, int value, size_t count)
   e = shim_stream_use(t, NULL, &s);
   if (e != cudaSuccess)
     return shim_fail(t, e);
-  return shim_memset(t, ptr, value, count, 0);
+  e = shim_memset(t, ptr, value, count, 0);
+  shim_stream_mark(t, NULL); /* for other threads' legacy work */
+  return e;
 }
 
 cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total)

@@ -262,15 +262,130 @@ static int event_wait_queued(struct shim_thread *t, struct shim_event *e,
  *     legacy work; that stream's lane waits for it (legacy_order).
  *
  * Both are records without replies: no round trip, and nothing waits when
- * nothing was queued.  The order kept is that of one thread's legacy
- * stream: legacy work of two threads is not ordered against each other,
- * nor a blocking stream fed by one thread against another thread's legacy
- * work (docs/ARCHITECTURE.md, "Limits").
+ * nothing was queued.
+ *
+ * Between threads.  The legacy stream is one per device for the whole
+ * process, so once a second thread has fed it (lg_users), each thread
+ * also records its event after every piece of legacy work (legacy_leave),
+ * and legacy work, or a blocking stream's, first waits for the newest
+ * records of the other threads' events (wait_other_threads); a per-device
+ * epoch, bumped by every such record, spares the waits when nothing new
+ * was recorded.  Those events are not dropped when their thread exits: a
+ * wait that reached the agent after the drop would park for ever.
  */
+#define LG_MAX_DEV 64 /* devices ordered between threads */
+
 struct shim_legacy {
   struct shim_event ev; /* recorded on the thread's own lane */
   int dirty;            /* legacy work queued since its newest record */
+  int dev;
+  int registered;       /* on lg_all */
+  int kept;             /* recorded while shared: never dropped */
+  uint64_t epoch_seen;  /* lg_epoch[dev] when it last waited for others */
+  struct shim_legacy *next_all, *prev_all; /* lg_all, under lg_lock */
 };
+
+static pthread_mutex_t lg_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct shim_legacy *lg_all;           /* every thread's, registered */
+static _Atomic unsigned lg_users[LG_MAX_DEV]; /* threads registered per dev */
+static _Atomic uint64_t lg_epoch[LG_MAX_DEV]; /* records by any thread */
+
+/* Whether legacy work of dev must be ordered between threads. */
+static int lg_shared(int dev)
+{
+  return dev >= 0 && dev < LG_MAX_DEV && atomic_load(&lg_users[dev]) >= 2;
+}
+
+static void lg_register(struct shim_legacy *lg)
+{
+  if (lg->registered || lg->dev >= LG_MAX_DEV)
+    return;
+  pthread_mutex_lock(&lg_lock);
+  lg->next_all = lg_all;
+  lg->prev_all = NULL;
+  if (lg_all)
+    lg_all->prev_all = lg;
+  lg_all = lg;
+  pthread_mutex_unlock(&lg_lock);
+  lg->registered = 1;
+  atomic_fetch_add(&lg_users[lg->dev], 1);
+}
+
+static void lg_unregister(struct shim_legacy *lg)
+{
+  if (!lg->registered)
+    return;
+  pthread_mutex_lock(&lg_lock);
+  if (lg->prev_all)
+    lg->prev_all->next_all = lg->next_all;
+  else
+    lg_all = lg->next_all;
+  if (lg->next_all)
+    lg->next_all->prev_all = lg->prev_all;
+  pthread_mutex_unlock(&lg_lock);
+  lg->registered = 0;
+  atomic_fetch_sub(&lg_users[lg->dev], 1);
+}
+
+void shim_legacy_forget_all(void)
+{
+  pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+
+  lg_lock = fresh; /* fork child: one thread, the lock may be stale */
+  lg_all = NULL;   /* the parent's threads' states: not ours to free */
+  for (unsigned i = 0; i < LG_MAX_DEV; i++) {
+    atomic_store(&lg_users[i], 0);
+    atomic_store(&lg_epoch[i], 0);
+  }
+}
+
+/*
+ * Make what t queues next on its current lane wait for the newest record
+ * of every other thread's legacy event of dev, unless none was recorded
+ * since *epoch_seen.  Handles and generations are copied under the lock:
+ * the events outlive their threads (see above), the structs do not.
+ */
+static int wait_other_threads(struct shim_thread *t, struct shim_legacy *mine,
+                              int dev, uint64_t *epoch_seen)
+{
+  struct {
+    uint64_t handle, gen, by;
+  } *w = NULL;
+  uint64_t epoch = atomic_load(&lg_epoch[dev]);
+  unsigned n = 0, cap = 0;
+  int rc = 0;
+
+  if (epoch == *epoch_seen)
+    return 0;
+  pthread_mutex_lock(&lg_lock);
+  for (struct shim_legacy *o = lg_all; o; o = o->next_all)
+    cap++;
+  w = cap ? calloc(cap, sizeof(*w)) : NULL;
+  for (struct shim_legacy *o = lg_all; w && o; o = o->next_all) {
+    uint64_t gen = atomic_load(&o->ev.gen);
+
+    if (o == mine || o->dev != dev || gen == 0)
+      continue;
+    w[n].handle = o->ev.handle;
+    w[n].gen = gen;
+    w[n++].by = atomic_load(&o->ev.by);
+  }
+  pthread_mutex_unlock(&lg_lock);
+  if (cap && !w)
+    return (int)cudaErrorMemoryAllocation;
+  for (unsigned i = 0; i < n && !rc; i++) {
+    struct shim_event e = {.magic = EVENT_MAGIC, .handle = w[i].handle};
+
+    atomic_init(&e.gen, w[i].gen);
+    atomic_init(&e.dev, dev);
+    atomic_init(&e.by, w[i].by);
+    rc = event_wait_queued(t, &e, w[i].gen, dev);
+  }
+  free(w);
+  if (rc == 0)
+    *epoch_seen = epoch;
+  return rc;
+}
 
 static struct shim_legacy *legacy_of(struct shim_thread *t, int dev)
 {
@@ -284,6 +399,7 @@ static struct shim_legacy *legacy_of(struct shim_thread *t, int dev)
     for (unsigned i = 0; i < t->nlegacy; i++) {
       t->legacy[i].ev.magic = EVENT_MAGIC;
       atomic_init(&t->legacy[i].ev.dev, -1);
+      t->legacy[i].dev = (int)i;
     }
   }
   if ((unsigned)dev >= t->nlegacy)
@@ -312,6 +428,7 @@ static int legacy_enter(struct shim_thread *t)
     return 0;
   }
   lg->dirty = 1;
+  lg_register(lg);
   /* The waits are queued outside the lock; streams are never freed. */
   do {
     struct shim_stream *s;
@@ -334,7 +451,31 @@ static int legacy_enter(struct shim_thread *t)
     for (unsigned i = 0; i < n && !rc; i++)
       rc = event_wait_queued(t, &wait[i].s->ev, wait[i].gen, dev);
   } while (n == BATCH && !rc);
+  if (rc == 0 && lg_shared(dev))
+    rc = wait_other_threads(t, lg, dev, &lg->epoch_seen);
   return rc;
+}
+
+/* Legacy work was just queued on t's own lane: where other threads feed
+   the legacy stream too, record it now, for their waits. */
+static void legacy_leave(struct shim_thread *t)
+{
+  int dev = t->device;
+  struct shim_lane *was = t->cur;
+  struct shim_legacy *lg;
+
+  if (!t->legacy || (unsigned)dev >= t->nlegacy || !lg_shared(dev))
+    return;
+  lg = &t->legacy[dev];
+  if (!lg->dirty)
+    return;
+  t->cur = &t->own;
+  if (event_record(t, &lg->ev, dev) == 0) {
+    lg->dirty = 0;
+    lg->kept = 1;
+    atomic_fetch_add(&lg_epoch[dev], 1);
+  }
+  t->cur = was;
 }
 
 /* Blocking stream s is fed next on t->cur (its lane in t): wait for the
@@ -346,10 +487,16 @@ static int legacy_order(struct shim_thread *t, struct shim_stream *s)
   uint64_t gen;
   int rc;
 
-  if ((s->flags & cudaStreamNonBlocking) || l == &t->own || !t->legacy ||
-      (unsigned)s->dev >= t->nlegacy)
+  if ((s->flags & cudaStreamNonBlocking) || l == &t->own)
     return 0;
-  lg = &t->legacy[s->dev];
+  lg = t->legacy && (unsigned)s->dev < t->nlegacy ? &t->legacy[s->dev] : NULL;
+  if (lg_shared(s->dev)) {
+    rc = wait_other_threads(t, lg, s->dev, &l->lg_epoch);
+    if (rc)
+      return rc;
+  }
+  if (!lg)
+    return 0;
   if (lg->dirty) {
     t->cur = &t->own; /* after the legacy work, on its lane */
     rc = event_record(t, &lg->ev, s->dev);
@@ -422,8 +569,10 @@ void shim_stream_thread_exit(struct shim_thread *t)
   uint8_t a[8];
 
   t->cur = &t->own;
+  for (unsigned i = 0; i < t->nlegacy; i++)
+    lg_unregister(&t->legacy[i]);
   for (unsigned i = 0; t->own.open && i < t->nlegacy; i++)
-    if (atomic_load(&t->legacy[i].ev.gen)) {
+    if (atomic_load(&t->legacy[i].ev.gen) && !t->legacy[i].kept) {
       tr_put_u64(a, t->legacy[i].ev.handle);
       (void)shim_call(t, (int)i, TR_OP_EVENT_DESTROY, a, 8, NULL, 0, 0, NULL,
                       0, NULL);
@@ -684,6 +833,8 @@ void shim_stream_mark(struct shim_thread *t, struct shim_stream *s)
      graph has not run and is not marked. */
   if (s && !s->capture)
     (void)event_record(t, &s->ev, s->dev);
+  else if (!s)
+    legacy_leave(t);
 }
 
 static cudaError_t stream_create(cudaStream_t *out, unsigned flags,

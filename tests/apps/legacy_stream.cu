@@ -14,6 +14,10 @@
 //     synchronisation finish while a long default-stream kernel runs;
 //   - the same in a second thread, which then exits (the shim drops what
 //     it kept for the thread);
+//   - the legacy stream is one for all threads: a default-stream kernel of
+//     the main thread, and a kernel on a blocking stream of it, run after a
+//     default-stream spin and store that another thread queued (and did
+//     not synchronise) before them;
 //   - cudaDeviceSynchronize waits for another thread's stream: a thread
 //     queues 512 MiB of device-to-host copies and then a store on a
 //     non-blocking stream and, without synchronising, waits until the main
@@ -141,6 +145,42 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 static int queued, checked;
 
+// Tell the main thread the work is queued; wait until it has checked.
+static void queued_then_wait(void)
+{
+  pthread_mutex_lock(&mu);
+  queued = 1;
+  pthread_cond_broadcast(&cv);
+  while (!checked)
+    pthread_cond_wait(&cv, &mu);
+  pthread_mutex_unlock(&mu);
+}
+
+static void wait_queued(void)
+{
+  pthread_mutex_lock(&mu);
+  while (!queued)
+    pthread_cond_wait(&cv, &mu);
+  pthread_mutex_unlock(&mu);
+}
+
+static void release(void)
+{
+  pthread_mutex_lock(&mu);
+  checked = 1;
+  pthread_cond_broadcast(&cv);
+  pthread_mutex_unlock(&mu);
+}
+
+// The default stream, from another thread: a spin, then *p = 5.
+static void *legacy_spin_store(void *arg)
+{
+  spin_set<<<1, 1>>>(SPIN_NS, (int *)arg, 5);
+  CK(cudaGetLastError());
+  queued_then_wait();
+  return NULL;
+}
+
 static void *queue_and_wait(void *arg)
 {
   cudaStream_t s;
@@ -158,12 +198,7 @@ static void *queue_and_wait(void *arg)
   CK(cudaGetLastError());
   // No synchronisation here: the main thread's cudaDeviceSynchronize is
   // what must wait (this thread stays, so its lanes stay open).
-  pthread_mutex_lock(&mu);
-  queued = 1;
-  pthread_cond_broadcast(&cv);
-  while (!checked)
-    pthread_cond_wait(&cv, &mu);
-  pthread_mutex_unlock(&mu);
+  queued_then_wait();
   CK(cudaStreamSynchronize(s));
   CK(cudaFreeHost(hbuf));
   CK(cudaFree(dbuf));
@@ -184,8 +219,43 @@ int main()
   // After the thread exited: this thread's legacy order still holds.
   run("main thread again");
 
+  // The legacy stream across threads.
+  for (int round = 0; round < 2; round++) {
+    int *v, got = -1;
+    cudaStream_t b, nb2;
+
+    CK(cudaMalloc(&v, 2 * sizeof(int)));
+    CK(cudaMemset(v, 0, 2 * sizeof(int)));
+    CK(cudaStreamCreate(&b));
+    CK(cudaStreamCreateWithFlags(&nb2, cudaStreamNonBlocking));
+    queued = checked = 0;
+    if (pthread_create(&th, NULL, legacy_spin_store, v) != 0) {
+      fprintf(stderr, "FAIL pthread_create\n");
+      return 1;
+    }
+    wait_queued();
+    if (round == 0) // a default-stream kernel of this thread
+      derive<<<1, 1>>>(v + 1, v, 2, 0);
+    else // a kernel on a blocking stream of this thread
+      derive<<<1, 1, 0, b>>>(v + 1, v, 2, 0);
+    CK(cudaStreamSynchronize(round == 0 ? 0 : b));
+    CK(cudaMemcpyAsync(&got, v + 1, sizeof(got), cudaMemcpyDeviceToHost, nb2));
+    CK(cudaStreamSynchronize(nb2));
+    release();
+    pthread_join(th, NULL);
+    EXPECT(got == 10, "%s did not wait for another thread's default-stream "
+           "work (got %d, want 10)",
+           round == 0 ? "a default-stream kernel" : "a blocking stream's kernel",
+           got);
+    CK(cudaStreamDestroy(b));
+    CK(cudaStreamDestroy(nb2));
+    CK(cudaFree(v));
+  }
+  printf("the default stream orders work across threads\n");
+
   // cudaDeviceSynchronize covers another thread's stream.
   int *x, h = -1;
+  queued = checked = 0;
   cudaStream_t mine;
   CK(cudaMalloc(&x, sizeof(int)));
   CK(cudaMemset(x, 0, sizeof(int)));
@@ -195,17 +265,11 @@ int main()
     fprintf(stderr, "FAIL pthread_create\n");
     return 1;
   }
-  pthread_mutex_lock(&mu);
-  while (!queued)
-    pthread_cond_wait(&cv, &mu);
-  pthread_mutex_unlock(&mu);
+  wait_queued();
   CK(cudaDeviceSynchronize());
   CK(cudaMemcpyAsync(&h, x, sizeof(h), cudaMemcpyDeviceToHost, mine));
   CK(cudaStreamSynchronize(mine));
-  pthread_mutex_lock(&mu);
-  checked = 1;
-  pthread_cond_broadcast(&cv);
-  pthread_mutex_unlock(&mu);
+  release();
   pthread_join(th, NULL);
   EXPECT(h == 11, "cudaDeviceSynchronize did not wait for another thread's "
          "stream (read %d, want 11)", h);
