@@ -270,8 +270,9 @@ static int event_wait_queued(struct shim_thread *t, struct shim_event *e,
  * and legacy work, or a blocking stream's, first waits for the newest
  * records of the other threads' events (wait_other_threads); a per-device
  * epoch, bumped by every such record, spares the waits when nothing new
- * was recorded.  Those events are not dropped when their thread exits: a
- * wait that reached the agent after the drop would park for ever.
+ * was recorded.  An event another thread may wait for is not dropped when
+ * its thread exits (kept): a wait that reached the agent after the drop
+ * would park for ever.
  */
 #define LG_MAX_DEV 64 /* devices ordered between threads */
 
@@ -280,7 +281,7 @@ struct shim_legacy {
   int dirty;            /* legacy work queued since its newest record */
   int dev;
   int registered;       /* on lg_all */
-  int kept;             /* recorded while shared: never dropped */
+  atomic_int kept;      /* another thread may wait for it: never dropped */
   uint64_t epoch_seen;  /* lg_epoch[dev] when it last waited for others */
   struct shim_legacy *next_all, *prev_all; /* lg_all, under lg_lock */
 };
@@ -366,6 +367,7 @@ static int wait_other_threads(struct shim_thread *t, struct shim_legacy *mine,
 
     if (o == mine || o->dev != dev || gen == 0)
       continue;
+    atomic_store(&o->kept, 1); /* its thread must not drop it now */
     w[n].handle = o->ev.handle;
     w[n].gen = gen;
     w[n++].by = atomic_load(&o->ev.by);
@@ -472,7 +474,7 @@ static void legacy_leave(struct shim_thread *t)
   t->cur = &t->own;
   if (event_record(t, &lg->ev, dev) == 0) {
     lg->dirty = 0;
-    lg->kept = 1;
+    atomic_store(&lg->kept, 1);
     atomic_fetch_add(&lg_epoch[dev], 1);
   }
   t->cur = was;
@@ -572,7 +574,8 @@ void shim_stream_thread_exit(struct shim_thread *t)
   for (unsigned i = 0; i < t->nlegacy; i++)
     lg_unregister(&t->legacy[i]);
   for (unsigned i = 0; t->own.open && i < t->nlegacy; i++)
-    if (atomic_load(&t->legacy[i].ev.gen) && !t->legacy[i].kept) {
+    if (atomic_load(&t->legacy[i].ev.gen) &&
+        !atomic_load(&t->legacy[i].kept)) {
       tr_put_u64(a, t->legacy[i].ev.handle);
       (void)shim_call(t, (int)i, TR_OP_EVENT_DESTROY, a, 8, NULL, 0, 0, NULL,
                       0, NULL);
