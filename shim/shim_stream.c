@@ -290,6 +290,9 @@ static pthread_mutex_t lg_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct shim_legacy *lg_all;           /* every thread's, registered */
 static _Atomic unsigned lg_users[LG_MAX_DEV]; /* threads registered per dev */
 static _Atomic uint64_t lg_epoch[LG_MAX_DEV]; /* records by any thread */
+/* Blocking streams alive: without any, legacy work has none to wait for
+   and skips the registry (a launch on the default stream stays cheap). */
+static _Atomic unsigned blocking_live;
 
 /* Whether legacy work of dev must be ordered between threads. */
 static int lg_shared(int dev)
@@ -435,6 +438,8 @@ static int legacy_enter(struct shim_thread *t)
   do {
     struct shim_stream *s;
 
+    if (!atomic_load(&blocking_live))
+      break;
     n = 0;
     pthread_mutex_lock(&reg_lock);
     for (s = streams; s && n < BATCH; s = s->next) {
@@ -867,6 +872,8 @@ static cudaError_t stream_create(cudaStream_t *out, unsigned flags,
   s->next = streams;
   streams = s;
   pthread_mutex_unlock(&reg_lock);
+  if (!(flags & cudaStreamNonBlocking))
+    atomic_fetch_add(&blocking_live, 1);
   *out = (cudaStream_t)s;
   return cudaSuccess;
 }
@@ -924,6 +931,8 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream)
   pthread_mutex_unlock(&reg_lock);
   if (!s)
     return shim_fail(t, cudaErrorInvalidResourceHandle);
+  if (!(s->flags & cudaStreamNonBlocking))
+    atomic_fetch_sub(&blocking_live, 1);
   dev = atomic_load(&s->ev.dev);
   if (dev >= 0) {
     if (!(s->flags & cudaStreamNonBlocking) && dev == t->device)
