@@ -82,10 +82,10 @@ struct shim_thread {
 
 /*
  * Wait for the work queued so far on every created stream of device dev
- * whose newest work went down a lane t does not have open: another
- * thread's, or one t closed to make room (cudaDeviceSynchronize and
- * cudaFree wait for all of the device's work, not only t's lanes').  The
- * first error.
+ * whose newest work went down a lane t does not have open (another
+ * thread's, or one t closed to make room), and for other threads'
+ * default-stream work on it (cudaDeviceSynchronize and cudaFree wait for
+ * all of the device's work, not only t's lanes').  The first error.
  */
 int shim_sync_other_streams(struct shim_thread *t, int dev);
 

@@ -345,12 +345,12 @@ void shim_legacy_forget_all(void)
 
 /*
  * Make what t queues next on its current lane wait for the newest record
- * of every other thread's legacy event of dev, unless none was recorded
- * since *epoch_seen.  Handles and generations are copied under the lock:
+ * of every other thread's legacy event of dev (or, on_host, wait for them
+ * here), unless none was recorded since *epoch_seen (when not NULL).  Handles and generations are copied under the lock:
  * the events outlive their threads (see above), the structs do not.
  */
 static int wait_other_threads(struct shim_thread *t, struct shim_legacy *mine,
-                              int dev, uint64_t *epoch_seen)
+                              int dev, uint64_t *epoch_seen, int on_host)
 {
   struct {
     uint64_t handle, gen, by;
@@ -359,7 +359,7 @@ static int wait_other_threads(struct shim_thread *t, struct shim_legacy *mine,
   unsigned n = 0, cap = 0;
   int rc = 0;
 
-  if (epoch == *epoch_seen)
+  if (epoch_seen && epoch == *epoch_seen)
     return 0;
   pthread_mutex_lock(&lg_lock);
   for (struct shim_legacy *o = lg_all; o; o = o->next_all)
@@ -384,10 +384,11 @@ static int wait_other_threads(struct shim_thread *t, struct shim_legacy *mine,
     atomic_init(&e.gen, w[i].gen);
     atomic_init(&e.dev, dev);
     atomic_init(&e.by, w[i].by);
-    rc = event_wait_queued(t, &e, w[i].gen, dev);
+    rc = on_host ? event_wait(t, &e, w[i].gen)
+                 : event_wait_queued(t, &e, w[i].gen, dev);
   }
   free(w);
-  if (rc == 0)
+  if (rc == 0 && epoch_seen)
     *epoch_seen = epoch;
   return rc;
 }
@@ -459,7 +460,7 @@ static int legacy_enter(struct shim_thread *t)
       rc = event_wait_queued(t, &wait[i].s->ev, wait[i].gen, dev);
   } while (n == BATCH && !rc);
   if (rc == 0 && lg_shared(dev))
-    rc = wait_other_threads(t, lg, dev, &lg->epoch_seen);
+    rc = wait_other_threads(t, lg, dev, &lg->epoch_seen, 0);
   return rc;
 }
 
@@ -498,7 +499,7 @@ static int legacy_order(struct shim_thread *t, struct shim_stream *s)
     return 0;
   lg = t->legacy && (unsigned)s->dev < t->nlegacy ? &t->legacy[s->dev] : NULL;
   if (lg_shared(s->dev)) {
-    rc = wait_other_threads(t, lg, s->dev, &l->lg_epoch);
+    rc = wait_other_threads(t, lg, s->dev, &l->lg_epoch, 0);
     if (rc)
       return rc;
   }
@@ -568,6 +569,13 @@ int shim_sync_other_streams(struct shim_thread *t, int dev)
         first = rc;
     }
   } while (from);
+  /* And other threads' default-stream work (recorded once it is shared). */
+  if (!first && lg_shared(dev))
+    first = wait_other_threads(t,
+                               t->legacy && (unsigned)dev < t->nlegacy
+                                   ? &t->legacy[dev]
+                                   : NULL,
+                               dev, NULL, 1);
   return first;
 }
 

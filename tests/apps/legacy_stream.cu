@@ -17,7 +17,8 @@
 //   - the legacy stream is one for all threads: a default-stream kernel of
 //     the main thread, and a kernel on a blocking stream of it, run after a
 //     default-stream spin and store that another thread queued (and did
-//     not synchronise) before them;
+//     not synchronise) before them, and cudaDeviceSynchronize waits for
+//     that work;
 //   - cudaDeviceSynchronize waits for another thread's stream: a thread
 //     queues 512 MiB of device-to-host copies and then a store on a
 //     non-blocking stream and, without synchronising, waits until the main
@@ -220,7 +221,7 @@ int main()
   run("main thread again");
 
   // The legacy stream across threads.
-  for (int round = 0; round < 2; round++) {
+  for (int round = 0; round < 3; round++) {
     int *v, got = -1;
     cudaStream_t b, nb2;
 
@@ -236,17 +237,26 @@ int main()
     wait_queued();
     if (round == 0) // a default-stream kernel of this thread
       derive<<<1, 1>>>(v + 1, v, 2, 0);
-    else // a kernel on a blocking stream of this thread
+    else if (round == 1) // a kernel on a blocking stream of this thread
       derive<<<1, 1, 0, b>>>(v + 1, v, 2, 0);
-    CK(cudaStreamSynchronize(round == 0 ? 0 : b));
-    CK(cudaMemcpyAsync(&got, v + 1, sizeof(got), cudaMemcpyDeviceToHost, nb2));
+    if (round < 2) {
+      CK(cudaStreamSynchronize(round == 0 ? 0 : b));
+      CK(cudaMemcpyAsync(&got, v + 1, sizeof(got), cudaMemcpyDeviceToHost,
+                         nb2));
+    } else { // the store itself, after cudaDeviceSynchronize
+      CK(cudaDeviceSynchronize());
+      CK(cudaMemcpyAsync(&got, v, sizeof(got), cudaMemcpyDeviceToHost, nb2));
+    }
     CK(cudaStreamSynchronize(nb2));
     release();
     pthread_join(th, NULL);
-    EXPECT(got == 10, "%s did not wait for another thread's default-stream "
-           "work (got %d, want 10)",
-           round == 0 ? "a default-stream kernel" : "a blocking stream's kernel",
-           got);
+    EXPECT(got == (round < 2 ? 10 : 5),
+           "%s did not wait for another thread's default-stream work (got "
+           "%d, want %d)",
+           round == 0   ? "a default-stream kernel"
+           : round == 1 ? "a blocking stream's kernel"
+                        : "cudaDeviceSynchronize",
+           got, round < 2 ? 10 : 5);
     CK(cudaStreamDestroy(b));
     CK(cudaStreamDestroy(nb2));
     CK(cudaFree(v));
