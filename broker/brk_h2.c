@@ -34,6 +34,7 @@
 #include "brk_h2.h"
 #include "brk_log.h"
 #include "brk_loop.h"
+#include "h2share.h"
 #include "h2track.h"
 
 #define RBUF_SIZE (256u << 10)
@@ -51,7 +52,9 @@
  * So after each large frame read or written, the loop's other work goes
  * first if there is any (brk_loop_busy), and a turn ends after
  * TURN_MAX bytes regardless.  A small request or reply therefore waits
- * behind at most one large frame.  Frames under SMALL_FRAME never wait.
+ * behind at most one large frame.  Frames under TR_H2_SMALL_FRAME never
+ * wait, and large ones shrink while lanes share the connection
+ * (h2share.h; the agent does the same with its frames).
  * A turn of writing ends in body_read_cb, by deferring the stream, not by
  * refusing the frame in send_data_cb: nghttp2 sends a refused frame first
  * when it resumes, so a small request queued meanwhile would wait behind
@@ -59,16 +62,6 @@
  * any other.
  */
 #define TURN_MAX (1u << 20)
-#define SMALL_FRAME (16u << 10)
-/*
- * And how long a large frame is: BRK_H2_FRAME alone (fewer system calls),
- * but SHARED_FRAME for SHARED_NS after a small frame of another stream went
- * either way, that is while other lanes are active, so that their calls
- * wait behind tens of microseconds of bulk, not a quarter of a millisecond.
- * The agent does the same with its frames.
- */
-#define SHARED_FRAME (64u << 10)
-#define SHARED_NS 5000000u
 
 struct brk_h2_stream {
   struct brk_h2 *c;
@@ -102,8 +95,7 @@ struct brk_h2 {
   int wblocked; /* the pipe answered EAGAIN during send */
   int yielded;  /* body_read_cb ended the turn ("Turns") */
   size_t turn_out; /* DATA bytes written in this flush */
-  uint64_t shared_until; /* brk_now_ns(): frames are SHARED_FRAME until */
-  int32_t bulk_id;       /* stream of the last large frame either way */
+  struct tr_h2share share; /* frame sizes while lanes share (h2share.h) */
   int dead, told;
   char why[160];
   struct brk_op *rd_op, *wr_op, *tick_op;
@@ -292,10 +284,7 @@ static int send_data_cb(nghttp2_session *ng, nghttp2_frame *frame,
   }
   c->bytes_out += (uint64_t)w;
   c->turn_out += length;
-  if (length >= SMALL_FRAME)
-    c->bulk_id = frame->hd.stream_id;
-  else if (frame->hd.stream_id != c->bulk_id)
-    c->shared_until = brk_now_ns() + SHARED_NS; /* see "Turns" */
+  tr_h2share_frame(&c->share, frame->hd.stream_id, length);
   if ((size_t)w < total) {
     /* The socket took part of the frame: keep the rest, in order. */
     size_t skip = (size_t)w;
@@ -334,7 +323,7 @@ static ssize_t body_read_cb(nghttp2_session *ng, int32_t stream_id,
   }
   if (n > length)
     n = length;
-  if (n >= SMALL_FRAME && c->turn_out &&
+  if (n >= TR_H2_SMALL_FRAME && c->turn_out &&
       (c->turn_out >= TURN_MAX || brk_loop_busy(c->loop))) {
     s->deferred = s->yielded = 1; /* the loop's other work first ("Turns") */
     c->yielded = 1;
@@ -364,18 +353,13 @@ static ssize_t read_length_cb(nghttp2_session *ng, uint8_t type,
                               void *user)
 {
   struct brk_h2 *c = user;
-  ssize_t n = max_frame < BRK_H2_FRAME ? max_frame : BRK_H2_FRAME;
 
   (void)ng;
   (void)type;
   (void)stream_id;
-  if (n > SHARED_FRAME && c->shared_until && brk_now_ns() < c->shared_until)
-    n = SHARED_FRAME; /* other lanes are active (see "Turns") */
-  if (conn_win < n)
-    n = conn_win;
-  if (stream_win < n)
-    n = stream_win;
-  return n > 0 ? n : 1;
+  return tr_h2share_length(&c->share,
+                           max_frame < BRK_H2_FRAME ? max_frame : BRK_H2_FRAME,
+                           conn_win, stream_win);
 }
 
 static int on_header_cb(nghttp2_session *ng, const nghttp2_frame *frame,
@@ -414,12 +398,8 @@ static int on_frame_recv_cb(nghttp2_session *ng, const nghttp2_frame *frame,
 
   if (frame->hd.stream_id)
     s = nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id);
-  if (frame->hd.type == NGHTTP2_DATA) {
-    if (frame->hd.length >= SMALL_FRAME)
-      c->bulk_id = frame->hd.stream_id;
-    else if (frame->hd.stream_id != c->bulk_id)
-      c->shared_until = brk_now_ns() + SHARED_NS; /* see "Turns" */
-  }
+  if (frame->hd.type == NGHTTP2_DATA)
+    tr_h2share_frame(&c->share, frame->hd.stream_id, frame->hd.length);
   switch (frame->hd.type) {
   case NGHTTP2_HEADERS:
     if (!s)
@@ -632,7 +612,7 @@ static void on_readable(struct brk_op *op, int res, void *arg)
   /* A bounded number of reads and bytes per wake-up keeps one busy machine
      from starving everything else on the loop ("Turns"). */
   for (int i = 0; i < 16 && got < TURN_MAX && !c->paused && !c->dead; i++) {
-    if (got >= SMALL_FRAME && brk_loop_busy(c->loop))
+    if (got >= TR_H2_SMALL_FRAME && brk_loop_busy(c->loop))
       break;
     size_t want;
     uint8_t *at = read_target(c, &want);

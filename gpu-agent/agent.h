@@ -63,7 +63,7 @@
 #define AGT_LANE_OUT_MAX (8u << 20)
 /* Unsent bytes the kernel may hold on a broker connection (tune_socket in
    agent_h2.c): a FIFO every lane's replies wait in, so short; 64 KiB is
-   one frame while lanes share the connection (SHARED_FRAME). */
+   one frame while lanes share the connection (TR_H2_SHARED_FRAME). */
 #define AGT_NOTSENT_LOWAT (64 << 10)
 /* The receive buffer of a connection from a broker on this host: bytes in
    it are a FIFO queue every lane's requests wait in, behind uploads (see

@@ -71,7 +71,7 @@ static agt_ngssize read_cb(nghttp2_session *ngh, int32_t id, uint8_t *buf,
   case ST_LANE:
     /* Only the length: send_data_cb writes the bytes from the queue. */
     n = agt_lane_peek_out(st->lane, len, DATA_RUNS, &eof);
-    if (n >= SMALL_FRAME && c->turn_out &&
+    if (n >= TR_H2_SMALL_FRAME && c->turn_out &&
         (c->turn_out >= TURN_MAX || others_waiting(c))) {
       st->deferred = st->yielded = true; /* other work first ("Turns") */
       c->yields = c->blocked = true;
@@ -223,10 +223,7 @@ static int send_data_cb(nghttp2_session *ngh, nghttp2_frame *fr,
   switch (rc) {
   case 0:
     c->turn_out += length;
-    if (length >= SMALL_FRAME)
-      c->bulk_id = fr->hd.stream_id;
-    else if (fr->hd.stream_id != c->bulk_id)
-      c->shared_until = agt_now_ns() + SHARED_NS; /* see "Turns" */
+    tr_h2share_frame(&c->share, fr->hd.stream_id, length);
     return fo.partial ? NGHTTP2_ERR_PAUSE : 0;
   case -EAGAIN:
     c->blocked = true;
@@ -382,12 +379,8 @@ static int on_frame_recv(nghttp2_session *ngh, const nghttp2_frame *fr,
   struct conn *c = ud;
   struct stream *st;
 
-  if (fr->hd.type == NGHTTP2_DATA) {
-    if (fr->hd.length >= SMALL_FRAME)
-      c->bulk_id = fr->hd.stream_id;
-    else if (fr->hd.stream_id != c->bulk_id)
-      c->shared_until = agt_now_ns() + SHARED_NS; /* see "Turns" */
-  }
+  if (fr->hd.type == NGHTTP2_DATA)
+    tr_h2share_frame(&c->share, fr->hd.stream_id, fr->hd.length);
   if (fr->hd.type != NGHTTP2_HEADERS && fr->hd.type != NGHTTP2_DATA)
     return 0;
   st = nghttp2_session_get_stream_user_data(ngh, fr->hd.stream_id);
@@ -466,15 +459,9 @@ static agt_ngssize read_length_cb(nghttp2_session *ngh, uint8_t type,
                                   void *ud)
 {
   struct conn *c = ud;
-  agt_ngssize n = (agt_ngssize)max_frame;
 
-  if (n > SHARED_FRAME && c->shared_until && agt_now_ns() < c->shared_until)
-    n = SHARED_FRAME; /* other lanes are active (see "Turns") */
-  if (conn_win < n)
-    n = conn_win;
-  if (stream_win < n)
-    n = stream_win;
-  return n > 0 ? n : 1;
+  return (agt_ngssize)tr_h2share_length(&c->share, max_frame, conn_win,
+                                        stream_win);
 }
 
 /* ---- connections -------------------------------------------------------- */
@@ -646,7 +633,7 @@ static void conn_read(struct conn *c)
     ssize_t n;
     agt_ngssize rv;
 
-    if (got >= SMALL_FRAME && agt_inbox_pending(&srv->inbox))
+    if (got >= TR_H2_SMALL_FRAME && agt_inbox_pending(&srv->inbox))
       break; /* replies to send first (see "Turns") */
     buf = recv_target(c, &cap);
     if (!buf) {

@@ -41,6 +41,7 @@ typedef nghttp2_data_provider agt_ngprd;
 #endif
 
 #include "agent.h"
+#include "h2share.h"
 #include "h2track.h"
 #include "agent_exec.h"
 #include "agent_h2.h"
@@ -71,24 +72,14 @@ typedef nghttp2_data_provider agt_ngprd;
  * and a turn ends after TURN_MAX bytes regardless (other connections);
  * level-triggered epoll brings the connection straight back.  A small
  * request or reply therefore waits behind at most one large frame.
- * Frames under SMALL_FRAME never wait.  The turn is ended in read_cb, by
+ * Frames under TR_H2_SMALL_FRAME never wait, and large ones shrink while
+ * lanes share the connection (h2share.h).  The turn is ended in read_cb, by
  * deferring the stream, not by refusing the frame in send_data_cb: nghttp2
  * sends a refused frame first when it resumes, so a small reply that
  * became ready meanwhile would wait behind it; a deferred stream is
  * resumed at the start of the next turn and scheduled like any other.
  */
 #define TURN_MAX (1u << 20)
-#define SMALL_FRAME (16u << 10)
-/*
- * And how long a large frame is.  Alone on a connection, a bulk copy goes
- * in frames as large as the broker takes (256 KiB: fewer system calls);
- * for SHARED_NS after a small frame of another stream went either way,
- * that is while other lanes are active, in SHARED_FRAME pieces, so that
- * their calls wait behind tens of microseconds of bulk, not a quarter of a
- * millisecond.
- */
-#define SHARED_FRAME (64u << 10)
-#define SHARED_NS 5000000u
 /* DATA payload bytes worth a receive straight into their record, and how
    far a receive into rbuf goes past the current frame. */
 #define RECV_DIRECT_MIN (16u << 10)
@@ -171,8 +162,7 @@ struct conn {
                          ended the turn (see "Turns") */
   bool yields;        /* some stream has `yielded` set */
   size_t turn_out;    /* DATA bytes written in this turn */
-  uint64_t shared_until; /* agt_now_ns(): frames are SHARED_FRAME until */
-  int32_t bulk_id;       /* stream of the last large frame either way */
+  struct tr_h2share share; /* frame sizes while lanes share (h2share.h) */
   uint64_t credit;    /* connection-level bytes to consume */
   bool pollout;       /* EPOLLOUT is registered */
   bool dirty;         /* has something to send: flush at the end of the turn */

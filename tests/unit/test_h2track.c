@@ -5,7 +5,9 @@
  * frames) is fed whole, byte by byte and in random pieces, and at every
  * byte the tracker's answer (DATA payload bytes next, of which stream; how
  * far a buffered read should go) is compared with the truth kept while the
- * stream was built.
+ * stream was built.  Also tools/common/h2share.c: frames shrink to
+ * TR_H2_SHARED_FRAME once another stream's small frame went by, not for
+ * the bulk stream's own, and always fit the flow-control windows.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +18,7 @@
 
 #include <cmocka.h>
 
+#include "h2share.h"
 #include "h2track.h"
 
 #define CAP (1u << 20)
@@ -176,10 +179,32 @@ static void test_framing(void **state)
   free(t.fr_end);
 }
 
+static void test_share(void **state)
+{
+  struct tr_h2share s = {0};
+  const size_t big = 256u << 10;
+
+  (void)state;
+  assert_int_equal(tr_h2share_length(&s, big, 1 << 30, 1 << 30), big);
+  tr_h2share_frame(&s, 1, big);        /* bulk on stream 1 */
+  tr_h2share_frame(&s, 1, 100);        /* its own small frame */
+  assert_int_equal(tr_h2share_length(&s, big, 1 << 30, 1 << 30), big);
+  tr_h2share_frame(&s, 3, 40);         /* another lane's call */
+  assert_int_equal(tr_h2share_length(&s, big, 1 << 30, 1 << 30),
+                   TR_H2_SHARED_FRAME);
+  assert_int_equal(tr_h2share_length(&s, 4096, 1 << 30, 1 << 30), 4096);
+  assert_int_equal(tr_h2share_length(&s, big, 1000, 1 << 30), 1000);
+  assert_int_equal(tr_h2share_length(&s, big, 1 << 30, 7), 7);
+  assert_int_equal(tr_h2share_length(&s, big, 0, 1 << 30), 1);
+  s.until = 1; /* long past */
+  assert_int_equal(tr_h2share_length(&s, big, 1 << 30, 1 << 30), big);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_framing),
+      cmocka_unit_test(test_share),
   };
 
   srand(7);

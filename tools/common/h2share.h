@@ -1,0 +1,39 @@
+/*
+ * h2share.h: how long a DATA frame is on an HTTP/2 connection that many
+ * lanes share (the broker's to an agent, both ends).
+ *
+ * Alone on a connection, a bulk copy goes in frames as large as the peer
+ * takes (fewer system calls).  For TR_H2_SHARED_NS after a small frame of
+ * another stream went either way, that is while other lanes are active,
+ * it goes in TR_H2_SHARED_FRAME pieces, so that their calls wait behind
+ * tens of microseconds of bulk, not a quarter of a millisecond.  Each end
+ * reports every DATA frame it sends or receives (tr_h2share_frame) and
+ * sizes the ones it sends with tr_h2share_length.
+ */
+#ifndef TR_H2SHARE_H
+#define TR_H2SHARE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* DATA frames shorter than this are a lane's calls, not bulk. */
+#define TR_H2_SMALL_FRAME (16u << 10)
+#define TR_H2_SHARED_FRAME (64u << 10)
+#define TR_H2_SHARED_NS 5000000u
+
+struct tr_h2share {
+  uint64_t until;  /* CLOCK_MONOTONIC ns: frames are SHARED_FRAME until */
+  int32_t bulk_id; /* stream of the last large frame either way */
+};
+
+/* A DATA frame of len payload bytes on stream went out or came in. */
+void tr_h2share_frame(struct tr_h2share *s, int32_t stream, size_t len);
+
+/* The length of the next DATA frame to send: at most max_frame, at most
+   TR_H2_SHARED_FRAME while lanes share, within both flow-control windows,
+   and at least 1 (nghttp2's read-length callback contract). */
+ssize_t tr_h2share_length(const struct tr_h2share *s, size_t max_frame,
+                          int32_t conn_win, int32_t stream_win);
+
+#endif /* TR_H2SHARE_H */
