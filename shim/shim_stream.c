@@ -1,14 +1,14 @@
 /*
- * shim_stream.c: streams, events and the asynchronous copies.
+ * shim_stream.c: streams, events, the legacy stream's order and the
+ * asynchronous copies (stream capture and graphs: shim_graph.c).
  *
- * The model.  Every thread's CUDA work goes down its own lane and runs in
- * the order the thread queued it (docs/ARCHITECTURE.md).  A created stream
- * is therefore an ordering promise the lanes already keep as long as one
- * thread feeds it; running a thread's streams one after the other is one
- * of the schedules CUDA allows.  What needs care is order *across* lanes:
- * a stream fed by several threads, an event recorded by one thread and
- * waited for by another, a stream synchronised by a thread that did not
- * queue its work.  Events are the tool for all three:
+ * The model.  A lane runs its work in the order it was queued
+ * (docs/ARCHITECTURE.md); a thread's default-stream work goes down its own
+ * lane, and each created stream's down a lane of its own (see below).
+ * What needs care is order *across* lanes: a stream fed by several
+ * threads, an event recorded by one thread and waited for by another, a
+ * stream synchronised by a thread that did not queue its work, the legacy
+ * stream against the others.  Events are the tool for all of them:
  *
  *   - an event's records are numbered (generations); EVENT_RECORD on a
  *     lane tells the agent "generation g is reached once everything this
@@ -42,81 +42,24 @@
 #include <string.h>
 #include <time.h>
 
-#include "shim.h"
-
-#define EVENT_MAGIC 0x45564e54u  /* "EVNT" */
-#define STREAM_MAGIC 0x5354524du /* "STRM" */
+#include "shim_stream_int.h"
 
 /* cudaEventCreateWithFlags flags we accept. */
 #define EVENT_FLAGS (cudaEventBlockingSync | cudaEventDisableTiming)
-
-struct shim_event {
-  uint32_t magic;
-  unsigned flags;
-  uint64_t handle;                /* names it to the agent */
-  _Atomic uint64_t gen;           /* generations recorded so far */
-  _Atomic int dev;                /* device of the newest record, -1 none */
-  _Atomic uint64_t by;            /* serial of the lane that carried it */
-  struct shim_event *next;        /* registry */
-};
-
-struct shim_stream {
-  uint32_t magic;
-  unsigned flags;
-  int priority;
-  int dev;
-  uint64_t id;
-  struct shim_event ev; /* recorded after every piece of work */
-  /* The newest generation of ev a legacy-stream lane was made to wait
-     for, and that lane's serial (legacy_enter; under reg_lock). */
-  uint64_t lg_gen, lg_by;
-  unsigned cb_pending;  /* host functions not yet run, under cb_lock */
-  struct shim_graph *capture; /* being captured into, or NULL */
-  int capture_bad;            /* something uncapturable was queued */
-  unsigned long long capture_id; /* of the capture in progress */
-  struct shim_stream *next;
-};
-
-#define GRAPH_MAGIC 0x47525048u /* "GRPH" */
-#define EXEC_MAGIC 0x47455845u  /* "GEXE" */
-
-/* A captured graph: the records the stream's work would have sent. */
-struct shim_graph {
-  uint32_t magic;
-  int dev;
-  uint8_t *buf;
-  size_t len, cap;
-  unsigned records;
-};
-
-/* An instantiated graph: uploaded to its device under handle. */
-struct shim_graph_exec {
-  uint32_t magic;
-  int dev;
-  uint64_t handle;
-  size_t len;
-};
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct shim_event *events;
 static struct shim_stream *streams;
 static _Atomic uint64_t next_handle = 1;
 
-/* Event handles share the client handle space of the session; they start
-   high so they never meet module and function handles. */
-static uint64_t new_handle(void)
+uint64_t shim_new_handle(void)
 {
   return (1ull << 62) + atomic_fetch_add(&next_handle, 1);
 }
 
-static int is_default(cudaStream_t s)
-{
-  return s == NULL || s == cudaStreamLegacy || s == cudaStreamPerThread;
-}
-
 /* A live stream or event of ours, checked against the registry, so a
    destroyed or made-up handle is an error, never a crash. */
-static struct shim_stream *stream_of(cudaStream_t h)
+struct shim_stream *shim_stream_lookup(cudaStream_t h)
 {
   struct shim_stream *s;
 
@@ -411,7 +354,7 @@ static struct shim_legacy *legacy_of(struct shim_thread *t, int dev)
   if ((unsigned)dev >= t->nlegacy)
     return NULL;
   if (!t->legacy[dev].ev.handle)
-    t->legacy[dev].ev.handle = new_handle();
+    t->legacy[dev].ev.handle = shim_new_handle();
   return &t->legacy[dev];
 }
 
@@ -729,7 +672,7 @@ static cudaError_t host_func(cudaStream_t stream, cudaHostFn_t fn,
     }
     j->transient = 1;
     j->ev->magic = EVENT_MAGIC;
-    j->ev->handle = new_handle();
+    j->ev->handle = shim_new_handle();
     atomic_init(&j->ev->dev, -1);
     rc = event_record(t, j->ev, t->device);
     if (rc) {
@@ -801,12 +744,12 @@ cudaError_t shim_stream_use(struct shim_thread *t, cudaStream_t stream,
   int rc;
 
   *out = NULL;
-  if (is_default(stream)) {
+  if (shim_stream_default(stream)) {
     cb_wait(&cb_default_pending);
     rc = legacy_enter(t);
     return rc ? shim_cuda_error(t, rc) : cudaSuccess;
   }
-  s = stream_of(stream);
+  s = shim_stream_lookup(stream);
   if (!s)
     return cudaErrorInvalidResourceHandle;
   if (s->capture) {
@@ -874,7 +817,7 @@ static cudaError_t stream_create(cudaStream_t *out, unsigned flags,
   s->dev = t->device;
   s->id = atomic_fetch_add(&next_handle, 1);
   s->ev.magic = EVENT_MAGIC;
-  s->ev.handle = new_handle();
+  s->ev.handle = shim_new_handle();
   atomic_init(&s->ev.dev, -1);
   pthread_mutex_lock(&reg_lock);
   s->next = streams;
@@ -928,7 +871,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream)
 
   if (e != cudaSuccess)
     return shim_fail(t, e);
-  if (is_default(stream))
+  if (shim_stream_default(stream))
     return shim_fail(t, cudaErrorInvalidResourceHandle);
   pthread_mutex_lock(&reg_lock);
   for (pp = &streams; *pp && (void *)*pp != (void *)stream; pp = &(*pp)->next)
@@ -966,7 +909,7 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream)
   struct shim_stream *s;
   int rc;
 
-  if (is_default(stream)) {
+  if (shim_stream_default(stream)) {
     e = cudaDeviceSynchronize();
     cb_wait(&cb_default_pending);
     return e;
@@ -974,7 +917,7 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream)
   e = shim_ready(&t);
   if (e != cudaSuccess)
     return shim_fail(t, e);
-  s = stream_of(stream);
+  s = shim_stream_lookup(stream);
   if (!s)
     return shim_fail(t, cudaErrorInvalidResourceHandle);
   use_stream_lane(t, s, 0);
@@ -997,7 +940,7 @@ cudaError_t cudaStreamQuery(cudaStream_t stream)
      question would wait behind the very work it asks about.  The default
      stream's work so far is a new generation of the thread's legacy
      event, recorded on its lane. */
-  if (is_default(stream)) {
+  if (shim_stream_default(stream)) {
     struct shim_legacy *lg = legacy_of(t, t->device);
     int rc;
 
@@ -1013,7 +956,7 @@ cudaError_t cudaStreamQuery(cudaStream_t stream)
       return cudaErrorNotReady;
     return shim_cuda_error(t, rc);
   }
-  s = stream_of(stream);
+  s = shim_stream_lookup(stream);
   if (!s)
     return shim_fail(t, cudaErrorInvalidResourceHandle);
   /* cudaErrorNotReady is an answer, not an error: not the last error. */
@@ -1053,11 +996,11 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event,
 
 cudaError_t cudaStreamGetFlags(cudaStream_t stream, unsigned int *flags)
 {
-  struct shim_stream *s = is_default(stream) ? NULL : stream_of(stream);
+  struct shim_stream *s = shim_stream_default(stream) ? NULL : shim_stream_lookup(stream);
 
   if (!flags)
     return cudaErrorInvalidValue;
-  if (!is_default(stream) && !s)
+  if (!shim_stream_default(stream) && !s)
     return cudaErrorInvalidResourceHandle;
   *flags = s ? s->flags : cudaStreamDefault;
   return cudaSuccess;
@@ -1065,11 +1008,11 @@ cudaError_t cudaStreamGetFlags(cudaStream_t stream, unsigned int *flags)
 
 cudaError_t cudaStreamGetPriority(cudaStream_t stream, int *priority)
 {
-  struct shim_stream *s = is_default(stream) ? NULL : stream_of(stream);
+  struct shim_stream *s = shim_stream_default(stream) ? NULL : shim_stream_lookup(stream);
 
   if (!priority)
     return cudaErrorInvalidValue;
-  if (!is_default(stream) && !s)
+  if (!shim_stream_default(stream) && !s)
     return cudaErrorInvalidResourceHandle;
   *priority = s ? s->priority : 0;
   return cudaSuccess;
@@ -1078,11 +1021,11 @@ cudaError_t cudaStreamGetPriority(cudaStream_t stream, int *priority)
 cudaError_t cudaStreamGetDevice(cudaStream_t stream, int *device)
 {
   struct shim_thread *t = shim_self();
-  struct shim_stream *s = is_default(stream) ? NULL : stream_of(stream);
+  struct shim_stream *s = shim_stream_default(stream) ? NULL : shim_stream_lookup(stream);
 
   if (!device)
     return cudaErrorInvalidValue;
-  if (!is_default(stream) && !s)
+  if (!shim_stream_default(stream) && !s)
     return cudaErrorInvalidResourceHandle;
   *device = s ? s->dev : (t ? t->device : 0);
   return cudaSuccess;
@@ -1090,11 +1033,11 @@ cudaError_t cudaStreamGetDevice(cudaStream_t stream, int *device)
 
 cudaError_t cudaStreamGetId(cudaStream_t stream, unsigned long long *id)
 {
-  struct shim_stream *s = is_default(stream) ? NULL : stream_of(stream);
+  struct shim_stream *s = shim_stream_default(stream) ? NULL : shim_stream_lookup(stream);
 
   if (!id)
     return cudaErrorInvalidValue;
-  if (!is_default(stream) && !s)
+  if (!shim_stream_default(stream) && !s)
     return cudaErrorInvalidResourceHandle;
   *id = s ? s->id : (stream == cudaStreamPerThread ? 2 : 1);
   return cudaSuccess;
@@ -1122,7 +1065,7 @@ cudaError_t cudaEventCreateWithFlags(cudaEvent_t *out, unsigned int flags)
     return shim_fail(t, cudaErrorMemoryAllocation);
   ev->magic = EVENT_MAGIC;
   ev->flags = flags;
-  ev->handle = new_handle();
+  ev->handle = shim_new_handle();
   atomic_init(&ev->dev, -1);
   pthread_mutex_lock(&reg_lock);
   ev->next = events;
@@ -1304,358 +1247,6 @@ cudaError_t cudaMemsetAsync(void *ptr, int value, size_t count,
   if (e == cudaSuccess)
     shim_stream_mark(t, s);
   return e;
-}
-
-/* ---- stream capture and graphs ------------------------------------------ */
-
-/*
- * Capturing a stream collects the records its work would send (launches,
- * memsets, device-to-device copies) into a graph instead of sending them;
- * instantiating uploads the graph to the device once (GRAPH_PUT, by
- * chunks, one round trip); each cudaGraphLaunch is then one record
- * (GRAPH_LAUNCH) that the agent expands.  Work a graph cannot hold here —
- * copies from or to host memory (a GPU reads them when the graph runs,
- * which a record captured now could not), waits for replies, events,
- * frees — invalidates the capture, as CUDA invalidates a capture on an
- * unsupported call, with one stderr line saying what it was.
- */
-int shim_capture_record(struct shim_thread *t, uint16_t op, const void *args,
-                        uint32_t alen, const void *data, uint32_t dlen,
-                        int want_reply)
-{
-  struct shim_stream *s = t->capture;
-  struct shim_graph *g = s->capture;
-  struct tr_hdr h;
-  size_t need = TR_HDR_SIZE + (size_t)alen + dlen;
-
-  if (want_reply || (op != TR_OP_LAUNCH && op != TR_OP_MEMSET &&
-                     op != TR_OP_MEMCPY_D2D)) {
-    shim_warn_once("capture", "a stream capture met %s, which a graph "
-                              "cannot hold here (only kernels, memsets and "
-                              "device-to-device copies are captured); the "
-                              "capture is invalidated",
-                   tr_op_name(op) ? tr_op_name(op) : "an unknown call");
-    s->capture_bad = 1;
-    return cudaErrorStreamCaptureUnsupported;
-  }
-  if (g->len + need > TR_GRAPH_MAX) {
-    s->capture_bad = 1;
-    return cudaErrorMemoryAllocation;
-  }
-  if (g->len + need > g->cap) {
-    size_t ncap = g->cap ? g->cap : 4096;
-    uint8_t *nb;
-
-    while (ncap < g->len + need)
-      ncap *= 2;
-    nb = realloc(g->buf, ncap);
-    if (!nb) {
-      s->capture_bad = 1;
-      return cudaErrorMemoryAllocation;
-    }
-    g->buf = nb;
-    g->cap = ncap;
-  }
-  tr_hdr_init(&h, op, 0, 0, alen + dlen);
-  tr_hdr_pack(&h, g->buf + g->len);
-  if (alen)
-    memcpy(g->buf + g->len + TR_HDR_SIZE, args, alen);
-  if (dlen)
-    memcpy(g->buf + g->len + TR_HDR_SIZE + alen, data, dlen);
-  g->len += need;
-  g->records++;
-  return 0;
-}
-
-cudaError_t shim_capture_refuse(struct shim_thread *t, const char *what)
-{
-  struct shim_stream *s = t->capture;
-
-  if (!s)
-    return cudaSuccess;
-  t->capture = NULL;
-  s->capture_bad = 1;
-  shim_warn_once("capture2", "a stream capture met %s, which a graph "
-                             "cannot hold here; the capture is invalidated",
-                 what);
-  return cudaErrorStreamCaptureUnsupported;
-}
-
-static pthread_mutex_t graph_lock = PTHREAD_MUTEX_INITIALIZER;
-static unsigned long long capture_ids; /* the newest capture's, graph_lock */
-
-cudaError_t cudaStreamBeginCapture(cudaStream_t stream,
-                                   enum cudaStreamCaptureMode mode)
-{
-  struct shim_thread *t;
-  cudaError_t e = shim_ready(&t);
-  struct shim_stream *s;
-  struct shim_graph *g;
-
-  if (e != cudaSuccess)
-    return shim_fail(t, e);
-  if (is_default(stream))
-    return shim_fail(t, cudaErrorStreamCaptureUnsupported);
-  s = stream_of(stream);
-  if (!s)
-    return shim_fail(t, cudaErrorInvalidResourceHandle);
-  if ((unsigned)mode > cudaStreamCaptureModeRelaxed)
-    return shim_fail(t, cudaErrorInvalidValue);
-  g = calloc(1, sizeof(*g));
-  if (!g)
-    return shim_fail(t, cudaErrorMemoryAllocation);
-  g->magic = GRAPH_MAGIC;
-  g->dev = s->dev;
-  pthread_mutex_lock(&graph_lock);
-  if (s->capture) {
-    pthread_mutex_unlock(&graph_lock);
-    free(g);
-    return shim_fail(t, cudaErrorIllegalState);
-  }
-  s->capture = g;
-  s->capture_bad = 0;
-  s->capture_id = ++capture_ids;
-  pthread_mutex_unlock(&graph_lock);
-  return cudaSuccess;
-}
-
-cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t *graph)
-{
-  struct shim_thread *t;
-  cudaError_t e = shim_ready(&t);
-  struct shim_stream *s;
-  struct shim_graph *g;
-  int bad;
-
-  if (e != cudaSuccess)
-    return shim_fail(t, e);
-  s = is_default(stream) ? NULL : stream_of(stream);
-  if (!s || !graph)
-    return shim_fail(t, s ? cudaErrorInvalidValue : cudaErrorIllegalState);
-  pthread_mutex_lock(&graph_lock);
-  g = s->capture;
-  bad = s->capture_bad;
-  s->capture = NULL;
-  pthread_mutex_unlock(&graph_lock);
-  if (!g)
-    return shim_fail(t, cudaErrorIllegalState);
-  if (bad) {
-    free(g->buf);
-    free(g);
-    *graph = NULL;
-    return shim_fail(t, cudaErrorStreamCaptureInvalidated);
-  }
-  *graph = (cudaGraph_t)g;
-  return cudaSuccess;
-}
-
-cudaError_t cudaStreamIsCapturing(cudaStream_t stream,
-                                  enum cudaStreamCaptureStatus *status)
-{
-  struct shim_stream *s = is_default(stream) ? NULL : stream_of(stream);
-
-  if (!status)
-    return cudaErrorInvalidValue;
-  if (!is_default(stream) && !s)
-    return cudaErrorInvalidResourceHandle;
-  *status = s && s->capture ? (s->capture_bad ? cudaStreamCaptureStatusInvalidated
-                                              : cudaStreamCaptureStatusActive)
-                            : cudaStreamCaptureStatusNone;
-  return cudaSuccess;
-}
-
-/*
- * What a library asks before it queues work (cuBLAS, PyTorch): is the
- * stream capturing, which capture, into which graph.  The graph's nodes
- * are not exposed (captured work is kept as the records it would send),
- * so the set of nodes the next work would depend on is empty.
- */
-cudaError_t shim_capture_info(cudaStream_t stream,
-                              enum cudaStreamCaptureStatus *status,
-                              unsigned long long *id, cudaGraph_t *graph,
-                              const cudaGraphNode_t **deps,
-                              const cudaGraphEdgeData **edges, size_t *ndeps)
-{
-  struct shim_stream *s = is_default(stream) ? NULL : stream_of(stream);
-
-  if (!status)
-    return shim_fail(shim_self(), cudaErrorInvalidValue);
-  if (!is_default(stream) && !s)
-    return shim_fail(shim_self(), cudaErrorInvalidResourceHandle);
-  pthread_mutex_lock(&graph_lock);
-  if (!s || !s->capture) {
-    *status = cudaStreamCaptureStatusNone;
-  } else {
-    *status = s->capture_bad ? cudaStreamCaptureStatusInvalidated
-                             : cudaStreamCaptureStatusActive;
-    if (id)
-      *id = s->capture_id;
-    if (graph)
-      *graph = (cudaGraph_t)s->capture;
-    if (deps)
-      *deps = NULL;
-    if (edges)
-      *edges = NULL;
-    if (ndeps)
-      *ndeps = 0;
-  }
-  pthread_mutex_unlock(&graph_lock);
-  return cudaSuccess;
-}
-
-cudaError_t cudaStreamGetCaptureInfo(cudaStream_t stream,
-                                     enum cudaStreamCaptureStatus *status,
-                                     unsigned long long *id,
-                                     cudaGraph_t *graph,
-                                     const cudaGraphNode_t **deps,
-                                     const cudaGraphEdgeData **edges,
-                                     size_t *ndeps)
-{
-  return shim_capture_info(stream, status, id, graph, deps, edges, ndeps);
-}
-
-/* The thread's capture interaction mode: kept and exchanged, as CUDA does;
-   what it would forbid during a global capture is not enforced (a capture
-   here refuses what it cannot hold, whatever the mode). */
-static __thread enum cudaStreamCaptureMode thread_capture_mode =
-    cudaStreamCaptureModeGlobal;
-
-cudaError_t cudaThreadExchangeStreamCaptureMode(enum cudaStreamCaptureMode *mode)
-{
-  enum cudaStreamCaptureMode was = thread_capture_mode;
-
-  if (!mode || (unsigned)*mode > cudaStreamCaptureModeRelaxed)
-    return shim_fail(shim_self(), cudaErrorInvalidValue);
-  thread_capture_mode = *mode;
-  *mode = was;
-  return cudaSuccess;
-}
-
-cudaError_t cudaGraphDestroy(cudaGraph_t graph)
-{
-  struct shim_graph *g = (struct shim_graph *)graph;
-
-  if (!g || g->magic != GRAPH_MAGIC)
-    return cudaErrorInvalidValue;
-  g->magic = 0;
-  free(g->buf);
-  g->buf = NULL;
-  /* The struct stays: a stale cudaGraph_t must read as invalid. */
-  return cudaSuccess;
-}
-
-cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph,
-                                 unsigned long long flags)
-{
-  struct shim_thread *t;
-  cudaError_t e = shim_ready(&t);
-  struct shim_graph *g = (struct shim_graph *)graph;
-  struct shim_graph_exec *x;
-  uint8_t a[24];
-  size_t off = 0;
-  int rc = 0;
-
-  if (e != cudaSuccess)
-    return shim_fail(t, e);
-  if (!exec || !g || g->magic != GRAPH_MAGIC)
-    return shim_fail(t, cudaErrorInvalidValue);
-  (void)flags; /* auto-free, upload, device launch: nothing to do here */
-  x = calloc(1, sizeof(*x));
-  if (!x)
-    return shim_fail(t, cudaErrorMemoryAllocation);
-  x->magic = EXEC_MAGIC;
-  x->dev = g->dev;
-  x->handle = new_handle();
-  x->len = g->len;
-  /* Up once, in chunks; only the last waits, so this is one round trip. */
-  while (off < g->len && !rc) {
-    size_t n = g->len - off < TR_CHUNK_MAX ? g->len - off : TR_CHUNK_MAX;
-
-    tr_put_u64(a, x->handle);
-    tr_put_u64(a + 8, g->len);
-    tr_put_u64(a + 16, off);
-    rc = shim_call(t, x->dev, TR_OP_GRAPH_PUT, a, 24, g->buf + off,
-                   (uint32_t)n, off + n == g->len, NULL, 0, NULL);
-    off += n;
-  }
-  if (rc) {
-    free(x);
-    return shim_cuda_error(t, rc);
-  }
-  *exec = (cudaGraphExec_t)x;
-  return cudaSuccess;
-}
-
-cudaError_t cudaGraphInstantiateWithFlags(cudaGraphExec_t *exec,
-                                          cudaGraph_t graph,
-                                          unsigned long long flags)
-{
-  return cudaGraphInstantiate(exec, graph, flags);
-}
-
-cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream)
-{
-  struct shim_thread *t;
-  cudaError_t e = shim_ready(&t);
-  struct shim_graph_exec *x = (struct shim_graph_exec *)exec;
-  struct shim_stream *s;
-  uint8_t a[8];
-  int rc = 0;
-
-  if (e != cudaSuccess)
-    return shim_fail(t, e);
-  if (!x || x->magic != EXEC_MAGIC)
-    return shim_fail(t, cudaErrorInvalidValue);
-  rc = shim_managed_before_device(t);
-  if (rc)
-    return shim_cuda_error(t, rc);
-  e = shim_stream_use(t, stream, &s);
-  if (e != cudaSuccess)
-    return shim_fail(t, e);
-  if (t->capture) {
-    t->capture = NULL;
-    s->capture_bad = 1;
-    return shim_fail(t, cudaErrorStreamCaptureUnsupported);
-  }
-  if (x->len) {
-    tr_put_u64(a, x->handle);
-    rc = shim_call(t, x->dev, TR_OP_GRAPH_LAUNCH, a, 8, NULL, 0, 0, NULL, 0,
-                   NULL);
-  }
-  if (rc)
-    return shim_cuda_error(t, rc);
-  shim_stream_mark(t, s);
-  return cudaSuccess;
-}
-
-cudaError_t cudaGraphUpload(cudaGraphExec_t exec, cudaStream_t stream)
-{
-  struct shim_graph_exec *x = (struct shim_graph_exec *)exec;
-
-  (void)stream;
-  if (!x || x->magic != EXEC_MAGIC)
-    return cudaErrorInvalidValue;
-  return cudaSuccess; /* instantiation uploaded it already */
-}
-
-cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec)
-{
-  struct shim_thread *t;
-  cudaError_t e = shim_ready(&t);
-  struct shim_graph_exec *x = (struct shim_graph_exec *)exec;
-  uint8_t a[8];
-
-  if (e != cudaSuccess)
-    return shim_fail(t, e);
-  if (!x || x->magic != EXEC_MAGIC)
-    return shim_fail(t, cudaErrorInvalidValue);
-  x->magic = 0;
-  if (x->len) {
-    tr_put_u64(a, x->handle);
-    (void)shim_call(t, x->dev, TR_OP_GRAPH_DESTROY, a, 8, NULL, 0, 0, NULL, 0,
-                    NULL);
-  }
-  return cudaSuccess;
 }
 
 /* ---- the per-thread-default-stream twins (nvcc --default-stream
