@@ -121,6 +121,7 @@ static bool run_lane(struct agt_lane *l)
     pthread_mutex_unlock(&l->mu);
 
     agt_ops_execute(l, r);
+    agt_lane_mark_done(l, r->hdr.request_id);
 
     pthread_mutex_lock(&l->mu);
     l->done_bytes += r->wire_len;

@@ -724,8 +724,8 @@ static uint32_t op_event_record(struct agt_call *c)
     return TR_ST_BAD_RECORD;
   h = tr_get_u64(c->p);
   gen = tr_get_u64(c->p + 8);
-  if (h == 0 || gen == 0)
-    return TR_ST_BAD_HANDLE;
+  if (h == 0 || gen == 0 || (h & TR_LANE_MARK_BIT))
+    return TR_ST_BAD_HANDLE; /* a mark moves only with its lane */
   /* The backend runs everything before this record to completion before
      the record runs (emu: calls return when done), so now is its time. */
   st = ops_of(c)->synchronize(s->ctx);
@@ -774,7 +774,7 @@ static uint32_t op_event_query(struct agt_call *c)
   gen = tr_get_u64(c->p + 8);
   pthread_mutex_lock(&s->mu);
   e = agt_hmap_get(&s->events, tr_get_u64(c->p));
-  done = gen == 0 || (e && e->done_gen >= gen);
+  done = gen == 0 || (e && agt_event_reached(e, gen));
   pthread_mutex_unlock(&s->mu);
   return done ? cudaSuccess : cudaErrorNotReady;
 }
@@ -794,7 +794,7 @@ static uint32_t op_event_elapsed(struct agt_call *c)
   pthread_mutex_lock(&s->mu);
   a = agt_hmap_get(&s->events, tr_get_u64(c->p));
   b = agt_hmap_get(&s->events, tr_get_u64(c->p + 8));
-  ok = a && b;
+  ok = a && b && !a->mark && !b->mark;
   if (ok)
     d = (int64_t)(b->ts_ns - a->ts_ns);
   pthread_mutex_unlock(&s->mu);
@@ -817,6 +817,8 @@ static uint32_t op_event_destroy(struct agt_call *c)
 
   if (c->len != 8)
     return TR_ST_BAD_RECORD;
+  if (tr_get_u64(c->p) & TR_LANE_MARK_BIT)
+    return TR_ST_BAD_HANDLE; /* marks go with their session */
   pthread_mutex_lock(&s->mu);
   e = agt_hmap_del(&s->events, tr_get_u64(c->p));
   /* A wait cannot outlive its event: lanes parked on it go on. */

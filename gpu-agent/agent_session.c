@@ -483,6 +483,9 @@ struct agt_rec *agt_lane_take_rec(struct agt_lane *l)
   return r;
 }
 
+static struct agt_event *event_new(struct agt_session *s, uint64_t h);
+static void mark_end(struct agt_lane *l);
+
 int agt_lane_new(struct agt_session *s, uint64_t id, struct agt_lane **out)
 {
   struct agt_lane *l = calloc(1, sizeof(*l));
@@ -496,6 +499,15 @@ int agt_lane_new(struct agt_session *s, uint64_t id, struct agt_lane **out)
   agt_session_get(s);
   l->sess = s;
   l->id = id;
+  /* Its mark: a waiter may have made it already (the lane opened late). */
+  pthread_mutex_lock(&s->mu);
+  l->mark = agt_hmap_get(&s->events, tr_lane_mark(id));
+  if (!l->mark)
+    l->mark = event_new(s, tr_lane_mark(id));
+  pthread_mutex_unlock(&s->mu);
+  if (!l->mark)
+    agt_warn("lane %llu: out of memory for its mark; lanes waiting for it "
+             "go on when it ends", (unsigned long long)id);
   atomic_init(&l->refs, 1);
   l->note.kind = AGT_NOTE_LANE;
   pthread_mutex_init(&l->mu, NULL);
@@ -540,6 +552,8 @@ void agt_lane_put(struct agt_lane *l)
   free_outs(l->out_head);
   tr_decoder_release(&l->dec);
   agt_rec_free(l, l->cur);
+  if (l->mark)
+    mark_end(l);
   pthread_cond_destroy(&l->space);
   pthread_mutex_destroy(&l->mu);
   agt_session_put(l->sess);
@@ -582,6 +596,8 @@ static void unwait(struct agt_lane *l)
       if ((*pp)->lane == l) {
         gone = *pp;
         *pp = gone->next;
+        if (e->mark)
+          atomic_fetch_sub(&e->mark_waiters, 1);
         break;
       }
   }
@@ -817,6 +833,61 @@ out_unlock:
 
 /* ---- event waits ---------------------------------------------------------- */
 
+/* A new entry of s->events (s->mu held): an event, or a lane mark when h
+   has TR_LANE_MARK_BIT.  NULL without memory. */
+static struct agt_event *event_new(struct agt_session *s, uint64_t h)
+{
+  struct agt_event *e = calloc(1, sizeof(*e));
+
+  if (!e)
+    return NULL;
+  e->mark = (h & TR_LANE_MARK_BIT) != 0;
+  atomic_init(&e->mark_done, 0);
+  atomic_init(&e->mark_waiters, 0);
+  if (agt_hmap_put(&s->events, h, e) < 0) {
+    free(e);
+    return NULL;
+  }
+  return e;
+}
+
+bool agt_event_reached(const struct agt_event *e, uint64_t gen)
+{
+  if (e->mark)
+    return e->mark_ended || atomic_load(&e->mark_done) >= gen;
+  return e->done_gen >= gen;
+}
+
+void agt_lane_mark_done(struct agt_lane *l, uint64_t rid)
+{
+  struct agt_event *m = l->mark;
+  struct agt_session *s = l->sess;
+  struct agt_waiter *woken;
+
+  if (!m)
+    return;
+  atomic_store(&m->mark_done, rid);
+  if (!atomic_load(&m->mark_waiters))
+    return; /* the common case: nobody waits, no lock */
+  pthread_mutex_lock(&s->mu);
+  woken = agt_event_take_waiters(m, rid);
+  pthread_mutex_unlock(&s->mu);
+  agt_waiters_wake(woken);
+}
+
+/* l is being freed: its mark is reached for good (s->mu not held). */
+static void mark_end(struct agt_lane *l)
+{
+  struct agt_session *s = l->sess;
+  struct agt_waiter *woken;
+
+  pthread_mutex_lock(&s->mu);
+  l->mark->mark_ended = true;
+  woken = agt_event_take_waiters(l->mark, UINT64_MAX);
+  pthread_mutex_unlock(&s->mu);
+  agt_waiters_wake(woken);
+}
+
 bool agt_event_wait_ready(struct agt_lane *l, uint64_t h, uint64_t gen)
 {
   struct agt_session *s = l->sess;
@@ -830,28 +901,38 @@ bool agt_event_wait_ready(struct agt_lane *l, uint64_t h, uint64_t gen)
     return true;
   }
   pthread_mutex_unlock(&l->mu);
+  /* A lane never waits for its own mark: that would wait for itself. */
+  if (gen == 0 || h == 0 || h == tr_lane_mark(l->id))
+    return true;
   pthread_mutex_lock(&s->mu);
   e = agt_hmap_get(&s->events, h);
-  if (gen == 0 || (e && e->done_gen >= gen) || h == 0) {
+  if (e && agt_event_reached(e, gen)) {
     pthread_mutex_unlock(&s->mu);
     return true;
   }
   w = calloc(1, sizeof(*w));
-  if (!e && w) {
-    e = calloc(1, sizeof(*e));
-    if (!e || agt_hmap_put(&s->events, h, e) < 0) {
-      free(e);
-      e = NULL;
-    }
+  /* Not recorded yet, or the mark of a lane not opened yet. */
+  if (!e && w && !(e = event_new(s, h))) {
+    free(w);
+    w = NULL;
   }
-  if (!w || !e) {
+  if (!w) {
     /* Without memory to wait, do not wait: the order is the program's
        risk then, never a hang. */
     pthread_mutex_unlock(&s->mu);
-    free(w);
     agt_warn("lane %llu: out of memory for an event wait; not waiting",
              (unsigned long long)l->id);
     return true;
+  }
+  if (e->mark) {
+    /* Counted before mark_done is read again (see struct agt_event). */
+    atomic_fetch_add(&e->mark_waiters, 1);
+    if (agt_event_reached(e, gen)) {
+      atomic_fetch_sub(&e->mark_waiters, 1);
+      pthread_mutex_unlock(&s->mu);
+      free(w);
+      return true;
+    }
   }
   /* Parked under s->mu, so the record that wakes it (which takes s->mu
      first) cannot come between; an abort sets `aborted` before it looks
@@ -860,6 +941,8 @@ bool agt_event_wait_ready(struct agt_lane *l, uint64_t h, uint64_t gen)
   pthread_mutex_lock(&l->mu);
   if (l->aborted) {
     pthread_mutex_unlock(&l->mu);
+    if (e->mark)
+      atomic_fetch_sub(&e->mark_waiters, 1);
     pthread_mutex_unlock(&s->mu);
     free(w);
     return true; /* the caller finds it aborted */
@@ -889,6 +972,8 @@ struct agt_waiter *agt_event_take_waiters(struct agt_event *e, uint64_t gen)
       w->next = out;
       out = w;
       w->lane->wait_event = 0; /* under s->mu, as it was set */
+      if (e->mark)
+        atomic_fetch_sub(&e->mark_waiters, 1);
     } else {
       pp = &w->next;
     }

@@ -180,6 +180,17 @@ struct agt_event {
   uint64_t done_gen;
   uint64_t ts_ns;
   struct agt_waiter *waiters; /* lanes parked on an EVENT_WAIT for it */
+  /* A lane mark (handle with TR_LANE_MARK_BIT): done_gen is unused; the
+     lane's execution thread stores the request id of each record it ran
+     in mark_done without a lock, and takes s->mu only while mark_waiters
+     (the waiters on the list) is non-zero.  Both are sequentially
+     consistent: a waiter counts itself before it reads mark_done, the
+     lane stores mark_done before it reads mark_waiters, so one of them
+     sees the other. */
+  bool mark;
+  bool mark_ended; /* its lane is gone: every wait on it is over */
+  _Atomic uint64_t mark_done;
+  atomic_uint mark_waiters;
 };
 
 /* A lane parked until generation gen of an event has run (referenced). */
@@ -203,6 +214,15 @@ bool agt_event_wait_ready(struct agt_lane *l, uint64_t h, uint64_t gen);
    s->mu held.  Returns them, for agt_waiters_wake() once it is released. */
 struct agt_waiter *agt_event_take_waiters(struct agt_event *e, uint64_t gen);
 void agt_waiters_wake(struct agt_waiter *w);
+
+/* Whether generation gen of e has run (s->mu held). */
+bool agt_event_reached(const struct agt_event *e, uint64_t gen);
+
+/*
+ * Lane l has run its record with request id rid (its execution thread,
+ * no lock held): lanes waiting on l's mark up to rid go on.
+ */
+void agt_lane_mark_done(struct agt_lane *l, uint64_t rid);
 
 /* A graph: the records of a captured stream, replayed by GRAPH_LAUNCH.
    Immutable once complete. */
@@ -318,6 +338,8 @@ struct agt_lane {
   bool parked;   /* waiting at an EVENT_WAIT: not to be queued */
   bool released; /* woken from it: the EVENT_WAIT at the head is done */
   uint64_t wait_event; /* the event it waits for (under sess->mu), or 0 */
+  struct agt_event *mark; /* its lane mark, in sess->events (set when
+                             created; NULL without memory) */
   struct agt_exec *exec; /* the pool it runs on (set when opened) */
   /* Records being received, queued or executing, by class, and the
      bounds of the pending host-to-device destinations (direct_target). */

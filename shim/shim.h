@@ -100,6 +100,8 @@ cudaError_t shim_capture_info(cudaStream_t stream,
 /* Fork child: forget every thread's legacy-stream state (the parent's
    session's); the calling thread's is then freed by the caller. */
 void shim_legacy_forget_all(void);
+/* t's own lane sent its record with request id id to dev (shim_call). */
+void shim_legacy_sent(struct shim_thread *t, int dev, uint64_t id);
 
 /* Thread exit: drop what shim_stream.c keeps per thread (before the
    thread's own lane closes: it queues on it). */

@@ -423,6 +423,8 @@ int shim_call_async(struct shim_thread *th, int dev, uint16_t op,
                       NULL, 0);
   if (rc < 0)
     return rc;
+  if (l == &th->own)
+    shim_legacy_sent(th, dev, l->pend[k].id);
   l->npend++;
   l->pend_records += records;
   if (l->stream_id) {
@@ -452,6 +454,8 @@ int shim_call_flags(struct shim_thread *t, int dev, uint16_t op,
   rc = tr_client_send(&shim_proc.cli, &l->lane, (uint16_t)dev, op,
                       flags | (want_reply ? TR_F_WANT_REPLY : 0), id, args,
                       alen, data, dlen);
+  if (rc == 0 && l == &t->own)
+    shim_legacy_sent(t, dev, id);
   if (rc < 0 || !want_reply)
     return rc;
   for (;;) {

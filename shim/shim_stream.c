@@ -195,58 +195,100 @@ static int event_wait_queued(struct shim_thread *t, struct shim_event *e,
  * CUDA's legacy default stream waits for all work queued before it on
  * every blocking stream of its device, and their work queued after it
  * waits for it.  Here the legacy stream is the thread's own lane and each
- * created stream has lanes of its own, so both directions are events:
+ * created stream has lanes of its own, so both directions are waits on the
+ * device (EVENT_WAIT records: no round trip, and nothing waits when
+ * nothing was queued):
  *
- *   - before legacy work (legacy_enter), the own lane waits (EVENT_WAIT)
- *     for each blocking stream of the device that has work the lane has
- *     not waited for yet (its event's newest generation);
- *   - the thread keeps one event per device (struct shim_legacy),
- *     recorded on its own lane when a blocking stream is next fed after
- *     legacy work; that stream's lane waits for it (legacy_order).
- *
- * Both are records without replies: no round trip, and nothing waits when
- * nothing was queued.
+ *   - before legacy work (legacy_enter), the own lane waits for each
+ *     blocking stream of the device that has work the lane has not waited
+ *     for yet (its event's newest generation);
+ *   - a blocking stream fed after legacy work (legacy_order) waits for the
+ *     own lane's *mark* (PROTOCOL.md, lane marks): reached once the agent
+ *     has run the own lane's record with a given request id.  The thread
+ *     keeps, per device, the id of its own lane's newest record to that
+ *     device (sent, set by shim_call) and of its newest legacy work (work).
  *
  * Between threads.  The legacy stream is one per device for the whole
- * process, so once a second thread has fed it (lg_users), each thread
- * also records its event after every piece of legacy work (legacy_leave),
- * and legacy work, or a blocking stream's, first waits for the newest
- * records of the other threads' events (wait_other_threads); a per-device
- * epoch, bumped by every such record, spares the waits when nothing new
- * was recorded.  An event another thread may wait for is not dropped when
- * its thread exits (kept): a wait that reached the agent after the drop
- * would park for ever.
+ * process: legacy work, or a blocking stream's, first waits for the
+ * legacy work every other thread queued so far (wait_other_threads), on
+ * their lanes' marks, so no thread records anything for the others and
+ * work queued before a second thread appeared is waited for too.  A
+ * per-device epoch, bumped by legacy work while two or more threads use
+ * the device's legacy stream and by each thread that starts to, spares the
+ * waits when nothing new was queued.  A thread that exits leaves its
+ * newest legacy work behind as a retired entry (lg_gone), waited for like
+ * a live thread's until a cudaDeviceSynchronize has waited for it; its
+ * lane's mark stays reached on the agent after the lane is gone.
  */
-#define LG_MAX_DEV 64 /* devices ordered between threads */
+#define LG_MAX_DEV 64    /* devices ordered between threads */
+#define LG_GONE_MAX 256  /* retired entries kept; beyond, exit waits */
 
 struct shim_legacy {
-  struct shim_event ev; /* recorded on the thread's own lane */
-  int dirty;            /* legacy work queued since its newest record */
+  uint64_t sent;        /* id of the own lane's newest record to dev
+                           (the thread's only) */
+  _Atomic uint64_t work; /* id of its newest legacy work on dev, 0 none */
   int dev;
   int registered;       /* on lg_all */
-  atomic_int kept;      /* another thread may wait for it: never dropped */
+  uint32_t lane_id;     /* the own lane's, as the agent knows it */
+  uint64_t serial;      /* the own lane's serial */
   uint64_t epoch_seen;  /* lg_epoch[dev] when it last waited for others */
   struct shim_legacy *next_all, *prev_all; /* lg_all, under lg_lock */
 };
 
+/* The newest legacy work of a thread that has exited. */
+struct lg_gone {
+  struct lg_gone *next;
+  int dev;
+  uint32_t lane_id;
+  uint64_t serial, work;
+  uint64_t seq; /* order of retirement */
+};
+
+/* e: the mark of lane lane_id (carried by the lane with that serial) as an
+   event whose generations are that lane's request ids on dev. */
+static void mark_event(struct shim_event *e, uint32_t lane_id, int dev,
+                       uint64_t serial)
+{
+  *e = (struct shim_event){.magic = EVENT_MAGIC,
+                           .handle = tr_lane_mark(lane_id)};
+  atomic_init(&e->gen, 0);
+  atomic_init(&e->dev, dev);
+  atomic_init(&e->by, serial);
+}
+
+/* The mark of t's own lane on dev. */
+static void own_mark(struct shim_thread *t, int dev, struct shim_event *e)
+{
+  mark_event(e, t->own.lane.hdr ? t->own.lane.hdr->lane_id : 0, dev,
+             t->own.serial);
+}
+
 static pthread_mutex_t lg_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct shim_legacy *lg_all;           /* every thread's, registered */
+static struct lg_gone *lg_gone;              /* newest first, under lg_lock */
+static unsigned lg_ngone;
+static uint64_t lg_gone_seq;
 static _Atomic unsigned lg_users[LG_MAX_DEV]; /* threads registered per dev */
-static _Atomic uint64_t lg_epoch[LG_MAX_DEV]; /* records by any thread */
+static _Atomic uint64_t lg_epoch[LG_MAX_DEV]; /* new legacy work, any thread */
+static _Atomic unsigned lg_ngone_dev[LG_MAX_DEV];
 /* Blocking streams alive: without any, legacy work has none to wait for
    and skips the registry (a launch on the default stream stays cheap). */
 static _Atomic unsigned blocking_live;
 
-/* Whether legacy work of dev must be ordered between threads. */
+/* Whether legacy work of dev must be ordered between threads: two or more
+   use its legacy stream, or one that exited left work behind. */
 static int lg_shared(int dev)
 {
-  return dev >= 0 && dev < LG_MAX_DEV && atomic_load(&lg_users[dev]) >= 2;
+  return dev >= 0 && dev < LG_MAX_DEV &&
+         (atomic_load(&lg_users[dev]) >= 2 || atomic_load(&lg_ngone_dev[dev]));
 }
 
-static void lg_register(struct shim_legacy *lg)
+static void lg_register(struct shim_thread *t, struct shim_legacy *lg)
 {
   if (lg->registered || lg->dev >= LG_MAX_DEV)
     return;
+  lg->lane_id = t->own.lane.hdr ? t->own.lane.hdr->lane_id : 0;
+  lg->serial = t->own.serial;
   pthread_mutex_lock(&lg_lock);
   lg->next_all = lg_all;
   lg->prev_all = NULL;
@@ -256,12 +298,36 @@ static void lg_register(struct shim_legacy *lg)
   pthread_mutex_unlock(&lg_lock);
   lg->registered = 1;
   atomic_fetch_add(&lg_users[lg->dev], 1);
+  /* The others look again: this thread may have queued legacy work while
+     it was the only one (their epoch_seen is older than this). */
+  atomic_fetch_add(&lg_epoch[lg->dev], 1);
 }
 
-static void lg_unregister(struct shim_legacy *lg)
+/* t exits: out of the registry, its newest legacy work retired. */
+static void lg_unregister(struct shim_thread *t, struct shim_legacy *lg)
 {
+  struct lg_gone *g = NULL;
+  uint64_t work = atomic_load(&lg->work);
+
   if (!lg->registered)
     return;
+  if (work) {
+    g = malloc(sizeof(*g));
+    pthread_mutex_lock(&lg_lock);
+    if (lg_ngone >= LG_GONE_MAX) {
+      free(g); /* too many: wait for it here instead (below) */
+      g = NULL;
+    }
+    pthread_mutex_unlock(&lg_lock);
+    if (!g) {
+      /* Asked on the own lane, after its work: one round trip. */
+      struct shim_event e;
+
+      mark_event(&e, lg->lane_id, lg->dev, lg->serial);
+      t->cur = &t->own;
+      (void)event_wait(t, &e, work);
+    }
+  }
   pthread_mutex_lock(&lg_lock);
   if (lg->prev_all)
     lg->prev_all->next_all = lg->next_all;
@@ -269,9 +335,37 @@ static void lg_unregister(struct shim_legacy *lg)
     lg_all = lg->next_all;
   if (lg->next_all)
     lg->next_all->prev_all = lg->prev_all;
+  if (g) {
+    *g = (struct lg_gone){.next = lg_gone, .dev = lg->dev,
+                          .lane_id = lg->lane_id, .serial = lg->serial,
+                          .work = work, .seq = ++lg_gone_seq};
+    lg_gone = g;
+    lg_ngone++;
+    atomic_fetch_add(&lg_ngone_dev[lg->dev], 1);
+  }
   pthread_mutex_unlock(&lg_lock);
   lg->registered = 0;
   atomic_fetch_sub(&lg_users[lg->dev], 1);
+}
+
+/* Drop the retired entries of dev up to seq: a device synchronisation
+   waited for them. */
+static void lg_gone_drop(int dev, uint64_t seq)
+{
+  pthread_mutex_lock(&lg_lock);
+  for (struct lg_gone **pp = &lg_gone; *pp;) {
+    struct lg_gone *g = *pp;
+
+    if (g->dev == dev && g->seq <= seq) {
+      *pp = g->next;
+      lg_ngone--;
+      atomic_fetch_sub(&lg_ngone_dev[dev], 1);
+      free(g);
+    } else {
+      pp = &g->next;
+    }
+  }
+  pthread_mutex_unlock(&lg_lock);
 }
 
 void shim_legacy_forget_all(void)
@@ -280,25 +374,35 @@ void shim_legacy_forget_all(void)
 
   lg_lock = fresh; /* fork child: one thread, the lock may be stale */
   lg_all = NULL;   /* the parent's threads' states: not ours to free */
+  while (lg_gone) {
+    struct lg_gone *g = lg_gone;
+
+    lg_gone = g->next;
+    free(g);
+  }
+  lg_ngone = 0;
   for (unsigned i = 0; i < LG_MAX_DEV; i++) {
     atomic_store(&lg_users[i], 0);
     atomic_store(&lg_epoch[i], 0);
+    atomic_store(&lg_ngone_dev[i], 0);
   }
 }
 
 /*
- * Make what t queues next on its current lane wait for the newest record
- * of every other thread's legacy event of dev (or, on_host, wait for them
- * here), unless none was recorded since *epoch_seen (when not NULL).  Handles and generations are copied under the lock:
- * the events outlive their threads (see above), the structs do not.
+ * Make what t queues next on its current lane wait for the newest legacy
+ * work of every other thread on dev, live or exited (or, on_host, wait for
+ * it here), unless nothing was queued since *epoch_seen (when not NULL).
+ * What to wait for is copied under the lock; the waits are queued outside
+ * it.  After a wait on the host, the retired entries it covered go.
  */
 static int wait_other_threads(struct shim_thread *t, struct shim_legacy *mine,
                               int dev, uint64_t *epoch_seen, int on_host)
 {
   struct {
-    uint64_t handle, gen, by;
+    uint64_t work, serial;
+    uint32_t lane_id;
   } *w = NULL;
-  uint64_t epoch = atomic_load(&lg_epoch[dev]);
+  uint64_t epoch = atomic_load(&lg_epoch[dev]), gone_seq = 0;
   unsigned n = 0, cap = 0;
   int rc = 0;
 
@@ -307,32 +411,41 @@ static int wait_other_threads(struct shim_thread *t, struct shim_legacy *mine,
   pthread_mutex_lock(&lg_lock);
   for (struct shim_legacy *o = lg_all; o; o = o->next_all)
     cap++;
+  cap += lg_ngone;
   w = cap ? calloc(cap, sizeof(*w)) : NULL;
   for (struct shim_legacy *o = lg_all; w && o; o = o->next_all) {
-    uint64_t gen = atomic_load(&o->ev.gen);
+    uint64_t work = atomic_load(&o->work);
 
-    if (o == mine || o->dev != dev || gen == 0)
+    if (o == mine || o->dev != dev || work == 0)
       continue;
-    atomic_store(&o->kept, 1); /* its thread must not drop it now */
-    w[n].handle = o->ev.handle;
-    w[n].gen = gen;
-    w[n++].by = atomic_load(&o->ev.by);
+    w[n].work = work;
+    w[n].serial = o->serial;
+    w[n++].lane_id = o->lane_id;
+  }
+  for (struct lg_gone *g = lg_gone; w && g; g = g->next) {
+    if (g->dev != dev)
+      continue;
+    w[n].work = g->work;
+    w[n].serial = g->serial;
+    w[n++].lane_id = g->lane_id;
+    if (g->seq > gone_seq)
+      gone_seq = g->seq;
   }
   pthread_mutex_unlock(&lg_lock);
   if (cap && !w)
     return (int)cudaErrorMemoryAllocation;
   for (unsigned i = 0; i < n && !rc; i++) {
-    struct shim_event e = {.magic = EVENT_MAGIC, .handle = w[i].handle};
+    struct shim_event e;
 
-    atomic_init(&e.gen, w[i].gen);
-    atomic_init(&e.dev, dev);
-    atomic_init(&e.by, w[i].by);
-    rc = on_host ? event_wait(t, &e, w[i].gen)
-                 : event_wait_queued(t, &e, w[i].gen, dev);
+    mark_event(&e, w[i].lane_id, dev, w[i].serial);
+    rc = on_host ? event_wait(t, &e, w[i].work)
+                 : event_wait_queued(t, &e, w[i].work, dev);
   }
   free(w);
   if (rc == 0 && epoch_seen)
     *epoch_seen = epoch;
+  if (rc == 0 && on_host && gone_seq)
+    lg_gone_drop(dev, gone_seq);
   return rc;
 }
 
@@ -346,16 +459,19 @@ static struct shim_legacy *legacy_of(struct shim_thread *t, int dev)
       return NULL; /* then no order beyond the lanes' (said once) */
     t->nlegacy = shim_proc.cli.ndev;
     for (unsigned i = 0; i < t->nlegacy; i++) {
-      t->legacy[i].ev.magic = EVENT_MAGIC;
-      atomic_init(&t->legacy[i].ev.dev, -1);
+      atomic_init(&t->legacy[i].work, 0);
       t->legacy[i].dev = (int)i;
     }
   }
   if ((unsigned)dev >= t->nlegacy)
     return NULL;
-  if (!t->legacy[dev].ev.handle)
-    t->legacy[dev].ev.handle = shim_new_handle();
   return &t->legacy[dev];
+}
+
+void shim_legacy_sent(struct shim_thread *t, int dev, uint64_t id)
+{
+  if (t->legacy && (unsigned)dev < t->nlegacy)
+    t->legacy[dev].sent = id;
 }
 
 /* Legacy work for t's current device comes next on t's own lane. */
@@ -376,8 +492,7 @@ static int legacy_enter(struct shim_thread *t)
                              "ordered against created streams");
     return 0;
   }
-  lg->dirty = 1;
-  lg_register(lg);
+  lg_register(t, lg);
   /* The waits are queued outside the lock; streams are never freed. */
   do {
     struct shim_stream *s;
@@ -407,35 +522,32 @@ static int legacy_enter(struct shim_thread *t)
   return rc;
 }
 
-/* Legacy work was just queued on t's own lane: where other threads feed
-   the legacy stream too, record it now, for their waits. */
+/* Legacy work was just queued on t's own lane: note its request id, and
+   where other threads use the legacy stream too, tell them to look. */
 static void legacy_leave(struct shim_thread *t)
 {
   int dev = t->device;
-  struct shim_lane *was = t->cur;
   struct shim_legacy *lg;
 
-  if (!t->legacy || (unsigned)dev >= t->nlegacy || !lg_shared(dev))
+  if (!t->legacy || (unsigned)dev >= t->nlegacy)
     return;
   lg = &t->legacy[dev];
-  if (!lg->dirty)
-    return;
-  t->cur = &t->own;
-  if (event_record(t, &lg->ev, dev) == 0) {
-    lg->dirty = 0;
-    atomic_store(&lg->kept, 1);
+  if (!lg->sent || lg->sent == atomic_load_explicit(&lg->work,
+                                                    memory_order_relaxed))
+    return; /* nothing new went to the device */
+  atomic_store(&lg->work, lg->sent);
+  if (lg_shared(dev))
     atomic_fetch_add(&lg_epoch[dev], 1);
-  }
-  t->cur = was;
 }
 
 /* Blocking stream s is fed next on t->cur (its lane in t): wait for the
-   legacy work t queued for its device since the lane last waited. */
+   legacy work queued before it, by t (on its own lane's mark) and by the
+   other threads. */
 static int legacy_order(struct shim_thread *t, struct shim_stream *s)
 {
   struct shim_lane *l = t->cur;
   struct shim_legacy *lg;
-  uint64_t gen;
+  uint64_t work;
   int rc;
 
   if ((s->flags & cudaStreamNonBlocking) || l == &t->own)
@@ -448,20 +560,17 @@ static int legacy_order(struct shim_thread *t, struct shim_stream *s)
   }
   if (!lg)
     return 0;
-  if (lg->dirty) {
-    t->cur = &t->own; /* after the legacy work, on its lane */
-    rc = event_record(t, &lg->ev, s->dev);
-    t->cur = l;
-    if (rc)
-      return rc;
-    lg->dirty = 0;
-  }
-  gen = atomic_load(&lg->ev.gen);
-  if (gen <= l->lg_seen)
+  work = atomic_load_explicit(&lg->work, memory_order_relaxed);
+  if (work <= l->lg_seen)
     return 0;
-  rc = event_wait_queued(t, &lg->ev, gen, s->dev);
+  {
+    struct shim_event e;
+
+    own_mark(t, s->dev, &e);
+    rc = event_wait_queued(t, &e, work, s->dev);
+  }
   if (rc == 0)
-    l->lg_seen = gen;
+    l->lg_seen = work;
   return rc;
 }
 
@@ -524,18 +633,9 @@ int shim_sync_other_streams(struct shim_thread *t, int dev)
 
 void shim_stream_thread_exit(struct shim_thread *t)
 {
-  uint8_t a[8];
-
-  t->cur = &t->own;
   for (unsigned i = 0; i < t->nlegacy; i++)
-    lg_unregister(&t->legacy[i]);
-  for (unsigned i = 0; t->own.open && i < t->nlegacy; i++)
-    if (atomic_load(&t->legacy[i].ev.gen) &&
-        !atomic_load(&t->legacy[i].kept)) {
-      tr_put_u64(a, t->legacy[i].ev.handle);
-      (void)shim_call(t, (int)i, TR_OP_EVENT_DESTROY, a, 8, NULL, 0, 0, NULL,
-                      0, NULL);
-    }
+    lg_unregister(t, &t->legacy[i]);
+  t->cur = &t->own;
   free(t->legacy);
   t->legacy = NULL;
   t->nlegacy = 0;
@@ -938,20 +1038,20 @@ cudaError_t cudaStreamQuery(cudaStream_t stream)
     return shim_fail(t, e);
   /* Asked on the query lane, never on a lane with work: there the
      question would wait behind the very work it asks about.  The default
-     stream's work so far is a new generation of the thread's legacy
-     event, recorded on its lane. */
+     stream's work so far is the thread's own lane's mark at its newest
+     record to the device. */
   if (shim_stream_default(stream)) {
     struct shim_legacy *lg = legacy_of(t, t->device);
+    struct shim_event m;
     int rc;
 
     if (!lg)
       return shim_cuda_error(t, shim_call(t, t->device, TR_OP_NOP, NULL, 0,
                                           NULL, 0, 1, NULL, 0, NULL));
-    rc = event_record(t, &lg->ev, t->device);
-    if (rc == 0) {
-      lg->dirty = 0;
-      rc = event_ask(t, &lg->ev, atomic_load(&lg->ev.gen));
-    }
+    if (!lg->sent)
+      return cudaSuccess; /* nothing was queued */
+    own_mark(t, t->device, &m);
+    rc = event_ask(t, &m, lg->sent);
     if (rc == (int)cudaErrorNotReady)
       return cudaErrorNotReady;
     return shim_cuda_error(t, rc);
@@ -990,8 +1090,13 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event,
      waits for it on the device. */
   if (gen == 0 || atomic_load(&ev->by) == cur_serial(t))
     return cudaSuccess;
-  return shim_cuda_error(t, event_wait_queued(t, ev, gen,
-                                              s ? s->dev : t->device));
+  e = shim_cuda_error(t, event_wait_queued(t, ev, gen,
+                                           s ? s->dev : t->device));
+  /* The wait is the stream's work like any other: what other threads
+     queue on the stream later (on their lanes) waits for it too. */
+  if (e == cudaSuccess)
+    shim_stream_mark(t, s);
+  return e;
 }
 
 cudaError_t cudaStreamGetFlags(cudaStream_t stream, unsigned int *flags)

@@ -85,6 +85,21 @@
 #define TR_ST_BAD_HANDLE (TR_ST_BASE + 7)   /* unknown client handle */
 
 /*
+ * Lane marks.  An event handle with bit 63 set names a lane of the same
+ * session instead of an event: "generation" g of the mark of lane L is
+ * reached once L has run its record with request id g (request ids of a
+ * lane increase), or once L has ended.  EVENT_WAIT and EVENT_QUERY accept
+ * marks, so a lane can wait for another's work without that lane recording
+ * anything (how the legacy default stream is ordered between threads);
+ * client handles never set the bit.
+ */
+#define TR_LANE_MARK_BIT (1ull << 63)
+static inline uint64_t tr_lane_mark(uint64_t lane_id)
+{
+  return TR_LANE_MARK_BIT | lane_id;
+}
+
+/*
  * Capability bits exchanged in HELLO.  The chosen set is the intersection;
  * a peer never sends an opcode whose capability was not agreed.
  */

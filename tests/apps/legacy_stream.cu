@@ -19,6 +19,18 @@
 //     default-stream spin and store that another thread queued (and did
 //     not synchronise) before them, and cudaDeviceSynchronize waits for
 //     that work;
+//   - also for work queued before the second thread came: a thread started
+//     after the main thread queued a default-stream spin and store (while
+//     it was the only thread using the device) launches a default-stream
+//     kernel that reads the store;
+//   - and for work left by a thread that exited: a thread queues a
+//     default-stream spin and store and exits without synchronising; then
+//     the main thread's default-stream kernel, its blocking stream's
+//     kernel, and cudaDeviceSynchronize each see the store;
+//   - a default-stream cudaStreamWaitEvent holds back other threads too:
+//     the main thread makes the default stream wait for an event recorded
+//     after a spin and store on a non-blocking stream; a thread started
+//     then launches a default-stream kernel that reads the store;
 //   - cudaDeviceSynchronize waits for another thread's stream: a thread
 //     queues 512 MiB of device-to-host copies and then a store on a
 //     non-blocking stream and, without synchronising, waits until the main
@@ -182,6 +194,36 @@ static void *legacy_spin_store(void *arg)
   return NULL;
 }
 
+// The default stream, from another thread that then exits at once.
+static void *legacy_spin_store_exit(void *arg)
+{
+  spin_set<<<1, 1>>>(SPIN_NS, (int *)arg, 5);
+  CK(cudaGetLastError());
+  return NULL;
+}
+
+// A fresh thread reads what the main thread queued before it existed.
+struct late {
+  int *v;
+  int got;
+};
+
+static void *late_reader(void *arg)
+{
+  struct late *l = (struct late *)arg;
+  cudaStream_t nb;
+
+  derive<<<1, 1>>>(l->v + 1, l->v, 2, 0);
+  CK(cudaGetLastError());
+  CK(cudaStreamSynchronize(0));
+  CK(cudaStreamCreateWithFlags(&nb, cudaStreamNonBlocking));
+  CK(cudaMemcpyAsync(&l->got, l->v + 1, sizeof(l->got),
+                     cudaMemcpyDeviceToHost, nb));
+  CK(cudaStreamSynchronize(nb));
+  CK(cudaStreamDestroy(nb));
+  return NULL;
+}
+
 static void *queue_and_wait(void *arg)
 {
   cudaStream_t s;
@@ -262,6 +304,99 @@ int main()
     CK(cudaFree(v));
   }
   printf("the default stream orders work across threads\n");
+
+  // Work queued before a second thread used the device's legacy stream.
+  {
+    struct late l = {NULL, -1};
+
+    CK(cudaMalloc(&l.v, 2 * sizeof(int)));
+    CK(cudaMemset(l.v, 0, 2 * sizeof(int)));
+    CK(cudaDeviceSynchronize());
+    spin_set<<<1, 1>>>(SPIN_NS, l.v, 5); // no other thread uses CUDA now
+    CK(cudaGetLastError());
+    if (pthread_create(&th, NULL, late_reader, &l) != 0) {
+      fprintf(stderr, "FAIL pthread_create\n");
+      return 1;
+    }
+    pthread_join(th, NULL);
+    EXPECT(l.got == 10, "a new thread's default-stream kernel did not wait "
+           "for default-stream work queued before the thread existed (got "
+           "%d, want 10)", l.got);
+    CK(cudaDeviceSynchronize());
+    CK(cudaFree(l.v));
+  }
+  printf("the default stream orders work queued before a thread came\n");
+
+  // A default-stream wait for an event holds back every thread's work.
+  {
+    struct late l = {NULL, -1};
+    cudaStream_t nb;
+    cudaEvent_t ev;
+
+    CK(cudaMalloc(&l.v, 2 * sizeof(int)));
+    CK(cudaMemset(l.v, 0, 2 * sizeof(int)));
+    CK(cudaStreamCreateWithFlags(&nb, cudaStreamNonBlocking));
+    CK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+    CK(cudaDeviceSynchronize());
+    spin_set<<<1, 1, 0, nb>>>(SPIN_NS, l.v, 5);
+    CK(cudaGetLastError());
+    CK(cudaEventRecord(ev, nb));
+    CK(cudaStreamWaitEvent(0, ev, 0));
+    if (pthread_create(&th, NULL, late_reader, &l) != 0) {
+      fprintf(stderr, "FAIL pthread_create\n");
+      return 1;
+    }
+    pthread_join(th, NULL);
+    EXPECT(l.got == 10, "another thread's default-stream kernel did not wait "
+           "for a default-stream cudaStreamWaitEvent (got %d, want 10)",
+           l.got);
+    CK(cudaDeviceSynchronize());
+    CK(cudaEventDestroy(ev));
+    CK(cudaStreamDestroy(nb));
+    CK(cudaFree(l.v));
+  }
+  printf("a default-stream event wait holds back other threads\n");
+
+  // Work left on the legacy stream by a thread that exited.
+  for (int round = 0; round < 3; round++) {
+    int *v, got = -1;
+    cudaStream_t b, nb2;
+
+    CK(cudaMalloc(&v, 2 * sizeof(int)));
+    CK(cudaMemset(v, 0, 2 * sizeof(int)));
+    CK(cudaStreamCreate(&b));
+    CK(cudaStreamCreateWithFlags(&nb2, cudaStreamNonBlocking));
+    CK(cudaDeviceSynchronize());
+    if (pthread_create(&th, NULL, legacy_spin_store_exit, v) != 0) {
+      fprintf(stderr, "FAIL pthread_create\n");
+      return 1;
+    }
+    pthread_join(th, NULL); // exited; its spin still runs
+    if (round == 0)
+      derive<<<1, 1>>>(v + 1, v, 2, 0);
+    else if (round == 1)
+      derive<<<1, 1, 0, b>>>(v + 1, v, 2, 0);
+    if (round < 2) {
+      CK(cudaStreamSynchronize(round == 0 ? 0 : b));
+      CK(cudaMemcpyAsync(&got, v + 1, sizeof(got), cudaMemcpyDeviceToHost,
+                         nb2));
+    } else {
+      CK(cudaDeviceSynchronize());
+      CK(cudaMemcpyAsync(&got, v, sizeof(got), cudaMemcpyDeviceToHost, nb2));
+    }
+    CK(cudaStreamSynchronize(nb2));
+    EXPECT(got == (round < 2 ? 10 : 5),
+           "%s did not wait for default-stream work of a thread that exited "
+           "(got %d, want %d)",
+           round == 0   ? "a default-stream kernel"
+           : round == 1 ? "a blocking stream's kernel"
+                        : "cudaDeviceSynchronize",
+           got, round < 2 ? 10 : 5);
+    CK(cudaStreamDestroy(b));
+    CK(cudaStreamDestroy(nb2));
+    CK(cudaFree(v));
+  }
+  printf("the default stream orders work of threads that exited\n");
 
   // cudaDeviceSynchronize covers another thread's stream.
   int *x, h = -1;

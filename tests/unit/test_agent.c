@@ -1322,6 +1322,86 @@ static void test_event_wait(void **state)
   tc_close(&c);
 }
 
+/*
+ * Lane marks: a lane waits for another lane's record by request id, even
+ * before that lane is open; a lane never waits for its own mark; a mark
+ * is reached for good when its lane ends; marks answer EVENT_QUERY but
+ * refuse EVENT_RECORD and EVENT_DESTROY.
+ */
+static void test_lane_mark(void **state)
+{
+  struct tc_conn c;
+  struct tc_stream *sess, *a, *b, *l3;
+  struct tc_result r;
+  uint64_t sid, x, y, rid1, rid2;
+  uint8_t d2d[24], ms[20], q[16];
+
+  (void)state;
+  connect_agent(&c);
+  sess = open_session(&c, 19, &sid);
+  a = open_lane(&c, sid, 1, 200);
+  b = open_lane(&c, sid, 2, 200);
+  x = dmalloc(a, 4096);
+  y = dmalloc(a, 4096);
+  assert_int_equal(dmemset(a, x, 4096, 0), 0);
+  assert_int_equal(dmemset(a, y, 4096, 0), 0);
+
+  /* Lane a waits for lane 3's second record (ids count from 1), then
+     copies y into x; lane 3 does not exist yet. */
+  event_rec(a, TR_OP_EVENT_WAIT, tr_lane_mark(3), 2);
+  tr_put_u64(d2d, x);
+  tr_put_u64(d2d + 8, y);
+  tr_put_u64(d2d + 16, 4096);
+  tc_post(a, TR_OP_MEMCPY_D2D, d2d, sizeof(d2d));
+  for (int i = 0; i < 10; i++)
+    tc_pump(&c, 10);
+  usleep(200000);
+  l3 = open_lane(&c, sid, 3, 200);
+  memset_payload(ms, y, 4096, 0x11);
+  rid1 = tc_post(l3, TR_OP_MEMSET, ms, sizeof(ms));
+  memset_payload(ms, y, 4096, 0x42);
+  rid2 = tc_post(l3, TR_OP_MEMSET, ms, sizeof(ms));
+  assert_int_equal(rid1, 1);
+  assert_int_equal(rid2, 2);
+  assert_int_equal(tc_call(a, TR_OP_SYNCHRONIZE, 0, NULL, 0, NULL), 0);
+  assert_int_equal(d2h(a, x, 4096, &r), 0);
+  assert_int_equal(r.data[0], 0x42);
+  assert_int_equal(r.data[4095], 0x42);
+  free(r.data);
+
+  /* Queries: reached up to 2, not beyond. */
+  tr_put_u64(q, tr_lane_mark(3));
+  tr_put_u64(q + 8, 2);
+  assert_int_equal(tc_call(b, TR_OP_EVENT_QUERY, 0, q, 16, NULL), 0);
+  tr_put_u64(q + 8, 99);
+  assert_int_equal(tc_call(b, TR_OP_EVENT_QUERY, 0, q, 16, NULL),
+                   600 /* cudaErrorNotReady */);
+  /* A mark moves only with its lane. */
+  tr_put_u64(q + 8, 100);
+  assert_int_equal(tc_call(b, TR_OP_EVENT_RECORD, 0, q, 16, NULL),
+                   TR_ST_BAD_HANDLE);
+  assert_int_equal(tc_call(b, TR_OP_EVENT_DESTROY, 0, q, 8, NULL),
+                   TR_ST_BAD_HANDLE);
+
+  /* Its own mark never holds a lane back. */
+  event_rec(a, TR_OP_EVENT_WAIT, tr_lane_mark(1), 1000);
+  assert_int_equal(tc_call(a, TR_OP_SYNCHRONIZE, 0, NULL, 0, NULL), 0);
+
+  /* Waiting beyond what lane 3 will ever run: its end lets a go on. */
+  event_rec(a, TR_OP_EVENT_WAIT, tr_lane_mark(3), 1000);
+  for (int i = 0; i < 10; i++)
+    tc_pump(&c, 10);
+  usleep(100000);
+  tc_end(l3);
+  assert_int_equal(tc_call(a, TR_OP_SYNCHRONIZE, 0, NULL, 0, NULL), 0);
+  tr_put_u64(q + 8, 1000);
+  assert_int_equal(tc_call(b, TR_OP_EVENT_QUERY, 0, q, 16, NULL), 0);
+
+  tc_end(sess);
+  assert_true(tc_wait_ended(sess));
+  tc_close(&c);
+}
+
 static void test_h2d_direct_order(void **state)
 {
   const size_t chunk = MiB, total = 16 * MiB;
@@ -1696,6 +1776,7 @@ int main(int argc, char **argv)
     cmocka_unit_test(test_modules),
     cmocka_unit_test(test_h2d_framing),
     cmocka_unit_test(test_event_wait),
+    cmocka_unit_test(test_lane_mark),
     cmocka_unit_test(test_h2d_direct_order),
     cmocka_unit_test(test_kernel_output),
     cmocka_unit_test(test_kernel_fault_sticky),
