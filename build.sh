@@ -20,7 +20,8 @@ die() { echo "build.sh: $*" >&2; exit 1; }
 
 PKGS=(build-essential cmake pkg-config liburing-dev libnghttp2-dev
       libcurl4-openssl-dev libxxhash-dev libzstd-dev libssl-dev clang
-      libclang-rt-14-dev libcmocka-dev python3 python3-pip gnuplot-nox)
+      libclang-rt-14-dev libcmocka-dev libinih-dev python3 python3-pip
+      gnuplot-nox)
 
 install_deps() {
     [ "${TR_SKIP_APT:-0}" = 1 ] && return 0

@@ -23,6 +23,7 @@
 #define BRK_H
 
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include "brk_buf.h"
@@ -95,13 +96,47 @@
 /* Records handled per lane before yielding to the rest of the loop. */
 #define BRK_DRAIN_BUDGET 256
 
+/* ---- the machines file (brk_mfile.c) --------------------------------------- */
+
+#define BRK_MNAME_MAX 32
+#define BRK_SECRET_MAX 257 /* a secret's characters + NUL */
+
+enum brk_provider { BRK_P_NONE, BRK_P_LOCAL, BRK_P_STATIC };
+
+/* One [machine NAME] section, checked; a STATIC one's secret read. */
+struct brk_mspec {
+  char name[BRK_MNAME_MAX];
+  enum brk_provider provider;
+  char gpu[32];
+  char address[128];
+  char secret_file[512];
+  int tls; /* -1 not given, 0, 1 */
+  char ca[512];
+  char fingerprint[128];
+  /* derived */
+  struct sockaddr_storage sa;
+  socklen_t salen;
+  int loopback;
+  char secret[BRK_SECRET_MAX];
+};
+
+/*
+ * Read and check the machines file at path (at most max machines).
+ * 0 and *out (free() it) with *n entries in file order, or -1 with why set
+ * to one line: file, line where known, what was wrong, what is valid.
+ */
+int brk_mfile_load(const char *path, unsigned max, struct brk_mspec **out,
+                   unsigned *n, char *why, size_t cap);
+
 struct brk_config {
   const char *socket_path;
   const char *control_path;
   const char *agent_path; /* resolved; NULL if no LOCAL machine */
   const char *backend;    /* emu, cuda or auto */
   const char *emu_mem;    /* passed through, or NULL */
-  int nlocal;
+  int nlocal;  /* unnamed LOCAL machines (--local), indices first */
+  const struct brk_mspec *specs; /* the machines file's, after them */
+  unsigned nspecs;
   int ready_fd; /* -1: none */
   uint32_t ping_idle_ms, ping_timeout_ms;
   uint32_t hello_wait_ms;  /* how long HELLO waits for starting machines */
@@ -123,10 +158,11 @@ struct brk_machine {
   struct brk *b;
   unsigned index;
   char name[32];
-  const char *provider; /* "local" */
+  const char *provider; /* "local" or "static" */
+  const struct brk_mspec *spec; /* from the machines file, or NULL */
   enum brk_mstate state;
-  char address[64]; /* host:port once known */
-  char secret[65];  /* hex */
+  char address[128]; /* host:port once known */
+  char secret[BRK_SECRET_MAX];  /* LOCAL: 64 hex digits, made per start */
   struct tr_devinfo dev; /* as the agent described it (window fields 0) */
   struct brk_h2 *h2;
   uint64_t gen; /* bumped on every new connection */

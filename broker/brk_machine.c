@@ -21,6 +21,16 @@
  * 1 s, 2 s, 4 s ... up to 30 s (reset once a machine stayed up a minute).
  * A start that fails is retried the same way, except when the failure
  * cannot be cured by retrying (version mismatch, authentication).
+ *
+ * A STATIC machine is an agent someone else runs (tremote-gpu-agent
+ * --listen ADDR:PORT --secret-file F), named in the machines file
+ * (brk_mfile.c) with its address and secret: the same sequence from
+ * connect on, under the same deadline; when it is lost or cannot be
+ * reached the broker connects again after the same back-off, and nothing
+ * is killed.
+ *
+ * Indices: the --local machines first (local-0, local-1 ...), then the
+ * machines file's in file order.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -50,6 +60,12 @@
 #define HELLO_BODY_MAX (64u << 10)
 
 static void spawn(struct brk_machine *m);
+static void machine_start(struct brk_machine *m);
+
+static int is_static(const struct brk_machine *m)
+{
+  return m->spec && m->spec->provider == BRK_P_STATIC;
+}
 static void hello_task(struct brk_task *t, void *arg);
 static void start_failed(struct brk_machine *m, int permanent, const char *fmt,
                          ...) __attribute__((format(printf, 3, 4)));
@@ -66,24 +82,44 @@ const char *brk_mstate_name(enum brk_mstate s)
   return "unknown";
 }
 
+static struct brk_machine *machine_new(struct brk *b)
+{
+  struct brk_machine *m = calloc(1, sizeof(*m));
+
+  if (!m)
+    return NULL;
+  m->b = b;
+  m->index = b->nmachines;
+  m->state = BRK_M_STOPPED;
+  m->pidfd = m->rdy_fd = m->sock = -1;
+  m->backoff_ms = BACKOFF_MIN_MS;
+  brk_bq_init(&m->hello_body);
+  brk_task_init(&m->hello_task, hello_task, m);
+  b->machines[b->nmachines++] = m;
+  return m;
+}
+
 int brk_machines_init(struct brk *b)
 {
+  if ((unsigned)b->cfg.nlocal + b->cfg.nspecs > BRK_MAX_MACHINES)
+    return -E2BIG;
   for (int i = 0; i < b->cfg.nlocal; i++) {
-    struct brk_machine *m = calloc(1, sizeof(*m));
+    struct brk_machine *m = machine_new(b);
 
     if (!m)
       return -ENOMEM;
-    m->b = b;
-    m->index = (unsigned)i;
     snprintf(m->name, sizeof(m->name), "local-%d", i);
     m->provider = "local";
-    m->state = BRK_M_STOPPED;
-    m->pidfd = m->rdy_fd = m->sock = -1;
-    m->backoff_ms = BACKOFF_MIN_MS;
-    brk_bq_init(&m->hello_body);
-    brk_task_init(&m->hello_task, hello_task, m);
-    b->machines[i] = m;
-    b->nmachines++;
+  }
+  for (unsigned i = 0; i < b->cfg.nspecs; i++) {
+    const struct brk_mspec *sp = &b->cfg.specs[i];
+    struct brk_machine *m = machine_new(b);
+
+    if (!m)
+      return -ENOMEM;
+    snprintf(m->name, sizeof(m->name), "%s", sp->name);
+    m->spec = sp;
+    m->provider = sp->provider == BRK_P_STATIC ? "static" : "local";
   }
   return 0;
 }
@@ -139,7 +175,7 @@ static void on_restart_timer(struct brk_op *op, int res, void *arg)
   m->timer = NULL;
   m->restart_due = 1;
   if (m->pid == 0 && !m->b->stopping)
-    spawn(m);
+    machine_start(m);
 }
 
 /* Plan the next start after the back-off (once the old agent is reaped). */
@@ -149,7 +185,9 @@ static void schedule_restart(struct brk_machine *m)
     return;
   cancel_timer(m);
   m->restart_due = 0;
-  brk_info("%s: restarting the agent in %u ms", m->name, m->backoff_ms);
+  brk_info("%s: %s in %u ms", m->name,
+           is_static(m) ? "connecting again" : "restarting the agent",
+           m->backoff_ms);
   m->timer = brk_loop_timeout(m->b->loop, m->backoff_ms, on_restart_timer, m);
   m->backoff_ms = m->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
                                                      : m->backoff_ms * 2;
@@ -447,21 +485,24 @@ static void on_connect(struct brk_op *op, int res, void *arg)
   connected(m);
 }
 
-static void start_connect(struct brk_machine *m, unsigned port)
+/* Connect to sa (a LOCAL agent's loopback port, a STATIC one's address). */
+static void start_connect(struct brk_machine *m, const struct sockaddr *sa,
+                          socklen_t salen)
 {
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
   int rcvbuf = BRK_LOOPBACK_RCVBUF;
 
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  snprintf(m->address, sizeof(m->address), "127.0.0.1:%u", port);
-  m->sock = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  m->sock = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                   0);
   if (m->sock < 0) {
     start_failed(m, 0, "socket: %s", strerror(errno));
     return;
   }
-  /* Before connect, so the window offered from the start fits it. */
-  setsockopt(m->sock, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
-  if (connect(m->sock, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+  /* Before connect, so the window offered from the start fits it.  Only
+     on loopback: a remote link's bandwidth-delay product needs
+     autotuning. */
+  if (!m->spec || m->spec->loopback)
+    setsockopt(m->sock, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+  if (connect(m->sock, sa, salen) == 0) {
     connected(m);
     return;
   }
@@ -537,7 +578,14 @@ static void on_ready_read(struct brk_op *op, int res, void *arg)
   close(m->rdy_fd);
   m->rdy_fd = -1;
   brk_dbg("%s: agent listens on port %d", m->name, port);
-  start_connect(m, (unsigned)port);
+  {
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port)};
+
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    snprintf(m->address, sizeof(m->address), "127.0.0.1:%d", port);
+    start_connect(m, (struct sockaddr *)&sa, sizeof(sa));
+  }
 }
 
 /* Start deadline with a progress line every PROGRESS_MS. */
@@ -551,14 +599,19 @@ static void on_start_timer(struct brk_op *op, int res, void *arg)
   if (m->state != BRK_M_STARTING)
     return;
   if (waited >= m->b->cfg.start_timeout_ms) {
-    start_failed(m, 0, "the agent did not become ready in %u ms",
+    start_failed(m, 0, "the agent%s%s did not become ready in %u ms",
+                 is_static(m) ? " at " : "", is_static(m) ? m->address : "",
                  m->b->cfg.start_timeout_ms);
     return;
   }
-  brk_info("%s: still waiting for the agent (pid %d, %s) after %llu ms",
-           m->name, (int)m->pid,
-           m->rdy_fd >= 0 ? "no port reported yet" : "connecting/hello",
-           (unsigned long long)waited);
+  if (is_static(m))
+    brk_info("%s: still connecting to the agent at %s after %llu ms",
+             m->name, m->address, (unsigned long long)waited);
+  else
+    brk_info("%s: still waiting for the agent (pid %d, %s) after %llu ms",
+             m->name, (int)m->pid,
+             m->rdy_fd >= 0 ? "no port reported yet" : "connecting/hello",
+             (unsigned long long)waited);
   left = m->b->cfg.start_timeout_ms - waited;
   m->timer = brk_loop_timeout(m->b->loop, left < PROGRESS_MS ? left : PROGRESS_MS,
                               on_start_timer, m);
@@ -648,7 +701,7 @@ static void spawn(struct brk_machine *m)
 {
   struct brk *b = m->b;
   uint8_t raw[32];
-  char line[80];
+  char line[BRK_SECRET_MAX + 2];
   char *argv[16];
   int sp[2] = {-1, -1}, rp[2] = {-1, -1}, n = 0;
   pid_t pid;
@@ -745,10 +798,46 @@ out_pipes:
   }
 }
 
+/* STATIC: connect to the agent someone else runs. */
+static void connect_static(struct brk_machine *m)
+{
+  struct brk *b = m->b;
+
+  cancel_timer(m);
+  m->restart_due = 0;
+  m->permanent = 0;
+  m->state = BRK_M_STARTING;
+  m->start_ms = brk_now_ms();
+  memset(&m->dev, 0, sizeof(m->dev));
+  snprintf(m->address, sizeof(m->address), "%s", m->spec->address);
+  snprintf(m->secret, sizeof(m->secret), "%s", m->spec->secret);
+  brk_clients_machines_changed(b);
+  m->timer = brk_loop_timeout(b->loop,
+                              b->cfg.start_timeout_ms < PROGRESS_MS
+                                  ? b->cfg.start_timeout_ms
+                                  : PROGRESS_MS,
+                              on_start_timer, m);
+  if (!m->timer) {
+    start_failed(m, 0, "out of memory");
+    return;
+  }
+  if (m->restarts++ == 0)
+    brk_info("%s: connecting to the agent at %s", m->name, m->address);
+  start_connect(m, (const struct sockaddr *)&m->spec->sa, m->spec->salen);
+}
+
+static void machine_start(struct brk_machine *m)
+{
+  if (is_static(m))
+    connect_static(m);
+  else
+    spawn(m);
+}
+
 void brk_machines_start(struct brk *b)
 {
   for (unsigned i = 0; i < b->nmachines; i++)
-    spawn(b->machines[i]);
+    machine_start(b->machines[i]);
 }
 
 unsigned brk_machines_stop(struct brk *b)

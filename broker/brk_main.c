@@ -56,8 +56,24 @@ static void usage(FILE *f)
       "  --control PATH       control socket (SOCK_STREAM, one JSON line in,\n"
       "                       one out; used by tremote-smi and tremote).\n"
       "                       Default: control.sock next to the client socket.\n"
-      "  --local N            number of LOCAL machines to start (0..64,\n"
-      "                       default 1).  Machine i is CUDA device i.\n"
+      "  --local N            number of unnamed LOCAL machines to start\n"
+      "                       (0..64; default 1, or 0 with --machines).\n"
+      "                       They come first: machine i is CUDA device i.\n"
+      "  --machines FILE      the machines file (INI), one section per\n"
+      "                       machine, after the --local ones in file order:\n"
+      "                         [machine NAME]\n"
+      "                         provider = local | static\n"
+      "                         gpu = TYPE            (shown; optional)\n"
+      "                         address = HOST:PORT   (static)\n"
+      "                         secret_file = PATH    (static; mode 0600)\n"
+      "                         tls = off             (static; default off)\n"
+      "                       A STATIC machine is an agent you started\n"
+      "                       (tremote-gpu-agent --listen ADDR:PORT\n"
+      "                       --secret-file F); without TLS, which is not\n"
+      "                       built yet, it must listen on loopback.  Any\n"
+      "                       error in the file stops the broker (exit 2)\n"
+      "                       with its line and what is valid.  See\n"
+      "                       docs/OPERATIONS.md.\n"
       "  --agent PATH         the tremote-gpu-agent binary.  Default: the first\n"
       "                       of $TREMOTE_AGENT, tremote-gpu-agent next to this\n"
       "                       program, ../gpu-agent/tremote-gpu-agent relative\n"
@@ -100,7 +116,7 @@ static void usage(FILE *f)
       "     memory limit) and what to change\n"
       "  2  usage error\n"
       "  3  another broker is already listening on the socket\n"
-      "  4  the agent binary was not found (only with --local > 0)\n",
+      "  4  the agent binary was not found (only with LOCAL machines)\n",
       f);
 }
 
@@ -529,6 +545,7 @@ int main(int argc, char **argv)
       {"socket", required_argument, NULL, 's'},
       {"control", required_argument, NULL, 'c'},
       {"local", required_argument, NULL, 'n'},
+      {"machines", required_argument, NULL, 'M'},
       {"agent", required_argument, NULL, 'a'},
       {"backend", required_argument, NULL, 'b'},
       {"emu-mem", required_argument, NULL, 'm'},
@@ -545,7 +562,10 @@ int main(int argc, char **argv)
   };
   static struct brk broker;
   struct brk *b = &broker;
-  const char *agent_opt = NULL;
+  const char *agent_opt = NULL, *mfile = NULL;
+  struct brk_mspec *specs = NULL;
+  unsigned nspecs = 0;
+  int local_given = 0, any_local;
   char *sock = NULL, *ctl = NULL, *agent = NULL, *dir = NULL, *end;
   struct brk_sb tried;
   sigset_t mask;
@@ -580,6 +600,10 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
       }
       b->cfg.nlocal = (int)v;
+      local_given = 1;
+      break;
+    case 'M':
+      mfile = optarg;
       break;
     case 'a':
       agent_opt = optarg;
@@ -662,6 +686,19 @@ int main(int argc, char **argv)
             argv[optind]);
     return EXIT_USAGE;
   }
+  if (mfile) {
+    char why[1024];
+
+    if (!local_given)
+      b->cfg.nlocal = 0; /* the file says which machines there are */
+    if (brk_mfile_load(mfile, BRK_MAX_MACHINES - (unsigned)b->cfg.nlocal,
+                       &specs, &nspecs, why, sizeof(why)) < 0) {
+      fprintf(stderr, "tremote-broker: --machines %s\n", why);
+      return EXIT_USAGE;
+    }
+    b->cfg.specs = specs;
+    b->cfg.nspecs = nspecs;
+  }
   /* Before anything is created: where io_uring is refused the broker
      cannot run at all, and the one line says why and what to change. */
   if (!uring_usable())
@@ -680,7 +717,10 @@ int main(int argc, char **argv)
   b->cfg.control_path = ctl;
   b->uid = getuid();
 
-  if (b->cfg.nlocal > 0) {
+  any_local = b->cfg.nlocal > 0;
+  for (unsigned i = 0; i < nspecs; i++)
+    any_local |= specs[i].provider == BRK_P_LOCAL;
+  if (any_local) {
     agent = find_agent(agent_opt, &tried);
     if (!agent) {
       brk_err("cannot find the agent binary tremote-gpu-agent; looked at:\n%s"
@@ -761,8 +801,9 @@ int main(int argc, char **argv)
     goto out;
   }
   b->listening = 1;
-  brk_info("tremote-broker %s (pid %d): %d LOCAL machine(s), backend %s",
-           BRK_VERSION, (int)getpid(), b->cfg.nlocal, b->cfg.backend);
+  brk_info("tremote-broker %s (pid %d): %u machine(s), %d of them from "
+           "--local, backend %s", BRK_VERSION, (int)getpid(), b->nmachines,
+           b->cfg.nlocal, b->cfg.backend);
   brk_machines_start(b);
   brk_check_ready(b);
 
@@ -793,6 +834,7 @@ out:
     close(b->cfg.ready_fd);
   brk_sb_release(&tried);
   free(agent);
+  free(specs);
   free(sock);
   free(ctl);
   free(dir);

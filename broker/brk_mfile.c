@@ -1,0 +1,373 @@
+/*
+ * brk_mfile.c: the machines file (INI, read with inih).
+ *
+ *   [machine NAME]
+ *   provider = local | static
+ *   gpu = TEXT             the GPU type asked for (shown, not checked yet)
+ *   address = HOST:PORT    static: 127.0.0.1:PORT, [::1]:PORT,
+ *                          localhost:PORT, or any IP literal with tls=on
+ *   secret_file = PATH     static: the agent's secret (first line)
+ *   tls = on | off         static: default off
+ *   ca = PATH, fingerprint = SHA256:HEX   static with tls=on
+ *
+ * Everything is checked when the file is read, before any machine starts,
+ * and the first problem is one message naming the file, the line where
+ * inih could tell it, what was wrong and what is valid.  The broker then
+ * exits 2 (bad usage), the same as for a bad option.
+ *
+ * TLS to agents is not built yet, so a STATIC machine must be on loopback
+ * (h2c is only allowed there) and tls=on is refused with that reason.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ini.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "brk.h"
+
+struct parse {
+  struct brk_mspec *specs;
+  unsigned n, cap;
+  char err[512];
+};
+
+static int fail(struct parse *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int fail(struct parse *p, const char *fmt, ...)
+{
+  va_list ap;
+
+  if (p->err[0])
+    return 0; /* the first problem is the one told */
+  va_start(ap, fmt);
+  vsnprintf(p->err, sizeof(p->err), fmt, ap);
+  va_end(ap);
+  return 0; /* inih: an error on this line */
+}
+
+static int valid_name(const char *s)
+{
+  size_t n = strlen(s);
+
+  if (n == 0 || n >= BRK_MNAME_MAX)
+    return 0;
+  for (size_t i = 0; i < n; i++)
+    if (!isalnum((unsigned char)s[i]) && !strchr("-_.", s[i]))
+      return 0;
+  return 1;
+}
+
+static struct brk_mspec *spec_of(struct parse *p, const char *name)
+{
+  for (unsigned i = 0; i < p->n; i++)
+    if (strcmp(p->specs[i].name, name) == 0)
+      return &p->specs[i];
+  if (p->n == p->cap) {
+    unsigned cap = p->cap ? 2 * p->cap : 8;
+    struct brk_mspec *s = realloc(p->specs, cap * sizeof(*s));
+
+    if (!s)
+      return NULL;
+    p->specs = s;
+    p->cap = cap;
+  }
+  memset(&p->specs[p->n], 0, sizeof(p->specs[p->n]));
+  snprintf(p->specs[p->n].name, BRK_MNAME_MAX, "%s", name);
+  p->specs[p->n].tls = -1;
+  return &p->specs[p->n++];
+}
+
+static int set_str(struct parse *p, const char *sect, const char *key,
+                   char *dst, size_t cap, const char *v)
+{
+  if (dst[0])
+    return fail(p, "[%s]: %s given twice", sect, key);
+  if (!v[0] || strlen(v) >= cap)
+    return fail(p, "[%s]: %s must be 1 to %zu characters", sect, key,
+                cap - 1);
+  memcpy(dst, v, strlen(v) + 1);
+  return 1;
+}
+
+static int on_entry(void *user, const char *section, const char *key,
+                    const char *value)
+{
+  struct parse *p = user;
+  struct brk_mspec *m;
+  const char *name;
+
+  if (strncmp(section, "machine ", 8) != 0)
+    return fail(p, "[%s]: unknown section (valid: [machine NAME])",
+                section);
+  name = section + 8;
+  while (*name == ' ')
+    name++;
+  if (!valid_name(name))
+    return fail(p, "[%s]: a machine name is 1 to %d letters, digits, '-', "
+                   "'_' or '.'", section, BRK_MNAME_MAX - 1);
+  m = spec_of(p, name);
+  if (!m)
+    return fail(p, "out of memory");
+  if (strcmp(key, "provider") == 0) {
+    if (m->provider)
+      return fail(p, "[%s]: provider given twice", section);
+    if (strcasecmp(value, "local") == 0)
+      m->provider = BRK_P_LOCAL;
+    else if (strcasecmp(value, "static") == 0)
+      m->provider = BRK_P_STATIC;
+    else if (strcasecmp(value, "modal") == 0)
+      return fail(p, "[%s]: provider=modal is not available in this build "
+                     "yet (valid: local, static)", section);
+    else
+      return fail(p, "[%s]: unknown provider '%s' (valid: local, static, "
+                     "modal)", section, value);
+    return 1;
+  }
+  if (strcmp(key, "gpu") == 0)
+    return set_str(p, section, key, m->gpu, sizeof(m->gpu), value);
+  if (strcmp(key, "address") == 0)
+    return set_str(p, section, key, m->address, sizeof(m->address), value);
+  if (strcmp(key, "secret_file") == 0)
+    return set_str(p, section, key, m->secret_file, sizeof(m->secret_file),
+                   value);
+  if (strcmp(key, "ca") == 0)
+    return set_str(p, section, key, m->ca, sizeof(m->ca), value);
+  if (strcmp(key, "fingerprint") == 0)
+    return set_str(p, section, key, m->fingerprint, sizeof(m->fingerprint),
+                   value);
+  if (strcmp(key, "tls") == 0) {
+    if (m->tls != -1)
+      return fail(p, "[%s]: tls given twice", section);
+    if (!strcasecmp(value, "on") || !strcasecmp(value, "yes") ||
+        !strcasecmp(value, "true") || !strcmp(value, "1"))
+      m->tls = 1;
+    else if (!strcasecmp(value, "off") || !strcasecmp(value, "no") ||
+             !strcasecmp(value, "false") || !strcmp(value, "0"))
+      m->tls = 0;
+    else
+      return fail(p, "[%s]: tls=%s (valid: on, off)", section, value);
+    return 1;
+  }
+  return fail(p, "[%s]: unknown key '%s' (valid: provider, gpu, address, "
+                 "secret_file, tls, ca, fingerprint)", section, key);
+}
+
+/* "HOST:PORT" -> m->sa.  Hosts: IPv4 literals, [IPv6] literals,
+   localhost (no name lookups: the loop never blocks on DNS). */
+static int parse_address(struct brk_mspec *m, char *why, size_t cap)
+{
+  char host[256];
+  const char *colon, *h = m->address;
+  size_t hl;
+  char *end;
+  long port;
+
+  if (m->address[0] == '[') {
+    const char *rb = strchr(m->address, ']');
+
+    if (!rb || rb[1] != ':')
+      goto bad;
+    h = m->address + 1;
+    hl = (size_t)(rb - h);
+    colon = rb + 1;
+  } else {
+    colon = strrchr(m->address, ':');
+    if (!colon)
+      goto bad;
+    hl = (size_t)(colon - h);
+  }
+  if (hl == 0 || hl >= sizeof(host))
+    goto bad;
+  memcpy(host, h, hl);
+  host[hl] = 0;
+  errno = 0;
+  port = strtol(colon + 1, &end, 10);
+  if (end == colon + 1 || *end || errno || port < 1 || port > 65535)
+    goto bad;
+  memset(&m->sa, 0, sizeof(m->sa));
+  if (strcmp(host, "localhost") == 0)
+    snprintf(host, sizeof(host), "127.0.0.1");
+  {
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&m->sa;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&m->sa;
+
+    if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
+      s4->sin_family = AF_INET;
+      s4->sin_port = htons((uint16_t)port);
+      m->salen = sizeof(*s4);
+      m->loopback = (ntohl(s4->sin_addr.s_addr) >> 24) == 127;
+    } else if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
+      s6->sin6_family = AF_INET6;
+      s6->sin6_port = htons((uint16_t)port);
+      m->salen = sizeof(*s6);
+      m->loopback = IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr);
+    } else {
+      snprintf(why, cap, "address %.120s: '%.120s' is not an IP address (names "
+                         "are not looked up; localhost is the one name "
+                         "allowed)", m->address, host);
+      return -1;
+    }
+  }
+  return 0;
+bad:
+  snprintf(why, cap, "address '%s' (valid: IPv4:PORT, [IPv6]:PORT or "
+                     "localhost:PORT, port 1..65535)", m->address);
+  return -1;
+}
+
+/* The first line of the secret file, trimmed: 1 to 256 visible ASCII
+   characters.  A file others can read is refused (it is a password). */
+static int read_secret(struct brk_mspec *m, char *why, size_t cap)
+{
+  char buf[512];
+  struct stat st;
+  ssize_t n;
+  size_t a = 0, b;
+  int fd = open(m->secret_file, O_RDONLY | O_CLOEXEC);
+
+  if (fd < 0) {
+    snprintf(why, cap, "secret_file %.200s: %s", m->secret_file, strerror(errno));
+    return -1;
+  }
+  if (fstat(fd, &st) == 0 && (st.st_mode & 0077)) {
+    close(fd);
+    snprintf(why, cap, "secret_file %.200s: open to group or others (mode %03o); "
+                       "chmod 600 it", m->secret_file,
+             (unsigned)(st.st_mode & 0777));
+    return -1;
+  }
+  n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  if (n < 0) {
+    snprintf(why, cap, "secret_file %.200s: %s", m->secret_file, strerror(errno));
+    return -1;
+  }
+  buf[n] = 0;
+  buf[strcspn(buf, "\n")] = 0;
+  while (buf[a] == ' ' || buf[a] == '\t' || buf[a] == '\r')
+    a++;
+  b = strlen(buf);
+  while (b > a && (buf[b - 1] == ' ' || buf[b - 1] == '\t' ||
+                   buf[b - 1] == '\r'))
+    b--;
+  if (b == a || b - a >= sizeof(m->secret)) {
+    snprintf(why, cap, "secret_file %.200s: the first line must hold the "
+                       "secret, 1 to %zu characters", m->secret_file,
+             sizeof(m->secret) - 1);
+    return -1;
+  }
+  for (size_t i = a; i < b; i++)
+    if (buf[i] <= 0x20 || buf[i] >= 0x7f) {
+      snprintf(why, cap, "secret_file %.200s: the secret may hold only visible "
+                         "ASCII characters", m->secret_file);
+      return -1;
+    }
+  memcpy(m->secret, buf + a, b - a);
+  m->secret[b - a] = 0;
+  return 0;
+}
+
+/* What only the whole section can tell. */
+static int check_spec(struct brk_mspec *m, char *why, size_t cap)
+{
+  if (!m->provider) {
+    snprintf(why, cap, "[machine %s]: provider missing (valid: local, "
+                       "static)", m->name);
+    return -1;
+  }
+  if (m->provider == BRK_P_LOCAL) {
+    if (m->address[0] || m->secret_file[0] || m->tls != -1 || m->ca[0] ||
+        m->fingerprint[0]) {
+      snprintf(why, cap, "[machine %s]: a local machine takes only gpu= "
+                         "(address, secret_file, tls, ca and fingerprint "
+                         "are for provider=static)", m->name);
+      return -1;
+    }
+    return 0;
+  }
+  if (!m->address[0] || !m->secret_file[0]) {
+    snprintf(why, cap, "[machine %s]: a static machine needs address= and "
+                       "secret_file=", m->name);
+    return -1;
+  }
+  if (m->tls == 1) {
+    snprintf(why, cap, "[machine %s]: tls=on: TLS to agents is not built "
+                       "yet; an agent on loopback (127.0.0.1, [::1], "
+                       "localhost) is reached without it", m->name);
+    return -1;
+  }
+  if (m->ca[0] || m->fingerprint[0]) {
+    snprintf(why, cap, "[machine %s]: ca= and fingerprint= need tls=on",
+             m->name);
+    return -1;
+  }
+  {
+    char w[400];
+
+    if (parse_address(m, w, sizeof(w)) < 0 || read_secret(m, w, sizeof(w)) < 0) {
+      snprintf(why, cap, "[machine %s]: %s", m->name, w);
+      return -1;
+    }
+  }
+  if (!m->loopback) {
+    snprintf(why, cap, "[machine %s]: address %s is not on loopback: an "
+                       "agent elsewhere must be reached over TLS (tls=on), "
+                       "which this build does not have yet", m->name,
+             m->address);
+    return -1;
+  }
+  return 0;
+}
+
+int brk_mfile_load(const char *path, unsigned max, struct brk_mspec **out,
+                   unsigned *nout, char *why, size_t cap)
+{
+  struct parse p = {0};
+  int rc = ini_parse(path, on_entry, &p);
+
+  *out = NULL;
+  *nout = 0;
+  if (rc == -1) {
+    snprintf(why, cap, "%s: %s", path, strerror(errno ? errno : ENOENT));
+    goto err;
+  }
+  if (rc == -2) {
+    snprintf(why, cap, "%s: out of memory", path);
+    goto err;
+  }
+  if (rc > 0) {
+    if (p.err[0])
+      snprintf(why, cap, "%s:%d: %s", path, rc, p.err);
+    else
+      snprintf(why, cap, "%s:%d: not INI syntax (valid: [machine NAME] "
+                         "lines and key = value lines)", path, rc);
+    goto err;
+  }
+  if (p.n > max) {
+    snprintf(why, cap, "%s: %u machines; at most %u in all", path, p.n, max);
+    goto err;
+  }
+  for (unsigned i = 0; i < p.n; i++) {
+    char w[480];
+
+    if (check_spec(&p.specs[i], w, sizeof(w)) < 0) {
+      snprintf(why, cap, "%s: %s", path, w);
+      goto err;
+    }
+  }
+  *out = p.specs;
+  *nout = p.n;
+  return 0;
+err:
+  free(p.specs);
+  return -1;
+}

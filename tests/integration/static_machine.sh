@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# static_machine.sh BUILD_DIR: a STATIC machine (an agent started on its
+# own on 127.0.0.1 with a secret) and a LOCAL one in the same broker,
+# both from a machines file: a program sees two devices and uses both
+# (memory_roundtrip 2, which also crosses them); the STATIC agent killed
+# with -9 is lost, started again on the same port it is reconnected to and
+# a new program uses both again; a wrong secret fails that machine for
+# good while the LOCAL one serves; and every kind of bad machines file
+# stops the broker with exit 2 and a line that says what was wrong and
+# what is valid.
+set -u
+source "$(dirname "$0")/lib.sh"
+tr_init "$1"
+
+secret=$TR_TMP/secret
+printf 'static-test-secret-%s\n' "$RANDOM$RANDOM" >"$secret"
+chmod 600 "$secret"
+
+# start_agent PORT: an agent on 127.0.0.1:PORT (0: any); sets AGENT_PID
+# and PORT.
+start_agent() {
+    local fifo=$TR_TMP/agent-ready line
+    rm -f "$fifo"
+    mkfifo "$fifo"
+    "$AGENT" --listen "127.0.0.1:$1" --secret-file "$secret" --backend emu \
+        --emu-mem 1G --ready-fd 3 3>"$fifo" 2>>"$TR_TMP/agent.log" &
+    AGENT_PID=$!
+    if ! read -r -t 30 line <"$fifo"; then
+        cat "$TR_TMP/agent.log"
+        tr_fail "the agent did not say where it listens"
+    fi
+    PORT=${line##*:}
+}
+stop_agent() {
+    [ -n "${AGENT_PID:-}" ] && kill -9 "$AGENT_PID" 2>/dev/null
+    wait "${AGENT_PID:-}" 2>/dev/null
+    AGENT_PID=
+}
+trap 'stop_agent; tr_cleanup' EXIT
+
+start_agent 0
+cat >"$TR_TMP/machines.ini" <<EOF
+; a LOCAL machine the broker starts, and the agent started above
+[machine here]
+provider = local
+gpu = any
+
+[machine box]
+provider = static
+address = 127.0.0.1:$PORT
+secret_file = $secret
+EOF
+
+tr_start_broker --machines "$TR_TMP/machines.ini" --emu-mem 1G
+tr_stats >"$TR_TMP/stats.json"
+python3 - "$TR_TMP/stats.json" "$PORT" <<'PY' || tr_fail "stats do not show both machines ready"
+import json, sys
+m = json.load(open(sys.argv[1]))["machines"]
+assert [(x["index"], x["name"], x["provider"], x["state"]) for x in m] == \
+    [(0, "here", "local", "ready"), (1, "box", "static", "ready")], m
+assert m[1]["address"] == "127.0.0.1:" + sys.argv[2], m
+PY
+tr_run "$APPS/memory_roundtrip" 2 "tremote emulated device" ||
+    tr_fail "memory_roundtrip on LOCAL + STATIC exited with $?"
+grep -q '^2 devices: ok$' "$TR_TMP/out" || tr_fail "no '2 devices: ok' line"
+grep -q '^PASS$' "$TR_TMP/out" || tr_fail "no PASS line (LOCAL + STATIC)"
+echo "a LOCAL and a STATIC machine: a program uses both"
+
+# The STATIC agent dies: lost; back on the same port: reconnected.
+stop_agent
+tr_wait_line ".*box: machine lost" "$TR_TMP/broker.log" "$BROKER_PID" 20 ||
+    tr_fail "the broker did not notice the STATIC agent die"
+start_agent "$PORT"
+[ "$PORT" != 0 ] || tr_fail "no port"
+for i in $(seq 200); do
+    [ "$(grep -c 'box: ready' "$TR_TMP/broker.log")" -ge 2 ] && break
+    sleep 0.1
+done
+[ "$(grep -c 'box: ready' "$TR_TMP/broker.log")" -ge 2 ] ||
+    tr_fail "the broker did not reconnect to the STATIC agent"
+tr_run "$APPS/memory_roundtrip" 2 "tremote emulated device" ||
+    tr_fail "memory_roundtrip after the reconnect exited with $?"
+grep -q '^PASS$' "$TR_TMP/out" || tr_fail "no PASS line after the reconnect"
+echo "a STATIC agent that comes back is connected to again"
+tr_stop_broker
+[ "$BROKER_STATUS" = 0 ] || tr_fail "broker exited with $BROKER_STATUS on SIGTERM"
+kill -0 "$AGENT_PID" 2>/dev/null || tr_fail "stopping the broker stopped the STATIC agent"
+
+# A wrong secret: that machine fails for good, the LOCAL one serves.
+wrong=$TR_TMP/wrong
+echo "not-the-secret" >"$wrong"
+chmod 600 "$wrong"
+sed "s|^secret_file = .*|secret_file = $wrong|" "$TR_TMP/machines.ini" >"$TR_TMP/wrong.ini"
+tr_start_broker --machines "$TR_TMP/wrong.ini" --emu-mem 1G
+grep -q 'box: start failed: the agent refused the secret' "$TR_TMP/broker.log" ||
+    tr_fail "no line saying the STATIC agent refused the secret"
+tr_run "$APPS/memory_roundtrip" 1 "tremote emulated device" ||
+    tr_fail "memory_roundtrip on the LOCAL machine alone exited with $?"
+grep -q '^PASS$' "$TR_TMP/out" || tr_fail "no PASS line (wrong secret)"
+tr_stop_broker
+echo "a wrong secret fails only that machine"
+stop_agent
+
+# Bad machines files: exit 2, one line with what is valid.
+bad() { # bad NAME EXPECTED-TEXT: the file $TR_TMP/bad.ini must be refused
+    local err rc
+    err=$("$BROKER" --socket "$TR_TMP/bad.sock" --machines "$TR_TMP/bad.ini" 2>&1)
+    rc=$?
+    [ "$rc" = 2 ] || tr_fail "$1: exit $rc, want 2 ($err)"
+    case "$err" in
+    *"$2"*) echo "refused: $1" ;;
+    *) tr_fail "$1: '$err' does not say '$2'" ;;
+    esac
+}
+printf '[machine a]\nprovider = local\ncolour = red\n' >"$TR_TMP/bad.ini"
+bad "unknown key" "bad.ini:3: [machine a]: unknown key 'colour' (valid: provider, gpu"
+printf '[machines a]\nprovider = local\n' >"$TR_TMP/bad.ini"
+bad "unknown section" "unknown section (valid: [machine NAME])"
+printf '[machine a]\nprovider = cloud\n' >"$TR_TMP/bad.ini"
+bad "unknown provider" "unknown provider 'cloud' (valid: local, static, modal)"
+printf '[machine a]\ngpu = T4\n' >"$TR_TMP/bad.ini"
+bad "no provider" "[machine a]: provider missing (valid: local, static)"
+printf '[machine a]\nprovider = static\naddress = 10.1.2.3:7000\nsecret_file = %s\n' "$secret" >"$TR_TMP/bad.ini"
+bad "h2c beyond loopback" "is not on loopback: an agent elsewhere must be reached over TLS"
+printf '[machine a]\nprovider = static\naddress = 127.0.0.1:99999\nsecret_file = %s\n' "$secret" >"$TR_TMP/bad.ini"
+bad "bad port" "(valid: IPv4:PORT, [IPv6]:PORT or localhost:PORT, port 1..65535)"
+printf '[machine a]\nprovider = static\naddress = gpu.example.com:7000\nsecret_file = %s\n' "$secret" >"$TR_TMP/bad.ini"
+bad "host name" "is not an IP address"
+printf '[machine a]\nprovider = static\naddress = 127.0.0.1:7000\n' >"$TR_TMP/bad.ini"
+bad "no secret" "a static machine needs address= and secret_file="
+chmod 644 "$wrong"
+printf '[machine a]\nprovider = static\naddress = 127.0.0.1:7000\nsecret_file = %s\n' "$wrong" >"$TR_TMP/bad.ini"
+bad "secret readable by others" "open to group or others (mode 644); chmod 600 it"
+printf '[machine a]\nprovider = static\naddress = 127.0.0.1:7000\nsecret_file = %s\ntls = on\n' "$secret" >"$TR_TMP/bad.ini"
+bad "tls" "tls=on: TLS to agents is not built yet"
+printf '[machine a]\nprovider = local\naddress = 127.0.0.1:1\n' >"$TR_TMP/bad.ini"
+bad "address on local" "a local machine takes only gpu="
+printf '[machine a]\nprovider = local\n[machine a]\nprovider = local\n' >"$TR_TMP/bad.ini"
+bad "name twice" "provider given twice"
+printf '[machine a b]\nprovider = local\n' >"$TR_TMP/bad.ini"
+bad "bad name" "a machine name is 1 to 31 letters"
+printf 'provider = local\n' >"$TR_TMP/bad.ini"
+bad "key outside a section" "unknown section"
+printf '[machine a]\nprovider local\n' >"$TR_TMP/bad.ini"
+bad "not INI" "not INI syntax"
+bad_missing=$("$BROKER" --socket "$TR_TMP/bad.sock" --machines "$TR_TMP/none.ini" 2>&1); rc=$?
+[ "$rc" = 2 ] && case "$bad_missing" in *"none.ini: No such file"*) true ;; *) false ;; esac ||
+    tr_fail "a missing machines file: exit $rc, '$bad_missing'"
+echo "static_machine: ok"
