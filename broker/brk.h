@@ -242,6 +242,7 @@ struct brk_client {
   struct tr_hdr hello_req;
   uint16_t hello_ver;
   uint64_t hello_caps;
+  char *visible; /* its TREMOTE_VISIBLE_DEVICES, or NULL when unset */
   struct brk_op *hello_timer;
   unsigned ndev;
   uint8_t ord2m[BRK_MAX_MACHINES];

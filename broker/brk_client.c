@@ -76,6 +76,7 @@ static void teardown(struct brk_task *t, void *arg)
   if (c->next)
     c->next->prev = c->prev;
   b->nclients--;
+  free(c->visible);
   free(c);
 }
 
@@ -167,16 +168,73 @@ static void reply_status(struct brk_client *c, const struct tr_hdr *req,
 
 /* ---- HELLO --------------------------------------------------------------------- */
 
+/*
+ * The machines a client sees, in CUDA ordinal order, into list (returns
+ * how many): every ready machine in registry order, or, when the program
+ * set TREMOTE_VISIBLE_DEVICES, what it names with CUDA_VISIBLE_DEVICES'
+ * rules: comma-separated machine indices (as tremote-smi shows them) or
+ * machine names, in the order given; the first entry that names no
+ * machine, a machine that is not ready, or one already listed ends the
+ * list.  Set but empty: no devices.
+ */
+static unsigned visible_machines(const struct brk_client *c,
+                                 struct brk_machine **list)
+{
+  const struct brk *b = c->b;
+  const char *p = c->visible;
+  unsigned n = 0;
+
+  if (!p) {
+    for (unsigned i = 0; i < b->nmachines; i++)
+      if (b->machines[i]->state == BRK_M_READY)
+        list[n++] = b->machines[i];
+    return n;
+  }
+  while (*p && n < b->nmachines) {
+    const char *e = strchr(p, ','), *q;
+    size_t len = e ? (size_t)(e - p) : strlen(p);
+    struct brk_machine *m = NULL;
+    char tok[BRK_MNAME_MAX];
+
+    while (len && *p == ' ')
+      p++, len--;
+    while (len && p[len - 1] == ' ')
+      len--;
+    if (len == 0 || len >= sizeof(tok))
+      break;
+    memcpy(tok, p, len);
+    tok[len] = 0;
+    for (q = tok; *q >= '0' && *q <= '9'; q++)
+      ;
+    for (unsigned i = 0; i < b->nmachines && !m; i++)
+      if (*q ? strcmp(b->machines[i]->name, tok) == 0
+             : len <= 9 && strtoul(tok, NULL, 10) == b->machines[i]->index)
+        m = b->machines[i];
+    if (!m || m->state != BRK_M_READY)
+      break;
+    for (unsigned i = 0; i < n; i++)
+      if (list[i] == m)
+        m = NULL;
+    if (!m)
+      break;
+    list[n++] = m;
+    if (!e)
+      break;
+    p = e + 1;
+  }
+  return n;
+}
+
 static void hello_answer(struct brk_client *c)
 {
-  struct brk *b = c->b;
   struct tr_hello h = {c->hello_ver, c->hello_ver, TR_ROLE_BROKER,
                        c->hello_caps, (uint32_t)getpid(), 0};
   uint8_t *extra;
   size_t room = PACKET_MAX - TR_HDR_SIZE - TR_HELLO_SIZE, len = 8;
   uint8_t hb[TR_HELLO_SIZE];
   struct tr_hdr rh;
-  unsigned ndev = 0;
+  unsigned ndev = 0, nvis;
+  struct brk_machine *vis[BRK_MAX_MACHINES];
 
   brk_op_cancel(c->hello_timer);
   c->hello_timer = NULL;
@@ -188,12 +246,11 @@ static void hello_answer(struct brk_client *c)
   }
   for (unsigned m = 0; m < BRK_MAX_MACHINES; m++)
     c->m2ord[m] = -1;
-  for (unsigned i = 0; i < b->nmachines; i++) {
-    struct brk_machine *m = b->machines[i];
+  nvis = visible_machines(c, vis);
+  for (unsigned i = 0; i < nvis; i++) {
+    struct brk_machine *m = vis[i];
     struct tr_devinfo d;
 
-    if (m->state != BRK_M_READY)
-      continue;
     d = m->dev;
     d.va_base = BRK_VA_BASE + (uint64_t)m->index * BRK_VA_WINDOW;
     d.va_size = BRK_VA_WINDOW;
@@ -236,6 +293,36 @@ static void on_hello_timeout(struct brk_op *op, int res, void *arg)
   }
 }
 
+/* The options of a client's HELLO (PROTOCOL.md §5); unknown tags are
+   skipped.  -1 when the client was dropped. */
+static int hello_options(struct brk_client *c, const uint8_t *p, size_t len)
+{
+  while (len) {
+    uint16_t tag;
+    uint32_t n;
+
+    if (len < 8 || (n = tr_get_u32(p + 4)) > len - 8) {
+      brk_client_drop(c, "malformed HELLO options");
+      return -1;
+    }
+    tag = tr_get_u16(p);
+    if (tag == TR_HELLO_VISIBLE) {
+      if (n > TR_HELLO_VISIBLE_MAX || memchr(p + 8, 0, n) || c->visible) {
+        brk_client_drop(c, "malformed TREMOTE_VISIBLE_DEVICES in HELLO");
+        return -1;
+      }
+      c->visible = strndup((const char *)p + 8, n);
+      if (!c->visible) {
+        brk_client_drop(c, "out of memory");
+        return -1;
+      }
+    }
+    p += 8 + n;
+    len -= 8 + n;
+  }
+  return 0;
+}
+
 static void on_hello(struct brk_client *c, const struct tr_hdr *h,
                      const uint8_t *p)
 {
@@ -254,6 +341,8 @@ static void on_hello(struct brk_client *c, const struct tr_hdr *h,
   }
   if (theirs.pid && theirs.pid != (uint32_t)c->pid)
     brk_dbg("client pid %d says it is pid %u", (int)c->pid, theirs.pid);
+  if (hello_options(c, p + TR_HELLO_SIZE, theirs.extra_len) < 0)
+    return; /* dropped */
   ver = tr_hello_choose(&mine, &theirs);
   if (ver < 0) {
     char msg[128];

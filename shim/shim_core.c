@@ -160,9 +160,17 @@ static void proc_init(void)
   }
   reserve_windows();
   if (shim_proc.cli.ndev == 0) {
+    const char *vis = getenv("TREMOTE_VISIBLE_DEVICES");
+
     shim_proc.init_err = cudaErrorNoDevice;
-    shim_warn_once("nodev", "the tremote broker has no ready machine, so "
-                            "there are no CUDA devices");
+    if (vis)
+      shim_warn_once("nodev", "TREMOTE_VISIBLE_DEVICES=\"%.64s\" names no "
+                              "ready machine first, so there are no CUDA "
+                              "devices (entries: machine indices or names, "
+                              "comma-separated; tremote-smi lists them)", vis);
+    else
+      shim_warn_once("nodev", "the tremote broker has no ready machine, so "
+                              "there are no CUDA devices");
   }
   shim_proc.connected = 1;
 }

@@ -2,6 +2,7 @@
 # real broker and the real LOCAL agent (emulated device).
 tr_cuda_app(memory_roundtrip apps/memory_roundtrip.cu -Xcompiler -pthread)
 tr_script_test(memory_roundtrip integration/memory_roundtrip.sh TIMEOUT 300 FAST)
+tr_cuda_app(devices apps/devices.cu)
 tr_script_test(static_machine integration/static_machine.sh TIMEOUT 300 FAST)
 tr_cuda_app(big_copy apps/big_copy.cu)
 tr_script_test(big_copy integration/big_copy.sh TIMEOUT 300)

@@ -290,6 +290,16 @@ void tr_shmref_unpack(const uint8_t in[TR_SHMREF_SIZE], struct tr_shmref *r);
 #define TR_ROLE_BROKER 2u
 #define TR_ROLE_AGENT 3u
 
+/*
+ * A client's HELLO may carry options after the fixed part (extra_len
+ * bytes): entries of u16 tag, u16 0, u32 len, len bytes.  A broker skips
+ * tags it does not know.
+ *   TR_HELLO_VISIBLE: TREMOTE_VISIBLE_DEVICES as the program found it
+ *   (absent when unset), at most TR_HELLO_VISIBLE_MAX bytes.
+ */
+#define TR_HELLO_VISIBLE 1u
+#define TR_HELLO_VISIBLE_MAX 4096u
+
 struct tr_hello {
   uint16_t min_version;
   uint16_t max_version;

@@ -2,7 +2,8 @@
 # static_machine.sh BUILD_DIR: a STATIC machine (an agent started on its
 # own on 127.0.0.1 with a secret) and a LOCAL one in the same broker,
 # both from a machines file: a program sees two devices and uses both
-# (memory_roundtrip 2, which also crosses them); the STATIC agent killed
+# (memory_roundtrip 2, which also crosses them); TREMOTE_VISIBLE_DEVICES
+# picks and orders them as CUDA_VISIBLE_DEVICES does; the STATIC agent killed
 # with -9 is lost, started again on the same port it is reconnected to and
 # a new program uses both again; a wrong secret fails that machine for
 # good while the LOCAL one serves; and every kind of bad machines file
@@ -23,7 +24,7 @@ start_agent() {
     rm -f "$fifo"
     mkfifo "$fifo"
     "$AGENT" --listen "127.0.0.1:$1" --secret-file "$secret" --backend emu \
-        --emu-mem 1G --ready-fd 3 3>"$fifo" 2>>"$TR_TMP/agent.log" &
+        --emu-mem 1G --emu-name "box device" --ready-fd 3 3>"$fifo" 2>>"$TR_TMP/agent.log" &
     AGENT_PID=$!
     if ! read -r -t 30 line <"$fifo"; then
         cat "$TR_TMP/agent.log"
@@ -60,11 +61,41 @@ assert [(x["index"], x["name"], x["provider"], x["state"]) for x in m] == \
     [(0, "here", "local", "ready"), (1, "box", "static", "ready")], m
 assert m[1]["address"] == "127.0.0.1:" + sys.argv[2], m
 PY
-tr_run "$APPS/memory_roundtrip" 2 "tremote emulated device" ||
+tr_run "$APPS/devices" || tr_fail "devices exited with $?"
+[ "$(cat "$TR_TMP/out")" = "devices 2
+device 0: tremote emulated device
+device 1: box device" ] || tr_fail "devices: not the LOCAL then the STATIC machine"
+echo "a LOCAL and a STATIC machine: a program uses both"
+
+# TREMOTE_VISIBLE_DEVICES: machine indices or names, order kept, the first
+# invalid entry (no such machine, not ready, listed already) ends the list.
+visible() { # visible VALUE EXPECTED-NAMES...
+    local v=$1 want="devices $(( $# - 1 ))" i=0
+    shift
+    for n in "$@"; do want="$want
+device $i: $n"; i=$((i + 1)); done
+    TREMOTE_VISIBLE_DEVICES=$v tr_run "$APPS/devices" ||
+        tr_fail "devices with TREMOTE_VISIBLE_DEVICES='$v' exited with $?"
+    [ $# = 0 ] && { grep -q "^tremote: TREMOTE_VISIBLE_DEVICES=\"$v\" names no ready machine" "$TR_TMP/out" ||
+        tr_fail "no line saying TREMOTE_VISIBLE_DEVICES='$v' hides every device"; }
+    [ "$(grep -v '^tremote:' "$TR_TMP/out")" = "$want" ] ||
+        tr_fail "TREMOTE_VISIBLE_DEVICES='$v': want '$want'"
+    echo "TREMOTE_VISIBLE_DEVICES='$v': $*"
+}
+visible "1,0" "box device" "tremote emulated device"
+visible "1" "box device"
+visible "box" "box device"
+visible " here , box" "tremote emulated device" "box device"
+visible "0,7,1" "tremote emulated device"
+visible "1,1,0" "box device"
+visible "0,x" "tremote emulated device"
+visible "-1"
+visible ""
+
+tr_run "$APPS/memory_roundtrip" 2 "tremote emulated device" "box device" ||
     tr_fail "memory_roundtrip on LOCAL + STATIC exited with $?"
 grep -q '^2 devices: ok$' "$TR_TMP/out" || tr_fail "no '2 devices: ok' line"
 grep -q '^PASS$' "$TR_TMP/out" || tr_fail "no PASS line (LOCAL + STATIC)"
-echo "a LOCAL and a STATIC machine: a program uses both"
 
 # The STATIC agent dies: lost; back on the same port: reconnected.
 stop_agent
@@ -78,7 +109,7 @@ for i in $(seq 200); do
 done
 [ "$(grep -c 'box: ready' "$TR_TMP/broker.log")" -ge 2 ] ||
     tr_fail "the broker did not reconnect to the STATIC agent"
-tr_run "$APPS/memory_roundtrip" 2 "tremote emulated device" ||
+tr_run "$APPS/memory_roundtrip" 2 "tremote emulated device" "box device" ||
     tr_fail "memory_roundtrip after the reconnect exited with $?"
 grep -q '^PASS$' "$TR_TMP/out" || tr_fail "no PASS line after the reconnect"
 echo "a STATIC agent that comes back is connected to again"

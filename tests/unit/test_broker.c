@@ -527,6 +527,55 @@ static void test_hello(void **state)
   client_close(&k);
 }
 
+/* TREMOTE_VISIBLE_DEVICES picks and orders the machines a client sees;
+   HELLO options that overrun the payload get the client dropped. */
+static void test_hello_visible(void **state)
+{
+  struct client k;
+  uint8_t pkt[TR_HDR_SIZE + TR_HELLO_SIZE + 8];
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  struct tr_hello h = {TR_PROTO_VERSION_MIN, TR_PROTO_VERSION_MAX,
+                       TR_ROLE_SHIM, 0, (uint32_t)getpid(), 8};
+  struct tr_hdr hd;
+  struct pollfd pfd;
+  int fd;
+
+  (void)state;
+  setenv("TREMOTE_VISIBLE_DEVICES", "1,0", 1);
+  assert_int_equal(client_open(&k), 0);
+  assert_int_equal(k.c.ndev, 2);
+  assert_int_equal(k.c.dev[0].machine_index, 1);
+  assert_int_equal(k.c.dev[1].machine_index, 0);
+  assert_int_equal(nop(&k, 0, 10000), 0); /* ordinal 0 is machine 1 */
+  client_close(&k);
+  setenv("TREMOTE_VISIBLE_DEVICES", "local-1,5,0", 1);
+  assert_int_equal(client_open(&k), 0);
+  assert_int_equal(k.c.ndev, 1);
+  assert_int_equal(k.c.dev[0].machine_index, 1);
+  client_close(&k);
+  unsetenv("TREMOTE_VISIBLE_DEVICES");
+
+  /* An option whose length runs past the HELLO: dropped, not answered. */
+  tr_hdr_init(&hd, TR_OP_HELLO, TR_F_WANT_REPLY, 1, TR_HELLO_SIZE + 8);
+  tr_hdr_pack(&hd, pkt);
+  tr_hello_pack(&h, pkt + TR_HDR_SIZE);
+  tr_put_u16(pkt + TR_HDR_SIZE + TR_HELLO_SIZE, TR_HELLO_VISIBLE);
+  tr_put_u16(pkt + TR_HDR_SIZE + TR_HELLO_SIZE + 2, 0);
+  tr_put_u32(pkt + TR_HDR_SIZE + TR_HELLO_SIZE + 4, 100);
+  fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  assert_true(fd >= 0);
+  assert_true(strlen(sock_path) < sizeof(sa.sun_path));
+  memcpy(sa.sun_path, sock_path, strlen(sock_path) + 1);
+  assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+  assert_int_equal(send(fd, pkt, sizeof(pkt), 0), (ssize_t)sizeof(pkt));
+  pfd = (struct pollfd){.fd = fd, .events = POLLIN};
+  assert_int_equal(poll(&pfd, 1, 10000), 1);
+  assert_int_equal(recv(fd, pkt, sizeof(pkt), 0), 0); /* closed */
+  close(fd);
+  assert_true(log_contains("malformed HELLO options"));
+  assert_true(broker_alive());
+}
+
 static void test_memory(void **state)
 {
   const size_t big = 4u << 20;
@@ -1368,6 +1417,7 @@ int main(int argc, char **argv)
 {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_hello),
+      cmocka_unit_test(test_hello_visible),
       cmocka_unit_test(test_memory),
       cmocka_unit_test(test_lane_close_drains),
       cmocka_unit_test(test_stats),

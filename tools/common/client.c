@@ -158,7 +158,6 @@ int tr_client_connect(struct tr_client *c, const char *path, int timeout_ms,
 {
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
   char pbuf[sizeof(sa.sun_path)];
-  uint8_t hb[TR_HELLO_SIZE];
   uint8_t *rbuf = NULL;
   struct tr_hello mine = {TR_PROTO_VERSION_MIN, TR_PROTO_VERSION_MAX,
                           TR_ROLE_SHIM, TR_CAP_EXEC | TR_CAP_MODULE_CACHE,
@@ -194,9 +193,30 @@ int tr_client_connect(struct tr_client *c, const char *path, int timeout_ms,
     *why = "no broker is listening";
     goto out_fail;
   }
-  tr_hello_pack(&mine, hb);
-  rc = ctl_send(c, TR_OP_HELLO, TR_F_WANT_REPLY, ++c->next_ctl_id, hb,
-                sizeof(hb));
+  {
+    /* The program's TREMOTE_VISIBLE_DEVICES goes to the broker, which
+       picks the devices with it (CUDA_VISIBLE_DEVICES semantics). */
+    const char *vis = getenv("TREMOTE_VISIBLE_DEVICES");
+    uint8_t msg[TR_HELLO_SIZE + 8 + TR_HELLO_VISIBLE_MAX];
+    size_t vlen = vis ? strlen(vis) : 0, mlen = TR_HELLO_SIZE;
+
+    if (vlen > TR_HELLO_VISIBLE_MAX) {
+      *why = "TREMOTE_VISIBLE_DEVICES is longer than 4096 characters";
+      rc = -EINVAL;
+      goto out_fail;
+    }
+    if (vis) {
+      mine.extra_len = (uint32_t)(8 + vlen);
+      tr_put_u16(msg + TR_HELLO_SIZE, TR_HELLO_VISIBLE);
+      tr_put_u16(msg + TR_HELLO_SIZE + 2, 0);
+      tr_put_u32(msg + TR_HELLO_SIZE + 4, (uint32_t)vlen);
+      memcpy(msg + TR_HELLO_SIZE + 8, vis, vlen);
+      mlen = TR_HELLO_SIZE + 8 + vlen;
+    }
+    tr_hello_pack(&mine, msg);
+    rc = ctl_send(c, TR_OP_HELLO, TR_F_WANT_REPLY, ++c->next_ctl_id, msg,
+                  mlen);
+  }
   if (rc < 0)
     goto out_fail;
   rbuf = malloc(cap);
