@@ -128,6 +128,32 @@ struct brk_mspec {
 int brk_mfile_load(const char *path, unsigned max, struct brk_mspec **out,
                    unsigned *n, char *why, size_t cap);
 
+/* "HOST" of a spec's address (brackets of an IPv6 literal removed). */
+void brk_mspec_host(const struct brk_mspec *sp, char *out, size_t cap);
+
+/* ---- TLS to agents (brk_tls.c) ---------------------------------------------- */
+
+typedef struct ssl_ctx_st SSL_CTX;
+typedef struct ssl_st SSL;
+
+/* The client context for a tls=on machine (its ca or pinned
+   fingerprint).  NULL with why set. */
+SSL_CTX *brk_tls_ctx(const struct brk_mspec *sp, char *why, size_t cap);
+
+/* A connection's TLS object over connected socket fd (not taken). */
+SSL *brk_tls_new(SSL_CTX *ctx, const struct brk_mspec *sp, int fd);
+
+/*
+ * One handshake step: 0 done and verified (ALPN h2, the pinned
+ * fingerprint or the CA and address), POLLIN or POLLOUT to wait for, or -1
+ * with why set.
+ */
+int brk_tls_handshake(SSL *ssl, const struct brk_mspec *sp, char *why,
+                      size_t cap);
+
+/* The pipe over fd and the finished ssl (both taken).  0 or -ENOMEM. */
+int brk_pipe_tls(struct brk_pipe *p, int fd, SSL *ssl);
+
 struct brk_config {
   const char *socket_path;
   const char *control_path;
@@ -176,6 +202,8 @@ struct brk_machine {
   size_t rdy_len;
   int sock; /* connecting */
   struct brk_op *conn_op;
+  SSL_CTX *tls_ctx; /* tls=on: made once, at init */
+  SSL *ssl;         /* the handshake in progress on sock */
   struct brk_op *timer; /* start deadline and progress, or restart backoff */
   uint64_t start_ms, ready_since_ms;
   uint32_t backoff_ms;

@@ -99,7 +99,7 @@ struct brk_h2 {
   int dead, told;
   char why[160];
   struct brk_op *rd_op, *wr_op, *tick_op;
-  struct brk_task flush_task, dead_task, resume_task;
+  struct brk_task flush_task, dead_task, resume_task, read_task;
   uint64_t last_rx_ms, ping_sent_ms;
   int ping_out;
   uint64_t bytes_in, bytes_out;
@@ -177,6 +177,7 @@ static void die(struct brk_h2 *c, const char *fmt, ...)
   c->rd_op = c->wr_op = c->tick_op = NULL;
   brk_task_cancel(c->loop, &c->flush_task);
   brk_task_cancel(c->loop, &c->resume_task);
+  brk_task_cancel(c->loop, &c->read_task);
   brk_loop_defer(c->loop, &c->dead_task);
 }
 
@@ -642,10 +643,24 @@ static void on_readable(struct brk_op *op, int res, void *arg)
   schedule_flush(c);
 }
 
+/* Input the pipe holds already: read it next turn, not on a poll. */
+static void read_task(struct brk_task *t, void *arg)
+{
+  struct brk_h2 *c = arg;
+
+  (void)t;
+  if (!c->dead && !c->paused && !c->rd_op)
+    on_readable(NULL, 0, c);
+}
+
 static void arm_read(struct brk_h2 *c)
 {
   if (c->rd_op || c->dead || c->paused)
     return;
+  if (c->pipe.pending && c->pipe.pending(&c->pipe)) {
+    brk_loop_defer(c->loop, &c->read_task);
+    return;
+  }
   c->rd_op = brk_loop_poll(c->loop, c->pipe.fd, POLLIN, on_readable, c);
   if (!c->rd_op)
     die(c, "cannot poll the agent socket");
@@ -760,6 +775,7 @@ int brk_h2_new(struct brk_h2 **out, struct brk_loop *loop, struct brk_pipe *pipe
   brk_task_init(&c->flush_task, flush_task, c);
   brk_task_init(&c->dead_task, dead_task, c);
   brk_task_init(&c->resume_task, resume_task, c);
+  brk_task_init(&c->read_task, read_task, c);
   c->rbuf = malloc(RBUF_SIZE);
   c->in = c->rbuf;
   tr_h2track_init(&c->fr, 0); /* a client's input has no preface */

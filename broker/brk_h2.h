@@ -4,8 +4,8 @@
  *
  * The connection talks to a byte pipe (struct brk_pipe), not to a socket:
  * a small table of read/writev/close functions over a non-blocking
- * descriptor, so a TLS layer can be slid in underneath later without this
- * file changing.  The loop waits for readiness with poll operations on
+ * descriptor: the socket itself (brk_pipe_plain) or TLS over it
+ * (brk_pipe_tls, brk_tls.c).  The loop waits for readiness with poll operations on
  * pipe->fd; all reads and writes are non-blocking calls through the pipe.
  *
  * Streams.  brk_h2_post() starts a POST whose request body is a byte queue
@@ -56,6 +56,9 @@ struct brk_pipe {
                    be read straight into their destination (not under TLS) */
   ssize_t (*read)(struct brk_pipe *p, void *buf, size_t len);
   ssize_t (*writev)(struct brk_pipe *p, const struct iovec *iov, int n);
+  /* Input already taken off fd and not yet read (TLS decrypts a whole
+     record): polling fd would not see it.  NULL: never. */
+  int (*pending)(struct brk_pipe *p);
   void (*close)(struct brk_pipe *p);
   void *impl;
 };

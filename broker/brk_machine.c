@@ -50,6 +50,8 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 
+#include <openssl/ssl.h>
+
 #include "brk.h"
 #include "brk_log.h"
 
@@ -120,6 +122,15 @@ int brk_machines_init(struct brk *b)
     snprintf(m->name, sizeof(m->name), "%s", sp->name);
     m->spec = sp;
     m->provider = sp->provider == BRK_P_STATIC ? "static" : "local";
+    if (sp->tls == 1) {
+      char why[512];
+
+      m->tls_ctx = brk_tls_ctx(sp, why, sizeof(why));
+      if (!m->tls_ctx) {
+        brk_err("%s: %s", m->name, why);
+        return -EINVAL;
+      }
+    }
   }
   return 0;
 }
@@ -152,6 +163,8 @@ static void start_cleanup(struct brk_machine *m)
   m->rdy_fd = -1;
   brk_op_cancel(m->conn_op);
   m->conn_op = NULL;
+  SSL_free(m->ssl);
+  m->ssl = NULL;
   if (m->sock >= 0)
     close(m->sock);
   m->sock = -1;
@@ -441,9 +454,9 @@ static void send_hello(struct brk_machine *m)
 
 /* ---- connect ---------------------------------------------------------------- */
 
-static void connected(struct brk_machine *m)
+/* HTTP/2 over pipe (taken), then HELLO. */
+static void h2_start(struct brk_machine *m, struct brk_pipe *pipe)
 {
-  struct brk_pipe pipe;
   struct brk_h2_opts o = {
       .authority = m->address,
       .secret = m->secret,
@@ -452,12 +465,8 @@ static void connected(struct brk_machine *m)
       .ping_idle_ms = m->b->cfg.ping_idle_ms,
       .ping_timeout_ms = m->b->cfg.ping_timeout_ms,
   };
-  int one = 1, rc;
+  int rc = brk_h2_new(&m->h2, m->b->loop, pipe, &o, on_h2_dead, m);
 
-  setsockopt(m->sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  brk_pipe_plain(&pipe, m->sock);
-  m->sock = -1; /* the pipe has it now */
-  rc = brk_h2_new(&m->h2, m->b->loop, &pipe, &o, on_h2_dead, m);
   if (rc < 0) {
     m->h2 = NULL;
     start_failed(m, 0, "HTTP/2 session: %s", strerror(-rc));
@@ -465,6 +474,71 @@ static void connected(struct brk_machine *m)
   }
   m->gen++;
   send_hello(m);
+}
+
+static void tls_step(struct brk_machine *m);
+
+static void on_tls_io(struct brk_op *op, int res, void *arg)
+{
+  struct brk_machine *m = arg;
+
+  (void)op;
+  m->conn_op = NULL;
+  if (res < 0) {
+    start_failed(m, 0, "poll on %s: %s", m->address, strerror(-res));
+    return;
+  }
+  tls_step(m);
+}
+
+/* The TLS handshake, one step per readiness (tls=on machines). */
+static void tls_step(struct brk_machine *m)
+{
+  struct brk_pipe pipe;
+  char why[512];
+  int rc = brk_tls_handshake(m->ssl, m->spec, why, sizeof(why));
+
+  if (rc > 0) {
+    m->conn_op = brk_loop_poll(m->b->loop, m->sock, (short)rc, on_tls_io, m);
+    if (!m->conn_op)
+      start_failed(m, 0, "cannot poll the agent socket");
+    return;
+  }
+  if (rc < 0) {
+    /* A certificate that does not verify will not verify on a retry
+       either: that needs the config or the agent changed. */
+    start_failed(m, strstr(why, "certificate") != NULL, "%s: %s", m->address,
+                 why);
+    return;
+  }
+  if (brk_pipe_tls(&pipe, m->sock, m->ssl) < 0) {
+    start_failed(m, 0, "out of memory");
+    return;
+  }
+  m->sock = -1; /* the pipe has both now */
+  m->ssl = NULL;
+  brk_dbg("%s: TLS to %s verified", m->name, m->address);
+  h2_start(m, &pipe);
+}
+
+static void connected(struct brk_machine *m)
+{
+  struct brk_pipe pipe;
+  int one = 1;
+
+  setsockopt(m->sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  if (m->tls_ctx) {
+    m->ssl = brk_tls_new(m->tls_ctx, m->spec, m->sock);
+    if (!m->ssl) {
+      start_failed(m, 0, "cannot start TLS");
+      return;
+    }
+    tls_step(m);
+    return;
+  }
+  brk_pipe_plain(&pipe, m->sock);
+  m->sock = -1; /* the pipe has it now */
+  h2_start(m, &pipe);
 }
 
 static void on_connect(struct brk_op *op, int res, void *arg)
@@ -877,6 +951,7 @@ void brk_machines_free(struct brk *b)
     start_cleanup(m);
     if (m->h2)
       brk_h2_free(m->h2);
+    SSL_CTX_free(m->tls_ctx);
     free(m);
     b->machines[i] = NULL;
   }

@@ -66,11 +66,13 @@ static void usage(FILE *f)
       "                         gpu = TYPE            (shown; optional)\n"
       "                         address = HOST:PORT   (static)\n"
       "                         secret_file = PATH    (static; mode 0600)\n"
-      "                         tls = off             (static; default off)\n"
+      "                         tls = on | off        (static; default off)\n"
+      "                         fingerprint = SHA256:HEX  (tls: pin it) or\n"
+      "                         ca = PATH             (tls: verify by a CA)\n"
       "                       A STATIC machine is an agent you started\n"
       "                       (tremote-gpu-agent --listen ADDR:PORT\n"
-      "                       --secret-file F); without TLS, which is not\n"
-      "                       built yet, it must listen on loopback.  Any\n"
+      "                       --secret-file F [--tls-cert F --tls-key F]);\n"
+      "                       without TLS it must be on loopback.  Any\n"
       "                       error in the file stops the broker (exit 2)\n"
       "                       with its line and what is valid.  See\n"
       "                       docs/OPERATIONS.md.\n"
@@ -777,8 +779,9 @@ int main(int argc, char **argv)
   }
   rc = brk_machines_init(b);
   if (rc < 0) {
-    brk_err("out of memory");
-    goto out;
+    if (rc == -ENOMEM)
+      brk_err("out of memory");
+    goto out; /* else said already */
   }
   rc = listen_on(sock, SOCK_SEQPACKET, &b->listen_fd);
   if (rc < 0) {

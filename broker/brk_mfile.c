@@ -4,19 +4,21 @@
  *   [machine NAME]
  *   provider = local | static
  *   gpu = TEXT             the GPU type asked for (shown, not checked yet)
- *   address = HOST:PORT    static: 127.0.0.1:PORT, [::1]:PORT,
- *                          localhost:PORT, or any IP literal with tls=on
+ *   address = HOST:PORT    static: IPv4:PORT, [IPv6]:PORT or
+ *                          localhost:PORT (names are not looked up)
  *   secret_file = PATH     static: the agent's secret (first line)
  *   tls = on | off         static: default off
- *   ca = PATH, fingerprint = SHA256:HEX   static with tls=on
+ *   fingerprint = SHA256:HEX   tls=on: pin the agent's certificate, or
+ *   ca = PATH              tls=on: verify it by this CA (and the address)
  *
  * Everything is checked when the file is read, before any machine starts,
  * and the first problem is one message naming the file, the line where
  * inih could tell it, what was wrong and what is valid.  The broker then
  * exits 2 (bad usage), the same as for a bad option.
  *
- * TLS to agents is not built yet, so a STATIC machine must be on loopback
- * (h2c is only allowed there) and tls=on is refused with that reason.
+ * h2c (tls=off) carries the secret in clear, so it is allowed only to a
+ * loopback address; anything else needs tls=on with the agent's pinned
+ * fingerprint or a CA.
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -30,6 +32,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <openssl/ssl.h>
 
 #include "brk.h"
 
@@ -276,6 +280,31 @@ static int read_secret(struct brk_mspec *m, char *why, size_t cap)
   return 0;
 }
 
+/* "SHA256:HEX" with any case and colons -> "SHA256:" + 64 lower-case hex
+   digits, in place.  0 or -1. */
+static int norm_fingerprint(char *fp)
+{
+  char out[7 + 64 + 1];
+  size_t n = 0;
+  const char *p = fp;
+
+  if (strncasecmp(p, "SHA256:", 7) == 0)
+    p += 7;
+  for (; *p; p++) {
+    if (*p == ':')
+      continue;
+    if (!isxdigit((unsigned char)*p) || n == 64)
+      return -1;
+    out[7 + n++] = (char)tolower((unsigned char)*p);
+  }
+  if (n != 64)
+    return -1;
+  memcpy(out, "SHA256:", 7);
+  out[7 + 64] = 0;
+  memcpy(fp, out, sizeof(out));
+  return 0;
+}
+
 /* What only the whole section can tell. */
 static int check_spec(struct brk_mspec *m, char *why, size_t cap)
 {
@@ -299,16 +328,24 @@ static int check_spec(struct brk_mspec *m, char *why, size_t cap)
                        "secret_file=", m->name);
     return -1;
   }
-  if (m->tls == 1) {
-    snprintf(why, cap, "[machine %s]: tls=on: TLS to agents is not built "
-                       "yet; an agent on loopback (127.0.0.1, [::1], "
-                       "localhost) is reached without it", m->name);
-    return -1;
-  }
-  if (m->ca[0] || m->fingerprint[0]) {
+  if (m->tls != 1 && (m->ca[0] || m->fingerprint[0])) {
     snprintf(why, cap, "[machine %s]: ca= and fingerprint= need tls=on",
              m->name);
     return -1;
+  }
+  if (m->tls == 1) {
+    if (!m->ca[0] == !m->fingerprint[0]) {
+      snprintf(why, cap, "[machine %s]: tls=on needs one of fingerprint= "
+                         "(the agent's SHA256:..., as tremote-gpu-agent "
+                         "--gen-cert prints it) or ca= (a CA file)", m->name);
+      return -1;
+    }
+    if (m->fingerprint[0] && norm_fingerprint(m->fingerprint) < 0) {
+      snprintf(why, cap, "[machine %s]: fingerprint=%.100s (valid: SHA256: "
+                         "and 64 hex digits, colons allowed)", m->name,
+               m->fingerprint);
+      return -1;
+    }
   }
   {
     char w[400];
@@ -318,14 +355,41 @@ static int check_spec(struct brk_mspec *m, char *why, size_t cap)
       return -1;
     }
   }
-  if (!m->loopback) {
+  if (!m->loopback && m->tls != 1) {
     snprintf(why, cap, "[machine %s]: address %s is not on loopback: an "
-                       "agent elsewhere must be reached over TLS (tls=on), "
-                       "which this build does not have yet", m->name,
-             m->address);
+                       "agent elsewhere must be reached over TLS (tls=on, "
+                       "with fingerprint= or ca=)", m->name, m->address);
     return -1;
   }
+  if (m->tls == 1) {
+    char w[400];
+    SSL_CTX *ctx = brk_tls_ctx(m, w, sizeof(w)); /* the CA file is read */
+
+    if (!ctx) {
+      snprintf(why, cap, "[machine %s]: %s", m->name, w);
+      return -1;
+    }
+    SSL_CTX_free(ctx);
+  }
   return 0;
+}
+
+void brk_mspec_host(const struct brk_mspec *sp, char *out, size_t cap)
+{
+  const char *a = sp->address, *end;
+  size_t n;
+
+  if (a[0] == '[') {
+    a++;
+    end = strchr(a, ']');
+  } else {
+    end = strrchr(a, ':');
+  }
+  n = end ? (size_t)(end - a) : strlen(a);
+  if (n >= cap)
+    n = cap - 1;
+  memcpy(out, a, n);
+  out[n] = 0;
 }
 
 int brk_mfile_load(const char *path, unsigned max, struct brk_mspec **out,

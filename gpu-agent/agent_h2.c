@@ -38,12 +38,167 @@
 #include <unistd.h>
 
 #include <nghttp2/nghttp2.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "agent_h2_int.h"
+#include "agent_tls.h"
 
 static void conn_mark(struct conn *c)
 {
   c->dirty = true;
+}
+
+static void conn_pollout(struct conn *c, bool on);
+
+/* ---- the byte stream: the socket, or TLS over it --------------------------- */
+
+/* The peer's next bytes into buf: their count, 0 at the end, -EAGAIN, or
+   another -errno (said in the log). */
+static ssize_t conn_recv(struct conn *c, void *buf, size_t len)
+{
+  size_t n = 0;
+  ssize_t r;
+  int e;
+
+  if (!c->ssl) {
+    do
+      r = recv(c->ev.fd, buf, len, 0);
+    while (r < 0 && errno == EINTR);
+    if (r >= 0)
+      return r;
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+      return -EAGAIN;
+    agt_debug("%s: recv: %s", c->peer, strerror(errno));
+    return -errno;
+  }
+  ERR_clear_error();
+  if (SSL_read_ex(c->ssl, buf, len, &n) == 1)
+    return (ssize_t)n;
+  e = SSL_get_error(c->ssl, 0);
+  if (e == SSL_ERROR_WANT_READ)
+    return -EAGAIN;
+  if (e == SSL_ERROR_WANT_WRITE) { /* a TLS message of its own to send */
+    conn_pollout(c, true);
+    return -EAGAIN;
+  }
+  if (e == SSL_ERROR_ZERO_RETURN)
+    return 0;
+  {
+    char m[256];
+
+    agt_debug("%s: TLS read: %s", c->peer, agt_tls_error(m, sizeof(m)));
+  }
+  return -EIO;
+}
+
+/* Write iov: the bytes taken (maybe fewer than all), -EAGAIN when none
+   were, or another -errno.  Under TLS the pieces are gathered first, so a
+   frame is one record, not one per header and payload. */
+static ssize_t conn_sendv(struct conn *c, struct iovec *iov, int n)
+{
+  const void *p;
+  size_t total = 0, w = 0;
+  ssize_t r;
+  int e;
+
+  if (!c->ssl) {
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+
+    do
+      r = sendmsg(c->ev.fd, &mh, MSG_NOSIGNAL);
+    while (r < 0 && errno == EINTR);
+    if (r > 0)
+      return r;
+    if (r == 0 || errno == EAGAIN || errno == EWOULDBLOCK)
+      return -EAGAIN;
+    return -errno;
+  }
+  for (int i = 0; i < n; i++)
+    total += iov[i].iov_len;
+  if (n == 1) {
+    p = iov[0].iov_base;
+  } else {
+    if (total > c->tlsbuf_cap) {
+      uint8_t *b = realloc(c->tlsbuf, total);
+
+      if (!b)
+        return -ENOMEM;
+      c->tlsbuf = b;
+      c->tlsbuf_cap = total;
+    }
+    for (int i = 0; i < n; i++) {
+      memcpy(c->tlsbuf + w, iov[i].iov_base, iov[i].iov_len);
+      w += iov[i].iov_len;
+    }
+    p = c->tlsbuf;
+  }
+  if (total == 0)
+    return 0;
+  ERR_clear_error();
+  if (SSL_write_ex(c->ssl, p, total, &w) == 1)
+    return (ssize_t)w;
+  e = SSL_get_error(c->ssl, 0);
+  if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
+    return -EAGAIN;
+  {
+    char m[256];
+
+    agt_debug("%s: TLS write: %s", c->peer, agt_tls_error(m, sizeof(m)));
+  }
+  return -EIO;
+}
+
+/* Whether decrypted input waits inside TLS (epoll cannot see it). */
+static bool conn_pending(struct conn *c)
+{
+  return c->ssl && !c->handshaking && SSL_has_pending(c->ssl);
+}
+
+/*
+ * One step of the TLS handshake.  Done: ALPN must have chosen h2 (the
+ * select callback refuses anything else, but a client offering no ALPN
+ * never reaches it), then HTTP/2 starts (its SETTINGS are flushed).
+ * Failed: the connection is closed before any HTTP/2, so before any secret
+ * or CUDA call is looked at.
+ */
+static void conn_handshake(struct conn *c)
+{
+  const unsigned char *alpn = NULL;
+  unsigned alen = 0;
+  char m[256];
+  int e;
+
+  ERR_clear_error();
+  if (SSL_do_handshake(c->ssl) == 1) {
+    SSL_get0_alpn_selected(c->ssl, &alpn, &alen);
+    if (alen != 2 || memcmp(alpn, "h2", 2) != 0) {
+      agt_warn("%s: TLS client did not ask for HTTP/2 (ALPN h2); closing",
+               c->peer);
+      c->dead = true;
+      return;
+    }
+    c->handshaking = false;
+    conn_pollout(c, false);
+    agt_debug("%s: %s, %s", c->peer, SSL_get_version(c->ssl),
+              SSL_get_cipher_name(c->ssl));
+    conn_mark(c);
+    return;
+  }
+  e = SSL_get_error(c->ssl, 0);
+  if (e == SSL_ERROR_WANT_READ) {
+    conn_pollout(c, false);
+    return;
+  }
+  if (e == SSL_ERROR_WANT_WRITE) {
+    conn_pollout(c, true);
+    return;
+  }
+  agt_warn("%s: TLS handshake failed: %s", c->peer,
+           e == SSL_ERROR_SYSCALL && !ERR_peek_error()
+               ? "the peer closed the connection"
+               : agt_tls_error(m, sizeof(m)));
+  c->dead = true;
 }
 
 /* ---- responses ---------------------------------------------------------- */
@@ -53,7 +208,7 @@ static bool others_waiting(struct conn *c)
 {
   int queued = 0;
 
-  if (agt_inbox_pending(&c->srv->inbox))
+  if (agt_inbox_pending(&c->srv->inbox) || conn_pending(c))
     return true;
   return ioctl(c->ev.fd, FIONREAD, &queued) == 0 && queued > 0;
 }
@@ -128,8 +283,8 @@ static int pend_reserve(struct conn *c, size_t len)
 }
 
 /*
- * Write the frame with one sendmsg (agt_out_emit_fn; the lane lock is
- * held).  A frame cannot be taken back once a byte of it is out, so what
+ * Write the frame with one sendmsg, or one TLS record (agt_out_emit_fn;
+ * the lane lock is held).  A frame cannot be taken back once a byte of it is out, so what
  * the socket did not take is copied to c->pend and written before anything
  * else; only that remainder is ever copied.
  */
@@ -138,7 +293,6 @@ static int emit_frame(void *arg, struct iovec *iov, int iovcnt)
   static const uint8_t zeros[256];
   struct frame_out *fo = arg;
   struct conn *c = fo->c;
-  struct msghdr mh = {0};
   size_t total = 0, skip, rem;
   ssize_t w;
 
@@ -149,15 +303,9 @@ static int emit_frame(void *arg, struct iovec *iov, int iovcnt)
   }
   for (int i = 0; i < iovcnt; i++)
     total += iov[i].iov_len;
-  mh.msg_iov = iov;
-  mh.msg_iovlen = (size_t)iovcnt;
-  do
-    w = sendmsg(c->ev.fd, &mh, MSG_NOSIGNAL);
-  while (w < 0 && errno == EINTR);
+  w = conn_sendv(c, iov, iovcnt);
   if (w < 0)
-    return errno == EAGAIN || errno == EWOULDBLOCK ? -EAGAIN : -errno;
-  if (w == 0)
-    return -EAGAIN;
+    return (int)w;
   if ((size_t)w == total)
     return 0;
   rem = total - (size_t)w;
@@ -478,8 +626,10 @@ static void conn_close(struct conn *c)
     agt_stream_free(c->streams);
   nghttp2_session_del(c->ngh);
   epoll_ctl(srv->epfd, EPOLL_CTL_DEL, c->ev.fd, NULL);
+  SSL_free(c->ssl);
   close(c->ev.fd);
   free(c->pend);
+  free(c->tlsbuf);
   if (c->prev)
     c->prev->next = c->next;
   else
@@ -520,8 +670,14 @@ static void conn_flush(struct conn *c)
   c->dirty = false;
   if (c->dead || c->lingering)
     return;
+  if (c->handshaking) {
+    conn_handshake(c);
+    if (c->handshaking || c->dead)
+      return;
+  }
   for (;;) {
     ssize_t w;
+    struct iovec one;
 
     if (c->out_len == 0) {
       const uint8_t *p;
@@ -558,15 +714,14 @@ static void conn_flush(struct conn *c)
       c->out = p;
       c->out_len = (size_t)n;
     }
-    w = send(c->ev.fd, c->out, c->out_len, MSG_NOSIGNAL);
+    one = (struct iovec){(void *)c->out, c->out_len};
+    w = conn_sendv(c, &one, 1);
+    if (w == -EAGAIN) {
+      conn_pollout(c, true);
+      return;
+    }
     if (w < 0) {
-      if (errno == EINTR)
-        continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        conn_pollout(c, true);
-        return;
-      }
-      agt_debug("%s: send: %s", c->peer, strerror(errno));
+      agt_debug("%s: send: %s", c->peer, strerror((int)-w));
       c->dead = true;
       return;
     }
@@ -582,6 +737,8 @@ static void conn_flush(struct conn *c)
      * before the peer reads it; so shut the write side and read until the
      * peer closes too, or the grace period ends.
      */
+    if (c->ssl)
+      (void)SSL_shutdown(c->ssl); /* close_notify, if the socket takes it */
     shutdown(c->ev.fd, SHUT_WR);
     c->lingering = true;
     if (!c->close_by)
@@ -627,6 +784,11 @@ static void conn_read(struct conn *c)
   struct agt_server *srv = c->srv;
   size_t got = 0;
 
+  if (c->handshaking) {
+    conn_handshake(c);
+    if (c->handshaking || c->dead)
+      return;
+  }
   for (int i = 0; i < RECV_ROUNDS && got < TURN_MAX && !c->dead; i++) {
     size_t cap = sizeof(srv->rbuf);
     uint8_t *buf;
@@ -642,19 +804,14 @@ static void conn_read(struct conn *c)
       buf = srv->rbuf;
       cap = tr_h2track_next_read(&c->fr, RECV_HEAD, sizeof(srv->rbuf));
     }
-    n = recv(c->ev.fd, buf, cap, 0);
-
+    n = conn_recv(c, buf, cap);
     if (n == 0) {
       c->dead = true; /* peer closed */
       return;
     }
     if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) {
-        agt_debug("%s: recv: %s", c->peer, strerror(errno));
+      if (n != -EAGAIN)
         c->dead = true;
-      }
       break;
     }
     got += (size_t)n;
@@ -750,6 +907,13 @@ static void accept_all(struct agt_server *srv)
     c->srv = srv;
     c->auth_by = agt_now_ms() + AUTH_GRACE_MS;
     tr_h2track_init(&c->fr, NGHTTP2_CLIENT_MAGIC_LEN); /* a server's input */
+    if (srv->tls) {
+      c->ssl = SSL_new(srv->tls);
+      if (!c->ssl || SSL_set_fd(c->ssl, fd) != 1)
+        goto out_free;
+      SSL_set_accept_state(c->ssl);
+      c->handshaking = true;
+    }
     if (getnameinfo((struct sockaddr *)&sa, salen, host, sizeof(host), serv,
                     sizeof(serv), NI_NUMERICHOST | NI_NUMERICSERV) == 0)
       snprintf(c->peer, sizeof(c->peer), "%s:%s", host, serv);
@@ -777,6 +941,7 @@ static void accept_all(struct agt_server *srv)
   out_del:
     nghttp2_session_del(c->ngh);
   out_free:
+    SSL_free(c->ssl);
     free(c);
   out_close:
     agt_warn("dropping a new connection: out of memory");
@@ -868,6 +1033,8 @@ static void end_of_turn(struct agt_server *srv)
     }
     if (c->dead)
       conn_close(c);
+    else if (conn_pending(c))
+      srv->tls_backlog = true;
   }
 }
 
@@ -899,8 +1066,11 @@ int agt_server_run(struct agt_server *srv)
 
   for (;;) {
     struct epoll_event evs[64];
+    bool backlog = srv->tls_backlog;
     int n = epoll_wait(srv->epfd, evs, 64,
-                       spin_until && agt_now_ns() < spin_until ? 0 : 1000);
+                       backlog || (spin_until && agt_now_ns() < spin_until)
+                           ? 0
+                           : 1000);
 
     if (n > 0 && srv->spin_ns)
       spin_until = agt_now_ns() + srv->spin_ns;
@@ -943,6 +1113,12 @@ int agt_server_run(struct agt_server *srv)
         break;
       }
     }
+    /* Input TLS decrypted and kept (a turn ended before it was read):
+       no socket event will announce it. */
+    srv->tls_backlog = false;
+    for (struct conn *c = srv->conns; backlog && c; c = c->next)
+      if (!c->dead && conn_pending(c))
+        conn_read(c);
     end_of_turn(srv);
   }
 }
@@ -1049,10 +1225,12 @@ int agt_server_new(const struct agt_server_config *cfg, struct agt_backend *be,
   int rc;
 
   if (!srv) {
+    SSL_CTX_free(cfg->tls);
     *why = "out of memory";
     return -ENOMEM;
   }
   srv->be = be;
+  srv->tls = cfg->tls;
   srv->spin_ns = (uint64_t)cfg->spin_us * 1000u;
   srv->epfd = -1;
   srv->listen_ev.fd = srv->signal_ev.fd = -1;
@@ -1097,6 +1275,19 @@ int agt_server_new(const struct agt_server_config *cfg, struct agt_backend *be,
   rc = listen_on(srv, cfg->listen, why);
   if (rc < 0)
     goto out_fail;
+  if (!srv->tls) {
+    struct sockaddr_storage sa;
+    socklen_t salen = sizeof(sa);
+
+    if (getsockname(srv->listen_ev.fd, (struct sockaddr *)&sa, &salen) < 0 ||
+        !is_loopback(&sa)) {
+      *why = "only a loopback address may be served without TLS (h2c "
+             "carries the secret in clear): give --tls-cert and --tls-key "
+             "(--gen-cert DIR makes a pair)";
+      rc = -EPERM;
+      goto out_fail;
+    }
+  }
   *why = "cannot set up the event loop";
   if ((rc = add_ev(srv, &srv->listen_ev)) < 0 ||
       (rc = add_ev(srv, &srv->signal_ev)) < 0 ||
@@ -1142,5 +1333,6 @@ void agt_server_free(struct agt_server *srv)
   if (srv->epfd >= 0)
     close(srv->epfd);
   free(srv->secret);
+  SSL_CTX_free(srv->tls);
   free(srv);
 }

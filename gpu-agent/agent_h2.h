@@ -2,8 +2,8 @@
  * agent_h2.h: the agent's HTTP/2 server (PROTOCOL.md §3, "Wire leg").
  *
  * One thread runs an epoll loop over the listening socket, every accepted
- * connection (non-blocking, TCP_NODELAY, one nghttp2 server session each,
- * h2c with prior knowledge), a signalfd for SIGTERM/SIGINT and the inbox
+ * connection (non-blocking, TCP_NODELAY, one nghttp2 server session each;
+ * h2c with prior knowledge on loopback, else TLS with ALPN h2), a signalfd for SIGTERM/SIGINT and the inbox
  * eventfd of the execution threads.  Routes:
  *
  *   POST /v1/hello    one HELLO record in, one HELLO reply record out
@@ -27,8 +27,12 @@
 
 #include "backends/backend.h"
 
+typedef struct ssl_ctx_st SSL_CTX;
+
 struct agt_server_config {
   const char *listen;   /* "HOST:PORT", "[V6]:PORT"; port 0 = any */
+  SSL_CTX *tls;         /* TLS for every connection (taken), or NULL: h2c,
+                           which only a loopback address may use */
   const char *secret;   /* NULL: accept every request (--insecure) */
   unsigned exec_threads; /* >= 1 */
   unsigned spin_us;     /* polling before sleeping (--spin-us); 0: none */

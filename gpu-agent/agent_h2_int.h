@@ -17,6 +17,7 @@
 #include <sys/uio.h>
 
 #include <nghttp2/nghttp2.h>
+#include <openssl/ssl.h>
 
 /*
  * nghttp2 1.60 renamed the ssize_t entry points (*2, nghttp2_ssize) and
@@ -146,6 +147,10 @@ struct conn {
   struct ev ev;
   struct agt_server *srv;
   nghttp2_session *ngh;
+  SSL *ssl;           /* TLS over ev.fd, or NULL (h2c) */
+  bool handshaking;   /* TLS handshake not finished: no HTTP/2 yet */
+  uint8_t *tlsbuf;    /* a frame gathered for SSL_write (owned) */
+  size_t tlsbuf_cap;
   struct conn *prev, *next;
   struct stream *streams;
   /*
@@ -180,6 +185,8 @@ struct conn {
 struct agt_server {
   struct ev listen_ev, signal_ev, inbox_ev;
   int epfd;
+  SSL_CTX *tls;      /* owned; NULL: h2c */
+  bool tls_backlog;  /* a connection has decrypted input left over */
   uint16_t port;
   char *secret; /* "Bearer <secret>", or NULL */
   size_t secret_len;

@@ -19,8 +19,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/ssl.h>
+
 #include "agent.h"
 #include "agent_h2.h"
+#include "agent_tls.h"
 #include "backends/backend.h"
 
 #define EXIT_USAGE 2
@@ -30,8 +33,9 @@ static const char usage_text[] =
   "Usage: " AGT_PROG " [OPTION]...\n"
   "Serve one GPU (or the emulated device) to tremote brokers over HTTP/2.\n"
   "\n"
-  "The agent runs on the GPU machine.  A broker connects to it (h2c, one\n"
-  "connection per machine), says HELLO, then opens a session per client\n"
+  "The agent runs on the GPU machine.  A broker connects to it (one\n"
+  "HTTP/2 connection per machine: h2c on loopback, else TLS with ALPN h2),\n"
+  "says HELLO, then opens a session per client\n"
   "program and lanes within it; the agent executes the CUDA calls those\n"
   "lanes carry.  Every request must present the machine's shared secret as\n"
   "'authorization: Bearer <secret>'.  See docs/PROTOCOL.md.\n"
@@ -42,6 +46,19 @@ static const char usage_text[] =
   "  --ready-fd N         once listening, write \"<port>\\n\" to file\n"
   "                       descriptor N and close it (how a broker starting a\n"
   "                       local agent learns the port)\n"
+  "\n"
+  "TLS (required to listen on anything but loopback):\n"
+  "  --tls-cert FILE      the certificate (PEM, chain first) and ...\n"
+  "  --tls-key FILE       ... its private key (PEM); TLS 1.2 or newer, ALPN\n"
+  "                       h2 only.  The fingerprint brokers pin is logged at\n"
+  "                       start (SHA256:...).\n"
+  "  --gen-cert DIR       make DIR/key.pem (mode 0600) and DIR/cert.pem: a\n"
+  "                       self-signed EC P-256 certificate for localhost,\n"
+  "                       127.0.0.1, ::1 and this host's name, valid ten\n"
+  "                       years; print its fingerprint and exit (never\n"
+  "                       overwrites)\n"
+  "  --san NAMES          with --gen-cert: more DNS names or IP addresses,\n"
+  "                       comma-separated\n"
   "\n"
   "Authentication (one is required):\n"
   "  --secret-file FILE   read the shared secret from FILE\n"
@@ -95,10 +112,17 @@ static const char usage_text[] =
   "  0  stopped by SIGTERM or SIGINT, or --help/--version\n"
   "  1  could not start (listen failed, backend unavailable) or the event\n"
   "     loop failed\n"
-  "  2  invalid command line, or no secret and no --insecure\n";
+  "  2  invalid command line, or no secret and no --insecure\n"
+  "\n"
+  "Example, a STATIC machine reached from another host:\n"
+  "  " AGT_PROG " --gen-cert /etc/tremote     # prints SHA256:...\n"
+  "  " AGT_PROG " --listen 0.0.0.0:7000 --secret-file /etc/tremote/secret \\\n"
+  "      --tls-cert /etc/tremote/cert.pem --tls-key /etc/tremote/key.pem\n"
+  "and in the broker's machines file: tls = on, fingerprint = SHA256:...\n";
 
 struct options {
   const char *listen;
+  const char *tls_cert, *tls_key, *gen_cert, *san;
   const char *secret_file;
   int secret_fd;
   bool insecure;
@@ -190,10 +214,15 @@ static void parse_args(int argc, char **argv, struct options *o)
     OPT_LISTEN = 256, OPT_SECRET_FILE, OPT_SECRET_FD, OPT_INSECURE,
     OPT_READY_FD, OPT_BACKEND, OPT_EMU_NAME, OPT_EMU_MEM, OPT_EMU_CC,
     OPT_EMU_WORKERS, OPT_EMU_WATCHDOG, OPT_EXEC_THREADS, OPT_SPIN_US,
-    OPT_LOG_LEVEL, OPT_VERSION,
+    OPT_LOG_LEVEL, OPT_VERSION, OPT_TLS_CERT, OPT_TLS_KEY, OPT_GEN_CERT,
+    OPT_SAN,
   };
   static const struct option longs[] = {
     {"listen", required_argument, NULL, OPT_LISTEN},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+    {"gen-cert", required_argument, NULL, OPT_GEN_CERT},
+    {"san", required_argument, NULL, OPT_SAN},
     {"secret-file", required_argument, NULL, OPT_SECRET_FILE},
     {"secret-fd", required_argument, NULL, OPT_SECRET_FD},
     {"insecure", no_argument, NULL, OPT_INSECURE},
@@ -218,6 +247,18 @@ static void parse_args(int argc, char **argv, struct options *o)
     switch (c) {
     case OPT_LISTEN:
       o->listen = optarg;
+      break;
+    case OPT_TLS_CERT:
+      o->tls_cert = optarg;
+      break;
+    case OPT_TLS_KEY:
+      o->tls_key = optarg;
+      break;
+    case OPT_GEN_CERT:
+      o->gen_cert = optarg;
+      break;
+    case OPT_SAN:
+      o->san = optarg;
       break;
     case OPT_SECRET_FILE:
       o->secret_file = optarg;
@@ -314,6 +355,26 @@ static void parse_args(int argc, char **argv, struct options *o)
   }
   if (o->secret_file && o->secret_fd >= 0)
     usage_error("--secret-file and --secret-fd are mutually exclusive");
+  if (!o->tls_cert != !o->tls_key)
+    usage_error("--tls-cert and --tls-key go together");
+  if (o->san && !o->gen_cert)
+    usage_error("--san goes with --gen-cert");
+}
+
+/* --gen-cert DIR: make the pair, print the fingerprint, exit. */
+static int gen_cert(const struct options *o)
+{
+  char fp[AGT_TLS_FP_LEN], err[512];
+
+  if (agt_tls_gen_cert(o->gen_cert, o->san, fp, err, sizeof(err)) < 0) {
+    fprintf(stderr, AGT_PROG ": %s\n", err);
+    return 1;
+  }
+  printf("%s/cert.pem %s\n", o->gen_cert, fp);
+  printf("Start the agent with --tls-cert %s/cert.pem --tls-key "
+         "%s/key.pem,\nand pin it in the broker's machines file: tls = on, "
+         "fingerprint = %s\n", o->gen_cert, o->gen_cert, fp);
+  return 0;
 }
 
 /* Read at most SECRET_MAX bytes from fd until EOF.  Returns a malloc()ed
@@ -453,6 +514,7 @@ int main(int argc, char **argv)
   struct agt_emu_config ecfg;
   struct agt_backend *be = NULL;
   struct agt_server *srv = NULL;
+  SSL_CTX *tls = NULL;
   const char *why = "";
   char *secret;
   sigset_t sigs;
@@ -461,6 +523,19 @@ int main(int argc, char **argv)
 
   tr_log_set_prog(AGT_PROG);
   parse_args(argc, argv, &o);
+  if (o.gen_cert)
+    return gen_cert(&o);
+  if (o.tls_cert) {
+    char err[512], fp[AGT_TLS_FP_LEN];
+
+    tls = agt_tls_server_ctx(o.tls_cert, o.tls_key, err, sizeof(err));
+    if (!tls) {
+      fprintf(stderr, AGT_PROG ": %s\n", err);
+      return EXIT_USAGE;
+    }
+    if (agt_tls_file_fingerprint(o.tls_cert, fp) == 0)
+      agt_info("TLS certificate %s, fingerprint %s", o.tls_cert, fp);
+  }
   secret = load_secret(&o);
   if (!secret)
     agt_warn("--insecure: accepting requests without a secret");
@@ -494,16 +569,18 @@ int main(int argc, char **argv)
     agt_err("backend %s: %s", o.backend, why);
     goto out;
   }
-  scfg = (struct agt_server_config){o.listen, secret, o.exec_threads,
+  scfg = (struct agt_server_config){o.listen, tls, secret, o.exec_threads,
                                     (unsigned)o.spin_us};
+  tls = NULL; /* the server's now */
   rc = agt_server_new(&scfg, be, &srv, &why);
   if (rc < 0) {
     agt_err("cannot listen on %s: %s", o.listen, why);
     goto out_backend;
   }
-  agt_info("listening on %s, port %u; backend %s; %u execution threads; "
-           "polling %d us", o.listen, agt_server_port(srv), be->ops->name,
-           o.exec_threads, o.spin_us);
+  agt_info("listening on %s, port %u (%s); backend %s; %u execution "
+           "threads; polling %d us", o.listen, agt_server_port(srv),
+           scfg.tls ? "TLS" : "h2c", be->ops->name, o.exec_threads,
+           o.spin_us);
   if (o.ready_fd >= 0)
     announce_port(o.ready_fd, agt_server_port(srv));
   if (agt_server_run(srv) == 0)
@@ -513,6 +590,7 @@ int main(int argc, char **argv)
 out_backend:
   be->ops->destroy(be);
 out:
+  SSL_CTX_free(tls);
   free(secret);
   return status;
 }
