@@ -1231,6 +1231,7 @@ int agt_server_new(const struct agt_server_config *cfg, struct agt_backend *be,
   }
   srv->be = be;
   srv->tls = cfg->tls;
+  srv->quota = cfg->quota;
   srv->spin_ns = (uint64_t)cfg->spin_us * 1000u;
   srv->epfd = -1;
   srv->listen_ev.fd = srv->signal_ev.fd = -1;

@@ -36,6 +36,7 @@ struct agt_server_config {
   const char *secret;   /* NULL: accept every request (--insecure) */
   unsigned exec_threads; /* >= 1 */
   unsigned spin_us;     /* polling before sleeping (--spin-us); 0: none */
+  uint64_t quota;       /* device memory per session (--quota); 0: none */
 };
 
 struct agt_server;

@@ -186,6 +186,7 @@ struct agt_server {
   struct ev listen_ev, signal_ev, inbox_ev;
   int epfd;
   SSL_CTX *tls;      /* owned; NULL: h2c */
+  uint64_t quota;    /* per session, bytes; 0: none */
   bool tls_backlog;  /* a connection has decrypted input left over */
   uint16_t port;
   char *secret; /* "Bearer <secret>", or NULL */

@@ -89,6 +89,12 @@ static const char usage_text[] =
   "                       cudaErrorLaunchTimeout, as under a display\n"
   "                       watchdog (default 600; 0 = no limit)\n"
   "\n"
+  "Sessions:\n"
+  "  --quota SIZE         device memory one session (one client program)\n"
+  "                       may hold; cudaMalloc beyond it fails with\n"
+  "                       cudaErrorMemoryAllocation.  SIZE as for --emu-mem\n"
+  "                       (default: no quota)\n"
+  "\n"
   "Execution and logs:\n"
   "  --exec-threads N     threads executing calls (default: number of CPUs)\n"
   "  --spin-us N          after work, the network thread and one idle\n"
@@ -123,6 +129,7 @@ static const char usage_text[] =
 struct options {
   const char *listen;
   const char *tls_cert, *tls_key, *gen_cert, *san;
+  uint64_t quota;
   const char *secret_file;
   int secret_fd;
   bool insecure;
@@ -215,7 +222,7 @@ static void parse_args(int argc, char **argv, struct options *o)
     OPT_READY_FD, OPT_BACKEND, OPT_EMU_NAME, OPT_EMU_MEM, OPT_EMU_CC,
     OPT_EMU_WORKERS, OPT_EMU_WATCHDOG, OPT_EXEC_THREADS, OPT_SPIN_US,
     OPT_LOG_LEVEL, OPT_VERSION, OPT_TLS_CERT, OPT_TLS_KEY, OPT_GEN_CERT,
-    OPT_SAN,
+    OPT_SAN, OPT_QUOTA,
   };
   static const struct option longs[] = {
     {"listen", required_argument, NULL, OPT_LISTEN},
@@ -223,6 +230,7 @@ static void parse_args(int argc, char **argv, struct options *o)
     {"tls-key", required_argument, NULL, OPT_TLS_KEY},
     {"gen-cert", required_argument, NULL, OPT_GEN_CERT},
     {"san", required_argument, NULL, OPT_SAN},
+    {"quota", required_argument, NULL, OPT_QUOTA},
     {"secret-file", required_argument, NULL, OPT_SECRET_FILE},
     {"secret-fd", required_argument, NULL, OPT_SECRET_FD},
     {"insecure", no_argument, NULL, OPT_INSECURE},
@@ -290,6 +298,11 @@ static void parse_args(int argc, char **argv, struct options *o)
     case OPT_EMU_MEM:
       if (parse_size(optarg, &o->emu_mem) < 0)
         usage_error("--emu-mem: '%s' is not a size such as 16G or 512M",
+                    optarg);
+      break;
+    case OPT_QUOTA:
+      if (parse_size(optarg, &o->quota) < 0 || o->quota == 0)
+        usage_error("--quota: '%s' is not a size such as 8G or 512M",
                     optarg);
       break;
     case OPT_EMU_CC: {
@@ -570,7 +583,7 @@ int main(int argc, char **argv)
     goto out;
   }
   scfg = (struct agt_server_config){o.listen, tls, secret, o.exec_threads,
-                                    (unsigned)o.spin_us};
+                                    (unsigned)o.spin_us, o.quota};
   tls = NULL; /* the server's now */
   rc = agt_server_new(&scfg, be, &srv, &why);
   if (rc < 0) {

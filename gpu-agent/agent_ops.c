@@ -97,31 +97,79 @@ static uint32_t op_synchronize(struct agt_call *c)
 
 /* ---- memory ------------------------------------------------------------- */
 
+static uint32_t op_free_ptr(struct agt_call *c, uint64_t ptr);
+
+/*
+ * MALLOC.  The size is reserved against the session's quota (--quota)
+ * first and given back if the device refuses; each allocation's size is
+ * kept so FREE can give it back.  Over the quota is
+ * cudaErrorMemoryAllocation, as a full device would be.
+ */
 static uint32_t op_malloc(struct agt_call *c)
 {
-  uint64_t ptr;
+  struct agt_session *s = c->sess;
+  uint64_t ptr = 0, size;
   uint32_t st;
-  uint8_t *out;
+  uint8_t *out = NULL;
+  bool over;
 
   if (c->len != 8)
     return TR_ST_BAD_RECORD;
-  st = ops_of(c)->mem_alloc(c->sess->ctx, tr_get_u64(c->p), &ptr);
-  if (st)
-    return st;
-  out = reply_buf(c, 8);
-  if (!out) {
-    ops_of(c)->mem_free(c->sess->ctx, ptr);
+  size = tr_get_u64(c->p);
+  pthread_mutex_lock(&s->mu);
+  over = s->quota && size > s->quota - s->mem_used;
+  if (!over)
+    s->mem_used += size;
+  pthread_mutex_unlock(&s->mu);
+  if (over) {
+    agt_debug("session %016llx: %llu bytes more would pass its quota of "
+              "%llu", (unsigned long long)s->id, (unsigned long long)size,
+              (unsigned long long)s->quota);
     return cudaErrorMemoryAllocation;
+  }
+  st = ops_of(c)->mem_alloc(s->ctx, size, &ptr);
+  if (st == cudaSuccess && ptr) {
+    pthread_mutex_lock(&s->mu);
+    if (agt_hmap_put(&s->allocs, ptr, (void *)(uintptr_t)size) < 0)
+      st = cudaErrorMemoryAllocation;
+    pthread_mutex_unlock(&s->mu);
+    if (st)
+      ops_of(c)->mem_free(s->ctx, ptr);
+  }
+  if (st == cudaSuccess && !(out = reply_buf(c, 8))) {
+    op_free_ptr(c, ptr);
+    return cudaErrorMemoryAllocation;
+  }
+  if (st || !ptr) {
+    pthread_mutex_lock(&s->mu);
+    s->mem_used -= size;
+    pthread_mutex_unlock(&s->mu);
+    if (st)
+      return st;
   }
   tr_put_u64(out, ptr);
   return cudaSuccess;
+}
+
+/* Free ptr and give its size back to the quota. */
+static uint32_t op_free_ptr(struct agt_call *c, uint64_t ptr)
+{
+  struct agt_session *s = c->sess;
+  uint32_t st = ops_of(c)->mem_free(s->ctx, ptr);
+
+  if (st == cudaSuccess && ptr) {
+    pthread_mutex_lock(&s->mu);
+    s->mem_used -= (uint64_t)(uintptr_t)agt_hmap_del(&s->allocs, ptr);
+    pthread_mutex_unlock(&s->mu);
+  }
+  return st;
 }
 
 static uint32_t op_free(struct agt_call *c)
 {
   if (c->len != 8)
     return TR_ST_BAD_RECORD;
-  return ops_of(c)->mem_free(c->sess->ctx, tr_get_u64(c->p));
+  return op_free_ptr(c, tr_get_u64(c->p));
 }
 
 static uint32_t op_memcpy_h2d(struct agt_call *c)

@@ -107,6 +107,7 @@ static void open_session(struct stream *st)
                "session refused: %s", why);
     return;
   }
+  s->quota = srv->quota;
   if (agt_hmap_put(&srv->sessions, id, s) < 0) {
     agt_session_put(s);
     agt_st_reply_text(st, 503, "out of memory");

@@ -113,6 +113,7 @@ int agt_session_new(uint64_t id, struct agt_backend *be,
   agt_hmap_init(&s->funcs);
   agt_hmap_init(&s->events);
   agt_hmap_init(&s->graphs);
+  agt_hmap_init(&s->allocs);
   *out = s;
   return 0;
 }
@@ -177,6 +178,7 @@ static void session_teardown(struct agt_session *s)
   }
   pthread_mutex_unlock(&s->mu);
   agt_hmap_release(&s->graphs);
+  agt_hmap_release(&s->allocs); /* the context frees the memory */
   agt_hmap_release(&s->events);
   agt_hmap_release(&s->funcs);
   agt_hmap_release(&s->modules);

@@ -123,6 +123,10 @@ struct agt_session {
   struct agt_hmap events;  /* client handle -> struct agt_event */
   struct agt_hmap graphs;  /* client handle -> struct agt_graph */
   struct agt_upload *uploads;
+  /* Device memory the session allocated (MALLOC), against its quota. */
+  struct agt_hmap allocs;  /* device pointer -> size (as a pointer) */
+  uint64_t mem_used;
+  uint64_t quota;          /* bytes; 0 = none (set once, at creation) */
 
   /*
    * A kernel fault (cudaErrorIllegalAddress and its kind) corrupts the

@@ -78,6 +78,7 @@
 
 static const char *agent_path;
 static const char *agent_watchdog = "600"; /* --emu-watchdog SEC */
+static const char *agent_quota;             /* --quota SIZE, or none */
 static pid_t agent_pid;
 static uint16_t agent_port;
 static const char secret[] = "5ec1e7c0ffee5ec1e7c0ffee5ec1e7c0ffee5ec1e7c0ffee5ec1e7c0ffee0001";
@@ -111,7 +112,7 @@ static int start_agent(void **state)
     execl(agent_path, agent_path, "--listen", "127.0.0.1:0", "--secret-fd",
           "3", "--ready-fd", "4", "--emu-mem", "3G", "--exec-threads", "4",
           "--emu-watchdog", agent_watchdog, "--log-level", "warn",
-          (char *)NULL);
+          agent_quota ? "--quota" : (char *)NULL, agent_quota, (char *)NULL);
     _exit(127);
   }
   close(sp[0]);
@@ -1402,6 +1403,45 @@ static void test_lane_mark(void **state)
   tc_close(&c);
 }
 
+/* MALLOC beyond the session's --quota (64M here) fails with
+   cudaErrorMemoryAllocation; FREE gives the room back; another session
+   has a quota of its own. */
+static void test_quota(void **state)
+{
+  struct tc_conn c;
+  struct tc_stream *s1, *s2, *a, *b;
+  struct tc_result r;
+  uint64_t sid1, sid2, p1, p2, p3;
+  uint8_t arg[8];
+
+  (void)state;
+  connect_agent(&c);
+  s1 = open_session(&c, 20, &sid1);
+  s2 = open_session(&c, 21, &sid2);
+  a = open_lane(&c, sid1, 1, 200);
+  b = open_lane(&c, sid2, 1, 200);
+  p1 = dmalloc(a, 40ull << 20);
+  tr_put_u64(arg, 40ull << 20);
+  assert_int_equal(tc_call(a, TR_OP_MALLOC, 0, arg, 8, NULL),
+                   2 /* cudaErrorMemoryAllocation */);
+  p2 = dmalloc(a, 20ull << 20); /* 60M in all: still inside */
+  tr_put_u64(arg, 8ull << 20);
+  assert_int_equal(tc_call(a, TR_OP_MALLOC, 0, arg, 8, NULL), 2);
+  p3 = dmalloc(b, 60ull << 20); /* the other session's own 64M */
+  tr_put_u64(arg, p1);
+  assert_int_equal(tc_call(a, TR_OP_FREE, 0, arg, 8, NULL), 0);
+  p1 = dmalloc(a, 40ull << 20); /* room again */
+  assert_true(p1 && p2 && p3);
+  tr_put_u64(arg, 1ull << 40); /* far beyond: refused, not attempted */
+  assert_int_equal(tc_call(a, TR_OP_MALLOC, 0, arg, 8, &r), 2);
+  free(r.data);
+  tc_end(s1);
+  tc_end(s2);
+  assert_true(tc_wait_ended(s1));
+  assert_true(tc_wait_ended(s2));
+  tc_close(&c);
+}
+
 static void test_h2d_direct_order(void **state)
 {
   const size_t chunk = MiB, total = 16 * MiB;
@@ -1782,6 +1822,10 @@ int main(int argc, char **argv)
     cmocka_unit_test(test_kernel_fault_sticky),
     cmocka_unit_test(test_kernel_long_ping),
   };
+  /* A third, with a quota per session. */
+  const struct CMUnitTest quota_tests[] = {
+    cmocka_unit_test(test_quota),
+  };
   /* A second agent, with a short watchdog. */
   const struct CMUnitTest watchdog_tests[] = {
     cmocka_unit_test(test_kernel_watchdog),
@@ -1797,5 +1841,8 @@ int main(int argc, char **argv)
   failed = cmocka_run_group_tests(tests, start_agent, stop_agent);
   agent_watchdog = "2";
   failed += cmocka_run_group_tests(watchdog_tests, start_agent, stop_agent);
+  agent_watchdog = "600";
+  agent_quota = "64M";
+  failed += cmocka_run_group_tests(quota_tests, start_agent, stop_agent);
   return failed;
 }
