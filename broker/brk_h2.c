@@ -802,6 +802,11 @@ int brk_h2_new(struct brk_h2 **out, struct brk_loop *loop, struct brk_pipe *pipe
   if (nghttp2_option_new(&opt) != 0)
     goto out_cbs;
   nghttp2_option_set_no_auto_window_update(opt, 1);
+  /* An agent is trusted less than the broker: the same flood limits as
+     the agent's (gpu-agent/agent.h). */
+  nghttp2_option_set_max_continuations(opt, 8);
+  nghttp2_option_set_max_outbound_ack(opt, 1000);
+  nghttp2_option_set_max_settings(opt, 32);
   rc = nghttp2_session_client_new2(&c->ng, cbs, c, opt);
   nghttp2_option_del(opt);
   nghttp2_session_callbacks_del(cbs);

@@ -37,6 +37,13 @@
 #define AGT_CONN_WINDOW (256 << 20)
 #define AGT_MAX_STREAMS 4096u
 #define AGT_MAX_FRAME (1u << 20) /* largest DATA frame we accept */
+/* nghttp2's limits against floods (agent_h2.c, make_callbacks). */
+#define AGT_MAX_HEADER_LIST (16u << 10) /* advertised; ours are < 1 KiB */
+#define AGT_MAX_CONTINUATIONS 8u
+#define AGT_RST_BURST 1000u /* stream resets at once, then ... */
+#define AGT_RST_RATE 33u    /* ... per second */
+#define AGT_MAX_OUTBOUND_ACK 1000u
+#define AGT_MAX_SETTINGS 32u
 
 /*
  * A lane never holds more than about this many bytes of records that were

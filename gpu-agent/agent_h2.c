@@ -883,6 +883,7 @@ static void accept_all(struct agt_server *srv)
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, AGT_MAX_STREAMS},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, AGT_STREAM_WINDOW},
       {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, AGT_MAX_FRAME},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, AGT_MAX_HEADER_LIST},
     };
     struct epoll_event e;
     char host[48], serv[8];
@@ -1214,6 +1215,14 @@ static int make_callbacks(struct agt_server *srv)
   if (nghttp2_option_new(&srv->opt) != 0)
     return -ENOMEM;
   nghttp2_option_set_no_auto_window_update(srv->opt, 1);
+  /* Floods a peer could aim at the library's own bookkeeping: headers
+     split into endless CONTINUATION frames, streams opened and reset
+     (the 2023 "rapid reset"), SETTINGS or PINGs whose ACKs pile up. */
+  nghttp2_option_set_max_continuations(srv->opt, AGT_MAX_CONTINUATIONS);
+  nghttp2_option_set_stream_reset_rate_limit(srv->opt, AGT_RST_BURST,
+                                             AGT_RST_RATE);
+  nghttp2_option_set_max_outbound_ack(srv->opt, AGT_MAX_OUTBOUND_ACK);
+  nghttp2_option_set_max_settings(srv->opt, AGT_MAX_SETTINGS);
   return 0;
 }
 
