@@ -164,6 +164,8 @@ struct brk_config {
   const struct brk_mspec *specs; /* the machines file's, after them */
   unsigned nspecs;
   int ready_fd; /* -1: none */
+  int group_set;  /* --group: its members may use the client socket too */
+  gid_t group;
   uint32_t ping_idle_ms, ping_timeout_ms;
   uint32_t hello_wait_ms;  /* how long HELLO waits for starting machines */
   uint32_t start_timeout_ms; /* agent start + connect + hello */
@@ -267,6 +269,7 @@ struct brk_client {
   char idhex[17];
   int hello_done;
   int hello_waiting; /* a HELLO reply waits for machines */
+  int refused;       /* not admitted (uid, --group): HELLO answers why */
   struct tr_hdr hello_req;
   uint16_t hello_ver;
   uint64_t hello_caps;

@@ -5,7 +5,9 @@
  * A client is one SOCK_SEQPACKET connection; each packet is one record of
  * at most 64 KiB.  Only three opcodes travel on the socket: HELLO (once,
  * first), LANE_OPEN and LANE_CLOSE; everything else goes through lanes.
- * The socket admits only processes of the broker's own uid (SO_PEERCRED).
+ * The socket admits only processes of the broker's own uid, and of its
+ * --group if one was given (SO_PEERCRED, SO_PEERGROUPS); anyone else gets
+ * a HELLO reply with TR_ST_AUTH and the reason, then the close.
  *
  * HELLO is answered with the devices: the machines that are ready, in
  * registry order, as CUDA ordinals 0..n-1.  If some machine is still
@@ -335,6 +337,24 @@ static void on_hello(struct brk_client *c, const struct tr_hdr *h,
     brk_client_drop(c, "second HELLO");
     return;
   }
+  if (c->refused) {
+    const struct brk *b = c->b;
+    char msg[200];
+    int n = snprintf(msg, sizeof(msg),
+                     "this broker admits only uid %u%s; uid %u is not "
+                     "admitted (start your own broker, or ask for "
+                     "tremote-broker --group)",
+                     (unsigned)b->uid, b->cfg.group_set ? " and its group"
+                                                        : "",
+                     (unsigned)c->uid);
+
+    brk_warn("rejecting client pid %d: uid %u is neither the broker's uid "
+             "%u nor in its --group", (int)c->pid, (unsigned)c->uid,
+             (unsigned)b->uid);
+    reply_status(c, h, TR_ST_AUTH, msg, (size_t)n);
+    client_kill(c);
+    return;
+  }
   if (tr_hello_unpack(p, h->payload_len, &theirs) < 0) {
     brk_client_drop(c, "malformed HELLO");
     return;
@@ -621,6 +641,25 @@ static void arm_accept(struct brk *b)
     brk_err("cannot accept clients: %s", strerror(errno));
 }
 
+/* Whether the peer on fd belongs to --group (its primary or one of its
+   supplementary groups, as the kernel reports them). */
+static int in_group(const struct brk *b, int fd, const struct ucred *cred)
+{
+  gid_t groups[256];
+  socklen_t len = sizeof(groups);
+
+  if (!b->cfg.group_set)
+    return 0;
+  if (cred->gid == b->cfg.group)
+    return 1;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0)
+    return 0;
+  for (size_t i = 0; i < len / sizeof(gid_t); i++)
+    if (groups[i] == b->cfg.group)
+      return 1;
+  return 0;
+}
+
 static void on_accept(struct brk_op *op, int res, void *arg)
 {
   struct brk *b = arg;
@@ -638,12 +677,6 @@ static void on_accept(struct brk_op *op, int res, void *arg)
   }
   if (getsockopt(res, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
     brk_warn("rejecting a client: SO_PEERCRED: %s", strerror(errno));
-    close(res);
-    return;
-  }
-  if (cred.uid != b->uid) {
-    brk_warn("rejecting client pid %d: uid %u is not the broker's uid %u",
-             (int)cred.pid, (unsigned)cred.uid, (unsigned)b->uid);
     close(res);
     return;
   }
@@ -677,6 +710,9 @@ static void on_accept(struct brk_op *op, int res, void *arg)
     b->clients->prev = c;
   b->clients = c;
   b->nclients++;
+  /* Someone not admitted is told so in answer to its HELLO (closing at
+     once would reset the connection and lose the reason). */
+  c->refused = cred.uid != b->uid && !in_group(b, res, &cred);
   brk_dbg("client pid %d accepted", (int)c->pid);
   arm_recv(c);
 }

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -76,6 +77,13 @@ static void usage(FILE *f)
       "                       error in the file stops the broker (exit 2)\n"
       "                       with its line and what is valid.  See\n"
       "                       docs/OPERATIONS.md.\n"
+      "  --group NAME         also admit processes whose group (primary or\n"
+      "                       supplementary) is NAME: the socket directory\n"
+      "                       becomes 0750 and the client socket 0660, both\n"
+      "                       of that group.  Default: the broker's user only.\n"
+      "                       Each program still sees only its own memory\n"
+      "                       and streams; the control socket stays the\n"
+      "                       broker's user's (and root's).\n"
       "  --agent PATH         the tremote-gpu-agent binary.  Default: the first\n"
       "                       of $TREMOTE_AGENT, tremote-gpu-agent next to this\n"
       "                       program, ../gpu-agent/tremote-gpu-agent relative\n"
@@ -548,6 +556,7 @@ int main(int argc, char **argv)
       {"control", required_argument, NULL, 'c'},
       {"local", required_argument, NULL, 'n'},
       {"machines", required_argument, NULL, 'M'},
+      {"group", required_argument, NULL, 'G'},
       {"agent", required_argument, NULL, 'a'},
       {"backend", required_argument, NULL, 'b'},
       {"emu-mem", required_argument, NULL, 'm'},
@@ -607,6 +616,18 @@ int main(int argc, char **argv)
     case 'M':
       mfile = optarg;
       break;
+    case 'G': {
+      struct group *g = getgrnam(optarg);
+
+      if (!g) {
+        fprintf(stderr, "tremote-broker: --group %s: no such group\n",
+                optarg);
+        return EXIT_USAGE;
+      }
+      b->cfg.group = g->gr_gid;
+      b->cfg.group_set = 1;
+      break;
+    }
     case 'a':
       agent_opt = optarg;
       break;
@@ -786,6 +807,14 @@ int main(int argc, char **argv)
   rc = listen_on(sock, SOCK_SEQPACKET, &b->listen_fd);
   if (rc < 0) {
     brk_err("cannot listen on %s: %s", sock, strerror(-rc));
+    goto out;
+  }
+  if (b->cfg.group_set &&
+      (chown(dir, (uid_t)-1, b->cfg.group) < 0 || chmod(dir, 0750) < 0 ||
+       chown(sock, (uid_t)-1, b->cfg.group) < 0 || chmod(sock, 0660) < 0)) {
+    brk_err("--group: cannot give %s and %s to group %u: %s (the broker's "
+            "user must be a member)", dir, sock, (unsigned)b->cfg.group,
+            strerror(errno));
     goto out;
   }
   rc = listen_on(ctl, SOCK_STREAM, &b->ctl_fd);

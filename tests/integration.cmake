@@ -5,6 +5,7 @@ tr_script_test(memory_roundtrip integration/memory_roundtrip.sh TIMEOUT 300 FAST
 tr_cuda_app(devices apps/devices.cu)
 tr_script_test(static_machine integration/static_machine.sh TIMEOUT 300 FAST)
 tr_script_test(tls_machine integration/tls_machine.sh TIMEOUT 300 FAST)
+tr_script_test(other_user integration/other_user.sh TIMEOUT 120 FAST)
 tr_cuda_app(big_copy apps/big_copy.cu)
 tr_script_test(big_copy integration/big_copy.sh TIMEOUT 300)
 tr_cuda_app(launch_module apps/launch_module.cu)

@@ -52,25 +52,24 @@ static long now_ms(void)
 static int ctl_send_fd(struct tr_client *c, uint16_t op, uint16_t flags,
                        uint64_t id, const void *payload, uint32_t len, int fd)
 {
-  uint8_t buf[TR_HDR_SIZE + 256];
+  uint8_t buf[TR_HDR_SIZE];
   union {
     struct cmsghdr hdr;
     char space[CMSG_SPACE(sizeof(int))];
   } u;
-  struct iovec iov;
+  struct iovec iov[2];
   struct msghdr msg = {0};
   struct tr_hdr h;
   ssize_t n;
 
-  if (len > sizeof(buf) - TR_HDR_SIZE)
+  if (len > TR_CTL_PAYLOAD_MAX)
     return -EMSGSIZE;
   tr_hdr_init(&h, op, flags, id, len);
   tr_hdr_pack(&h, buf);
-  if (len)
-    memcpy(buf + TR_HDR_SIZE, payload, len);
-  iov = (struct iovec){buf, TR_HDR_SIZE + len};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
+  iov[0] = (struct iovec){buf, TR_HDR_SIZE};
+  iov[1] = (struct iovec){(void *)payload, len};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = len ? 2 : 1;
   if (fd >= 0) {
     struct cmsghdr *cm;
 
@@ -190,7 +189,9 @@ int tr_client_connect(struct tr_client *c, const char *path, int timeout_ms,
   }
   if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
     rc = -errno;
-    *why = "no broker is listening";
+    *why = rc == -EACCES ? "the broker's socket is not open to this user "
+                           "(a broker admits its own user and its --group)"
+                         : "no broker is listening";
     goto out_fail;
   }
   {
@@ -217,7 +218,9 @@ int tr_client_connect(struct tr_client *c, const char *path, int timeout_ms,
     rc = ctl_send(c, TR_OP_HELLO, TR_F_WANT_REPLY, ++c->next_ctl_id, msg,
                   mlen);
   }
-  if (rc < 0)
+  /* A broker that refuses this user says why and closes, maybe before
+     the HELLO went: the reason is still there to read. */
+  if (rc < 0 && rc != -EPIPE && rc != -ECONNRESET)
     goto out_fail;
   rbuf = malloc(cap);
   if (!rbuf) {
@@ -240,6 +243,20 @@ int tr_client_connect(struct tr_client *c, const char *path, int timeout_ms,
   tr_hdr_unpack(rbuf, &h);
   if (tr_hdr_check(&h, (uint32_t)n - TR_HDR_SIZE, 0, why) < 0)
     goto out_fail;
+  if (h.status == TR_ST_AUTH && h.opcode == TR_OP_HELLO) {
+    size_t k = h.payload_len < sizeof(c->refusal) - 1 ? h.payload_len
+                                                       : sizeof(c->refusal) - 1;
+
+    for (size_t i = 0; i < k; i++) {
+      uint8_t ch = rbuf[TR_HDR_SIZE + i];
+
+      c->refusal[i] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+    }
+    c->refusal[k] = 0;
+    *why = c->refusal;
+    rc = -EACCES;
+    goto out_fail;
+  }
   if (h.status == TR_ST_VERSION) {
     *why = "the broker speaks no protocol version this shim speaks";
     goto out_fail;

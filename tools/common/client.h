@@ -28,7 +28,11 @@ struct tr_client {
   uint32_t ndev;
   struct tr_devinfo *dev; /* ndev entries, owned */
   uint64_t next_ctl_id;
+  char refusal[200];      /* why the broker refused us (tr_client_connect) */
 };
+
+/* The largest payload of a record on the socket (a HELLO with options). */
+#define TR_CTL_PAYLOAD_MAX (TR_HELLO_SIZE + 8 + TR_HELLO_VISIBLE_MAX)
 
 /*
  * Where the broker listens: $TREMOTE_BROKER_SOCKET, else
