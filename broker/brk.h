@@ -120,6 +120,19 @@ struct brk_mspec {
   char secret[BRK_SECRET_MAX];
 };
 
+/* A spec named name with nothing set. */
+void brk_mspec_init(struct brk_mspec *m, const char *name);
+/* Whether name may name a machine: 1 to 31 of [A-Za-z0-9._-]. */
+int brk_mspec_valid_name(const char *name);
+/* Set one key (provider, gpu, address, secret_file, tls, ca,
+   fingerprint) from its text.  0, or -1 with why naming key and valid
+   values. */
+int brk_mspec_set(struct brk_mspec *m, const char *key, const char *value,
+                  char *why, size_t cap);
+/* Check a whole spec and derive its address and secret (read from
+   secret_file now).  0, or -1 with why. */
+int brk_mspec_check(struct brk_mspec *m, char *why, size_t cap);
+
 /*
  * Read and check the machines file at path (at most max machines).
  * 0 and *out (free() it) with *n entries in file order, or -1 with why set
@@ -163,6 +176,8 @@ struct brk_config {
   int nlocal;  /* unnamed LOCAL machines (--local), indices first */
   const struct brk_mspec *specs; /* the machines file's, after them */
   unsigned nspecs;
+  const char *machines_file; /* for SIGHUP and the reload op, or NULL */
+  const char *state_path;    /* machines added at run time live here */
   int ready_fd; /* -1: none */
   int group_set;  /* --group: its members may use the client socket too */
   gid_t group;
@@ -171,6 +186,9 @@ struct brk_config {
   uint32_t start_timeout_ms; /* agent start + connect + hello */
   uint32_t stall_ms; /* drop a client that holds a connection paused */
 };
+
+/* Where a machine came from: what a reload or the state file covers. */
+enum brk_origin { BRK_FROM_ARGS, BRK_FROM_FILE, BRK_FROM_CTL };
 
 enum brk_mstate {
   BRK_M_STARTING,
@@ -187,7 +205,10 @@ struct brk_machine {
   unsigned index;
   char name[32];
   const char *provider; /* "local" or "static" */
-  const struct brk_mspec *spec; /* from the machines file, or NULL */
+  const struct brk_mspec *spec; /* &own_spec when named, NULL for --local */
+  struct brk_mspec own_spec;
+  enum brk_origin origin;
+  int removed; /* taken out (control API, reload): never used again */
   enum brk_mstate state;
   char address[128]; /* host:port once known */
   char secret[BRK_SECRET_MAX];  /* LOCAL: 64 hex digits, made per start */
@@ -227,7 +248,8 @@ struct brk {
   struct brk_config cfg;
   uid_t uid;
   struct brk_machine *machines[BRK_MAX_MACHINES];
-  unsigned nmachines;
+  unsigned nmachines; /* slots used; removed machines keep theirs */
+  int machines_started;
   struct brk_client *clients;
   unsigned nclients;
   int listen_fd, ctl_fd;
@@ -417,6 +439,42 @@ unsigned brk_machines_stop(struct brk *b);
 /* SIGKILL and reap agents still running; free the machines. */
 void brk_machines_free(struct brk *b);
 const char *brk_mstate_name(enum brk_mstate s);
+
+/* The machine named name that is not removed, or NULL. */
+struct brk_machine *brk_machine_by_name(struct brk *b, const char *name);
+
+/*
+ * Add a machine for sp (copied, checked already) at the next index, and
+ * start it if the broker runs.  Returns its index, or -1 with why (the
+ * name is taken, no index is left, TLS context).
+ */
+int brk_machine_add(struct brk *b, const struct brk_mspec *sp,
+                    enum brk_origin origin, char *why, size_t cap);
+
+/*
+ * Take machine name out: the sessions that used it get errors as if it
+ * were lost, a LOCAL agent is stopped, and its index is never reused while
+ * the broker runs.  0, or -1 with why.
+ */
+int brk_machine_remove(struct brk *b, const char *name, char *why,
+                       size_t cap);
+
+/*
+ * Read the machines file again: machines no longer in it, or changed,
+ * are removed; new ones (and the changed ones, anew) are added.  Machines
+ * added at run time are left alone.  0 with the counts, or -1 with why
+ * (then nothing changed).
+ */
+int brk_machines_reload(struct brk *b, unsigned *added, unsigned *removed,
+                        char *why, size_t cap);
+
+/*
+ * The machines added at run time, to and from cfg.state_path (the
+ * machines file format, written whole and renamed into place).  Load adds
+ * them after the others; a broken file is set aside (.bad) with a warning.
+ */
+int brk_machines_save(struct brk *b, char *why, size_t cap);
+void brk_machines_load_state(struct brk *b);
 
 /* ---- control socket (brk_ctl.c) --------------------------------------------------- */
 

@@ -209,7 +209,8 @@ static unsigned visible_machines(const struct brk_client *c,
     for (q = tok; *q >= '0' && *q <= '9'; q++)
       ;
     for (unsigned i = 0; i < b->nmachines && !m; i++)
-      if (*q ? strcmp(b->machines[i]->name, tok) == 0
+      if (*q ? !b->machines[i]->removed &&
+                   strcmp(b->machines[i]->name, tok) == 0
              : len <= 9 && strtoul(tok, NULL, 10) == b->machines[i]->index)
         m = b->machines[i];
     if (!m || m->state != BRK_M_READY)

@@ -58,12 +58,13 @@ static void conn_free(struct brk_ctl_conn *k)
   free(k);
 }
 
-void brk_ctl_stats_json(struct brk *b, struct brk_sb *sb)
+/* "[...]": the live sessions. */
+static void sessions_json(struct brk *b, struct brk_sb *sb)
 {
   struct brk_client *c;
   int first = 1;
 
-  brk_sb_printf(sb, "{\"version\":%d,\"sessions\":[", CTL_VERSION);
+  brk_sb_putc(sb, '[');
   for (c = b->clients; c; c = c->next) {
     uint64_t queued = 0;
 
@@ -94,12 +95,28 @@ void brk_ctl_stats_json(struct brk *b, struct brk_sb *sb)
                   (unsigned long long)c->region_bytes_to_agent,
                   (unsigned long long)c->region_bytes_from_agent);
   }
-  brk_sb_puts(sb, "],\"machines\":[");
+  brk_sb_putc(sb, ']');
+}
+
+static const char *origin_name(enum brk_origin o)
+{
+  return o == BRK_FROM_ARGS ? "args" : o == BRK_FROM_FILE ? "file" : "control";
+}
+
+/* "[...]": the machines, removed ones left out. */
+static void machines_json(struct brk *b, struct brk_sb *sb)
+{
+  int first = 1;
+
+  brk_sb_putc(sb, '[');
   for (unsigned i = 0; i < b->nmachines; i++) {
     struct brk_machine *m = b->machines[i];
 
-    if (i)
+    if (m->removed)
+      continue;
+    if (!first)
       brk_sb_putc(sb, ',');
+    first = 0;
     brk_sb_printf(sb, "{\"index\":%u,\"name\":", m->index);
     brk_sb_json_str(sb, m->name);
     brk_sb_puts(sb, ",\"provider\":");
@@ -113,19 +130,44 @@ void brk_ctl_stats_json(struct brk *b, struct brk_sb *sb)
     brk_sb_printf(sb, ",\"memory\":%llu,\"pid\":%d,\"restarts\":%u",
                   (unsigned long long)m->dev.total_mem, (int)m->pid,
                   m->restarts ? m->restarts - 1 : 0);
+    brk_sb_puts(sb, ",\"origin\":");
+    brk_sb_json_str(sb, origin_name(m->origin));
+    if (m->spec && m->spec->gpu[0]) {
+      brk_sb_puts(sb, ",\"gpu\":");
+      brk_sb_json_str(sb, m->spec->gpu);
+    }
+    if (m->spec && m->spec->provider == BRK_P_STATIC)
+      brk_sb_printf(sb, ",\"tls\":%s", m->spec->tls == 1 ? "true" : "false");
     if (m->why[0] && m->state != BRK_M_READY) {
       brk_sb_puts(sb, ",\"error\":");
       brk_sb_json_str(sb, m->why);
     }
     brk_sb_putc(sb, '}');
   }
-  brk_sb_puts(sb, "]}");
+  brk_sb_putc(sb, ']');
 }
 
+void brk_ctl_stats_json(struct brk *b, struct brk_sb *sb)
+{
+  brk_sb_printf(sb, "{\"version\":%d,\"sessions\":", CTL_VERSION);
+  sessions_json(b, sb);
+  brk_sb_puts(sb, ",\"machines\":");
+  machines_json(b, sb);
+  brk_sb_putc(sb, '}');
+}
+
+#define CTL_MAX_ARGS 12
+
+/* One request: op, version, and the other members as given. */
 struct req {
   char op[256];
   char version[256];
   int have_op, have_version, op_is_string;
+  struct {
+    char key[64], value[256];
+    int is_string;
+  } arg[CTL_MAX_ARGS];
+  unsigned nargs, too_many;
 };
 
 static void req_member(const char *key, const char *value, int is_string,
@@ -140,13 +182,104 @@ static void req_member(const char *key, const char *value, int is_string,
   } else if (strcmp(key, "version") == 0) {
     snprintf(r->version, sizeof(r->version), "%s", value);
     r->have_version = 1;
+  } else if (r->nargs == CTL_MAX_ARGS || strlen(key) >= 64) {
+    r->too_many = 1;
+  } else {
+    snprintf(r->arg[r->nargs].key, 64, "%s", key);
+    snprintf(r->arg[r->nargs].value, 256, "%s", value);
+    r->arg[r->nargs++].is_string = is_string;
   }
+}
+
+static const char *req_arg(const struct req *r, const char *key)
+{
+  for (unsigned i = 0; i < r->nargs; i++)
+    if (strcmp(r->arg[i].key, key) == 0 && r->arg[i].is_string)
+      return r->arg[i].value;
+  return NULL;
 }
 
 static void error_doc(struct brk_sb *sb, const char *msg)
 {
   brk_sb_printf(sb, "{\"version\":%d,\"error\":", CTL_VERSION);
   brk_sb_json_str(sb, msg);
+  brk_sb_putc(sb, '}');
+}
+
+#define CTL_OPS "stats, machines, sessions, add, remove, reload"
+
+/*
+ * add: {"name":N,"provider":"local"|"static", and the machines file's
+ * other keys as strings}.  Checked as a machines file section is; kept in
+ * the state file.
+ */
+static void op_add(struct brk *b, const struct req *r, struct brk_sb *sb)
+{
+  const char *name = req_arg(r, "name");
+  struct brk_mspec sp;
+  char why[600];
+  int idx;
+
+  if (!name || !brk_mspec_valid_name(name)) {
+    error_doc(sb, "add needs \"name\": 1 to 31 letters, digits, '-', '_' "
+                  "or '.'");
+    return;
+  }
+  brk_mspec_init(&sp, name);
+  for (unsigned i = 0; i < r->nargs; i++) {
+    if (strcmp(r->arg[i].key, "name") == 0)
+      continue;
+    if (!r->arg[i].is_string) {
+      snprintf(why, sizeof(why), "%.63s must be a string", r->arg[i].key);
+      error_doc(sb, why);
+      return;
+    }
+    if (brk_mspec_set(&sp, r->arg[i].key, r->arg[i].value, why,
+                      sizeof(why)) < 0) {
+      error_doc(sb, why);
+      return;
+    }
+  }
+  if (brk_mspec_check(&sp, why, sizeof(why)) < 0) {
+    error_doc(sb, why);
+    return;
+  }
+  idx = brk_machine_add(b, &sp, BRK_FROM_CTL, why, sizeof(why));
+  if (idx < 0) {
+    error_doc(sb, why);
+    return;
+  }
+  brk_info("control: added %s (index %d, %s)", name, idx,
+           sp.provider == BRK_P_STATIC ? "static" : "local");
+  if (brk_machines_save(b, why, sizeof(why)) < 0)
+    brk_warn("state file: %s (the machine is added, but will not come back "
+             "after a restart)", why);
+  brk_sb_printf(sb, "{\"version\":%d,\"added\":{\"index\":%d,\"name\":",
+                CTL_VERSION, idx);
+  brk_sb_json_str(sb, name);
+  brk_sb_puts(sb, "}}");
+}
+
+/* remove: {"name":N}. */
+static void op_remove(struct brk *b, const struct req *r, struct brk_sb *sb)
+{
+  const char *name = req_arg(r, "name");
+  struct brk_machine *m = name ? brk_machine_by_name(b, name) : NULL;
+  enum brk_origin origin = m ? m->origin : BRK_FROM_CTL;
+  char why[400];
+
+  if (!name) {
+    error_doc(sb, "remove needs \"name\"");
+    return;
+  }
+  if (brk_machine_remove(b, name, why, sizeof(why)) < 0) {
+    error_doc(sb, why);
+    return;
+  }
+  if (origin == BRK_FROM_CTL && brk_machines_save(b, why, sizeof(why)) < 0)
+    brk_warn("state file: %s", why);
+  brk_sb_printf(sb, "{\"version\":%d,\"removed\":", CTL_VERSION);
+  brk_sb_json_str(sb, name);
   brk_sb_putc(sb, '}');
 }
 
@@ -170,15 +303,43 @@ static void answer(struct brk *b, const char *line, size_t len,
     return;
   }
   if (!r.have_op || !r.op_is_string) {
-    error_doc(sb, "missing op (valid: stats)");
+    error_doc(sb, "missing op (valid: " CTL_OPS ")");
+    return;
+  }
+  if (r.too_many) {
+    error_doc(sb, "too many members (at most 12, keys under 64 bytes)");
     return;
   }
   if (strcmp(r.op, "stats") == 0) {
     brk_ctl_stats_json(b, sb);
-    return;
+  } else if (strcmp(r.op, "machines") == 0) {
+    brk_sb_printf(sb, "{\"version\":%d,\"machines\":", CTL_VERSION);
+    machines_json(b, sb);
+    brk_sb_putc(sb, '}');
+  } else if (strcmp(r.op, "sessions") == 0) {
+    brk_sb_printf(sb, "{\"version\":%d,\"sessions\":", CTL_VERSION);
+    sessions_json(b, sb);
+    brk_sb_putc(sb, '}');
+  } else if (strcmp(r.op, "add") == 0) {
+    op_add(b, &r, sb);
+  } else if (strcmp(r.op, "remove") == 0) {
+    op_remove(b, &r, sb);
+  } else if (strcmp(r.op, "reload") == 0) {
+    unsigned added, removed;
+
+    if (brk_machines_reload(b, &added, &removed, msg, sizeof(msg)) < 0) {
+      error_doc(sb, msg);
+      return;
+    }
+    brk_info("control: %s reloaded: %u machine(s) added, %u removed",
+             b->cfg.machines_file, added, removed);
+    brk_sb_printf(sb, "{\"version\":%d,\"added\":%u,\"removed\":%u}",
+                  CTL_VERSION, added, removed);
+  } else {
+    snprintf(msg, sizeof(msg), "unknown op '%.64s' (valid: " CTL_OPS ")",
+             r.op);
+    error_doc(sb, msg);
   }
-  snprintf(msg, sizeof(msg), "unknown op '%.64s' (valid: stats)", r.op);
-  error_doc(sb, msg);
 }
 
 static void on_written(struct brk_op *op, int res, void *arg)

@@ -101,8 +101,60 @@ static struct brk_machine *machine_new(struct brk *b)
   return m;
 }
 
+struct brk_machine *brk_machine_by_name(struct brk *b, const char *name)
+{
+  for (unsigned i = 0; i < b->nmachines; i++)
+    if (!b->machines[i]->removed && strcmp(b->machines[i]->name, name) == 0)
+      return b->machines[i];
+  return NULL;
+}
+
+int brk_machine_add(struct brk *b, const struct brk_mspec *sp,
+                    enum brk_origin origin, char *why, size_t cap)
+{
+  struct brk_machine *m;
+
+  if (brk_machine_by_name(b, sp->name)) {
+    snprintf(why, cap, "a machine named %s exists already", sp->name);
+    return -1;
+  }
+  if (b->nmachines >= BRK_MAX_MACHINES) {
+    snprintf(why, cap, "all %u machine indices of this broker's life are "
+                       "taken (removed machines keep theirs until it "
+                       "restarts)", BRK_MAX_MACHINES);
+    return -1;
+  }
+  if (sp->provider == BRK_P_LOCAL && !b->cfg.agent_path) {
+    snprintf(why, cap, "a LOCAL machine needs the agent binary, which was "
+                       "not found when the broker started (--agent PATH)");
+    return -1;
+  }
+  m = machine_new(b);
+  if (!m) {
+    snprintf(why, cap, "out of memory");
+    return -1;
+  }
+  m->own_spec = *sp;
+  m->spec = &m->own_spec;
+  m->origin = origin;
+  snprintf(m->name, sizeof(m->name), "%s", sp->name);
+  m->provider = sp->provider == BRK_P_STATIC ? "static" : "local";
+  if (sp->tls == 1) {
+    m->tls_ctx = brk_tls_ctx(m->spec, why, cap);
+    if (!m->tls_ctx) {
+      m->removed = 1; /* the slot stays; nothing else was made */
+      return -1;
+    }
+  }
+  if (b->machines_started)
+    machine_start(m);
+  return (int)m->index;
+}
+
 int brk_machines_init(struct brk *b)
 {
+  char why[512];
+
   if ((unsigned)b->cfg.nlocal + b->cfg.nspecs > BRK_MAX_MACHINES)
     return -E2BIG;
   for (int i = 0; i < b->cfg.nlocal; i++) {
@@ -112,26 +164,14 @@ int brk_machines_init(struct brk *b)
       return -ENOMEM;
     snprintf(m->name, sizeof(m->name), "local-%d", i);
     m->provider = "local";
+    m->origin = BRK_FROM_ARGS;
   }
-  for (unsigned i = 0; i < b->cfg.nspecs; i++) {
-    const struct brk_mspec *sp = &b->cfg.specs[i];
-    struct brk_machine *m = machine_new(b);
-
-    if (!m)
-      return -ENOMEM;
-    snprintf(m->name, sizeof(m->name), "%s", sp->name);
-    m->spec = sp;
-    m->provider = sp->provider == BRK_P_STATIC ? "static" : "local";
-    if (sp->tls == 1) {
-      char why[512];
-
-      m->tls_ctx = brk_tls_ctx(sp, why, sizeof(why));
-      if (!m->tls_ctx) {
-        brk_err("%s: %s", m->name, why);
-        return -EINVAL;
-      }
+  for (unsigned i = 0; i < b->cfg.nspecs; i++)
+    if (brk_machine_add(b, &b->cfg.specs[i], BRK_FROM_FILE, why,
+                        sizeof(why)) < 0) {
+      brk_err("%s: %s", b->cfg.specs[i].name, why);
+      return -EINVAL;
     }
-  }
   return 0;
 }
 
@@ -187,14 +227,14 @@ static void on_restart_timer(struct brk_op *op, int res, void *arg)
 
   m->timer = NULL;
   m->restart_due = 1;
-  if (m->pid == 0 && !m->b->stopping)
+  if (m->pid == 0 && !m->b->stopping && !m->removed)
     machine_start(m);
 }
 
 /* Plan the next start after the back-off (once the old agent is reaped). */
 static void schedule_restart(struct brk_machine *m)
 {
-  if (m->b->stopping || m->permanent)
+  if (m->b->stopping || m->permanent || m->removed)
     return;
   cancel_timer(m);
   m->restart_due = 0;
@@ -722,6 +762,10 @@ static void on_agent_exit(struct brk_op *op, int res, void *arg)
       brk_loop_stop(m->b->loop);
     return;
   }
+  if (m->removed) {
+    brk_dbg("%s: agent pid %d exited (machine removed)", m->name, (int)pid);
+    return;
+  }
   if (WIFSIGNALED(status))
     brk_warn("%s: agent pid %d killed by signal %d", m->name, (int)pid,
              WTERMSIG(status));
@@ -908,10 +952,39 @@ static void machine_start(struct brk_machine *m)
     spawn(m);
 }
 
+int brk_machine_remove(struct brk *b, const char *name, char *why,
+                       size_t cap)
+{
+  struct brk_machine *m = brk_machine_by_name(b, name);
+  struct brk_h2 *h2;
+
+  if (!m) {
+    snprintf(why, cap, "no machine named %.64s", name);
+    return -1;
+  }
+  brk_info("%s: removed (index %u)", m->name, m->index);
+  m->removed = 1;
+  cancel_timer(m);
+  start_cleanup(m);
+  if (m->state == BRK_M_READY)
+    brk_clients_machine_lost(b, m); /* its sessions answer "lost" now */
+  h2 = m->h2;
+  m->h2 = NULL;
+  if (h2)
+    brk_h2_free(h2);
+  kill_agent(m, SIGTERM); /* reaped by on_agent_exit */
+  m->state = BRK_M_STOPPED;
+  snprintf(m->why, sizeof(m->why), "removed");
+  brk_clients_machines_changed(b);
+  return 0;
+}
+
 void brk_machines_start(struct brk *b)
 {
+  b->machines_started = 1;
   for (unsigned i = 0; i < b->nmachines; i++)
-    machine_start(b->machines[i]);
+    if (!b->machines[i]->removed)
+      machine_start(b->machines[i]);
 }
 
 unsigned brk_machines_stop(struct brk *b)

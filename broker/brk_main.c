@@ -77,6 +77,10 @@ static void usage(FILE *f)
       "                       error in the file stops the broker (exit 2)\n"
       "                       with its line and what is valid.  See\n"
       "                       docs/OPERATIONS.md.\n"
+      "  --state FILE         where machines added at run time (control\n"
+      "                       socket) are kept, to come back when the broker\n"
+      "                       restarts.  Default: machines.state next to the\n"
+      "                       client socket.\n"
       "  --group NAME         also admit processes whose group (primary or\n"
       "                       supplementary) is NAME: the socket directory\n"
       "                       becomes 0750 and the client socket 0660, both\n"
@@ -109,6 +113,10 @@ static void usage(FILE *f)
       "                       paused for S seconds (default 30).\n"
       "  -h, --help           show this help and exit.\n"
       "  -V, --version        show the version and exit.\n"
+      "\n"
+      "SIGHUP reads the machines file again: machines gone from it or changed\n"
+      "are removed (their programs get errors), new ones are added at new\n"
+      "indices; indices of the others never change.\n"
       "\n"
       "A lost machine (agent died, connection broken, PING unanswered) turns\n"
       "into TR_ST_MACHINE_LOST errors in the programs that used it, never a\n"
@@ -459,10 +467,16 @@ static void on_signal(struct brk_op *op, int res, void *arg)
   sig_op = NULL;
   if (res == (int)sizeof(si)) {
     memcpy(&si, brk_op_buf(op), sizeof(si));
-    if (si.ssi_signo == SIGHUP)
-      brk_info("SIGHUP: nothing to reload (machines come from the command "
-               "line)");
-    else
+    if (si.ssi_signo == SIGHUP) {
+      unsigned added, removed;
+      char why[1024];
+
+      if (brk_machines_reload(b, &added, &removed, why, sizeof(why)) < 0)
+        brk_warn("SIGHUP: %s; the machines stay as they were", why);
+      else
+        brk_info("SIGHUP: %s reloaded: %u machine(s) added, %u removed",
+                 b->cfg.machines_file, added, removed);
+    } else
       shutdown_begin(b, si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
   }
   arm_signals(b);
@@ -557,6 +571,7 @@ int main(int argc, char **argv)
       {"local", required_argument, NULL, 'n'},
       {"machines", required_argument, NULL, 'M'},
       {"group", required_argument, NULL, 'G'},
+      {"state", required_argument, NULL, 'Z'},
       {"agent", required_argument, NULL, 'a'},
       {"backend", required_argument, NULL, 'b'},
       {"emu-mem", required_argument, NULL, 'm'},
@@ -574,6 +589,7 @@ int main(int argc, char **argv)
   static struct brk broker;
   struct brk *b = &broker;
   const char *agent_opt = NULL, *mfile = NULL;
+  char *state = NULL;
   struct brk_mspec *specs = NULL;
   unsigned nspecs = 0;
   int local_given = 0, any_local;
@@ -615,6 +631,10 @@ int main(int argc, char **argv)
       break;
     case 'M':
       mfile = optarg;
+      break;
+    case 'Z':
+      free(state);
+      state = strdup(optarg);
       break;
     case 'G': {
       struct group *g = getgrnam(optarg);
@@ -740,19 +760,24 @@ int main(int argc, char **argv)
   b->cfg.control_path = ctl;
   b->uid = getuid();
 
+  if (!state && asprintf(&state, "%s/machines.state", dir) < 0)
+    state = NULL;
+  b->cfg.state_path = state;
+  b->cfg.machines_file = mfile;
+
+  /* Looked for even without LOCAL machines now: one may be added at run
+     time.  Missing is an error only when one is needed at start. */
   any_local = b->cfg.nlocal > 0;
   for (unsigned i = 0; i < nspecs; i++)
     any_local |= specs[i].provider == BRK_P_LOCAL;
-  if (any_local) {
-    agent = find_agent(agent_opt, &tried);
-    if (!agent) {
-      brk_err("cannot find the agent binary tremote-gpu-agent; looked at:\n%s"
-              "Use --agent PATH or set TREMOTE_AGENT.", tried.s);
-      ret = EXIT_NOAGENT;
-      goto out;
-    }
-    b->cfg.agent_path = agent;
+  agent = find_agent(agent_opt, &tried);
+  if (!agent && any_local) {
+    brk_err("cannot find the agent binary tremote-gpu-agent; looked at:\n%s"
+            "Use --agent PATH or set TREMOTE_AGENT.", tried.s);
+    ret = EXIT_NOAGENT;
+    goto out;
   }
+  b->cfg.agent_path = agent;
 
   rc = make_dirs(dir);
   if (rc < 0) {
@@ -804,6 +829,7 @@ int main(int argc, char **argv)
       brk_err("out of memory");
     goto out; /* else said already */
   }
+  brk_machines_load_state(b);
   rc = listen_on(sock, SOCK_SEQPACKET, &b->listen_fd);
   if (rc < 0) {
     brk_err("cannot listen on %s: %s", sock, strerror(-rc));
@@ -867,6 +893,7 @@ out:
   brk_sb_release(&tried);
   free(agent);
   free(specs);
+  free(state);
   free(sock);
   free(ctl);
   free(dir);

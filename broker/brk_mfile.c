@@ -1,5 +1,6 @@
 /*
- * brk_mfile.c: the machines file (INI, read with inih).
+ * brk_mfile.c: the machines file (INI, read with inih), its reload, and
+ * the state file of machines added at run time (the same format).
  *
  *   [machine NAME]
  *   provider = local | static
@@ -22,6 +23,7 @@
  */
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <limits.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ini.h>
@@ -36,6 +38,7 @@
 #include <openssl/ssl.h>
 
 #include "brk.h"
+#include "brk_log.h"
 
 struct parse {
   struct brk_mspec *specs;
@@ -58,7 +61,7 @@ static int fail(struct parse *p, const char *fmt, ...)
   return 0; /* inih: an error on this line */
 }
 
-static int valid_name(const char *s)
+int brk_mspec_valid_name(const char *s)
 {
   size_t n = strlen(s);
 
@@ -68,6 +71,13 @@ static int valid_name(const char *s)
     if (!isalnum((unsigned char)s[i]) && !strchr("-_.", s[i]))
       return 0;
   return 1;
+}
+
+void brk_mspec_init(struct brk_mspec *m, const char *name)
+{
+  memset(m, 0, sizeof(*m));
+  snprintf(m->name, BRK_MNAME_MAX, "%s", name);
+  m->tls = -1;
 }
 
 static struct brk_mspec *spec_of(struct parse *p, const char *name)
@@ -84,22 +94,83 @@ static struct brk_mspec *spec_of(struct parse *p, const char *name)
     p->specs = s;
     p->cap = cap;
   }
-  memset(&p->specs[p->n], 0, sizeof(p->specs[p->n]));
-  snprintf(p->specs[p->n].name, BRK_MNAME_MAX, "%s", name);
-  p->specs[p->n].tls = -1;
+  brk_mspec_init(&p->specs[p->n], name);
   return &p->specs[p->n++];
 }
 
-static int set_str(struct parse *p, const char *sect, const char *key,
-                   char *dst, size_t cap, const char *v)
+static int set_str(const struct brk_mspec *m, const char *key, char *dst,
+                   size_t cap, const char *v, char *why, size_t wcap)
 {
-  if (dst[0])
-    return fail(p, "[%s]: %s given twice", sect, key);
-  if (!v[0] || strlen(v) >= cap)
-    return fail(p, "[%s]: %s must be 1 to %zu characters", sect, key,
-                cap - 1);
+  if (dst[0]) {
+    snprintf(why, wcap, "[machine %s]: %s given twice", m->name, key);
+    return -1;
+  }
+  if (!v[0] || strlen(v) >= cap) {
+    snprintf(why, wcap, "[machine %s]: %s must be 1 to %zu characters",
+             m->name, key, cap - 1);
+    return -1;
+  }
   memcpy(dst, v, strlen(v) + 1);
-  return 1;
+  return 0;
+}
+
+int brk_mspec_set(struct brk_mspec *m, const char *key, const char *value,
+                  char *why, size_t cap)
+{
+  if (strcmp(key, "provider") == 0) {
+    if (m->provider) {
+      snprintf(why, cap, "[machine %s]: provider given twice", m->name);
+      return -1;
+    }
+    if (strcasecmp(value, "local") == 0) {
+      m->provider = BRK_P_LOCAL;
+    } else if (strcasecmp(value, "static") == 0) {
+      m->provider = BRK_P_STATIC;
+    } else if (strcasecmp(value, "modal") == 0) {
+      snprintf(why, cap, "[machine %s]: provider=modal is not available in "
+                         "this build yet (valid: local, static)", m->name);
+      return -1;
+    } else {
+      snprintf(why, cap, "[machine %s]: unknown provider '%.64s' (valid: "
+                         "local, static, modal)", m->name, value);
+      return -1;
+    }
+    return 0;
+  }
+  if (strcmp(key, "gpu") == 0)
+    return set_str(m, key, m->gpu, sizeof(m->gpu), value, why, cap);
+  if (strcmp(key, "address") == 0)
+    return set_str(m, key, m->address, sizeof(m->address), value, why, cap);
+  if (strcmp(key, "secret_file") == 0)
+    return set_str(m, key, m->secret_file, sizeof(m->secret_file), value,
+                   why, cap);
+  if (strcmp(key, "ca") == 0)
+    return set_str(m, key, m->ca, sizeof(m->ca), value, why, cap);
+  if (strcmp(key, "fingerprint") == 0)
+    return set_str(m, key, m->fingerprint, sizeof(m->fingerprint), value,
+                   why, cap);
+  if (strcmp(key, "tls") == 0) {
+    if (m->tls != -1) {
+      snprintf(why, cap, "[machine %s]: tls given twice", m->name);
+      return -1;
+    }
+    if (!strcasecmp(value, "on") || !strcasecmp(value, "yes") ||
+        !strcasecmp(value, "true") || !strcmp(value, "1")) {
+      m->tls = 1;
+    } else if (!strcasecmp(value, "off") || !strcasecmp(value, "no") ||
+               !strcasecmp(value, "false") || !strcmp(value, "0")) {
+      m->tls = 0;
+    } else {
+      snprintf(why, cap, "[machine %s]: tls=%.32s (valid: on, off)", m->name,
+               value);
+      return -1;
+    }
+    return 0;
+  }
+  snprintf(why, cap, "[machine %s]: unknown key '%.64s' (valid: provider, "
+                     "gpu, address, secret_file, tls, ca, fingerprint)",
+           m->name, key);
+  return -1;
 }
 
 static int on_entry(void *user, const char *section, const char *key,
@@ -108,6 +179,7 @@ static int on_entry(void *user, const char *section, const char *key,
   struct parse *p = user;
   struct brk_mspec *m;
   const char *name;
+  char why[400];
 
   if (strncmp(section, "machine ", 8) != 0)
     return fail(p, "[%s]: unknown section (valid: [machine NAME])",
@@ -115,54 +187,15 @@ static int on_entry(void *user, const char *section, const char *key,
   name = section + 8;
   while (*name == ' ')
     name++;
-  if (!valid_name(name))
+  if (!brk_mspec_valid_name(name))
     return fail(p, "[%s]: a machine name is 1 to %d letters, digits, '-', "
                    "'_' or '.'", section, BRK_MNAME_MAX - 1);
   m = spec_of(p, name);
   if (!m)
     return fail(p, "out of memory");
-  if (strcmp(key, "provider") == 0) {
-    if (m->provider)
-      return fail(p, "[%s]: provider given twice", section);
-    if (strcasecmp(value, "local") == 0)
-      m->provider = BRK_P_LOCAL;
-    else if (strcasecmp(value, "static") == 0)
-      m->provider = BRK_P_STATIC;
-    else if (strcasecmp(value, "modal") == 0)
-      return fail(p, "[%s]: provider=modal is not available in this build "
-                     "yet (valid: local, static)", section);
-    else
-      return fail(p, "[%s]: unknown provider '%s' (valid: local, static, "
-                     "modal)", section, value);
-    return 1;
-  }
-  if (strcmp(key, "gpu") == 0)
-    return set_str(p, section, key, m->gpu, sizeof(m->gpu), value);
-  if (strcmp(key, "address") == 0)
-    return set_str(p, section, key, m->address, sizeof(m->address), value);
-  if (strcmp(key, "secret_file") == 0)
-    return set_str(p, section, key, m->secret_file, sizeof(m->secret_file),
-                   value);
-  if (strcmp(key, "ca") == 0)
-    return set_str(p, section, key, m->ca, sizeof(m->ca), value);
-  if (strcmp(key, "fingerprint") == 0)
-    return set_str(p, section, key, m->fingerprint, sizeof(m->fingerprint),
-                   value);
-  if (strcmp(key, "tls") == 0) {
-    if (m->tls != -1)
-      return fail(p, "[%s]: tls given twice", section);
-    if (!strcasecmp(value, "on") || !strcasecmp(value, "yes") ||
-        !strcasecmp(value, "true") || !strcmp(value, "1"))
-      m->tls = 1;
-    else if (!strcasecmp(value, "off") || !strcasecmp(value, "no") ||
-             !strcasecmp(value, "false") || !strcmp(value, "0"))
-      m->tls = 0;
-    else
-      return fail(p, "[%s]: tls=%s (valid: on, off)", section, value);
-    return 1;
-  }
-  return fail(p, "[%s]: unknown key '%s' (valid: provider, gpu, address, "
-                 "secret_file, tls, ca, fingerprint)", section, key);
+  if (brk_mspec_set(m, key, value, why, sizeof(why)) < 0)
+    return fail(p, "%s", why);
+  return 1;
 }
 
 /* "HOST:PORT" -> m->sa.  Hosts: IPv4 literals, [IPv6] literals,
@@ -305,8 +338,7 @@ static int norm_fingerprint(char *fp)
   return 0;
 }
 
-/* What only the whole section can tell. */
-static int check_spec(struct brk_mspec *m, char *why, size_t cap)
+int brk_mspec_check(struct brk_mspec *m, char *why, size_t cap)
 {
   if (!m->provider) {
     snprintf(why, cap, "[machine %s]: provider missing (valid: local, "
@@ -423,7 +455,7 @@ int brk_mfile_load(const char *path, unsigned max, struct brk_mspec **out,
   for (unsigned i = 0; i < p.n; i++) {
     char w[480];
 
-    if (check_spec(&p.specs[i], w, sizeof(w)) < 0) {
+    if (brk_mspec_check(&p.specs[i], w, sizeof(w)) < 0) {
       snprintf(why, cap, "%s: %s", path, w);
       goto err;
     }
@@ -434,4 +466,134 @@ int brk_mfile_load(const char *path, unsigned max, struct brk_mspec **out,
 err:
   free(p.specs);
   return -1;
+}
+
+/* ---- the registry's files: reload and the state file ----------------------- */
+
+int brk_machines_reload(struct brk *b, unsigned *added, unsigned *removed,
+                        char *why, size_t cap)
+{
+  struct brk_mspec *specs = NULL;
+  unsigned n = 0;
+  char w[512];
+
+  *added = *removed = 0;
+  if (!b->cfg.machines_file) {
+    snprintf(why, cap, "the broker was started without --machines: nothing "
+                       "to reload");
+    return -1;
+  }
+  if (brk_mfile_load(b->cfg.machines_file, BRK_MAX_MACHINES, &specs, &n, why,
+                     cap) < 0)
+    return -1; /* nothing changed */
+  /* Gone or changed: out.  (Changed ones come back below, anew.) */
+  for (unsigned i = 0; i < b->nmachines; i++) {
+    struct brk_machine *m = b->machines[i];
+    const struct brk_mspec *now = NULL;
+
+    if (m->removed || m->origin != BRK_FROM_FILE)
+      continue;
+    for (unsigned k = 0; k < n && !now; k++)
+      if (strcmp(specs[k].name, m->name) == 0)
+        now = &specs[k];
+    if (now && memcmp(now, &m->own_spec, sizeof(*now)) == 0)
+      continue;
+    if (brk_machine_remove(b, m->name, w, sizeof(w)) == 0)
+      (*removed)++;
+  }
+  for (unsigned k = 0; k < n; k++) {
+    struct brk_machine *m = brk_machine_by_name(b, specs[k].name);
+
+    if (m) {
+      if (m->origin != BRK_FROM_FILE)
+        brk_warn("reload: [machine %s] is skipped: a machine added at run "
+                 "time has that name", specs[k].name);
+      continue;
+    }
+    if (brk_machine_add(b, &specs[k], BRK_FROM_FILE, w, sizeof(w)) < 0)
+      brk_warn("reload: [machine %s]: %s", specs[k].name, w);
+    else
+      (*added)++;
+  }
+  free(specs);
+  return 0;
+}
+
+static void put_kv(FILE *f, const char *k, const char *v)
+{
+  if (v[0])
+    fprintf(f, "%s = %s\n", k, v);
+}
+
+int brk_machines_save(struct brk *b, char *why, size_t cap)
+{
+  char tmp[PATH_MAX];
+  FILE *f;
+  int fd, bad;
+
+  if (!b->cfg.state_path)
+    return 0;
+  if (snprintf(tmp, sizeof(tmp), "%s.tmp", b->cfg.state_path) >=
+      (int)sizeof(tmp)) {
+    snprintf(why, cap, "state file path too long");
+    return -1;
+  }
+  fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0 || !(f = fdopen(fd, "w"))) {
+    snprintf(why, cap, "%.200s: %s", tmp, strerror(errno));
+    if (fd >= 0)
+      close(fd);
+    return -1;
+  }
+  fprintf(f, "; machines added to tremote-broker at run time (control "
+             "socket);\n; rewritten by the broker on every change.\n");
+  for (unsigned i = 0; i < b->nmachines; i++) {
+    const struct brk_machine *m = b->machines[i];
+    const struct brk_mspec *sp = m->spec;
+
+    if (m->removed || m->origin != BRK_FROM_CTL || !sp)
+      continue;
+    fprintf(f, "\n[machine %s]\nprovider = %s\n", sp->name,
+            sp->provider == BRK_P_STATIC ? "static" : "local");
+    put_kv(f, "gpu", sp->gpu);
+    put_kv(f, "address", sp->address);
+    put_kv(f, "secret_file", sp->secret_file);
+    if (sp->tls != -1)
+      fprintf(f, "tls = %s\n", sp->tls ? "on" : "off");
+    put_kv(f, "ca", sp->ca);
+    put_kv(f, "fingerprint", sp->fingerprint);
+  }
+  bad = fflush(f) != 0 || fsync(fileno(f)) != 0;
+  if (fclose(f) != 0 || bad || rename(tmp, b->cfg.state_path) < 0) {
+    snprintf(why, cap, "%.200s: %s", b->cfg.state_path, strerror(errno));
+    unlink(tmp);
+    return -1;
+  }
+  return 0;
+}
+
+void brk_machines_load_state(struct brk *b)
+{
+  struct brk_mspec *specs = NULL;
+  unsigned n = 0;
+  char why[1024], bad[PATH_MAX];
+
+  if (!b->cfg.state_path || access(b->cfg.state_path, F_OK) != 0)
+    return;
+  if (brk_mfile_load(b->cfg.state_path, BRK_MAX_MACHINES, &specs, &n, why,
+                     sizeof(why)) < 0) {
+    snprintf(bad, sizeof(bad), "%s.bad", b->cfg.state_path);
+    brk_warn("state file: %s; set aside as %s, machines added at run time "
+             "before are not restored", why, bad);
+    (void)rename(b->cfg.state_path, bad);
+    return;
+  }
+  for (unsigned i = 0; i < n; i++) {
+    if (brk_machine_add(b, &specs[i], BRK_FROM_CTL, why, sizeof(why)) < 0)
+      brk_warn("state file: [machine %s] not restored: %s", specs[i].name,
+               why);
+    else
+      brk_info("%s: restored from %s", specs[i].name, b->cfg.state_path);
+  }
+  free(specs);
 }

@@ -107,6 +107,24 @@ sys.stdout.write(data.decode())
 PY
 }
 
+# tr_ctl JSON: one request on the broker's control socket; the answer on
+# stdout.
+tr_ctl() {
+    python3 - "$TR_TMP/control.sock" "$1" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(sys.argv[1])
+s.sendall(sys.argv[2].encode() + b"\n")
+data = b""
+while True:
+    b = s.recv(65536)
+    if not b:
+        break
+    data += b
+sys.stdout.write(data.decode())
+PY
+}
+
 tr_fail() {
     echo "FAIL: $*"
     echo "--- program output"; cat "$TR_TMP/out" 2>/dev/null
