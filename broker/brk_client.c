@@ -38,6 +38,7 @@
 #include "brk_log.h"
 
 #define PACKET_MAX (64u << 10)
+#define REFUSE_MS 2000u /* a refused client's time to send HELLO */
 #define BROKER_CAPS (TR_CAP_EXEC | TR_CAP_MODULE_CACHE)
 
 static void arm_recv(struct brk_client *c);
@@ -349,9 +350,6 @@ static void on_hello(struct brk_client *c, const struct tr_hdr *h,
                                                         : "",
                      (unsigned)c->uid);
 
-    brk_warn("rejecting client pid %d: uid %u is neither the broker's uid "
-             "%u nor in its --group", (int)c->pid, (unsigned)c->uid,
-             (unsigned)b->uid);
     reply_status(c, h, TR_ST_AUTH, msg, (size_t)n);
     client_kill(c);
     return;
@@ -661,6 +659,17 @@ static int in_group(const struct brk *b, int fd, const struct ucred *cred)
   return 0;
 }
 
+/* A refused client that said no HELLO in time. */
+static void on_refuse_timeout(struct brk_op *op, int res, void *arg)
+{
+  struct brk_client *c = arg;
+
+  (void)op;
+  (void)res;
+  c->hello_timer = NULL;
+  client_kill(c);
+}
+
 static void on_accept(struct brk_op *op, int res, void *arg)
 {
   struct brk *b = arg;
@@ -712,8 +721,20 @@ static void on_accept(struct brk_op *op, int res, void *arg)
   b->clients = c;
   b->nclients++;
   /* Someone not admitted is told so in answer to its HELLO (closing at
-     once would reset the connection and lose the reason). */
+     once would reset the connection and lose the reason), and closed
+     after REFUSE_MS if no HELLO comes: it holds a client slot till then. */
   c->refused = cred.uid != b->uid && !in_group(b, res, &cred);
+  if (c->refused) {
+    brk_warn("rejecting client pid %d: uid %u is neither the broker's uid "
+             "%u nor in its --group", (int)c->pid, (unsigned)c->uid,
+             (unsigned)b->uid);
+    c->hello_timer = brk_loop_timeout(b->loop, REFUSE_MS, on_refuse_timeout,
+                                      c);
+    if (!c->hello_timer) {
+      client_kill(c);
+      return;
+    }
+  }
   brk_dbg("client pid %d accepted", (int)c->pid);
   arm_recv(c);
 }

@@ -565,8 +565,13 @@ static void connected(struct brk_machine *m)
 {
   struct brk_pipe pipe;
   int one = 1;
+  /* Data the agent has not acknowledged for this long ends the
+     connection even while PINGs could not be sent (a full socket). */
+  unsigned user_timeout = m->b->cfg.ping_idle_ms + m->b->cfg.ping_timeout_ms;
 
   setsockopt(m->sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  setsockopt(m->sock, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout,
+             sizeof(user_timeout));
   if (m->tls_ctx) {
     m->ssl = brk_tls_new(m->tls_ctx, m->spec, m->sock);
     if (!m->ssl) {

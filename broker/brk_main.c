@@ -101,9 +101,11 @@ static void usage(FILE *f)
       "                       the sockets listen and every LOCAL machine has\n"
       "                       finished starting (ready or failed).\n"
       "  --ping-interval S    send an HTTP/2 PING to a machine that has been\n"
-      "                       silent for S seconds (default 5).\n"
+      "                       silent for S seconds (default 3).\n"
       "  --ping-timeout S     declare a machine lost when its PING is not\n"
-      "                       answered within S seconds (default 10).\n"
+      "                       answered within S seconds (default 5).  Together:\n"
+      "                       a machine that falls silent is lost, and its\n"
+      "                       programs get errors, within 8 s.\n"
       "  --start-timeout S    give up starting a LOCAL agent after S seconds\n"
       "                       (default 30); it is retried with back-off.\n"
       "  --hello-wait S       how long a program's HELLO may wait for machines\n"
@@ -602,8 +604,8 @@ int main(int argc, char **argv)
   b->cfg.nlocal = 1;
   b->cfg.backend = "auto";
   b->cfg.ready_fd = -1;
-  b->cfg.ping_idle_ms = 5000;
-  b->cfg.ping_timeout_ms = 10000;
+  b->cfg.ping_idle_ms = 3000; /* silence to lost within 8 s: issue 6's */
+  b->cfg.ping_timeout_ms = 5000; /* bound is 10 s */
   b->cfg.start_timeout_ms = 30000;
   b->cfg.hello_wait_ms = 60000;
   b->cfg.stall_ms = 30000;
