@@ -200,6 +200,14 @@ enum brk_mstate {
 
 struct brk;
 
+/* A session's traffic; the broker adds each ended session's to its own. */
+struct brk_counts {
+  uint64_t round_trips, records_to_agent, bytes_to_agent, bytes_from_agent;
+  uint64_t module_loads;   /* MODULE_LOAD answered success */
+  uint64_t module_misses;  /* ... answered NEED_MODULE (the agent lacked it) */
+  uint64_t module_bytes;   /* MODULE_PUT payload bytes sent */
+};
+
 struct brk_machine {
   struct brk *b;
   unsigned index;
@@ -260,6 +268,10 @@ struct brk {
   int ready_sent;
   int stopping;
   unsigned nagents_running;
+  struct brk_counts ended; /* sessions that are gone */
+  uint64_t sessions_total;
+  int metrics_fd;           /* --metrics, or -1 */
+  struct brk_op *metrics_accept_op;
 };
 
 /* ---- clients and sessions (brk_client.c) ---------------------------------- */
@@ -309,7 +321,7 @@ struct brk_client {
   int dead;
   struct brk_task teardown;
   /* statistics (control socket) */
-  uint64_t round_trips, records_to_agent, bytes_to_agent, bytes_from_agent;
+  struct brk_counts n; /* what it sent and got (stats, metrics) */
   uint64_t region_bytes_to_agent, region_bytes_from_agent; /* by reference */
 };
 
@@ -479,6 +491,8 @@ void brk_machines_load_state(struct brk *b);
 /* ---- control socket (brk_ctl.c) --------------------------------------------------- */
 
 int brk_ctl_start(struct brk *b);
+/* The Prometheus text (--metrics), appended to sb.  Exposed for tests. */
+void brk_metrics_text(struct brk *b, struct brk_sb *sb);
 void brk_ctl_stop(struct brk *b);
 /* The stats document, one line of JSON without the newline (appended to
    sb).  Exposed for tests. */

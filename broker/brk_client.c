@@ -79,6 +79,15 @@ static void teardown(struct brk_task *t, void *arg)
   if (c->next)
     c->next->prev = c->prev;
   b->nclients--;
+  if (c->hello_done) {
+    b->ended.round_trips += c->n.round_trips;
+    b->ended.records_to_agent += c->n.records_to_agent;
+    b->ended.bytes_to_agent += c->n.bytes_to_agent;
+    b->ended.bytes_from_agent += c->n.bytes_from_agent;
+    b->ended.module_loads += c->n.module_loads;
+    b->ended.module_misses += c->n.module_misses;
+    b->ended.module_bytes += c->n.module_bytes;
+  }
   free(c->visible);
   free(c);
 }
@@ -279,6 +288,7 @@ static void hello_answer(struct brk_client *c)
               (uint32_t)(TR_HELLO_SIZE + len));
   if (send_packet(c, &rh, hb, TR_HELLO_SIZE, extra, len, NULL, 0) == 0) {
     c->hello_done = 1;
+    c->b->sessions_total++;
     brk_info("client pid %d (uid %u) connected: session %s, %u device(s)",
              (int)c->pid, (unsigned)c->uid, c->idhex, ndev);
   }

@@ -31,6 +31,7 @@ struct brk_ctl_conn {
   struct brk *b;
   struct brk_ctl_conn *next, *prev;
   int fd;
+  int http; /* a metrics request (GET /metrics), not a control line */
   char buf[CTL_MAX + 1];
   size_t len;
   struct brk_sb out;
@@ -85,15 +86,20 @@ static void sessions_json(struct brk *b, struct brk_sb *sb)
                   "\"bytes_to_agent\":%llu,\"bytes_from_agent\":%llu,"
                   "\"queued_to_agent\":%llu,\"regions\":%u,"
                   "\"region_bytes_to_agent\":%llu,"
-                  "\"region_bytes_from_agent\":%llu}",
+                  "\"region_bytes_from_agent\":%llu,"
+                  "\"module_loads\":%llu,\"module_misses\":%llu,"
+                  "\"module_bytes\":%llu}",
                   (int)c->pid, (unsigned)c->uid, c->ndev, c->nlanes,
-                  (unsigned long long)c->round_trips,
-                  (unsigned long long)c->records_to_agent,
-                  (unsigned long long)c->bytes_to_agent,
-                  (unsigned long long)c->bytes_from_agent,
+                  (unsigned long long)c->n.round_trips,
+                  (unsigned long long)c->n.records_to_agent,
+                  (unsigned long long)c->n.bytes_to_agent,
+                  (unsigned long long)c->n.bytes_from_agent,
                   (unsigned long long)queued, brk_regions_count(c),
                   (unsigned long long)c->region_bytes_to_agent,
-                  (unsigned long long)c->region_bytes_from_agent);
+                  (unsigned long long)c->region_bytes_from_agent,
+                  (unsigned long long)c->n.module_loads,
+                  (unsigned long long)c->n.module_misses,
+                  (unsigned long long)c->n.module_bytes);
   }
   brk_sb_putc(sb, ']');
 }
@@ -342,6 +348,116 @@ static void answer(struct brk *b, const char *line, size_t len,
   }
 }
 
+/* ---- Prometheus metrics (--metrics) ---------------------------------------- */
+
+static void metric(struct brk_sb *sb, const char *name, const char *type,
+                   const char *help, uint64_t v)
+{
+  brk_sb_printf(sb, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help,
+                name, type, name, (unsigned long long)v);
+}
+
+void brk_metrics_text(struct brk *b, struct brk_sb *sb)
+{
+  static const enum brk_mstate states[] = {BRK_M_STARTING, BRK_M_READY,
+                                           BRK_M_LOST, BRK_M_FAILED,
+                                           BRK_M_STOPPED};
+  struct brk_counts t = b->ended;
+  uint64_t live = 0;
+
+  for (struct brk_client *c = b->clients; c; c = c->next) {
+    if (c->dead || !c->hello_done)
+      continue;
+    live++;
+    t.round_trips += c->n.round_trips;
+    t.records_to_agent += c->n.records_to_agent;
+    t.bytes_to_agent += c->n.bytes_to_agent;
+    t.bytes_from_agent += c->n.bytes_from_agent;
+    t.module_loads += c->n.module_loads;
+    t.module_misses += c->n.module_misses;
+    t.module_bytes += c->n.module_bytes;
+  }
+  metric(sb, "tremote_sessions", "gauge", "Client programs connected now.",
+         live);
+  metric(sb, "tremote_sessions_total", "counter",
+         "Client programs that connected.", b->sessions_total);
+  metric(sb, "tremote_round_trips_total", "counter",
+         "Requests forwarded to agents that waited for a reply.",
+         t.round_trips);
+  metric(sb, "tremote_records_to_agent_total", "counter",
+         "Records forwarded to agents.", t.records_to_agent);
+  metric(sb, "tremote_bytes_to_agent_total", "counter",
+         "Record bytes forwarded to agents.", t.bytes_to_agent);
+  metric(sb, "tremote_bytes_from_agent_total", "counter",
+         "Reply bytes received from agents.", t.bytes_from_agent);
+  /* A miss is followed by the upload and a load that succeeds, so hits
+     are the successful loads that no miss went before. */
+  metric(sb, "tremote_module_cache_hits_total", "counter",
+         "Module loads the agent served from its cache.",
+         t.module_loads > t.module_misses ? t.module_loads - t.module_misses
+                                          : 0);
+  metric(sb, "tremote_module_cache_misses_total", "counter",
+         "Module loads that needed the module uploaded.", t.module_misses);
+  metric(sb, "tremote_module_bytes_uploaded_total", "counter",
+         "Module bytes uploaded to agents.", t.module_bytes);
+  brk_sb_puts(sb, "# HELP tremote_machine_state The machine's state (1 for "
+                  "the state it is in).\n# TYPE tremote_machine_state "
+                  "gauge\n");
+  for (unsigned i = 0; i < b->nmachines; i++) {
+    const struct brk_machine *m = b->machines[i];
+
+    if (m->removed)
+      continue;
+    for (unsigned k = 0; k < sizeof(states) / sizeof(states[0]); k++)
+      brk_sb_printf(sb,
+                    "tremote_machine_state{index=\"%u\",name=\"%s\","
+                    "provider=\"%s\",state=\"%s\"} %d\n",
+                    m->index, m->name, m->provider,
+                    brk_mstate_name(states[k]), m->state == states[k]);
+  }
+  brk_sb_puts(sb, "# HELP tremote_machine_restarts_total Times the "
+                  "machine was started or connected again.\n# TYPE "
+                  "tremote_machine_restarts_total counter\n");
+  for (unsigned i = 0; i < b->nmachines; i++) {
+    const struct brk_machine *m = b->machines[i];
+
+    if (!m->removed)
+      brk_sb_printf(sb,
+                    "tremote_machine_restarts_total{index=\"%u\","
+                    "name=\"%s\"} %u\n",
+                    m->index, m->name, m->restarts ? m->restarts - 1 : 0);
+  }
+}
+
+/* The HTTP answer to the request head in k->buf. */
+static void http_answer(struct brk_ctl_conn *k)
+{
+  struct brk_sb body;
+  const char *status = "200 OK";
+
+  brk_sb_init(&body);
+  if (strncmp(k->buf, "GET /metrics ", 13) == 0 ||
+      strncmp(k->buf, "GET /metrics?", 13) == 0) {
+    brk_metrics_text(k->b, &body);
+  } else if (strncmp(k->buf, "GET ", 4) == 0) {
+    status = "404 Not Found";
+    brk_sb_puts(&body, "tremote-broker serves GET /metrics only\n");
+  } else {
+    status = "405 Method Not Allowed";
+    brk_sb_puts(&body, "tremote-broker serves GET /metrics only\n");
+  }
+  brk_sb_printf(&k->out,
+                "HTTP/1.1 %s\r\nContent-Type: text/plain; version=0.0.4; "
+                "charset=utf-8\r\nContent-Length: %zu\r\nConnection: "
+                "close\r\n\r\n",
+                status, body.len);
+  if (body.s)
+    brk_sb_puts(&k->out, body.s); /* text: no NUL inside */
+  if (body.oom)
+    k->out.oom = 1;
+  brk_sb_release(&body);
+}
+
 static void on_written(struct brk_op *op, int res, void *arg)
 {
   struct brk_ctl_conn *k = arg;
@@ -364,8 +480,12 @@ static void on_written(struct brk_op *op, int res, void *arg)
 
 static void respond(struct brk_ctl_conn *k, size_t linelen)
 {
-  answer(k->b, k->buf, linelen, &k->out);
-  brk_sb_putc(&k->out, '\n');
+  if (k->http) {
+    http_answer(k);
+  } else {
+    answer(k->b, k->buf, linelen, &k->out);
+    brk_sb_putc(&k->out, '\n');
+  }
   if (k->out.oom) {
     conn_free(k);
     return;
@@ -397,7 +517,7 @@ static void on_read(struct brk_op *op, int res, void *arg)
   memcpy(k->buf + k->len, brk_op_buf(op), (size_t)res);
   k->len += (size_t)res;
   k->buf[k->len] = 0;
-  nl = memchr(k->buf, '\n', k->len);
+  nl = k->http ? strstr(k->buf, "\r\n\r\n") : memchr(k->buf, '\n', k->len);
   if (nl) {
     respond(k, (size_t)(nl - k->buf));
     return;
@@ -468,16 +588,61 @@ static void ctl_arm_accept(struct brk *b)
   b->ctl_accept_op = brk_loop_accept(b->loop, b->ctl_fd, on_accept, b);
 }
 
+static void metrics_arm_accept(struct brk *b);
+
+/* A metrics client: loopback TCP, anyone on this host may read them. */
+static void on_metrics_accept(struct brk_op *op, int res, void *arg)
+{
+  struct brk *b = arg;
+  struct brk_ctl_conn *k;
+
+  (void)op;
+  b->metrics_accept_op = NULL;
+  metrics_arm_accept(b);
+  if (res < 0)
+    return;
+  k = calloc(1, sizeof(*k));
+  if (!k) {
+    close(res);
+    return;
+  }
+  k->b = b;
+  k->fd = res;
+  k->http = 1;
+  brk_sb_init(&k->out);
+  k->next = b->ctls;
+  if (b->ctls)
+    b->ctls->prev = k;
+  b->ctls = k;
+  k->op = brk_loop_read(b->loop, k->fd, CTL_MAX, on_read, k);
+  k->timer = brk_loop_timeout(b->loop, CTL_TIMEOUT_MS, on_timeout, k);
+  if (!k->op || !k->timer)
+    conn_free(k);
+}
+
+static void metrics_arm_accept(struct brk *b)
+{
+  if (b->stopping || b->metrics_accept_op || b->metrics_fd < 0)
+    return;
+  b->metrics_accept_op = brk_loop_accept(b->loop, b->metrics_fd,
+                                         on_metrics_accept, b);
+}
+
 int brk_ctl_start(struct brk *b)
 {
   ctl_arm_accept(b);
-  return b->ctl_accept_op ? 0 : -ENOMEM;
+  metrics_arm_accept(b);
+  return b->ctl_accept_op && (b->metrics_fd < 0 || b->metrics_accept_op)
+             ? 0
+             : -ENOMEM;
 }
 
 void brk_ctl_stop(struct brk *b)
 {
   brk_op_cancel(b->ctl_accept_op);
   b->ctl_accept_op = NULL;
+  brk_op_cancel(b->metrics_accept_op);
+  b->metrics_accept_op = NULL;
   while (b->ctls)
     conn_free(b->ctls);
 }

@@ -2,12 +2,15 @@
  * brk_main.c: tremote-broker's command line, sockets, signals and
  * shutdown.  See usage() for the user's view and brk.h for the objects.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <malloc.h>
 #include <stdlib.h>
@@ -81,6 +84,10 @@ static void usage(FILE *f)
       "                       socket) are kept, to come back when the broker\n"
       "                       restarts.  Default: machines.state next to the\n"
       "                       client socket.\n"
+      "  --metrics HOST:PORT  serve Prometheus metrics at\n"
+      "                       http://HOST:PORT/metrics (a loopback address\n"
+      "                       only): sessions, round trips, bytes, module\n"
+      "                       cache hits and misses, machine states.\n"
       "  --group NAME         also admit processes whose group (primary or\n"
       "                       supplementary) is NAME: the socket directory\n"
       "                       becomes 0750 and the client socket 0660, both\n"
@@ -123,6 +130,10 @@ static void usage(FILE *f)
       "A lost machine (agent died, connection broken, PING unanswered) turns\n"
       "into TR_ST_MACHINE_LOST errors in the programs that used it, never a\n"
       "hang; LOCAL agents are restarted after 1, 2, 4 ... 30 seconds.\n"
+      "\n"
+      "Under systemd (Type=notify; tools/systemd/tremote-broker.service) it\n"
+      "says READY=1 once every machine has finished starting, RELOADING=1\n"
+      "around a SIGHUP, and STOPPING=1 when it stops.\n"
       "\n"
       "Signals: SIGTERM and SIGINT stop accepting, close all clients, stop the\n"
       "agents (SIGTERM, then SIGKILL after 2 s), remove the socket files and\n"
@@ -328,6 +339,70 @@ static int listen_on(const char *path, int type, int *out)
   return 0;
 }
 
+/* --metrics HOST:PORT: a TCP listener on a loopback address (metrics are
+   for this host's collector; anything wider is refused with *why). */
+static int listen_tcp_loopback(const char *spec, int *out, const char **why)
+{
+  struct sockaddr_storage ss;
+  struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+  struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+  char host[64];
+  const char *colon = strrchr(spec, ':');
+  socklen_t len = 0;
+  long port;
+  char *end;
+  int fd, one = 1;
+
+  *why = NULL;
+  memset(&ss, 0, sizeof(ss));
+  if (!colon || colon == spec || (size_t)(colon - spec) >= sizeof(host)) {
+    *why = "expected HOST:PORT on loopback, e.g. 127.0.0.1:9464";
+    return -EINVAL;
+  }
+  memcpy(host, spec, (size_t)(colon - spec));
+  host[colon - spec] = 0;
+  port = strtol(colon + 1, &end, 10);
+  if (*end || end == colon + 1 || port < 1 || port > 65535) {
+    *why = "the port must be 1..65535";
+    return -EINVAL;
+  }
+  if (strcmp(host, "localhost") == 0)
+    snprintf(host, sizeof(host), "127.0.0.1");
+  if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+    memmove(host, host + 1, strlen(host));
+    host[strlen(host) - 1] = 0;
+  }
+  if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
+    s4->sin_family = AF_INET;
+    s4->sin_port = htons((uint16_t)port);
+    len = sizeof(*s4);
+    if ((ntohl(s4->sin_addr.s_addr) >> 24) != 127)
+      *why = "metrics are served on a loopback address only";
+  } else if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
+    s6->sin6_family = AF_INET6;
+    s6->sin6_port = htons((uint16_t)port);
+    len = sizeof(*s6);
+    if (!IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr))
+      *why = "metrics are served on a loopback address only";
+  } else {
+    *why = "expected an IP address (127.0.0.1, [::1]) or localhost";
+  }
+  if (*why)
+    return -EINVAL;
+  fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return -errno;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 64) < 0) {
+    int e = errno;
+
+    close(fd);
+    return -e;
+  }
+  *out = fd;
+  return 0;
+}
+
 /* ---- agent search ------------------------------------------------------------------ */
 
 static int executable(const char *p)
@@ -391,6 +466,32 @@ static char *find_agent(const char *opt, struct brk_sb *tried)
 
 /* ---- ready, signals, shutdown ------------------------------------------------------- */
 
+/*
+ * systemd's readiness protocol (Type=notify): one datagram to the socket in
+ * $NOTIFY_SOCKET ("@name" is in the abstract namespace).  Without the
+ * variable, nothing.  Failures only go to the log: the service runs anyway.
+ */
+static void sd_notify(const char *state)
+{
+  const char *path = getenv("NOTIFY_SOCKET");
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  socklen_t len;
+  int fd;
+
+  if (!path || !path[0] || strlen(path) >= sizeof(sa.sun_path))
+    return;
+  memcpy(sa.sun_path, path, strlen(path));
+  if (sa.sun_path[0] == '@')
+    sa.sun_path[0] = 0;
+  len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path));
+  fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0 || sendto(fd, state, strlen(state), MSG_NOSIGNAL,
+                       (struct sockaddr *)&sa, len) < 0)
+    brk_warn("NOTIFY_SOCKET %s: %s", path, strerror(errno));
+  if (fd >= 0)
+    close(fd);
+}
+
 void brk_check_ready(struct brk *b)
 {
   static const char msg[] = "ready\n";
@@ -403,6 +504,13 @@ void brk_check_ready(struct brk *b)
   b->ready_sent = 1;
   brk_info("ready: listening on %s (control %s), %u machine(s)",
            b->cfg.socket_path, b->cfg.control_path, b->nmachines);
+  {
+    char st[128];
+
+    snprintf(st, sizeof(st), "READY=1\nSTATUS=%u machine(s)\nMAINPID=%d",
+             b->nmachines, (int)getpid());
+    sd_notify(st);
+  }
   if (b->cfg.ready_fd >= 0) {
     if (write(b->cfg.ready_fd, msg, sizeof(msg) - 1) < 0)
       brk_warn("--ready-fd %d: %s", b->cfg.ready_fd, strerror(errno));
@@ -426,7 +534,9 @@ static void close_listeners(struct brk *b)
     close(b->ctl_fd);
     unlink(b->cfg.control_path);
   }
-  b->listen_fd = b->ctl_fd = -1;
+  if (b->metrics_fd >= 0)
+    close(b->metrics_fd);
+  b->listen_fd = b->ctl_fd = b->metrics_fd = -1;
 }
 
 static void on_stop_timer(struct brk_op *op, int res, void *arg)
@@ -446,6 +556,7 @@ static void shutdown_begin(struct brk *b, const char *why)
   }
   b->stopping = 1;
   brk_info("%s: shutting down", why);
+  sd_notify("STOPPING=1");
   close_listeners(b);
   brk_op_cancel(tick_op);
   tick_op = NULL;
@@ -473,11 +584,13 @@ static void on_signal(struct brk_op *op, int res, void *arg)
       unsigned added, removed;
       char why[1024];
 
+      sd_notify("RELOADING=1");
       if (brk_machines_reload(b, &added, &removed, why, sizeof(why)) < 0)
         brk_warn("SIGHUP: %s; the machines stay as they were", why);
       else
         brk_info("SIGHUP: %s reloaded: %u machine(s) added, %u removed",
                  b->cfg.machines_file, added, removed);
+      sd_notify("READY=1");
     } else
       shutdown_begin(b, si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
   }
@@ -574,6 +687,7 @@ int main(int argc, char **argv)
       {"machines", required_argument, NULL, 'M'},
       {"group", required_argument, NULL, 'G'},
       {"state", required_argument, NULL, 'Z'},
+      {"metrics", required_argument, NULL, 'm' + 256},
       {"agent", required_argument, NULL, 'a'},
       {"backend", required_argument, NULL, 'b'},
       {"emu-mem", required_argument, NULL, 'm'},
@@ -590,7 +704,7 @@ int main(int argc, char **argv)
   };
   static struct brk broker;
   struct brk *b = &broker;
-  const char *agent_opt = NULL, *mfile = NULL;
+  const char *agent_opt = NULL, *mfile = NULL, *metrics = NULL;
   char *state = NULL;
   struct brk_mspec *specs = NULL;
   unsigned nspecs = 0;
@@ -609,7 +723,7 @@ int main(int argc, char **argv)
   b->cfg.start_timeout_ms = 30000;
   b->cfg.hello_wait_ms = 60000;
   b->cfg.stall_ms = 30000;
-  b->listen_fd = b->ctl_fd = -1;
+  b->listen_fd = b->ctl_fd = b->metrics_fd = -1;
   tr_log_set_prog("tremote-broker");
   brk_sb_init(&tried);
 
@@ -633,6 +747,9 @@ int main(int argc, char **argv)
       break;
     case 'M':
       mfile = optarg;
+      break;
+    case 'm' + 256:
+      metrics = optarg;
       break;
     case 'Z':
       free(state);
@@ -849,6 +966,17 @@ int main(int argc, char **argv)
   if (rc < 0) {
     brk_err("cannot listen on %s: %s", ctl, strerror(-rc));
     goto out;
+  }
+  if (metrics) {
+    const char *why = NULL;
+
+    rc = listen_tcp_loopback(metrics, &b->metrics_fd, &why);
+    if (rc < 0) {
+      brk_err("--metrics %s: %s", metrics, why ? why : strerror(-rc));
+      ret = why ? EXIT_USAGE : EXIT_FAIL;
+      goto out;
+    }
+    brk_info("metrics: http://%s/metrics", metrics);
   }
   if (brk_clients_start(b) < 0 || brk_ctl_start(b) < 0) {
     brk_err("cannot start accepting: %s", strerror(errno));
