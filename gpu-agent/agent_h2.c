@@ -1279,9 +1279,11 @@ int agt_server_new(const struct agt_server_config *cfg, struct agt_backend *be,
   rc = make_callbacks(srv);
   if (rc < 0)
     goto out_fail;
-  rc = agt_modcache_new(&srv->cache);
-  if (rc < 0)
+  rc = agt_modcache_new(cfg->cache_dir, cfg->cache_max, &srv->cache);
+  if (rc < 0) {
+    *why = "cannot create the --cache-dir directory";
     goto out_fail;
+  }
   rc = listen_on(srv, cfg->listen, why);
   if (rc < 0)
     goto out_fail;

@@ -89,6 +89,15 @@ static const char usage_text[] =
   "                       cudaErrorLaunchTimeout, as under a display\n"
   "                       watchdog (default 600; 0 = no limit)\n"
   "\n"
+  "Module cache:\n"
+  "  --cache-dir DIR      also keep every module (fatbin) programs upload in\n"
+  "                       DIR (created 0700), one file per XXH3-128 hash, so\n"
+  "                       programs need not upload it again after the agent\n"
+  "                       restarts; shared by all sessions\n"
+  "  --cache-max SIZE     bytes of modules kept, in memory and in DIR each;\n"
+  "                       the least recently used go first (default 1G;\n"
+  "                       modules in use are never dropped)\n"
+  "\n"
   "Sessions:\n"
   "  --quota SIZE         device memory one session (one client program)\n"
   "                       may hold; cudaMalloc beyond it fails with\n"
@@ -130,6 +139,8 @@ struct options {
   const char *listen;
   const char *tls_cert, *tls_key, *gen_cert, *san;
   uint64_t quota;
+  const char *cache_dir;
+  uint64_t cache_max;
   const char *secret_file;
   int secret_fd;
   bool insecure;
@@ -222,7 +233,7 @@ static void parse_args(int argc, char **argv, struct options *o)
     OPT_READY_FD, OPT_BACKEND, OPT_EMU_NAME, OPT_EMU_MEM, OPT_EMU_CC,
     OPT_EMU_WORKERS, OPT_EMU_WATCHDOG, OPT_EXEC_THREADS, OPT_SPIN_US,
     OPT_LOG_LEVEL, OPT_VERSION, OPT_TLS_CERT, OPT_TLS_KEY, OPT_GEN_CERT,
-    OPT_SAN, OPT_QUOTA,
+    OPT_SAN, OPT_QUOTA, OPT_CACHE_DIR, OPT_CACHE_MAX,
   };
   static const struct option longs[] = {
     {"listen", required_argument, NULL, OPT_LISTEN},
@@ -231,6 +242,8 @@ static void parse_args(int argc, char **argv, struct options *o)
     {"gen-cert", required_argument, NULL, OPT_GEN_CERT},
     {"san", required_argument, NULL, OPT_SAN},
     {"quota", required_argument, NULL, OPT_QUOTA},
+    {"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
+    {"cache-max", required_argument, NULL, OPT_CACHE_MAX},
     {"secret-file", required_argument, NULL, OPT_SECRET_FILE},
     {"secret-fd", required_argument, NULL, OPT_SECRET_FD},
     {"insecure", no_argument, NULL, OPT_INSECURE},
@@ -298,6 +311,14 @@ static void parse_args(int argc, char **argv, struct options *o)
     case OPT_EMU_MEM:
       if (parse_size(optarg, &o->emu_mem) < 0)
         usage_error("--emu-mem: '%s' is not a size such as 16G or 512M",
+                    optarg);
+      break;
+    case OPT_CACHE_DIR:
+      o->cache_dir = optarg;
+      break;
+    case OPT_CACHE_MAX:
+      if (parse_size(optarg, &o->cache_max) < 0 || o->cache_max == 0)
+        usage_error("--cache-max: '%s' is not a size such as 1G or 256M",
                     optarg);
       break;
     case OPT_QUOTA:
@@ -522,6 +543,7 @@ int main(int argc, char **argv)
     .emu_cc = 80,
     .emu_watchdog_s = 600,
     .spin_us = -1,
+    .cache_max = 1ull << 30,
   };
   struct agt_server_config scfg;
   struct agt_emu_config ecfg;
@@ -583,7 +605,8 @@ int main(int argc, char **argv)
     goto out;
   }
   scfg = (struct agt_server_config){o.listen, tls, secret, o.exec_threads,
-                                    (unsigned)o.spin_us, o.quota};
+                                    (unsigned)o.spin_us, o.quota,
+                                    o.cache_dir, o.cache_max};
   tls = NULL; /* the server's now */
   rc = agt_server_new(&scfg, be, &srv, &why);
   if (rc < 0) {

@@ -1,11 +1,12 @@
 /*
  * agent_module.h: modules (fatbins) by content.
  *
- * The agent keeps every module it was sent in a cache keyed by the
- * XXH3-128 hash of its bytes (canonical, big-endian: PROTOCOL.md §1), so a
- * module is uploaded once per agent, not once per session or program run
- * (DESIGN.md principle 3).  Sessions refer to cache entries; the cache
- * holds one reference of its own to each entry for the agent's lifetime.
+ * The agent keeps the modules it was sent in a cache keyed by the
+ * XXH3-128 hash of their bytes (canonical, big-endian: PROTOCOL.md §1), so
+ * a module is uploaded once per agent (once per cache directory with
+ * --cache-dir), not once per session or program run (DESIGN.md principle
+ * 3).  Sessions refer to cache entries; the cache holds one reference of
+ * its own to each entry while it is listed.
  *
  * Uploads arrive as MODULE_PUT chunks in any order.  struct agt_upload
  * assembles one module for one session and verifies the hash once every
@@ -28,14 +29,20 @@ struct agt_module {
   uint8_t *image; /* owned */
   size_t len;
   unsigned refs;  /* under the cache's lock */
+  uint64_t used;  /* the cache's clock at the last use (eviction order) */
   struct agt_module *next;
   struct agt_modcache *cache;
 };
 
 struct agt_modcache;
 
-/* Returns 0 and *out, or -ENOMEM. */
-int agt_modcache_new(struct agt_modcache **out);
+/*
+ * A cache holding at most max bytes of images (0: no limit; entries a
+ * session uses are never dropped), also kept in directory dir (created
+ * 0700 if missing) when not NULL, so a restarted agent has them.  Returns
+ * 0 and *out, -ENOMEM, or mkdir's -errno.
+ */
+int agt_modcache_new(const char *dir, uint64_t max, struct agt_modcache **out);
 
 /* Drop the cache's own references and free it (entries still referenced
    elsewhere live on until agt_module_put). */
