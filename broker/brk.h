@@ -83,6 +83,10 @@
  * the bandwidth-delay product needs the buffer.
  */
 #define BRK_LOOPBACK_RCVBUF (256 << 10)
+/* Bytes the kernel may hold unsent beyond what is in flight: a small
+   request of one client then queues behind at most this much of another's
+   bulk upload (the rest waits in nghttp2, which interleaves streams). */
+#define BRK_NOTSENT_LOWAT (64 << 10)
 /* Response bytes one lane stream may hold while its lane is full before
    the whole connection is paused: only an agent that ignored the window
    could get there. */

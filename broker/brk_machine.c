@@ -572,6 +572,12 @@ static void connected(struct brk_machine *m)
   setsockopt(m->sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   setsockopt(m->sock, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout,
              sizeof(user_timeout));
+  {
+    int lowat = BRK_NOTSENT_LOWAT;
+
+    setsockopt(m->sock, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat,
+               sizeof(lowat));
+  }
   if (m->tls_ctx) {
     m->ssl = brk_tls_new(m->tls_ctx, m->spec, m->sock);
     if (!m->ssl) {

@@ -13,6 +13,8 @@
 #   5. the runtime programs of issue 5 natively (their expectations are a
 #      real GPU's);
 #   6. stream_fairness under tremote, judged against 3x on this many cores;
+#      6b. many_clients (32 programs, 8 equal ones, a small call beside
+#      another program's bulk copy judged against 3x);
 #   7. tremote-bench --quick --strict: the issue 5 figures on this host
 #      (emulated device; its floors judged).
 # Exit 0 only if every step passed.
@@ -49,6 +51,10 @@ done
 
 step "6. stream fairness under tremote (judged against 3x here: enough cores)"
 TR_FAIR_MIN_CPUS=8 bash "$src/tests/integration/stream_fairness.sh" "$B" || fails+=("stream fairness")
+
+step "6b. many clients under tremote (small-call p99 judged against 3x here)"
+TR_CLIENT_P99_MAX=3 bash "$src/tests/integration/many_clients.sh" "$B" ||
+    fails+=("many clients")
 
 step "7. tremote-bench --quick --strict (emulated device, this host's cores)"
 "$B/tools/bench/tremote-bench" --quick --strict --build-dir "$B" ||
