@@ -1,0 +1,176 @@
+/*
+ * test_libtremote.c: libtremote (include/tremote/tremote.h).
+ *
+ *   test_libtremote            GPU types, providers, and the errors that
+ *                              need no broker
+ *   test_libtremote broker     against the broker of $TREMOTE_BROKER_SOCKET
+ *                              (tests/integration/libtremote.sh starts one
+ *                              with one LOCAL machine): create a machine,
+ *                              look it up by index, compare, remove it
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "tremote/tremote.h"
+
+static void test_gpu_types(void **state)
+{
+  static const char *const names[] = {"T4",        "L4",   "A10G",
+                                      "A100-40GB", "A100-80GB", "L40S",
+                                      "H100",      "H200", "B200"};
+  tremote_gpu_type t;
+
+  (void)state;
+  for (int i = 0; i < TREMOTE_GPU_COUNT; i++) {
+    char lower[16];
+
+    assert_string_equal(tremote_gpu_name((tremote_gpu_type)i), names[i]);
+    assert_int_equal(tremote_gpu_parse(names[i], &t), 0);
+    assert_int_equal(t, i);
+    for (size_t k = 0; k <= strlen(names[i]); k++)
+      lower[k] = (char)(names[i][k] >= 'A' && names[i][k] <= 'Z'
+                            ? names[i][k] - 'A' + 'a'
+                            : names[i][k]);
+    assert_int_equal(tremote_gpu_parse(lower, &t), 0); /* as Modal does */
+    assert_int_equal(t, i);
+    assert_non_null(tremote_gpu_info((tremote_gpu_type)i)->modal_spec);
+  }
+  assert_int_equal(tremote_gpu_info(TREMOTE_GPU_A100_80GB)->memory,
+                   80ull * 1000 * 1000 * 1000);
+  assert_string_equal(tremote_gpu_info(TREMOTE_GPU_H100)->architecture,
+                      "Hopper");
+  assert_int_equal(tremote_gpu_info(TREMOTE_GPU_B200)->cc_major, 10);
+  assert_null(tremote_gpu_info(TREMOTE_GPU_COUNT));
+  assert_null(tremote_gpu_name((tremote_gpu_type)-1));
+
+  assert_int_equal(tremote_gpu_parse("A100", &t), -1);
+  assert_string_equal(tremote_last_error(),
+                      "unknown GPU type 'A100' (valid: T4, L4, A10G, "
+                      "A100-40GB, A100-80GB, L40S, H100, H200, B200)");
+  assert_int_equal(tremote_gpu_parse(NULL, &t), -1);
+  assert_int_equal(tremote_gpu_parse("", &t), -1);
+}
+
+static void test_providers(void **state)
+{
+  (void)state;
+  assert_string_equal(tremote_provider_name(TREMOTE_PROVIDER_MODAL), "modal");
+  assert_string_equal(tremote_provider_name(TREMOTE_PROVIDER_STATIC),
+                      "static");
+  assert_string_equal(tremote_provider_name(TREMOTE_PROVIDER_LOCAL), "local");
+  assert_null(tremote_provider_name((tremote_provider)7));
+}
+
+/* What fails before any broker is asked. */
+static void test_bad_input(void **state)
+{
+  (void)state;
+  assert_null(tremote_create_machine(TREMOTE_PROVIDER_LOCAL, "GTX480", NULL));
+  assert_non_null(strstr(tremote_last_error(), "unknown GPU type 'GTX480'"));
+  assert_null(tremote_create_modal_machine("A100-40GB", NULL));
+  assert_non_null(strstr(tremote_last_error(), "MODAL provider is not "
+                                               "available"));
+  assert_null(tremote_create_machine(TREMOTE_PROVIDER_STATIC, "H100", NULL));
+  assert_non_null(strstr(tremote_last_error(), "needs opts.address"));
+  assert_null(tremote_create_machine((tremote_provider)9, "H100", NULL));
+  assert_non_null(strstr(tremote_last_error(), "unknown provider 9"));
+}
+
+/* No broker: -1 and a line saying how to start one; never a hang. */
+static void test_no_broker(void **state)
+{
+  (void)state;
+  setenv("TREMOTE_CONTROL_SOCKET", "/nonexistent/control.sock", 1);
+  assert_int_equal(tremote_device_count(), -1);
+  assert_non_null(strstr(tremote_last_error(), "no tremote broker answers "
+                                               "at /nonexistent"));
+  assert_int_equal(tremote_is_available(), 0);
+  assert_null(tremote_get_device_by_index(0));
+  assert_null(tremote_create_machine(TREMOTE_PROVIDER_LOCAL, "T4", NULL));
+  unsetenv("TREMOTE_CONTROL_SOCKET");
+}
+
+/* ---- against a broker ------------------------------------------------------- */
+
+static void test_machine_life(void **state)
+{
+  tremote_machine *m, *again, *first;
+  char s[256];
+  int n0, idx, n = -1;
+
+  (void)state;
+  n0 = tremote_device_count();
+  assert_int_equal(n0, 1); /* the script's one LOCAL machine */
+  assert_int_equal(tremote_is_available(), 1);
+  first = tremote_get_device_by_index(0);
+  assert_non_null(first);
+
+  m = tremote_create_machine(TREMOTE_PROVIDER_LOCAL, "t4", NULL);
+  if (!m)
+    fail_msg("create: %s", tremote_last_error());
+  assert_int_equal(strncmp(tremote_machine_device_id(m), "local-t4-", 9), 0);
+  assert_int_equal(strlen(tremote_machine_device_id(m)), 9 + 8);
+  assert_string_equal(tremote_machine_device_name(m), "Local T4");
+  assert_int_equal(tremote_machine_gpu(m), TREMOTE_GPU_T4);
+  assert_int_equal(tremote_machine_provider(m), TREMOTE_PROVIDER_LOCAL);
+  assert_null(tremote_machine_modal_gpu_spec(m));
+  assert_non_null(strstr(tremote_last_error(), "only for Modal machines"));
+  idx = tremote_machine_remote_index(m);
+  assert_int_equal(idx, 1);
+  assert_int_equal(tremote_get_device_index(m), idx);
+
+  again = tremote_get_device_by_index(idx);
+  assert_non_null(again);
+  assert_true(tremote_machine_equal(m, again));
+  assert_true(tremote_devices_compatible(m, again));
+  assert_int_equal(tremote_machine_hash(m), tremote_machine_hash(again));
+  assert_string_equal(tremote_machine_device_name(again), "Local T4");
+  assert_false(tremote_machine_equal(m, first));
+  assert_false(tremote_devices_compatible(m, first));
+  tremote_machine_to_string(m, s, sizeof(s));
+  assert_non_null(strstr(s, tremote_machine_device_id(m)));
+  assert_non_null(strstr(s, "index=1"));
+
+  /* The new LOCAL machine starts: then it is a device too. */
+  for (int i = 0; i < 200 && n != n0 + 1; i++) {
+    n = tremote_device_count();
+    usleep(50000);
+  }
+  assert_int_equal(n, n0 + 1);
+
+  assert_int_equal(tremote_remove_machine(m), 0);
+  assert_int_equal(tremote_get_device_index(m), -1);
+  assert_non_null(strstr(tremote_last_error(), "has no machine"));
+  assert_null(tremote_get_device_by_index(idx));
+  assert_non_null(strstr(tremote_last_error(), "no machine with index 1"));
+  assert_int_equal(tremote_remove_machine(m), -1);
+  assert_non_null(strstr(tremote_last_error(), "no machine named"));
+  assert_int_equal(tremote_device_count(), n0);
+  tremote_machine_free(m);
+  tremote_machine_free(again);
+  tremote_machine_free(first);
+}
+
+int main(int argc, char **argv)
+{
+  const struct CMUnitTest offline[] = {
+      cmocka_unit_test(test_gpu_types),
+      cmocka_unit_test(test_providers),
+      cmocka_unit_test(test_bad_input),
+      cmocka_unit_test(test_no_broker),
+  };
+  const struct CMUnitTest online[] = {
+      cmocka_unit_test(test_machine_life),
+  };
+
+  if (argc > 1 && strcmp(argv[1], "broker") == 0)
+    return cmocka_run_group_tests(online, NULL, NULL);
+  return cmocka_run_group_tests(offline, NULL, NULL);
+}

@@ -1,0 +1,508 @@
+/*
+ * tremote.c: libtremote (include/tremote/tremote.h).
+ *
+ * Machines live in the broker; this library only talks to its control
+ * socket (PROTOCOL.md §6: one line of JSON each way per connection, read
+ * with jansson) and keeps, per machine object, what identifies it: the
+ * device_id (its name in the broker), provider and GPU type.  The broker's
+ * index is asked for when wanted, since a machine can be removed behind
+ * our back.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "tremote/tremote.h"
+
+#define CTL_TIMEOUT_MS 10000
+#define CTL_REPLY_MAX (1u << 20)
+
+/* ---- errors ----------------------------------------------------------------- */
+
+static __thread char last_error[512];
+
+const char *tremote_last_error(void)
+{
+  return last_error;
+}
+
+static void set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void set_error(const char *fmt, ...)
+{
+  va_list ap;
+
+  va_start(ap, fmt);
+  vsnprintf(last_error, sizeof(last_error), fmt, ap);
+  va_end(ap);
+}
+
+/* ---- GPU types ------------------------------------------------------------- */
+
+#define GB (1000ull * 1000 * 1000)
+
+/* The seed's GPUType, with what Modal and NVIDIA say of each. */
+static const struct tremote_gpu_info gpus[TREMOTE_GPU_COUNT] = {
+    [TREMOTE_GPU_T4] = {"T4", "T4", 16 * GB, "Turing", 7, 5},
+    [TREMOTE_GPU_L4] = {"L4", "L4", 24 * GB, "Ada Lovelace", 8, 9},
+    [TREMOTE_GPU_A10G] = {"A10G", "A10G", 24 * GB, "Ampere", 8, 6},
+    [TREMOTE_GPU_A100_40GB] = {"A100-40GB", "A100-40GB", 40 * GB, "Ampere",
+                               8, 0},
+    [TREMOTE_GPU_A100_80GB] = {"A100-80GB", "A100-80GB", 80 * GB, "Ampere",
+                               8, 0},
+    [TREMOTE_GPU_L40S] = {"L40S", "L40S", 48 * GB, "Ada Lovelace", 8, 9},
+    [TREMOTE_GPU_H100] = {"H100", "H100", 80 * GB, "Hopper", 9, 0},
+    [TREMOTE_GPU_H200] = {"H200", "H200", 141 * GB, "Hopper", 9, 0},
+    [TREMOTE_GPU_B200] = {"B200", "B200", 180 * GB, "Blackwell", 10, 0},
+};
+
+const struct tremote_gpu_info *tremote_gpu_info(tremote_gpu_type t)
+{
+  return (unsigned)t < TREMOTE_GPU_COUNT ? &gpus[t] : NULL;
+}
+
+const char *tremote_gpu_name(tremote_gpu_type t)
+{
+  return (unsigned)t < TREMOTE_GPU_COUNT ? gpus[t].name : NULL;
+}
+
+/* "T4, L4, ..., B200" */
+static const char *valid_gpus(void)
+{
+  static char list[128];
+
+  if (!list[0])
+    for (int i = 0; i < TREMOTE_GPU_COUNT; i++)
+      snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
+               i ? ", " : "", gpus[i].name);
+  return list;
+}
+
+int tremote_gpu_parse(const char *s, tremote_gpu_type *out)
+{
+  for (int i = 0; s && i < TREMOTE_GPU_COUNT; i++)
+    if (strcasecmp(s, gpus[i].name) == 0) {
+      *out = (tremote_gpu_type)i;
+      return 0;
+    }
+  set_error("unknown GPU type '%.64s' (valid: %s)", s ? s : "(null)",
+            valid_gpus());
+  return -1;
+}
+
+/* ---- providers ---------------------------------------------------------------- */
+
+static const char *const providers[] = {"modal", "static", "local"};
+static const char *const provider_titles[] = {"Modal", "Static", "Local"};
+
+const char *tremote_provider_name(tremote_provider p)
+{
+  return (unsigned)p < 3 ? providers[p] : NULL;
+}
+
+/* ---- the control socket ------------------------------------------------------ */
+
+/* Where the broker's control socket is (see tremote.h). */
+static void control_path(char *buf, size_t cap)
+{
+  const char *p = getenv("TREMOTE_CONTROL_SOCKET"), *x;
+
+  if (p && p[0]) {
+    snprintf(buf, cap, "%s", p);
+    return;
+  }
+  p = getenv("TREMOTE_BROKER_SOCKET");
+  if (p && p[0] && (x = strrchr(p, '/'))) {
+    snprintf(buf, cap, "%.*s/control.sock", (int)(x - p), p);
+    return;
+  }
+  if ((p = getenv("XDG_RUNTIME_DIR")) && p[0])
+    snprintf(buf, cap, "%s/tremote/control.sock", p);
+  else if (getuid() == 0)
+    snprintf(buf, cap, "/run/tremote/control.sock");
+  else
+    snprintf(buf, cap, "/tmp/tremote-%u/control.sock", (unsigned)getuid());
+}
+
+/* One request (a JSON object, taken), its answer, or NULL with the error.
+   An answer that is an error document is NULL too, with its text. */
+static json_t *ctl(json_t *req)
+{
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  char path[sizeof(sa.sun_path)], *line = NULL, *buf = NULL;
+  size_t len = 0;
+  json_t *ans = NULL, *err;
+  json_error_t je;
+  int fd = -1;
+
+  json_object_set_new(req, "version", json_integer(1));
+  line = json_dumps(req, JSON_COMPACT);
+  json_decref(req);
+  control_path(path, sizeof(path));
+  buf = malloc(CTL_REPLY_MAX + 1);
+  if (!line || !buf) {
+    set_error("out of memory");
+    goto out;
+  }
+  memcpy(sa.sun_path, path, strlen(path) + 1);
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+    set_error("no tremote broker answers at %s (%s): start one with "
+              "tremote-broker, or set TREMOTE_BROKER_SOCKET",
+              path, strerror(errno));
+    goto out;
+  }
+  if (send(fd, line, strlen(line), MSG_NOSIGNAL) != (ssize_t)strlen(line) ||
+      send(fd, "\n", 1, MSG_NOSIGNAL) != 1) {
+    set_error("writing to the broker at %s: %s", path, strerror(errno));
+    goto out;
+  }
+  for (;;) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    ssize_t n;
+
+    if (poll(&p, 1, CTL_TIMEOUT_MS) <= 0) {
+      set_error("the broker at %s did not answer in %d s", path,
+                CTL_TIMEOUT_MS / 1000);
+      goto out;
+    }
+    n = read(fd, buf + len, CTL_REPLY_MAX - len);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      break;
+    len += (size_t)n;
+    if (len == CTL_REPLY_MAX)
+      break;
+  }
+  buf[len] = 0;
+  ans = json_loads(buf, 0, &je);
+  if (!ans || !json_is_object(ans)) {
+    set_error("the broker's answer is not JSON: %s", je.text);
+    json_decref(ans);
+    ans = NULL;
+    goto out;
+  }
+  err = json_object_get(ans, "error");
+  if (err) {
+    set_error("%s", json_is_string(err) ? json_string_value(err)
+                                        : "the broker refused");
+    json_decref(ans);
+    ans = NULL;
+  }
+out:
+  if (fd >= 0)
+    close(fd);
+  free(line);
+  free(buf);
+  return ans;
+}
+
+/* The broker's machines array (a new reference), or NULL. */
+static json_t *machines(void)
+{
+  json_t *ans = ctl(json_pack("{s:s}", "op", "machines")), *m;
+
+  if (!ans)
+    return NULL;
+  m = json_incref(json_object_get(ans, "machines"));
+  json_decref(ans);
+  if (!json_is_array(m)) {
+    json_decref(m);
+    set_error("the broker's machine list is malformed");
+    return NULL;
+  }
+  return m;
+}
+
+/* ---- machines ------------------------------------------------------------------- */
+
+struct tremote_machine {
+  char device_id[32];
+  char device_name[48];
+  tremote_provider provider;
+  tremote_gpu_type gpu;
+  int index; /* the broker's, when last seen */
+};
+
+/* "a100-40gb" -> "a10040gb" */
+static void squash(const char *s, char *out, size_t cap)
+{
+  size_t n = 0;
+
+  for (; *s && n + 1 < cap; s++)
+    if (isalnum((unsigned char)*s))
+      out[n++] = (char)tolower((unsigned char)*s);
+  out[n] = 0;
+}
+
+static tremote_machine *machine_new(tremote_provider p, tremote_gpu_type g,
+                                    const char *id, int index)
+{
+  tremote_machine *m = calloc(1, sizeof(*m));
+
+  if (!m) {
+    set_error("out of memory");
+    return NULL;
+  }
+  snprintf(m->device_id, sizeof(m->device_id), "%s", id);
+  snprintf(m->device_name, sizeof(m->device_name), "%s %s",
+           provider_titles[p], gpus[g].name);
+  m->provider = p;
+  m->gpu = g;
+  m->index = index;
+  return m;
+}
+
+tremote_machine *tremote_create_machine(tremote_provider p, const char *gpu,
+                                        const struct tremote_machine_opts *o)
+{
+  static const struct tremote_machine_opts none;
+  tremote_gpu_type g;
+  uint32_t rnd;
+  char id[32], sq[16];
+  json_t *req, *ans;
+  int index;
+
+  if (!o)
+    o = &none;
+  if ((unsigned)p > TREMOTE_PROVIDER_LOCAL) {
+    set_error("unknown provider %d (valid: modal, static, local)", (int)p);
+    return NULL;
+  }
+  if (tremote_gpu_parse(gpu, &g) < 0)
+    return NULL;
+  if (p == TREMOTE_PROVIDER_MODAL) {
+    set_error("the MODAL provider is not available in this build yet "
+              "(valid now: static, local)");
+    return NULL;
+  }
+  if (p == TREMOTE_PROVIDER_STATIC && (!o->address || !o->secret_file)) {
+    set_error("a static machine needs opts.address (IP:PORT) and "
+              "opts.secret_file");
+    return NULL;
+  }
+  if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+    rnd = (uint32_t)time(NULL) ^ (uint32_t)getpid();
+  squash(gpus[g].name, sq, sizeof(sq));
+  snprintf(id, sizeof(id), "%s-%s-%08x", providers[p], sq, rnd);
+  req = json_pack("{s:s,s:s,s:s,s:s}", "op", "add", "name", id, "provider",
+                  providers[p], "gpu", gpus[g].name);
+  if (!req) {
+    set_error("out of memory");
+    return NULL;
+  }
+  if (o->address)
+    json_object_set_new(req, "address", json_string(o->address));
+  if (o->secret_file)
+    json_object_set_new(req, "secret_file", json_string(o->secret_file));
+  if (o->tls)
+    json_object_set_new(req, "tls", json_string("on"));
+  if (o->fingerprint)
+    json_object_set_new(req, "fingerprint", json_string(o->fingerprint));
+  if (o->ca)
+    json_object_set_new(req, "ca", json_string(o->ca));
+  ans = ctl(req);
+  if (!ans)
+    return NULL;
+  index = (int)json_integer_value(
+      json_object_get(json_object_get(ans, "added"), "index"));
+  json_decref(ans);
+  return machine_new(p, g, id, index);
+}
+
+tremote_machine *tremote_create_modal_machine(const char *gpu,
+                                              const struct tremote_machine_opts *o)
+{
+  return tremote_create_machine(TREMOTE_PROVIDER_MODAL, gpu, o);
+}
+
+const char *tremote_machine_device_id(const tremote_machine *m)
+{
+  return m->device_id;
+}
+
+const char *tremote_machine_device_name(const tremote_machine *m)
+{
+  return m->device_name;
+}
+
+tremote_provider tremote_machine_provider(const tremote_machine *m)
+{
+  return m->provider;
+}
+
+tremote_gpu_type tremote_machine_gpu(const tremote_machine *m)
+{
+  return m->gpu;
+}
+
+const char *tremote_machine_modal_gpu_spec(const tremote_machine *m)
+{
+  if (m->provider != TREMOTE_PROVIDER_MODAL) {
+    set_error("%s is a %s machine: modal_gpu_spec is only for Modal "
+              "machines", m->device_id, providers[m->provider]);
+    return NULL;
+  }
+  return gpus[m->gpu].modal_spec;
+}
+
+int tremote_machine_remote_index(const tremote_machine *m)
+{
+  return m->index;
+}
+
+char *tremote_machine_to_string(const tremote_machine *m, char *buf,
+                                size_t cap)
+{
+  if (cap)
+    snprintf(buf, cap,
+             "tremote_machine(device_id=%s, name=%s, provider=%s, index=%d)",
+             m->device_id, m->device_name, providers[m->provider], m->index);
+  return buf;
+}
+
+int tremote_machine_equal(const tremote_machine *a, const tremote_machine *b)
+{
+  return a && b && strcmp(a->device_id, b->device_id) == 0;
+}
+
+uint64_t tremote_machine_hash(const tremote_machine *m)
+{
+  uint64_t h = 1469598103934665603ull; /* FNV-1a of the device_id */
+
+  for (const char *p = m->device_id; *p; p++)
+    h = (h ^ (uint8_t)*p) * 1099511628211ull;
+  return h;
+}
+
+int tremote_remove_machine(const tremote_machine *m)
+{
+  json_t *ans = ctl(json_pack("{s:s,s:s}", "op", "remove", "name",
+                              m->device_id));
+
+  if (!ans)
+    return -1;
+  json_decref(ans);
+  return 0;
+}
+
+void tremote_machine_free(tremote_machine *m)
+{
+  free(m);
+}
+
+/* ---- the registry ------------------------------------------------------------------ */
+
+/* A machine object for a broker list entry. */
+static tremote_machine *from_entry(json_t *e)
+{
+  const char *name = json_string_value(json_object_get(e, "name"));
+  const char *prov = json_string_value(json_object_get(e, "provider"));
+  const char *gpu = json_string_value(json_object_get(e, "gpu"));
+  tremote_provider p = TREMOTE_PROVIDER_LOCAL;
+  tremote_gpu_type g = TREMOTE_GPU_T4;
+  tremote_machine *m;
+  char saved[sizeof(last_error)];
+
+  if (!name || !prov) {
+    set_error("the broker's machine list is malformed");
+    return NULL;
+  }
+  for (int i = 0; i < 3; i++)
+    if (strcmp(prov, providers[i]) == 0)
+      p = (tremote_provider)i;
+  /* A machine named with no known GPU type (a machines file may say
+     anything, or nothing) is shown as what its name says. */
+  memcpy(saved, last_error, sizeof(saved));
+  if (!gpu || tremote_gpu_parse(gpu, &g) < 0)
+    g = TREMOTE_GPU_COUNT;
+  memcpy(last_error, saved, sizeof(saved));
+  m = machine_new(p, g == TREMOTE_GPU_COUNT ? TREMOTE_GPU_T4 : g, name,
+                  (int)json_integer_value(json_object_get(e, "index")));
+  if (m && g == TREMOTE_GPU_COUNT)
+    snprintf(m->device_name, sizeof(m->device_name), "%s %s",
+             provider_titles[p],
+             json_string_value(json_object_get(e, "device"))
+                 ? json_string_value(json_object_get(e, "device"))
+                 : "machine");
+  return m;
+}
+
+tremote_machine *tremote_get_device_by_index(int index)
+{
+  json_t *list = machines(), *e, *hit = NULL;
+  tremote_machine *m = NULL;
+  size_t i;
+
+  if (!list)
+    return NULL;
+  json_array_foreach(list, i, e)
+    if (json_integer_value(json_object_get(e, "index")) == index)
+      hit = e;
+  if (hit)
+    m = from_entry(hit); /* sets the error when it fails */
+  else
+    set_error("the broker has no machine with index %d", index);
+  json_decref(list);
+  return m;
+}
+
+int tremote_get_device_index(const tremote_machine *m)
+{
+  json_t *list = machines(), *e;
+  int index = -1;
+  size_t i;
+
+  if (!list)
+    return -1;
+  json_array_foreach(list, i, e) {
+    const char *name = json_string_value(json_object_get(e, "name"));
+
+    if (name && strcmp(name, m->device_id) == 0)
+      index = (int)json_integer_value(json_object_get(e, "index"));
+  }
+  json_decref(list);
+  if (index < 0)
+    set_error("the broker has no machine %s (removed?)", m->device_id);
+  return index;
+}
+
+int tremote_devices_compatible(const tremote_machine *a,
+                               const tremote_machine *b)
+{
+  return tremote_machine_equal(a, b);
+}
+
+int tremote_device_count(void)
+{
+  json_t *list = machines(), *e;
+  int n = 0;
+  size_t i;
+
+  if (!list)
+    return -1;
+  json_array_foreach(list, i, e) {
+    const char *st = json_string_value(json_object_get(e, "state"));
+
+    n += st && strcmp(st, "ready") == 0;
+  }
+  json_decref(list);
+  return n;
+}
+
+int tremote_is_available(void)
+{
+  return tremote_device_count() > 0;
+}
