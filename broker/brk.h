@@ -221,6 +221,7 @@ struct brk_machine {
   struct brk_mspec own_spec;
   enum brk_origin origin;
   int removed; /* taken out (control API, reload): never used again */
+  struct brk_counts n; /* traffic of every session on it, ever */
   enum brk_mstate state;
   char address[128]; /* host:port once known */
   char secret[BRK_SECRET_MAX];  /* LOCAL: 64 hex digits, made per start */

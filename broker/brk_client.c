@@ -277,6 +277,7 @@ static void hello_answer(struct brk_client *c)
     len += tr_devinfo_size(&d);
     c->ord2m[ndev] = (uint8_t)m->index;
     c->m2ord[m->index] = (int16_t)ndev;
+    c->ms[m->index].m = m; /* it may have been added since the accept */
     ndev++;
   }
   tr_put_u32(extra, ndev);

@@ -109,6 +109,49 @@ static const char *origin_name(enum brk_origin o)
   return o == BRK_FROM_ARGS ? "args" : o == BRK_FROM_FILE ? "file" : "control";
 }
 
+/* What tremote-smi shows of a machine beyond the registry's own fields:
+   programs using it now, its traffic, the PING round trip, and from its
+   device description the uuid and compute capability. */
+static void machine_extra_json(struct brk *b, const struct brk_machine *m,
+                               struct brk_sb *sb)
+{
+  unsigned sessions = 0;
+  int major = -1, minor = -1;
+  uint64_t rtt = m->h2 ? brk_h2_rtt_us(m->h2) : 0;
+
+  for (struct brk_client *c = b->clients; c; c = c->next)
+    sessions += !c->dead && c->ms[m->index].state == BRK_MS_OPEN;
+  brk_sb_printf(sb,
+                ",\"sessions\":%u,\"round_trips\":%llu,"
+                "\"bytes_to_agent\":%llu,\"bytes_from_agent\":%llu,"
+                "\"module_cache_hits\":%llu,\"module_cache_misses\":%llu",
+                sessions, (unsigned long long)m->n.round_trips,
+                (unsigned long long)m->n.bytes_to_agent,
+                (unsigned long long)m->n.bytes_from_agent,
+                (unsigned long long)(m->n.module_loads > m->n.module_misses
+                                         ? m->n.module_loads -
+                                               m->n.module_misses
+                                         : 0),
+                (unsigned long long)m->n.module_misses);
+  if (rtt)
+    brk_sb_printf(sb, ",\"rtt_us\":%llu", (unsigned long long)rtt);
+  if (m->state != BRK_M_READY)
+    return;
+  for (uint32_t i = 0; i < m->dev.nattr; i++) {
+    if (m->dev.attr[i].attr == 75) /* cudaDevAttrComputeCapabilityMajor */
+      major = m->dev.attr[i].value;
+    else if (m->dev.attr[i].attr == 76) /* ...Minor */
+      minor = m->dev.attr[i].value;
+  }
+  if (major >= 0 && minor >= 0)
+    brk_sb_printf(sb, ",\"compute_cap\":\"%d.%d\"", major, minor);
+  brk_sb_puts(sb, ",\"uuid\":\"GPU-");
+  for (int i = 0; i < 16; i++)
+    brk_sb_printf(sb, "%02x%s", m->dev.uuid[i],
+                  i == 3 || i == 5 || i == 7 || i == 9 ? "-" : "");
+  brk_sb_putc(sb, '"');
+}
+
 /* "[...]": the machines, removed ones left out. */
 static void machines_json(struct brk *b, struct brk_sb *sb)
 {
@@ -144,6 +187,7 @@ static void machines_json(struct brk *b, struct brk_sb *sb)
     }
     if (m->spec && m->spec->provider == BRK_P_STATIC)
       brk_sb_printf(sb, ",\"tls\":%s", m->spec->tls == 1 ? "true" : "false");
+    machine_extra_json(b, m, sb);
     if (m->why[0] && m->state != BRK_M_READY) {
       brk_sb_puts(sb, ",\"error\":");
       brk_sb_json_str(sb, m->why);

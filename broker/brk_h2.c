@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "brk_buf.h"
@@ -101,6 +102,7 @@ struct brk_h2 {
   struct brk_op *rd_op, *wr_op, *tick_op;
   struct brk_task flush_task, dead_task, resume_task, read_task;
   uint64_t last_rx_ms, ping_sent_ms;
+  uint64_t ping_sent_us, rtt_us;
   int ping_out;
   uint64_t bytes_in, bytes_out;
   brk_h2_dead_fn on_dead;
@@ -110,6 +112,19 @@ struct brk_h2 {
 static void arm_read(struct brk_h2 *c);
 static void tick_arm(struct brk_h2 *c);
 static void on_writable(struct brk_op *op, int res, void *arg);
+
+static uint64_t now_us(void)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+uint64_t brk_h2_rtt_us(const struct brk_h2 *c)
+{
+  return c ? c->rtt_us : 0;
+}
 
 /* ---- plain pipe --------------------------------------------------------- */
 
@@ -416,8 +431,10 @@ static int on_frame_recv_cb(nghttp2_session *ng, const nghttp2_frame *frame,
       remote_end(s);
     break;
   case NGHTTP2_PING:
-    if (frame->hd.flags & NGHTTP2_FLAG_ACK)
+    if ((frame->hd.flags & NGHTTP2_FLAG_ACK) && c->ping_out) {
       c->ping_out = 0;
+      c->rtt_us = now_us() - c->ping_sent_us;
+    }
     break;
   case NGHTTP2_GOAWAY:
     die(c, "the agent sent GOAWAY (error %u)", frame->goaway.error_code);
@@ -709,6 +726,7 @@ static void on_tick(struct brk_op *op, int res, void *arg)
     if (nghttp2_submit_ping(c->ng, NGHTTP2_FLAG_NONE, NULL) == 0) {
       c->ping_out = 1;
       c->ping_sent_ms = now;
+      c->ping_sent_us = now_us();
       schedule_flush(c);
     }
   }

@@ -109,6 +109,9 @@ void brk_h2_resume(struct brk_h2 *c);
 
 /* Bytes received and sent on the connection (body and framing). */
 uint64_t brk_h2_bytes_in(const struct brk_h2 *c);
+/* The round trip of the newest acknowledged PING, microseconds; 0 before
+   the first (PINGs go out on idle connections only). */
+uint64_t brk_h2_rtt_us(const struct brk_h2 *c);
 
 /* ---- streams ---------------------------------------------------------------- */
 

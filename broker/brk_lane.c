@@ -367,9 +367,9 @@ static int ls_place(struct brk_lstream *ls)
   if (!(h.flags & TR_F_MORE)) {
     if (h.opcode == TR_OP_MODULE_LOAD) { /* the module cache, seen here */
       if (h.status == 0)
-        ls->ms->c->n.module_loads++;
+        ls->ms->c->n.module_loads++, ls->ms->m->n.module_loads++;
       else if (h.status == TR_ST_NEED_MODULE)
-        ls->ms->c->n.module_misses++;
+        ls->ms->c->n.module_misses++, ls->ms->m->n.module_misses++;
     }
     out_remove(ls, h.request_id);
     if (ln->blocked_on == ls)
@@ -548,6 +548,7 @@ static int ls_on_data(struct brk_h2_stream *st, void *user, const uint8_t *data,
   int rc;
 
   ls->ms->c->n.bytes_from_agent += len;
+  ls->ms->m->n.bytes_from_agent += len;
   if (ls->blocked)
     return ls_hold(ls, data, len);
   rc = ls_feed(ls, data, len, &taken);
@@ -1039,12 +1040,14 @@ static int route(struct brk_lane *ln, const struct tr_hdr *h,
     return -1;
   }
   if (want)
-    c->n.round_trips++;
+    c->n.round_trips++, ls->ms->m->n.round_trips++;
   if (rg)
     c->region_bytes_to_agent += ref.len;
   c->n.records_to_agent++;
+  ls->ms->m->n.records_to_agent++;
+  ls->ms->m->n.bytes_to_agent += TR_HDR_SIZE + w.payload_len;
   if (h->opcode == TR_OP_MODULE_PUT)
-    c->n.module_bytes += w.payload_len;
+    c->n.module_bytes += w.payload_len, ls->ms->m->n.module_bytes += w.payload_len;
   c->n.bytes_to_agent += TR_HDR_SIZE + w.payload_len;
   return 0;
 }

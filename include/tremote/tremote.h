@@ -155,6 +155,36 @@ int tremote_device_count(void);
 /* 1 when a broker answers and has a ready machine, else 0. */
 int tremote_is_available(void);
 
+/* ---- what the broker knows of each machine (tremote-smi) ------------------- */
+
+struct tremote_machine_info {
+  int index;              /* the broker's */
+  char device_id[32];     /* its name in the broker */
+  char provider[8];       /* "modal", "static", "local" */
+  char state[12];         /* "starting", "ready", "lost", "failed", ... */
+  char gpu_requested[32]; /* the GPU type asked for, "" if none */
+  char device_name[64];   /* what the device reports, "" until ready */
+  char uuid[48];          /* "GPU-...", "" unknown */
+  char compute_cap[8];    /* "8.0", "" unknown */
+  char address[128];      /* where the agent is */
+  char origin[12];        /* "args", "file", "control" */
+  char error[256];        /* why it is not ready, "" */
+  uint64_t memory_total;  /* bytes, 0 unknown */
+  int64_t memory_used;    /* bytes, -1 unknown */
+  int sessions;           /* programs using it now */
+  int restarts;
+  uint64_t round_trips;   /* of every program, since the broker started */
+  uint64_t cache_hits, cache_misses; /* module loads */
+  int64_t rtt_us;         /* newest PING round trip, -1 unknown */
+};
+
+/*
+ * Every machine of the broker, by index: *out (free() it) holds *n
+ * entries.  0, or -1 with the error (no broker: the line says how to
+ * start one).
+ */
+int tremote_list_machines(struct tremote_machine_info **out, size_t *n);
+
 /* ---- errors ---------------------------------------------------------------- */
 
 /* The calling thread's last error, one line ("" when none). */

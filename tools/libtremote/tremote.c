@@ -506,3 +506,64 @@ int tremote_is_available(void)
 {
   return tremote_device_count() > 0;
 }
+
+/* ---- the machine list ------------------------------------------------------------ */
+
+static void copy_str(char *dst, size_t cap, json_t *o, const char *key)
+{
+  const char *v = json_string_value(json_object_get(o, key));
+
+  snprintf(dst, cap, "%s", v ? v : "");
+}
+
+static int64_t get_int(json_t *o, const char *key, int64_t dflt)
+{
+  json_t *v = json_object_get(o, key);
+
+  return json_is_integer(v) ? (int64_t)json_integer_value(v) : dflt;
+}
+
+int tremote_list_machines(struct tremote_machine_info **out, size_t *n)
+{
+  json_t *list = machines(), *e;
+  struct tremote_machine_info *v;
+  size_t i;
+
+  *out = NULL;
+  *n = 0;
+  if (!list)
+    return -1;
+  v = calloc(json_array_size(list) ? json_array_size(list) : 1, sizeof(*v));
+  if (!v) {
+    json_decref(list);
+    set_error("out of memory");
+    return -1;
+  }
+  json_array_foreach(list, i, e) {
+    struct tremote_machine_info *m = &v[i];
+
+    m->index = (int)get_int(e, "index", -1);
+    copy_str(m->device_id, sizeof(m->device_id), e, "name");
+    copy_str(m->provider, sizeof(m->provider), e, "provider");
+    copy_str(m->state, sizeof(m->state), e, "state");
+    copy_str(m->gpu_requested, sizeof(m->gpu_requested), e, "gpu");
+    copy_str(m->device_name, sizeof(m->device_name), e, "device");
+    copy_str(m->uuid, sizeof(m->uuid), e, "uuid");
+    copy_str(m->compute_cap, sizeof(m->compute_cap), e, "compute_cap");
+    copy_str(m->address, sizeof(m->address), e, "address");
+    copy_str(m->origin, sizeof(m->origin), e, "origin");
+    copy_str(m->error, sizeof(m->error), e, "error");
+    m->memory_total = (uint64_t)get_int(e, "memory", 0);
+    m->memory_used = get_int(e, "memory_used", -1);
+    m->sessions = (int)get_int(e, "sessions", 0);
+    m->restarts = (int)get_int(e, "restarts", 0);
+    m->round_trips = (uint64_t)get_int(e, "round_trips", 0);
+    m->cache_hits = (uint64_t)get_int(e, "module_cache_hits", 0);
+    m->cache_misses = (uint64_t)get_int(e, "module_cache_misses", 0);
+    m->rtt_us = get_int(e, "rtt_us", -1);
+  }
+  *n = json_array_size(list);
+  *out = v;
+  json_decref(list);
+  return 0;
+}
