@@ -222,6 +222,14 @@ struct brk_machine {
   enum brk_origin origin;
   int removed; /* taken out (control API, reload): never used again */
   struct brk_counts n; /* traffic of every session on it, ever */
+  /* The agent's /v1/status, asked every BRK_STATUS_MS while ready. */
+  struct brk_h2_stream *status_st;
+  uint8_t status_buf[64];
+  size_t status_len;
+  uint64_t status_ms;  /* when the newest answer came; 0 none */
+  uint64_t status_sent_us, status_rtt_us; /* its round trip */
+  uint64_t mem_free, mem_total;
+  uint32_t agent_sessions;
   enum brk_mstate state;
   char address[128]; /* host:port once known */
   char secret[BRK_SECRET_MAX];  /* LOCAL: 64 hex digits, made per start */
@@ -456,6 +464,11 @@ unsigned brk_machines_stop(struct brk *b);
 /* SIGKILL and reap agents still running; free the machines. */
 void brk_machines_free(struct brk *b);
 const char *brk_mstate_name(enum brk_mstate s);
+
+/* Ask each ready machine's agent for its status if the last answer is
+   older than BRK_STATUS_MS (the broker's tick). */
+#define BRK_STATUS_MS 2000u
+void brk_machines_poll_status(struct brk *b);
 
 /* The machine named name that is not removed, or NULL. */
 struct brk_machine *brk_machine_by_name(struct brk *b, const char *name);

@@ -117,7 +117,10 @@ static void machine_extra_json(struct brk *b, const struct brk_machine *m,
 {
   unsigned sessions = 0;
   int major = -1, minor = -1;
-  uint64_t rtt = m->h2 ? brk_h2_rtt_us(m->h2) : 0;
+  /* The status request's round trip (every BRK_STATUS_MS), else the
+     newest PING's. */
+  uint64_t rtt = m->status_rtt_us ? m->status_rtt_us
+                                  : m->h2 ? brk_h2_rtt_us(m->h2) : 0;
 
   for (struct brk_client *c = b->clients; c; c = c->next)
     sessions += !c->dead && c->ms[m->index].state == BRK_MS_OPEN;
@@ -135,6 +138,13 @@ static void machine_extra_json(struct brk *b, const struct brk_machine *m,
                 (unsigned long long)m->n.module_misses);
   if (rtt)
     brk_sb_printf(sb, ",\"rtt_us\":%llu", (unsigned long long)rtt);
+  /* The agent's own figures, if fresh (asked every BRK_STATUS_MS). */
+  if (m->state == BRK_M_READY && m->status_ms &&
+      brk_now_ms() - m->status_ms < 3 * BRK_STATUS_MS &&
+      m->mem_total >= m->mem_free)
+    brk_sb_printf(sb, ",\"memory_used\":%llu,\"agent_sessions\":%u",
+                  (unsigned long long)(m->mem_total - m->mem_free),
+                  m->agent_sessions);
   if (m->state != BRK_M_READY)
     return;
   for (uint32_t i = 0; i < m->dev.nattr; i++) {

@@ -47,6 +47,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 
@@ -457,6 +458,83 @@ static const struct brk_h2_stream_cbs hello_cbs = {
     .on_end = hello_end,
     .on_close = hello_close,
 };
+
+/* ---- status (memory in use, for tremote-smi) ------------------------------ */
+
+static uint64_t mono_us(void)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static int status_data(struct brk_h2_stream *s, void *user, const uint8_t *d,
+                       size_t len)
+{
+  struct brk_machine *m = user;
+
+  brk_h2_stream_consume(s, len);
+  if (m->status_len + len <= sizeof(m->status_buf)) {
+    memcpy(m->status_buf + m->status_len, d, len);
+    m->status_len += len;
+  } else {
+    m->status_len = sizeof(m->status_buf) + 1; /* too long: ignored */
+  }
+  return 0;
+}
+
+static void status_end(struct brk_h2_stream *s, void *user)
+{
+  struct brk_machine *m = user;
+  struct tr_hdr h;
+
+  brk_h2_stream_detach(s);
+  m->status_st = NULL;
+  if (m->status_len != TR_HDR_SIZE + 24)
+    return; /* an older agent (404), or garbage: no status */
+  tr_hdr_unpack(m->status_buf, &h);
+  if (h.opcode != TR_OP_MEM_GET_INFO || h.status || h.payload_len != 24)
+    return;
+  m->mem_free = tr_get_u64(m->status_buf + TR_HDR_SIZE);
+  m->mem_total = tr_get_u64(m->status_buf + TR_HDR_SIZE + 8);
+  m->agent_sessions = tr_get_u32(m->status_buf + TR_HDR_SIZE + 16);
+  m->status_ms = brk_now_ms();
+  m->status_rtt_us = mono_us() - m->status_sent_us;
+}
+
+static void status_close(struct brk_h2_stream *s, void *user, uint32_t code)
+{
+  struct brk_machine *m = user;
+
+  (void)s;
+  (void)code;
+  m->status_st = NULL;
+}
+
+static const struct brk_h2_stream_cbs status_cbs = {
+    .on_data = status_data,
+    .on_end = status_end,
+    .on_close = status_close,
+};
+
+void brk_machines_poll_status(struct brk *b)
+{
+  uint64_t now = brk_now_ms();
+
+  for (unsigned i = 0; i < b->nmachines; i++) {
+    struct brk_machine *m = b->machines[i];
+
+    if (m->removed || m->state != BRK_M_READY || !m->h2 || m->status_st ||
+        now - m->status_ms < BRK_STATUS_MS)
+      continue;
+    m->status_len = 0;
+    m->status_sent_us = mono_us();
+    m->status_st = brk_h2_post(m->h2, "/v1/status", NULL, 0, &status_cbs, m);
+    if (m->status_st)
+      brk_h2_stream_end(m->status_st);
+  }
+}
 
 static void on_h2_dead(struct brk_h2 *c, void *owner, const char *why)
 {

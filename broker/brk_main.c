@@ -611,6 +611,7 @@ static void on_tick(struct brk_op *op, int res, void *arg)
   if (b->stopping)
     return;
   brk_clients_tick(b);
+  brk_machines_poll_status(b);
   tick_op = brk_loop_timeout(b->loop, 1000, on_tick, b);
 }
 

@@ -109,6 +109,7 @@ enum st_kind {
   ST_NEW,     /* headers arriving */
   ST_FIXED,   /* answered with a fixed response; body ignored */
   ST_HELLO,   /* collecting the HELLO record */
+  ST_STATUS,  /* /v1/status: answered when the (empty) body ends */
   ST_SESSION, /* /v1/session */
   ST_LANE,    /* /v1/lane */
 };

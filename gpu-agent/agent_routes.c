@@ -179,7 +179,7 @@ static void reply_record(struct stream *st, const struct tr_hdr *req,
 {
   struct tr_hdr h;
 
-  tr_hdr_init(&h, TR_OP_HELLO, TR_F_REPLY, req->request_id, (uint32_t)len);
+  tr_hdr_init(&h, req->opcode, TR_F_REPLY, req->request_id, (uint32_t)len);
   h.status = status;
   st->resp = malloc(TR_HDR_SIZE + len);
   if (!st->resp) {
@@ -192,6 +192,29 @@ static void reply_record(struct stream *st, const struct tr_hdr *req,
   st->resp_off = 0;
   if (agt_st_submit(st, "200", "application/octet-stream") < 0)
     agt_st_rst(st, NGHTTP2_INTERNAL_ERROR);
+}
+
+/*
+ * /v1/status: what tremote-smi shows and only the device knows, as one
+ * MEM_GET_INFO reply record: u64 free, u64 total (device-wide), u32
+ * sessions, u32 0.  The broker asks every few seconds.
+ */
+static void answer_status(struct stream *st)
+{
+  struct agt_server *srv = st->conn->srv;
+  struct tr_hdr req;
+  uint64_t free_b = 0, total = 0;
+  uint8_t p[24];
+
+  tr_hdr_init(&req, TR_OP_MEM_GET_INFO, 0, 0, 0);
+  if (srv->be->ops->dev_mem_info)
+    srv->be->ops->dev_mem_info(srv->be, &free_b, &total);
+  tr_put_u64(p, free_b);
+  tr_put_u64(p + 8, total);
+  tr_put_u32(p + 16, srv->live_sessions);
+  tr_put_u32(p + 20, 0);
+  st->kind = ST_FIXED;
+  reply_record(st, &req, 0, p, sizeof(p));
 }
 
 /*
@@ -429,6 +452,8 @@ void agt_route(struct stream *st)
   }
   if (strcmp(st->path, "/v1/hello") == 0)
     st->kind = ST_HELLO;
+  else if (strcmp(st->path, "/v1/status") == 0)
+    st->kind = ST_STATUS;
   else if (strcmp(st->path, "/v1/session") == 0)
     open_session(st);
   else if (strcmp(st->path, "/v1/lane") == 0)
@@ -445,6 +470,9 @@ void agt_request_end(struct stream *st)
   switch (st->kind) {
   case ST_HELLO:
     answer_hello(st);
+    break;
+  case ST_STATUS:
+    answer_status(st);
     break;
   case ST_SESSION:
     if (st->sess)

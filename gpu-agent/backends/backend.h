@@ -135,6 +135,9 @@ struct agt_backend_ops {
 
   /* cudaMemGetInfo for the whole device. */
   uint32_t (*mem_info)(struct agt_bctx *c, uint64_t *free_b, uint64_t *total);
+  /* The same without a context (the agent's /v1/status). */
+  void (*dev_mem_info)(struct agt_backend *b, uint64_t *free_b,
+                       uint64_t *total);
 
   /* Wait for everything c queued on the device; its first error. */
   uint32_t (*synchronize)(struct agt_bctx *c);

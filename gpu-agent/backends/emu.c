@@ -375,6 +375,17 @@ static uint32_t emu_memset_d8(struct agt_bctx *c, uint64_t dst, uint8_t value,
   return cudaSuccess;
 }
 
+static void emu_dev_mem_info(struct agt_backend *b, uint64_t *free_b,
+                             uint64_t *total)
+{
+  struct emu *e = (struct emu *)b;
+
+  pthread_mutex_lock(&e->mu);
+  *free_b = e->total - e->used;
+  *total = e->total;
+  pthread_mutex_unlock(&e->mu);
+}
+
 static uint32_t emu_mem_info(struct agt_bctx *c, uint64_t *free_b,
                              uint64_t *total)
 {
@@ -587,6 +598,7 @@ static const struct agt_backend_ops emu_ops = {
   .copy_d2d = emu_copy_d2d,
   .memset_d8 = emu_memset_d8,
   .mem_info = emu_mem_info,
+  .dev_mem_info = emu_dev_mem_info,
   .synchronize = emu_synchronize,
   .module_load = emu_module_load,
   .module_unload = emu_module_unload,

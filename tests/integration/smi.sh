@@ -18,7 +18,7 @@ printf '[machine gpu-a]\nprovider = local\ngpu = H100\n' >"$TR_TMP/m.ini"
 tr_start_broker --local 1 --machines "$TR_TMP/m.ini" --emu-mem 1G
 
 "$smi" >"$TR_TMP/table" || tr_fail "the table: exit $?"
-grep -q '^|   0 | local-0 .* | -  .* | tremote emulated device .* | local .* | ready .*N/A / 1024 MiB |        0 |$' "$TR_TMP/table" ||
+grep -q '^|   0 | local-0 .* | -  .* | tremote emulated device .* | local .* | ready .* / 1024 MiB |        0 |$' "$TR_TMP/table" ||
     tr_fail "the table has no row for local-0: $(cat "$TR_TMP/table")"
 grep -q '^|   1 | gpu-a .* | H100 ' "$TR_TMP/table" || tr_fail "the table has no row for gpu-a"
 echo "table: both machines, asked and actual GPU"
@@ -28,8 +28,8 @@ echo "table: both machines, asked and actual GPU"
     grep -q '^GPU 1: tremote emulated device (machine: gpu-a, local, ready, UUID: GPU-[0-9a-f-]\{36\})$' "$TR_TMP/list" ||
     tr_fail "-L: $(cat "$TR_TMP/list")"
 
-q=$("$smi" --query-gpu=index,machine.id,machine.gpu,memory.total,memory.used,compute_cap --format=csv)
-want="index, machine.id, machine.gpu, memory.total [MiB], memory.used [MiB], compute_cap
+q=$("$smi" --query-gpu=index,machine.id,machine.gpu,memory.total,temperature.gpu,compute_cap --format=csv)
+want="index, machine.id, machine.gpu, memory.total [MiB], temperature.gpu, compute_cap
 0, local-0, [N/A], 1024 MiB, [N/A], 8.0
 1, gpu-a, H100, 1024 MiB, [N/A], 8.0"
 [ "$q" = "$want" ] || tr_fail "--query-gpu csv: '$q'"
@@ -42,13 +42,24 @@ echo "--query-gpu: csv, noheader, nounits, [N/A]"
 import json, sys
 d = json.load(sys.stdin)
 assert [m["index"] for m in d] == [0, 1], d
-assert d[1]["machine.gpu"] == "H100" and d[0]["memory.used"] is None, d
+assert d[1]["machine.gpu"] == "H100" and d[0]["utilization.gpu"] is None, d
 assert d[0]["memory.total"] == 1024 and d[0]["machine.state"] == "ready", d' ||
     tr_fail "--json"
 [ "$("$smi" --id 1 -L | cut -c1-6)" = "GPU 1:" ] || tr_fail "--id 1"
 "$smi" --id 7 >/dev/null 2>"$TR_TMP/err"; rc=$?
 [ $rc = 6 ] && grep -q "no machine with index 7" "$TR_TMP/err" || tr_fail "--id 7: exit $rc"
 echo "--json, --id"
+
+# The agent's own figures arrive within a couple of seconds.
+for i in $(seq 50); do
+    used=$("$smi" --id 0 --query-gpu=memory.used --format=csv,noheader,nounits)
+    [ "$used" != "[N/A]" ] && break
+    sleep 0.1
+done
+[ "$used" = 0 ] || tr_fail "memory.used of an idle machine: '$used'"
+rtt=$("$smi" --id 0 --query-gpu=machine.rtt_ms --format=csv,noheader,nounits)
+awk -v r="$rtt" 'BEGIN {exit !(r > 0 && r < 1000)}' || tr_fail "machine.rtt_ms: '$rtt'"
+echo "memory.used $used MiB idle, rtt $rtt ms"
 
 # A program on machine 0: seen while it runs, its round trips after.
 LD_PRELOAD="$TR_PRELOAD" TREMOTE_VISIBLE_DEVICES=0 "$APPS/client_load" check 2 >"$TR_TMP/load.out" 2>&1 &
@@ -59,6 +70,12 @@ for i in $(seq 40); do
     sleep 0.05
 done
 [ "$s" = 1 ] || tr_fail "a running program is not counted on machine 0"
+for i in $(seq 40); do
+    used=$("$smi" --id 0 --query-gpu=memory.used --format=csv,noheader,nounits)
+    [ "$used" -ge 1 ] 2>/dev/null && break
+    sleep 0.1
+done
+[ "$used" -ge 1 ] || tr_fail "memory.used while a program holds 1 MiB: '$used'"
 wait $load || tr_fail "client_load failed: $(cat "$TR_TMP/load.out")"
 rt=$("$smi" --id 0 --query-gpu=machine.round_trips,machine.sessions,cache.misses --format=csv,noheader)
 set -- $(echo "$rt" | tr -d ,)
