@@ -266,7 +266,7 @@ static void error_doc(struct brk_sb *sb, const char *msg)
   brk_sb_putc(sb, '}');
 }
 
-#define CTL_OPS "stats, machines, sessions, add, remove, reload"
+#define CTL_OPS "stats, machines, sessions, broker, add, remove, reload"
 
 /*
  * add: {"name":N,"provider":"local"|"static", and the machines file's
@@ -380,6 +380,13 @@ static void answer(struct brk *b, const char *line, size_t len,
     brk_sb_printf(sb, "{\"version\":%d,\"sessions\":", CTL_VERSION);
     sessions_json(b, sb);
     brk_sb_putc(sb, '}');
+  } else if (strcmp(r.op, "broker") == 0) {
+    brk_sb_printf(sb, "{\"version\":%d,\"broker\":{\"pid\":%d,"
+                      "\"version\":", CTL_VERSION, (int)getpid());
+    brk_sb_json_str(sb, BRK_VERSION_STR);
+    brk_sb_puts(sb, ",\"socket\":");
+    brk_sb_json_str(sb, b->cfg.socket_path);
+    brk_sb_printf(sb, ",\"sessions\":%u}}", b->nclients);
   } else if (strcmp(r.op, "add") == 0) {
     op_add(b, &r, sb);
   } else if (strcmp(r.op, "remove") == 0) {

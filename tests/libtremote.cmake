@@ -3,3 +3,15 @@
 tr_unit_test(test_libtremote SOURCES unit/test_libtremote.c LIBS tremote FAST)
 tr_script_test(libtremote integration/libtremote.sh TIMEOUT 120 FAST)
 tr_script_test(smi integration/smi.sh TIMEOUT 120 FAST)
+# The same program as apps/devices.cu, linked the way nvcc does by default
+# (the CUDA runtime statically), which tremote cannot carry: `tremote
+# doctor` must say so, with the flag that fixes it.
+add_custom_command(OUTPUT ${CMAKE_BINARY_DIR}/tests/apps/devices_static
+  COMMAND ${CMAKE_COMMAND} -E make_directory ${CMAKE_BINARY_DIR}/tests/apps
+  COMMAND ${TR_NVCC} -O2 -o ${CMAKE_BINARY_DIR}/tests/apps/devices_static
+          ${CMAKE_CURRENT_SOURCE_DIR}/apps/devices.cu
+  DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/apps/devices.cu
+  COMMENT "nvcc (static runtime) apps/devices.cu" VERBATIM)
+add_custom_target(app_devices_static ALL
+  DEPENDS ${CMAKE_BINARY_DIR}/tests/apps/devices_static)
+tr_script_test(tremote_cli integration/tremote_cli.sh TIMEOUT 180 FAST)

@@ -185,6 +185,9 @@ struct tremote_machine_info {
  */
 int tremote_list_machines(struct tremote_machine_info **out, size_t *n);
 
+/* The pid of the broker that answers, or -1 (no broker: the error). */
+int tremote_broker_pid(void);
+
 /* ---- errors ---------------------------------------------------------------- */
 
 /* The calling thread's last error, one line ("" when none). */

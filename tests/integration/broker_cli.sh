@@ -112,7 +112,7 @@ out=$(ctl "$tmp/run/deep/control.sock" '{"version":1,"op":"stats"}')
 check "stats answers" grep -q '^{"version":1,"sessions":\[\],"machines":\[\]}$' <<<"$out"
 out=$(ctl "$tmp/run/deep/control.sock" '{"version":1,"op":"x\"y"}')
 check "unknown op is an error naming the valid ones" \
-      grep -qF '{"version":1,"error":"unknown op '"'"'x\"y'"'"' (valid: stats, machines, sessions, add, remove, reload)"}' <<<"$out"
+      grep -qF '{"version":1,"error":"unknown op '"'"'x\"y'"'"' (valid: stats, machines, sessions, broker, add, remove, reload)"}' <<<"$out"
 out=$(ctl "$tmp/run/deep/control.sock" '{"version":2,"op":"stats"}')
 check "unsupported version is an error" grep -q '"error":"unsupported version 2' <<<"$out"
 # Another user is turned away even if the file mode would let it in.

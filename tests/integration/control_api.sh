@@ -73,7 +73,7 @@ ctl_error "no provider" '{"version":1,"op":"add","name":"x"}' "provider missing 
 ctl_error "a bad name" '{"version":1,"op":"add","name":"a b","provider":"local"}' "add needs \\\"name\\\""
 ctl_error "h2c beyond loopback" '{"version":1,"op":"add","name":"x","provider":"static","address":"10.9.9.9:7","secret_file":"'$secret'"}' "is not on loopback"
 ctl_error "remove what is not there" '{"version":1,"op":"remove","name":"nope"}' "no machine named nope"
-ctl_error "an unknown op" '{"version":1,"op":"fly"}' "unknown op 'fly' (valid: stats, machines, sessions, add, remove, reload)"
+ctl_error "an unknown op" '{"version":1,"op":"fly"}' "unknown op 'fly' (valid: stats, machines, sessions, broker, add, remove, reload)"
 ctl_error "a newer version" '{"version":2,"op":"machines"}' "unsupported version 2"
 wait_machines "0:a:file:ready 1:box:control:ready"
 

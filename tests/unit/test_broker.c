@@ -703,7 +703,7 @@ static void test_stats(void **state)
   doc = ctl_call("{\"version\":1,\"op\":\"frobnicate\"}\n");
   assert_non_null(doc);
   assert_string_equal(doc, "{\"version\":1,\"error\":\"unknown op 'frobnicate' "
-                           "(valid: stats, machines, sessions, add, remove, "
+                           "(valid: stats, machines, sessions, broker, add, remove, "
                            "reload)\"}\n");
   free(doc);
   doc = ctl_call("not json\n");

@@ -567,3 +567,20 @@ int tremote_list_machines(struct tremote_machine_info **out, size_t *n)
   json_decref(list);
   return 0;
 }
+
+int tremote_broker_pid(void)
+{
+  json_t *ans = ctl(json_pack("{s:s}", "op", "broker"));
+  int pid;
+
+  if (!ans)
+    return -1;
+  pid = (int)json_integer_value(
+      json_object_get(json_object_get(ans, "broker"), "pid"));
+  json_decref(ans);
+  if (pid <= 0) {
+    set_error("the broker did not say its pid");
+    return -1;
+  }
+  return pid;
+}
