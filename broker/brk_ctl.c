@@ -606,10 +606,33 @@ static void on_timeout(struct brk_op *op, int res, void *arg)
   conn_free(k);
 }
 
+/* A connection (fd taken) that reads one request within CTL_TIMEOUT_MS:
+   a control line, or with http a metrics request. */
+static void conn_new(struct brk *b, int fd, int http)
+{
+  struct brk_ctl_conn *k = calloc(1, sizeof(*k));
+
+  if (!k) {
+    close(fd);
+    return;
+  }
+  k->b = b;
+  k->fd = fd;
+  k->http = http;
+  brk_sb_init(&k->out);
+  k->next = b->ctls;
+  if (b->ctls)
+    b->ctls->prev = k;
+  b->ctls = k;
+  k->op = brk_loop_read(b->loop, k->fd, CTL_MAX, on_read, k);
+  k->timer = brk_loop_timeout(b->loop, CTL_TIMEOUT_MS, on_timeout, k);
+  if (!k->op || !k->timer)
+    conn_free(k);
+}
+
 static void on_accept(struct brk_op *op, int res, void *arg)
 {
   struct brk *b = arg;
-  struct brk_ctl_conn *k;
   struct ucred cred;
   socklen_t len = sizeof(cred);
 
@@ -624,22 +647,7 @@ static void on_accept(struct brk_op *op, int res, void *arg)
     close(res);
     return;
   }
-  k = calloc(1, sizeof(*k));
-  if (!k) {
-    close(res);
-    return;
-  }
-  k->b = b;
-  k->fd = res;
-  brk_sb_init(&k->out);
-  k->next = b->ctls;
-  if (b->ctls)
-    b->ctls->prev = k;
-  b->ctls = k;
-  k->op = brk_loop_read(b->loop, k->fd, CTL_MAX, on_read, k);
-  k->timer = brk_loop_timeout(b->loop, CTL_TIMEOUT_MS, on_timeout, k);
-  if (!k->op || !k->timer)
-    conn_free(k);
+  conn_new(b, res, 0);
 }
 
 static void ctl_arm_accept(struct brk *b)
@@ -655,30 +663,12 @@ static void metrics_arm_accept(struct brk *b);
 static void on_metrics_accept(struct brk_op *op, int res, void *arg)
 {
   struct brk *b = arg;
-  struct brk_ctl_conn *k;
 
   (void)op;
   b->metrics_accept_op = NULL;
   metrics_arm_accept(b);
-  if (res < 0)
-    return;
-  k = calloc(1, sizeof(*k));
-  if (!k) {
-    close(res);
-    return;
-  }
-  k->b = b;
-  k->fd = res;
-  k->http = 1;
-  brk_sb_init(&k->out);
-  k->next = b->ctls;
-  if (b->ctls)
-    b->ctls->prev = k;
-  b->ctls = k;
-  k->op = brk_loop_read(b->loop, k->fd, CTL_MAX, on_read, k);
-  k->timer = brk_loop_timeout(b->loop, CTL_TIMEOUT_MS, on_timeout, k);
-  if (!k->op || !k->timer)
-    conn_free(k);
+  if (res >= 0)
+    conn_new(b, res, 1);
 }
 
 static void metrics_arm_accept(struct brk *b)

@@ -92,19 +92,7 @@ print(*[s[0][k] for k in sys.argv[1:]])' "$@"
 
 # tr_stats: the broker's stats JSON on stdout.
 tr_stats() {
-    python3 - "$TR_TMP/control.sock" <<'PY'
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.connect(sys.argv[1])
-s.sendall(b'{"version":1,"op":"stats"}\n')
-data = b""
-while True:
-    b = s.recv(65536)
-    if not b:
-        break
-    data += b
-sys.stdout.write(data.decode())
-PY
+    tr_ctl '{"version":1,"op":"stats"}'
 }
 
 # tr_ctl JSON: one request on the broker's control socket; the answer on
