@@ -171,6 +171,11 @@ nstub12=$(awk -F'\t' '$3 == "stub"' "$tmp/abi12.tsv" | wc -l)
 	sed 's/.*/    &;/' "$tmp/exports.txt"
 	echo "  local: *;"
 	echo "};"
+	echo "/* The shim's own, for libtremote (include/tremote/shim_entry.h). */"
+	echo "TREMOTE_SHIM_1 {"
+	echo "  global:"
+	echo "    tremote_shim_v1;"
+	echo "};"
 } >"$tmp/libcudart.map"
 
 # The stubs.  They take no parameters on purpose: in the C ABI the caller

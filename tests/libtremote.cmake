@@ -15,3 +15,8 @@ add_custom_command(OUTPUT ${CMAKE_BINARY_DIR}/tests/apps/devices_static
 add_custom_target(app_devices_static ALL
   DEPENDS ${CMAKE_BINARY_DIR}/tests/apps/devices_static)
 tr_script_test(tremote_cli integration/tremote_cli.sh TIMEOUT 180 FAST)
+# A CUDA program that uses libtremote (the shim's entry table).
+tr_cuda_app(machine_device apps/machine_device.cu
+  -I${CMAKE_SOURCE_DIR}/include -L${CMAKE_BINARY_DIR}/tools/libtremote
+  -ltremote -Xlinker -rpath=${CMAKE_BINARY_DIR}/tools/libtremote)
+add_dependencies(app_machine_device tremote)

@@ -11,7 +11,8 @@ if(TARGET ptxemu)
     set(out ${PTXCOV_DIR}/${n}.ptx)
     add_custom_command(OUTPUT ${out}
       COMMAND ${CMAKE_COMMAND} -E make_directory ${PTXCOV_DIR}
-      COMMAND ${TR_NVCC} -ptx -I${CMAKE_CURRENT_SOURCE_DIR}/apps -o ${out} ${src}
+      COMMAND ${TR_NVCC} -ptx -I${CMAKE_CURRENT_SOURCE_DIR}/apps
+              -I${CMAKE_SOURCE_DIR}/include -o ${out} ${src}
       DEPENDS ${src} ${CMAKE_CURRENT_SOURCE_DIR}/apps/emu_check.h
       COMMENT "nvcc -ptx ${n}.cu" VERBATIM)
     list(APPEND ptxcov_files ${out})

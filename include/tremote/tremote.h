@@ -126,6 +126,16 @@ const char *tremote_machine_modal_gpu_spec(const tremote_machine *m);
 /* The broker's index of the machine (stable while the broker runs). */
 int tremote_machine_remote_index(const tremote_machine *m);
 
+/*
+ * The CUDA ordinal of m in the calling program (what cudaSetDevice takes;
+ * TREMOTE_VISIBLE_DEVICES applied), or -1: hidden from this program, or
+ * the program does not run under the tremote shim (the error says which).
+ */
+int tremote_machine_device(const tremote_machine *m);
+
+/* The calling thread's current CUDA ordinal, or -1 (not under the shim). */
+int tremote_current_device(void);
+
 /* "tremote_machine(device_id=..., name=..., provider=..., index=N)" into
    buf (cap bytes, truncated, always terminated); returns buf. */
 char *tremote_machine_to_string(const tremote_machine *m, char *buf,

@@ -61,12 +61,14 @@ run_symbols() {
 		"$src/shim/cudart12.exports" >"$tmp/cuda12"
 	n12=$(wc -l <"$tmp/cuda12")
 	[ "$n12" -gt 400 ] || { bad "shim/cudart12.exports lists only $n12 functions"; finish; }
-	{ exports_of "$cudart"; cat "$tmp/cuda12"; echo libcudart.so.12; } |
+	# ... and the shim's one export of its own (include/tremote/shim_entry.h).
+	{ exports_of "$cudart"; cat "$tmp/cuda12"; echo libcudart.so.12;
+	  echo TREMOTE_SHIM_1; echo tremote_shim_v1@@TREMOTE_SHIM_1; } |
 		LC_ALL=C sort >"$tmp/theirs"
 	ours=$(wc -l <"$tmp/ours")
 	theirs=$(wc -l <"$tmp/theirs")
 	if diff -u "$tmp/theirs" "$tmp/ours" >"$tmp/diff"; then
-		ok "libtremote_shim.so exports the same $ours (name, version) pairs as libcudart.so.13 plus the $n12 of shim/cudart12.exports"
+		ok "libtremote_shim.so exports the same $ours (name, version) pairs as libcudart.so.13 plus the $n12 of shim/cudart12.exports and tremote_shim_v1"
 	else
 		bad "exports differ (libcudart.so.13 + cudart12.exports: $theirs, shim: $ours); - only expected, + only in the shim:"
 		grep '^[-+][^-+]' "$tmp/diff" | head -50
@@ -74,6 +76,7 @@ run_symbols() {
 	# Every CUDA 13 function must carry the default version, like
 	# libcudart's; nothing but CUDA 12's may carry another.
 	if grep -v '^libcudart\.so\.1[23]$' "$tmp/ours" | grep -v 'libcudart\.so\.12$' |
+		grep -v '^TREMOTE_SHIM_1$\|^tremote_shim_v1@@TREMOTE_SHIM_1$' |
 		grep -qv '@@libcudart\.so\.13$'; then
 		bad "symbols of neither node, or without the default version node libcudart.so.13:"
 		grep -v '^libcudart\.so\.1[23]$' "$tmp/ours" | grep -v 'libcudart\.so\.12$' |

@@ -9,6 +9,7 @@
  * our back.
  */
 #include <ctype.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -23,6 +24,7 @@
 
 #include <jansson.h>
 
+#include "tremote/shim_entry.h"
 #include "tremote/tremote.h"
 
 #define CTL_TIMEOUT_MS 10000
@@ -583,4 +585,43 @@ int tremote_broker_pid(void)
     return -1;
   }
   return pid;
+}
+
+/* ---- the program's own CUDA state, through the shim ---------------------------- */
+
+/* The shim's entry table when this program runs under it, else NULL. */
+static const struct tremote_shim_entry_v1 *shim(void)
+{
+  const struct tremote_shim_entry_v1 *e =
+      dlsym(RTLD_DEFAULT, TREMOTE_SHIM_ENTRY_SYMBOL);
+
+  if (!e || e->version != 1 ||
+      e->size < sizeof(struct tremote_shim_entry_v1)) {
+    set_error("this program does not run under tremote (libtremote_shim.so "
+              "is not preloaded: use tremote run, or LD_PRELOAD)");
+    return NULL;
+  }
+  return e;
+}
+
+int tremote_machine_device(const tremote_machine *m)
+{
+  const struct tremote_shim_entry_v1 *e = shim();
+  int dev;
+
+  if (!e)
+    return -1;
+  dev = e->machine_device(m->index);
+  if (dev < 0)
+    set_error("%s (machine %d) is not a device of this program (hidden by "
+              "TREMOTE_VISIBLE_DEVICES, or added after it started)",
+              m->device_id, m->index);
+  return dev;
+}
+
+int tremote_current_device(void)
+{
+  const struct tremote_shim_entry_v1 *e = shim();
+
+  return e ? e->current_device() : -1;
 }
