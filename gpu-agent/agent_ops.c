@@ -17,6 +17,7 @@
 #include <driver_types.h>
 
 #include "agent.h"
+#include "philox.h"
 #include "agent_exec.h"
 
 /* Memset and device-to-device copies are done in slices of this size so
@@ -356,6 +357,49 @@ static uint32_t op_mem_get_info(struct agt_call *c)
   tr_put_u64(out, fr);
   tr_put_u64(out + 8, total);
   return cudaSuccess;
+}
+
+/*
+ * RAND_FILL: u64 dst, u64 n, u32 dist, u32 0, u64 seed, u64 offset.  Fill
+ * n floats at dst with Philox4x32-10 (tools/common/philox.h), made here in
+ * pieces and copied in like MEMCPY_H2D, so any backend takes them and no
+ * byte crosses the network.  The range is checked whole first.
+ */
+static uint32_t op_rand_fill(struct agt_call *c)
+{
+  const struct agt_backend_ops *ops = ops_of(c);
+  enum { PIECE = 1u << 18 }; /* floats: 1 MiB */
+  uint64_t dst, n, seed, offset;
+  uint32_t dist, st;
+  float *buf;
+
+  if (c->len != 40)
+    return TR_ST_BAD_RECORD;
+  dst = tr_get_u64(c->p);
+  n = tr_get_u64(c->p + 8);
+  dist = tr_get_u32(c->p + 16);
+  seed = tr_get_u64(c->p + 24);
+  offset = tr_get_u64(c->p + 32);
+  if (dist > TR_RAND_NORMAL || tr_get_u32(c->p + 20) != 0 ||
+      n > UINT64_MAX / 4)
+    return cudaErrorInvalidValue;
+  if (n == 0)
+    return cudaSuccess;
+  st = ops->mem_check(c->sess->ctx, dst, n * 4);
+  if (st)
+    return st;
+  buf = malloc((size_t)(n < PIECE ? n : PIECE) * sizeof(float));
+  if (!buf)
+    return cudaErrorMemoryAllocation;
+  for (uint64_t done = 0; done < n && !st;) {
+    size_t k = n - done < PIECE ? (size_t)(n - done) : PIECE;
+
+    tr_rand_floats(seed, offset, (int)dist, done, buf, k);
+    st = ops->copy_h2d(c->sess->ctx, dst + done * 4, buf, k * 4);
+    done += k;
+  }
+  free(buf);
+  return st;
 }
 
 /* ---- modules and functions ---------------------------------------------- */
@@ -1060,6 +1104,7 @@ static uint32_t op_graph_destroy(struct agt_call *c)
   X(MEMCPY_D2D, op_memcpy_d2d)                                                 \
   X(MEMSET, op_memset)                                                         \
   X(MEM_GET_INFO, op_mem_get_info)                                             \
+  X(RAND_FILL, op_rand_fill)                                                   \
   X(MODULE_PUT, op_module_put)                                                 \
   X(MODULE_LOAD, op_module_load)                                               \
   X(MODULE_UNLOAD, op_module_unload)                                           \

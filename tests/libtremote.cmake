@@ -20,3 +20,7 @@ tr_cuda_app(machine_device apps/machine_device.cu
   -I${CMAKE_SOURCE_DIR}/include -L${CMAKE_BINARY_DIR}/tools/libtremote
   -ltremote -Xlinker -rpath=${CMAKE_BINARY_DIR}/tools/libtremote)
 add_dependencies(app_machine_device tremote)
+tr_cuda_app(rand_fill apps/rand_fill.cu
+  -I${CMAKE_SOURCE_DIR}/include -L${CMAKE_BINARY_DIR}/tools/libtremote
+  -ltremote -Xlinker -rpath=${CMAKE_BINARY_DIR}/tools/libtremote)
+add_dependencies(app_rand_fill tremote)

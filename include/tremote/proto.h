@@ -134,6 +134,7 @@ static inline uint64_t tr_lane_mark(uint64_t lane_id)
   X(36, MEMCPY_D2D, 0, "u64 dst, u64 src, u64 len -> empty")                   \
   X(37, MEMSET, 0, "u64 dst, u64 len, u32 byte value -> empty")                \
   X(38, MEM_GET_INFO, 0, "empty -> u64 free, u64 total")                       \
+  X(39, RAND_FILL, 0, "u64 dst, u64 n, u32 dist, u32 0, u64 seed, u64 offset") \
   /* 48..63: modules and functions */                                          \
   X(48, MODULE_PUT, 0, "hash[16], u64 total, u64 offset, bytes -> empty")      \
   X(49, MODULE_LOAD, 0, "u64 module handle, hash[16] -> empty or NEED_MODULE") \

@@ -26,6 +26,18 @@ struct tremote_shim_entry_v1 {
   int (*current_device)(void);
   /* CUDA devices this program sees (cudaGetDeviceCount), or -1. */
   int (*device_count)(void);
+  /*
+   * Random numbers (tools/common/philox.h): one generator per device of
+   * the program, state (seed, offset), (0, 0) until seeded.  dev -1 in
+   * manual_seed means every device.  cudaError_t numbers (0 success).
+   */
+  int (*manual_seed)(int dev, uint64_t seed);
+  int (*get_rng_state)(int dev, uint64_t *seed, uint64_t *offset);
+  int (*set_rng_state)(int dev, uint64_t seed, uint64_t offset);
+  /* Fill n floats at device pointer dptr on its own machine with its
+     device's generator (dist: 0 uniform, 1 normal), on the default
+     stream, without moving them; advances the offset by ceil(n / 4). */
+  int (*rand_fill)(void *dptr, uint64_t n, int dist);
 };
 
 #define TREMOTE_SHIM_ENTRY_SYMBOL "tremote_shim_v1"

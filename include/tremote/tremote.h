@@ -198,6 +198,33 @@ int tremote_list_machines(struct tremote_machine_info **out, size_t *n);
 /* The pid of the broker that answers, or -1 (no broker: the error). */
 int tremote_broker_pid(void);
 
+/* ---- random numbers, per device (the seed's manual_seed & co.) ------------- */
+
+/*
+ * One Philox4x32-10 generator per device of the calling program, state
+ * (seed, offset), (0, 0) until seeded; the layout of its output is in
+ * tools/common/philox.h, so a host computes the same bytes.  These act on
+ * the current device (cudaSetDevice), except manual_seed_all, and need the
+ * program to run under the shim.  0, or -1 with the error (naming the CUDA
+ * error where there is one).
+ */
+typedef enum { TREMOTE_RAND_UNIFORM = 0, TREMOTE_RAND_NORMAL = 1 } tremote_rand_dist;
+
+#define TREMOTE_RNG_STATE_SIZE 16 /* u64 seed, u64 offset, little-endian */
+
+int tremote_manual_seed(uint64_t seed);
+int tremote_manual_seed_all(uint64_t seed);
+int tremote_get_rng_state(uint8_t state[TREMOTE_RNG_STATE_SIZE]);
+int tremote_set_rng_state(const uint8_t state[TREMOTE_RNG_STATE_SIZE]);
+
+/*
+ * Fill n floats at device pointer dptr, on its machine, with its device's
+ * generator: uniform in [0, 1), or normal (mean 0, deviation 1).  Queued
+ * on the default stream like cudaMemsetAsync (no data crosses the
+ * network; a bad range shows at the next synchronisation).
+ */
+int tremote_rand_fill(void *dptr, size_t n, tremote_rand_dist dist);
+
 /* ---- errors ---------------------------------------------------------------- */
 
 /* The calling thread's last error, one line ("" when none). */

@@ -29,6 +29,11 @@ san=
 LD_PRELOAD=$san "$APPS/machine_device" >"$TR_TMP/out" 2>&1
 grep -q '^machine 0 (local-0): device -1: this program does not run under tremote' "$TR_TMP/out" ||
     tr_fail "without the shim: $(cat "$TR_TMP/out")"
-tr_stop_broker
 echo "tremote_machine_device: ordinals after TREMOTE_VISIBLE_DEVICES, and -1 with why"
+
+# Random numbers per device, filled on the machine, as the host computes.
+tr_run "$APPS/rand_fill" || tr_fail "rand_fill exited with $?"
+grep -q '^PASS$' "$TR_TMP/out" || tr_fail "rand_fill printed no PASS"
+cat "$TR_TMP/out"
+tr_stop_broker
 echo "libtremote: ok"

@@ -18,6 +18,7 @@
 
 #include <cmocka.h>
 
+#include "philox.h"
 #include "tremote/tremote.h"
 
 static void test_gpu_types(void **state)
@@ -56,6 +57,42 @@ static void test_gpu_types(void **state)
                       "A100-40GB, A100-80GB, L40S, H100, H200, B200)");
   assert_int_equal(tremote_gpu_parse(NULL, &t), -1);
   assert_int_equal(tremote_gpu_parse("", &t), -1);
+}
+
+/* Philox4x32-10 against Random123's known-answer vectors, and the float
+   layout of philox.h. */
+static void test_philox(void **state)
+{
+  static const uint32_t ctr[3][4] = {
+      {0, 0, 0, 0},
+      {0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu},
+      {0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u}};
+  static const uint32_t key[3][2] = {
+      {0, 0}, {0xffffffffu, 0xffffffffu}, {0xa4093822u, 0x299f31d0u}};
+  static const uint32_t want[3][4] = {
+      {0x6627e8d5u, 0xe169c58du, 0xbc57ac4cu, 0x9b00dbd8u},
+      {0x408f276du, 0x41c83b0eu, 0xa20bc7c6u, 0x6d5451fdu},
+      {0xd16cfe09u, 0x94fdccebu, 0x5001e420u, 0x24126ea1u}};
+  uint32_t out[4], w[4];
+  float all[12], part[4];
+
+  (void)state;
+  for (int i = 0; i < 3; i++) {
+    tr_philox4x32_10(ctr[i], key[i], out);
+    assert_memory_equal(out, want[i], sizeof(out));
+  }
+  /* Value v comes from block offset + v / 4; a fill may start mid-way. */
+  tr_rand_floats(7, 5, TR_RAND_UNIFORM, 0, all, 12);
+  tr_rand_floats(7, 5, TR_RAND_UNIFORM, 8, part, 4);
+  assert_memory_equal(all + 8, part, sizeof(part));
+  {
+    const uint32_t c[4] = {5 + 2, 0, 0, 0}, k[2] = {7, 0};
+
+    tr_philox4x32_10(c, k, w);
+    assert_true(part[1] == (float)(w[1] >> 8) * (1.0f / 16777216.0f));
+  }
+  assert_int_equal(tr_rand_blocks(0), 0);
+  assert_int_equal(tr_rand_blocks(5), 2);
 }
 
 static void test_providers(void **state)
@@ -162,6 +199,7 @@ int main(int argc, char **argv)
 {
   const struct CMUnitTest offline[] = {
       cmocka_unit_test(test_gpu_types),
+      cmocka_unit_test(test_philox),
       cmocka_unit_test(test_providers),
       cmocka_unit_test(test_bad_input),
       cmocka_unit_test(test_no_broker),

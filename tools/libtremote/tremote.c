@@ -24,6 +24,7 @@
 
 #include <jansson.h>
 
+#include "cuerr.h"
 #include "tremote/shim_entry.h"
 #include "tremote/tremote.h"
 
@@ -624,4 +625,75 @@ int tremote_current_device(void)
   const struct tremote_shim_entry_v1 *e = shim();
 
   return e ? e->current_device() : -1;
+}
+
+/* ---- random numbers ---------------------------------------------------------------- */
+
+/* A CUDA result as 0 or -1 with its name in the error. */
+static int cuda_result(int rc, const char *what)
+{
+  if (rc == 0)
+    return 0;
+  set_error("%s: %s (%s)", what, tr_cuerr_name(rc), tr_cuerr_string(rc));
+  return -1;
+}
+
+int tremote_manual_seed(uint64_t seed)
+{
+  const struct tremote_shim_entry_v1 *e = shim();
+
+  return e ? cuda_result(e->manual_seed(e->current_device(), seed),
+                         "manual_seed")
+           : -1;
+}
+
+int tremote_manual_seed_all(uint64_t seed)
+{
+  const struct tremote_shim_entry_v1 *e = shim();
+
+  return e ? cuda_result(e->manual_seed(-1, seed), "manual_seed_all") : -1;
+}
+
+int tremote_get_rng_state(uint8_t state[TREMOTE_RNG_STATE_SIZE])
+{
+  const struct tremote_shim_entry_v1 *e = shim();
+  uint64_t seed, offset;
+
+  if (!e || cuda_result(e->get_rng_state(e->current_device(), &seed, &offset),
+                        "get_rng_state") < 0)
+    return -1;
+  for (int i = 0; i < 8; i++) {
+    state[i] = (uint8_t)(seed >> (8 * i));
+    state[8 + i] = (uint8_t)(offset >> (8 * i));
+  }
+  return 0;
+}
+
+int tremote_set_rng_state(const uint8_t state[TREMOTE_RNG_STATE_SIZE])
+{
+  const struct tremote_shim_entry_v1 *e = shim();
+  uint64_t seed = 0, offset = 0;
+
+  if (!e)
+    return -1;
+  for (int i = 7; i >= 0; i--) {
+    seed = seed << 8 | state[i];
+    offset = offset << 8 | state[8 + i];
+  }
+  return cuda_result(e->set_rng_state(e->current_device(), seed, offset),
+                     "set_rng_state");
+}
+
+int tremote_rand_fill(void *dptr, size_t n, tremote_rand_dist dist)
+{
+  const struct tremote_shim_entry_v1 *e = shim();
+
+  if (!e)
+    return -1;
+  if (dist != TREMOTE_RAND_UNIFORM && dist != TREMOTE_RAND_NORMAL) {
+    set_error("rand_fill: unknown distribution %d (valid: "
+              "TREMOTE_RAND_UNIFORM, TREMOTE_RAND_NORMAL)", (int)dist);
+    return -1;
+  }
+  return cuda_result(e->rand_fill(dptr, n, (int)dist), "rand_fill");
 }
