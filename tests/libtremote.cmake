@@ -24,3 +24,12 @@ tr_cuda_app(rand_fill apps/rand_fill.cu
   -I${CMAKE_SOURCE_DIR}/include -L${CMAKE_BINARY_DIR}/tools/libtremote
   -ltremote -Xlinker -rpath=${CMAKE_BINARY_DIR}/tools/libtremote)
 add_dependencies(app_rand_fill tremote)
+# The seed's examples in C (tools/examples), built as a user would, against
+# libtremote, and run by examples.sh.
+foreach(ex basic_usage multiple_devices registry device_context)
+  tr_cuda_app(example_${ex} ../tools/examples/${ex}.cu
+    -I${CMAKE_SOURCE_DIR}/include -L${CMAKE_BINARY_DIR}/tools/libtremote
+    -ltremote -Xlinker -rpath=${CMAKE_BINARY_DIR}/tools/libtremote)
+  add_dependencies(app_example_${ex} tremote)
+endforeach()
+tr_script_test(examples integration/examples.sh TIMEOUT 300 FAST)
