@@ -815,6 +815,8 @@ static void conn_read(struct conn *c)
       break;
     }
     got += (size_t)n;
+    c->last_rx_ms = agt_now_ms();
+    c->ping_out = false;
     if (c->lingering)
       continue; /* discard: the session is over */
     rv = agt_ng_mem_recv(c->ngh, buf, (size_t)n);
@@ -907,6 +909,7 @@ static void accept_all(struct agt_server *srv)
     c->ev.fd = fd;
     c->srv = srv;
     c->auth_by = agt_now_ms() + AUTH_GRACE_MS;
+    c->last_rx_ms = agt_now_ms();
     tr_h2track_init(&c->fr, NGHTTP2_CLIENT_MAGIC_LEN); /* a server's input */
     if (srv->tls) {
       c->ssl = SSL_new(srv->tls);
@@ -1021,6 +1024,23 @@ static void end_of_turn(struct agt_server *srv)
     next = c->next;
     if (c->dirty)
       conn_flush(c);
+    if (!c->dead && !c->lingering && srv->silent_ms) {
+      /* A broker whose host vanished sends no FIN: ask, then give up, so
+         its sessions and their device memory are freed in bounded time. */
+      if (!now)
+        now = agt_now_ms();
+      if (now - c->last_rx_ms >= srv->silent_ms) {
+        agt_warn("%s: nothing from the peer for %llu ms; closing (its "
+                 "sessions are freed)", c->peer,
+                 (unsigned long long)(now - c->last_rx_ms));
+        c->dead = true;
+      } else if (!c->ping_out && !c->handshaking &&
+                 now - c->last_rx_ms >= srv->silent_ms / 3 &&
+                 nghttp2_submit_ping(c->ngh, NGHTTP2_FLAG_NONE, NULL) == 0) {
+        c->ping_out = true;
+        conn_flush(c);
+      }
+    }
     if ((c->close_by || c->auth_by) && !c->dead) {
       if (!now)
         now = agt_now_ms();
@@ -1241,6 +1261,7 @@ int agt_server_new(const struct agt_server_config *cfg, struct agt_backend *be,
   srv->be = be;
   srv->tls = cfg->tls;
   srv->quota = cfg->quota;
+  srv->silent_ms = (uint64_t)cfg->idle_timeout_s * 1000u;
   srv->spin_ns = (uint64_t)cfg->spin_us * 1000u;
   srv->epfd = -1;
   srv->listen_ev.fd = srv->signal_ev.fd = -1;

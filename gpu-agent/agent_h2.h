@@ -37,6 +37,8 @@ struct agt_server_config {
   unsigned exec_threads; /* >= 1 */
   unsigned spin_us;     /* polling before sleeping (--spin-us); 0: none */
   uint64_t quota;       /* device memory per session (--quota); 0: none */
+  unsigned idle_timeout_s; /* a broker silent this long is gone, its
+                              sessions freed (a PING at a third of it) */
   const char *cache_dir; /* modules kept on disk (--cache-dir), or NULL */
   uint64_t cache_max;   /* bytes of modules kept, each in memory and on disk */
 };

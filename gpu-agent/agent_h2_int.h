@@ -176,6 +176,8 @@ struct conn {
   bool lingering;     /* all sent, write side shut: draining the peer */
   bool dead;          /* close at the end of the turn */
   uint64_t close_by;  /* ms deadline once closing, else 0 */
+  uint64_t last_rx_ms; /* when the peer's newest bytes came */
+  bool ping_out;       /* a PING of ours waits for its ACK */
   uint64_t auth_by;   /* ms deadline for a first authenticated request,
                          0 once one came */
   char peer[64];
@@ -187,6 +189,8 @@ struct agt_server {
   struct ev listen_ev, signal_ev, inbox_ev;
   int epfd;
   SSL_CTX *tls;      /* owned; NULL: h2c */
+  uint64_t silent_ms; /* a peer silent this long is gone (--idle-timeout);
+                         a PING goes out at a third of it */
   uint64_t quota;    /* per session, bytes; 0: none */
   bool tls_backlog;  /* a connection has decrypted input left over */
   uint16_t port;

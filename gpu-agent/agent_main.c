@@ -98,6 +98,12 @@ static const char usage_text[] =
   "                       the least recently used go first (default 1G;\n"
   "                       modules in use are never dropped)\n"
   "\n"
+  "Liveness:\n"
+  "  --idle-timeout SEC   a broker connection that sends nothing for SEC\n"
+  "                       seconds (a PING goes to it after a third of\n"
+  "                       that) is closed and its sessions freed, device\n"
+  "                       memory included (default 15; 0 = never)\n"
+  "\n"
   "Sessions:\n"
   "  --quota SIZE         device memory one session (one client program)\n"
   "                       may hold; cudaMalloc beyond it fails with\n"
@@ -139,6 +145,7 @@ struct options {
   const char *listen;
   const char *tls_cert, *tls_key, *gen_cert, *san;
   uint64_t quota;
+  unsigned idle_timeout_s;
   const char *cache_dir;
   uint64_t cache_max;
   const char *secret_file;
@@ -233,7 +240,7 @@ static void parse_args(int argc, char **argv, struct options *o)
     OPT_READY_FD, OPT_BACKEND, OPT_EMU_NAME, OPT_EMU_MEM, OPT_EMU_CC,
     OPT_EMU_WORKERS, OPT_EMU_WATCHDOG, OPT_EXEC_THREADS, OPT_SPIN_US,
     OPT_LOG_LEVEL, OPT_VERSION, OPT_TLS_CERT, OPT_TLS_KEY, OPT_GEN_CERT,
-    OPT_SAN, OPT_QUOTA, OPT_CACHE_DIR, OPT_CACHE_MAX,
+    OPT_SAN, OPT_QUOTA, OPT_CACHE_DIR, OPT_CACHE_MAX, OPT_IDLE_TIMEOUT,
   };
   static const struct option longs[] = {
     {"listen", required_argument, NULL, OPT_LISTEN},
@@ -243,6 +250,7 @@ static void parse_args(int argc, char **argv, struct options *o)
     {"san", required_argument, NULL, OPT_SAN},
     {"quota", required_argument, NULL, OPT_QUOTA},
     {"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
+    {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
     {"cache-max", required_argument, NULL, OPT_CACHE_MAX},
     {"secret-file", required_argument, NULL, OPT_SECRET_FILE},
     {"secret-fd", required_argument, NULL, OPT_SECRET_FD},
@@ -312,6 +320,12 @@ static void parse_args(int argc, char **argv, struct options *o)
       if (parse_size(optarg, &o->emu_mem) < 0)
         usage_error("--emu-mem: '%s' is not a size such as 16G or 512M",
                     optarg);
+      break;
+    case OPT_IDLE_TIMEOUT:
+      if (parse_uint(optarg, 86400, &v) < 0)
+        usage_error("--idle-timeout: '%s' is not a number of seconds "
+                    "(0 to 86400)", optarg);
+      o->idle_timeout_s = (unsigned)v;
       break;
     case OPT_CACHE_DIR:
       o->cache_dir = optarg;
@@ -544,6 +558,7 @@ int main(int argc, char **argv)
     .emu_watchdog_s = 600,
     .spin_us = -1,
     .cache_max = 1ull << 30,
+    .idle_timeout_s = 15,
   };
   struct agt_server_config scfg;
   struct agt_emu_config ecfg;
@@ -606,7 +621,8 @@ int main(int argc, char **argv)
   }
   scfg = (struct agt_server_config){o.listen, tls, secret, o.exec_threads,
                                     (unsigned)o.spin_us, o.quota,
-                                    o.cache_dir, o.cache_max};
+                                    o.idle_timeout_s, o.cache_dir,
+                                    o.cache_max};
   tls = NULL; /* the server's now */
   rc = agt_server_new(&scfg, be, &srv, &why);
   if (rc < 0) {

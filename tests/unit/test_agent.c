@@ -79,6 +79,7 @@
 static const char *agent_path;
 static const char *agent_watchdog = "600"; /* --emu-watchdog SEC */
 static const char *agent_quota;             /* --quota SIZE, or none */
+static const char *agent_idle;              /* --idle-timeout SEC, or none */
 static pid_t agent_pid;
 static uint16_t agent_port;
 static const char secret[] = "5ec1e7c0ffee5ec1e7c0ffee5ec1e7c0ffee5ec1e7c0ffee5ec1e7c0ffee0001";
@@ -109,10 +110,24 @@ static int start_agent(void **state)
 
     dup2(s, 3);
     dup2(r, 4);
-    execl(agent_path, agent_path, "--listen", "127.0.0.1:0", "--secret-fd",
-          "3", "--ready-fd", "4", "--emu-mem", "3G", "--exec-threads", "4",
-          "--emu-watchdog", agent_watchdog, "--log-level", "warn",
-          agent_quota ? "--quota" : (char *)NULL, agent_quota, (char *)NULL);
+    {
+      const char *argv[24] = {agent_path, "--listen", "127.0.0.1:0",
+                              "--secret-fd", "3", "--ready-fd", "4",
+                              "--emu-mem", "3G", "--exec-threads", "4",
+                              "--emu-watchdog", agent_watchdog,
+                              "--log-level", "warn"};
+      int k = 15;
+
+      if (agent_quota) {
+        argv[k++] = "--quota";
+        argv[k++] = agent_quota;
+      }
+      if (agent_idle) {
+        argv[k++] = "--idle-timeout";
+        argv[k++] = agent_idle;
+      }
+      execv(agent_path, (char *const *)argv);
+    }
     _exit(127);
   }
   close(sp[0]);
@@ -1442,6 +1457,47 @@ static void test_quota(void **state)
   tc_close(&c);
 }
 
+/*
+ * A peer that stops answering (its host gone: no FIN) is asked with a PING
+ * and, silent past --idle-timeout (3 s here), dropped with its sessions:
+ * the device memory it held is free again.  A peer that answers PINGs
+ * stays, however long it says nothing else.
+ */
+static void test_silent_peer(void **state)
+{
+  struct tc_conn c, d;
+  struct tc_stream *sess, *lane, *s2, *l2;
+  uint64_t sid, sid2, fr0, fr1, fr2, total;
+
+  (void)state;
+  connect_agent(&d);
+  s2 = open_session(&d, 31, &sid2);
+  l2 = open_lane(&d, sid2, 1, 200);
+  mem_info(l2, &fr0, &total);
+
+  connect_agent(&c);
+  sess = open_session(&c, 30, &sid);
+  lane = open_lane(&c, sid, 1, 200);
+  (void)dmalloc(lane, 40ull << 20);
+  mem_info(l2, &fr1, &total);
+  assert_true(fr1 + (40ull << 20) <= fr0);
+  /* d answers PINGs while c says nothing at all (nobody pumps it). */
+  for (int i = 0; i < 45; i++)
+    tc_pump(&d, 100);
+  for (int i = 0; i < 40; i++) { /* freeing runs on the agent's threads */
+    mem_info(l2, &fr2, &total);
+    if (fr2 == fr0)
+      break;
+    usleep(50000);
+  }
+  assert_int_equal(fr2, fr0); /* c's session is gone, memory and all */
+  (void)sess;
+  tc_close(&c);
+  tc_end(s2);
+  assert_true(tc_wait_ended(s2));
+  tc_close(&d);
+}
+
 static void test_h2d_direct_order(void **state)
 {
   const size_t chunk = MiB, total = 16 * MiB;
@@ -1822,9 +1878,10 @@ int main(int argc, char **argv)
     cmocka_unit_test(test_kernel_fault_sticky),
     cmocka_unit_test(test_kernel_long_ping),
   };
-  /* A third, with a quota per session. */
+  /* A third, with a quota per session and a short --idle-timeout. */
   const struct CMUnitTest quota_tests[] = {
     cmocka_unit_test(test_quota),
+    cmocka_unit_test(test_silent_peer),
   };
   /* A second agent, with a short watchdog. */
   const struct CMUnitTest watchdog_tests[] = {
@@ -1843,6 +1900,7 @@ int main(int argc, char **argv)
   failed += cmocka_run_group_tests(watchdog_tests, start_agent, stop_agent);
   agent_watchdog = "600";
   agent_quota = "64M";
+  agent_idle = "3";
   failed += cmocka_run_group_tests(quota_tests, start_agent, stop_agent);
   return failed;
 }
