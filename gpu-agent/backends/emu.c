@@ -554,10 +554,13 @@ static void emu_ctx_close(struct agt_bctx *c)
     for (pp = &e->windows; *pp != w; pp = &(*pp)->next)
       ;
     *pp = w->next;
+    /* Unmapped before the lock goes: a session opening the same window
+       meanwhile must find it either listed or gone, never a mapping that
+       is no longer listed (its mmap would fail: "already in use"). */
+    munmap((void *)(uintptr_t)w->base, w->size);
   }
   pthread_mutex_unlock(&e->mu);
   if (last) {
-    munmap((void *)(uintptr_t)w->base, w->size);
     pthread_mutex_destroy(&w->mu);
     free(w->tab);
     free(w);
