@@ -212,6 +212,15 @@ struct brk_counts {
   uint64_t module_bytes;   /* MODULE_PUT payload bytes sent */
 };
 
+/* Loads the agent's cache served: a miss is followed by the upload and a
+   load that succeeds, so the successful loads no miss went before. */
+static inline uint64_t brk_counts_hits(const struct brk_counts *n)
+{
+  return n->module_loads > n->module_misses
+             ? n->module_loads - n->module_misses
+             : 0;
+}
+
 struct brk_machine {
   struct brk *b;
   unsigned index;

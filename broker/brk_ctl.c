@@ -131,10 +131,7 @@ static void machine_extra_json(struct brk *b, const struct brk_machine *m,
                 sessions, (unsigned long long)m->n.round_trips,
                 (unsigned long long)m->n.bytes_to_agent,
                 (unsigned long long)m->n.bytes_from_agent,
-                (unsigned long long)(m->n.module_loads > m->n.module_misses
-                                         ? m->n.module_loads -
-                                               m->n.module_misses
-                                         : 0),
+                (unsigned long long)brk_counts_hits(&m->n),
                 (unsigned long long)m->n.module_misses);
   if (rtt)
     brk_sb_printf(sb, ",\"rtt_us\":%llu", (unsigned long long)rtt);
@@ -451,12 +448,9 @@ void brk_metrics_text(struct brk *b, struct brk_sb *sb)
          "Record bytes forwarded to agents.", t.bytes_to_agent);
   metric(sb, "tremote_bytes_from_agent_total", "counter",
          "Reply bytes received from agents.", t.bytes_from_agent);
-  /* A miss is followed by the upload and a load that succeeds, so hits
-     are the successful loads that no miss went before. */
   metric(sb, "tremote_module_cache_hits_total", "counter",
          "Module loads the agent served from its cache.",
-         t.module_loads > t.module_misses ? t.module_loads - t.module_misses
-                                          : 0);
+         brk_counts_hits(&t));
   metric(sb, "tremote_module_cache_misses_total", "counter",
          "Module loads that needed the module uploaded.", t.module_misses);
   metric(sb, "tremote_module_bytes_uploaded_total", "counter",

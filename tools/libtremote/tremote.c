@@ -11,6 +11,7 @@
 #include <ctype.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -24,6 +25,7 @@
 
 #include <jansson.h>
 
+#include "client.h"
 #include "cuerr.h"
 #include "tremote/shim_entry.h"
 #include "tremote/tremote.h"
@@ -120,22 +122,20 @@ const char *tremote_provider_name(tremote_provider p)
 static void control_path(char *buf, size_t cap)
 {
   const char *p = getenv("TREMOTE_CONTROL_SOCKET"), *x;
+  char sock[PATH_MAX];
 
   if (p && p[0]) {
     snprintf(buf, cap, "%s", p);
     return;
   }
-  p = getenv("TREMOTE_BROKER_SOCKET");
-  if (p && p[0] && (x = strrchr(p, '/'))) {
-    snprintf(buf, cap, "%.*s/control.sock", (int)(x - p), p);
-    return;
-  }
-  if ((p = getenv("XDG_RUNTIME_DIR")) && p[0])
-    snprintf(buf, cap, "%s/tremote/control.sock", p);
-  else if (getuid() == 0)
-    snprintf(buf, cap, "/run/tremote/control.sock");
+  /* The broker's client socket, as programs find it; control.sock is
+     beside it (tremote-broker's default). */
+  tr_client_socket_path(sock, sizeof(sock));
+  x = strrchr(sock, '/');
+  if (x)
+    snprintf(buf, cap, "%.*s/control.sock", (int)(x - sock), sock);
   else
-    snprintf(buf, cap, "/tmp/tremote-%u/control.sock", (unsigned)getuid());
+    snprintf(buf, cap, "control.sock");
 }
 
 /* One request (a JSON object, taken), its answer, or NULL with the error.
