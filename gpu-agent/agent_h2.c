@@ -1059,6 +1059,34 @@ static void end_of_turn(struct agt_server *srv)
   }
 }
 
+/*
+ * --exit-idle: a machine rented by the hour (a Modal Sandbox) must not
+ * outlive a broker that died without tearing it down.  Idle means no
+ * connection at all and no session left; an unauthenticated connection
+ * counts as busy only until its grace period closes it.
+ */
+static bool idle_expired(struct agt_server *srv)
+{
+  uint64_t now;
+
+  if (!srv->exit_idle_ms)
+    return false;
+  if (srv->conns || srv->live_sessions) {
+    srv->idle_since_ms = 0;
+    return false;
+  }
+  now = agt_now_ms();
+  if (!srv->idle_since_ms) {
+    srv->idle_since_ms = now;
+    return false;
+  }
+  if (now - srv->idle_since_ms < srv->exit_idle_ms)
+    return false;
+  agt_info("no broker connected for %llu s (--exit-idle): shutting down",
+           (unsigned long long)((now - srv->idle_since_ms) / 1000));
+  return true;
+}
+
 static void shutdown_all(struct agt_server *srv)
 {
   uint64_t until;
@@ -1141,6 +1169,10 @@ int agt_server_run(struct agt_server *srv)
       if (!c->dead && conn_pending(c))
         conn_read(c);
     end_of_turn(srv);
+    if (idle_expired(srv)) {
+      shutdown_all(srv);
+      return 0;
+    }
   }
 }
 
@@ -1262,6 +1294,7 @@ int agt_server_new(const struct agt_server_config *cfg, struct agt_backend *be,
   srv->tls = cfg->tls;
   srv->quota = cfg->quota;
   srv->silent_ms = (uint64_t)cfg->idle_timeout_s * 1000u;
+  srv->exit_idle_ms = (uint64_t)cfg->exit_idle_s * 1000u;
   srv->spin_ns = (uint64_t)cfg->spin_us * 1000u;
   srv->epfd = -1;
   srv->listen_ev.fd = srv->signal_ev.fd = -1;

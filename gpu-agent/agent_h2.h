@@ -41,6 +41,8 @@ struct agt_server_config {
                               sessions freed (a PING at a third of it) */
   const char *cache_dir; /* modules kept on disk (--cache-dir), or NULL */
   uint64_t cache_max;   /* bytes of modules kept, each in memory and on disk */
+  unsigned exit_idle_s; /* no connection and no session this long: stop
+                           serving (--exit-idle); 0: never */
 };
 
 struct agt_server;
@@ -58,7 +60,8 @@ int agt_server_new(const struct agt_server_config *cfg, struct agt_backend *be,
 uint16_t agt_server_port(const struct agt_server *s);
 
 /*
- * Serve until SIGTERM or SIGINT.  Then stop accepting, close every
+ * Serve until SIGTERM or SIGINT, or until nothing was connected for
+ * cfg.exit_idle_s.  Then stop accepting, close every
  * connection (which ends every session and frees its memory), wait for the
  * execution threads to let go of the sessions, and return 0.  Returns
  * -errno if the loop itself fails.

@@ -189,6 +189,8 @@ struct agt_server {
   struct ev listen_ev, signal_ev, inbox_ev;
   int epfd;
   SSL_CTX *tls;      /* owned; NULL: h2c */
+  uint64_t exit_idle_ms; /* --exit-idle; 0: never */
+  uint64_t idle_since_ms; /* no connection and no session since; 0: busy */
   uint64_t silent_ms; /* a peer silent this long is gone (--idle-timeout);
                          a PING goes out at a third of it */
   uint64_t quota;    /* per session, bytes; 0: none */

@@ -103,6 +103,11 @@ static const char usage_text[] =
   "                       seconds (a PING goes to it after a third of\n"
   "                       that) is closed and its sessions freed, device\n"
   "                       memory included (default 15; 0 = never)\n"
+  "  --exit-idle SEC      stop (exit 0) once no broker has been connected\n"
+  "                       and no session has been left for SEC seconds: a\n"
+  "                       rented machine (a Modal Sandbox) then ends even\n"
+  "                       if its broker died without tearing it down\n"
+  "                       (default 0 = never)\n"
   "\n"
   "Sessions:\n"
   "  --quota SIZE         device memory one session (one client program)\n"
@@ -146,6 +151,7 @@ struct options {
   const char *tls_cert, *tls_key, *gen_cert, *san;
   uint64_t quota;
   unsigned idle_timeout_s;
+  unsigned exit_idle_s;
   const char *cache_dir;
   uint64_t cache_max;
   const char *secret_file;
@@ -241,6 +247,7 @@ static void parse_args(int argc, char **argv, struct options *o)
     OPT_EMU_WORKERS, OPT_EMU_WATCHDOG, OPT_EXEC_THREADS, OPT_SPIN_US,
     OPT_LOG_LEVEL, OPT_VERSION, OPT_TLS_CERT, OPT_TLS_KEY, OPT_GEN_CERT,
     OPT_SAN, OPT_QUOTA, OPT_CACHE_DIR, OPT_CACHE_MAX, OPT_IDLE_TIMEOUT,
+    OPT_EXIT_IDLE,
   };
   static const struct option longs[] = {
     {"listen", required_argument, NULL, OPT_LISTEN},
@@ -251,6 +258,7 @@ static void parse_args(int argc, char **argv, struct options *o)
     {"quota", required_argument, NULL, OPT_QUOTA},
     {"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
     {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+    {"exit-idle", required_argument, NULL, OPT_EXIT_IDLE},
     {"cache-max", required_argument, NULL, OPT_CACHE_MAX},
     {"secret-file", required_argument, NULL, OPT_SECRET_FILE},
     {"secret-fd", required_argument, NULL, OPT_SECRET_FD},
@@ -326,6 +334,12 @@ static void parse_args(int argc, char **argv, struct options *o)
         usage_error("--idle-timeout: '%s' is not a number of seconds "
                     "(0 to 86400)", optarg);
       o->idle_timeout_s = (unsigned)v;
+      break;
+    case OPT_EXIT_IDLE:
+      if (parse_uint(optarg, 86400, &v) < 0)
+        usage_error("--exit-idle: '%s' is not a number of seconds "
+                    "(0 to 86400)", optarg);
+      o->exit_idle_s = (unsigned)v;
       break;
     case OPT_CACHE_DIR:
       o->cache_dir = optarg;
@@ -622,7 +636,7 @@ int main(int argc, char **argv)
   scfg = (struct agt_server_config){o.listen, tls, secret, o.exec_threads,
                                     (unsigned)o.spin_us, o.quota,
                                     o.idle_timeout_s, o.cache_dir,
-                                    o.cache_max};
+                                    o.cache_max, o.exit_idle_s};
   tls = NULL; /* the server's now */
   rc = agt_server_new(&scfg, be, &srv, &why);
   if (rc < 0) {

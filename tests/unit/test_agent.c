@@ -80,6 +80,8 @@ static const char *agent_path;
 static const char *agent_watchdog = "600"; /* --emu-watchdog SEC */
 static const char *agent_quota;             /* --quota SIZE, or none */
 static const char *agent_idle;              /* --idle-timeout SEC, or none */
+static const char *agent_exit_idle;         /* --exit-idle SEC, or none */
+static int agent_reaped; /* a test saw the agent exit and reaped it */
 static pid_t agent_pid;
 static uint16_t agent_port;
 static const char secret[] = "5ec1e7c0ffee5ec1e7c0ffee5ec1e7c0ffee5ec1e7c0ffee5ec1e7c0ffee0001";
@@ -126,6 +128,10 @@ static int start_agent(void **state)
         argv[k++] = "--idle-timeout";
         argv[k++] = agent_idle;
       }
+      if (agent_exit_idle) {
+        argv[k++] = "--exit-idle";
+        argv[k++] = agent_exit_idle;
+      }
       execv(agent_path, (char *const *)argv);
     }
     _exit(127);
@@ -158,6 +164,8 @@ static int stop_agent(void **state)
 {
   int status = 0;
 
+  if (agent_reaped)
+    return 0;
   kill(agent_pid, SIGTERM);
   for (int i = 0; i < 600; i++) {
     pid_t r = waitpid(agent_pid, &status, WNOHANG);
@@ -1498,6 +1506,38 @@ static void test_silent_peer(void **state)
   tc_close(&d);
 }
 
+/*
+ * --exit-idle 2: the agent stays while a broker is connected (well past
+ * 2 s), and exits 0 on its own about 2 s after the last one left.
+ */
+static void test_exit_idle(void **state)
+{
+  struct tc_conn c;
+  struct tc_stream *sess;
+  uint64_t sid, t0;
+  int status = 0;
+  pid_t r = 0;
+
+  (void)state;
+  connect_agent(&c);
+  sess = open_session(&c, 40, &sid);
+  for (int i = 0; i < 35; i++)
+    tc_pump(&c, 100);
+  assert_int_equal(waitpid(agent_pid, &status, WNOHANG), 0);
+  tc_end(sess);
+  assert_true(tc_wait_ended(sess));
+  tc_close(&c);
+  t0 = tc_now_ns() / 1000000;
+  for (int i = 0; i < 100 && r == 0; i++) {
+    usleep(100000);
+    r = waitpid(agent_pid, &status, WNOHANG);
+  }
+  assert_int_equal(r, agent_pid);
+  agent_reaped = 1;
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  assert_true(tc_now_ns() / 1000000 - t0 >= 1500); /* not before the 2 s */
+}
+
 static void test_h2d_direct_order(void **state)
 {
   const size_t chunk = MiB, total = 16 * MiB;
@@ -1883,6 +1923,10 @@ int main(int argc, char **argv)
     cmocka_unit_test(test_quota),
     cmocka_unit_test(test_silent_peer),
   };
+  /* A fourth, that exits when nobody is connected. */
+  const struct CMUnitTest exit_idle_tests[] = {
+    cmocka_unit_test(test_exit_idle),
+  };
   /* A second agent, with a short watchdog. */
   const struct CMUnitTest watchdog_tests[] = {
     cmocka_unit_test(test_kernel_watchdog),
@@ -1902,5 +1946,9 @@ int main(int argc, char **argv)
   agent_quota = "64M";
   agent_idle = "3";
   failed += cmocka_run_group_tests(quota_tests, start_agent, stop_agent);
+  agent_quota = NULL;
+  agent_idle = NULL;
+  agent_exit_idle = "2";
+  failed += cmocka_run_group_tests(exit_idle_tests, start_agent, stop_agent);
   return failed;
 }
