@@ -27,6 +27,7 @@
 
 #include "client.h"
 #include "cuerr.h"
+#include "gpus.h"
 #include "tremote/shim_entry.h"
 #include "tremote/tremote.h"
 
@@ -55,55 +56,27 @@ static void set_error(const char *fmt, ...)
 
 /* ---- GPU types ------------------------------------------------------------- */
 
-#define GB (1000ull * 1000 * 1000)
-
-/* The seed's GPUType, with what Modal and NVIDIA say of each. */
-static const struct tremote_gpu_info gpus[TREMOTE_GPU_COUNT] = {
-    [TREMOTE_GPU_T4] = {"T4", "T4", 16 * GB, "Turing", 7, 5},
-    [TREMOTE_GPU_L4] = {"L4", "L4", 24 * GB, "Ada Lovelace", 8, 9},
-    [TREMOTE_GPU_A10G] = {"A10G", "A10G", 24 * GB, "Ampere", 8, 6},
-    [TREMOTE_GPU_A100_40GB] = {"A100-40GB", "A100-40GB", 40 * GB, "Ampere",
-                               8, 0},
-    [TREMOTE_GPU_A100_80GB] = {"A100-80GB", "A100-80GB", 80 * GB, "Ampere",
-                               8, 0},
-    [TREMOTE_GPU_L40S] = {"L40S", "L40S", 48 * GB, "Ada Lovelace", 8, 9},
-    [TREMOTE_GPU_H100] = {"H100", "H100", 80 * GB, "Hopper", 9, 0},
-    [TREMOTE_GPU_H200] = {"H200", "H200", 141 * GB, "Hopper", 9, 0},
-    [TREMOTE_GPU_B200] = {"B200", "B200", 180 * GB, "Blackwell", 10, 0},
-};
-
 const struct tremote_gpu_info *tremote_gpu_info(tremote_gpu_type t)
 {
-  return (unsigned)t < TREMOTE_GPU_COUNT ? &gpus[t] : NULL;
+  return (unsigned)t < TREMOTE_GPU_COUNT ? &tr_gpus[t] : NULL;
 }
 
 const char *tremote_gpu_name(tremote_gpu_type t)
 {
-  return (unsigned)t < TREMOTE_GPU_COUNT ? gpus[t].name : NULL;
-}
-
-/* "T4, L4, ..., B200" */
-static const char *valid_gpus(void)
-{
-  static char list[128];
-
-  if (!list[0])
-    for (int i = 0; i < TREMOTE_GPU_COUNT; i++)
-      snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
-               i ? ", " : "", gpus[i].name);
-  return list;
+  return (unsigned)t < TREMOTE_GPU_COUNT ? tr_gpus[t].name : NULL;
 }
 
 int tremote_gpu_parse(const char *s, tremote_gpu_type *out)
 {
-  for (int i = 0; s && i < TREMOTE_GPU_COUNT; i++)
-    if (strcasecmp(s, gpus[i].name) == 0) {
-      *out = (tremote_gpu_type)i;
-      return 0;
-    }
-  set_error("unknown GPU type '%.64s' (valid: %s)", s ? s : "(null)",
-            valid_gpus());
-  return -1;
+  int i = tr_gpu_find(s);
+
+  if (i < 0) {
+    set_error("unknown GPU type '%.64s' (valid: %s)", s ? s : "(null)",
+              tr_gpu_valid_list());
+    return -1;
+  }
+  *out = (tremote_gpu_type)i;
+  return 0;
 }
 
 /* ---- providers ---------------------------------------------------------------- */
@@ -261,7 +234,7 @@ static tremote_machine *machine_new(tremote_provider p, tremote_gpu_type g,
   }
   snprintf(m->device_id, sizeof(m->device_id), "%s", id);
   snprintf(m->device_name, sizeof(m->device_name), "%s %s",
-           provider_titles[p], gpus[g].name);
+           provider_titles[p], tr_gpus[g].name);
   m->provider = p;
   m->gpu = g;
   m->index = index;
@@ -298,10 +271,10 @@ tremote_machine *tremote_create_machine(tremote_provider p, const char *gpu,
   }
   if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
     rnd = (uint32_t)time(NULL) ^ (uint32_t)getpid();
-  squash(gpus[g].name, sq, sizeof(sq));
+  squash(tr_gpus[g].name, sq, sizeof(sq));
   snprintf(id, sizeof(id), "%s-%s-%08x", providers[p], sq, rnd);
   req = json_pack("{s:s,s:s,s:s,s:s}", "op", "add", "name", id, "provider",
-                  providers[p], "gpu", gpus[g].name);
+                  providers[p], "gpu", tr_gpus[g].name);
   if (!req) {
     set_error("out of memory");
     return NULL;
@@ -358,7 +331,7 @@ const char *tremote_machine_modal_gpu_spec(const tremote_machine *m)
               "machines", m->device_id, providers[m->provider]);
     return NULL;
   }
-  return gpus[m->gpu].modal_spec;
+  return tr_gpus[m->gpu].modal_spec;
 }
 
 int tremote_machine_remote_index(const tremote_machine *m)
