@@ -105,7 +105,7 @@
 #define BRK_MNAME_MAX 32
 #define BRK_SECRET_MAX 257 /* a secret's characters + NUL */
 
-enum brk_provider { BRK_P_NONE, BRK_P_LOCAL, BRK_P_STATIC };
+enum brk_provider { BRK_P_NONE, BRK_P_LOCAL, BRK_P_STATIC, BRK_P_MODAL };
 
 /* One [machine NAME] section, checked; a STATIC one's secret read. */
 struct brk_mspec {
@@ -117,6 +117,9 @@ struct brk_mspec {
   int tls; /* -1 not given, 0, 1 */
   char ca[512];
   char fingerprint[128];
+  uint32_t idle_timeout_s; /* modal: stop it after this long unused */
+  uint32_t timeout_s;      /* modal: the Sandbox's lifetime */
+  int idle_set, timeout_set;
   /* derived */
   struct sockaddr_storage sa;
   socklen_t salen;
@@ -144,6 +147,14 @@ int brk_mspec_check(struct brk_mspec *m, char *why, size_t cap);
  */
 int brk_mfile_load(const char *path, unsigned max, struct brk_mspec **out,
                    unsigned *n, char *why, size_t cap);
+
+/* Whether a and b configure the same machine (a MODAL machine's address
+   and fingerprint are learnt at run time and do not count). */
+int brk_mspec_same(const struct brk_mspec *a, const struct brk_mspec *b);
+
+/* Pin sp to fingerprint fp (tls on): 0, or -1 with why. */
+int brk_mspec_pin(struct brk_mspec *sp, const char *fp, char *why,
+                  size_t cap);
 
 /* "HOST" of a spec's address (brackets of an IPv6 literal removed). */
 void brk_mspec_host(const struct brk_mspec *sp, char *out, size_t cap);
@@ -195,6 +206,7 @@ struct brk_config {
 enum brk_origin { BRK_FROM_ARGS, BRK_FROM_FILE, BRK_FROM_CTL };
 
 enum brk_mstate {
+  BRK_M_REQUESTED, /* asked of a provider (Modal), not started yet */
   BRK_M_STARTING,
   BRK_M_READY,
   BRK_M_LOST,
@@ -221,11 +233,15 @@ static inline uint64_t brk_counts_hits(const struct brk_counts *n)
              : 0;
 }
 
+struct brk_modal_m;
+struct brk_modal;
+
 struct brk_machine {
   struct brk *b;
+  struct brk_modal_m *modal; /* MODAL provider's state (brk_modal.c) */
   unsigned index;
   char name[32];
-  const char *provider; /* "local" or "static" */
+  const char *provider; /* "local", "static" or "modal" */
   const struct brk_mspec *spec; /* &own_spec when named, NULL for --local */
   struct brk_mspec own_spec;
   enum brk_origin origin;
@@ -292,6 +308,7 @@ struct brk {
   unsigned nagents_running;
   struct brk_counts ended; /* sessions that are gone */
   uint64_t sessions_total;
+  struct brk_modal *modal;  /* the MODAL provider, once needed */
   int metrics_fd;           /* --metrics, or -1 */
   struct brk_op *metrics_accept_op;
 };
@@ -514,6 +531,47 @@ int brk_machines_reload(struct brk *b, unsigned *added, unsigned *removed,
  */
 int brk_machines_save(struct brk *b, char *why, size_t cap);
 void brk_machines_load_state(struct brk *b);
+
+/*
+ * For brk_modal.c: hand over a TCP connection to the machine's agent
+ * (TLS and HELLO follow as for a STATIC machine); fail a start (permanent:
+ * no retry); drop the connection of an idle machine.
+ */
+void brk_machine_attach(struct brk_machine *m, int fd);
+void brk_machine_fail(struct brk_machine *m, int permanent, const char *fmt,
+                      ...) __attribute__((format(printf, 3, 4)));
+void brk_machine_disconnect(struct brk_machine *m);
+
+/* ---- the MODAL provider (brk_modal.c) --------------------------------------------- */
+
+struct brk_modal_cfg {
+  char url[512];
+  char token_id[128];
+  char token_secret[256];
+  char ca[512];
+};
+
+/* The Modal app's URL and proxy-auth token: ~/.config/tremote/modal.ini
+   (mode 0600) or TREMOTE_MODAL_*.  0, or -1 with why (one line). */
+int brk_modal_cfg_load(struct brk_modal_cfg *c, char *why, size_t cap);
+/* At brk_machine_add of a MODAL machine: its Modal id and secret. */
+int brk_modal_machine_init(struct brk_machine *m, char *why, size_t cap);
+/* The Modal id of m, or NULL for other providers. */
+const char *brk_modal_id(const struct brk_machine *m);
+/* Create (or find) the Sandbox and connect: machine_start for MODAL. */
+void brk_modal_start(struct brk_machine *m);
+/* m was removed: DELETE it on Modal. */
+void brk_modal_remove(struct brk_machine *m);
+void brk_modal_machine_free(struct brk_machine *m);
+/* Once a second: stop machines no program used for their idle_timeout. */
+void brk_modal_tick(struct brk *b);
+/* A program is connecting: ask again for machines stopped when idle. */
+void brk_modal_wake(struct brk *b);
+/* At start: stop this broker's machines on Modal that none of its
+   machines names (when Modal is configured). */
+void brk_modal_reconcile(struct brk *b);
+/* Shutdown: cancel requests (machines keep running on Modal). */
+void brk_modal_free(struct brk *b);
 
 /* ---- control socket (brk_ctl.c) --------------------------------------------------- */
 

@@ -389,6 +389,7 @@ static void on_hello(struct brk_client *c, const struct tr_hdr *h,
   c->hello_req = *h;
   c->hello_ver = (uint16_t)ver;
   c->hello_caps = theirs.caps & BROKER_CAPS;
+  brk_modal_wake(c->b); /* machines stopped while idle come back */
   if (brk_machines_starting(c->b)) {
     c->hello_waiting = 1;
     c->hello_timer = brk_loop_timeout(c->b->loop, c->b->cfg.hello_wait_ms,

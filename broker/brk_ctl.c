@@ -195,7 +195,16 @@ static void machines_json(struct brk *b, struct brk_sb *sb)
     if (m->spec && m->spec->provider == BRK_P_STATIC)
       brk_sb_printf(sb, ",\"tls\":%s", m->spec->tls == 1 ? "true" : "false");
     machine_extra_json(b, m, sb);
-    if (m->why[0] && m->state != BRK_M_READY) {
+    if (m->modal) {
+      brk_sb_puts(sb, ",\"modal_id\":");
+      brk_sb_json_str(sb, brk_modal_id(m));
+    }
+    /* Progress while a provider works on it, else what went wrong. */
+    if (m->why[0] && (m->state == BRK_M_REQUESTED ||
+                      m->state == BRK_M_STARTING)) {
+      brk_sb_puts(sb, ",\"progress\":");
+      brk_sb_json_str(sb, m->why);
+    } else if (m->why[0] && m->state != BRK_M_READY) {
       brk_sb_puts(sb, ",\"error\":");
       brk_sb_json_str(sb, m->why);
     }
@@ -417,7 +426,8 @@ static void metric(struct brk_sb *sb, const char *name, const char *type,
 
 void brk_metrics_text(struct brk *b, struct brk_sb *sb)
 {
-  static const enum brk_mstate states[] = {BRK_M_STARTING, BRK_M_READY,
+  static const enum brk_mstate states[] = {BRK_M_REQUESTED, BRK_M_STARTING,
+                                           BRK_M_READY,
                                            BRK_M_LOST, BRK_M_FAILED,
                                            BRK_M_STOPPED};
   struct brk_counts t = b->ended;

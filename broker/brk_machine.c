@@ -65,9 +65,11 @@
 static void spawn(struct brk_machine *m);
 static void machine_start(struct brk_machine *m);
 
+/* An agent someone else runs (STATIC, MODAL): we connect, never spawn. */
 static int is_static(const struct brk_machine *m)
 {
-  return m->spec && m->spec->provider == BRK_P_STATIC;
+  return m->spec && (m->spec->provider == BRK_P_STATIC ||
+                     m->spec->provider == BRK_P_MODAL);
 }
 static void hello_task(struct brk_task *t, void *arg);
 static void start_failed(struct brk_machine *m, int permanent, const char *fmt,
@@ -76,6 +78,7 @@ static void start_failed(struct brk_machine *m, int permanent, const char *fmt,
 const char *brk_mstate_name(enum brk_mstate s)
 {
   switch (s) {
+  case BRK_M_REQUESTED: return "requested";
   case BRK_M_STARTING: return "starting";
   case BRK_M_READY: return "ready";
   case BRK_M_LOST: return "lost";
@@ -139,7 +142,14 @@ int brk_machine_add(struct brk *b, const struct brk_mspec *sp,
   m->spec = &m->own_spec;
   m->origin = origin;
   snprintf(m->name, sizeof(m->name), "%s", sp->name);
-  m->provider = sp->provider == BRK_P_STATIC ? "static" : "local";
+  m->provider = sp->provider == BRK_P_STATIC  ? "static"
+                : sp->provider == BRK_P_MODAL ? "modal"
+                                              : "local";
+  if (sp->provider == BRK_P_MODAL &&
+      brk_modal_machine_init(m, why, cap) < 0) {
+    m->removed = 1;
+    return -1;
+  }
   if (sp->tls == 1) {
     m->tls_ctx = brk_tls_ctx(m->spec, why, cap);
     if (!m->tls_ctx) {
@@ -179,7 +189,8 @@ int brk_machines_init(struct brk *b)
 int brk_machines_starting(const struct brk *b)
 {
   for (unsigned i = 0; i < b->nmachines; i++)
-    if (b->machines[i]->state == BRK_M_STARTING)
+    if (b->machines[i]->state == BRK_M_STARTING ||
+        b->machines[i]->state == BRK_M_REQUESTED)
       return 1;
   return 0;
 }
@@ -1005,8 +1016,8 @@ out_pipes:
   }
 }
 
-/* STATIC: connect to the agent someone else runs. */
-static void connect_static(struct brk_machine *m)
+/* The start sequence of an agent someone else runs, up to the connect. */
+static int begin_remote(struct brk_machine *m)
 {
   struct brk *b = m->b;
 
@@ -1026,16 +1037,69 @@ static void connect_static(struct brk_machine *m)
                               on_start_timer, m);
   if (!m->timer) {
     start_failed(m, 0, "out of memory");
-    return;
+    return -1;
   }
   if (m->restarts++ == 0)
     brk_info("%s: connecting to the agent at %s", m->name, m->address);
-  start_connect(m, (const struct sockaddr *)&m->spec->sa, m->spec->salen);
+  return 0;
+}
+
+/* STATIC: connect to the agent someone else runs. */
+static void connect_static(struct brk_machine *m)
+{
+  if (begin_remote(m) == 0)
+    start_connect(m, (const struct sockaddr *)&m->spec->sa, m->spec->salen);
+}
+
+void brk_machine_attach(struct brk_machine *m, int fd)
+{
+  char why[256];
+
+  if (!m->tls_ctx && m->spec->tls == 1) {
+    m->tls_ctx = brk_tls_ctx(m->spec, why, sizeof(why));
+    if (!m->tls_ctx) {
+      close(fd);
+      start_failed(m, 0, "%s", why);
+      return;
+    }
+  }
+  if (begin_remote(m) < 0) {
+    close(fd);
+    return;
+  }
+  m->sock = fd;
+  connected(m);
+}
+
+void brk_machine_fail(struct brk_machine *m, int permanent, const char *fmt,
+                      ...)
+{
+  char why[sizeof(m->why)];
+  va_list ap;
+
+  va_start(ap, fmt);
+  vsnprintf(why, sizeof(why), fmt, ap);
+  va_end(ap);
+  start_failed(m, permanent, "%s", why);
+}
+
+void brk_machine_disconnect(struct brk_machine *m)
+{
+  struct brk_h2 *h2 = m->h2;
+
+  start_cleanup(m);
+  if (m->state == BRK_M_READY)
+    brk_clients_machine_lost(m->b, m);
+  m->h2 = NULL;
+  if (h2)
+    brk_h2_free(h2);
 }
 
 static void machine_start(struct brk_machine *m)
 {
-  if (is_static(m))
+  if (m->modal)
+    brk_modal_start(m);
+  else if (is_static(m))
     connect_static(m);
   else
     spawn(m);
@@ -1062,6 +1126,7 @@ int brk_machine_remove(struct brk *b, const char *name, char *why,
   if (h2)
     brk_h2_free(h2);
   kill_agent(m, SIGTERM); /* reaped by on_agent_exit */
+  brk_modal_remove(m);     /* DELETE on Modal */
   m->state = BRK_M_STOPPED;
   snprintf(m->why, sizeof(m->why), "removed");
   brk_clients_machines_changed(b);
@@ -1074,6 +1139,7 @@ void brk_machines_start(struct brk *b)
   for (unsigned i = 0; i < b->nmachines; i++)
     if (!b->machines[i]->removed)
       machine_start(b->machines[i]);
+  brk_modal_reconcile(b);
 }
 
 unsigned brk_machines_stop(struct brk *b)
@@ -1111,6 +1177,7 @@ void brk_machines_free(struct brk *b)
     if (m->pidfd >= 0)
       close(m->pidfd);
     start_cleanup(m);
+    brk_modal_machine_free(m);
     if (m->h2)
       brk_h2_free(m->h2);
     SSL_CTX_free(m->tls_ctx);

@@ -21,6 +21,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
+
 #include "brk.h"
 #include "brk_log.h"
 
@@ -498,8 +500,10 @@ void brk_check_ready(struct brk *b)
 
   if (b->ready_sent || !b->listening)
     return;
+  /* Not Modal machines: a Sandbox takes minutes, and programs that start
+     meanwhile wait for it in their HELLO anyway. */
   for (unsigned i = 0; i < b->nmachines; i++)
-    if (!b->machines[i]->first_done)
+    if (!b->machines[i]->first_done && !b->machines[i]->modal)
       return;
   b->ready_sent = 1;
   brk_info("ready: listening on %s (control %s), %u machine(s)",
@@ -521,6 +525,7 @@ void brk_check_ready(struct brk *b)
 
 static struct brk_op *sig_op, *tick_op, *stop_timer;
 static int sig_fd = -1;
+static int curl_ready;
 
 static void close_listeners(struct brk *b)
 {
@@ -612,6 +617,7 @@ static void on_tick(struct brk_op *op, int res, void *arg)
     return;
   brk_clients_tick(b);
   brk_machines_poll_status(b);
+  brk_modal_tick(b);
   tick_op = brk_loop_timeout(b->loop, 1000, on_tick, b);
 }
 
@@ -938,6 +944,12 @@ int main(int argc, char **argv)
     brk_err("signalfd: %s", strerror(errno));
     goto out;
   }
+  /* Before any thread exists (libcurl's resolver makes some). */
+  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+    brk_err("libcurl failed to initialise");
+    goto out;
+  }
+  curl_ready = 1;
   rc = brk_loop_new(&b->loop, 1024);
   if (rc < 0) {
     brk_err("io_uring: %s", strerror(-rc));
@@ -1012,11 +1024,14 @@ out:
   } else if (b->listen_fd >= 0 || b->ctl_fd >= 0) {
     close_listeners(b);
   }
+  brk_modal_free(b); /* before the machines: it cancels their requests */
   brk_machines_free(b);
   brk_op_cancel(sig_op);
   brk_op_cancel(tick_op);
   brk_op_cancel(stop_timer);
   brk_loop_free(b->loop);
+  if (curl_ready)
+    curl_global_cleanup();
   if (sig_fd >= 0)
     close(sig_fd);
   if (b->cfg.ready_fd >= 0)

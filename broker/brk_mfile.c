@@ -3,8 +3,12 @@
  * the state file of machines added at run time (the same format).
  *
  *   [machine NAME]
- *   provider = local | static
- *   gpu = TEXT             the GPU type asked for (shown, not checked yet)
+ *   provider = local | static | modal
+ *   gpu = TYPE             the GPU type asked for: T4 ... B200 (modal: the
+ *                          type Modal is asked for; others: shown)
+ *   idle_timeout = SEC     modal: stop it on Modal after SEC unused
+ *                          (default 600; 0 = never)
+ *   timeout = SEC          modal: the Sandbox's lifetime (default 3600)
  *   address = HOST:PORT    static: IPv4:PORT, [IPv6]:PORT or
  *                          localhost:PORT (names are not looked up)
  *   secret_file = PATH     static: the agent's secret (first line)
@@ -39,6 +43,7 @@
 
 #include "brk.h"
 #include "brk_log.h"
+#include "gpus.h"
 
 struct parse {
   struct brk_mspec *specs;
@@ -127,9 +132,7 @@ int brk_mspec_set(struct brk_mspec *m, const char *key, const char *value,
     } else if (strcasecmp(value, "static") == 0) {
       m->provider = BRK_P_STATIC;
     } else if (strcasecmp(value, "modal") == 0) {
-      snprintf(why, cap, "[machine %s]: provider=modal is not available in "
-                         "this build yet (valid: local, static)", m->name);
-      return -1;
+      m->provider = BRK_P_MODAL;
     } else {
       snprintf(why, cap, "[machine %s]: unknown provider '%.64s' (valid: "
                          "local, static, modal)", m->name, value);
@@ -167,9 +170,36 @@ int brk_mspec_set(struct brk_mspec *m, const char *key, const char *value,
     }
     return 0;
   }
+  if (strcmp(key, "idle_timeout") == 0 || strcmp(key, "timeout") == 0) {
+    int idle = key[0] == 'i';
+    unsigned long min = idle ? 0 : 60;
+    char *end;
+    unsigned long v;
+
+    if (idle ? m->idle_set : m->timeout_set) {
+      snprintf(why, cap, "[machine %s]: %s given twice", m->name, key);
+      return -1;
+    }
+    errno = 0;
+    v = strtoul(value, &end, 10);
+    if (errno || end == value || *end || value[0] == '-' || v < min ||
+        v > 86400) {
+      snprintf(why, cap, "[machine %s]: %s=%.32s (valid: %lu to 86400 "
+                         "seconds)", m->name, key, value, min);
+      return -1;
+    }
+    if (idle) {
+      m->idle_timeout_s = (uint32_t)v;
+      m->idle_set = 1;
+    } else {
+      m->timeout_s = (uint32_t)v;
+      m->timeout_set = 1;
+    }
+    return 0;
+  }
   snprintf(why, cap, "[machine %s]: unknown key '%.64s' (valid: provider, "
-                     "gpu, address, secret_file, tls, ca, fingerprint)",
-           m->name, key);
+                     "gpu, address, secret_file, tls, ca, fingerprint, "
+                     "idle_timeout, timeout)", m->name, key);
   return -1;
 }
 
@@ -338,13 +368,83 @@ static int norm_fingerprint(char *fp)
   return 0;
 }
 
+/* A MODAL machine: a GPU type from the table and Modal configured; its
+   address, secret and fingerprint come from Modal at run time. */
+static int check_modal(struct brk_mspec *m, char *why, size_t cap)
+{
+  struct brk_modal_cfg c;
+  char w[512];
+  int g;
+
+  if (m->address[0] || m->secret_file[0] || m->tls != -1 || m->ca[0] ||
+      m->fingerprint[0]) {
+    snprintf(why, cap, "[machine %s]: a modal machine takes gpu=, "
+                       "idle_timeout= and timeout= (address, secret_file, "
+                       "tls, ca and fingerprint come from Modal)", m->name);
+    return -1;
+  }
+  if (!m->gpu[0]) {
+    snprintf(why, cap, "[machine %s]: a modal machine needs gpu= (valid: "
+                       "%s)", m->name, tr_gpu_valid_list());
+    return -1;
+  }
+  g = tr_gpu_find(m->gpu);
+  if (g < 0) {
+    snprintf(why, cap, "[machine %s]: unknown GPU type '%.32s' (valid: %s)",
+             m->name, m->gpu, tr_gpu_valid_list());
+    return -1;
+  }
+  snprintf(m->gpu, sizeof(m->gpu), "%s", tr_gpus[g].name);
+  if (!m->idle_set)
+    m->idle_timeout_s = 600;
+  if (!m->timeout_set)
+    m->timeout_s = 3600;
+  if (brk_modal_cfg_load(&c, w, sizeof(w)) < 0) {
+    snprintf(why, cap, "[machine %s]: %s", m->name, w);
+    return -1;
+  }
+  return 0;
+}
+
+int brk_mspec_same(const struct brk_mspec *a, const struct brk_mspec *b)
+{
+  if (a->provider != BRK_P_MODAL || b->provider != BRK_P_MODAL)
+    return memcmp(a, b, sizeof(*a)) == 0;
+  return strcmp(a->name, b->name) == 0 && strcmp(a->gpu, b->gpu) == 0 &&
+         a->idle_timeout_s == b->idle_timeout_s &&
+         a->timeout_s == b->timeout_s;
+}
+
+int brk_mspec_pin(struct brk_mspec *sp, const char *fp, char *why,
+                  size_t cap)
+{
+  char f[sizeof(sp->fingerprint)];
+
+  if (strlen(fp) >= sizeof(f) ||
+      (snprintf(f, sizeof(f), "%s", fp), norm_fingerprint(f) < 0)) {
+    snprintf(why, cap, "[machine %s]: the agent's fingerprint '%.100s' is "
+                       "not SHA256: and 64 hex digits", sp->name, fp);
+    return -1;
+  }
+  memcpy(sp->fingerprint, f, sizeof(f));
+  sp->tls = 1;
+  return 0;
+}
+
 int brk_mspec_check(struct brk_mspec *m, char *why, size_t cap)
 {
   if (!m->provider) {
     snprintf(why, cap, "[machine %s]: provider missing (valid: local, "
-                       "static)", m->name);
+                       "static, modal)", m->name);
     return -1;
   }
+  if (m->provider != BRK_P_MODAL && (m->idle_set || m->timeout_set)) {
+    snprintf(why, cap, "[machine %s]: idle_timeout= and timeout= are for "
+                       "provider=modal", m->name);
+    return -1;
+  }
+  if (m->provider == BRK_P_MODAL)
+    return check_modal(m, why, cap);
   if (m->provider == BRK_P_LOCAL) {
     if (m->address[0] || m->secret_file[0] || m->tls != -1 || m->ca[0] ||
         m->fingerprint[0]) {
@@ -496,7 +596,7 @@ int brk_machines_reload(struct brk *b, unsigned *added, unsigned *removed,
     for (unsigned k = 0; k < n && !now; k++)
       if (strcmp(specs[k].name, m->name) == 0)
         now = &specs[k];
-    if (now && memcmp(now, &m->own_spec, sizeof(*now)) == 0)
+    if (now && brk_mspec_same(now, &m->own_spec))
       continue;
     if (brk_machine_remove(b, m->name, w, sizeof(w)) == 0)
       (*removed)++;
@@ -553,9 +653,14 @@ int brk_machines_save(struct brk *b, char *why, size_t cap)
 
     if (m->removed || m->origin != BRK_FROM_CTL || !sp)
       continue;
-    fprintf(f, "\n[machine %s]\nprovider = %s\n", sp->name,
-            sp->provider == BRK_P_STATIC ? "static" : "local");
+    fprintf(f, "\n[machine %s]\nprovider = %s\n", sp->name, m->provider);
     put_kv(f, "gpu", sp->gpu);
+    if (sp->provider == BRK_P_MODAL) {
+      /* What Modal gave it is learnt again at the next start. */
+      fprintf(f, "idle_timeout = %u\ntimeout = %u\n", sp->idle_timeout_s,
+              sp->timeout_s);
+      continue;
+    }
     put_kv(f, "address", sp->address);
     put_kv(f, "secret_file", sp->secret_file);
     if (sp->tls != -1)
