@@ -432,6 +432,12 @@ static void answer_error(const struct brk_http_res *r, char *out, size_t cap)
   json_decref(j);
 }
 
+/* "an H100", "a T4": the article as the type's name is spoken. */
+static const char *article(const char *gpu)
+{
+  return strchr("AEFHILMNORSX", gpu[0]) ? "an" : "a";
+}
+
 static void set_why(struct brk_machine *m, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void set_why(struct brk_machine *m, const char *fmt, ...)
@@ -565,7 +571,7 @@ static void on_machine(struct brk_modal_m *mm, json_t *j)
   if (strcmp(st, "starting") == 0) {
     m->state = BRK_M_STARTING;
     set_why(m, "waiting for %s %s on Modal... %llu s%s%s%s",
-            strchr("AEIOU", mm->gpu[0]) ? "an" : "a", mm->gpu,
+            article(mm->gpu), mm->gpu,
             (unsigned long long)waited, phase ? " (" : "", phase ? phase : "",
             phase ? ")" : "");
     brk_clients_machines_changed(m->b);
@@ -715,9 +721,7 @@ static void create(struct brk_modal_m *mm)
     return;
   }
   if (m->why[0] == 0 || strncmp(m->why, "Modal stopped", 13) != 0)
-    set_why(m, "asking Modal for %s %s", strchr("AEIOU", mm->gpu[0]) ? "an"
-                                                                     : "a",
-            mm->gpu);
+    set_why(m, "asking Modal for %s %s", article(mm->gpu), mm->gpu);
   brk_clients_machines_changed(m->b);
   mm->req = call(m->b, "POST", "/v1/machines", body, POST_TIMEOUT_MS,
                  on_create, mm);

@@ -97,6 +97,9 @@ struct tremote_machine_opts {
   int tls;                 /* STATIC: 1 = TLS (then fingerprint or ca) */
   const char *fingerprint; /* "SHA256:..." the agent's certificate */
   const char *ca;          /* a CA file */
+  long idle_timeout_s;     /* MODAL: stop it after this long unused;
+                              0: the default (600), -1: never */
+  unsigned timeout_s;      /* MODAL: the Sandbox's lifetime; 0: 3600 */
 };
 
 /*
@@ -111,7 +114,17 @@ struct tremote_machine_opts {
 tremote_machine *tremote_create_machine(tremote_provider p, const char *gpu,
                                         const struct tremote_machine_opts *o);
 
-/* The seed's create_modal_machine(gpu). */
+/*
+ * Wait until m is ready (a MODAL machine takes minutes): 0 when it is, -1
+ * with the error when it failed, was removed, or timeout_s (0: forever)
+ * passed.  progress, when not NULL, gets each new progress line.
+ */
+typedef void (*tremote_progress_fn)(const char *line, void *arg);
+int tremote_machine_wait(const tremote_machine *m, int timeout_s,
+                         tremote_progress_fn progress, void *arg);
+
+/* The seed's create_modal_machine(gpu): asks Modal for the machine and
+   returns at once; tremote_machine_wait waits for it. */
 tremote_machine *tremote_create_modal_machine(const char *gpu,
                                               const struct tremote_machine_opts *o);
 
@@ -179,6 +192,8 @@ struct tremote_machine_info {
   char address[128];      /* where the agent is */
   char origin[12];        /* "args", "file", "control" */
   char error[256];        /* why it is not ready, "" */
+  char progress[256];     /* requested/starting: what it waits for
+                             ("waiting for an A100-40GB on Modal... 34 s") */
   uint64_t memory_total;  /* bytes, 0 unknown */
   int64_t memory_used;    /* bytes, -1 unknown */
   int sessions;           /* programs using it now */

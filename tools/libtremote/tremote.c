@@ -259,9 +259,14 @@ tremote_machine *tremote_create_machine(tremote_provider p, const char *gpu,
   }
   if (tremote_gpu_parse(gpu, &g) < 0)
     return NULL;
-  if (p == TREMOTE_PROVIDER_MODAL) {
-    set_error("the MODAL provider is not available in this build yet "
-              "(valid now: static, local)");
+  if (p != TREMOTE_PROVIDER_MODAL && (o->idle_timeout_s || o->timeout_s)) {
+    set_error("idle_timeout_s and timeout_s are for MODAL machines");
+    return NULL;
+  }
+  if (o->idle_timeout_s < -1 || o->idle_timeout_s > 86400 ||
+      (o->timeout_s && (o->timeout_s < 60 || o->timeout_s > 86400))) {
+    set_error("idle_timeout_s: -1 (never) or 0 to 86400; timeout_s: 60 to "
+              "86400 (0: the default)");
     return NULL;
   }
   if (p == TREMOTE_PROVIDER_STATIC && (!o->address || !o->secret_file)) {
@@ -289,6 +294,18 @@ tremote_machine *tremote_create_machine(tremote_provider p, const char *gpu,
     json_object_set_new(req, "fingerprint", json_string(o->fingerprint));
   if (o->ca)
     json_object_set_new(req, "ca", json_string(o->ca));
+  if (o->idle_timeout_s) {
+    char v[24];
+
+    snprintf(v, sizeof(v), "%ld", o->idle_timeout_s < 0 ? 0 : o->idle_timeout_s);
+    json_object_set_new(req, "idle_timeout", json_string(v));
+  }
+  if (o->timeout_s) {
+    char v[24];
+
+    snprintf(v, sizeof(v), "%u", o->timeout_s);
+    json_object_set_new(req, "timeout", json_string(v));
+  }
   ans = ctl(req);
   if (!ans)
     return NULL;
@@ -499,6 +516,53 @@ static int64_t get_int(json_t *o, const char *key, int64_t dflt)
   return json_is_integer(v) ? (int64_t)json_integer_value(v) : dflt;
 }
 
+int tremote_machine_wait(const tremote_machine *m, int timeout_s,
+                         tremote_progress_fn progress, void *arg)
+{
+  struct timespec t0, now;
+  char last[256] = "";
+
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (;;) {
+    struct tremote_machine_info *v, *me = NULL;
+    size_t n;
+
+    if (tremote_list_machines(&v, &n) < 0)
+      return -1;
+    for (size_t i = 0; i < n; i++)
+      if (strcmp(v[i].device_id, m->device_id) == 0)
+        me = &v[i];
+    if (!me) {
+      free(v);
+      set_error("%s is not a machine of the broker any more (removed)",
+                m->device_id);
+      return -1;
+    }
+    if (strcmp(me->state, "ready") == 0) {
+      free(v);
+      return 0;
+    }
+    if (strcmp(me->state, "failed") == 0 || strcmp(me->state, "stopped") == 0) {
+      set_error("%s %s: %s", m->device_id, me->state,
+                me->error[0] ? me->error : "no reason given");
+      free(v);
+      return -1;
+    }
+    if (progress && me->progress[0] && strcmp(me->progress, last) != 0) {
+      snprintf(last, sizeof(last), "%s", me->progress);
+      progress(last, arg);
+    }
+    free(v);
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (timeout_s > 0 && now.tv_sec - t0.tv_sec >= timeout_s) {
+      set_error("%s is not ready after %d s (%s)", m->device_id, timeout_s,
+                last[0] ? last : "no progress reported");
+      return -1;
+    }
+    usleep(500000);
+  }
+}
+
 int tremote_list_machines(struct tremote_machine_info **out, size_t *n)
 {
   json_t *list = machines(), *e;
@@ -529,6 +593,7 @@ int tremote_list_machines(struct tremote_machine_info **out, size_t *n)
     copy_str(m->address, sizeof(m->address), e, "address");
     copy_str(m->origin, sizeof(m->origin), e, "origin");
     copy_str(m->error, sizeof(m->error), e, "error");
+    copy_str(m->progress, sizeof(m->progress), e, "progress");
     m->memory_total = (uint64_t)get_int(e, "memory", 0);
     m->memory_used = get_int(e, "memory_used", -1);
     m->sessions = (int)get_int(e, "sessions", 0);

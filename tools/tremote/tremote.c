@@ -43,7 +43,7 @@ static const char usage_main[] =
     "  run [--] PROGRAM [ARGS...]   run PROGRAM with the tremote shim; a\n"
     "                               broker is started first if none runs\n"
     "  machine add PROVIDER GPU [OPTIONS]\n"
-    "                               add a machine (local, static; modal soon)\n"
+    "                               add a machine (local, static, modal)\n"
     "  machine ls                   list the machines\n"
     "  machine rm ID|INDEX          remove a machine\n"
     "  broker start [BROKER-ARGS]   start a broker in the background\n"
@@ -76,11 +76,22 @@ static const char usage_machine[] =
     "       tremote machine ls\n"
     "       tremote machine rm ID|INDEX\n"
     "\n"
-    "add: PROVIDER is local (an agent the broker runs here) or static (an\n"
-    "agent you run: tremote-gpu-agent --listen ...); modal arrives with the\n"
-    "Modal provider.  GPU is the type asked for: T4, L4, A10G, A100-40GB,\n"
+    "add: PROVIDER is local (an agent the broker runs here), static (an\n"
+    "agent you run: tremote-gpu-agent --listen ...) or modal (a Modal\n"
+    "Sandbox with that GPU, made by the tremote Modal app: see tremote\n"
+    "modal setup).  GPU is the type asked for: T4, L4, A10G, A100-40GB,\n"
     "A100-80GB, L40S, H100, H200, B200 (any case).  Prints the machine's id\n"
-    "and index.  Options for static:\n"
+    "and index once it is ready; a modal machine takes minutes, with a\n"
+    "progress line on stderr meanwhile.  If it cannot become ready, it is\n"
+    "removed again and the reason printed (exit 1).  Options for modal:\n"
+    "  --idle-timeout SEC       stop it on Modal after SEC seconds without\n"
+    "                           a program (default 600; 0 = never); the\n"
+    "                           next program asks for it again\n"
+    "  --timeout SEC            the Sandbox's lifetime (default 3600)\n"
+    "  --wait SEC               give up waiting after SEC (default 1200)\n"
+    "  --no-wait                print the id at once; tremote-smi and\n"
+    "                           machine ls show its progress\n"
+    "Options for static:\n"
     "  --address IP:PORT        where the agent listens\n"
     "  --secret-file FILE       its secret (mode 0600)\n"
     "  --tls                    TLS, with one of:\n"
@@ -367,6 +378,13 @@ static int cmd_broker(int argc, char **argv)
 
 /* ---- machines ---------------------------------------------------------------- */
 
+/* A line on stderr for each new step of a machine's start. */
+static void show_progress(const char *line, void *arg)
+{
+  (void)arg;
+  fprintf(stderr, "tremote: %s\n", line);
+}
+
 static int cmd_machine(int argc, char **argv)
 {
   if (argc < 1 || !strcmp(argv[0], "--help") || !strcmp(argv[0], "-h")) {
@@ -431,6 +449,7 @@ static int cmd_machine(int argc, char **argv)
   }
   if (!strcmp(argv[0], "add")) {
     struct tremote_machine_opts o = {0};
+    int wait_s = 1200;
     tremote_provider p;
     tremote_machine *m;
 
@@ -458,6 +477,29 @@ static int cmd_machine(int argc, char **argv)
         o.tls = 1;
         continue;
       }
+      if (!strcmp(a, "--no-wait")) {
+        wait_s = -1;
+        continue;
+      }
+      if (!strcmp(a, "--idle-timeout") || !strcmp(a, "--timeout") ||
+          !strcmp(a, "--wait")) {
+        char *end;
+        long v = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : -1;
+
+        if (i + 1 >= argc || *end || v < 0 || v > 86400) {
+          fprintf(stderr, "tremote: machine add: %s needs a number of "
+                          "seconds, 0 to 86400\n", a);
+          return EXIT_USAGE;
+        }
+        i++;
+        if (a[2] == 'i')
+          o.idle_timeout_s = v ? v : -1;
+        else if (a[2] == 't')
+          o.timeout_s = (unsigned)v;
+        else
+          wait_s = (int)v;
+        continue;
+      }
       if (!strcmp(a, "--address"))
         dst = &o.address;
       else if (!strcmp(a, "--secret-file"))
@@ -469,7 +511,8 @@ static int cmd_machine(int argc, char **argv)
       if (!dst || i + 1 >= argc) {
         fprintf(stderr, "tremote: machine add: %s '%s' (valid: --address "
                         "IP:PORT, --secret-file FILE, --tls, --fingerprint "
-                        "SHA256:..., --ca FILE)\n",
+                        "SHA256:..., --ca FILE; modal: --idle-timeout SEC, "
+                        "--timeout SEC, --wait SEC, --no-wait)\n",
                 dst ? "missing a value after" : "unknown option", a);
         return EXIT_USAGE;
       }
@@ -480,6 +523,17 @@ static int cmd_machine(int argc, char **argv)
       fprintf(stderr, "tremote: %s\n", tremote_last_error());
       return strstr(tremote_last_error(), "no tremote broker") ? EXIT_NOBROKER
                                                                : 1;
+    }
+    if (wait_s >= 0 &&
+        tremote_machine_wait(m, wait_s, show_progress, NULL) < 0) {
+      char why[512];
+
+      snprintf(why, sizeof(why), "%s", tremote_last_error());
+      fprintf(stderr, "tremote: %s; removing it\n", why);
+      if (tremote_remove_machine(m) < 0)
+        fprintf(stderr, "tremote: %s\n", tremote_last_error());
+      tremote_machine_free(m);
+      return 1;
     }
     printf("%s %d\n", tremote_machine_device_id(m),
            tremote_machine_remote_index(m));
