@@ -558,6 +558,8 @@ int brk_modal_cfg_load(struct brk_modal_cfg *c, char *why, size_t cap);
 int brk_modal_machine_init(struct brk_machine *m, char *why, size_t cap);
 /* The Modal id of m, or NULL for other providers. */
 const char *brk_modal_id(const struct brk_machine *m);
+/* What m waits for now, for the machine list (the seconds live). */
+void brk_modal_progress(const struct brk_machine *m, char *out, size_t cap);
 /* Create (or find) the Sandbox and connect: machine_start for MODAL. */
 void brk_modal_start(struct brk_machine *m);
 /* m was removed: DELETE it on Modal. */

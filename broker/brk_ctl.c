@@ -202,8 +202,11 @@ static void machines_json(struct brk *b, struct brk_sb *sb)
     /* Progress while a provider works on it, else what went wrong. */
     if (m->why[0] && (m->state == BRK_M_REQUESTED ||
                       m->state == BRK_M_STARTING)) {
+      char p[sizeof(m->why)];
+
+      brk_modal_progress(m, p, sizeof(p));
       brk_sb_puts(sb, ",\"progress\":");
-      brk_sb_json_str(sb, m->why);
+      brk_sb_json_str(sb, p);
     } else if (m->why[0] && m->state != BRK_M_READY) {
       brk_sb_puts(sb, ",\"error\":");
       brk_sb_json_str(sb, m->why);
@@ -316,7 +319,7 @@ static void op_add(struct brk *b, const struct req *r, struct brk_sb *sb)
     return;
   }
   brk_info("control: added %s (index %d, %s)", name, idx,
-           sp.provider == BRK_P_STATIC ? "static" : "local");
+           b->machines[idx]->provider);
   if (brk_machines_save(b, why, sizeof(why)) < 0)
     brk_warn("state file: %s (the machine is added, but will not come back "
              "after a restart)", why);

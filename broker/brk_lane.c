@@ -1028,6 +1028,19 @@ static int route(struct brk_lane *ln, const struct tr_hdr *h,
   } else {
     bulk_finish(ln, bulk, &ref, rg);
   }
+  if (rc == -EPIPE) {
+    /* The machine's connection died and its loss is not reported to us
+       yet (a preempted Modal machine, a killed agent): the session on it
+       breaks now, as it would a moment later, and the program gets
+       cudaErrorDevicesUnavailable, not the loss of its broker. */
+    if (dest)
+      brk_region_put(dest);
+    brk_msess_broken(ls->ms, "the connection to the machine closed");
+    if (want)
+      local_reply(ln, h->opcode, h->request_id, h->device,
+                  TR_ST_MACHINE_LOST);
+    return 0;
+  }
   if (rc < 0) {
     if (dest)
       brk_region_put(dest);

@@ -85,6 +85,7 @@ struct brk_modal_m {
   unsigned del_tries;
   char host[256];
   unsigned port;
+  char phase_name[32]; /* Modal's word for where a start is */
 };
 
 static void create(struct brk_modal_m *mm);
@@ -391,6 +392,25 @@ const char *brk_modal_id(const struct brk_machine *m)
   return m->modal ? m->modal->id : NULL;
 }
 
+static const char *article(const char *gpu);
+
+void brk_modal_progress(const struct brk_machine *m, char *out, size_t cap)
+{
+  const struct brk_modal_m *mm = m->modal;
+
+  /* While Modal works on it, the seconds count now, not at the last
+     answer of a long poll. */
+  if (mm && mm->phase == MM_POLL && m->state == BRK_M_STARTING) {
+    snprintf(out, cap, "waiting for %s %s on Modal... %llu s%s%s%s",
+             article(mm->gpu), mm->gpu,
+             (unsigned long long)((brk_now_ms() - mm->asked_ms) / 1000),
+             mm->phase_name[0] ? " (" : "", mm->phase_name,
+             mm->phase_name[0] ? ")" : "");
+    return;
+  }
+  snprintf(out, cap, "%s", m->why);
+}
+
 /* ---- requests ------------------------------------------------------------------ */
 
 /* Start METHOD base+path with the proxy-auth headers. */
@@ -570,6 +590,7 @@ static void on_machine(struct brk_modal_m *mm, json_t *j)
   }
   if (strcmp(st, "starting") == 0) {
     m->state = BRK_M_STARTING;
+    snprintf(mm->phase_name, sizeof(mm->phase_name), "%s", phase ? phase : "");
     set_why(m, "waiting for %s %s on Modal... %llu s%s%s%s",
             article(mm->gpu), mm->gpu,
             (unsigned long long)waited, phase ? " (" : "", phase ? phase : "",
