@@ -69,7 +69,7 @@ echo "add: a STATIC machine becomes device 1 and is kept in the state file"
 
 ctl_error "a name taken" "$add" "a machine named box exists already"
 ctl_error "an unknown key" '{"version":1,"op":"add","name":"x","provider":"local","colour":"red"}' "unknown key 'colour' (valid: provider, gpu"
-ctl_error "no provider" '{"version":1,"op":"add","name":"x"}' "provider missing (valid: local, static)"
+ctl_error "no provider" '{"version":1,"op":"add","name":"x"}' "provider missing (valid: local, static, modal)"
 ctl_error "a bad name" '{"version":1,"op":"add","name":"a b","provider":"local"}' "add needs \\\"name\\\""
 ctl_error "h2c beyond loopback" '{"version":1,"op":"add","name":"x","provider":"static","address":"10.9.9.9:7","secret_file":"'$secret'"}' "is not on loopback"
 ctl_error "remove what is not there" '{"version":1,"op":"remove","name":"nope"}' "no machine named nope"

@@ -52,7 +52,11 @@ expect "an unknown GPU type" 1 "unknown GPU type 'A100' (valid: T4, L4, A10G, A1
 expect "an unknown provider" 2 "unknown provider 'aws' (valid: local, static, modal)" "$t" machine add aws T4
 expect "static without an address" 1 "needs opts.address" "$t" machine add static H100
 expect "an unknown option" 2 "unknown option '--port' (valid: --address" "$t" machine add static H100 --port 7
-expect "modal, not yet" 1 "MODAL provider is not available" "$t" machine add modal T4
+# Without Modal configured: one line saying what is needed; nothing added.
+export TREMOTE_MODAL_CONFIG=$TR_TMP/no-modal.ini
+unset TREMOTE_MODAL_URL TREMOTE_MODAL_TOKEN_ID TREMOTE_MODAL_TOKEN_SECRET
+expect "modal, not configured" 1 "Modal is not configured: url, token_id and token_secret are needed" "$t" machine add modal T4
+[ "$("$t" machine ls | grep -c modal)" = 0 ] || tr_fail "a refused modal machine was added"
 expect "an unknown command" 2 "unknown command 'fly' (valid: run, machine, broker, doctor, help)" "$t" fly
 expect "machine without a command" 2 "Usage: tremote machine" "$t" machine
 

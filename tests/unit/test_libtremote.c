@@ -111,9 +111,16 @@ static void test_bad_input(void **state)
   (void)state;
   assert_null(tremote_create_machine(TREMOTE_PROVIDER_LOCAL, "GTX480", NULL));
   assert_non_null(strstr(tremote_last_error(), "unknown GPU type 'GTX480'"));
-  assert_null(tremote_create_modal_machine("A100-40GB", NULL));
-  assert_non_null(strstr(tremote_last_error(), "MODAL provider is not "
-                                               "available"));
+  {
+    struct tremote_machine_opts o = {.idle_timeout_s = -5};
+
+    assert_null(tremote_create_modal_machine("A100-40GB", &o));
+    assert_non_null(strstr(tremote_last_error(), "idle_timeout_s: -1 "
+                                                 "(never) or 0 to 86400"));
+    o.idle_timeout_s = 60;
+    assert_null(tremote_create_machine(TREMOTE_PROVIDER_LOCAL, "T4", &o));
+    assert_non_null(strstr(tremote_last_error(), "are for MODAL machines"));
+  }
   assert_null(tremote_create_machine(TREMOTE_PROVIDER_STATIC, "H100", NULL));
   assert_non_null(strstr(tremote_last_error(), "needs opts.address"));
   assert_null(tremote_create_machine((tremote_provider)9, "H100", NULL));
