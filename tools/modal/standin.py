@@ -8,7 +8,8 @@ pair and the POSTed secret, behind a raw TCP relay on another loopback port
 the relay unchanged).  Answers carry the relay's host and port.
 
 Test knobs (same auth as the API):
-  POST /standin/config   {"start_delay_s": S, "capacity": K, "fail_next": "why"}
+  POST /standin/config   {"start_delay_s": S, "capacity": K, "fail_next": "why",
+                          "retry_after_s": R}   (any of them)
       start_delay_s  seconds a machine stays "starting" (phase scheduling,
                      then image) before its agent starts (default 0)
       capacity       the number of further creates that answer 503 as Modal
@@ -16,7 +17,8 @@ Test knobs (same auth as the API):
                      0: none, the default)
       fail_next      the next machine created fails to start: state
                      "failed" with this why (null: cancel)
-      retry_after_s  the Retry-After of a 503 (default 30)
+      retry_after_s  what those 503s say in retry_after_s and Retry-After
+                     (default 30, as the app)
       Answers the whole configuration.
   POST /standin/preempt/ID
       kill -9 the machine's agent and close its relay (with its
