@@ -97,6 +97,10 @@ case "$st" in
 "starting waiting for an A100-40GB on Modal... "[1-9]" s"*) ;;
 *) tr_fail "no progress line while starting: '$st'" ;;
 esac
+LD_PRELOAD="$san" "$BUILD/tools/smi/tremote-smi" >"$TR_TMP/smi.out" 2>&1
+grep -q "gpu0 .*A100-40GB .*modal .*starting" "$TR_TMP/smi.out" &&
+    grep -q "waiting for an A100-40GB on Modal" "$TR_TMP/smi.out" ||
+    { cat "$TR_TMP/smi.out"; tr_fail "tremote-smi does not show the progress"; }
 wait_state gpu0 ready 20 || tr_fail "gpu0 not ready: $(mstate gpu0)"
 id0=$(tr_stats | field '[m["modal_id"] for m in j["machines"] if m["name"]=="gpu0"][0]')
 sb0=$(sapi GET "/v1/machines/$id0" | field 'j["sandbox_id"]')

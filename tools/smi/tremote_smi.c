@@ -42,7 +42,7 @@ static const char usage_text[] =
     "  utilization.gpu, temperature.gpu, driver_version, compute_cap,\n"
     "  pci.bus_id, machine.id, machine.provider, machine.state,\n"
     "  machine.gpu (the type asked for), machine.address, machine.rtt_ms,\n"
-    "  machine.round_trips, machine.sessions, machine.error, cache.hits,\n"
+    "  machine.round_trips, machine.sessions, machine.error, machine.progress, cache.hits,\n"
     "  cache.misses\n"
     "A value the machine cannot tell (yet) is [N/A].\n"
     "\n"
@@ -82,6 +82,7 @@ static const struct field fields[] = {
     {"machine.gpu", NULL},    {"machine.address", NULL},
     {"machine.rtt_ms", "ms"}, {"machine.round_trips", NULL},
     {"machine.sessions", NULL}, {"machine.error", NULL},
+    {"machine.progress", NULL},
     {"cache.hits", NULL},     {"cache.misses", NULL},
 };
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
@@ -133,6 +134,8 @@ static void value(const struct tremote_machine_info *m, const char *f,
     snprintf(buf, cap, "%d", m->sessions);
   else if (!strcmp(f, "machine.error"))
     snprintf(buf, cap, "%s", m->error);
+  else if (!strcmp(f, "machine.progress"))
+    snprintf(buf, cap, "%s", m->progress);
   else if (!strcmp(f, "cache.hits"))
     snprintf(buf, cap, "%" PRIu64, m->cache_hits);
   else if (!strcmp(f, "cache.misses"))
@@ -305,8 +308,9 @@ static void print_table(const struct tremote_machine_info *v, size_t n)
            v[m].gpu_requested[0] ? v[m].gpu_requested : "-",
            v[m].device_name[0] ? v[m].device_name : "N/A", v[m].provider,
            v[m].state, mem, v[m].sessions);
-    if (v[m].error[0] && strcmp(v[m].state, "ready")) {
-      snprintf(line, sizeof(line), "      %s", v[m].error);
+    if ((v[m].error[0] || v[m].progress[0]) && strcmp(v[m].state, "ready")) {
+      snprintf(line, sizeof(line), "      %s",
+               v[m].error[0] ? v[m].error : v[m].progress);
       boxed(line);
     }
   }

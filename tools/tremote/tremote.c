@@ -307,6 +307,13 @@ static int broker_start(char **args, int nargs, int quiet)
   return 0;
 }
 
+/* What to say of a machine that is not ready: its error, else what it
+   waits for. */
+static const char *why_of(const struct tremote_machine_info *m)
+{
+  return m->error[0] ? m->error : m->progress;
+}
+
 static int cmd_broker(int argc, char **argv)
 {
   pid_t pid = 0;
@@ -342,9 +349,9 @@ static int cmd_broker(int argc, char **argv)
     printf("tremote: broker pid %d, socket %s, %zu machine(s), %zu ready\n",
            (int)pid, sock, n, ready);
     for (size_t i = 0; i < n; i++)
-      printf("  %d  %-24s %-8s %s%s%s\n", v[i].index, v[i].device_id,
-             v[i].state, v[i].device_name, v[i].error[0] ? "  " : "",
-             v[i].error);
+      printf("  %d  %-24s %-9s %s%s%s\n", v[i].index, v[i].device_id,
+             v[i].state, v[i].device_name, why_of(&v[i])[0] ? "  " : "",
+             why_of(&v[i]));
     free(v);
     return 0;
   }
@@ -406,7 +413,7 @@ static int cmd_machine(int argc, char **argv)
              v[i].device_id, v[i].provider,
              v[i].gpu_requested[0] ? v[i].gpu_requested : "-", v[i].state,
              v[i].device_name[0] ? v[i].device_name : "-",
-             v[i].error[0] ? "  " : "", v[i].error);
+             why_of(&v[i])[0] ? "  " : "", why_of(&v[i]));
     free(v);
     return 0;
   }
@@ -622,6 +629,11 @@ static int cmd_doctor(int argc, char **argv)
     for (size_t i = 0; i < n; i++) {
       if (!strcmp(v[i].state, "ready")) {
         ready++;
+        continue;
+      }
+      if (!strcmp(v[i].state, "requested") || !strcmp(v[i].state, "starting")) {
+        printf("  note  machine %d (%s) is %s: %s\n", v[i].index,
+               v[i].device_id, v[i].state, why_of(&v[i]));
         continue;
       }
       printf("  FAIL  machine %d (%s) is %s%s%s\n", v[i].index,
