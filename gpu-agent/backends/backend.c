@@ -1,9 +1,10 @@
 /*
  * backend.c: choosing the backend named on the command line.
  *
- * The cuda backend (the real driver through dlopen, so the binary starts on
- * machines without one) is a later issue.  Until it exists, "cuda" is an
- * error the operator can act on, and "auto" settles for the emulator.
+ * "cuda" is the real GPU (cuda.c) and fails with the reason when the
+ * driver or the GPU cannot be used; "auto" tries it and settles for the
+ * emulated device, saying in one log line why, so an operator who expected
+ * the GPU sees what to fix without the agent refusing to start.
  */
 #include <errno.h>
 #include <string.h>
@@ -14,15 +15,19 @@
 int agt_backend_open(const char *kind, const struct agt_emu_config *emu,
                      struct agt_backend **out, const char **why)
 {
+  const char *cuda_why = NULL;
   int rc;
 
-  if (strcmp(kind, "cuda") == 0) {
-    *why = "the cuda backend is not built yet; use --backend emu (or auto)";
-    return -ENOSYS;
-  }
+  if (strcmp(kind, "cuda") == 0)
+    return agt_cuda_new(0, out, why);
   if (strcmp(kind, "auto") == 0) {
-    agt_info("backend auto: cuda backend not built yet, using the emulated "
-             "device");
+    rc = agt_cuda_new(0, out, &cuda_why);
+    if (rc == 0 || rc != -ENOSYS) {
+      *why = cuda_why;
+      return rc;
+    }
+    agt_info("backend auto: the cuda backend cannot be used (%s); using the "
+             "emulated device", cuda_why);
   } else if (strcmp(kind, "emu") != 0) {
     *why = "unknown backend (valid: emu, cuda, auto)";
     return -EINVAL;

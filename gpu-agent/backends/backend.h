@@ -6,7 +6,9 @@
  *
  *   emu   device memory in host RAM, inside the session's address window;
  *         kernels run in a PTX interpreter (emu/ptx_exec.h)
- *   cuda  the real driver, loaded with dlopen (not built yet)
+ *   cuda  the real GPU through the NVIDIA driver API, loaded with dlopen
+ *         so the agent starts where there is none (cuda.c); device memory
+ *         is mapped at the window's addresses with cuMemMap
  *
  * A backend is one device (struct agt_backend); each client session gets
  * its own context on it (struct agt_bctx: a CUDA context for cuda, an
@@ -200,10 +202,23 @@ struct agt_emu_config {
 int agt_emu_new(const struct agt_emu_config *cfg, struct agt_backend **out);
 
 /*
+ * Open GPU `ordinal` (0 for now) through the NVIDIA driver: dlopen
+ * libcuda.so.1, cuInit, check that the GPU can map memory at chosen
+ * addresses (virtual memory management), describe it.  Returns 0 and *out
+ * (freed with ops->destroy); -ENOSYS when there is no usable driver or GPU
+ * (libcuda.so.1 missing, the toolkit's stub library, cuInit failing, a
+ * driver too old); -ENOMEM.  *why is then one line an operator can act
+ * on, in static storage that the next agt_cuda_new overwrites (the agent
+ * opens its backend once, at start).
+ */
+int agt_cuda_new(int ordinal, struct agt_backend **out, const char **why);
+
+/*
  * Pick and create a backend by name: "emu", "cuda" or "auto" (cuda when it
- * is usable, else emu).  Returns 0 and *out; -ENOSYS when "cuda" was asked
- * for and cannot be used, -EINVAL for an unknown name, -ENOMEM.  On failure
- * *why is a static message for the operator.
+ * is usable, else emu, with one info line in the log saying why not cuda).
+ * Returns 0 and *out; -ENOSYS when "cuda" was asked for and cannot be
+ * used, -EINVAL for an unknown name, -ENOMEM.  On failure *why is a
+ * message for the operator, valid until the next agt_backend_open.
  */
 int agt_backend_open(const char *kind, const struct agt_emu_config *emu,
                      struct agt_backend **out, const char **why);

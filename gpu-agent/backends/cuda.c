@@ -1,0 +1,1718 @@
+/*
+ * cuda.c: the real GPU, through the NVIDIA driver API.
+ *
+ * The driver is loaded with dlopen("libcuda.so.1") (cuda_drv.h), never
+ * linked, so the agent builds and starts where there is none; opening this
+ * backend there fails with a reason an operator can act on, and "auto"
+ * falls back to the emulated device (backend.c).  One backend is device 0.
+ *
+ * Address windows.  Pointers are not translated: a session's device
+ * allocations must lie inside its window [base, base + size), at the very
+ * addresses the program uses.  The first context for a window reserves the
+ * whole range with cuMemAddressReserve at exactly `base` (checked: the
+ * address is only a hint to the driver); contexts with the same (base,
+ * size) share that reservation, as all sessions of one broker machine do,
+ * and the last one to close frees it.  An allocation is physical memory
+ * (cuMemCreate, rounded up to the allocation granularity, 2 MiB on current
+ * GPUs) mapped at an address of the window picked here (cuMemMap) and made
+ * read-write for the device (cuMemSetAccess).  Placement is first fit over
+ * the window's table, sorted by address, from a moving hint, as in emu.c;
+ * every allocation is followed by one unmapped granule of guard, so a
+ * kernel running off the end of its buffer faults (an error for its own
+ * session) instead of writing into a neighbour's, which may be another
+ * session's: mappings are visible to every context of the device.
+ *
+ * Ownership and checks.  Allocations belong to the context that made them,
+ * and every pointer and size a session passes is checked against its own
+ * table before the driver sees it, as emu.c does: a pointer the context
+ * does not own is cudaErrorInvalidValue, never a fault in the agent.  A
+ * copy pins the allocations it touches, so a cudaFree racing it on another
+ * lane only marks the allocation freed; its memory is unmapped, and the
+ * range can be placed again, once the last pin goes.  The same holds
+ * against kernels: memory freed while one of the context's launches runs is
+ * released after the last running launch of that context ends.  Otherwise
+ * a free racing a kernel could let the range be mapped again for another
+ * session while the kernel still writes to it.
+ *
+ * Module variables.  The driver places a module's __device__ and
+ * __constant__ variables where it chooses, OUTSIDE the session's window;
+ * cuModuleGetGlobal gives those addresses and symbol_get returns them as
+ * they are.  So that copies to them (cudaMemcpyToSymbol) pass the checks,
+ * each variable asked for is recorded in its module as a "symbol" range of
+ * the context, accepted by mem_check and the copies (never by mem_free),
+ * until the module is unloaded.  The program sees an address outside every
+ * device window, which its shim cannot attribute to a device by address;
+ * see docs/ARCHITECTURE.md, "The cuda backend".
+ *
+ * Contexts and streams.  Each session gets a CUDA context of its own
+ * (cuCtxCreate, never the shared primary context), so a sticky error (an
+ * illegal address) poisons only that session.  It is created on the
+ * session's first operation, not in ctx_open: ctx_open runs on the agent's
+ * network thread, and creating a context takes a tenth of a second or
+ * more.  Operations arrive on any execution thread; each makes the context
+ * current on its thread first.  Work goes to the calling thread's
+ * per-thread default stream (CU_STREAM_PER_THREAD), so lanes running on
+ * different execution threads do not serialise on the device, and every
+ * operation waits for its stream before it returns: the backend contract
+ * is that a call is finished when it returns (a launch returns with the
+ * kernel's error), which is also what orders work between lanes.
+ *
+ * Locks: cb->mu guards the window list; window->mu guards that window's
+ * table and, for each context on the window, its module list, launch count
+ * and deferred frees.  They are never held together, and no driver call is
+ * made under window->mu except cuMemAddressReserve/Free under cb->mu.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <driver_types.h>
+
+#include "agent.h"
+#include "backend.h"
+#include "cuda_drv.h"
+#include "cuerr.h"
+#include "fatbin.h"
+
+#define CU_USER_TOP (1ull << 47) /* end of x86-64 / arm64 user space */
+#define CU_STREAM CU_STREAM_PER_THREAD
+
+/* ---- objects ----------------------------------------------------------- */
+
+struct cu_module;
+
+/*
+ * A range the context may use: an allocation in the window (mod == NULL)
+ * or a module variable outside it (mod set).
+ */
+struct cu_alloc {
+  uint64_t addr;
+  uint64_t size; /* what was asked for: the valid range */
+  uint64_t span; /* mapped: size rounded up to the granularity */
+  uint64_t resv; /* placed: span plus the guard granule */
+  struct agt_bctx *owner; /* NULL: a range that could not be unmapped */
+  struct cu_module *mod;  /* the variable's module, or NULL */
+  struct cu_alloc *next;  /* mod->syms, or the context's deferred list */
+  unsigned pins;
+  bool ready; /* mapped and accessible: may be used */
+  bool freed;
+};
+
+struct cu_window {
+  struct cu_window *next; /* cb->windows, under cb->mu */
+  uint64_t base, size;
+  unsigned refs; /* contexts using it, under cb->mu */
+
+  pthread_mutex_t mu; /* guards the fields below and the contexts' lists */
+  struct cu_alloc **tab; /* allocations in the window, sorted by addr */
+  size_t n, cap;
+  uint64_t hint; /* where the next placement search starts */
+};
+
+struct cu_func {
+  struct cu_func *next;
+  CUfunction fn;
+  _Atomic uint32_t dyn_max; /* dynamic shared memory allowed so far */
+};
+
+struct cu_module {
+  struct cu_module *next; /* c->mods while loaded, under w->mu */
+  CUmodule m;
+  unsigned refs; /* under w->mu: 1 while loaded, + pins of its variables */
+  struct cu_alloc *syms; /* variables asked for, under w->mu */
+  pthread_mutex_t mu;    /* guards fns: lanes may look up concurrently */
+  struct cu_func *fns;
+};
+
+struct cu_backend {
+  struct agt_backend b;
+  struct cu_drv drv;
+  CUdevice dev;
+  /*
+   * The device's primary context, retained once: current while the agent
+   * reserves and frees windows and asks for free memory outside any
+   * session, and while a never-used session closes.
+   */
+  CUcontext primary;
+  uint64_t gran; /* allocation granularity */
+  int driver_version;
+  CUmemAllocationProp prop;
+  CUmemAccessDesc access;
+  struct tr_devinfo info;
+
+  pthread_mutex_t mu; /* guards windows */
+  struct cu_window *windows;
+};
+
+struct agt_bctx {
+  struct cu_backend *cb;
+  struct cu_window *w;
+
+  /* Created on first use (see the top of the file). */
+  pthread_mutex_t ctx_mu;
+  _Atomic(CUcontext) ctx;
+
+  /* Under w->mu. */
+  struct cu_module *mods;
+  unsigned launches;         /* launches running */
+  struct cu_alloc *deferred; /* freed while they ran */
+
+  pthread_mutex_t lim_mu; /* guards stack */
+  uint32_t stack;         /* CU_LIMIT_STACK_SIZE set, 0 = default */
+};
+
+/* ---- errors ------------------------------------------------------------ */
+
+/*
+ * CUresult to cudaError_t, the number that goes back to the program.  The
+ * runtime passes a driver error on under the same number wherever it has
+ * one (CUDA_ERROR_INVALID_IMAGE is cudaErrorInvalidKernelImage, 200; the
+ * asserts pin the ones programs meet); a number the runtime does not
+ * define (CUDA_ERROR_CONTEXT_ALREADY_CURRENT, a newer driver's) becomes
+ * cudaErrorUnknown, so a program never gets a code cudaGetErrorName cannot
+ * name.  Callers map the lookup failures themselves where the runtime
+ * reports another error than the driver (a missing kernel is
+ * cudaErrorInvalidDeviceFunction, a missing variable
+ * cudaErrorInvalidSymbol).
+ */
+#define CU_SAME(cu, rt)                                                        \
+  _Static_assert((int)(cu) == (int)(rt), #cu " is not " #rt);
+CU_SAME(CUDA_ERROR_INVALID_VALUE, cudaErrorInvalidValue)
+CU_SAME(CUDA_ERROR_OUT_OF_MEMORY, cudaErrorMemoryAllocation)
+CU_SAME(CUDA_ERROR_NOT_INITIALIZED, cudaErrorInitializationError)
+CU_SAME(CUDA_ERROR_STUB_LIBRARY, cudaErrorStubLibrary)
+CU_SAME(CUDA_ERROR_DEVICE_UNAVAILABLE, cudaErrorDevicesUnavailable)
+CU_SAME(CUDA_ERROR_NO_DEVICE, cudaErrorNoDevice)
+CU_SAME(CUDA_ERROR_INVALID_IMAGE, cudaErrorInvalidKernelImage)
+CU_SAME(CUDA_ERROR_INVALID_CONTEXT, cudaErrorDeviceUninitialized)
+CU_SAME(CUDA_ERROR_NO_BINARY_FOR_GPU, cudaErrorNoKernelImageForDevice)
+CU_SAME(CUDA_ERROR_INVALID_PTX, cudaErrorInvalidPtx)
+CU_SAME(CUDA_ERROR_UNSUPPORTED_PTX_VERSION, cudaErrorUnsupportedPtxVersion)
+CU_SAME(CUDA_ERROR_JIT_COMPILER_NOT_FOUND, cudaErrorJitCompilerNotFound)
+CU_SAME(CUDA_ERROR_INVALID_HANDLE, cudaErrorInvalidResourceHandle)
+CU_SAME(CUDA_ERROR_NOT_FOUND, cudaErrorSymbolNotFound)
+CU_SAME(CUDA_ERROR_ILLEGAL_ADDRESS, cudaErrorIllegalAddress)
+CU_SAME(CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES, cudaErrorLaunchOutOfResources)
+CU_SAME(CUDA_ERROR_LAUNCH_TIMEOUT, cudaErrorLaunchTimeout)
+CU_SAME(CUDA_ERROR_ASSERT, cudaErrorAssert)
+CU_SAME(CUDA_ERROR_HARDWARE_STACK_ERROR, cudaErrorHardwareStackError)
+CU_SAME(CUDA_ERROR_ILLEGAL_INSTRUCTION, cudaErrorIllegalInstruction)
+CU_SAME(CUDA_ERROR_MISALIGNED_ADDRESS, cudaErrorMisalignedAddress)
+CU_SAME(CUDA_ERROR_INVALID_ADDRESS_SPACE, cudaErrorInvalidAddressSpace)
+CU_SAME(CUDA_ERROR_INVALID_PC, cudaErrorInvalidPc)
+CU_SAME(CUDA_ERROR_LAUNCH_FAILED, cudaErrorLaunchFailure)
+CU_SAME(CUDA_ERROR_CONTEXT_IS_DESTROYED, cudaErrorContextIsDestroyed)
+CU_SAME(CUDA_ERROR_NOT_SUPPORTED, cudaErrorNotSupported)
+CU_SAME(CUDA_ERROR_UNKNOWN, cudaErrorUnknown)
+#undef CU_SAME
+
+static uint32_t cu_status(CUresult r)
+{
+  if (r == CUDA_SUCCESS)
+    return cudaSuccess;
+  return tr_cuerr_known((int)r) ? (uint32_t)r : (uint32_t)cudaErrorUnknown;
+}
+
+/*
+ * "NAME (number): description" of a driver error, into buf.  The toolkit's
+ * stub library answers cuGetErrorName with an error of its own, so the
+ * names that matter before a driver works are known here too.
+ */
+static const char *cu_describe(const struct cu_drv *d, CUresult r, char *buf,
+                               size_t n)
+{
+  const char *name = NULL, *str = NULL;
+
+  if (d->GetErrorName && d->GetErrorName(r, &name) != CUDA_SUCCESS)
+    name = NULL;
+  if (d->GetErrorString && d->GetErrorString(r, &str) != CUDA_SUCCESS)
+    str = NULL;
+  if (!name) {
+    switch (r) {
+    case CUDA_ERROR_NOT_INITIALIZED: name = "CUDA_ERROR_NOT_INITIALIZED"; break;
+    case CUDA_ERROR_STUB_LIBRARY: name = "CUDA_ERROR_STUB_LIBRARY"; break;
+    case CUDA_ERROR_DEVICE_UNAVAILABLE:
+      name = "CUDA_ERROR_DEVICE_UNAVAILABLE";
+      break;
+    case CUDA_ERROR_NO_DEVICE: name = "CUDA_ERROR_NO_DEVICE"; break;
+    case CUDA_ERROR_INVALID_DEVICE: name = "CUDA_ERROR_INVALID_DEVICE"; break;
+    case CUDA_ERROR_SYSTEM_DRIVER_MISMATCH:
+      name = "CUDA_ERROR_SYSTEM_DRIVER_MISMATCH";
+      break;
+    case CUDA_ERROR_OUT_OF_MEMORY: name = "CUDA_ERROR_OUT_OF_MEMORY"; break;
+    default: name = "CUresult"; break;
+    }
+  }
+  snprintf(buf, n, "%s (%d)%s%s", name, (int)r, str ? ": " : "",
+           str ? str : "");
+  return buf;
+}
+
+/* ---- loading the driver ------------------------------------------------ */
+
+/*
+ * Why agt_cuda_new failed.  One buffer: the backend is opened once, at
+ * start-up, before any other thread exists (backend.h says how long the
+ * text stays valid).
+ */
+static char open_why[AGT_WHY_MAX];
+
+static int open_fail(int rc, const char *fmt, ...)
+  __attribute__((format(printf, 2, 3)));
+
+static int open_fail(int rc, const char *fmt, ...)
+{
+  va_list ap;
+
+  va_start(ap, fmt);
+  vsnprintf(open_why, sizeof(open_why), fmt, ap);
+  va_end(ap);
+  return rc;
+}
+
+/*
+ * dlopen the driver and resolve every entry point.  The handle is never
+ * dlclose()d, not even on failure: a driver library is not written to be
+ * unloaded (it may have started threads in cuInit), and a second open in
+ * the same process gets the same handle back.
+ */
+static int drv_load(struct cu_drv *d)
+{
+  const char *err;
+
+  memset(d, 0, sizeof(*d));
+  d->lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (!d->lib) {
+    err = dlerror();
+    if (!err || strstr(err, "No such file"))
+      return open_fail(-ENOSYS, "libcuda.so.1 not found: no NVIDIA driver "
+                                "on this machine");
+    return open_fail(-ENOSYS, "cannot load libcuda.so.1: %s", err);
+  }
+#define CU_DRV_RESOLVE(field, sym, params)                                     \
+  *(void **)&d->field = dlsym(d->lib, sym);                                    \
+  if (!d->field)                                                               \
+    return open_fail(-ENOSYS, "libcuda.so.1 has no %s: the NVIDIA driver is "  \
+                              "too old for the cuda backend (CUDA 11.4 or "    \
+                              "newer is needed)", sym);
+  CU_DRV_FUNCS(CU_DRV_RESOLVE)
+#undef CU_DRV_RESOLVE
+#define CU_DRV_OPTIONAL_RESOLVE(field, sym, params)                            \
+  *(void **)&d->field = dlsym(d->lib, sym);
+  CU_DRV_OPTIONAL(CU_DRV_OPTIONAL_RESOLVE)
+#undef CU_DRV_OPTIONAL_RESOLVE
+  return 0;
+}
+
+/* ---- allocation table (w->mu held) ------------------------------------- */
+
+static uint64_t round_up(uint64_t n, uint64_t to)
+{
+  return (n + to - 1) / to * to;
+}
+
+/* Index of the first allocation with addr > a. */
+static size_t tab_upper(const struct cu_window *w, uint64_t a)
+{
+  size_t lo = 0, hi = w->n;
+
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+
+    if (w->tab[mid]->addr <= a)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+/* The allocation whose placed range contains a, or NULL. */
+static struct cu_alloc *tab_containing(const struct cu_window *w, uint64_t a)
+{
+  size_t i = tab_upper(w, a);
+  struct cu_alloc *al;
+
+  if (i == 0)
+    return NULL;
+  al = w->tab[i - 1];
+  return a - al->addr < al->resv ? al : NULL;
+}
+
+static int tab_insert(struct cu_window *w, struct cu_alloc *al)
+{
+  size_t i;
+
+  if (w->n == w->cap) {
+    size_t ncap = w->cap ? w->cap * 2 : 64;
+    struct cu_alloc **nt = realloc(w->tab, ncap * sizeof(*nt));
+
+    if (!nt)
+      return -ENOMEM;
+    w->tab = nt;
+    w->cap = ncap;
+  }
+  i = tab_upper(w, al->addr);
+  memmove(&w->tab[i + 1], &w->tab[i], (w->n - i) * sizeof(*w->tab));
+  w->tab[i] = al;
+  w->n++;
+  return 0;
+}
+
+static void tab_remove(struct cu_window *w, struct cu_alloc *al)
+{
+  size_t i = tab_upper(w, al->addr);
+
+  /* al is present, so it is the entry just before the upper bound. */
+  i--;
+  memmove(&w->tab[i], &w->tab[i + 1], (w->n - i - 1) * sizeof(*w->tab));
+  w->n--;
+}
+
+/*
+ * First gap of resv bytes at or after `from`, in the window.  Every placed
+ * range starts at a multiple of the granularity (the window's base is one,
+ * and so is every resv), as cuMemMap needs.  Returns the address or 0 (0
+ * is never inside a window).
+ */
+static uint64_t gap_from(const struct cu_window *w, uint64_t from,
+                         uint64_t resv)
+{
+  uint64_t end = w->base + w->size, cand = from;
+  size_t i = tab_upper(w, cand);
+
+  if (i > 0) {
+    const struct cu_alloc *prev = w->tab[i - 1];
+
+    if (prev->addr + prev->resv > cand)
+      cand = prev->addr + prev->resv;
+  }
+  for (; i < w->n && w->tab[i]->addr < cand + resv; i++)
+    cand = w->tab[i]->addr + w->tab[i]->resv;
+  if (cand > end || end - cand < resv)
+    return 0;
+  return cand;
+}
+
+/* ---- contexts on the calling thread ------------------------------------ */
+
+/*
+ * Make c's context current on this thread, creating it on first use.
+ * cuCtxCreate leaves the new context pushed on the creating thread's stack;
+ * it is popped again so that repeated creations on one thread do not grow
+ * that stack, and made current with cuCtxSetCurrent like every later call.
+ */
+static CUresult cu_enter(struct agt_bctx *c)
+{
+  const struct cu_drv *d = &c->cb->drv;
+  CUcontext ctx = atomic_load_explicit(&c->ctx, memory_order_acquire);
+  CUresult r = CUDA_SUCCESS;
+
+  if (!ctx) {
+    pthread_mutex_lock(&c->ctx_mu);
+    ctx = atomic_load_explicit(&c->ctx, memory_order_relaxed);
+    if (!ctx) {
+      r = d->CtxCreate(&ctx, CU_CTX_SCHED_AUTO, c->cb->dev);
+      if (r == CUDA_SUCCESS) {
+        CUcontext popped;
+
+        (void)d->CtxPopCurrent(&popped);
+        atomic_store_explicit(&c->ctx, ctx, memory_order_release);
+      } else {
+        char buf[AGT_WHY_MAX];
+
+        agt_warn("cuda: cannot create a CUDA context for a session: %s",
+                 cu_describe(d, r, buf, sizeof(buf)));
+      }
+    }
+    pthread_mutex_unlock(&c->ctx_mu);
+    if (r != CUDA_SUCCESS)
+      return r;
+  }
+  return d->CtxSetCurrent(ctx);
+}
+
+/* Wait for what this thread queued on c's device. */
+static CUresult cu_wait(const struct agt_bctx *c)
+{
+  return c->cb->drv.StreamSynchronize(CU_STREAM);
+}
+
+/* ---- pinning, releasing ------------------------------------------------ */
+
+static void module_free(struct agt_bctx *c, struct cu_module *mod);
+
+/*
+ * Unmap an allocation that is freed and unpinned and drop it from the
+ * table.  Its entry reserved the range until now, so nothing new was
+ * placed on it while the driver still had it mapped.  If the driver
+ * refuses to unmap, the entry stays as a tombstone (owner NULL) that keeps
+ * the range from being placed again.
+ */
+static void release(struct agt_bctx *c, struct cu_alloc *al)
+{
+  const struct cu_drv *d = &c->cb->drv;
+  struct cu_window *w = c->w;
+  CUresult r = d->MemUnmap(al->addr, al->span);
+
+  /* Mappings belong to the device, not to a context: should the session's
+     context be the reason (a sticky error), the primary one can do it.
+     The next operation on this thread makes its own context current. */
+  if (r != CUDA_SUCCESS && d->CtxSetCurrent(c->cb->primary) == CUDA_SUCCESS)
+    r = d->MemUnmap(al->addr, al->span);
+
+  pthread_mutex_lock(&w->mu);
+  if (r == CUDA_SUCCESS)
+    tab_remove(w, al);
+  else
+    al->owner = NULL;
+  pthread_mutex_unlock(&w->mu);
+  if (r == CUDA_SUCCESS) {
+    free(al);
+  } else {
+    char buf[AGT_WHY_MAX];
+
+    agt_warn("cuda: cannot unmap %#" PRIx64 "+%#" PRIx64 " (%s); the range "
+             "stays reserved", al->addr, al->span,
+             cu_describe(d, r, buf, sizeof(buf)));
+  }
+}
+
+/*
+ * Pin the live range of c that holds [a, a + len) whole: an allocation of
+ * the window or a module variable.  NULL if there is none (not c's, freed,
+ * not yet mapped, or the range crosses its end).
+ */
+static struct cu_alloc *cu_pin(struct agt_bctx *c, uint64_t a, uint64_t len)
+{
+  struct cu_window *w = c->w;
+  struct cu_alloc *al = NULL;
+
+  pthread_mutex_lock(&w->mu);
+  if (a >= w->base && a - w->base < w->size) {
+    al = tab_containing(w, a);
+    if (al && (!al->ready || al->freed || al->owner != c))
+      al = NULL;
+  } else {
+    for (struct cu_module *m = c->mods; m && !al; m = m->next)
+      for (struct cu_alloc *s = m->syms; s; s = s->next)
+        if (a >= s->addr && a - s->addr <= s->size) {
+          al = s;
+          break;
+        }
+  }
+  if (al && (a - al->addr > al->size || len > al->size - (a - al->addr)))
+    al = NULL;
+  if (al) {
+    al->pins++;
+    if (al->mod)
+      al->mod->refs++;
+  }
+  pthread_mutex_unlock(&w->mu);
+  return al;
+}
+
+static void cu_unpin(struct agt_bctx *c, struct cu_alloc *al)
+{
+  struct cu_module *mod = al->mod;
+  bool gone = false, mod_gone = false;
+
+  pthread_mutex_lock(&c->w->mu);
+  al->pins--;
+  if (mod)
+    mod_gone = --mod->refs == 0;
+  else
+    gone = al->pins == 0 && al->freed;
+  pthread_mutex_unlock(&c->w->mu);
+  if (gone)
+    release(c, al);
+  if (mod_gone)
+    module_free(c, mod); /* unloaded while this copy ran */
+}
+
+/* ---- memory operations ------------------------------------------------- */
+
+static uint32_t cu_mem_alloc(struct agt_bctx *c, uint64_t size, uint64_t *dptr)
+{
+  struct cu_backend *cb = c->cb;
+  const struct cu_drv *d = &cb->drv;
+  struct cu_window *w = c->w;
+  CUmemGenericAllocationHandle h;
+  struct cu_alloc *al;
+  uint64_t a;
+  CUresult r;
+
+  *dptr = 0;
+  if (size == 0)
+    return cudaSuccess; /* cudaMalloc(&p, 0): success, p = NULL */
+  if (size > w->size || size > CU_USER_TOP)
+    return cudaErrorMemoryAllocation;
+  r = cu_enter(c);
+  if (r != CUDA_SUCCESS)
+    return cu_status(r);
+  al = calloc(1, sizeof(*al));
+  if (!al)
+    return cudaErrorMemoryAllocation;
+  al->size = size;
+  al->span = round_up(size, cb->gran);
+  al->resv = al->span + cb->gran;
+  al->owner = c;
+
+  /*
+   * Place the entry first (not ready: invisible to lookups), then map
+   * without the lock: the driver's calls may take a while and the window
+   * is shared by every session of the machine.
+   */
+  pthread_mutex_lock(&w->mu);
+  a = gap_from(w, w->hint, al->resv);
+  if (!a)
+    a = gap_from(w, w->base, al->resv);
+  if (a) {
+    al->addr = a;
+    if (tab_insert(w, al) < 0)
+      a = 0;
+    else
+      w->hint = a + al->resv;
+  }
+  pthread_mutex_unlock(&w->mu);
+  if (!a) {
+    free(al); /* window full or fragmented, or no memory for the table */
+    return cudaErrorMemoryAllocation;
+  }
+
+  r = d->MemCreate(&h, al->span, &cb->prop, 0);
+  if (r != CUDA_SUCCESS)
+    goto out_remove;
+  r = d->MemMap(a, al->span, 0, h, 0);
+  /* The mapping holds the memory from here on; unmapping frees it. */
+  (void)d->MemRelease(h);
+  if (r != CUDA_SUCCESS)
+    goto out_remove;
+  r = d->MemSetAccess(a, al->span, &cb->access, 1);
+  if (r != CUDA_SUCCESS)
+    goto out_unmap;
+
+  pthread_mutex_lock(&w->mu);
+  al->ready = true;
+  pthread_mutex_unlock(&w->mu);
+  *dptr = a;
+  return cudaSuccess;
+
+out_unmap:
+  (void)d->MemUnmap(a, al->span);
+out_remove:
+  pthread_mutex_lock(&w->mu);
+  tab_remove(w, al);
+  pthread_mutex_unlock(&w->mu);
+  free(al);
+  return cu_status(r);
+}
+
+static uint32_t cu_mem_free(struct agt_bctx *c, uint64_t dptr)
+{
+  struct cu_window *w = c->w;
+  struct cu_alloc *al;
+  bool now = false;
+
+  if (dptr == 0)
+    return cudaSuccess;
+  pthread_mutex_lock(&w->mu);
+  al = dptr >= w->base && dptr - w->base < w->size ? tab_containing(w, dptr)
+                                                   : NULL;
+  if (!al || al->addr != dptr || !al->ready || al->freed || al->owner != c) {
+    pthread_mutex_unlock(&w->mu);
+    return cudaErrorInvalidValue;
+  }
+  al->freed = true;
+  if (c->launches) {
+    /* A kernel of c may still use it: the launches' pin, dropped when the
+       last of them ends (launch_end). */
+    al->pins++;
+    al->next = c->deferred;
+    c->deferred = al;
+  } else {
+    now = al->pins == 0;
+  }
+  pthread_mutex_unlock(&w->mu);
+  if (now)
+    release(c, al);
+  return cudaSuccess;
+}
+
+static uint32_t cu_mem_check(struct agt_bctx *c, uint64_t dptr, uint64_t len)
+{
+  struct cu_alloc *al = cu_pin(c, dptr, len);
+
+  if (!al)
+    return cudaErrorInvalidValue;
+  cu_unpin(c, al);
+  return cudaSuccess;
+}
+
+/*
+ * GPU memory cannot be written or read by the host at its device address,
+ * so nothing is ever pinned for direct access: the agent then receives
+ * host-to-device copies into a buffer and calls copy_h2d (the contract
+ * allows NULL here).
+ */
+static void *cu_mem_pin(struct agt_bctx *c, uint64_t dptr, uint64_t len,
+                        void **pin)
+{
+  return NULL;
+}
+
+static void cu_mem_unpin(struct agt_bctx *c, void *pin)
+{
+  /* Never called: cu_mem_pin pins nothing. */
+}
+
+static uint32_t cu_copy_h2d(struct agt_bctx *c, uint64_t dst, const void *src,
+                            uint64_t len)
+{
+  const struct cu_drv *d = &c->cb->drv;
+  struct cu_alloc *al;
+  CUresult r;
+
+  if (len == 0)
+    return cudaSuccess;
+  al = cu_pin(c, dst, len);
+  if (!al)
+    return cudaErrorInvalidValue;
+  r = cu_enter(c);
+  if (r == CUDA_SUCCESS)
+    r = d->MemcpyHtoDAsync(dst, src, len, CU_STREAM);
+  if (r == CUDA_SUCCESS)
+    r = cu_wait(c);
+  cu_unpin(c, al);
+  return cu_status(r);
+}
+
+static uint32_t cu_copy_d2h(struct agt_bctx *c, void *dst, uint64_t src,
+                            uint64_t len)
+{
+  const struct cu_drv *d = &c->cb->drv;
+  struct cu_alloc *al;
+  CUresult r;
+
+  if (len == 0)
+    return cudaSuccess;
+  al = cu_pin(c, src, len);
+  if (!al)
+    return cudaErrorInvalidValue;
+  r = cu_enter(c);
+  if (r == CUDA_SUCCESS)
+    r = d->MemcpyDtoHAsync(dst, src, len, CU_STREAM);
+  if (r == CUDA_SUCCESS)
+    r = cu_wait(c);
+  cu_unpin(c, al);
+  return cu_status(r);
+}
+
+static uint32_t cu_copy_d2d(struct agt_bctx *c, uint64_t dst, uint64_t src,
+                            uint64_t len)
+{
+  const struct cu_drv *d = &c->cb->drv;
+  struct cu_alloc *ad, *as;
+  CUresult r;
+
+  if (len == 0)
+    return cudaSuccess;
+  ad = cu_pin(c, dst, len);
+  if (!ad)
+    return cudaErrorInvalidValue;
+  as = cu_pin(c, src, len);
+  if (!as) {
+    cu_unpin(c, ad);
+    return cudaErrorInvalidValue;
+  }
+  r = cu_enter(c);
+  if (r == CUDA_SUCCESS)
+    r = d->MemcpyDtoDAsync(dst, src, len, CU_STREAM);
+  if (r == CUDA_SUCCESS)
+    r = cu_wait(c);
+  cu_unpin(c, as);
+  cu_unpin(c, ad);
+  return cu_status(r);
+}
+
+static uint32_t cu_memset_d8(struct agt_bctx *c, uint64_t dst, uint8_t value,
+                             uint64_t len)
+{
+  const struct cu_drv *d = &c->cb->drv;
+  struct cu_alloc *al;
+  CUresult r;
+
+  if (len == 0)
+    return cudaSuccess;
+  al = cu_pin(c, dst, len);
+  if (!al)
+    return cudaErrorInvalidValue;
+  r = cu_enter(c);
+  if (r == CUDA_SUCCESS)
+    r = d->MemsetD8Async(dst, value, len, CU_STREAM);
+  if (r == CUDA_SUCCESS)
+    r = cu_wait(c);
+  cu_unpin(c, al);
+  return cu_status(r);
+}
+
+static uint32_t cu_mem_info(struct agt_bctx *c, uint64_t *free_b,
+                            uint64_t *total)
+{
+  size_t f = 0, t = 0;
+  CUresult r = cu_enter(c);
+
+  if (r == CUDA_SUCCESS)
+    r = c->cb->drv.MemGetInfo(&f, &t);
+  *free_b = f;
+  *total = t;
+  return cu_status(r);
+}
+
+static void cu_dev_mem_info(struct agt_backend *b, uint64_t *free_b,
+                            uint64_t *total)
+{
+  struct cu_backend *cb = (struct cu_backend *)b;
+  size_t f = 0, t = 0;
+
+  if (cb->drv.CtxSetCurrent(cb->primary) != CUDA_SUCCESS ||
+      cb->drv.MemGetInfo(&f, &t) != CUDA_SUCCESS) {
+    f = 0;
+    t = cb->info.total_mem;
+  }
+  *free_b = f;
+  *total = t;
+}
+
+/*
+ * Every operation waited for its own work before it returned, so nothing
+ * of c is left queued that an earlier record of this lane made: waiting on
+ * this thread's stream only collects the context's error (sticky errors
+ * come back from any call).  Not cuCtxSynchronize: that would also wait
+ * for kernels other lanes of the session are running at this moment,
+ * making every EVENT_RECORD and SYNCHRONIZE of one stream wait for the
+ * others' work, which CUDA's streams do not.
+ */
+static uint32_t cu_synchronize(struct agt_bctx *c)
+{
+  CUresult r = cu_enter(c);
+
+  if (r == CUDA_SUCCESS)
+    r = cu_wait(c);
+  return cu_status(r);
+}
+
+/* ---- contexts and windows ---------------------------------------------- */
+
+static int window_check(const struct cu_backend *cb, uint64_t base,
+                        uint64_t size, const char **why)
+{
+  if (size == 0 || base % cb->gran || size % cb->gran) {
+    *why = "address window must be non-empty and aligned to the GPU's "
+           "allocation granularity";
+    return -EINVAL;
+  }
+  if (base < (1ull << 20) || base > CU_USER_TOP || size > CU_USER_TOP - base) {
+    *why = "address window lies outside user address space";
+    return -EINVAL;
+  }
+#if defined(__SANITIZE_THREAD__)
+  /* The driver maps the window in this process: see emu.c's window_check. */
+  if (base < 0x7e8000000000ull || base + size > 0x7f0000000000ull) {
+    *why = "this agent is a ThreadSanitizer build: address windows must lie "
+           "in [0x7e8000000000, 0x7f0000000000)";
+    return -EINVAL;
+  }
+#endif
+  return 0;
+}
+
+static int cu_ctx_open(struct agt_backend *b, uint64_t base, uint64_t size,
+                       struct agt_bctx **out, const char **why)
+{
+  struct cu_backend *cb = (struct cu_backend *)b;
+  const struct cu_drv *d = &cb->drv;
+  struct cu_window *w;
+  struct agt_bctx *c;
+  CUdeviceptr p = 0;
+  CUresult r;
+  int rc;
+
+  rc = window_check(cb, base, size, why);
+  if (rc < 0)
+    return rc;
+  c = calloc(1, sizeof(*c));
+  if (!c) {
+    *why = "out of memory";
+    return -ENOMEM;
+  }
+  c->cb = cb;
+
+  pthread_mutex_lock(&cb->mu);
+  for (w = cb->windows; w; w = w->next) {
+    if (w->base == base && w->size == size)
+      break;
+    if (base < w->base + w->size && w->base < base + size) {
+      *why = "address window overlaps another session's different window";
+      rc = -EEXIST;
+      goto out_unlock;
+    }
+  }
+  if (w) {
+    w->refs++;
+    goto out_done;
+  }
+  w = calloc(1, sizeof(*w));
+  if (!w) {
+    *why = "out of memory";
+    rc = -ENOMEM;
+    goto out_unlock;
+  }
+  /*
+   * The address is a request, not an order: a driver that cannot honour it
+   * reserves elsewhere, which is no use to us (pointers are not
+   * translated).  Reserved under cb->mu, like emu's mmap, so that a
+   * session opening the same window meanwhile finds it listed or absent.
+   */
+  r = d->CtxSetCurrent(cb->primary);
+  if (r == CUDA_SUCCESS)
+    r = d->MemAddressReserve(&p, size, 0, base, 0);
+  if (r != CUDA_SUCCESS || p != base) {
+    char buf[AGT_WHY_MAX];
+
+    if (r == CUDA_SUCCESS)
+      (void)d->MemAddressFree(p, size);
+    agt_warn("cuda: cannot reserve the window %#" PRIx64 "+%#" PRIx64 ": %s",
+             base, size, r != CUDA_SUCCESS ? cu_describe(d, r, buf, sizeof(buf))
+                                           : "the driver placed it elsewhere");
+    free(w);
+    *why = r == CUDA_ERROR_OUT_OF_MEMORY
+               ? "the GPU driver has no address space left for the window"
+               : "address window is already in use in the agent process (the "
+                 "GPU driver cannot reserve it at its address)";
+    rc = r == CUDA_ERROR_OUT_OF_MEMORY ? -ENOMEM : -EEXIST;
+    goto out_unlock;
+  }
+  pthread_mutex_init(&w->mu, NULL);
+  w->base = base;
+  w->size = size;
+  w->hint = base;
+  w->refs = 1;
+  w->next = cb->windows;
+  cb->windows = w;
+out_done:
+  pthread_mutex_unlock(&cb->mu);
+  pthread_mutex_init(&c->ctx_mu, NULL);
+  pthread_mutex_init(&c->lim_mu, NULL);
+  atomic_init(&c->ctx, NULL);
+  c->w = w;
+  *out = c;
+  return 0;
+
+out_unlock:
+  pthread_mutex_unlock(&cb->mu);
+  free(c);
+  return rc;
+}
+
+/* Give c's share of its window back; the last context frees the window. */
+static void window_put(struct cu_backend *cb, struct cu_window *w)
+{
+  struct cu_window **pp;
+  bool last;
+
+  pthread_mutex_lock(&cb->mu);
+  last = --w->refs == 0;
+  if (last) {
+    for (pp = &cb->windows; *pp != w; pp = &(*pp)->next)
+      ;
+    *pp = w->next;
+    /* Freed before the lock goes (see cu_ctx_open).  Every allocation is
+       unmapped by now, tombstones aside, which the driver then refuses. */
+    if (cb->drv.CtxSetCurrent(cb->primary) != CUDA_SUCCESS ||
+        cb->drv.MemAddressFree(w->base, w->size) != CUDA_SUCCESS)
+      agt_warn("cuda: cannot free the window %#" PRIx64 "+%#" PRIx64
+               "; its address range stays taken", w->base, w->size);
+  }
+  pthread_mutex_unlock(&cb->mu);
+  if (!last)
+    return;
+  for (size_t i = 0; i < w->n; i++)
+    free(w->tab[i]); /* tombstones */
+  pthread_mutex_destroy(&w->mu);
+  free(w->tab);
+  free(w);
+}
+
+static void cu_ctx_close(struct agt_bctx *c)
+{
+  struct cu_backend *cb = c->cb;
+  struct cu_window *w = c->w;
+  CUcontext ctx = atomic_load(&c->ctx);
+  struct cu_alloc **mine;
+  size_t n = 0;
+
+  /*
+   * No call on c runs any more: nothing is pinned, no launch runs, the
+   * deferred list is empty.  With the session's context current (or the
+   * primary one, if it never got one), unload its modules, then unmap its
+   * allocations, then destroy the context.
+   */
+  if (!ctx || cb->drv.CtxSetCurrent(ctx) != CUDA_SUCCESS)
+    (void)cb->drv.CtxSetCurrent(cb->primary);
+  for (;;) {
+    struct cu_module *mod;
+
+    pthread_mutex_lock(&w->mu);
+    mod = c->mods;
+    if (mod)
+      c->mods = mod->next;
+    pthread_mutex_unlock(&w->mu);
+    if (!mod)
+      break;
+    module_free(c, mod);
+  }
+
+  pthread_mutex_lock(&w->mu);
+  mine = malloc((w->n ? w->n : 1) * sizeof(*mine));
+  for (size_t i = 0; i < w->n; i++) {
+    struct cu_alloc *al = w->tab[i];
+
+    if (al->owner == c && !al->freed) {
+      al->freed = true;
+      if (mine)
+        mine[n++] = al;
+    }
+  }
+  pthread_mutex_unlock(&w->mu);
+  if (!mine) {
+    /*
+     * No memory for the list: release one at a time, rescanning.  Slow but
+     * never leaves a dead session's memory behind.
+     */
+    for (;;) {
+      struct cu_alloc *al = NULL;
+
+      pthread_mutex_lock(&w->mu);
+      for (size_t i = 0; i < w->n && !al; i++)
+        if (w->tab[i]->owner == c)
+          al = w->tab[i];
+      pthread_mutex_unlock(&w->mu);
+      if (!al)
+        break;
+      release(c, al);
+    }
+  }
+  for (size_t i = 0; i < n; i++)
+    release(c, mine[i]);
+  free(mine);
+
+  if (ctx) {
+    CUresult r = cb->drv.CtxDestroy(ctx);
+
+    if (r != CUDA_SUCCESS) {
+      char buf[AGT_WHY_MAX];
+
+      agt_warn("cuda: cannot destroy a session's CUDA context: %s",
+               cu_describe(&cb->drv, r, buf, sizeof(buf)));
+    }
+  }
+  window_put(cb, w);
+  pthread_mutex_destroy(&c->lim_mu);
+  pthread_mutex_destroy(&c->ctx_mu);
+  free(c);
+}
+
+/* ---- modules ----------------------------------------------------------- */
+
+/*
+ * Unload a module no longer listed in c->mods and not referenced: the
+ * driver's module, then what we kept about its functions and variables.
+ */
+static void module_free(struct agt_bctx *c, struct cu_module *mod)
+{
+  struct cu_func *f, *fnext;
+  struct cu_alloc *s, *snext;
+
+  if (cu_enter(c) == CUDA_SUCCESS)
+    (void)c->cb->drv.ModuleUnload(mod->m); /* fails only in a dead context,
+                                              whose destruction frees it */
+  for (f = mod->fns; f; f = fnext) {
+    fnext = f->next;
+    free(f);
+  }
+  for (s = mod->syms; s; s = snext) {
+    snext = s->next;
+    free(s);
+  }
+  pthread_mutex_destroy(&mod->mu);
+  free(mod);
+}
+
+/* The compute capability, for messages. */
+static void cc_of(const struct cu_backend *cb, int *major, int *minor)
+{
+  *major = 0;
+  *minor = 0;
+  (void)tr_devinfo_attr(&cb->info, cudaDevAttrComputeCapabilityMajor, major);
+  (void)tr_devinfo_attr(&cb->info, cudaDevAttrComputeCapabilityMinor, minor);
+}
+
+/* One line for the program about a module the driver refused. */
+static void load_why(const struct cu_backend *cb, CUresult r, const char *log,
+                     char *why)
+{
+  char desc[128];
+  int major, minor;
+  /* The JIT log's first line, as much as fits beside the error. */
+  int loglen = (int)strcspn(log, "\n");
+
+  if (loglen > 80)
+    loglen = 80;
+
+  cc_of(cb, &major, &minor);
+  cu_describe(&cb->drv, r, desc, sizeof(desc));
+  switch (r) {
+  case CUDA_ERROR_NO_BINARY_FOR_GPU:
+    snprintf(why, AGT_WHY_MAX, "the module has no machine code for this GPU "
+             "(sm_%d%d) and no PTX it can compile; rebuild with -gencode "
+             "arch=compute_%d%d,code=sm_%d%d", major, minor, major, minor,
+             major, minor);
+    break;
+  case CUDA_ERROR_UNSUPPORTED_PTX_VERSION:
+    snprintf(why, AGT_WHY_MAX, "the module's PTX is newer than the GPU's "
+             "driver (CUDA %d.%d) compiles; update the driver or rebuild "
+             "with an older toolkit", cb->driver_version / 1000,
+             cb->driver_version % 1000 / 10);
+    break;
+  default:
+    snprintf(why, AGT_WHY_MAX, "the GPU cannot load this module: %s%s%.*s",
+             desc, loglen ? "; " : "", loglen, log);
+    break;
+  }
+}
+
+/*
+ * The driver reads a fatbin up to the sizes its own headers give, and PTX
+ * up to a NUL.  The image comes from the program, so those limits are
+ * checked against the bytes we really have before the driver sees them.
+ * Returns the image to load (image itself, or *copy: a NUL-terminated copy
+ * of PTX text, freed by the caller), or NULL with why set.
+ */
+static const void *image_check(const uint8_t *image, size_t len, void **copy,
+                               char *why, uint32_t *st)
+{
+  *copy = NULL;
+  if (len >= 4 && image[0] == 0x50 && image[1] == 0xed && image[2] == 0x55 &&
+      image[3] == 0xba) {
+    struct tr_fatbin *fb = malloc(sizeof(*fb));
+    int rc;
+
+    if (!fb) {
+      *st = cudaErrorMemoryAllocation;
+      return NULL;
+    }
+    rc = tr_fatbin_parse(image, len, fb);
+    free(fb);
+    if (rc < 0) {
+      snprintf(why, AGT_WHY_MAX, "the module is a damaged CUDA fatbin (%s)",
+               strerror(-rc));
+      *st = cudaErrorInvalidKernelImage;
+      return NULL;
+    }
+    return image;
+  }
+  if ((len >= 2 && memcmp(image, "//", 2) == 0) ||
+      (len >= 8 && memcmp(image, ".version", 8) == 0)) {
+    if (memchr(image, 0, len))
+      return image;
+    *copy = malloc(len + 1);
+    if (!*copy) {
+      *st = cudaErrorMemoryAllocation;
+      return NULL;
+    }
+    memcpy(*copy, image, len);
+    ((char *)*copy)[len] = 0;
+    return *copy;
+  }
+  snprintf(why, AGT_WHY_MAX, "the module is neither a CUDA fatbin nor PTX "
+           "text");
+  *st = cudaErrorInvalidKernelImage;
+  return NULL;
+}
+
+static uint32_t cu_module_load(struct agt_bctx *c, const uint8_t *image,
+                               size_t len, void **out, char *why)
+{
+  const struct cu_drv *d = &c->cb->drv;
+  char log[AGT_WHY_MAX];
+  CUjit_option opt[2] = {CU_JIT_ERROR_LOG_BUFFER,
+                         CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES};
+  void *val[2] = {log, (void *)(uintptr_t)sizeof(log)};
+  struct cu_module *mod;
+  const void *img;
+  void *copy;
+  uint32_t st = cudaSuccess;
+  CUresult r;
+
+  why[0] = 0;
+  log[0] = 0;
+  img = image_check(image, len, &copy, why, &st);
+  if (!img)
+    return st;
+  mod = calloc(1, sizeof(*mod));
+  if (!mod) {
+    free(copy);
+    return cudaErrorMemoryAllocation;
+  }
+  r = cu_enter(c);
+  if (r == CUDA_SUCCESS)
+    r = d->ModuleLoadDataEx(&mod->m, img, 2, opt, val);
+  free(copy); /* the driver keeps what it needs */
+  if (r != CUDA_SUCCESS) {
+    log[sizeof(log) - 1] = 0;
+    load_why(c->cb, r, log, why);
+    free(mod);
+    return cu_status(r);
+  }
+  pthread_mutex_init(&mod->mu, NULL);
+  mod->refs = 1;
+  pthread_mutex_lock(&c->w->mu);
+  mod->next = c->mods;
+  c->mods = mod;
+  pthread_mutex_unlock(&c->w->mu);
+  *out = mod;
+  return cudaSuccess;
+}
+
+static void cu_module_unload(struct agt_bctx *c, void *modp)
+{
+  struct cu_module *mod = modp, **pp;
+  bool last;
+
+  /* Unlisted first, so no new copy finds its variables; a copy already
+     running holds a reference and the last one unloads it. */
+  pthread_mutex_lock(&c->w->mu);
+  for (pp = &c->mods; *pp && *pp != mod; pp = &(*pp)->next)
+    ;
+  if (*pp)
+    *pp = mod->next;
+  last = --mod->refs == 0;
+  pthread_mutex_unlock(&c->w->mu);
+  if (last)
+    module_free(c, mod);
+}
+
+static uint32_t cu_function_get(struct agt_bctx *c, void *modp,
+                                const char *name, void **fn)
+{
+  struct cu_module *mod = modp;
+  const struct cu_drv *d = &c->cb->drv;
+  struct cu_func *f;
+  int dyn = 0;
+  CUresult r;
+
+  f = calloc(1, sizeof(*f));
+  if (!f)
+    return cudaErrorMemoryAllocation;
+  r = cu_enter(c);
+  if (r == CUDA_SUCCESS)
+    r = d->ModuleGetFunction(&f->fn, mod->m, name);
+  if (r != CUDA_SUCCESS) {
+    free(f);
+    return r == CUDA_ERROR_NOT_FOUND ? cudaErrorInvalidDeviceFunction
+                                     : cu_status(r);
+  }
+  /* What the kernel may take without cuFuncSetAttribute (48 KiB less its
+     static shared memory); launch raises it when a launch asks for more. */
+  if (d->FuncGetAttribute(&dyn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                          f->fn) != CUDA_SUCCESS || dyn < 0)
+    dyn = 0;
+  atomic_init(&f->dyn_max, (uint32_t)dyn);
+  pthread_mutex_lock(&mod->mu);
+  f->next = mod->fns;
+  mod->fns = f;
+  pthread_mutex_unlock(&mod->mu);
+  *fn = f;
+  return cudaSuccess;
+}
+
+/*
+ * A module variable: the driver's address for it (outside the session's
+ * window; see the top of the file), recorded as a range of c so that
+ * copies to it pass the checks.
+ */
+static uint32_t cu_symbol_get(struct agt_bctx *c, void *modp, const char *name,
+                              uint64_t *addr, uint64_t *size)
+{
+  struct cu_module *mod = modp;
+  struct cu_alloc *s, *have;
+  CUdeviceptr p = 0;
+  size_t bytes = 0;
+  CUresult r;
+
+  r = cu_enter(c);
+  if (r == CUDA_SUCCESS)
+    r = c->cb->drv.ModuleGetGlobal(&p, &bytes, mod->m, name);
+  if (r != CUDA_SUCCESS)
+    return r == CUDA_ERROR_NOT_FOUND ? cudaErrorInvalidSymbol : cu_status(r);
+  s = calloc(1, sizeof(*s));
+  if (!s)
+    return cudaErrorMemoryAllocation;
+  s->addr = p;
+  s->size = bytes;
+  s->span = bytes;
+  s->resv = bytes;
+  s->owner = c;
+  s->mod = mod;
+  s->ready = true;
+  pthread_mutex_lock(&c->w->mu);
+  for (have = mod->syms; have; have = have->next)
+    if (have->addr == s->addr && have->size == s->size)
+      break;
+  if (!have) {
+    s->next = mod->syms;
+    mod->syms = s;
+  }
+  pthread_mutex_unlock(&c->w->mu);
+  if (have)
+    free(s); /* asked for before */
+  *addr = p;
+  *size = bytes;
+  return cudaSuccess;
+}
+
+static uint32_t cu_function_attrs(struct agt_bctx *c, void *fn,
+                                  struct agt_fattrs *a)
+{
+  const struct cu_drv *d = &c->cb->drv;
+  struct cu_func *f = fn;
+  static const struct {
+    CUfunction_attribute attr;
+    size_t off;
+  } map[] = {
+    {CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES, offsetof(struct agt_fattrs,
+                                                   shared_size)},
+    {CU_FUNC_ATTRIBUTE_CONST_SIZE_BYTES, offsetof(struct agt_fattrs,
+                                                  const_size)},
+    {CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES, offsetof(struct agt_fattrs,
+                                                  local_size)},
+    {CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK, offsetof(struct agt_fattrs,
+                                                       max_threads)},
+    {CU_FUNC_ATTRIBUTE_NUM_REGS, offsetof(struct agt_fattrs, num_regs)},
+    {CU_FUNC_ATTRIBUTE_PTX_VERSION, offsetof(struct agt_fattrs, ptx_version)},
+    {CU_FUNC_ATTRIBUTE_BINARY_VERSION, offsetof(struct agt_fattrs,
+                                                binary_version)},
+  };
+  CUresult r = cu_enter(c);
+
+  memset(a, 0, sizeof(*a));
+  for (size_t i = 0; r == CUDA_SUCCESS && i < sizeof(map) / sizeof(map[0]);
+       i++) {
+    int v = 0;
+
+    r = d->FuncGetAttribute(&v, map[i].attr, f->fn);
+    if (r == CUDA_SUCCESS)
+      *(uint32_t *)((char *)a + map[i].off) = v > 0 ? (uint32_t)v : 0;
+  }
+  if (r != CUDA_SUCCESS)
+    return cu_status(r);
+  /* The parameter block's size: the end of the last parameter.  Drivers
+     before CUDA 12.4 cannot tell; 0 then. */
+  if (d->FuncGetParamInfo) {
+    for (size_t i = 0; i < 4096; i++) {
+      size_t off = 0, sz = 0;
+
+      if (d->FuncGetParamInfo(f->fn, i, &off, &sz) != CUDA_SUCCESS)
+        break;
+      if (off + sz > a->params_size && off + sz <= UINT32_MAX)
+        a->params_size = (uint32_t)(off + sz);
+    }
+  }
+  return cudaSuccess;
+}
+
+/* The stack per thread (cudaLimitStackSize), set once per value: changing
+   it makes the driver reallocate the context's local memory. */
+static CUresult set_stack(struct agt_bctx *c, uint32_t bytes)
+{
+  CUresult r = CUDA_SUCCESS;
+
+  pthread_mutex_lock(&c->lim_mu);
+  if (c->stack != bytes) {
+    r = c->cb->drv.CtxSetLimit(CU_LIMIT_STACK_SIZE, bytes);
+    if (r == CUDA_SUCCESS)
+      c->stack = bytes;
+  }
+  pthread_mutex_unlock(&c->lim_mu);
+  return r;
+}
+
+/* A launch of c ended: the last one releases what was freed meanwhile. */
+static void launch_end(struct agt_bctx *c)
+{
+  struct cu_alloc *list = NULL, *next;
+
+  pthread_mutex_lock(&c->w->mu);
+  if (--c->launches == 0) {
+    list = c->deferred;
+    c->deferred = NULL;
+  }
+  pthread_mutex_unlock(&c->w->mu);
+  for (; list; list = next) {
+    next = list->next;
+    cu_unpin(c, list);
+  }
+}
+
+/*
+ * The parameter block arrives packed in the kernel's layout (the shim packs
+ * it from the fatbin's parameter table), so it is handed to the driver as
+ * one buffer (CU_LAUNCH_PARAM_BUFFER_*) rather than as argument pointers.
+ *
+ * Device-side printf: the driver prints the kernel's output on the agent's
+ * own stdout when the launch completes, not through l->out, so on this
+ * backend a program's printf lines appear in the agent's log, not on the
+ * program's stdout.  l->out is not used.
+ */
+static uint32_t cu_launch(struct agt_bctx *c, void *fn,
+                          const struct agt_launch *l)
+{
+  const struct cu_drv *d = &c->cb->drv;
+  struct cu_func *f = fn;
+  size_t psize = l->params_size;
+  void *extra[] = {CU_LAUNCH_PARAM_BUFFER_POINTER,
+                   (void *)(uintptr_t)l->params, CU_LAUNCH_PARAM_BUFFER_SIZE,
+                   &psize, CU_LAUNCH_PARAM_END};
+  CUresult r;
+
+  r = cu_enter(c);
+  if (r == CUDA_SUCCESS && l->stack_size)
+    r = set_stack(c, l->stack_size);
+  if (r == CUDA_SUCCESS && l->shmem > atomic_load(&f->dyn_max)) {
+    /* The program raised cudaFuncAttributeMaxDynamicSharedMemorySize (the
+       shim checked it against the device); the driver must hear of it. */
+    r = d->FuncSetAttribute(f->fn,
+                            CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                            (int)l->shmem);
+    if (r == CUDA_SUCCESS)
+      atomic_store(&f->dyn_max, l->shmem);
+  }
+  if (r != CUDA_SUCCESS)
+    return cu_status(r);
+
+  pthread_mutex_lock(&c->w->mu);
+  c->launches++;
+  pthread_mutex_unlock(&c->w->mu);
+  r = d->LaunchKernel(f->fn, l->grid[0], l->grid[1], l->grid[2], l->block[0],
+                      l->block[1], l->block[2], l->shmem, CU_STREAM, NULL,
+                      psize ? extra : NULL);
+  if (r == CUDA_SUCCESS)
+    r = cu_wait(c);
+  launch_end(c);
+  return cu_status(r);
+}
+
+/* ---- the device -------------------------------------------------------- */
+
+static void cu_devinfo(struct agt_backend *b, struct tr_devinfo *d)
+{
+  *d = ((struct cu_backend *)b)->info;
+}
+
+static void cu_destroy(struct agt_backend *b)
+{
+  struct cu_backend *cb = (struct cu_backend *)b;
+
+  /* Every context is closed, so every window is gone. */
+  (void)cb->drv.DevicePrimaryCtxRelease(cb->dev);
+  pthread_mutex_destroy(&cb->mu);
+  free(cb); /* the driver stays loaded: see drv_load */
+}
+
+static const struct agt_backend_ops cu_ops = {
+  .name = "cuda",
+  .destroy = cu_destroy,
+  .devinfo = cu_devinfo,
+  .ctx_open = cu_ctx_open,
+  .ctx_close = cu_ctx_close,
+  .mem_alloc = cu_mem_alloc,
+  .mem_free = cu_mem_free,
+  .mem_check = cu_mem_check,
+  .mem_pin = cu_mem_pin,
+  .mem_unpin = cu_mem_unpin,
+  .copy_h2d = cu_copy_h2d,
+  .copy_d2h = cu_copy_d2h,
+  .copy_d2d = cu_copy_d2d,
+  .memset_d8 = cu_memset_d8,
+  .mem_info = cu_mem_info,
+  .dev_mem_info = cu_dev_mem_info,
+  .synchronize = cu_synchronize,
+  .module_load = cu_module_load,
+  .module_unload = cu_module_unload,
+  .function_get = cu_function_get,
+  .symbol_get = cu_symbol_get,
+  .function_attrs = cu_function_attrs,
+  .launch = cu_launch,
+};
+
+/*
+ * The device attributes programs see: the same list, in the same order, as
+ * the emulated device reports (emu.c, fill_attrs).  Most are the GPU's own
+ * (the runtime's cudaDevAttr numbers are the driver's
+ * CU_DEVICE_ATTRIBUTE_* numbers, as the asserts check for a sample); the
+ * ones marked TR are what the program gets through tremote, which is not
+ * what the GPU offers a local process: the device is on another machine,
+ * so it cannot reach the program's host memory, managed memory is the
+ * shim's, and LAUNCH carries neither cooperative nor cluster launches.
+ */
+#define CU_ATTR_SAME(rt, cu)                                                   \
+  _Static_assert((int)(rt) == (int)(cu), #rt " is not " #cu);
+CU_ATTR_SAME(cudaDevAttrMaxThreadsPerBlock,
+             CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK)
+CU_ATTR_SAME(cudaDevAttrMultiProcessorCount,
+             CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+CU_ATTR_SAME(cudaDevAttrComputeCapabilityMajor,
+             CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)
+CU_ATTR_SAME(cudaDevAttrComputeCapabilityMinor,
+             CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)
+CU_ATTR_SAME(cudaDevAttrClockRate, CU_DEVICE_ATTRIBUTE_CLOCK_RATE)
+CU_ATTR_SAME(cudaDevAttrMemoryClockRate, CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE)
+CU_ATTR_SAME(cudaDevAttrL2CacheSize, CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE)
+CU_ATTR_SAME(cudaDevAttrManagedMemory, CU_DEVICE_ATTRIBUTE_MANAGED_MEMORY)
+CU_ATTR_SAME(cudaDevAttrMaxSharedMemoryPerBlockOptin,
+             CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)
+CU_ATTR_SAME(cudaDevAttrMaxBlocksPerMultiprocessor,
+             CU_DEVICE_ATTRIBUTE_MAX_BLOCKS_PER_MULTIPROCESSOR)
+CU_ATTR_SAME(cudaDevAttrReservedSharedMemoryPerBlock,
+             CU_DEVICE_ATTRIBUTE_RESERVED_SHARED_MEMORY_PER_BLOCK)
+CU_ATTR_SAME(cudaDevAttrMemoryPoolsSupported,
+             CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED)
+CU_ATTR_SAME(cudaDevAttrClusterLaunch, CU_DEVICE_ATTRIBUTE_CLUSTER_LAUNCH)
+CU_ATTR_SAME(cudaDevAttrIpcEventSupport, CU_DEVICE_ATTRIBUTE_IPC_EVENT_SUPPORTED)
+CU_ATTR_SAME(cudaDevAttrMpsEnabled, CU_DEVICE_ATTRIBUTE_MPS_ENABLED)
+#undef CU_ATTR_SAME
+
+#define GPU (-1) /* ask the device */
+
+static void fill_attrs(struct cu_backend *cb)
+{
+  static const struct {
+    uint32_t attr;
+    int32_t value; /* GPU, or tremote's fixed answer */
+  } list[] = {
+    {cudaDevAttrMultiProcessorCount, GPU},
+    {cudaDevAttrComputeCapabilityMajor, GPU},
+    {cudaDevAttrComputeCapabilityMinor, GPU},
+    {cudaDevAttrMaxThreadsPerBlock, GPU},
+    {cudaDevAttrMaxBlockDimX, GPU},
+    {cudaDevAttrMaxBlockDimY, GPU},
+    {cudaDevAttrMaxBlockDimZ, GPU},
+    {cudaDevAttrMaxGridDimX, GPU},
+    {cudaDevAttrMaxGridDimY, GPU},
+    {cudaDevAttrMaxGridDimZ, GPU},
+    {cudaDevAttrMaxSharedMemoryPerBlock, GPU},
+    {cudaDevAttrTotalConstantMemory, GPU},
+    {cudaDevAttrWarpSize, GPU},
+    {cudaDevAttrMaxPitch, GPU},
+    {cudaDevAttrMaxRegistersPerBlock, GPU},
+    {cudaDevAttrClockRate, GPU},
+    {cudaDevAttrTextureAlignment, GPU},
+    {cudaDevAttrGpuOverlap, GPU},
+    {cudaDevAttrKernelExecTimeout, GPU},
+    {cudaDevAttrIntegrated, GPU},
+    {cudaDevAttrCanMapHostMemory, 0}, /* TR: host memory is remote */
+    {cudaDevAttrComputeMode, GPU},
+    {cudaDevAttrMaxTexture1DWidth, GPU},
+    {cudaDevAttrMaxTexture2DWidth, GPU},
+    {cudaDevAttrMaxTexture2DHeight, GPU},
+    {cudaDevAttrMaxTexture3DWidth, GPU},
+    {cudaDevAttrMaxTexture3DHeight, GPU},
+    {cudaDevAttrMaxTexture3DDepth, GPU},
+    {cudaDevAttrSurfaceAlignment, GPU},
+    {cudaDevAttrConcurrentKernels, GPU},
+    {cudaDevAttrEccEnabled, GPU},
+    {cudaDevAttrPciBusId, GPU},
+    {cudaDevAttrPciDeviceId, GPU},
+    {cudaDevAttrPciDomainId, GPU},
+    {cudaDevAttrTccDriver, GPU},
+    {cudaDevAttrMemoryClockRate, GPU},
+    {cudaDevAttrGlobalMemoryBusWidth, GPU},
+    {cudaDevAttrL2CacheSize, GPU},
+    {cudaDevAttrMaxThreadsPerMultiProcessor, GPU},
+    {cudaDevAttrAsyncEngineCount, GPU},
+    {cudaDevAttrUnifiedAddressing, GPU},
+    {cudaDevAttrTexturePitchAlignment, GPU},
+    {cudaDevAttrStreamPrioritiesSupported, GPU},
+    {cudaDevAttrGlobalL1CacheSupported, GPU},
+    {cudaDevAttrLocalL1CacheSupported, GPU},
+    {cudaDevAttrMaxSharedMemoryPerMultiprocessor, GPU},
+    {cudaDevAttrMaxRegistersPerMultiprocessor, GPU},
+    {cudaDevAttrManagedMemory, 1}, /* TR: the shim's managed memory */
+    {cudaDevAttrIsMultiGpuBoard, GPU},
+    {cudaDevAttrMultiGpuBoardGroupID, GPU},
+    {cudaDevAttrHostNativeAtomicSupported, 0},    /* TR */
+    {cudaDevAttrSingleToDoublePrecisionPerfRatio, GPU},
+    {cudaDevAttrPageableMemoryAccess, 0},         /* TR */
+    {cudaDevAttrConcurrentManagedAccess, 0},      /* TR */
+    {cudaDevAttrComputePreemptionSupported, GPU},
+    {cudaDevAttrCanUseHostPointerForRegisteredMem, 0}, /* TR */
+    {cudaDevAttrCooperativeLaunch, 0},            /* TR: no such LAUNCH */
+    {cudaDevAttrMaxSharedMemoryPerBlockOptin, GPU},
+    {cudaDevAttrCanFlushRemoteWrites, 0},         /* TR */
+    {cudaDevAttrHostRegisterSupported, 1},        /* TR: the shim's */
+    {cudaDevAttrPageableMemoryAccessUsesHostPageTables, 0}, /* TR */
+    {cudaDevAttrDirectManagedMemAccessFromHost, 0}, /* TR */
+    {cudaDevAttrMaxBlocksPerMultiprocessor, GPU},
+    {cudaDevAttrMaxPersistingL2CacheSize, GPU},
+    {cudaDevAttrMaxAccessPolicyWindowSize, GPU},
+    {cudaDevAttrReservedSharedMemoryPerBlock, GPU},
+    {cudaDevAttrSparseCudaArraySupported, 0},     /* TR: no arrays */
+    {cudaDevAttrHostRegisterReadOnlySupported, 0}, /* TR */
+    {cudaDevAttrMemoryPoolsSupported, 0},         /* TR, as emu */
+    {cudaDevAttrGPUDirectRDMASupported, 0},       /* TR: across machines */
+    {cudaDevAttrClusterLaunch, 0},                /* TR: no such LAUNCH */
+    {cudaDevAttrIpcEventSupport, 0},              /* TR */
+    {cudaDevAttrMpsEnabled, GPU},
+  };
+  struct tr_devinfo *info = &cb->info;
+  unsigned n = 0;
+
+  _Static_assert(sizeof(list) / sizeof(list[0]) <= TR_DEVINFO_MAX_ATTR,
+                 "attribute list longer than a device description holds");
+  for (size_t i = 0; i < sizeof(list) / sizeof(list[0]); i++) {
+    int v = list[i].value;
+
+    /* An attribute this driver does not know is left out: the shim then
+       answers from its defaults, as for any attribute not listed. */
+    if (list[i].value == GPU &&
+        cb->drv.DeviceGetAttribute(&v, (CUdevice_attribute)list[i].attr,
+                                   cb->dev) != CUDA_SUCCESS)
+      continue;
+    info->attr[n].attr = list[i].attr;
+    info->attr[n++].value = v;
+  }
+  info->nattr = n;
+}
+
+#undef GPU
+
+/*
+ * Open device `ordinal`: load the driver, initialise it, check that the
+ * GPU can map memory at fixed addresses, describe it.
+ */
+int agt_cuda_new(int ordinal, struct agt_backend **out, const char **why)
+{
+  struct cu_backend *cb = calloc(1, sizeof(*cb));
+  struct cu_drv *d;
+  char desc[AGT_WHY_MAX];
+  CUuuid uuid;
+  size_t total = 0, gran = 0;
+  int count = 0, vmm = 0, uva = 0, rc, major, minor;
+  CUresult r;
+
+  *why = open_why;
+  if (!cb)
+    return open_fail(-ENOMEM, "out of memory");
+  d = &cb->drv;
+  rc = drv_load(d);
+  if (rc < 0)
+    goto out_free;
+  r = d->Init(0);
+  if (r == CUDA_ERROR_STUB_LIBRARY) {
+    rc = open_fail(-ENOSYS, "libcuda.so.1 is the CUDA toolkit's stub library, "
+                   "not a driver (cuInit: CUDA_ERROR_STUB_LIBRARY): install "
+                   "the NVIDIA driver, or take the toolkit's stubs directory "
+                   "out of LD_LIBRARY_PATH");
+    goto out_free;
+  }
+  if (r != CUDA_SUCCESS) {
+    rc = open_fail(-ENOSYS, "cuInit failed: %s",
+                   cu_describe(d, r, desc, sizeof(desc)));
+    goto out_free;
+  }
+  (void)d->DriverGetVersion(&cb->driver_version);
+  r = d->DeviceGetCount(&count);
+  if (r == CUDA_SUCCESS && count <= ordinal) {
+    rc = open_fail(-ENOSYS, "the NVIDIA driver sees %d GPU%s; there is no "
+                   "device %d (CUDA_VISIBLE_DEVICES?)", count,
+                   count == 1 ? "" : "s", ordinal);
+    goto out_free;
+  }
+  if (r == CUDA_SUCCESS)
+    r = d->DeviceGet(&cb->dev, ordinal);
+  if (r != CUDA_SUCCESS) {
+    rc = open_fail(-ENOSYS, "cannot open GPU %d: %s", ordinal,
+                   cu_describe(d, r, desc, sizeof(desc)));
+    goto out_free;
+  }
+  if (d->DeviceGetAttribute(&vmm,
+                            CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED,
+                            cb->dev) != CUDA_SUCCESS || !vmm ||
+      d->DeviceGetAttribute(&uva, CU_DEVICE_ATTRIBUTE_UNIFIED_ADDRESSING,
+                            cb->dev) != CUDA_SUCCESS || !uva) {
+    rc = open_fail(-ENOSYS, "GPU %d cannot map memory at chosen addresses "
+                   "(no virtual memory management or unified addressing), "
+                   "which the cuda backend needs for address windows",
+                   ordinal);
+    goto out_free;
+  }
+  cb->prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+  cb->prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  cb->prop.location.id = cb->dev;
+  cb->access.location = cb->prop.location;
+  cb->access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+  r = d->MemGetAllocationGranularity(&gran, &cb->prop,
+                                     CU_MEM_ALLOC_GRANULARITY_MINIMUM);
+  if (r == CUDA_SUCCESS && (gran == 0 || (gran & (gran - 1)) ||
+                            TR_VA_WINDOW % gran))
+    r = CUDA_ERROR_NOT_SUPPORTED; /* windows could not be aligned to it */
+  if (r != CUDA_SUCCESS) {
+    rc = open_fail(-ENOSYS, "GPU %d: no usable allocation granularity: %s",
+                   ordinal, cu_describe(d, r, desc, sizeof(desc)));
+    goto out_free;
+  }
+  cb->gran = gran;
+  r = d->DevicePrimaryCtxRetain(&cb->primary, cb->dev);
+  if (r != CUDA_SUCCESS) {
+    rc = open_fail(-ENOSYS, "GPU %d: cannot create a CUDA context: %s",
+                   ordinal, cu_describe(d, r, desc, sizeof(desc)));
+    goto out_free;
+  }
+
+  cb->b.ops = &cu_ops;
+  pthread_mutex_init(&cb->mu, NULL);
+  if (d->DeviceGetName(cb->info.name, sizeof(cb->info.name) - 1, cb->dev) !=
+      CUDA_SUCCESS)
+    snprintf(cb->info.name, sizeof(cb->info.name), "NVIDIA GPU %d", ordinal);
+  cb->info.name[sizeof(cb->info.name) - 1] = 0;
+  if (d->DeviceTotalMem(&total, cb->dev) == CUDA_SUCCESS)
+    cb->info.total_mem = total;
+  /* The GPU's own uuid: a restarted agent on the same GPU is the same
+     device, but its memory is gone all the same; the broker learns of the
+     restart from the broken connection. */
+  if (d->DeviceGetUuid(&uuid, cb->dev) == CUDA_SUCCESS)
+    memcpy(cb->info.uuid, uuid.bytes, sizeof(cb->info.uuid));
+  cb->info.caps = TR_CAP_EXEC;
+  fill_attrs(cb);
+  cc_of(cb, &major, &minor);
+  agt_info("cuda: GPU %d is %s (compute capability %d.%d, %.1f GiB), driver "
+           "CUDA %d.%d, allocation granularity %zu KiB", ordinal,
+           cb->info.name, major, minor, (double)total / (1ull << 30),
+           cb->driver_version / 1000, cb->driver_version % 1000 / 10,
+           gran >> 10);
+  *out = &cb->b;
+  return 0;
+
+out_free:
+  free(cb);
+  return rc;
+}
