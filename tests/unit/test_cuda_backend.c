@@ -1,0 +1,818 @@
+/*
+ * test_cuda_backend.c: the agent's cuda backend (gpu-agent/backends/cuda.c)
+ * and how backend.c chooses it.
+ *
+ *   test_cuda_backend STUB_LIB FAKE_DIR FATBIN
+ *
+ * Which libcuda.so.1 the backend finds is decided by the dynamic loader
+ * when the process starts (LD_LIBRARY_PATH), so each case runs in a child
+ * process, this program started again with "--child MODE", and the case
+ * passes when the child's own checks do (77 from a child: skipped):
+ *
+ *   stub      libcuda.so.1 is the toolkit's stub (STUB_LIB, linked from a
+ *             temporary directory): "cuda" fails, naming the stub; "auto"
+ *             gives the emulated device
+ *   absent    no libcuda.so.1 reachable (skipped where one is installed
+ *             system-wide): "cuda" fails with "not found", "auto" is emu
+ *   fake-init the fake driver (FAKE_DIR, tests/unit/fake_libcuda.c) with
+ *             cuInit failing CUDA_ERROR_NO_DEVICE: the reason says so
+ *   fake      the fake driver: every operation of the backend, checked
+ *             against host memory at the window's addresses, including
+ *             the driver-side state left after everything is closed
+ *   real      the driver this machine has: the same checks on the GPU with
+ *             FATBIN, built by nvcc from test_cuda_backend_kernels.cu.
+ *             Without a usable GPU it prints one SKIP line and is skipped.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <driver_types.h>
+
+#include "backend.h"
+#include "tremote/proto.h"
+
+/* The windows the broker hands out (broker/brk.h): a ThreadSanitizer
+   build can only map memory in TSan's application range. */
+#if defined(__SANITIZE_THREAD__)
+#define WIN_BASE 0x7e8000000000ull
+#define WIN_SIZE (16ull << 30)
+#else
+#define WIN_BASE TR_VA_BASE
+#define WIN_SIZE TR_VA_WINDOW
+#endif
+
+#define MiB (1ull << 20)
+#define GRAN (2 * MiB) /* the fake's granularity, and current GPUs' */
+
+static const char *stub_lib, *fake_dir, *fatbin_path;
+static bool fake; /* the fake driver, not a GPU */
+static uint8_t *image;
+static size_t image_len;
+
+static const struct agt_emu_config emu_cfg = {
+  .name = "emu for test_cuda_backend",
+  .mem = 64 * MiB,
+  .sm_count = 1,
+  .workers = 1,
+  .cc = 80,
+};
+
+/* ---- the fake driver's bookkeeping -------------------------------------- */
+
+struct fakecuda_stats {
+  int contexts, reservations, maps, modules;
+  uint64_t used;
+};
+
+/* After destroy, the fake driver must hold nothing the backend made. */
+static void check_fake_empty(void)
+{
+  void (*stats)(struct fakecuda_stats *);
+  struct fakecuda_stats s;
+  void *lib;
+
+  if (!fake)
+    return;
+  lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_NOLOAD);
+  assert_non_null(lib);
+  *(void **)&stats = dlsym(lib, "fakecuda_stats");
+  assert_non_null(stats);
+  stats(&s);
+  assert_int_equal(s.contexts, 0);
+  assert_int_equal(s.reservations, 0);
+  assert_int_equal(s.maps, 0);
+  assert_int_equal(s.modules, 0);
+  assert_int_equal(s.used, 0);
+  dlclose(lib);
+}
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static void no_output(void *arg, int fd, const char *s, size_t n)
+{
+  /* Device printf goes to the agent's stdout with the driver. */
+}
+
+static struct agt_backend *open_cuda(void)
+{
+  struct agt_backend *b = NULL;
+  const char *why = NULL;
+  int rc = agt_backend_open("cuda", &emu_cfg, &b, &why);
+
+  if (rc)
+    print_error("cuda backend: %s\n", why);
+  assert_int_equal(rc, 0);
+  assert_string_equal(b->ops->name, "cuda");
+  return b;
+}
+
+static struct agt_bctx *open_ctx(struct agt_backend *b)
+{
+  struct agt_bctx *c = NULL;
+  const char *why = NULL;
+  int rc = b->ops->ctx_open(b, WIN_BASE, WIN_SIZE, &c, &why);
+
+  if (rc)
+    print_error("ctx_open: %s\n", why);
+  assert_int_equal(rc, 0);
+  return c;
+}
+
+static bool in_window(uint64_t p, uint64_t len)
+{
+  return p >= WIN_BASE && p - WIN_BASE <= WIN_SIZE &&
+         len <= WIN_SIZE - (p - WIN_BASE);
+}
+
+static uint32_t launch(struct agt_backend *b, struct agt_bctx *c, void *fn,
+                       uint32_t blocks, const void *params, uint32_t psize,
+                       uint32_t shmem, uint32_t stack)
+{
+  struct agt_launch l = {
+    .grid = {blocks, 1, 1},
+    .block = {256, 1, 1},
+    .shmem = shmem,
+    .stack_size = stack,
+    .params = params,
+    .params_size = psize,
+    .out = no_output,
+  };
+
+  return b->ops->launch(c, fn, &l);
+}
+
+/* fill(u32 *p, u32 n, u32 v): p[i] = v + i. */
+static uint32_t launch_fill(struct agt_backend *b, struct agt_bctx *c,
+                            void *fn, uint64_t p, uint32_t n, uint32_t v)
+{
+  uint8_t prm[16];
+
+  memcpy(prm, &p, 8);
+  memcpy(prm + 8, &n, 4);
+  memcpy(prm + 12, &v, 4);
+  return launch(b, c, fn, (n + 255) / 256, prm, sizeof(prm), 0, 0);
+}
+
+static void check_fill(struct agt_backend *b, struct agt_bctx *c, uint64_t p,
+                       uint32_t n, uint32_t v)
+{
+  uint32_t *got = malloc(n * 4u);
+
+  assert_non_null(got);
+  assert_int_equal(b->ops->copy_d2h(c, got, p, n * 4u), cudaSuccess);
+  for (uint32_t i = 0; i < n; i++)
+    if (got[i] != v + i)
+      fail_msg("word %u is %#x, expected %#x", i, got[i], v + i);
+  free(got);
+}
+
+static void load_module(struct agt_backend *b, struct agt_bctx *c, void **mod)
+{
+  char why[AGT_WHY_MAX] = "";
+  uint32_t st = b->ops->module_load(c, image, image_len, mod, why);
+
+  if (st)
+    print_error("module_load: %u: %s\n", st, why);
+  assert_int_equal(st, cudaSuccess);
+}
+
+/* ---- device, windows, memory -------------------------------------------- */
+
+static void test_device_and_memory(void **state)
+{
+  struct agt_backend *b = open_cuda();
+  const struct agt_backend_ops *o = b->ops;
+  struct agt_bctx *c1, *c2, *c3 = NULL;
+  struct tr_devinfo info;
+  const char *why = NULL;
+  const uint64_t len = MiB + 3;
+  uint64_t p0 = 1, p1, p2, q, big, f0, f1, f2, t;
+  uint8_t *buf = malloc(len), *back = malloc(len);
+  void *pin = NULL;
+  int32_t v;
+
+  assert_non_null(buf);
+  assert_non_null(back);
+  for (uint64_t i = 0; i < len; i++)
+    buf[i] = (uint8_t)(i * 7 + 1);
+
+  /* The description. */
+  o->devinfo(b, &info);
+  assert_true(info.name[0] != 0);
+  assert_true(info.total_mem > 0);
+  assert_true(info.caps & TR_CAP_EXEC);
+  assert_int_equal(info.va_base, 0);
+  assert_true(info.nattr > 60);
+  assert_int_equal(tr_devinfo_attr(&info, cudaDevAttrComputeCapabilityMajor,
+                                   &v), 0);
+  assert_true(v >= 5);
+  /* tremote's answers, whatever the GPU says. */
+  assert_int_equal(tr_devinfo_attr(&info, cudaDevAttrCanMapHostMemory, &v), 0);
+  assert_int_equal(v, 0);
+  assert_int_equal(tr_devinfo_attr(&info, cudaDevAttrManagedMemory, &v), 0);
+  assert_int_equal(v, 1);
+  assert_int_equal(tr_devinfo_attr(&info, cudaDevAttrConcurrentManagedAccess,
+                                   &v), 0);
+  assert_int_equal(v, 0);
+  if (fake) {
+    assert_string_equal(info.name, "tremote fake GPU");
+    assert_int_equal(info.total_mem, 1ull << 30);
+    assert_int_equal((uint8_t)info.uuid[0], 0xa0);
+    assert_int_equal((uint8_t)info.uuid[15], 0xaf);
+    /* The GPU's answer, and an attribute the driver does not know. */
+    assert_int_equal(tr_devinfo_attr(&info, cudaDevAttrL2CacheSize, &v), 0);
+    assert_int_equal(v, 1000 + cudaDevAttrL2CacheSize);
+    assert_int_equal(tr_devinfo_attr(&info, cudaDevAttrMpsEnabled, &v),
+                     -ENOENT);
+  } else {
+    print_message("GPU: %s, %.1f GiB\n", info.name,
+                  (double)info.total_mem / (1ull << 30));
+  }
+
+  /* Windows: checked, shared by equal ones, exclusive otherwise. */
+  assert_int_equal(o->ctx_open(b, WIN_BASE + 4096, WIN_SIZE, &c3, &why),
+                   -EINVAL);
+  assert_non_null(why);
+  c1 = open_ctx(b);
+  c2 = open_ctx(b);
+  why = NULL;
+  assert_int_equal(o->ctx_open(b, WIN_BASE + GRAN, WIN_SIZE, &c3, &why),
+                   -EEXIST);
+  assert_non_null(why);
+
+  /* Allocations land in the window, apart. */
+  assert_int_equal(o->mem_alloc(c1, 0, &p0), cudaSuccess);
+  assert_int_equal(p0, 0);
+  assert_int_equal(o->mem_alloc(c1, len, &p1), cudaSuccess);
+  assert_int_equal(o->mem_alloc(c1, 100, &p2), cudaSuccess);
+  assert_int_equal(o->mem_alloc(c2, 4096, &q), cudaSuccess);
+  assert_true(in_window(p1, len));
+  assert_true(in_window(p2, 100));
+  assert_true(in_window(q, 4096));
+  assert_true(p2 >= p1 + len || p1 >= p2 + 100);
+  assert_true(q >= p1 + len || p1 >= q + 4096);
+  if (fake) {
+    /* Whole granules, each followed by an unmapped one. */
+    assert_int_equal(p1 % GRAN, 0);
+    assert_int_equal(p2 % GRAN, 0);
+    assert_true(p2 >= p1 + GRAN + GRAN || p1 >= p2 + GRAN + GRAN);
+    assert_true(q >= p1 + GRAN + GRAN || p1 >= q + GRAN + GRAN);
+  }
+  assert_int_equal(o->mem_alloc(c1, WIN_SIZE + 1, &big),
+                   cudaErrorMemoryAllocation);
+  assert_int_equal(big, 0);
+
+  /* Copies, memset, device to device. */
+  assert_int_equal(o->copy_h2d(c1, p1, buf, len), cudaSuccess);
+  memset(back, 0, len);
+  assert_int_equal(o->copy_d2h(c1, back, p1, len), cudaSuccess);
+  assert_memory_equal(back, buf, len);
+  assert_int_equal(o->memset_d8(c1, p1 + 100, 0xab, 1000), cudaSuccess);
+  assert_int_equal(o->copy_d2h(c1, back, p1, 2000), cudaSuccess);
+  assert_int_equal(back[99], buf[99]);
+  for (int i = 100; i < 1100; i++)
+    assert_int_equal(back[i], 0xab);
+  assert_int_equal(back[1100], buf[1100]);
+  assert_int_equal(o->copy_d2d(c1, p2, p1 + 5, 100), cudaSuccess);
+  assert_int_equal(o->copy_d2h(c1, back, p2, 100), cudaSuccess);
+  assert_memory_equal(back, buf + 5, 95);
+  assert_int_equal(o->copy_h2d(c1, p1, buf, 0), cudaSuccess);
+
+  /* Ranges the context does not own: errors, never a fault. */
+  assert_int_equal(o->mem_check(c1, p1, len), cudaSuccess);
+  assert_int_equal(o->mem_check(c1, p1 + 10, len - 10), cudaSuccess);
+  assert_int_equal(o->mem_check(c1, p1, len + 1), cudaErrorInvalidValue);
+  assert_int_equal(o->mem_check(c1, p1 + len, 1), cudaErrorInvalidValue);
+  assert_int_equal(o->mem_check(c1, q, 1), cudaErrorInvalidValue);
+  assert_int_equal(o->mem_check(c2, q, 4096), cudaSuccess);
+  assert_int_equal(o->mem_check(c1, WIN_BASE + WIN_SIZE - 64, 8),
+                   cudaErrorInvalidValue);
+  assert_int_equal(o->mem_check(c1, 0x1000, 4), cudaErrorInvalidValue);
+  assert_int_equal(o->mem_check(c1, (uint64_t)(uintptr_t)buf, 4),
+                   cudaErrorInvalidValue);
+  assert_int_equal(o->mem_check(c1, p1, UINT64_MAX), cudaErrorInvalidValue);
+  assert_int_equal(o->copy_h2d(c1, p1 + len - 4, buf, 8),
+                   cudaErrorInvalidValue);
+  assert_int_equal(o->copy_d2h(c1, back, q, 16), cudaErrorInvalidValue);
+  assert_int_equal(o->copy_d2d(c1, p2, q, 16), cudaErrorInvalidValue);
+  assert_int_equal(o->copy_d2d(c1, q, p2, 16), cudaErrorInvalidValue);
+  assert_int_equal(o->memset_d8(c2, p1, 0, 1), cudaErrorInvalidValue);
+  /* GPU memory is never handed to the host to write directly. */
+  assert_null(o->mem_pin(c1, p1, len, &pin));
+  assert_null(pin);
+
+  /* Frees. */
+  assert_int_equal(o->mem_free(c1, 0), cudaSuccess);
+  assert_int_equal(o->mem_free(c1, p1 + 1), cudaErrorInvalidValue);
+  assert_int_equal(o->mem_free(c2, p1), cudaErrorInvalidValue);
+  assert_int_equal(o->mem_free(c1, 0x1000), cudaErrorInvalidValue);
+  assert_int_equal(o->mem_info(c1, &f0, &t), cudaSuccess);
+  assert_true(t > 0 && f0 <= t);
+  assert_int_equal(o->synchronize(c1), cudaSuccess);
+  assert_int_equal(o->mem_free(c1, p1), cudaSuccess);
+  assert_int_equal(o->mem_free(c1, p1), cudaErrorInvalidValue);
+  assert_int_equal(o->mem_check(c1, p1, 1), cudaErrorInvalidValue);
+
+  /* Memory really goes to the device and comes back. */
+  o->dev_mem_info(b, &f0, &t);
+  assert_int_equal(o->mem_alloc(c1, 256 * MiB, &big), cudaSuccess);
+  o->dev_mem_info(b, &f1, &t);
+  assert_int_equal(o->mem_free(c1, big), cudaSuccess);
+  o->dev_mem_info(b, &f2, &t);
+  assert_true(f0 >= f1 + 250 * MiB);
+  assert_true(f2 >= f1 + 250 * MiB);
+
+  /* Closing one context leaves the shared window to the other. */
+  o->ctx_close(c1);
+  assert_int_equal(o->copy_h2d(c2, q, buf, 4096), cudaSuccess);
+  assert_int_equal(o->copy_d2h(c2, back, q, 4096), cudaSuccess);
+  assert_memory_equal(back, buf, 4096);
+  o->ctx_close(c2);
+  /* The last one freed it: it can be reserved again. */
+  c1 = open_ctx(b);
+  assert_int_equal(o->mem_alloc(c1, 4096, &p1), cudaSuccess);
+  assert_true(in_window(p1, 4096));
+  o->ctx_close(c1);
+  o->destroy(b);
+  check_fake_empty();
+  free(buf);
+  free(back);
+}
+
+/* ---- modules, symbols, launches, faults --------------------------------- */
+
+static void test_modules_and_launches(void **state)
+{
+  struct agt_backend *b = open_cuda();
+  const struct agt_backend_ops *o = b->ops;
+  struct agt_bctx *c = open_ctx(b), *c2;
+  char why[AGT_WHY_MAX];
+  void *mod, *mod2, *fill, *fill2, *readc, *fn;
+  struct agt_fattrs a;
+  uint64_t p, out, sym, symsize, val = 0x1234567890abcdefull, got = 0;
+  const uint64_t bad = WIN_BASE + WIN_SIZE - 2 * GRAN;
+  /* A fatbin header whose size runs past the bytes there are. */
+  static const uint8_t damaged[32] = {0x50, 0xed, 0x55, 0xba, 1, 0, 16, 0,
+                                      0,    0,    0,    0x10};
+
+  /* Images the driver must never see, and one it refuses. */
+  why[0] = 0;
+  assert_int_equal(o->module_load(c, (const uint8_t *)"hello world!", 12,
+                                  &mod, why),
+                   cudaErrorInvalidKernelImage);
+  assert_non_null(strstr(why, "neither"));
+  why[0] = 0;
+  assert_int_equal(o->module_load(c, damaged, sizeof(damaged), &mod, why),
+                   cudaErrorInvalidKernelImage);
+  assert_non_null(strstr(why, "damaged"));
+  if (fake) {
+    static const char notfake[] = "// not a module of ours";
+
+    why[0] = 0;
+    /* Not NUL-terminated within its length: the backend adds one. */
+    assert_int_equal(o->module_load(c, (const uint8_t *)notfake,
+                                    sizeof(notfake) - 1, &mod, why),
+                     cudaErrorInvalidPtx);
+    print_message("refused: %s\n", why);
+    assert_non_null(strstr(why, "CUDA_ERROR_INVALID_PTX"));
+    assert_non_null(strstr(why, "line 1: not a fake module"));
+    assert_null(strstr(why, "more")); /* the log's first line only */
+  }
+
+  load_module(b, c, &mod);
+  assert_int_equal(o->function_get(c, mod, "no_such_kernel", &fn),
+                   cudaErrorInvalidDeviceFunction);
+  assert_int_equal(o->function_get(c, mod, "fill", &fill), cudaSuccess);
+  assert_int_equal(o->function_get(c, mod, "read_counter", &readc),
+                   cudaSuccess);
+  assert_int_equal(o->function_attrs(c, fill, &a), cudaSuccess);
+  assert_true(a.max_threads >= 256);
+  assert_true(a.binary_version >= 50);
+  assert_true(a.ptx_version > 0);
+  /* Drivers before CUDA 12.4 cannot say; the fake and newer ones can. */
+  assert_true(a.params_size == 16 || (!fake && a.params_size == 0));
+
+  /* A kernel writes through a window pointer. */
+  assert_int_equal(o->mem_alloc(c, 100000 * 4, &p), cudaSuccess);
+  assert_int_equal(launch_fill(b, c, fill, p, 100000, 7), cudaSuccess);
+  check_fill(b, c, p, 100000, 7);
+  /* With a stack size and more dynamic shared memory than the default. */
+  {
+    uint8_t prm[16];
+    uint32_t n = 1000, v2 = 99;
+
+    memcpy(prm, &p, 8);
+    memcpy(prm + 8, &n, 4);
+    memcpy(prm + 12, &v2, 4);
+    assert_int_equal(launch(b, c, fill, 4, prm, 16, 64 << 10, 4096),
+                     cudaSuccess);
+    check_fill(b, c, p, 1000, 99);
+  }
+
+  /* A module variable: outside the window, yet a range of the context. */
+  assert_int_equal(o->symbol_get(c, mod, "no_such_var", &sym, &symsize),
+                   cudaErrorInvalidSymbol);
+  assert_int_equal(o->symbol_get(c, mod, "tr_counter", &sym, &symsize),
+                   cudaSuccess);
+  assert_int_equal(symsize, 8);
+  assert_false(in_window(sym, 1));
+  assert_int_equal(o->mem_check(c, sym, 8), cudaSuccess);
+  assert_int_equal(o->mem_check(c, sym + 4, 4), cudaSuccess);
+  assert_int_equal(o->mem_check(c, sym, 9), cudaErrorInvalidValue);
+  assert_int_equal(o->mem_free(c, sym), cudaErrorInvalidValue);
+  assert_int_equal(o->copy_h2d(c, sym, &val, 8), cudaSuccess);
+  assert_int_equal(o->copy_d2h(c, &got, sym, 8), cudaSuccess);
+  assert_int_equal(got, val);
+  out = p + 64;
+  assert_int_equal(launch(b, c, readc, 1, &out, 8, 0, 0), cudaSuccess);
+  got = 0;
+  assert_int_equal(o->copy_d2h(c, &got, out, 8), cudaSuccess);
+  assert_int_equal(got, val);
+  /* Asked for again: the same range, recorded once. */
+  assert_int_equal(o->symbol_get(c, mod, "tr_counter", &out, &symsize),
+                   cudaSuccess);
+  assert_int_equal(out, sym);
+
+  /*
+   * A kernel fault in a second session on the same window: its context is
+   * unusable from then on (sticky), the first session's is not.
+   */
+  c2 = open_ctx(b);
+  load_module(b, c2, &mod2);
+  assert_int_equal(o->function_get(c2, mod2, "fill", &fill2), cudaSuccess);
+  assert_int_equal(launch_fill(b, c2, fill2, bad, 1, 0),
+                   cudaErrorIllegalAddress);
+  assert_int_equal(o->synchronize(c2), cudaErrorIllegalAddress);
+  assert_int_equal(launch_fill(b, c, fill, p, 5000, 3), cudaSuccess);
+  check_fill(b, c, p, 5000, 3);
+  assert_int_equal(o->synchronize(c), cudaSuccess);
+  /* A dead session still closes cleanly, its module and all. */
+  o->module_unload(c2, mod2);
+  o->ctx_close(c2);
+
+  /* Unloading the module ends its variable's range. */
+  o->module_unload(c, mod);
+  assert_int_equal(o->mem_check(c, sym, 8), cudaErrorInvalidValue);
+  /* ctx_close unloads what was left loaded. */
+  load_module(b, c, &mod);
+  o->ctx_close(c);
+  o->destroy(b);
+  check_fake_empty();
+}
+
+/* ---- concurrency --------------------------------------------------------- */
+
+struct spin_arg {
+  struct agt_backend *b;
+  struct agt_bctx *c;
+  void *fn;
+  uint64_t p, ns;
+  uint32_t st;
+};
+
+static void *spin_thread(void *arg)
+{
+  struct spin_arg *s = arg;
+  uint8_t prm[16];
+
+  memcpy(prm, &s->p, 8);
+  memcpy(prm + 8, &s->ns, 8);
+  s->st = launch(s->b, s->c, s->fn, 1, prm, 16, 0, 0);
+  return NULL;
+}
+
+struct churn_arg {
+  struct agt_backend *b;
+  struct agt_bctx *c;
+  unsigned seed;
+  int errors;
+};
+
+static void *churn_thread(void *arg)
+{
+  struct churn_arg *a = arg;
+  const struct agt_backend_ops *o = a->b->ops;
+  uint8_t *buf = malloc(3 * MiB), *back = malloc(3 * MiB);
+
+  for (int i = 0; i < 60 && buf && back; i++) {
+    uint64_t len = 1 + rand_r(&a->seed) % (3 * MiB), p;
+
+    memset(buf, (int)(a->seed + (unsigned)i), len);
+    if (o->mem_alloc(a->c, len, &p) != cudaSuccess || !in_window(p, len) ||
+        o->copy_h2d(a->c, p, buf, len) != cudaSuccess ||
+        o->copy_d2h(a->c, back, p, len) != cudaSuccess ||
+        memcmp(buf, back, len) != 0 || o->mem_free(a->c, p) != cudaSuccess)
+      a->errors++;
+  }
+  if (!buf || !back)
+    a->errors++;
+  free(buf);
+  free(back);
+  return NULL;
+}
+
+static void test_concurrency(void **state)
+{
+  struct agt_backend *b = open_cuda();
+  const struct agt_backend_ops *o = b->ops;
+  struct agt_bctx *c = open_ctx(b), *c2 = open_ctx(b);
+  struct spin_arg s = {.b = b, .c = c, .ns = 300000000ull};
+  struct churn_arg ch[4];
+  pthread_t t, ct[4];
+  struct timespec pause = {0, 50000000};
+  void *mod;
+
+  /*
+   * cudaFree while a kernel of the same session runs: the free returns at
+   * once, the pointer is dead for the program, but the memory stays
+   * mapped until the kernel has finished, so the kernel's late store lands
+   * (no fault) and nothing new can be placed there meanwhile.
+   */
+  load_module(b, c, &mod);
+  assert_int_equal(o->function_get(c, mod, "spin", &s.fn), cudaSuccess);
+  assert_int_equal(o->mem_alloc(c, 4096, &s.p), cudaSuccess);
+  assert_int_equal(pthread_create(&t, NULL, spin_thread, &s), 0);
+  nanosleep(&pause, NULL);
+  assert_int_equal(o->mem_free(c, s.p), cudaSuccess);
+  assert_int_equal(o->mem_check(c, s.p, 4), cudaErrorInvalidValue);
+  assert_int_equal(pthread_join(t, NULL), 0);
+  assert_int_equal(s.st, cudaSuccess);
+  assert_int_equal(o->synchronize(c), cudaSuccess);
+
+  /* Two sessions on one window, two threads each, all at once. */
+  for (int i = 0; i < 4; i++) {
+    ch[i] = (struct churn_arg){.b = b, .c = i % 2 ? c2 : c,
+                               .seed = 17u * (unsigned)i + 1};
+    assert_int_equal(pthread_create(&ct[i], NULL, churn_thread, &ch[i]), 0);
+  }
+  for (int i = 0; i < 4; i++) {
+    assert_int_equal(pthread_join(ct[i], NULL), 0);
+    assert_int_equal(ch[i].errors, 0);
+  }
+  o->module_unload(c, mod);
+  o->ctx_close(c2);
+  o->ctx_close(c);
+  o->destroy(b);
+  check_fake_empty();
+}
+
+static void test_auto_is_cuda(void **state)
+{
+  struct agt_backend *b = NULL;
+  const char *why = NULL;
+
+  assert_int_equal(agt_backend_open("auto", &emu_cfg, &b, &why), 0);
+  assert_string_equal(b->ops->name, "cuda");
+  b->ops->destroy(b);
+  check_fake_empty();
+}
+
+/* ---- no usable driver ---------------------------------------------------- */
+
+static void expect_no_cuda(const char *needle)
+{
+  struct agt_backend *b = NULL;
+  const char *why = NULL;
+
+  assert_int_equal(agt_backend_open("cuda", &emu_cfg, &b, &why), -ENOSYS);
+  assert_non_null(why);
+  print_message("cuda: %s\n", why);
+  if (!strstr(why, needle))
+    fail_msg("'%s' does not say '%s'", why, needle);
+  /* auto settles for the emulated device. */
+  b = NULL;
+  assert_int_equal(agt_backend_open("auto", &emu_cfg, &b, &why), 0);
+  assert_string_equal(b->ops->name, "emu");
+  b->ops->destroy(b);
+}
+
+static void test_stub(void **state)
+{
+  expect_no_cuda("stub");
+}
+
+static void test_absent(void **state)
+{
+  expect_no_cuda("libcuda.so.1 not found");
+}
+
+static void test_init_error(void **state)
+{
+  expect_no_cuda("cuInit failed: CUDA_ERROR_NO_DEVICE");
+}
+
+static void test_unknown_name(void **state)
+{
+  struct agt_backend *b = NULL;
+  const char *why = NULL;
+
+  assert_int_equal(agt_backend_open("gpu", &emu_cfg, &b, &why), -EINVAL);
+  assert_non_null(why);
+}
+
+/* ---- the children -------------------------------------------------------- */
+
+static int read_image(const char *path)
+{
+  FILE *f = fopen(path, "rb");
+  long n;
+
+  if (!f)
+    return -1;
+  if (fseek(f, 0, SEEK_END) < 0 || (n = ftell(f)) <= 0 ||
+      fseek(f, 0, SEEK_SET) < 0) {
+    fclose(f);
+    return -1;
+  }
+  image = malloc((size_t)n);
+  if (!image || fread(image, 1, (size_t)n, f) != (size_t)n) {
+    fclose(f);
+    return -1;
+  }
+  image_len = (size_t)n;
+  fclose(f);
+  return 0;
+}
+
+static int child(const char *mode)
+{
+  static const struct CMUnitTest nodrv[] = {
+    cmocka_unit_test(test_unknown_name),
+  };
+  static const struct CMUnitTest stub[] = {cmocka_unit_test(test_stub)};
+  static const struct CMUnitTest absent[] = {cmocka_unit_test(test_absent)};
+  static const struct CMUnitTest init[] = {cmocka_unit_test(test_init_error)};
+  static const struct CMUnitTest gpu[] = {
+    cmocka_unit_test(test_device_and_memory),
+    cmocka_unit_test(test_modules_and_launches),
+    cmocka_unit_test(test_concurrency),
+    cmocka_unit_test(test_auto_is_cuda),
+  };
+  static const char fake_image[] = "// tremote fake module\n";
+
+  if (strcmp(mode, "stub") == 0)
+    return cmocka_run_group_tests_name("stub driver", stub, NULL, NULL);
+  if (strcmp(mode, "absent") == 0) {
+    void *h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+
+    if (h) {
+      printf("SKIP: a libcuda.so.1 is installed system-wide; 'not found' "
+             "cannot be tested here\n");
+      return 77;
+    }
+    if (cmocka_run_group_tests_name("no driver", nodrv, NULL, NULL))
+      return 1;
+    return cmocka_run_group_tests_name("absent driver", absent, NULL, NULL);
+  }
+  if (strcmp(mode, "fake-init") == 0)
+    return cmocka_run_group_tests_name("fake driver, cuInit fails", init,
+                                       NULL, NULL);
+  if (strcmp(mode, "fake") == 0) {
+    fake = true;
+    image = (uint8_t *)fake_image;
+    image_len = sizeof(fake_image); /* with its NUL, as PTX may come */
+    return cmocka_run_group_tests_name("fake driver", gpu, NULL, NULL);
+  }
+  if (strcmp(mode, "real") == 0) {
+    struct agt_backend *b = NULL;
+    const char *why = NULL;
+
+    if (agt_backend_open("cuda", &emu_cfg, &b, &why) != 0) {
+      printf("SKIP: no usable GPU for the real-GPU checks: %s\n", why);
+      return 77;
+    }
+    b->ops->destroy(b);
+    if (read_image(fatbin_path) < 0) {
+      printf("FAIL: cannot read %s\n", fatbin_path);
+      return 1;
+    }
+    return cmocka_run_group_tests_name("real GPU", gpu, NULL, NULL);
+  }
+  fprintf(stderr, "unknown mode %s\n", mode);
+  return 2;
+}
+
+/* ---- the parent: one child per case -------------------------------------- */
+
+static char tmpdir[64];
+
+/* Run this program as "--child mode" with LD_LIBRARY_PATH = libpath (NULL:
+   unchanged) and one more variable (NULL: none).  Its exit status. */
+static int run_child(const char *mode, const char *libpath, const char *var,
+                     const char *val)
+{
+  pid_t pid;
+  int status;
+
+  fflush(stdout);
+  fflush(stderr);
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    if (libpath)
+      setenv("LD_LIBRARY_PATH", libpath, 1);
+    if (var)
+      setenv(var, val, 1);
+    execl("/proc/self/exe", "test_cuda_backend", "--child", mode, stub_lib,
+          fake_dir, fatbin_path, (char *)NULL);
+    _exit(127);
+  }
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status));
+  return WEXITSTATUS(status);
+}
+
+static void expect_child(const char *mode, const char *libpath,
+                         const char *var, const char *val)
+{
+  int rc = run_child(mode, libpath, var, val);
+
+  if (rc == 77)
+    skip();
+  assert_int_equal(rc, 0);
+}
+
+static void case_stub(void **state)
+{
+  char link[128], *target = realpath(stub_lib, NULL);
+
+  if (!target) {
+    print_message("SKIP: no toolkit stub library at %s\n", stub_lib);
+    skip();
+  }
+  snprintf(link, sizeof(link), "%s/libcuda.so.1", tmpdir);
+  assert_int_equal(symlink(target, link), 0);
+  free(target);
+  expect_child("stub", tmpdir, NULL, NULL);
+  unlink(link);
+}
+
+static void case_absent(void **state)
+{
+  /* An empty directory: nothing there, so only the system's paths. */
+  expect_child("absent", tmpdir, NULL, NULL);
+}
+
+static void case_fake_init(void **state)
+{
+  expect_child("fake-init", fake_dir, "FAKECUDA_INIT_ERROR", "100");
+}
+
+static void case_fake(void **state)
+{
+  expect_child("fake", fake_dir, NULL, NULL);
+}
+
+static void case_real(void **state)
+{
+  expect_child("real", NULL, NULL, NULL);
+}
+
+int main(int argc, char **argv)
+{
+  static const struct CMUnitTest cases[] = {
+    cmocka_unit_test(case_stub),
+    cmocka_unit_test(case_absent),
+    cmocka_unit_test(case_fake_init),
+    cmocka_unit_test(case_fake),
+    cmocka_unit_test(case_real),
+  };
+  int rc;
+
+  if (argc == 6 && strcmp(argv[1], "--child") == 0) {
+    stub_lib = argv[3];
+    fake_dir = argv[4];
+    fatbin_path = argv[5];
+    return child(argv[2]);
+  }
+  if (argc != 4) {
+    fprintf(stderr, "usage: %s STUB_LIB FAKE_DIR FATBIN\n", argv[0]);
+    return 2;
+  }
+  stub_lib = argv[1];
+  fake_dir = argv[2];
+  fatbin_path = argv[3];
+  snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_cuda_backend.XXXXXX");
+  if (!mkdtemp(tmpdir)) {
+    perror("mkdtemp");
+    return 1;
+  }
+  rc = cmocka_run_group_tests_name("cuda backend", cases, NULL, NULL);
+  rmdir(tmpdir);
+  return rc;
+}
