@@ -2,7 +2,10 @@
 # bundle.sh BUILD_DIR OUT_DIR: gather what tests/gpu/run.sh needs on a GPU
 # machine that has the NVIDIA driver but none of our Debian libraries and no
 # package registry: the broker, the agent, the shim, the test programs and
-# va_probe, tr_relay and tremote-bench, laid out like a build directory, plus every shared library they
+# va_probe, tr_relay and tremote-bench, test_cuda_backend with its fake
+# driver, fatbin and the toolkit's stub libcuda (in tests/cuda_backend/stub,
+# never in lib/, where it would hide the real driver), laid out like a build
+# directory, plus every shared library they
 # load that is not part of glibc (found with ldd) in OUT_DIR/lib, with
 # libcudart.so.13 from the toolkit for the native runs.
 set -eu
@@ -12,12 +15,17 @@ cuda=${CUDA_HOME:-/usr/local/cuda}
 src=$(cd "$(dirname "$0")/../.." && pwd)
 rm -rf "$out"
 mkdir -p "$out/lib" "$out/shim" "$out/broker" "$out/gpu-agent" "$out/tests/apps" "$out/bin" \
-    "$out/tests/tools" "$out/tools/bench"
+    "$out/tests/tools" "$out/tools/bench" "$out/tests/cuda_backend/fake" \
+    "$out/tests/cuda_backend/stub"
 cp "$build/shim/libtremote_shim.so" "$out/shim/"
 cp "$build/broker/tremote-broker" "$out/broker/"
 cp "$build/gpu-agent/tremote-gpu-agent" "$out/gpu-agent/"
 cp "$build/tests/tools/tr_relay" "$out/tests/tools/"
 cp "$build/tools/bench/tremote-bench" "$out/tools/bench/"
+cp "$build/tests/test_cuda_backend" "$out/tests/"
+cp "$build/tests/cuda_backend/fake/libcuda.so.1" "$out/tests/cuda_backend/fake/"
+cp "$build/tests/cuda_backend/test_cuda_backend_kernels.fatbin" "$out/tests/cuda_backend/"
+cp -L "$cuda/lib64/stubs/libcuda.so" "$out/tests/cuda_backend/stub/"
 for f in "$build"/tests/apps/*; do
     [ -f "$f" ] && [ -x "$f" ] && cp "$f" "$out/tests/apps/"
 done
@@ -25,7 +33,8 @@ gcc -std=gnu11 -O2 -Wall -Wextra -Werror -I"$src/include" -I"$cuda/include" \
     "$src/tests/gpu/va_probe.c" -o "$out/bin/va_probe" -ldl
 cp -L "$cuda/lib64/libcudart.so.13" "$out/lib/"
 # Libraries outside glibc that our binaries load.
-for f in "$out"/shim/*.so "$out"/broker/* "$out"/gpu-agent/* "$out"/tests/tools/* "$out"/tools/bench/*; do
+for f in "$out"/shim/*.so "$out"/broker/* "$out"/gpu-agent/* "$out"/tests/tools/* "$out"/tools/bench/* \
+    "$out"/tests/test_cuda_backend; do
     ldd "$f" | awk '/=> \// {print $3}'
 done | sort -u | while read -r lib; do
     case "$(basename "$lib")" in

@@ -17,7 +17,8 @@
 # agent), gets the broker restarted for the apps that follow; both are
 # reported.  Environment: EMU_APP_TIMEOUT (s, default 120; emu_grid_stride
 # gets 300), EMU_APPS_BUDGET (s for all apps together, default 840, under
-# ctest's 900).
+# ctest's 900), TR_BACKEND (the agent's backend, default emu; cuda runs the
+# programs on this machine's GPU through the cuda backend, lib.sh).
 set -u
 source "$(dirname "$0")/lib.sh"
 tr_init "$1"

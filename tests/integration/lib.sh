@@ -34,12 +34,17 @@ tr_cleanup() {
 }
 
 # tr_start_broker [args...]: start the broker, wait until it says ready.
+# Its LOCAL agents use the backend TR_BACKEND names (default emu: the
+# broker's own default, auto, would take the GPU where there is one, and
+# these tests' expectations are the emulated device's; TR_BACKEND=cuda runs
+# them on the GPU, as tests/gpu/run.sh does).  A --backend in args wins.
 tr_start_broker() {
     local fifo="$TR_TMP/ready" line
     rm -f "$fifo"
     mkfifo "$fifo"
     "$BROKER" --socket "$TREMOTE_BROKER_SOCKET" --control "$TR_TMP/control.sock" \
-        --agent "$AGENT" --ready-fd 3 "$@" 3>"$fifo" 2>"$TR_TMP/broker.log" &
+        --agent "$AGENT" --ready-fd 3 --backend "${TR_BACKEND:-emu}" "$@" \
+        3>"$fifo" 2>"$TR_TMP/broker.log" &
     BROKER_PID=$!
     if ! read -r -t 60 line <"$fifo" || [ "$line" != ready ]; then
         echo "broker did not become ready; its log:"; cat "$TR_TMP/broker.log"
