@@ -163,9 +163,12 @@ class FakeBackend:
 def the_asgi_app():
     """The app's own factory (the function under @modal.asgi_app), with
     ModalBackend replaced by the fake; (asgi, backend)."""
+    real = tm.ModalBackend
     tm.ModalBackend = FakeBackend
-    factory = tm.api.local if REAL_MODAL else tm.api
-    asgi = factory()
+    try:
+        asgi = (tm.api.local if REAL_MODAL else tm.api)()
+    finally:
+        tm.ModalBackend = real
     return asgi, FakeBackend.instances[-1]
 
 
@@ -226,6 +229,44 @@ class AppTest(unittest.TestCase):
             if hasattr(tm.api, "_is_web_endpoint"):
                 self.assertTrue(tm.api._is_web_endpoint())
             self.assertEqual(tm.app.name, "tremote")
+
+    @unittest.skipUnless(REAL_MODAL, "the modal package is not installed")
+    def test_modal_api_the_backend_uses(self):
+        """Every Modal name and keyword ModalBackend and agent_image use
+        exists in the installed modal package."""
+        import dataclasses
+        import inspect
+        import tempfile
+        import modal
+
+        def params(f):
+            return set(inspect.signature(f).parameters)
+
+        self.assertLessEqual({"app", "name", "tags", "image", "gpu", "timeout", "secrets",
+                              "unencrypted_ports"}, params(modal.Sandbox.create))
+        self.assertLessEqual({"app_name", "name"}, params(modal.Sandbox.from_name))
+        self.assertLessEqual({"sandbox_id"}, params(modal.Sandbox.from_id))
+        self.assertLessEqual({"app_id", "tags"}, params(modal.Sandbox.list))
+        self.assertIn("timeout", params(modal.Sandbox.tunnels))
+        for f in (modal.Sandbox.create, modal.Sandbox.from_name, modal.Sandbox.from_id,
+                  modal.Sandbox.list, modal.Sandbox.poll, modal.Sandbox.tunnels,
+                  modal.Sandbox.terminate, modal.Sandbox.get_tags, modal.App.lookup,
+                  modal.Dict.get, modal.Dict.put, modal.Dict.pop, modal.Dict.items):
+            self.assertTrue(hasattr(f, "aio"), f"{f} has no .aio")
+        self.assertTrue(hasattr(modal.io_streams.StreamReader, "__aiter__"))
+        self.assertIn("create_if_missing", params(modal.App.lookup))
+        self.assertIn("create_if_missing", params(modal.Dict.from_name))
+        self.assertIn("copy", params(modal.Image.add_local_dir))
+        for name in ("from_name", "from_registry", "publish", "build", "debian_slim"):
+            self.assertTrue(hasattr(modal.Image, name), f"modal.Image.{name}")
+        self.assertLessEqual({"unencrypted_host", "unencrypted_port"},
+                             {f.name for f in dataclasses.fields(modal.Tunnel)})
+        for name in ("ResourceExhaustedError", "AlreadyExistsError", "NotFoundError",
+                     "SandboxTimeoutError"):
+            self.assertTrue(issubclass(getattr(modal.exception, name), Exception), name)
+        modal.Secret.from_dict({"TREMOTE_SECRET": SECRET})
+        with tempfile.TemporaryDirectory() as d:
+            self.assertIsInstance(tm.agent_image(d), modal.Image)
 
     def test_sandbox_script(self):
         s = tm.sandbox_script(600)
@@ -527,6 +568,196 @@ class AppTest(unittest.TestCase):
 
         asyncio.run(self.asgi({"type": "lifespan"}, receive, send))
         self.assertEqual(sent, ["lifespan.startup.complete", "lifespan.shutdown.complete"])
+
+
+class _Aio:
+    """A Modal function's shape: .aio is the coroutine."""
+
+    def __init__(self, f):
+        self.aio = f
+
+
+class FakeModalSandbox:
+    def __init__(self, sid, kw):
+        self.object_id, self.kw = sid, kw
+        self.rc, self.tunnel, self.chunks, self.terminated = None, None, [], False
+        self.tags = dict(kw.get("tags") or {})
+
+        async def poll():
+            return self.rc
+
+        async def tunnels(timeout=50):
+            if self.tunnel is None:
+                await asyncio.sleep(min(timeout, 0.05))
+                raise FAKE_MODAL.exception.SandboxTimeoutError("no tunnel yet")
+            return {7070: types.SimpleNamespace(host="x.modal.host", port=443,
+                                                unencrypted_host=self.tunnel[0],
+                                                unencrypted_port=self.tunnel[1])}
+
+        async def terminate():
+            self.terminated = True
+            self.rc = 137
+
+        async def get_tags():
+            return dict(self.tags)
+
+        self.poll, self.tunnels = _Aio(poll), _Aio(tunnels)
+        self.terminate, self.get_tags = _Aio(terminate), _Aio(get_tags)
+
+    @property
+    def stdout(self):
+        async def gen():
+            i = 0
+            while True:  # like Modal's: blocks until more output comes
+                if i < len(self.chunks):
+                    yield self.chunks[i]
+                    i += 1
+                else:
+                    await asyncio.sleep(0.02)
+        return gen()
+
+
+def make_fake_modal():
+    """What ModalBackend calls, shaped like the modal package."""
+    m = types.SimpleNamespace()
+    m.exception = types.SimpleNamespace(**{n: type(n, (Exception,), {}) for n in (
+        "ResourceExhaustedError", "AlreadyExistsError", "NotFoundError",
+        "SandboxTimeoutError")})
+    m.sandboxes, m.creates, m.refuse = {}, [], None
+    store = {}
+
+    async def create(*args, **kw):
+        m.creates.append((args, kw))
+        if m.refuse:
+            raise m.refuse
+        for sb in m.sandboxes.values():
+            if sb.kw.get("name") == kw.get("name") and sb.rc is None:
+                raise m.exception.AlreadyExistsError("name in use")
+        sb = FakeModalSandbox(f"sb-{len(m.sandboxes) + 1}", kw)
+        m.sandboxes[sb.object_id] = sb
+        return sb
+
+    async def from_id(sid, client=None):
+        if sid not in m.sandboxes:
+            raise m.exception.NotFoundError(sid)
+        return m.sandboxes[sid]
+
+    async def from_name(app_name, name, **kw):
+        for sb in m.sandboxes.values():
+            if sb.kw.get("name") == name and sb.rc is None and app_name == "tremote":
+                return sb
+        raise m.exception.NotFoundError(name)
+
+    async def list_(app_id=None, tags=None, client=None):
+        for sb in list(m.sandboxes.values()):
+            if sb.rc is None and all(sb.tags.get(k) == v for k, v in (tags or {}).items()):
+                yield sb
+
+    async def lookup(name, create_if_missing=False, **kw):
+        return types.SimpleNamespace(app_id="ap-looked-up", name=name)
+
+    async def dget(k, default=None):
+        return store.get(k, default)
+
+    async def dput(k, v, skip_if_exists=False):
+        store[k] = v
+        return True
+
+    async def dpop(k, default=None):
+        return store.pop(k, default)
+
+    async def ditems():
+        for kv in list(store.items()):
+            yield kv
+
+    m.Sandbox = types.SimpleNamespace(create=_Aio(create), from_id=_Aio(from_id),
+                                      from_name=_Aio(from_name), list=_Aio(list_))
+    m.App = types.SimpleNamespace(lookup=_Aio(lookup))
+    m.Image = types.SimpleNamespace(from_name=lambda name, **kw: ("image", name))
+    m.Secret = types.SimpleNamespace(from_dict=lambda d: ("secret", dict(d)))
+    m.Dict = types.SimpleNamespace(from_name=lambda name, **kw: types.SimpleNamespace(
+        get=_Aio(dget), put=_Aio(dput), pop=_Aio(dpop), items=_Aio(ditems), name=name,
+        kw=kw))
+    return m
+
+
+FAKE_MODAL = None
+
+
+class ModalBackendTest(unittest.TestCase):
+    """The real ModalBackend against a fake of the modal calls it makes:
+    the arguments Modal gets and how Modal's answers and errors map."""
+
+    def setUp(self):
+        global FAKE_MODAL
+        FAKE_MODAL = self.m = make_fake_modal()
+        self.saved = tm.modal
+        tm.modal = self.m
+        self.asgi = tm.make_asgi(tm.Service(tm.ModalBackend(None)))
+
+    def tearDown(self):
+        tm.modal = self.saved
+
+    def call(self, method, path, data=None, query=""):
+        return asyncio.run(acall(self.asgi, method, path, data, query))
+
+    def test_life(self):
+        st, m, _ = self.call("POST", "/v1/machines", body(idle_timeout_s=300))
+        self.assertEqual(st, 201, m)
+        args, kw = self.m.creates[-1]
+        self.assertEqual(args[:2], ("sh", "-c"))
+        self.assertEqual(args[2], tm.sandbox_script(300))
+        self.assertEqual(kw["gpu"], "A100-40GB")
+        self.assertEqual(kw["name"], "modal-a10040gb-1a2b3c4d")
+        self.assertEqual(kw["timeout"], 3600)
+        self.assertEqual(kw["unencrypted_ports"], [7070])
+        self.assertEqual(kw["image"], ("image", "tremote-agent"))
+        self.assertEqual(kw["secrets"], [("secret", {"TREMOTE_SECRET": SECRET})])
+        self.assertEqual(kw["tags"]["tremote.owner"], OWNER_A)
+        self.assertEqual(kw["app"].app_id, "ap-looked-up")
+        sb = self.m.sandboxes[m["sandbox_id"]]
+        mid = m["machine_id"]
+
+        st, m, _ = self.call("GET", f"/v1/machines/{mid}", query="wait=0")
+        self.assertEqual((m["state"], m["phase"]), ("starting", "scheduling"))
+        # the fingerprint line arrives in pieces, after other output
+        sb.tunnel = ("r7.modal.host", 40001)
+        sb.chunks += ["/run/tremote-tls/cert.pem SHA256:" + FP + "\nStart the agent",
+                      " with ...,\nand pin it ...: tls = on, fingerprint = SHA2",
+                      "56:" + FP + "\n"]
+        st, m, _ = self.call("GET", f"/v1/machines/{mid}", query="wait=10")
+        self.assertEqual((m["state"], m["host"], m["port"], m["fingerprint"]),
+                         ("ready", "r7.modal.host", 40001, "SHA256:" + FP))
+        st, b, _ = self.call("GET", "/v1/machines", query="owner=" + OWNER_A)
+        self.assertEqual([x["state"] for x in b["machines"]], ["ready"])
+        # same again: Modal is not asked
+        n = len(self.m.creates)
+        st, _, _ = self.call("POST", "/v1/machines", body())
+        self.assertEqual((st, len(self.m.creates)), (200, n))
+        st, _, _ = self.call("DELETE", f"/v1/machines/{mid}")
+        self.assertEqual(st, 200)
+        self.assertTrue(sb.terminated)
+        st, m, _ = self.call("GET", f"/v1/machines/{mid}")
+        self.assertEqual((m["state"], m["why"]), ("stopped", "deleted"))
+
+    def test_errors_map(self):
+        self.m.refuse = self.m.exception.ResourceExhaustedError("GPU limit reached\nmore")
+        st, e, h = self.call("POST", "/v1/machines", body())
+        self.assertEqual((st, h["retry-after"]), (503, "30"))
+        self.assertIn("GPU limit reached", e["error"])
+        self.m.refuse = None
+        st, m, _ = self.call("POST", "/v1/machines", body())
+        self.assertEqual(st, 201)
+        # the registry forgets it; Modal's name check finds the running one
+        asyncio.run(tm.ModalBackend(None).rec_pop(m["machine_id"]))
+        st, m2, _ = self.call("POST", "/v1/machines", body())
+        self.assertEqual((st, m2["sandbox_id"]), (200, m["sandbox_id"]))
+        # Modal forgets the Sandbox: failed, not an error
+        del self.m.sandboxes[m["sandbox_id"]]
+        st, m3, _ = self.call("GET", f"/v1/machines/{m['machine_id']}", query="wait=1")
+        self.assertEqual((st, m3["state"]), (200, "failed"))
+        st, _, _ = self.call("DELETE", f"/v1/machines/{m['machine_id']}")
+        self.assertEqual(st, 200)
 
 
 if __name__ == "__main__":

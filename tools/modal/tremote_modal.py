@@ -241,14 +241,14 @@ class Service:
         if not probe:
             return rec, self.view(rec, "starting",
                                   "agent" if "host" in rec else "scheduling")
-        budget = max(1.0, budget_s)
+        end = self.clock() + max(1.0, budget_s)  # the long poll's deadline, kept
         if "host" not in rec:
-            tun = await self.be.tunnel(sid, budget)
+            tun = await self.be.tunnel(sid, end - self.clock())
             if tun is None:
                 return rec, self.view(rec, "starting", "scheduling")
             rec = dict(rec, host=tun[0], port=int(tun[1]))
             await self.be.rec_put(rec["machine_id"], rec)
-        out = await self.be.stdout(sid, FINGERPRINT_RE, budget)
+        out = await self.be.stdout(sid, FINGERPRINT_RE, max(0.5, end - self.clock()))
         found = FINGERPRINT_RE.search(out or "")
         if not found:
             return rec, self.view(rec, "starting", "agent")
@@ -458,9 +458,10 @@ class ModalBackend:
         self._dict = None
         self._image = None
 
-    def _app(self):
+    async def _app(self):
+        # In the deployed app's containers the module's App is hydrated.
         if self._app_obj is None or self._app_obj.app_id is None:
-            self._app_obj = modal.App.lookup(APP_NAME, create_if_missing=True)
+            self._app_obj = await modal.App.lookup.aio(APP_NAME, create_if_missing=True)
         return self._app_obj
 
     def _registry(self):
@@ -480,7 +481,7 @@ class ModalBackend:
         try:
             sb = await modal.Sandbox.create.aio(
                 "sh", "-c", sandbox_script(idle_timeout_s),
-                app=self._app(), name=machine_id, tags=tags, image=self._image,
+                app=await self._app(), name=machine_id, tags=tags, image=self._image,
                 gpu=modal_gpu, timeout=timeout_s,
                 secrets=[modal.Secret.from_dict({"TREMOTE_SECRET": secret})],
                 unencrypted_ports=[AGENT_PORT])
@@ -542,7 +543,8 @@ class ModalBackend:
     async def list_sandboxes(self, owner):
         tags = {TAG_OWNER: owner} if owner is not None else None
         out = []
-        async for sb in modal.Sandbox.list.aio(app_id=self._app().app_id, tags=tags):
+        app_id = (await self._app()).app_id
+        async for sb in modal.Sandbox.list.aio(app_id=app_id, tags=tags):
             t = await sb.get_tags.aio()
             if TAG_MACHINE in t:
                 out.append((sb.object_id, t))
