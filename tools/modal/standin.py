@@ -127,6 +127,7 @@ def _child_setup(parent):
     lives as long as the agent) or the stand-in goes.  Only async-signal-safe
     work here: a pre-resolved prctl and getppid."""
     def setup():
+        os.setpgid(0, 0)  # its own process group: the terminal's ^C is ours to pass on
         if _prctl is not None:
             _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         if os.getppid() != parent:
@@ -463,7 +464,6 @@ class Standin:
                 if m.stop_why or self.stopping:
                     raise RuntimeError("stopped while starting")
                 m.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, pass_fds=(wfd,),
-                                          process_group=0,
                                           preexec_fn=_child_setup(os.getpid()))
         finally:
             os.close(wfd)
