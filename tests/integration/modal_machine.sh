@@ -81,7 +81,7 @@ export TREMOTE_MODAL_TOKEN_ID=wk-test TREMOTE_MODAL_TOKEN_SECRET=ws-test
 export TREMOTE_MODAL_CONFIG="$TR_TMP/none.ini" # only the environment
 
 # ---- a slow start shows progress, then a program runs ---------------------
-sapi POST /standin/config '{"start_delay_s": 3, "retry_after_s": 1}' >/dev/null
+sapi POST /standin/config '{"start_delay_s": 6, "retry_after_s": 1}' >/dev/null
 cat >"$TR_TMP/machines.ini" <<EOF
 [machine gpu0]
 provider = modal
@@ -89,9 +89,13 @@ gpu = a100-40gb
 idle_timeout = 0
 EOF
 tr_start_broker --machines "$TR_TMP/machines.ini" --state "$TR_TMP/state"
-wait_state gpu0 starting 10 || tr_fail "gpu0 never showed 'starting': $(mstate gpu0)"
-sleep 1.2
-st=$(mstate gpu0)
+# The progress counts while the Sandbox starts (6 s here).
+st=
+for _ in $(seq 50); do
+    st=$(mstate gpu0)
+    case "$st" in "starting waiting for an A100-40GB on Modal... "[1-9]" s"*) break ;; esac
+    sleep 0.1
+done
 echo "while starting: $st"
 case "$st" in
 "starting waiting for an A100-40GB on Modal... "[1-9]" s"*) ;;
@@ -178,7 +182,8 @@ tr_start_broker --machines "$TR_TMP/machines.ini" --state "$TR_TMP/state"
 wait_state gpu0 ready 20 || tr_fail "gpu0 not ready after a restart: $(mstate gpu0)"
 [ "$(sapi GET "/v1/machines/$id0" | field 'j["sandbox_id"]')" = "$sb1" ] ||
     tr_fail "the restarted broker asked for a new Sandbox instead of reconnecting"
-wait_state "$l4" stopped 1 || wait_state "$l4" ready 15 ||
+# (It may be stopped again for idleness by the time we look.)
+tr_wait_line ".*$l4: ready" "$TR_TMP/broker.log" "$BROKER_PID" 15 ||
     tr_fail "the machine added at run time did not come back: $(mstate "$l4")"
 for _ in $(seq 50); do
     [ "$(sapi GET /v1/machines/modal-t4-0badf00d | field 'j["state"]')" = stopped ] && break

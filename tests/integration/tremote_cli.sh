@@ -57,7 +57,9 @@ export TREMOTE_MODAL_CONFIG=$TR_TMP/no-modal.ini
 unset TREMOTE_MODAL_URL TREMOTE_MODAL_TOKEN_ID TREMOTE_MODAL_TOKEN_SECRET
 expect "modal, not configured" 1 "Modal is not configured: url, token_id and token_secret are needed" "$t" machine add modal T4
 [ "$("$t" machine ls | grep -c modal)" = 0 ] || tr_fail "a refused modal machine was added"
-expect "an unknown command" 2 "unknown command 'fly' (valid: run, machine, broker, doctor, help)" "$t" fly
+expect "an unknown command" 2 "unknown command 'fly' (valid: run, machine, broker, modal, doctor, help)" "$t" fly
+expect "modal setup, dry run" 0 "dry run: nothing written; the image would be debian:bookworm-slim plus the bundle" "$t" modal setup --dry-run
+expect "modal, unknown command" 2 "unknown modal command 'up' (valid: setup)" "$t" modal up
 expect "machine without a command" 2 "Usage: tremote machine" "$t" machine
 
 expect "doctor, a shared-runtime program" 0 "uses the shared CUDA runtime" "$t" doctor "$APPS/devices"

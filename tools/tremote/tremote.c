@@ -50,6 +50,8 @@ static const char usage_main[] =
     "  broker stop                  stop it (its LOCAL agents too)\n"
     "  broker status                is one running, with which machines\n"
     "  doctor [PROGRAM]             explain what will not work\n"
+    "  modal setup [OPTIONS]        prepare a Modal workspace for modal\n"
+    "                               machines (the agent's image, the app)\n"
     "  help [COMMAND]               this text, or a command's\n"
     "\n"
     "The broker is the one at $TREMOTE_BROKER_SOCKET, else\n"
@@ -111,6 +113,19 @@ static const char usage_broker[] =
     "go to it (tremote-broker --help), e.g. --machines FILE.\n"
     "stop: SIGTERM it and wait until it is gone (it stops its LOCAL agents).\n"
     "status: pid, socket, machines; exit 3 when none runs.\n";
+
+static const char usage_modal[] =
+    "Usage: tremote modal setup [--agent PATH] [--out DIR] [--dry-run]\n"
+    "                           [--bundle-only]\n"
+    "Prepare your Modal workspace for modal machines (docs/MODAL.md): bundle\n"
+    "tremote-gpu-agent with the libraries it links, build the Sandboxes'\n"
+    "image from Debian 12 plus the bundle and publish it as tremote-agent,\n"
+    "then print the remaining steps: modal deploy of the tremote app, a\n"
+    "proxy auth token, and ~/.config/tremote/modal.ini.  Needs python3 and,\n"
+    "to publish, the modal package (pip install modal) with a Modal token.\n"
+    "--dry-run shows what it would do; tremote modal setup --help lists\n"
+    "every option.  Runs tools/modal/setup.py (installed under\n"
+    "share/tremote/modal; TREMOTE_MODAL_DIR names another directory).\n";
 
 static const char usage_doctor[] =
     "Usage: tremote doctor [PROGRAM]\n"
@@ -188,6 +203,87 @@ static void broker_paths(char *sock, char *dir, char *log, size_t cap)
   if (slash)
     *slash = 0;
   snprintf(log, cap, "%s/broker.log", dir);
+}
+
+static int find_agent(char *out, size_t cap)
+{
+  static const char *const rel[] = {"tremote-gpu-agent",
+                                    "../../gpu-agent/tremote-gpu-agent", NULL};
+
+  return find_file("TREMOTE_AGENT", rel, out, cap);
+}
+
+/* ---- modal setup --------------------------------------------------------------- */
+
+/*
+ * The script does the work (Modal's SDK is Python); this finds it and the
+ * agent it bundles: installed (PREFIX/share/tremote/modal beside
+ * PREFIX/bin) or in the build tree (the source's tools/modal).
+ */
+static int cmd_modal(int argc, char **argv)
+{
+  static const char *const rel[] = {"../share/tremote/modal/setup.py",
+                                    TR_SOURCE_DIR "/tools/modal/setup.py",
+                                    NULL};
+  char script[PATH_MAX] = "", agent[PATH_MAX], dir[PATH_MAX];
+  const char *e = getenv("TREMOTE_MODAL_DIR");
+  char **av;
+  int k = 0, has_agent = 0;
+
+  if (argc < 1 || !strcmp(argv[0], "--help") || !strcmp(argv[0], "-h")) {
+    fputs(usage_modal, argc < 1 ? stderr : stdout);
+    return argc < 1 ? EXIT_USAGE : 0;
+  }
+  if (strcmp(argv[0], "setup") != 0) {
+    fprintf(stderr, "tremote: unknown modal command '%s' (valid: setup)\n",
+            argv[0]);
+    return EXIT_USAGE;
+  }
+  if (e && e[0]) {
+    if (snprintf(script, sizeof(script), "%s/setup.py", e) >=
+        (int)sizeof(script))
+      script[0] = 0;
+  } else {
+    int found = 0;
+
+    for (int i = 0; rel[i] && !found; i++) {
+      int n = rel[i][0] == '/'
+                  ? snprintf(script, sizeof(script), "%s", rel[i])
+                  : snprintf(script, sizeof(script), "%s/%s", self_dir,
+                             rel[i]);
+
+      found = n < (int)sizeof(script) && access(script, R_OK) == 0;
+    }
+  }
+  if (!script[0] || access(script, R_OK) != 0) {
+    fprintf(stderr, "tremote: cannot find the Modal setup script (looked "
+                    "for %s; set TREMOTE_MODAL_DIR to the directory with "
+                    "setup.py)\n", script);
+    return 1;
+  }
+  av = calloc((size_t)argc + 6, sizeof(*av));
+  if (!av) {
+    fprintf(stderr, "tremote: out of memory\n");
+    return 1;
+  }
+  for (int i = 1; i < argc; i++)
+    if (!strncmp(argv[i], "--agent", 7))
+      has_agent = 1;
+  av[k++] = "python3";
+  av[k++] = script;
+  if (!has_agent && find_agent(agent, sizeof(agent)) == 0) {
+    av[k++] = "--agent";
+    av[k++] = agent;
+  }
+  for (int i = 1; i < argc; i++)
+    av[k++] = argv[i];
+  snprintf(dir, sizeof(dir), "%s", self_dir);
+  setenv("TREMOTE_BINDIR", dir, 0);
+  execvp("python3", av);
+  fprintf(stderr, "tremote: cannot run python3 (needed by modal setup): %s\n",
+          strerror(errno));
+  free(av);
+  return 1;
 }
 
 /* ---- the broker ------------------------------------------------------------- */
@@ -712,6 +808,8 @@ int main(int argc, char **argv)
       fputs(usage_machine, stdout);
     else if (!strcmp(cmd, "help") && !strcmp(what, "broker"))
       fputs(usage_broker, stdout);
+    else if (!strcmp(cmd, "help") && !strcmp(what, "modal"))
+      fputs(usage_modal, stdout);
     else if (!strcmp(cmd, "help") && !strcmp(what, "doctor"))
       fputs(usage_doctor, stdout);
     else
@@ -728,9 +826,11 @@ int main(int argc, char **argv)
     return cmd_machine(argc - 2, argv + 2);
   if (!strcmp(cmd, "broker"))
     return cmd_broker(argc - 2, argv + 2);
+  if (!strcmp(cmd, "modal"))
+    return cmd_modal(argc - 2, argv + 2);
   if (!strcmp(cmd, "doctor"))
     return cmd_doctor(argc - 2, argv + 2);
   fprintf(stderr, "tremote: unknown command '%s' (valid: run, machine, "
-                  "broker, doctor, help)\n", cmd);
+                  "broker, modal, doctor, help)\n", cmd);
   return EXIT_USAGE;
 }
