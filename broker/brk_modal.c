@@ -471,6 +471,13 @@ static void set_why(struct brk_machine *m, const char *fmt, ...)
 
 /* ---- the life of a machine -------------------------------------------------------- */
 
+/* An answer that came while the broker stops or after the machine was
+   removed: nothing more to do with it. */
+static int gone(const struct brk_modal_m *mm)
+{
+  return mm->m->removed || mm->m->b->stopping;
+}
+
 static void on_retry(struct brk_op *op, int res, void *arg)
 {
   struct brk_modal_m *mm = arg;
@@ -478,7 +485,7 @@ static void on_retry(struct brk_op *op, int res, void *arg)
   (void)op;
   (void)res;
   mm->timer = NULL;
-  if (!mm->m->removed && !mm->m->b->stopping)
+  if (!gone(mm))
     create(mm);
 }
 
@@ -511,6 +518,11 @@ static void on_connected(int fd, const char *err, void *arg)
   struct brk_machine *m = mm->m;
 
   mm->req = NULL;
+  if (gone(mm)) {
+    if (fd >= 0)
+      close(fd);
+    return;
+  }
   if (fd < 0) {
     uint32_t ms = next_backoff(mm);
 
@@ -623,6 +635,8 @@ static void on_poll(const struct brk_http_res *r, void *arg)
   char e[256];
 
   mm->req = NULL;
+  if (gone(mm))
+    return;
   if (r->status == 200 && (j = json_loadb(r->body, r->len, 0, NULL))) {
     on_machine(mm, j);
     json_decref(j);
@@ -663,6 +677,8 @@ static void on_create(const struct brk_http_res *r, void *arg)
   char e[300], w[400];
 
   mm->req = NULL;
+  if (gone(mm))
+    return;
   if ((r->status == 200 || r->status == 201) &&
       (j = json_loadb(r->body, r->len, 0, NULL))) {
     if (r->status == 201)
@@ -759,6 +775,8 @@ static void on_check(const struct brk_http_res *r, void *arg)
   json_t *j;
 
   mm->req = NULL;
+  if (gone(mm))
+    return;
   if (r->status == 200 && (j = json_loadb(r->body, r->len, 0, NULL))) {
     const char *st = json_string_value(json_object_get(j, "state"));
     const char *why = json_string_value(json_object_get(j, "why"));
