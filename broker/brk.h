@@ -249,12 +249,15 @@ struct brk_machine {
   struct brk_counts n; /* traffic of every session on it, ever */
   /* The agent's /v1/status, asked every BRK_STATUS_MS while ready. */
   struct brk_h2_stream *status_st;
-  uint8_t status_buf[64];
+  uint8_t status_buf[TR_HDR_SIZE + TR_STATUS_SIZE];
   size_t status_len;
   uint64_t status_ms;  /* when the newest answer came; 0 none */
   uint64_t status_sent_us, status_rtt_us; /* its round trip */
   uint64_t mem_free, mem_total;
   uint32_t agent_sessions;
+  /* NVML's figures on a real GPU (-1, "": unknown) */
+  int32_t util_gpu, util_mem, temp_c, power_mw;
+  char driver[32];
   enum brk_mstate state;
   char address[128]; /* host:port once known */
   char secret[BRK_SECRET_MAX];  /* LOCAL: 64 hex digits, made per start */

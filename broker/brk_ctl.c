@@ -138,10 +138,22 @@ static void machine_extra_json(struct brk *b, const struct brk_machine *m,
   /* The agent's own figures, if fresh (asked every BRK_STATUS_MS). */
   if (m->state == BRK_M_READY && m->status_ms &&
       brk_now_ms() - m->status_ms < 3 * BRK_STATUS_MS &&
-      m->mem_total >= m->mem_free)
+      m->mem_total >= m->mem_free) {
     brk_sb_printf(sb, ",\"memory_used\":%llu,\"agent_sessions\":%u",
                   (unsigned long long)(m->mem_total - m->mem_free),
                   m->agent_sessions);
+    if (m->util_gpu >= 0)
+      brk_sb_printf(sb, ",\"utilization_gpu\":%d,\"utilization_memory\":%d",
+                    (int)m->util_gpu, (int)m->util_mem);
+    if (m->temp_c >= 0)
+      brk_sb_printf(sb, ",\"temperature_gpu\":%d", (int)m->temp_c);
+    if (m->power_mw >= 0)
+      brk_sb_printf(sb, ",\"power_mw\":%d", (int)m->power_mw);
+    if (m->driver[0]) {
+      brk_sb_puts(sb, ",\"driver_version\":");
+      brk_sb_json_str(sb, m->driver);
+    }
+  }
   if (m->state != BRK_M_READY)
     return;
   for (uint32_t i = 0; i < m->dev.nattr; i++) {
@@ -152,6 +164,18 @@ static void machine_extra_json(struct brk *b, const struct brk_machine *m,
   }
   if (major >= 0 && minor >= 0)
     brk_sb_printf(sb, ",\"compute_cap\":\"%d.%d\"", major, minor);
+  /* The PCI address, nvidia-smi's way, from a real driver's attributes
+     (an NVIDIA driver answered NVML: the emulated device has none). */
+  if (m->driver[0]) {
+    int32_t dom, bus, dev;
+
+    if (tr_devinfo_attr(&m->dev, 50, &dom) == 0 &&  /* PciDomainId */
+        tr_devinfo_attr(&m->dev, 33, &bus) == 0 &&  /* PciBusId */
+        tr_devinfo_attr(&m->dev, 34, &dev) == 0 &&  /* PciDeviceId */
+        dom >= 0 && bus >= 0 && bus < 256 && dev >= 0 && dev < 32)
+      brk_sb_printf(sb, ",\"pci_bus_id\":\"%08X:%02X:%02X.0\"",
+                    (unsigned)dom, (unsigned)bus, (unsigned)dev);
+  }
   brk_sb_puts(sb, ",\"uuid\":\"GPU-");
   for (int i = 0; i < 16; i++)
     brk_sb_printf(sb, "%02x%s", m->dev.uuid[i],

@@ -99,6 +99,7 @@ static struct brk_machine *machine_new(struct brk *b)
   m->state = BRK_M_STOPPED;
   m->pidfd = m->rdy_fd = m->sock = -1;
   m->backoff_ms = BACKOFF_MIN_MS;
+  m->util_gpu = m->util_mem = m->temp_c = m->power_mw = -1;
   brk_bq_init(&m->hello_body);
   brk_task_init(&m->hello_task, hello_task, m);
   b->machines[b->nmachines++] = m;
@@ -498,18 +499,36 @@ static int status_data(struct brk_h2_stream *s, void *user, const uint8_t *d,
 static void status_end(struct brk_h2_stream *s, void *user)
 {
   struct brk_machine *m = user;
+  const uint8_t *p;
   struct tr_hdr h;
 
   brk_h2_stream_detach(s);
   m->status_st = NULL;
-  if (m->status_len != TR_HDR_SIZE + 24)
+  if (m->status_len != TR_HDR_SIZE + TR_STATUS_SIZE &&
+      m->status_len != TR_HDR_SIZE + TR_STATUS_SIZE_V0)
     return; /* an older agent (404), or garbage: no status */
   tr_hdr_unpack(m->status_buf, &h);
-  if (h.opcode != TR_OP_MEM_GET_INFO || h.status || h.payload_len != 24)
+  if (h.opcode != TR_OP_MEM_GET_INFO || h.status ||
+      h.payload_len != m->status_len - TR_HDR_SIZE)
     return;
-  m->mem_free = tr_get_u64(m->status_buf + TR_HDR_SIZE);
-  m->mem_total = tr_get_u64(m->status_buf + TR_HDR_SIZE + 8);
-  m->agent_sessions = tr_get_u32(m->status_buf + TR_HDR_SIZE + 16);
+  p = m->status_buf + TR_HDR_SIZE;
+  m->mem_free = tr_get_u64(p);
+  m->mem_total = tr_get_u64(p + 8);
+  m->agent_sessions = tr_get_u32(p + 16);
+  m->util_gpu = m->util_mem = m->temp_c = m->power_mw = -1;
+  m->driver[0] = 0;
+  if (h.payload_len >= TR_STATUS_SIZE) {
+    m->util_gpu = (int32_t)tr_get_u32(p + 24);
+    m->util_mem = (int32_t)tr_get_u32(p + 28);
+    m->temp_c = (int32_t)tr_get_u32(p + 32);
+    m->power_mw = (int32_t)tr_get_u32(p + 36);
+    memcpy(m->driver, p + 40, 31);
+    m->driver[31] = 0;
+    /* Only printable text goes on to JSON and terminals. */
+    for (char *c = m->driver; *c; c++)
+      if (*c < 0x20 || *c > 0x7e)
+        *c = '?';
+  }
   m->status_ms = brk_now_ms();
   m->status_rtt_us = mono_us() - m->status_sent_us;
 }

@@ -1291,6 +1291,7 @@ int agt_server_new(const struct agt_server_config *cfg, struct agt_backend *be,
     return -ENOMEM;
   }
   srv->be = be;
+  srv->nvml = cfg->nvml;
   srv->tls = cfg->tls;
   srv->quota = cfg->quota;
   srv->silent_ms = (uint64_t)cfg->idle_timeout_s * 1000u;

@@ -43,6 +43,8 @@ struct agt_server_config {
   uint64_t cache_max;   /* bytes of modules kept, each in memory and on disk */
   unsigned exit_idle_s; /* no connection and no session this long: stop
                            serving (--exit-idle); 0: never */
+  struct agt_nvml *nvml; /* the GPU's figures for /v1/status, or NULL
+                            (the caller's; outlives the server) */
 };
 
 struct agt_server;

@@ -199,6 +199,7 @@ struct agt_server {
   char *secret; /* "Bearer <secret>", or NULL */
   size_t secret_len;
   struct agt_backend *be;
+  struct agt_nvml *nvml; /* the config's */
   struct agt_exec *exec;
   uint64_t spin_ns;          /* polling before epoll sleeps (--spin-us) */
   struct agt_modcache *cache;

@@ -23,6 +23,7 @@
 
 #include "agent.h"
 #include "agent_h2.h"
+#include "agent_nvml.h"
 #include "agent_tls.h"
 #include "backends/backend.h"
 
@@ -579,6 +580,7 @@ int main(int argc, char **argv)
   struct agt_emu_config ecfg;
   struct agt_backend *be = NULL;
   struct agt_server *srv = NULL;
+  struct agt_nvml *nvml = NULL;
   SSL_CTX *tls = NULL;
   const char *why = "";
   char *secret;
@@ -634,10 +636,22 @@ int main(int argc, char **argv)
     agt_err("backend %s: %s", o.backend, why);
     goto out;
   }
+  /* A real GPU's utilization, temperature and driver for tremote-smi;
+     the emulated device has none. */
+  if (strcmp(be->ops->name, "cuda") == 0) {
+    struct tr_devinfo d;
+    const char *nwhy;
+
+    memset(&d, 0, sizeof(d));
+    be->ops->devinfo(be, &d);
+    if (agt_nvml_open(d.uuid, &nvml, &nwhy) < 0)
+      agt_info("NVML: %s; utilization, temperature and the driver "
+               "version are reported unknown", nwhy);
+  }
   scfg = (struct agt_server_config){o.listen, tls, secret, o.exec_threads,
                                     (unsigned)o.spin_us, o.quota,
                                     o.idle_timeout_s, o.cache_dir,
-                                    o.cache_max, o.exit_idle_s};
+                                    o.cache_max, o.exit_idle_s, nvml};
   tls = NULL; /* the server's now */
   rc = agt_server_new(&scfg, be, &srv, &why);
   if (rc < 0) {
@@ -655,6 +669,7 @@ int main(int argc, char **argv)
   agt_server_free(srv);
   agt_info("stopped");
 out_backend:
+  agt_nvml_close(nvml);
   be->ops->destroy(be);
 out:
   SSL_CTX_free(tls);

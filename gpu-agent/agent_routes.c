@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "agent_h2_int.h"
+#include "agent_nvml.h"
 
 /* ---- sessions ----------------------------------------------------------- */
 
@@ -196,23 +197,34 @@ static void reply_record(struct stream *st, const struct tr_hdr *req,
 
 /*
  * /v1/status: what tremote-smi shows and only the device knows, as one
- * MEM_GET_INFO reply record: u64 free, u64 total (device-wide), u32
- * sessions, u32 0.  The broker asks every few seconds.
+ * MEM_GET_INFO reply record (PROTOCOL.md): u64 free, u64 total
+ * (device-wide), u32 sessions, u32 0, then NVML's figures: i32
+ * utilization %, i32 memory utilization %, i32 temperature C, i32 power
+ * mW (-1 each when unknown), and the driver's version, 32 bytes,
+ * NUL-padded.  The broker asks every few seconds.
  */
 static void answer_status(struct stream *st)
 {
   struct agt_server *srv = st->conn->srv;
   struct tr_hdr req;
+  struct agt_telemetry t;
   uint64_t free_b = 0, total = 0;
-  uint8_t p[24];
+  uint8_t p[TR_STATUS_SIZE];
 
   tr_hdr_init(&req, TR_OP_MEM_GET_INFO, 0, 0, 0);
   if (srv->be->ops->dev_mem_info)
     srv->be->ops->dev_mem_info(srv->be, &free_b, &total);
+  agt_nvml_get(srv->nvml, &t);
+  memset(p, 0, sizeof(p));
   tr_put_u64(p, free_b);
   tr_put_u64(p + 8, total);
   tr_put_u32(p + 16, srv->live_sessions);
   tr_put_u32(p + 20, 0);
+  tr_put_u32(p + 24, (uint32_t)t.util_gpu);
+  tr_put_u32(p + 28, (uint32_t)t.util_mem);
+  tr_put_u32(p + 32, (uint32_t)t.temp_c);
+  tr_put_u32(p + 36, (uint32_t)t.power_mw);
+  memcpy(p + 40, t.driver, strnlen(t.driver, 31));
   st->kind = ST_FIXED;
   reply_record(st, &req, 0, p, sizeof(p));
 }

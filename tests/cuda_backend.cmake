@@ -26,6 +26,21 @@ add_custom_command(OUTPUT ${CUDA_BACKEND_FATBIN}
   COMMENT "nvcc -fatbin test_cuda_backend_kernels.cu" VERBATIM)
 add_custom_target(cuda_backend_fatbin DEPENDS ${CUDA_BACKEND_FATBIN})
 
+# NVML's stand-in beside it (unit/fake_nvml.c): the agent's sampling of
+# utilization, temperature and the driver (cuda_fake.sh checks them in
+# tremote-smi).
+add_library(fakenvml SHARED unit/fake_nvml.c)
+set_target_properties(fakenvml PROPERTIES
+  OUTPUT_NAME nvidia-ml PREFIX lib SUFFIX .so.1
+  LIBRARY_OUTPUT_DIRECTORY ${CUDA_BACKEND_DIR}/fake)
+
+# The whole path on the fake driver: programs under the shim, the broker,
+# a LOCAL agent with --backend cuda (copies and memsets: the fake runs no
+# kernels), and NVML's figures in tremote-smi.
+tr_script_test(cuda_fake integration/cuda_fake.sh TIMEOUT 180 FAST
+  ARGS ${CUDA_BACKEND_DIR}/fake)
+add_dependencies(fakenvml fakecuda)
+
 tr_unit_test(test_cuda_backend
   SOURCES unit/test_cuda_backend.c
   LIBS agtbackend ${CMAKE_DL_LIBS} Threads::Threads

@@ -341,6 +341,11 @@ int tr_hello_choose(const struct tr_hello *mine, const struct tr_hello *theirs);
 #define TR_DEVINFO_MAX_ATTR 256u
 #define TR_DEVINFO_NAME 64u
 
+/* The agent's /v1/status payload (agent_routes.c, PROTOCOL.md): memory,
+   sessions and NVML's figures.  Agents before the figures sent 24. */
+#define TR_STATUS_SIZE 72
+#define TR_STATUS_SIZE_V0 24
+
 struct tr_devinfo {
   uint64_t total_mem;
   uint64_t va_base;

@@ -201,6 +201,13 @@ struct tremote_machine_info {
   uint64_t round_trips;   /* of every program, since the broker started */
   uint64_t cache_hits, cache_misses; /* module loads */
   int64_t rtt_us;         /* newest PING round trip, -1 unknown */
+  /* NVML's figures on a GPU machine; -1 / "" unknown (the emulated
+     device, an agent without NVML) */
+  int util_gpu, util_mem; /* percent */
+  int temp_c;
+  int power_mw;
+  char driver_version[32];
+  char pci_bus_id[20];    /* "00000000:3B:00.0" */
 };
 
 /*

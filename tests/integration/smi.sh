@@ -18,7 +18,7 @@ printf '[machine gpu-a]\nprovider = local\ngpu = H100\n' >"$TR_TMP/m.ini"
 tr_start_broker --local 1 --machines "$TR_TMP/m.ini" --emu-mem 1G
 
 "$smi" >"$TR_TMP/table" || tr_fail "the table: exit $?"
-grep -q '^|   0 | local-0 .* | -  .* | tremote emulated device .* | local .* | ready .* / 1024 MiB |        0 |$' "$TR_TMP/table" ||
+grep -q '^|   0 | local-0 .* | -  .* | tremote emulated device .* | local .* | ready .* / 1024 MiB |  N/A |        0 |$' "$TR_TMP/table" ||
     tr_fail "the table has no row for local-0: $(cat "$TR_TMP/table")"
 grep -q '^|   1 | gpu-a .* | H100 ' "$TR_TMP/table" || tr_fail "the table has no row for gpu-a"
 echo "table: both machines, asked and actual GPU"

@@ -214,6 +214,14 @@ CUresult cuDeviceGetAttribute(int *v, CUdevice_attribute a, CUdevice dev)
   case CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED: *v = 1; break;
   case CU_DEVICE_ATTRIBUTE_UNIFIED_ADDRESSING: *v = 1; break;
   case CU_DEVICE_ATTRIBUTE_MPS_ENABLED: return CUDA_ERROR_INVALID_VALUE;
+  /* What programs check before they start (tests/apps): a GPU's. */
+  case CU_DEVICE_ATTRIBUTE_WARP_SIZE: *v = 32; break;
+  case CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK: *v = 1024; break;
+  case CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT: *v = 4; break;
+  /* Where it sits: 0000:3b:00.0 (tremote-smi's pci.bus_id). */
+  case CU_DEVICE_ATTRIBUTE_PCI_DOMAIN_ID: *v = 0; break;
+  case CU_DEVICE_ATTRIBUTE_PCI_BUS_ID: *v = 0x3b; break;
+  case CU_DEVICE_ATTRIBUTE_PCI_DEVICE_ID: *v = 0; break;
   default: *v = 1000 + (int)a; break;
   }
   return CUDA_SUCCESS;

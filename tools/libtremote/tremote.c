@@ -602,6 +602,13 @@ int tremote_list_machines(struct tremote_machine_info **out, size_t *n)
     m->cache_hits = (uint64_t)get_int(e, "module_cache_hits", 0);
     m->cache_misses = (uint64_t)get_int(e, "module_cache_misses", 0);
     m->rtt_us = get_int(e, "rtt_us", -1);
+    m->util_gpu = (int)get_int(e, "utilization_gpu", -1);
+    m->util_mem = (int)get_int(e, "utilization_memory", -1);
+    m->temp_c = (int)get_int(e, "temperature_gpu", -1);
+    m->power_mw = (int)get_int(e, "power_mw", -1);
+    copy_str(m->driver_version, sizeof(m->driver_version), e,
+             "driver_version");
+    copy_str(m->pci_bus_id, sizeof(m->pci_bus_id), e, "pci_bus_id");
   }
   *n = json_array_size(list);
   *out = v;

@@ -39,12 +39,15 @@ static const char usage_text[] =
     "\n"
     "FIELDS (nvidia-smi's names, then tremote's):\n"
     "  index, name, uuid, memory.total, memory.used, memory.free,\n"
-    "  utilization.gpu, temperature.gpu, driver_version, compute_cap,\n"
-    "  pci.bus_id, machine.id, machine.provider, machine.state,\n"
-    "  machine.gpu (the type asked for), machine.address, machine.rtt_ms,\n"
-    "  machine.round_trips, machine.sessions, machine.error, machine.progress, cache.hits,\n"
+    "  utilization.gpu, utilization.memory, temperature.gpu, power.draw,\n"
+    "  driver_version, compute_cap, pci.bus_id, machine.id,\n"
+    "  machine.provider, machine.state, machine.gpu (the type asked for),\n"
+    "  machine.address, machine.rtt_ms, machine.round_trips,\n"
+    "  machine.sessions, machine.error, machine.progress, cache.hits,\n"
     "  cache.misses\n"
-    "A value the machine cannot tell (yet) is [N/A].\n"
+    "A value the machine cannot tell (yet) is [N/A]: utilization,\n"
+    "temperature, power, driver and PCI address come from NVML on a GPU\n"
+    "machine (the emulated device has none).\n"
     "\n"
     "The broker is found as programs find it ($TREMOTE_BROKER_SOCKET, else\n"
     "$XDG_RUNTIME_DIR/tremote/, ...); $TREMOTE_CONTROL_SOCKET names its\n"
@@ -75,7 +78,8 @@ static const struct field fields[] = {
     {"index", NULL},          {"name", NULL},
     {"uuid", NULL},           {"memory.total", "MiB"},
     {"memory.used", "MiB"},   {"memory.free", "MiB"},
-    {"utilization.gpu", "%"}, {"temperature.gpu", NULL},
+    {"utilization.gpu", "%"}, {"utilization.memory", "%"},
+    {"temperature.gpu", NULL}, {"power.draw", "W"},
     {"driver_version", NULL}, {"compute_cap", NULL},
     {"pci.bus_id", NULL},     {"machine.id", NULL},
     {"machine.provider", NULL}, {"machine.state", NULL},
@@ -140,7 +144,18 @@ static void value(const struct tremote_machine_info *m, const char *f,
     snprintf(buf, cap, "%" PRIu64, m->cache_hits);
   else if (!strcmp(f, "cache.misses"))
     snprintf(buf, cap, "%" PRIu64, m->cache_misses);
-  /* utilization, temperature, driver version, PCI: not known yet */
+  else if (!strcmp(f, "utilization.gpu") && m->util_gpu >= 0)
+    snprintf(buf, cap, "%d", m->util_gpu);
+  else if (!strcmp(f, "utilization.memory") && m->util_mem >= 0)
+    snprintf(buf, cap, "%d", m->util_mem);
+  else if (!strcmp(f, "temperature.gpu") && m->temp_c >= 0)
+    snprintf(buf, cap, "%d", m->temp_c);
+  else if (!strcmp(f, "power.draw") && m->power_mw >= 0)
+    snprintf(buf, cap, "%.2f", m->power_mw / 1000.0);
+  else if (!strcmp(f, "driver_version"))
+    snprintf(buf, cap, "%s", m->driver_version);
+  else if (!strcmp(f, "pci.bus_id"))
+    snprintf(buf, cap, "%s", m->pci_bus_id);
 }
 
 /* Check --query-gpu's list; 0, or -1 after saying what is valid. */
@@ -242,6 +257,9 @@ static void print_json(const struct tremote_machine_info *v, size_t n)
                !strcmp(fields[i].name, "machine.round_trips") ||
                !strcmp(fields[i].name, "machine.sessions") ||
                !strcmp(fields[i].name, "machine.rtt_ms") ||
+               !strncmp(fields[i].name, "utilization.", 12) ||
+               !strcmp(fields[i].name, "temperature.gpu") ||
+               !strcmp(fields[i].name, "power.draw") ||
                !strncmp(fields[i].name, "cache.", 6))
         printf("%s", val);
       else
@@ -261,7 +279,7 @@ static void print_list(const struct tremote_machine_info *v, size_t n)
            v[m].uuid);
 }
 
-#define ROW 127 /* the width of a table row, borders included */
+#define ROW 134 /* the width of a table row, borders included */
 
 /* "| text ... |" padded to ROW. */
 static void boxed(const char *text)
@@ -279,7 +297,7 @@ static void rule(char c)
 
 static void print_table(const struct tremote_machine_info *v, size_t n)
 {
-  char mem[48], line[256], when[64];
+  char mem[48], util[16], line[256], when[64];
   time_t now = time(NULL);
 
   strftime(when, sizeof(when), "%a %b %e %H:%M:%S %Y", localtime(&now));
@@ -289,9 +307,9 @@ static void print_table(const struct tremote_machine_info *v, size_t n)
            TR_VERSION, n);
   boxed(line);
   rule('-');
-  printf("| %3s | %-24s | %-9s | %-24s | %-8s | %-8s | %18s | %8s |\n",
+  printf("| %3s | %-24s | %-9s | %-24s | %-8s | %-8s | %18s | %4s | %8s |\n",
          "Idx", "Machine", "Asked", "Device", "Provider", "State",
-         "Memory used/total", "Programs");
+         "Memory used/total", "Util", "Programs");
   rule('=');
   for (size_t m = 0; m < n; m++) {
     if (v[m].memory_used >= 0 && v[m].memory_total)
@@ -302,12 +320,16 @@ static void print_table(const struct tremote_machine_info *v, size_t n)
                v[m].memory_total >> 20);
     else
       snprintf(mem, sizeof(mem), "N/A");
+    if (v[m].util_gpu >= 0)
+      snprintf(util, sizeof(util), "%d%%", v[m].util_gpu);
+    else
+      snprintf(util, sizeof(util), "N/A");
     printf("| %3d | %-24.24s | %-9.9s | %-24.24s | %-8.8s | %-8.8s | "
-           "%18.18s | %8d |\n",
+           "%18.18s | %4.4s | %8d |\n",
            v[m].index, v[m].device_id,
            v[m].gpu_requested[0] ? v[m].gpu_requested : "-",
            v[m].device_name[0] ? v[m].device_name : "N/A", v[m].provider,
-           v[m].state, mem, v[m].sessions);
+           v[m].state, mem, util, v[m].sessions);
     if ((v[m].error[0] || v[m].progress[0]) && strcmp(v[m].state, "ready")) {
       snprintf(line, sizeof(line), "      %s",
                v[m].error[0] ? v[m].error : v[m].progress);

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# cuda_fake.sh BUILD_DIR FAKE_DIR: the agent's cuda backend on the whole
+# path, without a GPU.  FAKE_DIR holds the test stand-ins of the NVIDIA
+# driver (libcuda.so.1, tests/unit/fake_libcuda.c: device memory is host
+# memory at the window's addresses, no kernels) and of NVML
+# (libnvidia-ml.so.1, tests/unit/fake_nvml.c).  Checked:
+#   - a broker's LOCAL agent with --backend cuda comes up on the "driver"
+#     and says so;
+#   - unmodified programs under the shim (memory_roundtrip: copies,
+#     memsets, 8 threads; pinned_copies: page-locked memory) pass through
+#     the cuda backend's memory path;
+#   - tremote-smi shows NVML's figures of the GPU whose UUID is the CUDA
+#     device's (not NVML's first GPU) and the PCI address from the
+#     driver's attributes; an agent without NVML shows [N/A] and says why.
+# On a real GPU, tests/gpu/run.sh runs the kernels too.
+set -u
+source "$(dirname "$0")/lib.sh"
+tr_init "$1"
+fake=$(cd "$2" && pwd)
+san=${TR_PRELOAD%:"$SHIM"}
+san=${san#"$SHIM"}
+smi="$BUILD/tools/smi/tremote-smi"
+
+[ -e "$fake/libcuda.so.1" ] && [ -e "$fake/libnvidia-ml.so.1" ] ||
+    tr_fail "no fake driver or NVML in $fake (build first)"
+
+LD_LIBRARY_PATH="$fake${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+    TR_BACKEND=cuda tr_start_broker --local 1
+grep -q "backend cuda" "$TR_TMP/broker.log" || tr_fail "the agent is not on the cuda backend"
+grep -q 'cuda: GPU 0 is tremote fake GPU' "$TR_TMP/broker.log" ||
+    tr_fail "the agent did not use the fake driver"
+
+tr_run "$APPS/memory_roundtrip" || tr_fail "memory_roundtrip through the cuda backend"
+grep -q '^PASS' "$TR_TMP/out" || tr_fail "no PASS from memory_roundtrip"
+tr_run "$APPS/pinned_copies" || tr_fail "pinned_copies through the cuda backend"
+grep -q '^PASS' "$TR_TMP/out" || tr_fail "no PASS from pinned_copies"
+echo "memory_roundtrip and pinned_copies: PASS through the cuda backend"
+
+# The broker asks the agent's status every 2 s.
+q=
+for _ in $(seq 50); do
+    q=$(LD_PRELOAD="$san" "$smi" --format=csv,noheader \
+        --query-gpu=name,utilization.gpu,utilization.memory,temperature.gpu,power.draw,driver_version,pci.bus_id)
+    [ "${q#*, 37 %}" != "$q" ] && break
+    sleep 0.1
+done
+echo "tremote-smi: $q"
+[ "$q" = "tremote fake GPU, 37 %, 12 %, 61, 123.45 W, 999.99.fake, 00000000:3B:00.0" ] ||
+    tr_fail "NVML's figures: '$q'"
+LD_PRELOAD="$san" "$smi" >"$TR_TMP/table"
+grep -q '^|   0 | local-0 .* tremote fake GPU .* ready .* |  37% |        0 |$' "$TR_TMP/table" ||
+    tr_fail "the table does not show the utilization: $(cat "$TR_TMP/table")"
+tr_stop_broker
+
+# The driver without NVML: figures unknown, and the agent says why.
+mkdir "$TR_TMP/nonvml"
+ln -s "$fake/libcuda.so.1" "$TR_TMP/nonvml/libcuda.so.1"
+LD_LIBRARY_PATH="$TR_TMP/nonvml${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+    TR_BACKEND=cuda tr_start_broker --local 1
+grep -q "NVML: libnvidia-ml.so.1 not found; utilization, temperature and the driver version are reported unknown" \
+    "$TR_TMP/broker.log" || tr_fail "no line saying NVML is missing"
+sleep 2.5
+q=$(LD_PRELOAD="$san" "$smi" --format=csv,noheader --query-gpu=utilization.gpu,temperature.gpu,driver_version,pci.bus_id)
+[ "$q" = "[N/A], [N/A], [N/A], [N/A]" ] || tr_fail "without NVML: '$q'"
+echo "without NVML: $q"
+echo "PASS cuda_fake"

@@ -1,0 +1,126 @@
+/*
+ * fake_nvml.c: a stand-in for libnvidia-ml.so.1, built under that name
+ * next to the fake driver (fake_libcuda.c), so the agent's NVML sampling
+ * (gpu-agent/agent_nvml.c) runs without a GPU.  It lists two GPUs: the
+ * first is some other GPU (its figures are all 99, so a test sees when
+ * the agent samples the wrong one), the second has the fake driver's
+ * UUID and fixed figures a test can compare: 37 % busy, 12 % memory,
+ * 61 C, 123.45 W, driver "999.99.fake".
+ */
+#include <stdio.h>
+#include <string.h>
+
+typedef int nvmlReturn_t;
+typedef void *nvmlDevice_t;
+typedef struct {
+  unsigned gpu, memory;
+} nvmlUtilization_t;
+
+/* NVML's declarations (the toolkit here has no nvml.h). */
+nvmlReturn_t nvmlInit_v2(void);
+nvmlReturn_t nvmlShutdown(void);
+nvmlReturn_t nvmlDeviceGetCount_v2(unsigned *n);
+nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned i, nvmlDevice_t *d);
+nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t d, char *out, unsigned len);
+nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t d,
+                                           nvmlUtilization_t *u);
+nvmlReturn_t nvmlDeviceGetTemperature(nvmlDevice_t d, int sensor,
+                                      unsigned *t);
+nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t d, unsigned *mw);
+nvmlReturn_t nvmlSystemGetDriverVersion(char *out, unsigned len);
+
+#define OK 0
+#define INVALID_ARGUMENT 2
+#define INSUFFICIENT_SIZE 7
+
+static int inited;
+
+/* The fake driver's cuDeviceGetUuid: bytes 0xa0..0xaf. */
+static const char *const uuids[2] = {
+    "GPU-11111111-2222-3333-4444-555555555555",
+    "GPU-a0a1a2a3-a4a5-a6a7-a8a9-aaabacadaeaf",
+};
+
+static int index_of(nvmlDevice_t d)
+{
+  long i = (long)d - 1;
+
+  return i == 0 || i == 1 ? (int)i : -1;
+}
+
+nvmlReturn_t nvmlInit_v2(void)
+{
+  inited = 1;
+  return OK;
+}
+
+nvmlReturn_t nvmlShutdown(void)
+{
+  inited = 0;
+  return OK;
+}
+
+nvmlReturn_t nvmlDeviceGetCount_v2(unsigned *n)
+{
+  *n = 2;
+  return inited ? OK : 1;
+}
+
+nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned i, nvmlDevice_t *d)
+{
+  if (i > 1)
+    return INVALID_ARGUMENT;
+  *d = (nvmlDevice_t)(long)(i + 1);
+  return OK;
+}
+
+nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t d, char *out, unsigned len)
+{
+  int i = index_of(d);
+
+  if (i < 0)
+    return INVALID_ARGUMENT;
+  if (strlen(uuids[i]) + 1 > len)
+    return INSUFFICIENT_SIZE;
+  memcpy(out, uuids[i], strlen(uuids[i]) + 1);
+  return OK;
+}
+
+nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t d,
+                                           nvmlUtilization_t *u)
+{
+  int i = index_of(d);
+
+  if (i < 0)
+    return INVALID_ARGUMENT;
+  u->gpu = i ? 37 : 99;
+  u->memory = i ? 12 : 99;
+  return OK;
+}
+
+nvmlReturn_t nvmlDeviceGetTemperature(nvmlDevice_t d, int sensor,
+                                      unsigned *t)
+{
+  int i = index_of(d);
+
+  if (i < 0 || sensor != 0)
+    return INVALID_ARGUMENT;
+  *t = i ? 61 : 99;
+  return OK;
+}
+
+nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t d, unsigned *mw)
+{
+  int i = index_of(d);
+
+  if (i < 0)
+    return INVALID_ARGUMENT;
+  *mw = i ? 123450 : 99000;
+  return OK;
+}
+
+nvmlReturn_t nvmlSystemGetDriverVersion(char *out, unsigned len)
+{
+  return snprintf(out, len, "999.99.fake") < (int)len ? OK
+                                                      : INSUFFICIENT_SIZE;
+}
