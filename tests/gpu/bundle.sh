@@ -2,7 +2,7 @@
 # bundle.sh BUILD_DIR OUT_DIR: gather what tests/gpu/run.sh needs on a GPU
 # machine that has the NVIDIA driver but none of our Debian libraries and no
 # package registry: the broker, the agent, the shim, the test programs and
-# va_probe, tr_relay and tremote-bench, test_cuda_backend with its fake
+# va_probe, tr_relay, tremote-bench, tremote-smi, test_cuda_backend with its fake
 # driver, fatbin and the toolkit's stub libcuda (in tests/cuda_backend/stub,
 # never in lib/, where it would hide the real driver), laid out like a build
 # directory, plus every shared library they
@@ -16,12 +16,13 @@ src=$(cd "$(dirname "$0")/../.." && pwd)
 rm -rf "$out"
 mkdir -p "$out/lib" "$out/shim" "$out/broker" "$out/gpu-agent" "$out/tests/apps" "$out/bin" \
     "$out/tests/tools" "$out/tools/bench" "$out/tests/cuda_backend/fake" \
-    "$out/tests/cuda_backend/stub"
+    "$out/tests/cuda_backend/stub" "$out/tools/smi"
 cp "$build/shim/libtremote_shim.so" "$out/shim/"
 cp "$build/broker/tremote-broker" "$out/broker/"
 cp "$build/gpu-agent/tremote-gpu-agent" "$out/gpu-agent/"
 cp "$build/tests/tools/tr_relay" "$out/tests/tools/"
 cp "$build/tools/bench/tremote-bench" "$out/tools/bench/"
+cp "$build/tools/smi/tremote-smi" "$out/tools/smi/"
 cp "$build/tests/test_cuda_backend" "$out/tests/"
 cp "$build/tests/cuda_backend/fake/libcuda.so.1" "$out/tests/cuda_backend/fake/"
 cp "$build/tests/cuda_backend/test_cuda_backend_kernels.fatbin" "$out/tests/cuda_backend/"
@@ -34,7 +35,7 @@ gcc -std=gnu11 -O2 -Wall -Wextra -Werror -I"$src/include" -I"$cuda/include" \
 cp -L "$cuda/lib64/libcudart.so.13" "$out/lib/"
 # Libraries outside glibc that our binaries load.
 for f in "$out"/shim/*.so "$out"/broker/* "$out"/gpu-agent/* "$out"/tests/tools/* "$out"/tools/bench/* \
-    "$out"/tests/test_cuda_backend; do
+    "$out"/tests/test_cuda_backend "$out"/tools/smi/*; do
     ldd "$f" | awk '/=> \// {print $3}'
 done | sort -u | while read -r lib; do
     case "$(basename "$lib")" in

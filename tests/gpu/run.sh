@@ -71,6 +71,23 @@ echo "known limits of the cuda backend (not counted):"
 TR_BACKEND=cuda bash "$src/tests/integration/emu_apps.sh" "$B" emu_printf emu_constant ||
     echo "(as expected: see docs/ARCHITECTURE.md, \"The cuda backend\")"
 
+step "4d. tremote-smi on the cuda backend: NVML's figures against nvidia-smi's"
+(
+    source "$src/tests/integration/lib.sh"
+    tr_init "$B"
+    TR_BACKEND=cuda tr_start_broker --local 1
+    sleep 2.5 # the broker asks the agent's status every 2 s
+    got=$("$B/tools/smi/tremote-smi" --format=csv,noheader \
+        --query-gpu=name,driver_version,pci.bus_id,utilization.gpu,temperature.gpu,power.draw)
+    want=$(nvidia-smi -i 0 --format=csv,noheader --query-gpu=name,driver_version,pci.bus_id)
+    echo "tremote-smi: $got"
+    echo "nvidia-smi:  $want"
+    drv=$(echo "$want" | cut -d, -f2 | tr -d ' ')
+    bus=$(echo "$want" | cut -d, -f3 | tr -d ' ')
+    case "$got" in *", $drv, $bus, "*) ;; *) echo "driver or PCI address differ"; exit 1 ;; esac
+    case "$got" in *"[N/A]"*) echo "a figure is unknown"; exit 1 ;; esac
+) || fails+=("smi on cuda")
+
 step "5. runtime programs natively on the GPU"
 for a in streams_events host_memory runtime_misc graphs managed "async_launches fault" \
          pinned_copies legacy_stream "stream_fairness 1024 300"; do
