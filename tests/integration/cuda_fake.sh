@@ -6,9 +6,11 @@
 # (libnvidia-ml.so.1, tests/unit/fake_nvml.c).  Checked:
 #   - a broker's LOCAL agent with --backend cuda comes up on the "driver"
 #     and says so;
-#   - unmodified programs under the shim (memory_roundtrip: copies,
-#     memsets, 8 threads; pinned_copies: page-locked memory) pass through
-#     the cuda backend's memory path;
+#   - unmodified programs under the shim pass through the cuda backend's
+#     memory path on two such machines: memory_roundtrip (copies,
+#     memsets, 8 threads; its kernel part is left to a GPU), pinned_copies
+#     (page-locked memory) and rand_fill (libtremote's Philox numbers made
+#     on the machine: the same bytes as the host's reference, per device);
 #   - tremote-smi shows NVML's figures of the GPU whose UUID is the CUDA
 #     device's (not NVML's first GPU) and the PCI address from the
 #     driver's attributes; an agent without NVML shows [N/A] and says why.
@@ -25,21 +27,23 @@ smi="$BUILD/tools/smi/tremote-smi"
     tr_fail "no fake driver or NVML in $fake (build first)"
 
 LD_LIBRARY_PATH="$fake${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
-    TR_BACKEND=cuda tr_start_broker --local 1
+    TR_BACKEND=cuda tr_start_broker --local 2
 grep -q "backend cuda" "$TR_TMP/broker.log" || tr_fail "the agent is not on the cuda backend"
 grep -q 'cuda: GPU 0 is tremote fake GPU' "$TR_TMP/broker.log" ||
     tr_fail "the agent did not use the fake driver"
 
-tr_run "$APPS/memory_roundtrip" || tr_fail "memory_roundtrip through the cuda backend"
-grep -q '^PASS' "$TR_TMP/out" || tr_fail "no PASS from memory_roundtrip"
-tr_run "$APPS/pinned_copies" || tr_fail "pinned_copies through the cuda backend"
-grep -q '^PASS' "$TR_TMP/out" || tr_fail "no PASS from pinned_copies"
-echo "memory_roundtrip and pinned_copies: PASS through the cuda backend"
+for app in memory_roundtrip pinned_copies rand_fill; do
+    vis=0 # one machine for the first two, both for rand_fill
+    [ $app = rand_fill ] && vis=0,1
+    TREMOTE_VISIBLE_DEVICES=$vis tr_run "$APPS/$app" || tr_fail "$app through the cuda backend"
+    grep -q '^PASS' "$TR_TMP/out" || tr_fail "no PASS from $app"
+    echo "$app: PASS through the cuda backend"
+done
 
 # The broker asks the agent's status every 2 s.
 q=
 for _ in $(seq 50); do
-    q=$(LD_PRELOAD="$san" "$smi" --format=csv,noheader \
+    q=$(LD_PRELOAD="$san" "$smi" -i 0 --format=csv,noheader \
         --query-gpu=name,utilization.gpu,utilization.memory,temperature.gpu,power.draw,driver_version,pci.bus_id)
     [ "${q#*, 37 %}" != "$q" ] && break
     sleep 0.1
