@@ -1520,7 +1520,7 @@ static void test_exit_idle(void **state)
 
   (void)state;
   connect_agent(&c);
-  sess = open_session(&c, 40, &sid);
+  sess = open_session(&c, 5, &sid);
   for (int i = 0; i < 35; i++)
     tc_pump(&c, 100);
   assert_int_equal(waitpid(agent_pid, &status, WNOHANG), 0);
