@@ -79,6 +79,7 @@
 #include "agent.h"
 #include "backend.h"
 #include "cuda_drv.h"
+#include "rangetab.h"
 #include "cuerr.h"
 #include "fatbin.h"
 
@@ -94,10 +95,10 @@ struct cu_module;
  * or a module variable outside it (mod set).
  */
 struct cu_alloc {
-  uint64_t addr;
+  struct agt_range r; /* first: placed at r.addr; r.len is the mapped span
+                         plus the guard granule */
   uint64_t size; /* what was asked for: the valid range */
   uint64_t span; /* mapped: size rounded up to the granularity */
-  uint64_t resv; /* placed: span plus the guard granule */
   struct agt_bctx *owner; /* NULL: a range that could not be unmapped */
   struct cu_module *mod;  /* the variable's module, or NULL */
   struct cu_alloc *next;  /* mod->syms, or the context's deferred list */
@@ -112,8 +113,7 @@ struct cu_window {
   unsigned refs; /* contexts using it, under cb->mu */
 
   pthread_mutex_t mu; /* guards the fields below and the contexts' lists */
-  struct cu_alloc **tab; /* allocations in the window, sorted by addr */
-  size_t n, cap;
+  struct agt_rtab t; /* the window's cu_allocs, sorted by address */
   uint64_t hint; /* where the next placement search starts */
 };
 
@@ -319,87 +319,11 @@ static uint64_t round_up(uint64_t n, uint64_t to)
   return (n + to - 1) / to * to;
 }
 
-/* Index of the first allocation with addr > a. */
-static size_t tab_upper(const struct cu_window *w, uint64_t a)
+/* The allocation a range of the window's table belongs to (its first
+   member), or NULL. */
+static struct cu_alloc *alloc_of(struct agt_range *r)
 {
-  size_t lo = 0, hi = w->n;
-
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-
-    if (w->tab[mid]->addr <= a)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return lo;
-}
-
-/* The allocation whose placed range contains a, or NULL. */
-static struct cu_alloc *tab_containing(const struct cu_window *w, uint64_t a)
-{
-  size_t i = tab_upper(w, a);
-  struct cu_alloc *al;
-
-  if (i == 0)
-    return NULL;
-  al = w->tab[i - 1];
-  return a - al->addr < al->resv ? al : NULL;
-}
-
-static int tab_insert(struct cu_window *w, struct cu_alloc *al)
-{
-  size_t i;
-
-  if (w->n == w->cap) {
-    size_t ncap = w->cap ? w->cap * 2 : 64;
-    struct cu_alloc **nt = realloc(w->tab, ncap * sizeof(*nt));
-
-    if (!nt)
-      return -ENOMEM;
-    w->tab = nt;
-    w->cap = ncap;
-  }
-  i = tab_upper(w, al->addr);
-  memmove(&w->tab[i + 1], &w->tab[i], (w->n - i) * sizeof(*w->tab));
-  w->tab[i] = al;
-  w->n++;
-  return 0;
-}
-
-static void tab_remove(struct cu_window *w, struct cu_alloc *al)
-{
-  size_t i = tab_upper(w, al->addr);
-
-  /* al is present, so it is the entry just before the upper bound. */
-  i--;
-  memmove(&w->tab[i], &w->tab[i + 1], (w->n - i - 1) * sizeof(*w->tab));
-  w->n--;
-}
-
-/*
- * First gap of resv bytes at or after `from`, in the window.  Every placed
- * range starts at a multiple of the granularity (the window's base is one,
- * and so is every resv), as cuMemMap needs.  Returns the address or 0 (0
- * is never inside a window).
- */
-static uint64_t gap_from(const struct cu_window *w, uint64_t from,
-                         uint64_t resv)
-{
-  uint64_t end = w->base + w->size, cand = from;
-  size_t i = tab_upper(w, cand);
-
-  if (i > 0) {
-    const struct cu_alloc *prev = w->tab[i - 1];
-
-    if (prev->addr + prev->resv > cand)
-      cand = prev->addr + prev->resv;
-  }
-  for (; i < w->n && w->tab[i]->addr < cand + resv; i++)
-    cand = w->tab[i]->addr + w->tab[i]->resv;
-  if (cand > end || end - cand < resv)
-    return 0;
-  return cand;
+  return (struct cu_alloc *)r;
 }
 
 /* ---- contexts on the calling thread ------------------------------------ */
@@ -461,17 +385,17 @@ static void release(struct agt_bctx *c, struct cu_alloc *al)
 {
   const struct cu_drv *d = &c->cb->drv;
   struct cu_window *w = c->w;
-  CUresult r = d->MemUnmap(al->addr, al->span);
+  CUresult r = d->MemUnmap(al->r.addr, al->span);
 
   /* Mappings belong to the device, not to a context: should the session's
      context be the reason (a sticky error), the primary one can do it.
      The next operation on this thread makes its own context current. */
   if (r != CUDA_SUCCESS && d->CtxSetCurrent(c->cb->primary) == CUDA_SUCCESS)
-    r = d->MemUnmap(al->addr, al->span);
+    r = d->MemUnmap(al->r.addr, al->span);
 
   pthread_mutex_lock(&w->mu);
   if (r == CUDA_SUCCESS)
-    tab_remove(w, al);
+    agt_rt_remove(&w->t, &al->r);
   else
     al->owner = NULL;
   pthread_mutex_unlock(&w->mu);
@@ -481,7 +405,7 @@ static void release(struct agt_bctx *c, struct cu_alloc *al)
     char buf[AGT_WHY_MAX];
 
     agt_warn("cuda: cannot unmap %#" PRIx64 "+%#" PRIx64 " (%s); the range "
-             "stays reserved", al->addr, al->span,
+             "stays reserved", al->r.addr, al->span,
              cu_describe(d, r, buf, sizeof(buf)));
   }
 }
@@ -498,18 +422,18 @@ static struct cu_alloc *cu_pin(struct agt_bctx *c, uint64_t a, uint64_t len)
 
   pthread_mutex_lock(&w->mu);
   if (a >= w->base && a - w->base < w->size) {
-    al = tab_containing(w, a);
+    al = alloc_of(agt_rt_containing(&w->t, a));
     if (al && (!al->ready || al->freed || al->owner != c))
       al = NULL;
   } else {
     for (struct cu_module *m = c->mods; m && !al; m = m->next)
       for (struct cu_alloc *s = m->syms; s; s = s->next)
-        if (a >= s->addr && a - s->addr <= s->size) {
+        if (a >= s->r.addr && a - s->r.addr <= s->size) {
           al = s;
           break;
         }
   }
-  if (al && (a - al->addr > al->size || len > al->size - (a - al->addr)))
+  if (al && (a - al->r.addr > al->size || len > al->size - (a - al->r.addr)))
     al = NULL;
   if (al) {
     al->pins++;
@@ -563,24 +487,26 @@ static uint32_t cu_mem_alloc(struct agt_bctx *c, uint64_t size, uint64_t *dptr)
     return cudaErrorMemoryAllocation;
   al->size = size;
   al->span = round_up(size, cb->gran);
-  al->resv = al->span + cb->gran;
+  al->r.len = al->span + cb->gran;
   al->owner = c;
 
   /*
    * Place the entry first (not ready: invisible to lookups), then map
    * without the lock: the driver's calls may take a while and the window
-   * is shared by every session of the machine.
+   * is shared by every session of the machine.  Every placed range
+   * starts at a multiple of the granularity, as cuMemMap needs: the
+   * window's base is one, and so is every r.len.
    */
   pthread_mutex_lock(&w->mu);
-  a = gap_from(w, w->hint, al->resv);
+  a = agt_rt_gap(&w->t, w->hint, w->base + w->size, al->r.len);
   if (!a)
-    a = gap_from(w, w->base, al->resv);
+    a = agt_rt_gap(&w->t, w->base, w->base + w->size, al->r.len);
   if (a) {
-    al->addr = a;
-    if (tab_insert(w, al) < 0)
+    al->r.addr = a;
+    if (agt_rt_insert(&w->t, &al->r) < 0)
       a = 0;
     else
-      w->hint = a + al->resv;
+      w->hint = a + al->r.len;
   }
   pthread_mutex_unlock(&w->mu);
   if (!a) {
@@ -610,7 +536,7 @@ out_unmap:
   (void)d->MemUnmap(a, al->span);
 out_remove:
   pthread_mutex_lock(&w->mu);
-  tab_remove(w, al);
+  agt_rt_remove(&w->t, &al->r);
   pthread_mutex_unlock(&w->mu);
   free(al);
   return cu_status(r);
@@ -625,9 +551,9 @@ static uint32_t cu_mem_free(struct agt_bctx *c, uint64_t dptr)
   if (dptr == 0)
     return cudaSuccess;
   pthread_mutex_lock(&w->mu);
-  al = dptr >= w->base && dptr - w->base < w->size ? tab_containing(w, dptr)
+  al = dptr >= w->base && dptr - w->base < w->size ? alloc_of(agt_rt_containing(&w->t, dptr))
                                                    : NULL;
-  if (!al || al->addr != dptr || !al->ready || al->freed || al->owner != c) {
+  if (!al || al->r.addr != dptr || !al->ready || al->freed || al->owner != c) {
     pthread_mutex_unlock(&w->mu);
     return cudaErrorInvalidValue;
   }
@@ -945,10 +871,10 @@ static void window_put(struct cu_backend *cb, struct cu_window *w)
   pthread_mutex_unlock(&cb->mu);
   if (!last)
     return;
-  for (size_t i = 0; i < w->n; i++)
-    free(w->tab[i]); /* tombstones */
+  for (size_t i = 0; i < w->t.n; i++)
+    free(alloc_of(w->t.tab[i])); /* tombstones */
   pthread_mutex_destroy(&w->mu);
-  free(w->tab);
+  agt_rt_release(&w->t);
   free(w);
 }
 
@@ -982,9 +908,9 @@ static void cu_ctx_close(struct agt_bctx *c)
   }
 
   pthread_mutex_lock(&w->mu);
-  mine = malloc((w->n ? w->n : 1) * sizeof(*mine));
-  for (size_t i = 0; i < w->n; i++) {
-    struct cu_alloc *al = w->tab[i];
+  mine = malloc((w->t.n ? w->t.n : 1) * sizeof(*mine));
+  for (size_t i = 0; i < w->t.n; i++) {
+    struct cu_alloc *al = alloc_of(w->t.tab[i]);
 
     if (al->owner == c && !al->freed) {
       al->freed = true;
@@ -1002,9 +928,9 @@ static void cu_ctx_close(struct agt_bctx *c)
       struct cu_alloc *al = NULL;
 
       pthread_mutex_lock(&w->mu);
-      for (size_t i = 0; i < w->n && !al; i++)
-        if (w->tab[i]->owner == c)
-          al = w->tab[i];
+      for (size_t i = 0; i < w->t.n && !al; i++)
+        if (alloc_of(w->t.tab[i])->owner == c)
+          al = alloc_of(w->t.tab[i]);
       pthread_mutex_unlock(&w->mu);
       if (!al)
         break;
@@ -1267,16 +1193,16 @@ static uint32_t cu_symbol_get(struct agt_bctx *c, void *modp, const char *name,
   s = calloc(1, sizeof(*s));
   if (!s)
     return cudaErrorMemoryAllocation;
-  s->addr = p;
+  s->r.addr = p;
   s->size = bytes;
   s->span = bytes;
-  s->resv = bytes;
+  s->r.len = bytes;
   s->owner = c;
   s->mod = mod;
   s->ready = true;
   pthread_mutex_lock(&c->w->mu);
   for (have = mod->syms; have; have = have->next)
-    if (have->addr == s->addr && have->size == s->size)
+    if (have->r.addr == s->r.addr && have->size == s->size)
       break;
   if (!have) {
     s->next = mod->syms;

@@ -54,85 +54,11 @@ static uint64_t page_up(uint64_t n)
 
 /* ---- allocation table (w->mu held) ------------------------------------ */
 
-/* Index of the first allocation with addr > a. */
-static size_t tab_upper(const struct emu_window *w, uint64_t a)
+/* The allocation a range of the window's table belongs to (its first
+   member), or NULL. */
+static struct emu_alloc *alloc_of(struct agt_range *r)
 {
-  size_t lo = 0, hi = w->n;
-
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-
-    if (w->tab[mid]->addr <= a)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return lo;
-}
-
-/* The allocation whose mapped span contains a, or NULL. */
-static struct emu_alloc *tab_containing(const struct emu_window *w, uint64_t a)
-{
-  size_t i = tab_upper(w, a);
-  struct emu_alloc *al;
-
-  if (i == 0)
-    return NULL;
-  al = w->tab[i - 1];
-  return a - al->addr < al->span ? al : NULL;
-}
-
-static int tab_insert(struct emu_window *w, struct emu_alloc *al)
-{
-  size_t i;
-
-  if (w->n == w->cap) {
-    size_t ncap = w->cap ? w->cap * 2 : 64;
-    struct emu_alloc **nt = realloc(w->tab, ncap * sizeof(*nt));
-
-    if (!nt)
-      return -ENOMEM;
-    w->tab = nt;
-    w->cap = ncap;
-  }
-  i = tab_upper(w, al->addr);
-  memmove(&w->tab[i + 1], &w->tab[i], (w->n - i) * sizeof(*w->tab));
-  w->tab[i] = al;
-  w->n++;
-  return 0;
-}
-
-static void tab_remove(struct emu_window *w, struct emu_alloc *al)
-{
-  size_t i = tab_upper(w, al->addr);
-
-  /* al is present, so it is the entry just before the upper bound. */
-  i--;
-  memmove(&w->tab[i], &w->tab[i + 1], (w->n - i - 1) * sizeof(*w->tab));
-  w->n--;
-}
-
-/*
- * First gap of span bytes at or after `from`, in [from, end).  Returns the
- * address or 0 (0 is never inside a window).
- */
-static uint64_t gap_from(const struct emu_window *w, uint64_t from,
-                         uint64_t span)
-{
-  uint64_t end = w->base + w->size, cand = from;
-  size_t i = tab_upper(w, cand);
-
-  if (i > 0) {
-    const struct emu_alloc *prev = w->tab[i - 1];
-
-    if (prev->addr + prev->span > cand)
-      cand = prev->addr + prev->span;
-  }
-  for (; i < w->n && w->tab[i]->addr < cand + span; i++)
-    cand = w->tab[i]->addr + w->tab[i]->span;
-  if (cand > end || end - cand < span)
-    return 0;
-  return cand;
+  return (struct emu_alloc *)r;
 }
 
 /* ---- accounting (takes emu->mu) ---------------------------------------- */
@@ -163,15 +89,15 @@ static void unaccount(struct emu *e, uint64_t span)
  */
 static void release(struct emu *e, struct emu_window *w, struct emu_alloc *al)
 {
-  void *p = (void *)(uintptr_t)al->addr;
+  void *p = (void *)(uintptr_t)al->r.addr;
 
   /* Both only fail for ranges we did not map, which cannot be. */
-  (void)madvise(p, al->span, MADV_DONTNEED);
-  (void)mprotect(p, al->span, PROT_NONE);
+  (void)madvise(p, al->r.len, MADV_DONTNEED);
+  (void)mprotect(p, al->r.len, PROT_NONE);
   pthread_mutex_lock(&w->mu);
-  tab_remove(w, al);
+  agt_rt_remove(&w->t, &al->r);
   pthread_mutex_unlock(&w->mu);
-  unaccount(e, al->span);
+  unaccount(e, al->r.len);
   free(al);
 }
 
@@ -185,9 +111,9 @@ struct emu_alloc *emu_pin(struct agt_bctx *c, uint64_t a, uint64_t len)
   struct emu_alloc *al;
 
   pthread_mutex_lock(&w->mu);
-  al = tab_containing(w, a);
-  if (al && (al->freed || al->owner != c || a - al->addr > al->size ||
-             len > al->size - (a - al->addr)))
+  al = alloc_of(agt_rt_containing(&w->t, a));
+  if (al && (al->freed || al->owner != c || a - al->r.addr > al->size ||
+             len > al->size - (a - al->r.addr)))
     al = NULL;
   if (al)
     al->pins++;
@@ -226,20 +152,20 @@ uint32_t emu_mem_alloc(struct agt_bctx *c, uint64_t size, uint64_t *dptr)
   if (!al)
     goto out_unaccount;
   al->size = size;
-  al->span = span;
+  al->r.len = span;
   al->owner = c;
 
   pthread_mutex_lock(&w->mu);
-  a = gap_from(w, w->hint, span);
+  a = agt_rt_gap(&w->t, w->hint, w->base + w->size, span);
   if (!a)
-    a = gap_from(w, w->base, span);
+    a = agt_rt_gap(&w->t, w->base, w->base + w->size, span);
   if (!a)
     goto out_unlock; /* window fragmented or full */
-  al->addr = a;
+  al->r.addr = a;
   /* Under the lock: nobody may find the entry before its pages exist. */
   if (mprotect((void *)(uintptr_t)a, span, PROT_READ | PROT_WRITE) < 0)
     goto out_unlock;
-  if (tab_insert(w, al) < 0) {
+  if (agt_rt_insert(&w->t, &al->r) < 0) {
     (void)mprotect((void *)(uintptr_t)a, span, PROT_NONE);
     goto out_unlock;
   }
@@ -265,8 +191,8 @@ uint32_t emu_mem_free(struct agt_bctx *c, uint64_t dptr)
   if (dptr == 0)
     return cudaSuccess;
   pthread_mutex_lock(&w->mu);
-  al = tab_containing(w, dptr);
-  if (!al || al->addr != dptr || al->freed || al->owner != c) {
+  al = alloc_of(agt_rt_containing(&w->t, dptr));
+  if (!al || al->r.addr != dptr || al->freed || al->owner != c) {
     pthread_mutex_unlock(&w->mu);
     return cudaErrorInvalidValue;
   }
@@ -514,9 +440,9 @@ static void emu_ctx_close(struct agt_bctx *c)
   /* Collect this context's allocations; no call on c runs any more, so
      none of them is pinned. */
   pthread_mutex_lock(&w->mu);
-  mine = malloc((w->n ? w->n : 1) * sizeof(*mine));
-  for (size_t i = 0; i < w->n; i++) {
-    struct emu_alloc *al = w->tab[i];
+  mine = malloc((w->t.n ? w->t.n : 1) * sizeof(*mine));
+  for (size_t i = 0; i < w->t.n; i++) {
+    struct emu_alloc *al = alloc_of(w->t.tab[i]);
 
     if (al->owner == c && !al->freed) {
       al->freed = true;
@@ -534,9 +460,9 @@ static void emu_ctx_close(struct agt_bctx *c)
       struct emu_alloc *al = NULL;
 
       pthread_mutex_lock(&w->mu);
-      for (size_t i = 0; i < w->n && !al; i++) {
-        if (w->tab[i]->owner == c)
-          al = w->tab[i];
+      for (size_t i = 0; i < w->t.n && !al; i++) {
+        if (alloc_of(w->t.tab[i])->owner == c)
+          al = alloc_of(w->t.tab[i]);
       }
       pthread_mutex_unlock(&w->mu);
       if (!al)
@@ -562,7 +488,7 @@ static void emu_ctx_close(struct agt_bctx *c)
   pthread_mutex_unlock(&e->mu);
   if (last) {
     pthread_mutex_destroy(&w->mu);
-    free(w->tab);
+    agt_rt_release(&w->t);
     free(w);
   }
   free(c);

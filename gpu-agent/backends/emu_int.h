@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "rangetab.h"
 
 #define EMU_PAGE 4096ull
 #define EMU_USER_TOP (1ull << 47) /* end of x86-64 / arm64 user space */
@@ -28,9 +29,9 @@ struct ptx_pool;
 struct emu_ptx;
 
 struct emu_alloc {
-  uint64_t addr;
+  struct agt_range r; /* first: placed at r.addr, r.len page-rounded
+                         bytes mapped and accounted */
   uint64_t size; /* what was asked for: the valid range */
-  uint64_t span; /* page-rounded: what is mapped and accounted */
   struct agt_bctx *owner;
   unsigned pins;
   bool freed;
@@ -42,8 +43,7 @@ struct emu_window {
   unsigned refs; /* contexts using it, under emu->mu */
 
   pthread_mutex_t mu; /* guards the fields below */
-  struct emu_alloc **tab; /* sorted by addr */
-  size_t n, cap;
+  struct agt_rtab t; /* the emu_allocs, sorted by address */
   uint64_t hint; /* where the next placement search starts */
 };
 

@@ -419,8 +419,8 @@ static int run_range(void *arg, uint64_t addr, uint64_t len, uint64_t *lo,
   for (size_t i = 0; i < r->n; i++) {
     struct emu_alloc *p = r->pins[i];
 
-    if (addr >= p->addr && addr - p->addr <= p->size &&
-        len <= p->size - (addr - p->addr)) {
+    if (addr >= p->r.addr && addr - p->r.addr <= p->size &&
+        len <= p->size - (addr - p->r.addr)) {
       al = p;
       break;
     }
@@ -444,8 +444,8 @@ static int run_range(void *arg, uint64_t addr, uint64_t len, uint64_t *lo,
   pthread_mutex_unlock(&r->mu);
   if (!al)
     return -EFAULT;
-  *lo = al->addr;
-  *hi = al->addr + al->size;
+  *lo = al->r.addr;
+  *hi = al->r.addr + al->size;
   return 0;
 }
 
