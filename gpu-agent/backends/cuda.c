@@ -600,94 +600,69 @@ static void cu_mem_unpin(struct agt_bctx *c, void *pin)
   /* Never called: cu_mem_pin pins nothing. */
 }
 
-static uint32_t cu_copy_h2d(struct agt_bctx *c, uint64_t dst, const void *src,
-                            uint64_t len)
+enum cu_xfer { X_H2D, X_D2H, X_D2D, X_SET };
+
+/*
+ * One copy or memset on the calling thread's stream, waited for: the
+ * device range dev (and src for a device-to-device copy) is checked and
+ * pinned for its length first, so a free racing it waits.
+ */
+static uint32_t xfer(struct agt_bctx *c, enum cu_xfer k, uint64_t dev,
+                     uint64_t src, void *hdst, const void *hsrc,
+                     uint8_t value, uint64_t len)
 {
   const struct cu_drv *d = &c->cb->drv;
-  struct cu_alloc *al;
+  struct cu_alloc *a, *b = NULL;
   CUresult r;
 
   if (len == 0)
     return cudaSuccess;
-  al = cu_pin(c, dst, len);
-  if (!al)
+  a = cu_pin(c, dev, len);
+  if (!a)
     return cudaErrorInvalidValue;
+  if (k == X_D2D && !(b = cu_pin(c, src, len))) {
+    cu_unpin(c, a);
+    return cudaErrorInvalidValue;
+  }
   r = cu_enter(c);
-  if (r == CUDA_SUCCESS)
-    r = d->MemcpyHtoDAsync(dst, src, len, CU_STREAM);
+  if (r == CUDA_SUCCESS) {
+    switch (k) {
+    case X_H2D: r = d->MemcpyHtoDAsync(dev, hsrc, len, CU_STREAM); break;
+    case X_D2H: r = d->MemcpyDtoHAsync(hdst, dev, len, CU_STREAM); break;
+    case X_D2D: r = d->MemcpyDtoDAsync(dev, src, len, CU_STREAM); break;
+    case X_SET: r = d->MemsetD8Async(dev, value, len, CU_STREAM); break;
+    }
+  }
   if (r == CUDA_SUCCESS)
     r = cu_wait(c);
-  cu_unpin(c, al);
+  if (b)
+    cu_unpin(c, b);
+  cu_unpin(c, a);
   return cu_status(r);
+}
+
+static uint32_t cu_copy_h2d(struct agt_bctx *c, uint64_t dst, const void *src,
+                            uint64_t len)
+{
+  return xfer(c, X_H2D, dst, 0, NULL, src, 0, len);
 }
 
 static uint32_t cu_copy_d2h(struct agt_bctx *c, void *dst, uint64_t src,
                             uint64_t len)
 {
-  const struct cu_drv *d = &c->cb->drv;
-  struct cu_alloc *al;
-  CUresult r;
-
-  if (len == 0)
-    return cudaSuccess;
-  al = cu_pin(c, src, len);
-  if (!al)
-    return cudaErrorInvalidValue;
-  r = cu_enter(c);
-  if (r == CUDA_SUCCESS)
-    r = d->MemcpyDtoHAsync(dst, src, len, CU_STREAM);
-  if (r == CUDA_SUCCESS)
-    r = cu_wait(c);
-  cu_unpin(c, al);
-  return cu_status(r);
+  return xfer(c, X_D2H, src, 0, dst, NULL, 0, len);
 }
 
 static uint32_t cu_copy_d2d(struct agt_bctx *c, uint64_t dst, uint64_t src,
                             uint64_t len)
 {
-  const struct cu_drv *d = &c->cb->drv;
-  struct cu_alloc *ad, *as;
-  CUresult r;
-
-  if (len == 0)
-    return cudaSuccess;
-  ad = cu_pin(c, dst, len);
-  if (!ad)
-    return cudaErrorInvalidValue;
-  as = cu_pin(c, src, len);
-  if (!as) {
-    cu_unpin(c, ad);
-    return cudaErrorInvalidValue;
-  }
-  r = cu_enter(c);
-  if (r == CUDA_SUCCESS)
-    r = d->MemcpyDtoDAsync(dst, src, len, CU_STREAM);
-  if (r == CUDA_SUCCESS)
-    r = cu_wait(c);
-  cu_unpin(c, as);
-  cu_unpin(c, ad);
-  return cu_status(r);
+  return xfer(c, X_D2D, dst, src, NULL, NULL, 0, len);
 }
 
 static uint32_t cu_memset_d8(struct agt_bctx *c, uint64_t dst, uint8_t value,
                              uint64_t len)
 {
-  const struct cu_drv *d = &c->cb->drv;
-  struct cu_alloc *al;
-  CUresult r;
-
-  if (len == 0)
-    return cudaSuccess;
-  al = cu_pin(c, dst, len);
-  if (!al)
-    return cudaErrorInvalidValue;
-  r = cu_enter(c);
-  if (r == CUDA_SUCCESS)
-    r = d->MemsetD8Async(dst, value, len, CU_STREAM);
-  if (r == CUDA_SUCCESS)
-    r = cu_wait(c);
-  cu_unpin(c, al);
-  return cu_status(r);
+  return xfer(c, X_SET, dst, 0, NULL, NULL, value, len);
 }
 
 static uint32_t cu_mem_info(struct agt_bctx *c, uint64_t *free_b,
