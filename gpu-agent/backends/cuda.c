@@ -35,14 +35,18 @@
  * session while the kernel still writes to it.
  *
  * Module variables.  The driver places a module's __device__ and
- * __constant__ variables where it chooses, OUTSIDE the session's window;
- * cuModuleGetGlobal gives those addresses and symbol_get returns them as
- * they are.  So that copies to them (cudaMemcpyToSymbol) pass the checks,
- * each variable asked for is recorded in its module as a "symbol" range of
- * the context, accepted by mem_check and the copies (never by mem_free),
- * until the module is unloaded.  The program sees an address outside every
- * device window, which its shim cannot attribute to a device by address;
- * see docs/ARCHITECTURE.md, "The cuda backend".
+ * __constant__ variables where it chooses, outside the session's window,
+ * where the shim could not tell which device an address is on.  So
+ * symbol_get gives the program an alias instead: a range of the window,
+ * placed like an allocation but never mapped, whose entry (a "symbol"
+ * range of the context, until its module is unloaded) holds the driver's
+ * address.  mem_check accepts it, mem_free never; copies and memsets
+ * translate it to the driver's address; and a launch translates every
+ * aligned 8-byte parameter that falls in one of the context's aliases, so
+ * a kernel given cudaGetSymbolAddress's pointer reaches the variable.  (A
+ * pointer to a variable stored in device memory is not translated; nor,
+ * with astronomically low odds, is an integer parameter that happens to
+ * equal an alias spared.)  See docs/ARCHITECTURE.md, "The cuda backend".
  *
  * Contexts and streams.  Each session gets a CUDA context of its own
  * (cuCtxCreate, never the shared primary context), so a sticky error (an
@@ -100,7 +104,8 @@ struct cu_alloc {
   uint64_t size; /* what was asked for: the valid range */
   uint64_t span; /* mapped: size rounded up to the granularity */
   struct agt_bctx *owner; /* NULL: a range that could not be unmapped */
-  struct cu_module *mod;  /* the variable's module, or NULL */
+  struct cu_module *mod;  /* a module variable's alias: its module */
+  uint64_t real;          /* ... and the driver's address for it */
   struct cu_alloc *next;  /* mod->syms, or the context's deferred list */
   unsigned pins;
   bool ready; /* mapped and accessible: may be used */
@@ -412,7 +417,7 @@ static void release(struct agt_bctx *c, struct cu_alloc *al)
 
 /*
  * Pin the live range of c that holds [a, a + len) whole: an allocation of
- * the window or a module variable.  NULL if there is none (not c's, freed,
+ * the window or a module variable's alias.  NULL if there is none (not c's, freed,
  * not yet mapped, or the range crosses its end).
  */
 static struct cu_alloc *cu_pin(struct agt_bctx *c, uint64_t a, uint64_t len)
@@ -425,13 +430,6 @@ static struct cu_alloc *cu_pin(struct agt_bctx *c, uint64_t a, uint64_t len)
     al = alloc_of(agt_rt_containing(&w->t, a));
     if (al && (!al->ready || al->freed || al->owner != c))
       al = NULL;
-  } else {
-    for (struct cu_module *m = c->mods; m && !al; m = m->next)
-      for (struct cu_alloc *s = m->syms; s; s = s->next)
-        if (a >= s->r.addr && a - s->r.addr <= s->size) {
-          al = s;
-          break;
-        }
   }
   if (al && (a - al->r.addr > al->size || len > al->size - (a - al->r.addr)))
     al = NULL;
@@ -553,7 +551,8 @@ static uint32_t cu_mem_free(struct agt_bctx *c, uint64_t dptr)
   pthread_mutex_lock(&w->mu);
   al = dptr >= w->base && dptr - w->base < w->size ? alloc_of(agt_rt_containing(&w->t, dptr))
                                                    : NULL;
-  if (!al || al->r.addr != dptr || !al->ready || al->freed || al->owner != c) {
+  if (!al || al->r.addr != dptr || !al->ready || al->freed || al->owner != c ||
+      al->mod) {
     pthread_mutex_unlock(&w->mu);
     return cudaErrorInvalidValue;
   }
@@ -624,6 +623,11 @@ static uint32_t xfer(struct agt_bctx *c, enum cu_xfer k, uint64_t dev,
     cu_unpin(c, a);
     return cudaErrorInvalidValue;
   }
+  /* A module variable's alias stands for the driver's address. */
+  if (a->mod)
+    dev = a->real + (dev - a->r.addr);
+  if (b && b->mod)
+    src = b->real + (src - b->r.addr);
   r = cu_enter(c);
   if (r == CUDA_SUCCESS) {
     switch (k) {
@@ -887,7 +891,7 @@ static void cu_ctx_close(struct agt_bctx *c)
   for (size_t i = 0; i < w->t.n; i++) {
     struct cu_alloc *al = alloc_of(w->t.tab[i]);
 
-    if (al->owner == c && !al->freed) {
+    if (al->owner == c && !al->freed && !al->mod) {
       al->freed = true;
       if (mine)
         mine[n++] = al;
@@ -950,6 +954,11 @@ static void module_free(struct agt_bctx *c, struct cu_module *mod)
     fnext = f->next;
     free(f);
   }
+  /* The variables' aliases: never mapped, so only their entries go. */
+  pthread_mutex_lock(&c->w->mu);
+  for (s = mod->syms; s; s = s->next)
+    agt_rt_remove(&c->w->t, &s->r);
+  pthread_mutex_unlock(&c->w->mu);
   for (s = mod->syms; s; s = snext) {
     snext = s->next;
     free(s);
@@ -1147,17 +1156,19 @@ static uint32_t cu_function_get(struct agt_bctx *c, void *modp,
 }
 
 /*
- * A module variable: the driver's address for it (outside the session's
- * window; see the top of the file), recorded as a range of c so that
- * copies to it pass the checks.
+ * A module variable: an alias of the driver's address in the session's
+ * window (see the top of the file), made once per variable and module.
  */
 static uint32_t cu_symbol_get(struct agt_bctx *c, void *modp, const char *name,
                               uint64_t *addr, uint64_t *size)
 {
   struct cu_module *mod = modp;
+  struct cu_window *w = c->w;
+  uint64_t gran = c->cb->gran;
   struct cu_alloc *s, *have;
   CUdeviceptr p = 0;
   size_t bytes = 0;
+  uint64_t a;
   CUresult r;
 
   r = cu_enter(c);
@@ -1165,30 +1176,77 @@ static uint32_t cu_symbol_get(struct agt_bctx *c, void *modp, const char *name,
     r = c->cb->drv.ModuleGetGlobal(&p, &bytes, mod->m, name);
   if (r != CUDA_SUCCESS)
     return r == CUDA_ERROR_NOT_FOUND ? cudaErrorInvalidSymbol : cu_status(r);
+  pthread_mutex_lock(&w->mu);
+  for (have = mod->syms; have; have = have->next)
+    if (have->real == p && have->size == bytes)
+      break;
+  if (have) { /* asked for before */
+    *addr = have->r.addr;
+    *size = bytes;
+    pthread_mutex_unlock(&w->mu);
+    return cudaSuccess;
+  }
   s = calloc(1, sizeof(*s));
-  if (!s)
+  if (!s) {
+    pthread_mutex_unlock(&w->mu);
     return cudaErrorMemoryAllocation;
-  s->r.addr = p;
+  }
+  /* Whole granules, as every range of the window is (placement keeps
+     them aligned for cuMemMap); address space only, nothing mapped. */
   s->size = bytes;
-  s->span = bytes;
-  s->r.len = bytes;
+  s->span = 0;
+  s->r.len = bytes ? (bytes + gran - 1) / gran * gran : gran;
+  s->real = p;
   s->owner = c;
   s->mod = mod;
   s->ready = true;
-  pthread_mutex_lock(&c->w->mu);
-  for (have = mod->syms; have; have = have->next)
-    if (have->r.addr == s->r.addr && have->size == s->size)
-      break;
-  if (!have) {
-    s->next = mod->syms;
-    mod->syms = s;
+  a = agt_rt_gap(&w->t, w->hint, w->base + w->size, s->r.len);
+  if (!a)
+    a = agt_rt_gap(&w->t, w->base, w->base + w->size, s->r.len);
+  s->r.addr = a;
+  if (!a || agt_rt_insert(&w->t, &s->r) < 0) {
+    pthread_mutex_unlock(&w->mu);
+    free(s);
+    return cudaErrorMemoryAllocation;
   }
-  pthread_mutex_unlock(&c->w->mu);
-  if (have)
-    free(s); /* asked for before */
-  *addr = p;
+  w->hint = a + s->r.len;
+  s->next = mod->syms;
+  mod->syms = s;
+  pthread_mutex_unlock(&w->mu);
+  *addr = a;
   *size = bytes;
   return cudaSuccess;
+}
+
+/*
+ * The parameter buffer with every aligned 8-byte value that lies in one
+ * of c's variable aliases replaced by the driver's address, into out
+ * (params_size bytes).  Returns whether anything was replaced.
+ */
+static bool translate_params(struct agt_bctx *c, const uint8_t *in,
+                             size_t len, uint8_t *out)
+{
+  struct cu_window *w = c->w;
+  bool any = false;
+
+  memcpy(out, in, len);
+  pthread_mutex_lock(&w->mu);
+  for (size_t off = 0; off + 8 <= len; off += 8) {
+    struct cu_alloc *al;
+    uint64_t v;
+
+    memcpy(&v, in + off, 8);
+    if (v < w->base || v - w->base >= w->size)
+      continue;
+    al = alloc_of(agt_rt_containing(&w->t, v));
+    if (al && al->mod && al->owner == c && v - al->r.addr < al->size) {
+      v = al->real + (v - al->r.addr);
+      memcpy(out + off, &v, 8);
+      any = true;
+    }
+  }
+  pthread_mutex_unlock(&w->mu);
+  return any;
 }
 
 static uint32_t cu_function_attrs(struct agt_bctx *c, void *fn,
@@ -1290,6 +1348,7 @@ static uint32_t cu_launch(struct agt_bctx *c, void *fn,
   const struct cu_drv *d = &c->cb->drv;
   struct cu_func *f = fn;
   size_t psize = l->params_size;
+  uint8_t *tp = NULL;
   void *extra[] = {CU_LAUNCH_PARAM_BUFFER_POINTER,
                    (void *)(uintptr_t)l->params, CU_LAUNCH_PARAM_BUFFER_SIZE,
                    &psize, CU_LAUNCH_PARAM_END};
@@ -1309,6 +1368,13 @@ static uint32_t cu_launch(struct agt_bctx *c, void *fn,
   }
   if (r != CUDA_SUCCESS)
     return cu_status(r);
+  if (psize >= 8) {
+    tp = malloc(psize);
+    if (!tp)
+      return cudaErrorMemoryAllocation;
+    if (translate_params(c, l->params, psize, tp))
+      extra[1] = tp;
+  }
 
   pthread_mutex_lock(&c->w->mu);
   c->launches++;
@@ -1319,6 +1385,7 @@ static uint32_t cu_launch(struct agt_bctx *c, void *fn,
   if (r == CUDA_SUCCESS)
     r = cu_wait(c);
   launch_end(c);
+  free(tp);
   return cu_status(r);
 }
 

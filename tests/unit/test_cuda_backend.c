@@ -429,13 +429,14 @@ static void test_modules_and_launches(void **state)
     check_fill(b, c, p, 1000, 99);
   }
 
-  /* A module variable: outside the window, yet a range of the context. */
+  /* A module variable: the driver places it outside the window; the
+     program gets an alias in the window, a range of the context. */
   assert_int_equal(o->symbol_get(c, mod, "no_such_var", &sym, &symsize),
                    cudaErrorInvalidSymbol);
   assert_int_equal(o->symbol_get(c, mod, "tr_counter", &sym, &symsize),
                    cudaSuccess);
   assert_int_equal(symsize, 8);
-  assert_false(in_window(sym, 1));
+  assert_true(in_window(sym, 1));
   assert_int_equal(o->mem_check(c, sym, 8), cudaSuccess);
   assert_int_equal(o->mem_check(c, sym + 4, 4), cudaSuccess);
   assert_int_equal(o->mem_check(c, sym, 9), cudaErrorInvalidValue);
@@ -452,6 +453,17 @@ static void test_modules_and_launches(void **state)
   assert_int_equal(o->symbol_get(c, mod, "tr_counter", &out, &symsize),
                    cudaSuccess);
   assert_int_equal(out, sym);
+  /* The alias as a kernel's pointer parameter reaches the variable (the
+     fake's fill writes n words at its pointer). */
+  assert_int_equal(launch_fill(b, c, fill, sym, 2, 77), cudaSuccess);
+  got = 0;
+  assert_int_equal(o->copy_d2h(c, &got, sym, 8), cudaSuccess);
+  assert_int_equal(got, 77ull | 78ull << 32); /* fill writes v + i */
+  /* and a device-to-device copy from it translates the source too */
+  assert_int_equal(o->copy_d2d(c, p, sym, 8), cudaSuccess);
+  got = 0;
+  assert_int_equal(o->copy_d2h(c, &got, p, 8), cudaSuccess);
+  assert_int_equal(got, 77ull | 78ull << 32); /* fill writes v + i */
 
   /*
    * A kernel fault in a second session on the same window: its context is
