@@ -77,6 +77,13 @@ static const char usage_text[] =
   "                       else emu, logging why not cuda).  cuda is GPU 0\n"
   "                       through the NVIDIA driver (libcuda.so.1, loaded at\n"
   "                       start); without one it is an error that says why.\n"
+  "  --isolation MODE     process: each session (client program) runs in a\n"
+  "                       worker process of its own, with its own CUDA\n"
+  "                       context and stdout, so a crash or a driver fault\n"
+  "                       ends that session only; thread: sessions share\n"
+  "                       this process.  Default auto (or $TREMOTE_ISOLATION):\n"
+  "                       process on the cuda backend, thread on the\n"
+  "                       emulator, whose checks already keep sessions apart\n"
   "  --emu-name NAME      device name the emulator reports\n"
   "                       (default \"tremote emulated device\")\n"
   "  --emu-mem SIZE       device memory of the emulator (default 16G);\n"
@@ -161,6 +168,7 @@ struct options {
   bool insecure;
   int ready_fd;
   const char *backend;
+  const char *isolation; /* process, thread, auto */
   const char *emu_name;
   uint64_t emu_mem;
   unsigned emu_cc;
@@ -249,7 +257,7 @@ static void parse_args(int argc, char **argv, struct options *o)
     OPT_EMU_WORKERS, OPT_EMU_WATCHDOG, OPT_EXEC_THREADS, OPT_SPIN_US,
     OPT_LOG_LEVEL, OPT_VERSION, OPT_TLS_CERT, OPT_TLS_KEY, OPT_GEN_CERT,
     OPT_SAN, OPT_QUOTA, OPT_CACHE_DIR, OPT_CACHE_MAX, OPT_IDLE_TIMEOUT,
-    OPT_EXIT_IDLE,
+    OPT_EXIT_IDLE, OPT_ISOLATION,
   };
   static const struct option longs[] = {
     {"listen", required_argument, NULL, OPT_LISTEN},
@@ -267,6 +275,7 @@ static void parse_args(int argc, char **argv, struct options *o)
     {"insecure", no_argument, NULL, OPT_INSECURE},
     {"ready-fd", required_argument, NULL, OPT_READY_FD},
     {"backend", required_argument, NULL, OPT_BACKEND},
+    {"isolation", required_argument, NULL, OPT_ISOLATION},
     {"emu-name", required_argument, NULL, OPT_EMU_NAME},
     {"emu-mem", required_argument, NULL, OPT_EMU_MEM},
     {"emu-cc", required_argument, NULL, OPT_EMU_CC},
@@ -320,6 +329,13 @@ static void parse_args(int argc, char **argv, struct options *o)
           strcmp(optarg, "auto"))
         usage_error("--backend: '%s' is not one of emu, cuda, auto", optarg);
       o->backend = optarg;
+      break;
+    case OPT_ISOLATION:
+      if (strcmp(optarg, "process") && strcmp(optarg, "thread") &&
+          strcmp(optarg, "auto"))
+        usage_error("--isolation: '%s' is not one of process, thread, auto",
+                    optarg);
+      o->isolation = optarg;
       break;
     case OPT_EMU_NAME:
       if (!*optarg || strlen(optarg) >= TR_DEVINFO_NAME)
@@ -568,6 +584,7 @@ int main(int argc, char **argv)
     .secret_fd = -1,
     .ready_fd = -1,
     .backend = "auto",
+    .isolation = "auto",
     .emu_name = "tremote emulated device",
     .emu_mem = 16ull << 30,
     .emu_cc = 80,
@@ -589,6 +606,15 @@ int main(int argc, char **argv)
   int rc, status = 1;
 
   tr_log_set_prog(AGT_PROG);
+  /* A session's worker process (backends/proc.c), not an agent. */
+  if (argc == 3 && strcmp(argv[1], "--worker-fd") == 0)
+    return agt_proc_worker_main(atoi(argv[2]));
+  {
+    const char *iso = getenv("TREMOTE_ISOLATION");
+
+    if (iso && (!strcmp(iso, "process") || !strcmp(iso, "thread")))
+      o.isolation = iso;
+  }
   parse_args(argc, argv, &o);
   if (o.gen_cert)
     return gen_cert(&o);
@@ -635,6 +661,18 @@ int main(int argc, char **argv)
   if (rc < 0) {
     agt_err("backend %s: %s", o.backend, why);
     goto out;
+  }
+  if (strcmp(o.isolation, "process") == 0 ||
+      (strcmp(o.isolation, "auto") == 0 && strcmp(be->ops->name, "cuda") == 0)) {
+    struct agt_backend *pb;
+
+    if (agt_proc_new(be, &ecfg, &pb) < 0) {
+      agt_err("out of memory");
+      goto out_backend;
+    }
+    be = pb;
+    agt_info("sessions run in worker processes of their own (--isolation "
+             "process)");
   }
   /* A real GPU's utilization, temperature and driver for tremote-smi;
      the emulated device has none. */

@@ -9,6 +9,8 @@ tr_script_test(other_user integration/other_user.sh TIMEOUT 120 FAST)
 tr_script_test(control_api integration/control_api.sh TIMEOUT 180 FAST)
 tr_script_test(service integration/service.sh TIMEOUT 180 FAST)
 tr_script_test(module_cache integration/module_cache.sh TIMEOUT 180 FAST)
+# Sessions in worker processes (--isolation process) around the emulated device.
+tr_script_test(isolation integration/isolation.sh TIMEOUT 180 FAST)
 # The MODAL provider against tools/modal/standin.py (docs/MODAL.md).
 tr_script_test(modal_machine integration/modal_machine.sh TIMEOUT 300 FAST)
 tr_cuda_app(client_load apps/client_load.cu)

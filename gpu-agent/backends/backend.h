@@ -223,4 +223,18 @@ int agt_cuda_new(int ordinal, struct agt_backend **out, const char **why);
 int agt_backend_open(const char *kind, const struct agt_emu_config *emu,
                      struct agt_backend **out, const char **why);
 
+/*
+ * Sessions in worker processes (proc.c): a backend whose every context is
+ * a process of its own running `inner`'s kind (emu with the configuration
+ * emu, or cuda).  inner stays in this process for the device's
+ * description and memory figures and is destroyed with the result.
+ * Returns 0 and *out, or -ENOMEM.
+ */
+int agt_proc_new(struct agt_backend *inner, const struct agt_emu_config *emu,
+                 struct agt_backend **out);
+
+/* A worker's life, for `tremote-gpu-agent --worker-fd FD`: serve one
+   session over the control socket FD.  Returns the exit status. */
+int agt_proc_worker_main(int ctl);
+
 #endif /* AGT_BACKEND_H */

@@ -1,0 +1,1158 @@
+/*
+ * proc.c: every session in a worker process of its own (--isolation
+ * process), around another backend (emu or cuda).
+ *
+ * Why: with the cuda backend the sessions of an agent otherwise share one
+ * process, so a driver crash, or memory corrupted by one session's bug in
+ * the driver, takes every session down; and the device's printf goes to
+ * that one process's stdout.  A worker per session has its own CUDA
+ * context, its own address window and its own stdout, and its death is
+ * its session's alone.
+ *
+ * How: this file is a backend (backend.h) whose contexts are workers.
+ * Each worker is this same binary run as `tremote-gpu-agent --worker-fd 3`
+ * (exec'ed, never a bare fork of the threaded agent); it opens the inner
+ * backend and one context on it, and answers the calls forwarded to it:
+ *
+ *   control socket   INIT (the inner backend's configuration), OPEN (the
+ *                    window), CHANNEL (a new data channel, its socket and
+ *                    shared memory passed with SCM_RIGHTS), CLOSE
+ *   data channels    one call at a time each; the agent keeps a free list
+ *                    and adds a channel when every one is busy, so lanes
+ *                    of a session still run at the same time (a worker
+ *                    thread per channel)
+ *
+ * Messages are SOCK_SEQPACKET (boundaries kept): a struct pmsg header and
+ * up to PMSG_INLINE bytes (names, parameters, a reason).  Bulk bytes go
+ * through the channel's shared memory (PROC_SHM), in pieces for longer
+ * copies; a module image goes in a memfd of its own, which the worker
+ * keeps mapped until the module is unloaded (backends may keep pointers
+ * into the image).  While a launch runs the worker may send OUT messages
+ * (device printf, fault reports) before the reply; the cuda backend's
+ * printf reaches the worker's stdout, which the worker reads back from a
+ * pipe after each launch and sends the same way.
+ *
+ * A spare worker is started ahead (INIT sent, not waited for), so
+ * ctx_open, which runs on the agent's network thread, only waits for the
+ * OPEN answer of a worker that has already loaded its backend.
+ *
+ * A worker that dies makes every later call of its session fail with
+ * cudaErrorDevicesUnavailable; ctx_close reaps it (SIGKILL after
+ * PROC_CLOSE_MS).  Workers die with the agent (PR_SET_PDEATHSIG).
+ *
+ * Host pinning (mem_pin) is not offered: the agent then stages copies, as
+ * the contract allows.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <driver_types.h>
+
+#include "agent.h"
+#include "backend.h"
+
+#define PROC_SHM (4u << 20)
+#define PMSG_INLINE (64u << 10)
+#define PROC_CLOSE_MS 5000
+#define PROC_OPEN_MS 30000
+
+enum pop {
+  P_INIT = 1, P_OPEN, P_CHANNEL, P_CLOSE, /* control socket */
+  P_MALLOC, P_FREE, P_CHECK, P_H2D, P_D2H, P_D2D, P_MEMSET, P_MEMINFO,
+  P_SYNC, P_MODLOAD, P_MODUNLOAD, P_FUNC, P_SYM, P_FATTRS, P_LAUNCH,
+  P_OUT,   /* worker -> agent during a launch: a[0] = fd, inline text */
+  P_REPLY, /* status, a[], inline */
+};
+
+struct pmsg {
+  uint32_t op;
+  uint32_t status;
+  uint64_t a[6];
+  uint32_t len; /* inline bytes that follow */
+  uint32_t pad;
+};
+
+/* INIT's inline part: the inner backend's configuration. */
+struct pinit {
+  char kind[8];
+  char emu_name[64];
+  uint64_t emu_mem, emu_watchdog_ms;
+  uint32_t emu_sm_count, emu_workers, emu_cc, pad;
+};
+
+/* ---- messages ------------------------------------------------------------- */
+
+/* Send a header, inline bytes and optionally one descriptor.  0 or -1. */
+static int psend(int fd, const struct pmsg *m, const void *data, int pass_fd)
+{
+  struct iovec iov[2] = {{(void *)m, sizeof(*m)}, {(void *)data, m->len}};
+  union {
+    char buf[CMSG_SPACE(sizeof(int) * 2)];
+    struct cmsghdr align;
+  } u;
+  struct msghdr mh = {.msg_iov = iov, .msg_iovlen = m->len ? 2 : 1};
+
+  if (pass_fd >= 0) {
+    struct cmsghdr *c;
+
+    memset(&u, 0, sizeof(u));
+    mh.msg_control = u.buf;
+    mh.msg_controllen = CMSG_SPACE(sizeof(int));
+    c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+  }
+  for (;;) {
+    ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL);
+
+    if (n >= 0)
+      return 0;
+    if (errno != EINTR)
+      return -1;
+  }
+}
+
+/* Receive one message: header into *m, inline bytes into data (cap
+   PMSG_INLINE, NUL-terminated after them), up to two descriptors into
+   fds (-1 when absent).  0, or -1 at EOF or on error. */
+static int precv(int fd, struct pmsg *m, uint8_t *data, int fds[2])
+{
+  struct iovec iov[2] = {{m, sizeof(*m)}, {data, PMSG_INLINE}};
+  union {
+    char buf[CMSG_SPACE(sizeof(int) * 2)];
+    struct cmsghdr align;
+  } u;
+  struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2,
+                      .msg_control = u.buf, .msg_controllen = sizeof(u.buf)};
+  ssize_t n;
+
+  if (fds)
+    fds[0] = fds[1] = -1;
+  do
+    n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+  while (n < 0 && errno == EINTR);
+  if (n < (ssize_t)sizeof(*m) || (mh.msg_flags & MSG_TRUNC) ||
+      m->len > PMSG_INLINE || (size_t)n != sizeof(*m) + m->len)
+    return -1;
+  data[m->len] = 0;
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+      size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+
+      for (size_t i = 0; i < k; i++) {
+        int got;
+
+        memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+        if (fds && i < 2)
+          fds[i] = got;
+        else
+          close(got);
+      }
+    }
+  }
+  return 0;
+}
+
+/* =========================================================================
+ * The agent's side
+ * ========================================================================= */
+
+struct pchan {
+  struct pchan *next;
+  int fd;
+  uint8_t *shm;
+  uint8_t *buf; /* PMSG_INLINE + 1: received inline bytes */
+};
+
+struct proc;
+
+struct agt_bctx {
+  struct proc *p;
+  pid_t pid;
+  int ctl;
+  pthread_mutex_t mu; /* free, nchan, dead */
+  struct pchan *free;
+  struct pchan *all[64];
+  unsigned nchan;
+  int dead;
+};
+
+struct proc {
+  struct agt_backend b;
+  struct agt_backend_ops ops;
+  struct agt_backend *inner; /* this process's: devinfo, memory info */
+  struct pinit init;
+  pthread_mutex_t mu; /* the spare */
+  pid_t spare_pid;
+  int spare_ctl;
+};
+
+/* Start a worker and send it INIT (not waited for).  0 or -1. */
+static int spawn_worker(struct proc *p, pid_t *pid, int *ctl)
+{
+  struct pmsg m = {.op = P_INIT, .len = sizeof(p->init)};
+  char self[4096];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  int sv[2];
+
+  if (n <= 0)
+    return -1;
+  self[n] = 0;
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+    return -1;
+  *pid = fork();
+  if (*pid < 0) {
+    close(sv[0]);
+    close(sv[1]);
+    return -1;
+  }
+  if (*pid == 0) {
+    /* Only async-signal-safe calls until exec: the agent has threads. */
+    char *const argv[] = {self, "--worker-fd", "3", NULL};
+
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (sv[1] == 3) {
+      fcntl(3, F_SETFD, 0);
+    } else {
+      dup2(sv[1], 3);
+    }
+    execv(self, argv);
+    _exit(127);
+  }
+  close(sv[1]);
+  *ctl = sv[0];
+  if (psend(*ctl, &m, &p->init, -1) < 0) {
+    close(*ctl);
+    kill(*pid, SIGKILL);
+    waitpid(*pid, NULL, 0);
+    return -1;
+  }
+  return 0;
+}
+
+/* Wait for a reply on fd for at most ms (-1: no limit).  0 or -1. */
+static int wait_reply(int fd, int ms, struct pmsg *m, uint8_t *buf)
+{
+  struct pollfd pf = {.fd = fd, .events = POLLIN};
+  int r;
+
+  do
+    r = poll(&pf, 1, ms);
+  while (r < 0 && errno == EINTR);
+  if (r <= 0)
+    return -1;
+  return precv(fd, m, buf, NULL) < 0 || m->op != P_REPLY ? -1 : 0;
+}
+
+static void reap(pid_t pid, int ms)
+{
+  for (int waited = 0; waited < ms; waited += 10) {
+    if (waitpid(pid, NULL, WNOHANG) == pid)
+      return;
+    usleep(10000);
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, NULL, 0);
+}
+
+static int proc_ctx_open(struct agt_backend *b, uint64_t base, uint64_t size,
+                         struct agt_bctx **out, const char **why)
+{
+  static __thread char reason[AGT_WHY_MAX];
+  struct proc *p = (struct proc *)b;
+  struct pmsg m = {.op = P_OPEN, .a = {base, size}};
+  struct agt_bctx *c;
+  uint8_t *buf;
+  pid_t pid;
+  int ctl;
+
+  c = calloc(1, sizeof(*c));
+  buf = malloc(PMSG_INLINE + 1);
+  if (!c || !buf) {
+    free(c);
+    free(buf);
+    *why = "out of memory";
+    return -ENOMEM;
+  }
+  pthread_mutex_lock(&p->mu);
+  pid = p->spare_pid;
+  ctl = p->spare_ctl;
+  p->spare_pid = 0;
+  p->spare_ctl = -1;
+  pthread_mutex_unlock(&p->mu);
+  if (!pid && spawn_worker(p, &pid, &ctl) < 0) {
+    free(c);
+    free(buf);
+    *why = "cannot start a worker process for the session";
+    return -ENOMEM;
+  }
+  if (psend(ctl, &m, NULL, -1) < 0 ||
+      wait_reply(ctl, PROC_OPEN_MS, &m, buf) < 0) {
+    close(ctl);
+    reap(pid, 0);
+    free(c);
+    free(buf);
+    *why = "the session's worker process did not start (see the agent's "
+           "log)";
+    return -EIO;
+  }
+  if (m.status) {
+    snprintf(reason, sizeof(reason), "%s", (char *)buf);
+    close(ctl);
+    reap(pid, PROC_CLOSE_MS);
+    free(c);
+    free(buf);
+    *why = reason;
+    return -(int)m.status;
+  }
+  free(buf);
+  c->p = p;
+  c->pid = pid;
+  c->ctl = ctl;
+  pthread_mutex_init(&c->mu, NULL);
+  /* The next session's worker starts now, off this session's path. */
+  pthread_mutex_lock(&p->mu);
+  if (!p->spare_pid && spawn_worker(p, &p->spare_pid, &p->spare_ctl) < 0) {
+    p->spare_pid = 0;
+    p->spare_ctl = -1;
+  }
+  pthread_mutex_unlock(&p->mu);
+  *out = c;
+  return 0;
+}
+
+static void chan_free(struct pchan *ch)
+{
+  if (ch->shm)
+    munmap(ch->shm, PROC_SHM);
+  if (ch->fd >= 0)
+    close(ch->fd);
+  free(ch->buf);
+  free(ch);
+}
+
+/* A free channel of c, made if all are busy; NULL if c is dead or out of
+   resources. */
+static struct pchan *chan_get(struct agt_bctx *c)
+{
+  struct pchan *ch;
+  struct pmsg m = {.op = P_CHANNEL};
+  int sv[2] = {-1, -1}, mfd = -1;
+
+  pthread_mutex_lock(&c->mu);
+  if (c->dead) {
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+  }
+  ch = c->free;
+  if (ch) {
+    c->free = ch->next;
+    pthread_mutex_unlock(&c->mu);
+    return ch;
+  }
+  if (c->nchan == sizeof(c->all) / sizeof(c->all[0])) {
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+  }
+  ch = calloc(1, sizeof(*ch));
+  if (!ch)
+    goto fail;
+  ch->fd = -1;
+  ch->buf = malloc(PMSG_INLINE + 1);
+  mfd = memfd_create("tremote-worker-shm", MFD_CLOEXEC);
+  if (!ch->buf || mfd < 0 || ftruncate(mfd, PROC_SHM) < 0 ||
+      socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+    goto fail;
+  ch->shm = mmap(NULL, PROC_SHM, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+  if (ch->shm == MAP_FAILED) {
+    ch->shm = NULL;
+    goto fail;
+  }
+  /* The socket end and the memory go to the worker in one message (the
+     control socket is ours alone under c->mu). */
+  {
+    struct iovec iov = {&m, sizeof(m)};
+    union {
+      char b[CMSG_SPACE(sizeof(int) * 2)];
+      struct cmsghdr align;
+    } u;
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1,
+                        .msg_control = u.b, .msg_controllen = sizeof(u.b)};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    int two[2] = {sv[1], mfd};
+
+    memset(u.b, 0, sizeof(u.b));
+    cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(two));
+    memcpy(CMSG_DATA(cm), two, sizeof(two));
+    if (sendmsg(c->ctl, &mh, MSG_NOSIGNAL) < 0)
+      goto fail;
+  }
+  close(sv[1]);
+  close(mfd);
+  ch->fd = sv[0];
+  c->all[c->nchan++] = ch;
+  pthread_mutex_unlock(&c->mu);
+  return ch;
+
+fail:
+  pthread_mutex_unlock(&c->mu);
+  if (sv[1] >= 0)
+    close(sv[1]);
+  if (sv[0] >= 0)
+    close(sv[0]);
+  if (mfd >= 0)
+    close(mfd);
+  if (ch) {
+    ch->fd = -1;
+    chan_free(ch);
+  }
+  return NULL;
+}
+
+static void chan_put(struct agt_bctx *c, struct pchan *ch)
+{
+  pthread_mutex_lock(&c->mu);
+  ch->next = c->free;
+  c->free = ch;
+  pthread_mutex_unlock(&c->mu);
+}
+
+static void mark_dead(struct agt_bctx *c)
+{
+  pthread_mutex_lock(&c->mu);
+  if (!c->dead)
+    agt_err("worker process %d of a session is gone: the session's calls "
+            "fail from now on", (int)c->pid);
+  c->dead = 1;
+  pthread_mutex_unlock(&c->mu);
+}
+
+/*
+ * One call on channel ch: send m (+ data, + a descriptor), then take OUT
+ * messages (to l, when a launch) until the reply, which lands in *m with
+ * its inline bytes in ch->buf.  Returns 0, or -1 when the worker is gone.
+ */
+static int call(struct agt_bctx *c, struct pchan *ch, struct pmsg *m,
+                const void *data, int pass_fd, const struct agt_launch *l)
+{
+  if (psend(ch->fd, m, data, pass_fd) < 0)
+    goto dead;
+  for (;;) {
+    if (precv(ch->fd, m, ch->buf, NULL) < 0)
+      goto dead;
+    if (m->op == P_REPLY)
+      return 0;
+    if (m->op == P_OUT && l)
+      l->out(l->out_arg, (int)m->a[0], (const char *)ch->buf, m->len);
+  }
+dead:
+  mark_dead(c);
+  return -1;
+}
+
+/* A call without bulk bytes: its status, or cudaErrorDevicesUnavailable. */
+static uint32_t simple(struct agt_bctx *c, struct pmsg *m, const void *data)
+{
+  struct pchan *ch = chan_get(c);
+  uint32_t st;
+
+  if (!ch)
+    return cudaErrorDevicesUnavailable;
+  st = call(c, ch, m, data, -1, NULL) < 0 ? cudaErrorDevicesUnavailable
+                                          : m->status;
+  chan_put(c, ch);
+  return st;
+}
+
+static void proc_ctx_close(struct agt_bctx *c)
+{
+  struct pmsg m = {.op = P_CLOSE};
+  uint8_t *buf = malloc(PMSG_INLINE + 1);
+
+  /* The worker closes its context (freeing the device memory) and exits;
+     a hung one is killed. */
+  if (buf && !c->dead && psend(c->ctl, &m, NULL, -1) == 0)
+    (void)wait_reply(c->ctl, PROC_CLOSE_MS, &m, buf);
+  free(buf);
+  close(c->ctl);
+  reap(c->pid, PROC_CLOSE_MS);
+  for (unsigned i = 0; i < c->nchan; i++)
+    chan_free(c->all[i]);
+  pthread_mutex_destroy(&c->mu);
+  free(c);
+}
+
+static uint32_t proc_mem_alloc(struct agt_bctx *c, uint64_t size,
+                               uint64_t *dptr)
+{
+  struct pmsg m = {.op = P_MALLOC, .a = {size}};
+  uint32_t st = simple(c, &m, NULL);
+
+  *dptr = st ? 0 : m.a[0];
+  return st;
+}
+
+static uint32_t proc_mem_free(struct agt_bctx *c, uint64_t dptr)
+{
+  struct pmsg m = {.op = P_FREE, .a = {dptr}};
+
+  return simple(c, &m, NULL);
+}
+
+static uint32_t proc_mem_check(struct agt_bctx *c, uint64_t dptr,
+                               uint64_t len)
+{
+  struct pmsg m = {.op = P_CHECK, .a = {dptr, len}};
+
+  return simple(c, &m, NULL);
+}
+
+static void *proc_mem_pin(struct agt_bctx *c, uint64_t dptr, uint64_t len,
+                          void **pin)
+{
+  (void)c;
+  (void)dptr;
+  (void)len;
+  *pin = NULL;
+  return NULL; /* the agent stages copies instead */
+}
+
+static void proc_mem_unpin(struct agt_bctx *c, void *pin)
+{
+  (void)c;
+  (void)pin; /* never called: nothing is pinned */
+}
+
+/*
+ * Copies between the agent's memory and the device go through the
+ * channel's shared memory in PROC_SHM pieces; the whole range is checked
+ * first, so a bad range fails before any byte moves, as the contract
+ * wants.
+ */
+static uint32_t proc_copy_h2d(struct agt_bctx *c, uint64_t dst,
+                              const void *src, uint64_t len)
+{
+  struct pchan *ch;
+  uint32_t st = 0;
+
+  if (len == 0)
+    return cudaSuccess;
+  if (len > PROC_SHM && (st = proc_mem_check(c, dst, len)) != 0)
+    return st;
+  ch = chan_get(c);
+  if (!ch)
+    return cudaErrorDevicesUnavailable;
+  for (uint64_t off = 0; off < len && !st; off += PROC_SHM) {
+    uint64_t n = len - off < PROC_SHM ? len - off : PROC_SHM;
+    struct pmsg m = {.op = P_H2D, .a = {dst + off, n}};
+
+    memcpy(ch->shm, (const uint8_t *)src + off, n);
+    st = call(c, ch, &m, NULL, -1, NULL) < 0 ? cudaErrorDevicesUnavailable
+                                             : m.status;
+  }
+  chan_put(c, ch);
+  return st;
+}
+
+static uint32_t proc_copy_d2h(struct agt_bctx *c, void *dst, uint64_t src,
+                              uint64_t len)
+{
+  struct pchan *ch;
+  uint32_t st = 0;
+
+  if (len == 0)
+    return cudaSuccess;
+  if (len > PROC_SHM && (st = proc_mem_check(c, src, len)) != 0)
+    return st;
+  ch = chan_get(c);
+  if (!ch)
+    return cudaErrorDevicesUnavailable;
+  for (uint64_t off = 0; off < len && !st; off += PROC_SHM) {
+    uint64_t n = len - off < PROC_SHM ? len - off : PROC_SHM;
+    struct pmsg m = {.op = P_D2H, .a = {src + off, n}};
+
+    st = call(c, ch, &m, NULL, -1, NULL) < 0 ? cudaErrorDevicesUnavailable
+                                             : m.status;
+    if (!st)
+      memcpy((uint8_t *)dst + off, ch->shm, n);
+  }
+  chan_put(c, ch);
+  return st;
+}
+
+static uint32_t proc_copy_d2d(struct agt_bctx *c, uint64_t dst, uint64_t src,
+                              uint64_t len)
+{
+  struct pmsg m = {.op = P_D2D, .a = {dst, src, len}};
+
+  return simple(c, &m, NULL);
+}
+
+static uint32_t proc_memset_d8(struct agt_bctx *c, uint64_t dst,
+                               uint8_t value, uint64_t len)
+{
+  struct pmsg m = {.op = P_MEMSET, .a = {dst, value, len}};
+
+  return simple(c, &m, NULL);
+}
+
+static uint32_t proc_mem_info(struct agt_bctx *c, uint64_t *free_b,
+                              uint64_t *total)
+{
+  struct pmsg m = {.op = P_MEMINFO};
+  uint32_t st = simple(c, &m, NULL);
+
+  *free_b = st ? 0 : m.a[0];
+  *total = st ? 0 : m.a[1];
+  return st;
+}
+
+static uint32_t proc_synchronize(struct agt_bctx *c)
+{
+  struct pmsg m = {.op = P_SYNC};
+
+  return simple(c, &m, NULL);
+}
+
+static uint32_t proc_module_load(struct agt_bctx *c, const uint8_t *image,
+                                 size_t len, void **mod, char *why)
+{
+  struct pmsg m = {.op = P_MODLOAD, .a = {len}};
+  struct pchan *ch;
+  uint32_t st;
+  int mfd;
+
+  why[0] = 0;
+  mfd = memfd_create("tremote-module", MFD_CLOEXEC);
+  if (mfd < 0)
+    return cudaErrorMemoryAllocation;
+  for (size_t off = 0; off < len;) {
+    ssize_t n = write(mfd, image + off, len - off);
+
+    if (n <= 0) {
+      close(mfd);
+      return cudaErrorMemoryAllocation;
+    }
+    off += (size_t)n;
+  }
+  ch = chan_get(c);
+  if (!ch) {
+    close(mfd);
+    return cudaErrorDevicesUnavailable;
+  }
+  st = call(c, ch, &m, NULL, mfd, NULL) < 0 ? cudaErrorDevicesUnavailable
+                                            : m.status;
+  close(mfd);
+  if (st == 0)
+    *mod = (void *)(uintptr_t)m.a[0];
+  else
+    snprintf(why, AGT_WHY_MAX, "%s", (char *)ch->buf);
+  chan_put(c, ch);
+  return st;
+}
+
+static void proc_module_unload(struct agt_bctx *c, void *mod)
+{
+  struct pmsg m = {.op = P_MODUNLOAD, .a = {(uint64_t)(uintptr_t)mod}};
+
+  (void)simple(c, &m, NULL);
+}
+
+static uint32_t proc_function_get(struct agt_bctx *c, void *mod,
+                                  const char *name, void **fn)
+{
+  struct pmsg m = {.op = P_FUNC, .a = {(uint64_t)(uintptr_t)mod}};
+  size_t n = strlen(name);
+  uint32_t st;
+
+  if (n >= PMSG_INLINE)
+    return cudaErrorInvalidDeviceFunction;
+  m.len = (uint32_t)n;
+  st = simple(c, &m, name);
+  if (!st)
+    *fn = (void *)(uintptr_t)m.a[0];
+  return st;
+}
+
+static uint32_t proc_symbol_get(struct agt_bctx *c, void *mod,
+                                const char *name, uint64_t *addr,
+                                uint64_t *size)
+{
+  struct pmsg m = {.op = P_SYM, .a = {(uint64_t)(uintptr_t)mod}};
+  size_t n = strlen(name);
+  uint32_t st;
+
+  if (n >= PMSG_INLINE)
+    return cudaErrorInvalidSymbol;
+  m.len = (uint32_t)n;
+  st = simple(c, &m, name);
+  if (!st) {
+    *addr = m.a[0];
+    *size = m.a[1];
+  }
+  return st;
+}
+
+static uint32_t proc_function_attrs(struct agt_bctx *c, void *fn,
+                                    struct agt_fattrs *a)
+{
+  struct pmsg m = {.op = P_FATTRS, .a = {(uint64_t)(uintptr_t)fn}};
+  struct pchan *ch = chan_get(c);
+  uint32_t st;
+
+  if (!ch)
+    return cudaErrorDevicesUnavailable;
+  st = call(c, ch, &m, NULL, -1, NULL) < 0 ? cudaErrorDevicesUnavailable
+                                           : m.status;
+  if (!st && m.len == sizeof(*a))
+    memcpy(a, ch->buf, sizeof(*a));
+  else if (!st)
+    st = cudaErrorUnknown;
+  chan_put(c, ch);
+  return st;
+}
+
+/* LAUNCH: a[] = grid, block, shmem | stream, stack_size; inline = params. */
+static uint32_t proc_launch(struct agt_bctx *c, void *fn,
+                            const struct agt_launch *l)
+{
+  struct pmsg m = {.op = P_LAUNCH};
+  struct pchan *ch;
+  uint32_t st;
+
+  if (l->params_size > PMSG_INLINE)
+    return cudaErrorInvalidValue;
+  m.a[0] = (uint64_t)(uintptr_t)fn;
+  m.a[1] = (uint64_t)l->grid[0] | (uint64_t)l->grid[1] << 32;
+  m.a[2] = (uint64_t)l->grid[2] | (uint64_t)l->block[0] << 32;
+  m.a[3] = (uint64_t)l->block[1] | (uint64_t)l->block[2] << 32;
+  m.a[4] = (uint64_t)l->shmem | (uint64_t)l->stack_size << 32;
+  m.a[5] = l->stream;
+  m.len = l->params_size;
+  ch = chan_get(c);
+  if (!ch)
+    return cudaErrorDevicesUnavailable;
+  st = call(c, ch, &m, l->params, -1, l) < 0 ? cudaErrorDevicesUnavailable
+                                             : m.status;
+  chan_put(c, ch);
+  return st;
+}
+
+static void proc_devinfo(struct agt_backend *b, struct tr_devinfo *d)
+{
+  struct proc *p = (struct proc *)b;
+
+  p->inner->ops->devinfo(p->inner, d);
+}
+
+static void proc_dev_mem_info(struct agt_backend *b, uint64_t *free_b,
+                              uint64_t *total)
+{
+  struct proc *p = (struct proc *)b;
+
+  if (p->inner->ops->dev_mem_info)
+    p->inner->ops->dev_mem_info(p->inner, free_b, total);
+}
+
+static void proc_destroy(struct agt_backend *b)
+{
+  struct proc *p = (struct proc *)b;
+
+  if (p->spare_pid) {
+    close(p->spare_ctl);
+    reap(p->spare_pid, PROC_CLOSE_MS);
+  }
+  p->inner->ops->destroy(p->inner);
+  pthread_mutex_destroy(&p->mu);
+  free(p);
+}
+
+static const struct agt_backend_ops proc_ops = {
+  .destroy = proc_destroy,
+  .devinfo = proc_devinfo,
+  .ctx_open = proc_ctx_open,
+  .ctx_close = proc_ctx_close,
+  .mem_alloc = proc_mem_alloc,
+  .mem_free = proc_mem_free,
+  .mem_check = proc_mem_check,
+  .mem_pin = proc_mem_pin,
+  .mem_unpin = proc_mem_unpin,
+  .copy_h2d = proc_copy_h2d,
+  .copy_d2h = proc_copy_d2h,
+  .copy_d2d = proc_copy_d2d,
+  .memset_d8 = proc_memset_d8,
+  .mem_info = proc_mem_info,
+  .dev_mem_info = proc_dev_mem_info,
+  .synchronize = proc_synchronize,
+  .module_load = proc_module_load,
+  .module_unload = proc_module_unload,
+  .function_get = proc_function_get,
+  .symbol_get = proc_symbol_get,
+  .function_attrs = proc_function_attrs,
+  .launch = proc_launch,
+};
+
+int agt_proc_new(struct agt_backend *inner, const struct agt_emu_config *emu,
+                 struct agt_backend **out)
+{
+  struct proc *p = calloc(1, sizeof(*p));
+
+  if (!p)
+    return -ENOMEM;
+  p->ops = proc_ops;
+  p->ops.name = inner->ops->name; /* what the sessions run on */
+  p->b.ops = &p->ops;
+  p->inner = inner;
+  snprintf(p->init.kind, sizeof(p->init.kind), "%s", inner->ops->name);
+  if (emu) {
+    snprintf(p->init.emu_name, sizeof(p->init.emu_name), "%s",
+             emu->name ? emu->name : "");
+    p->init.emu_mem = emu->mem;
+    p->init.emu_watchdog_ms = emu->watchdog_ms;
+    p->init.emu_sm_count = emu->sm_count;
+    p->init.emu_workers = emu->workers;
+    p->init.emu_cc = emu->cc;
+  }
+  pthread_mutex_init(&p->mu, NULL);
+  p->spare_ctl = -1;
+  if (spawn_worker(p, &p->spare_pid, &p->spare_ctl) < 0) {
+    p->spare_pid = 0;
+    p->spare_ctl = -1;
+  }
+  *out = &p->b;
+  return 0;
+}
+
+/* =========================================================================
+ * The worker's side
+ * ========================================================================= */
+
+struct wmod {
+  void *mod;
+  void *map;
+  size_t len;
+};
+
+struct worker {
+  struct agt_backend *be;
+  struct agt_bctx *ctx;
+  int out_r; /* the read end of our stdout (the driver's printf) */
+};
+
+struct wchan {
+  struct worker *w;
+  int fd;
+  uint8_t *shm;
+  uint8_t *buf;
+  pthread_mutex_t send_mu; /* OUT messages come from any thread */
+};
+
+static void reply(struct wchan *ch, uint32_t st, const uint64_t *a,
+                  unsigned na, const void *data, size_t len)
+{
+  struct pmsg m = {.op = P_REPLY, .status = st, .len = (uint32_t)len};
+
+  for (unsigned i = 0; i < na; i++)
+    m.a[i] = a[i];
+  pthread_mutex_lock(&ch->send_mu);
+  (void)psend(ch->fd, &m, data, -1);
+  pthread_mutex_unlock(&ch->send_mu);
+}
+
+static void send_out(void *arg, int fd, const char *s, size_t n)
+{
+  struct wchan *ch = arg;
+
+  while (n) {
+    size_t k = n < PMSG_INLINE ? n : PMSG_INLINE;
+    struct pmsg m = {.op = P_OUT, .a = {(uint64_t)fd}, .len = (uint32_t)k};
+
+    pthread_mutex_lock(&ch->send_mu);
+    (void)psend(ch->fd, &m, s, -1);
+    pthread_mutex_unlock(&ch->send_mu);
+    s += k;
+    n -= k;
+  }
+}
+
+/* What the driver printed since the last look (cuda printf), as OUT. */
+static void drain_stdout(struct wchan *ch)
+{
+  char b[4096];
+  ssize_t n;
+
+  if (ch->w->out_r < 0)
+    return;
+  fflush(stdout);
+  while ((n = read(ch->w->out_r, b, sizeof(b))) > 0)
+    send_out(ch, 1, b, (size_t)n);
+}
+
+static void serve_call(struct wchan *ch, struct pmsg *m, int fd)
+{
+  const struct agt_backend_ops *o = ch->w->be->ops;
+  struct agt_bctx *c = ch->w->ctx;
+  uint64_t a[2] = {0, 0};
+  uint32_t st;
+
+  switch (m->op) {
+  case P_MALLOC:
+    st = o->mem_alloc(c, m->a[0], &a[0]);
+    reply(ch, st, a, 1, NULL, 0);
+    break;
+  case P_FREE:
+    reply(ch, o->mem_free(c, m->a[0]), NULL, 0, NULL, 0);
+    break;
+  case P_CHECK:
+    reply(ch, o->mem_check(c, m->a[0], m->a[1]), NULL, 0, NULL, 0);
+    break;
+  case P_H2D:
+    st = m->a[1] <= PROC_SHM ? o->copy_h2d(c, m->a[0], ch->shm, m->a[1])
+                             : cudaErrorInvalidValue;
+    reply(ch, st, NULL, 0, NULL, 0);
+    break;
+  case P_D2H:
+    st = m->a[1] <= PROC_SHM ? o->copy_d2h(c, ch->shm, m->a[0], m->a[1])
+                             : cudaErrorInvalidValue;
+    reply(ch, st, NULL, 0, NULL, 0);
+    break;
+  case P_D2D:
+    reply(ch, o->copy_d2d(c, m->a[0], m->a[1], m->a[2]), NULL, 0, NULL, 0);
+    break;
+  case P_MEMSET:
+    reply(ch, o->memset_d8(c, m->a[0], (uint8_t)m->a[1], m->a[2]), NULL, 0,
+          NULL, 0);
+    break;
+  case P_MEMINFO:
+    st = o->mem_info(c, &a[0], &a[1]);
+    reply(ch, st, a, 2, NULL, 0);
+    break;
+  case P_SYNC:
+    reply(ch, o->synchronize(c), NULL, 0, NULL, 0);
+    break;
+  case P_MODLOAD: {
+    struct wmod *wm = calloc(1, sizeof(*wm));
+    char why[AGT_WHY_MAX] = "";
+
+    st = cudaErrorMemoryAllocation;
+    if (wm && fd >= 0 && m->a[0]) {
+      wm->len = m->a[0];
+      wm->map = mmap(NULL, wm->len, PROT_READ, MAP_PRIVATE, fd, 0);
+      if (wm->map == MAP_FAILED)
+        wm->map = NULL;
+      else
+        st = o->module_load(c, wm->map, wm->len, &wm->mod, why);
+    }
+    if (st) {
+      if (wm && wm->map)
+        munmap(wm->map, wm->len);
+      free(wm);
+      reply(ch, st, NULL, 0, why, strlen(why));
+    } else {
+      a[0] = (uint64_t)(uintptr_t)wm;
+      reply(ch, 0, a, 1, NULL, 0);
+    }
+    break;
+  }
+  case P_MODUNLOAD: {
+    struct wmod *wm = (struct wmod *)(uintptr_t)m->a[0];
+
+    o->module_unload(c, wm->mod);
+    munmap(wm->map, wm->len);
+    free(wm);
+    reply(ch, 0, NULL, 0, NULL, 0);
+    break;
+  }
+  case P_FUNC: {
+    struct wmod *wm = (struct wmod *)(uintptr_t)m->a[0];
+    void *fn = NULL;
+
+    st = o->function_get(c, wm->mod, (const char *)ch->buf, &fn);
+    a[0] = (uint64_t)(uintptr_t)fn;
+    reply(ch, st, a, 1, NULL, 0);
+    break;
+  }
+  case P_SYM: {
+    struct wmod *wm = (struct wmod *)(uintptr_t)m->a[0];
+
+    st = o->symbol_get(c, wm->mod, (const char *)ch->buf, &a[0], &a[1]);
+    reply(ch, st, a, 2, NULL, 0);
+    break;
+  }
+  case P_FATTRS: {
+    struct agt_fattrs fa;
+
+    memset(&fa, 0, sizeof(fa));
+    st = o->function_attrs(c, (void *)(uintptr_t)m->a[0], &fa);
+    reply(ch, st, NULL, 0, &fa, st ? 0 : sizeof(fa));
+    break;
+  }
+  case P_LAUNCH: {
+    struct agt_launch l = {
+      .grid = {(uint32_t)m->a[1], (uint32_t)(m->a[1] >> 32),
+               (uint32_t)m->a[2]},
+      .block = {(uint32_t)(m->a[2] >> 32), (uint32_t)m->a[3],
+                (uint32_t)(m->a[3] >> 32)},
+      .shmem = (uint32_t)m->a[4],
+      .stack_size = (uint32_t)(m->a[4] >> 32),
+      .stream = m->a[5],
+      .params = ch->buf,
+      .params_size = m->len,
+      .out = send_out,
+      .out_arg = ch,
+    };
+
+    st = o->launch(c, (void *)(uintptr_t)m->a[0], &l);
+    drain_stdout(ch);
+    reply(ch, st, NULL, 0, NULL, 0);
+    break;
+  }
+  default:
+    reply(ch, cudaErrorNotSupported, NULL, 0, NULL, 0);
+  }
+}
+
+static void *serve_channel(void *arg)
+{
+  struct wchan *ch = arg;
+  struct pmsg m;
+  int fds[2];
+
+  while (precv(ch->fd, &m, ch->buf, fds) == 0) {
+    serve_call(ch, &m, fds[0]);
+    if (fds[0] >= 0)
+      close(fds[0]);
+    if (fds[1] >= 0)
+      close(fds[1]);
+  }
+  return NULL; /* the agent closed it: the session is ending */
+}
+
+static int open_inner(const struct pinit *in, struct agt_backend **be,
+                      const char **why)
+{
+  struct agt_emu_config ec = {
+    .name = in->emu_name,
+    .mem = in->emu_mem,
+    .sm_count = in->emu_sm_count,
+    .workers = in->emu_workers,
+    .cc = in->emu_cc,
+    .watchdog_ms = in->emu_watchdog_ms,
+  };
+
+  if (strcmp(in->kind, "cuda") == 0)
+    return agt_cuda_new(0, be, why);
+  if (agt_emu_new(&ec, be) < 0) {
+    *why = "out of memory";
+    return -ENOMEM;
+  }
+  return 0;
+}
+
+int agt_proc_worker_main(int ctl)
+{
+  struct worker w = {.out_r = -1};
+  struct pmsg m;
+  uint8_t *buf = malloc(PMSG_INLINE + 1);
+  struct pinit in;
+  const char *why = NULL;
+  int fds[2];
+  struct wchan cc = {.w = &w, .fd = ctl};
+
+  if (!buf)
+    return 1;
+  cc.buf = buf;
+  pthread_mutex_init(&cc.send_mu, NULL);
+  if (getppid() == 1) /* the agent died before PR_SET_PDEATHSIG took */
+    return 1;
+  if (precv(ctl, &m, buf, NULL) < 0 || m.op != P_INIT ||
+      m.len != sizeof(in))
+    return 1;
+  memcpy(&in, buf, sizeof(in));
+  in.kind[sizeof(in.kind) - 1] = 0;
+  in.emu_name[sizeof(in.emu_name) - 1] = 0;
+  if (strcmp(in.kind, "cuda") == 0) {
+    /* The driver prints a kernel's printf to our stdout: a pipe we read
+       after each launch, so it reaches the session's program. */
+    int p[2];
+
+    if (pipe2(p, O_CLOEXEC) == 0) {
+      fcntl(p[0], F_SETFL, O_NONBLOCK);
+      fcntl(p[1], F_SETFL, O_NONBLOCK);
+      dup2(p[1], 1);
+      close(p[1]);
+      w.out_r = p[0];
+    }
+  }
+  if (open_inner(&in, &w.be, &why) < 0) {
+    /* Answer the OPEN that comes with the reason. */
+    if (!why)
+      why = "cannot open the backend";
+    if (precv(ctl, &m, buf, NULL) == 0)
+      reply(&cc, EIO, NULL, 0, why, strlen(why));
+    return 1;
+  }
+  if (precv(ctl, &m, buf, NULL) < 0 || m.op != P_OPEN)
+    return 1;
+  {
+    int rc = w.be->ops->ctx_open(w.be, m.a[0], m.a[1], &w.ctx, &why);
+
+    if (rc < 0) {
+      reply(&cc, (uint32_t)-rc, NULL, 0, why, strlen(why));
+      w.be->ops->destroy(w.be);
+      return 1;
+    }
+  }
+  reply(&cc, 0, NULL, 0, NULL, 0);
+
+  while (precv(ctl, &m, buf, fds) == 0) {
+    if (m.op == P_CHANNEL && fds[0] >= 0 && fds[1] >= 0) {
+      struct wchan *ch = calloc(1, sizeof(*ch));
+      pthread_t t;
+
+      if (!ch)
+        return 1;
+      ch->w = &w;
+      ch->fd = fds[0];
+      ch->buf = malloc(PMSG_INLINE + 1);
+      ch->shm = mmap(NULL, PROC_SHM, PROT_READ | PROT_WRITE, MAP_SHARED,
+                     fds[1], 0);
+      close(fds[1]);
+      pthread_mutex_init(&ch->send_mu, NULL);
+      if (!ch->buf || ch->shm == MAP_FAILED ||
+          pthread_create(&t, NULL, serve_channel, ch) != 0)
+        return 1; /* the agent sees us gone */
+      pthread_detach(t);
+      continue;
+    }
+    if (fds[0] >= 0)
+      close(fds[0]);
+    if (fds[1] >= 0)
+      close(fds[1]);
+    if (m.op == P_CLOSE)
+      break;
+  }
+  /* CLOSE, or the agent is gone: no call of the session runs any more
+     (the agent closes only idle sessions). */
+  w.be->ops->ctx_close(w.ctx);
+  w.be->ops->destroy(w.be);
+  if (m.op == P_CLOSE)
+    reply(&cc, 0, NULL, 0, NULL, 0);
+  return 0;
+}
