@@ -1077,6 +1077,10 @@ int agt_proc_worker_main(int ctl)
 
   if (!buf)
     return 1;
+  /* The agent already said what its backend is; a worker speaks up only
+     when something goes wrong. */
+  if (tr_log_level == TR_LOG_INFO)
+    tr_log_level = TR_LOG_WARN;
   cc.buf = buf;
   pthread_mutex_init(&cc.send_mu, NULL);
   if (getppid() == 1) /* the agent died before PR_SET_PDEATHSIG took */

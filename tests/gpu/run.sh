@@ -14,9 +14,8 @@
 #   4. the same binaries under the shim against a LOCAL emulated agent on
 #      this machine: the emulator agrees with the GPU on every program;
 #      4c. LOCAL(cuda): the same binaries under the shim against a LOCAL
-#      agent with the cuda backend, i.e. on this GPU through tremote (less
-#      emu_printf, the backend's known limit, which runs after them for
-#      the record without deciding the step);
+#      agent with the cuda backend, i.e. on this GPU through tremote
+#      (sessions in worker processes, the cuda backend's default);
 #      4d. tremote-smi's NVML figures against nvidia-smi's;
 #   5. the runtime programs of issue 5 natively (their expectations are a
 #      real GPU's);
@@ -59,17 +58,14 @@ step "4. the same programs under tremote, emulated device on this host"
 bash "$src/tests/integration/emu_apps.sh" "$B" || fails+=("emulated apps")
 
 step "4c. LOCAL(cuda): the same programs under tremote, cuda backend on this GPU"
-# emu_printf: device printf goes to the agent's stdout, not the program's
-# (docs/ARCHITECTURE.md, "The cuda backend").
+# Every program, device printf included: each session's worker process
+# has its own stdout, read back after each launch (--isolation process).
 cuda_apps=(emu_vector_add emu_saxpy_double emu_matmul_tiled emu_reduce_shared
     emu_reduce_shuffle emu_histogram emu_prefix_scan emu_transpose emu_template
     emu_struct_param emu_recursion emu_grid_stride emu_oob emu_half
-    emu_divergence emu_device_props emu_constant)
+    emu_divergence emu_device_props emu_constant emu_printf)
 TR_BACKEND=cuda bash "$src/tests/integration/emu_apps.sh" "$B" "${cuda_apps[@]}" ||
     fails+=("cuda apps")
-echo "known limits of the cuda backend (not counted):"
-TR_BACKEND=cuda bash "$src/tests/integration/emu_apps.sh" "$B" emu_printf ||
-    echo "(as expected: see docs/ARCHITECTURE.md, \"The cuda backend\")"
 
 step "4d. tremote-smi on the cuda backend: NVML's figures against nvidia-smi's"
 (
