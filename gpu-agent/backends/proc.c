@@ -88,7 +88,8 @@ struct pinit {
   char kind[8];
   char emu_name[64];
   uint64_t emu_mem, emu_watchdog_ms;
-  uint32_t emu_sm_count, emu_workers, emu_cc, pad;
+  uint32_t emu_sm_count, emu_workers, emu_cc;
+  int32_t log_level; /* the agent's --log-level */
 };
 
 /* ---- messages ------------------------------------------------------------- */
@@ -820,6 +821,7 @@ int agt_proc_new(struct agt_backend *inner, const struct agt_emu_config *emu,
   p->b.ops = &p->ops;
   p->inner = inner;
   snprintf(p->init.kind, sizeof(p->init.kind), "%s", inner->ops->name);
+  p->init.log_level = tr_log_level;
   if (emu) {
     snprintf(p->init.emu_name, sizeof(p->init.emu_name), "%s",
              emu->name ? emu->name : "");
@@ -1077,10 +1079,6 @@ int agt_proc_worker_main(int ctl)
 
   if (!buf)
     return 1;
-  /* The agent already said what its backend is; a worker speaks up only
-     when something goes wrong. */
-  if (tr_log_level == TR_LOG_INFO)
-    tr_log_level = TR_LOG_WARN;
   cc.buf = buf;
   pthread_mutex_init(&cc.send_mu, NULL);
   if (getppid() == 1) /* the agent died before PR_SET_PDEATHSIG took */
@@ -1089,6 +1087,7 @@ int agt_proc_worker_main(int ctl)
       m.len != sizeof(in))
     return 1;
   memcpy(&in, buf, sizeof(in));
+  tr_log_level = in.log_level; /* as the agent was told */
   in.kind[sizeof(in.kind) - 1] = 0;
   in.emu_name[sizeof(in.emu_name) - 1] = 0;
   if (strcmp(in.kind, "cuda") == 0) {
