@@ -280,8 +280,28 @@ static void hello_answer(struct brk_client *c)
     c->ms[m->index].m = m; /* it may have been added since the accept */
     ndev++;
   }
+  /* Then each device's machine name (a u8 length and its bytes), so a
+     program's messages can name the machine (flag TR_HELLO_NAMES). */
+  {
+    size_t at = len;
+    int fit = 1;
+
+    for (unsigned i = 0; i < ndev && fit; i++) {
+      const char *nm = c->b->machines[c->ord2m[i]]->name;
+      size_t n = strlen(nm);
+
+      fit = at + 1 + n <= room;
+      if (fit) {
+        extra[at] = (uint8_t)n;
+        memcpy(extra + at + 1, nm, n);
+        at += 1 + n;
+      }
+    }
+    if (fit)
+      len = at;
+    tr_put_u32(extra + 4, fit ? TR_HELLO_NAMES : 0);
+  }
   tr_put_u32(extra, ndev);
-  tr_put_u32(extra + 4, 0);
   c->ndev = ndev;
   h.extra_len = (uint32_t)len;
   tr_hello_pack(&h, hb);

@@ -602,6 +602,33 @@ int shim_output_pending(int dev)
   return (atomic_load(&output_pending) >> dev) & 1;
 }
 
+/*
+ * Once per device: which machine was lost.  The error comes back on the
+ * call that met it, which is the current device's in all but copies to
+ * another device's memory, so that is the device named.
+ */
+static void warn_lost(int dev)
+{
+  static _Atomic uint64_t said;
+  uint64_t bit = dev >= 0 && dev < 64 ? 1ull << dev : 0;
+  const char *name = dev >= 0 && (uint32_t)dev < shim_proc.cli.ndev &&
+                             shim_proc.cli.mname && shim_proc.cli.mname[dev][0]
+                         ? shim_proc.cli.mname[dev]
+                         : NULL;
+
+  if (!bit || (atomic_fetch_or(&said, bit) & bit))
+    return;
+  if (getenv("TREMOTE_QUIET") && strcmp(getenv("TREMOTE_QUIET"), "1") == 0)
+    return;
+  if (name)
+    fprintf(stderr, "tremote: machine %s (CUDA device %d) was lost: its "
+                    "memory and work are gone ('tremote machine ls' says "
+                    "why)\n", name, dev);
+  else
+    fprintf(stderr, "tremote: the machine of CUDA device %d was lost: its "
+                    "memory and work are gone\n", dev);
+}
+
 cudaError_t shim_cuda_error(struct shim_thread *t, int rc)
 {
   cudaError_t e;
@@ -613,8 +640,7 @@ cudaError_t shim_cuda_error(struct shim_thread *t, int rc)
   } else if (rc > 0) {
     switch ((unsigned)rc) {
     case TR_ST_MACHINE_LOST:
-      shim_warn_once("lost", "the machine of this device was lost; its "
-                             "memory and work are gone");
+      warn_lost(t->device);
       e = cudaErrorDevicesUnavailable;
       break;
     case TR_ST_BAD_HANDLE:

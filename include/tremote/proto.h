@@ -343,6 +343,12 @@ int tr_hello_choose(const struct tr_hello *mine, const struct tr_hello *theirs);
 
 /* The agent's /v1/status payload (agent_routes.c, PROTOCOL.md): memory,
    sessions and NVML's figures.  Agents before the figures sent 24. */
+/* The broker's HELLO role data: u32 ndev, u32 flags, ndev device
+   descriptions, then, with this flag, each device's machine name as a u8
+   length and its bytes (at most TR_MACHINE_NAME_MAX - 1). */
+#define TR_HELLO_NAMES 1u
+#define TR_MACHINE_NAME_MAX 32
+
 #define TR_STATUS_SIZE 72
 #define TR_STATUS_SIZE_V0 24
 

@@ -162,7 +162,8 @@ echo "preempted: the program ended with status $rc after $ms ms:"
 cat "$TR_TMP/victim.out"
 [ "$rc" != 0 ] || tr_fail "the program did not see an error"
 grep -q "FAIL" "$TR_TMP/victim.out" || { cat "$TR_TMP/victim.out"; tr_fail "no FAIL line"; }
-grep -q "was lost" "$TR_TMP/victim.out" || tr_fail "no line saying the machine was lost"
+grep -q "^tremote: machine gpu0 (CUDA device 0) was lost" "$TR_TMP/victim.out" ||
+    tr_fail "no line naming the lost machine"
 [ "$ms" -lt 10000 ] || tr_fail "the error took $ms ms (bound: 10 s)"
 tr_wait_line ".*gpu0: Modal says $id0 is stopped: preempted" "$TR_TMP/broker.log" "$BROKER_PID" 10 ||
     tr_fail "the broker did not log Modal's reason"

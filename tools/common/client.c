@@ -272,7 +272,7 @@ int tr_client_connect(struct tr_client *c, const char *path, int timeout_ms,
   {
     const uint8_t *p = rbuf + TR_HDR_SIZE + TR_HELLO_SIZE;
     size_t left = theirs.extra_len - 8;
-    uint32_t ndev = tr_get_u32(p);
+    uint32_t ndev = tr_get_u32(p), flags = tr_get_u32(p + 4);
     size_t used;
 
     if (ndev > TR_CLIENT_MAX_DEV) {
@@ -285,6 +285,11 @@ int tr_client_connect(struct tr_client *c, const char *path, int timeout_ms,
       rc = -ENOMEM;
       goto out_fail;
     }
+    c->mname = calloc(ndev ? ndev : 1, sizeof(*c->mname));
+    if (!c->mname) {
+      rc = -ENOMEM;
+      goto out_fail;
+    }
     for (uint32_t i = 0; i < ndev; i++) {
       if (tr_devinfo_unpack(p, left, &c->dev[i], &used) < 0) {
         *why = "malformed device description in HELLO reply";
@@ -292,6 +297,16 @@ int tr_client_connect(struct tr_client *c, const char *path, int timeout_ms,
       }
       p += used;
       left -= used;
+    }
+    /* The machines' names, when the broker sends them. */
+    for (uint32_t i = 0; (flags & TR_HELLO_NAMES) && i < ndev && left; i++) {
+      size_t k = p[0];
+
+      if (k + 1 > left || k >= TR_MACHINE_NAME_MAX)
+        break;
+      memcpy(c->mname[i], p + 1, k);
+      p += 1 + k;
+      left -= 1 + k;
     }
     c->ndev = ndev;
   }
@@ -302,6 +317,8 @@ out_fail:
   free(rbuf);
   free(c->dev);
   c->dev = NULL;
+  free(c->mname);
+  c->mname = NULL;
   if (c->fd >= 0)
     close(c->fd);
   c->fd = -1;
@@ -316,6 +333,8 @@ void tr_client_close(struct tr_client *c)
   c->fd = -1;
   free(c->dev);
   c->dev = NULL;
+  free(c->mname);
+  c->mname = NULL;
   c->ndev = 0;
   pthread_mutex_destroy(&c->lock);
 }

@@ -27,6 +27,8 @@ struct tr_client {
   uint64_t caps;          /* agreed */
   uint32_t ndev;
   struct tr_devinfo *dev; /* ndev entries, owned */
+  char (*mname)[TR_MACHINE_NAME_MAX]; /* each device's machine name ("" if
+                                         the broker did not say), owned */
   uint64_t next_ctl_id;
   char refusal[200];      /* why the broker refused us (tr_client_connect) */
 };
