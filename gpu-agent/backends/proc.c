@@ -542,59 +542,133 @@ static void proc_mem_unpin(struct agt_bctx *c, void *pin)
 
 /*
  * Copies between the agent's memory and the device go through the
- * channel's shared memory in PROC_SHM pieces; the whole range is checked
- * first, so a bad range fails before any byte moves, as the contract
- * wants.
+ * channel's shared memory in halves of it, two pieces in flight: while
+ * the worker copies one half to or from the device, the agent fills or
+ * empties the other (a channel's replies come in order).  The whole range
+ * is checked first when it takes more than one piece, so a bad range
+ * fails before any byte moves, as the contract wants.
  */
+#define PROC_HALF (PROC_SHM / 2)
+
+/* Send one piece: op on [dev + off, n) through half (off / PROC_HALF) % 2. */
+static int piece_send(struct pchan *ch, enum pop op, uint64_t dev,
+                      uint64_t off, uint64_t n)
+{
+  struct pmsg m = {.op = op,
+                   .a = {dev + off, n, (off / PROC_HALF) % 2 * PROC_HALF}};
+
+  return psend(ch->fd, &m, NULL, -1);
+}
+
+/* The next piece's reply: its status, or -1 when the worker is gone. */
+static int piece_wait(struct pchan *ch)
+{
+  struct pmsg m;
+
+  if (precv(ch->fd, &m, ch->buf, NULL) < 0 || m.op != P_REPLY)
+    return -1;
+  return (int)m.status;
+}
+
 static uint32_t proc_copy_h2d(struct agt_bctx *c, uint64_t dst,
                               const void *src, uint64_t len)
 {
   struct pchan *ch;
-  uint32_t st = 0;
+  uint64_t off, sent = 0, done = 0;
+  int st = 0;
 
   if (len == 0)
     return cudaSuccess;
-  if (len > PROC_SHM && (st = proc_mem_check(c, dst, len)) != 0)
-    return st;
+  if (len > PROC_HALF && (st = (int)proc_mem_check(c, dst, len)) != 0)
+    return (uint32_t)st;
   ch = chan_get(c);
   if (!ch)
     return cudaErrorDevicesUnavailable;
-  for (uint64_t off = 0; off < len && !st; off += PROC_SHM) {
-    uint64_t n = len - off < PROC_SHM ? len - off : PROC_SHM;
-    struct pmsg m = {.op = P_H2D, .a = {dst + off, n}};
+  for (off = 0; off < len && st == 0; off += PROC_HALF) {
+    uint64_t n = len - off < PROC_HALF ? len - off : PROC_HALF;
 
-    memcpy(ch->shm, (const uint8_t *)src + off, n);
-    st = call(c, ch, &m, NULL, -1, NULL) < 0 ? cudaErrorDevicesUnavailable
-                                             : m.status;
+    if (sent - done == 2) { /* this half is still being read */
+      st = piece_wait(ch);
+      done++;
+      if (st)
+        break;
+    }
+    memcpy(ch->shm + (off / PROC_HALF) % 2 * PROC_HALF,
+           (const uint8_t *)src + off, n);
+    if (piece_send(ch, P_H2D, dst, off, n) < 0) {
+      st = -1;
+      break;
+    }
+    sent++;
   }
+  while (done < sent && st >= 0) { /* the first error is the one told */
+    int r = piece_wait(ch);
+
+    done++;
+    if (r < 0)
+      st = -1;
+    else if (r && !st)
+      st = r;
+  }
+  if (st < 0)
+    mark_dead(c);
   chan_put(c, ch);
-  return st;
+  return st < 0 ? cudaErrorDevicesUnavailable : (uint32_t)st;
 }
 
 static uint32_t proc_copy_d2h(struct agt_bctx *c, void *dst, uint64_t src,
                               uint64_t len)
 {
   struct pchan *ch;
-  uint32_t st = 0;
+  uint64_t next = 0, off = 0;
+  int st = 0, inflight = 0;
 
   if (len == 0)
     return cudaSuccess;
-  if (len > PROC_SHM && (st = proc_mem_check(c, src, len)) != 0)
-    return st;
+  if (len > PROC_HALF && (st = (int)proc_mem_check(c, src, len)) != 0)
+    return (uint32_t)st;
   ch = chan_get(c);
   if (!ch)
     return cudaErrorDevicesUnavailable;
-  for (uint64_t off = 0; off < len && !st; off += PROC_SHM) {
-    uint64_t n = len - off < PROC_SHM ? len - off : PROC_SHM;
-    struct pmsg m = {.op = P_D2H, .a = {src + off, n}};
+  /* Two pieces asked for ahead; each reply's half is emptied, then the
+     piece after the next goes into it. */
+  for (; next < len && inflight < 2; next += PROC_HALF, inflight++)
+    if (piece_send(ch, P_D2H, src, next,
+                   len - next < PROC_HALF ? len - next : PROC_HALF) < 0) {
+      st = -1;
+      break;
+    }
+  while (inflight && st >= 0) {
+    uint64_t n = len - off < PROC_HALF ? len - off : PROC_HALF;
+    int r = piece_wait(ch);
 
-    st = call(c, ch, &m, NULL, -1, NULL) < 0 ? cudaErrorDevicesUnavailable
-                                             : m.status;
-    if (!st)
-      memcpy((uint8_t *)dst + off, ch->shm, n);
+    inflight--;
+    if (r < 0) {
+      st = -1;
+      break;
+    }
+    if (r || st) { /* drain what is in flight, keep the first error */
+      if (!st)
+        st = r;
+      continue;
+    }
+    memcpy((uint8_t *)dst + off, ch->shm + (off / PROC_HALF) % 2 * PROC_HALF,
+           n);
+    off += PROC_HALF;
+    if (next < len) {
+      if (piece_send(ch, P_D2H, src, next,
+                     len - next < PROC_HALF ? len - next : PROC_HALF) < 0) {
+        st = -1;
+        break;
+      }
+      next += PROC_HALF;
+      inflight++;
+    }
   }
+  if (st < 0)
+    mark_dead(c);
   chan_put(c, ch);
-  return st;
+  return st < 0 ? cudaErrorDevicesUnavailable : (uint32_t)st;
 }
 
 static uint32_t proc_copy_d2d(struct agt_bctx *c, uint64_t dst, uint64_t src,
@@ -924,14 +998,14 @@ static void serve_call(struct wchan *ch, struct pmsg *m, int fd)
   case P_CHECK:
     reply(ch, o->mem_check(c, m->a[0], m->a[1]), NULL, 0, NULL, 0);
     break;
-  case P_H2D:
-    st = m->a[1] <= PROC_SHM ? o->copy_h2d(c, m->a[0], ch->shm, m->a[1])
-                             : cudaErrorInvalidValue;
-    reply(ch, st, NULL, 0, NULL, 0);
-    break;
+  case P_H2D: /* a[] = device address, length, offset in shm */
   case P_D2H:
-    st = m->a[1] <= PROC_SHM ? o->copy_d2h(c, ch->shm, m->a[0], m->a[1])
-                             : cudaErrorInvalidValue;
+    if (m->a[2] > PROC_SHM || m->a[1] > PROC_SHM - m->a[2])
+      st = cudaErrorInvalidValue;
+    else if (m->op == P_H2D)
+      st = o->copy_h2d(c, m->a[0], ch->shm + m->a[2], m->a[1]);
+    else
+      st = o->copy_d2h(c, ch->shm + m->a[2], m->a[0], m->a[1]);
     reply(ch, st, NULL, 0, NULL, 0);
     break;
   case P_D2D:
