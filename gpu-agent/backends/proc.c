@@ -1155,8 +1155,9 @@ int agt_proc_worker_main(int ctl)
     return 1;
   cc.buf = buf;
   pthread_mutex_init(&cc.send_mu, NULL);
-  if (getppid() == 1) /* the agent died before PR_SET_PDEATHSIG took */
-    return 1;
+  /* An agent that died before PR_SET_PDEATHSIG took closed its end: the
+     first read sees it.  (Not getppid() == 1: the agent may itself be
+     PID 1, as the command of a container.) */
   if (precv(ctl, &m, buf, NULL) < 0 || m.op != P_INIT ||
       m.len != sizeof(in))
     return 1;
@@ -1170,6 +1171,9 @@ int agt_proc_worker_main(int ctl)
     int p[2];
 
     if (pipe2(p, O_CLOEXEC) == 0) {
+      /* Room for the driver's whole printf buffer (1 MiB by default)
+         between two looks; never a blocked driver. */
+      fcntl(p[1], F_SETPIPE_SZ, 1 << 20);
       fcntl(p[0], F_SETFL, O_NONBLOCK);
       fcntl(p[1], F_SETFL, O_NONBLOCK);
       dup2(p[1], 1);
