@@ -563,6 +563,8 @@ int brk_modal_machine_init(struct brk_machine *m, char *why, size_t cap);
 const char *brk_modal_id(const struct brk_machine *m);
 /* What m waits for now, for the machine list (the seconds live). */
 void brk_modal_progress(const struct brk_machine *m, char *out, size_t cap);
+/* Whether a request about m is out (not waiting out a back-off). */
+int brk_modal_busy(const struct brk_machine *m);
 /* Create (or find) the Sandbox and connect: machine_start for MODAL. */
 void brk_modal_start(struct brk_machine *m);
 /* m was removed: DELETE it on Modal. */

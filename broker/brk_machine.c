@@ -189,10 +189,15 @@ int brk_machines_init(struct brk *b)
 
 int brk_machines_starting(const struct brk *b)
 {
-  for (unsigned i = 0; i < b->nmachines; i++)
-    if (b->machines[i]->state == BRK_M_STARTING ||
-        b->machines[i]->state == BRK_M_REQUESTED)
+  /* A Modal machine waiting out a Retry-After (no capacity) or a back-off
+     is not about to be ready: programs do not wait for it. */
+  for (unsigned i = 0; i < b->nmachines; i++) {
+    const struct brk_machine *m = b->machines[i];
+
+    if ((m->state == BRK_M_STARTING || m->state == BRK_M_REQUESTED) &&
+        (!m->modal || brk_modal_busy(m)))
       return 1;
+  }
   return 0;
 }
 

@@ -387,6 +387,11 @@ int brk_modal_machine_init(struct brk_machine *m, char *why, size_t cap)
   return 0;
 }
 
+int brk_modal_busy(const struct brk_machine *m)
+{
+  return m->modal && (m->modal->req != NULL || m->modal->phase == MM_UP);
+}
+
 const char *brk_modal_id(const struct brk_machine *m)
 {
   return m->modal ? m->modal->id : NULL;
@@ -495,6 +500,8 @@ static void retry_in(struct brk_modal_m *mm, uint32_t ms)
   brk_op_cancel(mm->timer);
   mm->phase = MM_IDLE;
   mm->timer = brk_loop_timeout(mm->m->b->loop, ms, on_retry, mm);
+  /* Programs waiting in HELLO do not wait for this one meanwhile. */
+  brk_clients_machines_changed(mm->m->b);
 }
 
 static uint32_t next_backoff(struct brk_modal_m *mm)
@@ -607,8 +614,8 @@ static void on_machine(struct brk_modal_m *mm, json_t *j)
             article(mm->gpu), mm->gpu,
             (unsigned long long)waited, phase ? " (" : "", phase ? phase : "",
             phase ? ")" : "");
-    brk_clients_machines_changed(m->b);
     poll_machine(mm, POLL_WAIT_S);
+    brk_clients_machines_changed(m->b); /* after: a request is out */
     return;
   }
   if (strcmp(st, "failed") == 0) {
@@ -707,7 +714,6 @@ static void on_create(const struct brk_http_res *r, void *arg)
       s = 600;
     brk_warn("%s: %s; asking again in %ld s", m->name, e, s);
     set_why(m, "%s; asking again in %ld s", e, s);
-    brk_clients_machines_changed(m->b);
     retry_in(mm, (uint32_t)s * 1000u);
     return;
   }
@@ -759,12 +765,13 @@ static void create(struct brk_modal_m *mm)
   }
   if (m->why[0] == 0 || strncmp(m->why, "Modal stopped", 13) != 0)
     set_why(m, "asking Modal for %s %s", article(mm->gpu), mm->gpu);
-  brk_clients_machines_changed(m->b);
   mm->req = call(m->b, "POST", "/v1/machines", body, POST_TIMEOUT_MS,
                  on_create, mm);
   free(body);
   if (!mm->req)
     retry_in(mm, next_backoff(mm));
+  else
+    brk_clients_machines_changed(m->b); /* after: a request is out */
 }
 
 /* After a loss: Modal's word on what happened, then a new Sandbox. */

@@ -198,6 +198,20 @@ TREMOTE_VISIBLE_DEVICES=gpu0 tr_run "$APPS/memory_roundtrip" ||
     tr_fail "no program after the broker restart"
 grep -q '^PASS' "$TR_TMP/out" || tr_fail "no PASS after the broker restart"
 
+# ---- a machine Modal has no capacity for does not hold programs back -------
+sapi POST /standin/config '{"capacity": -1, "retry_after_s": 30}' >/dev/null
+LD_PRELOAD="$san" "$TREMOTE" machine add modal h100 --no-wait >"$TR_TMP/add.out" 2>&1 ||
+    { cat "$TR_TMP/add.out"; tr_fail "machine add --no-wait"; }
+read -r stuck _ <"$TR_TMP/add.out"
+wait_state "$stuck" "requested no H100 capacity" 10 || tr_fail "no capacity not shown: $(mstate "$stuck")"
+t0=$(date +%s%N)
+TREMOTE_VISIBLE_DEVICES=gpu0 tr_run "$APPS/memory_roundtrip" || tr_fail "a program beside a machine waiting for capacity"
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+echo "a program while $stuck waits for capacity: $ms ms"
+[ "$ms" -lt 10000 ] || tr_fail "the program waited $ms ms for a machine Modal has no capacity for"
+sapi POST /standin/config '{"capacity": 0}' >/dev/null
+LD_PRELOAD="$san" "$TREMOTE" machine rm "$stuck" >/dev/null 2>&1 || tr_fail "machine rm $stuck"
+
 # ---- removal deletes ----------------------------------------------------------
 LD_PRELOAD="$san" "$TREMOTE" machine rm gpu0 >/dev/null 2>&1 || tr_fail "machine rm gpu0"
 for _ in $(seq 50); do
