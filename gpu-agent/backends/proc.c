@@ -61,41 +61,15 @@
 
 #include "agent.h"
 #include "backend.h"
+#include "proc_int.h"
 
-#define PROC_SHM (4u << 20)
-#define PMSG_INLINE (64u << 10)
 #define PROC_CLOSE_MS 5000
 #define PROC_OPEN_MS 30000
-
-enum pop {
-  P_INIT = 1, P_OPEN, P_CHANNEL, P_CLOSE, /* control socket */
-  P_MALLOC, P_FREE, P_CHECK, P_H2D, P_D2H, P_D2D, P_MEMSET, P_MEMINFO,
-  P_SYNC, P_MODLOAD, P_MODUNLOAD, P_FUNC, P_SYM, P_FATTRS, P_LAUNCH,
-  P_OUT,   /* worker -> agent during a launch: a[0] = fd, inline text */
-  P_REPLY, /* status, a[], inline */
-};
-
-struct pmsg {
-  uint32_t op;
-  uint32_t status;
-  uint64_t a[6];
-  uint32_t len; /* inline bytes that follow */
-  uint32_t pad;
-};
-
-/* INIT's inline part: the inner backend's configuration. */
-struct pinit {
-  char kind[8];
-  char emu_name[64];
-  uint64_t emu_mem, emu_watchdog_ms;
-  uint32_t emu_sm_count, emu_workers, emu_cc;
-  int32_t log_level; /* the agent's --log-level */
-};
 
 /* ---- messages ------------------------------------------------------------- */
 
 /* Send a header, inline bytes and optionally one descriptor.  0 or -1. */
-static int psend(int fd, const struct pmsg *m, const void *data, int pass_fd)
+int proc_send(int fd, const struct pmsg *m, const void *data, int pass_fd)
 {
   struct iovec iov[2] = {{(void *)m, sizeof(*m)}, {(void *)data, m->len}};
   union {
@@ -129,7 +103,7 @@ static int psend(int fd, const struct pmsg *m, const void *data, int pass_fd)
 /* Receive one message: header into *m, inline bytes into data (cap
    PMSG_INLINE, NUL-terminated after them), up to two descriptors into
    fds (-1 when absent).  0, or -1 at EOF or on error. */
-static int precv(int fd, struct pmsg *m, uint8_t *data, int fds[2])
+int proc_recv(int fd, struct pmsg *m, uint8_t *data, int fds[2])
 {
   struct iovec iov[2] = {{m, sizeof(*m)}, {data, PMSG_INLINE}};
   union {
@@ -235,7 +209,7 @@ static int spawn_worker(struct proc *p, pid_t *pid, int *ctl)
   }
   close(sv[1]);
   *ctl = sv[0];
-  if (psend(*ctl, &m, &p->init, -1) < 0) {
+  if (proc_send(*ctl, &m, &p->init, -1) < 0) {
     close(*ctl);
     kill(*pid, SIGKILL);
     waitpid(*pid, NULL, 0);
@@ -255,7 +229,7 @@ static int wait_reply(int fd, int ms, struct pmsg *m, uint8_t *buf)
   while (r < 0 && errno == EINTR);
   if (r <= 0)
     return -1;
-  return precv(fd, m, buf, NULL) < 0 || m->op != P_REPLY ? -1 : 0;
+  return proc_recv(fd, m, buf, NULL) < 0 || m->op != P_REPLY ? -1 : 0;
 }
 
 static void reap(pid_t pid, int ms)
@@ -300,7 +274,7 @@ static int proc_ctx_open(struct agt_backend *b, uint64_t base, uint64_t size,
     *why = "cannot start a worker process for the session";
     return -ENOMEM;
   }
-  if (psend(ctl, &m, NULL, -1) < 0 ||
+  if (proc_send(ctl, &m, NULL, -1) < 0 ||
       wait_reply(ctl, PROC_OPEN_MS, &m, buf) < 0) {
     close(ctl);
     reap(pid, 0);
@@ -452,10 +426,10 @@ static void mark_dead(struct agt_bctx *c)
 static int call(struct agt_bctx *c, struct pchan *ch, struct pmsg *m,
                 const void *data, int pass_fd, const struct agt_launch *l)
 {
-  if (psend(ch->fd, m, data, pass_fd) < 0)
+  if (proc_send(ch->fd, m, data, pass_fd) < 0)
     goto dead;
   for (;;) {
-    if (precv(ch->fd, m, ch->buf, NULL) < 0)
+    if (proc_recv(ch->fd, m, ch->buf, NULL) < 0)
       goto dead;
     if (m->op == P_REPLY)
       return 0;
@@ -488,7 +462,7 @@ static void proc_ctx_close(struct agt_bctx *c)
 
   /* The worker closes its context (freeing the device memory) and exits;
      a hung one is killed. */
-  if (buf && !c->dead && psend(c->ctl, &m, NULL, -1) == 0)
+  if (buf && !c->dead && proc_send(c->ctl, &m, NULL, -1) == 0)
     (void)wait_reply(c->ctl, PROC_CLOSE_MS, &m, buf);
   free(buf);
   close(c->ctl);
@@ -548,7 +522,6 @@ static void proc_mem_unpin(struct agt_bctx *c, void *pin)
  * is checked first when it takes more than one piece, so a bad range
  * fails before any byte moves, as the contract wants.
  */
-#define PROC_HALF (PROC_SHM / 2)
 
 /* Send one piece: op on [dev + off, n) through half (off / PROC_HALF) % 2. */
 static int piece_send(struct pchan *ch, enum pop op, uint64_t dev,
@@ -557,7 +530,7 @@ static int piece_send(struct pchan *ch, enum pop op, uint64_t dev,
   struct pmsg m = {.op = op,
                    .a = {dev + off, n, (off / PROC_HALF) % 2 * PROC_HALF}};
 
-  return psend(ch->fd, &m, NULL, -1);
+  return proc_send(ch->fd, &m, NULL, -1);
 }
 
 /* The next piece's reply: its status, or -1 when the worker is gone. */
@@ -565,7 +538,7 @@ static int piece_wait(struct pchan *ch)
 {
   struct pmsg m;
 
-  if (precv(ch->fd, &m, ch->buf, NULL) < 0 || m.op != P_REPLY)
+  if (proc_recv(ch->fd, &m, ch->buf, NULL) < 0 || m.op != P_REPLY)
     return -1;
   return (int)m.status;
 }
@@ -912,328 +885,5 @@ int agt_proc_new(struct agt_backend *inner, const struct agt_emu_config *emu,
     p->spare_ctl = -1;
   }
   *out = &p->b;
-  return 0;
-}
-
-/* =========================================================================
- * The worker's side
- * ========================================================================= */
-
-struct wmod {
-  void *mod;
-  void *map;
-  size_t len;
-};
-
-struct worker {
-  struct agt_backend *be;
-  struct agt_bctx *ctx;
-  int out_r; /* the read end of our stdout (the driver's printf) */
-};
-
-struct wchan {
-  struct worker *w;
-  int fd;
-  uint8_t *shm;
-  uint8_t *buf;
-  pthread_mutex_t send_mu; /* OUT messages come from any thread */
-};
-
-static void reply(struct wchan *ch, uint32_t st, const uint64_t *a,
-                  unsigned na, const void *data, size_t len)
-{
-  struct pmsg m = {.op = P_REPLY, .status = st, .len = (uint32_t)len};
-
-  for (unsigned i = 0; i < na; i++)
-    m.a[i] = a[i];
-  pthread_mutex_lock(&ch->send_mu);
-  (void)psend(ch->fd, &m, data, -1);
-  pthread_mutex_unlock(&ch->send_mu);
-}
-
-static void send_out(void *arg, int fd, const char *s, size_t n)
-{
-  struct wchan *ch = arg;
-
-  while (n) {
-    size_t k = n < PMSG_INLINE ? n : PMSG_INLINE;
-    struct pmsg m = {.op = P_OUT, .a = {(uint64_t)fd}, .len = (uint32_t)k};
-
-    pthread_mutex_lock(&ch->send_mu);
-    (void)psend(ch->fd, &m, s, -1);
-    pthread_mutex_unlock(&ch->send_mu);
-    s += k;
-    n -= k;
-  }
-}
-
-/* What the driver printed since the last look (cuda printf), as OUT. */
-static void drain_stdout(struct wchan *ch)
-{
-  char b[4096];
-  ssize_t n;
-
-  if (ch->w->out_r < 0)
-    return;
-  fflush(stdout);
-  while ((n = read(ch->w->out_r, b, sizeof(b))) > 0)
-    send_out(ch, 1, b, (size_t)n);
-}
-
-static void serve_call(struct wchan *ch, struct pmsg *m, int fd)
-{
-  const struct agt_backend_ops *o = ch->w->be->ops;
-  struct agt_bctx *c = ch->w->ctx;
-  uint64_t a[2] = {0, 0};
-  uint32_t st;
-
-  switch (m->op) {
-  case P_MALLOC:
-    st = o->mem_alloc(c, m->a[0], &a[0]);
-    reply(ch, st, a, 1, NULL, 0);
-    break;
-  case P_FREE:
-    reply(ch, o->mem_free(c, m->a[0]), NULL, 0, NULL, 0);
-    break;
-  case P_CHECK:
-    reply(ch, o->mem_check(c, m->a[0], m->a[1]), NULL, 0, NULL, 0);
-    break;
-  case P_H2D: /* a[] = device address, length, offset in shm */
-  case P_D2H:
-    if (m->a[2] > PROC_SHM || m->a[1] > PROC_SHM - m->a[2])
-      st = cudaErrorInvalidValue;
-    else if (m->op == P_H2D)
-      st = o->copy_h2d(c, m->a[0], ch->shm + m->a[2], m->a[1]);
-    else
-      st = o->copy_d2h(c, ch->shm + m->a[2], m->a[0], m->a[1]);
-    reply(ch, st, NULL, 0, NULL, 0);
-    break;
-  case P_D2D:
-    reply(ch, o->copy_d2d(c, m->a[0], m->a[1], m->a[2]), NULL, 0, NULL, 0);
-    break;
-  case P_MEMSET:
-    reply(ch, o->memset_d8(c, m->a[0], (uint8_t)m->a[1], m->a[2]), NULL, 0,
-          NULL, 0);
-    break;
-  case P_MEMINFO:
-    st = o->mem_info(c, &a[0], &a[1]);
-    reply(ch, st, a, 2, NULL, 0);
-    break;
-  case P_SYNC:
-    reply(ch, o->synchronize(c), NULL, 0, NULL, 0);
-    break;
-  case P_MODLOAD: {
-    struct wmod *wm = calloc(1, sizeof(*wm));
-    char why[AGT_WHY_MAX] = "";
-
-    st = cudaErrorMemoryAllocation;
-    if (wm && fd >= 0 && m->a[0]) {
-      wm->len = m->a[0];
-      wm->map = mmap(NULL, wm->len, PROT_READ, MAP_PRIVATE, fd, 0);
-      if (wm->map == MAP_FAILED)
-        wm->map = NULL;
-      else
-        st = o->module_load(c, wm->map, wm->len, &wm->mod, why);
-    }
-    if (st) {
-      if (wm && wm->map)
-        munmap(wm->map, wm->len);
-      free(wm);
-      reply(ch, st, NULL, 0, why, strlen(why));
-    } else {
-      a[0] = (uint64_t)(uintptr_t)wm;
-      reply(ch, 0, a, 1, NULL, 0);
-    }
-    break;
-  }
-  case P_MODUNLOAD: {
-    struct wmod *wm = (struct wmod *)(uintptr_t)m->a[0];
-
-    o->module_unload(c, wm->mod);
-    munmap(wm->map, wm->len);
-    free(wm);
-    reply(ch, 0, NULL, 0, NULL, 0);
-    break;
-  }
-  case P_FUNC: {
-    struct wmod *wm = (struct wmod *)(uintptr_t)m->a[0];
-    void *fn = NULL;
-
-    st = o->function_get(c, wm->mod, (const char *)ch->buf, &fn);
-    a[0] = (uint64_t)(uintptr_t)fn;
-    reply(ch, st, a, 1, NULL, 0);
-    break;
-  }
-  case P_SYM: {
-    struct wmod *wm = (struct wmod *)(uintptr_t)m->a[0];
-
-    st = o->symbol_get(c, wm->mod, (const char *)ch->buf, &a[0], &a[1]);
-    reply(ch, st, a, 2, NULL, 0);
-    break;
-  }
-  case P_FATTRS: {
-    struct agt_fattrs fa;
-
-    memset(&fa, 0, sizeof(fa));
-    st = o->function_attrs(c, (void *)(uintptr_t)m->a[0], &fa);
-    reply(ch, st, NULL, 0, &fa, st ? 0 : sizeof(fa));
-    break;
-  }
-  case P_LAUNCH: {
-    struct agt_launch l = {
-      .grid = {(uint32_t)m->a[1], (uint32_t)(m->a[1] >> 32),
-               (uint32_t)m->a[2]},
-      .block = {(uint32_t)(m->a[2] >> 32), (uint32_t)m->a[3],
-                (uint32_t)(m->a[3] >> 32)},
-      .shmem = (uint32_t)m->a[4],
-      .stack_size = (uint32_t)(m->a[4] >> 32),
-      .stream = m->a[5],
-      .params = ch->buf,
-      .params_size = m->len,
-      .out = send_out,
-      .out_arg = ch,
-    };
-
-    st = o->launch(c, (void *)(uintptr_t)m->a[0], &l);
-    drain_stdout(ch);
-    reply(ch, st, NULL, 0, NULL, 0);
-    break;
-  }
-  default:
-    reply(ch, cudaErrorNotSupported, NULL, 0, NULL, 0);
-  }
-}
-
-static void *serve_channel(void *arg)
-{
-  struct wchan *ch = arg;
-  struct pmsg m;
-  int fds[2];
-
-  while (precv(ch->fd, &m, ch->buf, fds) == 0) {
-    serve_call(ch, &m, fds[0]);
-    if (fds[0] >= 0)
-      close(fds[0]);
-    if (fds[1] >= 0)
-      close(fds[1]);
-  }
-  return NULL; /* the agent closed it: the session is ending */
-}
-
-static int open_inner(const struct pinit *in, struct agt_backend **be,
-                      const char **why)
-{
-  struct agt_emu_config ec = {
-    .name = in->emu_name,
-    .mem = in->emu_mem,
-    .sm_count = in->emu_sm_count,
-    .workers = in->emu_workers,
-    .cc = in->emu_cc,
-    .watchdog_ms = in->emu_watchdog_ms,
-  };
-
-  if (strcmp(in->kind, "cuda") == 0)
-    return agt_cuda_new(0, be, why);
-  if (agt_emu_new(&ec, be) < 0) {
-    *why = "out of memory";
-    return -ENOMEM;
-  }
-  return 0;
-}
-
-int agt_proc_worker_main(int ctl)
-{
-  struct worker w = {.out_r = -1};
-  struct pmsg m;
-  uint8_t *buf = malloc(PMSG_INLINE + 1);
-  struct pinit in;
-  const char *why = NULL;
-  int fds[2];
-  struct wchan cc = {.w = &w, .fd = ctl};
-
-  if (!buf)
-    return 1;
-  cc.buf = buf;
-  pthread_mutex_init(&cc.send_mu, NULL);
-  /* An agent that died before PR_SET_PDEATHSIG took closed its end: the
-     first read sees it.  (Not getppid() == 1: the agent may itself be
-     PID 1, as the command of a container.) */
-  if (precv(ctl, &m, buf, NULL) < 0 || m.op != P_INIT ||
-      m.len != sizeof(in))
-    return 1;
-  memcpy(&in, buf, sizeof(in));
-  tr_log_level = in.log_level; /* as the agent was told */
-  in.kind[sizeof(in.kind) - 1] = 0;
-  in.emu_name[sizeof(in.emu_name) - 1] = 0;
-  if (strcmp(in.kind, "cuda") == 0) {
-    /* The driver prints a kernel's printf to our stdout: a pipe we read
-       after each launch, so it reaches the session's program. */
-    int p[2];
-
-    if (pipe2(p, O_CLOEXEC) == 0) {
-      /* Room for the driver's whole printf buffer (1 MiB by default)
-         between two looks; never a blocked driver. */
-      fcntl(p[1], F_SETPIPE_SZ, 1 << 20);
-      fcntl(p[0], F_SETFL, O_NONBLOCK);
-      fcntl(p[1], F_SETFL, O_NONBLOCK);
-      dup2(p[1], 1);
-      close(p[1]);
-      w.out_r = p[0];
-    }
-  }
-  if (open_inner(&in, &w.be, &why) < 0) {
-    /* Answer the OPEN that comes with the reason. */
-    if (!why)
-      why = "cannot open the backend";
-    if (precv(ctl, &m, buf, NULL) == 0)
-      reply(&cc, EIO, NULL, 0, why, strlen(why));
-    return 1;
-  }
-  if (precv(ctl, &m, buf, NULL) < 0 || m.op != P_OPEN)
-    return 1;
-  {
-    int rc = w.be->ops->ctx_open(w.be, m.a[0], m.a[1], &w.ctx, &why);
-
-    if (rc < 0) {
-      reply(&cc, (uint32_t)-rc, NULL, 0, why, strlen(why));
-      w.be->ops->destroy(w.be);
-      return 1;
-    }
-  }
-  reply(&cc, 0, NULL, 0, NULL, 0);
-
-  while (precv(ctl, &m, buf, fds) == 0) {
-    if (m.op == P_CHANNEL && fds[0] >= 0 && fds[1] >= 0) {
-      struct wchan *ch = calloc(1, sizeof(*ch));
-      pthread_t t;
-
-      if (!ch)
-        return 1;
-      ch->w = &w;
-      ch->fd = fds[0];
-      ch->buf = malloc(PMSG_INLINE + 1);
-      ch->shm = mmap(NULL, PROC_SHM, PROT_READ | PROT_WRITE, MAP_SHARED,
-                     fds[1], 0);
-      close(fds[1]);
-      pthread_mutex_init(&ch->send_mu, NULL);
-      if (!ch->buf || ch->shm == MAP_FAILED ||
-          pthread_create(&t, NULL, serve_channel, ch) != 0)
-        return 1; /* the agent sees us gone */
-      pthread_detach(t);
-      continue;
-    }
-    if (fds[0] >= 0)
-      close(fds[0]);
-    if (fds[1] >= 0)
-      close(fds[1]);
-    if (m.op == P_CLOSE)
-      break;
-  }
-  /* CLOSE, or the agent is gone: no call of the session runs any more
-     (the agent closes only idle sessions). */
-  w.be->ops->ctx_close(w.ctx);
-  w.be->ops->destroy(w.be);
-  if (m.op == P_CLOSE)
-    reply(&cc, 0, NULL, 0, NULL, 0);
   return 0;
 }
