@@ -17,10 +17,15 @@ export TREMOTE_ISOLATION=process
 tr_start_broker --local 1 --emu-mem 2G
 grep -q "sessions run in worker processes of their own" "$TR_TMP/broker.log" ||
     tr_fail "the agent does not isolate sessions in processes"
-agent=$(pgrep -f -- "--ready-fd .* --backend" -P "$BROKER_PID" | head -1)
-[ -n "$agent" ] || agent=$(pgrep -P "$BROKER_PID" | head -1)
-# workers: the agent's children that serve a session (a spare waits too)
-workers() { pgrep -P "$agent" -f -- "--worker-fd" | sort -n; }
+agent=$(pgrep -P "$BROKER_PID" | head -1) # the LOCAL agent
+# workers: the agent's children that serve a session (a spare waits too),
+# oldest first (by start time: pids wrap around where pid_max is 32768)
+workers() {
+    local p
+    for p in $(pgrep -P "$agent" -f -- "--worker-fd"); do
+        echo "$(awk '{print $22}' "/proc/$p/stat" 2>/dev/null) $p"
+    done | sort -n | awk '{print $2}'
+}
 
 tr_run "$APPS/memory_roundtrip" || tr_fail "memory_roundtrip in a worker"
 grep -q '^PASS' "$TR_TMP/out" || tr_fail "no PASS from memory_roundtrip"
@@ -33,13 +38,22 @@ echo "workers with no program: $spare (the spare)"
 [ "$spare" -le 1 ] || tr_fail "$spare workers with no program connected"
 
 # Two programs; one's worker is killed.
+# wait_workers N: until the agent has N workers (10 s at most).
+wait_workers() {
+    local i
+    for i in $(seq 100); do
+        [ "$(workers | wc -l)" -ge "$1" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
 LD_PRELOAD="$TR_PRELOAD" "$APPS/client_load" check 6 >"$TR_TMP/a.out" 2>&1 &
 pa=$!
-sleep 1
+wait_workers 2 || tr_fail "no worker for the first program"
 before=$(workers)
 LD_PRELOAD="$TR_PRELOAD" "$APPS/client_load" check 6 >"$TR_TMP/b.out" 2>&1 &
 pb=$!
-sleep 1
+wait_workers 3 || tr_fail "no worker for the second program"
 after=$(workers)
 n=$(echo "$after" | wc -l)
 echo "workers with two programs: $n (and the spare)"
