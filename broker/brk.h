@@ -369,6 +369,8 @@ struct brk_client {
 
 /* Accept clients on b->listen_fd (already listening). */
 int brk_clients_start(struct brk *b);
+/* Whether c's TREMOTE_VISIBLE_DEVICES names m (1 when it has none). */
+int brk_client_wants(const struct brk_client *c, const struct brk_machine *m);
 /* Close every client (shutdown). */
 void brk_clients_stop(struct brk *b);
 /* Drop a client: one log line naming its pid and why; the teardown runs
@@ -572,8 +574,10 @@ void brk_modal_remove(struct brk_machine *m);
 void brk_modal_machine_free(struct brk_machine *m);
 /* Once a second: stop machines no program used for their idle_timeout. */
 void brk_modal_tick(struct brk *b);
-/* A program is connecting: ask again for machines stopped when idle. */
-void brk_modal_wake(struct brk *b);
+/* Program c is connecting: ask again for the machines it may use (all,
+   or those its TREMOTE_VISIBLE_DEVICES names) that were stopped when
+   idle. */
+void brk_modal_wake(struct brk_client *c);
 /* At start: stop this broker's machines on Modal that none of its
    machines names (when Modal is configured). */
 void brk_modal_reconcile(struct brk *b);

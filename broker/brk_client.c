@@ -189,6 +189,52 @@ static void reply_status(struct brk_client *c, const struct tr_hdr *req,
  * machine, a machine that is not ready, or one already listed ends the
  * list.  Set but empty: no devices.
  */
+/*
+ * The machine entry p[0, len) of a TREMOTE_VISIBLE_DEVICES list names (an
+ * index or a name, blanks around it ignored), or NULL.
+ */
+static struct brk_machine *listed_machine(const struct brk *b, const char *p,
+                                          size_t len)
+{
+  char tok[BRK_MNAME_MAX];
+  const char *q;
+
+  while (len && *p == ' ')
+    p++, len--;
+  while (len && p[len - 1] == ' ')
+    len--;
+  if (len == 0 || len >= sizeof(tok))
+    return NULL;
+  memcpy(tok, p, len);
+  tok[len] = 0;
+  for (q = tok; *q >= '0' && *q <= '9'; q++)
+    ;
+  for (unsigned i = 0; i < b->nmachines; i++)
+    if (*q ? !b->machines[i]->removed &&
+                 strcmp(b->machines[i]->name, tok) == 0
+           : len <= 9 && strtoul(tok, NULL, 10) == b->machines[i]->index)
+      return b->machines[i];
+  return NULL;
+}
+
+int brk_client_wants(const struct brk_client *c, const struct brk_machine *m)
+{
+  const char *p = c->visible;
+
+  if (!p)
+    return 1;
+  while (*p) {
+    const char *e = strchr(p, ',');
+
+    if (listed_machine(c->b, p, e ? (size_t)(e - p) : strlen(p)) == m)
+      return 1;
+    if (!e)
+      break;
+    p = e + 1;
+  }
+  return 0;
+}
+
 static unsigned visible_machines(const struct brk_client *c,
                                  struct brk_machine **list)
 {
@@ -203,26 +249,10 @@ static unsigned visible_machines(const struct brk_client *c,
     return n;
   }
   while (*p && n < b->nmachines) {
-    const char *e = strchr(p, ','), *q;
-    size_t len = e ? (size_t)(e - p) : strlen(p);
-    struct brk_machine *m = NULL;
-    char tok[BRK_MNAME_MAX];
+    const char *e = strchr(p, ',');
+    struct brk_machine *m =
+        listed_machine(b, p, e ? (size_t)(e - p) : strlen(p));
 
-    while (len && *p == ' ')
-      p++, len--;
-    while (len && p[len - 1] == ' ')
-      len--;
-    if (len == 0 || len >= sizeof(tok))
-      break;
-    memcpy(tok, p, len);
-    tok[len] = 0;
-    for (q = tok; *q >= '0' && *q <= '9'; q++)
-      ;
-    for (unsigned i = 0; i < b->nmachines && !m; i++)
-      if (*q ? !b->machines[i]->removed &&
-                   strcmp(b->machines[i]->name, tok) == 0
-             : len <= 9 && strtoul(tok, NULL, 10) == b->machines[i]->index)
-        m = b->machines[i];
     if (!m || m->state != BRK_M_READY)
       break;
     for (unsigned i = 0; i < n; i++)
@@ -409,7 +439,7 @@ static void on_hello(struct brk_client *c, const struct tr_hdr *h,
   c->hello_req = *h;
   c->hello_ver = (uint16_t)ver;
   c->hello_caps = theirs.caps & BROKER_CAPS;
-  brk_modal_wake(c->b); /* machines stopped while idle come back */
+  brk_modal_wake(c); /* machines it may use, stopped while idle, come back */
   if (brk_machines_starting(c->b)) {
     c->hello_waiting = 1;
     c->hello_timer = brk_loop_timeout(c->b->loop, c->b->cfg.hello_wait_ms,

@@ -927,13 +927,16 @@ void brk_modal_tick(struct brk *b)
   }
 }
 
-void brk_modal_wake(struct brk *b)
+void brk_modal_wake(struct brk_client *c)
 {
+  struct brk *b = c->b;
+
   for (unsigned i = 0; i < b->nmachines; i++) {
     struct brk_machine *m = b->machines[i];
     struct brk_modal_m *mm = m->modal;
 
-    if (mm && mm->idle_stopped && !m->removed && !b->stopping) {
+    if (mm && mm->idle_stopped && !m->removed && !b->stopping &&
+        brk_client_wants(c, m)) {
       brk_info("%s: a program connected: asking Modal for it again",
                m->name);
       mm->idle_stopped = 0;

@@ -204,11 +204,17 @@ LD_PRELOAD="$san" "$TREMOTE" machine add modal h100 --no-wait >"$TR_TMP/add.out"
     { cat "$TR_TMP/add.out"; tr_fail "machine add --no-wait"; }
 read -r stuck _ <"$TR_TMP/add.out"
 wait_state "$stuck" "requested no H100 capacity" 10 || tr_fail "no capacity not shown: $(mstate "$stuck")"
+# (HELLO waits up to 60 s for machines that start: it must not for this
+# one, nor wake the idle $l4, which the program does not name.)
+wakes=$(grep -c "$l4: a program connected" "$TR_TMP/broker.log")
 t0=$(date +%s%N)
-TREMOTE_VISIBLE_DEVICES=gpu0 tr_run "$APPS/memory_roundtrip" || tr_fail "a program beside a machine waiting for capacity"
+TREMOTE_VISIBLE_DEVICES=gpu0 tr_run "$APPS/devices" || tr_fail "a program beside a machine waiting for capacity"
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 echo "a program while $stuck waits for capacity: $ms ms"
-[ "$ms" -lt 10000 ] || tr_fail "the program waited $ms ms for a machine Modal has no capacity for"
+[ "$ms" -lt 30000 ] || tr_fail "the program waited $ms ms for a machine Modal has no capacity for"
+grep -q "^devices 1" "$TR_TMP/out" || tr_fail "devices: $(cat "$TR_TMP/out")"
+[ "$(grep -c "$l4: a program connected" "$TR_TMP/broker.log")" = "$wakes" ] ||
+    tr_fail "a program that names only gpu0 woke $l4"
 sapi POST /standin/config '{"capacity": 0}' >/dev/null
 LD_PRELOAD="$san" "$TREMOTE" machine rm "$stuck" >/dev/null 2>&1 || tr_fail "machine rm $stuck"
 
