@@ -815,8 +815,10 @@ void brk_modal_start(struct brk_machine *m)
     m->state = BRK_M_REQUESTED;
     snprintf(path, sizeof(path), "/v1/machines/%s?wait=0", mm->id);
     mm->req = call(m->b, "GET", path, NULL, POST_TIMEOUT_MS, on_check, mm);
-    if (mm->req)
+    if (mm->req) {
+      brk_clients_machines_changed(m->b);
       return;
+    }
   }
   create(mm);
 }
@@ -917,7 +919,7 @@ void brk_modal_tick(struct brk *b)
     brk_machine_disconnect(m);
     m->state = BRK_M_STOPPED;
     set_why(m, "idle for %u s: stopped on Modal; the next program to "
-               "connect asks for it again", idle);
+               "connect that may use it asks for it again", idle);
     mm->idle_stopped = 1;
     mm->idle_since_ms = 0;
     mm->phase = MM_IDLE;
