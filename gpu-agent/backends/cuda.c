@@ -87,7 +87,6 @@
 #include "cuerr.h"
 #include "fatbin.h"
 
-#define CU_USER_TOP (1ull << 47) /* end of x86-64 / arm64 user space */
 #define CU_STREAM CU_STREAM_PER_THREAD
 
 /* ---- objects ----------------------------------------------------------- */
@@ -113,9 +112,7 @@ struct cu_alloc {
 };
 
 struct cu_window {
-  struct cu_window *next; /* cb->windows, under cb->mu */
-  uint64_t base, size;
-  unsigned refs; /* contexts using it, under cb->mu */
+  struct agt_window win; /* first: in cb->windows, under cb->mu */
 
   pthread_mutex_t mu; /* guards the fields below and the contexts' lists */
   struct agt_rtab t; /* the window's cu_allocs, sorted by address */
@@ -154,7 +151,7 @@ struct cu_backend {
   struct tr_devinfo info;
 
   pthread_mutex_t mu; /* guards windows */
-  struct cu_window *windows;
+  struct agt_window *windows; /* the cu_windows */
 };
 
 struct agt_bctx {
@@ -426,7 +423,7 @@ static struct cu_alloc *cu_pin(struct agt_bctx *c, uint64_t a, uint64_t len)
   struct cu_alloc *al = NULL;
 
   pthread_mutex_lock(&w->mu);
-  if (a >= w->base && a - w->base < w->size) {
+  if (a >= w->win.base && a - w->win.base < w->win.size) {
     al = alloc_of(agt_rt_containing(&w->t, a));
     if (al && (!al->ready || al->freed || al->owner != c))
       al = NULL;
@@ -475,7 +472,7 @@ static uint32_t cu_mem_alloc(struct agt_bctx *c, uint64_t size, uint64_t *dptr)
   *dptr = 0;
   if (size == 0)
     return cudaSuccess; /* cudaMalloc(&p, 0): success, p = NULL */
-  if (size > w->size || size > CU_USER_TOP)
+  if (size > w->win.size || size > AGT_USER_TOP)
     return cudaErrorMemoryAllocation;
   r = cu_enter(c);
   if (r != CUDA_SUCCESS)
@@ -496,9 +493,9 @@ static uint32_t cu_mem_alloc(struct agt_bctx *c, uint64_t size, uint64_t *dptr)
    * window's base is one, and so is every r.len.
    */
   pthread_mutex_lock(&w->mu);
-  a = agt_rt_gap(&w->t, w->hint, w->base + w->size, al->r.len);
+  a = agt_rt_gap(&w->t, w->hint, w->win.base + w->win.size, al->r.len);
   if (!a)
-    a = agt_rt_gap(&w->t, w->base, w->base + w->size, al->r.len);
+    a = agt_rt_gap(&w->t, w->win.base, w->win.base + w->win.size, al->r.len);
   if (a) {
     al->r.addr = a;
     if (agt_rt_insert(&w->t, &al->r) < 0)
@@ -549,7 +546,7 @@ static uint32_t cu_mem_free(struct agt_bctx *c, uint64_t dptr)
   if (dptr == 0)
     return cudaSuccess;
   pthread_mutex_lock(&w->mu);
-  al = dptr >= w->base && dptr - w->base < w->size ? alloc_of(agt_rt_containing(&w->t, dptr))
+  al = dptr >= w->win.base && dptr - w->win.base < w->win.size ? alloc_of(agt_rt_containing(&w->t, dptr))
                                                    : NULL;
   if (!al || al->r.addr != dptr || !al->ready || al->freed || al->owner != c ||
       al->mod) {
@@ -725,19 +722,7 @@ static int window_check(const struct cu_backend *cb, uint64_t base,
            "allocation granularity";
     return -EINVAL;
   }
-  if (base < (1ull << 20) || base > CU_USER_TOP || size > CU_USER_TOP - base) {
-    *why = "address window lies outside user address space";
-    return -EINVAL;
-  }
-#if defined(__SANITIZE_THREAD__)
-  /* The driver maps the window in this process: see emu.c's window_check. */
-  if (base < 0x7e8000000000ull || base + size > 0x7f0000000000ull) {
-    *why = "this agent is a ThreadSanitizer build: address windows must lie "
-           "in [0x7e8000000000, 0x7f0000000000)";
-    return -EINVAL;
-  }
-#endif
-  return 0;
+  return agt_win_check(base, size, why);
 }
 
 static int cu_ctx_open(struct agt_backend *b, uint64_t base, uint64_t size,
@@ -746,6 +731,7 @@ static int cu_ctx_open(struct agt_backend *b, uint64_t base, uint64_t size,
   struct cu_backend *cb = (struct cu_backend *)b;
   const struct cu_drv *d = &cb->drv;
   struct cu_window *w;
+  struct agt_window *found;
   struct agt_bctx *c;
   CUdeviceptr p = 0;
   CUresult r;
@@ -762,17 +748,11 @@ static int cu_ctx_open(struct agt_backend *b, uint64_t base, uint64_t size,
   c->cb = cb;
 
   pthread_mutex_lock(&cb->mu);
-  for (w = cb->windows; w; w = w->next) {
-    if (w->base == base && w->size == size)
-      break;
-    if (base < w->base + w->size && w->base < base + size) {
-      *why = "address window overlaps another session's different window";
-      rc = -EEXIST;
-      goto out_unlock;
-    }
-  }
-  if (w) {
-    w->refs++;
+  rc = agt_win_find(cb->windows, base, size, &found, why);
+  if (rc < 0)
+    goto out_unlock;
+  if (found) {
+    w = (struct cu_window *)found;
     goto out_done;
   }
   w = calloc(1, sizeof(*w));
@@ -807,12 +787,8 @@ static int cu_ctx_open(struct agt_backend *b, uint64_t base, uint64_t size,
     goto out_unlock;
   }
   pthread_mutex_init(&w->mu, NULL);
-  w->base = base;
-  w->size = size;
   w->hint = base;
-  w->refs = 1;
-  w->next = cb->windows;
-  cb->windows = w;
+  agt_win_add(&cb->windows, &w->win, base, size);
 out_done:
   pthread_mutex_unlock(&cb->mu);
   pthread_mutex_init(&c->ctx_mu, NULL);
@@ -831,21 +807,17 @@ out_unlock:
 /* Give c's share of its window back; the last context frees the window. */
 static void window_put(struct cu_backend *cb, struct cu_window *w)
 {
-  struct cu_window **pp;
   bool last;
 
   pthread_mutex_lock(&cb->mu);
-  last = --w->refs == 0;
+  last = agt_win_put(&cb->windows, &w->win);
   if (last) {
-    for (pp = &cb->windows; *pp != w; pp = &(*pp)->next)
-      ;
-    *pp = w->next;
     /* Freed before the lock goes (see cu_ctx_open).  Every allocation is
        unmapped by now, tombstones aside, which the driver then refuses. */
     if (cb->drv.CtxSetCurrent(cb->primary) != CUDA_SUCCESS ||
-        cb->drv.MemAddressFree(w->base, w->size) != CUDA_SUCCESS)
+        cb->drv.MemAddressFree(w->win.base, w->win.size) != CUDA_SUCCESS)
       agt_warn("cuda: cannot free the window %#" PRIx64 "+%#" PRIx64
-               "; its address range stays taken", w->base, w->size);
+               "; its address range stays taken", w->win.base, w->win.size);
   }
   pthread_mutex_unlock(&cb->mu);
   if (!last)
@@ -1200,9 +1172,9 @@ static uint32_t cu_symbol_get(struct agt_bctx *c, void *modp, const char *name,
   s->owner = c;
   s->mod = mod;
   s->ready = true;
-  a = agt_rt_gap(&w->t, w->hint, w->base + w->size, s->r.len);
+  a = agt_rt_gap(&w->t, w->hint, w->win.base + w->win.size, s->r.len);
   if (!a)
-    a = agt_rt_gap(&w->t, w->base, w->base + w->size, s->r.len);
+    a = agt_rt_gap(&w->t, w->win.base, w->win.base + w->win.size, s->r.len);
   s->r.addr = a;
   if (!a || agt_rt_insert(&w->t, &s->r) < 0) {
     pthread_mutex_unlock(&w->mu);
@@ -1236,7 +1208,7 @@ static bool translate_params(struct agt_bctx *c, const uint8_t *in,
     uint64_t v;
 
     memcpy(&v, in + off, 8);
-    if (v < w->base || v - w->base >= w->size)
+    if (v < w->win.base || v - w->win.base >= w->win.size)
       continue;
     al = alloc_of(agt_rt_containing(&w->t, v));
     if (al && al->mod && al->owner == c && v - al->r.addr < al->size) {

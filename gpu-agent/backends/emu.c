@@ -143,7 +143,7 @@ uint32_t emu_mem_alloc(struct agt_bctx *c, uint64_t size, uint64_t *dptr)
   *dptr = 0;
   if (size == 0)
     return cudaSuccess; /* cudaMalloc(&p, 0): success, p = NULL */
-  if (size > c->emu->total || size > w->size || size > EMU_USER_TOP)
+  if (size > c->emu->total || size > w->win.size || size > AGT_USER_TOP)
     return cudaErrorMemoryAllocation;
   span = page_up(size);
   if (!account(c->emu, span))
@@ -156,9 +156,9 @@ uint32_t emu_mem_alloc(struct agt_bctx *c, uint64_t size, uint64_t *dptr)
   al->owner = c;
 
   pthread_mutex_lock(&w->mu);
-  a = agt_rt_gap(&w->t, w->hint, w->base + w->size, span);
+  a = agt_rt_gap(&w->t, w->hint, w->win.base + w->win.size, span);
   if (!a)
-    a = agt_rt_gap(&w->t, w->base, w->base + w->size, span);
+    a = agt_rt_gap(&w->t, w->win.base, w->win.base + w->win.size, span);
   if (!a)
     goto out_unlock; /* window fragmented or full */
   al->r.addr = a;
@@ -338,22 +338,7 @@ static int window_check(uint64_t base, uint64_t size, const char **why)
     *why = "address window must be non-empty and page-aligned";
     return -EINVAL;
   }
-  if (base < (1ull << 20) || base > EMU_USER_TOP || size > EMU_USER_TOP - base) {
-    *why = "address window lies outside user address space";
-    return -EINVAL;
-  }
-#if defined(__SANITIZE_THREAD__)
-  /*
-   * ThreadSanitizer only allows application memory in a few ranges and
-   * kills the process on a mapping elsewhere; refuse instead of dying.
-   */
-  if (base < 0x7e8000000000ull || base + size > 0x7f0000000000ull) {
-    *why = "this agent is a ThreadSanitizer build: address windows must lie "
-           "in [0x7e8000000000, 0x7f0000000000)";
-    return -EINVAL;
-  }
-#endif
-  return 0;
+  return agt_win_check(base, size, why);
 }
 
 static int emu_ctx_open(struct agt_backend *b, uint64_t base, uint64_t size,
@@ -361,6 +346,7 @@ static int emu_ctx_open(struct agt_backend *b, uint64_t base, uint64_t size,
 {
   struct emu *e = (struct emu *)b;
   struct emu_window *w;
+  struct agt_window *found;
   struct agt_bctx *c;
   void *p;
   int rc;
@@ -376,17 +362,11 @@ static int emu_ctx_open(struct agt_backend *b, uint64_t base, uint64_t size,
   c->emu = e;
 
   pthread_mutex_lock(&e->mu);
-  for (w = e->windows; w; w = w->next) {
-    if (w->base == base && w->size == size)
-      break;
-    if (base < w->base + w->size && w->base < base + size) {
-      *why = "address window overlaps another session's different window";
-      rc = -EEXIST;
-      goto out_unlock;
-    }
-  }
-  if (w) {
-    w->refs++;
+  rc = agt_win_find(e->windows, base, size, &found, why);
+  if (rc < 0)
+    goto out_unlock;
+  if (found) {
+    w = (struct emu_window *)found;
     goto out_done;
   }
   w = calloc(1, sizeof(*w));
@@ -411,12 +391,8 @@ static int emu_ctx_open(struct agt_backend *b, uint64_t base, uint64_t size,
     goto out_unlock;
   }
   pthread_mutex_init(&w->mu, NULL);
-  w->base = base;
-  w->size = size;
   w->hint = base;
-  w->refs = 1;
-  w->next = e->windows;
-  e->windows = w;
+  agt_win_add(&e->windows, &w->win, base, size);
 out_done:
   pthread_mutex_unlock(&e->mu);
   c->w = w;
@@ -432,7 +408,7 @@ out_unlock:
 static void emu_ctx_close(struct agt_bctx *c)
 {
   struct emu *e = c->emu;
-  struct emu_window *w = c->w, **pp;
+  struct emu_window *w = c->w;
   struct emu_alloc **mine = NULL;
   size_t n = 0;
   bool last;
@@ -475,15 +451,12 @@ static void emu_ctx_close(struct agt_bctx *c)
   free(mine);
 
   pthread_mutex_lock(&e->mu);
-  last = --w->refs == 0;
+  last = agt_win_put(&e->windows, &w->win);
   if (last) {
-    for (pp = &e->windows; *pp != w; pp = &(*pp)->next)
-      ;
-    *pp = w->next;
     /* Unmapped before the lock goes: a session opening the same window
        meanwhile must find it either listed or gone, never a mapping that
        is no longer listed (its mmap would fail: "already in use"). */
-    munmap((void *)(uintptr_t)w->base, w->size);
+    munmap((void *)(uintptr_t)w->win.base, w->win.size);
   }
   pthread_mutex_unlock(&e->mu);
   if (last) {

@@ -23,7 +23,6 @@
 #include "rangetab.h"
 
 #define EMU_PAGE 4096ull
-#define EMU_USER_TOP (1ull << 47) /* end of x86-64 / arm64 user space */
 
 struct ptx_pool;
 struct emu_ptx;
@@ -38,9 +37,7 @@ struct emu_alloc {
 };
 
 struct emu_window {
-  struct emu_window *next; /* emu->windows, under emu->mu */
-  uint64_t base, size;
-  unsigned refs; /* contexts using it, under emu->mu */
+  struct agt_window win; /* first: in emu->windows, under emu->mu */
 
   pthread_mutex_t mu; /* guards the fields below */
   struct agt_rtab t; /* the emu_allocs, sorted by address */
@@ -51,7 +48,7 @@ struct emu {
   struct agt_backend b;
   struct tr_devinfo info;
   pthread_mutex_t mu;
-  struct emu_window *windows;
+  struct agt_window *windows; /* the emu_windows */
   uint64_t total, used; /* bytes; used is page-rounded */
 
   /* Kernels (emu_kernels.c). */

@@ -88,3 +88,61 @@ void agt_rt_release(struct agt_rtab *t)
   t->tab = NULL;
   t->n = t->cap = 0;
 }
+
+/* ---- windows ------------------------------------------------------------ */
+
+int agt_win_check(uint64_t base, uint64_t size, const char **why)
+{
+  if (base < (1ull << 20) || base > AGT_USER_TOP ||
+      size > AGT_USER_TOP - base) {
+    *why = "address window lies outside user address space";
+    return -EINVAL;
+  }
+#if defined(__SANITIZE_THREAD__)
+  if (base < 0x7e8000000000ull || base + size > 0x7f0000000000ull) {
+    *why = "this agent is a ThreadSanitizer build: address windows must lie "
+           "in [0x7e8000000000, 0x7f0000000000)";
+    return -EINVAL;
+  }
+#endif
+  return 0;
+}
+
+int agt_win_find(struct agt_window *head, uint64_t base, uint64_t size,
+                 struct agt_window **w, const char **why)
+{
+  for (*w = head; *w; *w = (*w)->next) {
+    if ((*w)->base == base && (*w)->size == size) {
+      (*w)->refs++;
+      return 0;
+    }
+    if (base < (*w)->base + (*w)->size && (*w)->base < base + size) {
+      *w = NULL;
+      *why = "address window overlaps another session's different window";
+      return -EEXIST;
+    }
+  }
+  return 0;
+}
+
+void agt_win_add(struct agt_window **head, struct agt_window *w,
+                 uint64_t base, uint64_t size)
+{
+  w->base = base;
+  w->size = size;
+  w->refs = 1;
+  w->next = *head;
+  *head = w;
+}
+
+int agt_win_put(struct agt_window **head, struct agt_window *w)
+{
+  struct agt_window **pp;
+
+  if (--w->refs > 0)
+    return 0;
+  for (pp = head; *pp != w; pp = &(*pp)->next)
+    ;
+  *pp = w->next;
+  return 1;
+}
