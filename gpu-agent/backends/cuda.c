@@ -169,6 +169,10 @@ struct agt_bctx {
 
   pthread_mutex_t lim_mu; /* guards stack */
   uint32_t stack;         /* CU_LIMIT_STACK_SIZE set, 0 = default */
+
+  /* Module variable aliases listed now: a launch looks for them in its
+     parameters only when there are any. */
+  _Atomic unsigned aliases;
 };
 
 /* ---- errors ------------------------------------------------------------ */
@@ -794,6 +798,7 @@ out_done:
   pthread_mutex_init(&c->ctx_mu, NULL);
   pthread_mutex_init(&c->lim_mu, NULL);
   atomic_init(&c->ctx, NULL);
+  atomic_init(&c->aliases, 0);
   c->w = w;
   *out = c;
   return 0;
@@ -928,8 +933,10 @@ static void module_free(struct agt_bctx *c, struct cu_module *mod)
   }
   /* The variables' aliases: never mapped, so only their entries go. */
   pthread_mutex_lock(&c->w->mu);
-  for (s = mod->syms; s; s = s->next)
+  for (s = mod->syms; s; s = s->next) {
     agt_rt_remove(&c->w->t, &s->r);
+    atomic_fetch_sub(&c->aliases, 1);
+  }
   pthread_mutex_unlock(&c->w->mu);
   for (s = mod->syms; s; s = snext) {
     snext = s->next;
@@ -1182,6 +1189,7 @@ static uint32_t cu_symbol_get(struct agt_bctx *c, void *modp, const char *name,
     return cudaErrorMemoryAllocation;
   }
   w->hint = a + s->r.len;
+  atomic_fetch_add(&c->aliases, 1);
   s->next = mod->syms;
   mod->syms = s;
   pthread_mutex_unlock(&w->mu);
@@ -1340,7 +1348,7 @@ static uint32_t cu_launch(struct agt_bctx *c, void *fn,
   }
   if (r != CUDA_SUCCESS)
     return cu_status(r);
-  if (psize >= 8) {
+  if (psize >= 8 && atomic_load(&c->aliases)) {
     tp = malloc(psize);
     if (!tp)
       return cudaErrorMemoryAllocation;
