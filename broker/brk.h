@@ -37,19 +37,13 @@
 /*
  * Device address windows: machine i owns [BRK_VA_BASE + i * BRK_VA_WINDOW,
  * + BRK_VA_WINDOW) in every client and on its agent (PROTOCOL.md §4,
- * proto.h TR_VA_*).  A ThreadSanitizer build of the agent can only map
- * memory inside TSan's application range [0x7e8000000000, 0x7f0000000000),
- * one TR_VA_WINDOW wide, so TSan builds of the broker hand out smaller
- * windows there (the same ones tests/unit/test_agent.c uses).  Clients
- * take the windows from the device descriptions, never from the constants.
+ * proto.h TR_VA_*; smaller ones in a TSan build, which has room for 32).
  */
+#define BRK_VA_BASE TR_VA_BUILD_BASE
+#define BRK_VA_WINDOW TR_VA_BUILD_WINDOW
 #if defined(__SANITIZE_THREAD__)
-#define BRK_VA_BASE 0x7e8000000000ull
-#define BRK_VA_WINDOW (16ull << 30)
 #define BRK_MAX_LOCAL 32u
 #else
-#define BRK_VA_BASE TR_VA_BASE
-#define BRK_VA_WINDOW TR_VA_WINDOW
 #define BRK_MAX_LOCAL BRK_MAX_MACHINES
 #endif
 #define BRK_MAX_LANES_PER_CLIENT 1024

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "rangetab.h"
+#include "tremote/proto.h"
 
 /* Index of the first range starting above a. */
 static size_t upper(const struct agt_rtab *t, uint64_t a)
@@ -99,7 +100,8 @@ int agt_win_check(uint64_t base, uint64_t size, const char **why)
     return -EINVAL;
   }
 #if defined(__SANITIZE_THREAD__)
-  if (base < 0x7e8000000000ull || base + size > 0x7f0000000000ull) {
+  if (base < TR_VA_BUILD_BASE ||
+      base + size > TR_VA_BUILD_BASE + TR_VA_WINDOW) {
     *why = "this agent is a ThreadSanitizer build: address windows must lie "
            "in [0x7e8000000000, 0x7f0000000000)";
     return -EINVAL;

@@ -389,6 +389,21 @@ int tr_devinfo_attr(const struct tr_devinfo *d, uint32_t attr, int32_t *value);
 #define TR_VA_WINDOW (1ull << 39)    /* 512 GiB per device */
 #define TR_VA_MAX_WINDOWS 64u
 
+/*
+ * The windows a broker of this build hands out.  A ThreadSanitizer build
+ * of the agent can only map memory inside TSan's application range
+ * [0x7e8000000000, 0x7f0000000000), one TR_VA_WINDOW wide, so TSan builds
+ * use smaller windows there (32 of them).  Clients take the windows from
+ * the device descriptions, never from these constants.
+ */
+#if defined(__SANITIZE_THREAD__)
+#define TR_VA_BUILD_BASE 0x7e8000000000ull
+#define TR_VA_BUILD_WINDOW (16ull << 30)
+#else
+#define TR_VA_BUILD_BASE TR_VA_BASE
+#define TR_VA_BUILD_WINDOW TR_VA_WINDOW
+#endif
+
 /* ---- launch ----------------------------------------------------------- */
 
 /*

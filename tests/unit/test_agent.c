@@ -43,17 +43,10 @@
 #define MiB (1ull << 20)
 #define AGENT_MEM (3ull << 30) /* --emu-mem 3G */
 
-/*
- * Address windows for the sessions.  A ThreadSanitizer agent can only map
- * memory in TSan's application ranges, so that build uses windows there.
- */
-#if defined(__SANITIZE_THREAD__)
-#define WIN_BASE 0x7e8000000000ull
-#define WIN_SIZE (16ull << 30)
-#else
-#define WIN_BASE TR_VA_BASE
-#define WIN_SIZE TR_VA_WINDOW
-#endif
+/* Address windows for the sessions, as a broker of this build hands them
+   out (a TSan agent can only map memory in TSan's application range). */
+#define WIN_BASE TR_VA_BUILD_BASE
+#define WIN_SIZE TR_VA_BUILD_WINDOW
 
 /*
  * 512 MiB memsets that keep a lane busy for a while: ~40 ms each natively,

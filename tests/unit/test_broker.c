@@ -41,13 +41,8 @@
 #include "tremote/proto.h"
 
 /* The windows the broker hands out (see broker/brk.h, BRK_VA_BASE). */
-#if defined(__SANITIZE_THREAD__)
-#define VA_BASE 0x7e8000000000ull
-#define VA_WINDOW (16ull << 30)
-#else
-#define VA_BASE TR_VA_BASE
-#define VA_WINDOW TR_VA_WINDOW
-#endif
+#define VA_BASE TR_VA_BUILD_BASE
+#define VA_WINDOW TR_VA_BUILD_WINDOW
 
 #define ST_INVALID_VALUE 1u
 #define ST_INVALID_DEVICE 101u

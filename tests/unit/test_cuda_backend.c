@@ -46,15 +46,9 @@
 #include "backend.h"
 #include "tremote/proto.h"
 
-/* The windows the broker hands out (broker/brk.h): a ThreadSanitizer
-   build can only map memory in TSan's application range. */
-#if defined(__SANITIZE_THREAD__)
-#define WIN_BASE 0x7e8000000000ull
-#define WIN_SIZE (16ull << 30)
-#else
-#define WIN_BASE TR_VA_BASE
-#define WIN_SIZE TR_VA_WINDOW
-#endif
+/* The windows the broker hands out (a TSan build's are smaller). */
+#define WIN_BASE TR_VA_BUILD_BASE
+#define WIN_SIZE TR_VA_BUILD_WINDOW
 
 #define MiB (1ull << 20)
 #define GRAN (2 * MiB) /* the fake's granularity, and current GPUs' */
