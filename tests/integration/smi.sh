@@ -62,7 +62,9 @@ awk -v r="$rtt" 'BEGIN {exit !(r > 0 && r < 1000)}' || tr_fail "machine.rtt_ms: 
 echo "memory.used $used MiB idle, rtt $rtt ms"
 
 # A program on machine 0: seen while it runs, its round trips after.
-LD_PRELOAD="$TR_PRELOAD" TREMOTE_VISIBLE_DEVICES=0 "$APPS/client_load" check 2 >"$TR_TMP/load.out" 2>&1 &
+# (Long enough for two of the broker's status polls, 2 s apart, even on
+# a loaded machine.)
+LD_PRELOAD="$TR_PRELOAD" TREMOTE_VISIBLE_DEVICES=0 "$APPS/client_load" check 5 >"$TR_TMP/load.out" 2>&1 &
 load=$!
 for i in $(seq 40); do
     s=$("$smi" --id 0 --query-gpu=machine.sessions --format=csv,noheader)
