@@ -423,6 +423,7 @@ struct brk_lane {
   struct brk_client *c;
   struct brk_lane *next, *prev; /* c->lanes */
   uint32_t id;
+  int priority; /* its stream's (LANE_OPEN), told to the agent */
   struct tr_lane l;
   struct brk_op *efd_op;
   struct brk_lstream *ls[BRK_MAX_MACHINES];

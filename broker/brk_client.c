@@ -464,12 +464,24 @@ void brk_clients_machines_changed(struct brk *b)
 
 /* ---- lanes ------------------------------------------------------------------------ */
 
-static void on_lane_open(struct brk_client *c, const struct tr_hdr *h)
+static void on_lane_open(struct brk_client *c, const struct tr_hdr *h,
+                         const uint8_t *p)
 {
   struct brk_lane *ln;
   uint8_t info[16];
   struct tr_hdr rh;
-  int memfd = -1, rc, fds[3];
+  int memfd = -1, rc, fds[3], prio = 0;
+
+  if (h->payload_len == 4)
+    prio = (int32_t)tr_get_u32(p);
+  if ((h->payload_len != 0 && h->payload_len != 4) ||
+      prio != tr_priority_clamp(prio)) {
+    brk_warn("client pid %d: refusing a lane: LANE_OPEN takes no payload or "
+             "a priority from %d to %d", (int)c->pid, TR_PRIORITY_GREATEST,
+             TR_PRIORITY_LEAST);
+    reply_status(c, h, 1 /* cudaErrorInvalidValue */, NULL, 0);
+    return;
+  }
 
   if (c->nlanes >= BRK_MAX_LANES_PER_CLIENT) {
     brk_warn("client pid %d: refusing lane %u: at most %u lanes per client",
@@ -478,6 +490,8 @@ static void on_lane_open(struct brk_client *c, const struct tr_hdr *h)
     return;
   }
   rc = brk_lane_new(c, &ln, &memfd);
+  if (rc == 0)
+    ln->priority = prio;
   if (rc < 0) {
     brk_err("client pid %d: cannot create a lane: %s", (int)c->pid,
             strerror(-rc));
@@ -621,7 +635,7 @@ static void on_packet(struct brk_client *c, const uint8_t *buf, size_t len,
     on_hello(c, &h, buf + TR_HDR_SIZE);
     break;
   case TR_OP_LANE_OPEN:
-    on_lane_open(c, &h);
+    on_lane_open(c, &h, buf + TR_HDR_SIZE);
     break;
   case TR_OP_LANE_CLOSE:
     on_lane_close(c, &h, buf + TR_HDR_SIZE);

@@ -662,8 +662,9 @@ static struct brk_lstream *ls_get(struct brk_lane *ln, unsigned m,
 {
   struct brk_lstream *ls = ln->ls[m];
   struct brk_msess *ms;
-  struct brk_h2_hdr hdrs[2];
-  char lane[16];
+  struct brk_h2_hdr hdrs[3];
+  char lane[16], prio[8];
+  size_t nh = 2;
 
   if (ls)
     return ls;
@@ -683,7 +684,11 @@ static struct brk_lstream *ls_get(struct brk_lane *ln, unsigned m,
   snprintf(lane, sizeof(lane), "%u", ln->id);
   hdrs[0] = (struct brk_h2_hdr){"tremote-session", ln->c->idhex};
   hdrs[1] = (struct brk_h2_hdr){"tremote-lane", lane};
-  ls->st = brk_h2_post(ms->m->h2, "/v1/lane", hdrs, 2, &ls_cbs, ls);
+  if (ln->priority) { /* the agent runs more urgent lanes first */
+    snprintf(prio, sizeof(prio), "%d", ln->priority);
+    hdrs[nh++] = (struct brk_h2_hdr){"tremote-priority", prio};
+  }
+  ls->st = brk_h2_post(ms->m->h2, "/v1/lane", hdrs, nh, &ls_cbs, ls);
   if (!ls->st) {
     tr_decoder_release(&ls->dec);
     free(ls);

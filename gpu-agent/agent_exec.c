@@ -5,6 +5,15 @@
  * exactly when its `queued` flag is set, which is what keeps one lane on
  * one thread at a time and its records in order.
  *
+ * Priorities: the queue is one FIFO per stream priority (a lane's
+ * tremote-priority, 0 down to TR_PRIORITY_GREATEST), taken most urgent
+ * first, and a running lane goes back on the queue after its current
+ * record when a more urgent lane waits, not only after a batch.  So with
+ * every thread busy (long kernels on a GPU hold theirs), a high-priority
+ * stream's work waits for one record, not for the lanes queued before it.
+ * As on a GPU, less urgent work may wait as long as more urgent work
+ * keeps coming.
+ *
  * Polling (spin_ns, agent.h AGT_SPIN_US): a thread that finds the queue
  * empty polls it for spin_ns before it sleeps, but only one at a time
  * (x->spinning).  enqueue does not signal while one polls, since the
@@ -24,10 +33,16 @@
    credit back to the peer, even in the middle of a busy lane. */
 #define EXEC_CREDIT_BATCH (1u << 20)
 
+/* Priority levels: level -p for priority p, so a higher level is more
+   urgent. */
+#define EXEC_LEVELS (1 - TR_PRIORITY_GREATEST)
+
 struct agt_exec {
   pthread_mutex_t mu;
   pthread_cond_t cv;
-  struct agt_lane *head, *tail; /* run queue; each holds a lane reference */
+  /* The run queue, a FIFO per level; each entry holds a lane reference. */
+  struct agt_lane *head[EXEC_LEVELS], *tail[EXEC_LEVELS];
+  atomic_uint levels;           /* bit k: level k's FIFO is not empty */
   atomic_uint queued;           /* lanes on it, for the poller to read */
   bool stop;
   bool spinning;                /* a thread polls for work (not waiting on cv) */
@@ -36,15 +51,23 @@ struct agt_exec {
   pthread_t *th;
 };
 
+static unsigned level_of(const struct agt_lane *l)
+{
+  return (unsigned)-tr_priority_clamp(l->priority);
+}
+
 static void enqueue(struct agt_exec *x, struct agt_lane *l)
 {
+  unsigned k = level_of(l);
+
   pthread_mutex_lock(&x->mu);
   l->run_next = NULL;
-  if (x->tail)
-    x->tail->run_next = l;
+  if (x->tail[k])
+    x->tail[k]->run_next = l;
   else
-    x->head = l;
-  x->tail = l;
+    x->head[k] = l;
+  x->tail[k] = l;
+  atomic_fetch_or_explicit(&x->levels, 1u << k, memory_order_relaxed);
   atomic_fetch_add_explicit(&x->queued, 1, memory_order_release);
   if (!x->spinning)
     pthread_cond_signal(&x->cv);
@@ -73,6 +96,9 @@ void agt_exec_submit(struct agt_exec *x, struct agt_lane *l)
  */
 static bool run_lane(struct agt_lane *l)
 {
+  /* Levels more urgent than l's. */
+  unsigned above = ~0u << (level_of(l) + 1);
+
   for (unsigned i = 0;; i++) {
     struct agt_rec *r;
     bool notify = false, more;
@@ -95,7 +121,9 @@ static bool run_lane(struct agt_lane *l)
         agt_lane_notify(l);
       return false;
     }
-    if (i == EXEC_BATCH) {
+    if (i == EXEC_BATCH ||
+        (i && (atomic_load_explicit(&l->exec->levels, memory_order_relaxed) &
+               above))) {
       pthread_mutex_unlock(&l->mu);
       return true;
     }
@@ -158,6 +186,25 @@ static void spin_for_work(struct agt_exec *x)
   }
 }
 
+/* The most urgent queued lane, or NULL; under x->mu. */
+static struct agt_lane *dequeue(struct agt_exec *x)
+{
+  unsigned m = atomic_load_explicit(&x->levels, memory_order_relaxed), k;
+  struct agt_lane *l;
+
+  if (!m)
+    return NULL;
+  k = 31u - (unsigned)__builtin_clz(m);
+  l = x->head[k];
+  x->head[k] = l->run_next;
+  if (!x->head[k]) {
+    x->tail[k] = NULL;
+    atomic_fetch_and_explicit(&x->levels, ~(1u << k), memory_order_relaxed);
+  }
+  atomic_fetch_sub_explicit(&x->queued, 1, memory_order_relaxed);
+  return l;
+}
+
 static void *worker(void *arg)
 {
   struct agt_exec *x = arg;
@@ -166,7 +213,8 @@ static void *worker(void *arg)
     struct agt_lane *l;
 
     pthread_mutex_lock(&x->mu);
-    while (!x->head && !x->stop) {
+    while (!atomic_load_explicit(&x->levels, memory_order_relaxed) &&
+           !x->stop) {
       if (x->spin_ns && !x->spinning) {
         x->spinning = true;
         pthread_mutex_unlock(&x->mu);
@@ -177,17 +225,14 @@ static void *worker(void *arg)
       }
       pthread_cond_wait(&x->cv, &x->mu);
     }
-    l = x->head;
+    l = dequeue(x);
     if (!l) {
       pthread_mutex_unlock(&x->mu); /* stop, and nothing left */
       return NULL;
     }
-    x->head = l->run_next;
-    if (!x->head)
-      x->tail = NULL;
-    atomic_fetch_sub_explicit(&x->queued, 1, memory_order_relaxed);
-    if (x->head) /* enqueue may have left this wake-up to a poller */
-      pthread_cond_signal(&x->cv);
+    if (atomic_load_explicit(&x->levels, memory_order_relaxed))
+      pthread_cond_signal(&x->cv); /* enqueue may have left this wake-up
+                                      to a poller */
     pthread_mutex_unlock(&x->mu);
 
     if (run_lane(l))

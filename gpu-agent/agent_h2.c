@@ -516,6 +516,9 @@ static int on_header(nghttp2_session *ngh, const nghttp2_frame *fr,
   } else if (IS("tremote-lane")) {
     keep(st->lane_hdr, sizeof(st->lane_hdr), value, valuelen,
          &st->hdr_overflow);
+  } else if (IS("tremote-priority")) {
+    keep(st->prio_hdr, sizeof(st->prio_hdr), value, valuelen,
+         &st->hdr_overflow);
   }
 #undef IS
   return 0;

@@ -125,7 +125,7 @@ struct stream {
 
   /* Request headers we look at; over-long values set hdr_overflow. */
   char method[16], path[64], auth[512], sess_hdr[40], va_hdr[64],
-      lane_hdr[32];
+      lane_hdr[32], prio_hdr[8];
   size_t auth_len;
   bool hdr_overflow;
 

@@ -125,7 +125,9 @@ static const char usage_text[] =
   "                       (default: no quota)\n"
   "\n"
   "Execution and logs:\n"
-  "  --exec-threads N     threads executing calls (default: number of CPUs)\n"
+  "  --exec-threads N     threads executing calls (default: number of CPUs,\n"
+  "                       or $TREMOTE_AGENT_EXEC_THREADS); when every one is\n"
+  "                       busy, lanes of higher-priority streams run first\n"
   "  --spin-us N          after work, the network thread and one idle\n"
   "                       execution thread poll for this many microseconds\n"
   "                       before they sleep, so the next small call does not\n"
@@ -432,6 +434,14 @@ static void parse_args(int argc, char **argv, struct options *o)
       usage_error("TREMOTE_AGENT_SPIN_US: '%s' is not a number from 0 to "
                   "10000", e);
     o->spin_us = (int)v;
+  }
+  if (!o->exec_threads && getenv("TREMOTE_AGENT_EXEC_THREADS")) {
+    const char *e = getenv("TREMOTE_AGENT_EXEC_THREADS");
+
+    if (parse_uint(e, 1024, &v) < 0 || v == 0)
+      usage_error("TREMOTE_AGENT_EXEC_THREADS: '%s' is not a number from 1 "
+                  "to 1024", e);
+    o->exec_threads = (unsigned)v;
   }
   if (o->secret_file && o->secret_fd >= 0)
     usage_error("--secret-file and --secret-fd are mutually exclusive");

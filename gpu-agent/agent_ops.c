@@ -755,6 +755,7 @@ static uint32_t op_launch(struct agt_call *c)
   l.params_size = tr_get_u32(c->p + 36);
   l.stream = tr_get_u64(c->p + 40);
   l.stack_size = tr_get_u32(c->p + 48);
+  l.priority = tr_priority_clamp((int32_t)tr_get_u32(c->p + 52));
   l.params = c->p + TR_LAUNCH_FIXED;
   l.out = launch_out;
   l.out_arg = s;

@@ -124,6 +124,19 @@ static void open_session(struct stream *st)
     agt_st_rst(st, NGHTTP2_INTERNAL_ERROR);
 }
 
+/* "0" or "-1" ... "-5" (TR_PRIORITY_*): 0 and *prio, or -1. */
+static int parse_priority(const char *s, int *prio)
+{
+  if (s[0] == '0' && !s[1]) {
+    *prio = 0;
+    return 0;
+  }
+  if (s[0] != '-' || s[1] < '1' || s[1] > '0' - TR_PRIORITY_GREATEST || s[2])
+    return -1;
+  *prio = '0' - s[1];
+  return 0;
+}
+
 static void open_lane(struct stream *st)
 {
   struct agt_server *srv = st->conn->srv;
@@ -131,6 +144,7 @@ static void open_lane(struct stream *st)
   struct agt_lane *l;
   uint64_t id, lane = 0;
   size_t n = strlen(st->lane_hdr);
+  int prio = 0;
 
   if (parse_session_id(st->sess_hdr, &id) < 0) {
     agt_st_reply_text(st, 400, "tremote-session must be 16 hex digits, not all 0");
@@ -142,6 +156,12 @@ static void open_lane(struct stream *st)
   }
   for (size_t i = 0; i < n; i++)
     lane = lane * 10 + (uint64_t)(st->lane_hdr[i] - '0');
+  if (st->prio_hdr[0] && (parse_priority(st->prio_hdr, &prio) < 0)) {
+    agt_st_reply_text(st, 400, "tremote-priority must be a whole number "
+                               "from %d to %d", TR_PRIORITY_GREATEST,
+                      TR_PRIORITY_LEAST);
+    return;
+  }
   s = agt_hmap_get(&srv->sessions, id);
   if (!s) {
     agt_st_reply_text(st, 404, "no session %016llx", (unsigned long long)id);
@@ -160,6 +180,7 @@ static void open_lane(struct stream *st)
   }
   l->st = st;
   l->exec = srv->exec;
+  l->priority = prio;
   l->sess_next = s->lanes;
   s->lanes = l;
   st->lane = l;

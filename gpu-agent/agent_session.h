@@ -345,6 +345,8 @@ struct agt_lane {
   struct agt_event *mark; /* its lane mark, in sess->events (set when
                              created; NULL without memory) */
   struct agt_exec *exec; /* the pool it runs on (set when opened) */
+  int priority;          /* tremote-priority: 0 .. TR_PRIORITY_GREATEST,
+                            lower runs first (agent_exec.c) */
   /* Records being received, queued or executing, by class, and the
      bounds of the pending host-to-device destinations (direct_target). */
   unsigned pend_h2d, pend_other;

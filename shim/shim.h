@@ -110,13 +110,14 @@ void shim_stream_thread_exit(struct shim_thread *t);
 /*
  * The lane for work on the created stream stream_id, opened on first
  * use (one per thread and stream, so a stream's work never waits behind
- * another stream's on the agent); NULL when no lane can be had (the caller
- * then uses the thread's own).  A thread keeps SHIM_STREAM_LANES of them
- * and closes the least recently opened to make room (its queued work still
- * runs).
+ * another stream's on the agent) with the stream's priority, so the agent
+ * runs it ahead of less urgent lanes; NULL when no lane can be had (the
+ * caller then uses the thread's own).  A thread keeps SHIM_STREAM_LANES of
+ * them and closes the least recently opened to make room (its queued work
+ * still runs).
  */
 struct shim_lane *shim_stream_lane(struct shim_thread *t, uint64_t stream_id,
-                                   int open);
+                                   int priority, int open);
 
 /*
  * t's query lane, opened on first use: it carries questions (EVENT_QUERY)
@@ -258,6 +259,8 @@ struct shim_stream;
 cudaError_t shim_stream_use(struct shim_thread *t, cudaStream_t stream,
                             struct shim_stream **s);
 void shim_stream_mark(struct shim_thread *t, struct shim_stream *s);
+/* s's priority (cudaStreamCreateWithPriority, clamped); 0 for NULL. */
+int shim_stream_priority(const struct shim_stream *s);
 
 /* The start of every call that queues work on a stream: shim_ready, then
    shim_stream_use; a failure is recorded as the thread's last error. */

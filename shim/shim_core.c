@@ -203,9 +203,9 @@ struct shim_thread *shim_self(void)
 
 static _Atomic uint64_t lane_serial;
 
-static int lane_open(struct shim_lane *l, uint64_t stream_id)
+static int lane_open(struct shim_lane *l, uint64_t stream_id, int priority)
 {
-  int rc = tr_client_lane_open(&shim_proc.cli, &l->lane);
+  int rc = tr_client_lane_open(&shim_proc.cli, &l->lane, priority);
 
   if (rc < 0)
     return rc;
@@ -233,7 +233,7 @@ cudaError_t shim_ready(struct shim_thread **tp)
   if (!shim_proc.connected || shim_proc.cli.ndev == 0)
     return shim_proc.init_err ? shim_proc.init_err : cudaErrorNoDevice;
   if (!t->own.open) {
-    rc = lane_open(&t->own, 0);
+    rc = lane_open(&t->own, 0, 0);
     if (rc < 0) {
       shim_warn_once("lane", "cannot open a lane to the broker: %s",
                      strerror(-rc));
@@ -244,7 +244,7 @@ cudaError_t shim_ready(struct shim_thread **tp)
 }
 
 struct shim_lane *shim_stream_lane(struct shim_thread *t, uint64_t stream_id,
-                                   int open)
+                                   int priority, int open)
 {
   struct shim_lane *l;
   unsigned k;
@@ -271,7 +271,7 @@ struct shim_lane *shim_stream_lane(struct shim_thread *t, uint64_t stream_id,
     t->slane[k] = l;
   }
   memset(l, 0, sizeof(*l));
-  rc = lane_open(l, stream_id);
+  rc = lane_open(l, stream_id, priority);
   if (rc < 0) {
     shim_warn_once("slane", "cannot open a lane for a stream (%s): its "
                             "work shares the thread's lane",
@@ -292,7 +292,7 @@ struct shim_lane *shim_query_lane(struct shim_thread *t)
     if (!t->qlane)
       return NULL;
   }
-  rc = lane_open(t->qlane, 0);
+  rc = lane_open(t->qlane, 0, 0);
   if (rc < 0) {
     shim_warn_once("qlane", "cannot open a lane for queries (%s): they wait "
                             "behind the thread's work", strerror(-rc));

@@ -15,6 +15,7 @@
  * until the process exits.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -391,8 +392,12 @@ static void exit_flush(void)
       (void)shim_device_output(t, dev, TR_OP_OUTPUT);
 }
 
+/* launch()'s priority when the launch has none of its own. */
+#define PRIO_OF_STREAM INT_MIN
+
 static cudaError_t launch(struct shim_func *f, dim3 grid, dim3 block,
-                          void **args, size_t shmem, cudaStream_t stream)
+                          void **args, size_t shmem, cudaStream_t stream,
+                          int prio)
 {
   struct shim_thread *t;
   cudaError_t e = shim_ready(&t);
@@ -464,6 +469,9 @@ static cudaError_t launch(struct shim_func *f, dim3 grid, dim3 block,
   tr_put_u32(rec + 36, f->params.total_size);
   tr_put_u64(rec + 40, 0);
   tr_put_u32(rec + 48, shim_stack_size(t->device));
+  if (prio == PRIO_OF_STREAM)
+    prio = shim_stream_priority(strm);
+  tr_put_u32(rec + 52, (uint32_t)tr_priority_clamp(prio));
   for (uint32_t i = 0; i < f->params.count; i++)
     memcpy(rec + TR_LAUNCH_FIXED + f->params.p[i].offset, args[i],
            f->params.p[i].size);
@@ -496,13 +504,15 @@ static cudaError_t launch(struct shim_func *f, dim3 grid, dim3 block,
 cudaError_t __cudaLaunchKernel(cudaKernel_t kernel, dim3 grid, dim3 block,
                                void **args, size_t shmem, cudaStream_t stream)
 {
-  return launch((struct shim_func *)kernel, grid, block, args, shmem, stream);
+  return launch((struct shim_func *)kernel, grid, block, args, shmem, stream,
+                PRIO_OF_STREAM);
 }
 
 cudaError_t cudaLaunchKernel(const void *func, dim3 grid, dim3 block,
                              void **args, size_t shmem, cudaStream_t stream)
 {
-  return launch(find_func(func), grid, block, args, shmem, stream);
+  return launch(find_func(func), grid, block, args, shmem, stream,
+                PRIO_OF_STREAM);
 }
 
 /* ---- function attributes --------------------------------------------- */
@@ -909,14 +919,15 @@ cudaError_t cudaLaunchCooperativeKernel(const void *func, dim3 grid, dim3 block,
 
   if (e != cudaSuccess)
     return e;
-  return launch(find_func(func), grid, block, args, shmem, stream);
+  return launch(find_func(func), grid, block, args, shmem, stream,
+                PRIO_OF_STREAM);
 }
 
 cudaError_t cudaLaunchKernelExC(const cudaLaunchConfig_t *config,
                                 const void *func, void **args)
 {
   struct shim_thread *t = shim_self();
-  int coop = 0;
+  int coop = 0, prio = PRIO_OF_STREAM;
 
   if (!config || (config->numAttrs && !config->attrs))
     return t ? (t->last_error = cudaErrorInvalidValue) : cudaErrorInvalidValue;
@@ -933,6 +944,9 @@ cudaError_t cudaLaunchKernelExC(const cudaLaunchConfig_t *config,
         return t ? (t->last_error = cudaErrorNotSupported)
                  : cudaErrorNotSupported;
       break;
+    case cudaLaunchAttributePriority:
+      prio = a->val.priority; /* clamped as the stream's is */
+      break;
     default:
       break; /* scheduling and cache hints: nothing to do remotely */
     }
@@ -944,7 +958,7 @@ cudaError_t cudaLaunchKernelExC(const cudaLaunchConfig_t *config,
       return e;
   }
   return launch(find_func(func), config->gridDim, config->blockDim, args,
-                config->dynamicSmemBytes, config->stream);
+                config->dynamicSmemBytes, config->stream, prio);
 }
 
 /* The per-thread-default-stream twins; declared only under macros. */

@@ -831,7 +831,7 @@ cudaError_t cudaStreamAddCallback(cudaStream_t stream,
 static void use_stream_lane(struct shim_thread *t, struct shim_stream *s,
                             int open)
 {
-  struct shim_lane *l = shim_stream_lane(t, s->id, open);
+  struct shim_lane *l = shim_stream_lane(t, s->id, s->priority, open);
 
   if (l)
     t->cur = l;
@@ -913,7 +913,7 @@ static cudaError_t stream_create(cudaStream_t *out, unsigned flags,
   s->magic = STREAM_MAGIC;
   s->flags = flags;
   /* Clamped into [greatest, least] = [-5, 0], as CUDA clamps. */
-  s->priority = priority > 0 ? 0 : priority < -5 ? -5 : priority;
+  s->priority = tr_priority_clamp(priority);
   s->dev = t->device;
   s->id = atomic_fetch_add(&next_handle, 1);
   s->ev.magic = EVENT_MAGIC;
@@ -948,9 +948,9 @@ cudaError_t cudaStreamCreateWithPriority(cudaStream_t *s, unsigned int flags,
 cudaError_t cudaDeviceGetStreamPriorityRange(int *least, int *greatest)
 {
   if (least)
-    *least = 0;
+    *least = TR_PRIORITY_LEAST;
   if (greatest)
-    *greatest = -5;
+    *greatest = TR_PRIORITY_GREATEST;
   return cudaSuccess;
 }
 
@@ -1109,6 +1109,11 @@ cudaError_t cudaStreamGetFlags(cudaStream_t stream, unsigned int *flags)
     return cudaErrorInvalidResourceHandle;
   *flags = s ? s->flags : cudaStreamDefault;
   return cudaSuccess;
+}
+
+int shim_stream_priority(const struct shim_stream *s)
+{
+  return s ? s->priority : 0;
 }
 
 cudaError_t cudaStreamGetPriority(cudaStream_t stream, int *priority)

@@ -46,6 +46,7 @@ struct agt_launch {
   uint32_t shmem;
   uint64_t stream;      /* client stream handle; 0 = legacy default */
   uint32_t stack_size;  /* per-thread stack bytes; 0 = the default */
+  int priority;         /* 0 .. TR_PRIORITY_GREATEST (more urgent) */
   const uint8_t *params;
   uint32_t params_size;
   /*

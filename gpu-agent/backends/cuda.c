@@ -59,7 +59,10 @@
  * different execution threads do not serialise on the device, and every
  * operation waits for its stream before it returns: the backend contract
  * is that a call is finished when it returns (a launch returns with the
- * kernel's error), which is also what orders work between lanes.
+ * kernel's error), which is also what orders work between lanes.  A
+ * launch with a stream priority (TR_PRIORITY_*) goes to a stream created
+ * with that priority instead, one per context, thread and priority, so the
+ * device schedules its blocks ahead of less urgent kernels' pending ones.
  *
  * Locks: cb->mu guards the window list; window->mu guards that window's
  * table and, for each context on the window, its module list, launch count
@@ -173,6 +176,18 @@ struct agt_bctx {
   /* Module variable aliases listed now: a launch looks for them in its
      parameters only when there are any. */
   _Atomic unsigned aliases;
+
+  /* Streams with a priority, created on first use; destroyed with the
+     context.  Under ps_mu. */
+  pthread_mutex_t ps_mu;
+  struct cu_pstream *pstreams;
+};
+
+struct cu_pstream {
+  struct cu_pstream *next;
+  pthread_t thread;
+  int priority;
+  CUstream s;
 };
 
 /* ---- errors ------------------------------------------------------------ */
@@ -374,6 +389,49 @@ static CUresult cu_enter(struct agt_bctx *c)
 static CUresult cu_wait(const struct agt_bctx *c)
 {
   return c->cb->drv.StreamSynchronize(CU_STREAM);
+}
+
+/*
+ * The calling thread's stream of the given priority in c (current on this
+ * thread), created on first use; CU_STREAM for the default priority, or
+ * when the driver cannot create one (a priority is a hint: the launch
+ * still runs).
+ */
+static CUstream prio_stream(struct agt_bctx *c, int priority)
+{
+  pthread_t self = pthread_self();
+  struct cu_pstream *ps;
+  CUstream s = CU_STREAM;
+
+  if (!priority)
+    return CU_STREAM;
+  pthread_mutex_lock(&c->ps_mu);
+  for (ps = c->pstreams; ps; ps = ps->next)
+    if (ps->priority == priority && pthread_equal(ps->thread, self))
+      break;
+  if (ps) {
+    s = ps->s;
+  } else if ((ps = calloc(1, sizeof(*ps))) != NULL) {
+    CUresult r = c->cb->drv.StreamCreateWithPriority(
+        &ps->s, CU_STREAM_NON_BLOCKING, priority);
+
+    if (r == CUDA_SUCCESS) {
+      ps->thread = self;
+      ps->priority = priority;
+      ps->next = c->pstreams;
+      c->pstreams = ps;
+      s = ps->s;
+    } else {
+      char buf[AGT_WHY_MAX];
+
+      agt_warn("cuda: cannot create a stream of priority %d (%s); its "
+               "kernels run at the default priority", priority,
+               cu_describe(&c->cb->drv, r, buf, sizeof(buf)));
+      free(ps);
+    }
+  }
+  pthread_mutex_unlock(&c->ps_mu);
+  return s;
 }
 
 /* ---- pinning, releasing ------------------------------------------------ */
@@ -797,6 +855,7 @@ out_done:
   pthread_mutex_unlock(&cb->mu);
   pthread_mutex_init(&c->ctx_mu, NULL);
   pthread_mutex_init(&c->lim_mu, NULL);
+  pthread_mutex_init(&c->ps_mu, NULL);
   atomic_init(&c->ctx, NULL);
   atomic_init(&c->aliases, 0);
   c->w = w;
@@ -908,6 +967,13 @@ static void cu_ctx_close(struct agt_bctx *c)
     }
   }
   window_put(cb, w);
+  while (c->pstreams) { /* the streams went with the context */
+    struct cu_pstream *ps = c->pstreams;
+
+    c->pstreams = ps->next;
+    free(ps);
+  }
+  pthread_mutex_destroy(&c->ps_mu);
   pthread_mutex_destroy(&c->lim_mu);
   pthread_mutex_destroy(&c->ctx_mu);
   free(c);
@@ -1332,9 +1398,12 @@ static uint32_t cu_launch(struct agt_bctx *c, void *fn,
   void *extra[] = {CU_LAUNCH_PARAM_BUFFER_POINTER,
                    (void *)(uintptr_t)l->params, CU_LAUNCH_PARAM_BUFFER_SIZE,
                    &psize, CU_LAUNCH_PARAM_END};
+  CUstream s = CU_STREAM;
   CUresult r;
 
   r = cu_enter(c);
+  if (r == CUDA_SUCCESS)
+    s = prio_stream(c, l->priority);
   if (r == CUDA_SUCCESS && l->stack_size)
     r = set_stack(c, l->stack_size);
   if (r == CUDA_SUCCESS && l->shmem > atomic_load(&f->dyn_max)) {
@@ -1360,10 +1429,10 @@ static uint32_t cu_launch(struct agt_bctx *c, void *fn,
   c->launches++;
   pthread_mutex_unlock(&c->w->mu);
   r = d->LaunchKernel(f->fn, l->grid[0], l->grid[1], l->grid[2], l->block[0],
-                      l->block[1], l->block[2], l->shmem, CU_STREAM, NULL,
+                      l->block[1], l->block[2], l->shmem, s, NULL,
                       psize ? extra : NULL);
   if (r == CUDA_SUCCESS)
-    r = cu_wait(c);
+    r = d->StreamSynchronize(s);
   launch_end(c);
   free(tp);
   return cu_status(r);

@@ -10,8 +10,9 @@
  * which older drivers lack).  Naming the version ourselves means the
  * prototype below is the one the symbol has, whatever cuda.h's macros say,
  * and that a driver without it fails at load with the symbol's name
- * instead of misbehaving later.  Streams are passed explicitly (always
- * CU_STREAM_PER_THREAD), so no _ptds/_ptsz variant is needed.
+ * instead of misbehaving later.  Streams are passed explicitly
+ * (CU_STREAM_PER_THREAD, or a stream created for a priority), so no
+ * _ptds/_ptsz variant is needed.
  *
  * The table is an X-macro, CU_DRV_FUNCS(X), X(field, "symbol", (params));
  * fields drop the "cu" prefix so that cuda.h's macros (cuMemGetInfo ->
@@ -71,6 +72,8 @@
   X(MemsetD8Async, "cuMemsetD8Async",                                          \
     (CUdeviceptr dst, unsigned char v, size_t n, CUstream s))                  \
   X(StreamSynchronize, "cuStreamSynchronize", (CUstream s))                    \
+  X(StreamCreateWithPriority, "cuStreamCreateWithPriority",                    \
+    (CUstream * s, unsigned int flags, int priority))                          \
   X(ModuleLoadDataEx, "cuModuleLoadDataEx",                                    \
     (CUmodule * mod, const void *image, unsigned int nopt, CUjit_option *opt,  \
      void **optval))                                                           \

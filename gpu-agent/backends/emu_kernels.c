@@ -478,6 +478,7 @@ uint32_t emu_launch(struct agt_bctx *c, void *fn, const struct agt_launch *l)
     .mem = {.ctx = &run, .global_range = run_range, .print = run_print},
     .dev = &dev,
     .watchdog_ns = e->watchdog_ms * 1000000ull,
+    .priority = l->priority,
   };
   struct ptx_fault fault;
   uint32_t st;

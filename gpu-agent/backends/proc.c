@@ -776,7 +776,8 @@ static uint32_t proc_function_attrs(struct agt_bctx *c, void *fn,
   return st;
 }
 
-/* LAUNCH: a[] = grid, block, shmem | stream, stack_size; inline = params. */
+/* LAUNCH: a[] = grid, block, shmem | stream, stack_size; x = priority;
+   inline = params. */
 static uint32_t proc_launch(struct agt_bctx *c, void *fn,
                             const struct agt_launch *l)
 {
@@ -792,6 +793,7 @@ static uint32_t proc_launch(struct agt_bctx *c, void *fn,
   m.a[3] = (uint64_t)l->block[1] | (uint64_t)l->block[2] << 32;
   m.a[4] = (uint64_t)l->shmem | (uint64_t)l->stack_size << 32;
   m.a[5] = l->stream;
+  m.x = l->priority;
   m.len = l->params_size;
   ch = chan_get(c);
   if (!ch)

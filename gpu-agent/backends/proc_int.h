@@ -24,7 +24,7 @@ struct pmsg {
   uint32_t status;
   uint64_t a[6];
   uint32_t len; /* inline bytes that follow */
-  uint32_t pad;
+  int32_t x;    /* LAUNCH: the priority; 0 otherwise */
 };
 
 /* INIT's inline part: the inner backend's configuration. */

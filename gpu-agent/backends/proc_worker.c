@@ -188,6 +188,7 @@ static void serve_call(struct wchan *ch, struct pmsg *m, int fd)
       .shmem = (uint32_t)m->a[4],
       .stack_size = (uint32_t)(m->a[4] >> 32),
       .stream = m->a[5],
+      .priority = tr_priority_clamp(m->x),
       .params = ch->buf,
       .params_size = m->len,
       .out = send_out,

@@ -1625,12 +1625,33 @@ out:
   atomic_fetch_add_explicit(&px_total_insns, b->ninsn, memory_order_relaxed);
 }
 
-static void px_run_blocks(struct px_launch *L, struct px_ctx *c)
+/*
+ * Run blocks of L until none is left to claim.  A pool worker (urgent set)
+ * also stops when a launch more urgent than L has arrived, to go and help
+ * it: blocks of a higher-priority launch start before the pending blocks
+ * of a lower one, as on a GPU.  The launching thread stays with its own.
+ */
+static void px_run_blocks(struct px_launch *L, struct px_ctx *c,
+                          const _Atomic int *urgent)
 {
   while (!atomic_load_explicit(&L->stop, memory_order_relaxed)) {
-    uint64_t i = atomic_fetch_add_explicit(&L->next, 1, memory_order_relaxed);
+    uint64_t i;
+
+    if (urgent && atomic_load_explicit(urgent, memory_order_relaxed) <
+                      L->d->priority)
+      break;
+    i = atomic_fetch_add_explicit(&L->next, 1, memory_order_relaxed);
     if (i >= L->nblocks)
       break;
+    /* Between blocks too: a grid of many short blocks may never reach
+       the end of a warp's slice. */
+    if (L->d->cancel &&
+        __atomic_load_n((const int *)L->d->cancel, __ATOMIC_RELAXED)) {
+      struct px_warp w0 = {.b = &c->blk};
+      c->blk.L = L;
+      px_fault(&w0, NULL, PTX_ERR_LAUNCH_FAILURE, 0, 0, "launch cancelled");
+      break;
+    }
     if (L->deadline && px_now_ns() > L->deadline) {
       struct px_warp w0 = {.b = &c->blk};
       c->blk.L = L;
@@ -1665,18 +1686,35 @@ struct ptx_pool {
   pthread_mutex_t mu;
   pthread_cond_t work;        /* a launch has blocks to claim, or stop */
   struct px_launch *head;     /* launches in progress */
+  _Atomic int urgent;         /* the lowest priority among them (0: none) */
   int stopping;
   unsigned n;
   struct px_worker *wk;
 };
 
+/* The most urgent launch with blocks left to claim (the newest of equals),
+   or NULL; under p->mu. */
 static struct px_launch *px_claimable(struct ptx_pool *p)
 {
+  struct px_launch *best = NULL;
+
   for (struct px_launch *L = p->head; L; L = L->lnext)
     if (atomic_load_explicit(&L->next, memory_order_relaxed) < L->nblocks &&
-        !atomic_load_explicit(&L->stop, memory_order_relaxed))
-      return L;
-  return NULL;
+        !atomic_load_explicit(&L->stop, memory_order_relaxed) &&
+        (!best || L->d->priority < best->d->priority))
+      best = L;
+  return best;
+}
+
+/* Recompute p->urgent after the launch list changed; under p->mu. */
+static void px_urgent_update(struct ptx_pool *p)
+{
+  int u = 0;
+
+  for (struct px_launch *L = p->head; L; L = L->lnext)
+    if (L->d->priority < u)
+      u = L->d->priority;
+  atomic_store_explicit(&p->urgent, u, memory_order_relaxed);
 }
 
 static void *px_worker_main(void *arg)
@@ -1693,7 +1731,7 @@ static void *px_worker_main(void *arg)
       break;
     L->refs++;
     pthread_mutex_unlock(&p->mu);
-    px_run_blocks(L, &wk->ctx);
+    px_run_blocks(L, &wk->ctx, &p->urgent);
     pthread_mutex_lock(&p->mu);
     if (--L->refs == 0)
       pthread_cond_broadcast(&L->done);
@@ -1911,6 +1949,7 @@ uint32_t ptx_launch(struct ptx_pool *pool, const struct ptx_launch_desc *d,
     pthread_mutex_lock(&pool->mu);
     L.lnext = pool->head;
     pool->head = &L;
+    px_urgent_update(pool);
     L.refs = 1;
     /* the launching thread takes blocks too (when it has buffers): wake
        only as many workers as there are other blocks */
@@ -1926,13 +1965,14 @@ uint32_t ptx_launch(struct ptx_pool *pool, const struct ptx_launch_desc *d,
                   "memory", e->name);
   }
   if (c)
-    px_run_blocks(&L, c);
+    px_run_blocks(&L, c, NULL);
   if (pool && pool->n) {
     struct px_launch **pp;
     pthread_mutex_lock(&pool->mu);
     for (pp = &pool->head; *pp != &L; pp = &(*pp)->lnext)
       ;
     *pp = L.lnext;
+    px_urgent_update(pool);
     L.refs--;
     while (L.refs)
       pthread_cond_wait(&L.done, &pool->mu);

@@ -148,6 +148,9 @@ struct ptx_launch_desc {
                                  once the launch has run this long */
   const volatile int *cancel; /* optional: nonzero stops the launch with
                                  cudaErrorLaunchFailure (session closing) */
+  int priority;               /* the stream's: 0, or lower for more urgent;
+                                 the pool's workers take blocks of the most
+                                 urgent launch first */
 };
 
 /* What went wrong, for the agent's log and the client's stderr line. */

@@ -117,7 +117,7 @@ static inline uint64_t tr_lane_mark(uint64_t lane_id)
   X(0, PAD, 0, "ring filler: skip payload_len bytes; never on the wire")       \
   /* 1..15: session control */                                                 \
   X(1, HELLO, 0, "tr_hello -> tr_hello + role data (see PROTOCOL.md)")         \
-  X(2, LANE_OPEN, 0, "empty -> tr_lane_info; fds: memfd, req efd, rep efd")    \
+  X(2, LANE_OPEN, 0, "[i32 priority] -> tr_lane_info; fds: memfd, 2 efds")     \
   X(3, LANE_CLOSE, 0, "u32 lane -> empty")                                     \
   X(4, NOP, 0, "empty -> empty: the null call, executed by the agent")         \
   X(5, STATS, 0, "empty -> JSON text (control socket)")                        \
@@ -416,10 +416,29 @@ int tr_devinfo_attr(const struct tr_devinfo *d, uint32_t attr, int32_t *value);
  *   40 u64 stream handle (0 = legacy default stream)
  *   48 u32 stack bytes per thread (cudaLimitStackSize; 0 = the device's
  *          default)
- *   52 u32 0 (reserved)
+ *   52 i32 priority: the stream's (cudaStreamCreateWithPriority) or the
+ *          launch's (cudaLaunchAttributePriority), from 0 (the default)
+ *          down to TR_PRIORITY_GREATEST, lower being more urgent; the
+ *          agent clamps other values into that range, as CUDA does
  *   56 params_size bytes of packed parameters
  */
 #define TR_LAUNCH_FIXED 56u
+
+/*
+ * Stream priorities, as cudaDeviceGetStreamPriorityRange reports them:
+ * least 0, greatest -5 (every GPU since compute capability 7.0).  A lane
+ * opened for a stream carries its stream's priority (LANE_OPEN's payload,
+ * the `tremote-priority` header), and the agent runs more urgent lanes
+ * first; a launch carries its own (above), which the device honours.
+ */
+#define TR_PRIORITY_LEAST 0
+#define TR_PRIORITY_GREATEST (-5)
+
+static inline int tr_priority_clamp(int p)
+{
+  return p > TR_PRIORITY_LEAST ? TR_PRIORITY_LEAST
+         : p < TR_PRIORITY_GREATEST ? TR_PRIORITY_GREATEST : p;
+}
 
 /* ---- function attributes and device output ---------------------------- */
 

@@ -33,13 +33,17 @@ done
 gcc -std=gnu11 -O2 -Wall -Wextra -Werror -I"$src/include" -I"$cuda/include" \
     "$src/tests/gpu/va_probe.c" -o "$out/bin/va_probe" -ldl
 cp -L "$cuda/lib64/libcudart.so.13" "$out/lib/"
-# Libraries outside glibc that our binaries load.
+# Libraries outside glibc that our binaries load, the test programs' C++
+# runtime (libstdc++, libgcc_s) included: a GPU machine's base image may
+# have neither.
 for f in "$out"/shim/*.so "$out"/broker/* "$out"/gpu-agent/* "$out"/tests/tools/* "$out"/tools/bench/* \
-    "$out"/tests/test_cuda_backend "$out"/tools/smi/*; do
+    "$out"/tests/test_cuda_backend "$out"/tools/smi/* "$out"/tests/apps/*; do
     ldd "$f" | awk '/=> \// {print $3}'
 done | sort -u | while read -r lib; do
     case "$(basename "$lib")" in
-    libc.so*|libm.so*|libpthread.so*|libdl.so*|librt.so*|ld-linux*|libgcc_s.so*) ;;
+    libc.so*|libm.so*|libpthread.so*|libdl.so*|librt.so*|ld-linux*) ;;
+    libresolv.so*|libnss_*|libanl.so*|libutil.so*) ;; # glibc's too (GLIBC_PRIVATE)
+    libcuda.so*|libnvidia*) ;; # the driver's own, never ours to carry
     *) cp -L "$lib" "$out/lib/" ;;
     esac
 done

@@ -53,12 +53,21 @@ struct fakecuda_stats {
   int maps;           /* mappings */
   int modules;        /* loaded */
   uint64_t used;      /* bytes of physical memory allocated */
+  int streams;        /* created (cuStreamCreateWithPriority), not gone */
+  int last_priority;  /* of the stream the newest launch went to */
 };
 void fakecuda_stats(struct fakecuda_stats *s);
 
 struct CUctx_st {
   CUresult sticky;
   bool primary;
+};
+
+/* A created stream; destroyed with its context. */
+struct CUstream_st {
+  struct CUstream_st *next;
+  CUcontext ctx;
+  int priority;
 };
 
 struct fmem {
@@ -99,7 +108,8 @@ static struct CUctx_st primary = {.primary = true};
 static __thread CUcontext cur;
 static struct fmap *maps;
 static struct fresv *resvs;
-static int ncontexts, nmodules;
+static struct CUstream_st *streams;
+static int ncontexts, nmodules, last_priority;
 static uint64_t used;
 static bool inited;
 
@@ -114,6 +124,9 @@ void fakecuda_stats(struct fakecuda_stats *s)
     s->maps++;
   s->modules = nmodules;
   s->used = used;
+  for (struct CUstream_st *st = streams; st; st = st->next)
+    s->streams++;
+  s->last_priority = last_priority;
   pthread_mutex_unlock(&mu);
 }
 
@@ -262,6 +275,16 @@ CUresult cuCtxDestroy_v2(CUcontext c)
     cur = NULL;
   pthread_mutex_lock(&mu);
   ncontexts--;
+  for (struct CUstream_st **pp = &streams; *pp;) {
+    struct CUstream_st *st = *pp;
+
+    if (st->ctx == c) {
+      *pp = st->next;
+      free(st);
+    } else {
+      pp = &st->next;
+    }
+  }
   pthread_mutex_unlock(&mu);
   free(c);
   return CUDA_SUCCESS;
@@ -285,9 +308,53 @@ CUresult cuCtxSetLimit(CUlimit limit, size_t value)
   return need_ctx();
 }
 
+/* The stream handles the backend may pass: the per-thread default one,
+   or one of the current context's created streams.  Under mu. */
+static bool stream_ok(CUstream s)
+{
+  if (s == CU_STREAM_PER_THREAD)
+    return true;
+  for (struct CUstream_st *st = streams; st; st = st->next)
+    if (st == s)
+      return st->ctx == cur;
+  return false;
+}
+
+CUresult cuStreamCreateWithPriority(CUstream *ps, unsigned int flags,
+                                    int priority)
+{
+  struct CUstream_st *st;
+  CUresult r = need_ctx();
+
+  if (r)
+    return r;
+  if (flags & ~(unsigned)CU_STREAM_NON_BLOCKING)
+    return CUDA_ERROR_INVALID_VALUE;
+  st = calloc(1, sizeof(*st));
+  if (!st)
+    return CUDA_ERROR_OUT_OF_MEMORY;
+  /* Clamped into [-5, 0], as the driver does. */
+  st->priority = priority > 0 ? 0 : priority < -5 ? -5 : priority;
+  st->ctx = cur;
+  pthread_mutex_lock(&mu);
+  st->next = streams;
+  streams = st;
+  pthread_mutex_unlock(&mu);
+  *ps = st;
+  return CUDA_SUCCESS;
+}
+
 CUresult cuStreamSynchronize(CUstream s)
 {
-  return need_ctx();
+  CUresult r = need_ctx();
+  bool ok;
+
+  if (r)
+    return r;
+  pthread_mutex_lock(&mu);
+  ok = stream_ok(s);
+  pthread_mutex_unlock(&mu);
+  return ok ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
 }
 
 CUresult cuMemGetInfo_v2(size_t *f, size_t *t)
@@ -753,6 +820,11 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz,
     nanosleep(&ts, NULL);
   }
   pthread_mutex_lock(&mu);
+  if (!stream_ok(s)) {
+    pthread_mutex_unlock(&mu);
+    return CUDA_ERROR_INVALID_HANDLE;
+  }
+  last_priority = s == CU_STREAM_PER_THREAD ? 0 : s->priority;
   switch (f->kind) {
   case K_FILL: {
     uint32_t n = (uint32_t)a2, v = (uint32_t)(a2 >> 32);

@@ -226,6 +226,25 @@ static struct tc_stream *open_lane(struct tc_conn *c, uint64_t sid,
   return st;
 }
 
+/* A lane of the given stream priority header value. */
+static struct tc_stream *open_lane_prio(struct tc_conn *c, uint64_t sid,
+                                        unsigned lane, const char *prio,
+                                        int want_status)
+{
+  char s[17], l[16];
+  struct tc_stream *st;
+
+  snprintf(s, sizeof(s), "%016llx", (unsigned long long)sid);
+  snprintf(l, sizeof(l), "%u", lane);
+  st = tc_request(c, "/v1/lane", secret,
+                  (const char *const[]){"tremote-session", s, "tremote-lane",
+                                        l, "tremote-priority", prio, NULL});
+  assert_non_null(st);
+  assert_true(tc_wait_status(st));
+  assert_int_equal(st->status, want_status);
+  return st;
+}
+
 static uint64_t dmalloc(struct tc_stream *lane, uint64_t size)
 {
   uint8_t p[8];
@@ -677,6 +696,17 @@ static void test_sessions_isolated(void **state)
     free(r.data);
     /* A second lane with an id already open is refused. */
     open_lane(&c, ida, 2, 409);
+    /* Stream priorities: 0 to -5; anything else is refused. */
+    open_lane_prio(&c, ida, 3, "1", 400);
+    open_lane_prio(&c, ida, 3, "-6", 400);
+    open_lane_prio(&c, ida, 3, "-1x", 400);
+    {
+      struct tc_stream *la3 = open_lane_prio(&c, ida, 3, "-5", 200);
+
+      assert_int_equal(d2h(la3, p, 16, &r), 0);
+      assert_memory_equal(r.data, buf, 16);
+      free(r.data);
+    }
   }
   tc_end(sa);
   tc_end(sb);

@@ -375,7 +375,7 @@ static int client_open(struct client *k)
     fprintf(stderr, "connect: %s (%s)\n", strerror(-rc), why ? why : "");
     return rc;
   }
-  rc = tr_client_lane_open(&k->c, &k->l);
+  rc = tr_client_lane_open(&k->c, &k->l, 0);
   if (rc < 0) {
     fprintf(stderr, "lane open: %s\n", strerror(-rc));
     tr_client_close(&k->c);
@@ -636,7 +636,7 @@ static void test_lane_close_drains(void **state)
     src[i] = (uint8_t)(i * 13 + 5);
   assert_int_equal(client_open(&k), 0);
   assert_int_equal(dev_malloc(&k, 0, len, &ptr), 0);
-  assert_int_equal(tr_client_lane_open(&k.c, &l2), 0);
+  assert_int_equal(tr_client_lane_open(&k.c, &l2, 0), 0);
   rec = tr_ring_reserve(&l2.req, 16 + len);
   assert_non_null(rec);
   tr_hdr_init(&h, TR_OP_MEMCPY_H2D, 0, new_id(), 16 + len);

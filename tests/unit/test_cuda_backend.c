@@ -71,28 +71,36 @@ static const struct agt_emu_config emu_cfg = {
 struct fakecuda_stats {
   int contexts, reservations, maps, modules;
   uint64_t used;
+  int streams, last_priority;
 };
+
+/* What the fake driver holds now (only with the fake). */
+static void fake_stats(struct fakecuda_stats *s)
+{
+  void (*stats)(struct fakecuda_stats *);
+  void *lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_NOLOAD);
+
+  assert_non_null(lib);
+  *(void **)&stats = dlsym(lib, "fakecuda_stats");
+  assert_non_null(stats);
+  stats(s);
+  dlclose(lib);
+}
 
 /* After destroy, the fake driver must hold nothing the backend made. */
 static void check_fake_empty(void)
 {
-  void (*stats)(struct fakecuda_stats *);
   struct fakecuda_stats s;
-  void *lib;
 
   if (!fake)
     return;
-  lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_NOLOAD);
-  assert_non_null(lib);
-  *(void **)&stats = dlsym(lib, "fakecuda_stats");
-  assert_non_null(stats);
-  stats(&s);
+  fake_stats(&s);
   assert_int_equal(s.contexts, 0);
   assert_int_equal(s.reservations, 0);
   assert_int_equal(s.maps, 0);
   assert_int_equal(s.modules, 0);
   assert_int_equal(s.used, 0);
-  dlclose(lib);
+  assert_int_equal(s.streams, 0);
 }
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -133,21 +141,30 @@ static bool in_window(uint64_t p, uint64_t len)
          len <= WIN_SIZE - (p - WIN_BASE);
 }
 
-static uint32_t launch(struct agt_backend *b, struct agt_bctx *c, void *fn,
-                       uint32_t blocks, const void *params, uint32_t psize,
-                       uint32_t shmem, uint32_t stack)
+static uint32_t launch_prio(struct agt_backend *b, struct agt_bctx *c,
+                            void *fn, uint32_t blocks, const void *params,
+                            uint32_t psize, uint32_t shmem, uint32_t stack,
+                            int priority)
 {
   struct agt_launch l = {
     .grid = {blocks, 1, 1},
     .block = {256, 1, 1},
     .shmem = shmem,
     .stack_size = stack,
+    .priority = priority,
     .params = params,
     .params_size = psize,
     .out = no_output,
   };
 
   return b->ops->launch(c, fn, &l);
+}
+
+static uint32_t launch(struct agt_backend *b, struct agt_bctx *c, void *fn,
+                       uint32_t blocks, const void *params, uint32_t psize,
+                       uint32_t shmem, uint32_t stack)
+{
+  return launch_prio(b, c, fn, blocks, params, psize, shmem, stack, 0);
 }
 
 /* fill(u32 *p, u32 n, u32 v): p[i] = v + i. */
@@ -421,6 +438,33 @@ static void test_modules_and_launches(void **state)
     assert_int_equal(launch(b, c, fill, 4, prm, 16, 64 << 10, 4096),
                      cudaSuccess);
     check_fill(b, c, p, 1000, 99);
+  }
+  /* A stream priority: the kernel goes to a stream of that priority, one
+     per thread and priority, kept for the context's life; priority 0 is
+     the per-thread default stream again. */
+  for (int i = 0; i < 2; i++) {
+    uint8_t prm[16];
+    uint32_t n = 1000, v2 = 40 + (uint32_t)i;
+    struct fakecuda_stats fs;
+
+    memcpy(prm, &p, 8);
+    memcpy(prm + 8, &n, 4);
+    memcpy(prm + 12, &v2, 4);
+    assert_int_equal(launch_prio(b, c, fill, 4, prm, 16, 0, 0, -3),
+                     cudaSuccess);
+    check_fill(b, c, p, 1000, v2);
+    if (fake) {
+      fake_stats(&fs);
+      assert_int_equal(fs.last_priority, -3);
+      assert_int_equal(fs.streams, 1);
+    }
+  }
+  if (fake) {
+    struct fakecuda_stats fs;
+
+    assert_int_equal(launch_fill(b, c, fill, p, 100, 5), cudaSuccess);
+    fake_stats(&fs);
+    assert_int_equal(fs.last_priority, 0);
   }
 
   /* A module variable: the driver places it outside the window; the
@@ -704,6 +748,12 @@ static int child(const char *mode)
     const char *why = NULL;
 
     if (agt_backend_open("cuda", &emu_cfg, &b, &why) != 0) {
+      /* tests/gpu/run.sh sets TR_REQUIRE_GPU: there a GPU that cannot be
+         used is the finding, not a reason to skip. */
+      if (getenv("TR_REQUIRE_GPU")) {
+        printf("FAIL: the GPU cannot be used: %s\n", why);
+        return 1;
+      }
       printf("SKIP: no usable GPU for the real-GPU checks: %s\n", why);
       return 77;
     }
@@ -722,8 +772,10 @@ static int child(const char *mode)
 
 static char tmpdir[64];
 
-/* Run this program as "--child mode" with LD_LIBRARY_PATH = libpath (NULL:
-   unchanged) and one more variable (NULL: none).  Its exit status. */
+/* Run this program as "--child mode" with libpath first in
+   LD_LIBRARY_PATH (NULL: unchanged; what was there stays after it, since
+   the libraries this program links may be found only through it, as in
+   the GPU bundle) and one more variable (NULL: none).  Its exit status. */
 static int run_child(const char *mode, const char *libpath, const char *var,
                      const char *val)
 {
@@ -735,8 +787,14 @@ static int run_child(const char *mode, const char *libpath, const char *var,
   pid = fork();
   assert_true(pid >= 0);
   if (pid == 0) {
-    if (libpath)
-      setenv("LD_LIBRARY_PATH", libpath, 1);
+    if (libpath) {
+      const char *old = getenv("LD_LIBRARY_PATH");
+      char path[4096];
+
+      snprintf(path, sizeof(path), "%s%s%s", libpath, old && *old ? ":" : "",
+               old ? old : "");
+      setenv("LD_LIBRARY_PATH", path, 1);
+    }
     if (var)
       setenv(var, val, 1);
     execl("/proc/self/exe", "test_cuda_backend", "--child", mode, stub_lib,

@@ -8,6 +8,8 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1303,6 +1305,107 @@ static void test_concurrent_launches(void **state)
   ptx_module_free(m);
 }
 
+/*
+ * Priorities: blocks of a more urgent launch start before the pending
+ * blocks of a less urgent one.  A long low-priority launch keeps the
+ * pool's four workers busy; a short launch made meanwhile records where
+ * each of its blocks ran (%smid + 1: the workers are 1..4, its own
+ * launching thread 5).  At priority 0 the workers stay with the long
+ * launch, so the launching thread runs every block of the short one; at
+ * priority -1 the workers come over at their next block boundary.
+ */
+static const char busy[] = HDR
+  ".visible .entry busy(.param .u64 out, .param .u32 iters)\n{\n"
+  "  .reg .b32 %r<8>;\n  .reg .b64 %rd<4>;\n  .reg .pred %p<3>;\n"
+  "  ld.param.u64 %rd1, [out];\n  ld.param.u32 %r1, [iters];\n"
+  "  mov.u32 %r2, %tid.x;\n  setp.ne.u32 %p1, %r2, 0;\n"
+  "  @%p1 bra START;\n"
+  "  mov.u32 %r3, %smid;\n  add.u32 %r3, %r3, 1;\n"
+  "  mov.u32 %r4, %ctaid.x;\n  mul.wide.u32 %rd2, %r4, 4;\n"
+  "  add.s64 %rd3, %rd1, %rd2;\n  st.global.u32 [%rd3], %r3;\n"
+  "START:\n  mov.u32 %r5, 0;\n"
+  "LOOP:\n  setp.ge.u32 %p2, %r5, %r1;\n  @%p2 bra DONE;\n"
+  "  add.u32 %r5, %r5, 1;\n  bra LOOP;\n"
+  "DONE:\n  ret;\n}\n";
+
+struct busy_run {
+  const struct ptx_module *m;
+  struct tmem *t;
+  _Atomic uint32_t *out;
+  uint32_t blocks, iters;
+  int priority;
+  const volatile int *cancel;
+  uint32_t rc;
+};
+
+static void *busy_main(void *arg)
+{
+  struct busy_run *b = arg;
+  struct tparams p = {{0}, 0};
+  struct ptx_fault f;
+  struct tlaunch cfg = {{b->blocks, 1, 1}, {32, 1, 1}, 0, 0, b->cancel, 0,
+                        NULL};
+
+  tp_ptr(&p, (const void *)b->out);
+  tp_u32(&p, b->iters);
+  b->rc = tl_run_prio(tl_pool(), b->t, b->m, "busy", &cfg, &p, &f,
+                      b->priority);
+  return NULL;
+}
+
+/* How many of the short launch's blocks ran on pool workers.  The long
+   launch has more blocks than it can run meanwhile; it is cancelled once
+   the short one is done. */
+static unsigned short_beside_long(const struct ptx_module *m, int priority)
+{
+  enum { LONG = 1 << 20, SHORT = 8, SEEN = 4096 };
+  struct tmem *t = tm_new();
+  volatile int stop = 0;
+  struct busy_run lo = {m, t, tm_alloc(t, LONG * 4), LONG, 2000, 0, &stop, 0};
+  struct busy_run hi = {m, t, tm_alloc(t, SHORT * 4), SHORT, 20000,
+                        priority, NULL, 0};
+  pthread_t th;
+  unsigned on_workers = 0, seen;
+
+  assert_int_equal(pthread_create(&th, NULL, busy_main, &lo), 0);
+  do { /* until all four workers run blocks of the long launch */
+    seen = 0;
+    for (unsigned i = 0; i < SEEN; i++) {
+      uint32_t w = atomic_load(&lo.out[i]);
+
+      if (w >= 1 && w <= 4)
+        seen |= 1u << w;
+    }
+  } while (seen != 0x1e);
+  busy_main(&hi);
+  stop = 1;
+  pthread_join(th, NULL);
+  assert_int_equal(lo.rc, PTX_ERR_LAUNCH_FAILURE); /* cancelled */
+  assert_int_equal(hi.rc, 0);
+  for (unsigned i = 0; i < SHORT; i++) {
+    uint32_t w = atomic_load(&hi.out[i]);
+
+    assert_true(w >= 1 && w <= 5);
+    on_workers += w != 5;
+  }
+  tm_free(t);
+  return on_workers;
+}
+
+static void test_priority(void **state)
+{
+  struct ptx_module *m = load(busy);
+  unsigned n;
+
+  n = short_beside_long(m, 0);
+  print_message("priority 0: %u of 8 blocks on workers\n", n);
+  assert_int_equal(n, 0);
+  n = short_beside_long(m, -1);
+  print_message("priority -1: %u of 8 blocks on workers\n", n);
+  assert_true(n > 0);
+  ptx_module_free(m);
+}
+
 static void test_thread_insns(void **state)
 {
   struct ptx_module *m = load(div_ifelse);
@@ -1421,6 +1524,7 @@ int main(int argc, char **argv)
     cmocka_unit_test(test_many_blocks),
     cmocka_unit_test(test_bad_config),
     cmocka_unit_test(test_concurrent_launches),
+    cmocka_unit_test(test_priority),
     cmocka_unit_test(test_thread_insns),
     cmocka_unit_test(test_prepare_rejects),
     cmocka_unit_test(test_keys),

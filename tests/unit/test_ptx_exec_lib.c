@@ -192,6 +192,14 @@ uint32_t tl_run(struct ptx_pool *pool, struct tmem *t,
                 const struct tlaunch *cfg, const struct tparams *p,
                 struct ptx_fault *f)
 {
+  return tl_run_prio(pool, t, m, name, cfg, p, f, 0);
+}
+
+uint32_t tl_run_prio(struct ptx_pool *pool, struct tmem *t,
+                     const struct ptx_module *m, const char *name,
+                     const struct tlaunch *cfg, const struct tparams *p,
+                     struct ptx_fault *f, int priority)
+{
   struct ptx_devmodel dev = {80, 1024, 48 * 1024,
                              cfg->stack_size ? cfg->stack_size : 1024};
   struct ptx_launch_desc d;
@@ -220,6 +228,7 @@ uint32_t tl_run(struct ptx_pool *pool, struct tmem *t,
   d.dev = &dev;
   d.watchdog_ns = cfg->watchdog_ns;
   d.cancel = cfg->cancel;
+  d.priority = priority;
   rc = ptx_launch(pool, &d, f);
   if (rc && getenv("TL_VERBOSE"))
     fprintf(stderr, "launch of %s: %u: %s\n", name, rc, f->msg);

@@ -56,6 +56,11 @@ uint32_t tl_run(struct ptx_pool *pool, struct tmem *t,
                 const struct ptx_module *m, const char *name,
                 const struct tlaunch *cfg, const struct tparams *p,
                 struct ptx_fault *f);
+/* The same with a stream priority (0, or lower for more urgent). */
+uint32_t tl_run_prio(struct ptx_pool *pool, struct tmem *t,
+                     const struct ptx_module *m, const char *name,
+                     const struct tlaunch *cfg, const struct tparams *p,
+                     struct ptx_fault *f, int priority);
 
 /* The process-wide pool of the tests (4 workers), created on first use. */
 struct ptx_pool *tl_pool(void);

@@ -370,15 +370,17 @@ static int ctl_exchange(struct tr_client *c, uint16_t op, const void *args,
   return 0;
 }
 
-int tr_client_lane_open(struct tr_client *c, struct tr_lane *l)
+int tr_client_lane_open(struct tr_client *c, struct tr_lane *l, int priority)
 {
-  uint8_t buf[TR_HDR_SIZE + 64];
+  uint8_t buf[TR_HDR_SIZE + 64], prio[4];
   struct tr_hdr h;
   int fds[3], nf = 0, rc;
 
+  /* The default priority, 0, is an empty payload. */
+  tr_put_u32(prio, (uint32_t)priority);
   pthread_mutex_lock(&c->lock);
-  rc = ctl_exchange(c, TR_OP_LANE_OPEN, NULL, 0, -1, buf, sizeof(buf), fds,
-                    3, &nf, &h);
+  rc = ctl_exchange(c, TR_OP_LANE_OPEN, prio, priority ? 4 : 0, -1, buf,
+                    sizeof(buf), fds, 3, &nf, &h);
   if (rc < 0)
     goto out_fds;
   rc = -EPROTO;

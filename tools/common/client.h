@@ -55,9 +55,11 @@ int tr_client_connect(struct tr_client *c, const char *path, int timeout_ms,
                       const char **why);
 void tr_client_close(struct tr_client *c);
 
-/* Open a lane: the broker sends the segment and doorbells.  On success the
-   lane is mapped and owned by the caller (tr_client_lane_close()). */
-int tr_client_lane_open(struct tr_client *c, struct tr_lane *l);
+/* Open a lane for work of the given stream priority (0, or down to
+   TR_PRIORITY_GREATEST for more urgent): the broker sends the segment and
+   doorbells.  On success the lane is mapped and owned by the caller
+   (tr_client_lane_close()). */
+int tr_client_lane_open(struct tr_client *c, struct tr_lane *l, int priority);
 void tr_client_lane_close(struct tr_client *c, struct tr_lane *l);
 
 /*

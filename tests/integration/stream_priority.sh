@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Stream priorities (issue 5): the range and clamping of
+# cudaStreamCreateWithPriority, a launch's own priority, and that the
+# agent acts on them.  With one execution thread (every thread busy is
+# what makes the run queue decide), 16 long kernels are queued on a stream
+# of priority 0, then one on another stream: at priority -5 it runs after
+# at most the kernel running when it arrived and the next, at priority 0
+# it waits for most of the 16 (the control: without it the first half
+# could pass by accident).
+set -u
+source "$(dirname "$0")/lib.sh"
+tr_init "$1"
+TREMOTE_AGENT_EXEC_THREADS=1 tr_start_broker --local 1 --emu-mem 1G
+
+tr_run "$APPS/stream_priority" api || tr_fail "stream_priority api exited with $?"
+grep -q "^PASS" "$TR_TMP/out" || tr_fail "api: no PASS"
+echo "api: range [-5, 0], clamping, priority stream and launch attribute"
+
+tr_run "$APPS/stream_priority" order -5 max 3 ||
+    tr_fail "priority -5 did not go ahead of the queued kernels"
+grep "^priority=" "$TR_TMP/out"
+tr_run "$APPS/stream_priority" order 0 min 8 ||
+    tr_fail "priority 0 went ahead (the control)"
+grep "^priority=" "$TR_TMP/out"
+tr_stop_broker
+echo "stream_priority: ok"
