@@ -215,6 +215,15 @@ int agt_emu_new(const struct agt_emu_config *cfg, struct agt_backend **out);
 int agt_cuda_new(int ordinal, struct agt_backend **out, const char **why);
 
 /*
+ * b (from agt_cuda_new) will host one session in this process, a worker's:
+ * its context is then the device's primary context, retained already,
+ * instead of one more created for it.  A CUDA context costs device memory
+ * (hundreds of MiB on a large GPU) and a tenth of a second to create, so a
+ * worker holds one, made before its session arrives (the spare).
+ */
+void agt_cuda_one_session(struct agt_backend *b);
+
+/*
  * Pick and create a backend by name: "emu", "cuda" or "auto" (cuda when it
  * is usable, else emu, with one info line in the log saying why not cuda).
  * Returns 0 and *out; -ENOSYS when "cuda" was asked for and cannot be

@@ -53,7 +53,9 @@
  * illegal address) poisons only that session.  It is created on the
  * session's first operation, not in ctx_open: ctx_open runs on the agent's
  * network thread, and creating a context takes a tenth of a second or
- * more.  Operations arrive on any execution thread; each makes the context
+ * more.  A worker process hosts one session (agt_cuda_one_session): there
+ * the primary context, retained when the worker started, is the session's,
+ * and the process ends with it.  Operations arrive on any execution thread; each makes the context
  * current on its thread first.  Work goes to the calling thread's
  * per-thread default stream (CU_STREAM_PER_THREAD), so lanes running on
  * different execution threads do not serialise on the device, and every
@@ -147,6 +149,7 @@ struct cu_backend {
    * session, and while a never-used session closes.
    */
   CUcontext primary;
+  bool one_session; /* agt_cuda_one_session: sessions use primary */
   uint64_t gran; /* allocation granularity */
   int driver_version;
   CUmemAllocationProp prop;
@@ -364,7 +367,10 @@ static CUresult cu_enter(struct agt_bctx *c)
   if (!ctx) {
     pthread_mutex_lock(&c->ctx_mu);
     ctx = atomic_load_explicit(&c->ctx, memory_order_relaxed);
-    if (!ctx) {
+    if (!ctx && c->cb->one_session) {
+      ctx = c->cb->primary;
+      atomic_store_explicit(&c->ctx, ctx, memory_order_release);
+    } else if (!ctx) {
       r = d->CtxCreate(&ctx, CU_CTX_SCHED_AUTO, c->cb->dev);
       if (r == CUDA_SUCCESS) {
         CUcontext popped;
@@ -956,7 +962,7 @@ static void cu_ctx_close(struct agt_bctx *c)
     release(c, mine[i]);
   free(mine);
 
-  if (ctx) {
+  if (ctx && ctx != cb->primary) {
     CUresult r = cb->drv.CtxDestroy(ctx);
 
     if (r != CUDA_SUCCESS) {
@@ -967,7 +973,8 @@ static void cu_ctx_close(struct agt_bctx *c)
     }
   }
   window_put(cb, w);
-  while (c->pstreams) { /* the streams went with the context */
+  while (c->pstreams) { /* the streams went with the context, or go with
+                           the primary one when the process ends */
     struct cu_pstream *ps = c->pstreams;
 
     c->pstreams = ps->next;
@@ -1626,6 +1633,11 @@ static void fill_attrs(struct cu_backend *cb)
  * Open device `ordinal`: load the driver, initialise it, check that the
  * GPU can map memory at fixed addresses, describe it.
  */
+void agt_cuda_one_session(struct agt_backend *b)
+{
+  ((struct cu_backend *)b)->one_session = true;
+}
+
 int agt_cuda_new(int ordinal, struct agt_backend **out, const char **why)
 {
   struct cu_backend *cb = calloc(1, sizeof(*cb));

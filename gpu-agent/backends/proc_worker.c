@@ -233,8 +233,13 @@ static int open_inner(const struct pinit *in, struct agt_backend **be,
     .watchdog_ms = in->emu_watchdog_ms,
   };
 
-  if (strcmp(in->kind, "cuda") == 0)
-    return agt_cuda_new(0, be, why);
+  if (strcmp(in->kind, "cuda") == 0) {
+    int rc = agt_cuda_new(0, be, why);
+
+    if (rc == 0)
+      agt_cuda_one_session(*be);
+    return rc;
+  }
   if (agt_emu_new(&ec, be) < 0) {
     *why = "out of memory";
     return -ENOMEM;

@@ -530,6 +530,41 @@ static void test_modules_and_launches(void **state)
   check_fake_empty();
 }
 
+/* ---- one session per process ---------------------------------------------- */
+
+/* A worker's backend: the session works in the primary context, and no
+   other context is ever made. */
+static void test_one_session(void **state)
+{
+  struct agt_backend *b = open_cuda();
+  const struct agt_backend_ops *o = b->ops;
+  struct agt_bctx *c;
+  struct fakecuda_stats fs;
+  void *mod, *fill;
+  uint64_t p;
+
+  agt_cuda_one_session(b);
+  c = open_ctx(b);
+  load_module(b, c, &mod);
+  assert_int_equal(o->function_get(c, mod, "fill", &fill), cudaSuccess);
+  assert_int_equal(o->mem_alloc(c, 4096 * 4, &p), cudaSuccess);
+  assert_int_equal(launch_fill(b, c, fill, p, 4096, 9), cudaSuccess);
+  check_fill(b, c, p, 4096, 9);
+  if (fake) {
+    fake_stats(&fs);
+    assert_int_equal(fs.contexts, 0); /* the primary is not counted */
+    assert_int_equal(fs.modules, 1);
+  }
+  o->ctx_close(c); /* frees the module and the memory, keeps the primary */
+  if (fake) {
+    fake_stats(&fs);
+    assert_int_equal(fs.modules, 0);
+    assert_int_equal(fs.used, 0);
+  }
+  o->destroy(b);
+  check_fake_empty();
+}
+
 /* ---- concurrency --------------------------------------------------------- */
 
 struct spin_arg {
@@ -715,6 +750,7 @@ static int child(const char *mode)
   static const struct CMUnitTest gpu[] = {
     cmocka_unit_test(test_device_and_memory),
     cmocka_unit_test(test_modules_and_launches),
+    cmocka_unit_test(test_one_session),
     cmocka_unit_test(test_concurrency),
     cmocka_unit_test(test_auto_is_cuda),
   };
