@@ -1,0 +1,144 @@
+/*
+ * cuda_int.h: what the two halves of the cuda backend share: cuda_dev.c
+ * (the driver and the device: loading libcuda.so.1, errors, the device's
+ * description and attributes, opening and destroying the backend) and
+ * cuda.c (the sessions: contexts, windows, memory, modules, launches).
+ * The design is at the top of cuda.c.
+ */
+#ifndef AGT_CUDA_INT_H
+#define AGT_CUDA_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "cuda_drv.h"
+#include "rangetab.h"
+
+/* The stream every operation of a thread uses, unless its launch has a
+   priority (cuda.c, prio_stream). */
+#define CU_STREAM CU_STREAM_PER_THREAD
+
+/* ---- objects ----------------------------------------------------------- */
+
+struct cu_module;
+
+/*
+ * A range the context may use: an allocation in the window (mod == NULL)
+ * or a module variable outside it (mod set).
+ */
+struct cu_alloc {
+  struct agt_range r; /* first: placed at r.addr; r.len is the mapped span
+                         plus the guard granule */
+  uint64_t size; /* what was asked for: the valid range */
+  uint64_t span; /* mapped: size rounded up to the granularity */
+  struct agt_bctx *owner; /* NULL: a range that could not be unmapped */
+  struct cu_module *mod;  /* a module variable's alias: its module */
+  uint64_t real;          /* ... and the driver's address for it */
+  struct cu_alloc *next;  /* mod->syms, or the context's deferred list */
+  unsigned pins;
+  bool ready; /* mapped and accessible: may be used */
+  bool freed;
+};
+
+struct cu_window {
+  struct agt_window win; /* first: in cb->windows, under cb->mu */
+
+  pthread_mutex_t mu; /* guards the fields below and the contexts' lists */
+  struct agt_rtab t; /* the window's cu_allocs, sorted by address */
+  uint64_t hint; /* where the next placement search starts */
+};
+
+struct cu_func {
+  struct cu_func *next;
+  CUfunction fn;
+  _Atomic uint32_t dyn_max; /* dynamic shared memory allowed so far */
+};
+
+struct cu_module {
+  struct cu_module *next; /* c->mods while loaded, under w->mu */
+  CUmodule m;
+  unsigned refs; /* under w->mu: 1 while loaded, + pins of its variables */
+  struct cu_alloc *syms; /* variables asked for, under w->mu */
+  pthread_mutex_t mu;    /* guards fns: lanes may look up concurrently */
+  struct cu_func *fns;
+};
+
+struct cu_backend {
+  struct agt_backend b;
+  struct cu_drv drv;
+  CUdevice dev;
+  /*
+   * The device's primary context, retained once: current while the agent
+   * reserves and frees windows and asks for free memory outside any
+   * session, and while a never-used session closes.
+   */
+  CUcontext primary;
+  bool one_session; /* agt_cuda_one_session: sessions use primary */
+  uint64_t gran; /* allocation granularity */
+  int driver_version;
+  CUmemAllocationProp prop;
+  CUmemAccessDesc access;
+  struct tr_devinfo info;
+
+  pthread_mutex_t mu; /* guards windows */
+  struct agt_window *windows; /* the cu_windows */
+};
+
+struct agt_bctx {
+  struct cu_backend *cb;
+  struct cu_window *w;
+
+  /* Created on first use (see the top of the file). */
+  pthread_mutex_t ctx_mu;
+  _Atomic(CUcontext) ctx;
+
+  /* Under w->mu. */
+  struct cu_module *mods;
+  unsigned launches;         /* launches running */
+  struct cu_alloc *deferred; /* freed while they ran */
+
+  pthread_mutex_t lim_mu; /* guards stack */
+  uint32_t stack;         /* CU_LIMIT_STACK_SIZE set, 0 = default */
+
+  /* Module variable aliases listed now: a launch looks for them in its
+     parameters only when there are any. */
+  _Atomic unsigned aliases;
+
+  /* Streams with a priority, created on first use; destroyed with the
+     context.  Under ps_mu. */
+  pthread_mutex_t ps_mu;
+  struct cu_pstream *pstreams;
+};
+
+struct cu_pstream {
+  struct cu_pstream *next;
+  pthread_t thread;
+  int priority;
+  CUstream s;
+};
+
+/* The backend's operations (cuda.c). */
+extern const struct agt_backend_ops cu_ops;
+
+/* ---- cuda_dev.c ---------------------------------------------------------- */
+
+/* CUresult to the cudaError_t the program gets (cudaErrorUnknown for a
+   number the runtime does not define). */
+uint32_t cu_status(CUresult r);
+
+/* "NAME (number): description" of a driver error, into buf (n bytes). */
+const char *cu_describe(const struct cu_drv *d, CUresult r, char *buf,
+                        size_t n);
+
+/* The device's compute capability, for messages. */
+void cu_cc_of(const struct cu_backend *cb, int *major, int *minor);
+
+/* Operations on the device as a whole. */
+void cu_devinfo(struct agt_backend *b, struct tr_devinfo *d);
+void cu_destroy(struct agt_backend *b);
+void cu_dev_mem_info(struct agt_backend *b, uint64_t *free_b, uint64_t *total);
+
+#endif /* AGT_CUDA_INT_H */
