@@ -22,7 +22,8 @@
  * every allocation is followed by one unmapped granule of guard, so a
  * kernel running off the end of its buffer faults (an error for its own
  * session) instead of writing into a neighbour's, which may be another
- * session's: mappings are visible to every context of the device.
+ * session's: mappings are visible to every context of the device.  Small
+ * allocations share slabs (see "Slabs" below).
  *
  * Ownership and checks.  Allocations belong to the context that made them,
  * and every pointer and size a session passes is checked against its own
@@ -102,6 +103,20 @@ static uint64_t round_up(uint64_t n, uint64_t to)
 static struct cu_alloc *alloc_of(struct agt_range *r)
 {
   return (struct cu_alloc *)r;
+}
+
+/* The allocation of w that holds a (in a slab: the slab's allocation that
+   does), or NULL. */
+static struct cu_alloc *find(const struct cu_window *w, uint64_t a)
+{
+  struct cu_alloc *al;
+
+  if (a < w->win.base || a - w->win.base >= w->win.size)
+    return NULL;
+  al = alloc_of(agt_rt_containing(&w->t, a));
+  if (al && al->subs)
+    al = alloc_of(agt_rt_containing(al->subs, a));
+  return al;
 }
 
 /* ---- contexts on the calling thread ------------------------------------ */
@@ -197,6 +212,67 @@ static CUstream prio_stream(struct agt_bctx *c, int priority)
 /* ---- pinning, releasing ------------------------------------------------ */
 
 static void module_free(struct agt_bctx *c, struct cu_module *mod);
+static void release(struct agt_bctx *c, struct cu_alloc *al);
+
+/*
+ * Slabs.  A mapping costs at least one granule (2 MiB) of device memory,
+ * and a driver call or three, so allocations of at most half a granule
+ * share one, as cudaMalloc's small allocations share pages on a GPU: a
+ * slab is a mapping of one granule owned by one context, placed in the
+ * window like any allocation, and its allocations are ranges of its own
+ * table (first fit, CU_SLAB_ALIGN apart), found through it (find).  The
+ * slab's guard granule protects its neighbours in the window; inside it,
+ * as on a GPU, a kernel that runs off one small buffer reaches the next
+ * one of the same session.  A context keeps one empty slab for the next
+ * small allocation and unmaps any other that empties.
+ */
+
+/* Take al, an allocation in a slab, out of it (freed, unpinned); its slab
+   goes too when it is empty and the context has another empty one. */
+static void release_in_slab(struct agt_bctx *c, struct cu_alloc *al)
+{
+  struct cu_window *w = c->w;
+  struct cu_alloc *slab = al->in, *s, **pp, *drop = NULL;
+
+  pthread_mutex_lock(&w->mu);
+  agt_rt_remove(slab->subs, &al->r);
+  if (slab->subs->n == 0 && slab->owner == c && !slab->freed) {
+    for (s = c->slabs; s; s = s->slab_next)
+      if (s != slab && s->subs->n == 0)
+        break;
+    if (s) {
+      for (pp = &c->slabs; *pp != slab; pp = &(*pp)->slab_next)
+        ;
+      *pp = slab->slab_next;
+      slab->freed = true;
+      drop = slab;
+    }
+  }
+  pthread_mutex_unlock(&w->mu);
+  free(al);
+  if (drop)
+    release(c, drop);
+}
+
+/* A slab about to be unmapped: out of the context's list, and whatever is
+   left in it (a closing context's allocations) freed with it. */
+static void slab_drop(struct agt_bctx *c, struct cu_alloc *slab)
+{
+  struct cu_window *w = c->w;
+  struct cu_alloc **pp;
+
+  pthread_mutex_lock(&w->mu);
+  for (pp = &c->slabs; *pp && *pp != slab; pp = &(*pp)->slab_next)
+    ;
+  if (*pp)
+    *pp = slab->slab_next;
+  for (size_t i = 0; i < slab->subs->n; i++)
+    free(alloc_of(slab->subs->tab[i]));
+  agt_rt_release(slab->subs);
+  free(slab->subs);
+  slab->subs = NULL;
+  pthread_mutex_unlock(&w->mu);
+}
 
 /*
  * Unmap an allocation that is freed and unpinned and drop it from the
@@ -209,7 +285,15 @@ static void release(struct agt_bctx *c, struct cu_alloc *al)
 {
   const struct cu_drv *d = &c->cb->drv;
   struct cu_window *w = c->w;
-  CUresult r = d->MemUnmap(al->r.addr, al->span);
+  CUresult r;
+
+  if (al->in) {
+    release_in_slab(c, al);
+    return;
+  }
+  if (al->subs)
+    slab_drop(c, al);
+  r = d->MemUnmap(al->r.addr, al->span);
 
   /* Mappings belong to the device, not to a context: should the session's
      context be the reason (a sticky error), the primary one can do it.
@@ -245,11 +329,9 @@ static struct cu_alloc *cu_pin(struct agt_bctx *c, uint64_t a, uint64_t len)
   struct cu_alloc *al = NULL;
 
   pthread_mutex_lock(&w->mu);
-  if (a >= w->win.base && a - w->win.base < w->win.size) {
-    al = alloc_of(agt_rt_containing(&w->t, a));
-    if (al && (!al->ready || al->freed || al->owner != c))
-      al = NULL;
-  }
+  al = find(w, a);
+  if (al && (!al->ready || al->freed || al->owner != c))
+    al = NULL;
   if (al && (a - al->r.addr > al->size || len > al->size - (a - al->r.addr)))
     al = NULL;
   if (al) {
@@ -281,7 +363,12 @@ static void cu_unpin(struct agt_bctx *c, struct cu_alloc *al)
 
 /* ---- memory operations ------------------------------------------------- */
 
-static uint32_t cu_mem_alloc(struct agt_bctx *c, uint64_t size, uint64_t *dptr)
+/*
+ * Map size bytes of new device memory at a free place of c's window (c's
+ * context current), as *out; subs, if not NULL, makes it a slab.
+ */
+static uint32_t map_new(struct agt_bctx *c, uint64_t size,
+                        struct agt_rtab *subs, struct cu_alloc **out)
 {
   struct cu_backend *cb = c->cb;
   const struct cu_drv *d = &cb->drv;
@@ -291,14 +378,6 @@ static uint32_t cu_mem_alloc(struct agt_bctx *c, uint64_t size, uint64_t *dptr)
   uint64_t a;
   CUresult r;
 
-  *dptr = 0;
-  if (size == 0)
-    return cudaSuccess; /* cudaMalloc(&p, 0): success, p = NULL */
-  if (size > w->win.size || size > AGT_USER_TOP)
-    return cudaErrorMemoryAllocation;
-  r = cu_enter(c);
-  if (r != CUDA_SUCCESS)
-    return cu_status(r);
   al = calloc(1, sizeof(*al));
   if (!al)
     return cudaErrorMemoryAllocation;
@@ -344,9 +423,10 @@ static uint32_t cu_mem_alloc(struct agt_bctx *c, uint64_t size, uint64_t *dptr)
     goto out_unmap;
 
   pthread_mutex_lock(&w->mu);
+  al->subs = subs; /* before it is ready: never found as a slab without */
   al->ready = true;
   pthread_mutex_unlock(&w->mu);
-  *dptr = a;
+  *out = al;
   return cudaSuccess;
 
 out_unmap:
@@ -359,6 +439,88 @@ out_remove:
   return cu_status(r);
 }
 
+/* A place for len bytes in one of c's slabs, taken as al; 0 if none
+   has room.  Under w->mu. */
+static uint64_t slab_place(struct agt_bctx *c, struct cu_alloc *al)
+{
+  for (struct cu_alloc *s = c->slabs; s; s = s->slab_next) {
+    uint64_t a = agt_rt_gap(s->subs, s->r.addr, s->r.addr + s->span,
+                            al->r.len);
+
+    if (a) {
+      al->r.addr = a;
+      if (agt_rt_insert(s->subs, &al->r) < 0)
+        return 0;
+      al->in = s;
+      return a;
+    }
+  }
+  return 0;
+}
+
+/* A small allocation: in a slab of c's with room, or in a new one. */
+static uint32_t slab_alloc(struct agt_bctx *c, uint64_t size, uint64_t *dptr)
+{
+  struct cu_window *w = c->w;
+  struct cu_alloc *al = calloc(1, sizeof(*al)), *slab;
+  struct agt_rtab *subs;
+  uint64_t a;
+  uint32_t st;
+
+  if (!al)
+    return cudaErrorMemoryAllocation;
+  al->size = size;
+  al->r.len = round_up(size, CU_SLAB_ALIGN);
+  al->owner = c;
+  al->ready = true;
+  pthread_mutex_lock(&w->mu);
+  a = slab_place(c, al);
+  pthread_mutex_unlock(&w->mu);
+  if (!a) {
+    subs = calloc(1, sizeof(*subs));
+    st = subs ? map_new(c, c->cb->gran, subs, &slab)
+              : cudaErrorMemoryAllocation;
+    if (st != cudaSuccess) {
+      free(subs);
+      free(al);
+      return st;
+    }
+    pthread_mutex_lock(&w->mu);
+    slab->slab_next = c->slabs;
+    c->slabs = slab;
+    a = slab_place(c, al); /* this one has room, if another had not */
+    pthread_mutex_unlock(&w->mu);
+  }
+  if (!a) {
+    free(al); /* no memory for the slab's table */
+    return cudaErrorMemoryAllocation;
+  }
+  *dptr = a;
+  return cudaSuccess;
+}
+
+static uint32_t cu_mem_alloc(struct agt_bctx *c, uint64_t size, uint64_t *dptr)
+{
+  struct cu_alloc *al;
+  CUresult r;
+  uint32_t st;
+
+  *dptr = 0;
+  if (size == 0)
+    return cudaSuccess; /* cudaMalloc(&p, 0): success, p = NULL */
+  if (size > c->w->win.size || size > AGT_USER_TOP)
+    return cudaErrorMemoryAllocation;
+  r = cu_enter(c);
+  if (r != CUDA_SUCCESS)
+    return cu_status(r);
+  if (size <= c->cb->gran / 2)
+    return slab_alloc(c, size, dptr);
+  st = map_new(c, size, NULL, &al);
+  if (st == cudaSuccess)
+    *dptr = al->r.addr;
+  return st;
+}
+
 static uint32_t cu_mem_free(struct agt_bctx *c, uint64_t dptr)
 {
   struct cu_window *w = c->w;
@@ -368,8 +530,7 @@ static uint32_t cu_mem_free(struct agt_bctx *c, uint64_t dptr)
   if (dptr == 0)
     return cudaSuccess;
   pthread_mutex_lock(&w->mu);
-  al = dptr >= w->win.base && dptr - w->win.base < w->win.size ? alloc_of(agt_rt_containing(&w->t, dptr))
-                                                   : NULL;
+  al = find(w, dptr);
   if (!al || al->r.addr != dptr || !al->ready || al->freed || al->owner != c ||
       al->mod) {
     pthread_mutex_unlock(&w->mu);

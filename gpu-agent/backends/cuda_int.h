@@ -27,21 +27,32 @@ struct cu_module;
 
 /*
  * A range the context may use: an allocation in the window (mod == NULL)
- * or a module variable outside it (mod set).
+ * or a module variable outside it (mod set).  Small allocations (at most
+ * half a granule) are carved out of a slab, a mapping of one granule of
+ * the context's own: the slab is the window table's entry (subs set), its
+ * allocations are entries of the slab's table (in set), so a lookup looks
+ * in the slab when it lands on one (cuda.c, "Slabs").
  */
 struct cu_alloc {
   struct agt_range r; /* first: placed at r.addr; r.len is the mapped span
-                         plus the guard granule */
+                         plus the guard granule (in a slab: the size
+                         rounded up to CU_SLAB_ALIGN) */
   uint64_t size; /* what was asked for: the valid range */
   uint64_t span; /* mapped: size rounded up to the granularity */
   struct agt_bctx *owner; /* NULL: a range that could not be unmapped */
   struct cu_module *mod;  /* a module variable's alias: its module */
   uint64_t real;          /* ... and the driver's address for it */
   struct cu_alloc *next;  /* mod->syms, or the context's deferred list */
+  struct agt_rtab *subs;  /* a slab: its allocations */
+  struct cu_alloc *in;    /* an allocation in a slab: the slab */
+  struct cu_alloc *slab_next; /* a slab: the context's slabs */
   unsigned pins;
   bool ready; /* mapped and accessible: may be used */
   bool freed;
 };
+
+/* Allocations in a slab start at multiples of this, as cudaMalloc's do. */
+#define CU_SLAB_ALIGN 512u
 
 struct cu_window {
   struct agt_window win; /* first: in cb->windows, under cb->mu */
@@ -99,6 +110,7 @@ struct agt_bctx {
   struct cu_module *mods;
   unsigned launches;         /* launches running */
   struct cu_alloc *deferred; /* freed while they ran */
+  struct cu_alloc *slabs;    /* for small allocations */
 
   pthread_mutex_t lim_mu; /* guards stack */
   uint32_t stack;         /* CU_LIMIT_STACK_SIZE set, 0 = default */

@@ -530,6 +530,114 @@ static void test_modules_and_launches(void **state)
   check_fake_empty();
 }
 
+/* ---- small allocations ------------------------------------------------------ */
+
+static int cmp_u64(const void *a, const void *b)
+{
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+  return x < y ? -1 : x > y;
+}
+
+/* Used device memory as the fake driver counts it (0 without the fake). */
+static uint64_t fake_used(void)
+{
+  struct fakecuda_stats fs;
+
+  if (!fake)
+    return 0;
+  fake_stats(&fs);
+  return fs.used;
+}
+
+/*
+ * Allocations of at most half a granule share slabs of one granule: a
+ * thousand of 1000 bytes take one granule of device memory, not a
+ * thousand; each is its own range for every check; freeing keeps one
+ * empty slab per context, and closing the context frees it.
+ */
+static void test_small_allocations(void **state)
+{
+  enum { N = 1000 };
+  struct agt_backend *b = open_cuda();
+  const struct agt_backend_ops *o = b->ops;
+  struct agt_bctx *c = open_ctx(b), *c2 = open_ctx(b);
+  uint64_t *p = calloc(N, sizeof(*p)), *sorted = calloc(N, sizeof(*p));
+  uint64_t before = fake_used(), big, half[3], q;
+  uint8_t buf[1000], back[1000];
+  void *mod, *fill;
+
+  assert_non_null(p);
+  assert_non_null(sorted);
+  for (int i = 0; i < N; i++) {
+    assert_int_equal(o->mem_alloc(c, 1000, &p[i]), cudaSuccess);
+    assert_true(in_window(p[i], 1000));
+    assert_int_equal(p[i] % 512, 0);
+  }
+  memcpy(sorted, p, N * sizeof(*p));
+  qsort(sorted, N, sizeof(*sorted), cmp_u64);
+  for (int i = 1; i < N; i++)
+    assert_true(sorted[i] - sorted[i - 1] >= 1000); /* none overlaps */
+  if (fake)
+    assert_int_equal(fake_used() - before, GRAN);
+
+  /* Each is exactly its own range. */
+  assert_int_equal(o->mem_check(c, p[5], 1000), cudaSuccess);
+  assert_int_equal(o->mem_check(c, p[5], 1001), cudaErrorInvalidValue);
+  assert_int_equal(o->mem_check(c, p[5] + 1000, 1), cudaErrorInvalidValue);
+  assert_int_equal(o->mem_check(c2, p[5], 1), cudaErrorInvalidValue);
+  assert_int_equal(o->mem_free(c, p[5] + 8), cudaErrorInvalidValue);
+  assert_int_equal(o->mem_free(c2, p[5]), cudaErrorInvalidValue);
+  for (int i = 0; i < 1000; i++)
+    buf[i] = (uint8_t)(i * 7 + 1);
+  assert_int_equal(o->copy_h2d(c, p[5], buf, 1000), cudaSuccess);
+  assert_int_equal(o->copy_h2d(c, p[5], buf, 1001), cudaErrorInvalidValue);
+  assert_int_equal(o->copy_d2d(c, p[6], p[5], 1000), cudaSuccess);
+  assert_int_equal(o->copy_d2h(c, back, p[6], 1000), cudaSuccess);
+  assert_memory_equal(back, buf, 1000);
+  /* A kernel writes one (250 words of 4 bytes). */
+  load_module(b, c, &mod);
+  assert_int_equal(o->function_get(c, mod, "fill", &fill), cudaSuccess);
+  assert_int_equal(launch_fill(b, c, fill, p[7], 250, 3), cudaSuccess);
+  check_fill(b, c, p[7], 250, 3);
+  o->module_unload(c, mod);
+
+  /* Freed once, then never again; its place is taken again. */
+  assert_int_equal(o->mem_free(c, p[5]), cudaSuccess);
+  assert_int_equal(o->mem_free(c, p[5]), cudaErrorInvalidValue);
+  assert_int_equal(o->mem_check(c, p[5], 1), cudaErrorInvalidValue);
+  assert_int_equal(o->mem_alloc(c, 1000, &q), cudaSuccess);
+  assert_int_equal(q, p[5]);
+
+  /* Half a granule still goes to a slab; more has a mapping of its own. */
+  for (int i = 0; i < 3; i++)
+    assert_int_equal(o->mem_alloc(c2, GRAN / 2, &half[i]), cudaSuccess);
+  if (fake)
+    assert_int_equal(fake_used() - before, 3 * GRAN); /* c's, c2's two */
+  assert_int_equal(o->mem_alloc(c2, GRAN / 2 + 1, &big), cudaSuccess);
+  if (fake)
+    assert_int_equal(fake_used() - before, 4 * GRAN);
+  assert_int_equal(o->mem_free(c2, big), cudaSuccess);
+  /* Emptied slabs: one stays for the next small allocation. */
+  for (int i = 0; i < 3; i++)
+    assert_int_equal(o->mem_free(c2, half[i]), cudaSuccess);
+  if (fake)
+    assert_int_equal(fake_used() - before, 2 * GRAN);
+
+  for (int i = 0; i < N; i++)
+    if (i != 5)
+      assert_int_equal(o->mem_free(c, p[i]), cudaSuccess);
+  /* Closing frees what is left: q, and the slabs. */
+  o->ctx_close(c);
+  o->ctx_close(c2);
+  if (fake)
+    assert_int_equal(fake_used(), before);
+  free(p);
+  free(sorted);
+  o->destroy(b);
+  check_fake_empty();
+}
+
 /* ---- one session per process ---------------------------------------------- */
 
 /* A worker's backend: the session works in the primary context, and no
@@ -751,6 +859,7 @@ static int child(const char *mode)
     cmocka_unit_test(test_device_and_memory),
     cmocka_unit_test(test_modules_and_launches),
     cmocka_unit_test(test_one_session),
+    cmocka_unit_test(test_small_allocations),
     cmocka_unit_test(test_concurrency),
     cmocka_unit_test(test_auto_is_cuda),
   };
