@@ -1359,10 +1359,11 @@ static void *busy_main(void *arg)
 static unsigned short_beside_long(const struct ptx_module *m, int priority)
 {
   enum { LONG = 1 << 20, SHORT = 8, SEEN = 4096 };
-  struct tmem *t = tm_new();
+  /* A memory each: the launches run on two threads at once. */
+  struct tmem *t = tm_new(), *t2 = tm_new();
   volatile int stop = 0;
   struct busy_run lo = {m, t, tm_alloc(t, LONG * 4), LONG, 2000, 0, &stop, 0};
-  struct busy_run hi = {m, t, tm_alloc(t, SHORT * 4), SHORT, 20000,
+  struct busy_run hi = {m, t2, tm_alloc(t2, SHORT * 4), SHORT, 20000,
                         priority, NULL, 0};
   pthread_t th;
   unsigned on_workers = 0, seen;
@@ -1378,7 +1379,7 @@ static unsigned short_beside_long(const struct ptx_module *m, int priority)
     }
   } while (seen != 0x1e);
   busy_main(&hi);
-  stop = 1;
+  __atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
   pthread_join(th, NULL);
   assert_int_equal(lo.rc, PTX_ERR_LAUNCH_FAILURE); /* cancelled */
   assert_int_equal(hi.rc, 0);
@@ -1389,6 +1390,7 @@ static unsigned short_beside_long(const struct ptx_module *m, int priority)
     on_workers += w != 5;
   }
   tm_free(t);
+  tm_free(t2);
   return on_workers;
 }
 
