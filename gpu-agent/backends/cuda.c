@@ -140,7 +140,7 @@ static CUresult cu_enter(struct agt_bctx *c)
       ctx = c->cb->primary;
       atomic_store_explicit(&c->ctx, ctx, memory_order_release);
     } else if (!ctx) {
-      r = d->CtxCreate(&ctx, CU_CTX_SCHED_AUTO, c->cb->dev);
+      r = d->CtxCreate(&ctx, CU_CTX_FLAGS, c->cb->dev);
       if (r == CUDA_SUCCESS) {
         CUcontext popped;
 
@@ -160,10 +160,27 @@ static CUresult cu_enter(struct agt_bctx *c)
   return d->CtxSetCurrent(ctx);
 }
 
+/*
+ * Wait for stream s: poll it for CU_POLL_NS, so short work is answered at
+ * once, then sleep in the driver until it is done (see CU_CTX_FLAGS).
+ */
+static CUresult cu_stream_wait(const struct cu_drv *d, CUstream s)
+{
+  uint64_t end = agt_now_ns() + CU_POLL_NS;
+  CUresult r;
+
+  do {
+    r = d->StreamQuery(s);
+    if (r != CUDA_ERROR_NOT_READY)
+      return r;
+  } while (agt_now_ns() < end);
+  return d->StreamSynchronize(s);
+}
+
 /* Wait for what this thread queued on c's device. */
 static CUresult cu_wait(const struct agt_bctx *c)
 {
-  return c->cb->drv.StreamSynchronize(CU_STREAM);
+  return cu_stream_wait(&c->cb->drv, CU_STREAM);
 }
 
 /*
@@ -1330,7 +1347,7 @@ static uint32_t cu_launch(struct agt_bctx *c, void *fn,
                       l->block[1], l->block[2], l->shmem, s, NULL,
                       psize ? extra : NULL);
   if (r == CUDA_SUCCESS)
-    r = d->StreamSynchronize(s);
+    r = cu_stream_wait(d, s);
   launch_end(c);
   free(tp);
   return cu_status(r);

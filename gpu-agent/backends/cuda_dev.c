@@ -423,6 +423,12 @@ int agt_cuda_new(int ordinal, struct agt_backend **out, const char **why)
     goto out_free;
   }
   cb->gran = gran;
+  /* Before it is made: workers' sessions run in it (agt_cuda_one_session).
+     Refused only when another part of this process made it already. */
+  r = d->DevicePrimaryCtxSetFlags(cb->dev, CU_CTX_FLAGS);
+  if (r != CUDA_SUCCESS)
+    agt_debug("cuda: the primary context keeps its flags: %s",
+              cu_describe(d, r, desc, sizeof(desc)));
   r = d->DevicePrimaryCtxRetain(&cb->primary, cb->dev);
   if (r != CUDA_SUCCESS) {
     rc = open_fail(-ENOSYS, "GPU %d: cannot create a CUDA context: %s",

@@ -38,6 +38,8 @@
   X(DevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain",                        \
     (CUcontext * ctx, CUdevice dev))                                           \
   X(DevicePrimaryCtxRelease, "cuDevicePrimaryCtxRelease_v2", (CUdevice dev))   \
+  X(DevicePrimaryCtxSetFlags, "cuDevicePrimaryCtxSetFlags_v2",                 \
+    (CUdevice dev, unsigned int flags))                                        \
   X(CtxCreate, "cuCtxCreate_v2",                                               \
     (CUcontext * ctx, unsigned int flags, CUdevice dev))                       \
   X(CtxDestroy, "cuCtxDestroy_v2", (CUcontext ctx))                            \
@@ -72,6 +74,7 @@
   X(MemsetD8Async, "cuMemsetD8Async",                                          \
     (CUdeviceptr dst, unsigned char v, size_t n, CUstream s))                  \
   X(StreamSynchronize, "cuStreamSynchronize", (CUstream s))                    \
+  X(StreamQuery, "cuStreamQuery", (CUstream s))                                \
   X(StreamCreateWithPriority, "cuStreamCreateWithPriority",                    \
     (CUstream * s, unsigned int flags, int priority))                          \
   X(ModuleLoadDataEx, "cuModuleLoadDataEx",                                    \

@@ -21,6 +21,19 @@
    priority (cuda.c, prio_stream). */
 #define CU_STREAM CU_STREAM_PER_THREAD
 
+/*
+ * How every context waits for the device: a thread that synchronises
+ * sleeps until the GPU interrupts (CU_CTX_SCHED_BLOCKING_SYNC), after
+ * polling for CU_POLL_NS (cuda.c, cu_stream_wait).  The driver's default
+ * would spin for as long as the work takes whenever a process has fewer
+ * contexts than CPUs, which is always true of workers: thirty-two
+ * sessions running long kernels would keep thirty-two cores busy doing
+ * nothing, starving the broker and the agent's network thread of the
+ * cores their small calls need.
+ */
+#define CU_CTX_FLAGS CU_CTX_SCHED_BLOCKING_SYNC
+#define CU_POLL_NS 100000u
+
 /* ---- objects ----------------------------------------------------------- */
 
 struct cu_module;

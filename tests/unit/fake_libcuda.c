@@ -24,8 +24,9 @@
  * tests/unit/test_cuda_backend_kernels.cu: fill(u32 *p, u32 n, u32 v)
  * writes p[i] = v + i, read_counter(u64 *out) stores the module variable
  * tr_counter (8 bytes, in this library's heap: outside every window, as
- * the driver's module variables are), spin(u32 *p, u64 ns) waits ns and
- * then sets p[0] = 1.
+ * the driver's module variables are), spin(u32 *p, u64 ns) runs
+ * asynchronously, as a GPU's kernels do, and sets p[0] = 1 when it ends
+ * ns later (see pending).
  *
  * FAKECUDA_INIT_ERROR=N makes cuInit return N.  fakecuda_stats() tells
  * the test what is still allocated.
@@ -55,12 +56,15 @@ struct fakecuda_stats {
   uint64_t used;      /* bytes of physical memory allocated */
   int streams;        /* created (cuStreamCreateWithPriority), not gone */
   int last_priority;  /* of the stream the newest launch went to */
+  unsigned primary_flags, ctx_flags; /* the newest context's */
+  int blocked;        /* synchronisations that had to wait */
 };
 void fakecuda_stats(struct fakecuda_stats *s);
 
 struct CUctx_st {
   CUresult sticky;
   bool primary;
+  unsigned flags;
 };
 
 /* A created stream; destroyed with its context. */
@@ -109,7 +113,20 @@ static __thread CUcontext cur;
 static struct fmap *maps;
 static struct fresv *resvs;
 static struct CUstream_st *streams;
-static int ncontexts, nmodules, last_priority;
+static int ncontexts, nmodules, last_priority, blocked;
+static unsigned ctx_flags;
+
+/*
+ * A spin kernel runs asynchronously, as kernels do on a GPU: it ends at
+ * done_ns, when its store to p is made (faulting if p is no longer mapped
+ * then).  Until then cuStreamQuery says CUDA_ERROR_NOT_READY and
+ * cuStreamSynchronize sleeps.  One per thread: the backend waits for each
+ * operation before the next.
+ */
+static __thread struct {
+  uint64_t done_ns, p;
+  CUcontext ctx;
+} pending;
 static uint64_t used;
 static bool inited;
 
@@ -127,6 +144,9 @@ void fakecuda_stats(struct fakecuda_stats *s)
   for (struct CUstream_st *st = streams; st; st = st->next)
     s->streams++;
   s->last_priority = last_priority;
+  s->primary_flags = primary.flags;
+  s->ctx_flags = ctx_flags;
+  s->blocked = blocked;
   pthread_mutex_unlock(&mu);
 }
 
@@ -242,6 +262,14 @@ CUresult cuDeviceGetAttribute(int *v, CUdevice_attribute a, CUdevice dev)
 
 /* ---- contexts ---------------------------------------------------------- */
 
+CUresult cuDevicePrimaryCtxSetFlags_v2(CUdevice dev, unsigned int flags)
+{
+  if (flags & ~(unsigned)(CU_CTX_SCHED_MASK | CU_CTX_LMEM_RESIZE_TO_MAX))
+    return CUDA_ERROR_INVALID_VALUE;
+  primary.flags = flags;
+  return CUDA_SUCCESS;
+}
+
 CUresult cuDevicePrimaryCtxRetain(CUcontext *c, CUdevice dev)
 {
   *c = &primary;
@@ -259,8 +287,10 @@ CUresult cuCtxCreate_v2(CUcontext *pctx, unsigned int flags, CUdevice dev)
 
   if (!c)
     return CUDA_ERROR_OUT_OF_MEMORY;
+  c->flags = flags;
   pthread_mutex_lock(&mu);
   ncontexts++;
+  ctx_flags = flags;
   pthread_mutex_unlock(&mu);
   cur = c;
   *pctx = c;
@@ -344,6 +374,51 @@ CUresult cuStreamCreateWithPriority(CUstream *ps, unsigned int flags,
   return CUDA_SUCCESS;
 }
 
+static uint64_t now_ns(void)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static bool accessible(uint64_t a, uint64_t n);
+
+/* The calling thread's spin kernel has ended: make its store. */
+static void pending_end(void)
+{
+  bool ok;
+
+  if (!pending.ctx)
+    return;
+  pthread_mutex_lock(&mu);
+  ok = accessible(pending.p, 4);
+  if (ok)
+    *(uint32_t *)(uintptr_t)pending.p = 1;
+  pthread_mutex_unlock(&mu);
+  if (!ok)
+    pending.ctx->sticky = CUDA_ERROR_ILLEGAL_ADDRESS;
+  pending.ctx = NULL;
+}
+
+CUresult cuStreamQuery(CUstream s)
+{
+  CUresult r = need_ctx();
+  bool ok;
+
+  if (r)
+    return r;
+  pthread_mutex_lock(&mu);
+  ok = stream_ok(s);
+  pthread_mutex_unlock(&mu);
+  if (!ok)
+    return CUDA_ERROR_INVALID_HANDLE;
+  if (pending.ctx && now_ns() < pending.done_ns)
+    return CUDA_ERROR_NOT_READY;
+  pending_end();
+  return need_ctx();
+}
+
 CUresult cuStreamSynchronize(CUstream s)
 {
   CUresult r = need_ctx();
@@ -354,7 +429,26 @@ CUresult cuStreamSynchronize(CUstream s)
   pthread_mutex_lock(&mu);
   ok = stream_ok(s);
   pthread_mutex_unlock(&mu);
-  return ok ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+  if (!ok)
+    return CUDA_ERROR_INVALID_HANDLE;
+  if (pending.ctx) {
+    uint64_t now = now_ns();
+
+    if (now < pending.done_ns) {
+      struct timespec ts = {0, (long)(pending.done_ns - now)};
+
+      while (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+      }
+      nanosleep(&ts, NULL);
+      pthread_mutex_lock(&mu);
+      blocked++;
+      pthread_mutex_unlock(&mu);
+    }
+    pending_end();
+  }
+  return need_ctx();
 }
 
 CUresult cuMemGetInfo_v2(size_t *f, size_t *t)
@@ -813,11 +907,18 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz,
   a2 = 0;
   if (size > 8)
     memcpy(&a2, buf + 8, 8);
-  if (f->kind == K_SPIN) {
-    struct timespec ts = {(time_t)(a2 / 1000000000u),
-                          (long)(a2 % 1000000000u)};
-
-    nanosleep(&ts, NULL);
+  if (f->kind == K_SPIN) { /* asynchronous: see pending */
+    pthread_mutex_lock(&mu);
+    ok = stream_ok(s);
+    if (ok)
+      last_priority = s == CU_STREAM_PER_THREAD ? 0 : s->priority;
+    pthread_mutex_unlock(&mu);
+    if (!ok)
+      return CUDA_ERROR_INVALID_HANDLE;
+    pending.done_ns = now_ns() + a2;
+    pending.p = p;
+    pending.ctx = cur;
+    return CUDA_SUCCESS;
   }
   pthread_mutex_lock(&mu);
   if (!stream_ok(s)) {
@@ -835,15 +936,10 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz,
       ((uint32_t *)(uintptr_t)p)[i] = v + (uint32_t)i;
     break;
   }
-  case K_READ_COUNTER:
+  default: /* K_READ_COUNTER */
     ok = accessible(p, 8);
     if (ok)
       *(uint64_t *)(uintptr_t)p = *f->mod->counter;
-    break;
-  default:
-    ok = accessible(p, 4);
-    if (ok)
-      *(uint32_t *)(uintptr_t)p = 1;
     break;
   }
   pthread_mutex_unlock(&mu);

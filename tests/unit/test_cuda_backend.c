@@ -41,6 +41,7 @@
 
 #include <cmocka.h>
 
+#include <cuda.h> /* CU_CTX_* */
 #include <driver_types.h>
 
 #include "backend.h"
@@ -72,6 +73,8 @@ struct fakecuda_stats {
   int contexts, reservations, maps, modules;
   uint64_t used;
   int streams, last_priority;
+  unsigned primary_flags, ctx_flags;
+  int blocked;
 };
 
 /* What the fake driver holds now (only with the fake). */
@@ -423,9 +426,19 @@ static void test_modules_and_launches(void **state)
   /* Drivers before CUDA 12.4 cannot say; the fake and newer ones can. */
   assert_true(a.params_size == 16 || (!fake && a.params_size == 0));
 
-  /* A kernel writes through a window pointer. */
+  /* A kernel writes through a window pointer; done at the first poll, it
+     is not waited for by sleeping. */
   assert_int_equal(o->mem_alloc(c, 100000 * 4, &p), cudaSuccess);
-  assert_int_equal(launch_fill(b, c, fill, p, 100000, 7), cudaSuccess);
+  if (fake) {
+    struct fakecuda_stats fs0, fs;
+
+    fake_stats(&fs0);
+    assert_int_equal(launch_fill(b, c, fill, p, 100000, 7), cudaSuccess);
+    fake_stats(&fs);
+    assert_int_equal(fs.blocked, fs0.blocked);
+  } else {
+    assert_int_equal(launch_fill(b, c, fill, p, 100000, 7), cudaSuccess);
+  }
   check_fill(b, c, p, 100000, 7);
   /* With a stack size and more dynamic shared memory than the default. */
   {
@@ -733,6 +746,7 @@ static void test_concurrency(void **state)
   struct churn_arg ch[4];
   pthread_t t, ct[4];
   struct timespec pause = {0, 50000000};
+  struct fakecuda_stats fs0, fs;
   void *mod;
 
   /*
@@ -744,6 +758,8 @@ static void test_concurrency(void **state)
   load_module(b, c, &mod);
   assert_int_equal(o->function_get(c, mod, "spin", &s.fn), cudaSuccess);
   assert_int_equal(o->mem_alloc(c, 4096, &s.p), cudaSuccess);
+  if (fake)
+    fake_stats(&fs0);
   assert_int_equal(pthread_create(&t, NULL, spin_thread, &s), 0);
   nanosleep(&pause, NULL);
   assert_int_equal(o->mem_free(c, s.p), cudaSuccess);
@@ -751,6 +767,14 @@ static void test_concurrency(void **state)
   assert_int_equal(pthread_join(t, NULL), 0);
   assert_int_equal(s.st, cudaSuccess);
   assert_int_equal(o->synchronize(c), cudaSuccess);
+  if (fake) {
+    /* Contexts sleep while the GPU works (after a short poll): the 300 ms
+       kernel was waited for in the driver, not by spinning. */
+    fake_stats(&fs);
+    assert_int_equal(fs.ctx_flags, CU_CTX_SCHED_BLOCKING_SYNC);
+    assert_int_equal(fs.primary_flags, CU_CTX_SCHED_BLOCKING_SYNC);
+    assert_int_equal(fs.blocked, fs0.blocked + 1);
+  }
 
   /* Two sessions on one window, two threads each, all at once. */
   for (int i = 0; i < 4; i++) {
