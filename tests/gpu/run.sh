@@ -17,6 +17,7 @@
 #      agent with the cuda backend, i.e. on this GPU through tremote
 #      (sessions in worker processes, the cuda backend's default);
 #      4d. tremote-smi's NVML figures against nvidia-smi's;
+#      4e. the runtime programs of step 5 under the shim on LOCAL(cuda);
 #   5. the runtime programs of issue 5 natively (their expectations are a
 #      real GPU's);
 #   6. stream_fairness under tremote, judged against 3x on this many cores;
@@ -124,6 +125,31 @@ step "4d. tremote-smi on the cuda backend: NVML's figures against nvidia-smi's"
     case "$got" in *", $drv, $bus, "*) ;; *) echo "driver or PCI address differ"; exit 1 ;; esac
     case "$got" in *"[N/A]"*) echo "a figure is unknown"; exit 1 ;; esac
 ) || fails+=("smi on cuda")
+
+step "4e. LOCAL(cuda): the runtime programs of issue 5 under tremote on this GPU"
+# What step 5 runs natively, through the shim, the broker and the cuda
+# backend in worker processes: streams, events, graphs, managed and
+# page-locked memory, a kernel fault's sticky error, stream priorities.
+(
+    source "$src/tests/integration/lib.sh"
+    tr_init "$B"
+    TR_BACKEND=cuda tr_start_broker --local 1
+    bad=0
+    for a in streams_events legacy_stream host_memory runtime_misc graphs managed \
+             "async_launches fault" pinned_copies memory_roundtrip "stream_priority api" \
+             "stream_priority order -5 max 3"; do
+        # shellcheck disable=SC2086
+        if LD_PRELOAD="$TR_PRELOAD" timeout 120 "$APPS/"$a >"$TR_TMP/out" 2>&1 &&
+            grep -q '^PASS' "$TR_TMP/out"; then
+            echo "$a: PASS"
+        else
+            echo "$a: FAIL"; tail -20 "$TR_TMP/out"; bad=1
+        fi
+    done
+    [ $bad = 0 ] || { echo "--- broker log (tail)"; tail -40 "$TR_TMP/broker.log"; }
+    tr_stop_broker
+    exit $bad
+) || fails+=("runtime programs on cuda")
 
 step "5. runtime programs natively on the GPU"
 [ -n "$old_driver" ] && skipped=$old_driver
