@@ -83,7 +83,9 @@ static const char usage_text[] =
   "                       ends that session only; thread: sessions share\n"
   "                       this process.  Default auto (or $TREMOTE_ISOLATION):\n"
   "                       process on the cuda backend, thread on the\n"
-  "                       emulator, whose checks already keep sessions apart\n"
+  "                       emulator, whose checks already keep sessions apart,\n"
+  "                       and on a GPU in EXCLUSIVE_PROCESS compute mode,\n"
+  "                       which admits one process (there process is refused)\n"
   "  --emu-name NAME      device name the emulator reports\n"
   "                       (default \"tremote emulated device\")\n"
   "  --emu-mem SIZE       device memory of the emulator (default 16G);\n"
@@ -671,6 +673,20 @@ int main(int argc, char **argv)
   if (rc < 0) {
     agt_err("backend %s: %s", o.backend, why);
     goto out;
+  }
+  if (strcmp(be->ops->name, "cuda") == 0 && agt_cuda_one_process(be)) {
+    if (strcmp(o.isolation, "process") == 0) {
+      agt_err("--isolation process: the GPU is in EXCLUSIVE_PROCESS compute "
+              "mode, where one process may use it, so sessions cannot have "
+              "worker processes; use --isolation thread (or auto), or make "
+              "the GPU shared with 'nvidia-smi -c DEFAULT'");
+      goto out_backend;
+    }
+    if (strcmp(o.isolation, "auto") == 0)
+      agt_info("the GPU is in EXCLUSIVE_PROCESS compute mode: one process "
+               "may use it, so sessions share the agent process (--isolation "
+               "thread; 'nvidia-smi -c DEFAULT' allows worker processes)");
+    o.isolation = "thread";
   }
   if (strcmp(o.isolation, "process") == 0 ||
       (strcmp(o.isolation, "auto") == 0 && strcmp(be->ops->name, "cuda") == 0)) {

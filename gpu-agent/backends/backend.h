@@ -31,6 +31,7 @@
 #ifndef AGT_BACKEND_H
 #define AGT_BACKEND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -222,6 +223,14 @@ int agt_cuda_new(int ordinal, struct agt_backend **out, const char **why);
  * worker holds one, made before its session arrives (the spare).
  */
 void agt_cuda_one_session(struct agt_backend *b);
+
+/*
+ * Whether only one process may use b's GPU (from agt_cuda_new): its
+ * compute mode is EXCLUSIVE_PROCESS (nvidia-smi -c 2), and the agent,
+ * which holds a context, is that process; worker processes could not get
+ * one, so sessions must stay in the agent (--isolation thread).
+ */
+bool agt_cuda_one_process(const struct agt_backend *b);
 
 /*
  * Pick and create a backend by name: "emu", "cuda" or "auto" (cuda when it

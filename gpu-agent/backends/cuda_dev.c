@@ -351,6 +351,12 @@ void agt_cuda_one_session(struct agt_backend *b)
   ((struct cu_backend *)b)->one_session = true;
 }
 
+bool agt_cuda_one_process(const struct agt_backend *b)
+{
+  return ((const struct cu_backend *)b)->compute_mode ==
+         CU_COMPUTEMODE_EXCLUSIVE_PROCESS;
+}
+
 int agt_cuda_new(int ordinal, struct agt_backend **out, const char **why)
 {
   struct cu_backend *cb = calloc(1, sizeof(*cb));
@@ -423,6 +429,9 @@ int agt_cuda_new(int ordinal, struct agt_backend **out, const char **why)
     goto out_free;
   }
   cb->gran = gran;
+  if (d->DeviceGetAttribute(&cb->compute_mode, CU_DEVICE_ATTRIBUTE_COMPUTE_MODE,
+                            cb->dev) != CUDA_SUCCESS)
+    cb->compute_mode = CU_COMPUTEMODE_DEFAULT;
   /* Before it is made: workers' sessions run in it (agt_cuda_one_session).
      Refused only when another part of this process made it already. */
   r = d->DevicePrimaryCtxSetFlags(cb->dev, CU_CTX_FLAGS);

@@ -101,6 +101,7 @@ struct cu_backend {
    */
   CUcontext primary;
   bool one_session; /* agt_cuda_one_session: sessions use primary */
+  int compute_mode; /* CU_COMPUTEMODE_* (nvidia-smi -c) */
   uint64_t gran; /* allocation granularity */
   int driver_version;
   CUmemAllocationProp prop;

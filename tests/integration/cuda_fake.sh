@@ -13,7 +13,9 @@
 #     on the machine: the same bytes as the host's reference, per device);
 #   - tremote-smi shows NVML's figures of the GPU whose UUID is the CUDA
 #     device's (not NVML's first GPU) and the PCI address from the
-#     driver's attributes; an agent without NVML shows [N/A] and says why.
+#     driver's attributes; an agent without NVML shows [N/A] and says why;
+#   - a GPU in EXCLUSIVE_PROCESS compute mode keeps sessions in the agent
+#     process, and refuses --isolation process with the reason.
 # On a real GPU, tests/gpu/run.sh runs the kernels too.
 set -u
 source "$(dirname "$0")/lib.sh"
@@ -67,4 +69,22 @@ sleep 2.5
 q=$(LD_PRELOAD="$san" "$smi" --format=csv,noheader --query-gpu=utilization.gpu,temperature.gpu,driver_version,pci.bus_id)
 [ "$q" = "[N/A], [N/A], [N/A], [N/A]" ] || tr_fail "without NVML: '$q'"
 echo "without NVML: $q"
+tr_stop_broker
+
+# A GPU in EXCLUSIVE_PROCESS compute mode (3) admits one process, the
+# agent: by default its sessions stay in it (and work); worker processes
+# asked for are refused at start, with the way out.
+FAKECUDA_COMPUTE_MODE=3 LD_LIBRARY_PATH="$fake${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+    TR_BACKEND=cuda tr_start_broker --local 1
+grep -q "EXCLUSIVE_PROCESS compute mode: one process may use it, so sessions share the agent process" \
+    "$TR_TMP/broker.log" || tr_fail "no line about the exclusive compute mode"
+tr_run "$APPS/memory_roundtrip" || tr_fail "memory_roundtrip on an exclusive GPU"
+grep -q '^PASS' "$TR_TMP/out" || tr_fail "no PASS on an exclusive GPU"
+tr_stop_broker
+FAKECUDA_COMPUTE_MODE=3 LD_LIBRARY_PATH="$fake${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+    LD_PRELOAD="$san" timeout 30 "$AGENT" --listen 127.0.0.1:0 --insecure --backend cuda \
+    --isolation process >"$TR_TMP/agent.out" 2>&1 && tr_fail "--isolation process started on an exclusive GPU"
+grep -q "EXCLUSIVE_PROCESS compute mode.*use --isolation thread" "$TR_TMP/agent.out" ||
+    tr_fail "no reason for refusing --isolation process: $(cat "$TR_TMP/agent.out")"
+echo "exclusive compute mode: sessions in the agent; --isolation process refused with its reason"
 echo "PASS cuda_fake"

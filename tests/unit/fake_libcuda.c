@@ -28,7 +28,8 @@
  * asynchronously, as a GPU's kernels do, and sets p[0] = 1 when it ends
  * ns later (see pending).
  *
- * FAKECUDA_INIT_ERROR=N makes cuInit return N.  fakecuda_stats() tells
+ * FAKECUDA_INIT_ERROR=N makes cuInit return N; FAKECUDA_COMPUTE_MODE=N
+ * is the GPU's compute mode (CU_COMPUTEMODE_*, default 0).  fakecuda_stats() tells
  * the test what is still allocated.
  */
 #include <errno.h>
@@ -255,6 +256,10 @@ CUresult cuDeviceGetAttribute(int *v, CUdevice_attribute a, CUdevice dev)
   case CU_DEVICE_ATTRIBUTE_PCI_DOMAIN_ID: *v = 0; break;
   case CU_DEVICE_ATTRIBUTE_PCI_BUS_ID: *v = 0x3b; break;
   case CU_DEVICE_ATTRIBUTE_PCI_DEVICE_ID: *v = 0; break;
+  case CU_DEVICE_ATTRIBUTE_COMPUTE_MODE: /* FAKECUDA_COMPUTE_MODE, else 0 */
+    *v = getenv("FAKECUDA_COMPUTE_MODE") ? atoi(getenv("FAKECUDA_COMPUTE_MODE"))
+                                         : CU_COMPUTEMODE_DEFAULT;
+    break;
   default: *v = 1000 + (int)a; break;
   }
   return CUDA_SUCCESS;
