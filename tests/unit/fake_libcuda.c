@@ -406,7 +406,8 @@ static void pending_end(void)
   pending.ctx = NULL;
 }
 
-CUresult cuStreamQuery(CUstream s)
+/* The error a call on stream s gets before it does anything, or 0. */
+static CUresult stream_check(CUstream s)
 {
   CUresult r = need_ctx();
   bool ok;
@@ -416,8 +417,15 @@ CUresult cuStreamQuery(CUstream s)
   pthread_mutex_lock(&mu);
   ok = stream_ok(s);
   pthread_mutex_unlock(&mu);
-  if (!ok)
-    return CUDA_ERROR_INVALID_HANDLE;
+  return ok ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+}
+
+CUresult cuStreamQuery(CUstream s)
+{
+  CUresult r = stream_check(s);
+
+  if (r)
+    return r;
   if (pending.ctx && now_ns() < pending.done_ns)
     return CUDA_ERROR_NOT_READY;
   pending_end();
@@ -426,16 +434,10 @@ CUresult cuStreamQuery(CUstream s)
 
 CUresult cuStreamSynchronize(CUstream s)
 {
-  CUresult r = need_ctx();
-  bool ok;
+  CUresult r = stream_check(s);
 
   if (r)
     return r;
-  pthread_mutex_lock(&mu);
-  ok = stream_ok(s);
-  pthread_mutex_unlock(&mu);
-  if (!ok)
-    return CUDA_ERROR_INVALID_HANDLE;
   if (pending.ctx) {
     uint64_t now = now_ns();
 

@@ -209,24 +209,7 @@ static struct tc_stream *open_session(struct tc_conn *c, unsigned win,
   return st;
 }
 
-static struct tc_stream *open_lane(struct tc_conn *c, uint64_t sid,
-                                   unsigned lane, int want_status)
-{
-  char s[17], l[16];
-  struct tc_stream *st;
-
-  snprintf(s, sizeof(s), "%016llx", (unsigned long long)sid);
-  snprintf(l, sizeof(l), "%u", lane);
-  st = tc_request(c, "/v1/lane", secret,
-                  (const char *const[]){"tremote-session", s, "tremote-lane",
-                                        l, NULL});
-  assert_non_null(st);
-  assert_true(tc_wait_status(st));
-  assert_int_equal(st->status, want_status);
-  return st;
-}
-
-/* A lane of the given stream priority header value. */
+/* A lane, with a tremote-priority header of value prio unless NULL. */
 static struct tc_stream *open_lane_prio(struct tc_conn *c, uint64_t sid,
                                         unsigned lane, const char *prio,
                                         int want_status)
@@ -238,11 +221,18 @@ static struct tc_stream *open_lane_prio(struct tc_conn *c, uint64_t sid,
   snprintf(l, sizeof(l), "%u", lane);
   st = tc_request(c, "/v1/lane", secret,
                   (const char *const[]){"tremote-session", s, "tremote-lane",
-                                        l, "tremote-priority", prio, NULL});
+                                        l, prio ? "tremote-priority" : NULL,
+                                        prio, NULL});
   assert_non_null(st);
   assert_true(tc_wait_status(st));
   assert_int_equal(st->status, want_status);
   return st;
+}
+
+static struct tc_stream *open_lane(struct tc_conn *c, uint64_t sid,
+                                   unsigned lane, int want_status)
+{
+  return open_lane_prio(c, sid, lane, NULL, want_status);
 }
 
 static uint64_t dmalloc(struct tc_stream *lane, uint64_t size)
