@@ -11,6 +11,9 @@
 //                              ticket each kernel takes when it ends).
 //   ... order P max R          the same, and fails if the rank exceeds R.
 //   ... order P min R          the same, and fails if the rank is below R.
+//   ... order P max|min R N    the same with kernels of N loop iterations
+//                              (default 3000000: ~40 ms each on the
+//                              emulated device, a few ms on a GPU).
 // Prints PASS on success.  Runs natively on a GPU as well (where the long
 // kernels leave room for the other stream's, whatever its priority).
 #include <cuda_runtime.h>
@@ -104,11 +107,10 @@ static void api(void)
   CK(cudaFree(d));
 }
 
-static int order(int prio)
+static int order(int prio, unsigned iters)
 {
   cudaStream_t lo, hi;
   unsigned *d, h[NLOW + 2];
-  unsigned iters = 3000000; // ~40 ms each on the emulated device
   int rank = 0;
 
   CK(cudaMalloc(&d, 2 * sizeof(h)));
@@ -148,7 +150,8 @@ int main(int argc, char **argv)
     api();
   } else if (argc >= 3 && strcmp(argv[1], "order") == 0) {
     int prio = atoi(argv[2]);
-    int rank = order(prio);
+    unsigned iters = argc >= 6 ? (unsigned)strtoul(argv[5], NULL, 10) : 3000000;
+    int rank = order(prio, iters);
 
     printf("priority=%d rank=%d (low-priority kernels done before it, of "
            "%d)\n", prio, rank, NLOW);
@@ -159,7 +162,7 @@ int main(int argc, char **argv)
       EXPECT(rank >= atoi(argv[4]), "rank %d, expected at least %s", rank,
              argv[4]);
   } else {
-    fprintf(stderr, "usage: stream_priority api | order P [max|min R]\n");
+    fprintf(stderr, "usage: stream_priority api | order P [max|min R [N]]\n");
     return 2;
   }
   printf("PASS\n");
