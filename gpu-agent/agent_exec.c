@@ -90,6 +90,32 @@ void agt_exec_submit(struct agt_exec *x, struct agt_lane *l)
   }
 }
 
+bool agt_exec_inline(struct agt_lane *l, struct agt_rec *r)
+{
+  bool go;
+
+  if (r->hdr.opcode != TR_OP_EVENT_QUERY)
+    return false;
+  /* Claimed as if queued, so nothing else runs l meanwhile. */
+  pthread_mutex_lock(&l->mu);
+  go = !l->queued && !l->parked && !l->aborted && !l->in_head &&
+       l->out_bytes < AGT_LANE_OUT_MAX;
+  if (go)
+    l->queued = true;
+  pthread_mutex_unlock(&l->mu);
+  if (!go)
+    return false;
+  agt_ops_execute(l, r); /* its reply fits: push_out does not wait */
+  agt_lane_mark_done(l, r->hdr.request_id);
+  pthread_mutex_lock(&l->mu);
+  l->done_bytes += r->wire_len;
+  l->queued = false;
+  pthread_mutex_unlock(&l->mu);
+  agt_rec_free(l, r);
+  agt_lane_notify(l); /* credit, and the reply goes out */
+  return true;
+}
+
 /*
  * Run up to EXEC_BATCH records of l.  Returns true if l must go back on the
  * queue (it still has work), false if it is done for now (queued cleared).

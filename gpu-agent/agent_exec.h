@@ -30,6 +30,17 @@ int agt_exec_new(unsigned nthreads, unsigned spin_us, struct agt_exec **out);
 void agt_exec_submit(struct agt_exec *x, struct agt_lane *l);
 
 /*
+ * Run record r of lane l here, on the network thread, instead of queueing
+ * it, when that changes nothing but the time it takes: r is an
+ * EVENT_QUERY (a read of the session's events: every stream and event
+ * synchronisation polls with it) and l is idle (nothing queued, running
+ * or parked, room for the reply).  Saves the two thread wake-ups of a
+ * round trip through an execution thread.  Returns true if it ran r (and
+ * freed it); false leaves r to the caller to queue.
+ */
+bool agt_exec_inline(struct agt_lane *l, struct agt_rec *r);
+
+/*
  * Stop: let the threads finish the run queue (callers abort every lane
  * first, so this is quick), join them and free the pool.
  */

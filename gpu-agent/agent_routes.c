@@ -430,6 +430,8 @@ void agt_lane_feed(struct stream *st, const uint8_t *p, size_t len)
        way the record is complete in place. */
     (void)payload;
     r = agt_lane_take_rec(l);
+    if (agt_exec_inline(l, r))
+      continue;
     agt_lane_push_in(l, r);
     queued = true;
   }
