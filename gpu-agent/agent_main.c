@@ -615,6 +615,7 @@ int main(int argc, char **argv)
   char *secret;
   sigset_t sigs;
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  struct agt_backend *gpu = NULL; /* the cuda backend under workers */
   int rc, status = 1;
 
   tr_log_set_prog(AGT_PROG);
@@ -692,6 +693,9 @@ int main(int argc, char **argv)
       (strcmp(o.isolation, "auto") == 0 && strcmp(be->ops->name, "cuda") == 0)) {
     struct agt_backend *pb;
 
+    if (strcmp(be->ops->name, "cuda") == 0)
+      gpu = be; /* the workers' sessions never run in it */
+
     if (agt_proc_new(be, &ecfg, &pb) < 0) {
       agt_err("out of memory");
       goto out_backend;
@@ -711,6 +715,13 @@ int main(int argc, char **argv)
     if (agt_nvml_open(d.uuid, &nvml, &nwhy) < 0)
       agt_info("NVML: %s; utilization, temperature and the driver "
                "version are reported unknown", nwhy);
+    else if (gpu) {
+      /* Sessions run in workers and NVML tells the free memory: this
+         process needs no CUDA context, which holds device memory. */
+      agt_cuda_drop_context(gpu);
+      agt_info("cuda: the agent process holds no CUDA context (sessions "
+               "have theirs in workers; NVML reports the memory)");
+    }
   }
   scfg = (struct agt_server_config){o.listen, tls, secret, o.exec_threads,
                                     (unsigned)o.spin_us, o.quota,

@@ -21,6 +21,9 @@ typedef void *nvml_dev;   /* nvmlDevice_t */
 struct nvml_util {        /* nvmlUtilization_t */
   unsigned gpu, memory;
 };
+struct nvml_mem {         /* nvmlMemory_t */
+  unsigned long long total, free, used;
+};
 #define NVML_TEMPERATURE_GPU 0
 #define NVML_UUID_LEN 96  /* NVML_DEVICE_UUID_V2_BUFFER_SIZE */
 
@@ -30,6 +33,7 @@ struct agt_nvml {
   nvml_ret (*util)(nvml_dev, struct nvml_util *);
   nvml_ret (*temp)(nvml_dev, int, unsigned *);
   nvml_ret (*power)(nvml_dev, unsigned *);
+  nvml_ret (*mem)(nvml_dev, struct nvml_mem *);
   nvml_dev dev;
   pthread_t thread;
   pthread_mutex_t mu;
@@ -43,6 +47,7 @@ struct agt_nvml {
 static void sample(struct agt_nvml *n)
 {
   struct nvml_util u;
+  struct nvml_mem m;
   unsigned v;
   struct agt_telemetry t;
 
@@ -50,6 +55,11 @@ static void sample(struct agt_nvml *n)
   t = n->last;
   pthread_mutex_unlock(&n->mu);
   t.util_gpu = t.util_mem = t.temp_c = t.power_mw = -1;
+  t.mem_free = t.mem_total = -1;
+  if (n->mem && n->mem(n->dev, &m) == 0 && m.total) {
+    t.mem_free = (int64_t)m.free;
+    t.mem_total = (int64_t)m.total;
+  }
   if (n->util && n->util(n->dev, &u) == 0) {
     t.util_gpu = (int32_t)u.gpu;
     t.util_mem = (int32_t)u.memory;
@@ -131,6 +141,8 @@ int agt_nvml_open(const uint8_t uuid[16], struct agt_nvml **out,
       n->lib, "nvmlDeviceGetTemperature");
   n->power = (nvml_ret(*)(nvml_dev, unsigned *))dlsym(
       n->lib, "nvmlDeviceGetPowerUsage");
+  n->mem = (nvml_ret(*)(nvml_dev, struct nvml_mem *))dlsym(
+      n->lib, "nvmlDeviceGetMemoryInfo");
   if (!init || !n->shutdown || !count || !by_index || !get_uuid) {
     dlclose(n->lib);
     free(n);
@@ -164,6 +176,7 @@ int agt_nvml_open(const uint8_t uuid[16], struct agt_nvml **out,
   }
   n->last.util_gpu = n->last.util_mem = n->last.temp_c = n->last.power_mw =
       -1;
+  n->last.mem_free = n->last.mem_total = -1;
   if (!driver || driver(n->last.driver, sizeof(n->last.driver)) != 0)
     n->last.driver[0] = 0;
   pthread_mutex_init(&n->mu, NULL);
@@ -187,6 +200,7 @@ void agt_nvml_get(struct agt_nvml *n, struct agt_telemetry *t)
   if (!n) {
     memset(t, 0, sizeof(*t));
     t->util_gpu = t->util_mem = t->temp_c = t->power_mw = -1;
+    t->mem_free = t->mem_total = -1;
     return;
   }
   pthread_mutex_lock(&n->mu);

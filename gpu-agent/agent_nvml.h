@@ -1,6 +1,6 @@
 /*
  * agent_nvml.h: what NVIDIA's management library says of the agent's GPU
- * (utilization, temperature, power, the driver's version), for
+ * (utilization, temperature, power, memory, the driver's version), for
  * /v1/status and so for tremote-smi.
  *
  * libnvidia-ml.so.1 is loaded with dlopen, like the driver, so the agent
@@ -20,6 +20,8 @@ struct agt_telemetry {
   int32_t util_mem;  /* percent of it memory was read or written */
   int32_t temp_c;    /* GPU core temperature */
   int32_t power_mw;  /* board power draw, milliwatts */
+  int64_t mem_free, mem_total; /* device memory, bytes: the whole GPU's,
+                                  every process's use counted */
   char driver[32];   /* "580.159.04" */
 };
 

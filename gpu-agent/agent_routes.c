@@ -233,9 +233,13 @@ static void answer_status(struct stream *st)
   uint8_t p[TR_STATUS_SIZE];
 
   tr_hdr_init(&req, TR_OP_MEM_GET_INFO, 0, 0, 0);
-  if (srv->be->ops->dev_mem_info)
-    srv->be->ops->dev_mem_info(srv->be, &free_b, &total);
   agt_nvml_get(srv->nvml, &t);
+  if (t.mem_total > 0) { /* NVML's, as nvidia-smi shows them */
+    free_b = (uint64_t)t.mem_free;
+    total = (uint64_t)t.mem_total;
+  } else if (srv->be->ops->dev_mem_info) {
+    srv->be->ops->dev_mem_info(srv->be, &free_b, &total);
+  }
   memset(p, 0, sizeof(p));
   tr_put_u64(p, free_b);
   tr_put_u64(p + 8, total);

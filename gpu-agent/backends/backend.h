@@ -225,6 +225,15 @@ int agt_cuda_new(int ordinal, struct agt_backend **out, const char **why);
 void agt_cuda_one_session(struct agt_backend *b);
 
 /*
+ * b (from agt_cuda_new) will open no session in this process (they run in
+ * worker processes) and its device-wide free memory is asked of NVML:
+ * release the primary context agt_cuda_new made, which holds device
+ * memory for nothing.  devinfo and destroy still work; dev_mem_info then
+ * knows only the total.
+ */
+void agt_cuda_drop_context(struct agt_backend *b);
+
+/*
  * Whether only one process may use b's GPU (from agt_cuda_new): its
  * compute mode is EXCLUSIVE_PROCESS (nvidia-smi -c 2), and the agent,
  * which holds a context, is that process; worker processes could not get

@@ -176,7 +176,7 @@ void cu_dev_mem_info(struct agt_backend *b, uint64_t *free_b,
   struct cu_backend *cb = (struct cu_backend *)b;
   size_t f = 0, t = 0;
 
-  if (cb->drv.CtxSetCurrent(cb->primary) != CUDA_SUCCESS ||
+  if (!cb->primary || cb->drv.CtxSetCurrent(cb->primary) != CUDA_SUCCESS ||
       cb->drv.MemGetInfo(&f, &t) != CUDA_SUCCESS) {
     f = 0;
     t = cb->info.total_mem;
@@ -195,7 +195,8 @@ void cu_destroy(struct agt_backend *b)
   struct cu_backend *cb = (struct cu_backend *)b;
 
   /* Every context is closed, so every window is gone. */
-  (void)cb->drv.DevicePrimaryCtxRelease(cb->dev);
+  if (cb->primary)
+    (void)cb->drv.DevicePrimaryCtxRelease(cb->dev);
   pthread_mutex_destroy(&cb->mu);
   free(cb); /* the driver stays loaded: see drv_load */
 }
@@ -349,6 +350,14 @@ static void fill_attrs(struct cu_backend *cb)
 void agt_cuda_one_session(struct agt_backend *b)
 {
   ((struct cu_backend *)b)->one_session = true;
+}
+
+void agt_cuda_drop_context(struct agt_backend *b)
+{
+  struct cu_backend *cb = (struct cu_backend *)b;
+
+  if (cb->primary && cb->drv.DevicePrimaryCtxRelease(cb->dev) == CUDA_SUCCESS)
+    cb->primary = NULL;
 }
 
 bool agt_cuda_one_process(const struct agt_backend *b)

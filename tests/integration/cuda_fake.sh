@@ -15,7 +15,9 @@
 #     device's (not NVML's first GPU) and the PCI address from the
 #     driver's attributes; an agent without NVML shows [N/A] and says why;
 #   - a GPU in EXCLUSIVE_PROCESS compute mode keeps sessions in the agent
-#     process, and refuses --isolation process with the reason.
+#     process, and refuses --isolation process with the reason;
+#   - with sessions in workers and NVML there, the agent process itself
+#     holds no CUDA context (its memory figures are NVML's).
 # On a real GPU, tests/gpu/run.sh runs the kernels too.
 set -u
 source "$(dirname "$0")/lib.sh"
@@ -33,6 +35,8 @@ LD_LIBRARY_PATH="$fake${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
 grep -q "backend cuda" "$TR_TMP/broker.log" || tr_fail "the agent is not on the cuda backend"
 grep -q 'cuda: GPU 0 is tremote fake GPU' "$TR_TMP/broker.log" ||
     tr_fail "the agent did not use the fake driver"
+grep -q 'cuda: the agent process holds no CUDA context' "$TR_TMP/broker.log" ||
+    tr_fail "the agent kept a CUDA context though its sessions run in workers"
 
 for app in memory_roundtrip pinned_copies rand_fill; do
     vis=0 # one machine for the first two, both for rand_fill
@@ -46,12 +50,12 @@ done
 q=
 for _ in $(seq 50); do
     q=$(LD_PRELOAD="$san" "$smi" -i 0 --format=csv,noheader \
-        --query-gpu=name,utilization.gpu,utilization.memory,temperature.gpu,power.draw,driver_version,pci.bus_id)
+        --query-gpu=name,utilization.gpu,utilization.memory,temperature.gpu,power.draw,memory.used,memory.total,driver_version,pci.bus_id)
     [ "${q#*, 37 %}" != "$q" ] && break
     sleep 0.1
 done
 echo "tremote-smi: $q"
-[ "$q" = "tremote fake GPU, 37 %, 12 %, 61, 123.45 W, 999.99.fake, 00000000:3B:00.0" ] ||
+[ "$q" = "tremote fake GPU, 37 %, 12 %, 61, 123.45 W, 300 MiB, 1024 MiB, 999.99.fake, 00000000:3B:00.0" ] ||
     tr_fail "NVML's figures: '$q'"
 LD_PRELOAD="$san" "$smi" >"$TR_TMP/table"
 grep -q '^|   0 | local-0 .* tremote fake GPU .* ready .* |  37% |        0 |$' "$TR_TMP/table" ||

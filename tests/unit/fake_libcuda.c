@@ -59,6 +59,7 @@ struct fakecuda_stats {
   int last_priority;  /* of the stream the newest launch went to */
   unsigned primary_flags, ctx_flags; /* the newest context's */
   int blocked;        /* synchronisations that had to wait */
+  int primary_refs;   /* retains of the primary context not released */
 };
 void fakecuda_stats(struct fakecuda_stats *s);
 
@@ -114,7 +115,7 @@ static __thread CUcontext cur;
 static struct fmap *maps;
 static struct fresv *resvs;
 static struct CUstream_st *streams;
-static int ncontexts, nmodules, last_priority, blocked;
+static int ncontexts, nmodules, last_priority, blocked, primary_refs;
 static unsigned ctx_flags;
 
 /*
@@ -148,6 +149,7 @@ void fakecuda_stats(struct fakecuda_stats *s)
   s->primary_flags = primary.flags;
   s->ctx_flags = ctx_flags;
   s->blocked = blocked;
+  s->primary_refs = primary_refs;
   pthread_mutex_unlock(&mu);
 }
 
@@ -277,13 +279,24 @@ CUresult cuDevicePrimaryCtxSetFlags_v2(CUdevice dev, unsigned int flags)
 
 CUresult cuDevicePrimaryCtxRetain(CUcontext *c, CUdevice dev)
 {
+  pthread_mutex_lock(&mu);
+  primary_refs++;
+  pthread_mutex_unlock(&mu);
   *c = &primary;
   return CUDA_SUCCESS;
 }
 
 CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev)
 {
-  return CUDA_SUCCESS;
+  CUresult r = CUDA_SUCCESS;
+
+  pthread_mutex_lock(&mu);
+  if (primary_refs > 0)
+    primary_refs--;
+  else
+    r = CUDA_ERROR_INVALID_CONTEXT; /* released more than retained */
+  pthread_mutex_unlock(&mu);
+  return r;
 }
 
 CUresult cuCtxCreate_v2(CUcontext *pctx, unsigned int flags, CUdevice dev)

@@ -5,7 +5,7 @@
  * first is some other GPU (its figures are all 99, so a test sees when
  * the agent samples the wrong one), the second has the fake driver's
  * UUID and fixed figures a test can compare: 37 % busy, 12 % memory,
- * 61 C, 123.45 W, driver "999.99.fake".
+ * 61 C, 123.45 W, 300 MiB of its 1024 MiB used, driver "999.99.fake".
  */
 #include <stdio.h>
 #include <string.h>
@@ -15,6 +15,9 @@ typedef void *nvmlDevice_t;
 typedef struct {
   unsigned gpu, memory;
 } nvmlUtilization_t;
+typedef struct {
+  unsigned long long total, free, used;
+} nvmlMemory_t;
 
 /* NVML's declarations (the toolkit here has no nvml.h). */
 nvmlReturn_t nvmlInit_v2(void);
@@ -27,6 +30,7 @@ nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t d,
 nvmlReturn_t nvmlDeviceGetTemperature(nvmlDevice_t d, int sensor,
                                       unsigned *t);
 nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t d, unsigned *mw);
+nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t d, nvmlMemory_t *m);
 nvmlReturn_t nvmlSystemGetDriverVersion(char *out, unsigned len);
 
 #define OK 0
@@ -116,6 +120,18 @@ nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t d, unsigned *mw)
   if (i < 0)
     return INVALID_ARGUMENT;
   *mw = i ? 123450 : 99000;
+  return OK;
+}
+
+nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t d, nvmlMemory_t *m)
+{
+  int i = index_of(d);
+
+  if (i < 0)
+    return INVALID_ARGUMENT;
+  m->total = i ? 1024ull << 20 : 99ull << 30;
+  m->used = i ? 300ull << 20 : 99ull << 20;
+  m->free = m->total - m->used;
   return OK;
 }
 

@@ -74,7 +74,7 @@ struct fakecuda_stats {
   uint64_t used;
   int streams, last_priority;
   unsigned primary_flags, ctx_flags;
-  int blocked;
+  int blocked, primary_refs;
 };
 
 /* What the fake driver holds now (only with the fake). */
@@ -104,6 +104,7 @@ static void check_fake_empty(void)
   assert_int_equal(s.modules, 0);
   assert_int_equal(s.used, 0);
   assert_int_equal(s.streams, 0);
+  assert_int_equal(s.primary_refs, 0);
 }
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -686,6 +687,31 @@ static void test_one_session(void **state)
   check_fake_empty();
 }
 
+/* ---- an agent whose sessions run in workers -------------------------------- */
+
+/* It describes the device but holds no context. */
+static void test_drop_context(void **state)
+{
+  struct agt_backend *b = open_cuda();
+  struct tr_devinfo d;
+  struct fakecuda_stats fs;
+  uint64_t free_b = 1, total = 0;
+
+  agt_cuda_drop_context(b);
+  if (fake) {
+    fake_stats(&fs);
+    assert_int_equal(fs.primary_refs, 0);
+  }
+  memset(&d, 0, sizeof(d));
+  b->ops->devinfo(b, &d);
+  assert_true(d.total_mem > 0);
+  b->ops->dev_mem_info(b, &free_b, &total);
+  assert_int_equal(total, d.total_mem);
+  assert_int_equal(free_b, 0); /* unknown without a context: NVML's job */
+  b->ops->destroy(b);
+  check_fake_empty();
+}
+
 /* ---- concurrency --------------------------------------------------------- */
 
 struct spin_arg {
@@ -884,6 +910,7 @@ static int child(const char *mode)
     cmocka_unit_test(test_modules_and_launches),
     cmocka_unit_test(test_one_session),
     cmocka_unit_test(test_small_allocations),
+    cmocka_unit_test(test_drop_context),
     cmocka_unit_test(test_concurrency),
     cmocka_unit_test(test_auto_is_cuda),
   };
