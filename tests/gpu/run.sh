@@ -124,6 +124,11 @@ step "4d. tremote-smi on the cuda backend: NVML's figures against nvidia-smi's"
     bus=$(echo "$want" | cut -d, -f3 | tr -d ' ')
     case "$got" in *", $drv, $bus, "*) ;; *) echo "driver or PCI address differ"; exit 1 ;; esac
     case "$got" in *"[N/A]"*) echo "a figure is unknown"; exit 1 ;; esac
+    # Memory comes from NVML too: the same total as nvidia-smi's.
+    gm=$("$B/tools/smi/tremote-smi" --format=csv,noheader --query-gpu=memory.total)
+    wm=$(nvidia-smi -i 0 --format=csv,noheader --query-gpu=memory.total)
+    echo "memory.total: tremote-smi $gm, nvidia-smi $wm"
+    [ "$gm" = "$wm" ] || { echo "memory totals differ"; exit 1; }
 ) || fails+=("smi on cuda")
 
 step "4e. LOCAL(cuda): the runtime programs of issue 5 under tremote on this GPU"
