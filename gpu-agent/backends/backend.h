@@ -235,7 +235,7 @@ void agt_cuda_drop_context(struct agt_backend *b);
 
 /*
  * Whether only one process may use b's GPU (from agt_cuda_new): its
- * compute mode is EXCLUSIVE_PROCESS (nvidia-smi -c 2), and the agent,
+ * compute mode is EXCLUSIVE_PROCESS (nvidia-smi -c 3), and the agent,
  * which holds a context, is that process; worker processes could not get
  * one, so sessions must stay in the agent (--isolation thread).
  */

@@ -26,6 +26,7 @@
  */
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -1625,20 +1626,23 @@ out:
   atomic_fetch_add_explicit(&px_total_insns, b->ninsn, memory_order_relaxed);
 }
 
+struct ptx_pool;
+static bool px_outranked(struct ptx_pool *p, const struct px_launch *L);
+
 /*
- * Run blocks of L until none is left to claim.  A pool worker (urgent set)
- * also stops when a launch more urgent than L has arrived, to go and help
- * it: blocks of a higher-priority launch start before the pending blocks
- * of a lower one, as on a GPU.  The launching thread stays with its own.
+ * Run blocks of L until none is left to claim.  A pool worker (pool set)
+ * also stops when a launch more urgent than L has blocks to claim, to go
+ * and help it: blocks of a higher-priority launch start before the pending
+ * blocks of a lower one, as on a GPU.  The launching thread stays with its
+ * own.
  */
 static void px_run_blocks(struct px_launch *L, struct px_ctx *c,
-                          const _Atomic int *urgent)
+                          struct ptx_pool *pool)
 {
   while (!atomic_load_explicit(&L->stop, memory_order_relaxed)) {
     uint64_t i;
 
-    if (urgent && atomic_load_explicit(urgent, memory_order_relaxed) <
-                      L->d->priority)
+    if (pool && px_outranked(pool, L))
       break;
     i = atomic_fetch_add_explicit(&L->next, 1, memory_order_relaxed);
     if (i >= L->nblocks)
@@ -1686,7 +1690,8 @@ struct ptx_pool {
   pthread_mutex_t mu;
   pthread_cond_t work;        /* a launch has blocks to claim, or stop */
   struct px_launch *head;     /* launches in progress */
-  _Atomic int urgent;         /* the lowest priority among them (0: none) */
+  _Atomic int urgent;         /* the lowest priority among them (0: none),
+                                 whether or not blocks are left to claim */
   int stopping;
   unsigned n;
   struct px_worker *wk;
@@ -1704,6 +1709,25 @@ static struct px_launch *px_claimable(struct ptx_pool *p)
         (!best || L->d->priority < best->d->priority))
       best = L;
   return best;
+}
+
+/*
+ * Whether a launch more urgent than L has blocks left to claim.  p->urgent
+ * (any more urgent launch in the list) answers the common case without
+ * the lock; a listed launch may have handed out all its blocks already,
+ * and leaving L for it then would leave its workers spinning.
+ */
+static bool px_outranked(struct ptx_pool *p, const struct px_launch *L)
+{
+  struct px_launch *best;
+
+  if (atomic_load_explicit(&p->urgent, memory_order_relaxed) >=
+      L->d->priority)
+    return false;
+  pthread_mutex_lock(&p->mu);
+  best = px_claimable(p);
+  pthread_mutex_unlock(&p->mu);
+  return best && best->d->priority < L->d->priority;
 }
 
 /* Recompute p->urgent after the launch list changed; under p->mu. */
@@ -1731,7 +1755,7 @@ static void *px_worker_main(void *arg)
       break;
     L->refs++;
     pthread_mutex_unlock(&p->mu);
-    px_run_blocks(L, &wk->ctx, &p->urgent);
+    px_run_blocks(L, &wk->ctx, p);
     pthread_mutex_lock(&p->mu);
     if (--L->refs == 0)
       pthread_cond_broadcast(&L->done);

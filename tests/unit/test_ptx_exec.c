@@ -1358,7 +1358,7 @@ static void *busy_main(void *arg)
    the short one is done. */
 static unsigned short_beside_long(const struct ptx_module *m, int priority)
 {
-  enum { LONG = 1 << 20, SHORT = 8, SEEN = 4096 };
+  enum { LONG = 1 << 20, SHORT = 8 };
   /* A memory each: the launches run on two threads at once. */
   struct tmem *t = tm_new(), *t2 = tm_new();
   volatile int stop = 0;
@@ -1366,18 +1366,24 @@ static unsigned short_beside_long(const struct ptx_module *m, int priority)
   struct busy_run hi = {m, t2, tm_alloc(t2, SHORT * 4), SHORT, 20000,
                         priority, NULL, 0};
   pthread_t th;
-  unsigned on_workers = 0, seen;
+  unsigned on_workers = 0, seen = 0, next = 0;
+  time_t give_up = time(NULL) + 60;
 
   assert_int_equal(pthread_create(&th, NULL, busy_main, &lo), 0);
-  do { /* until all four workers run blocks of the long launch */
-    seen = 0;
-    for (unsigned i = 0; i < SEEN; i++) {
-      uint32_t w = atomic_load(&lo.out[i]);
+  /* Until all four workers run blocks of the long launch (blocks are
+     claimed in order; a worker that wakes late starts further on). */
+  while (seen != 0x1e && time(NULL) < give_up)
+    for (; next < LONG && atomic_load(&lo.out[next]); next++) {
+      uint32_t w = atomic_load(&lo.out[next]);
 
       if (w >= 1 && w <= 4)
         seen |= 1u << w;
     }
-  } while (seen != 0x1e);
+  if (seen != 0x1e) {
+    __atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
+    pthread_join(th, NULL);
+    fail_msg("the pool's workers did not all start on the long launch");
+  }
   busy_main(&hi);
   __atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
   pthread_join(th, NULL);
