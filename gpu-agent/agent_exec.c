@@ -11,8 +11,11 @@
  * record when a more urgent lane waits, not only after a batch.  So with
  * every thread busy (long kernels on a GPU hold theirs), a high-priority
  * stream's work waits for one record, not for the lanes queued before it.
- * As on a GPU, less urgent work may wait as long as more urgent work
- * keeps coming.
+ * The queue is shared by every session, though, and a GPU does not let one
+ * process's stream priorities hold back another's: so a lane that has
+ * waited EXEC_AGE_NS on the queue is taken before more urgent ones.  Less
+ * urgent work then still moves, one record or batch at a time, however
+ * much more urgent work keeps coming.
  *
  * Polling (spin_ns, agent.h AGT_SPIN_US): a thread that finds the queue
  * empty polls it for spin_ns before it sleeps, but only one at a time
@@ -36,6 +39,9 @@
 /* Priority levels: level -p for priority p, so a higher level is more
    urgent. */
 #define EXEC_LEVELS (1 - TR_PRIORITY_GREATEST)
+/* How long a lane waits on the queue before it goes ahead of more urgent
+   ones: a few small calls' time, far less than a long kernel's. */
+#define EXEC_AGE_NS 2000000u
 
 struct agt_exec {
   pthread_mutex_t mu;
@@ -62,6 +68,7 @@ static void enqueue(struct agt_exec *x, struct agt_lane *l)
 
   pthread_mutex_lock(&x->mu);
   l->run_next = NULL;
+  l->queued_ns = agt_now_ns();
   if (x->tail[k])
     x->tail[k]->run_next = l;
   else
@@ -212,15 +219,27 @@ static void spin_for_work(struct agt_exec *x)
   }
 }
 
-/* The most urgent queued lane, or NULL; under x->mu. */
+/* The most urgent queued lane, or the one waiting longest if it has
+   waited EXEC_AGE_NS; NULL if none.  Under x->mu. */
 static struct agt_lane *dequeue(struct agt_exec *x)
 {
   unsigned m = atomic_load_explicit(&x->levels, memory_order_relaxed), k;
+  uint64_t oldest, now;
   struct agt_lane *l;
 
   if (!m)
     return NULL;
   k = 31u - (unsigned)__builtin_clz(m);
+  if (m & (m - 1)) { /* less urgent levels wait too */
+    now = agt_now_ns();
+    oldest = now - x->head[k]->queued_ns;
+    for (unsigned j = 0; j < k; j++)
+      if ((m & (1u << j)) && now - x->head[j]->queued_ns > EXEC_AGE_NS &&
+          now - x->head[j]->queued_ns > oldest) {
+        oldest = now - x->head[j]->queued_ns;
+        k = j;
+      }
+  }
   l = x->head[k];
   x->head[k] = l->run_next;
   if (!x->head[k]) {

@@ -352,6 +352,7 @@ struct agt_lane {
   unsigned pend_h2d, pend_other;
   uint64_t pend_lo, pend_hi;
   struct agt_lane *run_next; /* run queue link, under the pool's lock */
+  uint64_t queued_ns;        /* when it was put on it, the same */
 
   /* The execution thread running the lane. */
   uint32_t deferred; /* first error of a no-reply record, not yet told */

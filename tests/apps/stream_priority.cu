@@ -14,6 +14,11 @@
 //   ... order P max|min R N    the same with kernels of N loop iterations
 //                              (default 3000000: ~40 ms each on the
 //                              emulated device, a few ms on a GPU).
+//   stream_priority starve N   100 short kernels on each of two streams of
+//                              priority -5, then one on a stream of
+//                              priority 0; prints "rank=R" (how many of the
+//                              200 ended before it) and fails if it is over
+//                              N: a less urgent stream must still move.
 // Prints PASS on success.  Runs natively on a GPU as well (where the long
 // kernels leave room for the other stream's, whatever its priority).
 #include <cuda_runtime.h>
@@ -144,6 +149,43 @@ static int order(int prio, unsigned iters)
   return rank;
 }
 
+static int starve(void)
+{
+  enum { NA = 100, NK = 2 * NA + 1 };
+  cudaStream_t a[2], b;
+  unsigned *d, *h = (unsigned *)calloc(2 * NK + 1, sizeof(unsigned));
+  char seen[NK] = {0};
+  int rank;
+
+  EXPECT(h, "out of memory");
+  CK(cudaMalloc(&d, (2 * NK + 1) * sizeof(unsigned)));
+  CK(cudaMemset(d, 0, (2 * NK + 1) * sizeof(unsigned)));
+  CK(cudaStreamCreateWithPriority(&a[0], cudaStreamNonBlocking, -5));
+  CK(cudaStreamCreateWithPriority(&a[1], cudaStreamNonBlocking, -5));
+  CK(cudaStreamCreateWithPriority(&b, cudaStreamNonBlocking, 0));
+  // d[0]: the ticket counter; d[1 + i]: kernel i's ticket (the priority-0
+  // one last); their sums after those.
+  for (int i = 0; i < 2 * NA; i++)
+    spin<<<1, 1, 0, a[i % 2]>>>(d, d + 1 + i, d + 1 + NK + i, 100000);
+  spin<<<1, 1, 0, b>>>(d, d + NK, d + 2 * NK, 100000);
+  CK(cudaGetLastError());
+  CK(cudaDeviceSynchronize());
+  CK(cudaMemcpy(h, d, (2 * NK + 1) * sizeof(unsigned),
+                cudaMemcpyDeviceToHost));
+  EXPECT(h[0] == NK, "%u tickets taken, expected %d", h[0], NK);
+  for (int i = 1; i <= NK; i++) {
+    EXPECT(h[i] < NK && !seen[h[i]], "ticket %u twice or out of range", h[i]);
+    seen[h[i]] = 1;
+  }
+  rank = (int)h[NK];
+  for (int i = 0; i < 2; i++)
+    CK(cudaStreamDestroy(a[i]));
+  CK(cudaStreamDestroy(b));
+  CK(cudaFree(d));
+  free(h);
+  return rank;
+}
+
 int main(int argc, char **argv)
 {
   if (argc >= 2 && strcmp(argv[1], "api") == 0) {
@@ -161,8 +203,16 @@ int main(int argc, char **argv)
     if (argc >= 5 && strcmp(argv[3], "min") == 0)
       EXPECT(rank >= atoi(argv[4]), "rank %d, expected at least %s", rank,
              argv[4]);
+  } else if (argc >= 3 && strcmp(argv[1], "starve") == 0) {
+    int rank = starve();
+
+    printf("rank=%d (priority -5 kernels done before the priority 0 one, "
+           "of 200)\n", rank);
+    EXPECT(rank <= atoi(argv[2]), "rank %d, expected at most %s", rank,
+           argv[2]);
   } else {
-    fprintf(stderr, "usage: stream_priority api | order P [max|min R [N]]\n");
+    fprintf(stderr, "usage: stream_priority api | order P [max|min R [N]] | "
+                    "starve N\n");
     return 2;
   }
   printf("PASS\n");

@@ -6,7 +6,7 @@
 # of priority 0, then one on another stream: at priority -5 it runs after
 # at most the kernel running when it arrived and the next, at priority 0
 # it waits for most of the 16 (the control: without it the first half
-# could pass by accident).
+# could pass by accident).  And a less urgent stream is not starved.
 set -u
 source "$(dirname "$0")/lib.sh"
 tr_init "$1"
@@ -25,5 +25,12 @@ grep "^priority=" "$TR_TMP/out"
 tr_run "$APPS/stream_priority" order 0 min 8 $iters ||
     tr_fail "priority 0 went ahead (the control)"
 grep "^priority=" "$TR_TMP/out"
+# Priorities do not starve: two priority -5 streams of 100 kernels each
+# take turns (a lane yields its thread after 64 records), and the priority
+# 0 kernel queued after them has waited longer than 2 ms by the first
+# turn, so it goes then (after 64 or 128), not after all 200.
+tr_run "$APPS/stream_priority" starve 180 ||
+    tr_fail "the priority 0 stream waited for every priority -5 kernel"
+grep "^rank=" "$TR_TMP/out"
 tr_stop_broker
 echo "stream_priority: ok"
