@@ -33,9 +33,11 @@ done
 gcc -std=gnu11 -O2 -Wall -Wextra -Werror -I"$src/include" -I"$cuda/include" \
     "$src/tests/gpu/va_probe.c" -o "$out/bin/va_probe" -ldl
 cp -L "$cuda/lib64/libcudart.so.13" "$out/lib/"
-# Libraries outside glibc that our binaries load, the test programs' C++
-# runtime (libstdc++, libgcc_s) included: a GPU machine's base image may
-# have neither.
+# Libraries outside glibc that our binaries load.  The test programs' C++
+# runtime (libstdc++, libgcc_s) goes to lib/cxx: run.sh uses it only where
+# the machine's own cannot serve them (a bare image, or an older one),
+# since first in the path it would also serve the machine's own programs,
+# which may need a newer one.
 for f in "$out"/shim/*.so "$out"/broker/* "$out"/gpu-agent/* "$out"/tests/tools/* "$out"/tools/bench/* \
     "$out"/tests/test_cuda_backend "$out"/tools/smi/* "$out"/tests/apps/*; do
     ldd "$f" | awk '/=> \// {print $3}'
@@ -44,6 +46,7 @@ done | sort -u | while read -r lib; do
     libc.so*|libm.so*|libpthread.so*|libdl.so*|librt.so*|ld-linux*) ;;
     libresolv.so*|libnss_*|libanl.so*|libutil.so*) ;; # glibc's too (GLIBC_PRIVATE)
     libcuda.so*|libnvidia*) ;; # the driver's own, never ours to carry
+    libstdc++.so*|libgcc_s.so*) mkdir -p "$out/lib/cxx"; cp -L "$lib" "$out/lib/cxx/" ;;
     *) cp -L "$lib" "$out/lib/" ;;
     esac
 done

@@ -36,6 +36,12 @@ set -u
 B=$(cd "$1" && pwd)
 src=$(cd "$(dirname "$0")/../.." && pwd)
 export LD_LIBRARY_PATH="$B/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# The test programs' C++ runtime from the bundle, only if this machine's
+# cannot serve them (none, or too old: ldd says "not found").
+if ldd "$B/tests/apps/streams_events" 2>&1 | grep -q "not found"; then
+    export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$B/lib/cxx"
+    echo "NOTE: the test programs use the bundle's C++ runtime (this machine's cannot serve them)"
+fi
 export EMU_APP_TIMEOUT=${EMU_APP_TIMEOUT:-60} EMU_APPS_BUDGET=${EMU_APPS_BUDGET:-150}
 fails=()
 summary=()
@@ -54,6 +60,9 @@ step_end() {
     local r=PASS
     [ ${#fails[@]} -gt "$nfails" ] && r="FAIL (${fails[*]:$nfails})"
     [ -n "${skipped:-}" ] && r="SKIPPED ($skipped)"
+    # What runs CUDA 13 code on an older driver may fail for that alone.
+    case "$cur" in 2b.*|4c.*|4e.*) [ -n "${old_driver:-}" ] && [ "${r#FAIL}" != "$r" ] &&
+        r="$r [driver older than 580: CUDA 13 code]" ;; esac
     summary+=("$(printf '%-60.60s %4ss  %s' "$cur" $((SECONDS - t0)) "$r")")
     skipped=""
 }
@@ -144,7 +153,7 @@ step "4e. LOCAL(cuda): the runtime programs of issue 5 under tremote on this GPU
              "async_launches fault" pinned_copies memory_roundtrip "stream_priority api" \
              "stream_priority order -5 max 3"; do
         # shellcheck disable=SC2086
-        if LD_PRELOAD="$TR_PRELOAD" timeout 120 "$APPS/"$a >"$TR_TMP/out" 2>&1 &&
+        if LD_PRELOAD="$TR_PRELOAD" timeout 60 "$APPS/"$a >"$TR_TMP/out" 2>&1 &&
             grep -q '^PASS' "$TR_TMP/out"; then
             echo "$a: PASS"
         else
