@@ -314,8 +314,10 @@ static void release(struct agt_bctx *c, struct cu_alloc *al)
 
   /* Mappings belong to the device, not to a context: should the session's
      context be the reason (a sticky error), the primary one can do it.
-     The next operation on this thread makes its own context current. */
-  if (r != CUDA_SUCCESS && d->CtxSetCurrent(c->cb->primary) == CUDA_SUCCESS)
+     The next operation on this thread makes its own context current.
+     (A worker's session is in the primary one already: nothing to retry.) */
+  if (r != CUDA_SUCCESS && atomic_load(&c->ctx) != c->cb->primary &&
+      d->CtxSetCurrent(c->cb->primary) == CUDA_SUCCESS)
     r = d->MemUnmap(al->r.addr, al->span);
 
   pthread_mutex_lock(&w->mu);
