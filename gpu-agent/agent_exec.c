@@ -97,6 +97,31 @@ void agt_exec_submit(struct agt_exec *x, struct agt_lane *l)
   }
 }
 
+/*
+ * Execute r, a record taken off l (or never queued), then count its bytes
+ * for credit and free it.  release ends the run (l->queued cleared) in the
+ * same step.  The network thread hears of it (credit, replies) in batches,
+ * or when l has nothing more queued.
+ */
+static void run_record(struct agt_lane *l, struct agt_rec *r, bool release)
+{
+  bool notify;
+
+  agt_ops_execute(l, r);
+  agt_lane_mark_done(l, r->hdr.request_id);
+  pthread_mutex_lock(&l->mu);
+  l->done_bytes += r->wire_len;
+  /* Credit in batches, or when the lane drains, so a stream of small
+     records does not cost one wake-up each. */
+  notify = l->done_bytes >= EXEC_CREDIT_BATCH || !l->in_head;
+  if (release)
+    l->queued = false;
+  pthread_mutex_unlock(&l->mu);
+  agt_rec_free(l, r);
+  if (notify)
+    agt_lane_notify(l);
+}
+
 bool agt_exec_inline(struct agt_lane *l, struct agt_rec *r)
 {
   bool go;
@@ -112,14 +137,9 @@ bool agt_exec_inline(struct agt_lane *l, struct agt_rec *r)
   pthread_mutex_unlock(&l->mu);
   if (!go)
     return false;
-  agt_ops_execute(l, r); /* its reply fits: push_out does not wait */
-  agt_lane_mark_done(l, r->hdr.request_id);
-  pthread_mutex_lock(&l->mu);
-  l->done_bytes += r->wire_len;
-  l->queued = false;
-  pthread_mutex_unlock(&l->mu);
-  agt_rec_free(l, r);
-  agt_lane_notify(l); /* credit, and the reply goes out */
+  /* Its reply fits (push_out does not wait), and nothing is queued after
+     it (only this thread queues), so the reply goes out at once. */
+  run_record(l, r, true);
   return true;
 }
 
@@ -134,7 +154,7 @@ static bool run_lane(struct agt_lane *l)
 
   for (unsigned i = 0;; i++) {
     struct agt_rec *r;
-    bool notify = false, more;
+    bool notify = false;
 
     pthread_mutex_lock(&l->mu);
     if (l->aborted) {
@@ -181,19 +201,7 @@ static bool run_lane(struct agt_lane *l)
     l->in_bytes -= r->wire_len;
     pthread_mutex_unlock(&l->mu);
 
-    agt_ops_execute(l, r);
-    agt_lane_mark_done(l, r->hdr.request_id);
-
-    pthread_mutex_lock(&l->mu);
-    l->done_bytes += r->wire_len;
-    more = l->in_head != NULL;
-    /* Credit in batches, or when the lane drains, so a stream of small
-       records does not cost one wake-up each. */
-    notify = l->done_bytes >= EXEC_CREDIT_BATCH || !more;
-    pthread_mutex_unlock(&l->mu);
-    agt_rec_free(l, r);
-    if (notify)
-      agt_lane_notify(l);
+    run_record(l, r, false);
   }
 }
 

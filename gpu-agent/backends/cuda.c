@@ -458,8 +458,8 @@ out_remove:
   return cu_status(r);
 }
 
-/* A place for len bytes in one of c's slabs, taken as al; 0 if none
-   has room.  Under w->mu. */
+/* Place al (al->r.len bytes) in the first of c's slabs with room and
+   return its address; 0 if none has room.  Under w->mu. */
 static uint64_t slab_place(struct agt_bctx *c, struct cu_alloc *al)
 {
   for (struct cu_alloc *s = c->slabs; s; s = s->slab_next) {

@@ -1647,22 +1647,14 @@ static void px_run_blocks(struct px_launch *L, struct px_ctx *c,
     i = atomic_fetch_add_explicit(&L->next, 1, memory_order_relaxed);
     if (i >= L->nblocks)
       break;
-    /* Between blocks too: a grid of many short blocks may never reach
-       the end of a warp's slice. */
-    if (L->d->cancel &&
-        __atomic_load_n((const int *)L->d->cancel, __ATOMIC_RELAXED)) {
+    /* The slice's checks (cancel, watchdog) between blocks too: a grid of
+       many short blocks may never reach the end of a warp's slice. */
+    {
       struct px_warp w0 = {.b = &c->blk};
+
       c->blk.L = L;
-      px_fault(&w0, NULL, PTX_ERR_LAUNCH_FAILURE, 0, 0, "launch cancelled");
-      break;
-    }
-    if (L->deadline && px_now_ns() > L->deadline) {
-      struct px_warp w0 = {.b = &c->blk};
-      c->blk.L = L;
-      px_fault(&w0, NULL, PTX_ERR_LAUNCH_TIMEOUT, 0, 0,
-               "watchdog: the launch ran longer than %" PRIu64 " ms",
-               L->d->watchdog_ns / 1000000);
-      break;
+      if (px_check_stop(&w0))
+        break;
     }
     px_block_exec(c, L, i);
   }

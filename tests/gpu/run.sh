@@ -55,6 +55,19 @@ step() {
     t0=$SECONDS
     echo; echo "=== $1"
 }
+# app_pass OUT SECONDS PRELOAD DIR APP [ARGS...]: run DIR/APP (with
+# PRELOAD, "" for none) for at most SECONDS; it passes when it exits 0 and
+# prints a line starting with PASS.  Prints "APP ARGS: PASS" or "...: FAIL"
+# and the tail of its output; the status says which.
+app_pass() {
+    local out=$1 secs=$2 pre=$3 dir=$4; shift 4
+    if LD_PRELOAD="$pre" timeout "$secs" "$dir/$1" "${@:2}" >"$out" 2>&1 &&
+        grep -q '^PASS' "$out"; then
+        echo "$*: PASS"
+    else
+        echo "$*: FAIL"; tail -20 "$out"; return 1
+    fi
+}
 step_end() {
     [ -n "$cur" ] || return 0
     local r=PASS
@@ -153,12 +166,7 @@ step "4e. LOCAL(cuda): the runtime programs of issue 5 under tremote on this GPU
              "async_launches fault" pinned_copies memory_roundtrip "stream_priority api" \
              "stream_priority order -5 max 3"; do
         # shellcheck disable=SC2086
-        if LD_PRELOAD="$TR_PRELOAD" timeout 60 "$APPS/"$a >"$TR_TMP/out" 2>&1 &&
-            grep -q '^PASS' "$TR_TMP/out"; then
-            echo "$a: PASS"
-        else
-            echo "$a: FAIL"; tail -20 "$TR_TMP/out"; bad=1
-        fi
+        app_pass "$TR_TMP/out" 60 "$TR_PRELOAD" "$APPS" $a || bad=1
     done
     [ $bad = 0 ] || { echo "--- broker log (tail)"; tail -40 "$TR_TMP/broker.log"; }
     tr_stop_broker
@@ -172,11 +180,7 @@ for a in streams_events host_memory runtime_misc graphs managed "async_launches 
          "stream_priority order -5"; do
     [ -n "$old_driver" ] && break
     # shellcheck disable=SC2086
-    if timeout 120 "$B/tests/apps/"$a >"$B/native.out" 2>&1 && grep -q '^PASS' "$B/native.out"; then
-        echo "$a: PASS"
-    else
-        echo "$a: FAIL"; cat "$B/native.out"; fails+=("native $a")
-    fi
+    app_pass "$B/native.out" 120 "" "$B/tests/apps" $a || fails+=("native $a")
 done
 
 step "6. stream fairness under tremote (judged against 3x here: enough cores)"

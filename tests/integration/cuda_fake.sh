@@ -27,10 +27,13 @@ san=${TR_PRELOAD%:"$SHIM"}
 san=${san#"$SHIM"}
 smi="$BUILD/tools/smi/tremote-smi"
 
+# The fake driver and NVML first, for the agents a broker starts.
+fakepath="$fake${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
 [ -e "$fake/libcuda.so.1" ] && [ -e "$fake/libnvidia-ml.so.1" ] ||
     tr_fail "no fake driver or NVML in $fake (build first)"
 
-LD_LIBRARY_PATH="$fake${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+LD_LIBRARY_PATH="$fakepath" \
     TR_BACKEND=cuda tr_start_broker --local 2
 grep -q "backend cuda" "$TR_TMP/broker.log" || tr_fail "the agent is not on the cuda backend"
 grep -q 'cuda: GPU 0 is tremote fake GPU' "$TR_TMP/broker.log" ||
@@ -78,14 +81,14 @@ tr_stop_broker
 # A GPU in EXCLUSIVE_PROCESS compute mode (3) admits one process, the
 # agent: by default its sessions stay in it (and work); worker processes
 # asked for are refused at start, with the way out.
-FAKECUDA_COMPUTE_MODE=3 LD_LIBRARY_PATH="$fake${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+FAKECUDA_COMPUTE_MODE=3 LD_LIBRARY_PATH="$fakepath" \
     TR_BACKEND=cuda tr_start_broker --local 1
 grep -q "EXCLUSIVE_PROCESS compute mode: one process may use it, so sessions share the agent process" \
     "$TR_TMP/broker.log" || tr_fail "no line about the exclusive compute mode"
 tr_run "$APPS/memory_roundtrip" || tr_fail "memory_roundtrip on an exclusive GPU"
 grep -q '^PASS' "$TR_TMP/out" || tr_fail "no PASS on an exclusive GPU"
 tr_stop_broker
-FAKECUDA_COMPUTE_MODE=3 LD_LIBRARY_PATH="$fake${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+FAKECUDA_COMPUTE_MODE=3 LD_LIBRARY_PATH="$fakepath" \
     LD_PRELOAD="$san" timeout 30 "$AGENT" --listen 127.0.0.1:0 --insecure --backend cuda \
     --isolation process >"$TR_TMP/agent.out" 2>&1 && tr_fail "--isolation process started on an exclusive GPU"
 grep -q "EXCLUSIVE_PROCESS compute mode.*use --isolation thread" "$TR_TMP/agent.out" ||

@@ -927,25 +927,20 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz,
   a2 = 0;
   if (size > 8)
     memcpy(&a2, buf + 8, 8);
+  pthread_mutex_lock(&mu);
+  ok = stream_ok(s);
+  if (ok)
+    last_priority = s == CU_STREAM_PER_THREAD ? 0 : s->priority;
+  pthread_mutex_unlock(&mu);
+  if (!ok)
+    return CUDA_ERROR_INVALID_HANDLE;
   if (f->kind == K_SPIN) { /* asynchronous: see pending */
-    pthread_mutex_lock(&mu);
-    ok = stream_ok(s);
-    if (ok)
-      last_priority = s == CU_STREAM_PER_THREAD ? 0 : s->priority;
-    pthread_mutex_unlock(&mu);
-    if (!ok)
-      return CUDA_ERROR_INVALID_HANDLE;
     pending.done_ns = now_ns() + a2;
     pending.p = p;
     pending.ctx = cur;
     return CUDA_SUCCESS;
   }
   pthread_mutex_lock(&mu);
-  if (!stream_ok(s)) {
-    pthread_mutex_unlock(&mu);
-    return CUDA_ERROR_INVALID_HANDLE;
-  }
-  last_priority = s == CU_STREAM_PER_THREAD ? 0 : s->priority;
   switch (f->kind) {
   case K_FILL: {
     uint32_t n = (uint32_t)a2, v = (uint32_t)(a2 >> 32);
