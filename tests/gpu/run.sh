@@ -23,13 +23,22 @@
 #   6. stream_fairness under tremote, judged against 3x on this many cores;
 #      6b. many_clients (32 programs, 8 equal ones, a small call beside
 #      another program's bulk copy judged against 3x);
+#      6c. stream_fairness on LOCAL(cuda): the issue 5 figure with the
+#      copy and the small calls on this GPU;
+#      6d. many_clients on LOCAL(cuda): the issue 6 figures, each program
+#      a session (a worker process, a CUDA context) on this GPU;
 #   7. tremote-bench --quick --strict: the issue 5 figures on this host
 #      (emulated device; its floors judged).
+# The steps run in the order TR_GPU_STEPS lists them (default: what uses
+# the GPU through tremote first, since a device loan is short and a run may
+# be cut off; then the rest); e.g. TR_GPU_STEPS="1 2b 4c" reruns two.
 # Exit 0 only if every step passed; 77 (skipped) without a GPU.  It ends
 # with one line per step and its seconds, so the tail of its output says
 # everything; with the device tool, whose reply keeps the last 12,000
 # characters, keep the whole log too:
-#   bash tests/gpu/run.sh gpub >$OUT/gpu.log 2>&1; rc=$?; tail -c 8000 $OUT/gpu.log
+#   TR_KEEP_LOGS=/tmp/logs bash tests/gpu/run.sh gpub >$OUT/gpu.log 2>&1
+#   tar czf $OUT/logs.tgz -C /tmp logs; tail -c 8000 $OUT/gpu.log
+# (TR_KEEP_LOGS=DIR keeps every broker's log, its agent's lines included.)
 # The emulated-device steps are bounded (EMU_APP_TIMEOUT, EMU_APPS_BUDGET)
 # so that the whole run fits in one 10-minute command.
 set -u
@@ -74,7 +83,7 @@ step_end() {
     [ ${#fails[@]} -gt "$nfails" ] && r="FAIL (${fails[*]:$nfails})"
     [ -n "${skipped:-}" ] && r="SKIPPED ($skipped)"
     # What runs CUDA 13 code on an older driver may fail for that alone.
-    case "$cur" in 2b.*|4c.*|4e.*) [ -n "${old_driver:-}" ] && [ "${r#FAIL}" != "$r" ] &&
+    case "$cur" in 2b.*|4c.*|4d.*|4e.*|6c.*|6d.*) [ -n "${old_driver:-}" ] && [ "${r#FAIL}" != "$r" ] &&
         r="$r [driver older than 580: CUDA 13 code]" ;; esac
     summary+=("$(printf '%-60.60s %4ss  %s' "$cur" $((SECONDS - t0)) "$r")")
     skipped=""
@@ -87,9 +96,6 @@ if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; t
     exit 77
 fi
 
-step "1. device"
-nvidia-smi -L || fails+=("nvidia-smi")
-nvidia-smi --query-gpu=name,driver_version,compute_cap,memory.total,compute_mode --format=csv || true
 # The programs and the cuda backend's fatbins come from the CUDA 13
 # toolkit, which needs driver 580 or newer; an older one fails the native
 # runs with cudaErrorInsufficientDriver, which says nothing about tremote.
@@ -100,108 +106,161 @@ if [ -n "$drv" ] && [ "$drv" -lt 580 ] 2>/dev/null; then
     echo "NOTE: $old_driver: the native steps (3, 5) are skipped"
 fi
 if ! command -v python3 >/dev/null 2>&1; then
-    echo "NOTE: no python3 here: steps 6 and 6b (which read the broker's JSON with it) are skipped"
+    echo "NOTE: no python3 here: steps 6, 6b, 6c and 6d (which read the broker's JSON with it) are skipped"
 fi
 
-step "2. address windows on the GPU (va_probe)"
-"$B/bin/va_probe" || fails+=("va_probe")
+s_1() {
+    step "1. device"
+    nvidia-smi -L || fails+=("nvidia-smi")
+    nvidia-smi --query-gpu=name,driver_version,compute_cap,memory.total,compute_mode --format=csv || true
+    echo "$(nproc) CPUs; $(uname -sr)"
+}
 
-step "2b. the agent's cuda backend on this GPU (test_cuda_backend)"
-TR_REQUIRE_GPU=1 "$B/tests/test_cuda_backend" "$B/tests/cuda_backend/stub/libcuda.so" \
-    "$B/tests/cuda_backend/fake" "$B/tests/cuda_backend/test_cuda_backend_kernels.fatbin" ||
-    fails+=("test_cuda_backend")
+s_2() {
+    step "2. address windows on the GPU (va_probe)"
+    "$B/bin/va_probe" || fails+=("va_probe")
+}
 
-step "3. test programs natively on the GPU"
-if [ -n "$old_driver" ]; then
-    skipped=$old_driver
-else
-    bash "$src/tests/gpu/native_apps.sh" "$B" "$B/lib" || fails+=("native apps")
-fi
+s_2b() {
+    step "2b. the agent's cuda backend on this GPU (test_cuda_backend)"
+    TR_REQUIRE_GPU=1 "$B/tests/test_cuda_backend" "$B/tests/cuda_backend/stub/libcuda.so" \
+        "$B/tests/cuda_backend/fake" "$B/tests/cuda_backend/test_cuda_backend_kernels.fatbin" ||
+        fails+=("test_cuda_backend")
+}
 
-step "4. the same programs under tremote, emulated device on this host"
-bash "$src/tests/integration/emu_apps.sh" "$B" || fails+=("emulated apps")
+s_3() {
+    step "3. test programs natively on the GPU"
+    if [ -n "$old_driver" ]; then
+        skipped=$old_driver
+    else
+        bash "$src/tests/gpu/native_apps.sh" "$B" "$B/lib" || fails+=("native apps")
+    fi
+}
 
-step "4c. LOCAL(cuda): the same programs under tremote, cuda backend on this GPU"
-# Every program, device printf included: each session's worker process
-# has its own stdout, read back after each launch (--isolation process).
-cuda_apps=(emu_vector_add emu_saxpy_double emu_matmul_tiled emu_reduce_shared
-    emu_reduce_shuffle emu_histogram emu_prefix_scan emu_transpose emu_template
-    emu_struct_param emu_recursion emu_grid_stride emu_oob emu_half
-    emu_divergence emu_device_props emu_constant emu_printf)
-TR_BACKEND=cuda bash "$src/tests/integration/emu_apps.sh" "$B" "${cuda_apps[@]}" ||
-    fails+=("cuda apps")
+s_4() {
+    step "4. the same programs under tremote, emulated device on this host"
+    bash "$src/tests/integration/emu_apps.sh" "$B" || fails+=("emulated apps")
+}
 
-step "4d. tremote-smi on the cuda backend: NVML's figures against nvidia-smi's"
-(
-    source "$src/tests/integration/lib.sh"
-    tr_init "$B"
-    TR_BACKEND=cuda tr_start_broker --local 1
-    sleep 2.5 # the broker asks the agent's status every 2 s
-    got=$("$B/tools/smi/tremote-smi" --format=csv,noheader \
-        --query-gpu=name,driver_version,pci.bus_id,utilization.gpu,temperature.gpu,power.draw)
-    want=$(nvidia-smi -i 0 --format=csv,noheader --query-gpu=name,driver_version,pci.bus_id)
-    echo "tremote-smi: $got"
-    echo "nvidia-smi:  $want"
-    drv=$(echo "$want" | cut -d, -f2 | tr -d ' ')
-    bus=$(echo "$want" | cut -d, -f3 | tr -d ' ')
-    case "$got" in *", $drv, $bus, "*) ;; *) echo "driver or PCI address differ"; exit 1 ;; esac
-    case "$got" in *"[N/A]"*) echo "a figure is unknown"; exit 1 ;; esac
-    # Memory comes from NVML too: the same total as nvidia-smi's.
-    gm=$("$B/tools/smi/tremote-smi" --format=csv,noheader --query-gpu=memory.total)
-    wm=$(nvidia-smi -i 0 --format=csv,noheader --query-gpu=memory.total)
-    echo "memory.total: tremote-smi $gm, nvidia-smi $wm"
-    [ "$gm" = "$wm" ] || { echo "memory totals differ"; exit 1; }
-) || fails+=("smi on cuda")
+s_4c() {
+    step "4c. LOCAL(cuda): the same programs under tremote, cuda backend on this GPU"
+    # Every program, device printf included: each session's worker process
+    # has its own stdout, read back after each launch (--isolation process).
+    cuda_apps=(emu_vector_add emu_saxpy_double emu_matmul_tiled emu_reduce_shared
+        emu_reduce_shuffle emu_histogram emu_prefix_scan emu_transpose emu_template
+        emu_struct_param emu_recursion emu_grid_stride emu_oob emu_half
+        emu_divergence emu_device_props emu_constant emu_printf)
+    TR_BACKEND=cuda bash "$src/tests/integration/emu_apps.sh" "$B" "${cuda_apps[@]}" ||
+        fails+=("cuda apps")
+}
 
-step "4e. LOCAL(cuda): the runtime programs of issue 5 under tremote on this GPU"
-# What step 5 runs natively, through the shim, the broker and the cuda
-# backend in worker processes: streams, events, graphs, managed and
-# page-locked memory, a kernel fault's sticky error, stream priorities.
-(
-    source "$src/tests/integration/lib.sh"
-    tr_init "$B"
-    TR_BACKEND=cuda tr_start_broker --local 1
-    bad=0
-    for a in streams_events legacy_stream host_memory runtime_misc graphs managed \
-             "async_launches fault" pinned_copies memory_roundtrip "stream_priority api" \
-             "stream_priority order -5 max 3"; do
+s_4d() {
+    step "4d. tremote-smi on the cuda backend: NVML's figures against nvidia-smi's"
+    (
+        source "$src/tests/integration/lib.sh"
+        tr_init "$B"
+        TR_BACKEND=cuda tr_start_broker --local 1
+        sleep 2.5 # the broker asks the agent's status every 2 s
+        got=$("$B/tools/smi/tremote-smi" --format=csv,noheader \
+            --query-gpu=name,driver_version,pci.bus_id,utilization.gpu,temperature.gpu,power.draw)
+        want=$(nvidia-smi -i 0 --format=csv,noheader --query-gpu=name,driver_version,pci.bus_id)
+        echo "tremote-smi: $got"
+        echo "nvidia-smi:  $want"
+        drv=$(echo "$want" | cut -d, -f2 | tr -d ' ')
+        bus=$(echo "$want" | cut -d, -f3 | tr -d ' ')
+        case "$got" in *", $drv, $bus, "*) ;; *) echo "driver or PCI address differ"; exit 1 ;; esac
+        case "$got" in *"[N/A]"*) echo "a figure is unknown"; exit 1 ;; esac
+        # Memory comes from NVML too: the same total as nvidia-smi's.
+        gm=$("$B/tools/smi/tremote-smi" --format=csv,noheader --query-gpu=memory.total)
+        wm=$(nvidia-smi -i 0 --format=csv,noheader --query-gpu=memory.total)
+        echo "memory.total: tremote-smi $gm, nvidia-smi $wm"
+        [ "$gm" = "$wm" ] || { echo "memory totals differ"; exit 1; }
+    ) || fails+=("smi on cuda")
+}
+
+s_4e() {
+    step "4e. LOCAL(cuda): the runtime programs of issue 5 under tremote on this GPU"
+    # What step 5 runs natively, through the shim, the broker and the cuda
+    # backend in worker processes: streams, events, graphs, managed and
+    # page-locked memory, a kernel fault's sticky error, stream priorities.
+    (
+        source "$src/tests/integration/lib.sh"
+        tr_init "$B"
+        TR_BACKEND=cuda tr_start_broker --local 1
+        bad=0
+        for a in streams_events legacy_stream host_memory runtime_misc graphs managed \
+                 "async_launches fault" pinned_copies memory_roundtrip "stream_priority api" \
+                 "stream_priority order -5 max 3"; do
+            # shellcheck disable=SC2086
+            app_pass "$TR_TMP/out" 60 "$TR_PRELOAD" "$APPS" $a || bad=1
+        done
+        [ $bad = 0 ] || { echo "--- broker log (tail)"; tail -40 "$TR_TMP/broker.log"; }
+        tr_stop_broker
+        exit $bad
+    ) || fails+=("runtime programs on cuda")
+}
+
+s_5() {
+    step "5. runtime programs natively on the GPU"
+    [ -n "$old_driver" ] && skipped=$old_driver
+    for a in streams_events host_memory runtime_misc graphs managed "async_launches fault" \
+             pinned_copies legacy_stream "stream_fairness 1024 300" "stream_priority api" \
+             "stream_priority order -5"; do
+        [ -n "$old_driver" ] && break
         # shellcheck disable=SC2086
-        app_pass "$TR_TMP/out" 60 "$TR_PRELOAD" "$APPS" $a || bad=1
+        app_pass "$B/native.out" 120 "" "$B/tests/apps" $a || fails+=("native $a")
     done
-    [ $bad = 0 ] || { echo "--- broker log (tail)"; tail -40 "$TR_TMP/broker.log"; }
-    tr_stop_broker
-    exit $bad
-) || fails+=("runtime programs on cuda")
+}
 
-step "5. runtime programs natively on the GPU"
-[ -n "$old_driver" ] && skipped=$old_driver
-for a in streams_events host_memory runtime_misc graphs managed "async_launches fault" \
-         pinned_copies legacy_stream "stream_fairness 1024 300" "stream_priority api" \
-         "stream_priority order -5"; do
-    [ -n "$old_driver" ] && break
-    # shellcheck disable=SC2086
-    app_pass "$B/native.out" 120 "" "$B/tests/apps" $a || fails+=("native $a")
+# with_python STEP-FAILURE COMMAND...: run COMMAND (a script that reads
+# JSON with python3), or skip the step without python3.
+with_python() {
+    local what=$1; shift
+    if command -v python3 >/dev/null 2>&1; then
+        "$@" || fails+=("$what")
+    else
+        skipped="no python3"
+    fi
+}
+
+s_6() {
+    step "6. stream fairness under tremote (judged against 3x here: enough cores)"
+    with_python "stream fairness" env TR_FAIR_MIN_CPUS=8 \
+        bash "$src/tests/integration/stream_fairness.sh" "$B"
+}
+
+s_6b() {
+    step "6b. many clients under tremote (small-call p99 judged against 3x here)"
+    with_python "many clients" env TR_CLIENT_P99_MAX=3 \
+        bash "$src/tests/integration/many_clients.sh" "$B"
+}
+
+s_6c() {
+    step "6c. stream fairness on LOCAL(cuda): the copy and the small calls on this GPU"
+    with_python "stream fairness on cuda" env TR_BACKEND=cuda TR_FAIR_MIN_CPUS=8 \
+        bash "$src/tests/integration/stream_fairness.sh" "$B"
+}
+
+s_6d() {
+    step "6d. many clients on LOCAL(cuda): a worker and a context each, on this GPU"
+    with_python "many clients on cuda" env TR_BACKEND=cuda TR_CLIENT_P99_MAX=3 \
+        bash "$src/tests/integration/many_clients.sh" "$B"
+}
+
+s_7() {
+    step "7. tremote-bench --quick --strict (emulated device, this host's cores)"
+    "$B/tools/bench/tremote-bench" --quick --strict --build-dir "$B" ||
+        fails+=("tremote-bench")
+}
+
+order=${TR_GPU_STEPS:-"1 2b 4c 4e 4d 6c 2 3 4 5 6 6b 6d 7"}
+for id in $order; do
+    if ! declare -F "s_$id" >/dev/null; then
+        echo "run.sh: TR_GPU_STEPS: no step '$id' (steps: 1 2 2b 3 4 4c 4d 4e 5 6 6b 6c 6d 7)"
+        exit 2
+    fi
 done
-
-step "6. stream fairness under tremote (judged against 3x here: enough cores)"
-if command -v python3 >/dev/null 2>&1; then
-    TR_FAIR_MIN_CPUS=8 bash "$src/tests/integration/stream_fairness.sh" "$B" || fails+=("stream fairness")
-else
-    skipped="no python3"
-fi
-
-step "6b. many clients under tremote (small-call p99 judged against 3x here)"
-if command -v python3 >/dev/null 2>&1; then
-    TR_CLIENT_P99_MAX=3 bash "$src/tests/integration/many_clients.sh" "$B" ||
-        fails+=("many clients")
-else
-    skipped="no python3"
-fi
-
-step "7. tremote-bench --quick --strict (emulated device, this host's cores)"
-"$B/tools/bench/tremote-bench" --quick --strict --build-dir "$B" ||
-    fails+=("tremote-bench")
-
+for id in $order; do "s_$id"; done
 step_end
 echo
 echo "=== summary ($(nvidia-smi -i 0 --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null))"

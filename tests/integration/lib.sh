@@ -30,6 +30,12 @@ tr_init() {
 
 tr_cleanup() {
     tr_stop_broker
+    # TR_KEEP_LOGS=DIR keeps each run's broker (and agent) log there, named
+    # after the script: tests/gpu/run.sh brings them back from a GPU loan.
+    if [ -n "${TR_KEEP_LOGS:-}" ] && [ -s "${TR_TMP:-}/broker.log" ]; then
+        mkdir -p "$TR_KEEP_LOGS" &&
+            cp "$TR_TMP/broker.log" "$TR_KEEP_LOGS/$(basename "$0" .sh)-${TR_TMP##*.}.log"
+    fi
     [ -n "${TR_TMP:-}" ] && rm -rf "$TR_TMP"
 }
 
