@@ -247,7 +247,8 @@ struct brk_machine {
   size_t status_len;
   uint64_t status_ms;  /* when the newest answer came; 0 none */
   uint64_t status_sent_us, status_rtt_us; /* its round trip */
-  uint64_t mem_free, mem_total;
+  uint64_t mem_free, mem_total, mem_reserved; /* reserved: of total, the
+                                                 driver's own */
   uint32_t agent_sessions;
   /* NVML's figures on a real GPU (-1, "": unknown) */
   int32_t util_gpu, util_mem, temp_c, power_mw;

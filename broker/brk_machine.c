@@ -519,6 +519,7 @@ static void status_end(struct brk_h2_stream *s, void *user)
   p = m->status_buf + TR_HDR_SIZE;
   m->mem_free = tr_get_u64(p);
   m->mem_total = tr_get_u64(p + 8);
+  m->mem_reserved = (uint64_t)tr_get_u32(p + 20) << 20;
   m->agent_sessions = tr_get_u32(p + 16);
   m->util_gpu = m->util_mem = m->temp_c = m->power_mw = -1;
   m->driver[0] = 0;

@@ -24,6 +24,13 @@ struct nvml_util {        /* nvmlUtilization_t */
 struct nvml_mem {         /* nvmlMemory_t */
   unsigned long long total, free, used;
 };
+struct nvml_mem2 {        /* nvmlMemory_v2_t: its total, as nvidia-smi's,
+                             counts the driver's reserved memory; v1's
+                             leaves it out */
+  unsigned version;       /* nvmlMemory_v2: the size | 2 << 24 */
+  unsigned long long total, reserved, free, used;
+};
+#define NVML_MEMORY_V2 ((unsigned)sizeof(struct nvml_mem2) | 2u << 24)
 #define NVML_TEMPERATURE_GPU 0
 #define NVML_UUID_LEN 96  /* NVML_DEVICE_UUID_V2_BUFFER_SIZE */
 
@@ -34,6 +41,7 @@ struct agt_nvml {
   nvml_ret (*temp)(nvml_dev, int, unsigned *);
   nvml_ret (*power)(nvml_dev, unsigned *);
   nvml_ret (*mem)(nvml_dev, struct nvml_mem *);
+  nvml_ret (*mem2)(nvml_dev, struct nvml_mem2 *); /* NULL before 510 */
   nvml_dev dev;
   pthread_t thread;
   pthread_mutex_t mu;
@@ -48,6 +56,7 @@ static void sample(struct agt_nvml *n)
 {
   struct nvml_util u;
   struct nvml_mem m;
+  struct nvml_mem2 m2 = {.version = NVML_MEMORY_V2};
   unsigned v;
   struct agt_telemetry t;
 
@@ -56,7 +65,12 @@ static void sample(struct agt_nvml *n)
   pthread_mutex_unlock(&n->mu);
   t.util_gpu = t.util_mem = t.temp_c = t.power_mw = -1;
   t.mem_free = t.mem_total = -1;
-  if (n->mem && n->mem(n->dev, &m) == 0 && m.total) {
+  t.mem_reserved = 0;
+  if (n->mem2 && n->mem2(n->dev, &m2) == 0 && m2.total) {
+    t.mem_free = (int64_t)m2.free;
+    t.mem_total = (int64_t)m2.total;
+    t.mem_reserved = (int64_t)m2.reserved;
+  } else if (n->mem && n->mem(n->dev, &m) == 0 && m.total) {
     t.mem_free = (int64_t)m.free;
     t.mem_total = (int64_t)m.total;
   }
@@ -143,6 +157,8 @@ int agt_nvml_open(const uint8_t uuid[16], struct agt_nvml **out,
       n->lib, "nvmlDeviceGetPowerUsage");
   n->mem = (nvml_ret(*)(nvml_dev, struct nvml_mem *))dlsym(
       n->lib, "nvmlDeviceGetMemoryInfo");
+  n->mem2 = (nvml_ret(*)(nvml_dev, struct nvml_mem2 *))dlsym(
+      n->lib, "nvmlDeviceGetMemoryInfo_v2");
   if (!init || !n->shutdown || !count || !by_index || !get_uuid) {
     dlclose(n->lib);
     free(n);
@@ -177,6 +193,7 @@ int agt_nvml_open(const uint8_t uuid[16], struct agt_nvml **out,
   n->last.util_gpu = n->last.util_mem = n->last.temp_c = n->last.power_mw =
       -1;
   n->last.mem_free = n->last.mem_total = -1;
+  n->last.mem_reserved = 0;
   if (!driver || driver(n->last.driver, sizeof(n->last.driver)) != 0)
     n->last.driver[0] = 0;
   pthread_mutex_init(&n->mu, NULL);
@@ -201,6 +218,7 @@ void agt_nvml_get(struct agt_nvml *n, struct agt_telemetry *t)
     memset(t, 0, sizeof(*t));
     t->util_gpu = t->util_mem = t->temp_c = t->power_mw = -1;
     t->mem_free = t->mem_total = -1;
+    t->mem_reserved = 0;
     return;
   }
   pthread_mutex_lock(&n->mu);

@@ -22,6 +22,8 @@ struct agt_telemetry {
   int32_t power_mw;  /* board power draw, milliwatts */
   int64_t mem_free, mem_total; /* device memory, bytes: the whole GPU's,
                                   every process's use counted */
+  int64_t mem_reserved; /* of mem_total, what the driver and firmware keep
+                           (nvidia-smi's "Reserved"; 0 from older NVML) */
   char driver[32];   /* "580.159.04" */
 };
 

@@ -219,7 +219,8 @@ static void reply_record(struct stream *st, const struct tr_hdr *req,
 /*
  * /v1/status: what tremote-smi shows and only the device knows, as one
  * MEM_GET_INFO reply record (PROTOCOL.md): u64 free, u64 total
- * (device-wide), u32 sessions, u32 0, then NVML's figures: i32
+ * (device-wide), u32 sessions, u32 reserved MiB (of total, the driver's
+ * own; 0 unknown), then NVML's figures: i32
  * utilization %, i32 memory utilization %, i32 temperature C, i32 power
  * mW (-1 each when unknown), and the driver's version, 32 bytes,
  * NUL-padded.  The broker asks every few seconds.
@@ -229,7 +230,7 @@ static void answer_status(struct stream *st)
   struct agt_server *srv = st->conn->srv;
   struct tr_hdr req;
   struct agt_telemetry t;
-  uint64_t free_b = 0, total = 0;
+  uint64_t free_b = 0, total = 0, reserved = 0;
   uint8_t p[TR_STATUS_SIZE];
 
   tr_hdr_init(&req, TR_OP_MEM_GET_INFO, 0, 0, 0);
@@ -237,6 +238,7 @@ static void answer_status(struct stream *st)
   if (t.mem_total > 0) { /* NVML's, as nvidia-smi shows them */
     free_b = (uint64_t)t.mem_free;
     total = (uint64_t)t.mem_total;
+    reserved = (uint64_t)t.mem_reserved;
   } else if (srv->be->ops->dev_mem_info) {
     srv->be->ops->dev_mem_info(srv->be, &free_b, &total);
   }
@@ -244,7 +246,7 @@ static void answer_status(struct stream *st)
   tr_put_u64(p, free_b);
   tr_put_u64(p + 8, total);
   tr_put_u32(p + 16, srv->live_sessions);
-  tr_put_u32(p + 20, 0);
+  tr_put_u32(p + 20, (uint32_t)(reserved >> 20));
   tr_put_u32(p + 24, (uint32_t)t.util_gpu);
   tr_put_u32(p + 28, (uint32_t)t.util_mem);
   tr_put_u32(p + 32, (uint32_t)t.temp_c);

@@ -52,8 +52,10 @@
  * equal an alias spared.)  See docs/ARCHITECTURE.md, "The cuda backend".
  *
  * Contexts and streams.  Each session gets a CUDA context of its own
- * (cuCtxCreate, never the shared primary context), so a sticky error (an
- * illegal address) poisons only that session.  It is created on the
+ * (cuCtxCreate, never the shared primary context), so its resources and
+ * errors are its own; but on a real GPU a kernel fault (an illegal
+ * address) poisons every context of the process, which is why sessions
+ * run in worker processes by default (proc.c).  It is created on the
  * session's first operation, not in ctx_open: ctx_open runs on the agent's
  * network thread, and creating a context takes a tenth of a second or
  * more.  A worker process hosts one session (agt_cuda_one_session): there

@@ -29,8 +29,9 @@
  * keeps mapped until the module is unloaded (backends may keep pointers
  * into the image).  While a launch runs the worker may send OUT messages
  * (device printf, fault reports) before the reply; the cuda backend's
- * printf reaches the worker's stdout, which the worker reads back from a
- * pipe after each launch and sends the same way.
+ * printf reaches the worker's stdout (at the driver's next synchronising
+ * call, not when the kernel ends), which the worker reads back from a pipe
+ * before each reply and sends the same way.
  *
  * A spare worker is started ahead (INIT sent, not waited for), so
  * ctx_open, which runs on the agent's network thread, only waits for the

@@ -29,6 +29,7 @@ struct worker {
   struct agt_backend *be;
   struct agt_bctx *ctx;
   int out_r; /* the read end of our stdout (the driver's printf) */
+  pthread_mutex_t out_mu; /* one reader of out_r at a time: lines in order */
 };
 
 struct wchan {
@@ -39,11 +40,19 @@ struct wchan {
   pthread_mutex_t send_mu; /* OUT messages come from any thread */
 };
 
+static void drain_stdout(struct wchan *ch);
+
+/* The answer to a call, after whatever the driver printed meanwhile: the
+   driver writes a kernel's printf at its next synchronising call (a
+   stream or context synchronise, a copy), not when the kernel ends, so
+   any call may bring some, and it must reach the program before the
+   answer that lets the program go on. */
 static void reply(struct wchan *ch, uint32_t st, const uint64_t *a,
                   unsigned na, const void *data, size_t len)
 {
   struct pmsg m = {.op = P_REPLY, .status = st, .len = (uint32_t)len};
 
+  drain_stdout(ch);
   for (unsigned i = 0; i < na; i++)
     m.a[i] = a[i];
   pthread_mutex_lock(&ch->send_mu);
@@ -75,9 +84,11 @@ static void drain_stdout(struct wchan *ch)
 
   if (ch->w->out_r < 0)
     return;
+  pthread_mutex_lock(&ch->w->out_mu);
   fflush(stdout);
   while ((n = read(ch->w->out_r, b, sizeof(b))) > 0)
     send_out(ch, 1, b, (size_t)n);
+  pthread_mutex_unlock(&ch->w->out_mu);
 }
 
 static void serve_call(struct wchan *ch, struct pmsg *m, int fd)
@@ -196,7 +207,6 @@ static void serve_call(struct wchan *ch, struct pmsg *m, int fd)
     };
 
     st = o->launch(c, (void *)(uintptr_t)m->a[0], &l);
-    drain_stdout(ch);
     reply(ch, st, NULL, 0, NULL, 0);
     break;
   }
@@ -249,7 +259,7 @@ static int open_inner(const struct pinit *in, struct agt_backend **be,
 
 int agt_proc_worker_main(int ctl)
 {
-  struct worker w = {.out_r = -1};
+  struct worker w = {.out_r = -1, .out_mu = PTHREAD_MUTEX_INITIALIZER};
   struct pmsg m;
   uint8_t *buf = malloc(PMSG_INLINE + 1);
   struct pinit in;
@@ -273,7 +283,7 @@ int agt_proc_worker_main(int ctl)
   in.emu_name[sizeof(in.emu_name) - 1] = 0;
   if (strcmp(in.kind, "cuda") == 0) {
     /* The driver prints a kernel's printf to our stdout: a pipe we read
-       after each launch, so it reaches the session's program. */
+       before each reply, so it reaches the session's program. */
     int p[2];
 
     if (pipe2(p, O_CLOEXEC) == 0) {

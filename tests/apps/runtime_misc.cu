@@ -91,8 +91,13 @@ int main()
   const char *fname = NULL;
   CK(cudaFuncGetName(&fname, (const void *)iota));
   EXPECT(fname && strstr(fname, "iota"), "kernel name %s", fname ? fname : "(null)");
-  EXPECT(cudaFuncGetName(&fname, (const void *)&dev_var) ==
-             cudaErrorInvalidDeviceFunction, "a name for a variable");
+  {
+    cudaError_t e = cudaFuncGetName(&fname, (const void *)&dev_var);
+
+    printf("cudaFuncGetName(a variable): %s\n", cudaGetErrorName(e));
+    EXPECT(e == cudaErrorInvalidDeviceFunction, "a name for a variable: %s",
+           cudaGetErrorName(e));
+  }
   (void)cudaGetLastError();
   printf("limits and settings: ok\n");
 

@@ -6,6 +6,9 @@
  * the agent samples the wrong one), the second has the fake driver's
  * UUID and fixed figures a test can compare: 37 % busy, 12 % memory,
  * 61 C, 123.45 W, 300 MiB of its 1024 MiB used, driver "999.99.fake".
+ * Like a real GPU's, 24 MiB of the 1024 are the driver's reserve, which
+ * the _v2 memory call counts in the total and the old one leaves out
+ * (1000 MiB): an agent that used the old one would show the wrong total.
  */
 #include <stdio.h>
 #include <string.h>
@@ -18,6 +21,12 @@ typedef struct {
 typedef struct {
   unsigned long long total, free, used;
 } nvmlMemory_t;
+typedef struct {
+  unsigned version;
+  unsigned long long total, reserved, free, used;
+} nvmlMemory_v2_t;
+#define NVML_MEMORY_V2 ((unsigned)sizeof(nvmlMemory_v2_t) | 2u << 24)
+#define ARGUMENT_VERSION_MISMATCH 25
 
 /* NVML's declarations (the toolkit here has no nvml.h). */
 nvmlReturn_t nvmlInit_v2(void);
@@ -31,6 +40,7 @@ nvmlReturn_t nvmlDeviceGetTemperature(nvmlDevice_t d, int sensor,
                                       unsigned *t);
 nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t d, unsigned *mw);
 nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t d, nvmlMemory_t *m);
+nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t d, nvmlMemory_v2_t *m);
 nvmlReturn_t nvmlSystemGetDriverVersion(char *out, unsigned len);
 
 #define OK 0
@@ -129,8 +139,23 @@ nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t d, nvmlMemory_t *m)
 
   if (i < 0)
     return INVALID_ARGUMENT;
-  m->total = i ? 1024ull << 20 : 99ull << 30;
+  m->total = i ? 1000ull << 20 : 99ull << 30;
   m->used = i ? 300ull << 20 : 99ull << 20;
+  m->free = m->total - m->used;
+  return OK;
+}
+
+nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t d, nvmlMemory_v2_t *m)
+{
+  int i = index_of(d);
+
+  if (i < 0)
+    return INVALID_ARGUMENT;
+  if (m->version != NVML_MEMORY_V2)
+    return ARGUMENT_VERSION_MISMATCH;
+  m->reserved = i ? 24ull << 20 : 0;
+  m->total = i ? 1024ull << 20 : 99ull << 30;
+  m->used = m->reserved + (i ? 300ull << 20 : 99ull << 20); /* with it */
   m->free = m->total - m->used;
   return OK;
 }

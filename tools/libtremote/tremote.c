@@ -594,7 +594,10 @@ int tremote_list_machines(struct tremote_machine_info **out, size_t *n)
     copy_str(m->origin, sizeof(m->origin), e, "origin");
     copy_str(m->error, sizeof(m->error), e, "error");
     copy_str(m->progress, sizeof(m->progress), e, "progress");
-    m->memory_total = (uint64_t)get_int(e, "memory", 0);
+    /* The agent's figure (NVML's, as nvidia-smi's) when fresh, else the
+       device description's (CUDA's total, less the driver's reserve). */
+    m->memory_total = (uint64_t)get_int(e, "memory_total",
+                                        get_int(e, "memory", 0));
     m->memory_used = get_int(e, "memory_used", -1);
     m->sessions = (int)get_int(e, "sessions", 0);
     m->restarts = (int)get_int(e, "restarts", 0);
