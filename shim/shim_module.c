@@ -518,7 +518,9 @@ cudaError_t cudaLaunchKernel(const void *func, dim3 grid, dim3 block,
 /* ---- function attributes --------------------------------------------- */
 
 /* The mangled name, as cuFuncGetName gives it; it lives as long as the
-   module's registration. */
+   module's registration.  What is not a kernel is an invalid resource
+   handle here, not an invalid device function as elsewhere: CUDA 13's
+   runtime answers so (an H200, driver 580; tests/apps/runtime_misc). */
 cudaError_t cudaFuncGetName(const char **name, const void *func)
 {
   struct shim_func *f;
@@ -527,7 +529,7 @@ cudaError_t cudaFuncGetName(const char **name, const void *func)
     return shim_fail(shim_self(), cudaErrorInvalidValue);
   f = find_func(func);
   if (!f)
-    return shim_fail(shim_self(), cudaErrorInvalidDeviceFunction);
+    return shim_fail(shim_self(), cudaErrorInvalidResourceHandle);
   *name = f->name;
   return cudaSuccess;
 }

@@ -34,8 +34,17 @@
  * before each reply and sends the same way.
  *
  * A spare worker is started ahead (INIT sent, not waited for), so
- * ctx_open, which runs on the agent's network thread, only waits for the
- * OPEN answer of a worker that has already loaded its backend.
+ * ctx_open, which runs on the agent's network thread, mostly gets the
+ * OPEN answer of a worker that has already loaded its backend at once.
+ * When many sessions open together there is no spare for most: each gets
+ * a worker started then, whose backend takes a quarter of a second on a
+ * GPU (cuInit, a context).  ctx_open does not wait for that on the network
+ * thread (PROC_OPEN_QUICK_MS at most), which every session's traffic
+ * needs: 32 programs starting at once on an H200 kept it 8 s and every
+ * other session stalled meanwhile.  The answer is taken by the session's
+ * first call (open_wait), on an execution thread; a worker that failed
+ * to open makes the session's calls fail (cudaErrorDevicesUnavailable)
+ * and the agent logs why.
  *
  * A worker that dies makes every later call of its session fail with
  * cudaErrorDevicesUnavailable; ctx_close reaps it (SIGKILL after
@@ -66,6 +75,7 @@
 
 #define PROC_CLOSE_MS 5000
 #define PROC_OPEN_MS 30000
+#define PROC_OPEN_QUICK_MS 5 /* on the network thread, see above */
 
 /* ---- messages ------------------------------------------------------------- */
 
@@ -159,11 +169,18 @@ struct agt_bctx {
   struct proc *p;
   pid_t pid;
   int ctl;
-  pthread_mutex_t mu; /* free, nchan, dead */
+  pthread_mutex_t mu; /* free, nchan, dead, opening, out, out_arg */
   struct pchan *free;
   struct pchan *all[64];
   unsigned nchan;
   int dead;
+  int opening; /* OPEN sent, its answer not read yet (open_wait) */
+  /* Where the worker's output goes (the session's program): taken from
+     the first launch, since a launch carries it, and used for output that
+     arrives with any later call (the driver writes a kernel's printf at
+     its next synchronising call, often not the launch). */
+  void (*out)(void *arg, int fd, const char *s, size_t n);
+  void *out_arg;
 };
 
 struct proc {
@@ -220,6 +237,8 @@ static int spawn_worker(struct proc *p, pid_t *pid, int *ctl)
 }
 
 /* Wait for a reply on fd for at most ms (-1: no limit).  0 or -1. */
+/* The reply on fd within ms: 0, 1 if none came in time, -1 if the worker
+   is gone or said something else. */
 static int wait_reply(int fd, int ms, struct pmsg *m, uint8_t *buf)
 {
   struct pollfd pf = {.fd = fd, .events = POLLIN};
@@ -228,8 +247,10 @@ static int wait_reply(int fd, int ms, struct pmsg *m, uint8_t *buf)
   do
     r = poll(&pf, 1, ms);
   while (r < 0 && errno == EINTR);
-  if (r <= 0)
+  if (r < 0)
     return -1;
+  if (r == 0)
+    return 1;
   return proc_recv(fd, m, buf, NULL) < 0 || m->op != P_REPLY ? -1 : 0;
 }
 
@@ -275,8 +296,7 @@ static int proc_ctx_open(struct agt_backend *b, uint64_t base, uint64_t size,
     *why = "cannot start a worker process for the session";
     return -ENOMEM;
   }
-  if (proc_send(ctl, &m, NULL, -1) < 0 ||
-      wait_reply(ctl, PROC_OPEN_MS, &m, buf) < 0) {
+  if (proc_send(ctl, &m, NULL, -1) < 0) {
     close(ctl);
     reap(pid, 0);
     free(c);
@@ -285,7 +305,22 @@ static int proc_ctx_open(struct agt_backend *b, uint64_t base, uint64_t size,
            "log)";
     return -EIO;
   }
-  if (m.status) {
+  switch (wait_reply(ctl, PROC_OPEN_QUICK_MS, &m, buf)) {
+  case 1: /* still starting: the first call takes the answer */
+    c->opening = 1;
+    break;
+  case 0:
+    break;
+  default:
+    close(ctl);
+    reap(pid, 0);
+    free(c);
+    free(buf);
+    *why = "the session's worker process did not start (see the agent's "
+           "log)";
+    return -EIO;
+  }
+  if (!c->opening && m.status) {
     snprintf(reason, sizeof(reason), "%s", (char *)buf);
     close(ctl);
     reap(pid, PROC_CLOSE_MS);
@@ -320,6 +355,39 @@ static void chan_free(struct pchan *ch)
   free(ch);
 }
 
+/* Under c->mu: the OPEN answer ctx_open did not wait for, if any.  A
+   worker that did not open (or went) marks the session dead, with the
+   reason in the log. */
+static void open_wait(struct agt_bctx *c)
+{
+  struct pmsg m;
+  uint8_t *buf;
+  const char *why = "it is gone";
+  int r = -1;
+
+  if (!c->opening)
+    return;
+  c->opening = 0;
+  buf = malloc(PMSG_INLINE + 1);
+  if (buf)
+    r = wait_reply(c->ctl, PROC_OPEN_MS, &m, buf);
+  if (r == 0 && !m.status) {
+    free(buf);
+    return;
+  }
+  if (r == 0) {
+    buf[m.len < PMSG_INLINE ? m.len : PMSG_INLINE] = 0;
+    why = (const char *)buf;
+  } else if (r == 1) {
+    why = "no answer in time";
+  }
+  if (!c->dead)
+    agt_err("worker process %d could not open its session: %s; the "
+            "session's calls fail", (int)c->pid, why);
+  c->dead = 1;
+  free(buf);
+}
+
 /* A free channel of c, made if all are busy; NULL if c is dead or out of
    resources. */
 static struct pchan *chan_get(struct agt_bctx *c)
@@ -329,6 +397,7 @@ static struct pchan *chan_get(struct agt_bctx *c)
   int sv[2] = {-1, -1}, mfd = -1;
 
   pthread_mutex_lock(&c->mu);
+  open_wait(c);
   if (c->dead) {
     pthread_mutex_unlock(&c->mu);
     return NULL;
@@ -421,12 +490,25 @@ static void mark_dead(struct agt_bctx *c)
 
 /*
  * One call on channel ch: send m (+ data, + a descriptor), then take OUT
- * messages (to l, when a launch) until the reply, which lands in *m with
- * its inline bytes in ch->buf.  Returns 0, or -1 when the worker is gone.
+ * messages (to the session's program: l's sink when a launch, else the one
+ * the first launch left in c; before any launch there is no output) until
+ * the reply, which lands in *m with its inline bytes in ch->buf.  Returns
+ * 0, or -1 when the worker is gone.
  */
 static int call(struct agt_bctx *c, struct pchan *ch, struct pmsg *m,
                 const void *data, int pass_fd, const struct agt_launch *l)
 {
+  void (*out)(void *, int, const char *, size_t) = NULL;
+  void *out_arg = NULL;
+
+  if (l && l->out) {
+    out = l->out;
+    out_arg = l->out_arg;
+    pthread_mutex_lock(&c->mu);
+    c->out = out;
+    c->out_arg = out_arg;
+    pthread_mutex_unlock(&c->mu);
+  }
   if (proc_send(ch->fd, m, data, pass_fd) < 0)
     goto dead;
   for (;;) {
@@ -434,8 +516,16 @@ static int call(struct agt_bctx *c, struct pchan *ch, struct pmsg *m,
       goto dead;
     if (m->op == P_REPLY)
       return 0;
-    if (m->op == P_OUT && l)
-      l->out(l->out_arg, (int)m->a[0], (const char *)ch->buf, m->len);
+    if (m->op != P_OUT)
+      continue;
+    if (!out) {
+      pthread_mutex_lock(&c->mu);
+      out = c->out;
+      out_arg = c->out_arg;
+      pthread_mutex_unlock(&c->mu);
+    }
+    if (out)
+      out(out_arg, (int)m->a[0], (const char *)ch->buf, m->len);
   }
 dead:
   mark_dead(c);
@@ -463,6 +553,9 @@ static void proc_ctx_close(struct agt_bctx *c)
 
   /* The worker closes its context (freeing the device memory) and exits;
      a hung one is killed. */
+  pthread_mutex_lock(&c->mu);
+  open_wait(c); /* its answer first, so CLOSE's is the next */
+  pthread_mutex_unlock(&c->mu);
   if (buf && !c->dead && proc_send(c->ctl, &m, NULL, -1) == 0)
     (void)wait_reply(c->ctl, PROC_CLOSE_MS, &m, buf);
   free(buf);

@@ -7,6 +7,10 @@
 //                               in MS ms (first call after MS ms)"
 //                               (the seconds and MS count from the first
 //                               call's answer: the session's start apart)
+//   With TR_LOAD_BARRIER=DIR, check and work start their rounds together:
+//   after the first call each makes DIR/ready.PID and waits for DIR/go
+//   (made by the script once all are ready), so programs whose sessions
+//   start one after another (a GPU's contexts) still compete evenly.
 //   client_load latency N       N small calls (a 4-byte device-to-host
 //                               cudaMemcpy: one round trip), then N times
 //                               20 us of CPU work, then N pipe round trips
@@ -27,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
@@ -47,6 +52,32 @@ static double now_ms()
   return std::chrono::duration<double, std::milli>(
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
+}
+
+/* TR_LOAD_BARRIER (see the top): 0, or exit 1 after 120 s without go. */
+static void barrier()
+{
+  const char *dir = getenv("TR_LOAD_BARRIER");
+  char path[4096];
+  struct stat sb;
+  FILE *f;
+
+  if (!dir)
+    return;
+  snprintf(path, sizeof(path), "%s/ready.%d", dir, (int)getpid());
+  f = fopen(path, "w");
+  if (!f) {
+    fprintf(stderr, "FAIL: cannot make %s\n", path);
+    exit(1);
+  }
+  fclose(f);
+  snprintf(path, sizeof(path), "%s/go", dir);
+  for (int i = 0; i < 120000 && stat(path, &sb) != 0; i++)
+    usleep(1000);
+  if (stat(path, &sb) != 0) {
+    fprintf(stderr, "FAIL: no %s after 120 s\n", path);
+    exit(1);
+  }
 }
 
 static void round_trip(unsigned *d, unsigned *h, unsigned *back,
@@ -89,15 +120,17 @@ int main(int argc, char **argv)
        in the driver) is printed apart, not counted as work. */
     CK(cudaMalloc(&d, WORDS * 4));
     t0 = now_ms();
+    barrier();
+    double t_go = now_ms();
     if (!strcmp(mode, "check")) {
-      while (now_ms() - t0 < arg * 1000.0)
+      while (now_ms() - t_go < arg * 1000.0)
         round_trip(d, h.data(), back.data(), rounds++);
       printf("ok %u (first call after %.0f ms)\n", rounds, t0 - t_start);
     } else {
       for (; rounds < (unsigned)arg; rounds++)
         round_trip(d, h.data(), back.data(), rounds);
       printf("done %u in %.0f ms (first call after %.0f ms)\n", rounds,
-             now_ms() - t0, t0 - t_start);
+             now_ms() - t_go, t0 - t_start);
     }
     CK(cudaFree(d));
     return 0;

@@ -49,6 +49,39 @@ for app in memory_roundtrip pinned_copies rand_fill; do
     echo "$app: PASS through the cuda backend"
 done
 
+# Sessions that open together start their workers together: a worker's
+# driver start (cuInit and a context, here made to take 800 ms) is waited
+# for by the session's first call, not on the agent's network thread,
+# where one after another they would add up (6 programs: 4.8 s; 32 on an
+# H200 took 8 s, every other session stalled meanwhile).
+tr_stop_broker
+FAKECUDA_INIT_DELAY_MS=800 LD_LIBRARY_PATH="$fakepath" \
+    TR_BACKEND=cuda tr_start_broker --local 1
+sleep 1 # the spare worker has started
+ready="cuda: GPU 0 is tremote fake GPU"
+n0=$(grep -c "$ready" "$TR_TMP/broker.log")
+pids=()
+for i in 1 2 3 4 5 6; do
+    LD_PRELOAD="$TR_PRELOAD" "$APPS/memory_roundtrip" >"$TR_TMP/burst$i.out" 2>&1 &
+    pids+=($!)
+done
+for i in 1 2 3 4 5 6; do
+    wait "${pids[$((i - 1))]}" || tr_fail "program $i of 6 started at once: $(tail -3 "$TR_TMP/burst$i.out")"
+done
+# When each new worker's driver was up (the log's "GPU 0 is" lines, with
+# milliseconds): one after another they are 800 ms apart, together within
+# a fraction of that.
+spread=$(grep "$ready" "$TR_TMP/broker.log" | tail -n +$((n0 + 1)) |
+    awk '{split($2, t, ":"); ms = ((t[1] * 60 + t[2]) * 60 + t[3]) * 1000;
+          if (n++ == 0 || ms < lo) lo = ms; if (ms > hi) hi = ms}
+         END {printf "%d %d", n, hi - lo}')
+set -- $spread
+echo "six programs at once: $1 workers started, their driver starts (800 ms each) ended within $2 ms"
+[ "$1" -ge 5 ] || tr_fail "only $1 workers started for six programs"
+[ "$2" -lt 500 ] || tr_fail "the workers' driver starts ended $2 ms apart: one after another"
+tr_stop_broker
+LD_LIBRARY_PATH="$fakepath" TR_BACKEND=cuda tr_start_broker --local 2
+
 # The broker asks the agent's status every 2 s.
 q=
 for _ in $(seq 50); do

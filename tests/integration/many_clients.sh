@@ -45,12 +45,21 @@ echo "$n clients at once ($sessions sessions seen): $1 checked rounds, the least
 [ "$sessions" -ge $((n / 2)) ] || tr_fail "only $sessions sessions were open at once"
 [ $((rss1 - rss0)) -lt 16384 ] || tr_fail "the broker kept $((rss1 - rss0)) kB after $n clients"
 
-# Eight equal clients.
+# Eight equal clients, their rounds started together once every session
+# is up (on a GPU, sessions' contexts start one after another in the
+# driver: the first would otherwise run alone for a while).
+mkdir "$TR_TMP/barrier"
 pids=()
 for i in $(seq 8); do
-    LD_PRELOAD="$TR_PRELOAD" "$load" work 60 >"$TR_TMP/w$i.out" 2>&1 &
+    TR_LOAD_BARRIER="$TR_TMP/barrier" LD_PRELOAD="$TR_PRELOAD" "$load" work 60 \
+        >"$TR_TMP/w$i.out" 2>&1 &
     pids+=($!)
 done
+for _ in $(seq 600); do
+    [ "$(find "$TR_TMP/barrier" -name 'ready.*' | wc -l)" -ge 8 ] && break
+    sleep 0.1
+done
+touch "$TR_TMP/barrier/go"
 for p in "${pids[@]}"; do wait "$p" || tr_fail "an equal client failed"; done
 ratio=$(cat "$TR_TMP"/w*.out | awk '/^done/ {t = $4; if (min == "" || t < min) min = t; if (t > max) max = t} END {printf "%.2f %d %d", max / min, min, max}')
 set -- $ratio

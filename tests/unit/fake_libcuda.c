@@ -28,7 +28,9 @@
  * asynchronously, as a GPU's kernels do, and sets p[0] = 1 when it ends
  * ns later (see pending).
  *
- * FAKECUDA_INIT_ERROR=N makes cuInit return N; FAKECUDA_COMPUTE_MODE=N
+ * FAKECUDA_INIT_ERROR=N makes cuInit return N; FAKECUDA_INIT_DELAY_MS=N
+ * makes it take N ms, as a real driver's start does (a quarter of a second
+ * on an H200, cuInit and a context); FAKECUDA_COMPUTE_MODE=N
  * is the GPU's compute mode (CU_COMPUTEMODE_*, default 0).  fakecuda_stats() tells
  * the test what is still allocated.
  */
@@ -168,7 +170,10 @@ static CUresult need_ctx(void)
 CUresult cuInit(unsigned int flags)
 {
   const char *e = getenv("FAKECUDA_INIT_ERROR");
+  const char *d = getenv("FAKECUDA_INIT_DELAY_MS");
 
+  if (d && atoi(d) > 0)
+    usleep((useconds_t)atoi(d) * 1000);
   if (e && atoi(e))
     return (CUresult)atoi(e);
   inited = true;
