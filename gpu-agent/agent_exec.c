@@ -180,6 +180,14 @@ static bool run_lane(struct agt_lane *l)
       pthread_mutex_unlock(&l->mu);
       return true;
     }
+    if (!atomic_load_explicit(&l->sess->be_ready, memory_order_acquire)) {
+      /* The session's context is still being set up (a worker starting
+         its driver): park rather than hold this thread for it. */
+      pthread_mutex_unlock(&l->mu);
+      if (!agt_session_ready_or_park(l))
+        return false; /* parked: off the queue, queued cleared */
+      continue;
+    }
     if (r->hdr.opcode == TR_OP_EVENT_WAIT && r->hdr.payload_len == 16) {
       /* Park here, the record still at the head, until the event's
          generation has run; then it runs as a no-op.  Its fields are read

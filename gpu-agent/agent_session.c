@@ -83,6 +83,59 @@ void agt_inbox_done(struct agt_inbox *ib, struct agt_note *n)
 
 /* ---- sessions --------------------------------------------------------- */
 
+static void wake(struct agt_waiter *w, bool released);
+
+/* The backend context of s takes calls now: its parked lanes go on. */
+static void session_ready(void *arg)
+{
+  struct agt_session *s = arg;
+  struct agt_waiter *w;
+
+  pthread_mutex_lock(&s->mu);
+  atomic_store_explicit(&s->be_ready, true, memory_order_release);
+  w = s->ready_waiters;
+  s->ready_waiters = NULL;
+  for (struct agt_waiter *i = w; i; i = i->next)
+    i->lane->wait_ready = false;
+  pthread_mutex_unlock(&s->mu);
+  wake(w, false); /* their records have not run: nothing is released */
+}
+
+bool agt_session_ready_or_park(struct agt_lane *l)
+{
+  struct agt_session *s = l->sess;
+  struct agt_waiter *w;
+
+  if (atomic_load_explicit(&s->be_ready, memory_order_acquire))
+    return true;
+  w = calloc(1, sizeof(*w));
+  pthread_mutex_lock(&s->mu);
+  if (!w || atomic_load_explicit(&s->be_ready, memory_order_acquire)) {
+    pthread_mutex_unlock(&s->mu);
+    free(w); /* no memory: the calls wait for the context instead */
+    return true;
+  }
+  /* As agt_event_wait_ready: parked under s->mu, so session_ready cannot
+     come between, and an abort is seen here or finds the waiter. */
+  pthread_mutex_lock(&l->mu);
+  if (l->aborted) {
+    pthread_mutex_unlock(&l->mu);
+    pthread_mutex_unlock(&s->mu);
+    free(w);
+    return true; /* the caller finds it aborted */
+  }
+  l->parked = true;
+  l->queued = false;
+  pthread_mutex_unlock(&l->mu);
+  agt_lane_get(l);
+  w->lane = l;
+  w->next = s->ready_waiters;
+  s->ready_waiters = w;
+  l->wait_ready = true;
+  pthread_mutex_unlock(&s->mu);
+  return false;
+}
+
 int agt_session_new(uint64_t id, struct agt_backend *be,
                     struct agt_modcache *cache, struct agt_inbox *inbox,
                     uint64_t va_base, uint64_t va_size,
@@ -114,6 +167,14 @@ int agt_session_new(uint64_t id, struct agt_backend *be,
   agt_hmap_init(&s->events);
   agt_hmap_init(&s->graphs);
   agt_hmap_init(&s->allocs);
+  /* A context still being set up (a worker starting its driver) is
+     waited for by parking the lanes that would use it. */
+  atomic_init(&s->be_ready, true);
+  if (be->ops->ctx_when_ready) {
+    atomic_store(&s->be_ready, false);
+    if (be->ops->ctx_when_ready(s->ctx, session_ready, s))
+      atomic_store(&s->be_ready, true);
+  }
   *out = s;
   return 0;
 }
@@ -593,7 +654,15 @@ static void unwait(struct agt_lane *l)
   struct agt_event *e;
 
   pthread_mutex_lock(&s->mu);
-  if (l->wait_event && (e = agt_hmap_get(&s->events, l->wait_event))) {
+  if (l->wait_ready) {
+    for (struct agt_waiter **pp = &s->ready_waiters; *pp; pp = &(*pp)->next)
+      if ((*pp)->lane == l) {
+        gone = *pp;
+        *pp = gone->next;
+        break;
+      }
+    l->wait_ready = false;
+  } else if (l->wait_event && (e = agt_hmap_get(&s->events, l->wait_event))) {
     for (struct agt_waiter **pp = &e->waiters; *pp; pp = &(*pp)->next)
       if ((*pp)->lane == l) {
         gone = *pp;
@@ -983,7 +1052,9 @@ struct agt_waiter *agt_event_take_waiters(struct agt_event *e, uint64_t gen)
   return out;
 }
 
-void agt_waiters_wake(struct agt_waiter *w)
+/* Unpark the lanes of w and free it; released: they waited at an
+   EVENT_WAIT, which is now done. */
+static void wake(struct agt_waiter *w, bool released)
 {
   while (w) {
     struct agt_waiter *next = w->next;
@@ -991,7 +1062,8 @@ void agt_waiters_wake(struct agt_waiter *w)
 
     pthread_mutex_lock(&l->mu);
     l->parked = false;
-    l->released = true;
+    if (released)
+      l->released = true;
     pthread_mutex_unlock(&l->mu);
     if (l->exec)
       agt_exec_submit(l->exec, l);
@@ -999,4 +1071,9 @@ void agt_waiters_wake(struct agt_waiter *w)
     free(w);
     w = next;
   }
+}
+
+void agt_waiters_wake(struct agt_waiter *w)
+{
+  wake(w, true);
 }

@@ -135,6 +135,12 @@ struct agt_session {
    */
   atomic_uint sticky;
 
+  /* Whether the backend context takes calls yet (ctx_when_ready): until
+     then the session's lanes park on ready_waiters (under mu) instead of
+     holding an execution thread. */
+  atomic_bool be_ready;
+  struct agt_waiter *ready_waiters;
+
   /* Device output (printf, fault reports) waiting for the next
      SYNCHRONIZE, as PROTOCOL.md's output records. */
   pthread_mutex_t out_mu;
@@ -213,6 +219,14 @@ struct agt_waiter {
  * lock held.
  */
 bool agt_event_wait_ready(struct agt_lane *l, uint64_t h, uint64_t gen);
+
+/*
+ * Before l runs a record: true when its session's backend context takes
+ * calls; else l is parked, off the run queue, and false, until the
+ * backend says the context is ready (ctx_when_ready), which puts it back.
+ * Called by the lane's execution thread, with no lock held.
+ */
+bool agt_session_ready_or_park(struct agt_lane *l);
 
 /* Take the waiters of e that gen satisfies (all when gen is UINT64_MAX);
    s->mu held.  Returns them, for agt_waiters_wake() once it is released. */
@@ -342,6 +356,8 @@ struct agt_lane {
   bool parked;   /* waiting at an EVENT_WAIT: not to be queued */
   bool released; /* woken from it: the EVENT_WAIT at the head is done */
   uint64_t wait_event; /* the event it waits for (under sess->mu), or 0 */
+  bool wait_ready; /* parked until the session's context is ready (under
+                      sess->mu) */
   struct agt_event *mark; /* its lane mark, in sess->events (set when
                              created; NULL without memory) */
   struct agt_exec *exec; /* the pool it runs on (set when opened) */

@@ -94,6 +94,18 @@ struct agt_backend_ops {
   void (*ctx_close)(struct agt_bctx *c);
 
   /*
+   * Optional (NULL: always ready).  1 if c takes calls now; 0 while it is
+   * still being set up (a worker process starting its driver, which takes
+   * a quarter of a second on a GPU), in which case ready(arg) is called
+   * once, from another thread, when it does (or when it never will: its
+   * calls then fail).  Calls made before then wait for it; the agent
+   * parks the session's lanes instead, so no execution thread waits.
+   * ready must be done before ctx_close returns.
+   */
+  int (*ctx_when_ready)(struct agt_bctx *c, void (*ready)(void *arg),
+                        void *arg);
+
+  /*
    * cudaMalloc: size 0 gives *dptr = 0 and cudaSuccess, as CUDA does.
    * cudaErrorMemoryAllocation when the device memory is exhausted.
    */

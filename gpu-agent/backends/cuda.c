@@ -691,6 +691,12 @@ static uint32_t cu_mem_info(struct agt_bctx *c, uint64_t *free_b,
  * for kernels other lanes of the session are running at this moment,
  * making every EVENT_RECORD and SYNCHRONIZE of one stream wait for the
  * others' work, which CUDA's streams do not.
+ *
+ * It ends in a cuStreamSynchronize even when polling saw the stream done:
+ * the driver writes device printf out at a synchronise (or the next
+ * launch), never at cuStreamQuery, and the program's synchronise is where
+ * it expects its kernels' lines (an H200 kept them until the next launch,
+ * the last kernel's until the context ended).
  */
 static uint32_t cu_synchronize(struct agt_bctx *c)
 {
@@ -698,6 +704,8 @@ static uint32_t cu_synchronize(struct agt_bctx *c)
 
   if (r == CUDA_SUCCESS)
     r = cu_wait(c);
+  if (r == CUDA_SUCCESS)
+    r = c->cb->drv.StreamSynchronize(CU_STREAM);
   return cu_status(r);
 }
 

@@ -41,10 +41,11 @@
  * GPU (cuInit, a context).  ctx_open does not wait for that on the network
  * thread (PROC_OPEN_QUICK_MS at most), which every session's traffic
  * needs: 32 programs starting at once on an H200 kept it 8 s and every
- * other session stalled meanwhile.  The answer is taken by the session's
- * first call (open_wait), on an execution thread; a worker that failed
- * to open makes the session's calls fail (cudaErrorDevicesUnavailable)
- * and the agent logs why.
+ * other session stalled meanwhile.  A thread of the session's (opener)
+ * waits for the answer instead; the agent parks the session's lanes until
+ * then (ctx_when_ready), so execution threads keep serving the sessions
+ * that are up.  A worker that failed to open makes the session's calls
+ * fail (cudaErrorDevicesUnavailable) and the agent logs why.
  *
  * A worker that dies makes every later call of its session fail with
  * cudaErrorDevicesUnavailable; ctx_close reaps it (SIGKILL after
@@ -174,7 +175,14 @@ struct agt_bctx {
   struct pchan *all[64];
   unsigned nchan;
   int dead;
-  int opening; /* OPEN sent, its answer not read yet (open_wait) */
+  /* OPEN sent, its answer not in yet: the opener thread waits for it,
+     then clears this, broadcasts open_cv and calls ready(ready_arg). */
+  bool opening;
+  bool has_opener;
+  pthread_t opener;
+  pthread_cond_t open_cv;
+  void (*ready)(void *arg);
+  void *ready_arg;
   /* Where the worker's output goes (the session's program): taken from
      the first launch, since a launch carries it, and used for output that
      arrives with any later call (the driver writes a kernel's printf at
@@ -265,6 +273,8 @@ static void reap(pid_t pid, int ms)
   waitpid(pid, NULL, 0);
 }
 
+static void *opener_main(void *arg);
+
 static int proc_ctx_open(struct agt_backend *b, uint64_t base, uint64_t size,
                          struct agt_bctx **out, const char **why)
 {
@@ -306,8 +316,8 @@ static int proc_ctx_open(struct agt_backend *b, uint64_t base, uint64_t size,
     return -EIO;
   }
   switch (wait_reply(ctl, PROC_OPEN_QUICK_MS, &m, buf)) {
-  case 1: /* still starting: the first call takes the answer */
-    c->opening = 1;
+  case 1: /* still starting: the opener thread takes the answer */
+    c->opening = true;
     break;
   case 0:
     break;
@@ -334,6 +344,13 @@ static int proc_ctx_open(struct agt_backend *b, uint64_t base, uint64_t size,
   c->pid = pid;
   c->ctl = ctl;
   pthread_mutex_init(&c->mu, NULL);
+  pthread_cond_init(&c->open_cv, NULL);
+  if (c->opening) {
+    if (pthread_create(&c->opener, NULL, opener_main, c) == 0)
+      c->has_opener = true;
+    else
+      opener_main(c); /* no thread: waited for here after all */
+  }
   /* The next session's worker starts now, off this session's path. */
   pthread_mutex_lock(&p->mu);
   if (!p->spare_pid && spawn_worker(p, &p->spare_pid, &p->spare_ctl) < 0) {
@@ -355,37 +372,64 @@ static void chan_free(struct pchan *ch)
   free(ch);
 }
 
-/* Under c->mu: the OPEN answer ctx_open did not wait for, if any.  A
-   worker that did not open (or went) marks the session dead, with the
-   reason in the log. */
+/* Under c->mu: wait for the OPEN answer the opener thread waits for. */
 static void open_wait(struct agt_bctx *c)
 {
+  while (c->opening)
+    pthread_cond_wait(&c->open_cv, &c->mu);
+}
+
+/* The session's opener: the OPEN answer ctx_open did not wait for.  A
+   worker that did not open (or went) marks the session dead, with the
+   reason in the log. */
+static void *opener_main(void *arg)
+{
+  struct agt_bctx *c = arg;
   struct pmsg m;
-  uint8_t *buf;
+  uint8_t *buf = malloc(PMSG_INLINE + 1);
   const char *why = "it is gone";
+  void (*ready)(void *);
+  void *ready_arg;
   int r = -1;
 
-  if (!c->opening)
-    return;
-  c->opening = 0;
-  buf = malloc(PMSG_INLINE + 1);
   if (buf)
     r = wait_reply(c->ctl, PROC_OPEN_MS, &m, buf);
-  if (r == 0 && !m.status) {
-    free(buf);
-    return;
-  }
-  if (r == 0) {
+  if (r == 0 && m.status) {
     buf[m.len < PMSG_INLINE ? m.len : PMSG_INLINE] = 0;
     why = (const char *)buf;
   } else if (r == 1) {
     why = "no answer in time";
   }
-  if (!c->dead)
+  pthread_mutex_lock(&c->mu);
+  if ((r != 0 || m.status) && !c->dead) {
     agt_err("worker process %d could not open its session: %s; the "
             "session's calls fail", (int)c->pid, why);
-  c->dead = 1;
+    c->dead = 1;
+  }
+  c->opening = false;
+  ready = c->ready;
+  ready_arg = c->ready_arg;
+  pthread_cond_broadcast(&c->open_cv);
+  pthread_mutex_unlock(&c->mu);
   free(buf);
+  if (ready)
+    ready(ready_arg);
+  return NULL;
+}
+
+static int proc_ctx_when_ready(struct agt_bctx *c, void (*ready)(void *),
+                               void *arg)
+{
+  int now;
+
+  pthread_mutex_lock(&c->mu);
+  now = !c->opening;
+  if (!now) {
+    c->ready = ready;
+    c->ready_arg = arg;
+  }
+  pthread_mutex_unlock(&c->mu);
+  return now;
 }
 
 /* A free channel of c, made if all are busy; NULL if c is dead or out of
@@ -553,9 +597,8 @@ static void proc_ctx_close(struct agt_bctx *c)
 
   /* The worker closes its context (freeing the device memory) and exits;
      a hung one is killed. */
-  pthread_mutex_lock(&c->mu);
-  open_wait(c); /* its answer first, so CLOSE's is the next */
-  pthread_mutex_unlock(&c->mu);
+  if (c->has_opener) /* the OPEN answer first, so CLOSE's is the next */
+    pthread_join(c->opener, NULL);
   if (buf && !c->dead && proc_send(c->ctl, &m, NULL, -1) == 0)
     (void)wait_reply(c->ctl, PROC_CLOSE_MS, &m, buf);
   free(buf);
@@ -563,6 +606,7 @@ static void proc_ctx_close(struct agt_bctx *c)
   reap(c->pid, PROC_CLOSE_MS);
   for (unsigned i = 0; i < c->nchan; i++)
     chan_free(c->all[i]);
+  pthread_cond_destroy(&c->open_cv);
   pthread_mutex_destroy(&c->mu);
   free(c);
 }
@@ -932,6 +976,7 @@ static const struct agt_backend_ops proc_ops = {
   .devinfo = proc_devinfo,
   .ctx_open = proc_ctx_open,
   .ctx_close = proc_ctx_close,
+  .ctx_when_ready = proc_ctx_when_ready,
   .mem_alloc = proc_mem_alloc,
   .mem_free = proc_mem_free,
   .mem_check = proc_mem_check,

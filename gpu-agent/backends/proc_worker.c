@@ -85,7 +85,11 @@ static void drain_stdout(struct wchan *ch)
   if (ch->w->out_r < 0)
     return;
   pthread_mutex_lock(&ch->w->out_mu);
-  fflush(stdout);
+  /* Every stream, not only stdout: the driver writes printf through a
+     FILE of its own on fd 1 (on an H200, driver 580, what fflush(stdout)
+     left behind came out only at exit, after the pipe was no longer
+     read: the end of one kernel's lines, all of the next one's). */
+  fflush(NULL);
   while ((n = read(ch->w->out_r, b, sizeof(b))) > 0)
     send_out(ch, 1, b, (size_t)n);
   pthread_mutex_unlock(&ch->w->out_mu);

@@ -27,6 +27,7 @@
 #      copy and the small calls on this GPU;
 #      6d. many_clients on LOCAL(cuda): the issue 6 figures, each program
 #      a session (a worker process, a CUDA context) on this GPU;
+#      6e. 8 equal programs natively, 6d's fairness figure's yardstick;
 #   7. tremote-bench --quick --strict: the issue 5 figures on this host
 #      (emulated device; its floors judged).
 # The steps run in the order TR_GPU_STEPS lists them (default: what uses
@@ -247,16 +248,43 @@ s_6d() {
         bash "$src/tests/integration/many_clients.sh" "$B"
 }
 
+s_6e() {
+    step "6e. 8 equal programs natively: the GPU's own fairness between processes"
+    # What 6d's "slowest/fastest" is worth: the same 8 programs without
+    # tremote, each a process with its own context on this GPU, which
+    # time-slices between contexts.  Printed, not judged.
+    [ -n "$old_driver" ] && { skipped=$old_driver; return; }
+    local d pids=() i bad=0
+    d=$(mktemp -d)
+    for i in 1 2 3 4 5 6 7 8; do
+        TR_LOAD_BARRIER=$d "$B/tests/apps/client_load" work 60 >"$d/w$i.out" 2>&1 &
+        pids+=($!)
+    done
+    # Until all are ready, or one has ended (failed before the barrier).
+    for i in $(seq 600); do
+        [ "$(find "$d" -name 'ready.*' | wc -l)" -ge 8 ] && break
+        for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null || break 2; done
+        sleep 0.1
+    done
+    touch "$d/go"
+    for i in "${pids[@]}"; do wait "$i" || bad=1; done
+    [ $bad = 0 ] || fails+=("native equal clients")
+    cat "$d"/w*.out
+    cat "$d"/w*.out | awk '/^done/ {t = $4; if (min == "" || t < min) min = t; if (t > max) max = t}
+        END {if (min) printf "8 equal programs natively: fastest %d ms, slowest %d ms: slowest/fastest = %.2f\n", min, max, max / min}'
+    rm -rf "$d"
+}
+
 s_7() {
     step "7. tremote-bench --quick --strict (emulated device, this host's cores)"
     "$B/tools/bench/tremote-bench" --quick --strict --build-dir "$B" ||
         fails+=("tremote-bench")
 }
 
-order=${TR_GPU_STEPS:-"1 2b 4c 4e 4d 6c 2 3 4 5 6 6b 6d 7"}
+order=${TR_GPU_STEPS:-"1 2b 4c 4e 4d 6c 6d 6e 2 3 4 5 6 6b 7"}
 for id in $order; do
     if ! declare -F "s_$id" >/dev/null; then
-        echo "run.sh: TR_GPU_STEPS: no step '$id' (steps: 1 2 2b 3 4 4c 4d 4e 5 6 6b 6c 6d 7)"
+        echo "run.sh: TR_GPU_STEPS: no step '$id' (steps: 1 2 2b 3 4 4c 4d 4e 5 6 6b 6c 6d 6e 7)"
         exit 2
     fi
 done

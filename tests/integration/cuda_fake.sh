@@ -80,6 +80,30 @@ echo "six programs at once: $1 workers started, their driver starts (800 ms each
 [ "$1" -ge 5 ] || tr_fail "only $1 workers started for six programs"
 [ "$2" -lt 500 ] || tr_fail "the workers' driver starts ended $2 ms apart: one after another"
 tr_stop_broker
+
+# Nor does a starting session hold an execution thread: with one, a
+# running program's small calls go on while four others' workers start
+# (1500 ms each); their lanes wait parked, not on the thread.
+TREMOTE_AGENT_EXEC_THREADS=1 FAKECUDA_INIT_DELAY_MS=1500 LD_LIBRARY_PATH="$fakepath" \
+    TR_BACKEND=cuda tr_start_broker --local 1
+sleep 1.6 # the spare worker has started
+LD_PRELOAD="$TR_PRELOAD" "$APPS/client_load" latency 40000 >"$TR_TMP/lat.out" 2>&1 &
+lat=$!
+sleep 0.5
+pids=()
+for i in 1 2 3 4; do
+    LD_PRELOAD="$TR_PRELOAD" "$APPS/memory_roundtrip" >"$TR_TMP/burst$i.out" 2>&1 &
+    pids+=($!)
+done
+for i in 1 2 3 4; do
+    wait "${pids[$((i - 1))]}" || tr_fail "program $i of 4: $(tail -3 "$TR_TMP/burst$i.out")"
+done
+wait $lat || tr_fail "the running program failed: $(tail -3 "$TR_TMP/lat.out")"
+worst=$(awk '/^p50/ {print $10}' "$TR_TMP/lat.out")
+echo "a running program's slowest small call while four sessions started (one execution thread): ${worst} us"
+awk -v w="$worst" 'BEGIN {exit !(w != "" && w < 700000)}' ||
+    tr_fail "a small call waited ${worst} us: a starting session held the execution thread"
+tr_stop_broker
 LD_LIBRARY_PATH="$fakepath" TR_BACKEND=cuda tr_start_broker --local 2
 
 # The broker asks the agent's status every 2 s.

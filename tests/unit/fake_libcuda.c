@@ -62,6 +62,8 @@ struct fakecuda_stats {
   unsigned primary_flags, ctx_flags; /* the newest context's */
   int blocked;        /* synchronisations that had to wait */
   int primary_refs;   /* retains of the primary context not released */
+  int syncs;          /* cuStreamSynchronize calls (where a real driver
+                         writes device printf out) */
 };
 void fakecuda_stats(struct fakecuda_stats *s);
 
@@ -117,7 +119,7 @@ static __thread CUcontext cur;
 static struct fmap *maps;
 static struct fresv *resvs;
 static struct CUstream_st *streams;
-static int ncontexts, nmodules, last_priority, blocked, primary_refs;
+static int ncontexts, nmodules, last_priority, blocked, primary_refs, syncs;
 static unsigned ctx_flags;
 
 /*
@@ -151,6 +153,7 @@ void fakecuda_stats(struct fakecuda_stats *s)
   s->primary_flags = primary.flags;
   s->ctx_flags = ctx_flags;
   s->blocked = blocked;
+  s->syncs = syncs;
   s->primary_refs = primary_refs;
   pthread_mutex_unlock(&mu);
 }
@@ -456,6 +459,9 @@ CUresult cuStreamSynchronize(CUstream s)
 
   if (r)
     return r;
+  pthread_mutex_lock(&mu);
+  syncs++;
+  pthread_mutex_unlock(&mu);
   if (pending.ctx) {
     uint64_t now = now_ns();
 

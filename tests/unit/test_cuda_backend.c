@@ -74,7 +74,7 @@ struct fakecuda_stats {
   uint64_t used;
   int streams, last_priority;
   unsigned primary_flags, ctx_flags;
-  int blocked, primary_refs;
+  int blocked, primary_refs, syncs;
 };
 
 /* What the fake driver holds now (only with the fake). */
@@ -436,6 +436,11 @@ static void test_modules_and_launches(void **state)
     assert_int_equal(launch_fill(b, c, fill, p, 100000, 7), cudaSuccess);
     fake_stats(&fs);
     assert_int_equal(fs.blocked, fs0.blocked);
+    /* The program's synchronise is a driver synchronise, where a real
+       driver writes device printf out, even with the stream done. */
+    assert_int_equal(o->synchronize(c), cudaSuccess);
+    fake_stats(&fs0);
+    assert_int_equal(fs0.syncs, fs.syncs + 1);
   } else {
     assert_int_equal(launch_fill(b, c, fill, p, 100000, 7), cudaSuccess);
   }
