@@ -173,6 +173,8 @@ int main(int argc, char **argv)
 
       if (pipe(ping) < 0 || pipe(pong) < 0)
         return 3;
+      fflush(stdout); /* or a child that flushes at its exit (a sanitizer's
+                         runtime does) prints the line's start again */
       kid = fork();
       if (kid == 0) {
         close(ping[1]); /* so the parent's close ends the loop */
