@@ -138,15 +138,17 @@ static void machine_extra_json(struct brk *b, const struct brk_machine *m,
   /* The agent's own figures, if fresh (asked every BRK_STATUS_MS). */
   if (m->state == BRK_M_READY && m->status_ms &&
       brk_now_ms() - m->status_ms < 3 * BRK_STATUS_MS &&
-      m->mem_total >= m->mem_free + m->mem_reserved) {
+      m->mem_total >= m->mem_free &&
+      m->mem_total - m->mem_free >= m->mem_reserved) {
     /* As nvidia-smi counts them: the total with the driver's reserved
        memory (NVML's, where "memory" is CUDA's total without it), used
        without. */
     brk_sb_printf(sb, ",\"memory_total\":%llu,\"memory_used\":%llu,"
-                  "\"agent_sessions\":%u",
+                  "\"memory_free\":%llu,\"agent_sessions\":%u",
                   (unsigned long long)m->mem_total,
                   (unsigned long long)(m->mem_total - m->mem_free -
                                        m->mem_reserved),
+                  (unsigned long long)m->mem_free,
                   m->agent_sessions);
     if (m->util_gpu >= 0)
       brk_sb_printf(sb, ",\"utilization_gpu\":%d,\"utilization_memory\":%d",

@@ -151,6 +151,9 @@ static bool run_lane(struct agt_lane *l)
 {
   /* Levels more urgent than l's. */
   unsigned above = ~0u << (level_of(l) + 1);
+  /* Whether the session's context was asked for this run: once, since
+     when there is no memory to park the calls wait for it instead. */
+  bool ready_asked = false;
 
   for (unsigned i = 0;; i++) {
     struct agt_rec *r;
@@ -180,13 +183,15 @@ static bool run_lane(struct agt_lane *l)
       pthread_mutex_unlock(&l->mu);
       return true;
     }
-    if (!atomic_load_explicit(&l->sess->be_ready, memory_order_acquire)) {
+    if (!ready_asked &&
+        !atomic_load_explicit(&l->sess->be_ready, memory_order_acquire)) {
       /* The session's context is still being set up (a worker starting
          its driver): park rather than hold this thread for it. */
       pthread_mutex_unlock(&l->mu);
       if (!agt_session_ready_or_park(l))
         return false; /* parked: off the queue, queued cleared */
-      continue;
+      ready_asked = true;
+      continue; /* looked at again from the top (an abort, say) */
     }
     if (r->hdr.opcode == TR_OP_EVENT_WAIT && r->hdr.payload_len == 16) {
       /* Park here, the record still at the head, until the event's

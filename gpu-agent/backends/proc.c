@@ -178,6 +178,7 @@ struct agt_bctx {
   /* OPEN sent, its answer not in yet: the opener thread waits for it,
      then clears this, broadcasts open_cv and calls ready(ready_arg). */
   bool opening;
+  bool closing; /* ctx_close stopped the opener: not an error to log */
   bool has_opener;
   pthread_t opener;
   pthread_cond_t open_cv;
@@ -284,7 +285,7 @@ static int proc_ctx_open(struct agt_backend *b, uint64_t base, uint64_t size,
   struct agt_bctx *c;
   uint8_t *buf;
   pid_t pid;
-  int ctl;
+  int ctl, r;
 
   c = calloc(1, sizeof(*c));
   buf = malloc(PMSG_INLINE + 1);
@@ -315,42 +316,42 @@ static int proc_ctx_open(struct agt_backend *b, uint64_t base, uint64_t size,
            "log)";
     return -EIO;
   }
-  switch (wait_reply(ctl, PROC_OPEN_QUICK_MS, &m, buf)) {
-  case 1: /* still starting: the opener thread takes the answer */
-    c->opening = true;
-    break;
-  case 0:
-    break;
-  default:
-    close(ctl);
-    reap(pid, 0);
-    free(c);
-    free(buf);
-    *why = "the session's worker process did not start (see the agent's "
-           "log)";
-    return -EIO;
-  }
-  if (!c->opening && m.status) {
-    snprintf(reason, sizeof(reason), "%s", (char *)buf);
-    close(ctl);
-    reap(pid, PROC_CLOSE_MS);
-    free(c);
-    free(buf);
-    *why = reason;
-    return -(int)m.status;
-  }
-  free(buf);
   c->p = p;
   c->pid = pid;
   c->ctl = ctl;
   pthread_mutex_init(&c->mu, NULL);
   pthread_cond_init(&c->open_cv, NULL);
-  if (c->opening) {
-    if (pthread_create(&c->opener, NULL, opener_main, c) == 0)
+  r = wait_reply(ctl, PROC_OPEN_QUICK_MS, &m, buf);
+  if (r == 1) { /* still starting: the opener thread takes the answer */
+    c->opening = true;
+    if (pthread_create(&c->opener, NULL, opener_main, c) == 0) {
+      /* Open, as far as the agent goes; c belongs to the opener too
+         from here on (only what is under c->mu is shared). */
       c->has_opener = true;
-    else
-      opener_main(c); /* no thread: waited for here after all */
+      free(buf);
+      goto opened;
+    }
+    c->opening = false; /* no thread: waited for here after all */
+    r = wait_reply(ctl, PROC_OPEN_MS, &m, buf);
   }
+  if (r < 0 || r == 1) {
+    close(ctl);
+    reap(pid, 0);
+    r = -EIO;
+    *why = "the session's worker process did not start (see the agent's "
+           "log)";
+    goto fail;
+  }
+  if (m.status) {
+    snprintf(reason, sizeof(reason), "%s", (char *)buf);
+    close(ctl);
+    reap(pid, PROC_CLOSE_MS);
+    *why = reason;
+    r = -(int)m.status;
+    goto fail;
+  }
+  free(buf);
+opened:
   /* The next session's worker starts now, off this session's path. */
   pthread_mutex_lock(&p->mu);
   if (!p->spare_pid && spawn_worker(p, &p->spare_pid, &p->spare_ctl) < 0) {
@@ -360,6 +361,13 @@ static int proc_ctx_open(struct agt_backend *b, uint64_t base, uint64_t size,
   pthread_mutex_unlock(&p->mu);
   *out = c;
   return 0;
+
+fail:
+  pthread_cond_destroy(&c->open_cv);
+  pthread_mutex_destroy(&c->mu);
+  free(c);
+  free(buf);
+  return r;
 }
 
 static void chan_free(struct pchan *ch)
@@ -401,11 +409,12 @@ static void *opener_main(void *arg)
     why = "no answer in time";
   }
   pthread_mutex_lock(&c->mu);
-  if ((r != 0 || m.status) && !c->dead) {
+  if ((r != 0 || m.status) && !c->dead && !c->closing) {
     agt_err("worker process %d could not open its session: %s; the "
             "session's calls fail", (int)c->pid, why);
-    c->dead = 1;
   }
+  if (r != 0 || m.status)
+    c->dead = 1;
   c->opening = false;
   ready = c->ready;
   ready_arg = c->ready_arg;
@@ -594,16 +603,32 @@ static void proc_ctx_close(struct agt_bctx *c)
 {
   struct pmsg m = {.op = P_CLOSE};
   uint8_t *buf = malloc(PMSG_INLINE + 1);
+  bool starting = false;
 
+  /* The OPEN answer first, so CLOSE's is the next.  A worker still
+     starting holds nothing of the session's: the opener stops waiting at
+     once (its poll sees the socket shut), and the worker is killed. */
+  if (c->has_opener) {
+    pthread_mutex_lock(&c->mu);
+    starting = c->opening;
+    c->closing = true;
+    pthread_mutex_unlock(&c->mu);
+    if (starting)
+      shutdown(c->ctl, SHUT_RDWR);
+    /* The opener itself, when the session's last reference went in its
+       ready() (a client gone meanwhile): it touches c no more. */
+    if (pthread_equal(c->opener, pthread_self()))
+      pthread_detach(c->opener);
+    else
+      pthread_join(c->opener, NULL);
+  }
   /* The worker closes its context (freeing the device memory) and exits;
      a hung one is killed. */
-  if (c->has_opener) /* the OPEN answer first, so CLOSE's is the next */
-    pthread_join(c->opener, NULL);
-  if (buf && !c->dead && proc_send(c->ctl, &m, NULL, -1) == 0)
+  if (buf && !c->dead && !starting && proc_send(c->ctl, &m, NULL, -1) == 0)
     (void)wait_reply(c->ctl, PROC_CLOSE_MS, &m, buf);
   free(buf);
   close(c->ctl);
-  reap(c->pid, PROC_CLOSE_MS);
+  reap(c->pid, starting ? 0 : PROC_CLOSE_MS);
   for (unsigned i = 0; i < c->nchan; i++)
     chan_free(c->all[i]);
   pthread_cond_destroy(&c->open_cv);

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +39,8 @@ struct wchan {
   uint8_t *shm;
   uint8_t *buf;
   pthread_mutex_t send_mu; /* OUT messages come from any thread */
+  bool control; /* the control socket: its replies (OPEN, CLOSE) are
+                   waited for one message each, with no OUT before */
 };
 
 static void drain_stdout(struct wchan *ch);
@@ -52,7 +55,8 @@ static void reply(struct wchan *ch, uint32_t st, const uint64_t *a,
 {
   struct pmsg m = {.op = P_REPLY, .status = st, .len = (uint32_t)len};
 
-  drain_stdout(ch);
+  if (!ch->control)
+    drain_stdout(ch);
   for (unsigned i = 0; i < na; i++)
     m.a[i] = a[i];
   pthread_mutex_lock(&ch->send_mu);
@@ -269,7 +273,7 @@ int agt_proc_worker_main(int ctl)
   struct pinit in;
   const char *why = NULL;
   int fds[2];
-  struct wchan cc = {.w = &w, .fd = ctl};
+  struct wchan cc = {.w = &w, .fd = ctl, .control = true};
 
   if (!buf)
     return 1;

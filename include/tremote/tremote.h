@@ -196,6 +196,8 @@ struct tremote_machine_info {
                              ("waiting for an A100-40GB on Modal... 34 s") */
   uint64_t memory_total;  /* bytes, 0 unknown */
   int64_t memory_used;    /* bytes, -1 unknown */
+  int64_t memory_free;    /* bytes, -1 unknown; on a GPU, total less used
+                             less the driver's reserve, as nvidia-smi's */
   int sessions;           /* programs using it now */
   int restarts;
   uint64_t round_trips;   /* of every program, since the broker started */

@@ -110,6 +110,40 @@ if [ -z "${TR_SANITIZE:-}" ]; then
     awk -v w="$worst" 'BEGIN {exit !(w < 700000)}' ||
         tr_fail "a small call waited ${worst} us: a starting session held the execution thread"
 fi
+
+# A program killed while its session's worker is still starting: the
+# session goes at once, its worker is killed (not waited for), nothing is
+# logged as an error, and the next program is served.  A first program
+# takes the ready spare; the next spare then starts (1500 ms), and the
+# victim, started right after, gets that one.
+sleep 1.6 # a spare worker is up again
+agent=$(pgrep -P "$BROKER_PID" -f gpu-agent | head -1)
+tr_run "$APPS/client_load" latency 50 || tr_fail "the first program"
+sleep 0.2 # its worker has ended
+opened=$(grep -c ": opened, window" "$TR_TMP/broker.log")
+LD_PRELOAD="$TR_PRELOAD" "$APPS/client_load" latency 50 >"$TR_TMP/killed.out" 2>&1 &
+victim=$!
+for _ in $(seq 100); do
+    [ "$(grep -c ": opened, window" "$TR_TMP/broker.log")" -gt "$opened" ] && break
+    sleep 0.01
+done
+n1=$(pgrep -P "$agent" | wc -l)
+kill -9 $victim
+wait $victim 2>/dev/null
+t0=$(date +%s%N)
+for _ in $(seq 300); do
+    [ "$(pgrep -P "$agent" | wc -l)" -lt "$n1" ] && break
+    sleep 0.01
+done
+gone=$(( ($(date +%s%N) - t0) / 1000000 ))
+n2=$(pgrep -P "$agent" | wc -l)
+echo "a program killed while its worker started: the agent's workers $n1 -> $n2 in $gone ms"
+[ "$n2" -lt "$n1" ] || tr_fail "the killed program's starting worker is still there after 3 s"
+[ -n "${TR_SANITIZE:-}" ] || [ "$gone" -lt 500 ] ||
+    tr_fail "the killed program's starting worker went after $gone ms: it was waited for"
+grep -q "could not open its session" "$TR_TMP/broker.log" &&
+    tr_fail "a session closed while starting was logged as an error"
+tr_run "$APPS/client_load" latency 50 || tr_fail "no program served after one was killed while starting"
 tr_stop_broker
 LD_LIBRARY_PATH="$fakepath" TR_BACKEND=cuda tr_start_broker --local 2
 
@@ -117,12 +151,14 @@ LD_LIBRARY_PATH="$fakepath" TR_BACKEND=cuda tr_start_broker --local 2
 q=
 for _ in $(seq 50); do
     q=$(LD_PRELOAD="$san" "$smi" -i 0 --format=csv,noheader \
-        --query-gpu=name,utilization.gpu,utilization.memory,temperature.gpu,power.draw,memory.used,memory.total,driver_version,pci.bus_id)
+        --query-gpu=name,utilization.gpu,utilization.memory,temperature.gpu,power.draw,memory.used,memory.total,memory.free,driver_version,pci.bus_id)
     [ "${q#*, 37 %}" != "$q" ] && break
     sleep 0.1
 done
 echo "tremote-smi: $q"
-[ "$q" = "tremote fake GPU, 37 %, 12 %, 61, 123.45 W, 300 MiB, 1024 MiB, 999.99.fake, 00000000:3B:00.0" ] ||
+# Memory as nvidia-smi shows it: of 1024 MiB, 24 reserved by the driver,
+# 300 used, 700 free.
+[ "$q" = "tremote fake GPU, 37 %, 12 %, 61, 123.45 W, 300 MiB, 1024 MiB, 700 MiB, 999.99.fake, 00000000:3B:00.0" ] ||
     tr_fail "NVML's figures: '$q'"
 LD_PRELOAD="$san" "$smi" >"$TR_TMP/table"
 grep -q '^|   0 | local-0 .* tremote fake GPU .* ready .* |  37% |        0 |$' "$TR_TMP/table" ||

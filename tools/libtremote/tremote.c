@@ -599,6 +599,11 @@ int tremote_list_machines(struct tremote_machine_info **out, size_t *n)
     m->memory_total = (uint64_t)get_int(e, "memory_total",
                                         get_int(e, "memory", 0));
     m->memory_used = get_int(e, "memory_used", -1);
+    /* Brokers before "memory_free" knew no reserve. */
+    m->memory_free = get_int(e, "memory_free",
+                             m->memory_used >= 0 && m->memory_total
+                                 ? (int64_t)m->memory_total - m->memory_used
+                                 : -1);
     m->sessions = (int)get_int(e, "sessions", 0);
     m->restarts = (int)get_int(e, "restarts", 0);
     m->round_trips = (uint64_t)get_int(e, "round_trips", 0);

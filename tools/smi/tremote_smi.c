@@ -114,10 +114,8 @@ static void value(const struct tremote_machine_info *m, const char *f,
     snprintf(buf, cap, "%" PRIu64, m->memory_total >> 20);
   else if (!strcmp(f, "memory.used") && m->memory_used >= 0)
     snprintf(buf, cap, "%" PRId64, m->memory_used >> 20);
-  else if (!strcmp(f, "memory.free") && m->memory_used >= 0 &&
-           m->memory_total)
-    snprintf(buf, cap, "%" PRIu64,
-             (m->memory_total - (uint64_t)m->memory_used) >> 20);
+  else if (!strcmp(f, "memory.free") && m->memory_free >= 0)
+    snprintf(buf, cap, "%" PRId64, m->memory_free >> 20);
   else if (!strcmp(f, "compute_cap"))
     snprintf(buf, cap, "%s", m->compute_cap);
   else if (!strcmp(f, "machine.id"))
