@@ -106,6 +106,17 @@ struct agt_backend_ops {
                         void *arg);
 
   /*
+   * Optional (NULL: not offered).  Page-lock [p, p + len) of this process
+   * for c's device, so copies to and from it go by DMA rather than
+   * through the driver's staging buffers (and the CPU copy that costs):
+   * 0, or -1 with nothing done (copies still work, staged).  Undone by
+   * host_unregister(c, p) before ctx_close.  A worker process registers
+   * the memory it shares with the agent for copies.
+   */
+  int (*host_register)(struct agt_bctx *c, void *p, size_t len);
+  void (*host_unregister)(struct agt_bctx *c, void *p);
+
+  /*
    * cudaMalloc: size 0 gives *dptr = 0 and cudaSuccess, as CUDA does.
    * cudaErrorMemoryAllocation when the device memory is exhausted.
    */

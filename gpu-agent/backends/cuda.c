@@ -709,6 +709,34 @@ static uint32_t cu_synchronize(struct agt_bctx *c)
   return cu_status(r);
 }
 
+/* Host memory page-locked for the device (backend.h, host_register). */
+static int cu_host_register(struct agt_bctx *c, void *p, size_t len)
+{
+  const struct cu_drv *d = &c->cb->drv;
+  CUresult r;
+
+  if (!d->MemHostRegister || !d->MemHostUnregister)
+    return -1;
+  r = cu_enter(c);
+  if (r == CUDA_SUCCESS)
+    r = d->MemHostRegister(p, len, CU_MEMHOSTREGISTER_PORTABLE);
+  if (r != CUDA_SUCCESS) {
+    char buf[AGT_WHY_MAX];
+
+    agt_debug("cuda: cannot page-lock %zu bytes of host memory for copies "
+              "(%s): they are staged by the driver",
+              len, cu_describe(d, r, buf, sizeof(buf)));
+    return -1;
+  }
+  return 0;
+}
+
+static void cu_host_unregister(struct agt_bctx *c, void *p)
+{
+  if (cu_enter(c) == CUDA_SUCCESS)
+    (void)c->cb->drv.MemHostUnregister(p);
+}
+
 /* ---- contexts and windows ---------------------------------------------- */
 
 static int window_check(const struct cu_backend *cb, uint64_t base,
@@ -1377,6 +1405,8 @@ const struct agt_backend_ops cu_ops = {
   .mem_free = cu_mem_free,
   .mem_check = cu_mem_check,
   .mem_pin = cu_mem_pin,
+  .host_register = cu_host_register,
+  .host_unregister = cu_host_unregister,
   .mem_unpin = cu_mem_unpin,
   .copy_h2d = cu_copy_h2d,
   .copy_d2h = cu_copy_d2h,

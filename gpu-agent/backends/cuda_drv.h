@@ -97,7 +97,10 @@
 /* Entry points a driver may lack; NULL then, and the backend copes. */
 #define CU_DRV_OPTIONAL(X)                                                     \
   X(FuncGetParamInfo, "cuFuncGetParamInfo",                                    \
-    (CUfunction fn, size_t index, size_t *offset, size_t *size))
+    (CUfunction fn, size_t index, size_t *offset, size_t *size))               \
+  X(MemHostRegister, "cuMemHostRegister_v2",                                   \
+    (void *p, size_t bytes, unsigned int flags))                               \
+  X(MemHostUnregister, "cuMemHostUnregister", (void *p))
 
 struct cu_drv {
   void *lib; /* the dlopen handle; never dlclose()d (see cuda.c) */

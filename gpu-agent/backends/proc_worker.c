@@ -30,6 +30,10 @@ struct worker {
   struct agt_backend *be;
   struct agt_bctx *ctx;
   int out_r; /* the read end of our stdout (the driver's printf) */
+  /* Channel memory page-locked for the device (host_register): the
+     control thread's alone, undone before the context closes. */
+  void *locked[64];
+  unsigned nlocked;
   pthread_mutex_t out_mu; /* one reader of out_r at a time: lines in order */
 };
 
@@ -340,9 +344,16 @@ int agt_proc_worker_main(int ctl)
                      fds[1], 0);
       close(fds[1]);
       pthread_mutex_init(&ch->send_mu, NULL);
-      if (!ch->buf || ch->shm == MAP_FAILED ||
-          pthread_create(&t, NULL, serve_channel, ch) != 0)
+      if (!ch->buf || ch->shm == MAP_FAILED)
         return 1; /* the agent sees us gone */
+      /* Copies through this memory then go by DMA, not through the
+         driver's staging buffers (a CPU copy of every byte). */
+      if (w.be->ops->host_register &&
+          w.nlocked < sizeof(w.locked) / sizeof(w.locked[0]) &&
+          w.be->ops->host_register(w.ctx, ch->shm, PROC_SHM) == 0)
+        w.locked[w.nlocked++] = ch->shm;
+      if (pthread_create(&t, NULL, serve_channel, ch) != 0)
+        return 1;
       pthread_detach(t);
       continue;
     }
@@ -355,6 +366,8 @@ int agt_proc_worker_main(int ctl)
   }
   /* CLOSE, or the agent is gone: no call of the session runs any more
      (the agent closes only idle sessions). */
+  for (unsigned i = 0; i < w.nlocked; i++)
+    w.be->ops->host_unregister(w.ctx, w.locked[i]);
   w.be->ops->ctx_close(w.ctx);
   w.be->ops->destroy(w.be);
   if (m.op == P_CLOSE)

@@ -64,6 +64,7 @@ struct fakecuda_stats {
   int primary_refs;   /* retains of the primary context not released */
   int syncs;          /* cuStreamSynchronize calls (where a real driver
                          writes device printf out) */
+  int host_regs;      /* host ranges page-locked (cuMemHostRegister) */
 };
 void fakecuda_stats(struct fakecuda_stats *s);
 
@@ -120,6 +121,9 @@ static struct fmap *maps;
 static struct fresv *resvs;
 static struct CUstream_st *streams;
 static int ncontexts, nmodules, last_priority, blocked, primary_refs, syncs;
+/* Host ranges page-locked, by start (a few at most). */
+static void *host_reg[64];
+static int nhost_reg;
 static unsigned ctx_flags;
 
 /*
@@ -154,6 +158,7 @@ void fakecuda_stats(struct fakecuda_stats *s)
   s->ctx_flags = ctx_flags;
   s->blocked = blocked;
   s->syncs = syncs;
+  s->host_regs = nhost_reg;
   s->primary_refs = primary_refs;
   pthread_mutex_unlock(&mu);
 }
@@ -480,6 +485,48 @@ CUresult cuStreamSynchronize(CUstream s)
     pending_end();
   }
   return need_ctx();
+}
+
+/* Page-locking is bookkeeping here: host memory is what copies use. */
+CUresult cuMemHostRegister_v2(void *p, size_t bytes, unsigned int flags)
+{
+  CUresult r = need_ctx();
+
+  (void)flags;
+  if (r)
+    return r;
+  if (!p || !bytes)
+    return CUDA_ERROR_INVALID_VALUE;
+  pthread_mutex_lock(&mu);
+  for (int i = 0; i < nhost_reg; i++)
+    if (host_reg[i] == p) {
+      pthread_mutex_unlock(&mu);
+      return CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED;
+    }
+  if (nhost_reg == (int)(sizeof(host_reg) / sizeof(host_reg[0]))) {
+    pthread_mutex_unlock(&mu);
+    return CUDA_ERROR_OUT_OF_MEMORY;
+  }
+  host_reg[nhost_reg++] = p;
+  pthread_mutex_unlock(&mu);
+  return CUDA_SUCCESS;
+}
+
+CUresult cuMemHostUnregister(void *p)
+{
+  CUresult r = need_ctx();
+
+  if (r)
+    return r;
+  pthread_mutex_lock(&mu);
+  for (int i = 0; i < nhost_reg; i++)
+    if (host_reg[i] == p) {
+      host_reg[i] = host_reg[--nhost_reg];
+      pthread_mutex_unlock(&mu);
+      return CUDA_SUCCESS;
+    }
+  pthread_mutex_unlock(&mu);
+  return CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED;
 }
 
 CUresult cuMemGetInfo_v2(size_t *f, size_t *t)

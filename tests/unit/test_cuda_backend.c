@@ -74,7 +74,7 @@ struct fakecuda_stats {
   uint64_t used;
   int streams, last_priority;
   unsigned primary_flags, ctx_flags;
-  int blocked, primary_refs, syncs;
+  int blocked, primary_refs, syncs, host_regs;
 };
 
 /* What the fake driver holds now (only with the fake). */
@@ -105,6 +105,7 @@ static void check_fake_empty(void)
   assert_int_equal(s.used, 0);
   assert_int_equal(s.streams, 0);
   assert_int_equal(s.primary_refs, 0);
+  assert_int_equal(s.host_regs, 0);
 }
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -691,6 +692,53 @@ static void test_small_allocations(void **state)
 
 /* ---- one session per process ---------------------------------------------- */
 
+/* Host memory page-locked for copies (a worker's shared memory with the
+   agent): copies to and from it are the same bytes; it is registered
+   once, and unregistered before the context closes. */
+static void test_host_register(void **state)
+{
+  struct agt_backend *b = open_cuda();
+  const struct agt_backend_ops *o = b->ops;
+  struct agt_bctx *c = open_ctx(b);
+  const size_t len = 4 * MiB;
+  uint8_t *h = aligned_alloc(4096, len), *back = malloc(len);
+  struct fakecuda_stats fs;
+  uint64_t p;
+
+  assert_non_null(h);
+  assert_non_null(back);
+  assert_non_null(o->host_register);
+  assert_int_equal(o->host_register(c, h, len), 0);
+  if (fake) {
+    fake_stats(&fs);
+    assert_int_equal(fs.host_regs, 1);
+    /* Twice is the driver's error, and nothing more is done. */
+    assert_int_equal(o->host_register(c, h, len), -1);
+    fake_stats(&fs);
+    assert_int_equal(fs.host_regs, 1);
+  }
+  assert_int_equal(o->mem_alloc(c, len, &p), cudaSuccess);
+  for (size_t i = 0; i < len; i++)
+    h[i] = (uint8_t)(i * 13 + 5);
+  assert_int_equal(o->copy_h2d(c, p, h, len), cudaSuccess);
+  memset(h, 0, len);
+  assert_int_equal(o->copy_d2h(c, h, p, len), cudaSuccess);
+  for (size_t i = 0; i < len; i++)
+    if (h[i] != (uint8_t)(i * 13 + 5))
+      fail_msg("byte %zu: %u", i, h[i]);
+  o->host_unregister(c, h);
+  if (fake) {
+    fake_stats(&fs);
+    assert_int_equal(fs.host_regs, 0);
+  }
+  assert_int_equal(o->mem_free(c, p), cudaSuccess);
+  o->ctx_close(c);
+  o->destroy(b);
+  free(h);
+  free(back);
+  check_fake_empty();
+}
+
 /* A worker's backend: the session works in the primary context, and no
    other context is ever made. */
 static void test_one_session(void **state)
@@ -946,6 +994,7 @@ static int child(const char *mode)
     cmocka_unit_test(test_device_and_memory),
     cmocka_unit_test(test_modules_and_launches),
     cmocka_unit_test(test_one_session),
+    cmocka_unit_test(test_host_register),
     cmocka_unit_test(test_small_allocations),
     cmocka_unit_test(test_drop_context),
     cmocka_unit_test(test_concurrency),
