@@ -6,8 +6,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdbool.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,10 +93,11 @@ static void drain_stdout(struct wchan *ch)
   if (ch->w->out_r < 0)
     return;
   pthread_mutex_lock(&ch->w->out_mu);
-  /* Every stream, not only stdout: the driver writes printf through a
-     FILE of its own on fd 1 (on an H200, driver 580, what fflush(stdout)
-     left behind came out only at exit, after the pipe was no longer
-     read: the end of one kernel's lines, all of the next one's). */
+  /* Every stream, not only stdout, in case the driver writes through a
+     FILE of its own on fd 1: on an H200 (driver 580) a kernel's last
+     lines came out only at exit, when the pipe was no longer read.  (The
+     main cause was that the driver writes printf at a synchronise, not
+     at a stream query: see cu_synchronize.) */
   fflush(NULL);
   while ((n = read(ch->w->out_r, b, sizeof(b))) > 0)
     send_out(ch, 1, b, (size_t)n);
