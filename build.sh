@@ -21,7 +21,7 @@ die() { echo "build.sh: $*" >&2; exit 1; }
 PKGS=(build-essential cmake pkg-config liburing-dev libnghttp2-dev
       libcurl4-openssl-dev libxxhash-dev libzstd-dev libssl-dev clang
       libclang-rt-14-dev libcmocka-dev libinih-dev libjansson-dev python3
-      python3-pip curl
+      python3-pip curl procps
       gnuplot-nox)
 
 install_deps() {
