@@ -85,6 +85,45 @@ void agt_inbox_done(struct agt_inbox *ib, struct agt_note *n)
 
 static void wake(struct agt_waiter *w, bool released);
 
+/*
+ * Under s->mu: park l (off the run queue, referenced) with waiter w at
+ * the head of *list, unless l was aborted: then false, and nothing done.
+ * Parked under s->mu, so what wakes it (which takes s->mu first) cannot
+ * come between; an abort sets `aborted` before it looks for the lane's
+ * waiter (unwait), so either it is seen here or the waiter is found there.
+ */
+static bool park_locked(struct agt_lane *l, struct agt_waiter *w,
+                        struct agt_waiter **list)
+{
+  pthread_mutex_lock(&l->mu);
+  if (l->aborted) {
+    pthread_mutex_unlock(&l->mu);
+    return false;
+  }
+  l->parked = true;
+  l->queued = false;
+  pthread_mutex_unlock(&l->mu);
+  agt_lane_get(l);
+  w->lane = l;
+  w->next = *list;
+  *list = w;
+  return true;
+}
+
+/* Under s->mu: l's waiter, taken off *list; NULL if none is there. */
+static struct agt_waiter *unpark_locked(struct agt_lane *l,
+                                        struct agt_waiter **list)
+{
+  for (struct agt_waiter **pp = list; *pp; pp = &(*pp)->next)
+    if ((*pp)->lane == l) {
+      struct agt_waiter *w = *pp;
+
+      *pp = w->next;
+      return w;
+    }
+  return NULL;
+}
+
 /* The backend context of s takes calls now: its parked lanes go on. */
 static void session_ready(void *arg)
 {
@@ -115,22 +154,11 @@ bool agt_session_ready_or_park(struct agt_lane *l)
     free(w); /* no memory: the calls wait for the context instead */
     return true;
   }
-  /* As agt_event_wait_ready: parked under s->mu, so session_ready cannot
-     come between, and an abort is seen here or finds the waiter. */
-  pthread_mutex_lock(&l->mu);
-  if (l->aborted) {
-    pthread_mutex_unlock(&l->mu);
+  if (!park_locked(l, w, &s->ready_waiters)) {
     pthread_mutex_unlock(&s->mu);
     free(w);
     return true; /* the caller finds it aborted */
   }
-  l->parked = true;
-  l->queued = false;
-  pthread_mutex_unlock(&l->mu);
-  agt_lane_get(l);
-  w->lane = l;
-  w->next = s->ready_waiters;
-  s->ready_waiters = w;
   l->wait_ready = true;
   pthread_mutex_unlock(&s->mu);
   return false;
@@ -655,22 +683,12 @@ static void unwait(struct agt_lane *l)
 
   pthread_mutex_lock(&s->mu);
   if (l->wait_ready) {
-    for (struct agt_waiter **pp = &s->ready_waiters; *pp; pp = &(*pp)->next)
-      if ((*pp)->lane == l) {
-        gone = *pp;
-        *pp = gone->next;
-        break;
-      }
+    gone = unpark_locked(l, &s->ready_waiters);
     l->wait_ready = false;
   } else if (l->wait_event && (e = agt_hmap_get(&s->events, l->wait_event))) {
-    for (struct agt_waiter **pp = &e->waiters; *pp; pp = &(*pp)->next)
-      if ((*pp)->lane == l) {
-        gone = *pp;
-        *pp = gone->next;
-        if (e->mark)
-          atomic_fetch_sub(&e->mark_waiters, 1);
-        break;
-      }
+    gone = unpark_locked(l, &e->waiters);
+    if (gone && e->mark)
+      atomic_fetch_sub(&e->mark_waiters, 1);
   }
   l->wait_event = 0;
   pthread_mutex_unlock(&s->mu);
@@ -1005,27 +1023,14 @@ bool agt_event_wait_ready(struct agt_lane *l, uint64_t h, uint64_t gen)
       return true;
     }
   }
-  /* Parked under s->mu, so the record that wakes it (which takes s->mu
-     first) cannot come between; an abort sets `aborted` before it looks
-     for the lane's waiter (unwait), so either it is seen here or the
-     waiter is found there. */
-  pthread_mutex_lock(&l->mu);
-  if (l->aborted) {
-    pthread_mutex_unlock(&l->mu);
+  w->gen = gen;
+  if (!park_locked(l, w, &e->waiters)) {
     if (e->mark)
       atomic_fetch_sub(&e->mark_waiters, 1);
     pthread_mutex_unlock(&s->mu);
     free(w);
     return true; /* the caller finds it aborted */
   }
-  l->parked = true;
-  l->queued = false;
-  pthread_mutex_unlock(&l->mu);
-  agt_lane_get(l);
-  w->lane = l;
-  w->gen = gen;
-  w->next = e->waiters;
-  e->waiters = w;
   l->wait_event = h;
   pthread_mutex_unlock(&s->mu);
   return false;
