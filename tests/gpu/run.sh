@@ -254,24 +254,13 @@ s_6e() {
     # tremote, each a process with its own context on this GPU, which
     # time-slices between contexts.  Printed, not judged.
     [ -n "$old_driver" ] && { skipped=$old_driver; return; }
-    local d pids=() i bad=0
+    local d
     d=$(mktemp -d)
-    for i in 1 2 3 4 5 6 7 8; do
-        TR_LOAD_BARRIER=$d "$B/tests/apps/client_load" work 60 >"$d/w$i.out" 2>&1 &
-        pids+=($!)
-    done
-    # Until all are ready, or one has ended (failed before the barrier).
-    for i in $(seq 600); do
-        [ "$(find "$d" -name 'ready.*' | wc -l)" -ge 8 ] && break
-        for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null || break 2; done
-        sleep 0.1
-    done
-    touch "$d/go"
-    for i in "${pids[@]}"; do wait "$i" || bad=1; done
-    [ $bad = 0 ] || fails+=("native equal clients")
+    # shellcheck source=../integration/lib.sh
+    source "$src/tests/integration/lib.sh" # tr_equal_clients only
+    tr_equal_clients "$B/tests/apps/client_load" "" "$d" || fails+=("native equal clients")
     cat "$d"/w*.out
-    cat "$d"/w*.out | awk '/^done/ {t = $4; if (min == "" || t < min) min = t; if (t > max) max = t}
-        END {if (min) printf "8 equal programs natively: fastest %d ms, slowest %d ms: slowest/fastest = %.2f\n", min, max, max / min}'
+    [ -n "$EQ_RATIO" ] && echo "8 equal programs natively: fastest $EQ_MIN ms, slowest $EQ_MAX ms: slowest/fastest = $EQ_RATIO"
     rm -rf "$d"
 }
 

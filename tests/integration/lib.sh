@@ -130,3 +130,29 @@ tr_fail() {
     echo "--- broker log"; cat "$TR_TMP/broker.log" 2>/dev/null
     exit 1
 }
+
+# tr_equal_clients LOAD PRELOAD DIR: 8 programs LOAD (client_load) "work
+# 60", with PRELOAD ("" for none), their rounds started together once all
+# are up (TR_LOAD_BARRIER=DIR, where their outputs go too): on a GPU,
+# contexts start one after another, and the first would otherwise run
+# alone for a while.  Sets EQ_MIN and EQ_MAX (ms) and EQ_RATIO
+# (slowest/fastest, "" if none finished); status 1 if one failed.
+tr_equal_clients() {
+    local load=$1 pre=$2 dir=$3 pids=() i p bad=0
+    for i in 1 2 3 4 5 6 7 8; do
+        TR_LOAD_BARRIER=$dir LD_PRELOAD="$pre" "$load" work 60 >"$dir/w$i.out" 2>&1 &
+        pids+=($!)
+    done
+    # Until all are ready, or one has ended (failed before the barrier).
+    for _ in $(seq 600); do
+        [ "$(find "$dir" -name 'ready.*' | wc -l)" -ge 8 ] && break
+        for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null || break 2; done
+        sleep 0.1
+    done
+    touch "$dir/go"
+    for p in "${pids[@]}"; do wait "$p" || bad=1; done
+    read -r EQ_RATIO EQ_MIN EQ_MAX < <(cat "$dir"/w*.out | awk '/^done/ {t = $4;
+        if (min == "" || t < min) min = t; if (t > max) max = t}
+        END {if (min) printf "%.2f %d %d\n", max / min, min, max; else print ""}')
+    return $bad
+}

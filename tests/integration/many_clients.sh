@@ -47,26 +47,12 @@ echo "$n clients at once ($sessions sessions seen): $1 checked rounds, the least
 [ "${TR_SANITIZE:-}" = address ] || [ $((rss1 - rss0)) -lt 16384 ] ||
     tr_fail "the broker kept $((rss1 - rss0)) kB after $n clients"
 
-# Eight equal clients, their rounds started together once every session
-# is up (on a GPU, sessions' contexts start one after another in the
-# driver: the first would otherwise run alone for a while).
+# Eight equal clients, their rounds started together (tr_equal_clients).
 mkdir "$TR_TMP/barrier"
-pids=()
-for i in $(seq 8); do
-    TR_LOAD_BARRIER="$TR_TMP/barrier" LD_PRELOAD="$TR_PRELOAD" "$load" work 60 \
-        >"$TR_TMP/w$i.out" 2>&1 &
-    pids+=($!)
-done
-for _ in $(seq 600); do
-    [ "$(find "$TR_TMP/barrier" -name 'ready.*' | wc -l)" -ge 8 ] && break
-    sleep 0.1
-done
-touch "$TR_TMP/barrier/go"
-for p in "${pids[@]}"; do wait "$p" || tr_fail "an equal client failed"; done
-ratio=$(cat "$TR_TMP"/w*.out | awk '/^done/ {t = $4; if (min == "" || t < min) min = t; if (t > max) max = t} END {printf "%.2f %d %d", max / min, min, max}')
-set -- $ratio
-echo "8 equal clients: fastest $2 ms, slowest $3 ms: slowest/fastest = $1 (must be <= 2)"
-awk -v r="$1" 'BEGIN {exit !(r <= 2)}' || tr_fail "the slowest of 8 equal clients took $1x the fastest"
+tr_equal_clients "$load" "$TR_PRELOAD" "$TR_TMP/barrier" ||
+    tr_fail "an equal client failed: $(cat "$TR_TMP"/barrier/w*.out | grep -v '^done' | head -5)"
+echo "8 equal clients: fastest $EQ_MIN ms, slowest $EQ_MAX ms: slowest/fastest = $EQ_RATIO (must be <= 2)"
+awk -v r="$EQ_RATIO" 'BEGIN {exit !(r <= 2)}' || tr_fail "the slowest of 8 equal clients took ${EQ_RATIO}x the fastest"
 
 # A small call beside a bulk copy of another program.
 tr_run "$load" latency 2000 || tr_fail "latency (idle) failed"
