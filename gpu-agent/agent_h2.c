@@ -1388,8 +1388,10 @@ void agt_server_free(struct agt_server *srv)
   while (srv->conns)
     conn_close(srv->conns);
   agt_exec_free(srv->exec);
-  if (srv->inbox_ok)
+  if (srv->inbox_ok) {
+    agt_inbox_wait_teardowns(&srv->inbox);
     drain_inbox(srv); /* sessions freed by the last threads */
+  }
   agt_hmap_release(&srv->sessions);
   agt_modcache_free(srv->cache);
   nghttp2_session_callbacks_del(srv->cbs);

@@ -20,15 +20,26 @@ int agt_inbox_init(struct agt_inbox *ib)
   if (ib->efd < 0)
     return -errno;
   pthread_mutex_init(&ib->mu, NULL);
+  pthread_cond_init(&ib->no_teardowns, NULL);
   ib->head = NULL;
   ib->tail = &ib->head;
+  ib->teardowns = 0;
   return 0;
 }
 
 void agt_inbox_release(struct agt_inbox *ib)
 {
   close(ib->efd);
+  pthread_cond_destroy(&ib->no_teardowns);
   pthread_mutex_destroy(&ib->mu);
+}
+
+void agt_inbox_wait_teardowns(struct agt_inbox *ib)
+{
+  pthread_mutex_lock(&ib->mu);
+  while (ib->teardowns)
+    pthread_cond_wait(&ib->no_teardowns, &ib->mu);
+  pthread_mutex_unlock(&ib->mu);
 }
 
 bool agt_inbox_post(struct agt_inbox *ib, struct agt_note *n)
@@ -275,13 +286,48 @@ static void session_teardown(struct agt_session *s)
   s->ctx = NULL;
 }
 
-void agt_session_put(struct agt_session *s)
+static void *teardown_main(void *arg)
 {
-  if (atomic_fetch_sub(&s->refs, 1) != 1)
-    return;
+  struct agt_session *s = arg;
+  struct agt_inbox *ib = s->inbox; /* s may be freed once the note is in */
+
   session_teardown(s);
   agt_debug("session %016llx: device objects freed", (unsigned long long)s->id);
-  agt_inbox_post(s->inbox, &s->note);
+  agt_inbox_post(ib, &s->note);
+  /* Counted out after the note, so whoever waits for no teardowns finds
+     every note posted; nothing is touched after the unlock, since the
+     waiter may then release the inbox. */
+  pthread_mutex_lock(&ib->mu);
+  if (--ib->teardowns == 0)
+    pthread_cond_broadcast(&ib->no_teardowns);
+  pthread_mutex_unlock(&ib->mu);
+  return NULL;
+}
+
+void agt_session_put(struct agt_session *s)
+{
+  struct agt_inbox *ib = s->inbox;
+  pthread_attr_t attr;
+  pthread_t t;
+  int rc;
+
+  if (atomic_fetch_sub(&s->refs, 1) != 1)
+    return;
+  /* A GPU context's end took 90 ms on an H200, a hung worker is waited
+     for up to seconds; on the network thread, where the last reference
+     often goes, that stalled every other session (8 programs ending
+     together on the H200: each waited for all the ends before its own). */
+  pthread_mutex_lock(&ib->mu);
+  ib->teardowns++;
+  pthread_mutex_unlock(&ib->mu);
+  rc = pthread_attr_init(&attr);
+  if (rc == 0) {
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    rc = pthread_create(&t, &attr, teardown_main, s);
+    pthread_attr_destroy(&attr);
+  }
+  if (rc != 0)
+    teardown_main(s); /* no thread: here, slow or not */
 }
 
 void agt_session_free(struct agt_session *s)

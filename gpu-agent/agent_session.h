@@ -62,11 +62,19 @@ struct agt_inbox {
   struct agt_note *head, **tail;
   atomic_bool nonempty; /* head != NULL, readable without the lock */
   int efd;
+  /* Session teardowns running on threads of their own (agt_session_put),
+     each of which posts its session's note at the end: the inbox must
+     outlive them (agt_inbox_wait_teardowns). */
+  unsigned teardowns;      /* under mu */
+  pthread_cond_t no_teardowns;
 };
 
 /* Returns 0 or -errno (eventfd). */
 int agt_inbox_init(struct agt_inbox *ib);
 void agt_inbox_release(struct agt_inbox *ib);
+
+/* Wait until no session teardown runs: every one has posted its note. */
+void agt_inbox_wait_teardowns(struct agt_inbox *ib);
 
 /*
  * Append n unless it is already posted.  Returns true if it was appended
@@ -168,8 +176,11 @@ void agt_session_get(struct agt_session *s);
 
 /*
  * Drop a reference.  The last one frees every device object of the
- * session (memory, modules, functions, uploads) on the calling thread, then
- * posts the session's note; the struct lives until agt_session_free.
+ * session (memory, modules, functions, uploads), then posts the session's
+ * note; the struct lives until agt_session_free.  That teardown runs on a
+ * thread of its own (on the calling thread only if none can be started):
+ * it can take long (a GPU context's end, a worker process's exit), and
+ * the last reference often goes on the network thread.
  */
 void agt_session_put(struct agt_session *s);
 

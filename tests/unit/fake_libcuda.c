@@ -30,7 +30,9 @@
  *
  * FAKECUDA_INIT_ERROR=N makes cuInit return N; FAKECUDA_INIT_DELAY_MS=N
  * makes it take N ms, as a real driver's start does (a quarter of a second
- * on an H200, cuInit and a context); FAKECUDA_COMPUTE_MODE=N
+ * on an H200, cuInit and a context); FAKECUDA_DESTROY_DELAY_MS=N makes
+ * a context's end (cuCtxDestroy, the primary context's last release) take
+ * N ms (a session's end took 90 ms on an H200); FAKECUDA_COMPUTE_MODE=N
  * is the GPU's compute mode (CU_COMPUTEMODE_*, default 0).  fakecuda_stats() tells
  * the test what is still allocated.
  */
@@ -299,16 +301,28 @@ CUresult cuDevicePrimaryCtxRetain(CUcontext *c, CUdevice dev)
   return CUDA_SUCCESS;
 }
 
+/* FAKECUDA_DESTROY_DELAY_MS: a context's end takes a while on a GPU. */
+static void destroy_delay(void)
+{
+  const char *d = getenv("FAKECUDA_DESTROY_DELAY_MS");
+
+  if (d && atoi(d) > 0)
+    usleep((useconds_t)atoi(d) * 1000);
+}
+
 CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev)
 {
   CUresult r = CUDA_SUCCESS;
+  bool last = false;
 
   pthread_mutex_lock(&mu);
   if (primary_refs > 0)
-    primary_refs--;
+    last = --primary_refs == 0;
   else
     r = CUDA_ERROR_INVALID_CONTEXT; /* released more than retained */
   pthread_mutex_unlock(&mu);
+  if (last)
+    destroy_delay();
   return r;
 }
 
@@ -332,6 +346,7 @@ CUresult cuCtxDestroy_v2(CUcontext c)
 {
   if (!c || c->primary)
     return CUDA_ERROR_INVALID_CONTEXT;
+  destroy_delay();
   if (cur == c)
     cur = NULL;
   pthread_mutex_lock(&mu);
