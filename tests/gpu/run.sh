@@ -249,18 +249,27 @@ s_6d() {
 }
 
 s_6e() {
-    step "6e. 8 equal programs natively: the GPU's own fairness between processes"
-    # What 6d's "slowest/fastest" is worth: the same 8 programs without
-    # tremote, each a process with its own context on this GPU, which
-    # time-slices between contexts.  Printed, not judged.
+    step "6e. natively: 8 equal programs, 32 starting at once (the GPU's own figures)"
+    # What 6d's figures are worth: the same programs without tremote, each
+    # a process with its own context on this GPU, which time-slices
+    # between contexts and makes contexts partly one after another.
+    # Printed, not judged.
     [ -n "$old_driver" ] && { skipped=$old_driver; return; }
-    local d
+    local d i pids=() slow bad=0
     d=$(mktemp -d)
     # shellcheck source=../integration/lib.sh
     source "$src/tests/integration/lib.sh" # tr_equal_clients only
     tr_equal_clients "$B/tests/apps/client_load" "" "$d" || fails+=("native equal clients")
     cat "$d"/w*.out
     [ -n "$EQ_RATIO" ] && echo "8 equal programs natively: fastest $EQ_MIN ms, slowest $EQ_MAX ms: slowest/fastest = $EQ_RATIO"
+    for i in $(seq 32); do
+        "$B/tests/apps/client_load" check 1 >"$d/s$i.out" 2>&1 &
+        pids+=($!)
+    done
+    for i in "${pids[@]}"; do wait "$i" || bad=$((bad + 1)); done
+    [ $bad = 0 ] || { fails+=("$bad native programs of 32"); cat "$d"/s*.out | sort | uniq -c | head -3; }
+    slow=$(cat "$d"/s*.out | sed -n 's/.*first call after \([0-9]*\) ms.*/\1/p' | sort -n | tail -1)
+    echo "32 programs started at once natively: the slowest first call (a context) after ${slow:-?} ms"
     rm -rf "$d"
 }
 
