@@ -54,6 +54,7 @@
 #include <openssl/ssl.h>
 
 #include "brk.h"
+#include "h2share.h"
 #include "brk_log.h"
 
 #define PROGRESS_MS 5000u
@@ -687,7 +688,7 @@ static void connected(struct brk_machine *m)
   setsockopt(m->sock, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout,
              sizeof(user_timeout));
   {
-    int lowat = BRK_NOTSENT_LOWAT;
+    int lowat = (int)tr_net_tune("lowat", BRK_NOTSENT_LOWAT);
 
     setsockopt(m->sock, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat,
                sizeof(lowat));
@@ -728,7 +729,7 @@ static void on_connect(struct brk_op *op, int res, void *arg)
 static void start_connect(struct brk_machine *m, const struct sockaddr *sa,
                           socklen_t salen)
 {
-  int rcvbuf = BRK_LOOPBACK_RCVBUF;
+  int rcvbuf = (int)tr_net_tune("rcvbuf", BRK_LOOPBACK_RCVBUF);
 
   m->sock = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
                    0);

@@ -863,8 +863,9 @@ static bool is_loopback(const struct sockaddr_storage *sa)
  */
 static void tune_socket(int fd, const struct sockaddr_storage *peer)
 {
-  int one = 1, idle = 30, intvl = 10, cnt = 3, lowat = AGT_NOTSENT_LOWAT;
-  int rcvbuf = AGT_LOOPBACK_RCVBUF;
+  int one = 1, idle = 30, intvl = 10, cnt = 3;
+  int lowat = (int)tr_net_tune("lowat", AGT_NOTSENT_LOWAT);
+  int rcvbuf = (int)tr_net_tune("rcvbuf", AGT_LOOPBACK_RCVBUF);
   unsigned timeout_ms = 60000;
 
   if (is_loopback(peer))

@@ -1,9 +1,48 @@
 /*
  * h2share.c: DATA frame sizes on a shared HTTP/2 connection (h2share.h).
  */
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "h2share.h"
+
+unsigned tr_net_tune(const char *key, unsigned dflt)
+{
+  const char *p = getenv("TREMOTE_NET_TUNE");
+  size_t klen = strlen(key);
+
+  while (p && *p) {
+    if (!strncmp(p, key, klen) && p[klen] == '=') {
+      char *end;
+      unsigned long long v = strtoull(p + klen + 1, &end, 10);
+
+      if (*end == 'K' || *end == 'k')
+        v <<= 10;
+      else if (*end == 'M' || *end == 'm')
+        v <<= 20;
+      return v > 0 && v < (1ull << 30) ? (unsigned)v : dflt;
+    }
+    p = strchr(p, ',');
+    p = p ? p + 1 : NULL;
+  }
+  return dflt;
+}
+
+/* TR_H2_SHARED_FRAME, or its override; looked up once (a race here only
+   computes the same value twice). */
+static size_t shared_frame(void)
+{
+  static _Atomic size_t v;
+  size_t f = atomic_load_explicit(&v, memory_order_relaxed);
+
+  if (!f) {
+    f = tr_net_tune("frame", TR_H2_SHARED_FRAME);
+    atomic_store_explicit(&v, f, memory_order_relaxed);
+  }
+  return f;
+}
 
 static uint64_t now_ns(void)
 {
@@ -26,8 +65,8 @@ ssize_t tr_h2share_length(const struct tr_h2share *s, size_t max_frame,
 {
   ssize_t n = (ssize_t)max_frame;
 
-  if (n > (ssize_t)TR_H2_SHARED_FRAME && s->until && now_ns() < s->until)
-    n = TR_H2_SHARED_FRAME; /* other lanes are active */
+  if (n > (ssize_t)shared_frame() && s->until && now_ns() < s->until)
+    n = (ssize_t)shared_frame(); /* other lanes are active */
   if (conn_win < n)
     n = conn_win;
   if (stream_win < n)

@@ -36,4 +36,13 @@ void tr_h2share_frame(struct tr_h2share *s, int32_t stream, size_t len);
 ssize_t tr_h2share_length(const struct tr_h2share *s, size_t max_frame,
                           int32_t conn_win, int32_t stream_win);
 
+/*
+ * A size of the broker-agent connection, as TREMOTE_NET_TUNE overrides
+ * it for measurements ("frame=32K,rcvbuf=128K,lowat=16K": the DATA frame
+ * while lanes share, the loopback receive buffer, TCP_NOTSENT_LOWAT;
+ * bytes, K or M for powers of 1024), else dflt.  Keys: "frame",
+ * "rcvbuf", "lowat".  The defaults are what the measurements chose.
+ */
+unsigned tr_net_tune(const char *key, unsigned dflt);
+
 #endif /* TR_H2SHARE_H */
