@@ -7,7 +7,8 @@
  * far a buffered read should go) is compared with the truth kept while the
  * stream was built.  Also tools/common/h2share.c: frames shrink to
  * TR_H2_SHARED_FRAME once another stream's small frame went by, not for
- * the bulk stream's own, and always fit the flow-control windows.
+ * the bulk stream's own, and always fit the flow-control windows; and
+ * the sizes TREMOTE_NET_TUNE sets.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -200,11 +201,33 @@ static void test_share(void **state)
   assert_int_equal(tr_h2share_length(&s, big, 1 << 30, 1 << 30), big);
 }
 
+static void test_net_tune(void **state)
+{
+  (void)state;
+  unsetenv("TREMOTE_NET_TUNE");
+  assert_int_equal(tr_net_tune("frame", 77), 77);
+  setenv("TREMOTE_NET_TUNE", "frame=16K,rcvbuf=2M,lowat=1000", 1);
+  assert_int_equal(tr_net_tune("frame", 77), 16u << 10);
+  assert_int_equal(tr_net_tune("rcvbuf", 77), 2u << 20);
+  assert_int_equal(tr_net_tune("lowat", 77), 1000);
+  assert_int_equal(tr_net_tune("other", 77), 77);
+  /* A key is a whole name; a bad or missing number keeps the default. */
+  setenv("TREMOTE_NET_TUNE", "lowatx=5,frame=0,rcvbuf=12Q", 1);
+  assert_int_equal(tr_net_tune("lowat", 77), 77);
+  assert_int_equal(tr_net_tune("frame", 77), 77);
+  assert_int_equal(tr_net_tune("rcvbuf", 77), 77);
+  setenv("TREMOTE_NET_TUNE", "frame=,lowat=4G", 1);
+  assert_int_equal(tr_net_tune("frame", 77), 77);
+  assert_int_equal(tr_net_tune("lowat", 77), 77);
+  unsetenv("TREMOTE_NET_TUNE");
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_framing),
       cmocka_unit_test(test_share),
+      cmocka_unit_test(test_net_tune),
   };
 
   srand(7);

@@ -19,9 +19,11 @@ unsigned tr_net_tune(const char *key, unsigned dflt)
       unsigned long long v = strtoull(p + klen + 1, &end, 10);
 
       if (*end == 'K' || *end == 'k')
-        v <<= 10;
+        v <<= 10, end++;
       else if (*end == 'M' || *end == 'm')
-        v <<= 20;
+        v <<= 20, end++;
+      if (end == p + klen + 1 || (*end && *end != ','))
+        return dflt; /* no number, or something after it */
       return v > 0 && v < (1ull << 30) ? (unsigned)v : dflt;
     }
     p = strchr(p, ',');
