@@ -109,12 +109,12 @@ static void open_session(struct stream *st)
     return;
   }
   s->quota = srv->quota;
+  srv->live_sessions++; /* until its note: posted by the last put, even here */
   if (agt_hmap_put(&srv->sessions, id, s) < 0) {
     agt_session_put(s);
     agt_st_reply_text(st, 503, "out of memory");
     return;
   }
-  srv->live_sessions++;
   s->st = st;
   st->sess = s;
   st->kind = ST_SESSION;
