@@ -1389,10 +1389,10 @@ void agt_server_free(struct agt_server *srv)
   while (srv->conns)
     conn_close(srv->conns);
   agt_exec_free(srv->exec);
-  if (srv->inbox_ok) {
-    agt_inbox_wait_teardowns(&srv->inbox);
-    drain_inbox(srv); /* sessions freed by the last threads */
-  }
+  /* Sessions freed by the last threads; a lane's note taken here may end
+     its session, whose teardown is then waited for in turn. */
+  while (srv->inbox_ok && !agt_inbox_wait_teardowns(&srv->inbox))
+    drain_inbox(srv);
   agt_hmap_release(&srv->sessions);
   agt_modcache_free(srv->cache);
   nghttp2_session_callbacks_del(srv->cbs);

@@ -34,12 +34,16 @@ void agt_inbox_release(struct agt_inbox *ib)
   pthread_mutex_destroy(&ib->mu);
 }
 
-void agt_inbox_wait_teardowns(struct agt_inbox *ib)
+bool agt_inbox_wait_teardowns(struct agt_inbox *ib)
 {
+  bool quiet;
+
   pthread_mutex_lock(&ib->mu);
   while (ib->teardowns)
     pthread_cond_wait(&ib->no_teardowns, &ib->mu);
+  quiet = ib->head == NULL;
   pthread_mutex_unlock(&ib->mu);
+  return quiet;
 }
 
 bool agt_inbox_post(struct agt_inbox *ib, struct agt_note *n)

@@ -73,8 +73,12 @@ struct agt_inbox {
 int agt_inbox_init(struct agt_inbox *ib);
 void agt_inbox_release(struct agt_inbox *ib);
 
-/* Wait until no session teardown runs: every one has posted its note. */
-void agt_inbox_wait_teardowns(struct agt_inbox *ib);
+/*
+ * Wait until no session teardown runs (every one has posted its note).
+ * Returns true if no note waits either; false: take them, then call again
+ * (taking one may drop a session's last reference: one more teardown).
+ */
+bool agt_inbox_wait_teardowns(struct agt_inbox *ib);
 
 /*
  * Append n unless it is already posted.  Returns true if it was appended

@@ -219,6 +219,10 @@ static void test_net_tune(void **state)
   setenv("TREMOTE_NET_TUNE", "frame=,lowat=4G", 1);
   assert_int_equal(tr_net_tune("frame", 77), 77);
   assert_int_equal(tr_net_tune("lowat", 77), 77);
+  setenv("TREMOTE_NET_TUNE", "frame=-5, rcvbuf=128K,lowat=17592186044417M", 1);
+  assert_int_equal(tr_net_tune("frame", 77), 77);
+  assert_int_equal(tr_net_tune("rcvbuf", 77), 128u << 10);
+  assert_int_equal(tr_net_tune("lowat", 77), 77);
   unsetenv("TREMOTE_NET_TUNE");
 }
 
@@ -231,5 +235,6 @@ int main(void)
   };
 
   srand(7);
+  unsetenv("TREMOTE_NET_TUNE"); /* test_share expects the default frame */
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

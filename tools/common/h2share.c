@@ -14,16 +14,24 @@ unsigned tr_net_tune(const char *key, unsigned dflt)
   size_t klen = strlen(key);
 
   while (p && *p) {
+    while (*p == ' ')
+      p++;
     if (!strncmp(p, key, klen) && p[klen] == '=') {
+      const char *num = p + klen + 1;
       char *end;
-      unsigned long long v = strtoull(p + klen + 1, &end, 10);
+      unsigned long long v;
 
+      if (*num < '0' || *num > '9')
+        return dflt; /* strtoull would take a sign or spaces */
+      v = strtoull(num, &end, 10);
+      if (v >= (1ull << 30))
+        return dflt;
       if (*end == 'K' || *end == 'k')
         v <<= 10, end++;
       else if (*end == 'M' || *end == 'm')
         v <<= 20, end++;
-      if (end == p + klen + 1 || (*end && *end != ','))
-        return dflt; /* no number, or something after it */
+      if (*end && *end != ',' && *end != ' ')
+        return dflt; /* something after the number */
       return v > 0 && v < (1ull << 30) ? (unsigned)v : dflt;
     }
     p = strchr(p, ',');
