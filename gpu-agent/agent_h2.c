@@ -1324,6 +1324,12 @@ int agt_server_new(const struct agt_server_config *cfg, struct agt_backend *be,
   if (rc < 0)
     goto out_fail;
   srv->inbox_ok = true;
+  *why = "cannot start the session closers";
+  rc = agt_closer_init(&srv->closer);
+  if (rc < 0)
+    goto out_fail;
+  srv->closer_ok = true;
+  *why = "cannot set up the event loop";
   srv->inbox_ev.kind = EV_INBOX;
   srv->inbox_ev.fd = srv->inbox.efd;
   sigemptyset(&sigs);
@@ -1391,8 +1397,16 @@ void agt_server_free(struct agt_server *srv)
   agt_exec_free(srv->exec);
   /* Sessions freed by the last threads; a lane's note taken here may end
      its session, whose teardown is then waited for in turn. */
-  while (srv->inbox_ok && !agt_inbox_wait_teardowns(&srv->inbox))
+  if (srv->closer_ok) {
+    agt_closer_wait_idle(&srv->closer);
+    while (srv->inbox_ok && agt_inbox_pending(&srv->inbox)) {
+      drain_inbox(srv);
+      agt_closer_wait_idle(&srv->closer);
+    }
+    agt_closer_release(&srv->closer);
+  } else if (srv->inbox_ok) {
     drain_inbox(srv);
+  }
   agt_hmap_release(&srv->sessions);
   agt_modcache_free(srv->cache);
   nghttp2_session_callbacks_del(srv->cbs);

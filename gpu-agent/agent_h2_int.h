@@ -205,6 +205,8 @@ struct agt_server {
   struct agt_modcache *cache;
   struct agt_inbox inbox;
   bool inbox_ok;
+  struct agt_closer closer; /* session teardowns */
+  bool closer_ok;
   nghttp2_session_callbacks *cbs;
   nghttp2_option *opt;
   struct conn *conns;

@@ -99,8 +99,8 @@ static void open_session(struct stream *st)
                (unsigned long long)id);
     return;
   }
-  rc = agt_session_new(id, srv->be, srv->cache, &srv->inbox, base, size, &s,
-                       &why);
+  rc = agt_session_new(id, srv->be, srv->cache, &srv->inbox, &srv->closer,
+                       base, size, &s, &why);
   if (rc < 0) {
     agt_warn("%s: session %016llx refused: %s", st->conn->peer,
              (unsigned long long)id, why);

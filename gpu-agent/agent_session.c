@@ -20,30 +20,15 @@ int agt_inbox_init(struct agt_inbox *ib)
   if (ib->efd < 0)
     return -errno;
   pthread_mutex_init(&ib->mu, NULL);
-  pthread_cond_init(&ib->no_teardowns, NULL);
   ib->head = NULL;
   ib->tail = &ib->head;
-  ib->teardowns = 0;
   return 0;
 }
 
 void agt_inbox_release(struct agt_inbox *ib)
 {
   close(ib->efd);
-  pthread_cond_destroy(&ib->no_teardowns);
   pthread_mutex_destroy(&ib->mu);
-}
-
-bool agt_inbox_wait_teardowns(struct agt_inbox *ib)
-{
-  bool quiet;
-
-  pthread_mutex_lock(&ib->mu);
-  while (ib->teardowns)
-    pthread_cond_wait(&ib->no_teardowns, &ib->mu);
-  quiet = ib->head == NULL;
-  pthread_mutex_unlock(&ib->mu);
-  return quiet;
 }
 
 bool agt_inbox_post(struct agt_inbox *ib, struct agt_note *n)
@@ -181,8 +166,9 @@ bool agt_session_ready_or_park(struct agt_lane *l)
 
 int agt_session_new(uint64_t id, struct agt_backend *be,
                     struct agt_modcache *cache, struct agt_inbox *inbox,
-                    uint64_t va_base, uint64_t va_size,
-                    struct agt_session **out, const char **why)
+                    struct agt_closer *closer, uint64_t va_base,
+                    uint64_t va_size, struct agt_session **out,
+                    const char **why)
 {
   struct agt_session *s = calloc(1, sizeof(*s));
   int rc;
@@ -200,6 +186,7 @@ int agt_session_new(uint64_t id, struct agt_backend *be,
   s->be = be;
   s->cache = cache;
   s->inbox = inbox;
+  s->closer = closer;
   atomic_init(&s->refs, 1);
   s->note.kind = AGT_NOTE_SESSION;
   pthread_mutex_init(&s->mu, NULL);
@@ -290,48 +277,106 @@ static void session_teardown(struct agt_session *s)
   s->ctx = NULL;
 }
 
-static void *teardown_main(void *arg)
+/* Free the session's device objects, then post its note (after which s
+   may be freed by the network thread). */
+static void teardown_and_post(struct agt_session *s)
 {
-  struct agt_session *s = arg;
-  struct agt_inbox *ib = s->inbox; /* s may be freed once the note is in */
-
   session_teardown(s);
   agt_debug("session %016llx: device objects freed", (unsigned long long)s->id);
-  agt_inbox_post(ib, &s->note);
-  /* Counted out after the note, so whoever waits for no teardowns finds
-     every note posted; nothing is touched after the unlock, since the
-     waiter may then release the inbox. */
-  pthread_mutex_lock(&ib->mu);
-  if (--ib->teardowns == 0)
-    pthread_cond_broadcast(&ib->no_teardowns);
-  pthread_mutex_unlock(&ib->mu);
-  return NULL;
+  agt_inbox_post(s->inbox, &s->note);
 }
 
 void agt_session_put(struct agt_session *s)
 {
-  struct agt_inbox *ib = s->inbox;
-  pthread_attr_t attr;
-  pthread_t t;
-  int rc;
+  struct agt_closer *cl = s->closer;
 
   if (atomic_fetch_sub(&s->refs, 1) != 1)
     return;
-  /* A GPU context's end took 90 ms on an H200, a hung worker is waited
-     for up to seconds; on the network thread, where the last reference
-     often goes, that stalled every other session (8 programs ending
-     together on the H200: each waited for all the ends before its own). */
-  pthread_mutex_lock(&ib->mu);
-  ib->teardowns++;
-  pthread_mutex_unlock(&ib->mu);
-  rc = pthread_attr_init(&attr);
-  if (rc == 0) {
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    rc = pthread_create(&t, &attr, teardown_main, s);
-    pthread_attr_destroy(&attr);
+  /* On the closer's threads (8 programs ending together on an H200 each
+     waited for all the ends before its own, on the network thread). */
+  pthread_mutex_lock(&cl->mu);
+  s->close_next = NULL;
+  *cl->tail = s;
+  cl->tail = &s->close_next;
+  cl->pending++;
+  pthread_cond_signal(&cl->work);
+  pthread_mutex_unlock(&cl->mu);
+}
+
+/* ---- closer ------------------------------------------------------------- */
+
+static void *closer_main(void *arg)
+{
+  struct agt_closer *cl = arg;
+
+  pthread_mutex_lock(&cl->mu);
+  for (;;) {
+    struct agt_session *s = cl->head;
+
+    if (!s) {
+      if (cl->stop)
+        break;
+      pthread_cond_wait(&cl->work, &cl->mu);
+      continue;
+    }
+    cl->head = s->close_next;
+    if (!cl->head)
+      cl->tail = &cl->head;
+    pthread_mutex_unlock(&cl->mu);
+    teardown_and_post(s);
+    pthread_mutex_lock(&cl->mu);
+    /* After the note: whoever waits for idle then finds every note. */
+    if (--cl->pending == 0)
+      pthread_cond_broadcast(&cl->idle);
   }
-  if (rc != 0)
-    teardown_main(s); /* no thread: here, slow or not */
+  pthread_mutex_unlock(&cl->mu);
+  return NULL;
+}
+
+int agt_closer_init(struct agt_closer *cl)
+{
+  int rc = 0;
+
+  pthread_mutex_init(&cl->mu, NULL);
+  pthread_cond_init(&cl->work, NULL);
+  pthread_cond_init(&cl->idle, NULL);
+  cl->head = NULL;
+  cl->tail = &cl->head;
+  cl->pending = 0;
+  cl->stop = false;
+  cl->nthreads = 0;
+  while (cl->nthreads < AGT_CLOSERS) {
+    rc = pthread_create(&cl->threads[cl->nthreads], NULL, closer_main, cl);
+    if (rc != 0)
+      break;
+    cl->nthreads++;
+  }
+  if (cl->nthreads == 0) { /* one would do; none will not */
+    agt_closer_release(cl);
+    return -rc;
+  }
+  return 0;
+}
+
+void agt_closer_wait_idle(struct agt_closer *cl)
+{
+  pthread_mutex_lock(&cl->mu);
+  while (cl->pending)
+    pthread_cond_wait(&cl->idle, &cl->mu);
+  pthread_mutex_unlock(&cl->mu);
+}
+
+void agt_closer_release(struct agt_closer *cl)
+{
+  pthread_mutex_lock(&cl->mu);
+  cl->stop = true;
+  pthread_cond_broadcast(&cl->work);
+  pthread_mutex_unlock(&cl->mu);
+  for (unsigned i = 0; i < cl->nthreads; i++)
+    pthread_join(cl->threads[i], NULL);
+  pthread_cond_destroy(&cl->idle);
+  pthread_cond_destroy(&cl->work);
+  pthread_mutex_destroy(&cl->mu);
 }
 
 void agt_session_free(struct agt_session *s)

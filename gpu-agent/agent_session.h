@@ -62,23 +62,11 @@ struct agt_inbox {
   struct agt_note *head, **tail;
   atomic_bool nonempty; /* head != NULL, readable without the lock */
   int efd;
-  /* Session teardowns running on threads of their own (agt_session_put),
-     each of which posts its session's note at the end: the inbox must
-     outlive them (agt_inbox_wait_teardowns). */
-  unsigned teardowns;      /* under mu */
-  pthread_cond_t no_teardowns;
 };
 
 /* Returns 0 or -errno (eventfd). */
 int agt_inbox_init(struct agt_inbox *ib);
 void agt_inbox_release(struct agt_inbox *ib);
-
-/*
- * Wait until no session teardown runs (every one has posted its note).
- * Returns true if no note waits either; false: take them, then call again
- * (taking one may drop a session's last reference: one more teardown).
- */
-bool agt_inbox_wait_teardowns(struct agt_inbox *ib);
 
 /*
  * Append n unless it is already posted.  Returns true if it was appended
@@ -101,6 +89,39 @@ static inline bool agt_inbox_pending(struct agt_inbox *ib)
 {
   return atomic_load_explicit(&ib->nonempty, memory_order_relaxed);
 }
+
+/* ---- closer: session teardowns, off the network thread ---------------- */
+
+/*
+ * A session's teardown can take long: a GPU context's end (90 ms on an
+ * H200), a worker process waited for (seconds if it hangs).  The last
+ * reference often goes on the network thread, where that stalled every
+ * other session, so a few threads started with the server do it instead
+ * (started once: a thread made later may take address space that a
+ * session's window needs, as TSan builds' small layout showed).
+ */
+#define AGT_CLOSERS 4
+
+struct agt_session;
+
+struct agt_closer {
+  pthread_mutex_t mu;
+  pthread_cond_t work; /* a session queued, or stop */
+  pthread_cond_t idle; /* pending reached 0 */
+  struct agt_session *head, **tail; /* linked by close_next */
+  unsigned pending;                 /* queued or being torn down */
+  bool stop;
+  unsigned nthreads;
+  pthread_t threads[AGT_CLOSERS];
+};
+
+/* Start the threads.  0 or -errno (then nothing is left to release). */
+int agt_closer_init(struct agt_closer *cl);
+/* Wait until no teardown is queued or running: each has posted its
+   session's note. */
+void agt_closer_wait_idle(struct agt_closer *cl);
+/* Finish what is queued, stop and join the threads. */
+void agt_closer_release(struct agt_closer *cl);
 
 /* ---- sessions ------------------------------------------------------- */
 
@@ -126,6 +147,8 @@ struct agt_session {
   struct agt_bctx *ctx;   /* owned: the session's device context */
   struct agt_modcache *cache;
   struct agt_inbox *inbox;
+  struct agt_closer *closer;
+  struct agt_session *close_next; /* in the closer's queue */
   atomic_uint refs;
   struct agt_note note;
 
@@ -173,7 +196,8 @@ struct agt_session {
  */
 int agt_session_new(uint64_t id, struct agt_backend *be,
                      struct agt_modcache *cache, struct agt_inbox *inbox,
-                     uint64_t va_base, uint64_t va_size,
+                     struct agt_closer *closer, uint64_t va_base,
+                     uint64_t va_size,
                      struct agt_session **out, const char **why);
 
 void agt_session_get(struct agt_session *s);
@@ -181,10 +205,8 @@ void agt_session_get(struct agt_session *s);
 /*
  * Drop a reference.  The last one frees every device object of the
  * session (memory, modules, functions, uploads), then posts the session's
- * note; the struct lives until agt_session_free.  That teardown runs on a
- * thread of its own (on the calling thread only if none can be started):
- * it can take long (a GPU context's end, a worker process's exit), and
- * the last reference often goes on the network thread.
+ * note; the struct lives until agt_session_free.  That teardown runs on
+ * the closer's threads (see there).
  */
 void agt_session_put(struct agt_session *s);
 
