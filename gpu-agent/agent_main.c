@@ -141,6 +141,8 @@ static const char usage_text[] =
   "                       CPU from the threads doing the work; 0 to 10000)\n"
   "  TREMOTE_AGENT_SPIN_US environment variable used when --spin-us is not\n"
   "                       given (so a broker's local agents can be tuned)\n"
+  "  TREMOTE_NET_TUNE     sizes of the broker connection, for measurements:\n"
+  "                       frame=N,rcvbuf=N,lowat=N (docs/OPERATIONS.md)\n"
   "  --log-level LEVEL    error, warn, info (default) or debug; logs go to\n"
   "                       stderr, one line each, prefixed with the level\n"
   "  -h, --help           show this help and exit\n"
