@@ -27,7 +27,8 @@
 #      copy and the small calls on this GPU;
 #      6d. many_clients on LOCAL(cuda): the issue 6 figures, each program
 #      a session (a worker process, a CUDA context) on this GPU;
-#      6e. 8 equal programs natively, 6d's fairness figure's yardstick;
+#      6e. natively: 8 equal programs and 32 started at once, the
+#      yardsticks of 6d's fairness and slowest-start figures;
 #   7. tremote-bench --quick --strict: the issue 5 figures on this host
 #      (emulated device; its floors judged).
 # The steps run in the order TR_GPU_STEPS lists them (default: what uses
@@ -40,6 +41,7 @@
 #   TR_KEEP_LOGS=/tmp/logs bash tests/gpu/run.sh gpub >$OUT/gpu.log 2>&1
 #   tar czf $OUT/logs.tgz -C /tmp logs; tail -c 8000 $OUT/gpu.log
 # (TR_KEEP_LOGS=DIR keeps every broker's log, its agent's lines included.)
+# tests/gpu/net_tune.sh runs steps 6 and 6b under other connection sizes.
 # The emulated-device steps are bounded (EMU_APP_TIMEOUT, EMU_APPS_BUDGET)
 # so that the whole run fits in one 10-minute command.
 set -u
