@@ -54,8 +54,8 @@
 #include <openssl/ssl.h>
 
 #include "brk.h"
-#include "h2share.h"
 #include "brk_log.h"
+#include "h2share.h"
 
 #define PROGRESS_MS 5000u
 #define BACKOFF_MIN_MS 1000u

@@ -245,9 +245,8 @@ static int spawn_worker(struct proc *p, pid_t *pid, int *ctl)
   return 0;
 }
 
-/* Wait for a reply on fd for at most ms (-1: no limit).  0 or -1. */
-/* The reply on fd within ms: 0, 1 if none came in time, -1 if the worker
-   is gone or said something else. */
+/* The reply on fd within ms (-1: no limit): 0, 1 if none came in time,
+   -1 if the worker is gone or said something else. */
 static int wait_reply(int fd, int ms, struct pmsg *m, uint8_t *buf)
 {
   struct pollfd pf = {.fd = fd, .events = POLLIN};

@@ -177,13 +177,21 @@ static CUresult need_ctx(void)
 
 /* ---- errors and the device --------------------------------------------- */
 
-CUresult cuInit(unsigned int flags)
+/* Sleep as many ms as the environment variable name says (none if unset):
+   a real driver's start and a context's end take a while. */
+static void env_delay(const char *name)
 {
-  const char *e = getenv("FAKECUDA_INIT_ERROR");
-  const char *d = getenv("FAKECUDA_INIT_DELAY_MS");
+  const char *d = getenv(name);
 
   if (d && atoi(d) > 0)
     usleep((useconds_t)atoi(d) * 1000);
+}
+
+CUresult cuInit(unsigned int flags)
+{
+  const char *e = getenv("FAKECUDA_INIT_ERROR");
+
+  env_delay("FAKECUDA_INIT_DELAY_MS");
   if (e && atoi(e))
     return (CUresult)atoi(e);
   inited = true;
@@ -301,15 +309,6 @@ CUresult cuDevicePrimaryCtxRetain(CUcontext *c, CUdevice dev)
   return CUDA_SUCCESS;
 }
 
-/* FAKECUDA_DESTROY_DELAY_MS: a context's end takes a while on a GPU. */
-static void destroy_delay(void)
-{
-  const char *d = getenv("FAKECUDA_DESTROY_DELAY_MS");
-
-  if (d && atoi(d) > 0)
-    usleep((useconds_t)atoi(d) * 1000);
-}
-
 CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev)
 {
   CUresult r = CUDA_SUCCESS;
@@ -322,7 +321,7 @@ CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev)
     r = CUDA_ERROR_INVALID_CONTEXT; /* released more than retained */
   pthread_mutex_unlock(&mu);
   if (last)
-    destroy_delay();
+    env_delay("FAKECUDA_DESTROY_DELAY_MS");
   return r;
 }
 
@@ -346,7 +345,7 @@ CUresult cuCtxDestroy_v2(CUcontext c)
 {
   if (!c || c->primary)
     return CUDA_ERROR_INVALID_CONTEXT;
-  destroy_delay();
+  env_delay("FAKECUDA_DESTROY_DELAY_MS");
   if (cur == c)
     cur = NULL;
   pthread_mutex_lock(&mu);
