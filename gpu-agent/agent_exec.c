@@ -103,23 +103,57 @@ void agt_exec_submit(struct agt_exec *x, struct agt_lane *l)
  * same step.  The network thread hears of it (credit, replies) in batches,
  * or when l has nothing more queued.
  */
-static void run_record(struct agt_lane *l, struct agt_rec *r, bool release)
+static void run_records(struct agt_lane *l, struct agt_rec *const *rs,
+                        unsigned n, bool release)
 {
   bool notify;
 
-  agt_ops_execute(l, r);
-  agt_lane_mark_done(l, r->hdr.request_id);
+  if (n == 1)
+    agt_ops_execute(l, rs[0]);
+  else
+    agt_ops_execute_launches(l, rs, n);
+  for (unsigned i = 0; i < n; i++)
+    agt_lane_mark_done(l, rs[i]->hdr.request_id);
   pthread_mutex_lock(&l->mu);
-  l->done_bytes += r->wire_len;
+  for (unsigned i = 0; i < n; i++)
+    l->done_bytes += rs[i]->wire_len;
   /* Credit in batches, or when the lane drains, so a stream of small
      records does not cost one wake-up each. */
   notify = l->done_bytes >= EXEC_CREDIT_BATCH || !l->in_head;
   if (release)
     l->queued = false;
   pthread_mutex_unlock(&l->mu);
-  agt_rec_free(l, r);
+  for (unsigned i = 0; i < n; i++)
+    agt_rec_free(l, rs[i]);
   if (notify)
     agt_lane_notify(l);
+}
+
+static void run_record(struct agt_lane *l, struct agt_rec *r, bool release)
+{
+  run_records(l, &r, 1, release);
+}
+
+/*
+ * Take r, the head of l (under l->mu), off the queue into rs[0], with the
+ * launches right behind it that may go with it (agt_ops_batch_key), at
+ * most max in all.  Returns how many were taken.
+ */
+static unsigned take_records(struct agt_lane *l, struct agt_rec *r,
+                             struct agt_rec **rs, unsigned max)
+{
+  int key = agt_ops_batch_key(l->sess, r);
+  unsigned n = 0;
+
+  do {
+    rs[n++] = r;
+    l->in_bytes -= r->wire_len;
+    r = r->next;
+  } while (key >= 0 && n < max && r && agt_ops_batch_key(l->sess, r) == key);
+  l->in_head = r;
+  if (!l->in_head)
+    l->in_tail = &l->in_head;
+  return n;
 }
 
 bool agt_exec_inline(struct agt_lane *l, struct agt_rec *r)
@@ -155,9 +189,10 @@ static bool run_lane(struct agt_lane *l)
      when there is no memory to park the calls wait for it instead. */
   bool ready_asked = false;
 
-  for (unsigned i = 0;; i++) {
-    struct agt_rec *r;
+  for (unsigned i = 0;;) {
+    struct agt_rec *r, *rs[AGT_LAUNCH_BATCH];
     bool notify = false;
+    unsigned n;
 
     pthread_mutex_lock(&l->mu);
     if (l->aborted) {
@@ -208,13 +243,13 @@ static bool run_lane(struct agt_lane *l)
         continue; /* looked at again from the top */
       }
     }
-    l->in_head = r->next;
-    if (!l->in_head)
-      l->in_tail = &l->in_head;
-    l->in_bytes -= r->wire_len;
+    n = take_records(l, r, rs,
+                     EXEC_BATCH - i < AGT_LAUNCH_BATCH ? EXEC_BATCH - i
+                                                       : AGT_LAUNCH_BATCH);
     pthread_mutex_unlock(&l->mu);
 
-    run_record(l, r, false);
+    run_records(l, rs, n, false);
+    i += n;
   }
 }
 

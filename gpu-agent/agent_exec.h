@@ -56,4 +56,25 @@ void agt_exec_free(struct agt_exec *x);
  */
 void agt_ops_execute(struct agt_lane *l, struct agt_rec *r);
 
+/*
+ * Consecutive kernel launches of a lane that nobody waits for go to the
+ * backend together (backend.h, launch_many), at most this many at once.
+ */
+#define AGT_LAUNCH_BATCH 64
+
+/*
+ * Whether r may go with the launches next to it: -1 if not (not a launch,
+ * a reply is wanted, or the backend launches one at a time), else a key;
+ * launches with the same key go together.  r is complete (queued).
+ */
+int agt_ops_batch_key(const struct agt_session *s, const struct agt_rec *r);
+
+/*
+ * Execute rs[0..n), n <= AGT_LAUNCH_BATCH launches with one batch key, as
+ * agt_ops_execute would one after another, the backend waiting for the
+ * device once.  The records are still the caller's.
+ */
+void agt_ops_execute_launches(struct agt_lane *l, struct agt_rec *const *rs,
+                              unsigned n);
+
 #endif /* AGT_EXEC_H */

@@ -38,28 +38,6 @@ struct agt_call {
   char why[AGT_WHY_MAX]; /* a failed call's diagnostic, or "" */
 };
 
-/*
- * The errors after which a GPU context is unusable: every later call of
- * the session returns the same error (CUDA's "sticky" errors).
- */
-static bool is_sticky(uint32_t st)
-{
-  switch (st) {
-  case cudaErrorIllegalAddress:
-  case cudaErrorLaunchTimeout:
-  case cudaErrorAssert:
-  case cudaErrorHardwareStackError:
-  case cudaErrorIllegalInstruction:
-  case cudaErrorMisalignedAddress:
-  case cudaErrorInvalidAddressSpace:
-  case cudaErrorInvalidPc:
-  case cudaErrorLaunchFailure:
-    return true;
-  default:
-    return false;
-  }
-}
-
 static uint32_t dispatch(struct agt_call *c);
 
 static const struct agt_backend_ops *ops_of(struct agt_call *c)
@@ -735,56 +713,130 @@ static void launch_out(void *arg, int fd, const char *text, size_t n)
   agt_session_output(arg, fd, text, n);
 }
 
-/* LAUNCH: see TR_LAUNCH_FIXED in proto.h for the layout. */
-static uint32_t op_launch(struct agt_call *c)
+/*
+ * The launch record of c (TR_LAUNCH_FIXED in proto.h has the layout) read
+ * into *l and checked against the device's limits, its function in *bfn
+ * with a reference on its module in *sm.  0, or the status to answer
+ * (nothing held then).
+ */
+static uint32_t launch_parse(struct agt_call *c, struct agt_launch *l,
+                             void **bfn, struct agt_smod **sm)
 {
   struct agt_session *s = c->sess;
-  struct agt_launch l;
-  struct agt_smod *sm = NULL;
-  void *bfn = NULL;
   uint64_t threads;
-  uint32_t st;
 
   if (c->len < TR_LAUNCH_FIXED)
     return TR_ST_BAD_RECORD;
   for (int i = 0; i < 3; i++) {
-    l.grid[i] = tr_get_u32(c->p + 8 + 4 * i);
-    l.block[i] = tr_get_u32(c->p + 20 + 4 * i);
+    l->grid[i] = tr_get_u32(c->p + 8 + 4 * i);
+    l->block[i] = tr_get_u32(c->p + 20 + 4 * i);
   }
-  l.shmem = tr_get_u32(c->p + 32);
-  l.params_size = tr_get_u32(c->p + 36);
-  l.stream = tr_get_u64(c->p + 40);
-  l.stack_size = tr_get_u32(c->p + 48);
-  l.priority = tr_priority_clamp((int32_t)tr_get_u32(c->p + 52));
-  l.params = c->p + TR_LAUNCH_FIXED;
-  l.out = launch_out;
-  l.out_arg = s;
-  if (l.params_size != c->len - TR_LAUNCH_FIXED)
+  l->shmem = tr_get_u32(c->p + 32);
+  l->params_size = tr_get_u32(c->p + 36);
+  l->stream = tr_get_u64(c->p + 40);
+  l->stack_size = tr_get_u32(c->p + 48);
+  l->priority = tr_priority_clamp((int32_t)tr_get_u32(c->p + 52));
+  l->params = c->p + TR_LAUNCH_FIXED;
+  l->out = launch_out;
+  l->out_arg = s;
+  if (l->params_size != c->len - TR_LAUNCH_FIXED)
     return TR_ST_BAD_RECORD;
 
-  bfn = sfunc_get(s, tr_get_u64(c->p), &sm);
-  if (!bfn)
+  *sm = NULL;
+  *bfn = sfunc_get(s, tr_get_u64(c->p), sm);
+  if (!*bfn)
     return TR_ST_BAD_HANDLE;
 
   /* The limits the device reports (emu.c's attributes). */
-  threads = (uint64_t)l.block[0] * l.block[1] * l.block[2];
-  if (!l.grid[0] || !l.grid[1] || !l.grid[2] || l.grid[0] > 2147483647u ||
-      l.grid[1] > 65535 || l.grid[2] > 65535 || !threads || threads > 1024 ||
-      l.block[0] > 1024 || l.block[1] > 1024 || l.block[2] > 64 ||
-      l.shmem > 166912)
-    st = cudaErrorInvalidValue; /* what CUDA 13 returns for these */
-  else
-    st = s->be->ops->launch(s->ctx, bfn, &l);
-  if (is_sticky(st)) {
-    unsigned zero = 0;
-
-    if (atomic_compare_exchange_strong(&s->sticky, &zero, st))
-      agt_info("session %016llx: kernel fault %u; the session's context is "
-               "now unusable, as on a GPU", (unsigned long long)s->id, st);
+  threads = (uint64_t)l->block[0] * l->block[1] * l->block[2];
+  if (!l->grid[0] || !l->grid[1] || !l->grid[2] || l->grid[0] > 2147483647u ||
+      l->grid[1] > 65535 || l->grid[2] > 65535 || !threads || threads > 1024 ||
+      l->block[0] > 1024 || l->block[1] > 1024 || l->block[2] > 64 ||
+      l->shmem > 166912) {
+    smod_put(s, *sm);
+    return cudaErrorInvalidValue; /* what CUDA 13 returns for these */
   }
+  return cudaSuccess;
+}
 
-  smod_put(s, sm);
+/* A launch's status st: a fault makes the session's context unusable. */
+static void launch_status(struct agt_session *s, uint32_t st)
+{
+  unsigned zero = 0;
+
+  if (agt_status_sticky(st) &&
+      atomic_compare_exchange_strong(&s->sticky, &zero, st))
+    agt_info("session %016llx: kernel fault %u; the session's context is "
+             "now unusable, as on a GPU", (unsigned long long)s->id, st);
+}
+
+static uint32_t op_launch(struct agt_call *c)
+{
+  struct agt_launch l;
+  struct agt_smod *sm;
+  void *bfn;
+  uint32_t st = launch_parse(c, &l, &bfn, &sm);
+
+  if (st)
+    return st;
+  st = ops_of(c)->launch(c->sess->ctx, bfn, &l);
+  launch_status(c->sess, st);
+  smod_put(c->sess, sm);
   return st;
+}
+
+int agt_ops_batch_key(const struct agt_session *s, const struct agt_rec *r)
+{
+  if (!s->be->ops->launch_many || r->hdr.opcode != TR_OP_LAUNCH ||
+      (r->hdr.flags & (TR_F_WANT_REPLY | TR_F_REPLY | TR_F_MORE |
+                       TR_F_SHMREF | TR_F_OUTPUT)) ||
+      r->hdr.payload_len < TR_LAUNCH_FIXED)
+    return -1;
+  return tr_priority_clamp((int32_t)tr_get_u32(r->payload + 52));
+}
+
+void agt_ops_execute_launches(struct agt_lane *l, struct agt_rec *const *rs,
+                              unsigned n)
+{
+  struct agt_session *s = l->sess;
+  struct agt_launch ls[AGT_LAUNCH_BATCH];
+  struct agt_smod *sms[AGT_LAUNCH_BATCH];
+  void *fns[AGT_LAUNCH_BATCH];
+  uint32_t st[AGT_LAUNCH_BATCH], got[AGT_LAUNCH_BATCH];
+  unsigned at[AGT_LAUNCH_BATCH], k = 0;
+  uint32_t sticky = atomic_load(&s->sticky);
+
+  for (unsigned i = 0; i < n && i < AGT_LAUNCH_BATCH; i++) {
+    struct agt_call c = {
+      .lane = l,
+      .sess = s,
+      .hdr = &rs[i]->hdr,
+      .p = rs[i]->payload,
+      .len = rs[i]->hdr.payload_len,
+    };
+
+    st[i] = sticky ? sticky : launch_parse(&c, &ls[k], &fns[k], &sms[k]);
+    if (st[i] == cudaSuccess)
+      at[k++] = i;
+  }
+  if (k)
+    s->be->ops->launch_many(s->ctx, fns, ls, k, got);
+  for (unsigned j = 0; j < k; j++) {
+    st[at[j]] = got[j];
+    launch_status(s, got[j]);
+    smod_put(s, sms[j]);
+  }
+  /* Nobody waits for these: the first error is the lane's deferred one,
+     as agt_ops_execute makes it. */
+  for (unsigned i = 0; i < n && i < AGT_LAUNCH_BATCH; i++) {
+    if (!st[i])
+      continue;
+    agt_debug("lane %llu: LAUNCH request %llu: status %#x",
+              (unsigned long long)l->id,
+              (unsigned long long)rs[i]->hdr.request_id, st[i]);
+    if (!l->deferred)
+      l->deferred = st[i];
+  }
 }
 
 /* ---- events ------------------------------------------------------------- */

@@ -9,6 +9,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include <driver_types.h>
+
 #include "agent.h"
 #include "backend.h"
 
@@ -36,4 +38,22 @@ int agt_backend_open(const char *kind, const struct agt_emu_config *emu,
   if (rc < 0)
     *why = "out of memory";
   return rc;
+}
+
+bool agt_status_sticky(uint32_t st)
+{
+  switch (st) {
+  case cudaErrorIllegalAddress:
+  case cudaErrorLaunchTimeout:
+  case cudaErrorAssert:
+  case cudaErrorHardwareStackError:
+  case cudaErrorIllegalInstruction:
+  case cudaErrorMisalignedAddress:
+  case cudaErrorInvalidAddressSpace:
+  case cudaErrorInvalidPc:
+  case cudaErrorLaunchFailure:
+    return true;
+  default:
+    return false;
+  }
 }

@@ -202,7 +202,27 @@ struct agt_backend_ops {
    * Parameters are read during the call only.
    */
   uint32_t (*launch)(struct agt_bctx *c, void *fn, const struct agt_launch *l);
+
+  /*
+   * Optional (NULL: the agent calls launch for each).  Launch fns[i] with
+   * ls[i] for i < n, in order, as n calls of launch would, but wait for
+   * the device once, after the last: the agent hands over consecutive
+   * launches of one lane that nobody waits for, so the device runs them
+   * back to back and a worker process is asked once, not n times.  st[i]
+   * gets launch i's status; an error the final wait finds (a kernel's
+   * fault) goes to the last launch queued, and after a sticky error (see
+   * agt_status_sticky) the launches left are not made and get it too.
+   * All of ls have the same priority.
+   */
+  void (*launch_many)(struct agt_bctx *c, void *const *fns,
+                      const struct agt_launch *ls, unsigned n, uint32_t *st);
 };
+
+/*
+ * Whether st leaves a GPU context unusable: every later call of the
+ * session returns it (CUDA's "sticky" errors).
+ */
+bool agt_status_sticky(uint32_t st);
 
 /* Every backend starts with this header; ops is never NULL. */
 struct agt_backend {

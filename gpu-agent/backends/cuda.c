@@ -1338,28 +1338,28 @@ static void launch_end(struct agt_bctx *c)
  * it from the fatbin's parameter table), so it is handed to the driver as
  * one buffer (CU_LAUNCH_PARAM_BUFFER_*) rather than as argument pointers.
  *
- * Device-side printf: the driver prints the kernel's output on the agent's
- * own stdout when the launch completes, not through l->out, so on this
- * backend a program's printf lines appear in the agent's log, not on the
- * program's stdout.  l->out is not used.
+ * Device-side printf: the driver prints the kernel's output on the
+ * process's own stdout at its next synchronising call, not through l->out,
+ * so a program sees it only from a worker process (proc_worker.c reads
+ * it back).  l->out is not used.
  */
-static uint32_t cu_launch(struct agt_bctx *c, void *fn,
-                          const struct agt_launch *l)
+
+/* Queue the launch l of fn on c's stream for its priority (*s) without
+   waiting for it.  c is current on this thread and counts the launch
+   (c->launches), so memory freed meanwhile stays mapped. */
+static uint32_t launch_queue(struct agt_bctx *c, struct cu_func *f,
+                             const struct agt_launch *l, CUstream *s)
 {
   const struct cu_drv *d = &c->cb->drv;
-  struct cu_func *f = fn;
   size_t psize = l->params_size;
   uint8_t *tp = NULL;
   void *extra[] = {CU_LAUNCH_PARAM_BUFFER_POINTER,
                    (void *)(uintptr_t)l->params, CU_LAUNCH_PARAM_BUFFER_SIZE,
                    &psize, CU_LAUNCH_PARAM_END};
-  CUstream s = CU_STREAM;
-  CUresult r;
+  CUresult r = CUDA_SUCCESS;
 
-  r = cu_enter(c);
-  if (r == CUDA_SUCCESS)
-    s = prio_stream(c, l->priority);
-  if (r == CUDA_SUCCESS && l->stack_size)
+  *s = prio_stream(c, l->priority);
+  if (l->stack_size)
     r = set_stack(c, l->stack_size);
   if (r == CUDA_SUCCESS && l->shmem > atomic_load(&f->dyn_max)) {
     /* The program raised cudaFuncAttributeMaxDynamicSharedMemorySize (the
@@ -1379,18 +1379,73 @@ static uint32_t cu_launch(struct agt_bctx *c, void *fn,
     if (translate_params(c, l->params, psize, tp))
       extra[1] = tp;
   }
+  /* The driver has copied the parameters when it returns. */
+  r = d->LaunchKernel(f->fn, l->grid[0], l->grid[1], l->grid[2], l->block[0],
+                      l->block[1], l->block[2], l->shmem, *s, NULL,
+                      psize ? extra : NULL);
+  free(tp);
+  return cu_status(r);
+}
 
+/* Count a launch of c starting (launch_end ends it). */
+static void launch_begin(struct agt_bctx *c)
+{
   pthread_mutex_lock(&c->w->mu);
   c->launches++;
   pthread_mutex_unlock(&c->w->mu);
-  r = d->LaunchKernel(f->fn, l->grid[0], l->grid[1], l->grid[2], l->block[0],
-                      l->block[1], l->block[2], l->shmem, s, NULL,
-                      psize ? extra : NULL);
-  if (r == CUDA_SUCCESS)
-    r = cu_stream_wait(d, s);
+}
+
+static uint32_t cu_launch(struct agt_bctx *c, void *fn,
+                          const struct agt_launch *l)
+{
+  CUresult r = cu_enter(c);
+  CUstream s;
+  uint32_t st;
+
+  if (r != CUDA_SUCCESS)
+    return cu_status(r);
+  launch_begin(c);
+  st = launch_queue(c, fn, l, &s);
+  if (st == cudaSuccess)
+    st = cu_status(cu_stream_wait(&c->cb->drv, s));
   launch_end(c);
-  free(tp);
-  return cu_status(r);
+  return st;
+}
+
+/*
+ * Launches queued back to back on one stream (one priority), one wait at
+ * the end (backend.h): the device is never idle between them for a round
+ * trip, as it is not under CUDA.
+ */
+static void cu_launch_many(struct agt_bctx *c, void *const *fns,
+                           const struct agt_launch *ls, unsigned n,
+                           uint32_t *st)
+{
+  CUresult r = cu_enter(c);
+  CUstream s = CU_STREAM;
+  uint32_t fatal = 0;
+  unsigned last = n; /* the last launch queued */
+
+  if (r != CUDA_SUCCESS) {
+    for (unsigned i = 0; i < n; i++)
+      st[i] = cu_status(r);
+    return;
+  }
+  launch_begin(c);
+  for (unsigned i = 0; i < n; i++) {
+    if (fatal) {
+      st[i] = fatal;
+      continue;
+    }
+    st[i] = launch_queue(c, fns[i], &ls[i], &s);
+    if (st[i] == cudaSuccess)
+      last = i;
+    else if (agt_status_sticky(st[i]))
+      fatal = st[i];
+  }
+  if (last < n && (r = cu_stream_wait(&c->cb->drv, s)) != CUDA_SUCCESS)
+    st[last] = cu_status(r);
+  launch_end(c);
 }
 
 /* ---- the operations ---------------------------------------------------- */
@@ -1421,4 +1476,5 @@ const struct agt_backend_ops cu_ops = {
   .symbol_get = cu_symbol_get,
   .function_attrs = cu_function_attrs,
   .launch = cu_launch,
+  .launch_many = cu_launch_many,
 };

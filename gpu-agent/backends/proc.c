@@ -966,6 +966,74 @@ static uint32_t proc_launch(struct agt_bctx *c, void *fn,
   return st;
 }
 
+/*
+ * As many launches as fit in one message each time (a message holds more
+ * than a thousand small ones), the worker running each message's through
+ * its backend's launch_many: one round trip instead of one per launch.
+ */
+static void proc_launch_many(struct agt_bctx *c, void *const *fns,
+                             const struct agt_launch *ls, unsigned n,
+                             uint32_t *st)
+{
+  struct pchan *ch = chan_get(c);
+  unsigned i = 0;
+
+  while (ch && i < n) {
+    struct pmsg m = {.op = P_LAUNCHN};
+    unsigned first = i;
+    uint32_t off = 0;
+
+    for (; i < n; i++) {
+      uint32_t need = (uint32_t)sizeof(struct plaunch) +
+                      ((ls[i].params_size + 7u) & ~7u);
+      struct plaunch pl = {
+        .fn = (uint64_t)(uintptr_t)fns[i],
+        .stream = ls[i].stream,
+        .grid = {ls[i].grid[0], ls[i].grid[1], ls[i].grid[2]},
+        .block = {ls[i].block[0], ls[i].block[1], ls[i].block[2]},
+        .shmem = ls[i].shmem,
+        .stack_size = ls[i].stack_size,
+        .params_size = ls[i].params_size,
+        .priority = ls[i].priority,
+      };
+
+      if (ls[i].params_size > PMSG_INLINE - sizeof(pl)) {
+        st[i] = cudaErrorInvalidValue; /* never: CUDA allows 32 KiB */
+        if (i == first) {
+          first++;
+          continue;
+        }
+        break; /* told in order, after the ones before it */
+      }
+      if (need > PMSG_INLINE - off)
+        break;
+      /* The channel's buffer is free until the reply comes into it. */
+      memcpy(ch->buf + off, &pl, sizeof(pl));
+      memcpy(ch->buf + off + sizeof(pl), ls[i].params, ls[i].params_size);
+      memset(ch->buf + off + sizeof(pl) + ls[i].params_size, 0,
+             need - sizeof(pl) - ls[i].params_size);
+      off += need;
+    }
+    if (i == first)
+      continue;
+    m.a[0] = i - first;
+    m.len = off;
+    if (call(c, ch, &m, ch->buf, -1, &ls[first]) < 0) {
+      i = first;
+      break;
+    }
+    if (m.len == (i - first) * sizeof(uint32_t))
+      memcpy(&st[first], ch->buf, m.len);
+    else /* refused whole (it never is) */
+      for (unsigned k = first; k < i; k++)
+        st[k] = m.status ? m.status : cudaErrorUnknown;
+  }
+  for (; i < n; i++)
+    st[i] = cudaErrorDevicesUnavailable;
+  if (ch)
+    chan_put(c, ch);
+}
+
 static void proc_devinfo(struct agt_backend *b, struct tr_devinfo *d)
 {
   struct proc *p = (struct proc *)b;
@@ -1019,6 +1087,7 @@ static const struct agt_backend_ops proc_ops = {
   .symbol_get = proc_symbol_get,
   .function_attrs = proc_function_attrs,
   .launch = proc_launch,
+  .launch_many = proc_launch_many,
 };
 
 int agt_proc_new(struct agt_backend *inner, const struct agt_emu_config *emu,

@@ -104,6 +104,75 @@ static void drain_stdout(struct wchan *ch)
   pthread_mutex_unlock(&ch->w->out_mu);
 }
 
+/*
+ * P_LAUNCHN: the launches in ch->buf (m->len bytes, m->a[0] of them), run
+ * through the backend's launch_many, or one by one where it has none (the
+ * emulated device runs each to its end anyway), stopping at a sticky
+ * error as launch_many does.  One status each in the reply.
+ */
+static void launch_many(struct wchan *ch, const struct pmsg *m)
+{
+  const struct agt_backend_ops *o = ch->w->be->ops;
+  uint32_t n = (uint32_t)m->a[0], off = 0, fatal = 0;
+  uint32_t bad = cudaErrorInvalidValue;
+  struct agt_launch *ls = NULL;
+  void **fns = NULL;
+  uint32_t *st = NULL;
+
+  if (n == 0 || n > PMSG_INLINE / sizeof(struct plaunch))
+    goto refuse;
+  ls = calloc(n, sizeof(*ls));
+  fns = calloc(n, sizeof(*fns));
+  st = calloc(n, sizeof(*st));
+  if (!ls || !fns || !st) {
+    bad = cudaErrorMemoryAllocation;
+    goto refuse;
+  }
+  for (uint32_t i = 0; i < n; i++) {
+    struct plaunch pl;
+
+    if (m->len - off < sizeof(pl))
+      goto refuse;
+    memcpy(&pl, ch->buf + off, sizeof(pl));
+    off += sizeof(pl);
+    if (pl.params_size > m->len - off)
+      goto refuse;
+    fns[i] = (void *)(uintptr_t)pl.fn;
+    ls[i] = (struct agt_launch){
+      .grid = {pl.grid[0], pl.grid[1], pl.grid[2]},
+      .block = {pl.block[0], pl.block[1], pl.block[2]},
+      .shmem = pl.shmem,
+      .stream = pl.stream,
+      .stack_size = pl.stack_size,
+      .priority = tr_priority_clamp(pl.priority),
+      .params = ch->buf + off,
+      .params_size = pl.params_size,
+      .out = send_out,
+      .out_arg = ch,
+    };
+    off += (pl.params_size + 7u) & ~7u;
+  }
+  if (off != m->len)
+    goto refuse;
+  if (o->launch_many) {
+    o->launch_many(ch->w->ctx, fns, ls, n, st);
+  } else {
+    for (uint32_t i = 0; i < n; i++) {
+      st[i] = fatal ? fatal : o->launch(ch->w->ctx, fns[i], &ls[i]);
+      if (!fatal && agt_status_sticky(st[i]))
+        fatal = st[i];
+    }
+  }
+  reply(ch, cudaSuccess, NULL, 0, st, n * sizeof(*st));
+  goto out;
+refuse:
+  reply(ch, bad, NULL, 0, NULL, 0);
+out:
+  free(ls);
+  free(fns);
+  free(st);
+}
+
 static void serve_call(struct wchan *ch, struct pmsg *m, int fd)
 {
   const struct agt_backend_ops *o = ch->w->be->ops;
@@ -223,6 +292,9 @@ static void serve_call(struct wchan *ch, struct pmsg *m, int fd)
     reply(ch, st, NULL, 0, NULL, 0);
     break;
   }
+  case P_LAUNCHN:
+    launch_many(ch, m);
+    break;
   default:
     reply(ch, cudaErrorNotSupported, NULL, 0, NULL, 0);
   }

@@ -67,6 +67,7 @@ struct fakecuda_stats {
   int syncs;          /* cuStreamSynchronize calls (where a real driver
                          writes device printf out) */
   int host_regs;      /* host ranges page-locked (cuMemHostRegister) */
+  int most_queued;    /* spin kernels queued on one thread at once */
 };
 void fakecuda_stats(struct fakecuda_stats *s);
 
@@ -130,15 +131,20 @@ static unsigned ctx_flags;
 
 /*
  * A spin kernel runs asynchronously, as kernels do on a GPU: it ends at
- * done_ns, when its store to p is made (faulting if p is no longer mapped
- * then).  Until then cuStreamQuery says CUDA_ERROR_NOT_READY and
- * cuStreamSynchronize sleeps.  One per thread: the backend waits for each
- * operation before the next.
+ * its done time, when its store to p is made (faulting if p is no longer
+ * mapped then).  Spins queued on one thread run one after another (the
+ * backend queues each thread's work on one stream): done_ns is the last
+ * one's end.  Until then cuStreamQuery says CUDA_ERROR_NOT_READY and
+ * cuStreamSynchronize sleeps; then every store is made, in order.  Other
+ * kernels run when launched.
  */
+#define PENDING_MAX 256
 static __thread struct {
-  uint64_t done_ns, p;
+  uint64_t done_ns, p[PENDING_MAX];
+  unsigned n;
   CUcontext ctx;
 } pending;
+static int most_queued;
 static uint64_t used;
 static bool inited;
 
@@ -161,6 +167,7 @@ void fakecuda_stats(struct fakecuda_stats *s)
   s->blocked = blocked;
   s->syncs = syncs;
   s->host_regs = nhost_reg;
+  s->most_queued = most_queued;
   s->primary_refs = primary_refs;
   pthread_mutex_unlock(&mu);
 }
@@ -436,13 +443,18 @@ static void pending_end(void)
 
   if (!pending.ctx)
     return;
-  pthread_mutex_lock(&mu);
-  ok = accessible(pending.p, 4);
-  if (ok)
-    *(uint32_t *)(uintptr_t)pending.p = 1;
-  pthread_mutex_unlock(&mu);
-  if (!ok)
-    pending.ctx->sticky = CUDA_ERROR_ILLEGAL_ADDRESS;
+  for (unsigned i = 0; i < pending.n; i++) {
+    pthread_mutex_lock(&mu);
+    ok = accessible(pending.p[i], 4);
+    if (ok)
+      *(uint32_t *)(uintptr_t)pending.p[i] = 1;
+    pthread_mutex_unlock(&mu);
+    if (!ok) {
+      pending.ctx->sticky = CUDA_ERROR_ILLEGAL_ADDRESS;
+      break; /* the context is gone: the ones after never run */
+    }
+  }
+  pending.n = 0;
   pending.ctx = NULL;
 }
 
@@ -1007,9 +1019,18 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz,
   if (!ok)
     return CUDA_ERROR_INVALID_HANDLE;
   if (f->kind == K_SPIN) { /* asynchronous: see pending */
-    pending.done_ns = now_ns() + a2;
-    pending.p = p;
+    uint64_t now = now_ns();
+
+    if (pending.ctx && (pending.ctx != cur || pending.n == PENDING_MAX))
+      pending_end(); /* (never in the tests) */
+    pending.done_ns = (pending.ctx && pending.done_ns > now ? pending.done_ns
+                                                            : now) + a2;
+    pending.p[pending.n++] = p;
     pending.ctx = cur;
+    pthread_mutex_lock(&mu);
+    if ((int)pending.n > most_queued)
+      most_queued = (int)pending.n;
+    pthread_mutex_unlock(&mu);
     return CUDA_SUCCESS;
   }
   pthread_mutex_lock(&mu);

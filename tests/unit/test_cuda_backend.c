@@ -74,7 +74,7 @@ struct fakecuda_stats {
   uint64_t used;
   int streams, last_priority;
   unsigned primary_flags, ctx_flags;
-  int blocked, primary_refs, syncs, host_regs;
+  int blocked, primary_refs, syncs, host_regs, most_queued;
 };
 
 /* What the fake driver holds now (only with the fake). */
@@ -904,6 +904,103 @@ static void test_concurrency(void **state)
   check_fake_empty();
 }
 
+/* ---- launches in batches ------------------------------------------------- */
+
+/* ls[i]: a one-block launch of 16 parameter bytes at prm[i] (u64 a, u64 b). */
+static void batch_entry(struct agt_launch *ls, uint8_t (*prm)[16], unsigned i,
+                        uint64_t a, uint64_t b, uint32_t blocks)
+{
+  memcpy(prm[i], &a, 8);
+  memcpy(prm[i] + 8, &b, 8);
+  ls[i] = (struct agt_launch){
+    .grid = {blocks, 1, 1},
+    .block = {256, 1, 1},
+    .params = prm[i],
+    .params_size = 16,
+    .out = no_output,
+  };
+}
+
+/*
+ * launch_many queues a lane's launches back to back and waits once: two
+ * 30 ms spins and a fill between them all run, one wait sleeps for them
+ * (the fake driver saw both spins queued at once), and an invalid launch
+ * in the middle fails alone.  A kernel's fault in a batch goes to the last
+ * launch queued, and launches on the dead context all get it (fake driver
+ * only: on a GPU a fault ends every context of the process, test_fault).
+ */
+static void test_launch_many(void **state)
+{
+  struct agt_backend *b = open_cuda();
+  const struct agt_backend_ops *o = b->ops;
+  struct agt_bctx *c = open_ctx(b);
+  struct fakecuda_stats fs0, fs;
+  struct agt_launch ls[4];
+  uint8_t prm[4][16];
+  void *mod, *spin, *fill, *fns[4];
+  uint64_t p, q;
+  uint32_t st[4], got[2];
+
+  assert_non_null(o->launch_many);
+  load_module(b, c, &mod);
+  assert_int_equal(o->function_get(c, mod, "spin", &spin), cudaSuccess);
+  assert_int_equal(o->function_get(c, mod, "fill", &fill), cudaSuccess);
+  assert_int_equal(o->mem_alloc(c, 8, &p), cudaSuccess);
+  assert_int_equal(o->mem_alloc(c, 1000 * 4, &q), cudaSuccess);
+  assert_int_equal(o->memset_d8(c, p, 0, 8), cudaSuccess);
+  if (fake)
+    fake_stats(&fs0);
+  batch_entry(ls, prm, 0, p, 30000000ull, 1);
+  batch_entry(ls, prm, 1, q, 1000 | (uint64_t)7 << 32, 4);
+  batch_entry(ls, prm, 2, q, 1000 | (uint64_t)9 << 32, 0); /* no blocks */
+  batch_entry(ls, prm, 3, p + 4, 30000000ull, 1);
+  fns[0] = fns[3] = spin;
+  fns[1] = fns[2] = fill;
+  o->launch_many(c, fns, ls, 4, st);
+  assert_int_equal(st[0], cudaSuccess);
+  assert_int_equal(st[1], cudaSuccess);
+  assert_int_equal(st[2], cudaErrorInvalidValue);
+  assert_int_equal(st[3], cudaSuccess);
+  /* Done when it returned: both spins' stores, the fill's words. */
+  assert_int_equal(o->copy_d2h(c, got, p, 8), cudaSuccess);
+  assert_int_equal(got[0], 1);
+  assert_int_equal(got[1], 1);
+  check_fill(b, c, q, 1000, 7);
+  if (fake) {
+    fake_stats(&fs);
+    assert_int_equal(fs.blocked, fs0.blocked + 1);
+    assert_true(fs.most_queued >= 2);
+  }
+
+  if (fake) {
+    struct agt_bctx *c2 = open_ctx(b);
+    void *mod2, *spin2;
+    uint64_t p2;
+
+    load_module(b, c2, &mod2);
+    assert_int_equal(o->function_get(c2, mod2, "spin", &spin2), cudaSuccess);
+    assert_int_equal(o->mem_alloc(c2, 8, &p2), cudaSuccess);
+    assert_int_equal(o->memset_d8(c2, p2, 0, 8), cudaSuccess);
+    batch_entry(ls, prm, 0, p2, 1000000, 1);
+    batch_entry(ls, prm, 1, WIN_BASE + WIN_SIZE - 2 * GRAN, 1000000, 1);
+    batch_entry(ls, prm, 2, p2 + 4, 1000000, 1);
+    fns[0] = fns[1] = fns[2] = spin2;
+    o->launch_many(c2, fns, ls, 3, st);
+    assert_int_equal(st[0], cudaSuccess);
+    assert_int_equal(st[1], cudaSuccess);
+    assert_int_equal(st[2], cudaErrorIllegalAddress);
+    o->launch_many(c2, fns, ls, 2, st);
+    assert_int_equal(st[0], cudaErrorIllegalAddress);
+    assert_int_equal(st[1], cudaErrorIllegalAddress);
+    o->module_unload(c2, mod2);
+    o->ctx_close(c2);
+  }
+  o->module_unload(c, mod);
+  o->ctx_close(c);
+  o->destroy(b);
+  check_fake_empty();
+}
+
 static void test_auto_is_cuda(void **state)
 {
   struct agt_backend *b = NULL;
@@ -998,6 +1095,7 @@ static int child(const char *mode)
     cmocka_unit_test(test_small_allocations),
     cmocka_unit_test(test_drop_context),
     cmocka_unit_test(test_concurrency),
+    cmocka_unit_test(test_launch_many),
     cmocka_unit_test(test_auto_is_cuda),
     cmocka_unit_test(test_fault), /* last: see there */
   };
