@@ -18,6 +18,8 @@
 #      (sessions in worker processes, the cuda backend's default);
 #      4d. tremote-smi's NVML figures against nvidia-smi's;
 #      4e. the runtime programs of step 5 under the shim on LOCAL(cuda);
+#      4f. 100000 small launches and a synchronise on LOCAL(cuda) and
+#      natively: launches run per second (printed);
 #   5. the runtime programs of issue 5 natively (their expectations are a
 #      real GPU's);
 #   6. stream_fairness under tremote, judged against 3x on this many cores;
@@ -86,7 +88,7 @@ step_end() {
     [ ${#fails[@]} -gt "$nfails" ] && r="FAIL (${fails[*]:$nfails})"
     [ -n "${skipped:-}" ] && r="SKIPPED ($skipped)"
     # What runs CUDA 13 code on an older driver may fail for that alone.
-    case "$cur" in 2b.*|4c.*|4d.*|4e.*|6c.*|6d.*) [ -n "${old_driver:-}" ] && [ "${r#FAIL}" != "$r" ] &&
+    case "$cur" in 2b.*|4c.*|4d.*|4e.*|4f.*|6c.*|6d.*) [ -n "${old_driver:-}" ] && [ "${r#FAIL}" != "$r" ] &&
         r="$r [driver older than 580: CUDA 13 code]" ;; esac
     summary+=("$(printf '%-60.60s %4ss  %s' "$cur" $((SECONDS - t0)) "$r")")
     skipped=""
@@ -203,6 +205,29 @@ s_4e() {
     ) || fails+=("runtime programs on cuda")
 }
 
+s_4f() {
+    step "4f. LOCAL(cuda): small launches run per second, against natively"
+    # 100000 one-thread launches and a synchronise: how fast the GPU runs
+    # them natively, and through tremote, where the agent hands a lane's
+    # queued launches to the session's worker in batches (launch_many).
+    # Printed, not judged: no figure of the issues covers it yet.
+    [ -n "$old_driver" ] && { skipped=$old_driver; return; }
+    (
+        source "$src/tests/integration/lib.sh"
+        tr_init "$B"
+        app_pass "$TR_TMP/native" 120 "" "$APPS" async_launches rate 100000 || exit 1
+        TR_BACKEND=cuda tr_start_broker --local 1
+        app_pass "$TR_TMP/tremote" 120 "$TR_PRELOAD" "$APPS" async_launches rate 100000 ||
+            { tail -20 "$TR_TMP/broker.log"; exit 1; }
+        tr_stop_broker
+        n=$(sed -n 's/.*total_per_s=\([0-9]*\).*/\1/p' "$TR_TMP/native")
+        t=$(sed -n 's/.*total_per_s=\([0-9]*\).*/\1/p' "$TR_TMP/tremote")
+        echo "natively: $(grep '^launches=' "$TR_TMP/native")"
+        echo "tremote:  $(grep '^launches=' "$TR_TMP/tremote")"
+        awk -v t="$t" -v n="$n" 'BEGIN {if (n > 0) printf "launches run per second, tremote / natively: %.2f\n", t / n}'
+    ) || fails+=("launch rate on cuda")
+}
+
 s_5() {
     step "5. runtime programs natively on the GPU"
     [ -n "$old_driver" ] && skipped=$old_driver
@@ -281,10 +306,10 @@ s_7() {
         fails+=("tremote-bench")
 }
 
-order=${TR_GPU_STEPS:-"1 2b 4c 4e 4d 6c 6d 6e 2 3 4 5 6 6b 7"}
+order=${TR_GPU_STEPS:-"1 2b 4c 4e 4f 4d 6c 6d 6e 2 3 4 5 6 6b 7"}
 for id in $order; do
     if ! declare -F "s_$id" >/dev/null; then
-        echo "run.sh: TR_GPU_STEPS: no step '$id' (steps: 1 2 2b 3 4 4c 4d 4e 5 6 6b 6c 6d 6e 7)"
+        echo "run.sh: TR_GPU_STEPS: no step '$id' (steps: 1 2 2b 3 4 4c 4d 4e 4f 5 6 6b 6c 6d 6e 7)"
         exit 2
     fi
 done
