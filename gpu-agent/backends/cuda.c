@@ -165,8 +165,16 @@ static CUresult cu_enter(struct agt_bctx *c)
 /*
  * Wait for stream s: poll it for CU_POLL_NS, so short work is answered at
  * once, then sleep in the driver until it is done (see CU_CTX_FLAGS).
+ *
+ * With flush it ends in a cuStreamSynchronize even when polling saw the
+ * stream done, because the driver writes device printf out at a
+ * synchronise (or the next launch), never at cuStreamQuery.  Launches wait
+ * so: a launch returns with its output written, a worker process reads it
+ * back before it answers the launch, and a synchronise afterwards has
+ * nothing left to bring (proc.c answers it without asking the worker).
+ * That costs a driver call on an idle stream.
  */
-static CUresult cu_stream_wait(const struct cu_drv *d, CUstream s)
+static CUresult cu_stream_wait(const struct cu_drv *d, CUstream s, bool flush)
 {
   uint64_t end = agt_now_ns() + CU_POLL_NS;
   CUresult r;
@@ -174,7 +182,7 @@ static CUresult cu_stream_wait(const struct cu_drv *d, CUstream s)
   do {
     r = d->StreamQuery(s);
     if (r != CUDA_ERROR_NOT_READY)
-      return r;
+      return r == CUDA_SUCCESS && flush ? d->StreamSynchronize(s) : r;
   } while (agt_now_ns() < end);
   return d->StreamSynchronize(s);
 }
@@ -182,7 +190,7 @@ static CUresult cu_stream_wait(const struct cu_drv *d, CUstream s)
 /* Wait for what this thread queued on c's device. */
 static CUresult cu_wait(const struct agt_bctx *c)
 {
-  return cu_stream_wait(&c->cb->drv, CU_STREAM);
+  return cu_stream_wait(&c->cb->drv, CU_STREAM, false);
 }
 
 /*
@@ -692,20 +700,18 @@ static uint32_t cu_mem_info(struct agt_bctx *c, uint64_t *free_b,
  * making every EVENT_RECORD and SYNCHRONIZE of one stream wait for the
  * others' work, which CUDA's streams do not.
  *
- * It ends in a cuStreamSynchronize even when polling saw the stream done:
- * the driver writes device printf out at a synchronise (or the next
- * launch), never at cuStreamQuery, and the program's synchronise is where
- * it expects its kernels' lines (an H200 kept them until the next launch,
- * the last kernel's until the context ended).
+ * It ends in a cuStreamSynchronize even when polling saw the stream done
+ * (cu_stream_wait's flush): the program's synchronise is where it expects
+ * its kernels' printf lines (an H200 kept them until the next launch, the
+ * last kernel's until the context ended).  Launches flush too, so in a
+ * worker process this is not even asked for (proc.c).
  */
 static uint32_t cu_synchronize(struct agt_bctx *c)
 {
   CUresult r = cu_enter(c);
 
   if (r == CUDA_SUCCESS)
-    r = cu_wait(c);
-  if (r == CUDA_SUCCESS)
-    r = c->cb->drv.StreamSynchronize(CU_STREAM);
+    r = cu_stream_wait(&c->cb->drv, CU_STREAM, true);
   return cu_status(r);
 }
 
@@ -1407,7 +1413,7 @@ static uint32_t cu_launch(struct agt_bctx *c, void *fn,
   launch_begin(c);
   st = launch_queue(c, fn, l, &s);
   if (st == cudaSuccess)
-    st = cu_status(cu_stream_wait(&c->cb->drv, s));
+    st = cu_status(cu_stream_wait(&c->cb->drv, s, true));
   launch_end(c);
   return st;
 }
@@ -1443,7 +1449,8 @@ static void cu_launch_many(struct agt_bctx *c, void *const *fns,
     else if (agt_status_sticky(st[i]))
       fatal = st[i];
   }
-  if (last < n && (r = cu_stream_wait(&c->cb->drv, s)) != CUDA_SUCCESS)
+  if (last < n &&
+      (r = cu_stream_wait(&c->cb->drv, s, true)) != CUDA_SUCCESS)
     st[last] = cu_status(r);
   launch_end(c);
 }

@@ -833,11 +833,31 @@ static uint32_t proc_mem_info(struct agt_bctx *c, uint64_t *free_b,
   return st;
 }
 
+/*
+ * Nothing to ask the worker: every call it served had finished when it
+ * answered (backend.h), a kernel's fault came back with its launch (and
+ * made the session's context sticky in the agent), and a launch's device
+ * output came before its answer (the cuda backend's launches end in the
+ * cuStreamSynchronize where the driver writes printf; the emulated device
+ * sends it while the kernel runs).  Asking anyway cost every synchronise
+ * a round trip to the worker: a launch and the synchronise after it took
+ * two.  Only the worker's death is looked for (a hang-up on its control
+ * socket), as a call would find it.
+ */
 static uint32_t proc_synchronize(struct agt_bctx *c)
 {
-  struct pmsg m = {.op = P_SYNC};
+  struct pollfd p = {.fd = c->ctl, .events = 0};
+  bool dead;
 
-  return simple(c, &m, NULL);
+  pthread_mutex_lock(&c->mu);
+  open_wait(c);
+  dead = c->dead;
+  pthread_mutex_unlock(&c->mu);
+  if (!dead && poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR))) {
+    mark_dead(c);
+    dead = true;
+  }
+  return dead ? cudaErrorDevicesUnavailable : cudaSuccess;
 }
 
 static uint32_t proc_module_load(struct agt_bctx *c, const uint8_t *image,

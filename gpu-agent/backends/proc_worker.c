@@ -212,9 +212,6 @@ static void serve_call(struct wchan *ch, struct pmsg *m, int fd)
     st = o->mem_info(c, &a[0], &a[1]);
     reply(ch, st, a, 2, NULL, 0);
     break;
-  case P_SYNC:
-    reply(ch, o->synchronize(c), NULL, 0, NULL, 0);
-    break;
   case P_MODLOAD: {
     struct wmod *wm = calloc(1, sizeof(*wm));
     char why[AGT_WHY_MAX] = "";

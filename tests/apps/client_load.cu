@@ -20,6 +20,9 @@
 //   client_load bulk MIB        copy MIB host->device and back in 64 MiB
 //                               pieces (page-locked), checking the last
 //                               piece; print "bulk MIB MiB in MS ms"
+//   client_load sync SECONDS    after one cudaMalloc, nothing but
+//                               cudaDeviceSynchronize until SECONDS pass,
+//                               each checked; print "ok SYNCS"
 //
 // A checked round: 1 MiB from the host (a pattern of this process's pid
 // and the round), a kernel that turns every word x into 3x + round, and
@@ -107,7 +110,7 @@ int main(int argc, char **argv)
 
   if (arg <= 0) {
     fprintf(stderr, "usage: client_load check SECONDS | work ROUNDS | "
-                    "latency N | bulk MIB\n");
+                    "latency N | bulk MIB | sync SECONDS\n");
     return 2;
   }
   if (!strcmp(mode, "check") || !strcmp(mode, "work")) {
@@ -134,6 +137,18 @@ int main(int argc, char **argv)
              now_ms() - t_go, t0 - t_start);
     }
     CK(cudaFree(d));
+    return 0;
+  }
+  if (!strcmp(mode, "sync")) {
+    unsigned *d;
+    long n = 0;
+    double t0;
+
+    CK(cudaMalloc(&d, 4));
+    t0 = now_ms();
+    for (; now_ms() - t0 < arg * 1000.0; n++)
+      CK(cudaDeviceSynchronize());
+    printf("ok %ld\n", n);
     return 0;
   }
   if (!strcmp(mode, "latency")) {

@@ -7,7 +7,9 @@
 #   - one worker per connected program, and none left once they end;
 #   - a worker killed with -9 fails its own program with a CUDA error
 #     (no hang) while a second program on the same machine goes on to
-#     the end, and the agent says which worker went;
+#     the end, and the agent says which worker went; a program making
+#     nothing but synchronisations (which the agent answers without the
+#     worker) gets the error too;
 #   - a program killed with -9 leaves no worker behind.
 set -u
 source "$(dirname "$0")/lib.sh"
@@ -74,6 +76,26 @@ grep -q "FAIL.*cudaErrorDevicesUnavailable" "$TR_TMP/b.out" ||
     { cat "$TR_TMP/b.out"; tr_fail "no CUDA error in the program whose worker died"; }
 grep -q "worker process $victim of a session is gone" "$TR_TMP/broker.log" ||
     tr_fail "the agent did not say which worker went"
+
+# A program that only synchronises hears of its worker's death too: the
+# agent answers a synchronise without asking the worker (every call the
+# worker answered had finished), but looks for its hang-up first.
+for _ in $(seq 100); do
+    [ "$(workers | wc -l)" -le 1 ] && break
+    sleep 0.1
+done
+victim=$(workers | tail -1) # the spare, which the program takes
+LD_PRELOAD="$TR_PRELOAD" "$APPS/client_load" sync 30 >"$TR_TMP/s.out" 2>&1 &
+ps_=$!
+wait_workers 2 || tr_fail "no new spare worker once the program came"
+sleep 0.5
+kill -9 "$victim"
+t0=$(date +%s)
+wait $ps_; rs=$?
+echo "a program making only synchronisations, its worker killed: exit $rs after $(( $(date +%s) - t0 )) s"
+[ "$rs" != 0 ] || { cat "$TR_TMP/s.out"; tr_fail "the synchronising program did not fail"; }
+grep -q "FAIL cudaDeviceSynchronize.*cudaErrorDevicesUnavailable" "$TR_TMP/s.out" ||
+    { cat "$TR_TMP/s.out"; tr_fail "no cudaErrorDevicesUnavailable from cudaDeviceSynchronize"; }
 
 # A program killed mid-run leaves no worker.
 LD_PRELOAD="$TR_PRELOAD" "$APPS/client_load" check 30 >"$TR_TMP/c.out" 2>&1 &

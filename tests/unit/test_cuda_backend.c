@@ -925,7 +925,8 @@ static void batch_entry(struct agt_launch *ls, uint8_t (*prm)[16], unsigned i,
  * launch_many queues a lane's launches back to back and waits once: two
  * 30 ms spins and a fill between them all run, one wait sleeps for them
  * (the fake driver saw both spins queued at once), and an invalid launch
- * in the middle fails alone.  A kernel's fault in a batch goes to the last
+ * in the middle fails alone.  Each launch or batch ends in a synchronise,
+ * so its device printf is written when it returns (proc.c relies on it).  A kernel's fault in a batch goes to the last
  * launch queued, and launches on the dead context all get it (fake driver
  * only: on a GPU a fault ends every context of the process, test_fault).
  */
@@ -967,9 +968,15 @@ static void test_launch_many(void **state)
   assert_int_equal(got[1], 1);
   check_fill(b, c, q, 1000, 7);
   if (fake) {
+    /* Launches end in a cuStreamSynchronize, where a driver writes the
+       kernels' printf: one for the batch, one for a launch alone. */
     fake_stats(&fs);
     assert_int_equal(fs.blocked, fs0.blocked + 1);
     assert_true(fs.most_queued >= 2);
+    assert_int_equal(fs.syncs, fs0.syncs + 1);
+    assert_int_equal(launch_fill(b, c, fill, q, 1000, 5), cudaSuccess);
+    fake_stats(&fs);
+    assert_int_equal(fs.syncs, fs0.syncs + 2);
   }
 
   if (fake) {
