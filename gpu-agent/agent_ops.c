@@ -724,6 +724,7 @@ static uint32_t launch_parse(struct agt_call *c, struct agt_launch *l,
 {
   struct agt_session *s = c->sess;
   uint64_t threads;
+  uint32_t flags;
 
   if (c->len < TR_LAUNCH_FIXED)
     return TR_ST_BAD_RECORD;
@@ -736,10 +737,18 @@ static uint32_t launch_parse(struct agt_call *c, struct agt_launch *l,
   l->stream = tr_get_u64(c->p + 40);
   l->stack_size = tr_get_u32(c->p + 48);
   l->priority = tr_priority_clamp((int32_t)tr_get_u32(c->p + 52));
+  flags = tr_get_u32(c->p + 56);
+  l->cooperative = (flags & TR_LAUNCH_F_COOPERATIVE) != 0;
+  for (int i = 0; i < 3; i++) {
+    l->cluster[i] = tr_get_u32(c->p + 60 + 4 * i);
+    if (l->cluster[i] == 0)
+      l->cluster[i] = 1;
+  }
   l->params = c->p + TR_LAUNCH_FIXED;
   l->out = launch_out;
   l->out_arg = s;
-  if (l->params_size != c->len - TR_LAUNCH_FIXED)
+  if (l->params_size != c->len - TR_LAUNCH_FIXED ||
+      (flags & ~TR_LAUNCH_F_COOPERATIVE))
     return TR_ST_BAD_RECORD;
 
   *sm = NULL;

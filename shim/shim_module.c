@@ -395,9 +395,16 @@ static void exit_flush(void)
 /* launch()'s priority when the launch has none of its own. */
 #define PRIO_OF_STREAM INT_MIN
 
+/* What cudaLaunchCooperativeKernel and cudaLaunchKernelExC's attributes
+   add to a launch (LAUNCH's flags and cluster); NULL: nothing. */
+struct launch_ex {
+  uint32_t flags; /* TR_LAUNCH_F_* */
+  uint32_t cluster[3];
+};
+
 static cudaError_t launch(struct shim_func *f, dim3 grid, dim3 block,
                           void **args, size_t shmem, cudaStream_t stream,
-                          int prio)
+                          int prio, const struct launch_ex *ex)
 {
   struct shim_thread *t;
   cudaError_t e = shim_ready(&t);
@@ -472,6 +479,11 @@ static cudaError_t launch(struct shim_func *f, dim3 grid, dim3 block,
   if (prio == PRIO_OF_STREAM)
     prio = shim_stream_priority(strm);
   tr_put_u32(rec + 52, (uint32_t)tr_priority_clamp(prio));
+  if (ex) {
+    tr_put_u32(rec + 56, ex->flags);
+    for (int i = 0; i < 3; i++)
+      tr_put_u32(rec + 60 + 4 * i, ex->cluster[i]);
+  }
   for (uint32_t i = 0; i < f->params.count; i++)
     memcpy(rec + TR_LAUNCH_FIXED + f->params.p[i].offset, args[i],
            f->params.p[i].size);
@@ -505,14 +517,14 @@ cudaError_t __cudaLaunchKernel(cudaKernel_t kernel, dim3 grid, dim3 block,
                                void **args, size_t shmem, cudaStream_t stream)
 {
   return launch((struct shim_func *)kernel, grid, block, args, shmem, stream,
-                PRIO_OF_STREAM);
+                PRIO_OF_STREAM, NULL);
 }
 
 cudaError_t cudaLaunchKernel(const void *func, dim3 grid, dim3 block,
                              void **args, size_t shmem, cudaStream_t stream)
 {
   return launch(find_func(func), grid, block, args, shmem, stream,
-                PRIO_OF_STREAM);
+                PRIO_OF_STREAM, NULL);
 }
 
 /* ---- function attributes --------------------------------------------- */
@@ -887,8 +899,10 @@ cudaError_t cudaFuncSetCacheConfig(const void *func, enum cudaFuncCache config)
 /*
  * A cooperative launch promises that every block is resident at once: a
  * grid larger than the occupancy calculator allows on all multiprocessors
- * is refused as CUDA refuses it.  (Grid-wide synchronisation itself is
- * not emulated: a kernel that uses it fails to load, naming it.)
+ * is refused as CUDA refuses it.  On a GPU the launch then goes to the
+ * driver as cooperative (cuLaunchKernelEx), so grid-wide synchronisation
+ * works; the emulated device does not emulate that synchronisation (a
+ * kernel that uses it fails to load, naming it).
  */
 static cudaError_t cooperative_check(const void *func, dim3 grid, dim3 block,
                                      size_t shmem)
@@ -900,6 +914,11 @@ static cudaError_t cooperative_check(const void *func, dim3 grid, dim3 block,
 
   if (e != cudaSuccess)
     return e;
+  if (!dev_attr(&shim_proc.cli.dev[t->device], cudaDevAttrCooperativeLaunch,
+                0)) {
+    t->last_error = cudaErrorNotSupported;
+    return cudaErrorNotSupported;
+  }
   e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(
       &per_sm, func, (int)(block.x * block.y * block.z), shmem);
   if (e != cudaSuccess)
@@ -917,18 +936,20 @@ cudaError_t cudaLaunchCooperativeKernel(const void *func, dim3 grid, dim3 block,
                                         void **args, size_t shmem,
                                         cudaStream_t stream)
 {
+  static const struct launch_ex coop = {.flags = TR_LAUNCH_F_COOPERATIVE};
   cudaError_t e = cooperative_check(func, grid, block, shmem);
 
   if (e != cudaSuccess)
     return e;
   return launch(find_func(func), grid, block, args, shmem, stream,
-                PRIO_OF_STREAM);
+                PRIO_OF_STREAM, &coop);
 }
 
 cudaError_t cudaLaunchKernelExC(const cudaLaunchConfig_t *config,
                                 const void *func, void **args)
 {
   struct shim_thread *t = shim_self();
+  struct launch_ex ex = {0, {1, 1, 1}};
   int coop = 0, prio = PRIO_OF_STREAM;
 
   if (!config || (config->numAttrs && !config->attrs))
@@ -941,10 +962,11 @@ cudaError_t cudaLaunchKernelExC(const cudaLaunchConfig_t *config,
       coop = a->val.cooperative != 0;
       break;
     case cudaLaunchAttributeClusterDimension:
-      /* Clusters need compute capability 9.0 hardware. */
-      if (a->val.clusterDim.x * a->val.clusterDim.y * a->val.clusterDim.z > 1)
-        return t ? (t->last_error = cudaErrorNotSupported)
-                 : cudaErrorNotSupported;
+      /* Clusters need compute capability 9.0 hardware: the device says
+         whether it has them (the emulated device has none). */
+      ex.cluster[0] = a->val.clusterDim.x;
+      ex.cluster[1] = a->val.clusterDim.y;
+      ex.cluster[2] = a->val.clusterDim.z;
       break;
     case cudaLaunchAttributePriority:
       prio = a->val.priority; /* clamped as the stream's is */
@@ -958,9 +980,22 @@ cudaError_t cudaLaunchKernelExC(const cudaLaunchConfig_t *config,
                                       config->dynamicSmemBytes);
     if (e != cudaSuccess)
       return e;
+    ex.flags |= TR_LAUNCH_F_COOPERATIVE;
+  }
+  if (ex.cluster[0] > 1 || ex.cluster[1] > 1 || ex.cluster[2] > 1) {
+    /* At once, as CUDA does, where the device has no clusters. */
+    cudaError_t e = shim_ready(&t);
+
+    if (e != cudaSuccess)
+      return e;
+    if (!dev_attr(&shim_proc.cli.dev[t->device], cudaDevAttrClusterLaunch,
+                  0)) {
+      t->last_error = cudaErrorNotSupported;
+      return cudaErrorNotSupported;
+    }
   }
   return launch(find_func(func), config->gridDim, config->blockDim, args,
-                config->dynamicSmemBytes, config->stream, prio);
+                config->dynamicSmemBytes, config->stream, prio, &ex);
 }
 
 /* The per-thread-default-stream twins; declared only under macros. */

@@ -35,6 +35,9 @@ tr_cuda_app(host_memory apps/host_memory.cu)
 tr_script_test(host_memory integration/run_app.sh TIMEOUT 120 FAST ARGS host_memory)
 tr_cuda_app(runtime_misc apps/runtime_misc.cu)
 tr_script_test(runtime_misc integration/run_app.sh TIMEOUT 120 FAST ARGS runtime_misc)
+# Grid-wide synchronisation: run on a GPU only (tests/gpu/run.sh steps 4e
+# and 5); the emulated device does not emulate it.
+tr_cuda_app(coop_grid apps/coop_grid.cu)
 tr_cuda_app(graphs apps/graphs.cu)
 tr_script_test(graphs integration/graphs.sh TIMEOUT 120 FAST)
 tr_cuda_app(managed apps/managed.cu)

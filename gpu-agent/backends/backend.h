@@ -48,6 +48,8 @@ struct agt_launch {
   uint64_t stream;      /* client stream handle; 0 = legacy default */
   uint32_t stack_size;  /* per-thread stack bytes; 0 = the default */
   int priority;         /* 0 .. TR_PRIORITY_GREATEST (more urgent) */
+  bool cooperative;     /* every block resident at once (grid sync) */
+  uint32_t cluster[3];  /* thread block cluster; 1 (or 0) each for none */
   const uint8_t *params;
   uint32_t params_size;
   /*
@@ -217,6 +219,12 @@ struct agt_backend_ops {
   void (*launch_many)(struct agt_bctx *c, void *const *fns,
                       const struct agt_launch *ls, unsigned n, uint32_t *st);
 };
+
+/* Whether l asks for thread block clusters (some dimension above 1). */
+static inline bool agt_launch_clustered(const struct agt_launch *l)
+{
+  return l->cluster[0] > 1 || l->cluster[1] > 1 || l->cluster[2] > 1;
+}
 
 /*
  * Whether st leaves a GPU context unusable: every later call of the

@@ -1350,6 +1350,43 @@ static void launch_end(struct agt_bctx *c)
  * it back).  l->out is not used.
  */
 
+/*
+ * A cooperative or cluster launch: cuLaunchKernelEx with the attributes
+ * (cuLaunchCooperativeKernel takes no packed parameter buffer).  Drivers
+ * before CUDA 12 lack it; the device then reports neither (cuda_dev.c).
+ */
+static CUresult launch_ex(const struct cu_drv *d, const struct cu_func *f,
+                          const struct agt_launch *l, CUstream s, void **extra)
+{
+  CUlaunchAttribute at[2];
+  CUlaunchConfig cfg = {
+    .gridDimX = l->grid[0],
+    .gridDimY = l->grid[1],
+    .gridDimZ = l->grid[2],
+    .blockDimX = l->block[0],
+    .blockDimY = l->block[1],
+    .blockDimZ = l->block[2],
+    .sharedMemBytes = l->shmem,
+    .hStream = s,
+    .attrs = at,
+  };
+
+  if (!d->LaunchKernelEx)
+    return CUDA_ERROR_NOT_SUPPORTED;
+  memset(at, 0, sizeof(at));
+  if (l->cooperative) {
+    at[cfg.numAttrs].id = CU_LAUNCH_ATTRIBUTE_COOPERATIVE;
+    at[cfg.numAttrs++].value.cooperative = 1;
+  }
+  if (agt_launch_clustered(l)) {
+    at[cfg.numAttrs].id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
+    at[cfg.numAttrs].value.clusterDim.x = l->cluster[0] ? l->cluster[0] : 1;
+    at[cfg.numAttrs].value.clusterDim.y = l->cluster[1] ? l->cluster[1] : 1;
+    at[cfg.numAttrs++].value.clusterDim.z = l->cluster[2] ? l->cluster[2] : 1;
+  }
+  return d->LaunchKernelEx(&cfg, f->fn, NULL, extra);
+}
+
 /* Queue the launch l of fn on c's stream for its priority (*s) without
    waiting for it.  c is current on this thread and counts the launch
    (c->launches), so memory freed meanwhile stays mapped. */
@@ -1386,9 +1423,12 @@ static uint32_t launch_queue(struct agt_bctx *c, struct cu_func *f,
       extra[1] = tp;
   }
   /* The driver has copied the parameters when it returns. */
-  r = d->LaunchKernel(f->fn, l->grid[0], l->grid[1], l->grid[2], l->block[0],
-                      l->block[1], l->block[2], l->shmem, *s, NULL,
-                      psize ? extra : NULL);
+  if (l->cooperative || agt_launch_clustered(l))
+    r = launch_ex(d, f, l, *s, psize ? extra : NULL);
+  else
+    r = d->LaunchKernel(f->fn, l->grid[0], l->grid[1], l->grid[2],
+                        l->block[0], l->block[1], l->block[2], l->shmem, *s,
+                        NULL, psize ? extra : NULL);
   free(tp);
   return cu_status(r);
 }

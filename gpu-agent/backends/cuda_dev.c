@@ -209,8 +209,9 @@ void cu_destroy(struct agt_backend *b)
  * CU_DEVICE_ATTRIBUTE_* numbers, as the asserts check for a sample); the
  * ones marked TR are what the program gets through tremote, which is not
  * what the GPU offers a local process: the device is on another machine,
- * so it cannot reach the program's host memory, managed memory is the
- * shim's, and LAUNCH carries neither cooperative nor cluster launches.
+ * so it cannot reach the program's host memory, and managed memory is the
+ * shim's.  Cooperative and cluster launches go through cuLaunchKernelEx,
+ * and are reported absent where the driver lacks it.
  */
 #define CU_ATTR_SAME(rt, cu)                                                   \
   _Static_assert((int)(rt) == (int)(cu), #rt " is not " #cu);
@@ -240,6 +241,7 @@ CU_ATTR_SAME(cudaDevAttrMpsEnabled, CU_DEVICE_ATTRIBUTE_MPS_ENABLED)
 #undef CU_ATTR_SAME
 
 #define GPU (-1) /* ask the device */
+#define GPU_EX (-2) /* ask the device if the driver has cuLaunchKernelEx, else 0 */
 
 static void fill_attrs(struct cu_backend *cb)
 {
@@ -303,7 +305,7 @@ static void fill_attrs(struct cu_backend *cb)
     {cudaDevAttrConcurrentManagedAccess, 0},      /* TR */
     {cudaDevAttrComputePreemptionSupported, GPU},
     {cudaDevAttrCanUseHostPointerForRegisteredMem, 0}, /* TR */
-    {cudaDevAttrCooperativeLaunch, 0},            /* TR: no such LAUNCH */
+    {cudaDevAttrCooperativeLaunch, GPU_EX},
     {cudaDevAttrMaxSharedMemoryPerBlockOptin, GPU},
     {cudaDevAttrCanFlushRemoteWrites, 0},         /* TR */
     {cudaDevAttrHostRegisterSupported, 1},        /* TR: the shim's */
@@ -317,7 +319,7 @@ static void fill_attrs(struct cu_backend *cb)
     {cudaDevAttrHostRegisterReadOnlySupported, 0}, /* TR */
     {cudaDevAttrMemoryPoolsSupported, 0},         /* TR, as emu */
     {cudaDevAttrGPUDirectRDMASupported, 0},       /* TR: across machines */
-    {cudaDevAttrClusterLaunch, 0},                /* TR: no such LAUNCH */
+    {cudaDevAttrClusterLaunch, GPU_EX},
     {cudaDevAttrIpcEventSupport, 0},              /* TR */
     {cudaDevAttrMpsEnabled, GPU},
   };
@@ -328,10 +330,13 @@ static void fill_attrs(struct cu_backend *cb)
                  "attribute list longer than a device description holds");
   for (size_t i = 0; i < sizeof(list) / sizeof(list[0]); i++) {
     int v = list[i].value;
+    bool ask = v == GPU || (v == GPU_EX && cb->drv.LaunchKernelEx);
 
+    if (v == GPU_EX && !ask)
+      v = 0;
     /* An attribute this driver does not know is left out: the shim then
        answers from its defaults, as for any attribute not listed. */
-    if (list[i].value == GPU &&
+    if (ask &&
         cb->drv.DeviceGetAttribute(&v, (CUdevice_attribute)list[i].attr,
                                    cb->dev) != CUDA_SUCCESS)
       continue;

@@ -100,7 +100,10 @@
     (CUfunction fn, size_t index, size_t *offset, size_t *size))               \
   X(MemHostRegister, "cuMemHostRegister_v2",                                   \
     (void *p, size_t bytes, unsigned int flags))                               \
-  X(MemHostUnregister, "cuMemHostUnregister", (void *p))
+  X(MemHostUnregister, "cuMemHostUnregister", (void *p))                        \
+  X(LaunchKernelEx, "cuLaunchKernelEx",                                        \
+    (const CUlaunchConfig *config, CUfunction fn, void **params,              \
+     void **extra))
 
 struct cu_drv {
   void *lib; /* the dlopen handle; never dlclose()d (see cuda.c) */

@@ -581,7 +581,11 @@ static void fill_attrs(struct tr_devinfo *d, unsigned sm_count, unsigned cc)
     {cudaDevAttrConcurrentManagedAccess, 0},
     {cudaDevAttrComputePreemptionSupported, 1},
     {cudaDevAttrCanUseHostPointerForRegisteredMem, 0},
-    {cudaDevAttrCooperativeLaunch, 1},
+    /* Grid-wide synchronisation is not emulated (blocks run a few at a
+       time, and a grid barrier needs them all resident), so a cooperative
+       launch, whose point it is, is refused at once rather than trapping
+       in the kernel. */
+    {cudaDevAttrCooperativeLaunch, 0},
     {cudaDevAttrMaxSharedMemoryPerBlockOptin, 166912},
     {cudaDevAttrCanFlushRemoteWrites, 0},
     {cudaDevAttrHostRegisterSupported, 1},

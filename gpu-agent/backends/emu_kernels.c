@@ -483,6 +483,12 @@ uint32_t emu_launch(struct agt_bctx *c, void *fn, const struct agt_launch *l)
   struct ptx_fault fault;
   uint32_t st;
 
+  /* No thread block clusters: the emulated device is compute capability
+     8.x and says so (cudaDevAttrClusterLaunch 0).  A cooperative launch
+     runs as any other: a kernel that synchronises its whole grid never
+     loaded. */
+  if (agt_launch_clustered(l))
+    return cudaErrorNotSupported;
   /* cudaLimitStackSize, within the 64 KiB per thread the shim allows. */
   if (l->stack_size)
     dev.stack_size = l->stack_size < (64u << 10) ? l->stack_size : 64u << 10;

@@ -960,32 +960,6 @@ static uint32_t proc_function_attrs(struct agt_bctx *c, void *fn,
 
 /* LAUNCH: a[] = grid, block, shmem | stream, stack_size; x = priority;
    inline = params. */
-static uint32_t proc_launch(struct agt_bctx *c, void *fn,
-                            const struct agt_launch *l)
-{
-  struct pmsg m = {.op = P_LAUNCH};
-  struct pchan *ch;
-  uint32_t st;
-
-  if (l->params_size > PMSG_INLINE)
-    return cudaErrorInvalidValue;
-  m.a[0] = (uint64_t)(uintptr_t)fn;
-  m.a[1] = (uint64_t)l->grid[0] | (uint64_t)l->grid[1] << 32;
-  m.a[2] = (uint64_t)l->grid[2] | (uint64_t)l->block[0] << 32;
-  m.a[3] = (uint64_t)l->block[1] | (uint64_t)l->block[2] << 32;
-  m.a[4] = (uint64_t)l->shmem | (uint64_t)l->stack_size << 32;
-  m.a[5] = l->stream;
-  m.x = l->priority;
-  m.len = l->params_size;
-  ch = chan_get(c);
-  if (!ch)
-    return cudaErrorDevicesUnavailable;
-  st = call(c, ch, &m, l->params, -1, l) < 0 ? cudaErrorDevicesUnavailable
-                                             : m.status;
-  chan_put(c, ch);
-  return st;
-}
-
 /*
  * As many launches as fit in one message each time (a message holds more
  * than a thousand small ones), the worker running each message's through
@@ -1015,6 +989,8 @@ static void proc_launch_many(struct agt_bctx *c, void *const *fns,
         .stack_size = ls[i].stack_size,
         .params_size = ls[i].params_size,
         .priority = ls[i].priority,
+        .cooperative = ls[i].cooperative,
+        .cluster = {ls[i].cluster[0], ls[i].cluster[1], ls[i].cluster[2]},
       };
 
       if (ls[i].params_size > PMSG_INLINE - sizeof(pl)) {
@@ -1052,6 +1028,16 @@ static void proc_launch_many(struct agt_bctx *c, void *const *fns,
     st[i] = cudaErrorDevicesUnavailable;
   if (ch)
     chan_put(c, ch);
+}
+
+/* One launch is a batch of one: the same message. */
+static uint32_t proc_launch(struct agt_bctx *c, void *fn,
+                            const struct agt_launch *l)
+{
+  uint32_t st;
+
+  proc_launch_many(c, &fn, l, 1, &st);
+  return st;
 }
 
 static void proc_devinfo(struct agt_backend *b, struct tr_devinfo *d)

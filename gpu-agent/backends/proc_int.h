@@ -14,7 +14,7 @@
 enum pop {
   P_INIT = 1, P_OPEN, P_CHANNEL, P_CLOSE, /* control socket */
   P_MALLOC, P_FREE, P_CHECK, P_H2D, P_D2H, P_D2D, P_MEMSET, P_MEMINFO,
-  P_MODLOAD, P_MODUNLOAD, P_FUNC, P_SYM, P_FATTRS, P_LAUNCH,
+  P_MODLOAD, P_MODUNLOAD, P_FUNC, P_SYM, P_FATTRS,
   P_LAUNCHN, /* a[0] launches, each a struct plaunch and its parameters
                 inline; the reply has a uint32_t status for each inline */
   P_OUT,   /* worker -> agent during a launch: a[0] = fd, inline text */
@@ -35,6 +35,7 @@ struct plaunch {
   uint64_t fn, stream;
   uint32_t grid[3], block[3], shmem, stack_size, params_size;
   int32_t priority;
+  uint32_t cooperative, cluster[3];
 };
 
 /* INIT's inline part: the inner backend's configuration. */

@@ -145,6 +145,8 @@ static void launch_many(struct wchan *ch, const struct pmsg *m)
       .stream = pl.stream,
       .stack_size = pl.stack_size,
       .priority = tr_priority_clamp(pl.priority),
+      .cooperative = pl.cooperative != 0,
+      .cluster = {pl.cluster[0], pl.cluster[1], pl.cluster[2]},
       .params = ch->buf + off,
       .params_size = pl.params_size,
       .out = send_out,
@@ -267,26 +269,6 @@ static void serve_call(struct wchan *ch, struct pmsg *m, int fd)
     memset(&fa, 0, sizeof(fa));
     st = o->function_attrs(c, (void *)(uintptr_t)m->a[0], &fa);
     reply(ch, st, NULL, 0, &fa, st ? 0 : sizeof(fa));
-    break;
-  }
-  case P_LAUNCH: {
-    struct agt_launch l = {
-      .grid = {(uint32_t)m->a[1], (uint32_t)(m->a[1] >> 32),
-               (uint32_t)m->a[2]},
-      .block = {(uint32_t)(m->a[2] >> 32), (uint32_t)m->a[3],
-                (uint32_t)(m->a[3] >> 32)},
-      .shmem = (uint32_t)m->a[4],
-      .stack_size = (uint32_t)(m->a[4] >> 32),
-      .stream = m->a[5],
-      .priority = tr_priority_clamp(m->x),
-      .params = ch->buf,
-      .params_size = m->len,
-      .out = send_out,
-      .out_arg = ch,
-    };
-
-    st = o->launch(c, (void *)(uintptr_t)m->a[0], &l);
-    reply(ch, st, NULL, 0, NULL, 0);
     break;
   }
   case P_LAUNCHN:

@@ -420,9 +420,15 @@ int tr_devinfo_attr(const struct tr_devinfo *d, uint32_t attr, int32_t *value);
  *          launch's (cudaLaunchAttributePriority), from 0 (the default)
  *          down to TR_PRIORITY_GREATEST, lower being more urgent; the
  *          agent clamps other values into that range, as CUDA does
- *   56 params_size bytes of packed parameters
+ *   56 u32 flags: TR_LAUNCH_F_* (others are a malformed record)
+ *   60 u32 cluster x, y, z (cudaLaunchAttributeClusterDimension; 0 means
+ *          1, and 1, 1, 1 is no cluster)
+ *   72 params_size bytes of packed parameters
  */
-#define TR_LAUNCH_FIXED 56u
+#define TR_LAUNCH_FIXED 72u
+/* Every block resident at once, as cudaLaunchCooperativeKernel asks (for
+   grid-wide synchronisation). */
+#define TR_LAUNCH_F_COOPERATIVE 1u
 
 /*
  * Stream priorities, as cudaDeviceGetStreamPriorityRange reports them:

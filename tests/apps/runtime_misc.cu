@@ -13,7 +13,9 @@
 //     cudaFreeAsync (and cudaMallocFromPoolAsync), the high-water mark
 //     resets to the current figure; trimming succeeds;
 //   - cudaLaunchCooperativeKernel and cudaLaunchKernelExC (with the
-//     cooperative attribute).
+//     cooperative attribute; with none; with a cluster dimension): each
+//     runs where the device has the feature and is refused at the launch
+//     where it has not.
 #include <cuda_runtime.h>
 
 #include <stdio.h>
@@ -249,12 +251,14 @@ int main()
   CK(cudaMemPoolTrimTo(pool, 0));
   printf("default memory pool: ok\n");
 
-  // Cooperative and extended launches.
-  int *dc;
+  // Cooperative and extended launches, where the device has cooperative
+  // launches (a GPU; the emulated device refuses them at once).
+  int *dc, coop = 0;
   CK(cudaMalloc(&dc, 4096 * sizeof(int)));
+  CK(cudaMemset(dc, 0, 4096 * sizeof(int)));
+  CK(cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, 0));
   int nn = 4096;
   void *args[] = {&dc, &nn};
-  CK(cudaLaunchCooperativeKernel((const void *)iota, dim3(2), dim3(128), args, 0, s));
   cudaLaunchConfig_t cfg;
   memset(&cfg, 0, sizeof(cfg));
   cudaLaunchAttribute attr;
@@ -265,13 +269,62 @@ int main()
   cfg.stream = s;
   cfg.attrs = &attr;
   cfg.numAttrs = 1;
+  static int hc[4096];
+  if (coop) {
+    CK(cudaLaunchCooperativeKernel((const void *)iota, dim3(2), dim3(128), args, 0, s));
+    CK(cudaLaunchKernelExC(&cfg, (const void *)iota, args));
+    CK(cudaStreamSynchronize(s));
+    CK(cudaMemcpy(hc, dc, sizeof(hc), cudaMemcpyDeviceToHost));
+    for (int i = 0; i < 4096; i++)
+      EXPECT(hc[i] == i, "launched %d: %d", i, hc[i]);
+    printf("cooperative and extended launches: ok\n");
+  } else {
+    cudaError_t e = cudaLaunchCooperativeKernel((const void *)iota, dim3(2),
+                                                dim3(128), args, 0, s);
+    EXPECT(e == cudaErrorNotSupported, "a cooperative launch without "
+           "cooperative launches: %s", cudaGetErrorName(e));
+    e = cudaLaunchKernelExC(&cfg, (const void *)iota, args);
+    EXPECT(e == cudaErrorNotSupported, "cudaLaunchKernelExC cooperative "
+           "without cooperative launches: %s", cudaGetErrorName(e));
+    (void)cudaGetLastError();
+    printf("cooperative launches: none on this device, refused at once: ok\n");
+  }
+  cfg.numAttrs = 0; // a plain extended launch runs anywhere
+  CK(cudaMemsetAsync(dc, 0, 4096 * sizeof(int), s));
   CK(cudaLaunchKernelExC(&cfg, (const void *)iota, args));
   CK(cudaStreamSynchronize(s));
-  static int hc[4096];
   CK(cudaMemcpy(hc, dc, sizeof(hc), cudaMemcpyDeviceToHost));
   for (int i = 0; i < 4096; i++)
-    EXPECT(hc[i] == i, "launched %d: %d", i, hc[i]);
-  printf("cooperative and extended launches: ok\n");
+    EXPECT(hc[i] == i, "extended launch %d: %d", i, hc[i]);
+  printf("cudaLaunchKernelExC without attributes: ok\n");
+  cfg.numAttrs = 1;
+
+  // Thread block clusters, where the device has them (compute capability
+  // 9.0: an H100 natively or through tremote); elsewhere refused at once.
+  int clusters = 0;
+  CK(cudaDeviceGetAttribute(&clusters, cudaDevAttrClusterLaunch, 0));
+  attr.id = cudaLaunchAttributeClusterDimension;
+  attr.val.clusterDim.x = 2;
+  attr.val.clusterDim.y = 1;
+  attr.val.clusterDim.z = 1;
+  cfg.gridDim = dim3(4);
+  cfg.blockDim = dim3(128);
+  CK(cudaMemsetAsync(dc, 0, 4096 * sizeof(int), s));
+  if (clusters) {
+    CK(cudaLaunchKernelExC(&cfg, (const void *)iota, args));
+    CK(cudaStreamSynchronize(s));
+    CK(cudaMemcpy(hc, dc, sizeof(hc), cudaMemcpyDeviceToHost));
+    for (int i = 0; i < 4096; i++)
+      EXPECT(hc[i] == i, "launched in clusters %d: %d", i, hc[i]);
+    printf("clusters of 2 blocks: ok\n");
+  } else {
+    cudaError_t e = cudaLaunchKernelExC(&cfg, (const void *)iota, args);
+    EXPECT(e != cudaSuccess, "a cluster launch on a device without clusters "
+                             "succeeded");
+    EXPECT(cudaGetLastError() == e, "cudaGetLastError after it");
+    printf("clusters: none on this device (%s at the launch): ok\n",
+           cudaGetErrorName(e));
+  }
 
   CK(cudaFree(dc));
   CK(cudaFree(d2));

@@ -17,7 +17,9 @@
 #      agent with the cuda backend, i.e. on this GPU through tremote
 #      (sessions in worker processes, the cuda backend's default);
 #      4d. tremote-smi's NVML figures against nvidia-smi's;
-#      4e. the runtime programs of step 5 under the shim on LOCAL(cuda);
+#      4e. the runtime programs of step 5 under the shim on LOCAL(cuda)
+#      (coop_grid among them: a cooperative launch's grid-wide sync, and
+#      runtime_misc's clusters where the GPU has them);
 #      4f. 100000 small launches and a synchronise on LOCAL(cuda) and
 #      natively: launches run per second (printed);
 #   5. the runtime programs of issue 5 natively (their expectations are a
@@ -195,7 +197,7 @@ s_4e() {
         bad=0
         for a in streams_events legacy_stream host_memory runtime_misc graphs managed \
                  "async_launches fault" pinned_copies memory_roundtrip "stream_priority api" \
-                 "stream_priority order -5 max 3"; do
+                 "stream_priority order -5 max 3" coop_grid; do
             # shellcheck disable=SC2086
             app_pass "$TR_TMP/out" 60 "$TR_PRELOAD" "$APPS" $a || bad=1
         done
@@ -233,7 +235,7 @@ s_5() {
     [ -n "$old_driver" ] && skipped=$old_driver
     for a in streams_events host_memory runtime_misc graphs managed "async_launches fault" \
              pinned_copies legacy_stream "stream_fairness 1024 300" "stream_priority api" \
-             "stream_priority order -5"; do
+             "stream_priority order -5" coop_grid; do
         [ -n "$old_driver" ] && break
         # shellcheck disable=SC2086
         app_pass "$B/native.out" 120 "" "$B/tests/apps" $a || fails+=("native $a")

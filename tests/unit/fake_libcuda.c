@@ -68,6 +68,9 @@ struct fakecuda_stats {
                          writes device printf out) */
   int host_regs;      /* host ranges page-locked (cuMemHostRegister) */
   int most_queued;    /* spin kernels queued on one thread at once */
+  int coop_launches;  /* cuLaunchKernelEx with the cooperative attribute */
+  int cluster_launches; /* ... with a cluster of more than one block */
+  unsigned last_cluster[3]; /* the newest such cluster's shape */
 };
 void fakecuda_stats(struct fakecuda_stats *s);
 
@@ -145,6 +148,9 @@ static __thread struct {
   CUcontext ctx;
 } pending;
 static int most_queued;
+/* Launches through cuLaunchKernelEx, by kind (see cuLaunchKernelEx). */
+static int coop_launches, cluster_launches;
+static unsigned last_cluster[3];
 static uint64_t used;
 static bool inited;
 
@@ -168,6 +174,9 @@ void fakecuda_stats(struct fakecuda_stats *s)
   s->syncs = syncs;
   s->host_regs = nhost_reg;
   s->most_queued = most_queued;
+  s->coop_launches = coop_launches;
+  s->cluster_launches = cluster_launches;
+  memcpy(s->last_cluster, last_cluster, sizeof(last_cluster));
   s->primary_refs = primary_refs;
   pthread_mutex_unlock(&mu);
 }
@@ -284,6 +293,8 @@ CUresult cuDeviceGetAttribute(int *v, CUdevice_attribute a, CUdevice dev)
   case CU_DEVICE_ATTRIBUTE_WARP_SIZE: *v = 32; break;
   case CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK: *v = 1024; break;
   case CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT: *v = 4; break;
+  case CU_DEVICE_ATTRIBUTE_COOPERATIVE_LAUNCH: *v = 1; break;
+  case CU_DEVICE_ATTRIBUTE_CLUSTER_LAUNCH: *v = 1; break; /* 9.0 */
   /* Where it sits: 0000:3b:00.0 (tremote-smi's pci.bus_id). */
   case CU_DEVICE_ATTRIBUTE_PCI_DOMAIN_ID: *v = 0; break;
   case CU_DEVICE_ATTRIBUTE_PCI_BUS_ID: *v = 0x3b; break;
@@ -1054,4 +1065,46 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz,
   if (!ok)
     cur->sticky = CUDA_ERROR_ILLEGAL_ADDRESS;
   return CUDA_SUCCESS;
+}
+
+/*
+ * A launch with attributes: the cooperative one and a cluster's shape are
+ * counted (fakecuda_stats), the rest refused as unknown here; the kernel
+ * runs as cuLaunchKernel runs it.  A cluster must divide the grid, as the
+ * driver wants.
+ */
+CUresult cuLaunchKernelEx(const CUlaunchConfig *c, CUfunction f,
+                          void **params, void **extra)
+{
+  bool coop = false;
+  unsigned cl[3] = {1, 1, 1};
+
+  if (!c || (c->numAttrs && !c->attrs))
+    return CUDA_ERROR_INVALID_VALUE;
+  for (unsigned i = 0; i < c->numAttrs; i++) {
+    const CUlaunchAttribute *a = &c->attrs[i];
+
+    if (a->id == CU_LAUNCH_ATTRIBUTE_COOPERATIVE) {
+      coop = a->value.cooperative != 0;
+    } else if (a->id == CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION) {
+      cl[0] = a->value.clusterDim.x;
+      cl[1] = a->value.clusterDim.y;
+      cl[2] = a->value.clusterDim.z;
+      if (!cl[0] || !cl[1] || !cl[2] || c->gridDimX % cl[0] ||
+          c->gridDimY % cl[1] || c->gridDimZ % cl[2])
+        return CUDA_ERROR_INVALID_CLUSTER_SIZE;
+    } else {
+      return CUDA_ERROR_INVALID_VALUE;
+    }
+  }
+  pthread_mutex_lock(&mu);
+  coop_launches += coop;
+  if (cl[0] * cl[1] * cl[2] > 1) {
+    cluster_launches++;
+    memcpy(last_cluster, cl, sizeof(cl));
+  }
+  pthread_mutex_unlock(&mu);
+  return cuLaunchKernel(f, c->gridDimX, c->gridDimY, c->gridDimZ, c->blockDimX,
+                        c->blockDimY, c->blockDimZ, c->sharedMemBytes,
+                        c->hStream, params, extra);
 }

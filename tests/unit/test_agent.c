@@ -1686,7 +1686,8 @@ static char *output_text(const struct tc_result *r, int fd)
 
 /*
  * printf output comes back with the next SYNCHRONIZE; variables are
- * device memory with their initial values; FUNC_ATTRS describes a kernel.
+ * device memory with their initial values; FUNC_ATTRS describes a kernel;
+ * LAUNCH's flags and cluster are read and checked.
  */
 static void test_kernel_output(void **state)
 {
@@ -1694,7 +1695,7 @@ static void test_kernel_output(void **state)
   struct tc_stream *sess, *lane;
   struct tc_result r;
   uint64_t sid, addr;
-  uint8_t p[64];
+  uint8_t p[TR_LAUNCH_FIXED];
   char *text;
 
   connect_agent(&c);
@@ -1746,6 +1747,32 @@ static void test_kernel_output(void **state)
   assert_int_equal(tr_get_u32(r.data + 24), 80);   /* binary version */
   assert_int_equal(tr_get_u32(r.data + 28), 8);    /* params */
   free(r.data);
+
+  /* LAUNCH's flags and cluster: a cooperative launch runs as any other
+     on the emulated device; it has no clusters; unknown flags are a
+     malformed record. */
+  memset(p, 0, TR_LAUNCH_FIXED);
+  tr_put_u64(p, 10);
+  for (int i = 0; i < 3; i++) {
+    tr_put_u32(p + 8 + 4 * i, 1);
+    tr_put_u32(p + 20 + 4 * i, 1);
+  }
+  tr_put_u32(p + 56, TR_LAUNCH_F_COOPERATIVE);
+  assert_int_equal(tc_call(lane, TR_OP_LAUNCH, 0, p, TR_LAUNCH_FIXED, NULL),
+                   0);
+  assert_int_equal(tc_call(lane, TR_OP_SYNCHRONIZE, 0, NULL, 0, &r), 0);
+  text = output_text(&r, 1);
+  assert_string_equal(text, "hi 0\n");
+  free(text);
+  free(r.data);
+  tr_put_u32(p + 56, 0);
+  tr_put_u32(p + 60, 2);
+  assert_int_equal(tc_call(lane, TR_OP_LAUNCH, 0, p, TR_LAUNCH_FIXED, NULL),
+                   CU_NOT_SUPPORTED);
+  tr_put_u32(p + 60, 0);
+  tr_put_u32(p + 56, 2);
+  assert_int_equal(tc_call(lane, TR_OP_LAUNCH, 0, p, TR_LAUNCH_FIXED, NULL),
+                   TR_ST_BAD_RECORD);
 
   tc_end(sess);
   assert_true(tc_wait_ended(sess));

@@ -75,6 +75,8 @@ struct fakecuda_stats {
   int streams, last_priority;
   unsigned primary_flags, ctx_flags;
   int blocked, primary_refs, syncs, host_regs, most_queued;
+  int coop_launches, cluster_launches;
+  unsigned last_cluster[3];
 };
 
 /* What the fake driver holds now (only with the fake). */
@@ -1008,6 +1010,67 @@ static void test_launch_many(void **state)
   check_fake_empty();
 }
 
+/*
+ * Cooperative launches and thread block clusters go to the driver with
+ * their attributes (cuLaunchKernelEx), and the device says it has both
+ * where the GPU does.  A cluster that does not divide the grid is the
+ * driver's cudaErrorInvalidClusterSize.
+ */
+static void test_cooperative_and_clusters(void **state)
+{
+  struct agt_backend *b = open_cuda();
+  const struct agt_backend_ops *o = b->ops;
+  struct agt_bctx *c = open_ctx(b);
+  struct fakecuda_stats fs0, fs;
+  struct tr_devinfo info;
+  struct agt_launch l;
+  uint8_t prm[4][16];
+  int coop = 0, clusters = 0;
+  void *mod, *fill;
+  uint64_t q;
+
+  o->devinfo(b, &info);
+  assert_int_equal(tr_devinfo_attr(&info, cudaDevAttrCooperativeLaunch, &coop),
+                   0);
+  assert_int_equal(tr_devinfo_attr(&info, cudaDevAttrClusterLaunch, &clusters),
+                   0);
+  print_message("cooperative launches: %d, clusters: %d\n", coop, clusters);
+  if (fake) {
+    assert_int_equal(coop, 1);
+    assert_int_equal(clusters, 1);
+    fake_stats(&fs0);
+  }
+  load_module(b, c, &mod);
+  assert_int_equal(o->function_get(c, mod, "fill", &fill), cudaSuccess);
+  assert_int_equal(o->mem_alloc(c, 1024 * 4, &q), cudaSuccess);
+  if (coop) {
+    batch_entry(&l, prm, 0, q, 1024 | (uint64_t)21 << 32, 4);
+    l.cooperative = true;
+    assert_int_equal(o->launch(c, fill, &l), cudaSuccess);
+    check_fill(b, c, q, 1024, 21);
+  }
+  if (clusters) {
+    batch_entry(&l, prm, 0, q, 1024 | (uint64_t)22 << 32, 4);
+    l.cluster[0] = 2;
+    l.cluster[1] = l.cluster[2] = 1;
+    assert_int_equal(o->launch(c, fill, &l), cudaSuccess);
+    check_fill(b, c, q, 1024, 22);
+    l.cluster[0] = 3; /* 4 blocks */
+    assert_int_equal(o->launch(c, fill, &l), cudaErrorInvalidClusterSize);
+  }
+  if (fake) {
+    fake_stats(&fs);
+    assert_int_equal(fs.coop_launches, fs0.coop_launches + 1);
+    assert_int_equal(fs.cluster_launches, fs0.cluster_launches + 1);
+    assert_int_equal(fs.last_cluster[0], 2);
+    assert_int_equal(fs.last_cluster[1], 1);
+  }
+  o->module_unload(c, mod);
+  o->ctx_close(c);
+  o->destroy(b);
+  check_fake_empty();
+}
+
 static void test_auto_is_cuda(void **state)
 {
   struct agt_backend *b = NULL;
@@ -1103,6 +1166,7 @@ static int child(const char *mode)
     cmocka_unit_test(test_drop_context),
     cmocka_unit_test(test_concurrency),
     cmocka_unit_test(test_launch_many),
+    cmocka_unit_test(test_cooperative_and_clusters),
     cmocka_unit_test(test_auto_is_cuda),
     cmocka_unit_test(test_fault), /* last: see there */
   };
