@@ -899,26 +899,35 @@ cudaError_t cudaFuncSetCacheConfig(const void *func, enum cudaFuncCache config)
 /*
  * A cooperative launch promises that every block is resident at once: a
  * grid larger than the occupancy calculator allows on all multiprocessors
- * is refused as CUDA refuses it.  On a GPU the launch then goes to the
- * driver as cooperative (cuLaunchKernelEx), so grid-wide synchronisation
- * works; the emulated device does not emulate that synchronisation (a
- * kernel that uses it fails to load, naming it).
+ * is refused as CUDA refuses it, and so is any on a device without
+ * cooperative launches (the emulated device, which cannot synchronise a
+ * grid).  On a GPU the launch goes to the driver as cooperative
+ * (cuLaunchKernelEx), so grid-wide synchronisation works.
  */
+/* cudaErrorNotSupported at once (and as the last error) unless the
+   current device has the feature attr, as CUDA refuses a launch the
+   device cannot make. */
+static cudaError_t need_feature(uint32_t attr)
+{
+  struct shim_thread *t;
+  cudaError_t e = shim_ready(&t);
+
+  if (e == cudaSuccess &&
+      !dev_attr(&shim_proc.cli.dev[t->device], attr, 0))
+    e = t->last_error = cudaErrorNotSupported;
+  return e;
+}
+
 static cudaError_t cooperative_check(const void *func, dim3 grid, dim3 block,
                                      size_t shmem)
 {
   struct shim_thread *t;
-  cudaError_t e = shim_ready(&t);
+  cudaError_t e = need_feature(cudaDevAttrCooperativeLaunch);
   int per_sm = 0;
   uint64_t blocks = (uint64_t)grid.x * grid.y * grid.z;
 
-  if (e != cudaSuccess)
+  if (e != cudaSuccess || (e = shim_ready(&t)) != cudaSuccess)
     return e;
-  if (!dev_attr(&shim_proc.cli.dev[t->device], cudaDevAttrCooperativeLaunch,
-                0)) {
-    t->last_error = cudaErrorNotSupported;
-    return cudaErrorNotSupported;
-  }
   e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(
       &per_sm, func, (int)(block.x * block.y * block.z), shmem);
   if (e != cudaSuccess)
@@ -983,16 +992,10 @@ cudaError_t cudaLaunchKernelExC(const cudaLaunchConfig_t *config,
     ex.flags |= TR_LAUNCH_F_COOPERATIVE;
   }
   if (ex.cluster[0] > 1 || ex.cluster[1] > 1 || ex.cluster[2] > 1) {
-    /* At once, as CUDA does, where the device has no clusters. */
-    cudaError_t e = shim_ready(&t);
+    cudaError_t e = need_feature(cudaDevAttrClusterLaunch);
 
     if (e != cudaSuccess)
       return e;
-    if (!dev_attr(&shim_proc.cli.dev[t->device], cudaDevAttrClusterLaunch,
-                  0)) {
-      t->last_error = cudaErrorNotSupported;
-      return cudaErrorNotSupported;
-    }
   }
   return launch(find_func(func), config->gridDim, config->blockDim, args,
                 config->dynamicSmemBytes, config->stream, prio, &ex);
