@@ -137,10 +137,14 @@ static void run_record(struct agt_lane *l, struct agt_rec *r, bool release)
 /*
  * Take r, the head of l (under l->mu), off the queue into rs[0], with the
  * launches right behind it that may go with it (agt_ops_batch_key), at
- * most max in all.  Returns how many were taken.
+ * most max in all, and none more once a lane of the levels in `above` (more
+ * urgent than l) waits: a batch holds this thread until its last kernel
+ * ends, as the records one by one would, but without a look at the queue
+ * between them.  Returns how many were taken.
  */
 static unsigned take_records(struct agt_lane *l, struct agt_rec *r,
-                             struct agt_rec **rs, unsigned max)
+                             struct agt_rec **rs, unsigned max,
+                             unsigned above)
 {
   int key = agt_ops_batch_key(l->sess, r);
   unsigned n = 0;
@@ -149,7 +153,9 @@ static unsigned take_records(struct agt_lane *l, struct agt_rec *r,
     rs[n++] = r;
     l->in_bytes -= r->wire_len;
     r = r->next;
-  } while (key >= 0 && n < max && r && agt_ops_batch_key(l->sess, r) == key);
+  } while (key >= 0 && n < max && r && agt_ops_batch_key(l->sess, r) == key &&
+           !(atomic_load_explicit(&l->exec->levels, memory_order_relaxed) &
+             above));
   l->in_head = r;
   if (!l->in_head)
     l->in_tail = &l->in_head;
@@ -245,7 +251,8 @@ static bool run_lane(struct agt_lane *l)
     }
     n = take_records(l, r, rs,
                      EXEC_BATCH - i < AGT_LAUNCH_BATCH ? EXEC_BATCH - i
-                                                       : AGT_LAUNCH_BATCH);
+                                                       : AGT_LAUNCH_BATCH,
+                     above);
     pthread_mutex_unlock(&l->mu);
 
     run_records(l, rs, n, false);
