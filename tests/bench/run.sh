@@ -21,6 +21,12 @@ BENCH="$BUILD/tools/bench/tremote-bench"
 TMP=$(mktemp -d /tmp/tremote-bench-test.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
 
+# A backend it does not know is a usage error that says what is valid.
+"$BENCH" --backend gpu >"$TMP/usage.out" 2>&1
+rc=$?
+[ $rc = 2 ] && grep -q "'gpu' is not a backend (valid: emu, cuda)" "$TMP/usage.out" ||
+    { cat "$TMP/usage.out"; echo "FAIL: --backend gpu: exit $rc"; exit 1; }
+
 plot=()
 command -v gnuplot >/dev/null && plot=(--plot "$TMP/bench.png")
 "$BENCH" --quick --csv "$TMP/bench.csv" "${plot[@]}" $strict

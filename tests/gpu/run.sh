@@ -34,7 +34,9 @@
 #      6e. natively: 8 equal programs and 32 started at once, the
 #      yardsticks of 6d's fairness and slowest-start figures;
 #   7. tremote-bench --quick --strict: the issue 5 figures on this host
-#      (emulated device; its floors judged).
+#      (emulated device; its floors judged);
+#      7b. the same with --backend cuda: on this GPU, sessions in worker
+#      processes (issue 6: the floors still hold on the cuda backend).
 # The steps run in the order TR_GPU_STEPS lists them (default: what uses
 # the GPU through tremote first, since a device loan is short and a run may
 # be cut off; then the rest); e.g. TR_GPU_STEPS="1 2b 4c" reruns two.
@@ -90,7 +92,7 @@ step_end() {
     [ ${#fails[@]} -gt "$nfails" ] && r="FAIL (${fails[*]:$nfails})"
     [ -n "${skipped:-}" ] && r="SKIPPED ($skipped)"
     # What runs CUDA 13 code on an older driver may fail for that alone.
-    case "$cur" in 2b.*|4c.*|4d.*|4e.*|4f.*|6c.*|6d.*) [ -n "${old_driver:-}" ] && [ "${r#FAIL}" != "$r" ] &&
+    case "$cur" in 2b.*|4c.*|4d.*|4e.*|4f.*|6c.*|6d.*|7b.*) [ -n "${old_driver:-}" ] && [ "${r#FAIL}" != "$r" ] &&
         r="$r [driver older than 580: CUDA 13 code]" ;; esac
     summary+=("$(printf '%-60.60s %4ss  %s' "$cur" $((SECONDS - t0)) "$r")")
     skipped=""
@@ -308,10 +310,19 @@ s_7() {
         fails+=("tremote-bench")
 }
 
-order=${TR_GPU_STEPS:-"1 2b 4c 4e 4f 4d 6c 6d 6e 2 3 4 5 6 6b 7"}
+s_7b() {
+    step "7b. tremote-bench --quick --strict --backend cuda (this GPU, in workers)"
+    # The issue 5 figures as a GPU program gets them (issue 6 asks that
+    # they still hold on the cuda backend): null call, launches, copies
+    # through a session's worker process to the GPU and back.
+    "$B/tools/bench/tremote-bench" --quick --strict --backend cuda --no-delay \
+        --build-dir "$B" || fails+=("tremote-bench on cuda")
+}
+
+order=${TR_GPU_STEPS:-"1 2b 4c 4e 4f 4d 6c 6d 6e 7b 2 3 4 5 6 6b 7"}
 for id in $order; do
     if ! declare -F "s_$id" >/dev/null; then
-        echo "run.sh: TR_GPU_STEPS: no step '$id' (steps: 1 2 2b 3 4 4c 4d 4e 4f 5 6 6b 6c 6d 6e 7)"
+        echo "run.sh: TR_GPU_STEPS: no step '$id' (steps: 1 2 2b 3 4 4c 4d 4e 4f 5 6 6b 6c 6d 6e 7 7b)"
         exit 2
     fi
 done

@@ -59,13 +59,14 @@ struct bench_broker {
   char sock[256], ctl[256], log[256];
 };
 
-/* Start BROKER with one LOCAL emulated machine of EMU_MEM memory, whose
- * agent is AGENT (the real agent, or a wrapper that runs it), sockets and
- * log named NAME.* in DIR; wait (60 s at most) until it is ready.
- * On failure nothing is left running and the log is kept. */
+/* Start BROKER with one LOCAL machine on BACKEND ("emu", with EMU_MEM
+ * memory, or "cuda"), whose agent is AGENT (the real agent, or a wrapper
+ * that runs it), sockets and log named NAME.* in DIR; wait (60 s at most)
+ * until it is ready.  On failure nothing is left running and the log is
+ * kept. */
 int bench_broker_start(struct bench_broker *b, const char *broker,
-                       const char *agent, const char *emu_mem,
-                       const char *dir, const char *name);
+                       const char *agent, const char *backend,
+                       const char *emu_mem, const char *dir, const char *name);
 
 /* SIGTERM, then SIGKILL after 10 s; reaps it.  Safe on a stopped broker. */
 void bench_broker_stop(struct bench_broker *b);

@@ -39,8 +39,9 @@ static const char usage_text[] =
   "Measure tremote against yardsticks taken in the same run, and print\n"
   "every figure as a ratio to its yardstick with the goal and the floor.\n"
   "\n"
-  "It starts its own tremote-broker (one LOCAL machine on the emulated\n"
-  "device, sockets in a private directory under $TMPDIR or /tmp) and runs\n"
+  "It starts its own tremote-broker (one LOCAL machine, on the emulated\n"
+  "device unless --backend cuda; sockets in a private directory under\n"
+  "$TMPDIR or /tmp) and runs\n"
   "the nvcc-built workload bench_calls under LD_PRELOAD=libtremote_shim.so.\n"
   "Nothing else of tremote needs to run; a broker already running is not\n"
   "used.  Figures (yardstick in brackets):\n"
@@ -88,6 +89,10 @@ static const char usage_text[] =
   "  --rate BYTES        tr_relay's rate per direction, with K, M or G\n"
   "                      (powers of 1000; default 1G)\n"
   "  --no-delay          skip the delay workload\n"
+  "  --backend emu|cuda  the LOCAL machine's backend (default emu).  cuda:\n"
+  "                      this host's GPU through the agent's cuda backend,\n"
+  "                      each program's session in a worker process, as a\n"
+  "                      GPU program runs through tremote\n"
   "  --emu-mem SIZE      memory of the emulated device (default 2G)\n"
   "  --build-dir DIR     the build tree holding the broker, agent, shim,\n"
   "                      tests/tools/tr_relay and tests/apps/bench_calls\n"
@@ -125,7 +130,7 @@ struct opts {
   int nsizes, iters, reps, launches, delay_iters;
   double rtt_ms;
   uint64_t rate;
-  const char *emu_mem, *build, *csv, *plot;
+  const char *backend, *emu_mem, *build, *csv, *plot;
 };
 
 struct paths {
@@ -243,7 +248,7 @@ static int parse_int(const char *s, const char *opt)
 static void parse_args(struct opts *o, int argc, char **argv)
 {
   enum { O_QUICK = 256, O_SIZES, O_ITERS, O_REPS, O_LAUNCHES, O_DITERS,
-         O_RTT, O_RATE, O_NODELAY, O_EMU, O_BUILD, O_CSV, O_PLOT, O_STRICT,
+         O_RTT, O_RATE, O_NODELAY, O_BACKEND, O_EMU, O_BUILD, O_CSV, O_PLOT, O_STRICT,
          O_KEEP };
   static const struct option longopts[] = {
       {"quick", no_argument, NULL, O_QUICK},
@@ -255,6 +260,7 @@ static void parse_args(struct opts *o, int argc, char **argv)
       {"rtt-ms", required_argument, NULL, O_RTT},
       {"rate", required_argument, NULL, O_RATE},
       {"no-delay", no_argument, NULL, O_NODELAY},
+      {"backend", required_argument, NULL, O_BACKEND},
       {"emu-mem", required_argument, NULL, O_EMU},
       {"build-dir", required_argument, NULL, O_BUILD},
       {"csv", required_argument, NULL, O_CSV},
@@ -269,7 +275,7 @@ static void parse_args(struct opts *o, int argc, char **argv)
   char *end;
 
   *o = (struct opts){.delay_iters = 50, .rtt_ms = 20, .rate = 1000000000ull,
-                     .emu_mem = "2G"};
+                     .backend = "emu", .emu_mem = "2G"};
   while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
     switch (c) {
     case O_QUICK: o->quick = true; break;
@@ -289,6 +295,12 @@ static void parse_args(struct opts *o, int argc, char **argv)
       o->rate = v;
       break;
     case O_NODELAY: o->no_delay = true; break;
+    case O_BACKEND:
+      if (strcmp(optarg, "emu") && strcmp(optarg, "cuda"))
+        usage_error("--backend: '%s' is not a backend (valid: emu, cuda)",
+                    optarg);
+      o->backend = optarg;
+      break;
     case O_EMU: o->emu_mem = optarg; break;
     case O_BUILD: o->build = optarg; break;
     case O_CSV: o->csv = optarg; break;
@@ -420,7 +432,8 @@ static void measure_tremote(const struct opts *o, const struct paths *p,
     note_fail("memory", -ENOMEM);
     return;
   }
-  rc = bench_broker_start(&b, p->broker, p->agent, o->emu_mem, dir, "broker");
+  rc = bench_broker_start(&b, p->broker, p->agent, o->backend, o->emu_mem, dir,
+                          "broker");
   if (rc < 0) {
     note_fail("starting the broker", rc);
     free(out);
@@ -567,7 +580,8 @@ static void measure_delay(const struct opts *o, const struct paths *p,
   }
   fprintf(stderr, PROG ": tremote behind tr_relay (%g ms, %llu B/s): delay workload\n",
           o->rtt_ms, (unsigned long long)o->rate);
-  rc = bench_broker_start(&b, p->broker, wrapper, o->emu_mem, dir, "delayed");
+  rc = bench_broker_start(&b, p->broker, wrapper, o->backend, o->emu_mem, dir,
+                          "delayed");
   if (rc < 0) {
     note_fail("starting the broker behind the relay", rc);
     free(out);
@@ -777,7 +791,10 @@ int main(int argc, char **argv)
     char host[64] = "?";
     time_t t = time(NULL);
     gethostname(host, sizeof(host) - 1);
-    printf("tremote-bench on %s, %ld CPUs, %s", host, sysconf(_SC_NPROCESSORS_ONLN),
+    printf("tremote-bench on %s, %ld CPUs, the LOCAL machine on %s, %s", host,
+           sysconf(_SC_NPROCESSORS_ONLN),
+           strcmp(o.backend, "cuda") ? "the emulated device"
+                                     : "this GPU (cuda backend)",
            ctime(&t));
     printf("yardsticks: TCP ping-pong p50 %.1f us, relay ping-pong p50 %.1f us",
            r->tcp_p50 * 1e6, r->rly_p50 * 1e6);

@@ -53,8 +53,8 @@ int bench_fd_to(int fd, int to)
 }
 
 int bench_broker_start(struct bench_broker *b, const char *broker,
-                       const char *agent, const char *emu_mem,
-                       const char *dir, const char *name)
+                       const char *agent, const char *backend,
+                       const char *emu_mem, const char *dir, const char *name)
 {
   char line[16] = {0};
   int p[2], logfd, st, n = 0;
@@ -78,7 +78,7 @@ int bench_broker_start(struct bench_broker *b, const char *broker,
     if (dup2(logfd, 1) != 1 || dup2(logfd, 2) != 2 || bench_fd_to(p[1], 3) < 0)
       _exit(126);
     execl(broker, broker, "--socket", b->sock, "--control", b->ctl, "--agent",
-          agent, "--local", "1", "--backend", "emu", "--emu-mem", emu_mem,
+          agent, "--local", "1", "--backend", backend, "--emu-mem", emu_mem,
           "--ready-fd", "3", "--log-level", "warn", (char *)NULL);
     fprintf(stderr, "tremote-bench: cannot run %s: %s\n", broker, strerror(errno));
     _exit(127);
