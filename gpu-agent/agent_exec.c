@@ -136,26 +136,39 @@ static void run_record(struct agt_lane *l, struct agt_rec *r, bool release)
 
 /*
  * Take r, the head of l (under l->mu), off the queue into rs[0], with the
- * launches right behind it that may go with it (agt_ops_batch_key), at
- * most max in all, and none more once a lane of the levels in `above` (more
- * urgent than l) waits: a batch holds this thread until its last kernel
- * ends, as the records one by one would, but without a look at the queue
- * between them.  Returns how many were taken.
+ * launches right behind it that may go with it (agt_ops_batch_key) and
+ * the marks among them (agt_ops_batch_mark): at most max launches and
+ * AGT_BATCH_MAX records, and none more once a lane of the levels in
+ * `above` (more urgent than l) waits: a batch holds this thread until its
+ * last kernel ends, as the records one by one would, but without a look at
+ * the queue between them.  Returns how many records were taken; *nl, how
+ * many of them are launches (or 1).
  */
 static unsigned take_records(struct agt_lane *l, struct agt_rec *r,
                              struct agt_rec **rs, unsigned max,
-                             unsigned above)
+                             unsigned above, unsigned *nl)
 {
   int key = agt_ops_batch_key(l->sess, r);
   unsigned n = 0;
 
-  do {
+  *nl = 0;
+  for (;;) {
+    bool launch;
+
     rs[n++] = r;
+    *nl += r->hdr.opcode == TR_OP_LAUNCH;
     l->in_bytes -= r->wire_len;
     r = r->next;
-  } while (key >= 0 && n < max && r && agt_ops_batch_key(l->sess, r) == key &&
-           !(atomic_load_explicit(&l->exec->levels, memory_order_relaxed) &
-             above));
+    if (key < 0 || !r || n == AGT_BATCH_MAX ||
+        (atomic_load_explicit(&l->exec->levels, memory_order_relaxed) &
+         above))
+      break;
+    launch = agt_ops_batch_key(l->sess, r) == key;
+    if (launch ? *nl == max : !agt_ops_batch_mark(r))
+      break;
+  }
+  if (*nl == 0)
+    *nl = 1;
   l->in_head = r;
   if (!l->in_head)
     l->in_tail = &l->in_head;
@@ -196,9 +209,9 @@ static bool run_lane(struct agt_lane *l)
   bool ready_asked = false;
 
   for (unsigned i = 0;;) {
-    struct agt_rec *r, *rs[AGT_LAUNCH_BATCH];
+    struct agt_rec *r, *rs[AGT_BATCH_MAX];
     bool notify = false;
-    unsigned n;
+    unsigned n, nl;
 
     pthread_mutex_lock(&l->mu);
     if (l->aborted) {
@@ -252,11 +265,11 @@ static bool run_lane(struct agt_lane *l)
     n = take_records(l, r, rs,
                      EXEC_BATCH - i < AGT_LAUNCH_BATCH ? EXEC_BATCH - i
                                                        : AGT_LAUNCH_BATCH,
-                     above);
+                     above, &nl);
     pthread_mutex_unlock(&l->mu);
 
     run_records(l, rs, n, false);
-    i += n;
+    i += nl; /* marks cost nothing to speak of */
   }
 }
 

@@ -58,9 +58,12 @@ void agt_ops_execute(struct agt_lane *l, struct agt_rec *r);
 
 /*
  * Consecutive kernel launches of a lane that nobody waits for go to the
- * backend together (backend.h, launch_many), at most this many at once.
+ * backend together (backend.h, launch_many), at most this many at once,
+ * with the marks between them (agt_ops_batch_mark): a stream's launches
+ * come each followed by the stream's mark.
  */
 #define AGT_LAUNCH_BATCH 64
+#define AGT_BATCH_MAX (2 * AGT_LAUNCH_BATCH) /* records, marks included */
 
 /*
  * Whether r may go with the launches next to it: -1 if not (not a launch,
@@ -70,9 +73,18 @@ void agt_ops_execute(struct agt_lane *l, struct agt_rec *r);
 int agt_ops_batch_key(const struct agt_session *s, const struct agt_rec *r);
 
 /*
- * Execute rs[0..n), n <= AGT_LAUNCH_BATCH launches with one batch key, as
- * agt_ops_execute would one after another, the backend waiting for the
- * device once.  The records are still the caller's.
+ * Whether r, an EVENT_RECORD of a mark (TR_EVENT_F_MARK: waited for, never
+ * timed), may go in a batch of launches: it is then recorded once every
+ * launch of the batch has run.
+ */
+bool agt_ops_batch_mark(const struct agt_rec *r);
+
+/*
+ * Execute rs[0..n), n <= AGT_BATCH_MAX records: at most AGT_LAUNCH_BATCH
+ * launches with one batch key and marks among them, as agt_ops_execute
+ * would one after another, except that the backend waits for the device
+ * once and the marks are recorded after the last launch.  The records are
+ * still the caller's.
  */
 void agt_ops_execute_launches(struct agt_lane *l, struct agt_rec *const *rs,
                               unsigned n);

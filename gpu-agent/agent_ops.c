@@ -797,11 +797,17 @@ static uint32_t op_launch(struct agt_call *c)
 int agt_ops_batch_key(const struct agt_session *s, const struct agt_rec *r)
 {
   if (!s->be->ops->launch_many || r->hdr.opcode != TR_OP_LAUNCH ||
-      (r->hdr.flags & (TR_F_WANT_REPLY | TR_F_REPLY | TR_F_MORE |
-                       TR_F_SHMREF | TR_F_OUTPUT)) ||
-      r->hdr.payload_len < TR_LAUNCH_FIXED)
+      r->hdr.flags || r->hdr.payload_len < TR_LAUNCH_FIXED)
     return -1;
-  return tr_priority_clamp((int32_t)tr_get_u32(r->payload + 52));
+  /* Priorities run from 0 down to TR_PRIORITY_GREATEST: negated, a key. */
+  return -tr_priority_clamp((int32_t)tr_get_u32(r->payload + 52));
+}
+
+bool agt_ops_batch_mark(const struct agt_rec *r)
+{
+  return r->hdr.opcode == TR_OP_EVENT_RECORD && r->hdr.flags == 0 &&
+         r->hdr.payload_len == 24 &&
+         tr_get_u64(r->payload + 16) == TR_EVENT_F_MARK;
 }
 
 void agt_ops_execute_launches(struct agt_lane *l, struct agt_rec *const *rs,
@@ -811,11 +817,11 @@ void agt_ops_execute_launches(struct agt_lane *l, struct agt_rec *const *rs,
   struct agt_launch ls[AGT_LAUNCH_BATCH];
   struct agt_smod *sms[AGT_LAUNCH_BATCH];
   void *fns[AGT_LAUNCH_BATCH];
-  uint32_t st[AGT_LAUNCH_BATCH], got[AGT_LAUNCH_BATCH];
+  uint32_t st[AGT_BATCH_MAX], got[AGT_LAUNCH_BATCH];
   unsigned at[AGT_LAUNCH_BATCH], k = 0;
   uint32_t sticky = atomic_load(&s->sticky);
 
-  for (unsigned i = 0; i < n && i < AGT_LAUNCH_BATCH; i++) {
+  for (unsigned i = 0; i < n; i++) {
     struct agt_call c = {
       .lane = l,
       .sess = s,
@@ -824,6 +830,10 @@ void agt_ops_execute_launches(struct agt_lane *l, struct agt_rec *const *rs,
       .len = rs[i]->hdr.payload_len,
     };
 
+    if (rs[i]->hdr.opcode != TR_OP_LAUNCH) {
+      st[i] = cudaSuccess; /* a mark: run below, after the launches */
+      continue;
+    }
     st[i] = sticky ? sticky : launch_parse(&c, &ls[k], &fns[k], &sms[k]);
     if (st[i] == cudaSuccess)
       at[k++] = i;
@@ -836,8 +846,11 @@ void agt_ops_execute_launches(struct agt_lane *l, struct agt_rec *const *rs,
     smod_put(s, sms[j]);
   }
   /* Nobody waits for these: the first error is the lane's deferred one,
-     as agt_ops_execute makes it. */
-  for (unsigned i = 0; i < n && i < AGT_LAUNCH_BATCH; i++) {
+     as agt_ops_execute makes it.  A mark is recorded now that every launch
+     before it has run (and those after it, which only makes it late). */
+  for (unsigned i = 0; i < n; i++) {
+    if (rs[i]->hdr.opcode != TR_OP_LAUNCH)
+      agt_ops_execute(l, rs[i]);
     if (!st[i])
       continue;
     agt_debug("lane %llu: LAUNCH request %llu: status %#x",
@@ -874,7 +887,8 @@ static uint32_t op_event_record(struct agt_call *c)
   struct agt_waiter *woken;
   uint32_t st = cudaSuccess;
 
-  if (c->len != 16)
+  if ((c->len != 16 && c->len != 24) ||
+      (c->len == 24 && (tr_get_u64(c->p + 16) & ~(uint64_t)TR_EVENT_F_MARK)))
     return TR_ST_BAD_RECORD;
   h = tr_get_u64(c->p);
   gen = tr_get_u64(c->p + 8);

@@ -38,6 +38,7 @@
  * when the record runs: the remote device's clock.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -96,16 +97,26 @@ static uint64_t cur_serial(const struct shim_thread *t)
   return t->cur->serial;
 }
 
-/* Queue the next record of e on t's lane for dev (no reply). */
-static int event_record(struct shim_thread *t, struct shim_event *e, int dev)
+/*
+ * Queue the next record of e on t's lane for dev (no reply).  A mark
+ * (a stream's own event, a host function's) is waited for but never
+ * timed: the agent may complete it together with the launches around it
+ * (TR_EVENT_F_MARK), so a stream's launches still go to the GPU in
+ * batches although each is followed by its stream's mark.
+ */
+static int event_record(struct shim_thread *t, struct shim_event *e, int dev,
+                        bool mark)
 {
-  uint8_t a[16];
+  uint8_t a[24];
   uint64_t gen = atomic_fetch_add(&e->gen, 1) + 1;
+  uint32_t n = (uint32_t)event_args(a, e->handle, gen);
   int rc;
 
-  rc = shim_call(t, dev, TR_OP_EVENT_RECORD, a,
-                 (uint32_t)event_args(a, e->handle, gen), NULL, 0, 0, NULL, 0,
-                 NULL);
+  if (mark) {
+    tr_put_u64(a + n, TR_EVENT_F_MARK);
+    n += 8;
+  }
+  rc = shim_call(t, dev, TR_OP_EVENT_RECORD, a, n, NULL, 0, 0, NULL, 0, NULL);
   if (rc == 0) {
     atomic_store(&e->dev, dev);
     atomic_store(&e->by, cur_serial(t));
@@ -774,7 +785,7 @@ static cudaError_t host_func(cudaStream_t stream, cudaHostFn_t fn,
     j->ev->magic = EVENT_MAGIC;
     j->ev->handle = shim_new_handle();
     atomic_init(&j->ev->dev, -1);
-    rc = event_record(t, j->ev, t->device);
+    rc = event_record(t, j->ev, t->device, true);
     if (rc) {
       free(j->ev);
       free(j);
@@ -891,7 +902,7 @@ void shim_stream_mark(struct shim_thread *t, struct shim_stream *s)
      error; the work itself is queued already.  Work captured into a
      graph has not run and is not marked. */
   if (s && !s->capture)
-    (void)event_record(t, &s->ev, s->dev);
+    (void)event_record(t, &s->ev, s->dev, true);
   else if (!s)
     legacy_leave(t);
 }
@@ -1246,7 +1257,8 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream)
   e = shim_capture_refuse(t, "cudaEventRecord");
   if (e != cudaSuccess)
     return shim_fail(t, e);
-  return shim_cuda_error(t, event_record(t, ev, s ? s->dev : t->device));
+  return shim_cuda_error(t,
+                         event_record(t, ev, s ? s->dev : t->device, false));
 }
 
 cudaError_t cudaEventRecordWithFlags(cudaEvent_t event, cudaStream_t stream,

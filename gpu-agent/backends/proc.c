@@ -958,8 +958,6 @@ static uint32_t proc_function_attrs(struct agt_bctx *c, void *fn,
   return st;
 }
 
-/* LAUNCH: a[] = grid, block, shmem | stream, stack_size; x = priority;
-   inline = params. */
 /*
  * As many launches as fit in one message each time (a message holds more
  * than a thousand small ones), the worker running each message's through

@@ -26,7 +26,6 @@ struct pmsg {
   uint32_t status;
   uint64_t a[6];
   uint32_t len; /* inline bytes that follow */
-  int32_t x;    /* LAUNCH: the priority; 0 otherwise */
 };
 
 /* One launch of P_LAUNCHN: this, then params_size bytes of parameters,

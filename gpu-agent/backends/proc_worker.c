@@ -135,7 +135,8 @@ static void launch_many(struct wchan *ch, const struct pmsg *m)
       goto refuse;
     memcpy(&pl, ch->buf + off, sizeof(pl));
     off += sizeof(pl);
-    if (pl.params_size > m->len - off)
+    if (pl.params_size > m->len - off ||
+        ((pl.params_size + 7u) & ~7u) > m->len - off)
       goto refuse;
     fns[i] = (void *)(uintptr_t)pl.fn;
     ls[i] = (struct agt_launch){
@@ -333,6 +334,9 @@ int agt_proc_worker_main(int ctl)
 
   if (!buf)
     return 1;
+  /* Nothing this process starts may keep the socket open: its hang-up is
+     how the agent learns of this process's end (proc_synchronize). */
+  (void)fcntl(ctl, F_SETFD, FD_CLOEXEC);
   cc.buf = buf;
   pthread_mutex_init(&cc.send_mu, NULL);
   /* An agent that died before PR_SET_PDEATHSIG took closed its end: the

@@ -38,8 +38,9 @@
 #include <string.h>
 
 #define TR_PROTO_MAGIC 0x314d5254u /* bytes "TRM1" */
-#define TR_PROTO_VERSION_MIN 1
-#define TR_PROTO_VERSION_MAX 1
+/* 2: LAUNCH's fixed part grew from 56 to 72 bytes (flags, cluster). */
+#define TR_PROTO_VERSION_MIN 2
+#define TR_PROTO_VERSION_MAX 2
 #define TR_HDR_SIZE 32u
 
 /*
@@ -145,7 +146,7 @@ static inline uint64_t tr_lane_mark(uint64_t lane_id)
   /* 64..79: execution */                                                      \
   X(64, LAUNCH, 0, "tr_launch fixed part, packed parameters -> empty")      \
   /* 80..95: events (streams are ordering on the client side) */              \
-  X(80, EVENT_RECORD, 0, "u64 event, u64 generation -> empty")                \
+  X(80, EVENT_RECORD, 0, "u64 event, u64 generation [, u64 flags] -> empty") \
   X(81, EVENT_QUERY, 0, "u64 event, u64 generation -> empty or NotReady")     \
   X(82, EVENT_ELAPSED, 0, "u64 start, u64 stop -> i64 nanoseconds")           \
   X(83, EVENT_DESTROY, 0, "u64 event -> empty")                             \
@@ -429,6 +430,12 @@ int tr_devinfo_attr(const struct tr_devinfo *d, uint32_t attr, int32_t *value);
 /* Every block resident at once, as cudaLaunchCooperativeKernel asks (for
    grid-wide synchronisation). */
 #define TR_LAUNCH_F_COOPERATIVE 1u
+
+/* EVENT_RECORD's optional flags (a third u64; others are a malformed
+   record).  MARK: an event only waited for, never timed (a stream's own
+   mark): the agent may record it together with the launches next to it,
+   once they have all run, rather than one launch at a time. */
+#define TR_EVENT_F_MARK 1u
 
 /*
  * Stream priorities, as cudaDeviceGetStreamPriorityRange reports them:

@@ -10,9 +10,11 @@
 //                          unmapped address: the launches themselves
 //                          succeed, cudaStreamSynchronize returns
 //                          cudaErrorIllegalAddress, cudaGetLastError too.
-//   async_launches rate N  N launches back to back: prints the enqueue
+//   async_launches rate N [PRIORITY]
+//                          N launches back to back: prints the enqueue
 //                          rate (launches per second until the last launch
-//                          call returned), then synchronises.
+//                          call returned), then synchronises; with
+//                          PRIORITY, on a stream of that priority.
 // Prints PASS on success.  Runs natively on a GPU as well.
 #include <cuda_runtime.h>
 
@@ -98,18 +100,23 @@ int main(int argc, char **argv)
     }
   } else if (strcmp(mode, "rate") == 0) {
     long n = argc > 2 ? atol(argv[2]) : 100000;
+    cudaStream_t s = 0;
+
+    if (argc > 3)
+      CK(cudaStreamCreateWithPriority(&s, cudaStreamNonBlocking,
+                                      atoi(argv[3])));
     double t0 = now_s();
 
     for (long i = 0; i < n; i++)
-      mark<<<1, 1>>>(d, (int)(i % N), -1);
+      mark<<<1, 1, 0, s>>>(d, (int)(i % N), -1);
     double t1 = now_s();
     CK(cudaGetLastError());
-    CK(cudaStreamSynchronize(0));
+    CK(cudaStreamSynchronize(s));
     double t2 = now_s();
     printf("launches=%ld enqueue_per_s=%.0f total_per_s=%.0f\n", n,
            n / (t1 - t0), n / (t2 - t0));
   } else {
-    fprintf(stderr, "usage: async_launches count|fault|rate [N]\n");
+    fprintf(stderr, "usage: async_launches count|fault|rate [N [PRIORITY]]\n");
     return 2;
   }
   printf("PASS async_launches %s\n", mode);

@@ -40,9 +40,14 @@ int main()
   }
   CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, shift, threads, 0));
-  int blocks = sms * per_sm;
-  if (blocks > 1024)
-    blocks = 1024;
+  if (per_sm < 1) {
+    fprintf(stderr, "FAIL occupancy of %d-thread blocks: %d per SM\n", threads,
+            per_sm);
+    return 1;
+  }
+  // One block per multiprocessor: resident at once whatever the exact
+  // occupancy, which the grid-wide barrier needs.
+  int blocks = sms;
   CK(cudaMalloc(&a, n * sizeof(int)));
   CK(cudaMalloc(&b, n * sizeof(int)));
   int nn = n;

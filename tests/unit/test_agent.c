@@ -399,8 +399,8 @@ static void test_hello(void **state)
   hello(&c, 1, 7, ~0ull, &h, &p);
   assert_int_equal(h.status, 0);
   assert_int_equal(tr_hello_unpack(p, h.payload_len, &hl), 0);
-  assert_int_equal(hl.min_version, 1);
-  assert_int_equal(hl.max_version, 1);
+  assert_int_equal(hl.min_version, TR_PROTO_VERSION_MAX);
+  assert_int_equal(hl.max_version, TR_PROTO_VERSION_MAX);
   assert_int_equal(hl.role, TR_ROLE_AGENT);
   /* The emulator runs kernels: TR_CAP_EXEC. */
   assert_int_equal(hl.caps, TR_CAP_MODULE_CACHE | TR_CAP_EXEC);
@@ -423,7 +423,7 @@ static void test_hello(void **state)
   assert_int_equal(v, 1024);
 
   /* Caps are the intersection: offering none agrees on none. */
-  hello(&c, 1, 1, 0, &h, &p);
+  hello(&c, TR_PROTO_VERSION_MIN, TR_PROTO_VERSION_MAX, 0, &h, &p);
   assert_int_equal(tr_hello_unpack(p, h.payload_len, &hl), 0);
   assert_int_equal(hl.caps, 0);
   tc_close(&c);
@@ -437,13 +437,13 @@ static void test_hello_version_mismatch(void **state)
   char text[256];
 
   connect_agent(&c);
-  hello(&c, 2, 3, 0, &h, &p);
+  hello(&c, TR_PROTO_VERSION_MAX + 1, TR_PROTO_VERSION_MAX + 2, 0, &h, &p);
   assert_int_equal(h.status, TR_ST_VERSION);
   assert_true(h.payload_len > 0 && h.payload_len < sizeof(text));
   memcpy(text, p, h.payload_len);
   text[h.payload_len] = 0;
-  assert_non_null(strstr(text, "1..1"));
-  assert_non_null(strstr(text, "2..3"));
+  assert_non_null(strstr(text, "2..2"));
+  assert_non_null(strstr(text, "3..4"));
   assert_true(tc_wait_eof(&c)); /* and the connection is closed */
   tc_close(&c);
 }
@@ -1371,7 +1371,7 @@ static void test_lane_mark(void **state)
   struct tc_stream *sess, *a, *b, *l3;
   struct tc_result r;
   uint64_t sid, x, y, rid1, rid2;
-  uint8_t d2d[24], ms[20], q[16];
+  uint8_t d2d[24], ms[20], q[24];
 
   (void)state;
   connect_agent(&c);
@@ -1419,6 +1419,19 @@ static void test_lane_mark(void **state)
                    TR_ST_BAD_HANDLE);
   assert_int_equal(tc_call(b, TR_OP_EVENT_DESTROY, 0, q, 8, NULL),
                    TR_ST_BAD_HANDLE);
+
+  /* EVENT_RECORD's optional flags: MARK is one, others are malformed. */
+  tr_put_u64(q, 0x77);
+  tr_put_u64(q + 8, 1);
+  tr_put_u64(q + 16, TR_EVENT_F_MARK);
+  assert_int_equal(tc_call(b, TR_OP_EVENT_RECORD, 0, q, 24, NULL), 0);
+  tr_put_u64(q + 8, 1);
+  assert_int_equal(tc_call(b, TR_OP_EVENT_QUERY, 0, q, 16, NULL), 0);
+  tr_put_u64(q + 8, 2);
+  tr_put_u64(q + 16, 2);
+  assert_int_equal(tc_call(b, TR_OP_EVENT_RECORD, 0, q, 24, NULL),
+                   TR_ST_BAD_RECORD);
+  tr_put_u64(q, tr_lane_mark(3));
 
   /* Its own mark never holds a lane back. */
   event_rec(a, TR_OP_EVENT_WAIT, tr_lane_mark(1), 1000);

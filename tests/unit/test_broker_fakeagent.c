@@ -59,7 +59,8 @@ static ssize_t body_cb(nghttp2_session *s, int32_t id, uint8_t *buf,
 static void hello_reply(struct reply *r)
 {
   struct tr_hdr h;
-  struct tr_hello he = {1, 1, TR_ROLE_AGENT, 0, (uint32_t)getpid(), 0};
+  struct tr_hello he = {TR_PROTO_VERSION_MAX, TR_PROTO_VERSION_MAX,
+                        TR_ROLE_AGENT, 0, (uint32_t)getpid(), 0};
   struct tr_devinfo d;
   const char *msg = "fake agent speaks versions 7..9";
 

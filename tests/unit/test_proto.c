@@ -43,7 +43,7 @@ static void test_le_helpers(void **state)
 
 static const uint8_t hdr_bytes[TR_HDR_SIZE] = {
   0x54, 0x52, 0x4d, 0x31,                         /* magic "TRM1" */
-  0x01, 0x00,                                     /* version 1 */
+  0x02, 0x00,                                     /* version 2 */
   0x22, 0x00,                                     /* opcode 34 */
   0x0b, 0x00,                                     /* flags */
   0x05, 0x04,                                     /* device */
@@ -70,7 +70,7 @@ static void test_hdr_pack(void **state)
   (void)state;
   sample_hdr(&h);
   assert_int_equal(h.magic, TR_PROTO_MAGIC);
-  assert_int_equal(h.version, 1);
+  assert_int_equal(h.version, 2);
   memset(out, 0xee, sizeof(out));
   tr_hdr_pack(&h, out);
   assert_memory_equal(out, hdr_bytes, TR_HDR_SIZE);
@@ -653,7 +653,7 @@ static void test_decoder_errors(void **state)
   expect_decoder_error(rec, 1000, -EPROTO);
 
   tr_hdr_init(&h, TR_OP_NOP, 0, 1, 0);
-  h.version = 2;
+  h.version = TR_PROTO_VERSION_MAX + 1;
   tr_hdr_pack(&h, rec);
   expect_decoder_error(rec, 1000, -EPROTO);
 
