@@ -896,6 +896,19 @@ cudaError_t cudaFuncSetCacheConfig(const void *func, enum cudaFuncCache config)
   return cudaSuccess; /* a preference; the emulator has one cache */
 }
 
+/* cudaErrorNotSupported at once (and as the last error) unless the
+   current device has the feature attr, as CUDA refuses a launch the
+   device cannot make; *tp is the calling thread's state. */
+static cudaError_t need_feature(uint32_t attr, struct shim_thread **tp)
+{
+  cudaError_t e = shim_ready(tp);
+
+  if (e == cudaSuccess &&
+      !dev_attr(&shim_proc.cli.dev[(*tp)->device], attr, 0))
+    e = (*tp)->last_error = cudaErrorNotSupported;
+  return e;
+}
+
 /*
  * A cooperative launch promises that every block is resident at once: a
  * grid larger than the occupancy calculator allows on all multiprocessors
@@ -904,29 +917,15 @@ cudaError_t cudaFuncSetCacheConfig(const void *func, enum cudaFuncCache config)
  * grid).  On a GPU the launch goes to the driver as cooperative
  * (cuLaunchKernelEx), so grid-wide synchronisation works.
  */
-/* cudaErrorNotSupported at once (and as the last error) unless the
-   current device has the feature attr, as CUDA refuses a launch the
-   device cannot make. */
-static cudaError_t need_feature(uint32_t attr)
-{
-  struct shim_thread *t;
-  cudaError_t e = shim_ready(&t);
-
-  if (e == cudaSuccess &&
-      !dev_attr(&shim_proc.cli.dev[t->device], attr, 0))
-    e = t->last_error = cudaErrorNotSupported;
-  return e;
-}
-
 static cudaError_t cooperative_check(const void *func, dim3 grid, dim3 block,
                                      size_t shmem)
 {
   struct shim_thread *t;
-  cudaError_t e = need_feature(cudaDevAttrCooperativeLaunch);
+  cudaError_t e = need_feature(cudaDevAttrCooperativeLaunch, &t);
   int per_sm = 0;
   uint64_t blocks = (uint64_t)grid.x * grid.y * grid.z;
 
-  if (e != cudaSuccess || (e = shim_ready(&t)) != cudaSuccess)
+  if (e != cudaSuccess)
     return e;
   e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(
       &per_sm, func, (int)(block.x * block.y * block.z), shmem);
@@ -992,7 +991,7 @@ cudaError_t cudaLaunchKernelExC(const cudaLaunchConfig_t *config,
     ex.flags |= TR_LAUNCH_F_COOPERATIVE;
   }
   if (ex.cluster[0] > 1 || ex.cluster[1] > 1 || ex.cluster[2] > 1) {
-    cudaError_t e = need_feature(cudaDevAttrClusterLaunch);
+    cudaError_t e = need_feature(cudaDevAttrClusterLaunch, &t);
 
     if (e != cudaSuccess)
       return e;

@@ -1441,23 +1441,6 @@ static void launch_begin(struct agt_bctx *c)
   pthread_mutex_unlock(&c->w->mu);
 }
 
-static uint32_t cu_launch(struct agt_bctx *c, void *fn,
-                          const struct agt_launch *l)
-{
-  CUresult r = cu_enter(c);
-  CUstream s;
-  uint32_t st;
-
-  if (r != CUDA_SUCCESS)
-    return cu_status(r);
-  launch_begin(c);
-  st = launch_queue(c, fn, l, &s);
-  if (st == cudaSuccess)
-    st = cu_status(cu_stream_wait(&c->cb->drv, s, true));
-  launch_end(c);
-  return st;
-}
-
 /*
  * Launches queued back to back on one stream (one priority), one wait at
  * the end (backend.h): the device is never idle between them for a round
@@ -1493,6 +1476,16 @@ static void cu_launch_many(struct agt_bctx *c, void *const *fns,
       (r = cu_stream_wait(&c->cb->drv, s, true)) != CUDA_SUCCESS)
     st[last] = cu_status(r);
   launch_end(c);
+}
+
+/* One launch is a batch of one. */
+static uint32_t cu_launch(struct agt_bctx *c, void *fn,
+                          const struct agt_launch *l)
+{
+  uint32_t st;
+
+  cu_launch_many(c, &fn, l, 1, &st);
+  return st;
 }
 
 /* ---- the operations ---------------------------------------------------- */

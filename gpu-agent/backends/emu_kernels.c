@@ -484,9 +484,9 @@ uint32_t emu_launch(struct agt_bctx *c, void *fn, const struct agt_launch *l)
   uint32_t st;
 
   /* No thread block clusters: the emulated device is compute capability
-     8.x and says so (cudaDevAttrClusterLaunch 0).  A cooperative launch
-     runs as any other: a kernel that synchronises its whole grid never
-     loaded. */
+     8.x and says so (cudaDevAttrClusterLaunch 0).  It reports no
+     cooperative launches either (it cannot synchronise a grid) and the
+     shim refuses them; one sent anyway runs as any other. */
   if (agt_launch_clustered(l))
     return cudaErrorNotSupported;
   /* cudaLimitStackSize, within the 64 KiB per thread the shim allows. */
