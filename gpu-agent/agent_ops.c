@@ -32,6 +32,7 @@ struct agt_call {
   uint32_t len;
   bool want_reply;
   bool direct; /* MEMCPY_H2D already received into device memory */
+  const uint8_t *staged; /* MEMCPY_H2D received into staging memory */
   struct agt_out *reply; /* final reply payload, or NULL for empty */
   void *unpin;           /* a mem_pin the replies refer to: released once
                             they have all been sent */
@@ -164,7 +165,8 @@ static uint32_t op_memcpy_h2d(struct agt_call *c)
   len = tr_get_u64(c->p + 8);
   if (len > TR_CHUNK_MAX || len != c->len - 16u)
     return TR_ST_BAD_RECORD;
-  return ops_of(c)->copy_h2d(c->sess->ctx, tr_get_u64(c->p), c->p + 16, len);
+  return ops_of(c)->copy_h2d(c->sess->ctx, tr_get_u64(c->p),
+                             c->staged ? c->staged : c->p + 16, len);
 }
 
 /*
@@ -213,6 +215,42 @@ static uint32_t d2h_by_ref(struct agt_call *c, const uint8_t *view,
   return c->reply ? cudaSuccess : cudaErrorMemoryAllocation;
 }
 
+/*
+ * One chunk of a device-to-host copy, n bytes from src, as a run to
+ * queue; NULL with *st set when it failed (freed by another lane
+ * meanwhile, no memory).  Into the backend's staging memory when it has a
+ * slot free (the run sends from there and gives it back when freed), else
+ * into the run itself.
+ */
+static struct agt_out *d2h_chunk(struct agt_call *c, uint64_t src,
+                                 uint32_t n, uint32_t *st)
+{
+  const struct agt_backend_ops *ops = ops_of(c);
+  struct agt_out *o;
+  void *tok = NULL;
+  uint8_t *buf = NULL;
+
+  if (ops->stage_get && n >= AGT_DIRECT_MIN)
+    buf = ops->stage_get(c->sess->ctx, n, &tok);
+  o = buf ? agt_out_new_ref(buf, n) : agt_out_new(n);
+  if (!o) {
+    if (buf)
+      ops->stage_put(tok);
+    *st = cudaErrorMemoryAllocation;
+    return NULL;
+  }
+  if (buf) {
+    o->release = ops->stage_put;
+    o->release_arg = tok;
+  }
+  *st = ops->copy_d2h(c->sess->ctx, buf ? buf : agt_out_payload(o), src, n);
+  if (*st) {
+    agt_out_free(o);
+    return NULL;
+  }
+  return o;
+}
+
 static uint32_t op_memcpy_d2h(struct agt_call *c)
 {
   const struct agt_backend_ops *ops = ops_of(c);
@@ -237,24 +275,16 @@ static uint32_t op_memcpy_d2h(struct agt_call *c)
     return d2h_by_ref(c, view, len);
   }
   while (len - off > TR_CHUNK_MAX) {
-    struct agt_out *o = agt_out_new(TR_CHUNK_MAX);
+    struct agt_out *o = d2h_chunk(c, src + off, TR_CHUNK_MAX, &st);
 
     if (!o)
-      return cudaErrorMemoryAllocation;
-    st = ops->copy_d2h(c->sess->ctx, agt_out_payload(o), src + off,
-                       TR_CHUNK_MAX);
-    if (st) {
-      free(o); /* freed by another lane meanwhile */
       return st;
-    }
     if (!push_chunk(c, o))
       return cudaSuccess;
     off += TR_CHUNK_MAX;
   }
-  if (!reply_buf(c, (uint32_t)(len - off)))
-    return cudaErrorMemoryAllocation;
-  return ops->copy_d2h(c->sess->ctx, agt_out_payload(c->reply), src + off,
-                       len - off);
+  c->reply = d2h_chunk(c, src + off, (uint32_t)(len - off), &st);
+  return st;
 }
 
 static uint32_t op_memcpy_d2d(struct agt_call *c)
@@ -1134,7 +1164,7 @@ static uint32_t op_graph_launch(struct agt_call *c)
     sub.reply = NULL;
     sub.why[0] = 0;
     st = dispatch(&sub);
-    free(sub.reply);
+    agt_out_free(sub.reply);
     if (st && sub.why[0])
       agt_info("session %016llx: graph record failed: %s",
                (unsigned long long)s->id, sub.why);
@@ -1220,6 +1250,7 @@ void agt_ops_execute(struct agt_lane *l, struct agt_rec *r)
     .len = r->hdr.payload_len,
     .want_reply = (r->hdr.flags & TR_F_WANT_REPLY) != 0,
     .direct = r->direct,
+    .staged = r->staged,
   };
   struct tr_hdr h;
   uint32_t st, n, sticky;
@@ -1247,14 +1278,14 @@ void agt_ops_execute(struct agt_lane *l, struct agt_rec *r)
   if (!c.want_reply) {
     if (st && !l->deferred)
       l->deferred = st;
-    free(c.reply);
+    agt_out_free(c.reply);
     goto out;
   }
   if ((r->hdr.opcode == TR_OP_SYNCHRONIZE || r->hdr.opcode == TR_OP_OUTPUT) &&
       st < TR_ST_BASE) {
     /* Device output travels with the synchronisation, failed or not:
        a fault's report is part of that output. */
-    free(c.reply);
+    agt_out_free(c.reply);
     c.reply = NULL;
     if (agt_session_take_output(c.sess, TR_OUTPUT_REPLY_MAX, &c.reply) < 0 &&
         !st)
@@ -1266,7 +1297,7 @@ void agt_ops_execute(struct agt_lane *l, struct agt_rec *r)
   } else if (st) {
     /* A failed call returns no data, but maybe a diagnostic; MORE replies
        already sent stand. */
-    free(c.reply);
+    agt_out_free(c.reply);
     c.reply = NULL;
     if (c.why[0]) {
       size_t wl = strnlen(c.why, sizeof(c.why));

@@ -350,6 +350,8 @@ static struct agt_rec *rec_new(const struct tr_hdr *h, const uint8_t *payload,
   r->direct = false;
   r->cls = 0; /* executes nothing: never holds back a direct copy */
   r->pin = NULL;
+  r->stage = NULL;
+  r->staged = NULL;
   if (stored)
     memcpy(r->payload, payload, stored);
   return r;

@@ -535,6 +535,8 @@ void agt_rec_free(struct agt_lane *l, struct agt_rec *r)
   if (!r)
     return;
   agt_rec_unpin(l, r);
+  if (r->stage)
+    l->sess->be->ops->stage_put(r->stage);
   if (r->cls)
     rec_uncount(l, r);
   free(r);
@@ -619,16 +621,25 @@ static uint8_t *rec_split(void *arg, const struct tr_hdr *h,
 {
   struct agt_lane *l = arg;
   struct agt_rec head, *r;
-  void *pin = NULL;
-  uint8_t *dev;
+  const struct agt_backend_ops *ops = l->sess->be->ops;
+  void *pin = NULL, *stage = NULL;
+  uint8_t *dev, *staged = NULL;
 
   agt_rec_free(l, l->cur); /* only set if a previous record never completed */
   l->cur = NULL;
   dev = direct_target(l, &head, h, pre, n, &pin);
-  r = malloc(sizeof(*r) + (dev ? n : h->payload_len));
+  /* Not into device memory: into staging memory, if the backend has it
+     (one copy less on the way to a worker's device; in order, since the
+     copy itself runs when the record's turn comes). */
+  if (!dev && head.cls == AGT_REC_H2D && head.hi - head.lo >= AGT_DIRECT_MIN &&
+      ops->stage_get)
+    staged = ops->stage_get(l->sess->ctx, head.hi - head.lo, &stage);
+  r = malloc(sizeof(*r) + (dev || staged ? n : h->payload_len));
   if (!r) {
     if (dev)
-      l->sess->be->ops->mem_unpin(l->sess->ctx, pin);
+      ops->mem_unpin(l->sess->ctx, pin);
+    if (staged)
+      ops->stage_put(stage);
     head.pin = NULL;
     head.direct = false;
     rec_uncount(l, &head);
@@ -639,12 +650,14 @@ static uint8_t *rec_split(void *arg, const struct tr_hdr *h,
   r->wire_len = TR_HDR_SIZE + h->payload_len;
   r->direct = dev != NULL;
   r->pin = dev ? pin : NULL;
+  r->stage = staged ? stage : NULL;
+  r->staged = staged;
   r->cls = head.cls;
   r->lo = head.lo;
   r->hi = head.hi;
   memcpy(r->payload, pre, n);
   l->cur = r;
-  return dev ? dev : r->payload + n;
+  return dev ? dev : staged ? staged : r->payload + n;
 }
 
 static int lane_decoder_init(struct agt_lane *l)
@@ -725,7 +738,7 @@ static void free_outs(struct agt_out *o)
 
   for (; o; o = next) {
     next = o->next;
-    free(o);
+    agt_out_free(o);
   }
 }
 
@@ -835,7 +848,18 @@ struct agt_out *agt_out_new(uint32_t payload_len)
   o->len = TR_HDR_SIZE + payload_len;
   o->off = 0;
   o->ext = NULL;
+  o->release = NULL;
+  o->release_arg = NULL;
   return o;
+}
+
+void agt_out_free(struct agt_out *o)
+{
+  if (!o)
+    return;
+  if (o->release)
+    o->release(o->release_arg);
+  free(o);
 }
 
 struct agt_out *agt_out_new_ref(const void *payload, uint32_t payload_len)
@@ -884,7 +908,7 @@ int agt_lane_push_out(struct agt_lane *l, struct agt_out *o,
   }
   if (l->aborted) {
     pthread_mutex_unlock(&l->mu);
-    free(o);
+    agt_out_free(o);
     return -ECANCELED;
   }
   first = l->out_head == NULL;

@@ -323,6 +323,10 @@ void agt_smod_free(struct agt_session *s, struct agt_smod *sm);
  * received straight into device memory (agent_session.c, rec_split):
  * payload holds only its 16 argument bytes (dst, len), and until the copy
  * is accounted for, `pin` keeps the destination allocation alive.
+ *
+ * A staged record is a large MEMCPY_H2D whose data went into the backend's
+ * staging memory (stage_get) instead: payload holds its 16 argument bytes,
+ * the data is at `staged`, and `stage` is given back with the record.
  */
 struct agt_rec {
   struct agt_rec *next;
@@ -332,7 +336,9 @@ struct agt_rec {
   uint8_t cls;       /* AGT_REC_*: how it counts as pending on its lane */
   void *pin;         /* direct and not yet unpinned: the backend's pin */
   uint64_t lo, hi;   /* AGT_REC_H2D: the destination range */
-  uint8_t payload[]; /* hdr.payload_len bytes (16 if direct) */
+  void *stage;       /* staged: the backend's token (stage_put) */
+  uint8_t *staged;   /* staged: the copy's data */
+  uint8_t payload[]; /* hdr.payload_len bytes (16 if direct or staged) */
 };
 
 /* agt_rec.cls: records count as pending from their first bytes until
@@ -357,13 +363,16 @@ void agt_rec_free(struct agt_lane *l, struct agt_rec *r);
  * header is in data; its payload too, or, for a run made by
  * agt_out_new_ref, at ext: memory the run only refers to, which its maker
  * keeps valid and unchanged until the run has left the queue
- * (agt_lane_wait_sent).
+ * (agt_lane_wait_sent), or hands to the run with a release function
+ * that agt_out_free calls (staging memory: release, release_arg).
  */
 struct agt_out {
   struct agt_out *next;
   uint32_t len; /* TR_HDR_SIZE + payload */
   uint32_t off; /* bytes already handed to nghttp2 */
   const uint8_t *ext; /* the payload, when not in data */
+  void (*release)(void *arg); /* called when the run is freed, or NULL */
+  void *release_arg;
   uint8_t data[];
 };
 
@@ -467,6 +476,8 @@ bool agt_lane_aborted(struct agt_lane *l);
 struct agt_out *agt_out_new(uint32_t payload_len);
 /* A reply record whose payload_len bytes of payload stay at payload. */
 struct agt_out *agt_out_new_ref(const void *payload, uint32_t payload_len);
+/* Free a run (NULL is a no-op), calling its release function first. */
+void agt_out_free(struct agt_out *o);
 
 /*
  * Wait until nothing is left in l's outbound queue (every run was written

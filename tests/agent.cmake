@@ -6,3 +6,13 @@ tr_unit_test(test_agent
   TIMEOUT 180 FAST
   ARGS $<TARGET_FILE:tremote-gpu-agent>)
 add_dependencies(test_agent tremote-gpu-agent)
+
+# Sessions in worker processes (gpu-agent/backends/proc.c) around the
+# emulated device, through the backend interface: the staging arena.  The
+# workers are the test program itself (--worker-fd).
+tr_unit_test(test_proc_backend
+  SOURCES unit/test_proc_backend.c
+  LIBS agtbackend Threads::Threads
+  TIMEOUT 60 FAST)
+target_compile_options(test_proc_backend PRIVATE
+  "SHELL:-isystem ${CUDA_HOME}/include")

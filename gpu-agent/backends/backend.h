@@ -151,6 +151,22 @@ struct agt_backend_ops {
                    void **pin);
   void (*mem_unpin)(struct agt_bctx *c, void *pin);
 
+  /*
+   * Staging memory, for backends whose device memory the host cannot
+   * write or read (mem_pin gives NULL): a host buffer of len bytes (at
+   * most TR_CHUNK_MAX) that copy_h2d takes as src, and copy_d2h as dst,
+   * without copying it again on the way (a worker process's device reads
+   * and writes it itself).  The agent receives a large MEMCPY_H2D's data
+   * straight into one, and sends a device-to-host chunk from one.  NULL
+   * when none is free now (the caller uses memory of its own), with
+   * nothing taken.  stage_put(tok) gives it back; it may come after
+   * ctx_close (a reply still queued when its session went), so the
+   * memory outlives the context until then.  Optional: both NULL or both
+   * set.
+   */
+  void *(*stage_get)(struct agt_bctx *c, uint64_t len, void **tok);
+  void (*stage_put)(void *tok);
+
   /* Copies and memset; every device range is checked as mem_check does.
      len 0 succeeds without checking anything, as CUDA does. */
   uint32_t (*copy_h2d)(struct agt_bctx *c, uint64_t dst, const void *src,

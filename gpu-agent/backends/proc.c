@@ -59,6 +59,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -190,7 +191,26 @@ struct agt_bctx {
      its next synchronising call, often not the launch). */
   void (*out)(void *arg, int fd, const char *s, size_t n);
   void *out_arg;
+  /* The staging arena ("Staging"): NULL until the first large copy has
+     made it; arena_tried once that copy tried (it is made once). */
+  struct parena *arena;
+  bool arena_tried;
 };
+
+/* A staging slot handed out: its token (stage_get). */
+struct pslot {
+  struct parena *a;
+};
+
+struct parena {
+  atomic_uint refs; /* the context's, and one for each slot handed out */
+  pthread_mutex_t mu; /* used */
+  uint32_t used;      /* bit i: slot i is handed out */
+  uint8_t *base;      /* PROC_ARENA bytes, shared with the worker */
+  struct pslot slot[PROC_SLOTS];
+};
+
+static void arena_put(struct parena *a);
 
 struct proc {
   struct agt_backend b;
@@ -630,6 +650,8 @@ static void proc_ctx_close(struct agt_bctx *c)
   reap(c->pid, starting ? 0 : PROC_CLOSE_MS);
   for (unsigned i = 0; i < c->nchan; i++)
     chan_free(c->all[i]);
+  if (c->arena)
+    arena_put(c->arena); /* slots still out keep it until given back */
   pthread_cond_destroy(&c->open_cv);
   pthread_mutex_destroy(&c->mu);
   free(c);
@@ -677,6 +699,158 @@ static void proc_mem_unpin(struct agt_bctx *c, void *pin)
 }
 
 /*
+ * Staging.  A large copy moved each byte through the agent twice: from
+ * the network into a record, then into a channel's memory for the worker
+ * (and the other way round from the device).  The arena is memory the
+ * worker maps too (page-locked there, so the device reads and writes it
+ * by DMA): the agent receives a large MEMCPY_H2D's data straight into one
+ * of its slots and sends a device-to-host chunk from one (stage_get), and
+ * a copy whose host side lies in the arena goes to the worker as an
+ * offset in it, with no copy on the agent's side.  The session's first
+ * copy of ARENA_MIN bytes or more makes it (sessions that never copy much
+ * hold none); its lanes share it, and when every slot is out, copies go
+ * through the channels as before.  A slot may come back after ctx_close
+ * (a reply still queued when the session went), so the arena is counted:
+ * one reference for the context, one for each slot handed out.
+ */
+#define ARENA_MIN (256u << 10)
+
+_Static_assert(PROC_SLOTS <= 32, "slots are bits of a uint32_t");
+#define SLOTS_ALL (PROC_SLOTS == 32 ? ~0u : (1u << PROC_SLOTS) - 1)
+
+static void arena_put(struct parena *a)
+{
+  if (atomic_fetch_sub(&a->refs, 1) != 1)
+    return;
+  munmap(a->base, PROC_ARENA);
+  pthread_mutex_destroy(&a->mu);
+  free(a);
+}
+
+/* c's arena, or NULL while it has none. */
+static struct parena *arena_of(struct agt_bctx *c)
+{
+  struct parena *a;
+
+  pthread_mutex_lock(&c->mu);
+  a = c->arena;
+  pthread_mutex_unlock(&c->mu);
+  return a;
+}
+
+/* Make c's arena and hand it to the worker: once, at the first copy of
+   len >= ARENA_MIN bytes.  Without it copies still work. */
+static void arena_start(struct agt_bctx *c, uint64_t len)
+{
+  struct pmsg m = {.op = P_ARENA};
+  struct parena *a;
+  struct pchan *ch;
+  int mfd = -1;
+
+  if (len < ARENA_MIN)
+    return;
+  pthread_mutex_lock(&c->mu);
+  if (c->arena_tried) {
+    pthread_mutex_unlock(&c->mu);
+    return;
+  }
+  c->arena_tried = true;
+  pthread_mutex_unlock(&c->mu);
+  a = calloc(1, sizeof(*a));
+  if (!a)
+    return;
+  mfd = memfd_create("tremote-worker-arena", MFD_CLOEXEC);
+  if (mfd < 0 || ftruncate(mfd, PROC_ARENA) < 0)
+    goto fail;
+  a->base = mmap(NULL, PROC_ARENA, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+  if (a->base == MAP_FAILED) {
+    a->base = NULL;
+    goto fail;
+  }
+  ch = chan_get(c);
+  if (!ch)
+    goto fail;
+  if (call(c, ch, &m, NULL, mfd, NULL) < 0 || m.status) {
+    chan_put(c, ch);
+    goto fail;
+  }
+  chan_put(c, ch);
+  close(mfd);
+  atomic_init(&a->refs, 1);
+  pthread_mutex_init(&a->mu, NULL);
+  for (unsigned i = 0; i < PROC_SLOTS; i++)
+    a->slot[i].a = a;
+  pthread_mutex_lock(&c->mu);
+  c->arena = a;
+  pthread_mutex_unlock(&c->mu);
+  return;
+
+fail:
+  if (mfd >= 0)
+    close(mfd);
+  if (a->base)
+    munmap(a->base, PROC_ARENA);
+  free(a);
+}
+
+/* The offset in c's arena of [p, p + len), or -1 when it is not all in
+   it (memory of the agent's own). */
+static int64_t arena_off(struct agt_bctx *c, const void *p, uint64_t len)
+{
+  struct parena *a = arena_of(c);
+  uintptr_t at = (uintptr_t)p, base;
+
+  if (!a)
+    return -1;
+  base = (uintptr_t)a->base;
+  if (at < base || at - base > PROC_ARENA || len > PROC_ARENA - (at - base))
+    return -1;
+  return (int64_t)(at - base);
+}
+
+static void *proc_stage_get(struct agt_bctx *c, uint64_t len, void **tok)
+{
+  struct parena *a = arena_of(c);
+  unsigned i;
+
+  *tok = NULL;
+  if (!a || len == 0 || len > PROC_SLOT)
+    return NULL;
+  pthread_mutex_lock(&a->mu);
+  if (a->used == SLOTS_ALL) {
+    pthread_mutex_unlock(&a->mu);
+    return NULL;
+  }
+  i = (unsigned)__builtin_ctz(~a->used);
+  a->used |= 1u << i;
+  pthread_mutex_unlock(&a->mu);
+  atomic_fetch_add(&a->refs, 1);
+  *tok = &a->slot[i];
+  return a->base + (size_t)i * PROC_SLOT;
+}
+
+static void proc_stage_put(void *tok)
+{
+  struct pslot *s = tok;
+  struct parena *a = s->a;
+
+  pthread_mutex_lock(&a->mu);
+  a->used &= ~(1u << (unsigned)(s - a->slot));
+  pthread_mutex_unlock(&a->mu);
+  arena_put(a);
+}
+
+/* A copy whose host side is at offset off of the arena: no bytes move
+   on the agent's side. */
+static uint32_t arena_copy(struct agt_bctx *c, enum pop op, uint64_t dev,
+                           uint64_t off, uint64_t len)
+{
+  struct pmsg m = {.op = op, .a = {dev, len, off, 1}};
+
+  return simple(c, &m, NULL);
+}
+
+/*
  * Copies between the agent's memory and the device go through the
  * channel's shared memory in halves of it, two pieces in flight: while
  * the worker copies one half to or from the device, the agent fills or
@@ -710,10 +884,14 @@ static uint32_t proc_copy_h2d(struct agt_bctx *c, uint64_t dst,
 {
   struct pchan *ch;
   uint64_t off, sent = 0, done = 0;
+  int64_t aoff;
   int st = 0;
 
   if (len == 0)
     return cudaSuccess;
+  if ((aoff = arena_off(c, src, len)) >= 0)
+    return arena_copy(c, P_H2D, dst, (uint64_t)aoff, len);
+  arena_start(c, len);
   if (len > PROC_HALF && (st = (int)proc_mem_check(c, dst, len)) != 0)
     return (uint32_t)st;
   ch = chan_get(c);
@@ -756,10 +934,14 @@ static uint32_t proc_copy_d2h(struct agt_bctx *c, void *dst, uint64_t src,
 {
   struct pchan *ch;
   uint64_t next = 0, off = 0;
+  int64_t aoff;
   int st = 0, inflight = 0;
 
   if (len == 0)
     return cudaSuccess;
+  if ((aoff = arena_off(c, dst, len)) >= 0)
+    return arena_copy(c, P_D2H, src, (uint64_t)aoff, len);
+  arena_start(c, len);
   if (len > PROC_HALF && (st = (int)proc_mem_check(c, src, len)) != 0)
     return (uint32_t)st;
   ch = chan_get(c);
@@ -1078,6 +1260,8 @@ static const struct agt_backend_ops proc_ops = {
   .mem_check = proc_mem_check,
   .mem_pin = proc_mem_pin,
   .mem_unpin = proc_mem_unpin,
+  .stage_get = proc_stage_get,
+  .stage_put = proc_stage_put,
   .copy_h2d = proc_copy_h2d,
   .copy_d2h = proc_copy_d2h,
   .copy_d2d = proc_copy_d2d,

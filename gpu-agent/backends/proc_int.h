@@ -15,6 +15,8 @@ enum pop {
   P_INIT = 1, P_OPEN, P_CHANNEL, P_CLOSE, /* control socket */
   P_MALLOC, P_FREE, P_CHECK, P_H2D, P_D2H, P_D2D, P_MEMSET, P_MEMINFO,
   P_MODLOAD, P_MODUNLOAD, P_FUNC, P_SYM, P_FATTRS,
+  P_ARENA, /* the session's staging memory (a memfd of PROC_ARENA bytes);
+              P_H2D and P_D2H with a[3] = 1 then take offsets in it */
   P_LAUNCHN, /* a[0] launches, each a struct plaunch and its parameters
                 inline; the reply has a uint32_t status for each inline */
   P_OUT,   /* worker -> agent during a launch: a[0] = fd, inline text */
@@ -48,6 +50,11 @@ struct pinit {
 
 /* Copies move in halves of a channel's area, two pieces in flight. */
 #define PROC_HALF (PROC_SHM / 2)
+
+/* The staging arena (proc.c, "Staging"): slots of one chunk each. */
+#define PROC_ARENA (16u << 20)
+#define PROC_SLOT TR_CHUNK_MAX
+#define PROC_SLOTS (PROC_ARENA / PROC_SLOT)
 
 /* Send a header, its inline bytes and optionally one descriptor (-1:
    none).  0 or -1. */

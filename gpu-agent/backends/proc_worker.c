@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,11 @@ struct worker {
      control thread's alone, undone before the context closes. */
   void *locked[64];
   unsigned nlocked;
+  /* The staging arena, once the agent sent it (P_ARENA, on a channel:
+     any channel's thread may read these after that call's answer). */
+  pthread_mutex_t arena_mu;
+  _Atomic(uint8_t *) arena;
+  bool arena_locked;
   pthread_mutex_t out_mu; /* one reader of out_r at a time: lines in order */
 };
 
@@ -176,6 +182,8 @@ out:
   free(st);
 }
 
+static uint32_t arena_map(struct worker *w, int fd);
+
 static void serve_call(struct wchan *ch, struct pmsg *m, int fd)
 {
   const struct agt_backend_ops *o = ch->w->be->ops;
@@ -194,15 +202,26 @@ static void serve_call(struct wchan *ch, struct pmsg *m, int fd)
   case P_CHECK:
     reply(ch, o->mem_check(c, m->a[0], m->a[1]), NULL, 0, NULL, 0);
     break;
-  case P_H2D: /* a[] = device address, length, offset in shm */
-  case P_D2H:
-    if (m->a[2] > PROC_SHM || m->a[1] > PROC_SHM - m->a[2])
+  case P_H2D: /* a[] = device address, length, offset, 1 if in the arena */
+  case P_D2H: {
+    uint8_t *base = ch->shm;
+    uint64_t size = PROC_SHM;
+
+    if (m->a[3]) {
+      base = atomic_load_explicit(&ch->w->arena, memory_order_acquire);
+      size = PROC_ARENA;
+    }
+    if (!base || m->a[2] > size || m->a[1] > size - m->a[2])
       st = cudaErrorInvalidValue;
     else if (m->op == P_H2D)
-      st = o->copy_h2d(c, m->a[0], ch->shm + m->a[2], m->a[1]);
+      st = o->copy_h2d(c, m->a[0], base + m->a[2], m->a[1]);
     else
-      st = o->copy_d2h(c, ch->shm + m->a[2], m->a[0], m->a[1]);
+      st = o->copy_d2h(c, base + m->a[2], m->a[0], m->a[1]);
     reply(ch, st, NULL, 0, NULL, 0);
+    break;
+  }
+  case P_ARENA:
+    reply(ch, arena_map(ch->w, fd), NULL, 0, NULL, 0);
     break;
   case P_D2D:
     reply(ch, o->copy_d2d(c, m->a[0], m->a[1], m->a[2]), NULL, 0, NULL, 0);
@@ -280,6 +299,30 @@ static void serve_call(struct wchan *ch, struct pmsg *m, int fd)
   }
 }
 
+/* P_ARENA: map the agent's staging memory, page-locked for the device
+   where the backend can (as channel memory is).  Once per session. */
+static uint32_t arena_map(struct worker *w, int fd)
+{
+  uint8_t *p;
+  uint32_t st = cudaErrorInvalidValue;
+
+  if (fd < 0)
+    return st;
+  pthread_mutex_lock(&w->arena_mu);
+  if (!atomic_load_explicit(&w->arena, memory_order_relaxed)) {
+    p = mmap(NULL, PROC_ARENA, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    st = cudaErrorMemoryAllocation;
+    if (p != MAP_FAILED) {
+      w->arena_locked = w->be->ops->host_register &&
+                        w->be->ops->host_register(w->ctx, p, PROC_ARENA) == 0;
+      atomic_store_explicit(&w->arena, p, memory_order_release);
+      st = cudaSuccess;
+    }
+  }
+  pthread_mutex_unlock(&w->arena_mu);
+  return st;
+}
+
 static void *serve_channel(void *arg)
 {
   struct wchan *ch = arg;
@@ -324,7 +367,8 @@ static int open_inner(const struct pinit *in, struct agt_backend **be,
 
 int agt_proc_worker_main(int ctl)
 {
-  struct worker w = {.out_r = -1, .out_mu = PTHREAD_MUTEX_INITIALIZER};
+  struct worker w = {.out_r = -1, .out_mu = PTHREAD_MUTEX_INITIALIZER,
+                     .arena_mu = PTHREAD_MUTEX_INITIALIZER};
   struct pmsg m;
   uint8_t *buf = malloc(PMSG_INLINE + 1);
   struct pinit in;
@@ -424,6 +468,8 @@ int agt_proc_worker_main(int ctl)
      (the agent closes only idle sessions). */
   for (unsigned i = 0; i < w.nlocked; i++)
     w.be->ops->host_unregister(w.ctx, w.locked[i]);
+  if (w.arena_locked)
+    w.be->ops->host_unregister(w.ctx, atomic_load(&w.arena));
   w.be->ops->ctx_close(w.ctx);
   w.be->ops->destroy(w.be);
   if (m.op == P_CLOSE)

@@ -1,0 +1,151 @@
+/*
+ * test_proc_backend.c: sessions in worker processes (gpu-agent/backends/
+ * proc.c) around the emulated device, driven through the backend
+ * interface as the agent drives it.  The workers are this program run
+ * again with --worker-fd (proc.c execs /proc/self/exe), so they are the
+ * code under test too.
+ *
+ * What is checked: copies through the staging arena ("Staging" in
+ * proc.c): none before the session's first large copy; a host-to-device
+ * copy from a slot and a device-to-host copy into one move the right
+ * bytes, as do copies from the agent's own memory beside them; slots run
+ * out and come back; a slot given back after its context closed (a reply
+ * still queued when the session went) is still valid memory until then.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <driver_types.h>
+
+#include "backend.h"
+#include "proc_int.h"
+
+#define VA_BASE 0x200000000000ull
+#define VA_SIZE 0x8000000000ull
+#define MIB (1u << 20)
+
+struct fixture {
+  struct agt_backend *b;
+  struct agt_bctx *c;
+};
+
+static int setup(void **state)
+{
+  static struct fixture f;
+  struct agt_emu_config ec = {.name = "test device", .mem = 256u * MIB,
+                              .sm_count = 4, .workers = 1, .cc = 80};
+  struct agt_backend *inner;
+  const char *why = "";
+
+  assert_int_equal(agt_emu_new(&ec, &inner), 0);
+  assert_int_equal(agt_proc_new(inner, &ec, &f.b), 0);
+  assert_int_equal(f.b->ops->ctx_open(f.b, VA_BASE, VA_SIZE, &f.c, &why), 0);
+  *state = &f;
+  return 0;
+}
+
+static int teardown(void **state)
+{
+  struct fixture *f = *state;
+
+  if (f->c)
+    f->b->ops->ctx_close(f->c);
+  f->b->ops->destroy(f->b);
+  return 0;
+}
+
+static void fill(uint8_t *p, size_t n, unsigned seed)
+{
+  for (size_t i = 0; i < n; i++)
+    p[i] = (uint8_t)(i * 7 + seed + (i >> 12));
+}
+
+static void check(const uint8_t *p, size_t n, unsigned seed)
+{
+  for (size_t i = 0; i < n; i++)
+    if (p[i] != (uint8_t)(i * 7 + seed + (i >> 12)))
+      fail_msg("byte %zu is %u, expected %u", i, p[i],
+               (uint8_t)(i * 7 + seed + (i >> 12)));
+}
+
+static void test_staged_copies(void **state)
+{
+  struct fixture *f = *state;
+  const struct agt_backend_ops *o = f->b->ops;
+  uint8_t *own = malloc(MIB), *in, *out;
+  void *tin, *tout, *tok[PROC_SLOTS];
+  uint64_t d;
+  unsigned n;
+
+  assert_non_null(own);
+  assert_non_null(o->stage_get);
+  /* No arena before the first large copy. */
+  assert_null(o->stage_get(f->c, MIB, &tin));
+  assert_null(tin);
+  assert_int_equal(o->mem_alloc(f->c, 4u * MIB, &d), cudaSuccess);
+  fill(own, MIB, 1);
+  assert_int_equal(o->copy_h2d(f->c, d, own, MIB), cudaSuccess);
+
+  /* Into the device from a slot, out of it into another. */
+  in = o->stage_get(f->c, MIB, &tin);
+  out = o->stage_get(f->c, MIB, &tout);
+  assert_non_null(in);
+  assert_non_null(out);
+  assert_ptr_not_equal(in, out);
+  assert_null(o->stage_get(f->c, MIB + 1, &tok[0])); /* more than a slot */
+  fill(in, MIB, 2);
+  assert_int_equal(o->copy_h2d(f->c, d + MIB, in, MIB), cudaSuccess);
+  assert_int_equal(o->copy_d2h(f->c, out, d + MIB, MIB), cudaSuccess);
+  check(out, MIB, 2);
+  assert_int_equal(o->copy_d2h(f->c, out, d, MIB), cudaSuccess);
+  check(out, MIB, 1);
+  /* Part of a slot, at an offset; and the agent's own memory beside. */
+  assert_int_equal(o->copy_d2h(f->c, out + 4096, d + MIB + 8192, 65536),
+                   cudaSuccess);
+  check(out + 4096, 4096, 2 + 8192 * 7 + 2); /* i shifted by 8192 */
+  memset(own, 0, MIB);
+  assert_int_equal(o->copy_d2h(f->c, own, d + MIB, MIB), cudaSuccess);
+  check(own, MIB, 2);
+  /* A device range outside every allocation fails as before. */
+  assert_int_equal(o->copy_d2h(f->c, out, d + 4u * MIB, MIB),
+                   cudaErrorInvalidValue);
+  assert_int_equal(o->copy_h2d(f->c, d + 3u * MIB + 1, in, MIB),
+                   cudaErrorInvalidValue);
+
+  /* Every slot out: none more until one comes back. */
+  for (n = 0; n < PROC_SLOTS - 2; n++)
+    assert_non_null(o->stage_get(f->c, MIB, &tok[n]));
+  assert_null(o->stage_get(f->c, 4096, &tok[n]));
+  o->stage_put(tok[0]);
+  assert_non_null(o->stage_get(f->c, 4096, &tok[0]));
+  for (n = 0; n < PROC_SLOTS - 2; n++)
+    o->stage_put(tok[n]);
+  o->stage_put(tin);
+
+  /* A slot outlives its context until it is given back. */
+  assert_int_equal(o->mem_free(f->c, d), cudaSuccess);
+  o->ctx_close(f->c);
+  f->c = NULL;
+  memset(out, 0xab, MIB);
+  assert_int_equal(out[MIB - 1], 0xab);
+  o->stage_put(tout);
+  free(own);
+}
+
+int main(int argc, char **argv)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown(test_staged_copies, setup, teardown),
+  };
+
+  /* proc.c starts its workers as this program. */
+  if (argc == 3 && strcmp(argv[1], "--worker-fd") == 0)
+    return agt_proc_worker_main(atoi(argv[2]));
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
