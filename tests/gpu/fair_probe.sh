@@ -2,14 +2,15 @@
 # fair_probe.sh BUNDLE: where a small call waits while another stream of
 # the same program copies device -> host (stream_fairness, threads mode),
 # on a host with enough cores (the GPU machine).  For each backend and
-# connection setting (TR_PROBE_TUNES, TREMOTE_NET_TUNE values; "-" is the
+# configuration (TR_PROBE_CONFIGS: environment settings joined by "+",
+# e.g. TREMOTE_NET_TUNE=frame=32K+TREMOTE_AGENT_SPIN_US=200; "-" is the
 # defaults), TR_PROBE_REPS runs, each printing the small calls' idle and
 # busy p50/p99 and their ratios, and what the broker-agent connection's
 # kernel queues held while the copy ran: the bytes the broker had not yet
 # read (its socket's receive queue) and the bytes the agent had queued
 # (its socket's send queue), sampled every millisecond from
 # /proc/net/tcp.  Prints figures, judges nothing.
-#   TR_PROBE_TUNES="- rcvbuf=64K" bash tests/gpu/fair_probe.sh gpub
+#   TR_PROBE_CONFIGS="- TREMOTE_NET_TUNE=rcvbuf=64K" bash tests/gpu/fair_probe.sh gpub
 set -u
 B=$(cd "${1:?usage: fair_probe.sh BUNDLE_DIR}" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)

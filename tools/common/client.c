@@ -471,13 +471,6 @@ static int wait_for(struct tr_client *c, struct tr_lane *l,
   uint64_t cnt;
   int rc;
 
-  static int spin_env = -1;
-  if (spin_env < 0) {
-    const char *e = getenv("TREMOTE_SPIN_POLLS");
-    spin_env = e ? atoi(e) : 0;
-  }
-  if (spin && spin_env > 0)
-    spin = spin_env;
   for (int i = 0; i < spin; i++) {
     if (ready(arg))
       return 0;
