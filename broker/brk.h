@@ -73,8 +73,10 @@
  * small reply then waits a millisecond behind another lane's bulk copy.
  * Over loopback the round trip is microseconds, so 256 KiB (tens of
  * microseconds of data) still keeps the link full (128 KiB cost a sixth
- * of the device-to-host bandwidth).  Remote links keep autotuning: there
- * the bandwidth-delay product needs the buffer.
+ * of the device-to-host bandwidth).  While lanes share the connection it
+ * is 128 KiB all the same (TR_H2_SHARED_RCVBUF, h2share.h): their small
+ * replies then wait behind half as much.  Remote links keep autotuning:
+ * there the bandwidth-delay product needs the buffer.
  */
 #define BRK_LOOPBACK_RCVBUF (256 << 10)
 /* Bytes the kernel may hold unsent beyond what is in flight: a small

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "brk_buf.h"
@@ -620,6 +621,7 @@ static void on_readable(struct brk_op *op, int res, void *arg)
 {
   struct brk_h2 *c = arg;
   size_t got = 0;
+  int rcvbuf;
   ssize_t n;
 
   c->rd_op = NULL;
@@ -655,6 +657,8 @@ static void on_readable(struct brk_op *op, int res, void *arg)
     if (feed(c) < 0)
       return;
   }
+  if ((rcvbuf = tr_h2share_rcvbuf(&c->share)) != 0)
+    setsockopt(c->pipe.fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
   if (!c->paused)
     arm_read(c);
   schedule_flush(c);
@@ -797,6 +801,7 @@ int brk_h2_new(struct brk_h2 **out, struct brk_loop *loop, struct brk_pipe *pipe
   c->rbuf = malloc(RBUF_SIZE);
   c->in = c->rbuf;
   tr_h2track_init(&c->fr, 0); /* a client's input has no preface */
+  tr_h2share_rcvbuf_init(&c->share, opts->rcvbuf);
   c->authority = strdup(opts->authority);
   if (asprintf(&c->auth, "Bearer %s", opts->secret) < 0)
     c->auth = NULL;

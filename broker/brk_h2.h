@@ -78,6 +78,8 @@ struct brk_h2_opts {
   uint32_t conn_window;    /* connection window we grant (256 MiB) */
   uint32_t ping_idle_ms;   /* send PING after this long without input */
   uint32_t ping_timeout_ms; /* dead if the PING is not ACKed by then */
+  int rcvbuf; /* the receive buffer the pipe's socket was given (loopback),
+                 smaller while lanes share (h2share.h); 0: left alone */
 };
 
 /* Called once when the connection dies; why is a static or short-lived

@@ -43,6 +43,7 @@
 
 #include "brk.h"
 #include "brk_log.h"
+#include "trace.h"
 
 #define INLINE_LIMIT (TR_LANE_INLINE_MAX / 2)
 #define DRAIN_BYTES (8u << 20) /* bytes per drain round before yielding */
@@ -328,6 +329,8 @@ static int ls_place(struct brk_lstream *ls)
   if (!(h.flags & TR_F_REPLY) ||
       (h.flags & (TR_F_SHMREF | TR_F_DEST | TR_F_PLACED)))
     return -EPROTO;
+  if (!(h.flags & TR_F_MORE))
+    tr_trace(TR_HOP_BRK_REP, h.opcode, h.request_id);
   h.device = ls->ordinal;
   if (ls->rec_placed) {
     /* The bytes are in the program's region already: say how many. */
@@ -365,6 +368,7 @@ static int ls_place(struct brk_lstream *ls)
     ls->rec_in_area = 0;
   }
   if (!(h.flags & TR_F_MORE)) {
+    tr_trace(TR_HOP_BRK_RING, h.opcode, h.request_id);
     if (h.opcode == TR_OP_MODULE_LOAD) { /* the module cache, seen here */
       if (h.status == 0)
         ls->ms->c->n.module_loads++, ls->ms->m->n.module_loads++;
@@ -1109,6 +1113,7 @@ static void lane_drain(struct brk_lane *ln)
       brk_loop_defer(c->b->loop, &ln->drain_task);
       break;
     }
+    tr_trace(TR_HOP_BRK_REQ, h.opcode, h.request_id);
     rc = route(ln, &h, payload);
     if (rc < 0 || c->dead)
       return;

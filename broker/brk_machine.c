@@ -619,6 +619,10 @@ static void h2_start(struct brk_machine *m, struct brk_pipe *pipe)
       .conn_window = BRK_CONN_WINDOW,
       .ping_idle_ms = m->b->cfg.ping_idle_ms,
       .ping_timeout_ms = m->b->cfg.ping_timeout_ms,
+      /* As start_connect set it. */
+      .rcvbuf = !m->spec || m->spec->loopback
+                    ? (int)tr_net_tune("rcvbuf", BRK_LOOPBACK_RCVBUF)
+                    : 0,
   };
   int rc = brk_h2_new(&m->h2, m->b->loop, pipe, &o, on_h2_dead, m);
 

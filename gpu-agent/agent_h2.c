@@ -786,6 +786,7 @@ static void conn_read(struct conn *c)
 {
   struct agt_server *srv = c->srv;
   size_t got = 0;
+  int rcvbuf;
 
   if (c->handshaking) {
     conn_handshake(c);
@@ -830,6 +831,8 @@ static void conn_read(struct conn *c)
     }
     tr_h2track_feed(&c->fr, buf, (size_t)rv); /* all: we never pause */
   }
+  if ((rcvbuf = tr_h2share_rcvbuf(&c->share)) != 0)
+    setsockopt(c->ev.fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
   conn_mark(c);
 }
 
@@ -857,19 +860,21 @@ static bool is_loopback(const struct sockaddr_storage *sa)
  * another lane would queue behind them (what is in flight is still
  * bounded only by the congestion window, so a long path stays full).
  * A broker on this host gets a receive buffer of AGT_LOOPBACK_RCVBUF, for
- * the same reason in the other direction.  Keepalive and a user timeout: a
+ * the same reason in the other direction (smaller while lanes share,
+ * h2share.h); returned, 0 for a remote broker.  Keepalive and a user timeout: a
  * broker whose host vanishes sends no FIN, and without them its sessions
  * (and their device memory) would live forever.
  */
-static void tune_socket(int fd, const struct sockaddr_storage *peer)
+static int tune_socket(int fd, const struct sockaddr_storage *peer)
 {
   int one = 1, idle = 30, intvl = 10, cnt = 3;
   int lowat = (int)tr_net_tune("lowat", AGT_NOTSENT_LOWAT);
   int rcvbuf = (int)tr_net_tune("rcvbuf", AGT_LOOPBACK_RCVBUF);
   unsigned timeout_ms = 60000;
 
-  if (is_loopback(peer))
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+  if (!is_loopback(peer) ||
+      setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) < 0)
+    rcvbuf = 0;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
   setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
@@ -878,6 +883,7 @@ static void tune_socket(int fd, const struct sockaddr_storage *peer)
   setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
   setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout_ms,
              sizeof(timeout_ms));
+  return rcvbuf;
 }
 
 static void accept_all(struct agt_server *srv)
@@ -894,7 +900,7 @@ static void accept_all(struct agt_server *srv)
     struct epoll_event e;
     char host[48], serv[8];
     struct conn *c;
-    int fd;
+    int fd, rcvbuf;
 
     fd = accept4(srv->listen_ev.fd, (struct sockaddr *)&sa, &salen,
                  SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -905,10 +911,11 @@ static void accept_all(struct agt_server *srv)
         agt_warn("accept: %s", strerror(errno));
       return;
     }
-    tune_socket(fd, &sa);
+    rcvbuf = tune_socket(fd, &sa);
     c = calloc(1, sizeof(*c));
     if (!c)
       goto out_close;
+    tr_h2share_rcvbuf_init(&c->share, rcvbuf);
     c->ev.kind = EV_CONN;
     c->ev.fd = fd;
     c->srv = srv;

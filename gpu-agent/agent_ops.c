@@ -18,6 +18,7 @@
 
 #include "agent.h"
 #include "philox.h"
+#include "trace.h"
 #include "agent_exec.h"
 
 /* Memset and device-to-device copies are done in slices of this size so
@@ -1257,6 +1258,7 @@ void agt_ops_execute(struct agt_lane *l, struct agt_rec *r)
   uint16_t flags = TR_F_REPLY;
 
   c.why[0] = 0;
+  tr_trace(TR_HOP_AGT_EXEC, r->hdr.opcode, r->hdr.request_id);
   sticky = atomic_load(&c.sess->sticky);
   /* A direct record's copy finished when it was received: let the memory
      go before the reply can make the client free it. */
@@ -1327,6 +1329,7 @@ void agt_ops_execute(struct agt_lane *l, struct agt_rec *r)
     flags |= TR_F_OUTPUT;
   tr_hdr_init(&h, r->hdr.opcode, flags, r->hdr.request_id, n);
   h.status = st;
+  tr_trace(TR_HOP_AGT_DONE, r->hdr.opcode, r->hdr.request_id);
   agt_lane_push_out(l, c.reply, &h);
 out:
   if (c.unpin) {

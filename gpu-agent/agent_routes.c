@@ -19,6 +19,7 @@
 
 #include "agent_h2_int.h"
 #include "agent_nvml.h"
+#include "trace.h"
 
 /* ---- sessions ----------------------------------------------------------- */
 
@@ -438,6 +439,8 @@ void agt_lane_feed(struct stream *st, const uint8_t *p, size_t len)
        way the record is complete in place. */
     (void)payload;
     r = agt_lane_take_rec(l);
+    if (r)
+      tr_trace(TR_HOP_AGT_REQ, r->hdr.opcode, r->hdr.request_id);
     if (agt_exec_inline(l, r))
       continue;
     agt_lane_push_in(l, r);

@@ -11,6 +11,7 @@
 #include "agent.h"
 #include "agent_exec.h"
 #include "agent_session.h"
+#include "trace.h"
 
 /* ---- inbox ------------------------------------------------------------ */
 
@@ -979,6 +980,13 @@ static struct agt_out *out_drop_locked(struct agt_lane *l, size_t n)
     o->off += (uint32_t)take;
     n -= take;
     if (o->off == o->len) {
+      if (tr_trace_on) {
+        struct tr_hdr h;
+
+        tr_hdr_unpack(o->data, &h);
+        if (!(h.flags & TR_F_MORE))
+          tr_trace(TR_HOP_AGT_SENT, h.opcode, h.request_id);
+      }
       l->out_head = o->next;
       if (!l->out_head)
         l->out_tail = &l->out_head;

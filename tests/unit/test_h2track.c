@@ -201,6 +201,34 @@ static void test_share(void **state)
   assert_int_equal(tr_h2share_length(&s, big, 1 << 30, 1 << 30), big);
 }
 
+/* The receive buffer: left alone unless sized; smaller while lanes share,
+   back once they stop; each change told once. */
+static void test_share_rcvbuf(void **state)
+{
+  struct tr_h2share s = {0};
+
+  (void)state;
+  unsetenv("TREMOTE_NET_TUNE");
+  tr_h2share_frame(&s, 3, 40);
+  assert_int_equal(tr_h2share_rcvbuf(&s), 0); /* not ours to size */
+  memset(&s, 0, sizeof(s));
+  tr_h2share_rcvbuf_init(&s, 256 << 10);
+  assert_int_equal(tr_h2share_rcvbuf(&s), 0); /* alone, as it is */
+  tr_h2share_frame(&s, 1, 256u << 10);
+  assert_int_equal(tr_h2share_rcvbuf(&s), 0); /* bulk alone */
+  tr_h2share_frame(&s, 3, 40); /* another lane's call */
+  assert_int_equal(tr_h2share_rcvbuf(&s), TR_H2_SHARED_RCVBUF);
+  assert_int_equal(tr_h2share_rcvbuf(&s), 0); /* told already */
+  s.until = 1; /* long past */
+  assert_int_equal(tr_h2share_rcvbuf(&s), 256 << 10);
+  assert_int_equal(tr_h2share_rcvbuf(&s), 0);
+  /* A buffer already smaller than the shared size never grows. */
+  memset(&s, 0, sizeof(s));
+  tr_h2share_rcvbuf_init(&s, 64 << 10);
+  tr_h2share_frame(&s, 3, 40);
+  assert_int_equal(tr_h2share_rcvbuf(&s), 0);
+}
+
 static void test_net_tune(void **state)
 {
   (void)state;
@@ -231,6 +259,7 @@ int main(void)
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_framing),
       cmocka_unit_test(test_share),
+      cmocka_unit_test(test_share_rcvbuf),
       cmocka_unit_test(test_net_tune),
   };
 

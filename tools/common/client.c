@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "trace.h"
 
 
 const char *tr_client_socket_path(char *buf, size_t len)
@@ -591,6 +592,7 @@ int tr_client_send(struct tr_client *c, struct tr_lane *l, uint16_t device,
   else if (dlen)
     memcpy(rec + TR_HDR_SIZE + alen, data, dlen);
   tr_ring_commit(&l->req, plen);
+  tr_trace(TR_HOP_SHIM_SEND, opcode, request_id);
   kick_broker(l);
   return 0;
 }
@@ -623,6 +625,8 @@ int tr_client_recv(struct tr_client *c, struct tr_lane *l, struct tr_reply *r,
     return rc;
   if (pk.rc < 0)
     return -EPROTO;
+  if (!(pk.h.flags & TR_F_MORE))
+    tr_trace(TR_HOP_SHIM_RECV, pk.h.opcode, pk.h.request_id);
   memset(r, 0, sizeof(*r));
   r->h = pk.h;
   r->payload = pk.payload;

@@ -70,6 +70,31 @@ void tr_h2share_frame(struct tr_h2share *s, int32_t stream, size_t len)
     s->until = now_ns() + TR_H2_SHARED_NS;
 }
 
+void tr_h2share_rcvbuf_init(struct tr_h2share *s, int alone)
+{
+  s->rcvbuf_alone = s->rcvbuf_now = alone;
+}
+
+int tr_h2share_rcvbuf(struct tr_h2share *s)
+{
+  static _Atomic int shared_v;
+  int want, shared = atomic_load_explicit(&shared_v, memory_order_relaxed);
+
+  if (!s->rcvbuf_alone)
+    return 0;
+  if (!shared) {
+    shared = (int)tr_net_tune("srcvbuf", TR_H2_SHARED_RCVBUF);
+    atomic_store_explicit(&shared_v, shared, memory_order_relaxed);
+  }
+  want = s->until && now_ns() < s->until && shared < s->rcvbuf_alone
+             ? shared
+             : s->rcvbuf_alone;
+  if (want == s->rcvbuf_now)
+    return 0;
+  s->rcvbuf_now = want;
+  return want;
+}
+
 ssize_t tr_h2share_length(const struct tr_h2share *s, size_t max_frame,
                           int32_t conn_win, int32_t stream_win)
 {

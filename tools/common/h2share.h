@@ -9,6 +9,15 @@
  * tens of microseconds of bulk, not a quarter of a millisecond.  Each end
  * reports every DATA frame it sends or receives (tr_h2share_frame) and
  * sizes the ones it sends with tr_h2share_length.
+ *
+ * The receive buffer is the other queue a small reply waits in: every
+ * byte of bulk the peer sent ahead of it and we have not read yet.  On a
+ * loopback connection, whose buffer we size (the broker's and the
+ * agent's, for the two directions), it shrinks to TR_H2_SHARED_RCVBUF
+ * while lanes share and grows back after (tr_h2share_rcvbuf): alone, a
+ * copy needs the larger one (128 KiB cost it a sixth to a third of its
+ * bandwidth); beside small calls, the smaller one halves their tail
+ * (docs/BENCHMARKS.md, "Small calls beside a copy, hop by hop").
  */
 #ifndef TR_H2SHARE_H
 #define TR_H2SHARE_H
@@ -19,12 +28,15 @@
 
 /* DATA frames shorter than this are a lane's calls, not bulk. */
 #define TR_H2_SMALL_FRAME (16u << 10)
-#define TR_H2_SHARED_FRAME (64u << 10)
+#define TR_H2_SHARED_FRAME (32u << 10)
+#define TR_H2_SHARED_RCVBUF (128 << 10)
 #define TR_H2_SHARED_NS 5000000u
 
 struct tr_h2share {
   uint64_t until;  /* CLOCK_MONOTONIC ns: frames are SHARED_FRAME until */
   int32_t bulk_id; /* stream of the last large frame either way */
+  int rcvbuf_alone; /* the receive buffer we size, alone; 0: not ours */
+  int rcvbuf_now;   /* what it was last set to */
 };
 
 /* A DATA frame of len payload bytes on stream went out or came in. */
@@ -37,11 +49,26 @@ ssize_t tr_h2share_length(const struct tr_h2share *s, size_t max_frame,
                           int32_t conn_win, int32_t stream_win);
 
 /*
+ * For a connection whose receive buffer we sized to alone bytes: from now
+ * on tr_h2share_rcvbuf tells when to change it.
+ */
+void tr_h2share_rcvbuf_init(struct tr_h2share *s, int alone);
+
+/*
+ * The receive buffer the connection should have now, when that differs
+ * from what it was last told (then it counts as set), else 0: its size
+ * alone, or TR_H2_SHARED_RCVBUF while lanes share.  Called after each
+ * read; always 0 without tr_h2share_rcvbuf_init.
+ */
+int tr_h2share_rcvbuf(struct tr_h2share *s);
+
+/*
  * A size of the broker-agent connection, as TREMOTE_NET_TUNE overrides
  * it for measurements ("frame=32K,rcvbuf=128K,lowat=16K": the DATA frame
  * while lanes share, the loopback receive buffer, TCP_NOTSENT_LOWAT;
  * bytes, K or M for powers of 1024), else dflt.  Keys: "frame",
- * "rcvbuf", "lowat".  The defaults are what the measurements chose.
+ * "rcvbuf", "srcvbuf" (the loopback receive buffer while lanes share),
+ * "lowat".  The defaults are what the measurements chose.
  */
 unsigned tr_net_tune(const char *key, unsigned dflt);
 
