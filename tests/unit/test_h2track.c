@@ -187,6 +187,9 @@ static void test_share(void **state)
 
   (void)state;
   assert_int_equal(tr_h2share_length(&s, big, 1 << 30, 1 << 30), big);
+  tr_h2share_frame(&s, 5, 40);         /* calls, and no bulk */
+  tr_h2share_frame(&s, 7, 40);
+  assert_int_equal(tr_h2share_length(&s, big, 1 << 30, 1 << 30), big);
   tr_h2share_frame(&s, 1, big);        /* bulk on stream 1 */
   tr_h2share_frame(&s, 1, 100);        /* its own small frame */
   assert_int_equal(tr_h2share_length(&s, big, 1 << 30, 1 << 30), big);
@@ -198,6 +201,9 @@ static void test_share(void **state)
   assert_int_equal(tr_h2share_length(&s, big, 1 << 30, 7), 7);
   assert_int_equal(tr_h2share_length(&s, big, 0, 1 << 30), 1);
   s.until = 1; /* long past */
+  assert_int_equal(tr_h2share_length(&s, big, 1 << 30, 1 << 30), big);
+  s.bulk_ns = 1; /* the bulk ended long ago: calls share nothing */
+  tr_h2share_frame(&s, 3, 40);
   assert_int_equal(tr_h2share_length(&s, big, 1 << 30, 1 << 30), big);
 }
 

@@ -64,10 +64,17 @@ static uint64_t now_ns(void)
 
 void tr_h2share_frame(struct tr_h2share *s, int32_t stream, size_t len)
 {
-  if (len >= TR_H2_SMALL_FRAME)
+  uint64_t now = now_ns();
+
+  if (len >= TR_H2_SMALL_FRAME) {
     s->bulk_id = stream;
-  else if (stream != s->bulk_id)
-    s->until = now_ns() + TR_H2_SHARED_NS;
+    s->bulk_ns = now;
+  } else if (s->bulk_id && stream != s->bulk_id &&
+             now - s->bulk_ns < TR_H2_SHARED_NS) {
+    /* Only beside a bulk stream: a program's calls alone, or before its
+       copy starts, share nothing. */
+    s->until = now + TR_H2_SHARED_NS;
+  }
 }
 
 void tr_h2share_rcvbuf_init(struct tr_h2share *s, int alone)

@@ -4,7 +4,8 @@
  *
  * Alone on a connection, a bulk copy goes in frames as large as the peer
  * takes (fewer system calls).  For TR_H2_SHARED_NS after a small frame of
- * another stream went either way, that is while other lanes are active,
+ * another stream went either way while one was sending bulk (a large
+ * frame within TR_H2_SHARED_NS), that is while other lanes are active,
  * it goes in TR_H2_SHARED_FRAME pieces, so that their calls wait behind
  * tens of microseconds of bulk, not a quarter of a millisecond.  Each end
  * reports every DATA frame it sends or receives (tr_h2share_frame) and
@@ -35,6 +36,7 @@
 struct tr_h2share {
   uint64_t until;  /* CLOCK_MONOTONIC ns: frames are SHARED_FRAME until */
   int32_t bulk_id; /* stream of the last large frame either way */
+  uint64_t bulk_ns; /* when it went */
   int rcvbuf_alone; /* the receive buffer we size, alone; 0: not ours */
   int rcvbuf_now;   /* what it was last set to */
 };
