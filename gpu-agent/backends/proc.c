@@ -192,8 +192,9 @@ struct agt_bctx {
   void (*out)(void *arg, int fd, const char *s, size_t n);
   void *out_arg;
   /* The staging arena ("Staging"): NULL until the first large copy has
-     made it; arena_tried once that copy tried (it is made once). */
-  struct parena *arena;
+     made it (set once; read without mu, by the network thread too);
+     arena_tried (under mu) once that copy tried. */
+  _Atomic(struct parena *) arena;
   bool arena_tried;
 };
 
@@ -650,8 +651,8 @@ static void proc_ctx_close(struct agt_bctx *c)
   reap(c->pid, starting ? 0 : PROC_CLOSE_MS);
   for (unsigned i = 0; i < c->nchan; i++)
     chan_free(c->all[i]);
-  if (c->arena)
-    arena_put(c->arena); /* slots still out keep it until given back */
+  if (atomic_load(&c->arena)) /* slots still out keep it until given back */
+    arena_put(atomic_load(&c->arena));
   pthread_cond_destroy(&c->open_cv);
   pthread_mutex_destroy(&c->mu);
   free(c);
@@ -730,12 +731,7 @@ static void arena_put(struct parena *a)
 /* c's arena, or NULL while it has none. */
 static struct parena *arena_of(struct agt_bctx *c)
 {
-  struct parena *a;
-
-  pthread_mutex_lock(&c->mu);
-  a = c->arena;
-  pthread_mutex_unlock(&c->mu);
-  return a;
+  return atomic_load_explicit(&c->arena, memory_order_acquire);
 }
 
 /* Make c's arena and hand it to the worker: once, at the first copy of
@@ -780,9 +776,7 @@ static void arena_start(struct agt_bctx *c, uint64_t len)
   pthread_mutex_init(&a->mu, NULL);
   for (unsigned i = 0; i < PROC_SLOTS; i++)
     a->slot[i].a = a;
-  pthread_mutex_lock(&c->mu);
-  c->arena = a;
-  pthread_mutex_unlock(&c->mu);
+  atomic_store_explicit(&c->arena, a, memory_order_release);
   return;
 
 fail:
