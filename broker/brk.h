@@ -454,6 +454,8 @@ struct brk_lstream {
   const uint8_t *rec_p;
   int rec_in_area; /* its payload is already in the download area */
   int rec_placed;  /* its payload is already at its TR_F_DEST range */
+  int rec_traced;  /* its arrival was noted (trace.h), once however often
+                      it waits for room */
   struct tr_shmref rec_ref;
   uint8_t *spill;  /* payloads that could not be decoded into the
                       download area (small ones, or no room yet) */

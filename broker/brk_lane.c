@@ -329,8 +329,10 @@ static int ls_place(struct brk_lstream *ls)
   if (!(h.flags & TR_F_REPLY) ||
       (h.flags & (TR_F_SHMREF | TR_F_DEST | TR_F_PLACED)))
     return -EPROTO;
-  if (!(h.flags & TR_F_MORE))
+  if (!(h.flags & TR_F_MORE) && !ls->rec_traced) {
     tr_trace(TR_HOP_BRK_REP, h.opcode, h.request_id);
+    ls->rec_traced = 1;
+  }
   h.device = ls->ordinal;
   if (ls->rec_placed) {
     /* The bytes are in the program's region already: say how many. */
@@ -399,6 +401,7 @@ static uint8_t *ls_alloc(void *arg, const struct tr_hdr *h)
 
   ls->rec_in_area = 0;
   ls->rec_placed = 0;
+  ls->rec_traced = 0;
   /* A successful reply to a TR_F_DEST request: into the region, at the
      next bytes of its range (what does not fit there is an agent's error,
      left to the spill buffer and reported by the shim's length check). */
@@ -1113,12 +1116,12 @@ static void lane_drain(struct brk_lane *ln)
       brk_loop_defer(c->b->loop, &ln->drain_task);
       break;
     }
-    tr_trace(TR_HOP_BRK_REQ, h.opcode, h.request_id);
     rc = route(ln, &h, payload);
     if (rc < 0 || c->dead)
       return;
     if (rc > 0)
-      break;
+      break; /* taken again on the next drain */
+    tr_trace(TR_HOP_BRK_REQ, h.opcode, h.request_id);
     tr_ring_release(&ln->l.req, &h);
     released = 1;
     n++;

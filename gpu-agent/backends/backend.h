@@ -328,6 +328,10 @@ int agt_backend_open(const char *kind, const struct agt_emu_config *emu,
 int agt_proc_new(struct agt_backend *inner, const struct agt_emu_config *emu,
                  struct agt_backend **out);
 
+/* Bytes b (an agt_proc_new backend) copied through its sessions' staging
+   arenas, for tests and measurements. */
+uint64_t agt_proc_staged_bytes(struct agt_backend *b);
+
 /* A worker's life, for `tremote-gpu-agent --worker-fd FD`: serve one
    session over the control socket FD.  Returns the exit status. */
 int agt_proc_worker_main(int ctl);

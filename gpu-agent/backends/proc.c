@@ -221,6 +221,7 @@ struct proc {
   pthread_mutex_t mu; /* the spare */
   pid_t spare_pid;
   int spare_ctl;
+  _Atomic uint64_t staged; /* bytes copied from or to an arena */
 };
 
 /* Start a worker and send it INIT (not waited for).  0 or -1. */
@@ -817,8 +818,8 @@ static void *proc_stage_get(struct agt_bctx *c, uint64_t len, void **tok)
   }
   i = (unsigned)__builtin_ctz(~a->used);
   a->used |= 1u << i;
+  atomic_fetch_add(&a->refs, 1); /* before mu goes: the slot's own */
   pthread_mutex_unlock(&a->mu);
-  atomic_fetch_add(&a->refs, 1);
   *tok = &a->slot[i];
   return a->base + (size_t)i * PROC_SLOT;
 }
@@ -840,8 +841,18 @@ static uint32_t arena_copy(struct agt_bctx *c, enum pop op, uint64_t dev,
                            uint64_t off, uint64_t len)
 {
   struct pmsg m = {.op = op, .a = {dev, len, off, 1}};
+  uint32_t st = simple(c, &m, NULL);
 
-  return simple(c, &m, NULL);
+  if (st == cudaSuccess)
+    atomic_fetch_add_explicit(&c->p->staged, len, memory_order_relaxed);
+  return st;
+}
+
+uint64_t agt_proc_staged_bytes(struct agt_backend *b)
+{
+  struct proc *p = (struct proc *)b;
+
+  return atomic_load_explicit(&p->staged, memory_order_relaxed);
 }
 
 /*

@@ -468,8 +468,10 @@ int agt_proc_worker_main(int ctl)
      (the agent closes only idle sessions). */
   for (unsigned i = 0; i < w.nlocked; i++)
     w.be->ops->host_unregister(w.ctx, w.locked[i]);
+  pthread_mutex_lock(&w.arena_mu); /* what a channel's thread set */
   if (w.arena_locked)
     w.be->ops->host_unregister(w.ctx, atomic_load(&w.arena));
+  pthread_mutex_unlock(&w.arena_mu);
   w.be->ops->ctx_close(w.ctx);
   w.be->ops->destroy(w.be);
   if (m.op == P_CLOSE)

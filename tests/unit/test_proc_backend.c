@@ -24,10 +24,12 @@
 #include <driver_types.h>
 
 #include "backend.h"
+#include "tremote/proto.h"
 #include "proc_int.h"
 
-#define VA_BASE 0x200000000000ull
-#define VA_SIZE 0x8000000000ull
+/* A window the agent of this build can map (smaller under TSan). */
+#define VA_BASE TR_VA_BUILD_BASE
+#define VA_SIZE TR_VA_BUILD_WINDOW
 #define MIB (1u << 20)
 
 struct fixture {
@@ -92,7 +94,10 @@ static void test_staged_copies(void **state)
   fill(own, MIB, 1);
   assert_int_equal(o->copy_h2d(f->c, d, own, MIB), cudaSuccess);
 
-  /* Into the device from a slot, out of it into another. */
+  assert_int_equal(agt_proc_staged_bytes(f->b), 0); /* not through a slot */
+
+  /* Into the device from a slot, out of it into another: by the arena
+     (counted), not through a channel's memory. */
   in = o->stage_get(f->c, MIB, &tin);
   out = o->stage_get(f->c, MIB, &tout);
   assert_non_null(in);
@@ -105,13 +110,16 @@ static void test_staged_copies(void **state)
   check(out, MIB, 2);
   assert_int_equal(o->copy_d2h(f->c, out, d, MIB), cudaSuccess);
   check(out, MIB, 1);
+  assert_int_equal(agt_proc_staged_bytes(f->b), 3u * MIB);
   /* Part of a slot, at an offset; and the agent's own memory beside. */
   assert_int_equal(o->copy_d2h(f->c, out + 4096, d + MIB + 8192, 65536),
                    cudaSuccess);
-  check(out + 4096, 4096, 2 + 8192 * 7 + 2); /* i shifted by 8192 */
+  check(out + 4096, 65536, 2 + 8192 * 7 + 2); /* i shifted by 8192 */
+  assert_int_equal(agt_proc_staged_bytes(f->b), 3u * MIB + 65536);
   memset(own, 0, MIB);
   assert_int_equal(o->copy_d2h(f->c, own, d + MIB, MIB), cudaSuccess);
   check(own, MIB, 2);
+  assert_int_equal(agt_proc_staged_bytes(f->b), 3u * MIB + 65536);
   /* A device range outside every allocation fails as before. */
   assert_int_equal(o->copy_d2h(f->c, out, d + 4u * MIB, MIB),
                    cudaErrorInvalidValue);

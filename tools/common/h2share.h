@@ -69,7 +69,8 @@ int tr_h2share_rcvbuf(struct tr_h2share *s);
  * it for measurements ("frame=32K,rcvbuf=128K,lowat=16K": the DATA frame
  * while lanes share, the loopback receive buffer, TCP_NOTSENT_LOWAT;
  * bytes, K or M for powers of 1024), else dflt.  Keys: "frame",
- * "rcvbuf", "srcvbuf" (the loopback receive buffer while lanes share),
+ * "rcvbuf", "srcvbuf" (the loopback receive buffer while lanes share; only a size
+ * smaller than rcvbuf's is used),
  * "lowat".  The defaults are what the measurements chose.
  */
 unsigned tr_net_tune(const char *key, unsigned dflt);

@@ -1,6 +1,7 @@
 /*
  * trace.c: hop notes (trace.h).
  */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,9 +26,13 @@ static const char *dir;
 
 void tr_trace_note(enum tr_hop hop, uint16_t opcode, uint64_t request_id)
 {
-  unsigned i = atomic_fetch_add_explicit(&nnotes, 1, memory_order_relaxed);
   struct timespec ts;
+  unsigned i;
 
+  /* Looked at first, so the count stops near the cap and never wraps. */
+  if (atomic_load_explicit(&nnotes, memory_order_relaxed) >= TRACE_MAX)
+    return;
+  i = atomic_fetch_add_explicit(&nnotes, 1, memory_order_relaxed);
   if (i >= TRACE_MAX)
     return;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -44,6 +49,8 @@ static void dump(void)
 
   if (n > TRACE_MAX)
     n = TRACE_MAX;
+  if (n == 0)
+    return; /* a process that passed no hop (a worker) leaves no file */
   snprintf(path, sizeof(path), "%s/trace.%d", dir, (int)getpid());
   f = fopen(path, "w");
   if (!f)
@@ -56,6 +63,12 @@ static void dump(void)
   fclose(f);
 }
 
+/* A forked child writes only what it notes itself. */
+static void forked(void)
+{
+  atomic_store(&nnotes, 0);
+}
+
 /* Before main: every process that links trcommon checks the variable. */
 __attribute__((constructor)) static void trace_init(void)
 {
@@ -66,5 +79,6 @@ __attribute__((constructor)) static void trace_init(void)
   if (!notes)
     return;
   atexit(dump);
+  pthread_atfork(NULL, NULL, forked);
   tr_trace_on = 1;
 }

@@ -9,6 +9,11 @@
  * run) and each process writes its own to DIR/trace.<pid> when it exits,
  * a line "hop opcode request_id ns" each.  tests/gpu/trace_hops.py joins
  * them.  Off, a hop costs one load and a branch.
+ *
+ * Request ids are counted per lane, so two lanes' calls of one opcode can
+ * share a key; the join separates them by time, which fails only where
+ * they overlap (rare: lanes count at different rates).  Threads still
+ * noting while the process exits may leave their last note out.
  */
 #ifndef TR_TRACE_H
 #define TR_TRACE_H
