@@ -24,7 +24,8 @@
 #      natively: launches run per second (printed);
 #   5. the runtime programs of issue 5 natively (their expectations are a
 #      real GPU's);
-#   6. stream_fairness under tremote, judged against 3x on this many cores;
+#   6. stream_fairness under tremote, judged against 3x on this many cores
+#      (with each small call's time per hop printed after it, as in 6c);
 #      6b. many_clients (32 programs, 8 equal ones, a small call beside
 #      another program's bulk copy judged against 3x);
 #      6c. stream_fairness on LOCAL(cuda): the issue 5 figure with the
@@ -255,10 +256,25 @@ with_python() {
     fi
 }
 
+# fairness WHAT ENV...: stream_fairness.sh with each hop of every call
+# noted (TREMOTE_TRACE_DIR), then where its small calls spent their time,
+# idle and beside the copy (trace_hops.py; printed, not judged).
+fairness() {
+    local what=$1 t
+    shift
+    t=$(mktemp -d)
+    with_python "$what" env "$@" TR_FAIR_MIN_CPUS=8 TREMOTE_TRACE_DIR="$t" \
+        bash "$src/tests/integration/stream_fairness.sh" "$B"
+    if command -v python3 >/dev/null 2>&1; then
+        echo "--- hop by hop (tests/gpu/trace_hops.py)"
+        python3 "$src/tests/gpu/trace_hops.py" "$t" 2>&1 | head -30
+    fi
+    rm -rf "$t"
+}
+
 s_6() {
     step "6. stream fairness under tremote (judged against 3x here: enough cores)"
-    with_python "stream fairness" env TR_FAIR_MIN_CPUS=8 \
-        bash "$src/tests/integration/stream_fairness.sh" "$B"
+    fairness "stream fairness" TR_BACKEND=emu
 }
 
 s_6b() {
@@ -269,8 +285,7 @@ s_6b() {
 
 s_6c() {
     step "6c. stream fairness on LOCAL(cuda): the copy and the small calls on this GPU"
-    with_python "stream fairness on cuda" env TR_BACKEND=cuda TR_FAIR_MIN_CPUS=8 \
-        bash "$src/tests/integration/stream_fairness.sh" "$B"
+    fairness "stream fairness on cuda" TR_BACKEND=cuda
 }
 
 s_6d() {
