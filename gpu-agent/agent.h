@@ -11,8 +11,8 @@
  *                    thread and the execution threads
  *   agent_exec.c     the execution pool; agent_ops.c runs one record
  *   agent_module.c   the content-addressed module cache and uploads
- *   backends/        the device: emu.c, cuda.c + cuda_dev.c (the driver by
- *                    dlopen), backend.h
+ *   backends/        the device: emu.c, cuda.c + cuda_exec.c + cuda_dev.c
+ *                    (the driver by dlopen), backend.h
  *
  * Threads: the network thread owns every socket, every nghttp2 session and
  * the session registry; execution threads own nothing but the lane they

@@ -1,9 +1,9 @@
 /*
- * cuda_int.h: what the two halves of the cuda backend share: cuda_dev.c
+ * cuda_int.h: what the three parts of the cuda backend share: cuda_dev.c
  * (the driver and the device: loading libcuda.so.1, errors, the device's
- * description and attributes, opening and destroying the backend) and
- * cuda.c (the sessions: contexts, windows, memory, modules, launches).
- * The design is at the top of cuda.c.
+ * description and attributes, opening and destroying the backend), cuda.c
+ * (the sessions: contexts, windows, memory) and cuda_exec.c (what they
+ * run: modules, launches).  The design is at the top of cuda.c.
  */
 #ifndef AGT_CUDA_INT_H
 #define AGT_CUDA_INT_H
@@ -18,7 +18,7 @@
 #include "rangetab.h"
 
 /* The stream every operation of a thread uses, unless its launch has a
-   priority (cuda.c, prio_stream). */
+   priority (cuda.c, cu_prio_stream). */
 #define CU_STREAM CU_STREAM_PER_THREAD
 
 /*
@@ -148,6 +148,43 @@ struct cu_pstream {
 
 /* The backend's operations (cuda.c). */
 extern const struct agt_backend_ops cu_ops;
+
+/* ---- cuda.c: contexts, memory ---------------------------------------------- */
+
+/* The allocation a range of a window's table belongs to, or NULL. */
+struct cu_alloc *cu_alloc_of(struct agt_range *r);
+
+/* Make c's context current on this thread, creating it on first use. */
+CUresult cu_enter(struct agt_bctx *c);
+
+/* Wait for stream s; flush: end in cuStreamSynchronize even when it is
+   idle, so the driver writes device printf out now. */
+CUresult cu_stream_wait(const struct cu_drv *d, CUstream s, bool flush);
+
+/* The calling thread's stream of that priority in c (CU_STREAM for 0). */
+CUstream cu_prio_stream(struct agt_bctx *c, int priority);
+
+/* Undo a pin of an allocation or alias (the release or unload it held
+   back happens now). */
+void cu_unpin(struct agt_bctx *c, struct cu_alloc *al);
+
+/* ---- cuda_exec.c: modules, launches -------------------------------------- */
+
+/* Unload a module no longer listed and no longer referenced. */
+void cu_module_free(struct agt_bctx *c, struct cu_module *mod);
+
+/* The backend operations of the same names (backend.h). */
+uint32_t cu_module_load(struct agt_bctx *c, const uint8_t *image, size_t len,
+                        void **out, char *why);
+void cu_module_unload(struct agt_bctx *c, void *modp);
+uint32_t cu_function_get(struct agt_bctx *c, void *modp, const char *name,
+                         void **fn);
+uint32_t cu_symbol_get(struct agt_bctx *c, void *modp, const char *name,
+                       uint64_t *addr, uint64_t *size);
+uint32_t cu_function_attrs(struct agt_bctx *c, void *fn, struct agt_fattrs *a);
+void cu_launch_many(struct agt_bctx *c, void *const *fns,
+                    const struct agt_launch *ls, unsigned n, uint32_t *st);
+uint32_t cu_launch(struct agt_bctx *c, void *fn, const struct agt_launch *l);
 
 /* ---- cuda_dev.c ---------------------------------------------------------- */
 
