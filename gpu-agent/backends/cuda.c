@@ -568,7 +568,7 @@ static uint32_t cu_mem_free(struct agt_bctx *c, uint64_t dptr)
   al->freed = true;
   if (c->launches) {
     /* A kernel of c may still use it: the launches' pin, dropped when the
-       last of them ends (launch_end). */
+       last of them ends (launch_end, cuda_exec.c). */
     al->pins++;
     al->next = c->deferred;
     c->deferred = al;
