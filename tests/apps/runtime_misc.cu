@@ -56,6 +56,18 @@ __global__ void iota(int *p, int n)
     p[i] = i;
 }
 
+// After launches of iota over 4096 ints at dc on stream s: every int is
+// its index.
+static void expect_iota(cudaStream_t s, const int *dc, const char *what)
+{
+  static int hc[4096];
+
+  CK(cudaStreamSynchronize(s));
+  CK(cudaMemcpy(hc, dc, sizeof(hc), cudaMemcpyDeviceToHost));
+  for (int i = 0; i < 4096; i++)
+    EXPECT(hc[i] == i, "%s %d: %d", what, i, hc[i]);
+}
+
 static int deep_host(int n, int seed)
 {
   int local[24];
@@ -269,14 +281,10 @@ int main()
   cfg.stream = s;
   cfg.attrs = &attr;
   cfg.numAttrs = 1;
-  static int hc[4096];
   if (coop) {
     CK(cudaLaunchCooperativeKernel((const void *)iota, dim3(2), dim3(128), args, 0, s));
     CK(cudaLaunchKernelExC(&cfg, (const void *)iota, args));
-    CK(cudaStreamSynchronize(s));
-    CK(cudaMemcpy(hc, dc, sizeof(hc), cudaMemcpyDeviceToHost));
-    for (int i = 0; i < 4096; i++)
-      EXPECT(hc[i] == i, "launched %d: %d", i, hc[i]);
+    expect_iota(s, dc, "launched");
     printf("cooperative and extended launches: ok\n");
   } else {
     cudaError_t e = cudaLaunchCooperativeKernel((const void *)iota, dim3(2),
@@ -292,10 +300,7 @@ int main()
   cfg.numAttrs = 0; // a plain extended launch runs anywhere
   CK(cudaMemsetAsync(dc, 0, 4096 * sizeof(int), s));
   CK(cudaLaunchKernelExC(&cfg, (const void *)iota, args));
-  CK(cudaStreamSynchronize(s));
-  CK(cudaMemcpy(hc, dc, sizeof(hc), cudaMemcpyDeviceToHost));
-  for (int i = 0; i < 4096; i++)
-    EXPECT(hc[i] == i, "extended launch %d: %d", i, hc[i]);
+  expect_iota(s, dc, "extended launch");
   printf("cudaLaunchKernelExC without attributes: ok\n");
   cfg.numAttrs = 1;
 
@@ -312,10 +317,7 @@ int main()
   CK(cudaMemsetAsync(dc, 0, 4096 * sizeof(int), s));
   if (clusters) {
     CK(cudaLaunchKernelExC(&cfg, (const void *)iota, args));
-    CK(cudaStreamSynchronize(s));
-    CK(cudaMemcpy(hc, dc, sizeof(hc), cudaMemcpyDeviceToHost));
-    for (int i = 0; i < 4096; i++)
-      EXPECT(hc[i] == i, "launched in clusters %d: %d", i, hc[i]);
+    expect_iota(s, dc, "launched in clusters");
     printf("clusters of 2 blocks: ok\n");
   } else {
     cudaError_t e = cudaLaunchKernelExC(&cfg, (const void *)iota, args);

@@ -2,6 +2,7 @@
  * h2share.c: DATA frame sizes on a shared HTTP/2 connection (h2share.h).
  */
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -40,18 +41,17 @@ unsigned tr_net_tune(const char *key, unsigned dflt)
   return dflt;
 }
 
-/* TR_H2_SHARED_FRAME, or its override; looked up once (a race here only
+/* tr_net_tune(key, dflt), looked up once into *v (a race here only
    computes the same value twice). */
-static size_t shared_frame(void)
+static unsigned tuned(_Atomic unsigned *v, const char *key, unsigned dflt)
 {
-  static _Atomic size_t v;
-  size_t f = atomic_load_explicit(&v, memory_order_relaxed);
+  unsigned x = atomic_load_explicit(v, memory_order_relaxed);
 
-  if (!f) {
-    f = tr_net_tune("frame", TR_H2_SHARED_FRAME);
-    atomic_store_explicit(&v, f, memory_order_relaxed);
+  if (!x) {
+    x = tr_net_tune(key, dflt);
+    atomic_store_explicit(v, x, memory_order_relaxed);
   }
-  return f;
+  return x;
 }
 
 static uint64_t now_ns(void)
@@ -60,6 +60,12 @@ static uint64_t now_ns(void)
 
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Whether other lanes are active beside a bulk stream now. */
+static bool sharing(const struct tr_h2share *s)
+{
+  return s->until && now_ns() < s->until;
 }
 
 void tr_h2share_frame(struct tr_h2share *s, int32_t stream, size_t len)
@@ -84,18 +90,13 @@ void tr_h2share_rcvbuf_init(struct tr_h2share *s, int alone)
 
 int tr_h2share_rcvbuf(struct tr_h2share *s)
 {
-  static _Atomic int shared_v;
-  int want, shared = atomic_load_explicit(&shared_v, memory_order_relaxed);
+  static _Atomic unsigned v;
+  int want, shared;
 
   if (!s->rcvbuf_alone)
     return 0;
-  if (!shared) {
-    shared = (int)tr_net_tune("srcvbuf", TR_H2_SHARED_RCVBUF);
-    atomic_store_explicit(&shared_v, shared, memory_order_relaxed);
-  }
-  want = s->until && now_ns() < s->until && shared < s->rcvbuf_alone
-             ? shared
-             : s->rcvbuf_alone;
+  shared = (int)tuned(&v, "srcvbuf", TR_H2_SHARED_RCVBUF);
+  want = shared < s->rcvbuf_alone && sharing(s) ? shared : s->rcvbuf_alone;
   if (want == s->rcvbuf_now)
     return 0;
   s->rcvbuf_now = want;
@@ -105,10 +106,12 @@ int tr_h2share_rcvbuf(struct tr_h2share *s)
 ssize_t tr_h2share_length(const struct tr_h2share *s, size_t max_frame,
                           int32_t conn_win, int32_t stream_win)
 {
+  static _Atomic unsigned v;
   ssize_t n = (ssize_t)max_frame;
+  ssize_t shared = (ssize_t)tuned(&v, "frame", TR_H2_SHARED_FRAME);
 
-  if (n > (ssize_t)shared_frame() && s->until && now_ns() < s->until)
-    n = (ssize_t)shared_frame(); /* other lanes are active */
+  if (n > shared && sharing(s))
+    n = shared; /* other lanes are active */
   if (conn_win < n)
     n = conn_win;
   if (stream_win < n)
