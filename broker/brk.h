@@ -218,6 +218,8 @@ struct brk_counts {
   uint64_t module_loads;   /* MODULE_LOAD answered success */
   uint64_t module_misses;  /* ... answered NEED_MODULE (the agent lacked it) */
   uint64_t module_bytes;   /* MODULE_PUT payload bytes sent */
+  uint64_t express_lanes;  /* lane streams opened on the express connection */
+  uint64_t lane_moves;     /* ... and moved to the bulk one (brk_lane.c) */
 };
 
 /* Loads the agent's cache served: a miss is followed by the upload and a
@@ -259,7 +261,16 @@ struct brk_machine {
   char address[128]; /* host:port once known */
   char secret[BRK_SECRET_MAX];  /* LOCAL: 64 hex digits, made per start */
   struct tr_devinfo dev; /* as the agent described it (window fields 0) */
-  struct brk_h2 *h2;
+  struct brk_h2 *h2; /* the connection: hello, sessions, bulk lanes */
+  /* The express connection, for lanes that move no bulk (brk_lane.c,
+     "Express lanes"); NULL until it is up, or where there is none. */
+  struct brk_h2 *h2x;
+  int xsock;               /* connecting it */
+  struct brk_op *xconn_op;
+  struct tr_h2share share; /* whether lanes share, over both (h2share.h) */
+  uint64_t caps;           /* TR_CAP_* agreed in the hello */
+  struct sockaddr_storage sa; /* where the agent was dialled (salen 0: */
+  socklen_t salen;            /* handed to us, as Modal's tunnels are) */
   uint64_t gen; /* bumped on every new connection */
   /* LOCAL provider */
   pid_t pid;
@@ -324,6 +335,8 @@ struct brk_msess {
   struct brk_machine *m;
   enum brk_ms_state state;
   struct brk_h2_stream *st;
+  int confirmed; /* the agent answered 200: lanes may open on another
+                    connection than the session's */
   uint64_t gen; /* machine connection it lives on */
   struct brk_lstream *lstreams;
 };
@@ -438,6 +451,10 @@ struct brk_lane {
   int reply_waiting; /* waiting for the shim to release reply space */
   struct brk_upl *upl; /* upload chunks queued by reference; outlives the
                           lane (and keeps its mapping) while any is queued */
+  /* What a move's fence reply told (a deferred error, device output
+     waiting), for the lane's next final reply (brk_lane.c). */
+  uint32_t carry_status;
+  uint16_t carry_flags;
 };
 
 struct brk_lstream {
@@ -445,7 +462,15 @@ struct brk_lstream {
   struct brk_msess *ms;
   struct brk_lstream *next, *prev; /* ms->lstreams */
   struct brk_h2_stream *st;
+  struct brk_h2 *conn; /* the connection st is on */
   uint16_t ordinal;
+  int express;    /* on the machine's express connection */
+  int fencing;    /* a move's fence (a NOP) is out; the lane waits */
+  int fence_done; /* ... and answered: move on the next drain */
+  uint64_t last_rid; /* request id of the last record written */
+  /* A move in progress: the new stream, and the old one, which ends once
+     the agent has taken the lane over (its 200 or the old one's end). */
+  struct brk_lstream *moved_to, *moved_from;
   struct brk_outreq *out; /* ring buffer of outstanding WANT_REPLY */
   unsigned out_head, out_n, out_cap;
   struct tr_decoder dec;

@@ -87,6 +87,8 @@ static void teardown(struct brk_task *t, void *arg)
     b->ended.module_loads += c->n.module_loads;
     b->ended.module_misses += c->n.module_misses;
     b->ended.module_bytes += c->n.module_bytes;
+    b->ended.express_lanes += c->n.express_lanes;
+    b->ended.lane_moves += c->n.lane_moves;
   }
   free(c->visible);
   free(c);
@@ -842,8 +844,10 @@ static void ms_on_response(struct brk_h2_stream *st, void *user, int status)
   struct brk_msess *ms = user;
   char why[64];
 
-  if (status == 200)
+  if (status == 200) {
+    ms->confirmed = 1;
     return;
+  }
   snprintf(why, sizeof(why), "the agent refused the session (HTTP %d)", status);
   brk_warn("%s: client pid %d: %s", ms->m->name, (int)ms->c->pid, why);
   brk_msess_broken(ms, why);
@@ -899,6 +903,7 @@ struct brk_msess *brk_msess_get(struct brk_client *c, unsigned m)
   if (!ms->st)
     return NULL;
   ms->state = BRK_MS_OPEN;
+  ms->confirmed = 0;
   ms->gen = mach->gen;
   brk_dbg("client pid %d: session %s opened on %s", (int)c->pid, c->idhex,
           mach->name);

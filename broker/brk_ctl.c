@@ -88,7 +88,8 @@ static void sessions_json(struct brk *b, struct brk_sb *sb)
                   "\"region_bytes_to_agent\":%llu,"
                   "\"region_bytes_from_agent\":%llu,"
                   "\"module_loads\":%llu,\"module_misses\":%llu,"
-                  "\"module_bytes\":%llu}",
+                  "\"module_bytes\":%llu,\"express_lanes\":%llu,"
+                  "\"lane_moves\":%llu}",
                   (int)c->pid, (unsigned)c->uid, c->ndev, c->nlanes,
                   (unsigned long long)c->n.round_trips,
                   (unsigned long long)c->n.records_to_agent,
@@ -99,7 +100,9 @@ static void sessions_json(struct brk *b, struct brk_sb *sb)
                   (unsigned long long)c->region_bytes_from_agent,
                   (unsigned long long)c->n.module_loads,
                   (unsigned long long)c->n.module_misses,
-                  (unsigned long long)c->n.module_bytes);
+                  (unsigned long long)c->n.module_bytes,
+                  (unsigned long long)c->n.express_lanes,
+                  (unsigned long long)c->n.lane_moves);
   }
   brk_sb_putc(sb, ']');
 }
@@ -127,12 +130,16 @@ static void machine_extra_json(struct brk *b, const struct brk_machine *m,
   brk_sb_printf(sb,
                 ",\"sessions\":%u,\"round_trips\":%llu,"
                 "\"bytes_to_agent\":%llu,\"bytes_from_agent\":%llu,"
-                "\"module_cache_hits\":%llu,\"module_cache_misses\":%llu",
+                "\"module_cache_hits\":%llu,\"module_cache_misses\":%llu,"
+                "\"express\":%s,\"express_lanes\":%llu,\"lane_moves\":%llu",
                 sessions, (unsigned long long)m->n.round_trips,
                 (unsigned long long)m->n.bytes_to_agent,
                 (unsigned long long)m->n.bytes_from_agent,
                 (unsigned long long)brk_counts_hits(&m->n),
-                (unsigned long long)m->n.module_misses);
+                (unsigned long long)m->n.module_misses,
+                m->h2x ? "true" : "false",
+                (unsigned long long)m->n.express_lanes,
+                (unsigned long long)m->n.lane_moves);
   if (rtt)
     brk_sb_printf(sb, ",\"rtt_us\":%llu", (unsigned long long)rtt);
   /* The agent's own figures, if fresh (asked every BRK_STATUS_MS). */

@@ -97,7 +97,11 @@ struct brk_h2 {
   int wblocked; /* the pipe answered EAGAIN during send */
   int yielded;  /* body_read_cb ended the turn ("Turns") */
   size_t turn_out; /* DATA bytes written in this flush */
-  struct tr_h2share share; /* frame sizes while lanes share (h2share.h) */
+  /* Frame sizes while lanes share (h2share.h): the machine's state,
+     which its other connection also feeds, or own_share. */
+  struct tr_h2share own_share, *share;
+  struct tr_h2rcvbuf rcv;
+  uint32_t tag; /* names our streams in *share */
   int dead, told;
   char why[160];
   struct brk_op *rd_op, *wr_op, *tick_op;
@@ -301,7 +305,8 @@ static int send_data_cb(nghttp2_session *ng, nghttp2_frame *frame,
   }
   c->bytes_out += (uint64_t)w;
   c->turn_out += length;
-  tr_h2share_frame(&c->share, frame->hd.stream_id, length);
+  tr_h2share_frame(c->share, tr_h2share_key(c->tag, frame->hd.stream_id),
+                   length);
   if ((size_t)w < total) {
     /* The socket took part of the frame: keep the rest, in order. */
     size_t skip = (size_t)w;
@@ -374,7 +379,7 @@ static ssize_t read_length_cb(nghttp2_session *ng, uint8_t type,
   (void)ng;
   (void)type;
   (void)stream_id;
-  return tr_h2share_length(&c->share,
+  return tr_h2share_length(c->share,
                            max_frame < BRK_H2_FRAME ? max_frame : BRK_H2_FRAME,
                            conn_win, stream_win);
 }
@@ -416,7 +421,8 @@ static int on_frame_recv_cb(nghttp2_session *ng, const nghttp2_frame *frame,
   if (frame->hd.stream_id)
     s = nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id);
   if (frame->hd.type == NGHTTP2_DATA)
-    tr_h2share_frame(&c->share, frame->hd.stream_id, frame->hd.length);
+    tr_h2share_frame(c->share, tr_h2share_key(c->tag, frame->hd.stream_id),
+                     frame->hd.length);
   switch (frame->hd.type) {
   case NGHTTP2_HEADERS:
     if (!s)
@@ -657,7 +663,7 @@ static void on_readable(struct brk_op *op, int res, void *arg)
     if (feed(c) < 0)
       return;
   }
-  if ((rcvbuf = tr_h2share_rcvbuf(&c->share)) != 0)
+  if ((rcvbuf = tr_h2share_rcvbuf(c->share, &c->rcv)) != 0)
     setsockopt(c->pipe.fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
   if (!c->paused)
     arm_read(c);
@@ -801,7 +807,9 @@ int brk_h2_new(struct brk_h2 **out, struct brk_loop *loop, struct brk_pipe *pipe
   c->rbuf = malloc(RBUF_SIZE);
   c->in = c->rbuf;
   tr_h2track_init(&c->fr, 0); /* a client's input has no preface */
-  tr_h2share_rcvbuf_init(&c->share, opts->rcvbuf);
+  c->share = opts->share ? opts->share : &c->own_share;
+  c->tag = tr_h2share_tag();
+  tr_h2share_rcvbuf_init(&c->rcv, opts->rcvbuf);
   c->authority = strdup(opts->authority);
   if (asprintf(&c->auth, "Bearer %s", opts->secret) < 0)
     c->auth = NULL;

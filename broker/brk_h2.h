@@ -39,6 +39,8 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include "h2share.h"
+
 struct brk_loop;
 struct brk_h2;
 struct brk_h2_stream;
@@ -80,6 +82,9 @@ struct brk_h2_opts {
   uint32_t ping_timeout_ms; /* dead if the PING is not ACKed by then */
   int rcvbuf; /* the receive buffer the pipe's socket was given (loopback),
                  smaller while lanes share (h2share.h); 0: left alone */
+  /* Whether lanes share, kept with the other connections to the same
+     machine (it must outlive this one); NULL: this connection's own. */
+  struct tr_h2share *share;
 };
 
 /* Called once when the connection dies; why is a static or short-lived

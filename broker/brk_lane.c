@@ -29,6 +29,25 @@
  * arrives, so that a broken session can answer each of them with
  * TR_ST_MACHINE_LOST: no shim ever waits for a reply that cannot come.
  *
+ * Express lanes.  A machine reached over h2c has two connections
+ * (brk_machine.c): on one TCP connection a lane's small reply would wait
+ * behind every byte of another lane's copy already in the socket
+ * buffers.  A lane's stream opens on the express connection unless its
+ * first record is bulk (is_bulk: it carries or asks for a bulk frame's
+ * worth of bytes, or is a graph launch, which may replay copies), and
+ * moves to the main connection before its first bulk record, for good:
+ * a lane's records must stay in order, and a lane that copies once
+ * usually copies again.  The move: a NOP with WANT_REPLY (the fence, with
+ * the id of the lane's last record, so the lane's mark stays) goes on the
+ * old stream and the lane waits; its reply proves the agent has received
+ * and answered everything before it.  Then the lane's stream opens on the
+ * main connection with "tremote-lane-move: 1" (the agent hands the lane
+ * over when it reads those headers, PROTOCOL.md §3) and its records
+ * follow at once; the old stream is ended once the agent has answered the
+ * new one or ended the old.  The fence's reply may carry the lane's
+ * deferred error or the OUTPUT flag (the agent's reply rules); both go on
+ * to the lane's next final reply (carry_*).
+ *
  * Trust: the segment is the client's to scribble on.  Everything read from
  * it is read once into private memory before it is checked, and any
  * violation drops the client (brk_client_drop, which is deferred, so the
@@ -258,6 +277,10 @@ static void ls_free(struct brk_lstream *ls)
       brk_loop_defer(ln->c->b->loop, &ln->drain_task);
     }
   }
+  if (ls->moved_to)
+    ls->moved_to->moved_from = NULL;
+  if (ls->moved_from)
+    ls->moved_from->moved_to = NULL;
   tr_decoder_release(&ls->dec);
   out_clear(ls);
   free(ls->spill);
@@ -277,13 +300,15 @@ static void ls_unpause(struct brk_lstream *ls)
   ls->blocked = 0;
   if (ls->paused_conn) {
     ls->paused_conn = 0;
-    if (ls->ms && ls->ms->m->h2)
-      brk_h2_resume(ls->ms->m->h2);
+    if (ls->conn)
+      brk_h2_resume(ls->conn);
   }
 }
 
 void brk_lstream_orphan(struct brk_lstream *ls, int reset)
 {
+  if (ls->moved_from) /* the agent may never see the move now */
+    brk_lstream_orphan(ls->moved_from, reset);
   ls_unpause(ls);
   if (ls->st) {
     if (reset)
@@ -323,12 +348,30 @@ static int ls_place(struct brk_lstream *ls)
 {
   struct brk_lane *ln = ls->lane;
   struct tr_hdr h = ls->rec_h;
-  uint32_t len = h.payload_len;
+  uint32_t len = h.payload_len, carry_st = 0;
+  uint16_t carry_fl = 0;
   uint8_t *p;
 
   if (!(h.flags & TR_F_REPLY) ||
       (h.flags & (TR_F_SHMREF | TR_F_DEST | TR_F_PLACED)))
     return -EPROTO;
+  if (ls->fencing && !ls->fence_done && ls->out_n == 1 &&
+      h.opcode == TR_OP_NOP && !(h.flags & TR_F_MORE)) {
+    /* The fence's reply (the lane sent nothing after it): ours, not the
+       program's, but what it tells is the lane's. */
+    if (h.status && !ln->carry_status)
+      ln->carry_status = h.status;
+    ln->carry_flags |= h.flags & TR_F_OUTPUT;
+    out_remove(ls, h.request_id);
+    ls->fence_done = 1;
+    brk_loop_defer(ln->c->b->loop, &ln->drain_task);
+    return 1;
+  }
+  if (!(h.flags & TR_F_MORE)) {
+    if (!h.status)
+      h.status = carry_st = ln->carry_status;
+    h.flags |= carry_fl = ln->carry_flags;
+  }
   if (!(h.flags & TR_F_MORE) && !ls->rec_traced) {
     tr_trace(TR_HOP_BRK_REP, h.opcode, h.request_id);
     ls->rec_traced = 1;
@@ -370,6 +413,10 @@ static int ls_place(struct brk_lstream *ls)
     ls->rec_in_area = 0;
   }
   if (!(h.flags & TR_F_MORE)) {
+    if (carry_st)
+      ln->carry_status = 0;
+    if (carry_fl)
+      ln->carry_flags = 0;
     tr_trace(TR_HOP_BRK_RING, h.opcode, h.request_id);
     if (h.opcode == TR_OP_MODULE_LOAD) { /* the module cache, seen here */
       if (h.status == 0)
@@ -556,6 +603,10 @@ static int ls_on_data(struct brk_h2_stream *st, void *user, const uint8_t *data,
 
   ls->ms->c->n.bytes_from_agent += len;
   ls->ms->m->n.bytes_from_agent += len;
+  if (!ls->lane) { /* moved away: nothing more is due on it */
+    brk_h2_stream_consume(st, len);
+    return 0;
+  }
   if (ls->blocked)
     return ls_hold(ls, data, len);
   rc = ls_feed(ls, data, len, &taken);
@@ -594,7 +645,7 @@ static void ls_retry(struct brk_lstream *ls)
   /* Let the connection run again once the backlog is well under the cap. */
   if (ls->paused_conn && ls->pend_len <= BRK_LANE_PEND_MAX / 2) {
     ls->paused_conn = 0;
-    brk_h2_resume(ls->ms->m->h2);
+    brk_h2_resume(ls->conn);
   }
 }
 
@@ -603,8 +654,11 @@ static void ls_on_response(struct brk_h2_stream *st, void *user, int status)
   struct brk_lstream *ls = user;
   char why[96];
 
-  if (status == 200)
+  if (status == 200) {
+    if (ls->moved_from) /* the agent has the lane here now */
+      brk_lstream_orphan(ls->moved_from, 0);
     return;
+  }
   snprintf(why, sizeof(why), "the agent refused a lane stream (HTTP %d)",
            status);
   brk_warn("%s: client pid %d: %s", ls->ms->m->name, (int)ls->ms->c->pid, why);
@@ -615,6 +669,10 @@ static void ls_on_end(struct brk_h2_stream *st, void *user)
 {
   struct brk_lstream *ls = user;
 
+  if (ls->moved_to) { /* the agent took the lane over */
+    brk_lstream_orphan(ls, 0);
+    return;
+  }
   /* We had not ended it: the agent gave up on this lane. */
   brk_msess_broken(ls->ms, "the agent ended a lane stream");
 }
@@ -662,22 +720,17 @@ static const struct brk_h2_stream_cbs ls_cbs = {
     .on_close = ls_on_close,
 };
 
-/* The lane's stream to machine m, opened on first use; NULL: the session
-   cannot be used (answer TR_ST_MACHINE_LOST). */
-static struct brk_lstream *ls_get(struct brk_lane *ln, unsigned m,
-                                  uint16_t ordinal)
+/* Open the lane's stream to ms's machine on conn (move: taking the lane
+   over from its stream on the other connection).  NULL without memory. */
+static struct brk_lstream *ls_open(struct brk_lane *ln, struct brk_msess *ms,
+                                   uint16_t ordinal, struct brk_h2 *conn,
+                                   int move)
 {
-  struct brk_lstream *ls = ln->ls[m];
-  struct brk_msess *ms;
-  struct brk_h2_hdr hdrs[3];
+  struct brk_lstream *ls;
+  struct brk_h2_hdr hdrs[4];
   char lane[16], prio[8];
   size_t nh = 2;
 
-  if (ls)
-    return ls;
-  ms = brk_msess_get(ln->c, m);
-  if (!ms)
-    return NULL;
   ls = calloc(1, sizeof(*ls));
   if (!ls)
     return NULL;
@@ -688,6 +741,8 @@ static struct brk_lstream *ls_get(struct brk_lane *ln, unsigned m,
   ls->lane = ln;
   ls->ms = ms;
   ls->ordinal = ordinal;
+  ls->conn = conn;
+  ls->express = conn == ms->m->h2x;
   snprintf(lane, sizeof(lane), "%u", ln->id);
   hdrs[0] = (struct brk_h2_hdr){"tremote-session", ln->c->idhex};
   hdrs[1] = (struct brk_h2_hdr){"tremote-lane", lane};
@@ -695,7 +750,9 @@ static struct brk_lstream *ls_get(struct brk_lane *ln, unsigned m,
     snprintf(prio, sizeof(prio), "%d", ln->priority);
     hdrs[nh++] = (struct brk_h2_hdr){"tremote-priority", prio};
   }
-  ls->st = brk_h2_post(ms->m->h2, "/v1/lane", hdrs, nh, &ls_cbs, ls);
+  if (move)
+    hdrs[nh++] = (struct brk_h2_hdr){"tremote-lane-move", "1"};
+  ls->st = brk_h2_post(conn, "/v1/lane", hdrs, nh, &ls_cbs, ls);
   if (!ls->st) {
     tr_decoder_release(&ls->dec);
     free(ls);
@@ -706,8 +763,89 @@ static struct brk_lstream *ls_get(struct brk_lane *ln, unsigned m,
   if (ms->lstreams)
     ms->lstreams->prev = ls;
   ms->lstreams = ls;
-  ln->ls[m] = ls;
+  ln->ls[ms->m->index] = ls;
+  if (ls->express)
+    ln->c->n.express_lanes++, ms->m->n.express_lanes++;
   return ls;
+}
+
+/* The lane's stream to machine m, opened on first use, on the express
+   connection unless the record that opens it is bulk (or the agent has
+   not answered the session yet: the lane's headers could overtake the
+   session's on the other connection).  NULL: the session cannot be used
+   (answer TR_ST_MACHINE_LOST). */
+static struct brk_lstream *ls_get(struct brk_lane *ln, unsigned m,
+                                  uint16_t ordinal, int bulk)
+{
+  struct brk_msess *ms;
+  struct brk_h2 *x;
+
+  if (ln->ls[m])
+    return ln->ls[m];
+  ms = brk_msess_get(ln->c, m);
+  if (!ms)
+    return NULL;
+  x = ms->m->h2x;
+  return ls_open(ln, ms, ordinal,
+                 !bulk && x && !brk_h2_dead(x) && ms->confirmed ? x
+                                                                : ms->m->h2,
+                 0);
+}
+
+/* Whether record h moves bulk: a lane sends it on the main connection
+   ("Express lanes").  The length a download asks for is read from the
+   ring once, for this choice only. */
+static int is_bulk(const struct tr_hdr *h, const uint8_t *payload)
+{
+  if (h->opcode == TR_OP_GRAPH_LAUNCH || (h->flags & TR_F_SHMREF) ||
+      h->payload_len >= TR_H2_SMALL_FRAME)
+    return 1;
+  return h->opcode == TR_OP_MEMCPY_D2H && h->payload_len >= 16 &&
+         tr_get_u64(payload + 8) >= TR_H2_SMALL_FRAME;
+}
+
+/* Start moving ls's lane off the express connection: the fence.  0, or
+   -1 when it could not be queued (the session is broken then). */
+static int fence(struct brk_lstream *ls)
+{
+  uint8_t hdr[TR_HDR_SIZE];
+  struct iovec iov = {hdr, TR_HDR_SIZE};
+  struct tr_hdr w;
+
+  tr_hdr_init(&w, TR_OP_NOP, TR_F_WANT_REPLY, ls->last_rid, 0);
+  tr_hdr_pack(&w, hdr);
+  if (brk_h2_stream_write(ls->st, &iov, 1) < 0 ||
+      out_push(ls, ls->last_rid, TR_OP_NOP, NULL, NULL, 0) < 0) {
+    brk_msess_broken(ls->ms, "cannot move a lane to the bulk connection");
+    return -1;
+  }
+  ls->fencing = 1;
+  return 0;
+}
+
+/* The fence came back: the lane goes on on the main connection.  0, or
+   -1 when the session broke. */
+static int move(struct brk_lane *ln, struct brk_lstream *old)
+{
+  struct brk_msess *ms = old->ms;
+  struct brk_lstream *nw;
+
+  old->lane = NULL; /* it only waits to be ended now */
+  ln->ls[ms->m->index] = NULL;
+  nw = ms->m->h2 && !brk_h2_dead(ms->m->h2)
+           ? ls_open(ln, ms, old->ordinal, ms->m->h2, 1)
+           : NULL;
+  if (!nw) {
+    brk_msess_broken(ms, "cannot move a lane to the bulk connection");
+    return -1;
+  }
+  nw->last_rid = old->last_rid;
+  nw->moved_from = old;
+  old->moved_to = nw;
+  ln->c->n.lane_moves++, ms->m->n.lane_moves++;
+  brk_dbg("client pid %d lane %u: moved to %s's bulk connection",
+          (int)ln->c->pid, ln->id, ms->m->name);
+  return 0;
 }
 
 /* ---- zero-copy uploads ------------------------------------------------------------- */
@@ -961,7 +1099,7 @@ static int route(struct brk_lane *ln, const struct tr_hdr *h,
   struct brk_upl_ent *zc = NULL;
   uint32_t prefix = h->payload_len, status = 0;
   uint64_t dest_len = 0;
-  int want = (h->flags & TR_F_WANT_REPLY) != 0, byref, rc;
+  int want = (h->flags & TR_F_WANT_REPLY) != 0, byref, rc, big;
 
   if ((h->flags & (TR_F_REPLY | TR_F_MORE | TR_F_PLACED)) || h->status != 0) {
     brk_client_drop(c, "lane %u: a request record carries reply flags or a "
@@ -983,10 +1121,18 @@ static int route(struct brk_lane *ln, const struct tr_hdr *h,
       status = 101; /* cudaErrorInvalidDevice */
       break;
     }
-    ls = ls_get(ln, c->ord2m[h->device], h->device);
+    big = is_bulk(h, payload);
+    ls = ls_get(ln, c->ord2m[h->device], h->device, big);
     if (!ls) {
       status = TR_ST_MACHINE_LOST;
       break;
+    }
+    if (big && ls->express) {
+      /* Taken again once the lane has moved ("Express lanes"). */
+      if (!ls->fencing && fence(ls) < 0)
+        return route(ln, h, payload); /* broken: answered here now */
+      ln->blocked_on = ls;
+      return 1;
     }
     if (brk_h2_stream_queued(ls->st) >= BRK_LANE_QUEUE_MAX ||
         ls->out_n >= BRK_LANE_OUTSTANDING_MAX) {
@@ -1059,6 +1205,7 @@ static int route(struct brk_lane *ln, const struct tr_hdr *h,
     brk_client_drop(c, "out of memory queueing a request");
     return -1;
   }
+  ls->last_rid = h->request_id;
   if (want && out_push(ls, h->request_id, h->opcode, dest, dest_p,
                        dest_len) < 0) {
     brk_client_drop(c, "out of memory queueing a request");
@@ -1138,11 +1285,18 @@ static void drain_task(struct brk_task *t, void *arg)
   if (ln->blocked_on) {
     struct brk_lstream *ls = ln->blocked_on;
 
-    /* Resume below the low-water mark, not at the first byte sent, so a
-       full stream does not flip-flop on every DATA frame. */
-    if ((ls->st && brk_h2_stream_queued(ls->st) > BRK_LANE_QUEUE_LOW) ||
-        ls->out_n >= BRK_LANE_OUTSTANDING_MAX)
+    if (ls->fencing) { /* moving ("Express lanes") */
+      if (!ls->fence_done)
+        return;
+      ln->blocked_on = NULL;
+      if (move(ln, ls) < 0)
+        return;
+    } else if ((ls->st && brk_h2_stream_queued(ls->st) > BRK_LANE_QUEUE_LOW) ||
+               ls->out_n >= BRK_LANE_OUTSTANDING_MAX) {
+      /* Resume below the low-water mark, not at the first byte sent, so a
+         full stream does not flip-flop on every DATA frame. */
       return;
+    }
     ln->blocked_on = NULL;
   }
   lane_drain(ln);

@@ -73,6 +73,8 @@ static int is_static(const struct brk_machine *m)
                      m->spec->provider == BRK_P_MODAL);
 }
 static void hello_task(struct brk_task *t, void *arg);
+static void express_start(struct brk_machine *m);
+static void machine_lost(struct brk_machine *m, const char *why);
 static void start_failed(struct brk_machine *m, int permanent, const char *fmt,
                          ...) __attribute__((format(printf, 3, 4)));
 
@@ -98,7 +100,7 @@ static struct brk_machine *machine_new(struct brk *b)
   m->b = b;
   m->index = b->nmachines;
   m->state = BRK_M_STOPPED;
-  m->pidfd = m->rdy_fd = m->sock = -1;
+  m->pidfd = m->rdy_fd = m->sock = m->xsock = -1;
   m->backoff_ms = BACKOFF_MIN_MS;
   m->util_gpu = m->util_mem = m->temp_c = m->power_mw = -1;
   brk_bq_init(&m->hello_body);
@@ -210,6 +212,25 @@ static void cancel_timer(struct brk_machine *m)
   m->timer = NULL;
 }
 
+/* Free the machine's connections, the express one first (its streams
+   go with it). */
+static void conns_free(struct brk_machine *m)
+{
+  struct brk_h2 *x = m->h2x, *h2 = m->h2;
+
+  brk_op_cancel(m->xconn_op); /* an express connection on its way */
+  m->xconn_op = NULL;
+  if (m->xsock >= 0)
+    close(m->xsock);
+  m->xsock = -1;
+  m->h2x = NULL;
+  m->h2 = NULL;
+  if (x)
+    brk_h2_free(x);
+  if (h2)
+    brk_h2_free(h2);
+}
+
 /* Undo whatever part of a start sequence is in flight (not the process). */
 static void start_cleanup(struct brk_machine *m)
 {
@@ -283,12 +304,7 @@ static void start_failed(struct brk_machine *m, int permanent, const char *fmt,
   va_end(ap);
   brk_err("%s: start failed: %s", m->name, m->why);
   start_cleanup(m);
-  if (m->h2) {
-    struct brk_h2 *h2 = m->h2;
-
-    m->h2 = NULL;
-    brk_h2_free(h2);
-  }
+  conns_free(m);
   kill_agent(m, SIGKILL);
   m->state = BRK_M_FAILED;
   m->permanent = permanent;
@@ -300,8 +316,6 @@ static void start_failed(struct brk_machine *m, int permanent, const char *fmt,
 /* The machine worked and stopped working. */
 static void machine_lost(struct brk_machine *m, const char *why)
 {
-  struct brk_h2 *h2 = m->h2;
-
   if (m->state != BRK_M_READY)
     return;
   brk_err("%s: machine lost: %s", m->name, why);
@@ -310,9 +324,7 @@ static void machine_lost(struct brk_machine *m, const char *why)
   /* Sessions first, while their streams are still attached: every
      outstanding request is answered now. */
   brk_clients_machine_lost(m->b, m);
-  m->h2 = NULL;
-  if (h2)
-    brk_h2_free(h2);
+  conns_free(m);
   kill_agent(m, SIGKILL);
   if (brk_now_ms() - m->ready_since_ms >= STABLE_MS)
     m->backoff_ms = BACKOFF_MIN_MS;
@@ -397,6 +409,7 @@ static void hello_done(struct brk_machine *m)
     goto out;
   }
   m->hello = NULL;
+  m->caps = h.caps;
   cancel_timer(m);
   m->state = BRK_M_READY;
   m->why[0] = 0;
@@ -408,6 +421,7 @@ static void hello_done(struct brk_machine *m)
            (unsigned long long)(brk_now_ms() - m->start_ms));
   first_done(m);
   brk_clients_machines_changed(m->b);
+  express_start(m);
 out:
   free(body);
 }
@@ -577,6 +591,11 @@ static void on_h2_dead(struct brk_h2 *c, void *owner, const char *why)
 {
   struct brk_machine *m = owner;
 
+  if (c == m->h2x && c) {
+    /* Lanes live on it: the machine is as lost as if the main one went. */
+    machine_lost(m, why);
+    return;
+  }
   if (m->h2 != c)
     return;
   if (m->state == BRK_M_STARTING)
@@ -589,7 +608,8 @@ static void send_hello(struct brk_machine *m)
 {
   uint8_t rec[TR_HDR_SIZE + TR_HELLO_SIZE];
   struct tr_hello h = {TR_PROTO_VERSION_MIN, TR_PROTO_VERSION_MAX,
-                       TR_ROLE_BROKER, TR_CAP_EXEC | TR_CAP_MODULE_CACHE,
+                       TR_ROLE_BROKER,
+                       TR_CAP_EXEC | TR_CAP_MODULE_CACHE | TR_CAP_LANE_MOVE,
                        (uint32_t)getpid(), 0};
   struct tr_hdr hdr;
   struct iovec iov = {rec, sizeof(rec)};
@@ -610,9 +630,10 @@ static void send_hello(struct brk_machine *m)
 /* ---- connect ---------------------------------------------------------------- */
 
 /* HTTP/2 over pipe (taken), then HELLO. */
-static void h2_start(struct brk_machine *m, struct brk_pipe *pipe)
+/* The options of both of the machine's connections. */
+static struct brk_h2_opts h2_opts(struct brk_machine *m)
 {
-  struct brk_h2_opts o = {
+  return (struct brk_h2_opts){
       .authority = m->address,
       .secret = m->secret,
       .stream_window = BRK_STREAM_WINDOW,
@@ -623,7 +644,13 @@ static void h2_start(struct brk_machine *m, struct brk_pipe *pipe)
       .rcvbuf = !m->spec || m->spec->loopback
                     ? (int)tr_net_tune("rcvbuf", BRK_LOOPBACK_RCVBUF)
                     : 0,
+      .share = &m->share,
   };
+}
+
+static void h2_start(struct brk_machine *m, struct brk_pipe *pipe)
+{
+  struct brk_h2_opts o = h2_opts(m);
   int rc = brk_h2_new(&m->h2, m->b->loop, pipe, &o, on_h2_dead, m);
 
   if (rc < 0) {
@@ -680,23 +707,26 @@ static void tls_step(struct brk_machine *m)
   h2_start(m, &pipe);
 }
 
-static void connected(struct brk_machine *m)
+/* The options of a connected socket to the agent, either connection. */
+static void tune_socket(struct brk_machine *m, int fd)
 {
-  struct brk_pipe pipe;
   int one = 1;
   /* Data the agent has not acknowledged for this long ends the
      connection even while PINGs could not be sent (a full socket). */
   unsigned user_timeout = m->b->cfg.ping_idle_ms + m->b->cfg.ping_timeout_ms;
+  int lowat = (int)tr_net_tune("lowat", BRK_NOTSENT_LOWAT);
 
-  setsockopt(m->sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  setsockopt(m->sock, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout,
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout,
              sizeof(user_timeout));
-  {
-    int lowat = (int)tr_net_tune("lowat", BRK_NOTSENT_LOWAT);
+  setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
+}
 
-    setsockopt(m->sock, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat,
-               sizeof(lowat));
-  }
+static void connected(struct brk_machine *m)
+{
+  struct brk_pipe pipe;
+
+  tune_socket(m, m->sock);
   if (m->tls_ctx) {
     m->ssl = brk_tls_new(m->tls_ctx, m->spec, m->sock);
     if (!m->ssl) {
@@ -735,6 +765,8 @@ static void start_connect(struct brk_machine *m, const struct sockaddr *sa,
 {
   int rcvbuf = (int)tr_net_tune("rcvbuf", BRK_LOOPBACK_RCVBUF);
 
+  memcpy(&m->sa, sa, salen);
+  m->salen = salen; /* for the express connection */
   m->sock = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
                    0);
   if (m->sock < 0) {
@@ -757,6 +789,131 @@ static void start_connect(struct brk_machine *m, const struct sockaddr *sa,
   m->conn_op = brk_loop_poll(m->b->loop, m->sock, POLLOUT, on_connect, m);
   if (!m->conn_op)
     start_failed(m, 0, "cannot poll the agent socket");
+}
+
+/* ---- the express connection --------------------------------------------------- */
+
+/*
+ * A second HTTP/2 connection to the same agent, for the lanes that move
+ * no bulk (brk_lane.c, "Express lanes").  On one TCP connection a small
+ * reply waits behind every byte of another lane's copy already in the
+ * socket buffers, which no frame scheduling can overtake.  It is dialled
+ * once the machine is ready, where the agent agreed to TR_CAP_LANE_MOVE and
+ * the connection is h2c to an address we dialled (TLS machines and
+ * Modal's tunnels keep to one connection).  Until it is up, or when it
+ * cannot come up, lanes use the main connection; once up, its loss is the
+ * machine's.  TREMOTE_EXPRESS=0 turns it off (for measurements).
+ */
+static int express_wanted(const struct brk_machine *m)
+{
+  const char *e = getenv("TREMOTE_EXPRESS");
+
+  return (m->caps & TR_CAP_LANE_MOVE) && !m->tls_ctx && m->salen &&
+         m->state == BRK_M_READY && !(e && strcmp(e, "0") == 0);
+}
+
+/* The express connection's greeting, /v1/status: the agent closes a
+   connection that makes no authenticated request within seconds.  Its
+   answer tells nothing we need. */
+static int greet_data(struct brk_h2_stream *s, void *user, const uint8_t *d,
+                      size_t len)
+{
+  (void)user;
+  (void)d;
+  brk_h2_stream_consume(s, len);
+  return 0;
+}
+
+static void greet_end(struct brk_h2_stream *s, void *user)
+{
+  (void)user;
+  brk_h2_stream_detach(s);
+}
+
+static void greet_close(struct brk_h2_stream *s, void *user, uint32_t code)
+{
+  (void)s;
+  (void)user;
+  (void)code; /* a failing connection says so itself */
+}
+
+static const struct brk_h2_stream_cbs greet_cbs = {
+    .on_data = greet_data,
+    .on_end = greet_end,
+    .on_close = greet_close,
+};
+
+static void express_up(struct brk_machine *m)
+{
+  struct brk_h2_stream *greet;
+  struct brk_h2_opts o = h2_opts(m);
+  struct brk_pipe pipe;
+  int rc;
+
+  o.rcvbuf = 0; /* small records only: the kernel's default suits them */
+  brk_pipe_plain(&pipe, m->xsock);
+  m->xsock = -1; /* the pipe has it now */
+  rc = brk_h2_new(&m->h2x, m->b->loop, &pipe, &o, on_h2_dead, m);
+  if (rc < 0) {
+    m->h2x = NULL;
+    brk_warn("%s: no express connection (HTTP/2 session: %s); all lanes "
+             "share one", m->name, strerror(-rc));
+    return;
+  }
+  greet = brk_h2_post(m->h2x, "/v1/status", NULL, 0, &greet_cbs, m);
+  if (greet)
+    brk_h2_stream_end(greet);
+  brk_dbg("%s: express connection up", m->name);
+}
+
+static void on_express_connect(struct brk_op *op, int res, void *arg)
+{
+  struct brk_machine *m = arg;
+  int err = 0;
+  socklen_t len = sizeof(err);
+
+  (void)op;
+  m->xconn_op = NULL;
+  if (res < 0)
+    err = -res;
+  else if (getsockopt(m->xsock, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+    err = errno;
+  if (err || m->state != BRK_M_READY) {
+    if (err)
+      brk_warn("%s: no express connection (connect to %s: %s); all lanes "
+               "share one", m->name, m->address, strerror(err));
+    close(m->xsock);
+    m->xsock = -1;
+    return;
+  }
+  express_up(m);
+}
+
+static void express_start(struct brk_machine *m)
+{
+  if (!express_wanted(m) || m->h2x || m->xsock >= 0)
+    return;
+  m->xsock = socket(m->sa.ss_family,
+                    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (m->xsock < 0) {
+    brk_warn("%s: no express connection (socket: %s)", m->name,
+             strerror(errno));
+    return;
+  }
+  tune_socket(m, m->xsock);
+  if (connect(m->xsock, (struct sockaddr *)&m->sa, m->salen) == 0) {
+    express_up(m);
+    return;
+  }
+  if (errno == EINPROGRESS)
+    m->xconn_op = brk_loop_poll(m->b->loop, m->xsock, POLLOUT,
+                                on_express_connect, m);
+  if (!m->xconn_op) {
+    brk_warn("%s: no express connection (connect to %s: %s)", m->name,
+             m->address, strerror(errno));
+    close(m->xsock);
+    m->xsock = -1;
+  }
 }
 
 /* ---- the ready line ----------------------------------------------------------- */
@@ -1056,6 +1213,7 @@ static int begin_remote(struct brk_machine *m)
   m->permanent = 0;
   m->state = BRK_M_STARTING;
   m->start_ms = brk_now_ms();
+  m->salen = 0;
   memset(&m->dev, 0, sizeof(m->dev));
   snprintf(m->address, sizeof(m->address), "%s", m->spec->address);
   snprintf(m->secret, sizeof(m->secret), "%s", m->spec->secret);
@@ -1115,14 +1273,10 @@ void brk_machine_fail(struct brk_machine *m, int permanent, const char *fmt,
 
 void brk_machine_disconnect(struct brk_machine *m)
 {
-  struct brk_h2 *h2 = m->h2;
-
   start_cleanup(m);
   if (m->state == BRK_M_READY)
     brk_clients_machine_lost(m->b, m);
-  m->h2 = NULL;
-  if (h2)
-    brk_h2_free(h2);
+  conns_free(m);
 }
 
 static void machine_start(struct brk_machine *m)
@@ -1139,7 +1293,6 @@ int brk_machine_remove(struct brk *b, const char *name, char *why,
                        size_t cap)
 {
   struct brk_machine *m = brk_machine_by_name(b, name);
-  struct brk_h2 *h2;
 
   if (!m) {
     snprintf(why, cap, "no machine named %.64s", name);
@@ -1151,10 +1304,7 @@ int brk_machine_remove(struct brk *b, const char *name, char *why,
   start_cleanup(m);
   if (m->state == BRK_M_READY)
     brk_clients_machine_lost(b, m); /* its sessions answer "lost" now */
-  h2 = m->h2;
-  m->h2 = NULL;
-  if (h2)
-    brk_h2_free(h2);
+  conns_free(m);
   kill_agent(m, SIGTERM); /* reaped by on_agent_exit */
   brk_modal_remove(m);     /* DELETE on Modal */
   m->state = BRK_M_STOPPED;
@@ -1179,12 +1329,7 @@ unsigned brk_machines_stop(struct brk *b)
 
     start_cleanup(m);
     m->state = BRK_M_STOPPED;
-    if (m->h2) {
-      struct brk_h2 *h2 = m->h2;
-
-      m->h2 = NULL;
-      brk_h2_free(h2);
-    }
+    conns_free(m);
     kill_agent(m, SIGTERM);
   }
   return b->nagents_running;
@@ -1208,8 +1353,7 @@ void brk_machines_free(struct brk *b)
       close(m->pidfd);
     start_cleanup(m);
     brk_modal_machine_free(m);
-    if (m->h2)
-      brk_h2_free(m->h2);
+    conns_free(m);
     SSL_CTX_free(m->tls_ctx);
     free(m);
     b->machines[i] = NULL;

@@ -371,7 +371,8 @@ static int send_data_cb(nghttp2_session *ngh, nghttp2_frame *fr,
   switch (rc) {
   case 0:
     c->turn_out += length;
-    tr_h2share_frame(&c->share, fr->hd.stream_id, length);
+    tr_h2share_frame(&c->srv->share, tr_h2share_key(c->tag, fr->hd.stream_id),
+                     length);
     return fo.partial ? NGHTTP2_ERR_PAUSE : 0;
   case -EAGAIN:
     c->blocked = true;
@@ -394,6 +395,11 @@ static void resume(struct stream *st)
     nghttp2_session_resume_data(st->conn->ngh, st->id);
   }
   conn_mark(st->conn);
+}
+
+void agt_st_resume(struct stream *st)
+{
+  resume(st);
 }
 
 int agt_st_submit(struct stream *st, const char *status,
@@ -516,6 +522,9 @@ static int on_header(nghttp2_session *ngh, const nghttp2_frame *fr,
   } else if (IS("tremote-lane")) {
     keep(st->lane_hdr, sizeof(st->lane_hdr), value, valuelen,
          &st->hdr_overflow);
+  } else if (IS("tremote-lane-move")) {
+    keep(st->move_hdr, sizeof(st->move_hdr), value, valuelen,
+         &st->hdr_overflow);
   } else if (IS("tremote-priority")) {
     keep(st->prio_hdr, sizeof(st->prio_hdr), value, valuelen,
          &st->hdr_overflow);
@@ -531,7 +540,8 @@ static int on_frame_recv(nghttp2_session *ngh, const nghttp2_frame *fr,
   struct stream *st;
 
   if (fr->hd.type == NGHTTP2_DATA)
-    tr_h2share_frame(&c->share, fr->hd.stream_id, fr->hd.length);
+    tr_h2share_frame(&c->srv->share, tr_h2share_key(c->tag, fr->hd.stream_id),
+                     fr->hd.length);
   if (fr->hd.type != NGHTTP2_HEADERS && fr->hd.type != NGHTTP2_DATA)
     return 0;
   st = nghttp2_session_get_stream_user_data(ngh, fr->hd.stream_id);
@@ -611,7 +621,7 @@ static agt_ngssize read_length_cb(nghttp2_session *ngh, uint8_t type,
 {
   struct conn *c = ud;
 
-  return (agt_ngssize)tr_h2share_length(&c->share, max_frame, conn_win,
+  return (agt_ngssize)tr_h2share_length(&c->srv->share, max_frame, conn_win,
                                         stream_win);
 }
 
@@ -831,7 +841,7 @@ static void conn_read(struct conn *c)
     }
     tr_h2track_feed(&c->fr, buf, (size_t)rv); /* all: we never pause */
   }
-  if ((rcvbuf = tr_h2share_rcvbuf(&c->share)) != 0)
+  if ((rcvbuf = tr_h2share_rcvbuf(&c->srv->share, &c->rcv)) != 0)
     setsockopt(c->ev.fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
   conn_mark(c);
 }
@@ -915,7 +925,8 @@ static void accept_all(struct agt_server *srv)
     c = calloc(1, sizeof(*c));
     if (!c)
       goto out_close;
-    tr_h2share_rcvbuf_init(&c->share, rcvbuf);
+    tr_h2share_rcvbuf_init(&c->rcv, rcvbuf);
+    c->tag = tr_h2share_tag();
     c->ev.kind = EV_CONN;
     c->ev.fd = fd;
     c->srv = srv;

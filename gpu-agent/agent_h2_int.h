@@ -125,7 +125,7 @@ struct stream {
 
   /* Request headers we look at; over-long values set hdr_overflow. */
   char method[16], path[64], auth[512], sess_hdr[40], va_hdr[64],
-      lane_hdr[32], prio_hdr[8];
+      lane_hdr[32], prio_hdr[8], move_hdr[4];
   size_t auth_len;
   bool hdr_overflow;
 
@@ -168,7 +168,8 @@ struct conn {
                          ended the turn (see "Turns") */
   bool yields;        /* some stream has `yielded` set */
   size_t turn_out;    /* DATA bytes written in this turn */
-  struct tr_h2share share; /* frame sizes while lanes share (h2share.h) */
+  struct tr_h2rcvbuf rcv; /* its socket's receive buffer (h2share.h) */
+  uint32_t tag;           /* names its streams in srv->share */
   uint64_t credit;    /* connection-level bytes to consume */
   bool pollout;       /* EPOLLOUT is registered */
   bool dirty;         /* has something to send: flush at the end of the turn */
@@ -210,6 +211,10 @@ struct agt_server {
   nghttp2_session_callbacks *cbs;
   nghttp2_option *opt;
   struct conn *conns;
+  /* Whether lanes share (h2share.h), over every connection: one network
+     thread writes all their frames, so a bulk frame on one delays a call
+     on any other (a broker's express connection, PROTOCOL.md §3). */
+  struct tr_h2share share;
   struct agt_hmap sessions; /* id -> session (the registry's reference) */
   unsigned live_sessions;   /* created and not yet freed */
   struct tr_devinfo devinfo;
@@ -223,6 +228,9 @@ struct agt_server {
    (st->resp, or the lane's reply queue).  Returns 0 or an nghttp2 error. */
 int agt_st_submit(struct stream *st, const char *status,
                   const char *content_type);
+
+/* Let st's data provider run again (it had nothing to send). */
+void agt_st_resume(struct stream *st);
 
 /* Reset st with code (once). */
 void agt_st_rst(struct stream *st, uint32_t code);

@@ -138,6 +138,65 @@ static int parse_priority(const char *s, int *prio)
   return 0;
 }
 
+/*
+ * A lane's stream moves to st (tremote-lane-move: 1, PROTOCOL.md §3): the
+ * broker moves a lane from its express connection to its bulk one before
+ * the lane's first bulk record, once the lane's last reply (a NOP it sent
+ * as a fence) came back, so everything sent on the old stream has been
+ * received and answered.  The lane itself stays (its records, request
+ * ids, mark, deferred error and priority: exec threads read it, so a
+ * tremote-priority here is ignored); only where its records come
+ * from and its replies go changes.  The old stream's response ends; its
+ * unconsumed bytes go back to its connection, as when a stream closes.
+ */
+static void move_lane(struct stream *st, struct agt_lane *l)
+{
+  struct stream *old = l->st;
+  const char *busy = NULL;
+  bool out_pending, in_eof, aborted;
+
+  if (!old || old == st)
+    busy = "it has no stream";
+  else if (old->rst_sent)
+    busy = "its stream was reset";
+  else if (l->dec.have || l->skip || l->cur)
+    busy = "a record is half received";
+  if (!busy) {
+    pthread_mutex_lock(&l->mu);
+    out_pending = l->out_head != NULL;
+    in_eof = l->in_eof;
+    aborted = l->aborted;
+    /* What was executed is credited below with everything else. */
+    l->done_bytes = 0;
+    pthread_mutex_unlock(&l->mu);
+    if (out_pending)
+      busy = "replies are still being sent";
+    else if (in_eof || aborted)
+      busy = "it is ending";
+  }
+  if (busy) {
+    agt_st_reply_text(st, 409, "lane %llu cannot move now: %s",
+                      (unsigned long long)l->id, busy);
+    return;
+  }
+  if (l->recv_bytes > l->credited)
+    old->conn->credit += l->recv_bytes - l->credited;
+  l->recv_bytes = l->credited = 0;
+  old->lane = NULL;
+  old->kind = ST_FIXED; /* no response bytes: it ends now */
+  agt_st_resume(old);
+  l->st = st; /* the old stream's lane reference is st's now */
+  st->lane = l;
+  st->kind = ST_LANE;
+  nghttp2_session_set_local_window_size(st->conn->ngh, NGHTTP2_FLAG_NONE,
+                                        st->id, (int32_t)AGT_LANE_IN_MAX);
+  agt_debug("session %016llx: lane %llu moved to %s",
+            (unsigned long long)l->sess->id, (unsigned long long)l->id,
+            st->conn->peer);
+  if (agt_st_submit(st, "200", "application/octet-stream") < 0)
+    agt_st_rst(st, NGHTTP2_INTERNAL_ERROR);
+}
+
 static void open_lane(struct stream *st)
 {
   struct agt_server *srv = st->conn->srv;
@@ -169,11 +228,20 @@ static void open_lane(struct stream *st)
     return;
   }
   for (l = s->lanes; l; l = l->sess_next) {
-    if (l->id == lane) {
-      agt_st_reply_text(st, 409, "lane %llu of session %016llx is already open",
-                 (unsigned long long)lane, (unsigned long long)id);
+    if (l->id != lane)
+      continue;
+    if (strcmp(st->move_hdr, "1") == 0) {
+      move_lane(st, l);
       return;
     }
+    agt_st_reply_text(st, 409, "lane %llu of session %016llx is already open",
+                      (unsigned long long)lane, (unsigned long long)id);
+    return;
+  }
+  if (st->move_hdr[0]) {
+    agt_st_reply_text(st, 404, "no lane %llu in session %016llx to move",
+                      (unsigned long long)lane, (unsigned long long)id);
+    return;
   }
   if (agt_lane_new(s, lane, &l) < 0) {
     agt_st_reply_text(st, 503, "out of memory");
@@ -276,7 +344,8 @@ static void answer_hello(struct stream *st)
   size_t dsize;
   int v, n;
 
-  mine.caps = TR_CAP_MODULE_CACHE | (srv->devinfo.caps & TR_CAP_EXEC);
+  mine.caps = TR_CAP_MODULE_CACHE | TR_CAP_LANE_MOVE |
+              (srv->devinfo.caps & TR_CAP_EXEC);
   if (st->body_len < TR_HDR_SIZE) {
     why = "body shorter than a record header";
     goto out_bad;
@@ -564,7 +633,10 @@ void agt_stream_free(struct stream *st)
     agt_lane_abort(l); /* a no-op for a lane that finished */
     /* Whatever was received and not yet credited is given back to the
        connection: the stream's own window no longer exists. */
-    c->credit += l->recv_bytes - l->credited;
+    /* (A record executed just before a move may be credited on the new
+       stream: never count it twice.) */
+    if (l->recv_bytes > l->credited)
+      c->credit += l->recv_bytes - l->credited;
     l->credited = l->recv_bytes;
     l->st = NULL;
     for (pp = &l->sess->lanes; *pp; pp = &(*pp)->sess_next) {

@@ -46,6 +46,8 @@ tr_cuda_app(stream_priority apps/stream_priority.cu)
 tr_script_test(stream_priority integration/stream_priority.sh TIMEOUT 120 FAST)
 tr_cuda_app(stream_fairness apps/stream_fairness.cu -Xcompiler -pthread)
 tr_script_test(stream_fairness integration/stream_fairness.sh TIMEOUT 300)
+tr_cuda_app(lane_move apps/lane_move.cu)
+tr_script_test(express_lanes integration/express_lanes.sh TIMEOUT 180 FAST)
 tr_cuda_app(pinned_copies apps/pinned_copies.cu)
 tr_script_test(pinned_copies integration/pinned_copies.sh TIMEOUT 120 FAST)
 # The agent's polling (--spin-us) is off on machines under 8 CPUs, such as

@@ -106,6 +106,8 @@ static inline uint64_t tr_lane_mark(uint64_t lane_id)
  */
 #define TR_CAP_EXEC 0x0001u        /* device executes kernels */
 #define TR_CAP_MODULE_CACHE 0x0002u /* content-addressed module cache */
+#define TR_CAP_LANE_MOVE 0x0004u /* a lane's stream may move to another
+                                    connection (tremote-lane-move) */
 
 /*
  * The opcode table.  X(number, NAME, flags-hint, "payload summary")

@@ -200,7 +200,7 @@ s_4e() {
         bad=0
         for a in streams_events legacy_stream host_memory runtime_misc graphs managed \
                  "async_launches fault" pinned_copies memory_roundtrip "stream_priority api" \
-                 "stream_priority order -5 max 3" coop_grid; do
+                 "stream_priority order -5 max 3" coop_grid lane_move; do
             # shellcheck disable=SC2086
             app_pass "$TR_TMP/out" 60 "$TR_PRELOAD" "$APPS" $a || bad=1
         done
@@ -238,7 +238,7 @@ s_5() {
     [ -n "$old_driver" ] && skipped=$old_driver
     for a in streams_events host_memory runtime_misc graphs managed "async_launches fault" \
              pinned_copies legacy_stream "stream_fairness 1024 300" "stream_priority api" \
-             "stream_priority order -5" coop_grid; do
+             "stream_priority order -5" coop_grid lane_move; do
         [ -n "$old_driver" ] && break
         # shellcheck disable=SC2086
         app_pass "$B/native.out" 120 "" "$B/tests/apps" $a || fails+=("native $a")

@@ -402,8 +402,9 @@ static void test_hello(void **state)
   assert_int_equal(hl.min_version, TR_PROTO_VERSION_MAX);
   assert_int_equal(hl.max_version, TR_PROTO_VERSION_MAX);
   assert_int_equal(hl.role, TR_ROLE_AGENT);
-  /* The emulator runs kernels: TR_CAP_EXEC. */
-  assert_int_equal(hl.caps, TR_CAP_MODULE_CACHE | TR_CAP_EXEC);
+  /* The emulator runs kernels: TR_CAP_EXEC; lanes can move. */
+  assert_int_equal(hl.caps,
+                   TR_CAP_MODULE_CACHE | TR_CAP_EXEC | TR_CAP_LANE_MOVE);
   assert_int_equal(tr_devinfo_unpack(p + TR_HELLO_SIZE, hl.extra_len, &d,
                                      &used), 0);
   assert_int_equal(used, hl.extra_len);
@@ -1452,6 +1453,93 @@ static void test_lane_mark(void **state)
   tc_close(&c);
 }
 
+/* POST /v1/lane taking lane `lane` over (tremote-lane-move: 1). */
+static struct tc_stream *move_lane(struct tc_conn *c, uint64_t sid,
+                                   unsigned lane, int want_status)
+{
+  char s[17], l[16];
+  struct tc_stream *st;
+
+  snprintf(s, sizeof(s), "%016llx", (unsigned long long)sid);
+  snprintf(l, sizeof(l), "%u", lane);
+  st = tc_request(c, "/v1/lane", secret,
+                  (const char *const[]){"tremote-session", s, "tremote-lane",
+                                        l, "tremote-lane-move", "1", NULL});
+  assert_non_null(st);
+  assert_true(tc_wait_status(st));
+  assert_int_equal(st->status, want_status);
+  return st;
+}
+
+/*
+ * A lane's stream moves to another connection (what the broker does
+ * before a lane's first bulk record, PROTOCOL.md §3): the lane keeps what
+ * it had (records queued before run first, its request ids and mark, its
+ * deferred error), the old stream's response ends, and the old connection
+ * goes on serving.  A move needs an open lane and no record half received
+ * on it; without the header a second stream for the lane is refused.
+ */
+static void test_lane_move(void **state)
+{
+  struct tc_conn c1, c2;
+  struct tc_stream *sess, *old, *nw, *other, *half;
+  struct tc_result r;
+  uint64_t sid, x;
+  uint8_t ms[20], q[16], buf[64] = {0}, part[10] = {0};
+
+  (void)state;
+  connect_agent(&c1);
+  connect_agent(&c2);
+  sess = open_session(&c1, 23, &sid);
+  old = open_lane(&c2, sid, 1, 200); /* the broker's express connection */
+  other = open_lane(&c2, sid, 2, 200);
+  x = dmalloc(old, 1 << 20);                          /* id 1 */
+  memset_payload(ms, x, 1 << 20, 0x5a);
+  tc_post(old, TR_OP_MEMSET, ms, sizeof(ms));         /* id 2 */
+  h2d(old, window(1) + 0x7770000, buf, sizeof(buf), false); /* 3: fails */
+  for (int i = 0; i < 10; i++)
+    tc_pump(&c2, 10);
+  usleep(100000);
+  for (int i = 0; i < 10; i++)
+    tc_pump(&c2, 10);
+
+  open_lane(&c1, sid, 1, 409);     /* already open, and no move asked */
+  move_lane(&c1, sid, 9, 404);     /* no such lane to move */
+  nw = move_lane(&c1, sid, 1, 200);
+  assert_true(tc_wait_ended(old)); /* its response ends: nothing more */
+  nw->next_id = 4;                 /* the lane's ids go on */
+  /* The deferred error of record 3 comes with the next reply. */
+  assert_int_equal(d2h(nw, x, 1 << 20, &r), CU_INVALID_VALUE); /* id 4 */
+  free(r.data);
+  assert_int_equal(d2h(nw, x, 1 << 20, &r), 0);                 /* id 5 */
+  assert_int_equal(r.len, 1u << 20);
+  assert_int_equal(r.data[0], 0x5a);
+  assert_int_equal(r.data[(1 << 20) - 1], 0x5a);
+  free(r.data);
+  /* Its mark counts on: another lane sees record 5 done. */
+  tr_put_u64(q, tr_lane_mark(1));
+  tr_put_u64(q + 8, 5);
+  assert_int_equal(tc_call(other, TR_OP_EVENT_QUERY, 0, q, 16, NULL), 0);
+  assert_int_equal(tc_call(other, TR_OP_NOP, 0, NULL, 0, NULL), 0);
+
+  /* Half a record header on a lane: it cannot move now. */
+  half = open_lane(&c2, sid, 3, 200);
+  tc_send(half, part, sizeof(part));
+  for (int i = 0; i < 10; i++)
+    tc_pump(&c2, 10);
+  usleep(50000);
+  for (int i = 0; i < 10; i++)
+    tc_pump(&c2, 10);
+  move_lane(&c1, sid, 3, 409);
+
+  tc_end(nw);
+  assert_true(tc_wait_ended(nw));
+  tc_end(sess);
+  assert_true(tc_wait_ended(sess));
+  tc_close(&c2);
+  tc_close(&c1);
+}
+
 /* MALLOC beyond the session's --quota (64M here) fails with
    cudaErrorMemoryAllocation; FREE gives the room back; another session
    has a quota of its own. */
@@ -1966,6 +2054,7 @@ int main(int argc, char **argv)
     cmocka_unit_test(test_h2d_framing),
     cmocka_unit_test(test_event_wait),
     cmocka_unit_test(test_lane_mark),
+    cmocka_unit_test(test_lane_move),
     cmocka_unit_test(test_h2d_direct_order),
     cmocka_unit_test(test_kernel_output),
     cmocka_unit_test(test_kernel_fault_sticky),

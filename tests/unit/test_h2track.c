@@ -207,32 +207,53 @@ static void test_share(void **state)
   assert_int_equal(tr_h2share_length(&s, big, 1 << 30, 1 << 30), big);
 }
 
+/* Two connections of one machine share one state: bulk on one and a call
+   on the other is sharing; the same stream id on the other is another
+   stream. */
+static void test_share_two_conns(void **state)
+{
+  struct tr_h2share s = {0};
+  const size_t big = 256u << 10;
+  uint32_t bulk = tr_h2share_tag(), express = tr_h2share_tag();
+
+  (void)state;
+  assert_true(bulk != 0 && express != 0 && bulk != express);
+  tr_h2share_frame(&s, tr_h2share_key(bulk, 1), big);
+  tr_h2share_frame(&s, tr_h2share_key(bulk, 1), 100); /* its own */
+  assert_int_equal(tr_h2share_length(&s, big, 1 << 30, 1 << 30), big);
+  tr_h2share_frame(&s, tr_h2share_key(express, 1), 40);
+  assert_int_equal(tr_h2share_length(&s, big, 1 << 30, 1 << 30),
+                   TR_H2_SHARED_FRAME);
+}
+
 /* The receive buffer: left alone unless sized; smaller while lanes share,
    back once they stop; each change told once. */
 static void test_share_rcvbuf(void **state)
 {
   struct tr_h2share s = {0};
+  struct tr_h2rcvbuf r = {0};
 
   (void)state;
   unsetenv("TREMOTE_NET_TUNE");
   tr_h2share_frame(&s, 3, 40);
-  assert_int_equal(tr_h2share_rcvbuf(&s), 0); /* not ours to size */
+  assert_int_equal(tr_h2share_rcvbuf(&s, &r), 0); /* not ours to size */
   memset(&s, 0, sizeof(s));
-  tr_h2share_rcvbuf_init(&s, 256 << 10);
-  assert_int_equal(tr_h2share_rcvbuf(&s), 0); /* alone, as it is */
+  tr_h2share_rcvbuf_init(&r, 256 << 10);
+  assert_int_equal(tr_h2share_rcvbuf(&s, &r), 0); /* alone, as it is */
   tr_h2share_frame(&s, 1, 256u << 10);
-  assert_int_equal(tr_h2share_rcvbuf(&s), 0); /* bulk alone */
+  assert_int_equal(tr_h2share_rcvbuf(&s, &r), 0); /* bulk alone */
   tr_h2share_frame(&s, 3, 40); /* another lane's call */
-  assert_int_equal(tr_h2share_rcvbuf(&s), TR_H2_SHARED_RCVBUF);
-  assert_int_equal(tr_h2share_rcvbuf(&s), 0); /* told already */
+  assert_int_equal(tr_h2share_rcvbuf(&s, &r), TR_H2_SHARED_RCVBUF);
+  assert_int_equal(tr_h2share_rcvbuf(&s, &r), 0); /* told already */
   s.until = 1; /* long past */
-  assert_int_equal(tr_h2share_rcvbuf(&s), 256 << 10);
-  assert_int_equal(tr_h2share_rcvbuf(&s), 0);
+  assert_int_equal(tr_h2share_rcvbuf(&s, &r), 256 << 10);
+  assert_int_equal(tr_h2share_rcvbuf(&s, &r), 0);
   /* A buffer already smaller than the shared size never grows. */
   memset(&s, 0, sizeof(s));
-  tr_h2share_rcvbuf_init(&s, 64 << 10);
+  tr_h2share_rcvbuf_init(&r, 64 << 10);
+  tr_h2share_frame(&s, 1, 256u << 10);
   tr_h2share_frame(&s, 3, 40);
-  assert_int_equal(tr_h2share_rcvbuf(&s), 0);
+  assert_int_equal(tr_h2share_rcvbuf(&s, &r), 0);
 }
 
 static void test_net_tune(void **state)
@@ -265,6 +286,7 @@ int main(void)
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_framing),
       cmocka_unit_test(test_share),
+      cmocka_unit_test(test_share_two_conns),
       cmocka_unit_test(test_share_rcvbuf),
       cmocka_unit_test(test_net_tune),
   };

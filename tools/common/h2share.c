@@ -68,14 +68,25 @@ static bool sharing(const struct tr_h2share *s)
   return s->until && now_ns() < s->until;
 }
 
-void tr_h2share_frame(struct tr_h2share *s, int32_t stream, size_t len)
+uint32_t tr_h2share_tag(void)
+{
+  static _Atomic uint32_t next;
+  uint32_t t;
+
+  while ((t = atomic_fetch_add_explicit(&next, 1, memory_order_relaxed) + 1) ==
+         0)
+    ;
+  return t;
+}
+
+void tr_h2share_frame(struct tr_h2share *s, uint64_t key, size_t len)
 {
   uint64_t now = now_ns();
 
   if (len >= TR_H2_SMALL_FRAME) {
-    s->bulk_id = stream;
+    s->bulk_key = key;
     s->bulk_ns = now;
-  } else if (s->bulk_id && stream != s->bulk_id &&
+  } else if (s->bulk_key && key != s->bulk_key &&
              now - s->bulk_ns < TR_H2_SHARED_NS) {
     /* Only beside a bulk stream: a program's calls alone, or before its
        copy starts, share nothing. */
@@ -83,23 +94,23 @@ void tr_h2share_frame(struct tr_h2share *s, int32_t stream, size_t len)
   }
 }
 
-void tr_h2share_rcvbuf_init(struct tr_h2share *s, int alone)
+void tr_h2share_rcvbuf_init(struct tr_h2rcvbuf *r, int alone)
 {
-  s->rcvbuf_alone = s->rcvbuf_now = alone;
+  r->alone = r->now = alone;
 }
 
-int tr_h2share_rcvbuf(struct tr_h2share *s)
+int tr_h2share_rcvbuf(const struct tr_h2share *s, struct tr_h2rcvbuf *r)
 {
   static _Atomic unsigned v;
   int want, shared;
 
-  if (!s->rcvbuf_alone)
+  if (!r->alone)
     return 0;
   shared = (int)tuned(&v, "srcvbuf", TR_H2_SHARED_RCVBUF);
-  want = shared < s->rcvbuf_alone && sharing(s) ? shared : s->rcvbuf_alone;
-  if (want == s->rcvbuf_now)
+  want = shared < r->alone && sharing(s) ? shared : r->alone;
+  if (want == r->now)
     return 0;
-  s->rcvbuf_now = want;
+  r->now = want;
   return want;
 }
 

@@ -33,16 +33,35 @@
 #define TR_H2_SHARED_RCVBUF (128 << 10)
 #define TR_H2_SHARED_NS 5000000u
 
+/*
+ * Whether lanes share now.  One for every connection whose frames delay
+ * each other's calls: the broker keeps one per machine (its bulk and
+ * express connections, PROTOCOL.md §3), the agent one for its network
+ * thread.  Streams are named by key: a connection's tag in the high 32
+ * bits, the stream id in the low (tr_h2share_key).
+ */
 struct tr_h2share {
-  uint64_t until;  /* CLOCK_MONOTONIC ns: frames are SHARED_FRAME until */
-  int32_t bulk_id; /* stream of the last large frame either way */
-  uint64_t bulk_ns; /* when it went */
-  int rcvbuf_alone; /* the receive buffer we size, alone; 0: not ours */
-  int rcvbuf_now;   /* what it was last set to */
+  uint64_t until;    /* CLOCK_MONOTONIC ns: frames are SHARED_FRAME until */
+  uint64_t bulk_key; /* stream of the last large frame either way */
+  uint64_t bulk_ns;  /* when it went */
 };
 
-/* A DATA frame of len payload bytes on stream went out or came in. */
-void tr_h2share_frame(struct tr_h2share *s, int32_t stream, size_t len);
+/* The receive buffer of one connection's socket, when we size it. */
+struct tr_h2rcvbuf {
+  int alone; /* its size alone; 0: not ours to size */
+  int now;   /* what it was last set to */
+};
+
+/* A new connection's tag (never 0), for tr_h2share_key. */
+uint32_t tr_h2share_tag(void);
+
+static inline uint64_t tr_h2share_key(uint32_t tag, int32_t stream)
+{
+  return (uint64_t)tag << 32 | (uint32_t)stream;
+}
+
+/* A DATA frame of len payload bytes on stream key went out or came in. */
+void tr_h2share_frame(struct tr_h2share *s, uint64_t key, size_t len);
 
 /* The length of the next DATA frame to send: at most max_frame, at most
    TR_H2_SHARED_FRAME while lanes share, within both flow-control windows,
@@ -54,15 +73,15 @@ ssize_t tr_h2share_length(const struct tr_h2share *s, size_t max_frame,
  * For a connection whose receive buffer we sized to alone bytes: from now
  * on tr_h2share_rcvbuf tells when to change it.
  */
-void tr_h2share_rcvbuf_init(struct tr_h2share *s, int alone);
+void tr_h2share_rcvbuf_init(struct tr_h2rcvbuf *r, int alone);
 
 /*
- * The receive buffer the connection should have now, when that differs
+ * The receive buffer r's connection should have now, when that differs
  * from what it was last told (then it counts as set), else 0: its size
- * alone, or TR_H2_SHARED_RCVBUF while lanes share.  Called after each
+ * alone, or TR_H2_SHARED_RCVBUF while lanes share (s).  Called after each
  * read; always 0 without tr_h2share_rcvbuf_init.
  */
-int tr_h2share_rcvbuf(struct tr_h2share *s);
+int tr_h2share_rcvbuf(const struct tr_h2share *s, struct tr_h2rcvbuf *r);
 
 /*
  * A size of the broker-agent connection, as TREMOTE_NET_TUNE overrides

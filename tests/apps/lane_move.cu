@@ -1,0 +1,70 @@
+// lane_move: a stream's lane moving from the broker's express connection
+// to its bulk one (docs/PROTOCOL.md §3).  A new stream's lane opens on
+// the express connection with a launch and moves before its first large
+// copy; the checks hold on a GPU too, where nothing moves:
+//  - work queued before the move runs before the copy after it (three
+//    streams, each a fill kernel then a 1 MiB device-to-host copy);
+//  - the error of a call queued before the move (a memset of memory that
+//    is not allocated) is reported, by that call or by the next
+//    synchronisation, and is not sticky: the stream works afterwards.
+// Prints PASS.
+#include <string.h>
+
+#include "app_check.h"
+
+__global__ void fill(int *p, int base, int n)
+{
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+
+  if (i < n)
+    p[i] = base + i;
+}
+
+static void expect_fill(const int *h, int base, int n)
+{
+  for (int i = 0; i < n; i++)
+    EXPECT(h[i] == base + i, "h[%d] = %d, want %d", i, h[i], base + i);
+}
+
+int main(void)
+{
+  const int n = 1 << 18; /* 1 MiB of ints */
+  int *d, *h = (int *)malloc(n * sizeof(int));
+  cudaStream_t s;
+  cudaError_t e1, e2, e3;
+
+  EXPECT(h, "out of host memory");
+  CK(cudaMalloc(&d, n * sizeof(int)));
+  for (int k = 0; k < 3; k++) {
+    CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    memset(h, 0, n * sizeof(int));
+    fill<<<n / 256, 256, 0, s>>>(d, 1000 * (k + 1), n);
+    CK(cudaGetLastError());
+    CK(cudaMemcpyAsync(h, d, n * sizeof(int), cudaMemcpyDeviceToHost, s));
+    CK(cudaStreamSynchronize(s));
+    expect_fill(h, 1000 * (k + 1), n);
+    CK(cudaStreamDestroy(s));
+  }
+
+  /* An error queued before the move.  Natively cudaMemsetAsync reports it
+     at once; through tremote, at the synchronisation. */
+  CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  fill<<<n / 256, 256, 0, s>>>(d, 7, n);
+  e1 = cudaMemsetAsync((char *)d + (256u << 20), 0, 4096, s);
+  e2 = cudaMemcpyAsync(h, d, n * sizeof(int), cudaMemcpyDeviceToHost, s);
+  e3 = cudaStreamSynchronize(s);
+  EXPECT(e1 == cudaErrorInvalidValue || e2 == cudaErrorInvalidValue ||
+             e3 == cudaErrorInvalidValue,
+         "the bad memset was not reported: %s, %s, %s", cudaGetErrorName(e1),
+         cudaGetErrorName(e2), cudaGetErrorName(e3));
+  (void)cudaGetLastError();
+  memset(h, 0, n * sizeof(int));
+  CK(cudaMemcpyAsync(h, d, n * sizeof(int), cudaMemcpyDeviceToHost, s));
+  CK(cudaStreamSynchronize(s));
+  expect_fill(h, 7, n);
+  CK(cudaStreamDestroy(s));
+  CK(cudaFree(d));
+  free(h);
+  printf("PASS\n");
+  return 0;
+}

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Express lanes (docs/PROTOCOL.md §3): the broker keeps a second
+# connection to a LOCAL agent for lanes that move no bulk, and moves a
+# lane to the main connection before its first large copy.  lane_move
+# checks what a move must keep (order, a queued call's error); here the
+# broker's counters must show the lanes opened on the express connection
+# and moved, and with TREMOTE_EXPRESS=0 neither (one connection), the
+# program passing both ways.  stream_fairness then runs its two streams
+# with the express connection on: the copy's lane moves, the small calls'
+# lane stays.
+set -u
+source "$(dirname "$0")/lib.sh"
+tr_init "$1"
+
+counters() { # express express_lanes lane_moves of machine 0
+    tr_ctl '{"version":1,"op":"machines"}' | python3 -c '
+import json, sys
+m = json.load(sys.stdin)["machines"][0]
+print(str(m["express"]).lower(), m["express_lanes"], m["lane_moves"])'
+}
+
+tr_start_broker --local 1 --emu-mem 1G
+tr_run "$APPS/lane_move" || tr_fail "lane_move exited with $?"
+grep -q "^PASS" "$TR_TMP/out" || tr_fail "lane_move printed no PASS"
+read -r on lanes moves <<<"$(counters)"
+echo "express connection: $on; lanes opened on it: $lanes; moved: $moves"
+[ "$on" = true ] || tr_fail "no express connection to local-0"
+# Four streams each start with a launch and then copy 1 MiB back.
+[ "$lanes" -ge 4 ] || tr_fail "expected >= 4 express lanes, got $lanes"
+[ "$moves" -ge 4 ] || tr_fail "expected >= 4 lane moves, got $moves"
+
+tr_run "$APPS/stream_fairness" 64 100 || tr_fail "stream_fairness exited with $?"
+grep -q "^PASS" "$TR_TMP/out" || tr_fail "stream_fairness printed no PASS"
+read -r on lanes2 moves2 <<<"$(counters)"
+echo "stream_fairness: $((lanes2 - lanes)) express lanes, $((moves2 - moves)) moved"
+[ $((lanes2 - lanes)) -gt $((moves2 - moves)) ] ||
+    tr_fail "every express lane of stream_fairness moved: its small calls share the bulk connection"
+tr_stop_broker
+
+TREMOTE_EXPRESS=0 tr_start_broker --local 1 --emu-mem 1G
+tr_run "$APPS/lane_move" || tr_fail "lane_move (one connection) exited with $?"
+grep -q "^PASS" "$TR_TMP/out" || tr_fail "lane_move (one connection) printed no PASS"
+read -r on lanes moves <<<"$(counters)"
+echo "TREMOTE_EXPRESS=0: express connection: $on; lanes on it: $lanes; moved: $moves"
+[ "$on $lanes $moves" = "false 0 0" ] || tr_fail "TREMOTE_EXPRESS=0 still used an express connection"
+tr_stop_broker
+echo "express_lanes: ok"
