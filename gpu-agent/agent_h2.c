@@ -203,12 +203,28 @@ static void conn_handshake(struct conn *c)
 
 /* ---- responses ---------------------------------------------------------- */
 
-/* Whether the network thread has other work: input on c, or notes. */
+/* Whether input waits on a connection of the server other than c (a call
+   on a broker's express connection must not wait for the end of a bulk
+   turn on its other one). */
+static bool input_elsewhere(struct conn *c)
+{
+  for (struct conn *x = c->srv->conns; x; x = x->next) {
+    int queued = 0;
+
+    if (x != c && (conn_pending(x) ||
+                   (ioctl(x->ev.fd, FIONREAD, &queued) == 0 && queued > 0)))
+      return true;
+  }
+  return false;
+}
+
+/* Whether the network thread has other work: notes, or input anywhere. */
 static bool others_waiting(struct conn *c)
 {
   int queued = 0;
 
-  if (agt_inbox_pending(&c->srv->inbox) || conn_pending(c))
+  if (agt_inbox_pending(&c->srv->inbox) || conn_pending(c) ||
+      input_elsewhere(c))
     return true;
   return ioctl(c->ev.fd, FIONREAD, &queued) == 0 && queued > 0;
 }
@@ -809,8 +825,9 @@ static void conn_read(struct conn *c)
     ssize_t n;
     agt_ngssize rv;
 
-    if (got >= TR_H2_SMALL_FRAME && agt_inbox_pending(&srv->inbox))
-      break; /* replies to send first (see "Turns") */
+    if (got >= TR_H2_SMALL_FRAME &&
+        (agt_inbox_pending(&srv->inbox) || input_elsewhere(c)))
+      break; /* replies to send, calls to take first (see "Turns") */
     buf = recv_target(c, &cap);
     if (!buf) {
       /* Only a little past this frame: the next large payload then
