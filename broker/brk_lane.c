@@ -373,7 +373,7 @@ static int ls_place(struct brk_lstream *ls)
     h.flags |= carry_fl = ln->carry_flags;
   }
   if (!(h.flags & TR_F_MORE) && !ls->rec_traced) {
-    tr_trace(TR_HOP_BRK_REP, h.opcode, h.request_id);
+    tr_trace(TR_HOP_BRK_REP, ln->id, h.opcode, h.request_id);
     ls->rec_traced = 1;
   }
   h.device = ls->ordinal;
@@ -417,7 +417,7 @@ static int ls_place(struct brk_lstream *ls)
       ln->carry_status = 0;
     if (carry_fl)
       ln->carry_flags = 0;
-    tr_trace(TR_HOP_BRK_RING, h.opcode, h.request_id);
+    tr_trace(TR_HOP_BRK_RING, ln->id, h.opcode, h.request_id);
     if (h.opcode == TR_OP_MODULE_LOAD) { /* the module cache, seen here */
       if (h.status == 0)
         ls->ms->c->n.module_loads++, ls->ms->m->n.module_loads++;
@@ -1268,7 +1268,7 @@ static void lane_drain(struct brk_lane *ln)
       return;
     if (rc > 0)
       break; /* taken again on the next drain */
-    tr_trace(TR_HOP_BRK_REQ, h.opcode, h.request_id);
+    tr_trace(TR_HOP_BRK_REQ, ln->id, h.opcode, h.request_id);
     tr_ring_release(&ln->l.req, &h);
     released = 1;
     n++;

@@ -1258,7 +1258,8 @@ void agt_ops_execute(struct agt_lane *l, struct agt_rec *r)
   uint16_t flags = TR_F_REPLY;
 
   c.why[0] = 0;
-  tr_trace(TR_HOP_AGT_EXEC, r->hdr.opcode, r->hdr.request_id);
+  tr_trace(TR_HOP_AGT_EXEC, (uint32_t)l->id, r->hdr.opcode,
+           r->hdr.request_id);
   sticky = atomic_load(&c.sess->sticky);
   /* A direct record's copy finished when it was received: let the memory
      go before the reply can make the client free it. */
@@ -1329,7 +1330,8 @@ void agt_ops_execute(struct agt_lane *l, struct agt_rec *r)
     flags |= TR_F_OUTPUT;
   tr_hdr_init(&h, r->hdr.opcode, flags, r->hdr.request_id, n);
   h.status = st;
-  tr_trace(TR_HOP_AGT_DONE, r->hdr.opcode, r->hdr.request_id);
+  tr_trace(TR_HOP_AGT_DONE, (uint32_t)l->id, r->hdr.opcode,
+           r->hdr.request_id);
   agt_lane_push_out(l, c.reply, &h);
 out:
   if (c.unpin) {

@@ -509,7 +509,8 @@ void agt_lane_feed(struct stream *st, const uint8_t *p, size_t len)
     (void)payload;
     r = agt_lane_take_rec(l);
     if (r)
-      tr_trace(TR_HOP_AGT_REQ, r->hdr.opcode, r->hdr.request_id);
+      tr_trace(TR_HOP_AGT_REQ, (uint32_t)l->id, r->hdr.opcode,
+               r->hdr.request_id);
     if (agt_exec_inline(l, r))
       continue;
     agt_lane_push_in(l, r);

@@ -985,7 +985,8 @@ static struct agt_out *out_drop_locked(struct agt_lane *l, size_t n)
 
         tr_hdr_unpack(o->data, &h);
         if (!(h.flags & TR_F_MORE))
-          tr_trace(TR_HOP_AGT_SENT, h.opcode, h.request_id);
+          tr_trace(TR_HOP_AGT_SENT, (uint32_t)l->id, h.opcode,
+                   h.request_id);
       }
       l->out_head = o->next;
       if (!l->out_head)

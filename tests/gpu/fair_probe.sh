@@ -10,6 +10,11 @@
 # read (its socket's receive queue) and the bytes the agent had queued
 # (its socket's send queue), sampled every millisecond from
 # /proc/net/tcp.  Prints figures, judges nothing.
+# TR_PROBE_APP=clients measures many_clients' figure instead: one
+# program's small calls (a 4-byte copy back) idle, then beside another
+# program copying 64 MiB there and back (4 GiB, so that it exits and
+# leaves its trace).  A configuration with TREMOTE_TRACE_DIR=DIR also
+# prints the hop table of tests/gpu/trace_hops.py for each run.
 #   TR_PROBE_CONFIGS="- TREMOTE_NET_TUNE=rcvbuf=64K" bash tests/gpu/fair_probe.sh gpub
 set -u
 B=$(cd "${1:?usage: fair_probe.sh BUNDLE_DIR}" && pwd)
@@ -24,6 +29,7 @@ probe_one() { # backend tune
         source "$here/../integration/lib.sh"
         tr_init "$B"
         [ "$2" = - ] || { IFS=+ read -ra kv <<<"$2"; export "${kv[@]}"; }
+        [ -z "${TREMOTE_TRACE_DIR:-}" ] || mkdir -p "$TREMOTE_TRACE_DIR"
         TR_BACKEND=$1 tr_start_broker --local 1 --emu-mem 3G
         port=$(grep -o "at 127.0.0.1:[0-9]*" "$TR_TMP/broker.log" | head -1 | cut -d: -f2)
         python3 - "$port" "$TR_TMP/q" <<'PY' &
@@ -51,10 +57,24 @@ with open(out, "w") as f:
         time.sleep(0.001)
 PY
         sampler=$!
-        tr_run timeout 60 "$APPS/stream_fairness" 1024 "${TR_PROBE_SAMPLES:-2000}"
+        if [ "${TR_PROBE_APP:-fairness}" = clients ]; then
+            load=$APPS/client_load
+            tr_run timeout 60 "$load" latency 2000
+            idle=$(awk '/^p50/ {print $4}' "$TR_TMP/out")
+            LD_PRELOAD="$TR_PRELOAD" timeout 120 "$load" bulk 4096 >"$TR_TMP/bulk.out" 2>&1 &
+            bulk=$!
+            sleep 0.3
+            tr_run timeout 60 "$load" latency 2000
+            busy=$(awk '/^p50/ {print $4}' "$TR_TMP/out")
+            kill -0 $bulk 2>/dev/null || echo "the bulk copy ended before the small calls did"
+            wait $bulk
+            echo "small call p99: idle $idle us, beside another program's copy $busy us: ratio $(awk -v a="$busy" -v b="$idle" 'BEGIN {printf "%.2f", a / b}')"
+        else
+            tr_run timeout 60 "$APPS/stream_fairness" 1024 "${TR_PROBE_SAMPLES:-2000}"
+            grep -E "^(idle|busy):|ratio=" "$TR_TMP/out" | sed -n 1,3p
+            grep -q "^PASS" "$TR_TMP/out" || { echo "NO PASS:"; tail -5 "$TR_TMP/out"; }
+        fi
         kill $sampler 2>/dev/null; wait $sampler 2>/dev/null
-        grep -E "^(idle|busy):|ratio=" "$TR_TMP/out" | sed -n 1,3p
-        grep -q "^PASS" "$TR_TMP/out" || { echo "NO PASS:"; tail -5 "$TR_TMP/out"; }
         python3 - "$TR_TMP/q" <<'PY'
 import sys
 s = [tuple(map(int, l.split())) for l in open(sys.argv[1]) if l.strip()]
@@ -69,6 +89,11 @@ if busy:
 else:
     print("queues: never above 16K (%d samples)" % len(s))
 PY
+        if [ -n "${TREMOTE_TRACE_DIR:-}" ]; then
+            tr_stop_broker # the broker and its agent write their notes
+            python3 "$here/trace_hops.py" "$TREMOTE_TRACE_DIR" | head -40
+            rm -rf "$TREMOTE_TRACE_DIR"
+        fi
     )
 }
 

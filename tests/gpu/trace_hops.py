@@ -3,11 +3,16 @@
 
 Reads the trace.<pid> files that the shim, the broker and the agent wrote
 under TREMOTE_TRACE_DIR=DIR (tools/common/trace.h), joins each call's
-notes by opcode and request id, and prints, for every opcode with enough
-complete calls, the p50 and p99 of each hop's share, separately for calls
-made while a device-to-host copy was under way ("busy") and the others
+notes by lane, opcode and request id, and prints, for every opcode with
+enough complete calls, the p50 and p99 of each hop's share, separately for
+calls made while a bulk copy was under way ("busy") and the others
 ("idle"), and which hops the slowest 2% of busy calls spent their time in.
-Prints figures, judges nothing.
+The copies are the host-to-device and device-to-host calls of lanes whose
+median such call took COPY_X times the median call or more, and at least
+COPY_MS (another lane's, or another program's, small copies are calls
+like any other).  A program killed before it exits leaves no notes: its
+calls are not seen.  Prints figures,
+judges nothing.
 """
 import collections
 import glob
@@ -18,7 +23,9 @@ import sys
 HOPS = ["shim send", "broker req", "agent req", "agent exec", "agent done",
         "agent sent", "broker rep", "broker ring", "shim recv"]
 N = len(HOPS)
-D2H = 35  # TR_OP_MEMCPY_D2H, looked up in proto.h below
+D2H, H2D = 35, 34  # TR_OP_MEMCPY_*, looked up in proto.h below
+COPY_MS = 0.5
+COPY_X = 5
 
 
 def opcode_names():
@@ -39,21 +46,21 @@ def calls(d):
     for path in glob.glob(os.path.join(d, "trace.*")):
         for line in open(path):
             f = line.split()
-            if len(f) == 4:
-                hop, op, rid, ns = map(int, f)
-                notes[(op, rid)].append((ns, hop))
+            if len(f) == 5:
+                hop, lane, op, rid, ns = map(int, f)
+                notes[(lane, op, rid)].append((ns, hop))
     out = []
-    for (op, rid), ns in notes.items():
+    for (lane, op, rid), ns in notes.items():
         ns.sort()
         cur = {}
         for t, hop in ns:
             if hop in cur or (cur and hop < max(cur)):
                 if len(cur) == N:
-                    out.append((op, cur))
+                    out.append((lane, op, cur))
                 cur = {}
             cur[hop] = t
         if len(cur) == N:
-            out.append((op, cur))
+            out.append((lane, op, cur))
     return out
 
 
@@ -66,8 +73,19 @@ def main():
     d = sys.argv[1]
     names = opcode_names()
     d2h = next((k for k, v in names.items() if v == "MEMCPY_D2H"), D2H)
+    h2d = next((k for k, v in names.items() if v == "MEMCPY_H2D"), H2D)
     cs = calls(d)
-    copies = sorted((c[1], c[9]) for op, c in cs if op == d2h)
+    per_lane = collections.defaultdict(list)
+    for lane, op, c in cs:
+        if op in (d2h, h2d):
+            per_lane[lane].append((c[9] - c[1]) / 1e6)
+    typical = pct([(c[9] - c[1]) / 1e6 for _, _, c in cs], .5)
+    bulk = {l for l, v in per_lane.items()
+            if pct(v, .5) >= max(COPY_MS, COPY_X * typical)}
+
+    def is_copy(lane, op):
+        return lane in bulk and op in (d2h, h2d)
+    copies = sorted((c[1], c[9]) for lane, op, c in cs if is_copy(lane, op))
     starts = [a for a, _ in copies]
 
     def busy(c):
@@ -77,10 +95,11 @@ def main():
         return any(copies[j][1] >= c[1] for j in range(max(0, i - 64), i))
 
     by = collections.defaultdict(lambda: {"idle": [], "busy": []})
-    for op, c in cs:
-        if op != d2h:
+    for lane, op, c in cs:
+        if not is_copy(lane, op):
             by[op]["busy" if busy(c) else "idle"].append(c)
-    print("%d complete calls; %d device-to-host copies" % (len(cs), len(copies)))
+    print("%d complete calls; %d copies on %d lane(s)" %
+          (len(cs), len(copies), len(bulk)))
     for op, ph in sorted(by.items()):
         if len(ph["busy"]) < 50 and len(ph["idle"]) < 50:
             continue

@@ -592,7 +592,7 @@ int tr_client_send(struct tr_client *c, struct tr_lane *l, uint16_t device,
   else if (dlen)
     memcpy(rec + TR_HDR_SIZE + alen, data, dlen);
   tr_ring_commit(&l->req, plen);
-  tr_trace(TR_HOP_SHIM_SEND, opcode, request_id);
+  tr_trace(TR_HOP_SHIM_SEND, l->hdr->lane_id, opcode, request_id);
   kick_broker(l);
   return 0;
 }
@@ -626,7 +626,8 @@ int tr_client_recv(struct tr_client *c, struct tr_lane *l, struct tr_reply *r,
   if (pk.rc < 0)
     return -EPROTO;
   if (!(pk.h.flags & TR_F_MORE))
-    tr_trace(TR_HOP_SHIM_RECV, pk.h.opcode, pk.h.request_id);
+    tr_trace(TR_HOP_SHIM_RECV, l->hdr->lane_id, pk.h.opcode,
+             pk.h.request_id);
   memset(r, 0, sizeof(*r));
   r->h = pk.h;
   r->payload = pk.payload;

@@ -15,6 +15,7 @@
 struct note {
   uint64_t ns;
   uint64_t id;
+  uint32_t lane;
   uint16_t op;
   uint8_t hop;
 };
@@ -24,7 +25,8 @@ static struct note *notes;
 static atomic_uint nnotes;
 static const char *dir;
 
-void tr_trace_note(enum tr_hop hop, uint16_t opcode, uint64_t request_id)
+void tr_trace_note(enum tr_hop hop, uint32_t lane, uint16_t opcode,
+                   uint64_t request_id)
 {
   struct timespec ts;
   unsigned i;
@@ -38,7 +40,7 @@ void tr_trace_note(enum tr_hop hop, uint16_t opcode, uint64_t request_id)
   clock_gettime(CLOCK_MONOTONIC, &ts);
   notes[i] = (struct note){(uint64_t)ts.tv_sec * 1000000000u +
                                (uint64_t)ts.tv_nsec,
-                           request_id, opcode, (uint8_t)hop};
+                           request_id, lane, opcode, (uint8_t)hop};
 }
 
 static void dump(void)
@@ -57,7 +59,8 @@ static void dump(void)
     return;
   for (unsigned i = 0; i < n; i++)
     if (notes[i].hop) /* a note being written as we exit is skipped */
-      fprintf(f, "%u %u %llu %llu\n", notes[i].hop, notes[i].op,
+      fprintf(f, "%u %u %u %llu %llu\n", notes[i].hop, notes[i].lane,
+              notes[i].op,
               (unsigned long long)notes[i].id,
               (unsigned long long)notes[i].ns);
   fclose(f);

@@ -3,16 +3,14 @@
  * unless TREMOTE_TRACE_DIR names a directory).
  *
  * The shim, the broker and the agent each note when a record passes one
- * of their hops (tr_trace), keyed by its opcode and request id, with
+ * of their hops (tr_trace), keyed by its lane (the broker's lane id, which
+ * the agent's tremote-lane header and the shim's lane segment carry),
+ * opcode and request id, with
  * CLOCK_MONOTONIC, which all processes of a host share.  The notes stay
  * in memory (a fixed array: nothing is allocated or written while calls
  * run) and each process writes its own to DIR/trace.<pid> when it exits,
- * a line "hop opcode request_id ns" each.  tests/gpu/trace_hops.py joins
- * them.  Off, a hop costs one load and a branch.
- *
- * Request ids are counted per lane, so two lanes' calls of one opcode can
- * share a key; the join separates them by time, which fails only where
- * they overlap (rare: lanes count at different rates).  Threads still
+ * a line "hop lane opcode request_id ns" each.  tests/gpu/trace_hops.py
+ * joins them.  Off, a hop costs one load and a branch.  Threads still
  * noting while the process exits may leave their last note out.
  */
 #ifndef TR_TRACE_H
@@ -35,13 +33,14 @@ enum tr_hop {
 
 extern int tr_trace_on;
 
-void tr_trace_note(enum tr_hop hop, uint16_t opcode, uint64_t request_id);
+void tr_trace_note(enum tr_hop hop, uint32_t lane, uint16_t opcode,
+                   uint64_t request_id);
 
-static inline void tr_trace(enum tr_hop hop, uint16_t opcode,
+static inline void tr_trace(enum tr_hop hop, uint32_t lane, uint16_t opcode,
                             uint64_t request_id)
 {
   if (__builtin_expect(tr_trace_on, 0))
-    tr_trace_note(hop, opcode, request_id);
+    tr_trace_note(hop, lane, opcode, request_id);
 }
 
 #endif /* TR_TRACE_H */
