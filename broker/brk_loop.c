@@ -399,6 +399,12 @@ static int run_tasks(struct brk_loop *l)
 
 int brk_loop_busy(struct brk_loop *l)
 {
+  /* What was armed this round (a socket's next poll, a doorbell's next
+     read) is not in the kernel before the round's submit: hand it over
+     now, or a long turn could never hear of the work it would find (a
+     small reply on another connection waited out whole 1 MiB turns). */
+  if (io_uring_sq_ready(&l->ring))
+    io_uring_submit(&l->ring);
   return io_uring_cq_ready(&l->ring) > 0;
 }
 

@@ -68,8 +68,9 @@ int brk_loop_run_once(struct brk_loop *l, int timeout_ms);
  * Whether other work waits: completions not yet dispatched (a doorbell, a
  * socket).  A callback moving bulk data asks this to know when to give
  * the rest of the loop a turn.  Deferred tasks do not count: the bulk
- * mover's own (a flush, a window update) are almost always queued.  No
- * system call.
+ * mover's own (a flush, a window update) are almost always queued.  One
+ * system call when operations were armed since the last submit (they are
+ * submitted first, so that their completions can show).
  */
 int brk_loop_busy(struct brk_loop *l);
 
