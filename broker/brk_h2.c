@@ -346,7 +346,7 @@ static ssize_t body_read_cb(nghttp2_session *ng, int32_t stream_id,
   if (n > length)
     n = length;
   if (n >= TR_H2_SMALL_FRAME && c->turn_out &&
-      (c->turn_out >= TURN_MAX || brk_loop_busy(c->loop))) {
+      (c->turn_out >= TURN_MAX || brk_loop_busy_but(c->loop, c->rd_op))) {
     s->deferred = s->yielded = 1; /* the loop's other work first ("Turns") */
     c->yielded = 1;
     return NGHTTP2_ERR_DEFERRED;
