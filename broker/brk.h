@@ -505,6 +505,9 @@ void brk_lane_destroy(struct brk_lane *ln);
 /* The lane stream's session broke: answer outstanding requests with
    TR_ST_MACHINE_LOST, close the stream, free it. */
 void brk_lstream_fail(struct brk_lstream *ls);
+/* The client's session on a machine was answered or broke: lanes waiting
+   to open a stream there go on. */
+void brk_lanes_kick(struct brk_client *c);
 /* End an lstream that lost its lane or client (discarding replies). */
 void brk_lstream_orphan(struct brk_lstream *ls, int reset);
 

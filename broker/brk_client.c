@@ -846,6 +846,7 @@ static void ms_on_response(struct brk_h2_stream *st, void *user, int status)
 
   if (status == 200) {
     ms->confirmed = 1;
+    brk_lanes_kick(ms->c);
     return;
   }
   snprintf(why, sizeof(why), "the agent refused the session (HTTP %d)", status);
@@ -922,6 +923,8 @@ void brk_msess_broken(struct brk_msess *ms, const char *why)
              ms->m->name, why);
   while (ms->lstreams)
     brk_lstream_fail(ms->lstreams);
+  if (!ms->c->dead)
+    brk_lanes_kick(ms->c); /* a lane waiting for the session: answered */
   st = ms->st;
   ms->st = NULL;
   if (st) {

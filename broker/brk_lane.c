@@ -769,27 +769,39 @@ static struct brk_lstream *ls_open(struct brk_lane *ln, struct brk_msess *ms,
   return ls;
 }
 
-/* The lane's stream to machine m, opened on first use, on the express
-   connection unless the record that opens it is bulk (or the agent has
-   not answered the session yet: the lane's headers could overtake the
-   session's on the other connection).  NULL: the session cannot be used
-   (answer TR_ST_MACHINE_LOST). */
-static struct brk_lstream *ls_get(struct brk_lane *ln, unsigned m,
-                                  uint16_t ordinal, int bulk)
+/*
+ * The lane's stream to machine m in *out, opened on first use, on the
+ * express connection unless the record that opens it is bulk.  Returns 0;
+ * 1 while the agent has not answered the session yet (the lane's headers
+ * could overtake the session's on the other connection: the lane waits,
+ * brk_lanes_kick drains it again); -1 when the session cannot be used
+ * (answer TR_ST_MACHINE_LOST).
+ */
+static int ls_get(struct brk_lane *ln, unsigned m, uint16_t ordinal, int bulk,
+                  struct brk_lstream **out)
 {
   struct brk_msess *ms;
   struct brk_h2 *x;
 
-  if (ln->ls[m])
-    return ln->ls[m];
+  if ((*out = ln->ls[m]) != NULL)
+    return 0;
   ms = brk_msess_get(ln->c, m);
   if (!ms)
-    return NULL;
+    return -1;
   x = ms->m->h2x;
-  return ls_open(ln, ms, ordinal,
-                 !bulk && x && !brk_h2_dead(x) && ms->confirmed ? x
-                                                                : ms->m->h2,
-                 0);
+  if (bulk || !x || brk_h2_dead(x))
+    x = ms->m->h2;
+  else if (!ms->confirmed)
+    return 1;
+  *out = ls_open(ln, ms, ordinal, x, 0);
+  return *out ? 0 : -1;
+}
+
+void brk_lanes_kick(struct brk_client *c)
+{
+  for (struct brk_lane *ln = c->lanes; ln; ln = ln->next)
+    if (!ln->blocked_on)
+      brk_loop_defer(c->b->loop, &ln->drain_task);
 }
 
 /* Whether record h moves bulk: a lane sends it on the main connection
@@ -1122,8 +1134,10 @@ static int route(struct brk_lane *ln, const struct tr_hdr *h,
       break;
     }
     big = is_bulk(h, payload);
-    ls = ls_get(ln, c->ord2m[h->device], h->device, big);
-    if (!ls) {
+    rc = ls_get(ln, c->ord2m[h->device], h->device, big, &ls);
+    if (rc > 0)
+      return 1; /* taken again once the session is answered */
+    if (rc < 0) {
       status = TR_ST_MACHINE_LOST;
       break;
     }

@@ -4,7 +4,8 @@
 # lane to the main connection before its first large copy.  lane_move
 # checks what a move must keep (order, a queued call's error); here the
 # broker's counters must show the lanes opened on the express connection
-# and moved, and with TREMOTE_EXPRESS=0 neither (one connection), the
+# and moved (a program's first lane too, which waits for its session to
+# be answered), and with TREMOTE_EXPRESS=0 neither (one connection), the
 # program passing both ways.  stream_fairness then runs its two streams
 # with the express connection on: the copy's lane moves, the small calls'
 # lane stays.
@@ -28,6 +29,15 @@ echo "express connection: $on; lanes opened on it: $lanes; moved: $moves"
 # Four streams each start with a launch and then copy 1 MiB back.
 [ "$lanes" -ge 4 ] || tr_fail "expected >= 4 express lanes, got $lanes"
 [ "$moves" -ge 4 ] || tr_fail "expected >= 4 lane moves, got $moves"
+
+# A program's first lane opens with its session: it waits for the agent
+# to answer the session, then goes express like any other.
+tr_run "$APPS/client_load" latency 50 || tr_fail "client_load latency exited with $?"
+read -r on lanes1 moves1 <<<"$(counters)"
+echo "client_load latency: $((lanes1 - lanes)) express lane(s), $((moves1 - moves)) moved"
+[ "$((lanes1 - lanes)) $((moves1 - moves))" = "1 0" ] ||
+    tr_fail "the small calls of client_load did not stay on the express connection"
+lanes=$lanes1 moves=$moves1
 
 tr_run "$APPS/stream_fairness" 64 100 || tr_fail "stream_fairness exited with $?"
 grep -q "^PASS" "$TR_TMP/out" || tr_fail "stream_fairness printed no PASS"
