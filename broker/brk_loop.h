@@ -75,8 +75,8 @@ int brk_loop_run_once(struct brk_loop *l, int timeout_ms);
 int brk_loop_busy(struct brk_loop *l);
 
 /* The same, not counting the completion of mine (a connection writing
-   bulk: its own socket's input, window updates mostly, can wait for the
-   end of its turn, as it always did). */
+   bulk alone: its own socket's input, window updates, can wait for the end
+   of its turn; while other lanes share it, their replies may be in it). */
 int brk_loop_busy_but(struct brk_loop *l, const struct brk_op *mine);
 
 /*
