@@ -1332,6 +1332,10 @@ void agt_ops_execute(struct agt_lane *l, struct agt_rec *r)
   h.status = st;
   tr_trace(TR_HOP_AGT_DONE, (uint32_t)l->id, r->hdr.opcode,
            r->hdr.request_id);
+  /* The lane is past this record before anyone hears so: a program that
+     got the reply and asks another lane about this one (EVENT_QUERY of
+     its mark) finds it done.  run_records notes it again, harmlessly. */
+  agt_lane_mark_done(l, r->hdr.request_id);
   agt_lane_push_out(l, c.reply, &h);
 out:
   if (c.unpin) {
