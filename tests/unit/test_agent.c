@@ -209,10 +209,11 @@ static struct tc_stream *open_session(struct tc_conn *c, unsigned win,
   return st;
 }
 
-/* A lane, with a tremote-priority header of value prio unless NULL. */
-static struct tc_stream *open_lane_prio(struct tc_conn *c, uint64_t sid,
-                                        unsigned lane, const char *prio,
-                                        int want_status)
+/* A lane, with one more header `name: value` unless name is NULL
+   (tremote-priority, tremote-lane-move). */
+static struct tc_stream *open_lane_with(struct tc_conn *c, uint64_t sid,
+                                        unsigned lane, const char *name,
+                                        const char *value, int want_status)
 {
   char s[17], l[16];
   struct tc_stream *st;
@@ -221,12 +222,19 @@ static struct tc_stream *open_lane_prio(struct tc_conn *c, uint64_t sid,
   snprintf(l, sizeof(l), "%u", lane);
   st = tc_request(c, "/v1/lane", secret,
                   (const char *const[]){"tremote-session", s, "tremote-lane",
-                                        l, prio ? "tremote-priority" : NULL,
-                                        prio, NULL});
+                                        l, name, value, NULL});
   assert_non_null(st);
   assert_true(tc_wait_status(st));
   assert_int_equal(st->status, want_status);
   return st;
+}
+
+static struct tc_stream *open_lane_prio(struct tc_conn *c, uint64_t sid,
+                                        unsigned lane, const char *prio,
+                                        int want_status)
+{
+  return open_lane_with(c, sid, lane, prio ? "tremote-priority" : NULL, prio,
+                        want_status);
 }
 
 static struct tc_stream *open_lane(struct tc_conn *c, uint64_t sid,
@@ -1457,18 +1465,7 @@ static void test_lane_mark(void **state)
 static struct tc_stream *move_lane(struct tc_conn *c, uint64_t sid,
                                    unsigned lane, int want_status)
 {
-  char s[17], l[16];
-  struct tc_stream *st;
-
-  snprintf(s, sizeof(s), "%016llx", (unsigned long long)sid);
-  snprintf(l, sizeof(l), "%u", lane);
-  st = tc_request(c, "/v1/lane", secret,
-                  (const char *const[]){"tremote-session", s, "tremote-lane",
-                                        l, "tremote-lane-move", "1", NULL});
-  assert_non_null(st);
-  assert_true(tc_wait_status(st));
-  assert_int_equal(st->status, want_status);
-  return st;
+  return open_lane_with(c, sid, lane, "tremote-lane-move", "1", want_status);
 }
 
 /*
