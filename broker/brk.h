@@ -433,6 +433,7 @@ struct brk_outreq {
   struct brk_region *dest;
   uint8_t *dest_p;
   uint64_t dest_len, dest_done;
+  int fence; /* a move's fence: ours, never answered to the program */
 };
 
 struct brk_lane {
@@ -451,10 +452,6 @@ struct brk_lane {
   int reply_waiting; /* waiting for the shim to release reply space */
   struct brk_upl *upl; /* upload chunks queued by reference; outlives the
                           lane (and keeps its mapping) while any is queued */
-  /* What a move's fence reply told (a deferred error, device output
-     waiting), for the lane's next final reply (brk_lane.c). */
-  uint32_t carry_status;
-  uint16_t carry_flags;
 };
 
 struct brk_lstream {
@@ -468,6 +465,10 @@ struct brk_lstream {
   int fencing;    /* a move's fence (a NOP) is out; the lane waits */
   int fence_done; /* ... and answered: move on the next drain */
   uint64_t last_rid; /* request id of the last record written */
+  /* What a move's fence reply told (a deferred error, device output
+     waiting), for this stream's next final reply (brk_lane.c). */
+  uint32_t carry_status;
+  uint16_t carry_flags;
   /* A move in progress: the new stream, and the old one, which ends once
      the agent has taken the lane over (its 200 or the old one's end). */
   struct brk_lstream *moved_to, *moved_from;

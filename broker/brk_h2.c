@@ -56,10 +56,7 @@
  * TURN_MAX bytes regardless.  A small request or reply therefore waits
  * behind at most one large frame.  Frames under TR_H2_SMALL_FRAME never
  * wait, and large ones shrink while lanes share the connection
- * (h2share.h; the agent does the same with its frames).  A turn of
- * writing by a lane alone does not end for its own socket's input (window
- * updates, which come all the time); while lanes share, it does (another
- * lane's reply may be there).
+ * (h2share.h; the agent does the same with its frames).
  * A turn of writing ends in body_read_cb, by deferring the stream, not by
  * refusing the frame in send_data_cb: nghttp2 sends a refused frame first
  * when it resumes, so a small request queued meanwhile would wait behind
@@ -349,9 +346,7 @@ static ssize_t body_read_cb(nghttp2_session *ng, int32_t stream_id,
   if (n > length)
     n = length;
   if (n >= TR_H2_SMALL_FRAME && c->turn_out &&
-      (c->turn_out >= TURN_MAX ||
-       brk_loop_busy_but(c->loop,
-                         tr_h2share_active(c->share) ? NULL : c->rd_op))) {
+      (c->turn_out >= TURN_MAX || brk_loop_busy(c->loop))) {
     s->deferred = s->yielded = 1; /* the loop's other work first ("Turns") */
     c->yielded = 1;
     return NGHTTP2_ERR_DEFERRED;

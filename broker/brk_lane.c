@@ -37,7 +37,9 @@
  * worth of bytes, or is a graph launch, which may replay copies), and
  * moves to the main connection before its first bulk record, for good:
  * a lane's records must stay in order, and a lane that copies once
- * usually copies again.  The move: a NOP with WANT_REPLY (the fence, with
+ * usually copies again (a module upload counts: a program's first lane
+ * moves with its first module, unless the agent has it cached).  The move:
+ * a NOP with WANT_REPLY (the fence, with
  * the id of the lane's last record, so the lane's mark stays) goes on the
  * old stream and the lane waits; its reply proves the agent has received
  * and answered everything before it.  Then the lane's stream opens on the
@@ -46,7 +48,9 @@
  * follow at once; the old stream is ended once the agent has answered the
  * new one or ended the old.  The fence's reply may carry the lane's
  * deferred error or the OUTPUT flag (the agent's reply rules); both go on
- * to the lane's next final reply (carry_*).
+ * to the next final reply of the lane's new stream (carry_*).  If the
+ * session breaks meanwhile, the fence is not answered to the program,
+ * which never asked for it.
  *
  * Trust: the segment is the client's to scribble on.  Everything read from
  * it is read once into private memory before it is checked, and any
@@ -203,7 +207,7 @@ static int out_push(struct brk_lstream *ls, uint64_t id, uint16_t opcode,
     ls->out_head = 0;
   }
   ls->out[(ls->out_head + ls->out_n) % ls->out_cap] =
-      (struct brk_outreq){id, opcode, dest, dest_p, dest_len, 0};
+      (struct brk_outreq){id, opcode, dest, dest_p, dest_len, 0, 0};
   ls->out_n++;
   return 0;
 }
@@ -329,7 +333,8 @@ void brk_lstream_fail(struct brk_lstream *ls)
     for (unsigned i = 0; i < ls->out_n; i++) {
       struct brk_outreq *o = &ls->out[(ls->out_head + i) % ls->out_cap];
 
-      local_reply(ln, o->opcode, o->id, ls->ordinal, TR_ST_MACHINE_LOST);
+      if (!o->fence)
+        local_reply(ln, o->opcode, o->id, ls->ordinal, TR_ST_MACHINE_LOST);
     }
     if (ls->out_n)
       brk_dbg("client pid %d lane %u: answered %u outstanding request(s) "
@@ -359,18 +364,19 @@ static int ls_place(struct brk_lstream *ls)
       h.opcode == TR_OP_NOP && !(h.flags & TR_F_MORE)) {
     /* The fence's reply (the lane sent nothing after it): ours, not the
        program's, but what it tells is the lane's. */
-    if (h.status && !ln->carry_status)
-      ln->carry_status = h.status;
-    ln->carry_flags |= h.flags & TR_F_OUTPUT;
+    ls->carry_status = h.status;
+    ls->carry_flags = h.flags & TR_F_OUTPUT;
     out_remove(ls, h.request_id);
     ls->fence_done = 1;
     brk_loop_defer(ln->c->b->loop, &ln->drain_task);
     return 1;
   }
   if (!(h.flags & TR_F_MORE)) {
-    if (!h.status)
-      h.status = carry_st = ln->carry_status;
-    h.flags |= carry_fl = ln->carry_flags;
+    /* The agent puts a deferred error on a reply whose call worked, but
+       never on OUTPUT's. */
+    if (!h.status && h.opcode != TR_OP_OUTPUT)
+      h.status = carry_st = ls->carry_status;
+    h.flags |= carry_fl = ls->carry_flags;
   }
   if (!(h.flags & TR_F_MORE) && !ls->rec_traced) {
     tr_trace(TR_HOP_BRK_REP, ln->id, h.opcode, h.request_id);
@@ -414,9 +420,9 @@ static int ls_place(struct brk_lstream *ls)
   }
   if (!(h.flags & TR_F_MORE)) {
     if (carry_st)
-      ln->carry_status = 0;
+      ls->carry_status = 0;
     if (carry_fl)
-      ln->carry_flags = 0;
+      ls->carry_flags = 0;
     tr_trace(TR_HOP_BRK_RING, ln->id, h.opcode, h.request_id);
     if (h.opcode == TR_OP_MODULE_LOAD) { /* the module cache, seen here */
       if (h.status == 0)
@@ -807,7 +813,7 @@ void brk_lanes_kick(struct brk_client *c)
 /* Whether record h moves bulk: a lane sends it on the main connection
    ("Express lanes").  The length a download asks for is read from the
    ring once, for this choice only. */
-static int is_bulk(const struct tr_hdr *h, const uint8_t *payload)
+static int rec_is_bulk(const struct tr_hdr *h, const uint8_t *payload)
 {
   if (h->opcode == TR_OP_GRAPH_LAUNCH || (h->flags & TR_F_SHMREF) ||
       h->payload_len >= TR_H2_SMALL_FRAME)
@@ -818,7 +824,7 @@ static int is_bulk(const struct tr_hdr *h, const uint8_t *payload)
 
 /* Start moving ls's lane off the express connection: the fence.  0, or
    -1 when it could not be queued (the session is broken then). */
-static int fence(struct brk_lstream *ls)
+static int ls_fence(struct brk_lstream *ls)
 {
   uint8_t hdr[TR_HDR_SIZE];
   struct iovec iov = {hdr, TR_HDR_SIZE};
@@ -831,13 +837,14 @@ static int fence(struct brk_lstream *ls)
     brk_msess_broken(ls->ms, "cannot move a lane to the bulk connection");
     return -1;
   }
+  ls->out[(ls->out_head + ls->out_n - 1) % ls->out_cap].fence = 1;
   ls->fencing = 1;
   return 0;
 }
 
 /* The fence came back: the lane goes on on the main connection.  0, or
    -1 when the session broke. */
-static int move(struct brk_lane *ln, struct brk_lstream *old)
+static int ls_move(struct brk_lane *ln, struct brk_lstream *old)
 {
   struct brk_msess *ms = old->ms;
   struct brk_lstream *nw;
@@ -852,6 +859,8 @@ static int move(struct brk_lane *ln, struct brk_lstream *old)
     return -1;
   }
   nw->last_rid = old->last_rid;
+  nw->carry_status = old->carry_status;
+  nw->carry_flags = old->carry_flags;
   nw->moved_from = old;
   old->moved_to = nw;
   ln->c->n.lane_moves++, ms->m->n.lane_moves++;
@@ -1133,7 +1142,7 @@ static int route(struct brk_lane *ln, const struct tr_hdr *h,
       status = 101; /* cudaErrorInvalidDevice */
       break;
     }
-    big = is_bulk(h, payload);
+    big = rec_is_bulk(h, payload);
     rc = ls_get(ln, c->ord2m[h->device], h->device, big, &ls);
     if (rc > 0)
       return 1; /* taken again once the session is answered */
@@ -1143,7 +1152,7 @@ static int route(struct brk_lane *ln, const struct tr_hdr *h,
     }
     if (big && ls->express) {
       /* Taken again once the lane has moved ("Express lanes"). */
-      if (!ls->fencing && fence(ls) < 0)
+      if (!ls->fencing && ls_fence(ls) < 0)
         return route(ln, h, payload); /* broken: answered here now */
       ln->blocked_on = ls;
       return 1;
@@ -1303,7 +1312,7 @@ static void drain_task(struct brk_task *t, void *arg)
       if (!ls->fence_done)
         return;
       ln->blocked_on = NULL;
-      if (move(ln, ls) < 0)
+      if (ls_move(ln, ls) < 0)
         return;
     } else if ((ls->st && brk_h2_stream_queued(ls->st) > BRK_LANE_QUEUE_LOW) ||
                ls->out_n >= BRK_LANE_OUTSTANDING_MAX) {

@@ -399,25 +399,13 @@ static int run_tasks(struct brk_loop *l)
 
 int brk_loop_busy(struct brk_loop *l)
 {
-  return brk_loop_busy_but(l, NULL);
-}
-
-int brk_loop_busy_but(struct brk_loop *l, const struct brk_op *mine)
-{
-  struct io_uring_cqe *cqe;
-  unsigned head;
-
   /* What was armed this round (a socket's next poll, a doorbell's next
      read) is not in the kernel before the round's submit: hand it over
      now, or a long turn could never hear of the work it would find (a
      small reply on another connection waited out whole 1 MiB turns). */
   if (io_uring_sq_ready(&l->ring))
     io_uring_submit(&l->ring);
-  io_uring_for_each_cqe(&l->ring, head, cqe) {
-    if (!mine || io_uring_cqe_get_data(cqe) != mine)
-      return 1;
-  }
-  return 0;
+  return io_uring_cq_ready(&l->ring) > 0;
 }
 
 static int dispatch(struct brk_loop *l)

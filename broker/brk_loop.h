@@ -74,11 +74,6 @@ int brk_loop_run_once(struct brk_loop *l, int timeout_ms);
  */
 int brk_loop_busy(struct brk_loop *l);
 
-/* The same, not counting the completion of mine (a connection writing
-   bulk alone: its own socket's input, window updates, can wait for the end
-   of its turn; while other lanes share it, their replies may be in it). */
-int brk_loop_busy_but(struct brk_loop *l, const struct brk_op *mine);
-
 /*
  * Whether io_uring works here with every operation the loop uses: 0, or
  * -errno from io_uring_setup (EPERM under a seccomp profile or sysctl

@@ -212,8 +212,9 @@ static void cancel_timer(struct brk_machine *m)
   m->timer = NULL;
 }
 
-/* Free the machine's connections, the express one first (its streams
-   go with it). */
+/* Free the machine's connections, and an express connection still on its
+   way.  Their streams are told BRK_H2_ERR_LOST (sessions were broken
+   before, where there were any). */
 static void conns_free(struct brk_machine *m)
 {
   struct brk_h2 *x = m->h2x, *h2 = m->h2;
@@ -591,7 +592,7 @@ static void on_h2_dead(struct brk_h2 *c, void *owner, const char *why)
 {
   struct brk_machine *m = owner;
 
-  if (c == m->h2x && c) {
+  if (c == m->h2x) {
     /* Lanes live on it: the machine is as lost as if the main one went. */
     machine_lost(m, why);
     return;

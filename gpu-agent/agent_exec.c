@@ -116,7 +116,8 @@ static void run_records(struct agt_lane *l, struct agt_rec *const *rs,
     agt_lane_mark_done(l, rs[i]->hdr.request_id);
   pthread_mutex_lock(&l->mu);
   for (unsigned i = 0; i < n; i++)
-    l->done_bytes += rs[i]->wire_len;
+    if (rs[i]->gen == l->gen) /* else credited at the move */
+      l->done_bytes += rs[i]->wire_len;
   /* Credit in batches, or when the lane drains, so a stream of small
      records does not cost one wake-up each. */
   notify = l->done_bytes >= EXEC_CREDIT_BATCH || !l->in_head;

@@ -404,18 +404,13 @@ static int send_data_cb(nghttp2_session *ngh, nghttp2_frame *fr,
   }
 }
 
-static void resume(struct stream *st)
+void agt_st_resume(struct stream *st)
 {
   if (st->deferred) {
     st->deferred = false;
     nghttp2_session_resume_data(st->conn->ngh, st->id);
   }
   conn_mark(st->conn);
-}
-
-void agt_st_resume(struct stream *st)
-{
-  resume(st);
 }
 
 int agt_st_submit(struct stream *st, const char *status,
@@ -693,7 +688,7 @@ static void conn_flush(struct conn *c)
     for (struct stream *st = c->streams; st; st = st->next)
       if (st->yielded) {
         st->yielded = false;
-        resume(st);
+        agt_st_resume(st);
       }
   }
   c->dirty = false;
@@ -1015,7 +1010,7 @@ static void lane_note(struct agt_lane *l)
   if (aborted)
     agt_st_rst(st, NGHTTP2_INTERNAL_ERROR); /* the lane died on its own */
   else if (ready)
-    resume(st);
+    agt_st_resume(st);
   conn_mark(st->conn);
 }
 
@@ -1026,7 +1021,7 @@ static void session_note(struct agt_server *srv, struct agt_session *s)
   if (st) {
     st->sess_done = true;
     st->sess = NULL;
-    resume(st);
+    agt_st_resume(st);
   }
   agt_info("session %016llx: closed, memory freed", (unsigned long long)s->id);
   agt_session_free(s);

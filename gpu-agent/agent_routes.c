@@ -138,6 +138,29 @@ static int parse_priority(const char *s, int *prio)
   return 0;
 }
 
+/* st carries lane l from now on (its records in, its replies out);
+   answered 200. */
+static void lane_attach(struct stream *st, struct agt_lane *l)
+{
+  l->st = st;
+  st->lane = l;
+  st->kind = ST_LANE;
+  /* See AGT_LANE_IN_MAX: the steady-state bound on unexecuted bytes. */
+  nghttp2_session_set_local_window_size(st->conn->ngh, NGHTTP2_FLAG_NONE,
+                                        st->id, (int32_t)AGT_LANE_IN_MAX);
+  if (agt_st_submit(st, "200", "application/octet-stream") < 0)
+    agt_st_rst(st, NGHTTP2_INTERNAL_ERROR);
+}
+
+/* Give c back the credit of what l's stream received and nobody consumed
+   (its stream goes away, or the lane moves to another). */
+static void lane_credit_back(struct conn *c, struct agt_lane *l)
+{
+  if (l->recv_bytes > l->credited)
+    c->credit += l->recv_bytes - l->credited;
+  l->credited = l->recv_bytes;
+}
+
 /*
  * A lane's stream moves to st (tremote-lane-move: 1, PROTOCOL.md §3): the
  * broker moves a lane from its express connection to its bulk one before
@@ -166,8 +189,11 @@ static void move_lane(struct stream *st, struct agt_lane *l)
     out_pending = l->out_head != NULL;
     in_eof = l->in_eof;
     aborted = l->aborted;
-    /* What was executed is credited below with everything else. */
+    /* Everything received so far is credited to the old connection
+       below, executed or not; records of the old stream that run later
+       credit nothing (run_records). */
     l->done_bytes = 0;
+    l->gen++;
     pthread_mutex_unlock(&l->mu);
     if (out_pending)
       busy = "replies are still being sent";
@@ -179,22 +205,15 @@ static void move_lane(struct stream *st, struct agt_lane *l)
                       (unsigned long long)l->id, busy);
     return;
   }
-  if (l->recv_bytes > l->credited)
-    old->conn->credit += l->recv_bytes - l->credited;
+  lane_credit_back(old->conn, l);
   l->recv_bytes = l->credited = 0;
   old->lane = NULL;
   old->kind = ST_FIXED; /* no response bytes: it ends now */
   agt_st_resume(old);
-  l->st = st; /* the old stream's lane reference is st's now */
-  st->lane = l;
-  st->kind = ST_LANE;
-  nghttp2_session_set_local_window_size(st->conn->ngh, NGHTTP2_FLAG_NONE,
-                                        st->id, (int32_t)AGT_LANE_IN_MAX);
   agt_debug("session %016llx: lane %llu moved to %s",
             (unsigned long long)l->sess->id, (unsigned long long)l->id,
             st->conn->peer);
-  if (agt_st_submit(st, "200", "application/octet-stream") < 0)
-    agt_st_rst(st, NGHTTP2_INTERNAL_ERROR);
+  lane_attach(st, l); /* the old stream's lane reference is st's now */
 }
 
 static void open_lane(struct stream *st)
@@ -247,20 +266,13 @@ static void open_lane(struct stream *st)
     agt_st_reply_text(st, 503, "out of memory");
     return;
   }
-  l->st = st;
   l->exec = srv->exec;
   l->priority = prio;
   l->sess_next = s->lanes;
   s->lanes = l;
-  st->lane = l;
-  st->kind = ST_LANE;
-  /* See AGT_LANE_IN_MAX: the steady-state bound on unexecuted bytes. */
-  nghttp2_session_set_local_window_size(st->conn->ngh, NGHTTP2_FLAG_NONE,
-                                        st->id, (int32_t)AGT_LANE_IN_MAX);
   agt_debug("session %016llx: lane %llu opened", (unsigned long long)id,
             (unsigned long long)lane);
-  if (agt_st_submit(st, "200", "application/octet-stream") < 0)
-    agt_st_rst(st, NGHTTP2_INTERNAL_ERROR);
+  lane_attach(st, l);
 }
 
 /* ---- hello -------------------------------------------------------------- */
@@ -440,6 +452,7 @@ static int queue_unknown(struct agt_lane *l)
 
   if (!r)
     return -ENOMEM;
+  r->gen = l->gen;
   agt_lane_push_in(l, r);
   return 0;
 }
@@ -634,11 +647,7 @@ void agt_stream_free(struct stream *st)
     agt_lane_abort(l); /* a no-op for a lane that finished */
     /* Whatever was received and not yet credited is given back to the
        connection: the stream's own window no longer exists. */
-    /* (A record executed just before a move may be credited on the new
-       stream: never count it twice.) */
-    if (l->recv_bytes > l->credited)
-      c->credit += l->recv_bytes - l->credited;
-    l->credited = l->recv_bytes;
+    lane_credit_back(c, l);
     l->st = NULL;
     for (pp = &l->sess->lanes; *pp; pp = &(*pp)->sess_next) {
       if (*pp == l) {

@@ -649,6 +649,7 @@ static uint8_t *rec_split(void *arg, const struct tr_hdr *h,
   r->next = NULL;
   r->hdr = *h;
   r->wire_len = TR_HDR_SIZE + h->payload_len;
+  r->gen = l->gen; /* written by this thread only */
   r->direct = dev != NULL;
   r->pin = dev ? pin : NULL;
   r->stage = staged ? stage : NULL;

@@ -332,6 +332,7 @@ struct agt_rec {
   struct agt_rec *next;
   struct tr_hdr hdr;
   uint32_t wire_len; /* bytes it took on the stream: flow-control credit */
+  uint32_t gen;      /* its lane's stream generation when it came in */
   bool direct;       /* the copy is done; payload is the 16 argument bytes */
   uint8_t cls;       /* AGT_REC_*: how it counts as pending on its lane */
   void *pin;         /* direct and not yet unpinned: the backend's pin */
@@ -413,6 +414,9 @@ struct agt_lane {
      bounds of the pending host-to-device destinations (direct_target). */
   unsigned pend_h2d, pend_other;
   uint64_t pend_lo, pend_hi;
+  uint32_t gen; /* bumped when the lane's stream moves (under mu): the
+                   credit of records that came in before is the old
+                   connection's, given back at the move */
   struct agt_lane *run_next; /* run queue link, under the pool's lock */
   uint64_t queued_ns;        /* when it was put on it, the same */
 

@@ -5,11 +5,11 @@
 # configuration (TR_PROBE_CONFIGS: environment settings joined by "+",
 # e.g. TREMOTE_NET_TUNE=frame=32K+TREMOTE_AGENT_SPIN_US=200; "-" is the
 # defaults), TR_PROBE_REPS runs, each printing the small calls' idle and
-# busy p50/p99 and their ratios, and what the broker-agent connection's
-# kernel queues held while the copy ran: the bytes the broker had not yet
-# read (its socket's receive queue) and the bytes the agent had queued
-# (its socket's send queue), sampled every millisecond from
-# /proc/net/tcp.  Prints figures, judges nothing.
+# busy p50/p99 and their ratios, and what the broker-agent connections'
+# kernel queues held while the copy ran (both connections to the agent's
+# port, added up): the bytes the broker had not yet read (receive
+# queues) and the bytes the agent had queued (send queues), sampled every
+# millisecond from /proc/net/tcp.  Prints figures, judges nothing.
 # TR_PROBE_APP=clients measures many_clients' figure instead: one
 # program's small calls (a 4-byte copy back) idle, then beside another
 # program copying 64 MiB there and back (4 GiB, so that it exits and

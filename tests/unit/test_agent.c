@@ -1469,12 +1469,14 @@ static struct tc_stream *move_lane(struct tc_conn *c, uint64_t sid,
 }
 
 /*
- * A lane's stream moves to another connection (what the broker does
- * before a lane's first bulk record, PROTOCOL.md §3): the lane keeps what
- * it had (records queued before run first, its request ids and mark, its
- * deferred error), the old stream's response ends, and the old connection
- * goes on serving.  A move needs an open lane and no record half received
- * on it; without the header a second stream for the lane is refused.
+ * A lane's stream moves to another connection, as the broker moves it
+ * before a lane's first bulk record (PROTOCOL.md §3): records, then a NOP
+ * fence whose reply carries the lane's deferred error, then the move.  The
+ * lane keeps what it had (what ran, its request ids and mark), the old
+ * stream's response ends, and both connections go on serving, the old
+ * one past what the moved lane had sent on it.  A move needs an open lane
+ * and no record half received on it; without the header a second stream
+ * for the lane is refused.
  */
 static void test_lane_move(void **state)
 {
@@ -1483,6 +1485,7 @@ static void test_lane_move(void **state)
   struct tc_result r;
   uint64_t sid, x;
   uint8_t ms[20], q[16], buf[64] = {0}, part[10] = {0};
+  static uint8_t big[1 << 20];
 
   (void)state;
   connect_agent(&c1);
@@ -1490,43 +1493,46 @@ static void test_lane_move(void **state)
   sess = open_session(&c1, 23, &sid);
   old = open_lane(&c2, sid, 1, 200); /* the broker's express connection */
   other = open_lane(&c2, sid, 2, 200);
-  x = dmalloc(old, 1 << 20);                          /* id 1 */
+  x = dmalloc(old, 8 << 20);                          /* id 1 */
+  for (int i = 0; i < 8; i++) { /* 8 MiB through the old connection */
+    memset(big, i, sizeof(big));
+    h2d(old, x + ((uint64_t)i << 20), big, sizeof(big), false); /* 2-9 */
+  }
   memset_payload(ms, x, 1 << 20, 0x5a);
-  tc_post(old, TR_OP_MEMSET, ms, sizeof(ms));         /* id 2 */
-  h2d(old, window(1) + 0x7770000, buf, sizeof(buf), false); /* 3: fails */
-  for (int i = 0; i < 10; i++)
-    tc_pump(&c2, 10);
-  usleep(100000);
-  for (int i = 0; i < 10; i++)
-    tc_pump(&c2, 10);
+  tc_post(old, TR_OP_MEMSET, ms, sizeof(ms));         /* id 10 */
+  h2d(old, window(1) + 0x7770000, buf, sizeof(buf), false); /* 11: fails */
+  /* The fence (id 11 again): everything before it ran and was answered. */
+  old->next_id = 11;
+  assert_int_equal(tc_call(old, TR_OP_NOP, 0, NULL, 0, NULL),
+                   CU_INVALID_VALUE);
 
   open_lane(&c1, sid, 1, 409);     /* already open, and no move asked */
   move_lane(&c1, sid, 9, 404);     /* no such lane to move */
   nw = move_lane(&c1, sid, 1, 200);
   assert_true(tc_wait_ended(old)); /* its response ends: nothing more */
-  nw->next_id = 4;                 /* the lane's ids go on */
-  /* The deferred error of record 3 comes with the next reply. */
-  assert_int_equal(d2h(nw, x, 1 << 20, &r), CU_INVALID_VALUE); /* id 4 */
+  nw->next_id = 12;                /* the lane's ids go on */
+  assert_int_equal(d2h(nw, x + (7u << 20), 1 << 20, &r), 0);  /* id 12 */
+  assert_int_equal(r.data[0], 7);
   free(r.data);
-  assert_int_equal(d2h(nw, x, 1 << 20, &r), 0);                 /* id 5 */
+  assert_int_equal(d2h(nw, x, 1 << 20, &r), 0);                 /* id 13 */
   assert_int_equal(r.len, 1u << 20);
   assert_int_equal(r.data[0], 0x5a);
   assert_int_equal(r.data[(1 << 20) - 1], 0x5a);
   free(r.data);
-  /* Its mark counts on: another lane sees record 5 done. */
+  /* Its mark counts on: another lane sees record 13 done. */
   tr_put_u64(q, tr_lane_mark(1));
-  tr_put_u64(q + 8, 5);
+  tr_put_u64(q + 8, 13);
   assert_int_equal(tc_call(other, TR_OP_EVENT_QUERY, 0, q, 16, NULL), 0);
-  assert_int_equal(tc_call(other, TR_OP_NOP, 0, NULL, 0, NULL), 0);
+  /* The old connection serves on, 8 MiB more through it. */
+  for (int i = 0; i < 8; i++)
+    assert_int_equal(h2d(other, x + ((uint64_t)i << 20), big, sizeof(big),
+                         true), 0);
 
-  /* Half a record header on a lane: it cannot move now. */
+  /* Half a record header on a lane: it cannot move now.  (The NOP on
+     another lane of the same connection comes after those bytes.) */
   half = open_lane(&c2, sid, 3, 200);
   tc_send(half, part, sizeof(part));
-  for (int i = 0; i < 10; i++)
-    tc_pump(&c2, 10);
-  usleep(50000);
-  for (int i = 0; i < 10; i++)
-    tc_pump(&c2, 10);
+  assert_int_equal(tc_call(other, TR_OP_NOP, 0, NULL, 0, NULL), 0);
   move_lane(&c1, sid, 3, 409);
 
   tc_end(nw);

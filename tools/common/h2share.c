@@ -79,11 +79,6 @@ uint32_t tr_h2share_tag(void)
   return t;
 }
 
-int tr_h2share_active(const struct tr_h2share *s)
-{
-  return sharing(s);
-}
-
 void tr_h2share_frame(struct tr_h2share *s, uint64_t key, size_t len)
 {
   uint64_t now = now_ns();

@@ -63,10 +63,6 @@ static inline uint64_t tr_h2share_key(uint32_t tag, int32_t stream)
 /* A DATA frame of len payload bytes on stream key went out or came in. */
 void tr_h2share_frame(struct tr_h2share *s, uint64_t key, size_t len);
 
-/* Whether lanes share now (a small frame of another stream beside a bulk
-   one within TR_H2_SHARED_NS). */
-int tr_h2share_active(const struct tr_h2share *s);
-
 /* The length of the next DATA frame to send: at most max_frame, at most
    TR_H2_SHARED_FRAME while lanes share, within both flow-control windows,
    and at least 1 (nghttp2's read-length callback contract). */
