@@ -29,6 +29,7 @@
 #include "brk_buf.h"
 #include "brk_h2.h"
 #include "brk_loop.h"
+#include "h2share.h"
 #include "ring.h"
 #include "tremote/proto.h"
 

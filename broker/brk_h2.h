@@ -39,7 +39,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
-#include "h2share.h"
+struct tr_h2share;
 
 struct brk_loop;
 struct brk_h2;
