@@ -33,7 +33,7 @@
  * (brk_machine.c): on one TCP connection a lane's small reply would wait
  * behind every byte of another lane's copy already in the socket
  * buffers.  A lane's stream opens on the express connection unless its
- * first record is bulk (is_bulk: it carries or asks for a bulk frame's
+ * first record is bulk (rec_is_bulk: it carries or asks for a bulk frame's
  * worth of bytes, or is a graph launch, which may replay copies), and
  * moves to the main connection before its first bulk record, for good:
  * a lane's records must stay in order, and a lane that copies once
