@@ -1066,6 +1066,62 @@ static void test_agent_silent(void **state)
   assert_true(broker_alive());
 }
 
+/* Machine idx's counter key in the control API, or -1. */
+static long long machine_count(int idx, const char *key)
+{
+  char *doc = stats();
+  const char *a, *b;
+  long long v = -1;
+
+  if (doc && machine_obj(doc, idx, &a, &b) == 0)
+    v = json_int(a, b, key);
+  free(doc);
+  return v;
+}
+
+/*
+ * A lane's stream opens on the machine's express connection and moves to
+ * the main one before its first bulk record, through a fence the broker
+ * sends (PROTOCOL.md §3).  When the session breaks while the fence is
+ * out, the program gets MACHINE_LOST for its own request, the copy, and
+ * nothing for the fence, which it never sent.
+ */
+static void test_move_broken(void **state)
+{
+  struct client w;
+  struct tr_reply r;
+  uint8_t args[16];
+  uint64_t ptr = 0, id = new_id();
+  long long lanes, moves;
+  pid_t victim;
+  int rc;
+
+  assert_int_equal(wait_machine_ready(1, -1, 30000), 0);
+  lanes = machine_count(1, "express_lanes");
+  moves = machine_count(1, "lane_moves");
+  assert_int_equal(client_open(&w), 0);
+  assert_int_equal(dev_malloc(&w, 1, 1u << 20, &ptr), 0);
+  assert_int_equal(machine_count(1, "express_lanes"), lanes + 1);
+  victim = agent_pid(1);
+  assert_true(victim > 0);
+  assert_int_equal(kill(victim, SIGSTOP), 0);
+  tr_put_u64(args, ptr);
+  tr_put_u64(args + 8, 1u << 20);
+  assert_int_equal(tr_client_send(&w.c, &w.l, 1, TR_OP_MEMCPY_D2H,
+                                  TR_F_WANT_REPLY, id, args, 16, NULL, 0), 0);
+  sleep_ms(300); /* the fence goes out; the copy waits for its answer */
+  assert_int_equal(machine_count(1, "lane_moves"), moves);
+  assert_int_equal(kill(victim, SIGKILL), 0);
+  rc = tr_client_recv(&w.c, &w.l, &r, 10000);
+  assert_int_equal(rc, 0);
+  assert_int_equal(r.h.request_id, id);
+  assert_int_equal(r.h.status, TR_ST_MACHINE_LOST);
+  tr_client_recv_done(&w.c, &w.l, &r);
+  assert_int_equal(wait_machine_ready(1, victim, 30000), 0);
+  client_close(&w);
+  assert_true(broker_alive());
+}
+
 /*
  * A client that does not take its replies costs the machine's other
  * clients nothing: the broker's window for each stream (BRK_STREAM_WINDOW)
@@ -1421,6 +1477,7 @@ int main(int argc, char **argv)
       cmocka_unit_test(test_agent_killed),
       cmocka_unit_test(test_agent_silent),
       cmocka_unit_test(test_stalled_client),
+      cmocka_unit_test(test_move_broken),
       cmocka_unit_test(test_regions),
       cmocka_unit_test(test_hello_waits),
       cmocka_unit_test(test_shutdown),
