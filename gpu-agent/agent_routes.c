@@ -189,11 +189,13 @@ static void move_lane(struct stream *st, struct agt_lane *l)
     out_pending = l->out_head != NULL;
     in_eof = l->in_eof;
     aborted = l->aborted;
-    /* Everything received so far is credited to the old connection
-       below, executed or not; records of the old stream that run later
-       credit nothing (run_records). */
-    l->done_bytes = 0;
-    l->gen++;
+    if (!out_pending && !in_eof && !aborted) {
+      /* Everything received so far is credited to the old connection
+         below, executed or not; records of the old stream that run
+         later credit nothing (run_records). */
+      l->done_bytes = 0;
+      l->gen++;
+    }
     pthread_mutex_unlock(&l->mu);
     if (out_pending)
       busy = "replies are still being sent";
