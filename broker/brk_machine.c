@@ -742,17 +742,27 @@ static void connected(struct brk_machine *m)
   h2_start(m, &pipe);
 }
 
-static void on_connect(struct brk_op *op, int res, void *arg)
+/* How a non-blocking connect on fd ended, given its POLLOUT poll's
+   result: 0 or an errno. */
+static int connect_error(int fd, int res)
 {
-  struct brk_machine *m = arg;
   int err = 0;
   socklen_t len = sizeof(err);
 
-  m->conn_op = NULL;
   if (res < 0)
-    err = -res;
-  else if (getsockopt(m->sock, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-    err = errno;
+    return -res;
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+    return errno;
+  return err;
+}
+
+static void on_connect(struct brk_op *op, int res, void *arg)
+{
+  struct brk_machine *m = arg;
+  int err;
+
+  m->conn_op = NULL;
+  err = connect_error(m->sock, res);
   if (err) {
     start_failed(m, 0, "connect to %s: %s", m->address, strerror(err));
     return;
@@ -870,15 +880,11 @@ static void express_up(struct brk_machine *m)
 static void on_express_connect(struct brk_op *op, int res, void *arg)
 {
   struct brk_machine *m = arg;
-  int err = 0;
-  socklen_t len = sizeof(err);
+  int err;
 
   (void)op;
   m->xconn_op = NULL;
-  if (res < 0)
-    err = -res;
-  else if (getsockopt(m->xsock, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-    err = errno;
+  err = connect_error(m->xsock, res);
   if (err || m->state != BRK_M_READY) {
     if (err)
       brk_warn("%s: no express connection (connect to %s: %s); all lanes "

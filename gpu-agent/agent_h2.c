@@ -203,30 +203,31 @@ static void conn_handshake(struct conn *c)
 
 /* ---- responses ---------------------------------------------------------- */
 
+/* Whether input waits on c: decrypted, or in its socket. */
+static bool input_on(struct conn *c)
+{
+  int queued = 0;
+
+  return conn_pending(c) ||
+         (ioctl(c->ev.fd, FIONREAD, &queued) == 0 && queued > 0);
+}
+
 /* Whether input waits on a connection of the server other than c (a call
    on a broker's express connection must not wait for the end of a bulk
    turn on its other one). */
 static bool input_elsewhere(struct conn *c)
 {
-  for (struct conn *x = c->srv->conns; x; x = x->next) {
-    int queued = 0;
-
-    if (x != c && (conn_pending(x) ||
-                   (ioctl(x->ev.fd, FIONREAD, &queued) == 0 && queued > 0)))
+  for (struct conn *x = c->srv->conns; x; x = x->next)
+    if (x != c && input_on(x))
       return true;
-  }
   return false;
 }
 
 /* Whether the network thread has other work: notes, or input anywhere. */
 static bool others_waiting(struct conn *c)
 {
-  int queued = 0;
-
-  if (agt_inbox_pending(&c->srv->inbox) || conn_pending(c) ||
-      input_elsewhere(c))
-    return true;
-  return ioctl(c->ev.fd, FIONREAD, &queued) == 0 && queued > 0;
+  return agt_inbox_pending(&c->srv->inbox) || input_on(c) ||
+         input_elsewhere(c);
 }
 
 static agt_ngssize read_cb(nghttp2_session *ngh, int32_t id, uint8_t *buf,
