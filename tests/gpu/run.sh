@@ -23,7 +23,9 @@
 #      4f. 100000 small launches and a synchronise on LOCAL(cuda) and
 #      natively: launches run per second (printed);
 #   5. the runtime programs of issue 5 natively (their expectations are a
-#      real GPU's);
+#      real GPU's), stream_fairness in both modes with its busy/idle
+#      ratios printed: what the GPU itself does to a small call beside a
+#      copy, the yardstick of 6 and 6c;
 #   6. stream_fairness under tremote, judged against 3x on this many cores
 #      (with each small call's time per hop printed after it, as in 6c);
 #      6b. many_clients (32 programs, 8 equal ones, a small call beside
@@ -237,11 +239,14 @@ s_5() {
     step "5. runtime programs natively on the GPU"
     [ -n "$old_driver" ] && skipped=$old_driver
     for a in streams_events host_memory runtime_misc graphs managed "async_launches fault" \
-             pinned_copies legacy_stream "stream_fairness 1024 300" "stream_priority api" \
+             pinned_copies legacy_stream "stream_fairness 1024 300" \
+             "stream_fairness 1024 300 one-thread" "stream_priority api" \
              "stream_priority order -5" coop_grid lane_move; do
         [ -n "$old_driver" ] && break
         # shellcheck disable=SC2086
         app_pass "$B/native.out" 120 "" "$B/tests/apps" $a || fails+=("native $a")
+        # The GPU's own busy/idle ratios: the yardstick of 6 and 6c.
+        case "$a" in stream_fairness*) grep -E '^(busy|idle):|_ratio=' "$B/native.out" ;; esac
     done
 }
 
