@@ -268,6 +268,7 @@ struct brk_machine {
   struct brk_h2 *h2x;
   int xsock;               /* connecting it */
   struct brk_op *xconn_op;
+  SSL *xssl;               /* its handshake in progress (tls=on) */
   struct tr_h2share share; /* whether lanes share, over both (h2share.h) */
   uint64_t caps;           /* TR_CAP_* agreed in the hello */
   struct sockaddr_storage sa; /* where the agent was dialled (salen 0: */

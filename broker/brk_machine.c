@@ -74,6 +74,7 @@ static int is_static(const struct brk_machine *m)
 }
 static void hello_task(struct brk_task *t, void *arg);
 static void express_start(struct brk_machine *m);
+static void express_abandon(struct brk_machine *m);
 static void machine_lost(struct brk_machine *m, const char *why);
 static void start_failed(struct brk_machine *m, int permanent, const char *fmt,
                          ...) __attribute__((format(printf, 3, 4)));
@@ -219,11 +220,7 @@ static void conns_free(struct brk_machine *m)
 {
   struct brk_h2 *x = m->h2x, *h2 = m->h2;
 
-  brk_op_cancel(m->xconn_op); /* an express connection on its way */
-  m->xconn_op = NULL;
-  if (m->xsock >= 0)
-    close(m->xsock);
-  m->xsock = -1;
+  express_abandon(m); /* an express connection on its way */
   m->h2x = NULL;
   m->h2 = NULL;
   if (x)
@@ -810,16 +807,20 @@ static void start_connect(struct brk_machine *m, const struct sockaddr *sa,
  * reply waits behind every byte of another lane's copy already in the
  * socket buffers, which no frame scheduling can overtake.  It is dialled
  * once the machine is ready, where the agent agreed to TR_CAP_LANE_MOVE and
- * the connection is h2c to an address we dialled (TLS machines and
- * Modal's tunnels keep to one connection).  Until it is up, or when it
- * cannot come up, lanes use the main connection; once up, its loss is the
- * machine's.  TREMOTE_EXPRESS=0 turns it off (for measurements).
+ * we dialled the address ourselves (Modal's tunnels, whose socket libcurl
+ * hands us, keep to one connection).  A tls=on machine's express
+ * connection makes its own handshake, verified as the main one was (the
+ * same pinned fingerprint or CA): remote links are where a small reply
+ * behind a copy in the socket buffers costs most.  Until it is up, or
+ * when it cannot come up, lanes use the main connection; once up, its
+ * loss is the machine's.  TREMOTE_EXPRESS=0 turns it off (for
+ * measurements).
  */
 static int express_wanted(const struct brk_machine *m)
 {
   const char *e = getenv("TREMOTE_EXPRESS");
 
-  return (m->caps & TR_CAP_LANE_MOVE) && !m->tls_ctx && m->salen &&
+  return (m->caps & TR_CAP_LANE_MOVE) && m->salen &&
          m->state == BRK_M_READY && !(e && strcmp(e, "0") == 0);
 }
 
@@ -854,17 +855,28 @@ static const struct brk_h2_stream_cbs greet_cbs = {
     .on_close = greet_close,
 };
 
-static void express_up(struct brk_machine *m)
+/* Give up an express connection on its way (there is none then: lanes
+   keep to the main connection). */
+static void express_abandon(struct brk_machine *m)
+{
+  brk_op_cancel(m->xconn_op);
+  m->xconn_op = NULL;
+  SSL_free(m->xssl);
+  m->xssl = NULL;
+  if (m->xsock >= 0)
+    close(m->xsock);
+  m->xsock = -1;
+}
+
+/* HTTP/2 over pipe (taken): the express connection is up. */
+static void express_up(struct brk_machine *m, struct brk_pipe *pipe)
 {
   struct brk_h2_stream *greet;
   struct brk_h2_opts o = h2_opts(m);
-  struct brk_pipe pipe;
   int rc;
 
   o.rcvbuf = 0; /* small records only: the kernel's default suits them */
-  brk_pipe_plain(&pipe, m->xsock);
-  m->xsock = -1; /* the pipe has it now */
-  rc = brk_h2_new(&m->h2x, m->b->loop, &pipe, &o, on_h2_dead, m);
+  rc = brk_h2_new(&m->h2x, m->b->loop, pipe, &o, on_h2_dead, m);
   if (rc < 0) {
     m->h2x = NULL;
     brk_warn("%s: no express connection (HTTP/2 session: %s); all lanes "
@@ -874,7 +886,74 @@ static void express_up(struct brk_machine *m)
   greet = brk_h2_post(m->h2x, "/v1/status", NULL, 0, &greet_cbs, m);
   if (greet)
     brk_h2_stream_end(greet);
-  brk_dbg("%s: express connection up", m->name);
+  brk_dbg("%s: express connection up%s", m->name, m->tls_ctx ? " (TLS)" : "");
+}
+
+static void express_tls_step(struct brk_machine *m);
+
+static void on_express_tls_io(struct brk_op *op, int res, void *arg)
+{
+  struct brk_machine *m = arg;
+
+  (void)op;
+  m->xconn_op = NULL;
+  if (res < 0) {
+    brk_warn("%s: no express connection (poll: %s); all lanes share one",
+             m->name, strerror(-res));
+    express_abandon(m);
+    return;
+  }
+  express_tls_step(m);
+}
+
+/* The express connection's TLS handshake, one step per readiness, as
+   tls_step does the main one's. */
+static void express_tls_step(struct brk_machine *m)
+{
+  struct brk_pipe pipe;
+  char why[512];
+  int rc = brk_tls_handshake(m->xssl, m->spec, why, sizeof(why));
+
+  if (rc > 0) {
+    m->xconn_op =
+        brk_loop_poll(m->b->loop, m->xsock, (short)rc, on_express_tls_io, m);
+    if (!m->xconn_op) {
+      brk_warn("%s: no express connection (cannot poll its socket); all "
+               "lanes share one", m->name);
+      express_abandon(m);
+    }
+    return;
+  }
+  if (rc < 0 || brk_pipe_tls(&pipe, m->xsock, m->xssl) < 0) {
+    brk_warn("%s: no express connection (%s: %s); all lanes share one",
+             m->name, m->address, rc < 0 ? why : "out of memory");
+    express_abandon(m);
+    return;
+  }
+  m->xsock = -1; /* the pipe has both now */
+  m->xssl = NULL;
+  express_up(m, &pipe);
+}
+
+/* The express connection's socket is connected: TLS or h2c over it. */
+static void express_connected(struct brk_machine *m)
+{
+  struct brk_pipe pipe;
+
+  if (m->tls_ctx) {
+    m->xssl = brk_tls_new(m->tls_ctx, m->spec, m->xsock);
+    if (!m->xssl) {
+      brk_warn("%s: no express connection (cannot start TLS); all lanes "
+               "share one", m->name);
+      express_abandon(m);
+      return;
+    }
+    express_tls_step(m);
+    return;
+  }
+  brk_pipe_plain(&pipe, m->xsock);
+  m->xsock = -1; /* the pipe has it now */
+  express_up(m, &pipe);
 }
 
 static void on_express_connect(struct brk_op *op, int res, void *arg)
@@ -889,11 +968,10 @@ static void on_express_connect(struct brk_op *op, int res, void *arg)
     if (err)
       brk_warn("%s: no express connection (connect to %s: %s); all lanes "
                "share one", m->name, m->address, strerror(err));
-    close(m->xsock);
-    m->xsock = -1;
+    express_abandon(m);
     return;
   }
-  express_up(m);
+  express_connected(m);
 }
 
 static void express_start(struct brk_machine *m)
@@ -909,7 +987,7 @@ static void express_start(struct brk_machine *m)
   }
   tune_socket(m, m->xsock);
   if (connect(m->xsock, (struct sockaddr *)&m->sa, m->salen) == 0) {
-    express_up(m);
+    express_connected(m);
     return;
   }
   if (errno == EINPROGRESS)
@@ -918,8 +996,7 @@ static void express_start(struct brk_machine *m)
   if (!m->xconn_op) {
     brk_warn("%s: no express connection (connect to %s: %s)", m->name,
              m->address, strerror(errno));
-    close(m->xsock);
-    m->xsock = -1;
+    express_abandon(m);
   }
 }
 

@@ -2,7 +2,8 @@
 # tls_machine.sh BUILD_DIR: a STATIC machine over TLS.  The agent makes its
 # own certificate (--gen-cert) and serves TLS (ALPN h2) on 127.0.0.1; the
 # broker pins the printed fingerprint, or verifies by the certificate as
-# CA; a program runs on it (64 MiB round trips through TLS included).
+# CA; a program runs on it (64 MiB round trips through TLS included), and
+# lane_move on both its connections (the express one has its own handshake).
 # Refused, each before any CUDA call: a wrong pinned fingerprint, a CA
 # that did not sign it, h2c to the TLS agent, a wrong secret, a request
 # without a secret, and an agent asked to listen beyond loopback without
@@ -61,8 +62,21 @@ tr_run "$APPS/devices" || tr_fail "devices over TLS exited with $?"
 device 0: tls device" ] || tr_fail "devices over TLS: not the TLS agent"
 tr_run "$APPS/memory_roundtrip" 1 "tls device" || tr_fail "memory_roundtrip over TLS exited with $?"
 grep -q '^PASS$' "$TR_TMP/out" || tr_fail "no PASS line over TLS"
+# The express connection (docs/PROTOCOL.md §3) makes its own handshake:
+# lanes open on it and move to the main connection before a copy, each
+# connection TLS, with order and a queued error kept across the move.
+tr_run "$APPS/lane_move" || tr_fail "lane_move over TLS exited with $?"
+grep -q "^PASS" "$TR_TMP/out" || tr_fail "lane_move over TLS printed no PASS"
+read -r on lanes moves <<<"$(tr_ctl '{"version":1,"op":"machines"}' | python3 -c '
+import json, sys
+m = json.load(sys.stdin)["machines"][0]
+print(str(m["express"]).lower(), m["express_lanes"], m["lane_moves"])')"
+echo "express connection over TLS: $on; lanes opened on it: $lanes; moved: $moves"
+[ "$on" = true ] || tr_fail "no express connection to the TLS machine: $(grep express "$TR_TMP/broker.log")"
+[ "$lanes" -ge 4 ] && [ "$moves" -ge 4 ] ||
+    tr_fail "expected >= 4 express lanes and moves over TLS, got $lanes and $moves"
 tr_stop_broker
-echo "pinned fingerprint: a program runs over TLS"
+echo "pinned fingerprint: programs run over TLS, on both connections"
 
 # Verified by a CA (the self-signed certificate is its own) and the address.
 machines "$TR_TMP/ca.ini" "tls = on" "ca = $TR_TMP/cert/cert.pem"
