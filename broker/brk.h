@@ -269,6 +269,7 @@ struct brk_machine {
   int xsock;               /* connecting it */
   struct brk_op *xconn_op;
   SSL *xssl;               /* its handshake in progress (tls=on) */
+  struct brk_http_req *xreq; /* dialling a Modal tunnel for it */
   struct tr_h2share share; /* whether lanes share, over both (h2share.h) */
   uint64_t caps;           /* TR_CAP_* agreed in the hello */
   struct sockaddr_storage sa; /* where the agent was dialled (salen 0: */
@@ -600,6 +601,13 @@ void brk_modal_progress(const struct brk_machine *m, char *out, size_t cap);
 int brk_modal_busy(const struct brk_machine *m);
 /* Create (or find) the Sandbox and connect: machine_start for MODAL. */
 void brk_modal_start(struct brk_machine *m);
+/* Dial m's tunnel once more, for its express connection: cb gets the
+   connected socket or -1 and why, as from brk_http_connect.  The request
+   (brk_http_cancel ends it), or NULL when it cannot be asked. */
+struct brk_http_req *brk_modal_dial(struct brk_machine *m,
+                                    void (*cb)(int fd, const char *err,
+                                               void *arg),
+                                    void *arg);
 /* m was removed: DELETE it on Modal. */
 void brk_modal_remove(struct brk_machine *m);
 void brk_modal_machine_free(struct brk_machine *m);

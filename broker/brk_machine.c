@@ -54,6 +54,7 @@
 #include <openssl/ssl.h>
 
 #include "brk.h"
+#include "brk_http.h"
 #include "brk_log.h"
 #include "h2share.h"
 
@@ -806,21 +807,21 @@ static void start_connect(struct brk_machine *m, const struct sockaddr *sa,
  * no bulk (brk_lane.c, "Express lanes").  On one TCP connection a small
  * reply waits behind every byte of another lane's copy already in the
  * socket buffers, which no frame scheduling can overtake.  It is dialled
- * once the machine is ready, where the agent agreed to TR_CAP_LANE_MOVE and
- * we dialled the address ourselves (Modal's tunnels, whose socket libcurl
- * hands us, keep to one connection).  A tls=on machine's express
- * connection makes its own handshake, verified as the main one was (the
- * same pinned fingerprint or CA): remote links are where a small reply
- * behind a copy in the socket buffers costs most.  Until it is up, or
- * when it cannot come up, lanes use the main connection; once up, its
- * loss is the machine's.  TREMOTE_EXPRESS=0 turns it off (for
- * measurements).
+ * once the machine is ready, where the agent agreed to TR_CAP_LANE_MOVE:
+ * to the address we dialled, or through a Modal machine's tunnel once
+ * more (libcurl dials it, as it did the main one: brk_modal_dial).  A
+ * tls=on machine's express connection (Modal's always are) makes its own
+ * handshake, verified as the main one was (the same pinned fingerprint or
+ * CA): remote links are where a small reply behind a copy in the socket
+ * buffers costs most.  Until it is up, or when it cannot come up, lanes
+ * use the main connection; once up, its loss is the machine's.
+ * TREMOTE_EXPRESS=0 turns it off (for measurements).
  */
 static int express_wanted(const struct brk_machine *m)
 {
   const char *e = getenv("TREMOTE_EXPRESS");
 
-  return (m->caps & TR_CAP_LANE_MOVE) && m->salen &&
+  return (m->caps & TR_CAP_LANE_MOVE) && (m->salen || m->modal) &&
          m->state == BRK_M_READY && !(e && strcmp(e, "0") == 0);
 }
 
@@ -859,6 +860,8 @@ static const struct brk_h2_stream_cbs greet_cbs = {
    keep to the main connection). */
 static void express_abandon(struct brk_machine *m)
 {
+  brk_http_cancel(m->xreq);
+  m->xreq = NULL;
   brk_op_cancel(m->xconn_op);
   m->xconn_op = NULL;
   SSL_free(m->xssl);
@@ -974,10 +977,33 @@ static void on_express_connect(struct brk_op *op, int res, void *arg)
   express_connected(m);
 }
 
+/* A Modal machine's tunnel, dialled once more (brk_modal_dial). */
+static void on_express_dialled(int fd, const char *err, void *arg)
+{
+  struct brk_machine *m = arg;
+
+  m->xreq = NULL;
+  if (fd < 0 || m->state != BRK_M_READY) {
+    if (fd < 0)
+      brk_warn("%s: no express connection (connect to %s: %s); all lanes "
+               "share one", m->name, m->address, err);
+    else
+      close(fd);
+    return;
+  }
+  m->xsock = fd;
+  tune_socket(m, fd);
+  express_connected(m);
+}
+
 static void express_start(struct brk_machine *m)
 {
-  if (!express_wanted(m) || m->h2x || m->xsock >= 0)
+  if (!express_wanted(m) || m->h2x || m->xsock >= 0 || m->xreq)
     return;
+  if (!m->salen) {
+    m->xreq = brk_modal_dial(m, on_express_dialled, m);
+    return;
+  }
   m->xsock = socket(m->sa.ss_family,
                     SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (m->xsock < 0) {

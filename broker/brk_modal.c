@@ -585,6 +585,19 @@ static void connect_to(struct brk_modal_m *mm)
     retry_in(mm, next_backoff(mm));
 }
 
+struct brk_http_req *brk_modal_dial(struct brk_machine *m,
+                                    void (*cb)(int fd, const char *err,
+                                               void *arg),
+                                    void *arg)
+{
+  struct brk_modal_m *mm = m->modal;
+
+  if (!mm || mm->phase != MM_UP || !m->b->modal)
+    return NULL;
+  return brk_http_connect(m->b->modal->http, mm->host, mm->port,
+                          CONNECT_TIMEOUT_MS, cb, arg);
+}
+
 /* A MACHINE object from POST or GET: what next. */
 static void on_machine(struct brk_modal_m *mm, json_t *j)
 {

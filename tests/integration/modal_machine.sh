@@ -111,6 +111,15 @@ sb0=$(sapi GET "/v1/machines/$id0" | field 'j["sandbox_id"]')
 echo "gpu0 is $id0 in $sb0"
 tr_run "$APPS/memory_roundtrip" || tr_fail "memory_roundtrip on the Modal machine"
 grep -q '^PASS' "$TR_TMP/out" || tr_fail "no PASS from memory_roundtrip"
+# The express connection: the tunnel dialled once more, its own TLS
+# handshake; lanes open on it and move before their copies.
+tr_run "$APPS/lane_move" || tr_fail "lane_move on the Modal machine exited with $?"
+grep -q '^PASS' "$TR_TMP/out" || tr_fail "no PASS from lane_move on the Modal machine"
+xc=$(tr_stats | field '[(m["express"], m["express_lanes"], m["lane_moves"]) for m in j["machines"] if m["name"]=="gpu0"][0]')
+echo "gpu0's express connection (up, lanes, moves): $xc"
+case "$xc" in "(True, "*) ;; *) tr_fail "no express connection through the tunnel: $xc" ;; esac
+[ "$(echo "$xc" | tr -d '(),' | awk '{print ($2 >= 4 && $3 >= 4)}')" = 1 ] ||
+    tr_fail "lane_move's lanes did not open express and move: $xc"
 
 # ---- tremote machine add modal ----------------------------------------------
 export TREMOTE_BROKER_SOCKET
