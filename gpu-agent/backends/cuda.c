@@ -93,6 +93,7 @@
 #include "backend.h"
 #include "cuda_int.h"
 #include "fatbin.h"
+#include "h2share.h" /* tr_net_tune */
 
 /* ---- allocation table (w->mu held) ------------------------------------- */
 
@@ -164,8 +165,9 @@ CUresult cu_enter(struct agt_bctx *c)
 }
 
 /*
- * Wait for stream s: poll it for CU_POLL_NS, so short work is answered at
- * once, then sleep in the driver until it is done (see CU_CTX_FLAGS).
+ * Wait for stream s: poll it for poll ns (CU_POLL_NS), so short work is
+ * answered at once, then sleep in the driver until it is done (see
+ * CU_CTX_FLAGS).
  *
  * With flush it ends in a cuStreamSynchronize even when polling saw the
  * stream done, because the driver writes device printf out at a
@@ -175,9 +177,10 @@ CUresult cu_enter(struct agt_bctx *c)
  * nothing left to bring (proc.c answers it without asking the worker).
  * That costs a driver call on an idle stream.
  */
-CUresult cu_stream_wait(const struct cu_drv *d, CUstream s, bool flush)
+static CUresult wait_polling(const struct cu_drv *d, CUstream s, bool flush,
+                             uint64_t poll)
 {
-  uint64_t end = agt_now_ns() + CU_POLL_NS;
+  uint64_t end = agt_now_ns() + poll;
   CUresult r;
 
   do {
@@ -188,10 +191,36 @@ CUresult cu_stream_wait(const struct cu_drv *d, CUstream s, bool flush)
   return d->StreamSynchronize(s);
 }
 
-/* Wait for what this thread queued on c's device. */
-static CUresult cu_wait(const struct agt_bctx *c)
+/*
+ * How long to poll: CU_POLL_NS, unless TREMOTE_NET_TUNE says "cupoll=US"
+ * (launches and synchronises) or "cucopypoll=US" (copies and memsets),
+ * in microseconds, for measurements: whether a copy's thread polling the
+ * driver beside a small launch's costs that launch, on a GPU.  Looked up
+ * once (a race only computes the same value twice).
+ */
+static uint64_t poll_ns(_Atomic uint64_t *v, const char *key)
 {
-  return cu_stream_wait(&c->cb->drv, CU_STREAM, false);
+  uint64_t x = atomic_load_explicit(v, memory_order_relaxed);
+
+  if (!x) {
+    x = (uint64_t)tr_net_tune(key, CU_POLL_NS / 1000) * 1000;
+    atomic_store_explicit(v, x, memory_order_relaxed);
+  }
+  return x;
+}
+
+CUresult cu_stream_wait(const struct cu_drv *d, CUstream s, bool flush)
+{
+  static _Atomic uint64_t ns;
+
+  return wait_polling(d, s, flush, poll_ns(&ns, "cupoll"));
+}
+
+CUresult cu_copy_wait(const struct cu_drv *d, CUstream s)
+{
+  static _Atomic uint64_t ns;
+
+  return wait_polling(d, s, false, poll_ns(&ns, "cucopypoll"));
 }
 
 /*
@@ -647,7 +676,7 @@ static uint32_t xfer(struct agt_bctx *c, enum cu_xfer k, uint64_t dev,
     }
   }
   if (r == CUDA_SUCCESS)
-    r = cu_wait(c);
+    r = cu_copy_wait(d, CU_STREAM);
   if (b)
     cu_unpin(c, b);
   cu_unpin(c, a);

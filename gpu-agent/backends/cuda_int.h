@@ -24,7 +24,8 @@
 /*
  * How every context waits for the device: a thread that synchronises
  * sleeps until the GPU interrupts (CU_CTX_SCHED_BLOCKING_SYNC), after
- * polling for CU_POLL_NS (cuda.c, cu_stream_wait).  The driver's default
+ * polling for CU_POLL_NS (cuda.c, cu_stream_wait; TREMOTE_NET_TUNE's
+ * "cupoll" and "cucopypoll" change it for measurements).  The driver's default
  * would spin for as long as the work takes whenever a process has fewer
  * contexts than CPUs, which is always true of workers: thirty-two
  * sessions running long kernels would keep thirty-two cores busy doing
@@ -160,6 +161,8 @@ CUresult cu_enter(struct agt_bctx *c);
 /* Wait for stream s; flush: end in cuStreamSynchronize even when it is
    idle, so the driver writes device printf out now. */
 CUresult cu_stream_wait(const struct cu_drv *d, CUstream s, bool flush);
+/* cu_stream_wait for a copy or memset (which may poll for another time). */
+CUresult cu_copy_wait(const struct cu_drv *d, CUstream s);
 
 /* The calling thread's stream of that priority in c (CU_STREAM for 0). */
 CUstream cu_prio_stream(struct agt_bctx *c, int priority);

@@ -15,7 +15,12 @@
 # program copying 64 MiB there and back (4 GiB, so that it exits and
 # leaves its trace).  A configuration with TREMOTE_TRACE_DIR=DIR also
 # prints the hop table of tests/gpu/trace_hops.py for each run.
+# TR_PROBE_ONE_THREAD=1 runs stream_fairness in its one-thread mode (run.sh
+# 6c's harder case: the copies queued back to back).
 #   TR_PROBE_CONFIGS="- TREMOTE_NET_TUNE=rcvbuf=64K" bash tests/gpu/fair_probe.sh gpub
+#   TR_PROBE_ONE_THREAD=1 TR_PROBE_BACKENDS=cuda \
+#     TR_PROBE_CONFIGS="- TREMOTE_NET_TUNE=cucopypoll=1 TREMOTE_NET_TUNE=cupoll=300" \
+#     bash tests/gpu/fair_probe.sh gpub   (does the copy's polling cost a launch?)
 set -u
 B=$(cd "${1:?usage: fair_probe.sh BUNDLE_DIR}" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
@@ -70,7 +75,9 @@ PY
             wait $bulk
             echo "small call p99: idle $idle us, beside another program's copy $busy us: ratio $(awk -v a="$busy" -v b="$idle" 'BEGIN {printf "%.2f", a / b}')"
         else
-            tr_run timeout 60 "$APPS/stream_fairness" 1024 "${TR_PROBE_SAMPLES:-2000}"
+            # shellcheck disable=SC2046
+            tr_run timeout 60 "$APPS/stream_fairness" 1024 "${TR_PROBE_SAMPLES:-2000}" \
+                $([ "${TR_PROBE_ONE_THREAD:-0}" = 1 ] && echo one-thread)
             grep -E "^(idle|busy):|ratio=" "$TR_TMP/out" | sed -n 1,3p
             grep -q "^PASS" "$TR_TMP/out" || { echo "NO PASS:"; tail -5 "$TR_TMP/out"; }
         fi
