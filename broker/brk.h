@@ -270,6 +270,7 @@ struct brk_machine {
   struct brk_op *xconn_op;
   SSL *xssl;               /* its handshake in progress (tls=on) */
   struct brk_http_req *xreq; /* dialling a Modal tunnel for it */
+  struct brk_op *xtimer;     /* its deadline (BRK_EXPRESS_DIAL_MS) */
   struct tr_h2share share; /* whether lanes share, over both (h2share.h) */
   uint64_t caps;           /* TR_CAP_* agreed in the hello */
   struct sockaddr_storage sa; /* where the agent was dialled (salen 0: */
@@ -532,6 +533,11 @@ const char *brk_mstate_name(enum brk_mstate s);
    older than BRK_STATUS_MS (the broker's tick). */
 #define BRK_STATUS_MS 2000u
 void brk_machines_poll_status(struct brk *b);
+/* How long a machine's express connection may take to come up (dial,
+   TLS handshake) before lanes give it up and share the main one: a few
+   round trips on any link, and shorter than the 10 s an agent gives a
+   connection to authenticate, so a stall is ours to report. */
+#define BRK_EXPRESS_DIAL_MS 5000u
 
 /* The machine named name that is not removed, or NULL. */
 struct brk_machine *brk_machine_by_name(struct brk *b, const char *name);

@@ -369,6 +369,12 @@ static struct brk_http_req *req_new(struct brk_http *h, const char *method,
   curl_easy_setopt(r->easy, CURLOPT_HEADERDATA, r);
   curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, r->err);
   curl_easy_setopt(r->easy, CURLOPT_NOSIGNAL, 1L);
+#if LIBCURL_VERSION_NUM >= 0x075700
+  /* A request cancelled while its name is being looked up must not wait
+     for the resolver thread: that would hold the broker's loop for the
+     whole lookup (a machine lost mid-dial, a broker stopping). */
+  curl_easy_setopt(r->easy, CURLOPT_QUICK_EXIT, 1L);
+#endif
   curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS,
                    o->timeout_ms > 0 ? o->timeout_ms : 30000L);
   curl_easy_setopt(r->easy, CURLOPT_CONNECTTIMEOUT_MS, 10000L);

@@ -864,11 +864,29 @@ static void express_abandon(struct brk_machine *m)
   m->xreq = NULL;
   brk_op_cancel(m->xconn_op);
   m->xconn_op = NULL;
+  brk_op_cancel(m->xtimer);
+  m->xtimer = NULL;
   SSL_free(m->xssl);
   m->xssl = NULL;
   if (m->xsock >= 0)
     close(m->xsock);
   m->xsock = -1;
+}
+
+/* The express connection cannot come up: say why, once, and give it up. */
+static void express_fail(struct brk_machine *m, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void express_fail(struct brk_machine *m, const char *fmt, ...)
+{
+  char why[600];
+  va_list ap;
+
+  va_start(ap, fmt);
+  vsnprintf(why, sizeof(why), fmt, ap);
+  va_end(ap);
+  brk_warn("%s: no express connection (%s); all lanes share one", m->name,
+           why);
+  express_abandon(m);
 }
 
 /* HTTP/2 over pipe (taken): the express connection is up. */
@@ -878,18 +896,33 @@ static void express_up(struct brk_machine *m, struct brk_pipe *pipe)
   struct brk_h2_opts o = h2_opts(m);
   int rc;
 
+  brk_op_cancel(m->xtimer);
+  m->xtimer = NULL;
   o.rcvbuf = 0; /* small records only: the kernel's default suits them */
   rc = brk_h2_new(&m->h2x, m->b->loop, pipe, &o, on_h2_dead, m);
   if (rc < 0) {
     m->h2x = NULL;
-    brk_warn("%s: no express connection (HTTP/2 session: %s); all lanes "
-             "share one", m->name, strerror(-rc));
+    express_fail(m, "HTTP/2 session: %s", strerror(-rc));
     return;
   }
   greet = brk_h2_post(m->h2x, "/v1/status", NULL, 0, &greet_cbs, m);
   if (greet)
     brk_h2_stream_end(greet);
   brk_dbg("%s: express connection up%s", m->name, m->tls_ctx ? " (TLS)" : "");
+}
+
+/* The main connection's dial and handshake are bounded by the start
+   deadline; the express one's by this, so a peer that accepts and then
+   says nothing does not hold a socket and a TLS object for good. */
+static void on_express_deadline(struct brk_op *op, int res, void *arg)
+{
+  struct brk_machine *m = arg;
+
+  (void)op;
+  (void)res;
+  m->xtimer = NULL;
+  express_fail(m, "%s: no answer within %u s", m->address,
+               BRK_EXPRESS_DIAL_MS / 1000);
 }
 
 static void express_tls_step(struct brk_machine *m);
@@ -901,9 +934,7 @@ static void on_express_tls_io(struct brk_op *op, int res, void *arg)
   (void)op;
   m->xconn_op = NULL;
   if (res < 0) {
-    brk_warn("%s: no express connection (poll: %s); all lanes share one",
-             m->name, strerror(-res));
-    express_abandon(m);
+    express_fail(m, "poll: %s", strerror(-res));
     return;
   }
   express_tls_step(m);
@@ -920,17 +951,12 @@ static void express_tls_step(struct brk_machine *m)
   if (rc > 0) {
     m->xconn_op =
         brk_loop_poll(m->b->loop, m->xsock, (short)rc, on_express_tls_io, m);
-    if (!m->xconn_op) {
-      brk_warn("%s: no express connection (cannot poll its socket); all "
-               "lanes share one", m->name);
-      express_abandon(m);
-    }
+    if (!m->xconn_op)
+      express_fail(m, "cannot poll its socket");
     return;
   }
   if (rc < 0 || brk_pipe_tls(&pipe, m->xsock, m->xssl) < 0) {
-    brk_warn("%s: no express connection (%s: %s); all lanes share one",
-             m->name, m->address, rc < 0 ? why : "out of memory");
-    express_abandon(m);
+    express_fail(m, "%s: %s", m->address, rc < 0 ? why : "out of memory");
     return;
   }
   m->xsock = -1; /* the pipe has both now */
@@ -946,9 +972,7 @@ static void express_connected(struct brk_machine *m)
   if (m->tls_ctx) {
     m->xssl = brk_tls_new(m->tls_ctx, m->spec, m->xsock);
     if (!m->xssl) {
-      brk_warn("%s: no express connection (cannot start TLS); all lanes "
-               "share one", m->name);
-      express_abandon(m);
+      express_fail(m, "cannot start TLS");
       return;
     }
     express_tls_step(m);
@@ -967,11 +991,8 @@ static void on_express_connect(struct brk_op *op, int res, void *arg)
   (void)op;
   m->xconn_op = NULL;
   err = connect_error(m->xsock, res);
-  if (err || m->state != BRK_M_READY) {
-    if (err)
-      brk_warn("%s: no express connection (connect to %s: %s); all lanes "
-               "share one", m->name, m->address, strerror(err));
-    express_abandon(m);
+  if (err) {
+    express_fail(m, "connect to %s: %s", m->address, strerror(err));
     return;
   }
   express_connected(m);
@@ -983,12 +1004,8 @@ static void on_express_dialled(int fd, const char *err, void *arg)
   struct brk_machine *m = arg;
 
   m->xreq = NULL;
-  if (fd < 0 || m->state != BRK_M_READY) {
-    if (fd < 0)
-      brk_warn("%s: no express connection (connect to %s: %s); all lanes "
-               "share one", m->name, m->address, err);
-    else
-      close(fd);
+  if (fd < 0) {
+    express_fail(m, "connect to %s: %s", m->address, err);
     return;
   }
   m->xsock = fd;
@@ -996,19 +1013,27 @@ static void on_express_dialled(int fd, const char *err, void *arg)
   express_connected(m);
 }
 
+/* Dial the express connection (the machine has just become ready). */
 static void express_start(struct brk_machine *m)
 {
   if (!express_wanted(m) || m->h2x || m->xsock >= 0 || m->xreq)
     return;
+  m->xtimer = brk_loop_timeout(m->b->loop, BRK_EXPRESS_DIAL_MS,
+                               on_express_deadline, m);
+  if (!m->xtimer) {
+    express_fail(m, "cannot arm its deadline");
+    return;
+  }
   if (!m->salen) {
     m->xreq = brk_modal_dial(m, on_express_dialled, m);
+    if (!m->xreq)
+      express_fail(m, "cannot dial the Modal tunnel again");
     return;
   }
   m->xsock = socket(m->sa.ss_family,
                     SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (m->xsock < 0) {
-    brk_warn("%s: no express connection (socket: %s)", m->name,
-             strerror(errno));
+    express_fail(m, "socket: %s", strerror(errno));
     return;
   }
   tune_socket(m, m->xsock);
@@ -1016,14 +1041,14 @@ static void express_start(struct brk_machine *m)
     express_connected(m);
     return;
   }
-  if (errno == EINPROGRESS)
-    m->xconn_op = brk_loop_poll(m->b->loop, m->xsock, POLLOUT,
-                                on_express_connect, m);
-  if (!m->xconn_op) {
-    brk_warn("%s: no express connection (connect to %s: %s)", m->name,
-             m->address, strerror(errno));
-    express_abandon(m);
+  if (errno != EINPROGRESS) {
+    express_fail(m, "connect to %s: %s", m->address, strerror(errno));
+    return;
   }
+  m->xconn_op = brk_loop_poll(m->b->loop, m->xsock, POLLOUT,
+                              on_express_connect, m);
+  if (!m->xconn_op)
+    express_fail(m, "cannot poll its socket");
 }
 
 /* ---- the ready line ----------------------------------------------------------- */

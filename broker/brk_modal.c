@@ -1047,6 +1047,11 @@ void brk_modal_free(struct brk *b)
     if (m->modal && !m->removed && !m->modal->idle_stopped)
       alive++;
     brk_modal_machine_free(m);
+    /* An express connection's dial is a request of md->http too, which
+       goes below, before the machines (brk_machines_stop has ended these
+       already; this keeps it so whatever the order of the calls). */
+    brk_http_cancel(m->xreq);
+    m->xreq = NULL;
   }
   if (alive)
     brk_info("modal: %u Modal machine(s) keep running for the next broker "

@@ -78,6 +78,31 @@ echo "express connection over TLS: $on; lanes opened on it: $lanes; moved: $move
 tr_stop_broker
 echo "pinned fingerprint: programs run over TLS, on both connections"
 
+# An express connection whose handshake stalls (the relay passes one byte
+# of the second connection and no more) is given up at its deadline; the
+# lanes share the main connection and the program runs.
+rfifo=$TR_TMP/relay-ready
+mkfifo "$rfifo"
+"$BUILD/tests/tools/tr_relay" --listen 127.0.0.1:0 --to "127.0.0.1:$PORT" \
+    --stall-after 1 --fault-conn 2 --ready-fd 3 3>"$rfifo" 2>"$TR_TMP/relay.log" &
+RELAY_PID=$!
+trap 'kill -9 $AGENT_PID $RELAY_PID 2>/dev/null; tr_cleanup' EXIT
+read -r -t 10 RPORT <"$rfifo" || tr_fail "the relay did not start: $(cat "$TR_TMP/relay.log")"
+{ echo "[machine tbox]"; echo "provider = static"; echo "address = 127.0.0.1:$RPORT"
+  echo "secret_file = $secret"; echo "tls = on"; echo "fingerprint = $fp"; } >"$TR_TMP/stall.ini"
+tr_start_broker --machines "$TR_TMP/stall.ini"
+for _ in $(seq 150); do
+    grep -q "tbox: no express connection" "$TR_TMP/broker.log" && break
+    sleep 0.1
+done
+grep "tbox: no express connection" "$TR_TMP/broker.log" | grep -q "no answer within 5 s" ||
+    tr_fail "a stalled express handshake was not given up at its deadline: $(grep express "$TR_TMP/broker.log")"
+tr_run "$APPS/lane_move" || tr_fail "lane_move beside a stalled express connection exited with $?"
+grep -q "^PASS" "$TR_TMP/out" || tr_fail "lane_move beside a stalled express connection printed no PASS"
+tr_stop_broker
+kill $RELAY_PID 2>/dev/null
+echo "stalled express handshake: given up at its deadline, lanes share the main connection"
+
 # Verified by a CA (the self-signed certificate is its own) and the address.
 machines "$TR_TMP/ca.ini" "tls = on" "ca = $TR_TMP/cert/cert.pem"
 tr_start_broker --machines "$TR_TMP/ca.ini"
