@@ -1,7 +1,10 @@
 # gpu-agent: the real tremote-gpu-agent binary, started by the test and
-# driven over loopback HTTP/2 (tests/unit/test_agent.c).
+# driven over loopback HTTP/2 (tests/unit/test_agent.c: the agent process,
+# the helpers and the test tables; the tests by area in
+# test_agent_{sessions,lanes,kernels}.c).
 tr_unit_test(test_agent
-  SOURCES unit/test_agent.c unit/test_agent_h2c.c
+  SOURCES unit/test_agent.c unit/test_agent_sessions.c unit/test_agent_lanes.c
+          unit/test_agent_kernels.c unit/test_agent_h2c.c
   LIBS PkgConfig::NGHTTP2
   TIMEOUT 180 FAST
   ARGS $<TARGET_FILE:tremote-gpu-agent>)
