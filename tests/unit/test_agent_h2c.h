@@ -1,5 +1,6 @@
 /*
- * test_agent_h2c.h: a small synchronous HTTP/2 client for test_agent.c.
+ * test_agent_h2c.h: a small synchronous HTTP/2 client for the agent's
+ * tests (test_agent*.c).
  *
  * It speaks to a real tremote-gpu-agent over loopback TCP the way the
  * broker does (h2c with prior knowledge, nghttp2 client session), but
