@@ -56,6 +56,16 @@
 #define BRK_LANE_QUEUE_LOW (1u << 20)
 /* WANT_REPLY requests in flight on one lane stream before draining stops. */
 #define BRK_LANE_OUTSTANDING_MAX 4096u
+/* A lane on a machine's main connection whose last bulk record is this
+   old, and which has routed BRK_LANE_RETURN_CALLS small records since,
+   goes back to the express connection before its next small record
+   (brk_lane.c, "Express lanes"): long enough that a lane copying in a
+   loop stays put (each move costs a fence, one round trip), and a lane
+   that only closes or synchronises once more is not moved for that;
+   short enough that a program done with its copies gets the express
+   connection back for its calls. */
+#define BRK_LANE_RETURN_MS 1000u
+#define BRK_LANE_RETURN_CALLS 8u
 /* Locally generated replies waiting for room in a reply ring. */
 #define BRK_LANE_LOCAL_MAX 4096u
 /* The HTTP/2 window the broker grants each stream for its response.  A
@@ -221,6 +231,7 @@ struct brk_counts {
   uint64_t module_bytes;   /* MODULE_PUT payload bytes sent */
   uint64_t express_lanes;  /* lane streams opened on the express connection */
   uint64_t lane_moves;     /* ... and moved to the bulk one (brk_lane.c) */
+  uint64_t lane_returns;   /* lanes moved back to the express connection */
 };
 
 /* Loads the agent's cache served: a miss is followed by the upload and a
@@ -469,6 +480,8 @@ struct brk_lstream {
   int fencing;    /* a move's fence (a NOP) is out; the lane waits */
   int fence_done; /* ... and answered: move on the next drain */
   uint64_t last_rid; /* request id of the last record written */
+  uint64_t bulk_ms;  /* when its last bulk record was routed (0: none) */
+  unsigned smalls;   /* small records routed since (ls_wants_return) */
   /* What a move's fence reply told (a deferred error, device output
      waiting), for this stream's next final reply (brk_lane.c). */
   uint32_t carry_status;

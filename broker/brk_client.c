@@ -89,6 +89,7 @@ static void teardown(struct brk_task *t, void *arg)
     b->ended.module_bytes += c->n.module_bytes;
     b->ended.express_lanes += c->n.express_lanes;
     b->ended.lane_moves += c->n.lane_moves;
+    b->ended.lane_returns += c->n.lane_returns;
   }
   free(c->visible);
   free(c);

@@ -89,7 +89,7 @@ static void sessions_json(struct brk *b, struct brk_sb *sb)
                   "\"region_bytes_from_agent\":%llu,"
                   "\"module_loads\":%llu,\"module_misses\":%llu,"
                   "\"module_bytes\":%llu,\"express_lanes\":%llu,"
-                  "\"lane_moves\":%llu}",
+                  "\"lane_moves\":%llu,\"lane_returns\":%llu}",
                   (int)c->pid, (unsigned)c->uid, c->ndev, c->nlanes,
                   (unsigned long long)c->n.round_trips,
                   (unsigned long long)c->n.records_to_agent,
@@ -102,7 +102,8 @@ static void sessions_json(struct brk *b, struct brk_sb *sb)
                   (unsigned long long)c->n.module_misses,
                   (unsigned long long)c->n.module_bytes,
                   (unsigned long long)c->n.express_lanes,
-                  (unsigned long long)c->n.lane_moves);
+                  (unsigned long long)c->n.lane_moves,
+                  (unsigned long long)c->n.lane_returns);
   }
   brk_sb_putc(sb, ']');
 }
@@ -131,7 +132,8 @@ static void machine_extra_json(struct brk *b, const struct brk_machine *m,
                 ",\"sessions\":%u,\"round_trips\":%llu,"
                 "\"bytes_to_agent\":%llu,\"bytes_from_agent\":%llu,"
                 "\"module_cache_hits\":%llu,\"module_cache_misses\":%llu,"
-                "\"express\":%s,\"express_lanes\":%llu,\"lane_moves\":%llu",
+                "\"express\":%s,\"express_lanes\":%llu,\"lane_moves\":%llu,"
+                "\"lane_returns\":%llu",
                 sessions, (unsigned long long)m->n.round_trips,
                 (unsigned long long)m->n.bytes_to_agent,
                 (unsigned long long)m->n.bytes_from_agent,
@@ -139,7 +141,8 @@ static void machine_extra_json(struct brk *b, const struct brk_machine *m,
                 (unsigned long long)m->n.module_misses,
                 m->h2x ? "true" : "false",
                 (unsigned long long)m->n.express_lanes,
-                (unsigned long long)m->n.lane_moves);
+                (unsigned long long)m->n.lane_moves,
+                (unsigned long long)m->n.lane_returns);
   if (rtt)
     brk_sb_printf(sb, ",\"rtt_us\":%llu", (unsigned long long)rtt);
   /* The agent's own figures, if fresh (asked every BRK_STATUS_MS). */

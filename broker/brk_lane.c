@@ -35,15 +35,21 @@
  * buffers.  A lane's stream opens on the express connection unless its
  * first record is bulk (rec_is_bulk: it carries or asks for a bulk frame's
  * worth of bytes, or is a graph launch, which may replay copies), and
- * moves to the main connection before its first bulk record, for good:
- * a lane's records must stay in order, and a lane that copies once
- * usually copies again (a module upload counts: a program's first lane
- * moves with its first module, unless the agent has it cached).  The move:
+ * moves to the main connection before its first bulk record: a lane's
+ * records must stay in order, so a lane lives on one stream at a time (a
+ * module upload counts: a program's first lane moves with its first
+ * module, unless the agent has it cached).  A lane that copies once
+ * usually copies again, so it stays there while it does; but one whose
+ * last bulk record is BRK_LANE_RETURN_MS old, which has made
+ * BRK_LANE_RETURN_CALLS small calls since and has no reply outstanding,
+ * moves back before its next small record (ls_wants_return): a program
+ * that loaded its data at the start and then makes only small calls gets
+ * the express connection back, for the price of one fence.  The move:
  * a NOP with WANT_REPLY (the fence, with
  * the id of the lane's last record, so the lane's mark stays) goes on the
  * old stream and the lane waits; its reply proves the agent has received
  * and answered everything before it.  Then the lane's stream opens on the
- * main connection with "tremote-lane-move: 1" (the agent hands the lane
+ * other connection with "tremote-lane-move: 1" (the agent hands the lane
  * over when it reads those headers, PROTOCOL.md §3) and its records
  * follow at once; the old stream is ended once the agent has answered the
  * new one or ended the old.  The fence's reply may carry the lane's
@@ -822,8 +828,24 @@ static int rec_is_bulk(const struct tr_hdr *h, const uint8_t *payload)
          tr_get_u64(payload + 8) >= TR_H2_SMALL_FRAME;
 }
 
-/* Start moving ls's lane off the express connection: the fence.  0, or
-   -1 when it could not be queued (the session is broken then). */
+/* Whether ls's lane should go back to the express connection before its
+   next record, a small one: it has been on the main connection with no
+   bulk record for BRK_LANE_RETURN_MS (or since it opened there without an
+   express connection up) and has made BRK_LANE_RETURN_CALLS small calls
+   since, so it is making calls, not just ending; and nothing of it is
+   outstanding, so the fence waits behind nothing of its own. */
+static int ls_wants_return(const struct brk_lstream *ls)
+{
+  struct brk_h2 *x = ls->ms->m->h2x;
+
+  return !ls->express && !ls->fencing && ls->out_n == 0 &&
+         ls->smalls >= BRK_LANE_RETURN_CALLS && x && !brk_h2_dead(x) &&
+         ls->ms->confirmed &&
+         brk_now_ms() - ls->bulk_ms >= BRK_LANE_RETURN_MS;
+}
+
+/* Start moving ls's lane to the machine's other connection: the fence.
+   0, or -1 when it could not be queued (the session is broken then). */
 static int ls_fence(struct brk_lstream *ls)
 {
   uint8_t hdr[TR_HDR_SIZE];
@@ -834,7 +856,7 @@ static int ls_fence(struct brk_lstream *ls)
   tr_hdr_pack(&w, hdr);
   if (brk_h2_stream_write(ls->st, &iov, 1) < 0 ||
       out_push(ls, ls->last_rid, TR_OP_NOP, NULL, NULL, 0) < 0) {
-    brk_msess_broken(ls->ms, "cannot move a lane to the bulk connection");
+    brk_msess_broken(ls->ms, "cannot move a lane between connections");
     return -1;
   }
   ls->out[(ls->out_head + ls->out_n - 1) % ls->out_cap].fence = 1;
@@ -842,20 +864,20 @@ static int ls_fence(struct brk_lstream *ls)
   return 0;
 }
 
-/* The fence came back: the lane goes on on the main connection.  0, or
-   -1 when the session broke. */
+/* The fence came back: the lane goes on on the other connection (the
+   main one, or the express one for a return).  0, or -1 when the session
+   broke. */
 static int ls_move(struct brk_lane *ln, struct brk_lstream *old)
 {
   struct brk_msess *ms = old->ms;
+  struct brk_h2 *to = old->express ? ms->m->h2 : ms->m->h2x;
   struct brk_lstream *nw;
 
   old->lane = NULL; /* it only waits to be ended now */
   ln->ls[ms->m->index] = NULL;
-  nw = ms->m->h2 && !brk_h2_dead(ms->m->h2)
-           ? ls_open(ln, ms, old->ordinal, ms->m->h2, 1)
-           : NULL;
+  nw = to && !brk_h2_dead(to) ? ls_open(ln, ms, old->ordinal, to, 1) : NULL;
   if (!nw) {
-    brk_msess_broken(ms, "cannot move a lane to the bulk connection");
+    brk_msess_broken(ms, "cannot move a lane between connections");
     return -1;
   }
   nw->last_rid = old->last_rid;
@@ -863,9 +885,13 @@ static int ls_move(struct brk_lane *ln, struct brk_lstream *old)
   nw->carry_flags = old->carry_flags;
   nw->moved_from = old;
   old->moved_to = nw;
-  ln->c->n.lane_moves++, ms->m->n.lane_moves++;
-  brk_dbg("client pid %d lane %u: moved to %s's bulk connection",
-          (int)ln->c->pid, ln->id, ms->m->name);
+  if (nw->express)
+    ln->c->n.lane_returns++, ms->m->n.lane_returns++;
+  else
+    ln->c->n.lane_moves++, ms->m->n.lane_moves++;
+  brk_dbg("client pid %d lane %u: moved to %s's %s connection",
+          (int)ln->c->pid, ln->id, ms->m->name,
+          nw->express ? "express" : "bulk");
   return 0;
 }
 
@@ -1150,7 +1176,11 @@ static int route(struct brk_lane *ln, const struct tr_hdr *h,
       status = TR_ST_MACHINE_LOST;
       break;
     }
-    if (big && ls->express) {
+    if (big && !ls->express)
+      ls->bulk_ms = brk_now_ms(), ls->smalls = 0;
+    else if (!big && !ls->express)
+      ls->smalls++;
+    if ((big && ls->express) || (!big && ls_wants_return(ls))) {
       /* Taken again once the lane has moved ("Express lanes"). */
       if (!ls->fencing && ls_fence(ls) < 0)
         return route(ln, h, payload); /* broken: answered here now */

@@ -6,9 +6,14 @@
 //    streams, each a fill kernel then a 1 MiB device-to-host copy);
 //  - the error of a call queued before the move (a memset of memory that
 //    is not allocated) is reported, by that call or by the next
-//    synchronisation, and is not sticky: the stream works afterwards.
+//    synchronisation, and is not sticky: the stream works afterwards;
+//  - a lane whose last copy is over a second old returns to the express
+//    connection once it keeps making small calls (the broker waits for
+//    eight), and moves again for the next copy, with order and a queued
+//    error kept both ways.
 // Prints PASS.
 #include <string.h>
+#include <unistd.h>
 
 #include "app_check.h"
 
@@ -62,6 +67,27 @@ int main(void)
   CK(cudaMemcpyAsync(h, d, n * sizeof(int), cudaMemcpyDeviceToHost, s));
   CK(cudaStreamSynchronize(s));
   expect_fill(h, 7, n);
+
+  /* The return: more than a second (the broker's BRK_LANE_RETURN_MS)
+     after its last copy, the lane's small calls take it back to the
+     express connection; the copy after them takes it to the bulk one. */
+  usleep(1300 * 1000);
+  int v = 0;
+  for (int k = 0; k < 12; k++)
+    fill<<<n / 256, 256, 0, s>>>(d, 10 + k, n);
+  CK(cudaGetLastError());
+  CK(cudaMemcpyAsync(&v, d + 5, sizeof(int), cudaMemcpyDeviceToHost, s));
+  e1 = cudaMemsetAsync((char *)d + (256u << 20), 0, 4096, s);
+  e3 = cudaStreamSynchronize(s);
+  EXPECT(e1 == cudaErrorInvalidValue || e3 == cudaErrorInvalidValue,
+         "the bad memset after the return was not reported: %s, %s",
+         cudaGetErrorName(e1), cudaGetErrorName(e3));
+  (void)cudaGetLastError();
+  EXPECT(v == 26, "after the return: d[5] = %d, want 26", v);
+  memset(h, 0, n * sizeof(int));
+  CK(cudaMemcpyAsync(h, d, n * sizeof(int), cudaMemcpyDeviceToHost, s));
+  CK(cudaStreamSynchronize(s));
+  expect_fill(h, 21, n);
   CK(cudaStreamDestroy(s));
   CK(cudaFree(d));
   free(h);
