@@ -379,9 +379,10 @@ static int ls_place(struct brk_lstream *ls)
   }
   if (!(h.flags & TR_F_MORE)) {
     /* The agent puts a deferred error on a reply whose call worked, but
-       never on OUTPUT's. */
-    if (!h.status && h.opcode != TR_OP_OUTPUT)
-      h.status = carry_st = ls->carry_status;
+       never on OUTPUT's; so does a carry, with the same flag. */
+    if (!h.status && h.opcode != TR_OP_OUTPUT &&
+        (h.status = carry_st = ls->carry_status) != 0)
+      h.flags |= TR_F_DEFERRED;
     h.flags |= carry_fl = ls->carry_flags;
   }
   if (!(h.flags & TR_F_MORE) && !ls->rec_traced) {
@@ -464,7 +465,8 @@ static uint8_t *ls_alloc(void *arg, const struct tr_hdr *h)
   /* A successful reply to a TR_F_DEST request: into the region, at the
      next bytes of its range (what does not fit there is an agent's error,
      left to the spill buffer and reported by the shim's length check). */
-  if (len && h->status == 0 && (h->flags & TR_F_REPLY) &&
+  if (len && (h->status == 0 || (h->flags & TR_F_DEFERRED)) &&
+      (h->flags & TR_F_REPLY) &&
       !(h->flags & (TR_F_SHMREF | TR_F_DEST | TR_F_PLACED)) &&
       (o = out_find(ls, h->request_id)) && o->dest &&
       len <= o->dest_len - o->dest_done) {

@@ -1296,6 +1296,7 @@ void agt_ops_execute(struct agt_lane *l, struct agt_rec *r)
     if (!st && l->deferred && r->hdr.opcode == TR_OP_SYNCHRONIZE) {
       st = l->deferred;
       l->deferred = 0;
+      flags |= TR_F_DEFERRED;
     }
   } else if (st) {
     /* A failed call returns no data, but maybe a diagnostic; MORE replies
@@ -1311,9 +1312,11 @@ void agt_ops_execute(struct agt_lane *l, struct agt_rec *r)
     }
   } else if (l->deferred) {
     /* The call itself worked, so its payload is kept (a MALLOC's pointer
-       is still the client's to free); the status tells the old error. */
+       is still the client's to free); the status tells the old error,
+       and the flag that the payload is data, not a diagnostic. */
     st = l->deferred;
     l->deferred = 0;
+    flags |= TR_F_DEFERRED;
   }
   if (!c.reply)
     c.reply = agt_out_new(0);

@@ -496,7 +496,8 @@ int shim_call_flags(struct shim_thread *t, int dev, uint16_t op,
         got += n;
       }
     } else if (r.len && r.h.status && !more &&
-        op != TR_OP_SYNCHRONIZE && op != TR_OP_OUTPUT) {
+               !(r.h.flags & TR_F_DEFERRED) && op != TR_OP_SYNCHRONIZE &&
+               op != TR_OP_OUTPUT) {
       print_diagnostic(r.payload, r.len);
     } else if (r.len) {
       if (!out || got + r.len > out_cap) {

@@ -156,11 +156,16 @@ cudaError_t cudaMalloc(void **ptr, size_t size)
                  sizeof(out), &got);
   if (rc == 0 && got != 8)
     rc = TR_ST_BAD_RECORD;
+  if (got == 8) {
+    /* Allocated, also when the status tells an earlier call's deferred
+       error (the payload is this call's pointer then, TR_F_DEFERRED):
+       the program may use or free it. */
+    *ptr = (void *)(uintptr_t)tr_get_u64(out);
+    if (size)
+      alloc_add((uint64_t)(uintptr_t)*ptr, size);
+  }
   if (rc)
     return shim_cuda_error(t, rc);
-  *ptr = (void *)(uintptr_t)tr_get_u64(out);
-  if (size)
-    alloc_add((uint64_t)(uintptr_t)*ptr, size);
   return cudaSuccess;
 }
 

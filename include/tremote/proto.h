@@ -69,7 +69,11 @@
 #define TR_F_PLACED 0x0040u     /* reply (ring leg only): the payload is a
                                    u64, the count of this record's bytes
                                    the broker wrote at the TR_F_DEST range */
-#define TR_F_KNOWN 0x007fu
+#define TR_F_DEFERRED 0x0080u   /* final reply: the status is an earlier
+                                   record's deferred error; this call
+                                   itself worked and the payload is its
+                                   own (data, never a diagnostic) */
+#define TR_F_KNOWN 0x00ffu
 
 /*
  * Protocol statuses, kept apart from CUDA errors: a status >= TR_ST_BASE

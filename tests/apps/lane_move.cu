@@ -6,7 +6,9 @@
 //    streams, each a fill kernel then a 1 MiB device-to-host copy);
 //  - the error of a call queued before the move (a memset of memory that
 //    is not allocated) is reported, by that call or by the next
-//    synchronisation, and is not sticky: the stream works afterwards;
+//    synchronisation, and is not sticky: the stream works afterwards; a
+//    call that reports it keeps its own result (the copy's bytes arrive,
+//    cudaMalloc's pointer is given: TR_F_DEFERRED);
 //  - a lane whose last copy is over a second old returns to the express
 //    connection once it keeps making small calls (the broker waits for
 //    eight), and moves again for the next copy, with order and a queued
@@ -62,7 +64,22 @@ int main(void)
              e3 == cudaErrorInvalidValue,
          "the bad memset was not reported: %s, %s, %s", cudaGetErrorName(e1),
          cudaGetErrorName(e2), cudaGetErrorName(e3));
+  expect_fill(h, 7, n); /* the copy ran, whoever reported the error */
   (void)cudaGetLastError();
+
+  /* The same on the default stream with a call that returns something:
+     cudaMalloc reports the memset's error (through tremote) and still
+     gives its memory. */
+  int *p2 = NULL;
+  e1 = cudaMemsetAsync((char *)d + (256u << 20), 0, 4096, 0);
+  e2 = cudaMalloc(&p2, 4096);
+  EXPECT(e1 == cudaErrorInvalidValue || e2 == cudaErrorInvalidValue,
+         "the bad memset on the default stream was not reported: %s, %s",
+         cudaGetErrorName(e1), cudaGetErrorName(e2));
+  EXPECT(p2 != NULL, "cudaMalloc gave no memory (%s)", cudaGetErrorName(e2));
+  (void)cudaGetLastError();
+  CK(cudaMemset(p2, 0, 4096));
+  CK(cudaFree(p2));
   memset(h, 0, n * sizeof(int));
   CK(cudaMemcpyAsync(h, d, n * sizeof(int), cudaMemcpyDeviceToHost, s));
   CK(cudaStreamSynchronize(s));

@@ -138,7 +138,7 @@ static void test_hdr_check(void **state)
   h.version = TR_PROTO_VERSION_MAX + 1;
   check_hdr(&h, 8, 0, -EPROTO);
 
-  for (uint32_t bit = 0x80; bit <= 0x8000; bit <<= 1) {
+  for (uint32_t bit = 0x100; bit <= 0x8000; bit <<= 1) {
     h = good;
     h.flags = (uint16_t)(TR_F_KNOWN | bit);
     check_hdr(&h, 8, 0, -EPROTO);
@@ -657,7 +657,7 @@ static void test_decoder_errors(void **state)
   tr_hdr_pack(&h, rec);
   expect_decoder_error(rec, 1000, -EPROTO);
 
-  tr_hdr_init(&h, TR_OP_NOP, 0x80, 1, 0);
+  tr_hdr_init(&h, TR_OP_NOP, 0x100, 1, 0);
   tr_hdr_pack(&h, rec);
   expect_decoder_error(rec, 1000, -EPROTO);
 
