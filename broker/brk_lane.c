@@ -317,7 +317,12 @@ static void ls_unpause(struct brk_lstream *ls)
 
 void brk_lstream_orphan(struct brk_lstream *ls, int reset)
 {
-  if (ls->moved_from) /* the agent may never see the move now */
+  /* Reset, the agent may never see the move: end the old stream too.
+     Ended, it will (the headers went first), and ending the old stream
+     here could reach it first, over the other connection: the agent
+     would refuse the move (409, "it is ending") and drop what the new
+     stream carries.  The agent ends the old one when it moves the lane. */
+  if (ls->moved_from && reset)
     brk_lstream_orphan(ls->moved_from, reset);
   ls_unpause(ls);
   if (ls->st) {
@@ -369,9 +374,13 @@ static int ls_place(struct brk_lstream *ls)
   if (ls->fencing && !ls->fence_done && ls->out_n == 1 &&
       h.opcode == TR_OP_NOP && !(h.flags & TR_F_MORE)) {
     /* The fence's reply (the lane sent nothing after it): ours, not the
-       program's, but what it tells is the lane's. */
-    ls->carry_status = h.status;
-    ls->carry_flags = h.flags & TR_F_OUTPUT;
+       program's, but what it tells is the lane's.  Added to a carry an
+       earlier move left undelivered (the lane made no call with a reply
+       since): the first error stays the one reported, as the agent's
+       deferred error does. */
+    if (!ls->carry_status)
+      ls->carry_status = h.status;
+    ls->carry_flags |= h.flags & TR_F_OUTPUT;
     out_remove(ls, h.request_id);
     ls->fence_done = 1;
     brk_loop_defer(ln->c->b->loop, &ln->drain_task);
@@ -432,7 +441,7 @@ static int ls_place(struct brk_lstream *ls)
       ls->carry_flags = 0;
     tr_trace(TR_HOP_BRK_RING, ln->id, h.opcode, h.request_id);
     if (h.opcode == TR_OP_MODULE_LOAD) { /* the module cache, seen here */
-      if (h.status == 0)
+      if (h.status == 0 || (h.flags & TR_F_DEFERRED))
         ls->ms->c->n.module_loads++, ls->ms->m->n.module_loads++;
       else if (h.status == TR_ST_NEED_MODULE)
         ls->ms->c->n.module_misses++, ls->ms->m->n.module_misses++;
@@ -1178,12 +1187,10 @@ static int route(struct brk_lane *ln, const struct tr_hdr *h,
       status = TR_ST_MACHINE_LOST;
       break;
     }
-    if (big && !ls->express)
-      ls->bulk_ms = brk_now_ms(), ls->smalls = 0;
-    else if (!big && !ls->express)
-      ls->smalls++;
-    if ((big && ls->express) || (!big && ls_wants_return(ls))) {
-      /* Taken again once the lane has moved ("Express lanes"). */
+    if (ls->fencing || (big && ls->express) ||
+        (!big && ls_wants_return(ls))) {
+      /* Taken again once the lane has moved ("Express lanes"); nothing
+         goes on the old stream after its fence. */
       if (!ls->fencing && ls_fence(ls) < 0)
         return route(ln, h, payload); /* broken: answered here now */
       ln->blocked_on = ls;
@@ -1197,6 +1204,12 @@ static int route(struct brk_lane *ln, const struct tr_hdr *h,
                 brk_h2_stream_queued(ls->st), ls->out_n);
       ln->blocked_on = ls;
       return 1;
+    }
+    if (!ls->express) { /* what ls_wants_return goes by */
+      if (big)
+        ls->bulk_ms = brk_now_ms(), ls->smalls = 0;
+      else
+        ls->smalls++;
     }
     break;
   }

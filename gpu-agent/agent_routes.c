@@ -164,8 +164,9 @@ static void lane_credit_back(struct conn *c, struct agt_lane *l)
 /*
  * A lane's stream moves to st (tremote-lane-move: 1, PROTOCOL.md §3): the
  * broker moves a lane from its express connection to its bulk one before
- * the lane's first bulk record, once the lane's last reply (a NOP it sent
- * as a fence) came back, so everything sent on the old stream has been
+ * a bulk record, and back once the lane has made only small calls for a
+ * while, each time once the lane's last reply (a NOP it sent as a fence)
+ * came back, so everything sent on the old stream has been
  * received and answered.  The lane itself stays (its records, request
  * ids, mark, deferred error and priority: exec threads read it, so a
  * tremote-priority here is ignored); only where its records come

@@ -105,6 +105,25 @@ int main(void)
   CK(cudaMemcpyAsync(h, d, n * sizeof(int), cudaMemcpyDeviceToHost, s));
   CK(cudaStreamSynchronize(s));
   expect_fill(h, 21, n);
+
+  /* Two moves and no reply between them: an error queued on the bulk
+     connection travels with the return's fence and then with the next
+     move's, and the synchronisation reports it. */
+  e1 = cudaMemsetAsync((char *)d + (256u << 20), 0, 4096, s);
+  usleep(1300 * 1000);
+  for (int k = 0; k < 12; k++)
+    fill<<<n / 256, 256, 0, s>>>(d, 30 + k, n);
+  e2 = cudaMemcpyAsync(d, h, n * sizeof(int), cudaMemcpyHostToDevice, s);
+  e3 = cudaStreamSynchronize(s);
+  EXPECT(e1 == cudaErrorInvalidValue || e2 == cudaErrorInvalidValue ||
+             e3 == cudaErrorInvalidValue,
+         "the bad memset before two moves was not reported: %s, %s, %s",
+         cudaGetErrorName(e1), cudaGetErrorName(e2), cudaGetErrorName(e3));
+  (void)cudaGetLastError();
+  memset(h, 0, n * sizeof(int));
+  CK(cudaMemcpyAsync(h, d, n * sizeof(int), cudaMemcpyDeviceToHost, s));
+  CK(cudaStreamSynchronize(s));
+  expect_fill(h, 21, n); /* the upload after the launches */
   CK(cudaStreamDestroy(s));
   CK(cudaFree(d));
   free(h);
