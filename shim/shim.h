@@ -78,6 +78,10 @@ struct shim_thread {
      its blocking streams (shim_stream.c); NULL until first needed. */
   struct shim_legacy *legacy;
   unsigned nlegacy;
+  /* The last shim_call's own call worked, whatever status it returned:
+     a nonzero one was an earlier record's error it reported (TR_F_DEFERRED,
+     or a reply taken on the way).  See shim_call_own. */
+  int call_ok;
 };
 
 /*
@@ -207,6 +211,15 @@ int shim_call_async(struct shim_thread *t, int dev, uint16_t op,
 int shim_call(struct shim_thread *t, int dev, uint16_t op, const void *args,
               uint32_t alen, const void *data, uint32_t dlen, int want_reply,
               void *out, uint64_t out_cap, uint64_t *out_len);
+/*
+ * rc of the last shim_call on t, made on the program's behalf inside an
+ * API call (loading a module, naming a function, uploading a graph): an
+ * earlier record's error that the call only reported goes back to its
+ * lane, for the program's next call that waits (as it would have without
+ * this one), and 0 is returned, so the caller keeps what the call did;
+ * the call's own failure is returned as it is.
+ */
+int shim_call_own(struct shim_thread *t, int rc);
 
 /*
  * Collect the device output (printf, fault reports) of dev and write it to

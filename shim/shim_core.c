@@ -450,8 +450,9 @@ int shim_call_flags(struct shim_thread *t, int dev, uint16_t op,
   struct shim_lane *l = t->cur;
   struct tr_reply r;
   uint64_t id, got = 0;
-  int rc, status = 0, output = 0;
+  int rc, status = 0, output = 0, deferred = 0;
 
+  t->call_ok = 0;
   if (t->capture)
     return shim_capture_record(t, op, args, alen, data, dlen, want_reply);
   id = ++l->next_id;
@@ -480,8 +481,10 @@ int shim_call_flags(struct shim_thread *t, int dev, uint16_t op,
         continue;
       return -EPROTO;
     }
-    if (r.h.status && !status)
+    if (r.h.status && !status) {
       status = (int)r.h.status;
+      deferred = (r.h.flags & TR_F_DEFERRED) != 0;
+    }
     int more = r.h.flags & TR_F_MORE;
     if (!more && (r.h.flags & TR_F_OUTPUT))
       output = 1;
@@ -515,7 +518,9 @@ int shim_call_flags(struct shim_thread *t, int dev, uint16_t op,
   if (!status && l->pend_err) {
     status = l->pend_err;
     l->pend_err = 0;
+    deferred = 1;
   }
+  t->call_ok = !status || deferred;
   if (out_len)
     *out_len = got;
   if (output)
@@ -527,6 +532,15 @@ int shim_call_flags(struct shim_thread *t, int dev, uint16_t op,
                  op == TR_OP_MEMCPY_D2D || op == TR_OP_MEMSET))
     (void)shim_device_output(t, dev, TR_OP_OUTPUT);
   return status;
+}
+
+int shim_call_own(struct shim_thread *t, int rc)
+{
+  if (rc <= 0 || !t->call_ok)
+    return rc;
+  if (!t->cur->pend_err)
+    t->cur->pend_err = rc;
+  return 0;
 }
 
 int shim_sync_stream_lanes(struct shim_thread *t)

@@ -296,6 +296,7 @@ cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph,
     tr_put_u64(a + 16, off);
     rc = shim_call(t, x->dev, TR_OP_GRAPH_PUT, a, 24, g->buf + off,
                    (uint32_t)n, off + n == g->len, NULL, 0, NULL);
+    rc = shim_call_own(t, rc); /* an earlier call's error: later */
     off += n;
   }
   if (rc) {

@@ -257,8 +257,11 @@ static int ensure_module(struct shim_thread *t, struct shim_module *m, int dev)
   if (!(atomic_load(&m->loaded_on) & bit)) {
     tr_put_u64(args, m->handle);
     memcpy(args + 8, m->hash, 16);
-    rc = shim_call(t, dev, TR_OP_MODULE_LOAD, args, 24, NULL, 0, 1, NULL, 0,
-                   NULL);
+    /* An earlier call's error that a reply here reports is the program's
+       to hear at its next synchronisation (shim_call_own): the agent did
+       what was asked, so the module is loaded all the same. */
+    rc = shim_call_own(t, shim_call(t, dev, TR_OP_MODULE_LOAD, args, 24, NULL,
+                                    0, 1, NULL, 0, NULL));
     if (rc == (int)TR_ST_NEED_MODULE) {
       /* The agent has never seen these bytes: upload, then load again. */
       uint8_t pargs[32];
@@ -269,15 +272,16 @@ static int ensure_module(struct shim_thread *t, struct shim_module *m, int dev)
         memcpy(pargs, m->hash, 16);
         tr_put_u64(pargs + 16, m->size);
         tr_put_u64(pargs + 24, off);
-        rc = shim_call(t, dev, TR_OP_MODULE_PUT, pargs, 32,
-                       (const uint8_t *)m->fatbin + off, (uint32_t)len,
-                       off + len == m->size, NULL, 0, NULL);
+        rc = shim_call_own(t, shim_call(t, dev, TR_OP_MODULE_PUT, pargs, 32,
+                                        (const uint8_t *)m->fatbin + off,
+                                        (uint32_t)len, off + len == m->size,
+                                        NULL, 0, NULL));
         if (rc)
           return rc;
         off += len;
       } while (off < m->size);
-      rc = shim_call(t, dev, TR_OP_MODULE_LOAD, args, 24, NULL, 0, 1, NULL, 0,
-                     NULL);
+      rc = shim_call_own(t, shim_call(t, dev, TR_OP_MODULE_LOAD, args, 24,
+                                      NULL, 0, 1, NULL, 0, NULL));
     }
     if (rc)
       return rc;
@@ -308,8 +312,9 @@ static int ensure_loaded(struct shim_thread *t, struct shim_func *f, int dev)
     /* Waited for (once per function and device): the launches that use
        the handle may go down other lanes (other threads, non-blocking
        streams), which nothing orders after this one. */
-    rc = shim_call(t, dev, TR_OP_FUNCTION_GET, a, (uint32_t)(20 + nlen), NULL,
-                   0, 1, NULL, 0, NULL);
+    rc = shim_call_own(t, shim_call(t, dev, TR_OP_FUNCTION_GET, a,
+                                    (uint32_t)(20 + nlen), NULL, 0, 1, NULL,
+                                    0, NULL));
     free(a);
     if (rc)
       return rc;
@@ -684,8 +689,9 @@ static cudaError_t symbol_addr(struct shim_thread *t, const void *symbol,
   tr_put_u64(a, v->mod->handle);
   tr_put_u32(a + 8, (uint32_t)nlen);
   memcpy(a + 12, v->name, nlen);
-  rc = shim_call(t, t->device, TR_OP_SYMBOL_GET, a, (uint32_t)(12 + nlen),
-                 NULL, 0, 1, out, sizeof(out), &got);
+  rc = shim_call_own(t, shim_call(t, t->device, TR_OP_SYMBOL_GET, a,
+                                  (uint32_t)(12 + nlen), NULL, 0, 1, out,
+                                  sizeof(out), &got));
   free(a);
   if (rc == 0 && got != sizeof(out))
     rc = -EPROTO;

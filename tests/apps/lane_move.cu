@@ -9,6 +9,9 @@
 //    synchronisation, and is not sticky: the stream works afterwards; a
 //    call that reports it keeps its own result (the copy's bytes arrive,
 //    cudaMalloc's pointer is given: TR_F_DEFERRED);
+//  - a kernel's first launch, which loads its module, reporting an
+//    earlier call's error does not leave the module unloaded: the
+//    launches after it work;
 //  - a lane whose last copy is over a second old returns to the express
 //    connection once it keeps making small calls (the broker waits for
 //    eight), and moves again for the next copy, with order and a queued
@@ -42,6 +45,22 @@ int main(void)
 
   EXPECT(h, "out of host memory");
   CK(cudaMalloc(&d, n * sizeof(int)));
+
+  /* The module loads with the first launch, whose reply reports the bad
+     memset's error (through tremote; natively the memset does). */
+  e1 = cudaMemsetAsync((char *)d + (256u << 20), 0, 4096, 0);
+  fill<<<n / 256, 256>>>(d, 3, n);
+  e2 = cudaGetLastError();
+  e3 = cudaDeviceSynchronize();
+  EXPECT(e1 == cudaErrorInvalidValue || e2 == cudaErrorInvalidValue ||
+             e3 == cudaErrorInvalidValue,
+         "the bad memset before the first launch was not reported: %s, %s, %s",
+         cudaGetErrorName(e1), cudaGetErrorName(e2), cudaGetErrorName(e3));
+  (void)cudaGetLastError();
+  fill<<<n / 256, 256>>>(d, 4, n);
+  CK(cudaGetLastError());
+  CK(cudaMemcpy(h, d, n * sizeof(int), cudaMemcpyDeviceToHost));
+  expect_fill(h, 4, n);
   for (int k = 0; k < 3; k++) {
     CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
     memset(h, 0, n * sizeof(int));

@@ -32,6 +32,13 @@ echo "express connection: $on; lanes opened on it: $lanes; moved: $moves; return
 [ "$lanes" -ge 4 ] || tr_fail "expected >= 4 express lanes, got $lanes"
 [ "$moves" -ge 5 ] || tr_fail "expected >= 5 lane moves, got $moves"
 [ "$returns" -ge 1 ] || tr_fail "the lane whose copy was over a second old did not return to the express connection"
+# Again, its module now in the agent's cache: the first launch's load is
+# answered at once, with the error queued before it, and must still bind
+# the module (a load that reported an earlier error once left it unbound,
+# and every later launch failed).
+tr_run "$APPS/lane_move" || tr_fail "lane_move (module cached) exited with $?"
+grep -q "^PASS" "$TR_TMP/out" || tr_fail "lane_move (module cached) printed no PASS: $(tail -3 "$TR_TMP/out")"
+read -r on lanes moves returns <<<"$(counters)"
 
 # A program's first lane opens with its session: it waits for the agent
 # to answer the session, then goes express like any other.
