@@ -39,7 +39,7 @@
 
 #define PACKET_MAX (64u << 10)
 #define REFUSE_MS 2000u /* a refused client's time to send HELLO */
-#define BROKER_CAPS (TR_CAP_EXEC | TR_CAP_MODULE_CACHE)
+#define BROKER_CAPS (TR_CAP_EXEC | TR_CAP_MODULE_CACHE | TR_CAP_DEFERRED)
 
 static void arm_recv(struct brk_client *c);
 

@@ -394,6 +394,8 @@ static int ls_place(struct brk_lstream *ls)
       h.flags |= TR_F_DEFERRED;
     h.flags |= carry_fl = ls->carry_flags;
   }
+  if (!(ln->c->hello_caps & TR_CAP_DEFERRED))
+    h.flags &= (uint16_t)~TR_F_DEFERRED; /* an older shim's reading */
   if (!(h.flags & TR_F_MORE) && !ls->rec_traced) {
     tr_trace(TR_HOP_BRK_REP, ln->id, h.opcode, h.request_id);
     ls->rec_traced = 1;

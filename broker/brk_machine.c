@@ -608,7 +608,8 @@ static void send_hello(struct brk_machine *m)
   uint8_t rec[TR_HDR_SIZE + TR_HELLO_SIZE];
   struct tr_hello h = {TR_PROTO_VERSION_MIN, TR_PROTO_VERSION_MAX,
                        TR_ROLE_BROKER,
-                       TR_CAP_EXEC | TR_CAP_MODULE_CACHE | TR_CAP_LANE_MOVE,
+                       TR_CAP_EXEC | TR_CAP_MODULE_CACHE | TR_CAP_LANE_MOVE |
+                           TR_CAP_DEFERRED,
                        (uint32_t)getpid(), 0};
   struct tr_hdr hdr;
   struct iovec iov = {rec, sizeof(rec)};

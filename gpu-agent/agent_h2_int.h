@@ -178,6 +178,7 @@ struct conn {
   bool dead;          /* close at the end of the turn */
   uint64_t close_by;  /* ms deadline once closing, else 0 */
   uint64_t last_rx_ms; /* when the peer's newest bytes came */
+  uint64_t caps;       /* TR_CAP_* agreed in this connection's hello */
   bool ping_out;       /* a PING of ours waits for its ACK */
   uint64_t auth_by;   /* ms deadline for a first authenticated request,
                          0 once one came */

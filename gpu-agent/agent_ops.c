@@ -1296,7 +1296,8 @@ void agt_ops_execute(struct agt_lane *l, struct agt_rec *r)
     if (!st && l->deferred && r->hdr.opcode == TR_OP_SYNCHRONIZE) {
       st = l->deferred;
       l->deferred = 0;
-      flags |= TR_F_DEFERRED;
+      if (c.sess->caps & TR_CAP_DEFERRED)
+        flags |= TR_F_DEFERRED;
     }
   } else if (st) {
     /* A failed call returns no data, but maybe a diagnostic; MORE replies
@@ -1316,7 +1317,8 @@ void agt_ops_execute(struct agt_lane *l, struct agt_rec *r)
        and the flag that the payload is data, not a diagnostic. */
     st = l->deferred;
     l->deferred = 0;
-    flags |= TR_F_DEFERRED;
+    if (c.sess->caps & TR_CAP_DEFERRED) /* else an older broker's reading */
+      flags |= TR_F_DEFERRED;
   }
   if (!c.reply)
     c.reply = agt_out_new(0);

@@ -110,6 +110,9 @@ static void open_session(struct stream *st)
     return;
   }
   s->quota = srv->quota;
+  /* What its broker said it takes, in the hello on this connection (the
+     express one has none: lanes there belong to a session opened here). */
+  s->caps = st->conn->caps;
   srv->live_sessions++; /* until its note: posted by the last put, even here */
   if (agt_hmap_put(&srv->sessions, id, s) < 0) {
     agt_session_put(s);
@@ -359,7 +362,7 @@ static void answer_hello(struct stream *st)
   size_t dsize;
   int v, n;
 
-  mine.caps = TR_CAP_MODULE_CACHE | TR_CAP_LANE_MOVE |
+  mine.caps = TR_CAP_MODULE_CACHE | TR_CAP_LANE_MOVE | TR_CAP_DEFERRED |
               (srv->devinfo.caps & TR_CAP_EXEC);
   if (st->body_len < TR_HDR_SIZE) {
     why = "body shorter than a record header";
@@ -405,6 +408,7 @@ static void answer_hello(struct stream *st)
     agt_st_rst(st, NGHTTP2_INTERNAL_ERROR);
     return;
   }
+  st->conn->caps = out.caps; /* for the sessions opened on it */
   tr_hello_pack(&out, buf);
   tr_devinfo_pack(&srv->devinfo, buf + TR_HELLO_SIZE);
   agt_info("%s: hello: version %d, caps %#llx", st->conn->peer, v,

@@ -162,6 +162,7 @@ struct agt_session {
   struct agt_hmap allocs;  /* device pointer -> size (as a pointer) */
   uint64_t mem_used;
   uint64_t quota;          /* bytes; 0 = none (set once, at creation) */
+  uint64_t caps;           /* TR_CAP_* its broker agreed (set once) */
 
   /*
    * A kernel fault (cudaErrorIllegalAddress and its kind) corrupts the

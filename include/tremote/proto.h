@@ -72,7 +72,8 @@
 #define TR_F_DEFERRED 0x0080u   /* final reply: the status is an earlier
                                    record's deferred error; this call
                                    itself worked and the payload is its
-                                   own (data, never a diagnostic) */
+                                   own (data, never a diagnostic); only
+                                   to a peer that agreed TR_CAP_DEFERRED */
 #define TR_F_KNOWN 0x00ffu
 
 /*
@@ -112,6 +113,8 @@ static inline uint64_t tr_lane_mark(uint64_t lane_id)
 #define TR_CAP_MODULE_CACHE 0x0002u /* content-addressed module cache */
 #define TR_CAP_LANE_MOVE 0x0004u /* a lane's stream may move to another
                                     connection (tremote-lane-move) */
+#define TR_CAP_DEFERRED 0x0008u  /* the receiver takes TR_F_DEFERRED on
+                                    replies: only then is it sent */
 
 /*
  * The opcode table.  X(number, NAME, flags-hint, "payload summary")

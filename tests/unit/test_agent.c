@@ -308,6 +308,7 @@ int main(int argc, char **argv)
     cmocka_unit_test(test_routes),
     cmocka_unit_test(test_memory_roundtrip),
     cmocka_unit_test(test_memory_errors),
+    cmocka_unit_test(test_deferred_flag),
     cmocka_unit_test(test_sessions_isolated),
     cmocka_unit_test(test_session_close_frees),
     cmocka_unit_test(test_ping_during_long_op),

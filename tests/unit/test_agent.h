@@ -124,6 +124,7 @@ void test_hello_version_mismatch(void **state);
 void test_routes(void **state);
 void test_memory_roundtrip(void **state);
 void test_memory_errors(void **state);
+void test_deferred_flag(void **state);
 void test_sessions_isolated(void **state);
 void test_session_close_frees(void **state);
 void test_ping_during_long_op(void **state);

@@ -481,6 +481,7 @@ uint32_t tc_call(struct tc_stream *lane, uint16_t opcode, uint16_t flags,
         continue;
       }
       res->status = h.status;
+      res->flags = h.flags;
       goto out;
     }
     if (lane->closed || tc_now_ns() >= until)

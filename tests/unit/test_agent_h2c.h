@@ -126,6 +126,7 @@ struct tc_result {
   size_t len;
   unsigned nmore;   /* MORE records before the final one */
   unsigned nrec;    /* all reply records */
+  uint16_t flags;   /* of the final reply */
 };
 
 /*

@@ -88,9 +88,10 @@ void test_hello(void **state)
   assert_int_equal(hl.min_version, TR_PROTO_VERSION_MAX);
   assert_int_equal(hl.max_version, TR_PROTO_VERSION_MAX);
   assert_int_equal(hl.role, TR_ROLE_AGENT);
-  /* The emulator runs kernels: TR_CAP_EXEC; lanes can move. */
-  assert_int_equal(hl.caps,
-                   TR_CAP_MODULE_CACHE | TR_CAP_EXEC | TR_CAP_LANE_MOVE);
+  /* The emulator runs kernels: TR_CAP_EXEC; lanes can move; replies may
+     carry TR_F_DEFERRED. */
+  assert_int_equal(hl.caps, TR_CAP_MODULE_CACHE | TR_CAP_EXEC |
+                                TR_CAP_LANE_MOVE | TR_CAP_DEFERRED);
   assert_int_equal(tr_devinfo_unpack(p + TR_HELLO_SIZE, hl.extra_len, &d,
                                      &used), 0);
   assert_int_equal(used, hl.extra_len);
@@ -328,6 +329,50 @@ void test_memory_errors(void **state)
 }
 
 /* Two sessions cannot touch each other's memory. */
+/*
+ * A reply that reports an earlier record's error carries TR_F_DEFERRED
+ * and its own call's payload (a download's bytes), but only on a
+ * connection whose hello agreed TR_CAP_DEFERRED: an older broker would
+ * refuse the unknown flag.
+ */
+void test_deferred_flag(void **state)
+{
+  static const uint8_t bytes[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  struct tc_conn c;
+  struct tc_stream *sess, *lane;
+  struct tc_result r;
+  const uint8_t *p;
+  struct tr_hdr h;
+  uint64_t sid, a;
+
+  (void)state;
+  for (int agreed = 0; agreed < 2; agreed++) {
+    ta_connect_agent(&c);
+    hello(&c, 1, TR_PROTO_VERSION_MAX,
+          agreed ? TR_CAP_DEFERRED : TR_CAP_MODULE_CACHE, &h, &p);
+    assert_int_equal(h.status, 0);
+    sess = ta_open_session(&c, 24 + agreed, &sid);
+    lane = ta_open_lane(&c, sid, 1, 200);
+    a = ta_dmalloc(lane, 4096);
+    assert_int_equal(ta_h2d(lane, a, bytes, sizeof(bytes), true), 0);
+    ta_h2d(lane, 0x42, bytes, 8, false); /* fails, nobody waits */
+    assert_int_equal(ta_d2h(lane, a, sizeof(bytes), &r), CU_INVALID_VALUE);
+    assert_int_equal(r.flags & TR_F_DEFERRED, agreed ? TR_F_DEFERRED : 0);
+    if (agreed) {
+      /* The copy ran: its bytes are the reply's payload. */
+      assert_int_equal(r.len, sizeof(bytes));
+      assert_memory_equal(r.data, bytes, sizeof(bytes));
+    }
+    free(r.data);
+    /* Reported once: the next reply is clean. */
+    assert_int_equal(tc_call(lane, TR_OP_NOP, 0, NULL, 0, &r), 0);
+    assert_int_equal(r.flags & TR_F_DEFERRED, 0);
+    free(r.data);
+    (void)sess;
+    tc_close(&c);
+  }
+}
+
 void test_sessions_isolated(void **state)
 {
   struct tc_conn c;

@@ -160,7 +160,8 @@ int tr_client_connect(struct tr_client *c, const char *path, int timeout_ms,
   char pbuf[sizeof(sa.sun_path)];
   uint8_t *rbuf = NULL;
   struct tr_hello mine = {TR_PROTO_VERSION_MIN, TR_PROTO_VERSION_MAX,
-                          TR_ROLE_SHIM, TR_CAP_EXEC | TR_CAP_MODULE_CACHE,
+                          TR_ROLE_SHIM,
+                          TR_CAP_EXEC | TR_CAP_MODULE_CACHE | TR_CAP_DEFERRED,
                           (uint32_t)getpid(), 0};
   struct tr_hello theirs;
   struct tr_hdr h;
