@@ -625,7 +625,7 @@ static void on_packet(struct brk_client *c, const uint8_t *buf, size_t len,
     return;
   }
   if (h.flags & (TR_F_REPLY | TR_F_MORE | TR_F_SHMREF | TR_F_DEST |
-                 TR_F_PLACED)) {
+                 TR_F_PLACED | TR_F_DEFERRED)) {
     brk_client_drop(c, "unexpected flags 0x%x on the socket", h.flags);
     return;
   }

@@ -1161,7 +1161,8 @@ static int route(struct brk_lane *ln, const struct tr_hdr *h,
   uint64_t dest_len = 0;
   int want = (h->flags & TR_F_WANT_REPLY) != 0, byref, rc, big;
 
-  if ((h->flags & (TR_F_REPLY | TR_F_MORE | TR_F_PLACED)) || h->status != 0) {
+  if ((h->flags & (TR_F_REPLY | TR_F_MORE | TR_F_PLACED | TR_F_DEFERRED)) ||
+      h->status != 0) {
     brk_client_drop(c, "lane %u: a request record carries reply flags or a "
                        "status", ln->id);
     return -1;

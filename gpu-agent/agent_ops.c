@@ -1265,8 +1265,10 @@ void agt_ops_execute(struct agt_lane *l, struct agt_rec *r)
      go before the reply can make the client free it. */
   agt_rec_unpin(l, r);
 
-  /* REPLY, MORE, SHMREF and OUTPUT never belong on a request on the wire. */
-  if (r->hdr.flags & (TR_F_REPLY | TR_F_MORE | TR_F_SHMREF | TR_F_OUTPUT))
+  /* REPLY, MORE, SHMREF, OUTPUT and DEFERRED never belong on a request on
+     the wire. */
+  if (r->hdr.flags & (TR_F_REPLY | TR_F_MORE | TR_F_SHMREF | TR_F_OUTPUT |
+                      TR_F_DEFERRED))
     st = TR_ST_BAD_RECORD;
   else if (sticky)
     st = sticky; /* the context is gone, as on a GPU: nothing runs */
