@@ -1,6 +1,7 @@
 /*
- * shim_stream.c: streams, events, the legacy stream's order and the
- * asynchronous copies (stream capture and graphs: shim_graph.c).
+ * shim_stream.c: streams, the legacy stream's order, host functions and
+ * the asynchronous copies (events, and the generation protocol the model
+ * below rests on: shim_event.c; stream capture and graphs: shim_graph.c).
  *
  * The model.  A lane runs its work in the order it was queued
  * (docs/ARCHITECTURE.md); a thread's default-stream work goes down its own
@@ -33,23 +34,15 @@
  * waits are EVENT_WAIT records: the agent parks the lane until the
  * generation has run, no round trip and no thread held (only an event of
  * another machine is waited for on the host).
- *
- * The timestamps cudaEventElapsedTime subtracts are taken by the agent
- * when the record runs: the remote device's clock.
  */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "shim_stream_int.h"
 
-/* cudaEventCreateWithFlags flags we accept. */
-#define EVENT_FLAGS (cudaEventBlockingSync | cudaEventDisableTiming)
-
-static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct shim_event *events;
+pthread_mutex_t shim_reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct shim_stream *streams;
 static _Atomic uint64_t next_handle = 1;
 
@@ -58,146 +51,17 @@ uint64_t shim_new_handle(void)
   return (1ull << 62) + atomic_fetch_add(&next_handle, 1);
 }
 
-/* A live stream or event of ours, checked against the registry, so a
-   destroyed or made-up handle is an error, never a crash. */
+/* A live stream of ours, checked against the registry, so a destroyed or
+   made-up handle is an error, never a crash. */
 struct shim_stream *shim_stream_lookup(cudaStream_t h)
 {
   struct shim_stream *s;
 
-  pthread_mutex_lock(&reg_lock);
+  pthread_mutex_lock(&shim_reg_lock);
   for (s = streams; s && (void *)s != (void *)h; s = s->next)
     ;
-  pthread_mutex_unlock(&reg_lock);
+  pthread_mutex_unlock(&shim_reg_lock);
   return s && s->magic == STREAM_MAGIC ? s : NULL;
-}
-
-static struct shim_event *event_of(cudaEvent_t h)
-{
-  struct shim_event *e;
-
-  pthread_mutex_lock(&reg_lock);
-  for (e = events; e && (void *)e != (void *)h; e = e->next)
-    ;
-  pthread_mutex_unlock(&reg_lock);
-  return e && e->magic == EVENT_MAGIC ? e : NULL;
-}
-
-/* ---- the generation protocol ------------------------------------------ */
-
-static int event_args(uint8_t a[16], uint64_t handle, uint64_t gen)
-{
-  tr_put_u64(a, handle);
-  tr_put_u64(a + 8, gen);
-  return 16;
-}
-
-/* The serial of the lane t's current API call uses. */
-static uint64_t cur_serial(const struct shim_thread *t)
-{
-  return t->cur->serial;
-}
-
-/*
- * Queue the next record of e on t's lane for dev (no reply).  A mark
- * (a stream's own event, a host function's) is waited for but never
- * timed: the agent may complete it together with the launches around it
- * (TR_EVENT_F_MARK), so a stream's launches still go to the GPU in
- * batches although each is followed by its stream's mark.
- */
-static int event_record(struct shim_thread *t, struct shim_event *e, int dev,
-                        bool mark)
-{
-  uint8_t a[24];
-  uint64_t gen = atomic_fetch_add(&e->gen, 1) + 1;
-  uint32_t n = (uint32_t)event_args(a, e->handle, gen);
-  int rc;
-
-  if (mark) {
-    tr_put_u64(a + n, TR_EVENT_F_MARK);
-    n += 8;
-  }
-  rc = shim_call(t, dev, TR_OP_EVENT_RECORD, a, n, NULL, 0, 0, NULL, 0, NULL);
-  if (rc == 0) {
-    atomic_store(&e->dev, dev);
-    atomic_store(&e->by, cur_serial(t));
-  }
-  return rc;
-}
-
-/* Has generation gen of e run?  0 yes, cudaErrorNotReady, or an error
-   (the lane's deferred error comes back here, as CUDA's queries do). */
-static int event_query(struct shim_thread *t, struct shim_event *e,
-                       uint64_t gen)
-{
-  uint8_t a[16];
-  int dev = atomic_load(&e->dev);
-
-  if (gen == 0 || dev < 0)
-    return 0;
-  return shim_call(t, dev, TR_OP_EVENT_QUERY, a,
-                   (uint32_t)event_args(a, e->handle, gen), NULL, 0, 1, NULL,
-                   0, NULL);
-}
-
-/* The same question on t's query lane (shim_query_lane), where it never
-   waits behind work the thread queued. */
-static int event_ask(struct shim_thread *t, struct shim_event *e,
-                     uint64_t gen)
-{
-  struct shim_lane *was = t->cur, *q = shim_query_lane(t);
-  int rc;
-
-  if (q)
-    t->cur = q;
-  rc = event_query(t, e, gen);
-  t->cur = was;
-  return rc;
-}
-
-/*
- * Wait until generation gen of e has run.  Recorded on the lane this call
- * uses: asked there once (it is then done, and that lane's errors come
- * back).  Else asked on the query lane, again after pauses growing from
- * 20 us to 1 ms: the agent never blocks a thread for us.
- */
-static int event_wait(struct shim_thread *t, struct shim_event *e,
-                      uint64_t gen)
-{
-  long pause_ns = 20000;
-
-  if (gen && atomic_load(&e->by) == cur_serial(t)) {
-    int rc = event_query(t, e, gen);
-
-    if (rc != (int)cudaErrorNotReady)
-      return rc;
-  }
-  for (;;) {
-    int rc = event_ask(t, e, gen);
-
-    if (rc != (int)cudaErrorNotReady)
-      return rc;
-    nanosleep(&(struct timespec){0, pause_ns}, NULL);
-    if (pause_ns < 1000000)
-      pause_ns *= 2;
-  }
-}
-
-/*
- * Make what t queues next on its current lane for dev wait, on the device,
- * until generation gen of e has run: an EVENT_WAIT record, which parks the
- * lane on the agent without a round trip.  An event of another device (or
- * a capture in progress) is waited for here, on the host.
- */
-static int event_wait_queued(struct shim_thread *t, struct shim_event *e,
-                             uint64_t gen, int dev)
-{
-  uint8_t a[16];
-
-  if (t->capture || atomic_load(&e->dev) != dev)
-    return event_wait(t, e, gen);
-  return shim_call(t, dev, TR_OP_EVENT_WAIT, a,
-                   (uint32_t)event_args(a, e->handle, gen), NULL, 0, 0, NULL,
-                   0, NULL);
 }
 
 /* ---- the legacy stream -------------------------------------------------- */
@@ -336,7 +200,7 @@ static void lg_unregister(struct shim_thread *t, struct shim_legacy *lg)
 
       mark_event(&e, lg->lane_id, lg->dev, lg->serial);
       t->cur = &t->own;
-      (void)event_wait(t, &e, work);
+      (void)shim_event_wait(t, &e, work);
     }
   }
   pthread_mutex_lock(&lg_lock);
@@ -449,8 +313,8 @@ static int wait_other_threads(struct shim_thread *t, struct shim_legacy *mine,
     struct shim_event e;
 
     mark_event(&e, w[i].lane_id, dev, w[i].serial);
-    rc = on_host ? event_wait(t, &e, w[i].work)
-                 : event_wait_queued(t, &e, w[i].work, dev);
+    rc = on_host ? shim_event_wait(t, &e, w[i].work)
+                 : shim_event_wait_queued(t, &e, w[i].work, dev);
   }
   free(w);
   if (rc == 0 && epoch_seen)
@@ -511,7 +375,7 @@ static int legacy_enter(struct shim_thread *t)
     if (!atomic_load(&blocking_live))
       break;
     n = 0;
-    pthread_mutex_lock(&reg_lock);
+    pthread_mutex_lock(&shim_reg_lock);
     for (s = streams; s && n < BATCH; s = s->next) {
       uint64_t gen = atomic_load(&s->ev.gen);
 
@@ -524,9 +388,9 @@ static int legacy_enter(struct shim_thread *t)
       wait[n].s = s;
       wait[n++].gen = gen;
     }
-    pthread_mutex_unlock(&reg_lock);
+    pthread_mutex_unlock(&shim_reg_lock);
     for (unsigned i = 0; i < n && !rc; i++)
-      rc = event_wait_queued(t, &wait[i].s->ev, wait[i].gen, dev);
+      rc = shim_event_wait_queued(t, &wait[i].s->ev, wait[i].gen, dev);
   } while (n == BATCH && !rc);
   if (rc == 0 && lg_shared(dev))
     rc = wait_other_threads(t, lg, dev, &lg->epoch_seen, 0);
@@ -578,7 +442,7 @@ static int legacy_order(struct shim_thread *t, struct shim_stream *s)
     struct shim_event e;
 
     own_mark(t, s->dev, &e);
-    rc = event_wait_queued(t, &e, work, s->dev);
+    rc = shim_event_wait_queued(t, &e, work, s->dev);
   }
   if (rc == 0)
     l->lg_seen = work;
@@ -613,7 +477,7 @@ int shim_sync_other_streams(struct shim_thread *t, int dev)
     struct shim_stream *s;
 
     n = 0;
-    pthread_mutex_lock(&reg_lock);
+    pthread_mutex_lock(&shim_reg_lock);
     for (s = from ? from->next : streams; s && n < BATCH; s = s->next) {
       uint64_t gen = atomic_load(&s->ev.gen);
 
@@ -625,9 +489,9 @@ int shim_sync_other_streams(struct shim_thread *t, int dev)
       wait[n++].gen = gen;
     }
     from = s ? (n ? wait[n - 1].s : NULL) : NULL;
-    pthread_mutex_unlock(&reg_lock);
+    pthread_mutex_unlock(&shim_reg_lock);
     for (unsigned i = 0; i < n; i++) {
-      rc = event_wait(t, &wait[i].s->ev, wait[i].gen);
+      rc = shim_event_wait(t, &wait[i].s->ev, wait[i].gen);
       if (rc && !first)
         first = rc;
     }
@@ -702,7 +566,7 @@ static void *cb_worker(void *arg)
     pthread_mutex_unlock(&cb_lock);
 
     if (shim_ready(&t) == cudaSuccess)
-      rc = event_wait(t, j->ev, j->gen);
+      rc = shim_event_wait(t, j->ev, j->gen);
     else
       rc = cudaErrorDevicesUnavailable;
     if (j->fn)
@@ -785,7 +649,7 @@ static cudaError_t host_func(cudaStream_t stream, cudaHostFn_t fn,
     j->ev->magic = EVENT_MAGIC;
     j->ev->handle = shim_new_handle();
     atomic_init(&j->ev->dev, -1);
-    rc = event_record(t, j->ev, t->device, true);
+    rc = shim_event_record(t, j->ev, t->device, true);
     if (rc) {
       free(j->ev);
       free(j);
@@ -872,8 +736,10 @@ cudaError_t shim_stream_use(struct shim_thread *t, cudaStream_t stream,
   cb_wait(&s->cb_pending);
   use_stream_lane(t, s, 1);
   /* Fed on another lane last: that lane must have run that work first. */
-  if (atomic_load(&s->ev.by) && atomic_load(&s->ev.by) != cur_serial(t)) {
-    rc = event_wait_queued(t, &s->ev, atomic_load(&s->ev.gen), s->dev);
+  if (atomic_load(&s->ev.by) &&
+      atomic_load(&s->ev.by) != shim_event_cur_serial(t)) {
+    rc = shim_event_wait_queued(t, &s->ev, atomic_load(&s->ev.gen),
+                                s->dev);
     if (rc)
       return shim_cuda_error(t, rc);
   }
@@ -902,7 +768,7 @@ void shim_stream_mark(struct shim_thread *t, struct shim_stream *s)
      error; the work itself is queued already.  Work captured into a
      graph has not run and is not marked. */
   if (s && !s->capture)
-    (void)event_record(t, &s->ev, s->dev, true);
+    (void)shim_event_record(t, &s->ev, s->dev, true);
   else if (!s)
     legacy_leave(t);
 }
@@ -930,10 +796,10 @@ static cudaError_t stream_create(cudaStream_t *out, unsigned flags,
   s->ev.magic = EVENT_MAGIC;
   s->ev.handle = shim_new_handle();
   atomic_init(&s->ev.dev, -1);
-  pthread_mutex_lock(&reg_lock);
+  pthread_mutex_lock(&shim_reg_lock);
   s->next = streams;
   streams = s;
-  pthread_mutex_unlock(&reg_lock);
+  pthread_mutex_unlock(&shim_reg_lock);
   if (!(flags & cudaStreamNonBlocking))
     atomic_fetch_add(&blocking_live, 1);
   *out = (cudaStream_t)s;
@@ -984,13 +850,13 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream)
     return shim_fail(t, e);
   if (shim_stream_default(stream))
     return shim_fail(t, cudaErrorInvalidResourceHandle);
-  pthread_mutex_lock(&reg_lock);
+  pthread_mutex_lock(&shim_reg_lock);
   for (pp = &streams; *pp && (void *)*pp != (void *)stream; pp = &(*pp)->next)
     ;
   s = *pp;
   if (s)
     *pp = s->next;
-  pthread_mutex_unlock(&reg_lock);
+  pthread_mutex_unlock(&shim_reg_lock);
   if (!s)
     return shim_fail(t, cudaErrorInvalidResourceHandle);
   if (!(s->flags & cudaStreamNonBlocking))
@@ -1000,7 +866,8 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream)
     if (!(s->flags & cudaStreamNonBlocking) && dev == t->device)
       /* Its work still runs, and legacy work queued later must follow
          it: the own lane waits for it now, and drops the event after. */
-      (void)event_wait_queued(t, &s->ev, atomic_load(&s->ev.gen), dev);
+      (void)shim_event_wait_queued(t, &s->ev, atomic_load(&s->ev.gen),
+                                   dev);
     else
       use_stream_lane(t, s, 0); /* after the records, on their lane */
     tr_put_u64(a, s->ev.handle);
@@ -1032,7 +899,7 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream)
   if (!s)
     return shim_fail(t, cudaErrorInvalidResourceHandle);
   use_stream_lane(t, s, 0);
-  rc = event_wait(t, &s->ev, atomic_load(&s->ev.gen));
+  rc = shim_event_wait(t, &s->ev, atomic_load(&s->ev.gen));
   cb_wait(&s->cb_pending); /* its host functions are part of its work */
   if (rc == 0)
     rc = shim_managed_after_sync(t);
@@ -1062,7 +929,7 @@ cudaError_t cudaStreamQuery(cudaStream_t stream)
     if (!lg->sent)
       return cudaSuccess; /* nothing was queued */
     own_mark(t, t->device, &m);
-    rc = event_ask(t, &m, lg->sent);
+    rc = shim_event_ask(t, &m, lg->sent);
     if (rc == (int)cudaErrorNotReady)
       return cudaErrorNotReady;
     return shim_cuda_error(t, rc);
@@ -1071,7 +938,7 @@ cudaError_t cudaStreamQuery(cudaStream_t stream)
   if (!s)
     return shim_fail(t, cudaErrorInvalidResourceHandle);
   /* cudaErrorNotReady is an answer, not an error: not the last error. */
-  int rc = event_ask(t, &s->ev, atomic_load(&s->ev.gen));
+  int rc = shim_event_ask(t, &s->ev, atomic_load(&s->ev.gen));
   if (rc == (int)cudaErrorNotReady)
     return cudaErrorNotReady;
   return shim_cuda_error(t, rc);
@@ -1088,7 +955,7 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event,
 
   if (e != cudaSuccess)
     return shim_fail(t, e);
-  ev = event_of(event);
+  ev = shim_event_of(event);
   if (!ev || flags > cudaEventWaitExternal)
     return shim_fail(t, ev ? cudaErrorInvalidValue
                            : cudaErrorInvalidResourceHandle);
@@ -1099,10 +966,10 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event,
   /* Recorded on the lane this stream's work goes down: everything queued
      after this call runs after the record anyway.  Elsewhere: the lane
      waits for it on the device. */
-  if (gen == 0 || atomic_load(&ev->by) == cur_serial(t))
+  if (gen == 0 || atomic_load(&ev->by) == shim_event_cur_serial(t))
     return cudaSuccess;
-  e = shim_cuda_error(t, event_wait_queued(t, ev, gen,
-                                           s ? s->dev : t->device));
+  e = shim_cuda_error(t, shim_event_wait_queued(t, ev, gen,
+                                                s ? s->dev : t->device));
   /* The wait is the stream's work like any other: what other threads
      queue on the stream later (on their lanes) waits for it too. */
   if (e == cudaSuccess)
@@ -1164,181 +1031,6 @@ cudaError_t cudaStreamGetId(cudaStream_t stream, unsigned long long *id)
   return cudaSuccess;
 }
 
-/* ---- events ------------------------------------------------------------- */
-
-cudaError_t cudaEventCreateWithFlags(cudaEvent_t *out, unsigned int flags)
-{
-  struct shim_thread *t;
-  cudaError_t e = shim_ready(&t);
-  struct shim_event *ev;
-
-  if (e != cudaSuccess)
-    return shim_fail(t, e);
-  if (!out || (flags & ~(unsigned)(EVENT_FLAGS | cudaEventInterprocess)))
-    return shim_fail(t, cudaErrorInvalidValue);
-  if (flags & cudaEventInterprocess) {
-    shim_warn_once("ipcevent", "interprocess events are not carried: a "
-                               "program on another host cannot share them");
-    return shim_fail(t, cudaErrorNotSupported);
-  }
-  ev = calloc(1, sizeof(*ev));
-  if (!ev)
-    return shim_fail(t, cudaErrorMemoryAllocation);
-  ev->magic = EVENT_MAGIC;
-  ev->flags = flags;
-  ev->handle = shim_new_handle();
-  atomic_init(&ev->dev, -1);
-  pthread_mutex_lock(&reg_lock);
-  ev->next = events;
-  events = ev;
-  pthread_mutex_unlock(&reg_lock);
-  *out = (cudaEvent_t)ev;
-  return cudaSuccess;
-}
-
-cudaError_t cudaEventCreate(cudaEvent_t *out)
-{
-  return cudaEventCreateWithFlags(out, cudaEventDefault);
-}
-
-cudaError_t cudaEventDestroy(cudaEvent_t event)
-{
-  struct shim_thread *t;
-  cudaError_t e = shim_ready(&t);
-  struct shim_event *ev, **pp;
-  uint8_t a[8];
-
-  if (e != cudaSuccess)
-    return shim_fail(t, e);
-  pthread_mutex_lock(&reg_lock);
-  for (pp = &events; *pp && (void *)*pp != (void *)event; pp = &(*pp)->next)
-    ;
-  ev = *pp;
-  if (ev)
-    *pp = ev->next;
-  pthread_mutex_unlock(&reg_lock);
-  if (!ev)
-    return shim_fail(t, cudaErrorInvalidResourceHandle);
-  if (atomic_load(&ev->dev) >= 0) {
-    tr_put_u64(a, ev->handle);
-    (void)shim_call(t, atomic_load(&ev->dev), TR_OP_EVENT_DESTROY, a, 8, NULL,
-                    0, 0, NULL, 0, NULL);
-  }
-  ev->magic = 0; /* kept, like streams: see cudaStreamDestroy */
-  return cudaSuccess;
-}
-
-/* The start of the calls on one event: ready, and a live event of ours. */
-static cudaError_t event_begin(struct shim_thread **t, cudaEvent_t event,
-                               struct shim_event **ev)
-{
-  cudaError_t e = shim_ready(t);
-
-  if (e != cudaSuccess)
-    return shim_fail(*t, e);
-  *ev = event_of(event);
-  return *ev ? cudaSuccess : shim_fail(*t, cudaErrorInvalidResourceHandle);
-}
-
-cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream)
-{
-  struct shim_thread *t;
-  struct shim_event *ev;
-  struct shim_stream *s;
-  cudaError_t e = event_begin(&t, event, &ev);
-
-  if (e != cudaSuccess)
-    return e;
-  e = shim_stream_use(t, stream, &s);
-  if (e != cudaSuccess)
-    return shim_fail(t, e);
-  /* Before a generation is taken: a refused record must not leave one
-     that nothing will ever reach. */
-  e = shim_capture_refuse(t, "cudaEventRecord");
-  if (e != cudaSuccess)
-    return shim_fail(t, e);
-  return shim_cuda_error(t,
-                         event_record(t, ev, s ? s->dev : t->device, false));
-}
-
-cudaError_t cudaEventRecordWithFlags(cudaEvent_t event, cudaStream_t stream,
-                                     unsigned int flags)
-{
-  if (flags & ~(unsigned)cudaEventRecordExternal)
-    return cudaErrorInvalidValue;
-  return cudaEventRecord(event, stream);
-}
-
-cudaError_t cudaEventQuery(cudaEvent_t event)
-{
-  struct shim_thread *t;
-  struct shim_event *ev;
-  cudaError_t e = event_begin(&t, event, &ev);
-  int rc;
-
-  if (e != cudaSuccess)
-    return e;
-  rc = event_ask(t, ev, atomic_load(&ev->gen));
-  if (rc == (int)cudaErrorNotReady)
-    return cudaErrorNotReady;
-  return shim_cuda_error(t, rc);
-}
-
-cudaError_t cudaEventSynchronize(cudaEvent_t event)
-{
-  struct shim_thread *t;
-  struct shim_event *ev;
-  cudaError_t e = event_begin(&t, event, &ev);
-  int rc;
-
-  if (e != cudaSuccess)
-    return e;
-  rc = event_wait(t, ev, atomic_load(&ev->gen));
-  if (rc == 0)
-    rc = shim_managed_after_sync(t);
-  return shim_cuda_error(t, rc);
-}
-
-cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start,
-                                 cudaEvent_t stop)
-{
-  struct shim_thread *t;
-  cudaError_t e = shim_ready(&t);
-  struct shim_event *a, *b;
-  uint8_t args[16], out[8];
-  uint64_t got = 0;
-  int rc;
-
-  if (e != cudaSuccess)
-    return shim_fail(t, e);
-  a = event_of(start);
-  b = event_of(stop);
-  if (!ms)
-    return shim_fail(t, cudaErrorInvalidValue);
-  if (!a || !b || (a->flags | b->flags) & cudaEventDisableTiming ||
-      !atomic_load(&a->gen) || !atomic_load(&b->gen) ||
-      atomic_load(&a->dev) != atomic_load(&b->dev))
-    return shim_fail(t, cudaErrorInvalidResourceHandle);
-  /* Both must have run: otherwise cudaErrorNotReady, as CUDA answers. */
-  rc = event_query(t, a, atomic_load(&a->gen));
-  if (rc == 0)
-    rc = event_query(t, b, atomic_load(&b->gen));
-  if (rc == (int)cudaErrorNotReady)
-    return cudaErrorNotReady;
-  if (rc == 0) {
-    tr_put_u64(args, a->handle);
-    tr_put_u64(args + 8, b->handle);
-    rc = shim_call(t, atomic_load(&a->dev), TR_OP_EVENT_ELAPSED, args, 16,
-                   NULL, 0, 1, out, sizeof(out), &got);
-    if (rc == 0 && got != sizeof(out))
-      rc = TR_ST_BAD_RECORD;
-  }
-  if (rc)
-    return shim_cuda_error(t, rc);
-  *ms = (float)((double)(int64_t)tr_get_u64(out) / 1e6);
-  return cudaSuccess;
-}
-
 /* ---- asynchronous copies ------------------------------------------------ */
 
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count,
@@ -1378,10 +1070,6 @@ cudaError_t cudaMemcpyAsync_ptsz(void *dst, const void *src, size_t count,
                                  enum cudaMemcpyKind kind, cudaStream_t stream);
 cudaError_t cudaMemsetAsync_ptsz(void *ptr, int value, size_t count,
                                  cudaStream_t stream);
-cudaError_t cudaEventRecord_ptsz(cudaEvent_t event, cudaStream_t stream);
-cudaError_t cudaEventRecordWithFlags_ptsz(cudaEvent_t event,
-                                          cudaStream_t stream,
-                                          unsigned int flags);
 cudaError_t cudaStreamWaitEvent_ptsz(cudaStream_t stream, cudaEvent_t event,
                                      unsigned int flags);
 cudaError_t cudaStreamGetFlags_ptsz(cudaStream_t stream, unsigned int *flags);
@@ -1477,18 +1165,6 @@ cudaError_t cudaMemsetAsync_ptsz(void *ptr, int value, size_t count,
   return cudaMemsetAsync(ptr, value, count, stream);
 }
 
-cudaError_t cudaEventRecord_ptsz(cudaEvent_t event, cudaStream_t stream)
-{
-  return cudaEventRecord(event, stream);
-}
-
-cudaError_t cudaEventRecordWithFlags_ptsz(cudaEvent_t event,
-                                          cudaStream_t stream,
-                                          unsigned int flags)
-{
-  return cudaEventRecordWithFlags(event, stream, flags);
-}
-
 cudaError_t cudaStreamWaitEvent_ptsz(cudaStream_t stream, cudaEvent_t event,
                                      unsigned int flags)
 {
@@ -1524,15 +1200,11 @@ cudaError_t cudaStreamGetId_ptsz(cudaStream_t stream, unsigned long long *id)
  */
 void shim_stream_forget(void)
 {
-  pthread_mutex_init(&reg_lock, NULL);
+  pthread_mutex_init(&shim_reg_lock, NULL);
   pthread_mutex_init(&cb_lock, NULL);
   pthread_cond_init(&cb_cv, NULL);
   pthread_cond_init(&cb_done, NULL);
-  for (struct shim_event *e = events; e; e = e->next) {
-    atomic_store(&e->gen, 0);
-    atomic_store(&e->dev, -1);
-    atomic_store(&e->by, 0);
-  }
+  shim_event_forget();
   for (struct shim_stream *s = streams; s; s = s->next) {
     atomic_store(&s->ev.gen, 0);
     atomic_store(&s->ev.dev, -1);

@@ -1,10 +1,13 @@
 /*
- * shim_stream_int.h: what shim_stream.c (streams, events, the legacy
- * stream) shares with shim_graph.c (stream capture and graphs), and with
- * no other file.
+ * shim_stream_int.h: what shim_stream.c (streams, the legacy stream, host
+ * functions), shim_event.c (events, the generation protocol) and
+ * shim_graph.c (stream capture and graphs) share, and with no other file.
  */
 #ifndef SHIM_STREAM_INT_H
 #define SHIM_STREAM_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
 
 #include "shim.h"
 
@@ -29,7 +32,7 @@ struct shim_stream {
   uint64_t id;
   struct shim_event ev; /* recorded after every piece of work */
   /* The newest generation of ev a legacy-stream lane was made to wait
-     for, and that lane's serial (legacy_enter; under reg_lock). */
+     for, and that lane's serial (legacy_enter; under shim_reg_lock). */
   uint64_t lg_gen, lg_by;
   unsigned cb_pending;  /* host functions not yet run, under cb_lock */
   struct shim_graph *capture; /* being captured into, or NULL */
@@ -37,6 +40,14 @@ struct shim_stream {
   unsigned long long capture_id; /* of the capture in progress */
   struct shim_stream *next;
 };
+
+/*
+ * The registry lock (defined in shim_stream.c): the list of streams there,
+ * each stream's lg_gen and lg_by, and the list of events in shim_event.c.
+ * One lock for both registries, as when they shared a file; no code holds
+ * it across a wait or a call to the agent.
+ */
+extern pthread_mutex_t shim_reg_lock;
 
 static inline int shim_stream_default(cudaStream_t s)
 {
@@ -51,5 +62,39 @@ struct shim_stream *shim_stream_lookup(cudaStream_t h);
    client handle space of the session and start high, so they never meet
    module and function handles. */
 uint64_t shim_new_handle(void);
+
+/* ---- events and the generation protocol (shim_event.c) ---------------- */
+
+/* The serial of the lane t's current API call uses: what e->by holds for
+   a record made on that lane. */
+static inline uint64_t shim_event_cur_serial(const struct shim_thread *t)
+{
+  return t->cur->serial;
+}
+
+/* A live event of ours (cudaEventCreate), checked against the registry,
+   so a destroyed or made-up handle is an error (NULL), never a crash. */
+struct shim_event *shim_event_of(cudaEvent_t h);
+
+/* Queue the next generation of e on t's current lane for dev (no reply);
+   mark: a stream's or host function's, never timed.  0 or an error. */
+int shim_event_record(struct shim_thread *t, struct shim_event *e, int dev,
+                      bool mark);
+
+/* Has generation gen of e run?  Asked on t's query lane: 0 yes,
+   cudaErrorNotReady, or an error. */
+int shim_event_ask(struct shim_thread *t, struct shim_event *e, uint64_t gen);
+
+/* Wait on the host until generation gen of e has run: 0 or an error. */
+int shim_event_wait(struct shim_thread *t, struct shim_event *e, uint64_t gen);
+
+/* Make what t queues next on its lane for dev wait, on the agent, for
+   generation gen of e (on the host for another device or a capture). */
+int shim_event_wait_queued(struct shim_thread *t, struct shim_event *e,
+                           uint64_t gen, int dev);
+
+/* Fork child: every event's records start over (shim_stream_forget, after
+   it made shim_reg_lock afresh). */
+void shim_event_forget(void);
 
 #endif /* SHIM_STREAM_INT_H */
