@@ -165,9 +165,9 @@ CUresult cu_enter(struct agt_bctx *c)
 }
 
 /*
- * Wait for stream s: poll it for poll ns (CU_POLL_NS), so short work is
- * answered at once, then sleep in the driver until it is done (see
- * CU_CTX_FLAGS).
+ * Wait for stream s: poll it for `poll` nanoseconds (CU_POLL_NS unless
+ * tuned, below), so short work is answered at once, then sleep in the
+ * driver until it is done (see CU_CTX_FLAGS).
  *
  * With flush it ends in a cuStreamSynchronize even when polling saw the
  * stream done, because the driver writes device printf out at a
@@ -216,7 +216,8 @@ CUresult cu_stream_wait(const struct cu_drv *d, CUstream s, bool flush)
   return wait_polling(d, s, flush, poll_ns(&ns, "cupoll"));
 }
 
-CUresult cu_copy_wait(const struct cu_drv *d, CUstream s)
+/* cu_stream_wait for a copy or memset, which polls for its own time. */
+static CUresult cu_copy_wait(const struct cu_drv *d, CUstream s)
 {
   static _Atomic uint64_t ns;
 

@@ -161,8 +161,6 @@ CUresult cu_enter(struct agt_bctx *c);
 /* Wait for stream s; flush: end in cuStreamSynchronize even when it is
    idle, so the driver writes device printf out now. */
 CUresult cu_stream_wait(const struct cu_drv *d, CUstream s, bool flush);
-/* cu_stream_wait for a copy or memset (which may poll for another time). */
-CUresult cu_copy_wait(const struct cu_drv *d, CUstream s);
 
 /* The calling thread's stream of that priority in c (CU_STREAM for 0). */
 CUstream cu_prio_stream(struct agt_bctx *c, int priority);
