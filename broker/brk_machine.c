@@ -677,19 +677,47 @@ static void on_tls_io(struct brk_op *op, int res, void *arg)
   tls_step(m);
 }
 
-/* The TLS handshake, one step per readiness (tls=on machines). */
+/*
+ * One step of a TLS handshake (tls=on machines) on *sock with *ssl, the
+ * main connection's or the express one's: 1 while it waits (*op armed to
+ * call cb at the next readiness), 0 when it is done and verified (*pipe
+ * has the socket and the TLS object, and *sock and *ssl are cleared), or
+ * -1 with why.
+ */
+static int tls_advance(struct brk_machine *m, int *sock, SSL **ssl,
+                       struct brk_op **op, brk_op_fn cb,
+                       struct brk_pipe *pipe, char *why, size_t cap)
+{
+  int rc = brk_tls_handshake(*ssl, m->spec, why, cap);
+
+  if (rc > 0) {
+    *op = brk_loop_poll(m->b->loop, *sock, (short)rc, cb, m);
+    if (*op)
+      return 1;
+    snprintf(why, cap, "cannot poll the agent socket");
+    return -1;
+  }
+  if (rc < 0)
+    return -1;
+  if (brk_pipe_tls(pipe, *sock, *ssl) < 0) {
+    snprintf(why, cap, "out of memory");
+    return -1;
+  }
+  *sock = -1; /* the pipe has both now */
+  *ssl = NULL;
+  return 0;
+}
+
+/* The main connection's TLS handshake, one step per readiness. */
 static void tls_step(struct brk_machine *m)
 {
   struct brk_pipe pipe;
   char why[512];
-  int rc = brk_tls_handshake(m->ssl, m->spec, why, sizeof(why));
+  int rc = tls_advance(m, &m->sock, &m->ssl, &m->conn_op, on_tls_io, &pipe,
+                       why, sizeof(why));
 
-  if (rc > 0) {
-    m->conn_op = brk_loop_poll(m->b->loop, m->sock, (short)rc, on_tls_io, m);
-    if (!m->conn_op)
-      start_failed(m, 0, "cannot poll the agent socket");
+  if (rc > 0)
     return;
-  }
   if (rc < 0) {
     /* A certificate that does not verify will not verify on a retry
        either: that needs the config or the agent changed. */
@@ -697,12 +725,6 @@ static void tls_step(struct brk_machine *m)
                  why);
     return;
   }
-  if (brk_pipe_tls(&pipe, m->sock, m->ssl) < 0) {
-    start_failed(m, 0, "out of memory");
-    return;
-  }
-  m->sock = -1; /* the pipe has both now */
-  m->ssl = NULL;
   brk_dbg("%s: TLS to %s verified", m->name, m->address);
   h2_start(m, &pipe);
 }
@@ -941,27 +963,20 @@ static void on_express_tls_io(struct brk_op *op, int res, void *arg)
   express_tls_step(m);
 }
 
-/* The express connection's TLS handshake, one step per readiness, as
-   tls_step does the main one's. */
+/* The express connection's TLS handshake, one step per readiness. */
 static void express_tls_step(struct brk_machine *m)
 {
   struct brk_pipe pipe;
   char why[512];
-  int rc = brk_tls_handshake(m->xssl, m->spec, why, sizeof(why));
+  int rc = tls_advance(m, &m->xsock, &m->xssl, &m->xconn_op,
+                       on_express_tls_io, &pipe, why, sizeof(why));
 
-  if (rc > 0) {
-    m->xconn_op =
-        brk_loop_poll(m->b->loop, m->xsock, (short)rc, on_express_tls_io, m);
-    if (!m->xconn_op)
-      express_fail(m, "cannot poll its socket");
+  if (rc > 0)
+    return;
+  if (rc < 0) {
+    express_fail(m, "%s: %s", m->address, why);
     return;
   }
-  if (rc < 0 || brk_pipe_tls(&pipe, m->xsock, m->xssl) < 0) {
-    express_fail(m, "%s: %s", m->address, rc < 0 ? why : "out of memory");
-    return;
-  }
-  m->xsock = -1; /* the pipe has both now */
-  m->xssl = NULL;
   express_up(m, &pipe);
 }
 
