@@ -35,6 +35,21 @@ foreach(v zstd speed none ptx sass multi zall lzall)
     VERBATIM)
   list(APPEND fatbin_app_libs ${lib})
 endforeach()
+# Modules whose kernels call printf (apps/emu_printf.cu), as containers
+# (nvcc -fatbin): what tr_fatbin_may_print must answer 1 for, in each
+# encoding the driver could be handed.  fatbin_params.cu prints nothing.
+set(fatbin_printf_src ${CMAKE_CURRENT_SOURCE_DIR}/apps/emu_printf.cu)
+foreach(v zstd ptx sass lzall)
+  set(fb ${FATBIN_APPS_DIR}/printf_${v}.fatbin)
+  add_custom_command(OUTPUT ${fb}
+    COMMAND ${CMAKE_COMMAND} -E make_directory ${FATBIN_APPS_DIR}
+    COMMAND ${TR_NVCC} -fatbin ${fatbin_flags_${v}}
+            -I${CMAKE_CURRENT_SOURCE_DIR}/apps -o ${fb} ${fatbin_printf_src}
+    DEPENDS ${fatbin_printf_src}
+    COMMENT "nvcc -fatbin emu_printf.cu (${v})"
+    VERBATIM)
+  list(APPEND fatbin_app_libs ${fb})
+endforeach()
 add_custom_target(fatbin_apps DEPENDS ${fatbin_app_libs})
 
 tr_unit_test(test_fatbin

@@ -171,11 +171,14 @@ CUresult cu_enter(struct agt_bctx *c)
  *
  * With flush it ends in a cuStreamSynchronize even when polling saw the
  * stream done, because the driver writes device printf out at a
- * synchronise (or the next launch), never at cuStreamQuery.  Launches wait
- * so: a launch returns with its output written, a worker process reads it
- * back before it answers the launch, and a synchronise afterwards has
- * nothing left to bring (proc.c answers it without asking the worker).
- * That costs a driver call on an idle stream.
+ * synchronise (or the next launch), never at cuStreamQuery.  Launches of
+ * modules that may print wait so: a launch returns with its output
+ * written, a worker process reads it back before it answers the launch,
+ * and a synchronise afterwards has nothing left to bring (proc.c answers
+ * it without asking the worker).  That costs a driver call on an idle
+ * stream, which launches of every other module (no "vprintf" in any of
+ * its cubins or PTX: cu_module_load) do not pay: their kernels have no
+ * output for it to bring.
  */
 static CUresult wait_polling(const struct cu_drv *d, CUstream s, bool flush,
                              uint64_t poll)

@@ -94,12 +94,15 @@ static void load_why(const struct cu_backend *cb, CUresult r, const char *log,
  * up to a NUL.  The image comes from the program, so those limits are
  * checked against the bytes we really have before the driver sees them.
  * Returns the image to load (image itself, or *copy: a NUL-terminated copy
- * of PTX text, freed by the caller), or NULL with why set.
+ * of PTX text, freed by the caller), or NULL with why set.  *prints says
+ * whether its kernels may call printf (fatbin.h): only their launches end
+ * in the synchronise where the driver writes that output.
  */
 static const void *image_check(const uint8_t *image, size_t len, void **copy,
-                               char *why, uint32_t *st)
+                               char *why, uint32_t *st, bool *prints)
 {
   *copy = NULL;
+  *prints = true;
   if (len >= 4 && image[0] == 0x50 && image[1] == 0xed && image[2] == 0x55 &&
       image[3] == 0xba) {
     struct tr_fatbin *fb = malloc(sizeof(*fb));
@@ -110,6 +113,8 @@ static const void *image_check(const uint8_t *image, size_t len, void **copy,
       return NULL;
     }
     rc = tr_fatbin_parse(image, len, fb);
+    if (rc == 0)
+      *prints = tr_fatbin_may_print(fb) != 0;
     free(fb);
     if (rc < 0) {
       snprintf(why, AGT_WHY_MAX, "the module is a damaged CUDA fatbin (%s)",
@@ -121,6 +126,7 @@ static const void *image_check(const uint8_t *image, size_t len, void **copy,
   }
   if ((len >= 2 && memcmp(image, "//", 2) == 0) ||
       (len >= 8 && memcmp(image, ".version", 8) == 0)) {
+    *prints = tr_ptx_calls_printf((const char *)image, len) != 0;
     if (memchr(image, 0, len))
       return image;
     *copy = malloc(len + 1);
@@ -150,11 +156,12 @@ uint32_t cu_module_load(struct agt_bctx *c, const uint8_t *image,
   const void *img;
   void *copy;
   uint32_t st = cudaSuccess;
+  bool prints;
   CUresult r;
 
   why[0] = 0;
   log[0] = 0;
-  img = image_check(image, len, &copy, why, &st);
+  img = image_check(image, len, &copy, why, &st, &prints);
   if (!img)
     return st;
   mod = calloc(1, sizeof(*mod));
@@ -174,6 +181,7 @@ uint32_t cu_module_load(struct agt_bctx *c, const uint8_t *image,
   }
   pthread_mutex_init(&mod->mu, NULL);
   mod->refs = 1;
+  mod->prints = prints;
   pthread_mutex_lock(&c->w->mu);
   mod->next = c->mods;
   c->mods = mod;
@@ -226,6 +234,7 @@ uint32_t cu_function_get(struct agt_bctx *c, void *modp,
                           f->fn) != CUDA_SUCCESS || dyn < 0)
     dyn = 0;
   atomic_init(&f->dyn_max, (uint32_t)dyn);
+  f->prints = mod->prints;
   pthread_mutex_lock(&mod->mu);
   f->next = mod->fns;
   mod->fns = f;
@@ -527,6 +536,7 @@ void cu_launch_many(struct agt_bctx *c, void *const *fns,
   CUstream s = CU_STREAM;
   uint32_t fatal = 0;
   unsigned last = n; /* the last launch queued */
+  bool flush = false; /* one of them may print */
 
   if (r != CUDA_SUCCESS) {
     for (unsigned i = 0; i < n; i++)
@@ -540,13 +550,15 @@ void cu_launch_many(struct agt_bctx *c, void *const *fns,
       continue;
     }
     st[i] = launch_queue(c, fns[i], &ls[i], &s);
-    if (st[i] == cudaSuccess)
+    if (st[i] == cudaSuccess) {
       last = i;
+      flush |= ((struct cu_func *)fns[i])->prints;
+    }
     else if (agt_status_sticky(st[i]))
       fatal = st[i];
   }
   if (last < n &&
-      (r = cu_stream_wait(&c->cb->drv, s, true)) != CUDA_SUCCESS)
+      (r = cu_stream_wait(&c->cb->drv, s, flush)) != CUDA_SUCCESS)
     st[last] = cu_status(r);
   launch_end(c);
 }

@@ -80,6 +80,7 @@ struct cu_func {
   struct cu_func *next;
   CUfunction fn;
   _Atomic uint32_t dyn_max; /* dynamic shared memory allowed so far */
+  bool prints; /* its module's: a launch ends in a flush (cu_stream_wait) */
 };
 
 struct cu_module {
@@ -89,6 +90,7 @@ struct cu_module {
   struct cu_alloc *syms; /* variables asked for, under w->mu */
   pthread_mutex_t mu;    /* guards fns: lanes may look up concurrently */
   struct cu_func *fns;
+  bool prints; /* its kernels may call printf (tr_fatbin_may_print) */
 };
 
 struct cu_backend {

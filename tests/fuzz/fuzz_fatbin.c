@@ -60,6 +60,10 @@ static void fuzz_container(const uint8_t *data, size_t size)
 		}
 		if (tr_fatbin_entry_data(e, &buf, &n) < 0)
 			continue;
+		if (e->kind == TR_FATBIN_KIND_ELF)
+			(void)tr_elf_calls_printf(buf, n);
+		else
+			(void)tr_ptx_calls_printf((const char *)buf, n);
 		for (size_t k = 0; k < NNAMES; k++) {
 			if (e->kind == TR_FATBIN_KIND_ELF)
 				(void)tr_kparams_from_elf(buf, n, names[k], &kp);
@@ -74,6 +78,7 @@ static void fuzz_container(const uint8_t *data, size_t size)
 	if (tr_fatbin_best_ptx(&fb, 80, &buf, &n) == 0)
 		free(buf);
 	(void)tr_kparams_find(&fb, names[0], &kp);
+	(void)tr_fatbin_may_print(&fb);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -1270,6 +1270,161 @@ static void test_ptx_decl(void **state)
 	free(text);
 }
 
+/* ---- device printf ---- */
+
+/* apps_dir/printf_<v>.fatbin (nvcc -fatbin of emu_printf.cu), read whole
+   into a buffer of exactly its size; skips if not built. */
+static uint8_t *printf_fatbin(const char *v, size_t *len)
+{
+	char path[4096];
+	uint8_t *buf;
+	FILE *f;
+	long n;
+
+	snprintf(path, sizeof(path), "%s/printf_%s.fatbin",
+	         apps_dir ? apps_dir : ".", v);
+	f = fopen(path, "rb");
+	if (f == NULL) {
+		print_message("%s not built: skipped\n", path);
+		skip();
+	}
+	assert_int_equal(fseek(f, 0, SEEK_END), 0);
+	n = ftell(f);
+	assert_true(n > 16);
+	rewind(f);
+	buf = malloc((size_t)n);
+	assert_non_null(buf);
+	assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+	fclose(f);
+	*len = (size_t)n;
+	return buf;
+}
+
+/* Each entry on its own: the kind's own check says `want`. */
+static void entries_print(const struct tr_fatbin *fb, int want)
+{
+	for (uint32_t i = 0; i < fb->count; i++) {
+		const struct tr_fatbin_entry *e = &fb->entries[i];
+		uint8_t *buf;
+		size_t n;
+
+		assert_int_equal(tr_fatbin_entry_data(e, &buf, &n), 0);
+		if (e->kind == TR_FATBIN_KIND_ELF)
+			assert_int_equal(tr_elf_calls_printf(buf, n), want);
+		else
+			assert_int_equal(tr_ptx_calls_printf((char *)buf, n),
+			                 want);
+		free(buf);
+	}
+}
+
+/*
+ * Real nvcc output both ways: emu_printf.cu's kernels print in every
+ * encoding, fatbin_params.cu's never do; then damaged and hand-made
+ * cubins and PTX.
+ */
+static void test_may_print(void **state)
+{
+	static const char *const pv[] = { "zstd", "ptx", "sass", "lzall" };
+	static const char *const qv[] = { "zstd", "ptx", "sass", "lzall",
+		                          "multi" };
+	struct tr_fatbin fb;
+	uint8_t *elf = NULL;
+	size_t elf_len = 0;
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(pv) / sizeof(pv[0]); i++) {
+		size_t len;
+		uint8_t *img = printf_fatbin(pv[i], &len);
+
+		assert_int_equal(tr_fatbin_parse(img, len, &fb), 0);
+		assert_int_equal(tr_fatbin_may_print(&fb), 1);
+		entries_print(&fb, 1);
+		if (strcmp(pv[i], "sass") == 0) {
+			const struct tr_fatbin_entry *e =
+				find_entry(&fb, TR_FATBIN_KIND_ELF, 75);
+
+			assert_non_null(e);
+			assert_int_equal(tr_fatbin_entry_data(e, &elf,
+			                                      &elf_len), 0);
+		}
+		free(img);
+	}
+	for (size_t i = 0; i < sizeof(qv) / sizeof(qv[0]); i++) {
+		var_parse(qv[i], &fb);
+		assert_int_equal(tr_fatbin_may_print(&fb), 0);
+		entries_print(&fb, 0);
+	}
+
+	/* The cubin that prints, cut short anywhere: never a read past the
+	   end (ASan), and never "no" unless the symbol table was complete
+	   without the import, which a cut cannot make. */
+	assert_non_null(elf);
+	for (size_t n = 0; n < elf_len; n += n < 256 ? 1 : 61) {
+		uint8_t *c = dup_exact(elf, n);
+		int ret = tr_elf_calls_printf(c, n);
+
+		assert_true(ret == 1 || ret == -EPROTO);
+		free(c);
+	}
+	/* The import renamed ("vprintf" -> "vprintg" in the string table):
+	   no longer a call to printf. */
+	{
+		uint8_t *c = dup_exact(elf, elf_len);
+		size_t hits = 0;
+
+		for (size_t o = 0; o + 8 <= elf_len; o++)
+			if (memcmp(c + o, "vprintf", 8) == 0) {
+				c[o + 6] = 'g';
+				hits++;
+			}
+		assert_true(hits >= 1);
+		assert_int_equal(tr_elf_calls_printf(c, elf_len), 0);
+		free(c);
+	}
+	assert_int_equal(tr_elf_calls_printf(NULL, 0), -EINVAL);
+	assert_int_equal(tr_elf_calls_printf((const uint8_t *)"\x7f" "ELF",
+	                                     4), -EPROTO);
+	free(elf);
+
+	/* PTX: the name as a token outside comments, up to a NUL. */
+	assert_int_equal(tr_ptx_calls_printf(
+		".extern .func (.param .b32 func_retval0) vprintf\n(", 50), 1);
+	assert_int_equal(tr_ptx_calls_printf(
+		"call.uni (retval0), vprintf, (param0, param1);", 46), 1);
+	assert_int_equal(tr_ptx_calls_printf("// vprintf\n/* vprintf */ ret;",
+	                                     29), 0);
+	assert_int_equal(tr_ptx_calls_printf(".func my_vprintf()", 18), 0);
+	assert_int_equal(tr_ptx_calls_printf("ret;\0vprintf", 12), 0);
+	assert_int_equal(tr_ptx_calls_printf("vprintf", 6), 0);
+	assert_int_equal(tr_ptx_calls_printf(NULL, 0), -EINVAL);
+	assert_int_equal(tr_fatbin_may_print(NULL), -EINVAL);
+
+	/* What cannot be read counts as printing: an unknown kind, a
+	   damaged stream, a whole too big to look into. */
+	{
+		struct tr_fatbin g;
+		int damaged = 0;
+
+		var_parse("zstd", &fb);
+		g = fb;
+		g.entries[0].kind = 7;
+		assert_int_equal(tr_fatbin_may_print(&g), 1);
+		g = fb;
+		for (uint32_t i = 0; i < g.count; i++)
+			if (g.entries[i].flags_compression ==
+			    TR_FATBIN_COMP_ZSTD) {
+				g.entries[i].uncompressed_size += 8;
+				damaged++;
+			}
+		assert_true(damaged >= 1);
+		assert_int_equal(tr_fatbin_may_print(&g), 1);
+		g = fb;
+		g.entries[0].uncompressed_size = TR_FATBIN_PRINT_SCAN_MAX + 1;
+		assert_int_equal(tr_fatbin_may_print(&g), 1);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -1278,6 +1433,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_lz),
 		cmocka_unit_test(test_elf_nvinfo),
 		cmocka_unit_test(test_ptx_decl),
+		cmocka_unit_test(test_may_print),
 		cmocka_unit_test(test_default_zstd),
 		cmocka_unit_test(test_default_speed),
 		cmocka_unit_test(test_default_none),

@@ -353,8 +353,8 @@ void tr_fatbin_hash(const void *data, size_t size, uint8_t out[16])
 #define NVINFO_PREFIX ".nv.info."
 
 struct elf_sec {
-	uint64_t off, size;
-	uint32_t name, type;
+	uint64_t off, size, entsize;
+	uint32_t name, type, link;
 };
 
 #define SHT_NOBITS_ 8
@@ -369,9 +369,32 @@ static int elf_section(const uint8_t *elf, size_t len, uint64_t shoff,
 	s->type = rd32(h + 4);
 	s->off = rd64(h + 24);
 	s->size = rd64(h + 32);
+	s->link = rd32(h + 40);
+	s->entsize = rd64(h + 56);
 	if (s->type == SHT_NOBITS_)
 		s->size = 0;
 	if (s->off > len || s->size > len - s->off)
+		return -EPROTO;
+	return 0;
+}
+
+/*
+ * Where the section headers are: ELF64 (class 2), little-endian (data 1),
+ * as all cubins nvcc makes are, with the whole table inside the file.
+ */
+static int elf_headers(const uint8_t *elf, size_t len, uint64_t *shoff,
+                       uint16_t *shentsize, uint16_t *shnum,
+                       uint16_t *shstrndx)
+{
+	if (len < 64 || memcmp(elf, "\x7f" "ELF", 4) != 0 || elf[4] != 2 ||
+	    elf[5] != 1)
+		return -EPROTO;
+	*shoff = rd64(elf + 0x28);
+	*shentsize = rd16(elf + 0x3a);
+	*shnum = rd16(elf + 0x3c);
+	*shstrndx = rd16(elf + 0x3e);
+	if (*shentsize < 64 || *shstrndx >= *shnum || *shoff > len ||
+	    (uint64_t)*shnum * *shentsize > len - *shoff)
 		return -EPROTO;
 	return 0;
 }
@@ -499,18 +522,9 @@ int tr_kparams_from_elf(const uint8_t *elf, size_t len,
 	if (elf == NULL || mangled_name == NULL)
 		return -EINVAL;
 
-	/* ELF64 (class 2), little-endian (data 1): all cubins nvcc makes. */
-	if (len < 64 || memcmp(elf, "\x7f" "ELF", 4) != 0 || elf[4] != 2 ||
-	    elf[5] != 1)
-		return -EPROTO;
-	shoff = rd64(elf + 0x28);
-	shentsize = rd16(elf + 0x3a);
-	shnum = rd16(elf + 0x3c);
-	shstrndx = rd16(elf + 0x3e);
-	if (shentsize < 64 || shstrndx >= shnum || shoff > len ||
-	    (uint64_t)shnum * shentsize > len - shoff)
-		return -EPROTO;
-
+	ret = elf_headers(elf, len, &shoff, &shentsize, &shnum, &shstrndx);
+	if (ret < 0)
+		return ret;
 	ret = elf_section(elf, len, shoff, shentsize, shstrndx, &str);
 	if (ret < 0)
 		return ret;
@@ -860,4 +874,108 @@ int tr_kparams_find(const struct tr_fatbin *fb, const char *mangled_name,
 		return ret;
 	memset(out, 0, sizeof(*out));
 	return err;
+}
+
+/* ---- device printf ---- */
+
+#define SHT_SYMTAB_ 2
+#define ELF_SYM_SIZE 24 /* Elf64_Sym */
+
+int tr_elf_calls_printf(const uint8_t *elf, size_t len)
+{
+	static const char name[] = "vprintf";
+	uint64_t shoff;
+	uint16_t shentsize, shnum, shstrndx;
+	int ret;
+
+	if (elf == NULL)
+		return -EINVAL;
+	ret = elf_headers(elf, len, &shoff, &shentsize, &shnum, &shstrndx);
+	if (ret < 0)
+		return ret;
+	for (uint16_t i = 0; i < shnum; i++) {
+		struct elf_sec sym, str;
+
+		ret = elf_section(elf, len, shoff, shentsize, i, &sym);
+		if (ret < 0)
+			return ret;
+		if (sym.type != SHT_SYMTAB_)
+			continue;
+		/* A bounded stride, so that the walk below cannot wrap. */
+		if (sym.entsize < ELF_SYM_SIZE || sym.entsize > 4096 ||
+		    sym.link >= shnum)
+			return -EPROTO;
+		ret = elf_section(elf, len, shoff, shentsize,
+		                  (uint16_t)sym.link, &str);
+		if (ret < 0)
+			return ret;
+		for (uint64_t o = 0; o < sym.size &&
+		                     sym.size - o >= ELF_SYM_SIZE;
+		     o += sym.entsize) {
+			const uint8_t *y = elf + sym.off + o;
+			uint32_t nm = rd32(y);
+
+			/* st_shndx 0: defined elsewhere, the driver's. */
+			if (rd16(y + 6) != 0 || nm >= str.size ||
+			    str.size - nm < sizeof(name))
+				continue;
+			if (memcmp(elf + str.off + nm, name, sizeof(name)) == 0)
+				return 1;
+		}
+	}
+	return 0;
+}
+
+int tr_ptx_calls_printf(const char *ptx, size_t len)
+{
+	struct ptx_lex lx;
+	const char *nul;
+
+	if (ptx == NULL)
+		return -EINVAL;
+	nul = memchr(ptx, 0, len);
+	lx.p = ptx;
+	lx.end = nul ? nul : ptx + len;
+	for (;;) {
+		struct ptx_tok t = ptx_next(&lx);
+
+		if (t.n == 0)
+			return 0;
+		if (tok_is(t, "vprintf"))
+			return 1;
+	}
+}
+
+int tr_fatbin_may_print(const struct tr_fatbin *fb)
+{
+	uint64_t total = 0;
+
+	if (fb == NULL || fb->count > TR_FATBIN_MAX_ENTRIES)
+		return -EINVAL;
+	for (uint32_t i = 0; i < fb->count; i++) {
+		total += fb->entries[i].uncompressed_size;
+		if (total > TR_FATBIN_PRINT_SCAN_MAX)
+			return 1;
+	}
+	for (uint32_t i = 0; i < fb->count; i++) {
+		const struct tr_fatbin_entry *e = &fb->entries[i];
+		uint8_t *buf;
+		size_t n;
+		int ret;
+
+		if (e->kind != TR_FATBIN_KIND_ELF &&
+		    e->kind != TR_FATBIN_KIND_PTX)
+			return 1; /* nothing we can read: it might */
+		ret = tr_fatbin_entry_data(e, &buf, &n);
+		if (ret < 0)
+			return ret == -ENOMEM ? ret : 1;
+		if (e->kind == TR_FATBIN_KIND_ELF)
+			ret = tr_elf_calls_printf(buf, n);
+		else
+			ret = tr_ptx_calls_printf((const char *)buf, n);
+		free(buf);
+		if (ret != 0)
+			return 1; /* calls it, or cannot be read */
+	}
+	return 0;
 }

@@ -247,4 +247,41 @@ int tr_kparams_from_elf(const uint8_t *elf, size_t len,
 int tr_kparams_from_ptx(const char *ptx, size_t len, const char *mangled_name,
                         struct tr_kparams *out);
 
+/*
+ * Device printf.  A kernel's printf calls vprintf, which the driver
+ * provides: a cubin that may print has an undefined symbol "vprintf", and
+ * PTX that may print declares ".extern .func ... vprintf".  The driver
+ * writes what kernels printed only at a synchronising call, so a GPU
+ * agent must synchronise after a launch of such a module before it
+ * answers; for any other module a stream query that says "done" is
+ * enough.  Getting "no" wrong would lose output, so each function answers
+ * "may print" whenever it cannot tell.
+ */
+
+/* Fatbins whose entries add up to more than this many bytes are not
+   looked into (decompressing them would cost more than it saves). */
+#define TR_FATBIN_PRINT_SCAN_MAX (64ull << 20)
+
+/*
+ * tr_fatbin_may_print - 0 when no entry of fb refers to vprintf; 1 when
+ * one does, or when one cannot be read (an unknown kind or compression, a
+ * corrupt stream or ELF) or the whole is over TR_FATBIN_PRINT_SCAN_MAX.
+ * Decompresses each entry in turn.  Returns -EINVAL (NULL fb) or -ENOMEM.
+ */
+int tr_fatbin_may_print(const struct tr_fatbin *fb);
+
+/*
+ * tr_elf_calls_printf - 1 if the decompressed cubin [elf, elf + len)
+ * imports vprintf (an undefined symbol of that name in a symbol table),
+ * 0 if not; -EPROTO if it is not a readable ELF64 little-endian file,
+ * -EINVAL if elf is NULL.
+ */
+int tr_elf_calls_printf(const uint8_t *elf, size_t len);
+
+/*
+ * tr_ptx_calls_printf - 1 if PTX text [ptx, ptx + len) (a NUL ends it
+ * early) names vprintf outside comments, 0 if not, -EINVAL if ptx is NULL.
+ */
+int tr_ptx_calls_printf(const char *ptx, size_t len);
+
 #endif /* TR_FATBIN_H */
