@@ -366,10 +366,11 @@ struct client {
   struct tr_lane l;
 };
 
-static int client_open(struct client *k)
+/* A client offering caps in its hello (TR_CLIENT_CAPS: a current shim). */
+static int client_open_caps(struct client *k, uint64_t caps)
 {
   const char *why = NULL;
-  int rc = tr_client_connect(&k->c, sock_path, 60000, &why);
+  int rc = tr_client_connect_caps(&k->c, sock_path, 60000, caps, &why);
 
   if (rc < 0) {
     fprintf(stderr, "connect: %s (%s)\n", strerror(-rc), why ? why : "");
@@ -383,11 +384,19 @@ static int client_open(struct client *k)
   return rc;
 }
 
+static int client_open(struct client *k)
+{
+  return client_open_caps(k, TR_CLIENT_CAPS);
+}
+
 static void client_close(struct client *k)
 {
   tr_client_lane_close(&k->c, &k->l);
   tr_client_close(&k->c);
 }
+
+/* The flags of the final reply rpc() returned last. */
+static uint16_t rpc_flags;
 
 /*
  * A round trip: send with WANT_REPLY, gather reply records until the
@@ -424,6 +433,7 @@ static long rpc(struct client *k, uint16_t dev, uint16_t op, const void *args,
     if (!(r.h.flags & TR_F_MORE)) {
       uint32_t st = r.h.status;
 
+      rpc_flags = r.h.flags;
       if (r.h.device != dev || !(r.h.flags & TR_F_REPLY)) {
         tr_client_recv_done(&k->c, &k->l, &r);
         return -EPROTO;
@@ -607,6 +617,32 @@ static void test_memory(void **state)
 
   /* Errors of the call itself come back as CUDA errors. */
   assert_int_equal(dev_free(&k, 0, VA_BASE + 0x1234567), ST_INVALID_VALUE);
+  /* An asynchronous copy's error comes with the next reply, flagged as
+     an earlier record's (TR_F_DEFERRED), with that reply's own bytes; a
+     client that did not offer TR_CAP_DEFERRED (an older shim, which
+     would refuse the flag) gets the error unflagged. */
+  for (int old = 0; old < 2; old++) {
+    struct client o;
+    struct client *c = old ? &o : &k;
+    uint64_t q = ptr;
+
+    if (old) {
+      assert_int_equal(client_open_caps(&o, TR_CLIENT_CAPS &
+                                                ~(uint64_t)TR_CAP_DEFERRED),
+                       0);
+      assert_int_equal(dev_malloc(&o, 0, 4096, &q), 0);
+      assert_int_equal(h2d_sync(&o, 0, q, src, 8), 0);
+    }
+    assert_int_equal(h2d_async(c, 0, VA_BASE + VA_WINDOW - 64, src, 8), 0);
+    memset(dst, 0, 8);
+    assert_int_equal(d2h(c, 0, q, dst, 8), ST_INVALID_VALUE);
+    assert_int_equal(rpc_flags & TR_F_DEFERRED, old ? 0 : TR_F_DEFERRED);
+    if (!old)
+      assert_memory_equal(dst, src, 8);
+    assert_int_equal(nop(c, 0, 10000), 0); /* reported once */
+    if (old)
+      client_close(&o);
+  }
   /* A device the client does not have: the broker answers. */
   assert_int_equal(nop(&k, 7, 10000), ST_INVALID_DEVICE);
   assert_int_equal(dev_malloc(&k, 7, 16, &ptr1), ST_INVALID_DEVICE);

@@ -156,13 +156,17 @@ static long ctl_recv(struct tr_client *c, uint8_t *buf, size_t cap, int *fds,
 int tr_client_connect(struct tr_client *c, const char *path, int timeout_ms,
                       const char **why)
 {
+  return tr_client_connect_caps(c, path, timeout_ms, TR_CLIENT_CAPS, why);
+}
+
+int tr_client_connect_caps(struct tr_client *c, const char *path,
+                           int timeout_ms, uint64_t caps, const char **why)
+{
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
   char pbuf[sizeof(sa.sun_path)];
   uint8_t *rbuf = NULL;
   struct tr_hello mine = {TR_PROTO_VERSION_MIN, TR_PROTO_VERSION_MAX,
-                          TR_ROLE_SHIM,
-                          TR_CAP_EXEC | TR_CAP_MODULE_CACHE | TR_CAP_DEFERRED,
-                          (uint32_t)getpid(), 0};
+                          TR_ROLE_SHIM, caps, (uint32_t)getpid(), 0};
   struct tr_hello theirs;
   struct tr_hdr h;
   const size_t cap = 1u << 16;

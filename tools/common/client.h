@@ -53,6 +53,14 @@ const char *tr_client_socket_path(char *buf, size_t len);
  */
 int tr_client_connect(struct tr_client *c, const char *path, int timeout_ms,
                       const char **why);
+
+/* What tr_client_connect offers in its HELLO: all this client takes. */
+#define TR_CLIENT_CAPS (TR_CAP_EXEC | TR_CAP_MODULE_CACHE | TR_CAP_DEFERRED)
+
+/* tr_client_connect offering caps instead (an older shim's set, for
+   tests of what the broker does for one). */
+int tr_client_connect_caps(struct tr_client *c, const char *path,
+                           int timeout_ms, uint64_t caps, const char **why);
 void tr_client_close(struct tr_client *c);
 
 /* Open a lane for work of the given stream priority (0, or down to
