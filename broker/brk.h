@@ -10,6 +10,8 @@
  *                         /v1/session stream, opened on first use
  *   struct brk_lane       one shared-memory lane of a client (brk_lane.c)
  *   struct brk_lstream    a lane's /v1/lane stream to one machine
+ *   struct brk_upl        a lane's upload chunks queued by reference
+ *                         (brk_upl.c)
  *
  * Ownership: the broker owns machines and clients; a client owns its
  * lanes and its msess array; an msess owns its lstreams (a lane only points
@@ -99,7 +101,7 @@
    could get there. */
 #define BRK_LANE_PEND_MAX BRK_STREAM_WINDOW
 /* Upload chunks at least this long are queued by reference to the upload
-   area instead of copied (see brk_lane.c, "zero-copy uploads"). */
+   area instead of copied (see brk_upl.c). */
 #define BRK_LANE_ZC_MIN (64u << 10)
 /* Outstanding by-reference chunks per lane: enough for a full area of the
    smallest such chunks; past it chunks are copied. */
@@ -465,8 +467,9 @@ struct brk_lane {
   unsigned nlocal, local_head, local_cap;
   int closing; /* LANE_CLOSE: drain what is left, then close */
   int reply_waiting; /* waiting for the shim to release reply space */
-  struct brk_upl *upl; /* upload chunks queued by reference; outlives the
-                          lane (and keeps its mapping) while any is queued */
+  struct brk_upl *upl; /* upload chunks queued by reference (brk_upl.h);
+                          outlives the lane (and keeps its mapping) while
+                          any is queued */
 };
 
 struct brk_lstream {

@@ -7,8 +7,8 @@
  * header; the payload is copied into the stream's queue), routed by its
  * device ordinal to a machine, rewritten for the wire (device 0, a
  * TR_F_SHMREF reference replaced by the bytes it names, which a bulk chunk
- * contributes by reference, see "zero-copy uploads") and appended to
- * the body of the lane's stream to that machine.  Streams and the client's
+ * contributes by reference, see brk_upl.c) and appended to the body of the
+ * lane's stream to that machine.  Streams and the client's
  * session on a machine are opened on first use.  Draining stops while the
  * target stream has BRK_LANE_QUEUE_MAX bytes queued (or too many requests
  * unanswered), so the broker holds a bounded amount per lane whatever the
@@ -72,6 +72,7 @@
 
 #include "brk.h"
 #include "brk_log.h"
+#include "brk_upl.h"
 #include "trace.h"
 
 #define INLINE_LIMIT (TR_LANE_INLINE_MAX / 2)
@@ -918,115 +919,13 @@ static void kick_space(struct brk_lane *ln)
   (void)tr_ring_kick_space(&ln->l.up, ln->l.rep_efd);
 }
 
-/*
- * A bulk upload chunk (at least BRK_LANE_ZC_MIN bytes) is not copied into
- * the stream's queue: the queue refers to the bytes in the upload area
- * (brk_h2_stream_write_ref), so writev() sends them from shared memory
- * straight to the socket, and the area space is released only once the
- * queue has let go of them (upl_done).
- *
- * Order.  tr_area_release() moves the area's head to the end of the chunk
- * it is given, handing everything before it back to the shim, so chunks
- * must be released in the order they arrived, although a lane's records go
- * to several machines' streams and are written out in any order.  struct
- * brk_upl keeps a FIFO of the chunks still referenced, each with a done
- * flag, and the head advances only over the done prefix.  A chunk finished
- * with at once (copied, or answered here) while older ones are still
- * queued is folded into the newest entry's end (released with it), so it
- * costs no slot.  When the FIFO is full, chunks are copied.  References
- * are checked by tr_area_resolve() but may overlap or repeat; that only
- * holds back the client's own space.
- *
- * Lifetime.  A stream can outlive its lane (LANE_CLOSE ends it after what
- * is queued; a dropped client's is reset, but its queue stays until the
- * stream is freed), so referenced bytes may still be queued when the lane
- * is freed.  Rather than copy them out then, lane_free() leaves the lane's
- * mapping with the brk_upl, which unmaps it when the last referenced chunk
- * is done (or when brk_h2 frees the stream).  Nothing can fail on that
- * path, and no writev() ever reads unmapped memory.
- *
- * Trust.  The shim can scribble on a chunk while it is queued.  That only
- * changes the payload bytes of its own request: the record header and
- * length were built in our memory and copied into the queue, the reference
- * was copied out and checked once, and nothing the broker decides on is
- * read from the chunk, so the framing the agent sees cannot change.
- */
-struct brk_upl_ent {
-  struct brk_upl *u;
-  uint64_t end; /* release the area up to here once this and all before
-                   it are done */
-  int done;
-};
-
-struct brk_upl {
-  struct brk_lane *ln; /* NULL once the lane is freed */
-  struct tr_lane l;    /* the lane's mapping, once the lane is freed */
-  unsigned head, n;    /* the FIFO is e[head .. head + n) */
-  unsigned live;       /* entries still referenced by some queue */
-  struct brk_upl_ent e[BRK_LANE_ZC_MAX];
-};
-
-/* Upload chunk *ref is finished with now (copied, or answered here). */
-static void upl_finish(struct brk_lane *ln, const struct tr_shmref *ref)
+/* Bulk upload chunks go to the streams by reference (brk_upl.c); the
+   brk_upl calls this when done chunks gave upload space back. */
+static void upl_space(void *arg)
 {
-  struct brk_upl *u = ln->upl;
-  struct brk_upl_ent *t;
-  uint64_t end = ref->pos + ref->len;
+  struct brk_lane *ln = arg;
 
-  if (!u->n) {
-    tr_area_release(&ln->l.up, ref);
-    return;
-  }
-  t = &u->e[(u->head + u->n - 1) % BRK_LANE_ZC_MAX];
-  if (end > t->end)
-    t->end = end;
-}
-
-/* A FIFO entry for a chunk about to be queued by reference, or NULL when
-   the FIFO is full (copy the chunk). */
-static struct brk_upl_ent *upl_push(struct brk_lane *ln,
-                                    const struct tr_shmref *ref)
-{
-  struct brk_upl *u = ln->upl;
-  struct brk_upl_ent *e;
-
-  if (u->n == BRK_LANE_ZC_MAX)
-    return NULL;
-  e = &u->e[(u->head + u->n) % BRK_LANE_ZC_MAX];
-  e->u = u;
-  e->end = ref->pos + ref->len;
-  e->done = 0;
-  u->n++;
-  u->live++;
-  return e;
-}
-
-/* The byte queue let go of a chunk (brk_bq_append_ref's done callback). */
-static void upl_done(void *arg)
-{
-  struct brk_upl_ent *e = arg;
-  struct brk_upl *u = e->u;
-  struct brk_lane *ln = u->ln;
-  int moved = 0;
-
-  e->done = 1;
-  u->live--;
-  if (!ln) {
-    if (!u->live) {
-      tr_lane_unmap(&u->l);
-      free(u);
-    }
-    return;
-  }
-  while (u->n && u->e[u->head].done) {
-    struct tr_shmref ref = {TR_AREA_UP, u->e[u->head].end, 0};
-
-    tr_area_release(&ln->l.up, &ref);
-    u->head = (u->head + 1) % BRK_LANE_ZC_MAX;
-    u->n--;
-    moved = 1;
-  }
-  if (moved && !ln->c->dead)
+  if (!ln->c->dead)
     kick_space(ln);
 }
 
@@ -1137,7 +1036,7 @@ static void bulk_finish(struct brk_lane *ln, const uint8_t *bulk,
   if (rg)
     brk_region_put(rg);
   else if (bulk)
-    upl_finish(ln, ref);
+    brk_upl_finish(ln->upl, ref);
 }
 
 /*
@@ -1240,19 +1139,19 @@ static int route(struct brk_lane *ln, const struct tr_hdr *h,
   /* Bulk chunks go by reference: a region's always (it stays mapped while
      referenced), the upload area's while the FIFO has room. */
   byref = bulk && ref.len >= BRK_LANE_ZC_MIN &&
-          (rg || (zc = upl_push(ln, &ref)) != NULL);
+          (rg || (zc = brk_upl_push(ln->upl, &ref)) != NULL);
   iov[2] = (struct iovec){(void *)bulk, bulk && !byref ? (size_t)ref.len : 0};
   rc = brk_h2_stream_write(ls->st, iov, 3);
   if (byref) {
     if (rc >= 0)
       rc = brk_h2_stream_write_ref(ls->st, bulk, ref.len,
-                                   rg ? region_done : upl_done,
+                                   rg ? region_done : brk_upl_done,
                                    rg ? (void *)rg : (void *)zc);
     if (rc < 0) { /* never queued */
       if (rg)
         region_done(rg);
       else
-        upl_done(zc);
+        brk_upl_done(zc);
     }
   } else {
     bulk_finish(ln, bulk, &ref, rg);
@@ -1429,15 +1328,14 @@ int brk_lane_new(struct brk_client *c, struct brk_lane **out, int *memfd)
   if (++b->next_lane_id == 0)
     ++b->next_lane_id;
   ln->id = b->next_lane_id;
-  ln->upl = calloc(1, sizeof(*ln->upl));
+  ln->upl = brk_upl_new(&ln->l.up, upl_space, ln);
   if (!ln->upl) {
     free(ln);
     return -ENOMEM;
   }
-  ln->upl->ln = ln;
   rc = tr_lane_create(&ln->l, ln->id, memfd);
   if (rc < 0) {
-    free(ln->upl);
+    brk_upl_free(ln->upl);
     free(ln);
     return rc;
   }
@@ -1447,8 +1345,7 @@ int brk_lane_new(struct brk_client *c, struct brk_lane **out, int *memfd)
   if (!ln->efd_op) {
     close(*memfd);
     *memfd = -1;
-    tr_lane_unmap(&ln->l);
-    free(ln->upl);
+    brk_upl_release(ln->upl, &ln->l); /* nothing queued: unmaps it */
     free(ln);
     return -ENOMEM;
   }
@@ -1468,21 +1365,9 @@ static void lane_free(struct brk_lane *ln)
   brk_op_cancel(ln->efd_op);
   ln->efd_op = NULL;
   brk_task_cancel(c->b->loop, &ln->drain_task);
-  if (ln->upl->live) {
-    /* Streams still queue chunks of the upload area by reference: the
-       mapping stays until the last is done (upl_done unmaps it).  The
-       doorbells are of no more use. */
-    struct brk_upl *u = ln->upl;
-
-    close(ln->l.req_efd);
-    close(ln->l.rep_efd);
-    ln->l.req_efd = ln->l.rep_efd = -1;
-    u->l = ln->l;
-    u->ln = NULL;
-  } else {
-    tr_lane_unmap(&ln->l);
-    free(ln->upl);
-  }
+  /* Streams may still queue chunks of the upload area by reference: the
+     brk_upl then keeps the mapping until the last is done. */
+  brk_upl_release(ln->upl, &ln->l);
   if (ln->prev)
     ln->prev->next = ln->next;
   else
