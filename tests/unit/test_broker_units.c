@@ -1,6 +1,7 @@
 /*
- * test_broker_units.c: the broker's event loop abstraction (brk_loop) and
- * its pure helpers (brk_buf: byte queue, string builder, JSON reader).
+ * test_broker_units.c: the broker's event loop abstraction (brk_loop), its
+ * pure helpers (brk_buf: byte queue, string builder, JSON reader) and a
+ * lane's zero-copy upload FIFO (brk_upl) over a real lane segment.
  * No broker process, no agents: these run anywhere io_uring does (exit 77
  * where it does not).
  */
@@ -8,19 +9,23 @@
 #include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
+#include "brk.h"
 #include "brk_buf.h"
 #include "brk_loop.h"
+#include "brk_upl.h"
 
 static struct brk_loop *loop;
 
@@ -459,6 +464,108 @@ static void test_json_flat(void **state)
   assert_int_equal(parse("{\"op\":01}", &x), -EINVAL); /* no leading 0s */
 }
 
+/* ---- zero-copy uploads (brk_upl) ------------------------------------------ */
+
+static void count_space(void *arg)
+{
+  (*(int *)arg)++;
+}
+
+/* The shim's view of the upload area (the broker's is the lane's l.up,
+   a consumer's: a ring's position is its own side's). */
+static struct tr_ring shim_up;
+
+/* Bytes of the upload area the broker has not given back. */
+static uint64_t up_used(void)
+{
+  return shim_up.pos - atomic_load(&shim_up.ctl->head);
+}
+
+/* Is [p, p + 4096) mapped in this process? */
+static int mapped(void *p)
+{
+  return msync(p, 4096, MS_ASYNC) == 0;
+}
+
+/*
+ * Chunks are given back to the shim in the order they arrived, whatever
+ * order their queues let go of them; a chunk copied meanwhile goes with
+ * the newest queued one; a full FIFO refuses; and a lane freed with a
+ * chunk still queued keeps its mapping until that chunk is done.
+ */
+static void test_upl(void **state)
+{
+  struct brk_upl_ent *e[2], *last;
+  struct tr_shmref r[3];
+  struct tr_lane l;
+  struct brk_upl *u;
+  int memfd, spaces = 0;
+  void *base;
+
+  (void)state;
+  assert_int_equal(tr_lane_create(&l, 7, &memfd), 0);
+  close(memfd);
+  shim_up = l.up;
+  u = brk_upl_new(&l.up, count_space, &spaces);
+  assert_non_null(u);
+  for (int i = 0; i < 3; i++) {
+    r[i].area = TR_AREA_UP;
+    assert_non_null(tr_area_reserve(&shim_up, BRK_LANE_ZC_MIN, &r[i]));
+    assert_non_null(tr_area_resolve(&l.up, &r[i], NULL)); /* as lanes do */
+  }
+  assert_int_equal(up_used(), 3 * BRK_LANE_ZC_MIN);
+  e[0] = brk_upl_push(u, &r[0]);
+  e[1] = brk_upl_push(u, &r[1]);
+  assert_non_null(e[0]);
+  assert_non_null(e[1]);
+  brk_upl_finish(u, &r[2]); /* copied: released with e[1] */
+  brk_upl_done(e[1]);       /* out of order: nothing moves yet */
+  assert_int_equal(spaces, 0);
+  assert_int_equal(up_used(), 3 * BRK_LANE_ZC_MIN);
+  brk_upl_done(e[0]); /* now all three, and the shim is told once */
+  assert_int_equal(spaces, 1);
+  assert_int_equal(up_used(), 0);
+
+  /* Nothing queued: a finished chunk goes back at once. */
+  assert_non_null(tr_area_reserve(&shim_up, BRK_LANE_ZC_MIN, &r[0]));
+  assert_non_null(tr_area_resolve(&l.up, &r[0], NULL));
+  assert_int_equal(up_used(), BRK_LANE_ZC_MIN);
+  brk_upl_finish(u, &r[0]);
+  assert_int_equal(up_used(), 0);
+  assert_int_equal(spaces, 1);
+
+  /* BRK_LANE_ZC_MAX entries, then NULL (the caller copies instead). */
+  assert_non_null(tr_area_reserve(&shim_up, BRK_LANE_ZC_MIN, &r[0]));
+  for (unsigned i = 0; i < BRK_LANE_ZC_MAX; i++)
+    assert_non_null(brk_upl_push(u, &r[0]) ? (void *)u : NULL);
+  assert_null(brk_upl_push(u, &r[0]));
+  brk_upl_free(u); /* entries not done: the test owns the area here */
+
+  /* The lane freed with a chunk still queued: its mapping stays until
+     the queue lets go of the chunk, and goes then. */
+  u = brk_upl_new(&l.up, count_space, &spaces);
+  assert_non_null(u);
+  r[0].area = TR_AREA_UP;
+  assert_non_null(tr_area_reserve(&shim_up, BRK_LANE_ZC_MIN, &r[0]));
+  last = brk_upl_push(u, &r[0]);
+  assert_non_null(last);
+  base = l.base;
+  brk_upl_release(u, &l);
+  assert_true(mapped(base));
+  brk_upl_done(last);
+  assert_false(mapped(base));
+  assert_int_equal(spaces, 1); /* not after the release */
+
+  /* Nothing queued: released at once. */
+  assert_int_equal(tr_lane_create(&l, 8, &memfd), 0);
+  close(memfd);
+  u = brk_upl_new(&l.up, count_space, &spaces);
+  assert_non_null(u);
+  base = l.base;
+  brk_upl_release(u, &l);
+  assert_false(mapped(base));
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -470,6 +577,7 @@ int main(void)
       cmocka_unit_test(test_bq),
       cmocka_unit_test(test_bq_ref_mixed),
       cmocka_unit_test(test_bq_ref_release),
+      cmocka_unit_test(test_upl),
       cmocka_unit_test(test_sb_json),
       cmocka_unit_test(test_json_flat),
   };
