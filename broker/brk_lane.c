@@ -695,7 +695,11 @@ static void ls_on_end(struct brk_h2_stream *st, void *user)
 {
   struct brk_lstream *ls = user;
 
-  if (ls->moved_to) { /* the agent took the lane over */
+  /* The agent took the lane over.  Only ls_move clears ls->lane, and
+     moved_to is gone when the new stream went first (the lane closed
+     right after the record that moved it: a thread that copies and
+     exits), which does not make this end the agent's giving up. */
+  if (ls->moved_to || !ls->lane) {
     brk_lstream_orphan(ls, 0);
     return;
   }

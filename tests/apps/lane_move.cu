@@ -15,8 +15,12 @@
 //  - a lane whose last copy is over a second old returns to the express
 //    connection once it keeps making small calls (the broker waits for
 //    eight), and moves again for the next copy, with order and a queued
-//    error kept both ways.
+//    error kept both ways;
+//  - a thread that uploads with cudaMemcpy and exits at once (its lane
+//    closes right after the copy that moved it): the bytes land and the
+//    program's session goes on.
 // Prints PASS.
+#include <pthread.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -34,6 +38,25 @@ static void expect_fill(const int *h, int base, int n)
 {
   for (int i = 0; i < n; i++)
     EXPECT(h[i] == base + i, "h[%d] = %d, want %d", i, h[i], base + i);
+}
+
+/* A thread that uploads and exits: its lane opens on the express
+   connection with a small call, moves for the copy (a pageable copy into
+   a live allocation waits for no reply) and closes at once. */
+struct upload {
+  int *d;
+  const int *h;
+  int n;
+  cudaError_t e1, e2;
+};
+
+static void *uploader(void *arg)
+{
+  struct upload *u = (struct upload *)arg;
+
+  u->e1 = cudaMemset(u->d, 0, 64);
+  u->e2 = cudaMemcpy(u->d, u->h, u->n * sizeof(int), cudaMemcpyHostToDevice);
+  return NULL;
 }
 
 int main(void)
@@ -144,6 +167,27 @@ int main(void)
   CK(cudaStreamSynchronize(s));
   expect_fill(h, 21, n); /* the upload after the launches */
   CK(cudaStreamDestroy(s));
+
+  /* A thread that exits right after the copy that moved its lane. */
+  {
+    struct upload u = {d, NULL, n, cudaSuccess, cudaSuccess};
+    int *src = (int *)malloc(n * sizeof(int));
+    pthread_t th;
+
+    EXPECT(src, "out of host memory");
+    for (int i = 0; i < n; i++)
+      src[i] = 500 + i;
+    u.h = src;
+    EXPECT(pthread_create(&th, NULL, uploader, &u) == 0, "pthread_create");
+    pthread_join(th, NULL);
+    CK(u.e1);
+    CK(u.e2);
+    CK(cudaDeviceSynchronize());
+    memset(h, 0, n * sizeof(int));
+    CK(cudaMemcpy(h, d, n * sizeof(int), cudaMemcpyDeviceToHost));
+    expect_fill(h, 500, n);
+    free(src);
+  }
   CK(cudaFree(d));
   free(h);
   printf("PASS\n");
