@@ -592,7 +592,7 @@ int shim_device_output(struct shim_thread *t, int dev, uint16_t op)
 {
   uint8_t *buf = malloc(TR_OUTPUT_REPLY_MAX);
   uint64_t got;
-  int rc, first = 0;
+  int rc, first = 0, first_ok = 0;
 
   if (!buf)
     return -ENOMEM;
@@ -602,13 +602,16 @@ int shim_device_output(struct shim_thread *t, int dev, uint16_t op)
                    &got);
     if (got)
       emit_output(buf, got);
-    if (i == 0)
+    if (i == 0) {
       first = rc;
+      first_ok = t->call_ok;
+    }
     if (rc < 0 || !(atomic_load(&output_pending) & (1ull << dev)))
       break;
     op = TR_OP_OUTPUT; /* more is waiting: collect only that */
   }
   free(buf);
+  t->call_ok = first_ok; /* the answer is op's, not the collecting's */
   return first;
 }
 

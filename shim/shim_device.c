@@ -171,7 +171,7 @@ cudaError_t cudaDeviceSynchronize(void)
 {
   struct shim_thread *t;
   cudaError_t e = shim_ready(&t);
-  int rc;
+  int rc, synced;
 
   if (e != cudaSuccess)
     return shim_fail(t, e);
@@ -179,6 +179,8 @@ cudaError_t cudaDeviceSynchronize(void)
      are waited for by their events. */
   rc = shim_sync_stream_lanes(t);
   e = shim_cuda_error(t, shim_device_output(t, t->device, TR_OP_SYNCHRONIZE));
+  /* It synchronised also when it reported an earlier call's error. */
+  synced = e == cudaSuccess || t->call_ok;
   if (!rc)
     rc = shim_sync_other_streams(t, t->device);
   if (e == cudaSuccess && rc)
@@ -186,6 +188,8 @@ cudaError_t cudaDeviceSynchronize(void)
   shim_stream_wait_callbacks(); /* host functions are the device's work */
   if (e == cudaSuccess)
     e = shim_cuda_error(t, shim_managed_after_sync(t));
+  else if (synced)
+    (void)shim_managed_after_sync(t); /* the error to tell is e */
   return e;
 }
 

@@ -202,7 +202,10 @@ cudaError_t cudaFree(void *ptr)
     shim_pool_freed(dev, size);
   e = shim_cuda_error(t, shim_call(t, dev, TR_OP_FREE, args, 8, NULL, 0, 1,
                                    NULL, 0, NULL));
-  if (e == cudaSuccess)
+  /* Freed also when the reply told an earlier call's error (call_ok):
+     a managed record kept then would be downloaded at every later
+     synchronisation, from memory that is gone. */
+  if (e == cudaSuccess || t->call_ok)
     (void)shim_managed_forget(ptr);
   return e;
 }
@@ -535,8 +538,10 @@ cudaError_t cudaMallocManaged(void **ptr, size_t size, unsigned int flags)
   if (!ptr || size == 0 ||
       (flags != cudaMemAttachGlobal && flags != cudaMemAttachHost))
     return shim_fail(t, cudaErrorInvalidValue);
+  /* cudaMalloc may give the pointer with an earlier call's error: the
+     allocation is made all the same, and that error is returned. */
   e = cudaMalloc(&d, size);
-  if (e != cudaSuccess)
+  if (e != cudaSuccess && !d)
     return e;
   /* Blocking work on managed memory always waits for its reply (the
      table of allocations is for plain device memory). */
@@ -565,7 +570,7 @@ cudaError_t cudaMallocManaged(void **ptr, size_t size, unsigned int flags)
   host_newer = 1; /* zeros on both sides, but the host may write first */
   pthread_mutex_unlock(&managed_lock);
   *ptr = d;
-  return cudaSuccess;
+  return e;
 }
 
 /* Called by cudaFree for a managed pointer: gives the host pages back to

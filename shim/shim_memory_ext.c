@@ -34,8 +34,10 @@ cudaError_t cudaMallocPitch(void **ptr, size_t *pitch, size_t width,
   p = (width + PITCH_ALIGN - 1) / PITCH_ALIGN * PITCH_ALIGN;
   if (height && p > SIZE_MAX / height)
     return shim_fail(t, cudaErrorMemoryAllocation);
+  *ptr = NULL;
   e = cudaMalloc(ptr, p * height);
-  if (e == cudaSuccess)
+  if (e == cudaSuccess || *ptr) /* also with an earlier call's error
+                                   (see cudaMalloc) */
     *pitch = p;
   return e;
 }
@@ -52,13 +54,13 @@ cudaError_t cudaMalloc3D(struct cudaPitchedPtr *pp, struct cudaExtent ext)
   if (ext.depth && ext.height > SIZE_MAX / ext.depth)
     return shim_fail(t, cudaErrorMemoryAllocation);
   e = cudaMallocPitch(&p, &pitch, ext.width, ext.height * ext.depth);
-  if (e != cudaSuccess)
+  if (e != cudaSuccess && !p)
     return e;
   pp->ptr = p;
   pp->pitch = pitch;
   pp->xsize = ext.width;
   pp->ysize = ext.height;
-  return cudaSuccess;
+  return e;
 }
 
 /* ---- 2D and 3D copies and memsets ----------------------------------------- */

@@ -77,6 +77,31 @@ int main()
   EXPECT(cudaMemAdvise(m, sizeof(int), (enum cudaMemoryAdvise)77, loc) ==
              cudaErrorInvalidValue, "advice 77 accepted");
   (void)cudaGetLastError();
+
+  // An earlier call's error that the synchronisation reports (tremote
+  // queues the memset and its error comes back later; CUDA refuses it at
+  // once): the kernel's writes still reach the host with that
+  // synchronisation, and a cudaFree of managed memory that reports such
+  // an error still frees it, so later synchronisations work.
+  {
+    int *m2;
+
+    CK(cudaMallocManaged(&m2, 64 * sizeof(int)));
+    m2[0] = 10;
+    (void)cudaMemsetAsync(d + (256 << 20), 0, 64); // 1 GiB past d's end
+    affine<<<1, 1>>>(m2, 1, 1, 1);
+    (void)cudaDeviceSynchronize();
+    (void)cudaGetLastError();
+    EXPECT(m2[0] == 11, "after a synchronisation that reported an earlier "
+                        "error m2[0] = %d, want 11", m2[0]);
+    (void)cudaMemsetAsync(d + (256 << 20), 0, 64);
+    (void)cudaFree(m2);
+    (void)cudaGetLastError();
+    affine<<<64, 256>>>(m, 1, 1, n);
+    CK(cudaDeviceSynchronize());
+    EXPECT(m[5] == 6 * 5 + 6, "after freeing m2 m[5] = %d", m[5]);
+  }
+  printf("errors reported by a synchronisation: ok\n");
   CK(cudaFree(m));
   CK(cudaFree(d));
   CK(cudaStreamDestroy(s));
