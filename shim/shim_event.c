@@ -279,8 +279,7 @@ cudaError_t cudaEventSynchronize(cudaEvent_t event)
   if (e != cudaSuccess)
     return e;
   rc = shim_event_wait(t, ev, atomic_load(&ev->gen));
-  if (rc == 0)
-    rc = shim_managed_after_sync(t);
+  rc = shim_managed_after(t, rc);
   return shim_cuda_error(t, rc);
 }
 

@@ -355,8 +355,8 @@ cudaError_t shim_memcpy(struct shim_thread *t, void *dst, const void *src,
   }
   /* A blocking copy is a synchronisation point: managed memory comes
      back (the copy itself may have written it). */
-  if (rc == 0 && !async)
-    rc = shim_managed_after_sync(t);
+  if (!async)
+    rc = shim_managed_after(t, rc);
   return shim_cuda_error(t, rc);
 }
 
@@ -490,6 +490,15 @@ int shim_managed_before_device(struct shim_thread *t)
     device_newer = 1;
   }
   pthread_mutex_unlock(&managed_lock);
+  return rc;
+}
+
+int shim_managed_after(struct shim_thread *t, int rc)
+{
+  if (rc == 0)
+    return shim_managed_after_sync(t);
+  if (rc > 0 && t->call_ok)
+    (void)shim_managed_after_sync(t); /* the error to tell is rc */
   return rc;
 }
 

@@ -901,8 +901,7 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream)
   use_stream_lane(t, s, 0);
   rc = shim_event_wait(t, &s->ev, atomic_load(&s->ev.gen));
   cb_wait(&s->cb_pending); /* its host functions are part of its work */
-  if (rc == 0)
-    rc = shim_managed_after_sync(t);
+  rc = shim_managed_after(t, rc);
   return shim_cuda_error(t, rc);
 }
 

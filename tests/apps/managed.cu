@@ -94,6 +94,12 @@ int main()
     (void)cudaGetLastError();
     EXPECT(m2[0] == 11, "after a synchronisation that reported an earlier "
                         "error m2[0] = %d, want 11", m2[0]);
+    (void)cudaMemsetAsync(d + (256 << 20), 0, 64, s); // the same on s
+    affine<<<1, 1, 0, s>>>(m2, 1, 1, 1);
+    (void)cudaStreamSynchronize(s);
+    (void)cudaGetLastError();
+    EXPECT(m2[0] == 12, "after a stream synchronisation that reported an "
+                        "earlier error m2[0] = %d, want 12", m2[0]);
     (void)cudaMemsetAsync(d + (256 << 20), 0, 64);
     (void)cudaFree(m2);
     (void)cudaGetLastError();
