@@ -4,7 +4,9 @@
 #   string builder, JSON reader), no processes.
 # test_broker: the real broker with two LOCAL machines (real agents on the
 #   emulated device), driven as a client; skipped (77) until the agent
-#   binary exists.
+#   binary exists.  tests/unit/test_broker.c: the broker process, the
+#   helpers (test_broker.h), the test table; the failure paths in
+#   test_broker_faults.c.
 tr_unit_test(test_broker_units
   SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_broker_units.c
   LIBS brkcore
@@ -12,6 +14,7 @@ tr_unit_test(test_broker_units
 
 tr_unit_test(test_broker
   SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_broker.c
+          ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_broker_faults.c
   LIBS Threads::Threads
   TIMEOUT 90 FAST
   ARGS $<TARGET_FILE:tremote-broker>

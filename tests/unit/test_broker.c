@@ -11,6 +11,11 @@
  * second one keeps working, an agent that is killed or stops answering.
  * At the end the broker must still be alive and shut down cleanly.
  *
+ * This file holds the broker process, the helpers of test_broker.h and
+ * the test table; the failure-path tests (the corrupting client, agents
+ * killed or silent, a broken lane move, a stalled client) are in
+ * test_broker_faults.c.
+ *
  * Exits 77 (skipped) when the agent binary does not exist yet.
  */
 #include <errno.h>
@@ -19,7 +24,6 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -38,6 +42,7 @@
 
 #include "client.h"
 #include "ring.h"
+#include "test_broker.h"
 #include "tremote/proto.h"
 
 /* The windows the broker hands out (see broker/brk.h, BRK_VA_BASE). */
@@ -48,12 +53,13 @@
 #define ST_INVALID_DEVICE 101u
 
 static const char *broker_bin, *agent_bin;
-static char tmpdir[64], sock_path[128], ctl_path[128], log_path[128];
-static pid_t broker_pid;
+static char tmpdir[64], ctl_path[128], log_path[128];
+char tb_sock_path[128];
+pid_t tb_broker_pid;
 static uint64_t next_id = 1000;
 static pthread_mutex_t id_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static uint64_t new_id(void)
+uint64_t tb_new_id(void)
 {
   uint64_t id;
 
@@ -63,7 +69,7 @@ static uint64_t new_id(void)
   return id;
 }
 
-static long now_ms(void)
+long tb_now_ms(void)
 {
   struct timespec ts;
 
@@ -71,7 +77,7 @@ static long now_ms(void)
   return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
-static void sleep_ms(long ms)
+void tb_sleep_ms(long ms)
 {
   struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
 
@@ -153,17 +159,17 @@ static int start_broker(void)
   snprintf(tmpdir, sizeof(tmpdir), "/tmp/tr-brk-XXXXXX");
   if (!mkdtemp(tmpdir))
     return -1;
-  snprintf(sock_path, sizeof(sock_path), "%s/broker.sock", tmpdir);
+  snprintf(tb_sock_path, sizeof(tb_sock_path), "%s/broker.sock", tmpdir);
   snprintf(ctl_path, sizeof(ctl_path), "%s/control.sock", tmpdir);
   snprintf(log_path, sizeof(log_path), "%s/broker.log", tmpdir);
-  broker_pid = spawn_broker(tmpdir, 1, "--local", "2", "--agent", agent_bin,
-                            "--backend", "emu", "--emu-mem", "1G",
-                            "--ping-interval", "2", "--ping-timeout", "5",
-                            "--stall-timeout", "3", (char *)NULL);
-  return broker_pid > 0 ? 0 : -1;
+  tb_broker_pid = spawn_broker(tmpdir, 1, "--local", "2", "--agent", agent_bin,
+                               "--backend", "emu", "--emu-mem", "1G",
+                               "--ping-interval", "2", "--ping-timeout", "5",
+                               "--stall-timeout", "3", (char *)NULL);
+  return tb_broker_pid > 0 ? 0 : -1;
 }
 
-static void dump_log(void)
+void tb_dump_log(void)
 {
   char cmd[256];
 
@@ -171,7 +177,7 @@ static void dump_log(void)
   (void)!system(cmd);
 }
 
-static int log_contains(const char *needle)
+int tb_log_contains(const char *needle)
 {
   FILE *f = fopen(log_path, "r");
   char line[2048];
@@ -207,9 +213,9 @@ static int broker_sanitizer_report(pid_t pid)
   return found;
 }
 
-static int broker_alive(void)
+int tb_broker_alive(void)
 {
-  return broker_pid > 0 && waitpid(broker_pid, NULL, WNOHANG) == 0;
+  return tb_broker_pid > 0 && waitpid(tb_broker_pid, NULL, WNOHANG) == 0;
 }
 
 /* ---- control socket ------------------------------------------------------------ */
@@ -240,13 +246,13 @@ fail:
   return NULL;
 }
 
-static char *stats(void)
+char *tb_stats(void)
 {
   return ctl_call("{\"version\":1,\"op\":\"stats\"}\n");
 }
 
 /* The integer after "key": inside [from, to). */
-static long long json_int(const char *from, const char *to, const char *key)
+long long tb_json_int(const char *from, const char *to, const char *key)
 {
   char pat[64];
   const char *p;
@@ -259,8 +265,8 @@ static long long json_int(const char *from, const char *to, const char *key)
 }
 
 /* The machine object with "index":i: [*from, *to). */
-static int machine_obj(const char *doc, int idx, const char **from,
-                       const char **to)
+int tb_machine_obj(const char *doc, int idx, const char **from,
+                   const char **to)
 {
   char pat[32];
   const char *p = strstr(doc, "\"machines\":[");
@@ -273,25 +279,25 @@ static int machine_obj(const char *doc, int idx, const char **from,
   return *to ? 0 : -1;
 }
 
-static pid_t agent_pid(int idx)
+pid_t tb_agent_pid(int idx)
 {
-  char *doc = stats();
+  char *doc = tb_stats();
   const char *a, *b;
   pid_t pid = -1;
 
-  if (doc && machine_obj(doc, idx, &a, &b) == 0)
-    pid = (pid_t)json_int(a, b, "pid");
+  if (doc && tb_machine_obj(doc, idx, &a, &b) == 0)
+    pid = (pid_t)tb_json_int(a, b, "pid");
   free(doc);
   return pid;
 }
 
 static int machine_ready(int idx)
 {
-  char *doc = stats();
+  char *doc = tb_stats();
   const char *a, *b;
   int ready = 0;
 
-  if (doc && machine_obj(doc, idx, &a, &b) == 0) {
+  if (doc && tb_machine_obj(doc, idx, &a, &b) == 0) {
     const char *s = strstr(a, "\"state\":\"ready\"");
     ready = s && s < b;
   }
@@ -299,23 +305,23 @@ static int machine_ready(int idx)
   return ready;
 }
 
-static int wait_machine_ready(int idx, pid_t not_pid, long ms)
+int tb_wait_machine_ready(int idx, pid_t not_pid, long ms)
 {
-  long deadline = now_ms() + ms;
+  long deadline = tb_now_ms() + ms;
 
-  while (now_ms() < deadline) {
-    if (machine_ready(idx) && agent_pid(idx) != not_pid)
+  while (tb_now_ms() < deadline) {
+    if (machine_ready(idx) && tb_agent_pid(idx) != not_pid)
       return 0;
-    sleep_ms(100);
+    tb_sleep_ms(100);
   }
   return -1;
 }
 
 /* Number of sessions whose "pid" is ours, and the sum of their
    round_trips. */
-static int my_sessions(long long *round_trips)
+int tb_my_sessions(long long *round_trips)
 {
-  char *doc = stats();
+  char *doc = tb_stats();
   const char *p, *end;
   int n = 0;
 
@@ -327,9 +333,9 @@ static int my_sessions(long long *round_trips)
   while (p && end && (p = strchr(p + 1, '{')) && p < end) {
     const char *q = strchr(p, '}');
 
-    if (json_int(p, q, "pid") == (long long)getpid()) {
+    if (tb_json_int(p, q, "pid") == (long long)getpid()) {
       n++;
-      *round_trips += json_int(p, q, "round_trips");
+      *round_trips += tb_json_int(p, q, "round_trips");
     }
     p = q;
   }
@@ -337,40 +343,13 @@ static int my_sessions(long long *round_trips)
   return n;
 }
 
-/* Bytes the broker holds for the agents on behalf of our sessions. */
-static long long my_queued(void)
-{
-  char *doc = stats();
-  const char *p, *end;
-  long long sum = 0;
-
-  if (!doc)
-    return -1;
-  p = strstr(doc, "\"sessions\":[");
-  end = p ? strstr(p, "],\"machines\"") : NULL;
-  while (p && end && (p = strchr(p + 1, '{')) && p < end) {
-    const char *q = strchr(p, '}');
-
-    if (json_int(p, q, "pid") == (long long)getpid())
-      sum += json_int(p, q, "queued_to_agent");
-    p = q;
-  }
-  free(doc);
-  return sum;
-}
-
 /* ---- requests -------------------------------------------------------------------- */
 
-struct client {
-  struct tr_client c;
-  struct tr_lane l;
-};
-
 /* A client offering caps in its hello (TR_CLIENT_CAPS: a current shim). */
-static int client_open_caps(struct client *k, uint64_t caps)
+static int client_open_caps(struct tb_client *k, uint64_t caps)
 {
   const char *why = NULL;
-  int rc = tr_client_connect_caps(&k->c, sock_path, 60000, caps, &why);
+  int rc = tr_client_connect_caps(&k->c, tb_sock_path, 60000, caps, &why);
 
   if (rc < 0) {
     fprintf(stderr, "connect: %s (%s)\n", strerror(-rc), why ? why : "");
@@ -384,18 +363,18 @@ static int client_open_caps(struct client *k, uint64_t caps)
   return rc;
 }
 
-static int client_open(struct client *k)
+int tb_client_open(struct tb_client *k)
 {
   return client_open_caps(k, TR_CLIENT_CAPS);
 }
 
-static void client_close(struct client *k)
+void tb_client_close(struct tb_client *k)
 {
   tr_client_lane_close(&k->c, &k->l);
   tr_client_close(&k->c);
 }
 
-/* The flags of the final reply rpc() returned last. */
+/* The flags of the final reply tb_rpc() returned last. */
 static uint16_t rpc_flags;
 
 /*
@@ -403,14 +382,14 @@ static uint16_t rpc_flags;
  * final one.  The logical payloads are concatenated into out (cap bytes;
  * *got their total).  Returns the final status, or a negative errno.
  */
-static long rpc(struct client *k, uint16_t dev, uint16_t op, const void *args,
-                uint32_t alen, const void *data, uint32_t dlen, void *out,
-                size_t cap, size_t *got, int timeout_ms)
+long tb_rpc(struct tb_client *k, uint16_t dev, uint16_t op, const void *args,
+            uint32_t alen, const void *data, uint32_t dlen, void *out,
+            size_t cap, size_t *got, int timeout_ms)
 {
-  uint64_t id = new_id();
+  uint64_t id = tb_new_id();
   struct tr_reply r;
   size_t have = 0;
-  long deadline = now_ms() + timeout_ms;
+  long deadline = tb_now_ms() + timeout_ms;
   int rc;
 
   rc = tr_client_send(&k->c, &k->l, dev, op, TR_F_WANT_REPLY, id, args, alen,
@@ -418,7 +397,7 @@ static long rpc(struct client *k, uint16_t dev, uint16_t op, const void *args,
   if (rc < 0)
     return rc;
   for (;;) {
-    long left = deadline - now_ms();
+    long left = deadline - tb_now_ms();
 
     rc = tr_client_recv(&k->c, &k->l, &r, left > 0 ? (int)left : 0);
     if (rc < 0)
@@ -447,15 +426,15 @@ static long rpc(struct client *k, uint16_t dev, uint16_t op, const void *args,
   }
 }
 
-static long dev_malloc(struct client *k, uint16_t dev, uint64_t size,
-                       uint64_t *ptr)
+long tb_dev_malloc(struct tb_client *k, uint16_t dev, uint64_t size,
+                   uint64_t *ptr)
 {
   uint8_t a[8], o[8];
   size_t got = 0;
   long st;
 
   tr_put_u64(a, size);
-  st = rpc(k, dev, TR_OP_MALLOC, a, 8, NULL, 0, o, 8, &got, 30000);
+  st = tb_rpc(k, dev, TR_OP_MALLOC, a, 8, NULL, 0, o, 8, &got, 30000);
   if (st == 0 && got != 8)
     return -EPROTO;
   if (st == 0)
@@ -463,38 +442,39 @@ static long dev_malloc(struct client *k, uint16_t dev, uint64_t size,
   return st;
 }
 
-static long dev_free(struct client *k, uint16_t dev, uint64_t ptr)
+long tb_dev_free(struct tb_client *k, uint16_t dev, uint64_t ptr)
 {
   uint8_t a[8];
 
   tr_put_u64(a, ptr);
-  return rpc(k, dev, TR_OP_FREE, a, 8, NULL, 0, NULL, 0, NULL, 30000);
+  return tb_rpc(k, dev, TR_OP_FREE, a, 8, NULL, 0, NULL, 0, NULL, 30000);
 }
 
 /* H2D without waiting (the normal asynchronous path). */
-static int h2d_async(struct client *k, uint16_t dev, uint64_t dst,
-                     const void *data, uint32_t len)
+int tb_h2d_async(struct tb_client *k, uint16_t dev, uint64_t dst,
+                 const void *data, uint32_t len)
 {
   uint8_t a[16];
 
   tr_put_u64(a, dst);
   tr_put_u64(a + 8, len);
-  return tr_client_send(&k->c, &k->l, dev, TR_OP_MEMCPY_H2D, 0, new_id(), a,
+  return tr_client_send(&k->c, &k->l, dev, TR_OP_MEMCPY_H2D, 0, tb_new_id(), a,
                         16, data, len);
 }
 
-static long h2d_sync(struct client *k, uint16_t dev, uint64_t dst,
-                     const void *data, uint32_t len)
+long tb_h2d_sync(struct tb_client *k, uint16_t dev, uint64_t dst,
+                 const void *data, uint32_t len)
 {
   uint8_t a[16];
 
   tr_put_u64(a, dst);
   tr_put_u64(a + 8, len);
-  return rpc(k, dev, TR_OP_MEMCPY_H2D, a, 16, data, len, NULL, 0, NULL, 30000);
+  return tb_rpc(k, dev, TR_OP_MEMCPY_H2D, a, 16, data, len, NULL, 0, NULL,
+                30000);
 }
 
-static long d2h(struct client *k, uint16_t dev, uint64_t src, void *out,
-                uint64_t len)
+long tb_d2h(struct tb_client *k, uint16_t dev, uint64_t src, void *out,
+            uint64_t len)
 {
   uint8_t a[16];
   size_t got = 0;
@@ -502,24 +482,24 @@ static long d2h(struct client *k, uint16_t dev, uint64_t src, void *out,
 
   tr_put_u64(a, src);
   tr_put_u64(a + 8, len);
-  st = rpc(k, dev, TR_OP_MEMCPY_D2H, a, 16, NULL, 0, out, len, &got, 60000);
+  st = tb_rpc(k, dev, TR_OP_MEMCPY_D2H, a, 16, NULL, 0, out, len, &got, 60000);
   if (st == 0 && got != len)
     return -EPROTO;
   return st;
 }
 
-static long nop(struct client *k, uint16_t dev, int timeout_ms)
+long tb_nop(struct tb_client *k, uint16_t dev, int timeout_ms)
 {
-  return rpc(k, dev, TR_OP_NOP, NULL, 0, NULL, 0, NULL, 0, NULL, timeout_ms);
+  return tb_rpc(k, dev, TR_OP_NOP, NULL, 0, NULL, 0, NULL, 0, NULL, timeout_ms);
 }
 
 /* ---- tests --------------------------------------------------------------------------- */
 
 static void test_hello(void **state)
 {
-  struct client k;
+  struct tb_client k;
 
-  assert_int_equal(client_open(&k), 0);
+  assert_int_equal(tb_client_open(&k), 0);
   assert_int_equal(k.c.ndev, 2);
   for (unsigned i = 0; i < 2; i++) {
     assert_int_equal(k.c.dev[i].va_base, VA_BASE + i * VA_WINDOW);
@@ -529,14 +509,14 @@ static void test_hello(void **state)
     assert_true(k.c.dev[i].total_mem > 0);
   }
   assert_int_not_equal(k.c.dev[0].va_base, k.c.dev[1].va_base);
-  client_close(&k);
+  tb_client_close(&k);
 }
 
 /* TREMOTE_VISIBLE_DEVICES picks and orders the machines a client sees;
    HELLO options that overrun the payload get the client dropped. */
 static void test_hello_visible(void **state)
 {
-  struct client k;
+  struct tb_client k;
   uint8_t pkt[TR_HDR_SIZE + TR_HELLO_SIZE + 8];
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
   struct tr_hello h = {TR_PROTO_VERSION_MIN, TR_PROTO_VERSION_MAX,
@@ -547,17 +527,17 @@ static void test_hello_visible(void **state)
 
   (void)state;
   setenv("TREMOTE_VISIBLE_DEVICES", "1,0", 1);
-  assert_int_equal(client_open(&k), 0);
+  assert_int_equal(tb_client_open(&k), 0);
   assert_int_equal(k.c.ndev, 2);
   assert_int_equal(k.c.dev[0].machine_index, 1);
   assert_int_equal(k.c.dev[1].machine_index, 0);
-  assert_int_equal(nop(&k, 0, 10000), 0); /* ordinal 0 is machine 1 */
-  client_close(&k);
+  assert_int_equal(tb_nop(&k, 0, 10000), 0); /* ordinal 0 is machine 1 */
+  tb_client_close(&k);
   setenv("TREMOTE_VISIBLE_DEVICES", "local-1,5,0", 1);
-  assert_int_equal(client_open(&k), 0);
+  assert_int_equal(tb_client_open(&k), 0);
   assert_int_equal(k.c.ndev, 1);
   assert_int_equal(k.c.dev[0].machine_index, 1);
-  client_close(&k);
+  tb_client_close(&k);
   unsetenv("TREMOTE_VISIBLE_DEVICES");
 
   /* An option whose length runs past the HELLO: dropped, not answered. */
@@ -569,16 +549,16 @@ static void test_hello_visible(void **state)
   tr_put_u32(pkt + TR_HDR_SIZE + TR_HELLO_SIZE + 4, 100);
   fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
   assert_true(fd >= 0);
-  assert_true(strlen(sock_path) < sizeof(sa.sun_path));
-  memcpy(sa.sun_path, sock_path, strlen(sock_path) + 1);
+  assert_true(strlen(tb_sock_path) < sizeof(sa.sun_path));
+  memcpy(sa.sun_path, tb_sock_path, strlen(tb_sock_path) + 1);
   assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
   assert_int_equal(send(fd, pkt, sizeof(pkt), 0), (ssize_t)sizeof(pkt));
   pfd = (struct pollfd){.fd = fd, .events = POLLIN};
   assert_int_equal(poll(&pfd, 1, 10000), 1);
   assert_int_equal(recv(fd, pkt, sizeof(pkt), 0), 0); /* closed */
   close(fd);
-  assert_true(log_contains("malformed HELLO options"));
-  assert_true(broker_alive());
+  assert_true(tb_log_contains("malformed HELLO options"));
+  assert_true(tb_broker_alive());
 }
 
 static void test_memory(void **state)
@@ -586,68 +566,69 @@ static void test_memory(void **state)
   const size_t big = 4u << 20;
   uint8_t *src = malloc(big), *dst = malloc(big);
   uint64_t ptr = 0, ptr1 = 0;
-  struct client k;
+  struct tb_client k;
 
   assert_non_null(src);
   assert_non_null(dst);
   for (size_t i = 0; i < big; i++)
     src[i] = (uint8_t)(i * 131 + (i >> 13));
-  assert_int_equal(client_open(&k), 0);
+  assert_int_equal(tb_client_open(&k), 0);
 
   /* Pointers land in their device's window. */
-  assert_int_equal(dev_malloc(&k, 0, big, &ptr), 0);
+  assert_int_equal(tb_dev_malloc(&k, 0, big, &ptr), 0);
   assert_true(ptr >= VA_BASE && ptr < VA_BASE + VA_WINDOW);
-  assert_int_equal(dev_malloc(&k, 1, 4096, &ptr1), 0);
+  assert_int_equal(tb_dev_malloc(&k, 1, 4096, &ptr1), 0);
   assert_true(ptr1 >= VA_BASE + VA_WINDOW && ptr1 < VA_BASE + 2 * VA_WINDOW);
 
   /* Inline H2D (small), then via the upload area (SHMREF), 4 MiB in 1 MiB
      records, without waiting, then one D2H of 4 MiB that comes back
      through the download area in several records. */
-  assert_int_equal(h2d_sync(&k, 0, ptr, src, 1000), 0);
+  assert_int_equal(tb_h2d_sync(&k, 0, ptr, src, 1000), 0);
   for (size_t off = 0; off < big; off += TR_CHUNK_MAX)
-    assert_int_equal(h2d_async(&k, 0, ptr + off, src + off, TR_CHUNK_MAX), 0);
+    assert_int_equal(tb_h2d_async(&k, 0, ptr + off, src + off, TR_CHUNK_MAX),
+                     0);
   memset(dst, 0, big);
-  assert_int_equal(d2h(&k, 0, ptr, dst, big), 0);
+  assert_int_equal(tb_d2h(&k, 0, ptr, dst, big), 0);
   assert_memory_equal(src, dst, big);
 
   /* A small D2H comes back inline. */
   memset(dst, 0, 100);
-  assert_int_equal(d2h(&k, 0, ptr + 12345, dst, 100), 0);
+  assert_int_equal(tb_d2h(&k, 0, ptr + 12345, dst, 100), 0);
   assert_memory_equal(src + 12345, dst, 100);
 
   /* Errors of the call itself come back as CUDA errors. */
-  assert_int_equal(dev_free(&k, 0, VA_BASE + 0x1234567), ST_INVALID_VALUE);
+  assert_int_equal(tb_dev_free(&k, 0, VA_BASE + 0x1234567), ST_INVALID_VALUE);
   /* An asynchronous copy's error comes with the next reply, flagged as
      an earlier record's (TR_F_DEFERRED), with that reply's own bytes; a
      client that did not offer TR_CAP_DEFERRED (an older shim, which
      would refuse the flag) gets the error unflagged. */
   for (int old = 0; old < 2; old++) {
-    struct client o;
-    struct client *c = old ? &o : &k;
+    struct tb_client o;
+    struct tb_client *c = old ? &o : &k;
     uint64_t q = ptr;
 
     if (old) {
       assert_int_equal(client_open_caps(&o, TR_CLIENT_CAPS &
                                                 ~(uint64_t)TR_CAP_DEFERRED),
                        0);
-      assert_int_equal(dev_malloc(&o, 0, 4096, &q), 0);
-      assert_int_equal(h2d_sync(&o, 0, q, src, 8), 0);
+      assert_int_equal(tb_dev_malloc(&o, 0, 4096, &q), 0);
+      assert_int_equal(tb_h2d_sync(&o, 0, q, src, 8), 0);
     }
-    assert_int_equal(h2d_async(c, 0, VA_BASE + VA_WINDOW - 64, src, 8), 0);
+    assert_int_equal(tb_h2d_async(c, 0, VA_BASE + VA_WINDOW - 64, src, 8), 0);
     memset(dst, 0, 8);
-    assert_int_equal(d2h(c, 0, q, dst, 8), ST_INVALID_VALUE);
+    assert_int_equal(tb_d2h(c, 0, q, dst, 8), ST_INVALID_VALUE);
     assert_int_equal(rpc_flags & TR_F_DEFERRED, old ? 0 : TR_F_DEFERRED);
     if (!old)
       assert_memory_equal(dst, src, 8);
-    assert_int_equal(nop(c, 0, 10000), 0); /* reported once */
+    assert_int_equal(tb_nop(c, 0, 10000), 0); /* reported once */
     if (old)
-      client_close(&o);
+      tb_client_close(&o);
   }
   /* A device the client does not have: the broker answers. */
-  assert_int_equal(nop(&k, 7, 10000), ST_INVALID_DEVICE);
-  assert_int_equal(dev_malloc(&k, 7, 16, &ptr1), ST_INVALID_DEVICE);
-  assert_int_equal(dev_free(&k, 0, ptr), 0);
-  client_close(&k);
+  assert_int_equal(tb_nop(&k, 7, 10000), ST_INVALID_DEVICE);
+  assert_int_equal(tb_dev_malloc(&k, 7, 16, &ptr1), ST_INVALID_DEVICE);
+  assert_int_equal(tb_dev_free(&k, 0, ptr), 0);
+  tb_client_close(&k);
   free(src);
   free(dst);
 }
@@ -659,7 +640,7 @@ static void test_lane_close_drains(void **state)
 {
   const uint32_t len = 20000; /* inline */
   uint8_t *src = malloc(len), *dst = malloc(len), *rec;
-  struct client k;
+  struct tb_client k;
   struct tr_lane l2;
   struct tr_hdr h;
   uint64_t ptr = 0;
@@ -670,33 +651,33 @@ static void test_lane_close_drains(void **state)
   assert_non_null(dst);
   for (uint32_t i = 0; i < len; i++)
     src[i] = (uint8_t)(i * 13 + 5);
-  assert_int_equal(client_open(&k), 0);
-  assert_int_equal(dev_malloc(&k, 0, len, &ptr), 0);
+  assert_int_equal(tb_client_open(&k), 0);
+  assert_int_equal(tb_dev_malloc(&k, 0, len, &ptr), 0);
   assert_int_equal(tr_client_lane_open(&k.c, &l2, 0), 0);
   rec = tr_ring_reserve(&l2.req, 16 + len);
   assert_non_null(rec);
-  tr_hdr_init(&h, TR_OP_MEMCPY_H2D, 0, new_id(), 16 + len);
+  tr_hdr_init(&h, TR_OP_MEMCPY_H2D, 0, tb_new_id(), 16 + len);
   tr_hdr_pack(&h, rec);
   tr_put_u64(rec + TR_HDR_SIZE, ptr);
   tr_put_u64(rec + TR_HDR_SIZE + 8, len);
   memcpy(rec + TR_HDR_SIZE + 16, src, len);
   tr_ring_commit(&l2.req, 16 + len);
-  sleep_ms(100);
+  tb_sleep_ms(100);
   /* Not forwarded yet: nobody rang. */
-  assert_int_equal(d2h(&k, 0, ptr, dst, len), 0);
+  assert_int_equal(tb_d2h(&k, 0, ptr, dst, len), 0);
   assert_memory_not_equal(src, dst, len);
   tr_client_lane_close(&k.c, &l2);
   /* Lanes are ordered only across a round trip, so poll. */
-  t0 = now_ms();
-  while (!same && now_ms() - t0 < 10000) {
-    assert_int_equal(d2h(&k, 0, ptr, dst, len), 0);
+  t0 = tb_now_ms();
+  while (!same && tb_now_ms() - t0 < 10000) {
+    assert_int_equal(tb_d2h(&k, 0, ptr, dst, len), 0);
     same = memcmp(src, dst, len) == 0;
     if (!same)
-      sleep_ms(20);
+      tb_sleep_ms(20);
   }
   assert_true(same);
-  assert_int_equal(dev_free(&k, 0, ptr), 0);
-  client_close(&k);
+  assert_int_equal(tb_dev_free(&k, 0, ptr), 0);
+  tb_client_close(&k);
   free(src);
   free(dst);
 }
@@ -705,23 +686,23 @@ static void test_stats(void **state)
 {
   long long rt0, rt1;
   int n0, n1;
-  struct client k;
+  struct tb_client k;
   uint64_t ptr;
   char *doc;
 
-  n0 = my_sessions(&rt0);
+  n0 = tb_my_sessions(&rt0);
   assert_true(n0 >= 0);
-  assert_int_equal(client_open(&k), 0);
-  assert_int_equal(nop(&k, 0, 10000), 0);
-  assert_int_equal(nop(&k, 1, 10000), 0);
-  assert_int_equal(dev_malloc(&k, 0, 256, &ptr), 0);
-  assert_int_equal(dev_free(&k, 0, ptr), 0);
-  assert_int_equal(nop(&k, 9, 10000), ST_INVALID_DEVICE); /* not forwarded */
-  n1 = my_sessions(&rt1);
+  assert_int_equal(tb_client_open(&k), 0);
+  assert_int_equal(tb_nop(&k, 0, 10000), 0);
+  assert_int_equal(tb_nop(&k, 1, 10000), 0);
+  assert_int_equal(tb_dev_malloc(&k, 0, 256, &ptr), 0);
+  assert_int_equal(tb_dev_free(&k, 0, ptr), 0);
+  assert_int_equal(tb_nop(&k, 9, 10000), ST_INVALID_DEVICE); /* not forwarded */
+  n1 = tb_my_sessions(&rt1);
   assert_int_equal(n1, n0 + 1);
   assert_int_equal(rt1 - rt0, 4);
 
-  doc = stats();
+  doc = tb_stats();
   assert_non_null(doc);
   assert_non_null(strstr(doc, "\"version\":1"));
   assert_non_null(strstr(doc, "\"name\":\"local-0\""));
@@ -742,493 +723,12 @@ static void test_stats(void **state)
   assert_non_null(strstr(doc, "\"error\":\"bad request"));
   free(doc);
 
-  client_close(&k);
+  tb_client_close(&k);
   /* The session is gone once the client is (the broker notices the
      hang-up asynchronously). */
-  for (int i = 0; i < 100 && my_sessions(&rt1) != n0; i++)
-    sleep_ms(50);
-  assert_int_equal(my_sessions(&rt1), n0);
-}
-
-/* -- a client that corrupts its lane while another keeps working -- */
-
-struct worker {
-  struct client k;
-  _Atomic int stop;
-  int ok, failed;
-  long last_err;
-};
-
-static void *good_worker(void *arg)
-{
-  struct worker *w = arg;
-  const uint32_t len = 64u << 10; /* via the upload area */
-  uint8_t *src = malloc(len), *dst = malloc(len);
-  unsigned round = 0;
-
-  while (!w->stop && src && dst) {
-    uint64_t ptr = 0;
-    long st;
-
-    for (uint32_t i = 0; i < len; i++)
-      src[i] = (uint8_t)(i ^ round);
-    st = dev_malloc(&w->k, 0, len, &ptr);
-    if (st == 0)
-      st = h2d_sync(&w->k, 0, ptr, src, len);
-    if (st == 0)
-      st = d2h(&w->k, 0, ptr, dst, len);
-    if (st == 0 && memcmp(src, dst, len) != 0)
-      st = -EBADMSG;
-    if (st == 0)
-      st = dev_free(&w->k, 0, ptr);
-    if (st == 0) {
-      w->ok++;
-    } else {
-      w->failed++;
-      w->last_err = st;
-    }
-    round++;
-  }
-  free(src);
-  free(dst);
-  return NULL;
-}
-
-struct bad {
-  struct tr_client c;
-  struct tr_lane l;
-  uint8_t *alias; /* a second mapping of the same segment */
-  _Atomic int stop;
-  int dropped;
-};
-
-/* LANE_OPEN by hand, to keep a copy of the memfd for the second mapping. */
-static int bad_open(struct bad *b)
-{
-  uint8_t buf[TR_HDR_SIZE + 64];
-  union {
-    struct cmsghdr h;
-    char space[CMSG_SPACE(sizeof(int) * 3)];
-  } u;
-  struct iovec iov = {buf, sizeof(buf)};
-  struct msghdr msg = {0};
-  struct cmsghdr *cm;
-  struct tr_hdr h;
-  int fds[3], dupfd;
-  const char *why;
-
-  if (tr_client_connect(&b->c, sock_path, 60000, &why) < 0)
-    return -1;
-  tr_hdr_init(&h, TR_OP_LANE_OPEN, TR_F_WANT_REPLY, 77, 0);
-  tr_hdr_pack(&h, buf);
-  if (send(b->c.fd, buf, TR_HDR_SIZE, 0) != TR_HDR_SIZE)
-    return -1;
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = u.space;
-  msg.msg_controllen = sizeof(u.space);
-  if (recvmsg(b->c.fd, &msg, MSG_CMSG_CLOEXEC) < TR_HDR_SIZE)
-    return -1;
-  cm = CMSG_FIRSTHDR(&msg);
-  if (!cm || cm->cmsg_type != SCM_RIGHTS ||
-      cm->cmsg_len != CMSG_LEN(sizeof(int) * 3))
-    return -1;
-  memcpy(fds, CMSG_DATA(cm), sizeof(fds));
-  dupfd = dup(fds[0]);
-  b->alias = mmap(NULL, TR_LANE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
-                  dupfd, 0);
-  close(dupfd);
-  if (b->alias == MAP_FAILED)
-    return -1;
-  return tr_lane_map(&b->l, fds[0], fds[1], fds[2]);
-}
-
-/* The bad client's own thread: streams records to device 1 as fast as it
-   can, with a round trip now and then, until the broker drops it. */
-static void *bad_streamer(void *arg)
-{
-  struct bad *b = arg;
-  uint8_t args[16] = {0};
-  uint64_t n = 0;
-  int rc;
-
-  while (!b->stop) {
-    int sync = (n++ % 64) == 0;
-
-    rc = tr_client_send(&b->c, &b->l, 1, TR_OP_NOP,
-                        sync ? TR_F_WANT_REPLY : 0, n, args, 0, NULL, 0);
-    if (rc == -ENOTCONN) {
-      b->dropped = 1;
-      break;
-    }
-    if (sync) {
-      struct tr_reply r;
-
-      rc = tr_client_recv(&b->c, &b->l, &r, 200);
-      if (rc == -ENOTCONN || rc == -EPROTO) {
-        b->dropped = rc == -ENOTCONN;
-        break;
-      }
-      if (rc == 0)
-        tr_client_recv_done(&b->c, &b->l, &r);
-    }
-  }
-  return NULL;
-}
-
-/* The vandal: flips random bytes of the request ring through the alias
-   while the streamer writes it, then overwrites it wholesale, then breaks
-   the tail. */
-static void *vandal(void *arg)
-{
-  struct bad *b = arg;
-  uint8_t *ring = b->alias + b->l.hdr->req_off;
-  struct tr_ring_ctl *ctl = (struct tr_ring_ctl *)(b->alias + TR_LANE_CTL_OFF);
-  unsigned seed = 12345;
-  long t0 = now_ms();
-  uint64_t one = 1;
-
-  while (now_ms() - t0 < 1000 && !b->stop) {
-    for (int i = 0; i < 64; i++)
-      ring[rand_r(&seed) % TR_LANE_RING_SIZE] ^= (uint8_t)(1 + rand_r(&seed) % 255);
-    sleep_ms(1);
-  }
-  t0 = now_ms();
-  while (now_ms() - t0 < 300 && !b->stop)
-    memset(ring, 0xa5, TR_LANE_RING_SIZE);
-  atomic_store(&ctl->tail, (uint64_t)1 << 62);
-  (void)!write(b->l.req_efd, &one, sizeof(one));
-  return NULL;
-}
-
-static void test_corrupt_client(void **state)
-{
-  struct worker w = {0};
-  struct bad b = {0};
-  pthread_t tw, tb, tv;
-  long long rt;
-  int n0, n1;
-  long t0;
-
-  n0 = my_sessions(&rt);
-  assert_int_equal(client_open(&w.k), 0);
-  assert_int_equal(bad_open(&b), 0);
-  assert_int_equal(my_sessions(&rt), n0 + 2);
-  assert_int_equal(pthread_create(&tw, NULL, good_worker, &w), 0);
-  sleep_ms(200);
-  assert_int_equal(pthread_create(&tb, NULL, bad_streamer, &b), 0);
-  assert_int_equal(pthread_create(&tv, NULL, vandal, &b), 0);
-  pthread_join(tv, NULL);
-  /* The broker must notice the broken tail at the next doorbell. */
-  t0 = now_ms();
-  while (now_ms() - t0 < 10000 && (n1 = my_sessions(&rt)) != n0 + 1)
-    sleep_ms(50);
-  b.stop = 1;
-  pthread_join(tb, NULL);
-  sleep_ms(300); /* B keeps working after A is gone */
-  w.stop = 1;
-  pthread_join(tw, NULL);
-  if (n1 != n0 + 1)
-    dump_log();
-  assert_int_equal(n1, n0 + 1);
-  {
-    char needle[64];
-
-    snprintf(needle, sizeof(needle), "dropping client pid %d", (int)getpid());
-    assert_true(log_contains(needle));
-  }
-  if (w.failed)
-    fprintf(stderr, "good client: %d ok, %d failed (last %ld)\n", w.ok,
-            w.failed, w.last_err);
-  assert_int_equal(w.failed, 0);
-  assert_true(w.ok > 0);
-  assert_true(broker_alive());
-  munmap(b.alias, TR_LANE_SIZE);
-  tr_lane_unmap(&b.l);
-  tr_client_close(&b.c);
-  client_close(&w.k);
-}
-
-/* -- machines that die or go silent -- */
-
-struct streamer {
-  struct client *k;
-  uint16_t dev;
-  uint64_t ptr;
-  long status;
-  _Atomic long done_ms; /* written by the streamer, polled by the test */
-};
-
-/* 48 MiB of asynchronous H2D to a stopped agent, then a round trip: the
-   broker must push back instead of buffering it all. */
-static void *stream_big(void *arg)
-{
-  struct streamer *s = arg;
-  uint8_t *buf = calloc(1, TR_CHUNK_MAX);
-  int rc = 0;
-
-  for (int i = 0; i < 48 && rc == 0 && buf; i++)
-    rc = h2d_async(s->k, s->dev, s->ptr, buf, TR_CHUNK_MAX);
-  s->status = rc < 0 ? rc : nop(s->k, s->dev, 30000);
-  atomic_store(&s->done_ms, now_ms());
-  free(buf);
-  return NULL;
-}
-
-static long rss_anon_kb(pid_t pid)
-{
-  char path[64], line[256];
-  long kb = -1;
-  FILE *f;
-
-  snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-  f = fopen(path, "r");
-  if (!f)
-    return -1;
-  while (fgets(line, sizeof(line), f))
-    if (sscanf(line, "RssAnon: %ld kB", &kb) == 1)
-      break;
-  fclose(f);
-  return kb;
-}
-
-static void test_agent_killed(void **state)
-{
-  struct client x, y, z;
-  struct streamer s = {0};
-  pthread_t t;
-  uint64_t ptr = 0, p2;
-  uint8_t args[8];
-  pid_t victim;
-  long rss0, rss1, t_kill, st;
-  long long queued;
-  struct tr_reply r;
-  uint64_t id = new_id(), y_id = 0;
-  uint32_t y_status = 0;
-  uint16_t y_flags = 0;
-  int rc, still_pushed_back;
-
-  assert_int_equal(client_open(&x), 0);
-  assert_int_equal(client_open(&y), 0);
-  assert_int_equal(dev_malloc(&x, 1, 1u << 20, &ptr), 0);
-  assert_int_equal(nop(&y, 1, 10000), 0);
-  assert_int_equal(nop(&x, 0, 10000), 0);
-  victim = agent_pid(1);
-  assert_true(victim > 0);
-  rss0 = rss_anon_kb(broker_pid);
-
-  assert_int_equal(kill(victim, SIGSTOP), 0);
-  /* y: a request that is forwarded and stays outstanding. */
-  assert_int_equal(tr_client_send(&y.c, &y.l, 1, TR_OP_NOP, TR_F_WANT_REPLY,
-                                  id, NULL, 0, NULL, 0), 0);
-  /* x: a flood that must stall in the client, not in the broker. */
-  s.k = &x;
-  s.dev = 1;
-  s.ptr = ptr;
-  assert_int_equal(pthread_create(&t, NULL, stream_big, &s), 0);
-  sleep_ms(1500);
-  rss1 = rss_anon_kb(broker_pid);
-  queued = my_queued();
-  still_pushed_back = atomic_load(&s.done_ms) == 0;
-  fprintf(stderr, "broker RssAnon %ld kB -> %ld kB, %lld bytes queued, with "
-                  "48 MiB pending\n", rss0, rss1, queued);
-
-  t_kill = now_ms();
-  assert_int_equal(kill(victim, SIGKILL), 0);
-  /* Nothing below may return before the streamer is joined. */
-  rc = tr_client_recv(&y.c, &y.l, &r, 10000);
-  if (rc == 0) {
-    y_id = r.h.request_id;
-    y_status = r.h.status;
-    y_flags = r.h.flags;
-    tr_client_recv_done(&y.c, &y.l, &r);
-  }
-  pthread_join(t, NULL);
-  fprintf(stderr, "MACHINE_LOST after %ld ms\n", s.done_ms - t_kill);
-  assert_true(still_pushed_back);
-  assert_true(queued >= 0 && queued <= 6 * 1024 * 1024);
-#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
-  /* Sanitizers' shadow memory makes RSS meaningless; the count above is
-     the broker's own, this is the kernel's. */
-  assert_true(rss1 - rss0 < 24 * 1024);
-#endif
-  assert_int_equal(rc, 0);
-  assert_int_equal(y_id, id);
-  assert_int_equal(y_status, TR_ST_MACHINE_LOST);
-  assert_int_equal(y_flags & TR_F_REPLY, TR_F_REPLY);
-  assert_int_equal(s.status, TR_ST_MACHINE_LOST);
-  assert_true(s.done_ms - t_kill < 10000);
-
-  /* The broken session stays broken; the other device is fine. */
-  assert_int_equal(nop(&x, 1, 10000), TR_ST_MACHINE_LOST);
-  assert_int_equal(nop(&x, 0, 10000), 0);
-
-  /* The machine comes back with a new agent, and new sessions work. */
-  assert_int_equal(wait_machine_ready(1, victim, 30000), 0);
-  assert_int_equal(client_open(&z), 0);
-  assert_int_equal(z.c.ndev, 2);
-  assert_int_equal(dev_malloc(&z, 1, 4096, &p2), 0);
-  tr_put_u64(args, p2);
-  st = rpc(&z, 1, TR_OP_FREE, args, 8, NULL, 0, NULL, 0, NULL, 10000);
-  assert_int_equal(st, 0);
-  client_close(&x);
-  client_close(&y);
-  client_close(&z);
-  assert_true(broker_alive());
-}
-
-static void test_agent_silent(void **state)
-{
-  struct client k;
-  pid_t victim;
-  long t0, st, took;
-
-  assert_int_equal(wait_machine_ready(0, -1, 30000), 0);
-  assert_int_equal(client_open(&k), 0);
-  assert_int_equal(nop(&k, 0, 10000), 0);
-  victim = agent_pid(0);
-  assert_true(victim > 0);
-  assert_int_equal(kill(victim, SIGSTOP), 0);
-  t0 = now_ms();
-  /* PING every 2 s of silence, 5 s to answer: lost within ~7 s. */
-  st = nop(&k, 0, 20000);
-  took = now_ms() - t0;
-  kill(victim, SIGCONT);
-  fprintf(stderr, "silent agent: status 0x%lx after %ld ms\n", st, took);
-  assert_int_equal(st, TR_ST_MACHINE_LOST);
-  assert_true(took < 12000);
-  assert_int_equal(wait_machine_ready(0, victim, 30000), 0);
-  client_close(&k);
-  assert_true(broker_alive());
-}
-
-/* Machine idx's counter key in the control API, or -1. */
-static long long machine_count(int idx, const char *key)
-{
-  char *doc = stats();
-  const char *a, *b;
-  long long v = -1;
-
-  if (doc && machine_obj(doc, idx, &a, &b) == 0)
-    v = json_int(a, b, key);
-  free(doc);
-  return v;
-}
-
-/*
- * A lane's stream opens on the machine's express connection and moves to
- * the main one before its first bulk record, through a fence the broker
- * sends (PROTOCOL.md §3).  When the session breaks while the fence is
- * out, the program gets MACHINE_LOST for its own request, the copy, and
- * nothing for the fence, which it never sent.
- */
-static void test_move_broken(void **state)
-{
-  struct client w;
-  struct tr_reply r;
-  uint8_t args[16];
-  uint64_t ptr = 0, id = new_id();
-  long long lanes, moves;
-  pid_t victim;
-  int rc;
-
-  assert_int_equal(wait_machine_ready(1, -1, 30000), 0);
-  lanes = machine_count(1, "express_lanes");
-  moves = machine_count(1, "lane_moves");
-  assert_int_equal(client_open(&w), 0);
-  assert_int_equal(dev_malloc(&w, 1, 1u << 20, &ptr), 0);
-  assert_int_equal(machine_count(1, "express_lanes"), lanes + 1);
-  victim = agent_pid(1);
-  assert_true(victim > 0);
-  assert_int_equal(kill(victim, SIGSTOP), 0);
-  tr_put_u64(args, ptr);
-  tr_put_u64(args + 8, 1u << 20);
-  assert_int_equal(tr_client_send(&w.c, &w.l, 1, TR_OP_MEMCPY_D2H,
-                                  TR_F_WANT_REPLY, id, args, 16, NULL, 0), 0);
-  sleep_ms(300); /* the fence goes out; the copy waits for its answer */
-  assert_int_equal(machine_count(1, "lane_moves"), moves);
-  assert_int_equal(kill(victim, SIGKILL), 0);
-  rc = tr_client_recv(&w.c, &w.l, &r, 10000);
-  assert_int_equal(rc, 0);
-  assert_int_equal(r.h.request_id, id);
-  assert_int_equal(r.h.status, TR_ST_MACHINE_LOST);
-  tr_client_recv_done(&w.c, &w.l, &r);
-  assert_int_equal(wait_machine_ready(1, victim, 30000), 0);
-  client_close(&w);
-  assert_true(broker_alive());
-}
-
-/*
- * A client that does not take its replies costs the machine's other
- * clients nothing: the broker's window for each stream (BRK_STREAM_WINDOW)
- * bounds what it holds for that stream, so the shared connection is never
- * paused (the 3 s stall timeout never fires), and the replies are all
- * there, intact, when the client reads them at last.
- */
-static void test_stalled_client(void **state)
-{
-  const uint64_t len = 48u << 20;
-  struct client a, b;
-  uint8_t args[16];
-  uint64_t ptr = 0, id = new_id(), have = 0;
-  uint32_t *buf = malloc(1u << 20);
-  long t0, st, took, worst = 0;
-  struct tr_reply r;
-
-  assert_non_null(buf);
-  assert_int_equal(wait_machine_ready(0, -1, 30000), 0);
-  assert_int_equal(client_open(&a), 0);
-  assert_int_equal(client_open(&b), 0);
-  assert_int_equal(dev_malloc(&a, 0, len, &ptr), 0);
-  for (uint64_t off = 0; off < len; off += 1u << 20) {
-    for (uint32_t i = 0; i < (1u << 18); i++)
-      buf[i] = (uint32_t)(off / 4 + i) * 2654435761u;
-    assert_int_equal(h2d_async(&a, 0, ptr + off, buf, 1u << 20), 0);
-  }
-  assert_int_equal(nop(&a, 0, 30000), 0);
-  assert_int_equal(nop(&b, 0, 10000), 0);
-  /* 48 MiB of D2H that a does not read yet: the download area takes 8. */
-  tr_put_u64(args, ptr);
-  tr_put_u64(args + 8, len);
-  assert_int_equal(tr_client_send(&a.c, &a.l, 0, TR_OP_MEMCPY_D2H,
-                                  TR_F_WANT_REPLY, id, args, 16, NULL, 0),
-                   0);
-  /* Past the stall timeout, b's calls go through without waiting. */
-  for (int i = 0; i < 40; i++) {
-    sleep_ms(100);
-    t0 = now_ms();
-    st = nop(&b, 0, 20000);
-    took = now_ms() - t0;
-    assert_int_equal(st, 0);
-    if (took > worst)
-      worst = took;
-  }
-  fprintf(stderr, "other client's slowest round trip: %ld ms\n", worst);
-  assert_true(worst < 2000);
-  assert_false(log_contains("has not taken its replies"));
-  /* Now a reads all of it, in order and intact. */
-  for (;;) {
-    assert_int_equal(tr_client_recv(&a.c, &a.l, &r, 30000), 0);
-    assert_true(r.h.request_id == id);
-    assert_int_equal(r.h.status, 0);
-    assert_true(have + r.len <= len && r.len % 4 == 0);
-    for (uint64_t i = 0; i < r.len / 4; i += 997) {
-      uint32_t w;
-
-      memcpy(&w, r.payload + 4 * i, 4);
-      assert_true(w == (uint32_t)(have / 4 + i) * 2654435761u);
-    }
-    have += r.len;
-    int more = r.h.flags & TR_F_MORE;
-    tr_client_recv_done(&a.c, &a.l, &r);
-    if (!more)
-      break;
-  }
-  assert_true(have == len);
-  free(buf);
-  client_close(&a);
-  client_close(&b);
-  assert_true(broker_alive());
+  for (int i = 0; i < 100 && tb_my_sessions(&rt1) != n0; i++)
+    tb_sleep_ms(50);
+  assert_int_equal(tb_my_sessions(&rt1), n0);
 }
 
 /* A memfd of len bytes with seals, mapped at *map (the region's pages;
@@ -1251,12 +751,12 @@ static int region_memfd(size_t len, int seals, uint8_t **map)
 }
 
 /* A D2H into region area at off, len bytes (TR_F_DEST), not waited for. */
-static uint64_t d2h_dest_send(struct client *k, uint64_t src, uint32_t area,
+static uint64_t d2h_dest_send(struct tb_client *k, uint64_t src, uint32_t area,
                               uint64_t off, uint64_t len)
 {
   uint8_t a[16 + TR_SHMREF_SIZE];
   struct tr_shmref ref = {area, off, len};
-  uint64_t id = new_id();
+  uint64_t id = tb_new_id();
 
   tr_put_u64(a, src);
   tr_put_u64(a + 8, len);
@@ -1270,7 +770,7 @@ static uint64_t d2h_dest_send(struct client *k, uint64_t src, uint32_t area,
 
 /* Collect the replies of a TR_F_DEST request: all PLACED, their counts
    summing to len. */
-static void d2h_dest_wait(struct client *k, uint64_t id, uint64_t len)
+static void d2h_dest_wait(struct tb_client *k, uint64_t id, uint64_t len)
 {
   struct tr_reply r;
   uint64_t placed = 0;
@@ -1301,7 +801,7 @@ static void d2h_dest_wait(struct client *k, uint64_t id, uint64_t len)
 static void test_regions(void **state)
 {
   const size_t len = 40u << 20, part = 3u << 20;
-  struct client a, b;
+  struct tb_client a, b;
   uint8_t *map, *other, a16[16 + TR_SHMREF_SIZE];
   uint32_t id = 99, id2;
   uint64_t ptr = 0, rid;
@@ -1309,8 +809,8 @@ static void test_regions(void **state)
   char *doc;
 
   (void)state;
-  assert_int_equal(wait_machine_ready(0, -1, 30000), 0);
-  assert_int_equal(client_open(&a), 0);
+  assert_int_equal(tb_wait_machine_ready(0, -1, 30000), 0);
+  assert_int_equal(tb_client_open(&a), 0);
 
   /* Refused: no seals; sealed against writing; larger than the memfd. */
   fd = region_memfd(1u << 20, 0, &map);
@@ -1325,7 +825,7 @@ static void test_regions(void **state)
   assert_int_equal(tr_client_region_add(&a.c, fd, 2u << 20, &id), -EINVAL);
   close(fd);
   munmap(map, 1u << 20);
-  assert_true(log_contains("region refused"));
+  assert_true(tb_log_contains("region refused"));
 
   /* Accepted. */
   fd = region_memfd(len, F_SEAL_SHRINK | F_SEAL_GROW, &map);
@@ -1335,7 +835,7 @@ static void test_regions(void **state)
   assert_int_equal(tr_client_region_add(&a.c, fd2, len, &id2), 0);
   close(fd2);
   assert_true(id2 != id);
-  assert_int_equal(dev_malloc(&a, 0, len, &ptr), 0);
+  assert_int_equal(tb_dev_malloc(&a, 0, len, &ptr), 0);
 
   /* Host to device from the region, 1 MiB chunks by reference, then back
      through the download area: the bytes match. */
@@ -1348,16 +848,16 @@ static void test_regions(void **state)
     tr_put_u64(a16 + 8, 1u << 20);
     tr_shmref_pack(&ref, a16 + 16);
     assert_int_equal(tr_client_send(&a.c, &a.l, 0, TR_OP_MEMCPY_H2D,
-                                    TR_F_SHMREF, new_id(), a16, sizeof(a16),
+                                    TR_F_SHMREF, tb_new_id(), a16, sizeof(a16),
                                     NULL, 0),
                      0);
   }
-  assert_int_equal(nop(&a, 0, 30000), 0);
+  assert_int_equal(tb_nop(&a, 0, 30000), 0);
   {
     uint8_t *back = malloc(part);
 
     assert_non_null(back);
-    assert_int_equal(d2h(&a, 0, ptr + 5, back, part), 0);
+    assert_int_equal(tb_d2h(&a, 0, ptr + 5, back, part), 0);
     assert_memory_equal(back, map + 5, part);
     free(back);
   }
@@ -1368,7 +868,7 @@ static void test_regions(void **state)
   d2h_dest_wait(&a, rid, len - 16);
   assert_memory_equal(other + 12, map + 4, len - 16);
   assert_int_equal(other[11], 0);
-  doc = stats();
+  doc = tb_stats();
   assert_non_null(strstr(doc, "\"regions\":2"));
   assert_non_null(strstr(doc, "\"region_bytes_to_agent\":41943040"));
   free(doc);
@@ -1379,12 +879,12 @@ static void test_regions(void **state)
   rid = d2h_dest_send(&a, ptr, TR_AREA_REGION + id2, 0, len);
   tr_client_region_del(&a.c, id2);
   munmap(other, len);
-  sleep_ms(200);
+  tb_sleep_ms(200);
   d2h_dest_wait(&a, rid, len);
-  assert_int_equal(nop(&a, 0, 10000), 0);
+  assert_int_equal(tb_nop(&a, 0, 10000), 0);
 
   /* A reference past the end of a region ends this client only. */
-  assert_int_equal(client_open(&b), 0);
+  assert_int_equal(tb_client_open(&b), 0);
   {
     struct tr_shmref ref = {TR_AREA_REGION + id, len - 4096, 8192};
 
@@ -1392,18 +892,18 @@ static void test_regions(void **state)
     tr_put_u64(a16 + 8, 8192);
     tr_shmref_pack(&ref, a16 + 16);
     assert_int_equal(tr_client_send(&a.c, &a.l, 0, TR_OP_MEMCPY_H2D,
-                                    TR_F_SHMREF | TR_F_WANT_REPLY, new_id(),
+                                    TR_F_SHMREF | TR_F_WANT_REPLY, tb_new_id(),
                                     a16, sizeof(a16), NULL, 0),
                      0);
   }
-  for (int i = 0; i < 50 && !log_contains("bad upload reference"); i++)
-    sleep_ms(100);
-  assert_true(log_contains("bad upload reference"));
-  assert_int_equal(nop(&b, 0, 10000), 0);
+  for (int i = 0; i < 50 && !tb_log_contains("bad upload reference"); i++)
+    tb_sleep_ms(100);
+  assert_true(tb_log_contains("bad upload reference"));
+  assert_int_equal(tb_nop(&b, 0, 10000), 0);
   munmap(map, len);
-  client_close(&a);
-  client_close(&b);
-  assert_true(broker_alive());
+  tb_client_close(&a);
+  tb_client_close(&b);
+  assert_true(tb_broker_alive());
 }
 
 /* HELLO that arrives while machines start is answered when they are up. */
@@ -1429,14 +929,14 @@ static void test_hello_waits(void **state)
   pid = spawn_broker(dir, 0, "--local", "1", "--agent", wrapper, "--backend",
                      "emu", "--emu-mem", "256M", (char *)NULL);
   assert_true(pid > 0);
-  t0 = now_ms();
-  while (now_ms() - t0 < 20000) {
+  t0 = tb_now_ms();
+  while (tb_now_ms() - t0 < 20000) {
     rc = tr_client_connect(&c, sock, 30000, &why);
     if (rc != -ENOENT && rc != -ECONNREFUSED)
       break;
-    sleep_ms(10);
+    tb_sleep_ms(10);
   }
-  took = now_ms() - t0;
+  took = tb_now_ms() - t0;
   if (rc == 0) {
     assert_int_equal(c.ndev, 1);
     tr_client_close(&c);
@@ -1457,28 +957,28 @@ static void test_shutdown(void **state)
 {
   struct stat st;
   int status = -1;
-  long t0 = now_ms();
-  pid_t pid = broker_pid;
+  long t0 = tb_now_ms();
+  pid_t pid = tb_broker_pid;
 
-  assert_true(broker_alive());
-  assert_int_equal(kill(broker_pid, SIGTERM), 0);
-  while (now_ms() - t0 < 15000) {
-    if (waitpid(broker_pid, &status, WNOHANG) == broker_pid)
+  assert_true(tb_broker_alive());
+  assert_int_equal(kill(tb_broker_pid, SIGTERM), 0);
+  while (tb_now_ms() - t0 < 15000) {
+    if (waitpid(tb_broker_pid, &status, WNOHANG) == tb_broker_pid)
       break;
-    sleep_ms(20);
+    tb_sleep_ms(20);
   }
   assert_false(broker_sanitizer_report(pid));
   assert_true(WIFEXITED(status));
   assert_int_equal(WEXITSTATUS(status), 0);
-  broker_pid = 0;
-  assert_int_not_equal(stat(sock_path, &st), 0);
+  tb_broker_pid = 0;
+  assert_int_not_equal(stat(tb_sock_path, &st), 0);
   assert_int_not_equal(stat(ctl_path, &st), 0);
 }
 
 static int group_setup(void **state)
 {
   if (start_broker() < 0) {
-    dump_log();
+    tb_dump_log();
     return -1;
   }
   return 0;
@@ -1488,9 +988,9 @@ static int group_teardown(void **state)
 {
   char cmd[160];
 
-  if (broker_pid > 0) {
-    kill(broker_pid, SIGKILL);
-    waitpid(broker_pid, NULL, 0);
+  if (tb_broker_pid > 0) {
+    kill(tb_broker_pid, SIGKILL);
+    waitpid(tb_broker_pid, NULL, 0);
   }
   if (getenv("TR_KEEP_LOG"))
     fprintf(stderr, "broker log kept in %s\n", log_path);
