@@ -30,9 +30,9 @@
  * TR_ST_MACHINE_LOST: no shim ever waits for a reply that cannot come.
  *
  * Express lanes.  A machine has two connections (brk_machine.c, the main
- * one; brk_express.c, the express one, unless TREMOTE_EXPRESS=0): on one TCP connection a lane's small reply would wait
- * behind every byte of another lane's copy already in the socket
- * buffers.  A lane's stream opens on the express connection unless its
+ * one; brk_express.c, the express one, unless TREMOTE_EXPRESS=0): on one
+ * TCP connection a lane's small reply would wait behind every byte of
+ * another lane's copy already in the socket buffers.  A lane's stream opens on the express connection unless its
  * first record is bulk (rec_is_bulk: it carries or asks for a bulk frame's
  * worth of bytes, or is a graph launch, which may replay copies), and
  * moves to the main connection before its first bulk record: a lane's
