@@ -295,6 +295,12 @@ static int send_data_cb(nghttp2_session *ng, nghttp2_frame *frame,
                                                      promised these bytes */
   total = 9 + length;
   w = c->pipe.writev(&c->pipe, iov, n + 1);
+  /* A sticky pipe must be given these bytes again: they wait in c->out
+     like any remainder.  Told "nothing went", nghttp2 could drop the
+     frame (its stream reset meanwhile), and the next write, of other
+     bytes, would be taken as the rest of it. */
+  if (w == -EAGAIN && c->pipe.sticky)
+    w = 0;
   if (w == -EAGAIN) {
     c->wblocked = 1;
     return NGHTTP2_ERR_WOULDBLOCK;

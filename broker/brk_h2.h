@@ -56,6 +56,9 @@ struct brk_pipe {
   int fd;
   int in_place; /* read() gives the peer's bytes as they are, so they may
                    be read straight into their destination (not under TLS) */
+  int sticky; /* a writev() that returned -EAGAIN may have taken the bytes
+                 all the same and must be given them again (TLS: OpenSSL
+                 made a record of them), never other bytes */
   ssize_t (*read)(struct brk_pipe *p, void *buf, size_t len);
   ssize_t (*writev)(struct brk_pipe *p, const struct iovec *iov, int n);
   /* Input already taken off fd and not yet read (TLS decrypts a whole

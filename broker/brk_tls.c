@@ -117,7 +117,10 @@ int brk_tls_handshake(SSL *ssl, const struct brk_mspec *sp, char *why,
       return POLLIN;
     if (err == SSL_ERROR_WANT_WRITE)
       return POLLOUT;
-    if (err == SSL_ERROR_SSL &&
+    /* Pinned, the chain is not verified, but OpenSSL still keeps its
+       result (a self-signed certificate's, say): that tells nothing of
+       why a pinned handshake failed. */
+    if (err == SSL_ERROR_SSL && !sp->fingerprint[0] &&
         SSL_get_verify_result(ssl) != X509_V_OK)
       snprintf(why, cap, "the agent's certificate did not verify against "
                          "ca %.200s: %s", sp->ca,
@@ -238,11 +241,14 @@ static ssize_t tls_writev(struct brk_pipe *p, const struct iovec *iov, int n)
   return -EIO;
 }
 
+/* Decrypted bytes waiting in TLS, which poll cannot see.  Not
+   SSL_has_pending: it also counts half a record, whose rest poll will
+   see arrive, and the loop would spin on it until then. */
 static int tls_pending(struct brk_pipe *p)
 {
   struct tls_pipe *t = p->impl;
 
-  return SSL_has_pending(t->ssl);
+  return SSL_pending(t->ssl) > 0;
 }
 
 static void tls_close(struct brk_pipe *p)
@@ -271,6 +277,7 @@ int brk_pipe_tls(struct brk_pipe *p, int fd, SSL *ssl)
   memset(p, 0, sizeof(*p));
   p->fd = fd;
   p->in_place = 0;
+  p->sticky = 1;
   p->read = tls_read;
   p->writev = tls_writev;
   p->pending = tls_pending;

@@ -149,10 +149,12 @@ static ssize_t conn_sendv(struct conn *c, struct iovec *iov, int n)
   return -EIO;
 }
 
-/* Whether decrypted input waits inside TLS (epoll cannot see it). */
+/* Whether decrypted input waits inside TLS (epoll cannot see it).  Not
+   SSL_has_pending, which counts half a record too: epoll will see the
+   rest arrive, and counting it spun the loop until then. */
 static bool conn_pending(struct conn *c)
 {
-  return c->ssl && !c->handshaking && SSL_has_pending(c->ssl);
+  return c->ssl && !c->handshaking && SSL_pending(c->ssl) > 0;
 }
 
 /*
@@ -321,6 +323,14 @@ static int emit_frame(void *arg, struct iovec *iov, int iovcnt)
   for (int i = 0; i < iovcnt; i++)
     total += iov[i].iov_len;
   w = conn_sendv(c, iov, iovcnt);
+  /* TLS wants more room: OpenSSL has made a record of the frame already
+     and must be given the same bytes again, so the whole frame waits in
+     c->pend like any remainder.  Told "nothing went" instead, nghttp2
+     could drop the frame (its stream reset meanwhile) and the next write
+     would carry other bytes, which OpenSSL takes as the rest of that
+     record: the connection's framing would be broken. */
+  if (w == -EAGAIN && c->ssl)
+    w = 0;
   if (w < 0)
     return (int)w;
   if ((size_t)w == total)
@@ -730,7 +740,12 @@ static void conn_flush(struct conn *c)
       if (n == 0) {
         if (c->out_len)
           continue; /* the rest of a lane DATA frame, in c->pend */
-        if (c->blocked) {
+        /* c->yields too: read_cb may have put a stream off in an earlier
+           round of this loop, which wrote other frames since (blocked is
+           cleared before each round); without the wake-up at the socket's
+           next writability, that stream would wait for something else to
+           mark this connection (a status poll, a PING: seconds). */
+        if (c->blocked || c->yields) {
           conn_pollout(c, true);
           return;
         }
