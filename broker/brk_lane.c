@@ -32,9 +32,10 @@
  * Express lanes.  A machine has two connections (brk_machine.c, the main
  * one; brk_express.c, the express one, unless TREMOTE_EXPRESS=0): on one
  * TCP connection a lane's small reply would wait behind every byte of
- * another lane's copy already in the socket buffers.  A lane's stream opens on the express connection unless its
- * first record is bulk (rec_is_bulk: it carries or asks for a bulk frame's
- * worth of bytes, or is a graph launch, which may replay copies), and
+ * another lane's copy already in the socket buffers.  A lane's stream
+ * opens on the express connection unless its first record is bulk
+ * (rec_is_bulk: it carries or asks for a bulk frame's worth of bytes, or
+ * is a graph launch, which may replay copies), and
  * moves to the main connection before its first bulk record: a lane's
  * records must stay in order, so a lane lives on one stream at a time (a
  * module upload counts: a program's first lane moves with its first
