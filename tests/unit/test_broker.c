@@ -1014,6 +1014,7 @@ int main(int argc, char **argv)
       cmocka_unit_test(test_agent_silent),
       cmocka_unit_test(test_stalled_client),
       cmocka_unit_test(test_move_broken),
+      cmocka_unit_test(test_move_close),
       cmocka_unit_test(test_regions),
       cmocka_unit_test(test_hello_waits),
       cmocka_unit_test(test_shutdown),

@@ -108,6 +108,7 @@ void test_corrupt_client(void **state);
 void test_agent_killed(void **state);
 void test_agent_silent(void **state);
 void test_move_broken(void **state);
+void test_move_close(void **state);
 void test_stalled_client(void **state);
 
 #endif

@@ -461,6 +461,65 @@ void test_move_broken(void **state)
 }
 
 /*
+ * A lane closed right after the record that moves it (a thread that
+ * queues a copy and exits): the copy runs and the client's session on the
+ * machine stays usable for its other lanes.  (The agent ends the old
+ * stream when it takes the lane over; the broker took that for the agent
+ * giving up once the new stream had gone with the lane.)
+ */
+void test_move_close(void **state)
+{
+  const uint32_t len = 20000; /* bulk (>= 16 KiB), still inline */
+  struct tb_client w;
+  struct tr_lane l2;
+  struct tr_reply r;
+  uint8_t a[16], *src = malloc(len), *dst = malloc(len);
+  uint64_t ptr = 0, id = tb_new_id();
+  long long moves;
+  long t0;
+  int same = 0;
+
+  (void)state;
+  assert_non_null(src);
+  assert_non_null(dst);
+  for (uint32_t i = 0; i < len; i++)
+    src[i] = (uint8_t)(i * 7 + 3);
+  assert_int_equal(tb_wait_machine_ready(1, -1, 30000), 0);
+  moves = machine_count(1, "lane_moves");
+  assert_int_equal(tb_client_open(&w), 0);
+  assert_int_equal(tb_dev_malloc(&w, 1, len, &ptr), 0);
+  assert_int_equal(tr_client_lane_open(&w.c, &l2, 0), 0);
+  /* l2's stream opens on the express connection with a small call. */
+  assert_int_equal(tr_client_send(&w.c, &l2, 1, TR_OP_NOP, TR_F_WANT_REPLY,
+                                  id, NULL, 0, NULL, 0), 0);
+  assert_int_equal(tr_client_recv(&w.c, &l2, &r, 10000), 0);
+  assert_int_equal(r.h.request_id, id);
+  assert_int_equal(r.h.status, 0);
+  tr_client_recv_done(&w.c, &l2, &r);
+  /* A bulk copy without a reply (it moves the lane), then the close. */
+  tr_put_u64(a, ptr);
+  tr_put_u64(a + 8, len);
+  assert_int_equal(tr_client_send(&w.c, &l2, 1, TR_OP_MEMCPY_H2D, 0,
+                                  tb_new_id(), a, 16, src, len), 0);
+  tr_client_lane_close(&w.c, &l2);
+  tb_sleep_ms(500);
+  assert_int_equal(machine_count(1, "lane_moves"), moves + 1);
+  assert_int_equal(tb_nop(&w, 1, 10000), 0);
+  t0 = tb_now_ms();
+  while (!same && tb_now_ms() - t0 < 10000) {
+    assert_int_equal(tb_d2h(&w, 1, ptr, dst, len), 0);
+    same = memcmp(src, dst, len) == 0;
+    if (!same)
+      tb_sleep_ms(20);
+  }
+  assert_true(same);
+  assert_int_equal(tb_dev_free(&w, 1, ptr), 0);
+  tb_client_close(&w);
+  free(src);
+  free(dst);
+}
+
+/*
  * A client that does not take its replies costs the machine's other
  * clients nothing: the broker's window for each stream (BRK_STREAM_WINDOW)
  * bounds what it holds for that stream, so the shared connection is never
