@@ -488,6 +488,21 @@ long tb_d2h(struct tb_client *k, uint16_t dev, uint64_t src, void *out,
   return st;
 }
 
+int tb_d2h_until(struct tb_client *k, uint16_t dev, uint64_t src,
+                 const void *want, void *out, uint64_t len)
+{
+  long t0 = tb_now_ms();
+
+  for (;;) {
+    assert_int_equal(tb_d2h(k, dev, src, out, len), 0);
+    if (memcmp(want, out, len) == 0)
+      return 1;
+    if (tb_now_ms() - t0 >= 10000)
+      return 0;
+    tb_sleep_ms(20);
+  }
+}
+
 long tb_nop(struct tb_client *k, uint16_t dev, int timeout_ms)
 {
   return tb_rpc(k, dev, TR_OP_NOP, NULL, 0, NULL, 0, NULL, 0, NULL, timeout_ms);
@@ -644,8 +659,6 @@ static void test_lane_close_drains(void **state)
   struct tr_lane l2;
   struct tr_hdr h;
   uint64_t ptr = 0;
-  long t0;
-  int same = 0;
 
   assert_non_null(src);
   assert_non_null(dst);
@@ -668,14 +681,7 @@ static void test_lane_close_drains(void **state)
   assert_memory_not_equal(src, dst, len);
   tr_client_lane_close(&k.c, &l2);
   /* Lanes are ordered only across a round trip, so poll. */
-  t0 = tb_now_ms();
-  while (!same && tb_now_ms() - t0 < 10000) {
-    assert_int_equal(tb_d2h(&k, 0, ptr, dst, len), 0);
-    same = memcmp(src, dst, len) == 0;
-    if (!same)
-      tb_sleep_ms(20);
-  }
-  assert_true(same);
+  assert_true(tb_d2h_until(&k, 0, ptr, src, dst, len));
   assert_int_equal(tb_dev_free(&k, 0, ptr), 0);
   tb_client_close(&k);
   free(src);

@@ -97,6 +97,10 @@ long tb_h2d_sync(struct tb_client *k, uint16_t dev, uint64_t dst,
    came back). */
 long tb_d2h(struct tb_client *k, uint16_t dev, uint64_t src, void *out,
             uint64_t len);
+/* tb_d2h until the bytes equal want (lanes are ordered only across a
+   round trip): 1, or 0 after 10 s. */
+int tb_d2h_until(struct tb_client *k, uint16_t dev, uint64_t src,
+                 const void *want, void *out, uint64_t len);
 /* NOP with a reply within timeout_ms: the status. */
 long tb_nop(struct tb_client *k, uint16_t dev, int timeout_ms);
 

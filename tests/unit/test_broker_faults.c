@@ -476,8 +476,6 @@ void test_move_close(void **state)
   uint8_t a[16], *src = malloc(len), *dst = malloc(len);
   uint64_t ptr = 0, id = tb_new_id();
   long long moves;
-  long t0;
-  int same = 0;
 
   (void)state;
   assert_non_null(src);
@@ -505,14 +503,7 @@ void test_move_close(void **state)
   tb_sleep_ms(500);
   assert_int_equal(machine_count(1, "lane_moves"), moves + 1);
   assert_int_equal(tb_nop(&w, 1, 10000), 0);
-  t0 = tb_now_ms();
-  while (!same && tb_now_ms() - t0 < 10000) {
-    assert_int_equal(tb_d2h(&w, 1, ptr, dst, len), 0);
-    same = memcmp(src, dst, len) == 0;
-    if (!same)
-      tb_sleep_ms(20);
-  }
-  assert_true(same);
+  assert_true(tb_d2h_until(&w, 1, ptr, src, dst, len));
   assert_int_equal(tb_dev_free(&w, 1, ptr), 0);
   tb_client_close(&w);
   free(src);
