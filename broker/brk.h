@@ -655,10 +655,13 @@ void brk_ctl_stop(struct brk *b);
    sb).  Exposed for tests. */
 void brk_ctl_stats_json(struct brk *b, struct brk_sb *sb);
 
-/* ---- main (brk_main.c) -------------------------------------------------------------- */
+/* ---- the service manager (brk_service.c) ---------------------------------------------- */
 
-/* Write "ready" to --ready-fd once sockets listen and every LOCAL machine
-   finished its first start. */
+/* Write "ready" to --ready-fd (and READY=1 to systemd) once sockets listen
+   and every LOCAL machine finished its first start. */
 void brk_check_ready(struct brk *b);
+/* One systemd notification ("READY=1", "STOPPING=1"...) to
+   $NOTIFY_SOCKET, if set; failures are only logged. */
+void brk_sd_notify(const char *state);
 
 #endif /* BRK_H */

@@ -471,62 +471,7 @@ static char *find_agent(const char *opt, struct brk_sb *tried)
   return NULL;
 }
 
-/* ---- ready, signals, shutdown ------------------------------------------------------- */
-
-/*
- * systemd's readiness protocol (Type=notify): one datagram to the socket in
- * $NOTIFY_SOCKET ("@name" is in the abstract namespace).  Without the
- * variable, nothing.  Failures only go to the log: the service runs anyway.
- */
-static void sd_notify(const char *state)
-{
-  const char *path = getenv("NOTIFY_SOCKET");
-  struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  socklen_t len;
-  int fd;
-
-  if (!path || !path[0] || strlen(path) >= sizeof(sa.sun_path))
-    return;
-  memcpy(sa.sun_path, path, strlen(path));
-  if (sa.sun_path[0] == '@')
-    sa.sun_path[0] = 0;
-  len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path));
-  fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0 || sendto(fd, state, strlen(state), MSG_NOSIGNAL,
-                       (struct sockaddr *)&sa, len) < 0)
-    brk_warn("NOTIFY_SOCKET %s: %s", path, strerror(errno));
-  if (fd >= 0)
-    close(fd);
-}
-
-void brk_check_ready(struct brk *b)
-{
-  static const char msg[] = "ready\n";
-
-  if (b->ready_sent || !b->listening)
-    return;
-  /* Not Modal machines: a Sandbox takes minutes, and programs that start
-     meanwhile wait for it in their HELLO anyway. */
-  for (unsigned i = 0; i < b->nmachines; i++)
-    if (!b->machines[i]->first_done && !b->machines[i]->modal)
-      return;
-  b->ready_sent = 1;
-  brk_info("ready: listening on %s (control %s), %u machine(s)",
-           b->cfg.socket_path, b->cfg.control_path, b->nmachines);
-  {
-    char st[128];
-
-    snprintf(st, sizeof(st), "READY=1\nSTATUS=%u machine(s)\nMAINPID=%d",
-             b->nmachines, (int)getpid());
-    sd_notify(st);
-  }
-  if (b->cfg.ready_fd >= 0) {
-    if (write(b->cfg.ready_fd, msg, sizeof(msg) - 1) < 0)
-      brk_warn("--ready-fd %d: %s", b->cfg.ready_fd, strerror(errno));
-    close(b->cfg.ready_fd);
-    b->cfg.ready_fd = -1;
-  }
-}
+/* ---- signals, shutdown (readiness: brk_service.c) ---------------------------------- */
 
 static struct brk_op *sig_op, *tick_op, *stop_timer;
 static int sig_fd = -1;
@@ -566,7 +511,7 @@ static void shutdown_begin(struct brk *b, const char *why)
   }
   b->stopping = 1;
   brk_info("%s: shutting down", why);
-  sd_notify("STOPPING=1");
+  brk_sd_notify("STOPPING=1");
   close_listeners(b);
   brk_op_cancel(tick_op);
   tick_op = NULL;
@@ -594,13 +539,13 @@ static void on_signal(struct brk_op *op, int res, void *arg)
       unsigned added, removed;
       char why[1024];
 
-      sd_notify("RELOADING=1");
+      brk_sd_notify("RELOADING=1");
       if (brk_machines_reload(b, &added, &removed, why, sizeof(why)) < 0)
         brk_warn("SIGHUP: %s; the machines stay as they were", why);
       else
         brk_info("SIGHUP: %s reloaded: %u machine(s) added, %u removed",
                  b->cfg.machines_file, added, removed);
-      sd_notify("READY=1");
+      brk_sd_notify("READY=1");
     } else
       shutdown_begin(b, si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
   }

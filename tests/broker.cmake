@@ -9,7 +9,7 @@
 #   test_broker_faults.c.
 tr_unit_test(test_broker_units
   SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_broker_units.c
-  LIBS brkcore
+  LIBS brkcore Threads::Threads
   TIMEOUT 60 FAST)
 
 tr_unit_test(test_broker

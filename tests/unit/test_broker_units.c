@@ -21,6 +21,10 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <fcntl.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <pthread.h>
 
 #include "brk.h"
 #include "brk_buf.h"
@@ -566,6 +570,94 @@ static void test_upl(void **state)
   assert_false(mapped(base));
 }
 
+/* ---- the TLS pipe (brk_tls.c) --------------------------------------------- */
+
+/* A throwaway self-signed certificate and key for the server side. */
+static SSL_CTX *tls_server_ctx(void)
+{
+  SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+  EVP_PKEY *key = EVP_EC_gen("P-256");
+  X509 *x = X509_new();
+  X509_NAME *name;
+
+  assert_non_null(ctx);
+  assert_non_null(key);
+  assert_non_null(x);
+  ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+  X509_gmtime_adj(X509_getm_notBefore(x), 0);
+  X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+  X509_set_pubkey(x, key);
+  name = X509_get_subject_name(x);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                             (const unsigned char *)"test", -1, -1, 0);
+  X509_set_issuer_name(x, name);
+  assert_true(X509_sign(x, key, EVP_sha256()) > 0);
+  assert_int_equal(SSL_CTX_use_certificate(ctx, x), 1);
+  assert_int_equal(SSL_CTX_use_PrivateKey(ctx, key), 1);
+  X509_free(x);
+  EVP_PKEY_free(key);
+  return ctx;
+}
+
+static void *tls_accept(void *arg)
+{
+  return (void *)(intptr_t)SSL_accept(arg);
+}
+
+/*
+ * pending() is decrypted input that poll cannot see, and only that: half
+ * a record waiting for its rest is not (poll sees the rest arrive), or
+ * the broker's loop would spin until it came.
+ */
+static void test_tls_pending(void **state)
+{
+  SSL_CTX *sctx = tls_server_ctx(), *cctx = SSL_CTX_new(TLS_client_method());
+  SSL *srv = SSL_new(sctx), *cli = SSL_new(cctx);
+  uint8_t msg[5000], buf[100], rec[8192];
+  struct brk_pipe p;
+  pthread_t th;
+  void *ret;
+  BIO *mem;
+  int sv[2], n;
+  ssize_t r;
+
+  (void)state;
+  assert_non_null(srv);
+  assert_non_null(cli);
+  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  SSL_set_fd(srv, sv[1]);
+  SSL_set_fd(cli, sv[0]);
+  assert_int_equal(pthread_create(&th, NULL, tls_accept, srv), 0);
+  assert_int_equal(SSL_connect(cli), 1);
+  assert_int_equal(pthread_join(th, &ret), 0);
+  assert_int_equal((intptr_t)ret, 1);
+  assert_int_equal(fcntl(sv[0], F_SETFL, O_NONBLOCK), 0);
+  assert_int_equal(brk_pipe_tls(&p, sv[0], cli), 0);
+
+  /* One record of the server's, made in memory, reaches us in halves. */
+  mem = BIO_new(BIO_s_mem());
+  assert_non_null(mem);
+  SSL_set0_wbio(srv, mem);
+  memset(msg, 'x', sizeof(msg));
+  assert_int_equal(SSL_write(srv, msg, sizeof(msg)), (int)sizeof(msg));
+  n = BIO_read(mem, rec, sizeof(rec));
+  assert_true(n > (int)sizeof(msg));
+  assert_int_equal(write(sv[1], rec, (size_t)n / 2), n / 2);
+  r = p.read(&p, buf, sizeof(buf));
+  assert_int_equal(r, -EAGAIN);
+  assert_false(p.pending(&p)); /* half a record: poll will see the rest */
+  assert_int_equal(write(sv[1], rec + n / 2, (size_t)(n - n / 2)),
+                   n - n / 2);
+  r = p.read(&p, buf, sizeof(buf));
+  assert_int_equal(r, (ssize_t)sizeof(buf));
+  assert_true(p.pending(&p)); /* the rest of it, decrypted: poll cannot */
+  p.close(&p);
+  SSL_free(srv);
+  SSL_CTX_free(sctx);
+  SSL_CTX_free(cctx);
+  close(sv[1]);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -578,6 +670,7 @@ int main(void)
       cmocka_unit_test(test_bq_ref_mixed),
       cmocka_unit_test(test_bq_ref_release),
       cmocka_unit_test(test_upl),
+      cmocka_unit_test(test_tls_pending),
       cmocka_unit_test(test_sb_json),
       cmocka_unit_test(test_json_flat),
   };
