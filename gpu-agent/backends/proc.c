@@ -563,11 +563,40 @@ static void mark_dead(struct agt_bctx *c)
 }
 
 /*
- * One call on channel ch: send m (+ data, + a descriptor), then take OUT
- * messages (to the session's program: l's sink when a launch, else the one
- * the first launch left in c; before any launch there is no output) until
- * the reply, which lands in *m with its inline bytes in ch->buf.  Returns
- * 0, or -1 when the worker is gone.
+ * Take OUT messages on ch until the reply, which lands in *m with its
+ * inline bytes in ch->buf.  OUT goes to out, else to the sink the first
+ * launch left in c (before any launch there is no output).  Any reply may
+ * come after some: the worker sends what the driver printed before each
+ * (proc_worker.c), and the driver writes a kernel's printf at whatever
+ * synchronising call comes next, another lane's copy included.  0, or -1
+ * when the worker is gone.
+ */
+static int recv_reply(struct agt_bctx *c, struct pchan *ch, struct pmsg *m,
+                      void (*out)(void *, int, const char *, size_t),
+                      void *out_arg)
+{
+  for (;;) {
+    if (proc_recv(ch->fd, m, ch->buf, NULL) < 0)
+      return -1;
+    if (m->op == P_REPLY)
+      return 0;
+    if (m->op != P_OUT)
+      continue;
+    if (!out) {
+      pthread_mutex_lock(&c->mu);
+      out = c->out;
+      out_arg = c->out_arg;
+      pthread_mutex_unlock(&c->mu);
+    }
+    if (out)
+      out(out_arg, (int)m->a[0], (const char *)ch->buf, m->len);
+  }
+}
+
+/*
+ * One call on channel ch: send m (+ data, + a descriptor), then its reply
+ * (recv_reply; OUT to l's sink when a launch).  Returns 0, or -1 when the
+ * worker is gone.
  */
 static int call(struct agt_bctx *c, struct pchan *ch, struct pmsg *m,
                 const void *data, int pass_fd, const struct agt_launch *l)
@@ -583,25 +612,9 @@ static int call(struct agt_bctx *c, struct pchan *ch, struct pmsg *m,
     c->out_arg = out_arg;
     pthread_mutex_unlock(&c->mu);
   }
-  if (proc_send(ch->fd, m, data, pass_fd) < 0)
-    goto dead;
-  for (;;) {
-    if (proc_recv(ch->fd, m, ch->buf, NULL) < 0)
-      goto dead;
-    if (m->op == P_REPLY)
-      return 0;
-    if (m->op != P_OUT)
-      continue;
-    if (!out) {
-      pthread_mutex_lock(&c->mu);
-      out = c->out;
-      out_arg = c->out_arg;
-      pthread_mutex_unlock(&c->mu);
-    }
-    if (out)
-      out(out_arg, (int)m->a[0], (const char *)ch->buf, m->len);
-  }
-dead:
+  if (proc_send(ch->fd, m, data, pass_fd) == 0 &&
+      recv_reply(c, ch, m, out, out_arg) == 0)
+    return 0;
   mark_dead(c);
   return -1;
 }
@@ -874,12 +887,13 @@ static int piece_send(struct pchan *ch, enum pop op, uint64_t dev,
   return proc_send(ch->fd, &m, NULL, -1);
 }
 
-/* The next piece's reply: its status, or -1 when the worker is gone. */
-static int piece_wait(struct pchan *ch)
+/* The next piece's reply (after any OUT: recv_reply): its status, or -1
+   when the worker is gone. */
+static int piece_wait(struct agt_bctx *c, struct pchan *ch)
 {
   struct pmsg m;
 
-  if (proc_recv(ch->fd, &m, ch->buf, NULL) < 0 || m.op != P_REPLY)
+  if (recv_reply(c, ch, &m, NULL, NULL) < 0)
     return -1;
   return (int)m.status;
 }
@@ -906,7 +920,7 @@ static uint32_t proc_copy_h2d(struct agt_bctx *c, uint64_t dst,
     uint64_t n = len - off < PROC_HALF ? len - off : PROC_HALF;
 
     if (sent - done == 2) { /* this half is still being read */
-      st = piece_wait(ch);
+      st = piece_wait(c, ch);
       done++;
       if (st)
         break;
@@ -920,7 +934,7 @@ static uint32_t proc_copy_h2d(struct agt_bctx *c, uint64_t dst,
     sent++;
   }
   while (done < sent && st >= 0) { /* the first error is the one told */
-    int r = piece_wait(ch);
+    int r = piece_wait(c, ch);
 
     done++;
     if (r < 0)
@@ -962,7 +976,7 @@ static uint32_t proc_copy_d2h(struct agt_bctx *c, void *dst, uint64_t src,
     }
   while (inflight && st >= 0) {
     uint64_t n = len - off < PROC_HALF ? len - off : PROC_HALF;
-    int r = piece_wait(ch);
+    int r = piece_wait(c, ch);
 
     inflight--;
     if (r < 0) {

@@ -11,6 +11,9 @@
 #     memsets, 8 threads; its kernel part is left to a GPU), pinned_copies
 #     (page-locked memory) and rand_fill (libtremote's Philox numbers made
 #     on the machine: the same bytes as the host's reference, per device);
+#   - a worker's reply that comes after driver output (a kernel's printf,
+#     which the driver writes at any synchronising call) does not end
+#     the session;
 #   - tremote-smi shows NVML's figures of the GPU whose UUID is the CUDA
 #     device's (not NVML's first GPU) and the PCI address from the
 #     driver's attributes; an agent without NVML shows [N/A] and says why;
@@ -48,6 +51,18 @@ for app in memory_roundtrip pinned_copies rand_fill; do
     grep -q '^PASS' "$TR_TMP/out" || tr_fail "no PASS from $app"
     echo "$app: PASS through the cuda backend"
 done
+
+# The driver writes what kernels printed at its next synchronising call,
+# which may be a copy of another thread's, so a worker's reply to any copy
+# piece may come after output: the session must go on (it was declared
+# dead: "worker process ... is gone").
+tr_stop_broker
+FAKECUDA_COPY_PRINTS=1 LD_LIBRARY_PATH="$fakepath" \
+    TR_BACKEND=cuda tr_start_broker --local 1
+tr_run "$APPS/memory_roundtrip" || tr_fail "memory_roundtrip with output at copies: $(tail -3 "$TR_TMP/out")"
+grep -q '^PASS' "$TR_TMP/out" || tr_fail "no PASS from memory_roundtrip with output at copies"
+grep -q 'is gone' "$TR_TMP/broker.log" && tr_fail "a worker that printed at a copy was taken for gone"
+echo "memory_roundtrip: PASS with driver output at copies"
 
 # slowest_call_during WHAT WHY CMD...: a program making 40000 small calls
 # runs while CMD does; its slowest call must stay under 700 ms, else the

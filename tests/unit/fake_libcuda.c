@@ -33,13 +33,15 @@
  * on an H200, cuInit and a context); FAKECUDA_DESTROY_DELAY_MS=N makes
  * a context's end (cuCtxDestroy, the primary context's last release) take
  * N ms (a session's end took 90 ms on an H200); FAKECUDA_COMPUTE_MODE=N
- * is the GPU's compute mode (CU_COMPUTEMODE_*, default 0).  fakecuda_stats() tells
+ * is the GPU's compute mode (CU_COMPUTEMODE_*, default 0);
+ * FAKECUDA_COPY_PRINTS makes host copies print a line (see copy_prints).  fakecuda_stats() tells
  * the test what is still allocated.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -823,14 +825,25 @@ static CUresult copy(void *dst, const void *src, uint64_t dev_a, uint64_t dev_b,
   return CUDA_SUCCESS;
 }
 
+/* FAKECUDA_COPY_PRINTS: a copy writes a line on stdout, as a driver
+   writes what kernels printed at its next synchronising call, which may
+   be another thread's copy. */
+static void copy_prints(void)
+{
+  if (getenv("FAKECUDA_COPY_PRINTS"))
+    fputs("fake: kernel output at a copy\n", stdout);
+}
+
 CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void *src, size_t n,
                               CUstream s)
 {
+  copy_prints();
   return copy((void *)(uintptr_t)dst, src, dst, 0, n);
 }
 
 CUresult cuMemcpyDtoHAsync_v2(void *dst, CUdeviceptr src, size_t n, CUstream s)
 {
+  copy_prints();
   return copy(dst, (const void *)(uintptr_t)src, src, 0, n);
 }
 
