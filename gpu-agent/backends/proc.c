@@ -175,6 +175,9 @@ struct agt_bctx {
   struct pchan *free;
   struct pchan *all[64];
   unsigned nchan;
+  /* All 64 channels busy: a call waits here for one (chan_put), as the
+     session's lanes may outnumber them on a host with many cores. */
+  pthread_cond_t chan_cv;
   int dead;
   /* OPEN sent, its answer not in yet: the opener thread waits for it,
      then clears this, broadcasts open_cv and calls ready(ready_arg). */
@@ -342,6 +345,7 @@ static int proc_ctx_open(struct agt_backend *b, uint64_t base, uint64_t size,
   c->ctl = ctl;
   pthread_mutex_init(&c->mu, NULL);
   pthread_cond_init(&c->open_cv, NULL);
+  pthread_cond_init(&c->chan_cv, NULL);
   r = wait_reply(ctl, PROC_OPEN_QUICK_MS, &m, buf);
   if (r == 1) { /* still starting: the opener thread takes the answer */
     c->opening = true;
@@ -385,6 +389,7 @@ opened:
 
 fail:
   pthread_cond_destroy(&c->open_cv);
+  pthread_cond_destroy(&c->chan_cv);
   pthread_mutex_destroy(&c->mu);
   free(c);
   free(buf);
@@ -472,6 +477,11 @@ static struct pchan *chan_get(struct agt_bctx *c)
 
   pthread_mutex_lock(&c->mu);
   open_wait(c);
+  /* Every channel out: one comes back with its call's reply (no caller
+     holds one while it asks for another). */
+  while (!c->dead && !c->free &&
+         c->nchan == sizeof(c->all) / sizeof(c->all[0]))
+    pthread_cond_wait(&c->chan_cv, &c->mu);
   if (c->dead) {
     pthread_mutex_unlock(&c->mu);
     return NULL;
@@ -481,10 +491,6 @@ static struct pchan *chan_get(struct agt_bctx *c)
     c->free = ch->next;
     pthread_mutex_unlock(&c->mu);
     return ch;
-  }
-  if (c->nchan == sizeof(c->all) / sizeof(c->all[0])) {
-    pthread_mutex_unlock(&c->mu);
-    return NULL;
   }
   ch = calloc(1, sizeof(*ch));
   if (!ch)
@@ -549,6 +555,7 @@ static void chan_put(struct agt_bctx *c, struct pchan *ch)
   pthread_mutex_lock(&c->mu);
   ch->next = c->free;
   c->free = ch;
+  pthread_cond_signal(&c->chan_cv);
   pthread_mutex_unlock(&c->mu);
 }
 
@@ -559,6 +566,7 @@ static void mark_dead(struct agt_bctx *c)
     agt_err("worker process %d of a session is gone: the session's calls "
             "fail from now on", (int)c->pid);
   c->dead = 1;
+  pthread_cond_broadcast(&c->chan_cv); /* no channel will come back */
   pthread_mutex_unlock(&c->mu);
 }
 
@@ -668,6 +676,7 @@ static void proc_ctx_close(struct agt_bctx *c)
   if (atomic_load(&c->arena)) /* slots still out keep it until given back */
     arena_put(atomic_load(&c->arena));
   pthread_cond_destroy(&c->open_cv);
+  pthread_cond_destroy(&c->chan_cv);
   pthread_mutex_destroy(&c->mu);
   free(c);
 }

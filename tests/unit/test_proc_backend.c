@@ -10,8 +10,10 @@
  * copy from a slot and a device-to-host copy into one move the right
  * bytes, as do copies from the agent's own memory beside them; slots run
  * out and come back; a slot given back after its context closed (a reply
- * still queued when the session went) is still valid memory until then.
+ * still queued when the session went) is still valid memory until then;
+ * more calls at once than the session has worker channels wait for one.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -146,10 +148,78 @@ static void test_staged_copies(void **state)
   free(own);
 }
 
+/* ---- more calls at once than a session has channels ---------------------- */
+
+/* spin(ns): runs until %globaltimer has advanced by ns. */
+static const char spin_ptx[] =
+    ".version 8.0\n.target sm_75\n.address_size 64\n"
+    ".visible .entry spin(.param .u64 ns)\n{\n"
+    "  .reg .b64 %rd<5>;\n  .reg .pred %p<2>;\n"
+    "  ld.param.u64 %rd1, [ns];\n  mov.u64 %rd2, %globaltimer;\n"
+    "  add.u64 %rd3, %rd2, %rd1;\nLOOP:\n"
+    "  mov.u64 %rd4, %globaltimer;\n  setp.lt.u64 %p1, %rd4, %rd3;\n"
+    "  @%p1 bra LOOP;\n  ret;\n}\n";
+
+#define MANY_CALLS 72 /* more than a session's 64 worker channels */
+
+struct spinner {
+  struct fixture *f;
+  void *fn;
+  uint32_t st;
+};
+
+static void no_output(void *arg, int fd, const char *s, size_t n)
+{
+  (void)arg, (void)fd, (void)s, (void)n;
+}
+
+static void *spin_call(void *arg)
+{
+  struct spinner *sp = arg;
+  uint64_t ns = 50000000; /* 50 ms: the calls overlap */
+  struct agt_launch l = {.grid = {1, 1, 1}, .block = {1, 1, 1},
+                         .params = (const uint8_t *)&ns,
+                         .params_size = sizeof(ns), .out = no_output};
+
+  sp->st = sp->f->b->ops->launch(sp->f->c, sp->fn, &l);
+  return NULL;
+}
+
+/*
+ * A session's lanes may outnumber its worker channels (64) on a host
+ * with many cores: the calls beyond wait for a channel, none fails.
+ */
+static void test_more_calls_than_channels(void **state)
+{
+  struct fixture *f = *state;
+  const struct agt_backend_ops *o = f->b->ops;
+  struct spinner sp[MANY_CALLS];
+  pthread_t th[MANY_CALLS];
+  char why[AGT_WHY_MAX];
+  void *mod, *fn;
+
+  assert_int_equal(o->module_load(f->c, (const uint8_t *)spin_ptx,
+                                  sizeof(spin_ptx) - 1, &mod, why),
+                   cudaSuccess);
+  assert_int_equal(o->function_get(f->c, mod, "spin", &fn), cudaSuccess);
+  for (int i = 0; i < MANY_CALLS; i++) {
+    sp[i] = (struct spinner){.f = f, .fn = fn, .st = 999};
+    assert_int_equal(pthread_create(&th[i], NULL, spin_call, &sp[i]), 0);
+  }
+  for (int i = 0; i < MANY_CALLS; i++) {
+    pthread_join(th[i], NULL);
+    if (sp[i].st != cudaSuccess)
+      fail_msg("call %d of %d at once: status %u", i, MANY_CALLS, sp[i].st);
+  }
+  o->module_unload(f->c, mod);
+}
+
 int main(int argc, char **argv)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_staged_copies, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_more_calls_than_channels, setup,
+                                    teardown),
   };
 
   /* proc.c starts its workers as this program. */
