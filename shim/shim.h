@@ -305,9 +305,10 @@ cudaError_t shim_capture_refuse(struct shim_thread *t, const char *what);
 int shim_managed_before_device(struct shim_thread *t);
 int shim_managed_after_sync(struct shim_thread *t);
 /* After a synchronisation that returned rc: the download above when it
-   did synchronise (rc 0, or an earlier call's error it reported: its
-   call's t->call_ok).  Returns rc, or the download's error for rc 0. */
-int shim_managed_after(struct shim_thread *t, int rc);
+   did synchronise (rc 0, or synced: an earlier call's error it reported,
+   which its call's t->call_ok tells).  Returns rc, or the download's
+   error for rc 0. */
+int shim_managed_after(struct shim_thread *t, int rc, int synced);
 int shim_managed_of(const void *p);
 
 /*

@@ -186,10 +186,9 @@ cudaError_t cudaDeviceSynchronize(void)
   if (e == cudaSuccess && rc)
     e = shim_cuda_error(t, rc);
   shim_stream_wait_callbacks(); /* host functions are the device's work */
+  rc = shim_managed_after(t, (int)e, synced);
   if (e == cudaSuccess)
-    e = shim_cuda_error(t, shim_managed_after_sync(t));
-  else if (synced)
-    (void)shim_managed_after_sync(t); /* the error to tell is e */
+    e = shim_cuda_error(t, rc);
   return e;
 }
 

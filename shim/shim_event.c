@@ -279,7 +279,7 @@ cudaError_t cudaEventSynchronize(cudaEvent_t event)
   if (e != cudaSuccess)
     return e;
   rc = shim_event_wait(t, ev, atomic_load(&ev->gen));
-  rc = shim_managed_after(t, rc);
+  rc = shim_managed_after(t, rc, t->call_ok);
   return shim_cuda_error(t, rc);
 }
 

@@ -356,7 +356,7 @@ cudaError_t shim_memcpy(struct shim_thread *t, void *dst, const void *src,
   /* A blocking copy is a synchronisation point: managed memory comes
      back (the copy itself may have written it). */
   if (!async)
-    rc = shim_managed_after(t, rc);
+    rc = shim_managed_after(t, rc, t->call_ok);
   return shim_cuda_error(t, rc);
 }
 
@@ -493,11 +493,11 @@ int shim_managed_before_device(struct shim_thread *t)
   return rc;
 }
 
-int shim_managed_after(struct shim_thread *t, int rc)
+int shim_managed_after(struct shim_thread *t, int rc, int synced)
 {
   if (rc == 0)
     return shim_managed_after_sync(t);
-  if (rc > 0 && t->call_ok)
+  if (rc > 0 && synced)
     (void)shim_managed_after_sync(t); /* the error to tell is rc */
   return rc;
 }

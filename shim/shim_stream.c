@@ -901,7 +901,7 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream)
   use_stream_lane(t, s, 0);
   rc = shim_event_wait(t, &s->ev, atomic_load(&s->ev.gen));
   cb_wait(&s->cb_pending); /* its host functions are part of its work */
-  rc = shim_managed_after(t, rc);
+  rc = shim_managed_after(t, rc, t->call_ok);
   return shim_cuda_error(t, rc);
 }
 
