@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "fatbin.h"
+#include "ptx_spin.h"
 #include "test_agent.h"
 
 /* ---- modules ------------------------------------------------------------ */
@@ -214,13 +215,7 @@ static const char kernels_ptx[] =
     ".visible .entry bad(.param .u64 p)\n{\n"
     "  .reg .b64 %rd<2>;\n  .reg .b32 %r<2>;\n"
     "  ld.param.u64 %rd1, [p];\n  mov.u32 %r1, 7;\n"
-    "  st.global.u32 [%rd1], %r1;\n  ret;\n}\n"
-    ".visible .entry spin(.param .u64 ns)\n{\n"
-    "  .reg .b64 %rd<5>;\n  .reg .pred %p<2>;\n"
-    "  ld.param.u64 %rd1, [ns];\n  mov.u64 %rd2, %globaltimer;\n"
-    "  add.u64 %rd3, %rd2, %rd1;\nLOOP:\n"
-    "  mov.u64 %rd4, %globaltimer;\n  setp.lt.u64 %p1, %rd4, %rd3;\n"
-    "  @%p1 bra LOOP;\n  ret;\n}\n";
+    "  st.global.u32 [%rd1], %r1;\n  ret;\n}\n" PTX_SPIN_ENTRY;
 
 /* Load kernels_ptx as module 1 with hello = 10, bad = 11, spin = 12. */
 static void load_kernels(struct tc_stream *lane)

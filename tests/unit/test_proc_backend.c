@@ -28,6 +28,7 @@
 #include "backend.h"
 #include "tremote/proto.h"
 #include "proc_int.h"
+#include "ptx_spin.h"
 
 /* A window the agent of this build can map (smaller under TSan). */
 #define VA_BASE TR_VA_BUILD_BASE
@@ -150,15 +151,8 @@ static void test_staged_copies(void **state)
 
 /* ---- more calls at once than a session has channels ---------------------- */
 
-/* spin(ns): runs until %globaltimer has advanced by ns. */
 static const char spin_ptx[] =
-    ".version 8.0\n.target sm_75\n.address_size 64\n"
-    ".visible .entry spin(.param .u64 ns)\n{\n"
-    "  .reg .b64 %rd<5>;\n  .reg .pred %p<2>;\n"
-    "  ld.param.u64 %rd1, [ns];\n  mov.u64 %rd2, %globaltimer;\n"
-    "  add.u64 %rd3, %rd2, %rd1;\nLOOP:\n"
-    "  mov.u64 %rd4, %globaltimer;\n  setp.lt.u64 %p1, %rd4, %rd3;\n"
-    "  @%p1 bra LOOP;\n  ret;\n}\n";
+    ".version 8.0\n.target sm_75\n.address_size 64\n" PTX_SPIN_ENTRY;
 
 #define MANY_CALLS 72 /* more than a session's 64 worker channels */
 
