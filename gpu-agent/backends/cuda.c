@@ -33,8 +33,9 @@
  * copy pins the allocations it touches, so a cudaFree racing it on another
  * lane only marks the allocation freed; its memory is unmapped, and the
  * range can be placed again, once the last pin goes.  The same holds
- * against kernels: memory freed while one of the context's launches runs is
- * released after the last running launch of that context ends.  Otherwise
+ * against kernels: memory freed while launches of the context run is
+ * released once the last of those launches has ended (later ones do not
+ * hold it: the program freed it before it made them).  Otherwise
  * a free racing a kernel could let the range be mapped again for another
  * session while the kernel still writes to it.
  *
@@ -599,10 +600,13 @@ static uint32_t cu_mem_free(struct agt_bctx *c, uint64_t dptr)
     return cudaErrorInvalidValue;
   }
   al->freed = true;
-  if (c->launches) {
+  if (c->running) {
     /* A kernel of c may still use it: the launches' pin, dropped when the
-       last of them ends (launch_end, cuda_exec.c). */
+       last of those running now ends (launch_end, cuda_exec.c).  Not
+       when c's launches stop, which need never happen while its lanes
+       launch by turns. */
     al->pins++;
+    al->after = c->tickets;
     al->next = c->deferred;
     c->deferred = al;
   } else {

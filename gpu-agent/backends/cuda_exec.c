@@ -404,16 +404,29 @@ static CUresult set_stack(struct agt_bctx *c, uint32_t bytes)
   return r;
 }
 
-/* A launch of c ended: the last one releases what was freed meanwhile. */
-static void launch_end(struct agt_bctx *c)
+/*
+ * The launch t of c ended: what was freed while it ran is released once
+ * every launch that started before that free has ended, which is when no
+ * running launch holds a ticket at or below the free's (c->deferred and
+ * c->running are both newest first, so the oldest running ticket is the
+ * last in its list and the releasable frees are the deferred list's tail).
+ */
+static void launch_end(struct agt_bctx *c, struct cu_ticket *t)
 {
-  struct cu_alloc *list = NULL, *next;
+  struct cu_alloc *list = NULL, **pp, *next;
+  struct cu_ticket **tp;
+  uint64_t oldest = UINT64_MAX;
 
   pthread_mutex_lock(&c->w->mu);
-  if (--c->launches == 0) {
-    list = c->deferred;
-    c->deferred = NULL;
-  }
+  for (tp = &c->running; *tp != t; tp = &(*tp)->next)
+    ;
+  *tp = t->next;
+  for (struct cu_ticket *r = c->running; r; r = r->next)
+    oldest = r->n;
+  for (pp = &c->deferred; *pp && (*pp)->after >= oldest; pp = &(*pp)->next)
+    ;
+  list = *pp;
+  *pp = NULL;
   pthread_mutex_unlock(&c->w->mu);
   for (; list; list = next) {
     next = list->next;
@@ -470,8 +483,8 @@ static CUresult launch_ex(const struct cu_drv *d, const struct cu_func *f,
 }
 
 /* Queue the launch l of fn on c's stream for its priority (*s) without
-   waiting for it.  c is current on this thread and counts the launch
-   (c->launches), so memory freed meanwhile stays mapped. */
+   waiting for it.  c is current on this thread and the launch holds a
+   ticket (launch_begin), so memory freed meanwhile stays mapped. */
 static uint32_t launch_queue(struct agt_bctx *c, struct cu_func *f,
                              const struct agt_launch *l, CUstream *s)
 {
@@ -515,11 +528,13 @@ static uint32_t launch_queue(struct agt_bctx *c, struct cu_func *f,
   return cu_status(r);
 }
 
-/* Count a launch of c starting (launch_end ends it). */
-static void launch_begin(struct agt_bctx *c)
+/* The launch t of c starts: it takes the next ticket (launch_end ends it). */
+static void launch_begin(struct agt_bctx *c, struct cu_ticket *t)
 {
   pthread_mutex_lock(&c->w->mu);
-  c->launches++;
+  t->n = ++c->tickets;
+  t->next = c->running;
+  c->running = t;
   pthread_mutex_unlock(&c->w->mu);
 }
 
@@ -537,13 +552,14 @@ void cu_launch_many(struct agt_bctx *c, void *const *fns,
   uint32_t fatal = 0;
   unsigned last = n; /* the last launch queued */
   bool flush = false; /* one of them may print */
+  struct cu_ticket t;
 
   if (r != CUDA_SUCCESS) {
     for (unsigned i = 0; i < n; i++)
       st[i] = cu_status(r);
     return;
   }
-  launch_begin(c);
+  launch_begin(c, &t);
   for (unsigned i = 0; i < n; i++) {
     if (fatal) {
       st[i] = fatal;
@@ -560,7 +576,7 @@ void cu_launch_many(struct agt_bctx *c, void *const *fns,
   if (last < n &&
       (r = cu_stream_wait(&c->cb->drv, s, flush)) != CUDA_SUCCESS)
     st[last] = cu_status(r);
-  launch_end(c);
+  launch_end(c, &t);
 }
 
 /* One launch is a batch of one. */

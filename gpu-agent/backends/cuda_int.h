@@ -57,6 +57,8 @@ struct cu_alloc {
   struct cu_module *mod;  /* a module variable's alias: its module */
   uint64_t real;          /* ... and the driver's address for it */
   struct cu_alloc *next;  /* mod->syms, or the context's deferred list */
+  uint64_t after; /* deferred: released once no launch of the owner that
+                     started at or before ticket `after` still runs */
   struct agt_rtab *subs;  /* a slab: its allocations */
   struct cu_alloc *in;    /* an allocation in a slab: the slab */
   struct cu_alloc *slab_next; /* a slab: the context's slabs */
@@ -67,6 +69,18 @@ struct cu_alloc {
 
 /* Allocations in a slab start at multiples of this, as cudaMalloc's do. */
 #define CU_SLAB_ALIGN 512u
+
+/*
+ * A launch batch running on a context (cuda_exec.c): numbered in the order
+ * they start, so a free knows which of the running ones may still use the
+ * memory (all that started before it) and which cannot (those that start
+ * after it: the program freed the memory first).  On the launching
+ * thread's stack, in the context's running list while it runs.
+ */
+struct cu_ticket {
+  struct cu_ticket *next;
+  uint64_t n;
+};
 
 struct cu_window {
   struct agt_window win; /* first: in cb->windows, under cb->mu */
@@ -125,8 +139,9 @@ struct agt_bctx {
 
   /* Under w->mu. */
   struct cu_module *mods;
-  unsigned launches;         /* launches running */
-  struct cu_alloc *deferred; /* freed while they ran */
+  struct cu_ticket *running; /* launches running, newest first */
+  uint64_t tickets;          /* handed out to launches so far */
+  struct cu_alloc *deferred; /* freed while launches ran, newest first */
   struct cu_alloc *slabs;    /* for small allocations */
 
   pthread_mutex_t lim_mu; /* guards stack */

@@ -928,6 +928,62 @@ static void test_concurrency(void **state)
   check_fake_empty();
 }
 
+/*
+ * Memory freed while launches run is held for those launches only, not
+ * for launches that start later: lanes that launch by turns (B starting
+ * before A ends) would otherwise keep every free of the session mapped
+ * for as long as they go on.  A spins on X, X is freed, B starts on Y
+ * before A ends: once A has ended X is unmapped although B still runs.
+ */
+static void test_free_between_launches(void **state)
+{
+  struct agt_backend *b = open_cuda();
+  const struct agt_backend_ops *o = b->ops;
+  struct agt_bctx *c = open_ctx(b);
+  struct spin_arg sa = {.b = b, .c = c, .ns = 300000000ull};
+  struct spin_arg sb = {.b = b, .c = c, .ns = 900000000ull};
+  struct timespec t100 = {0, 100000000}, t500 = {0, 500000000};
+  struct fakecuda_stats fs0, fs;
+  pthread_t ta, tb;
+  void *mod;
+
+  load_module(b, c, &mod);
+  assert_int_equal(o->function_get(c, mod, "spin", &sa.fn), cudaSuccess);
+  sb.fn = sa.fn;
+  /* Big enough for mappings of their own, not slab places. */
+  assert_int_equal(o->mem_alloc(c, 4 * MiB, &sa.p), cudaSuccess);
+  assert_int_equal(o->mem_alloc(c, 4 * MiB, &sb.p), cudaSuccess);
+  if (fake)
+    fake_stats(&fs0);
+  assert_int_equal(pthread_create(&ta, NULL, spin_thread, &sa), 0);
+  nanosleep(&t100, NULL); /* A runs: 0.1 s of 0.3 */
+  assert_int_equal(o->mem_free(c, sa.p), cudaSuccess);
+  assert_int_equal(pthread_create(&tb, NULL, spin_thread, &sb), 0);
+  nanosleep(&t100, NULL); /* B runs too: it started before A ends */
+  if (fake) {
+    fake_stats(&fs);
+    assert_int_equal(fs.maps, fs0.maps); /* A may still store to X */
+  }
+  assert_int_equal(pthread_join(ta, NULL), 0);
+  assert_int_equal(sa.st, cudaSuccess); /* its late store landed */
+  nanosleep(&t500, NULL); /* B has 0.2 s or more left */
+  if (fake) {
+    fake_stats(&fs);
+    assert_int_equal(fs.maps, fs0.maps - 1); /* X is gone, B runs on */
+  }
+  assert_int_equal(pthread_join(tb, NULL), 0);
+  assert_int_equal(sb.st, cudaSuccess);
+  assert_int_equal(o->mem_free(c, sb.p), cudaSuccess);
+  if (fake) {
+    fake_stats(&fs);
+    assert_int_equal(fs.maps, fs0.maps - 2); /* no launch: at once */
+  }
+  o->module_unload(c, mod);
+  o->ctx_close(c);
+  o->destroy(b);
+  check_fake_empty();
+}
+
 /* ---- launches in batches ------------------------------------------------- */
 
 /* ls[i]: a one-block launch of 16 parameter bytes at prm[i] (u64 a, u64 b). */
@@ -1188,6 +1244,7 @@ static int child(const char *mode)
     cmocka_unit_test(test_small_allocations),
     cmocka_unit_test(test_drop_context),
     cmocka_unit_test(test_concurrency),
+    cmocka_unit_test(test_free_between_launches),
     cmocka_unit_test(test_launch_many),
     cmocka_unit_test(test_cooperative_and_clusters),
     cmocka_unit_test(test_auto_is_cuda),
