@@ -5,7 +5,7 @@
 tr_unit_test(test_agent
   SOURCES unit/test_agent.c unit/test_agent_sessions.c unit/test_agent_lanes.c
           unit/test_agent_kernels.c unit/test_agent_h2c.c
-  LIBS PkgConfig::NGHTTP2
+  LIBS PkgConfig::NGHTTP2 OpenSSL::SSL
   TIMEOUT 180 FAST
   ARGS $<TARGET_FILE:tremote-gpu-agent>)
 add_dependencies(test_agent tremote-gpu-agent)

@@ -34,6 +34,7 @@ static const char *agent_watchdog = "600"; /* --emu-watchdog SEC */
 static const char *agent_quota;             /* --quota SIZE, or none */
 static const char *agent_idle;              /* --idle-timeout SEC, or none */
 static const char *agent_exit_idle;         /* --exit-idle SEC, or none */
+static char agent_tls[64]; /* a directory of --gen-cert's files: TLS, or "" */
 int ta_agent_reaped; /* a test saw the agent exit and reaped it */
 pid_t ta_agent_pid;
 static uint16_t agent_port;
@@ -42,12 +43,35 @@ static unsigned next_session = 1;
 
 /* ---- the agent process ------------------------------------------------- */
 
+/* agent --gen-cert DIR, quietly: 0 or -1. */
+static int gen_cert(const char *dir)
+{
+  int status;
+  pid_t pid = fork();
+
+  if (pid == 0) {
+    int null = open("/dev/null", O_WRONLY);
+
+    dup2(null, 1);
+    execl(agent_path, agent_path, "--gen-cert", dir, (char *)NULL);
+    _exit(127);
+  }
+  if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+      WEXITSTATUS(status) != 0)
+    return -1;
+  return 0;
+}
+
 static int start_agent(void **state)
 {
   int sp[2], rp[2];
-  char line[32] = {0};
+  char line[32] = {0}, cert[96], key[96];
   size_t n = 0;
 
+  snprintf(cert, sizeof(cert), "%s/cert.pem", agent_tls);
+  snprintf(key, sizeof(key), "%s/key.pem", agent_tls);
+  if (agent_tls[0] && access(cert, R_OK) != 0 && gen_cert(agent_tls) < 0)
+    return -1;
   if (pipe2(sp, O_CLOEXEC) < 0 || pipe2(rp, O_CLOEXEC) < 0)
     return -1;
   if (write(sp[1], ta_secret, strlen(ta_secret)) < 0 ||
@@ -67,7 +91,7 @@ static int start_agent(void **state)
     dup2(s, 3);
     dup2(r, 4);
     {
-      const char *argv[24] = {agent_path, "--listen", "127.0.0.1:0",
+      const char *argv[32] = {agent_path, "--listen", "127.0.0.1:0",
                               "--secret-fd", "3", "--ready-fd", "4",
                               "--emu-mem", "3G", "--exec-threads", "4",
                               "--emu-watchdog", agent_watchdog,
@@ -85,6 +109,12 @@ static int start_agent(void **state)
       if (agent_exit_idle) {
         argv[k++] = "--exit-idle";
         argv[k++] = agent_exit_idle;
+      }
+      if (agent_tls[0]) {
+        argv[k++] = "--tls-cert";
+        argv[k++] = cert;
+        argv[k++] = "--tls-key";
+        argv[k++] = key;
       }
       execv(agent_path, (char *const *)argv);
     }
@@ -142,7 +172,9 @@ static int stop_agent(void **state)
 
 void ta_connect_agent(struct tc_conn *c)
 {
-  assert_int_equal(tc_connect(c, agent_port), 0);
+  assert_int_equal(agent_tls[0] ? tc_connect_tls(c, agent_port)
+                                 : tc_connect(c, agent_port),
+                   0);
 }
 
 uint64_t ta_window(unsigned i)
@@ -338,6 +370,10 @@ int main(int argc, char **argv)
   const struct CMUnitTest watchdog_tests[] = {
     cmocka_unit_test(test_kernel_watchdog),
   };
+  /* A fifth, serving TLS. */
+  const struct CMUnitTest tls_tests[] = {
+    cmocka_unit_test(test_tls_reset_midframe),
+  };
   int failed;
 
   if (argc < 2) {
@@ -357,5 +393,25 @@ int main(int argc, char **argv)
   agent_idle = NULL;
   agent_exit_idle = "2";
   failed += cmocka_run_group_tests(exit_idle_tests, start_agent, stop_agent);
+  agent_exit_idle = NULL;
+  {
+    char dir[] = "/tmp/test_agent_tls.XXXXXX";
+
+    if (!mkdtemp(dir)) {
+      perror("mkdtemp");
+      return failed + 1;
+    }
+    snprintf(agent_tls, sizeof(agent_tls), "%s", dir);
+    failed += cmocka_run_group_tests(tls_tests, start_agent, stop_agent);
+    for (const char *const *f = (const char *const[]){"cert.pem", "key.pem",
+                                                      NULL};
+         *f; f++) {
+      char path[128];
+
+      snprintf(path, sizeof(path), "%s/%s", agent_tls, *f);
+      unlink(path);
+    }
+    rmdir(dir);
+  }
   return failed;
 }

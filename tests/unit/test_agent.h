@@ -135,6 +135,7 @@ void test_exit_idle(void **state);
 /* test_agent_lanes.c */
 void test_malformed_record(void **state);
 void test_d2h_bounded(void **state);
+void test_tls_reset_midframe(void **state);
 void test_lane_inbound_bounded(void **state);
 void test_h2d_framing(void **state);
 void test_event_wait(void **state);

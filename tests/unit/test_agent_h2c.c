@@ -3,6 +3,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -12,6 +13,9 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "test_agent_h2c.h"
 
@@ -126,6 +130,7 @@ static int on_close(nghttp2_session *s, int32_t id, uint32_t code, void *ud)
 /* ---- connection --------------------------------------------------------- */
 
 struct tc_framing tc_framing;
+uint32_t tc_recv_frame_max;
 
 static ssize_t read_length(nghttp2_session *s, uint8_t type, int32_t id,
                            int32_t conn_win, int32_t stream_win,
@@ -153,13 +158,53 @@ static ssize_t select_padding(nghttp2_session *s, const nghttp2_frame *fr,
   return (ssize_t)(want < max_payload ? want : max_payload);
 }
 
+static int connect_with(struct tc_conn *c, uint16_t port, bool tls);
+
 int tc_connect(struct tc_conn *c, uint16_t port)
+{
+  return connect_with(c, port, false);
+}
+
+int tc_connect_tls(struct tc_conn *c, uint16_t port)
+{
+  return connect_with(c, port, true);
+}
+
+/* The TLS handshake on c's blocking socket, then the socket non-blocking
+   as the h2c one's calls are. */
+static int tls_start(struct tc_conn *c)
+{
+  static const unsigned char alpn[] = "\x02h2";
+  SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+  const unsigned char *sel = NULL;
+  unsigned sel_len = 0;
+
+  if (!ctx)
+    return -ENOMEM;
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+  SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn) - 1);
+  /* As the agent and broker: a retried write may come from a new place. */
+  SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  c->ssl = SSL_new(ctx);
+  SSL_CTX_free(ctx); /* the SSL holds its own reference */
+  if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1 || SSL_connect(c->ssl) != 1)
+    return -EPROTO;
+  SSL_get0_alpn_selected(c->ssl, &sel, &sel_len);
+  if (sel_len != 2 || memcmp(sel, "h2", 2) != 0)
+    return -EPROTO;
+  return fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK) < 0
+             ? -errno
+             : 0;
+}
+
+static int connect_with(struct tc_conn *c, uint16_t port, bool tls)
 {
   struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
   nghttp2_session_callbacks *cb;
   nghttp2_settings_entry set[] = {
     {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 64 << 20},
-    {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, 1 << 20},
+    {NGHTTP2_SETTINGS_MAX_FRAME_SIZE,
+     tc_recv_frame_max ? tc_recv_frame_max : 1 << 20},
   };
   int one = 1;
 
@@ -173,6 +218,16 @@ int tc_connect(struct tc_conn *c, uint16_t port)
     return -errno;
   }
   setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  if (tls) {
+    int rc = tls_start(c);
+
+    if (rc < 0) {
+      SSL_free(c->ssl);
+      c->ssl = NULL;
+      close(c->fd);
+      return rc;
+    }
+  }
   nghttp2_session_callbacks_new(&cb);
   if (tc_framing.frame_max)
     nghttp2_session_callbacks_set_data_source_read_length_callback(
@@ -218,8 +273,34 @@ void tc_close(struct tc_conn *c)
     }
   }
   nghttp2_session_del(c->ngh);
+  SSL_free(c->ssl);
+  c->ssl = NULL;
   close(c->fd);
   c->fd = -1;
+}
+
+/*
+ * SSL_write or SSL_read as send and recv answer: bytes, 0 at the peer's
+ * close, or -1 with errno (EAGAIN: try again, the same bytes for a write;
+ * EPROTO: the TLS stream is broken).
+ */
+static ssize_t tls_io(struct tc_conn *c, void *buf, size_t len, bool wr)
+{
+  int n, e;
+
+  ERR_clear_error();
+  n = wr ? SSL_write(c->ssl, buf, (int)len) : SSL_read(c->ssl, buf, (int)len);
+  if (n > 0)
+    return n;
+  e = SSL_get_error(c->ssl, n);
+  if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+    errno = EAGAIN;
+    return -1;
+  }
+  if (e == SSL_ERROR_ZERO_RETURN)
+    return 0;
+  errno = EPROTO;
+  return -1;
 }
 
 static void flush(struct tc_conn *c)
@@ -234,7 +315,8 @@ static void flush(struct tc_conn *c)
         return;
       c->out_len = (size_t)n;
     }
-    w = send(c->fd, c->out, c->out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    w = c->ssl ? tls_io(c, (void *)c->out, c->out_len, true)
+               : send(c->fd, c->out, c->out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (w < 0) {
       if (errno == EINTR)
         continue;
@@ -261,7 +343,8 @@ int tc_pump(struct tc_conn *c, int timeout_ms)
     return errno == EINTR ? 0 : -1;
   if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
     for (;;) {
-      ssize_t n = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
+      ssize_t n = c->ssl ? tls_io(c, buf, sizeof(buf), false)
+                         : recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
 
       if (n == 0) {
         c->eof = true;

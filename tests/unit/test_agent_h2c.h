@@ -47,6 +47,7 @@ struct tc_stream {
 
 struct tc_conn {
   int fd;
+  struct ssl_st *ssl; /* TLS (tc_connect_tls), or NULL: h2c */
   nghttp2_session *ngh;
   const uint8_t *out;
   size_t out_len;
@@ -67,9 +68,17 @@ struct tc_framing {
 };
 extern struct tc_framing tc_framing;
 
+/* The largest DATA frame connections made from now on accept from the
+   agent (SETTINGS_MAX_FRAME_SIZE; 0: 1 MiB).  For tests of its sending. */
+extern uint32_t tc_recv_frame_max;
+
 /* Connect to 127.0.0.1:port and send the preface and SETTINGS (64 MiB
    stream window, 256 MiB connection window).  Returns 0 or -errno. */
 int tc_connect(struct tc_conn *c, uint16_t port);
+
+/* The same over TLS (ALPN h2; the agent's certificate is not verified:
+   the tests are about what flows inside). */
+int tc_connect_tls(struct tc_conn *c, uint16_t port);
 
 /* Close the socket and free every stream. */
 void tc_close(struct tc_conn *c);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -168,6 +169,75 @@ void test_d2h_bounded(void **state)
   tc_end(sess);
   assert_true(tc_wait_ended(sess));
   tc_close(&c);
+}
+
+/*
+ * TLS (this group's agent serves it): a lane's DATA frame that the socket
+ * could not take, its stream reset meanwhile.  OpenSSL has made a TLS
+ * record of the frame already and must be given the same bytes again, so
+ * the agent keeps the frame whole and finishes it before anything else:
+ * the connection goes on (a PING is answered, a new lane works).  Were
+ * the frame dropped with its stream, the agent's next write (the PING's
+ * ACK) would be taken for the rest of that record, and the connection
+ * would break.
+ *
+ * Where the socket fills (in a frame's first record, or in the rest the
+ * agent keeps anyway) depends on the frame size and the kernel's socket
+ * accounting, so this runs with frames of several sizes, each on a
+ * connection of its own.
+ */
+static void reset_midframe(uint32_t frame_max)
+{
+  struct tc_conn c;
+  struct tc_stream *sess, *lane, *lane2;
+  const uint64_t big = 8 * MiB;
+  struct timespec pause = {0, 150000000};
+  uint64_t sid, p;
+  unsigned acks;
+  uint8_t req[16];
+
+  tc_recv_frame_max = frame_max;
+  ta_connect_agent(&c);
+  tc_recv_frame_max = 0;
+  assert_non_null(c.ssl);
+  sess = ta_open_session(&c, 9, &sid);
+  lane = ta_open_lane(&c, sid, 1, 200);
+  p = ta_dmalloc(lane, big);
+  assert_int_equal(ta_dmemset(lane, p, big, 0x5a), 0);
+  tr_put_u64(req, p);
+  tr_put_u64(req + 8, big);
+  tc_send_record(lane, TR_OP_MEMCPY_D2H, TR_F_WANT_REPLY, 77, req, 16);
+  tc_pump(&c, 0);
+  nanosleep(&pause, NULL); /* not reading: the agent fills the socket */
+  acks = c.ping_acks;
+  tc_reset(lane);
+  tc_ping(&c);
+  nanosleep(&pause, NULL); /* the agent reads both, its write still stopped */
+  for (uint64_t until = tc_now_ns() + 20000000000ull;
+       c.ping_acks == acks && tc_now_ns() < until;)
+    assert_int_equal(tc_pump(&c, 100), 0);
+  assert_true(c.ping_acks > acks);
+  lane2 = ta_open_lane(&c, sid, 2, 200);
+  {
+    struct tc_result r;
+
+    assert_int_equal(ta_d2h(lane2, p + big - 4096, 4096, &r), 0);
+    assert_int_equal(r.len, 4096);
+    assert_int_equal(r.data[4095], 0x5a);
+    free(r.data);
+  }
+  assert_int_equal(ta_dfree(lane2, p), 0);
+  tc_end(sess);
+  assert_true(tc_wait_ended(sess));
+  tc_close(&c);
+}
+
+void test_tls_reset_midframe(void **state)
+{
+  (void)state;
+  /* Frame sizes from one TLS record to eight, in uneven steps. */
+  for (uint32_t f = 16384; f < 8 * 16384; f += 16384 * 3 / 7 + 1)
+    reset_midframe(f);
 }
 
 /*
