@@ -102,6 +102,10 @@ static void thread_exit(void *arg)
   }
   lane_close(&t->own);
   free(t);
+  /* A TLS destructor of the program's, run after this one, may still call
+     CUDA: it must get a fresh state (registered again, so freed on the
+     next destructor round), never the freed one. */
+  self = NULL;
 }
 
 /*

@@ -9,9 +9,14 @@
 //   program_life meminfo   prints "free=<bytes> total=<bytes>" of device 0.
 //   program_life copyloop  copies 256 MiB back and forth until killed,
 //                          printing COPYING once the first copy is done.
+//   program_life keydtor   threads leave a device buffer in a TLS key made
+//                          after the shim's, whose destructor (run after
+//                          the shim's own) frees it: every cudaFree must
+//                          succeed (the shim's thread state is gone by then).
 // Prints PASS on success.
 #include <cuda_runtime.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +76,47 @@ static struct Global {
   }
 } global;
 
+// keydtor: the program's own TLS destructor, run after the shim's.
+#define KEY_THREADS 4
+static pthread_key_t buf_key;
+static int frees_ok; // atomically counted: destructors run on each thread
+
+static void free_buf(void *p)
+{
+  cudaError_t e = cudaFree(p);
+  if (e == cudaSuccess)
+    __atomic_add_fetch(&frees_ok, 1, __ATOMIC_SEQ_CST);
+  else
+    fprintf(stderr, "FAIL key destructor cudaFree: %s\n", cudaGetErrorName(e));
+}
+
+static void *keep_buf(void *arg)
+{
+  void *p;
+  (void)arg;
+  CK(cudaMalloc(&p, 1 << 20));
+  pthread_setspecific(buf_key, p);
+  return NULL;
+}
+
+static int key_destructor(void)
+{
+  CK(cudaFree(0)); // the shim's key first: its destructor runs first
+  pthread_key_create(&buf_key, free_buf);
+  for (int i = 0; i < KEY_THREADS; i++) {
+    pthread_t th;
+    pthread_create(&th, NULL, keep_buf, NULL);
+    pthread_join(th, NULL);
+  }
+  if (frees_ok != KEY_THREADS) {
+    fprintf(stderr, "FAIL %d of %d key destructor frees succeeded\n",
+            frees_ok, KEY_THREADS);
+    return 1;
+  }
+  printf("PASS program_life keydtor\n");
+  return 0;
+}
+
 int main(int argc, char **argv)
 {
   const char *mode = argc > 1 ? argv[1] : "fork";
@@ -82,6 +128,8 @@ int main(int argc, char **argv)
     printf("PASS program_life meminfo\n");
     return 0;
   }
+  if (strcmp(mode, "keydtor") == 0)
+    return key_destructor();
   if (strcmp(mode, "copyloop") == 0) {
     const size_t size = 256u << 20;
     char *h = (char *)malloc(size), *dd;

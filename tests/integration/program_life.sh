@@ -3,6 +3,8 @@
 #   - fork: the child gets a session of its own on its first CUDA call and
 #     never shares its parent's ring; both use the device at once;
 #   - a static destructor that calls cudaFree after main returns works;
+#   - a TLS key destructor that calls cudaFree after the shim's own thread
+#     state is gone works (a fresh state, not the freed one);
 #   - a program killed in the middle of a 256 MiB copy leaves nothing behind:
 #     its session disappears from the broker and the agent's device memory
 #     is all free again.
@@ -17,6 +19,10 @@ for l in "parent before fork: ok" "child: ok" "parent after fork: ok" \
     grep -qx "$l" "$TR_TMP/out" || tr_fail "missing line: $l"
 done
 echo "fork: the child used its own session; static destructor cudaFree: ok"
+
+tr_run "$APPS/program_life" keydtor || tr_fail "program_life keydtor exited with $?"
+grep -qx "PASS program_life keydtor" "$TR_TMP/out" || tr_fail "keydtor printed no PASS line"
+echo "keydtor: cudaFree in a TLS destructor after the shim's: ok"
 
 meminfo() {
     tr_run "$APPS/program_life" meminfo || tr_fail "meminfo exited with $?"
