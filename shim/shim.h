@@ -346,6 +346,10 @@ void shim_stream_wait_callbacks(void);
 /* In a forked child: forget every stream's and event's records. */
 void shim_stream_forget(void);
 
+/* In a forked child: the capture lock starts over (a parent thread may
+   have held it at the fork). */
+void shim_graph_forget(void);
+
 /* The stack size the program set for dev (cudaDeviceSetLimit), or 0 for
    the device's default: sent with every launch (shim_device.c). */
 uint32_t shim_stack_size(int dev);

@@ -795,11 +795,15 @@ static void fork_child(void)
       self->cur = &self->own;
       self->last_error = cudaSuccess;
       self->ncfg = 0;
-      shim_legacy_forget_all();
       free(self->legacy); /* the parent's session's events */
       self->legacy = NULL;
       self->nlegacy = 0;
     }
+    /* Other threads' default-stream work too, even when this thread never
+       called CUDA: it names the parent's lanes, which the child's default
+       stream would wait for forever. */
+    shim_legacy_forget_all();
+    shim_graph_forget();
     if (shim_proc.cli.fd >= 0)
       close(shim_proc.cli.fd);
     free(shim_proc.cli.dev);

@@ -104,6 +104,13 @@ cudaError_t shim_capture_refuse(struct shim_thread *t, const char *what)
 static pthread_mutex_t graph_lock = PTHREAD_MUTEX_INITIALIZER;
 static unsigned long long capture_ids; /* the newest capture's, graph_lock */
 
+void shim_graph_forget(void)
+{
+  pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+
+  graph_lock = fresh; /* fork child: one thread, the lock may be stale */
+}
+
 cudaError_t cudaStreamBeginCapture(cudaStream_t stream,
                                    enum cudaStreamCaptureMode mode)
 {

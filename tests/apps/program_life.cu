@@ -13,10 +13,15 @@
 //                          after the shim's, whose destructor (run after
 //                          the shim's own) frees it: every cudaFree must
 //                          succeed (the shim's thread state is gone by then).
+//   program_life forkidle  only a worker thread uses CUDA (default-stream
+//                          work); main, which never called CUDA, forks, and
+//                          the child's default-stream copy must not wait
+//                          for the parent's threads.
 // Prints PASS on success.
 #include <cuda_runtime.h>
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,6 +122,51 @@ static int key_destructor(void)
   return 0;
 }
 
+// forkidle: default-stream work done by a thread other than the forking one.
+static void *legacy_work(void *arg)
+{
+  int *d;
+  (void)arg;
+  CK(cudaMalloc(&d, 64));
+  CK(cudaMemset(d, 1, 64));
+  CK(cudaDeviceSynchronize());
+  return NULL;
+}
+
+static int fork_idle(void)
+{
+  pthread_t th;
+  pthread_create(&th, NULL, legacy_work, NULL);
+  pthread_join(th, NULL);
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid < 0) {
+    perror("fork");
+    return 1;
+  }
+  if (pid == 0) {
+    int *d, h = 0;
+    alarm(10); // a hang is the failure this mode looks for
+    CK(cudaMalloc(&d, 4));
+    CK(cudaMemset(d, 7, 4));
+    CK(cudaMemcpy(&h, d, 4, cudaMemcpyDeviceToHost));
+    if (h != 0x07070707) {
+      fprintf(stderr, "FAIL child read %#x\n", h);
+      _exit(1);
+    }
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    fprintf(stderr, "FAIL the child exited with status %#x%s\n", status,
+            WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM ? " (hung)" : "");
+    return 1;
+  }
+  printf("PASS program_life forkidle\n");
+  return 0;
+}
+
 int main(int argc, char **argv)
 {
   const char *mode = argc > 1 ? argv[1] : "fork";
@@ -130,6 +180,8 @@ int main(int argc, char **argv)
   }
   if (strcmp(mode, "keydtor") == 0)
     return key_destructor();
+  if (strcmp(mode, "forkidle") == 0)
+    return fork_idle();
   if (strcmp(mode, "copyloop") == 0) {
     const size_t size = 256u << 20;
     char *h = (char *)malloc(size), *dd;

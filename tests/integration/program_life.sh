@@ -5,6 +5,9 @@
 #   - a static destructor that calls cudaFree after main returns works;
 #   - a TLS key destructor that calls cudaFree after the shim's own thread
 #     state is gone works (a fresh state, not the freed one);
+#   - fork from a thread that never called CUDA while another did
+#     default-stream work: the child's default stream must not wait for
+#     the parent's threads;
 #   - a program killed in the middle of a 256 MiB copy leaves nothing behind:
 #     its session disappears from the broker and the agent's device memory
 #     is all free again.
@@ -23,6 +26,10 @@ echo "fork: the child used its own session; static destructor cudaFree: ok"
 tr_run "$APPS/program_life" keydtor || tr_fail "program_life keydtor exited with $?"
 grep -qx "PASS program_life keydtor" "$TR_TMP/out" || tr_fail "keydtor printed no PASS line"
 echo "keydtor: cudaFree in a TLS destructor after the shim's: ok"
+
+tr_run "$APPS/program_life" forkidle || tr_fail "program_life forkidle exited with $?"
+grep -qx "PASS program_life forkidle" "$TR_TMP/out" || tr_fail "forkidle printed no PASS line"
+echo "forkidle: the child's default stream is its own: ok"
 
 meminfo() {
     tr_run "$APPS/program_life" meminfo || tr_fail "meminfo exited with $?"
