@@ -506,8 +506,14 @@ int shim_sync_other_streams(struct shim_thread *t, int dev)
   return first;
 }
 
+static void cb_wait(unsigned *pending);
+static __thread unsigned cb_default_pending; /* this thread's default stream */
+
 void shim_stream_thread_exit(struct shim_thread *t)
 {
+  /* The host functions queued on this thread's default stream drop
+     cb_default_pending, which goes with the thread: they end first. */
+  cb_wait(&cb_default_pending);
   for (unsigned i = 0; i < t->nlegacy; i++)
     lg_unregister(t, &t->legacy[i]);
   t->cur = &t->own;
@@ -525,7 +531,7 @@ void shim_stream_thread_exit(struct shim_thread *t)
  * on its stream afterwards waits, on the host, until it has returned: the
  * stream's order holds through the function.  One thread runs them all, in
  * the order they were queued.  On the default stream the "stream" is the
- * queuing thread's lane, whose pending count lives in struct cb_owner.
+ * queuing thread's lane, whose pending count is its cb_default_pending.
  */
 struct cb_job {
   struct cb_job *next;
@@ -544,7 +550,8 @@ static pthread_cond_t cb_cv = PTHREAD_COND_INITIALIZER;   /* jobs queued */
 static pthread_cond_t cb_done = PTHREAD_COND_INITIALIZER; /* a job ended */
 static struct cb_job *cb_head, **cb_tail = &cb_head;
 static int cb_started;
-static __thread unsigned cb_default_pending; /* this thread's default stream */
+/* cb_default_pending (above, for shim_stream_thread_exit): this thread's
+   default stream */
 static unsigned cb_all_pending;               /* every queued job */
 
 static void *cb_worker(void *arg)

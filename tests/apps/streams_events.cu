@@ -18,12 +18,14 @@
 //   - host functions (cudaLaunchHostFunc, cudaStreamAddCallback) run after
 //     the work before them (they see a copy's result) and before the work
 //     after them (a copy of a value they set), on created streams and on
-//     the default stream.
+//     the default stream; a thread that queues one on its default stream
+//     and exits at once leaves the next thread's default stream working.
 #include <cuda_runtime.h>
 
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "app_check.h"
 
@@ -80,6 +82,33 @@ static void CUDART_CB with_status(cudaStream_t, cudaError_t status, void *)
 }
 
 static void CUDART_CB on_default(void *) { default_ran = 1; }
+
+// Sets *(int *)arg after 300 ms: long enough to be queued behind.
+static void CUDART_CB slow_flag(void *arg)
+{
+  usleep(300000);
+  __atomic_store_n((int *)arg, 1, __ATOMIC_SEQ_CST);
+}
+
+static int exited_ran;
+
+static void *queue_and_exit(void *)
+{
+  CK(cudaLaunchHostFunc(0, slow_flag, &exited_ran));
+  return NULL;
+}
+
+// Default-stream work from a thread born after queue_and_exit's thread
+// ended (it likely gets the same thread-local storage).
+static void *default_after(void *arg)
+{
+  int *d = (int *)arg, v = 0;
+  for (int i = 0; i < 500 && !__atomic_load_n(&exited_ran, __ATOMIC_SEQ_CST); i++)
+    usleep(10000);
+  add1<<<1, 1>>>(d, 5);
+  CK(cudaMemcpy(&v, d, sizeof(int), cudaMemcpyDeviceToHost));
+  return (void *)(long)v;
+}
 
 struct feeder {
   cudaStream_t s;
@@ -207,6 +236,25 @@ int main()
   CK(cudaFreeHost(pinned));
   CK(cudaFreeHost(cb_value));
   printf("host functions: ok\n");
+
+  // A host function queued on its default stream by a thread that exits
+  // at once; a later thread's default-stream work must neither hang nor
+  // fail (the alarm turns a hang into a failure).
+  {
+    pthread_t q, l;
+    void *v;
+
+    CK(cudaMemset(c, 0, sizeof(int)));
+    alarm(30);
+    pthread_create(&q, NULL, queue_and_exit, NULL);
+    pthread_join(q, NULL);
+    pthread_create(&l, NULL, default_after, c);
+    pthread_join(l, &v);
+    alarm(0);
+    EXPECT(exited_ran == 1, "the exited thread's host function did not run");
+    EXPECT((long)v == 5, "the later thread's kernel gave %ld, expected 5", (long)v);
+    printf("host function of an exited thread: ok\n");
+  }
 
   // cudaFree waits for the device's work, also on a non-blocking stream
   // (whose work tremote sends down a lane of its own): the kernel queued
