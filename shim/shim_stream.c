@@ -609,6 +609,18 @@ static void cb_wait(unsigned *pending)
   pthread_mutex_unlock(&cb_lock);
 }
 
+/* Whether host functions counted by *pending (under cb_lock) have yet to
+   return: a stream with one is not done, whatever its device work says. */
+static int cb_busy(const unsigned *pending)
+{
+  int busy;
+
+  pthread_mutex_lock(&cb_lock);
+  busy = *pending != 0;
+  pthread_mutex_unlock(&cb_lock);
+  return busy;
+}
+
 void shim_stream_wait_callbacks(void)
 {
   cb_wait(&cb_all_pending);
@@ -929,6 +941,8 @@ cudaError_t cudaStreamQuery(cudaStream_t stream)
     struct shim_event m;
     int rc;
 
+    if (cb_busy(&cb_default_pending))
+      return cudaErrorNotReady;
     if (!lg)
       return shim_cuda_error(t, shim_call(t, t->device, TR_OP_NOP, NULL, 0,
                                           NULL, 0, 1, NULL, 0, NULL));
@@ -944,6 +958,8 @@ cudaError_t cudaStreamQuery(cudaStream_t stream)
   if (!s)
     return shim_fail(t, cudaErrorInvalidResourceHandle);
   /* cudaErrorNotReady is an answer, not an error: not the last error. */
+  if (cb_busy(&s->cb_pending))
+    return cudaErrorNotReady;
   int rc = shim_event_ask(t, &s->ev, atomic_load(&s->ev.gen));
   if (rc == (int)cudaErrorNotReady)
     return cudaErrorNotReady;

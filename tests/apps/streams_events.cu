@@ -19,7 +19,8 @@
 //     the work before them (they see a copy's result) and before the work
 //     after them (a copy of a value they set), on created streams and on
 //     the default stream; a thread that queues one on its default stream
-//     and exits at once leaves the next thread's default stream working.
+//     and exits at once leaves the next thread's default stream working;
+//     cudaStreamQuery says cudaErrorNotReady while one has not returned.
 #include <cuda_runtime.h>
 
 #include <pthread.h>
@@ -254,6 +255,33 @@ int main()
     EXPECT(exited_ran == 1, "the exited thread's host function did not run");
     EXPECT((long)v == 5, "the later thread's kernel gave %ld, expected 5", (long)v);
     printf("host function of an exited thread: ok\n");
+  }
+
+  // A host function not yet returned is work of its stream, for
+  // cudaStreamQuery too: cudaErrorNotReady (it sleeps 300 ms; asked
+  // 100 ms in, when the device work before it is long done).
+  {
+    int ran = 0;
+
+    CK(cudaLaunchHostFunc(s1, slow_flag, &ran));
+    usleep(100000); // the work before it is done, the function still sleeps
+    cudaError_t q = cudaStreamQuery(s1);
+    EXPECT(q == cudaErrorNotReady || __atomic_load_n(&ran, __ATOMIC_SEQ_CST),
+           "cudaStreamQuery said %s before the host function ran",
+           cudaGetErrorName(q));
+    CK(cudaStreamSynchronize(s1));
+    CK(cudaStreamQuery(s1));
+    ran = 0;
+    CK(cudaLaunchHostFunc(0, slow_flag, &ran));
+    usleep(100000);
+    q = cudaStreamQuery(0);
+    EXPECT(q == cudaErrorNotReady || __atomic_load_n(&ran, __ATOMIC_SEQ_CST),
+           "cudaStreamQuery(0) said %s before the host function ran",
+           cudaGetErrorName(q));
+    CK(cudaDeviceSynchronize());
+    EXPECT(ran == 1, "the default stream's host function did not run");
+    CK(cudaStreamQuery(0));
+    printf("cudaStreamQuery while a host function is pending: ok\n");
   }
 
   // cudaFree waits for the device's work, also on a non-blocking stream
