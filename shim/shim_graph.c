@@ -1,6 +1,7 @@
 /*
  * shim_graph.c: stream capture and graphs.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +25,11 @@ struct shim_graph_exec {
   int dev;
   uint64_t handle;
   size_t len;
+  /* Where its newest launch on each stream it was launched on ends, under
+     graph_lock: destroying it queues waits for them before GRAPH_DESTROY,
+     which would otherwise overtake a launch queued on another lane. */
+  struct shim_stream_point *launched;
+  unsigned nlaunched, cap;
 };
 
 /* ---- stream capture and graphs ------------------------------------------ */
@@ -321,6 +327,50 @@ cudaError_t cudaGraphInstantiateWithFlags(cudaGraphExec_t *exec,
   return cudaGraphInstantiate(exec, graph, flags);
 }
 
+/* Room for one more stream in x->launched, made before the launch is
+   queued so that noting it cannot fail: 0 or -ENOMEM. */
+static int exec_reserve(struct shim_graph_exec *x)
+{
+  struct shim_stream_point *p;
+  int rc = 0;
+
+  pthread_mutex_lock(&graph_lock);
+  if (x->nlaunched == x->cap) {
+    unsigned cap = x->cap ? 2 * x->cap : 4;
+
+    p = realloc(x->launched, cap * sizeof(*p));
+    if (p) {
+      x->launched = p;
+      x->cap = cap;
+    } else {
+      rc = -ENOMEM;
+    }
+  }
+  pthread_mutex_unlock(&graph_lock);
+  return rc;
+}
+
+/* x was just launched on s (NULL: t's legacy stream): its newest end
+   there, replacing an older one on the same stream. */
+static void exec_note_launch(struct shim_thread *t,
+                             struct shim_graph_exec *x, struct shim_stream *s)
+{
+  struct shim_stream_point p;
+  unsigned i;
+
+  shim_stream_point_get(t, s, x->dev, &p);
+  pthread_mutex_lock(&graph_lock);
+  for (i = 0; i < x->nlaunched; i++)
+    if (shim_stream_point_same(&x->launched[i], &p))
+      break;
+  if (i < x->cap) { /* exec_reserve made room */
+    x->launched[i] = p;
+    if (i == x->nlaunched)
+      x->nlaunched++;
+  }
+  pthread_mutex_unlock(&graph_lock);
+}
+
 cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream)
 {
   struct shim_thread *t;
@@ -345,6 +395,8 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream)
     s->capture_bad = 1;
     return shim_fail(t, cudaErrorStreamCaptureUnsupported);
   }
+  if (exec_reserve(x) < 0)
+    return shim_fail(t, cudaErrorMemoryAllocation);
   if (x->len) {
     tr_put_u64(a, x->handle);
     rc = shim_call(t, x->dev, TR_OP_GRAPH_LAUNCH, a, 8, NULL, 0, 0, NULL, 0,
@@ -353,6 +405,8 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream)
   if (rc)
     return shim_cuda_error(t, rc);
   shim_stream_mark(t, s);
+  if (x->len)
+    exec_note_launch(t, x, s);
   return cudaSuccess;
 }
 
@@ -371,6 +425,8 @@ cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec)
   struct shim_thread *t;
   cudaError_t e = shim_ready(&t);
   struct shim_graph_exec *x = (struct shim_graph_exec *)exec;
+  struct shim_stream_point *launched;
+  unsigned n;
   uint8_t a[8];
 
   if (e != cudaSuccess)
@@ -378,6 +434,17 @@ cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec)
   if (!x || x->magic != EXEC_MAGIC)
     return shim_fail(t, cudaErrorInvalidValue);
   x->magic = 0;
+  /* CUDA lets launches still pending complete: GRAPH_DESTROY waits for
+     each stream's newest one, as cudaStreamDestroy waits for its work. */
+  pthread_mutex_lock(&graph_lock);
+  launched = x->launched;
+  n = x->nlaunched;
+  x->launched = NULL;
+  x->nlaunched = x->cap = 0;
+  pthread_mutex_unlock(&graph_lock);
+  for (unsigned i = 0; i < n; i++)
+    (void)shim_stream_point_wait(t, &launched[i]);
+  free(launched);
   if (x->len) {
     tr_put_u64(a, x->handle);
     (void)shim_call(t, x->dev, TR_OP_GRAPH_DESTROY, a, 8, NULL, 0, 0, NULL, 0,

@@ -349,6 +349,45 @@ void shim_legacy_sent(struct shim_thread *t, int dev, uint64_t id)
     t->legacy[dev].sent = id;
 }
 
+void shim_stream_point_get(struct shim_thread *t, struct shim_stream *s,
+                           int dev, struct shim_stream_point *p)
+{
+  *p = (struct shim_stream_point){.s = s, .dev = dev};
+  if (s) {
+    p->dev = s->dev;
+    p->gen = atomic_load(&s->ev.gen);
+    return;
+  }
+  p->lane_id = t->own.lane.hdr ? t->own.lane.hdr->lane_id : 0;
+  p->serial = t->own.serial;
+  if (t->legacy && (unsigned)dev < t->nlegacy)
+    p->gen = t->legacy[dev].sent;
+}
+
+int shim_stream_point_same(const struct shim_stream_point *a,
+                           const struct shim_stream_point *b)
+{
+  if (a->s || b->s)
+    return a->s == b->s;
+  return a->dev == b->dev && a->lane_id == b->lane_id &&
+         a->serial == b->serial;
+}
+
+int shim_stream_point_wait(struct shim_thread *t,
+                           const struct shim_stream_point *p)
+{
+  struct shim_event m;
+
+  if (!p->gen)
+    return 0;
+  if (p->s)
+    return shim_event_wait_queued(t, &p->s->ev, p->gen, p->dev);
+  if (t->cur == &t->own && t->own.serial == p->serial)
+    return 0; /* t's own legacy work: its lane keeps the order */
+  mark_event(&m, p->lane_id, p->dev, p->serial);
+  return shim_event_wait_queued(t, &m, p->gen, p->dev);
+}
+
 /* Legacy work for t's current device comes next on t's own lane. */
 static int legacy_enter(struct shim_thread *t)
 {

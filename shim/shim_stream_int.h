@@ -93,6 +93,32 @@ int shim_event_wait(struct shim_thread *t, struct shim_event *e, uint64_t gen);
 int shim_event_wait_queued(struct shim_thread *t, struct shim_event *e,
                            uint64_t gen, int dev);
 
+/*
+ * The end of the work t has queued so far on stream s of dev (s NULL: t's
+ * legacy stream, its own lane's mark at its newest record), kept to be
+ * waited for later by any thread (cudaGraphExecDestroy lets the launches
+ * still queued run first).  A created stream lives for good, so s may be
+ * kept; a legacy lane's mark stays reached after the lane is gone.
+ */
+struct shim_stream_point {
+  struct shim_stream *s; /* NULL: a legacy stream, named by its lane */
+  uint32_t lane_id;      /* legacy: the own lane's id on the agent ... */
+  uint64_t serial;       /* ... and its serial (ids are reused) */
+  uint64_t gen;          /* 0: nothing queued, nothing to wait for */
+  int dev;
+};
+void shim_stream_point_get(struct shim_thread *t, struct shim_stream *s,
+                           int dev, struct shim_stream_point *p);
+
+/* Whether a and b name the same stream (their generations aside). */
+int shim_stream_point_same(const struct shim_stream_point *a,
+                           const struct shim_stream_point *b);
+
+/* Make what t queues next on its current lane wait, on the agent, until p
+   is reached: 0 or an error. */
+int shim_stream_point_wait(struct shim_thread *t,
+                           const struct shim_stream_point *p);
+
 /* Fork child: every event's records start over (shim_stream_forget, after
    it made shim_reg_lock afresh). */
 void shim_event_forget(void);

@@ -38,7 +38,7 @@ tr_script_test(runtime_misc integration/run_app.sh TIMEOUT 120 FAST ARGS runtime
 # Grid-wide synchronisation: run on a GPU only (tests/gpu/run.sh steps 4e
 # and 5); the emulated device does not emulate it.
 tr_cuda_app(coop_grid apps/coop_grid.cu)
-tr_cuda_app(graphs apps/graphs.cu)
+tr_cuda_app(graphs apps/graphs.cu -Xcompiler -pthread)
 tr_script_test(graphs integration/graphs.sh TIMEOUT 120 FAST)
 tr_cuda_app(managed apps/managed.cu)
 tr_script_test(managed integration/run_app.sh TIMEOUT 120 FAST ARGS managed)

@@ -9,10 +9,15 @@
 //                   PAUSE after their synchronisation, waiting for a line
 //                   on stdin each time (the test reads the broker's
 //                   counters: a graph launch is one small record).
+//   graphs destroy  a graph launched behind a 200 ms kernel, on a stream
+//                   and on another thread's default stream, and its exec
+//                   destroyed at once: the launch still runs (CUDA: a
+//                   pending launch completes), once.
 //   graphs refuse   (tremote only) a capture holding a copy from host
 //                   memory ends with cudaErrorStreamCaptureInvalidated.
 #include <cuda_runtime.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +27,67 @@
 #define N 256
 
 __global__ void add_i(int *p, int i) { p[threadIdx.x] += i; }
+
+// Spin about ns nanoseconds on the device's clock.
+__global__ void spin(unsigned long long ns)
+{
+  unsigned long long t0, t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+  do
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  while (t - t0 < ns);
+}
+
+struct pending_launch {
+  cudaGraphExec_t x;
+  int queued; // the launch is queued; main may destroy x
+};
+
+// Launches x on this thread's default stream behind a 200 ms kernel.
+static void *launch_on_default(void *arg)
+{
+  pending_launch *p = (pending_launch *)arg;
+  spin<<<1, 1>>>(200000000ull);
+  CK(cudaGraphLaunch(p->x, 0));
+  __atomic_store_n(&p->queued, 1, __ATOMIC_SEQ_CST);
+  return NULL;
+}
+
+// graphs destroy: an exec destroyed while its launch is still queued.
+static int destroy_pending(cudaStream_t s, int *a)
+{
+  cudaGraph_t g;
+  cudaGraphExec_t x;
+  int h[N];
+
+  CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+  add_i<<<1, N, 0, s>>>(a, 1);
+  CK(cudaStreamEndCapture(s, &g));
+
+  CK(cudaGraphInstantiate(&x, g, 0));
+  spin<<<1, 1, 0, s>>>(200000000ull);
+  CK(cudaGraphLaunch(x, s));
+  CK(cudaGraphExecDestroy(x));
+  CK(cudaStreamSynchronize(s));
+  CK(cudaMemcpy(h, a, sizeof(h), cudaMemcpyDeviceToHost));
+  EXPECT(h[0] == 1, "on a stream: the graph ran %d times, expected 1", h[0]);
+
+  pending_launch p = {NULL, 0};
+  pthread_t th;
+  CK(cudaGraphInstantiate(&p.x, g, 0));
+  pthread_create(&th, NULL, launch_on_default, &p);
+  while (!__atomic_load_n(&p.queued, __ATOMIC_SEQ_CST))
+    ;
+  CK(cudaGraphExecDestroy(p.x)); // the thread is still alive, its launch queued
+  pthread_join(th, NULL);
+  CK(cudaDeviceSynchronize());
+  CK(cudaMemcpy(h, a, sizeof(h), cudaMemcpyDeviceToHost));
+  EXPECT(h[0] == 2, "on another thread's default stream: the graph ran %d "
+                    "times, expected 1", h[0] - 1);
+  CK(cudaGraphDestroy(g));
+  printf("PASS graphs destroy\n");
+  return 0;
+}
 
 static void wait_line(const char *what)
 {
@@ -49,6 +115,8 @@ int main(int argc, char **argv)
   add_i<<<1, N, 0, s>>>(c, 0); // loads the module before the capture
   CK(cudaStreamSynchronize(s));
 
+  if (strcmp(mode, "destroy") == 0)
+    return destroy_pending(s, a);
   if (strcmp(mode, "refuse") == 0) {
     CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
     add_i<<<1, N, 0, s>>>(a, 1);

@@ -2,7 +2,8 @@
 # Stream capture and graphs (issue 5): a graph of 100 kernels, a memset and
 # a copy replays correctly 10 times; the 10 launches and their
 # synchronisation are 1 round trip and travel as a few small records (the
-# graph was uploaded once, at instantiation); a capture holding what a
+# graph was uploaded once, at instantiation); destroying an exec whose
+# launches are still queued lets them run; a capture holding what a
 # graph cannot hold here is invalidated with a clear line.
 set -u
 source "$(dirname "$0")/lib.sh"
@@ -30,4 +31,7 @@ echo "10 graph launches (102 nodes each) + sync: $((rt1 - rt0)) round trip(s), $
 tr_run "$APPS/graphs" refuse || tr_fail "graphs refuse exited with $?"
 grep -q "^PASS" "$TR_TMP/out" || tr_fail "refuse: no PASS"
 grep -q "^tremote: a stream capture met MEMCPY_H2D" "$TR_TMP/out" || tr_fail "no line about the uncapturable copy"
+tr_run "$APPS/graphs" destroy || tr_fail "graphs destroy exited with $?"
+grep -q "^PASS" "$TR_TMP/out" || tr_fail "destroy: no PASS"
+echo "an exec destroyed with its launches queued: they ran"
 echo "graphs: ok"
