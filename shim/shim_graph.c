@@ -110,6 +110,19 @@ cudaError_t shim_capture_refuse(struct shim_thread *t, const char *what)
 static pthread_mutex_t graph_lock = PTHREAD_MUTEX_INITIALIZER;
 static unsigned long long capture_ids; /* the newest capture's, graph_lock */
 
+cudaError_t shim_capture_sync(struct shim_stream *s)
+{
+  cudaError_t e = cudaSuccess;
+
+  pthread_mutex_lock(&graph_lock);
+  if (s->capture) {
+    s->capture_bad = 1; /* EndCapture: cudaErrorStreamCaptureInvalidated */
+    e = cudaErrorStreamCaptureUnsupported;
+  }
+  pthread_mutex_unlock(&graph_lock);
+  return e;
+}
+
 void shim_graph_forget(void)
 {
   pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;

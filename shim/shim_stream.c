@@ -956,6 +956,9 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream)
   s = shim_stream_lookup(stream);
   if (!s)
     return shim_fail(t, cudaErrorInvalidResourceHandle);
+  e = shim_capture_sync(s);
+  if (e != cudaSuccess)
+    return shim_fail(t, e);
   use_stream_lane(t, s, 0);
   rc = shim_event_wait(t, &s->ev, atomic_load(&s->ev.gen));
   cb_wait(&s->cb_pending); /* its host functions are part of its work */

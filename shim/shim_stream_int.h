@@ -93,6 +93,11 @@ int shim_event_wait(struct shim_thread *t, struct shim_event *e, uint64_t gen);
 int shim_event_wait_queued(struct shim_thread *t, struct shim_event *e,
                            uint64_t gen, int dev);
 
+/* A synchronisation of s (shim_graph.c), which CUDA refuses while s is
+   being captured: if it is, invalidate the capture and return
+   cudaErrorStreamCaptureUnsupported; else cudaSuccess. */
+cudaError_t shim_capture_sync(struct shim_stream *s);
+
 /*
  * The end of the work t has queued so far on stream s of dev (s NULL: t's
  * legacy stream, its own lane's mark at its newest record), kept to be

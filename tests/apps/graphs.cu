@@ -4,7 +4,8 @@
 //                   copy on a stream; instantiate; launch the graph 10
 //                   times; check every result; stream capture status,
 //                   cudaStreamGetCaptureInfo (status, id, graph) and
-//                   cudaThreadExchangeStreamCaptureMode.
+//                   cudaThreadExchangeStreamCaptureMode; synchronising
+//                   a capturing stream fails and invalidates the capture.
 //   graphs count    the same, but prints READY before the 10 launches and
 //                   PAUSE after their synchronisation, waiting for a line
 //                   on stdin each time (the test reads the broker's
@@ -127,6 +128,21 @@ int main(int argc, char **argv)
     printf("PASS graphs refuse\n");
     return 0;
   }
+
+  // Synchronising a capturing stream is illegal: it fails, and the
+  // capture is invalidated.
+  CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+  add_i<<<1, N, 0, s>>>(a, 1);
+  cudaError_t se = cudaStreamSynchronize(s);
+  EXPECT(se == cudaErrorStreamCaptureUnsupported,
+         "cudaStreamSynchronize while capturing: %s", cudaGetErrorName(se));
+  CK(cudaStreamIsCapturing(s, &st));
+  EXPECT(st == cudaStreamCaptureStatusInvalidated, "capture status %d after "
+         "a synchronisation", (int)st);
+  se = cudaStreamEndCapture(s, &g);
+  EXPECT(se == cudaErrorStreamCaptureInvalidated,
+         "end capture after a synchronisation: %s", cudaGetErrorName(se));
+  (void)cudaGetLastError();
 
   CK(cudaStreamIsCapturing(s, &st));
   EXPECT(st == cudaStreamCaptureStatusNone, "capturing before BeginCapture");
