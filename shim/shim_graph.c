@@ -340,25 +340,32 @@ cudaError_t cudaGraphInstantiateWithFlags(cudaGraphExec_t *exec,
   return cudaGraphInstantiate(exec, graph, flags);
 }
 
-/* Room for one more stream in x->launched, made before the launch is
-   queued so that noting it cannot fail: 0 or -ENOMEM. */
-static int exec_reserve(struct shim_graph_exec *x)
+/* Room for one more stream in x->launched (graph_lock held): 0 or
+   -ENOMEM. */
+static int exec_grow(struct shim_graph_exec *x)
 {
   struct shim_stream_point *p;
-  int rc = 0;
+  unsigned cap = x->cap ? 2 * x->cap : 4;
+
+  if (x->nlaunched < x->cap)
+    return 0;
+  p = realloc(x->launched, cap * sizeof(*p));
+  if (!p)
+    return -ENOMEM;
+  x->launched = p;
+  x->cap = cap;
+  return 0;
+}
+
+/* Made before the launch is queued, so that a launch whose end could not
+   be kept is never queued (two threads launching x at once may still need
+   a second slot: exec_note_launch grows again). */
+static int exec_reserve(struct shim_graph_exec *x)
+{
+  int rc;
 
   pthread_mutex_lock(&graph_lock);
-  if (x->nlaunched == x->cap) {
-    unsigned cap = x->cap ? 2 * x->cap : 4;
-
-    p = realloc(x->launched, cap * sizeof(*p));
-    if (p) {
-      x->launched = p;
-      x->cap = cap;
-    } else {
-      rc = -ENOMEM;
-    }
-  }
+  rc = exec_grow(x);
   pthread_mutex_unlock(&graph_lock);
   return rc;
 }
@@ -376,7 +383,9 @@ static void exec_note_launch(struct shim_thread *t,
   for (i = 0; i < x->nlaunched; i++)
     if (shim_stream_point_same(&x->launched[i], &p))
       break;
-  if (i < x->cap) { /* exec_reserve made room */
+  /* Out of memory here (a racing launch took the reserved slot), the
+     launch goes unnoted: a destroy could then overtake it, as before. */
+  if (i < x->nlaunched || exec_grow(x) == 0) {
     x->launched[i] = p;
     if (i == x->nlaunched)
       x->nlaunched++;
