@@ -191,6 +191,7 @@ cudaError_t cudaEventDestroy(cudaEvent_t event)
   struct shim_thread *t;
   cudaError_t e = shim_ready(&t);
   struct shim_event *ev, **pp;
+  struct shim_stream_points waits = {0};
   uint8_t a[8];
 
   if (e != cudaSuccess)
@@ -199,16 +200,25 @@ cudaError_t cudaEventDestroy(cudaEvent_t event)
   for (pp = &events; *pp && (void *)*pp != (void *)event; pp = &(*pp)->next)
     ;
   ev = *pp;
-  if (ev)
+  if (ev) {
     *pp = ev->next;
+    waits = ev->waits;
+    ev->waits = (struct shim_stream_points){0};
+  }
   pthread_mutex_unlock(&shim_reg_lock);
   if (!ev)
     return shim_fail(t, cudaErrorInvalidResourceHandle);
   if (atomic_load(&ev->dev) >= 0) {
+    /* CUDA lets waits for the event still queued run: the destroy goes
+       down this thread's lane and would overtake them on theirs, and the
+       agent would then give them a fresh event, never recorded (a hang),
+       or let one already waiting go early. */
+    shim_points_wait(t, &waits);
     tr_put_u64(a, ev->handle);
     (void)shim_call(t, atomic_load(&ev->dev), TR_OP_EVENT_DESTROY, a, 8, NULL,
                     0, 0, NULL, 0, NULL);
   }
+  free(waits.v); /* never recorded: nothing waited */
   ev->magic = 0; /* kept, like streams: see cudaStreamDestroy */
   return cudaSuccess;
 }
@@ -354,5 +364,7 @@ void shim_event_forget(void)
     atomic_store(&e->gen, 0);
     atomic_store(&e->dev, -1);
     atomic_store(&e->by, 0);
+    free(e->waits.v); /* the parent's session's streams */
+    e->waits = (struct shim_stream_points){0};
   }
 }

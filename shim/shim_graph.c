@@ -1,7 +1,6 @@
 /*
  * shim_graph.c: stream capture and graphs.
  */
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,8 +27,7 @@ struct shim_graph_exec {
   /* Where its newest launch on each stream it was launched on ends, under
      graph_lock: destroying it queues waits for them before GRAPH_DESTROY,
      which would otherwise overtake a launch queued on another lane. */
-  struct shim_stream_point *launched;
-  unsigned nlaunched, cap;
+  struct shim_stream_points launched;
 };
 
 /* ---- stream capture and graphs ------------------------------------------ */
@@ -340,56 +338,27 @@ cudaError_t cudaGraphInstantiateWithFlags(cudaGraphExec_t *exec,
   return cudaGraphInstantiate(exec, graph, flags);
 }
 
-/* Room for one more stream in x->launched (graph_lock held): 0 or
-   -ENOMEM. */
-static int exec_grow(struct shim_graph_exec *x)
-{
-  struct shim_stream_point *p;
-  unsigned cap = x->cap ? 2 * x->cap : 4;
-
-  if (x->nlaunched < x->cap)
-    return 0;
-  p = realloc(x->launched, cap * sizeof(*p));
-  if (!p)
-    return -ENOMEM;
-  x->launched = p;
-  x->cap = cap;
-  return 0;
-}
-
-/* Made before the launch is queued, so that a launch whose end could not
-   be kept is never queued (two threads launching x at once may still need
-   a second slot: exec_note_launch grows again). */
+/* Before the launch is queued (shim_points_grow). */
 static int exec_reserve(struct shim_graph_exec *x)
 {
   int rc;
 
   pthread_mutex_lock(&graph_lock);
-  rc = exec_grow(x);
+  rc = shim_points_grow(&x->launched);
   pthread_mutex_unlock(&graph_lock);
   return rc;
 }
 
 /* x was just launched on s (NULL: t's legacy stream): its newest end
-   there, replacing an older one on the same stream. */
+   there. */
 static void exec_note_launch(struct shim_thread *t,
                              struct shim_graph_exec *x, struct shim_stream *s)
 {
   struct shim_stream_point p;
-  unsigned i;
 
   shim_stream_point_get(t, s, x->dev, &p);
   pthread_mutex_lock(&graph_lock);
-  for (i = 0; i < x->nlaunched; i++)
-    if (shim_stream_point_same(&x->launched[i], &p))
-      break;
-  /* Out of memory here (a racing launch took the reserved slot), the
-     launch goes unnoted: a destroy could then overtake it, as before. */
-  if (i < x->nlaunched || exec_grow(x) == 0) {
-    x->launched[i] = p;
-    if (i == x->nlaunched)
-      x->nlaunched++;
-  }
+  shim_points_note(&x->launched, &p);
   pthread_mutex_unlock(&graph_lock);
 }
 
@@ -447,8 +416,7 @@ cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec)
   struct shim_thread *t;
   cudaError_t e = shim_ready(&t);
   struct shim_graph_exec *x = (struct shim_graph_exec *)exec;
-  struct shim_stream_point *launched;
-  unsigned n;
+  struct shim_stream_points launched;
   uint8_t a[8];
 
   if (e != cudaSuccess)
@@ -460,13 +428,9 @@ cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec)
      each stream's newest one, as cudaStreamDestroy waits for its work. */
   pthread_mutex_lock(&graph_lock);
   launched = x->launched;
-  n = x->nlaunched;
-  x->launched = NULL;
-  x->nlaunched = x->cap = 0;
+  x->launched = (struct shim_stream_points){0};
   pthread_mutex_unlock(&graph_lock);
-  for (unsigned i = 0; i < n; i++)
-    (void)shim_stream_point_wait(t, &launched[i]);
-  free(launched);
+  shim_points_wait(t, &launched);
   if (x->len) {
     tr_put_u64(a, x->handle);
     (void)shim_call(t, x->dev, TR_OP_GRAPH_DESTROY, a, 8, NULL, 0, 0, NULL, 0,

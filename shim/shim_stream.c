@@ -388,6 +388,44 @@ int shim_stream_point_wait(struct shim_thread *t,
   return shim_event_wait_queued(t, &m, p->gen, p->dev);
 }
 
+int shim_points_grow(struct shim_stream_points *ps)
+{
+  struct shim_stream_point *v;
+  unsigned cap = ps->cap ? 2 * ps->cap : 4;
+
+  if (ps->n < ps->cap)
+    return 0;
+  v = realloc(ps->v, cap * sizeof(*v));
+  if (!v)
+    return -ENOMEM;
+  ps->v = v;
+  ps->cap = cap;
+  return 0;
+}
+
+void shim_points_note(struct shim_stream_points *ps,
+                      const struct shim_stream_point *p)
+{
+  unsigned i;
+
+  for (i = 0; i < ps->n; i++)
+    if (shim_stream_point_same(&ps->v[i], p))
+      break;
+  if (i < ps->n || shim_points_grow(ps) == 0) {
+    ps->v[i] = *p;
+    if (i == ps->n)
+      ps->n++;
+  }
+}
+
+void shim_points_wait(struct shim_thread *t, struct shim_stream_points *ps)
+{
+  for (unsigned i = 0; i < ps->n; i++)
+    (void)shim_stream_point_wait(t, &ps->v[i]);
+  free(ps->v);
+  *ps = (struct shim_stream_points){0};
+}
+
 /* Legacy work for t's current device comes next on t's own lane. */
 static int legacy_enter(struct shim_thread *t)
 {
@@ -1015,7 +1053,9 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event,
   cudaError_t e = shim_ready(&t);
   struct shim_event *ev;
   struct shim_stream *s;
+  struct shim_stream_point p;
   uint64_t gen;
+  int rc, dev;
 
   if (e != cudaSuccess)
     return shim_fail(t, e);
@@ -1032,13 +1072,24 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event,
      waits for it on the device. */
   if (gen == 0 || atomic_load(&ev->by) == shim_event_cur_serial(t))
     return cudaSuccess;
-  e = shim_cuda_error(t, shim_event_wait_queued(t, ev, gen,
-                                                s ? s->dev : t->device));
+  pthread_mutex_lock(&shim_reg_lock);
+  rc = shim_points_grow(&ev->waits);
+  pthread_mutex_unlock(&shim_reg_lock);
+  if (rc < 0)
+    return shim_fail(t, cudaErrorMemoryAllocation);
+  dev = s ? s->dev : t->device;
+  e = shim_cuda_error(t, shim_event_wait_queued(t, ev, gen, dev));
+  if (e != cudaSuccess)
+    return e;
   /* The wait is the stream's work like any other: what other threads
-     queue on the stream later (on their lanes) waits for it too. */
-  if (e == cudaSuccess)
-    shim_stream_mark(t, s);
-  return e;
+     queue on the stream later (on their lanes) waits for it too, and so
+     does the event's destroy, which goes down another lane. */
+  shim_stream_mark(t, s);
+  shim_stream_point_get(t, s, dev, &p);
+  pthread_mutex_lock(&shim_reg_lock);
+  shim_points_note(&ev->waits, &p);
+  pthread_mutex_unlock(&shim_reg_lock);
+  return cudaSuccess;
 }
 
 cudaError_t cudaStreamGetFlags(cudaStream_t stream, unsigned int *flags)

@@ -14,6 +14,35 @@
 #define EVENT_MAGIC 0x45564e54u  /* "EVNT" */
 #define STREAM_MAGIC 0x5354524du /* "STRM" */
 
+struct shim_stream;
+
+/*
+ * A stream's point: the end of the work t has queued so far on stream s of dev (s NULL: t's
+ * legacy stream, its own lane's mark at its newest record), kept to be
+ * waited for later by any thread (cudaGraphExecDestroy lets the launches
+ * still queued run first, cudaEventDestroy the waits).  A created stream lives for good, so s may be
+ * kept; a legacy lane's mark stays reached after the lane is gone.
+ */
+struct shim_stream_point {
+  struct shim_stream *s; /* NULL: a legacy stream, named by its lane */
+  uint32_t lane_id;      /* legacy: the own lane's id on the agent ... */
+  uint64_t serial;       /* ... and its serial (ids are reused) */
+  uint64_t gen;          /* 0: nothing queued, nothing to wait for */
+  int dev;
+};
+
+/*
+ * The newest point of each stream something was queued on: a graph exec's
+ * launches, the waits queued for an event.  Destroying the object makes
+ * its destroy record wait for them all first, since it goes down another
+ * lane than they did and would overtake them (CUDA lets that work run).
+ * Under the owner's lock, which no code holds across a wait.
+ */
+struct shim_stream_points {
+  struct shim_stream_point *v;
+  unsigned n, cap;
+};
+
 struct shim_event {
   uint32_t magic;
   unsigned flags;
@@ -21,6 +50,8 @@ struct shim_event {
   _Atomic uint64_t gen;           /* generations recorded so far */
   _Atomic int dev;                /* device of the newest record, -1 none */
   _Atomic uint64_t by;            /* serial of the lane that carried it */
+  struct shim_stream_points waits; /* streams made to wait for it, under
+                                      shim_reg_lock: cudaEventDestroy */
   struct shim_event *next;        /* registry */
 };
 
@@ -98,20 +129,7 @@ int shim_event_wait_queued(struct shim_thread *t, struct shim_event *e,
    cudaErrorStreamCaptureUnsupported; else cudaSuccess. */
 cudaError_t shim_capture_sync(struct shim_stream *s);
 
-/*
- * The end of the work t has queued so far on stream s of dev (s NULL: t's
- * legacy stream, its own lane's mark at its newest record), kept to be
- * waited for later by any thread (cudaGraphExecDestroy lets the launches
- * still queued run first).  A created stream lives for good, so s may be
- * kept; a legacy lane's mark stays reached after the lane is gone.
- */
-struct shim_stream_point {
-  struct shim_stream *s; /* NULL: a legacy stream, named by its lane */
-  uint32_t lane_id;      /* legacy: the own lane's id on the agent ... */
-  uint64_t serial;       /* ... and its serial (ids are reused) */
-  uint64_t gen;          /* 0: nothing queued, nothing to wait for */
-  int dev;
-};
+/* p gets the end of the work t has queued so far on s (above). */
 void shim_stream_point_get(struct shim_thread *t, struct shim_stream *s,
                            int dev, struct shim_stream_point *p);
 
@@ -123,6 +141,21 @@ int shim_stream_point_same(const struct shim_stream_point *a,
    is reached: 0 or an error. */
 int shim_stream_point_wait(struct shim_thread *t,
                            const struct shim_stream_point *p);
+
+/* Room for one more point (lock held): 0 or -ENOMEM.  Made before the
+   work is queued, so that work whose point could not be kept is never
+   queued; shim_points_note grows again if a racing thread took it. */
+int shim_points_grow(struct shim_stream_points *ps);
+
+/* p, replacing an older point of the same stream (lock held).  Out of
+   memory (a racing note took the reserved room), p goes unkept: a destroy
+   could then overtake that work, as if no set were kept. */
+void shim_points_note(struct shim_stream_points *ps,
+                      const struct shim_stream_point *p);
+
+/* What t queues next on its current lane waits for each point of *ps,
+   which was taken out of its owner (lock released) and is emptied. */
+void shim_points_wait(struct shim_thread *t, struct shim_stream_points *ps);
 
 /* Fork child: every event's records start over (shim_stream_forget, after
    it made shim_reg_lock afresh). */

@@ -3,7 +3,8 @@
 //   - cudaMemcpyAsync / cudaMemsetAsync / kernels on created streams, in
 //     stream order, checked;
 //   - an event recorded on one stream and waited for by another
-//     (cudaStreamWaitEvent) orders a producer kernel before a consumer;
+//     (cudaStreamWaitEvent) orders a producer kernel before a consumer,
+//     also when the event is destroyed while the wait is still queued;
 //   - a stream fed by a second thread is synchronised by the main thread
 //     and then extended by it: its order holds across threads;
 //   - event timing: cudaEventElapsedTime of a kernel that spins ~20 ms is
@@ -175,6 +176,50 @@ int main()
     EXPECT(g[i] == 6 * (i - 1000) + 7, "s2 element %d: %d", i, g[i]);
   CK(cudaEventQuery(e));
   printf("event between streams: ok\n");
+
+  // An event destroyed while a wait for it is still queued (legal: the
+  // wait still happens).  Once with the wait queued behind a long kernel
+  // (the event recorded and reached long before), once with the wait
+  // already waiting for a record behind a long kernel on s1.  The alarm
+  // turns a hang into a failure.
+  {
+    cudaEvent_t ev;
+    int cv = 0, *cnt;
+
+    alarm(30);
+    CK(cudaMalloc(&cnt, sizeof(int)));
+    CK(cudaMemset(cnt, 0, sizeof(int)));
+    CK(cudaEventCreate(&ev));
+    CK(cudaEventRecord(ev, s1));
+    CK(cudaStreamSynchronize(s1));
+    spin<<<1, 1, 0, s2>>>(100000000ull);
+    CK(cudaStreamWaitEvent(s2, ev, 0));
+    CK(cudaEventDestroy(ev));
+    add1<<<1, 1, 0, s2>>>(cnt, 1);
+    CK(cudaStreamSynchronize(s2));
+    CK(cudaMemcpy(&cv, cnt, sizeof(int), cudaMemcpyDeviceToHost));
+    CK(cudaFree(cnt));
+    EXPECT(cv == 1, "after a destroyed event's wait: counter %d, expected 1",
+           cv);
+
+    CK(cudaMemcpy(a, h, sizeof(h), cudaMemcpyHostToDevice));
+    CK(cudaEventCreate(&ev));
+    spin<<<1, 1, 0, s1>>>(200000000ull);
+    add_all<<<(N + 255) / 256, 256, 0, s1>>>(a, 5, N);
+    CK(cudaEventRecord(ev, s1));
+    CK(cudaStreamWaitEvent(s2, ev, 0));
+    copy_plus<<<(N + 255) / 256, 256, 0, s2>>>(b, a, 0, N);
+    usleep(100000); // s2 waits for the record now
+    CK(cudaEventDestroy(ev));
+    CK(cudaStreamSynchronize(s2));
+    CK(cudaMemcpy(g, b, sizeof(g), cudaMemcpyDeviceToHost));
+    for (int i = 0; i < N; i++)
+      EXPECT(g[i] == h[i] + 5, "after a destroyed event's wait: s2 element "
+             "%d: %d, expected %d", i, g[i], h[i] + 5);
+    CK(cudaDeviceSynchronize());
+    alarm(0);
+  }
+  printf("event destroyed with a wait queued: ok\n");
 
   // A stream fed by another thread, then synchronised and extended here.
   feeder f = {s3, c};
