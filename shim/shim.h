@@ -271,6 +271,13 @@ cudaError_t shim_memset(struct shim_thread *t, void *ptr, int value,
 struct shim_stream;
 cudaError_t shim_stream_use(struct shim_thread *t, cudaStream_t stream,
                             struct shim_stream **s);
+/* The same for work that reads no host memory as it is queued (launches,
+   event records and waits, graph launches, host functions): it does not
+   wait on the host for the host functions queued before it on a created
+   stream, whose ends its lane waits for on the device (host_func). */
+cudaError_t shim_stream_use_device(struct shim_thread *t,
+                                   cudaStream_t stream,
+                                   struct shim_stream **s);
 void shim_stream_mark(struct shim_thread *t, struct shim_stream *s);
 /* s's priority (cudaStreamCreateWithPriority, clamped); 0 for NULL. */
 int shim_stream_priority(const struct shim_stream *s);

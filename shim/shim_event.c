@@ -75,6 +75,16 @@ int shim_event_record(struct shim_thread *t, struct shim_event *e, int dev,
   return rc;
 }
 
+int shim_event_record_at(struct shim_thread *t, struct shim_event *e,
+                         uint64_t gen, int dev)
+{
+  uint8_t a[24];
+
+  return shim_call(t, dev, TR_OP_EVENT_RECORD, a,
+                   (uint32_t)event_args(a, e->handle, gen), NULL, 0, 0, NULL,
+                   0, NULL);
+}
+
 /* Has generation gen of e run?  0 yes, cudaErrorNotReady, or an error
    (the lane's deferred error comes back here, as CUDA's queries do). */
 static int event_query(struct shim_thread *t, struct shim_event *e,
@@ -244,7 +254,7 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream)
 
   if (e != cudaSuccess)
     return e;
-  e = shim_stream_use(t, stream, &s);
+  e = shim_stream_use_device(t, stream, &s);
   if (e != cudaSuccess)
     return shim_fail(t, e);
   /* Before a generation is taken: a refused record must not leave one

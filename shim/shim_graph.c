@@ -378,7 +378,7 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream)
   rc = shim_managed_before_device(t);
   if (rc)
     return shim_cuda_error(t, rc);
-  e = shim_stream_use(t, stream, &s);
+  e = shim_stream_use_device(t, stream, &s);
   if (e != cudaSuccess)
     return shim_fail(t, e);
   if (t->capture) {

@@ -458,7 +458,7 @@ static cudaError_t launch(struct shim_func *f, dim3 grid, dim3 block,
     return shim_cuda_error(t, rc);
   /* After the module is loaded (round trips), so only the launch itself
      goes into a stream capture. */
-  e = shim_stream_use(t, stream, &strm);
+  e = shim_stream_use_device(t, stream, &strm);
   if (e != cudaSuccess) {
     t->last_error = e;
     return e;

@@ -604,16 +604,29 @@ void shim_stream_thread_exit(struct shim_thread *t)
 /*
  * cudaLaunchHostFunc and cudaStreamAddCallback.  A host function runs on
  * the shim's callback thread once the work queued before it has run (it
- * waits for an event generation like any other waiter), and work queued
- * on its stream afterwards waits, on the host, until it has returned: the
- * stream's order holds through the function.  One thread runs them all, in
- * the order they were queued.  On the default stream the "stream" is the
- * queuing thread's lane, whose pending count is its cb_default_pending.
+ * waits for an event generation like any other waiter).  One thread runs
+ * them all, in the order they were queued.
+ *
+ * On a created stream, the function's end is the next generation of the
+ * stream's event (SHIM_BY_HOST), which the callback thread records once
+ * the function has returned: work queued on the stream afterwards waits
+ * for it on the device, as any work fed through another lane does, so the
+ * program is never held up queuing it (CUDA returns at once, and a host
+ * function may wait for what the program does next), and the legacy
+ * stream, synchronisations and queries wait for it like for any work.
+ *
+ * On the default stream the "stream" is the queuing thread's lane, whose
+ * pending count is its cb_default_pending: work queued there afterwards
+ * waits on the host until the function has returned.
  */
 struct cb_job {
   struct cb_job *next;
   struct shim_event *ev; /* wait for this generation first */
   uint64_t gen;
+  uint64_t end;          /* created stream: ev's generation to record
+                            when the function has returned */
+  int dev;               /* ... on this device */
+  int blocking;          /* on a blocking stream: cb_blocking_pending */
   int transient;         /* ev belongs to the job */
   cudaHostFn_t fn;       /* cudaLaunchHostFunc, or ... */
   cudaStreamCallback_t cb; /* ... cudaStreamAddCallback */
@@ -630,6 +643,9 @@ static int cb_started;
 /* cb_default_pending (above, for shim_stream_thread_exit): this thread's
    default stream */
 static unsigned cb_all_pending;               /* every queued job */
+/* Those on blocking streams, which legacy-stream work that reads host
+   memory as it is queued waits for (stream_use). */
+static unsigned cb_blocking_pending;
 
 static void *cb_worker(void *arg)
 {
@@ -658,6 +674,10 @@ static void *cb_worker(void *arg)
     else
       j->cb(j->stream, rc > 0 && rc < (int)TR_ST_BASE ? (cudaError_t)rc
                        : rc ? cudaErrorUnknown : cudaSuccess, j->data);
+    /* Without a lane (the session is gone), the stream's later work fails
+       with the session anyway. */
+    if (j->end && t)
+      (void)shim_event_record_at(t, j->ev, j->end, j->dev);
     if (j->transient) {
       uint8_t a[8];
 
@@ -670,6 +690,8 @@ static void *cb_worker(void *arg)
     pthread_mutex_lock(&cb_lock);
     (*j->pending)--;
     cb_all_pending--;
+    if (j->blocking)
+      cb_blocking_pending--;
     pthread_cond_broadcast(&cb_done);
     pthread_mutex_unlock(&cb_lock);
     free(j);
@@ -717,7 +739,7 @@ static cudaError_t host_func(cudaStream_t stream, cudaHostFn_t fn,
     return shim_fail(t, e);
   if (!fn && !cb)
     return shim_fail(t, cudaErrorInvalidValue);
-  e = shim_stream_use(t, stream, &s);
+  e = shim_stream_use_device(t, stream, &s);
   if (e != cudaSuccess)
     return shim_fail(t, e);
   e = shim_capture_refuse(t, "a host function");
@@ -734,7 +756,12 @@ static cudaError_t host_func(cudaStream_t stream, cudaHostFn_t fn,
     shim_stream_mark(t, s);
     j->ev = &s->ev;
     j->gen = atomic_load(&s->ev.gen);
+    j->end = atomic_fetch_add(&s->ev.gen, 1) + 1;
+    j->dev = s->dev;
+    atomic_store(&s->ev.dev, s->dev);
+    atomic_store(&s->ev.by, SHIM_BY_HOST);
     j->pending = &s->cb_pending;
+    j->blocking = !(s->flags & cudaStreamNonBlocking);
   } else {
     j->ev = calloc(1, sizeof(*j->ev));
     if (!j->ev) {
@@ -768,6 +795,8 @@ static cudaError_t host_func(cudaStream_t stream, cudaHostFn_t fn,
   }
   (*j->pending)++;
   cb_all_pending++;
+  if (j->blocking)
+    cb_blocking_pending++;
   *cb_tail = j;
   cb_tail = &j->next;
   pthread_cond_signal(&cb_cv);
@@ -808,8 +837,9 @@ static void use_stream_lane(struct shim_thread *t, struct shim_stream *s,
     t->cur = l;
 }
 
-cudaError_t shim_stream_use(struct shim_thread *t, cudaStream_t stream,
-                            struct shim_stream **out)
+/* host: the work reads host memory as it is queued (see shim.h). */
+static cudaError_t stream_use(struct shim_thread *t, cudaStream_t stream,
+                              struct shim_stream **out, bool host)
 {
   struct shim_stream *s;
   int rc;
@@ -817,6 +847,11 @@ cudaError_t shim_stream_use(struct shim_thread *t, cudaStream_t stream,
   *out = NULL;
   if (shim_stream_default(stream)) {
     cb_wait(&cb_default_pending);
+    /* The legacy stream follows every blocking stream's earlier work, host
+       functions included: their ends are waited for on the device
+       (legacy_enter), but host memory read now must wait for them here. */
+    if (host)
+      cb_wait(&cb_blocking_pending);
     rc = legacy_enter(t);
     return rc ? shim_cuda_error(t, rc) : cudaSuccess;
   }
@@ -829,7 +864,11 @@ cudaError_t shim_stream_use(struct shim_thread *t, cudaStream_t stream,
     *out = s;
     return cudaSuccess;
   }
-  cb_wait(&s->cb_pending);
+  /* A copy from host memory reads it now (the broker sends it at once,
+     from the shared segment when pinned): a host function before it, on
+     the callback thread, may still be writing it. */
+  if (host)
+    cb_wait(&s->cb_pending);
   use_stream_lane(t, s, 1);
   /* Fed on another lane last: that lane must have run that work first. */
   if (atomic_load(&s->ev.by) &&
@@ -844,6 +883,19 @@ cudaError_t shim_stream_use(struct shim_thread *t, cudaStream_t stream,
     return shim_cuda_error(t, rc);
   *out = s;
   return cudaSuccess;
+}
+
+cudaError_t shim_stream_use(struct shim_thread *t, cudaStream_t stream,
+                            struct shim_stream **out)
+{
+  return stream_use(t, stream, out, true);
+}
+
+cudaError_t shim_stream_use_device(struct shim_thread *t,
+                                   cudaStream_t stream,
+                                   struct shim_stream **out)
+{
+  return stream_use(t, stream, out, false);
 }
 
 cudaError_t shim_stream_begin(struct shim_thread **t, cudaStream_t stream,
@@ -1063,7 +1115,7 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event,
   if (!ev || flags > cudaEventWaitExternal)
     return shim_fail(t, ev ? cudaErrorInvalidValue
                            : cudaErrorInvalidResourceHandle);
-  e = shim_stream_use(t, stream, &s);
+  e = shim_stream_use_device(t, stream, &s);
   if (e != cudaSuccess)
     return shim_fail(t, e);
   gen = atomic_load(&ev->gen);
@@ -1331,4 +1383,5 @@ void shim_stream_forget(void)
   cb_started = 0;
   cb_default_pending = 0;
   cb_all_pending = 0;
+  cb_blocking_pending = 0;
 }

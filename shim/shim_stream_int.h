@@ -107,6 +107,19 @@ static inline uint64_t shim_event_cur_serial(const struct shim_thread *t)
    so a destroyed or made-up handle is an error (NULL), never a crash. */
 struct shim_event *shim_event_of(cudaEvent_t h);
 
+/*
+ * A generation of a stream's event that no lane records when it is taken:
+ * a host function's end, recorded by the callback thread once the function
+ * has returned (host_func).  e->by then names no lane, so work queued on
+ * the stream meanwhile, on any lane, waits for it on the device.
+ */
+#define SHIM_BY_HOST UINT64_MAX
+
+/* Queue generation gen of e, taken earlier (SHIM_BY_HOST), on t's current
+   lane for dev (no reply).  0 or an error. */
+int shim_event_record_at(struct shim_thread *t, struct shim_event *e,
+                         uint64_t gen, int dev);
+
 /* Queue the next generation of e on t's current lane for dev (no reply);
    mark: a stream's or host function's, never timed.  0 or an error. */
 int shim_event_record(struct shim_thread *t, struct shim_event *e, int dev,

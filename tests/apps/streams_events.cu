@@ -21,12 +21,16 @@
 //     after them (a copy of a value they set), on created streams and on
 //     the default stream; a thread that queues one on its default stream
 //     and exits at once leaves the next thread's default stream working;
-//     cudaStreamQuery says cudaErrorNotReady while one has not returned.
+//     cudaStreamQuery says cudaErrorNotReady while one has not returned;
+//     work queued behind one returns at once (the function may wait for
+//     the program) and runs after it; the legacy stream's blocking copy
+//     after a blocking stream's host function reads what it wrote.
 #include <cuda_runtime.h>
 
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "app_check.h"
@@ -90,6 +94,27 @@ static void CUDART_CB slow_flag(void *arg)
 {
   usleep(300000);
   __atomic_store_n((int *)arg, 1, __ATOMIC_SEQ_CST);
+}
+
+// Holds its stream until the program opens the gate (at most 3 s).
+static void CUDART_CB gate(void *arg)
+{
+  for (int i = 0; i < 300 && !__atomic_load_n((int *)arg, __ATOMIC_SEQ_CST);
+       i++)
+    usleep(10000);
+}
+
+static void CUDART_CB slow_write(void *arg)
+{
+  usleep(200000);
+  __atomic_store_n((int *)arg, 42, __ATOMIC_SEQ_CST);
+}
+
+static double now_ms()
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
 static int exited_ran;
@@ -328,6 +353,46 @@ int main()
     CK(cudaStreamQuery(0));
     printf("cudaStreamQuery while a host function is pending: ok\n");
   }
+
+  // Work queued behind a host function that waits for the program (a
+  // gate): the launch and the event record return at once, as with CUDA,
+  // and run after the function (it opens at 200 ms; the kernel adds to
+  // what it wrote).  Then the legacy stream after a blocking stream's
+  // host function: a blocking copy from pageable memory the function
+  // writes must read what it wrote, as the legacy stream follows all the
+  // blocking streams' earlier work.
+  {
+    static int gate_open, word;
+    int cv = -1, *cnt;
+    cudaEvent_t after;
+
+    alarm(30);
+    CK(cudaMalloc(&cnt, sizeof(int)));
+    CK(cudaEventCreate(&after));
+    CK(cudaMemsetAsync(cnt, 0, sizeof(int), s1));
+    CK(cudaLaunchHostFunc(s1, gate, &gate_open));
+    double t0 = now_ms();
+    add1<<<1, 1, 0, s1>>>(cnt, 1);
+    CK(cudaEventRecord(after, s1));
+    double took = now_ms() - t0;
+    __atomic_store_n(&gate_open, 1, __ATOMIC_SEQ_CST);
+    CK(cudaEventSynchronize(after));
+    CK(cudaMemcpy(&cv, cnt, sizeof(int), cudaMemcpyDeviceToHost));
+    EXPECT(took < 100, "queuing behind a gated host function took %.0f ms",
+           took);
+    EXPECT(cv == 1, "the kernel behind the gate: counter %d, expected 1", cv);
+
+    word = 0;
+    CK(cudaLaunchHostFunc(s1, slow_write, &word));
+    CK(cudaMemcpy(cnt, &word, sizeof(int), cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(&cv, cnt, sizeof(int), cudaMemcpyDeviceToHost));
+    EXPECT(cv == 42, "the legacy copy after a blocking stream's host "
+           "function read %d, expected 42", cv);
+    CK(cudaEventDestroy(after));
+    CK(cudaFree(cnt));
+    alarm(0);
+  }
+  printf("work queued behind host functions: ok\n");
 
   // cudaFree waits for the device's work, also on a non-blocking stream
   // (whose work tremote sends down a lane of its own): the kernel queued
