@@ -138,6 +138,8 @@ int shim_sync_stream_lanes(struct shim_thread *t);
 /* The process's view of the broker. */
 struct shim_proc {
   int connected;        /* 1 if HELLO succeeded */
+  unsigned forks;       /* fork children this process is down from: what
+                           was kept before names the parent's session */
   cudaError_t init_err; /* why not, as the error every call returns */
   struct tr_client cli;
 };

@@ -769,6 +769,7 @@ static void fork_parent(void)
 
 static void fork_child(void)
 {
+  shim_proc.forks++;
   shim_host_forget_regions();
   shim_host_fork_lock(0);
   shim_module_fork_lock(0);

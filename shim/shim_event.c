@@ -223,6 +223,7 @@ cudaError_t cudaEventDestroy(cudaEvent_t event)
        down this thread's lane and would overtake them on theirs, and the
        agent would then give them a fresh event, never recorded (a hang),
        or let one already waiting go early. */
+    t->cur = &t->own; /* not stream work: no stream lane waits for them */
     shim_points_wait(t, &waits);
     tr_put_u64(a, ev->handle);
     (void)shim_call(t, atomic_load(&ev->dev), TR_OP_EVENT_DESTROY, a, 8, NULL,

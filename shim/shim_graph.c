@@ -356,7 +356,7 @@ static void exec_note_launch(struct shim_thread *t,
 {
   struct shim_stream_point p;
 
-  shim_stream_point_get(t, s, x->dev, &p);
+  shim_stream_point_get(t, x->dev, &p);
   pthread_mutex_lock(&graph_lock);
   shim_points_note(&x->launched, &p);
   pthread_mutex_unlock(&graph_lock);
@@ -430,6 +430,7 @@ cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec)
   launched = x->launched;
   x->launched = (struct shim_stream_points){0};
   pthread_mutex_unlock(&graph_lock);
+  t->cur = &t->own; /* not stream work: no stream lane waits for them */
   shim_points_wait(t, &launched);
   if (x->len) {
     tr_put_u64(a, x->handle);

@@ -349,28 +349,24 @@ void shim_legacy_sent(struct shim_thread *t, int dev, uint64_t id)
     t->legacy[dev].sent = id;
 }
 
-void shim_stream_point_get(struct shim_thread *t, struct shim_stream *s,
-                           int dev, struct shim_stream_point *p)
+void shim_stream_point_get(struct shim_thread *t, int dev,
+                           struct shim_stream_point *p)
 {
-  *p = (struct shim_stream_point){.s = s, .dev = dev};
-  if (s) {
-    p->dev = s->dev;
-    p->gen = atomic_load(&s->ev.gen);
-    return;
-  }
-  p->lane_id = t->own.lane.hdr ? t->own.lane.hdr->lane_id : 0;
-  p->serial = t->own.serial;
-  if (t->legacy && (unsigned)dev < t->nlegacy)
-    p->gen = t->legacy[dev].sent;
+  struct shim_lane *l = t->cur;
+
+  *p = (struct shim_stream_point){
+      .lane_id = l->lane.hdr ? l->lane.hdr->lane_id : 0,
+      .serial = l->serial,
+      .gen = l->next_id,
+      .forks = shim_proc.forks,
+      .dev = dev,
+  };
 }
 
 int shim_stream_point_same(const struct shim_stream_point *a,
                            const struct shim_stream_point *b)
 {
-  if (a->s || b->s)
-    return a->s == b->s;
-  return a->dev == b->dev && a->lane_id == b->lane_id &&
-         a->serial == b->serial;
+  return a->dev == b->dev && a->serial == b->serial;
 }
 
 int shim_stream_point_wait(struct shim_thread *t,
@@ -378,12 +374,10 @@ int shim_stream_point_wait(struct shim_thread *t,
 {
   struct shim_event m;
 
-  if (!p->gen)
+  if (!p->gen || p->forks != shim_proc.forks)
     return 0;
-  if (p->s)
-    return shim_event_wait_queued(t, &p->s->ev, p->gen, p->dev);
-  if (t->cur == &t->own && t->own.serial == p->serial)
-    return 0; /* t's own legacy work: its lane keeps the order */
+  if (t->cur->serial == p->serial)
+    return 0; /* the same lane keeps the order */
   mark_event(&m, p->lane_id, p->dev, p->serial);
   return shim_event_wait_queued(t, &m, p->gen, p->dev);
 }
@@ -583,8 +577,9 @@ int shim_sync_other_streams(struct shim_thread *t, int dev)
   return first;
 }
 
-static void cb_wait(unsigned *pending);
-static __thread unsigned cb_default_pending; /* this thread's default stream */
+static void cb_wait(struct shim_cb_count *c);
+/* This thread's default stream's host functions. */
+static __thread struct shim_cb_count cb_default_pending;
 
 void shim_stream_thread_exit(struct shim_thread *t)
 {
@@ -632,7 +627,7 @@ struct cb_job {
   cudaStreamCallback_t cb; /* ... cudaStreamAddCallback */
   cudaStream_t stream;
   void *data;
-  unsigned *pending;     /* the counter to drop when done */
+  struct shim_cb_count *pending; /* to count it done in */
 };
 
 static pthread_mutex_t cb_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -642,10 +637,10 @@ static struct cb_job *cb_head, **cb_tail = &cb_head;
 static int cb_started;
 /* cb_default_pending (above, for shim_stream_thread_exit): this thread's
    default stream */
-static unsigned cb_all_pending;               /* every queued job */
+static struct shim_cb_count cb_all_pending;   /* every job */
 /* Those on blocking streams, which legacy-stream work that reads host
    memory as it is queued waits for (stream_use). */
-static unsigned cb_blocking_pending;
+static struct shim_cb_count cb_blocking_pending;
 
 static void *cb_worker(void *arg)
 {
@@ -688,10 +683,10 @@ static void *cb_worker(void *arg)
       free(j->ev);
     }
     pthread_mutex_lock(&cb_lock);
-    (*j->pending)--;
-    cb_all_pending--;
+    j->pending->done++;
+    cb_all_pending.done++;
     if (j->blocking)
-      cb_blocking_pending--;
+      cb_blocking_pending.done++;
     pthread_cond_broadcast(&cb_done);
     pthread_mutex_unlock(&cb_lock);
     free(j);
@@ -699,23 +694,26 @@ static void *cb_worker(void *arg)
   return NULL;
 }
 
-/* Wait until *pending (under cb_lock) is 0. */
-static void cb_wait(unsigned *pending)
+/* Wait until the host functions counted in c so far have returned. */
+static void cb_wait(struct shim_cb_count *c)
 {
+  uint64_t upto;
+
   pthread_mutex_lock(&cb_lock);
-  while (*pending)
+  upto = c->queued;
+  while (c->done < upto)
     pthread_cond_wait(&cb_done, &cb_lock);
   pthread_mutex_unlock(&cb_lock);
 }
 
-/* Whether host functions counted by *pending (under cb_lock) have yet to
-   return: a stream with one is not done, whatever its device work says. */
-static int cb_busy(const unsigned *pending)
+/* Whether host functions counted in c have yet to return: a stream with
+   one is not done, whatever its device work says. */
+static int cb_busy(const struct shim_cb_count *c)
 {
   int busy;
 
   pthread_mutex_lock(&cb_lock);
-  busy = *pending != 0;
+  busy = c->done < c->queued;
   pthread_mutex_unlock(&cb_lock);
   return busy;
 }
@@ -755,11 +753,7 @@ static cudaError_t host_func(cudaStream_t stream, cudaHostFn_t fn,
   if (s) {
     shim_stream_mark(t, s);
     j->ev = &s->ev;
-    j->gen = atomic_load(&s->ev.gen);
-    j->end = atomic_fetch_add(&s->ev.gen, 1) + 1;
     j->dev = s->dev;
-    atomic_store(&s->ev.dev, s->dev);
-    atomic_store(&s->ev.by, SHIM_BY_HOST);
     j->pending = &s->cb_pending;
     j->blocking = !(s->flags & cudaStreamNonBlocking);
   } else {
@@ -793,10 +787,20 @@ static cudaError_t host_func(cudaStream_t stream, cudaHostFn_t fn,
     pthread_detach(th);
     cb_started = 1;
   }
-  (*j->pending)++;
-  cb_all_pending++;
+  if (s) {
+    /* Its end taken as it is queued, under cb_lock: work that waits for
+       that generation (another thread's, seeing `by`) is queued after it,
+       so no host function ahead of it can wait for that work (a cycle
+       through the one callback thread). */
+    j->gen = atomic_load(&s->ev.gen);
+    j->end = atomic_fetch_add(&s->ev.gen, 1) + 1;
+    atomic_store(&s->ev.dev, s->dev);
+    atomic_store(&s->ev.by, SHIM_BY_HOST);
+  }
+  j->pending->queued++;
+  cb_all_pending.queued++;
   if (j->blocking)
-    cb_blocking_pending++;
+    cb_blocking_pending.queued++;
   *cb_tail = j;
   cb_tail = &j->next;
   pthread_cond_signal(&cb_cv);
@@ -1137,7 +1141,7 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event,
      queue on the stream later (on their lanes) waits for it too, and so
      does the event's destroy, which goes down another lane. */
   shim_stream_mark(t, s);
-  shim_stream_point_get(t, s, dev, &p);
+  shim_stream_point_get(t, dev, &p);
   pthread_mutex_lock(&shim_reg_lock);
   shim_points_note(&ev->waits, &p);
   pthread_mutex_unlock(&shim_reg_lock);
@@ -1376,12 +1380,12 @@ void shim_stream_forget(void)
     atomic_store(&s->ev.gen, 0);
     atomic_store(&s->ev.dev, -1);
     atomic_store(&s->ev.by, 0);
-    s->cb_pending = 0;
+    s->cb_pending = (struct shim_cb_count){0};
   }
   cb_head = NULL;
   cb_tail = &cb_head;
   cb_started = 0;
-  cb_default_pending = 0;
-  cb_all_pending = 0;
-  cb_blocking_pending = 0;
+  cb_default_pending = (struct shim_cb_count){0};
+  cb_all_pending = (struct shim_cb_count){0};
+  cb_blocking_pending = (struct shim_cb_count){0};
 }

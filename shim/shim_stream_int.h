@@ -17,17 +17,20 @@
 struct shim_stream;
 
 /*
- * A stream's point: the end of the work t has queued so far on stream s of dev (s NULL: t's
- * legacy stream, its own lane's mark at its newest record), kept to be
- * waited for later by any thread (cudaGraphExecDestroy lets the launches
- * still queued run first, cudaEventDestroy the waits).  A created stream lives for good, so s may be
- * kept; a legacy lane's mark stays reached after the lane is gone.
+ * A stream's point: the end of the work t has queued so far on a stream
+ * (a created one, or its legacy stream), kept to be waited for later by
+ * any thread (cudaGraphExecDestroy lets the launches still queued run
+ * first, cudaEventDestroy the waits).  It is the mark of the lane that
+ * carried that work at its newest request id, not the stream's event,
+ * which cudaStreamDestroy deletes on the agent: a mark stays reached
+ * after its lane is gone.
  */
 struct shim_stream_point {
-  struct shim_stream *s; /* NULL: a legacy stream, named by its lane */
-  uint32_t lane_id;      /* legacy: the own lane's id on the agent ... */
+  uint32_t lane_id;      /* the lane's id on the agent ... */
   uint64_t serial;       /* ... and its serial (ids are reused) */
-  uint64_t gen;          /* 0: nothing queued, nothing to wait for */
+  uint64_t gen;          /* its request id then; 0: nothing to wait for */
+  unsigned forks;        /* shim_proc.forks then: a parent's lane is not
+                            this session's, and is never waited for */
   int dev;
 };
 
@@ -41,6 +44,17 @@ struct shim_stream_point {
 struct shim_stream_points {
   struct shim_stream_point *v;
   unsigned n, cap;
+};
+
+/*
+ * Host functions queued and returned so far on one stream or set of
+ * streams, under the callback lock (shim_stream.c).  One thread runs them
+ * in the order queued, so `done` counts up to `queued`: a wait for those
+ * queued before it waits until `done` reaches `queued` as it was, not for
+ * the count to fall to 0, which functions queued later could put off.
+ */
+struct shim_cb_count {
+  uint64_t queued, done;
 };
 
 struct shim_event {
@@ -65,7 +79,7 @@ struct shim_stream {
   /* The newest generation of ev a legacy-stream lane was made to wait
      for, and that lane's serial (legacy_enter; under shim_reg_lock). */
   uint64_t lg_gen, lg_by;
-  unsigned cb_pending;  /* host functions not yet run, under cb_lock */
+  struct shim_cb_count cb_pending; /* its host functions (shim_stream.c) */
   struct shim_graph *capture; /* being captured into, or NULL */
   int capture_bad;            /* something uncapturable was queued */
   unsigned long long capture_id; /* of the capture in progress */
@@ -142,9 +156,10 @@ int shim_event_wait_queued(struct shim_thread *t, struct shim_event *e,
    cudaErrorStreamCaptureUnsupported; else cudaSuccess. */
 cudaError_t shim_capture_sync(struct shim_stream *s);
 
-/* p gets the end of the work t has queued so far on s (above). */
-void shim_stream_point_get(struct shim_thread *t, struct shim_stream *s,
-                           int dev, struct shim_stream_point *p);
+/* p gets the end of the work t has just queued on dev (above), through
+   its current lane. */
+void shim_stream_point_get(struct shim_thread *t, int dev,
+                           struct shim_stream_point *p);
 
 /* Whether a and b name the same stream (their generations aside). */
 int shim_stream_point_same(const struct shim_stream_point *a,

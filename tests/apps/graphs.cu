@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "app_check.h"
 
@@ -85,6 +86,22 @@ static int destroy_pending(cudaStream_t s, int *a)
   CK(cudaMemcpy(h, a, sizeof(h), cudaMemcpyDeviceToHost));
   EXPECT(h[0] == 2, "on another thread's default stream: the graph ran %d "
                     "times, expected 1", h[0] - 1);
+
+  // The stream destroyed before the exec (a program's usual cleanup): the
+  // exec's destroy must not wait for the stream's own event, gone with it.
+  cudaStream_t sx;
+  alarm(30);
+  CK(cudaStreamCreate(&sx));
+  CK(cudaGraphInstantiate(&x, g, 0));
+  CK(cudaGraphLaunch(x, sx));
+  CK(cudaStreamSynchronize(sx));
+  CK(cudaStreamDestroy(sx));
+  CK(cudaGraphExecDestroy(x));
+  CK(cudaDeviceSynchronize());
+  alarm(0);
+  CK(cudaMemcpy(h, a, sizeof(h), cudaMemcpyDeviceToHost));
+  EXPECT(h[0] == 3, "on a stream destroyed first: the graph ran %d times, "
+                    "expected 1", h[0] - 2);
   CK(cudaGraphDestroy(g));
   printf("PASS graphs destroy\n");
   return 0;

@@ -242,6 +242,19 @@ int main()
       EXPECT(g[i] == h[i] + 5, "after a destroyed event's wait: s2 element "
              "%d: %d, expected %d", i, g[i], h[i] + 5);
     CK(cudaDeviceSynchronize());
+
+    // The waiting stream destroyed first, the event after it (the usual
+    // order of a program's cleanup): the event's destroy must not wait
+    // for the destroyed stream's own event.
+    cudaStream_t sx;
+    CK(cudaStreamCreate(&sx));
+    CK(cudaEventCreate(&ev));
+    CK(cudaEventRecord(ev, s1));
+    CK(cudaStreamWaitEvent(sx, ev, 0));
+    CK(cudaStreamSynchronize(sx));
+    CK(cudaStreamDestroy(sx));
+    CK(cudaEventDestroy(ev));
+    CK(cudaDeviceSynchronize());
     alarm(0);
   }
   printf("event destroyed with a wait queued: ok\n");
