@@ -254,6 +254,54 @@ static int make_dirs(const char *dir)
   return 0;
 }
 
+/*
+ * May the broker put its sockets and files in dir?  Only if nobody else
+ * can change what is in it: a directory of its own user (not a symbolic
+ * link to one) that no group or other user may write.  The default
+ * /tmp/tremote-$UID lies in a directory everyone writes, so another user
+ * can make it first; taking it as it is would let that user replace
+ * broker.sock with a socket of their own, or plant machines.state.tmp and
+ * modal.key as links to any file of ours for the broker to overwrite.
+ * Read and search bits are harmless (a home directory is 0755; the broker
+ * checks who connects anyway).  0 or -1 with one line that says what is
+ * wrong and what to do.
+ */
+static int check_dir(const char *dir)
+{
+  struct stat st;
+
+  if (lstat(dir, &st) < 0) {
+    brk_err("the socket directory %s: %s", dir, strerror(errno));
+    return -1;
+  }
+  if (S_ISLNK(st.st_mode)) {
+    brk_err("the socket directory %s is a symbolic link; the broker uses "
+            "only a real directory of its own user: remove the link, or "
+            "name the real directory with --socket", dir);
+    return -1;
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    brk_err("the socket directory %s is not a directory", dir);
+    return -1;
+  }
+  if (st.st_uid != getuid()) {
+    brk_err("the socket directory %s belongs to uid %u, not to this user "
+            "(uid %u): another user may have made it to take over the "
+            "broker's socket; remove it (as root, or as uid %u) or use "
+            "another with --socket or XDG_RUNTIME_DIR", dir,
+            (unsigned)st.st_uid, (unsigned)getuid(), (unsigned)st.st_uid);
+    return -1;
+  }
+  if (st.st_mode & 022) {
+    brk_err("the socket directory %s has mode %04o: other users could "
+            "replace the broker's files in it; chmod 0700 %s (0750 with "
+            "--group) and start again", dir, (unsigned)(st.st_mode & 07777),
+            dir);
+    return -1;
+  }
+  return 0;
+}
+
 /* Is pid a live process (not gone, not a zombie)? */
 static int process_alive(pid_t pid)
 {
@@ -860,6 +908,8 @@ int main(int argc, char **argv)
     brk_err("cannot create the socket directory %s: %s", dir, strerror(-rc));
     goto out;
   }
+  if (check_dir(dir) < 0)
+    goto out;
   rc = probe_socket(sock, SOCK_SEQPACKET);
   if (rc == 1) {
     brk_err("another broker is already listening on %s", sock);

@@ -638,7 +638,13 @@ int brk_machines_save(struct brk *b, char *why, size_t cap)
     snprintf(why, cap, "state file path too long");
     return -1;
   }
-  fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  /* A new file of our own, never one that is there already: a link
+     planted at tmp must not make us write through it. */
+  if (unlink(tmp) < 0 && errno != ENOENT) {
+    snprintf(why, cap, "%.200s: %s", tmp, strerror(errno));
+    return -1;
+  }
+  fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0 || !(f = fdopen(fd, "w"))) {
     snprintf(why, cap, "%.200s: %s", tmp, strerror(errno));
     if (fd >= 0)

@@ -276,7 +276,9 @@ static void load_key(struct brk *b, struct brk_modal *md)
   if (!slash)
     return;
   snprintf(path, sizeof(path), "%.*s/modal.key", (int)(slash - sp), sp);
-  fd = open(path, O_RDONLY | O_CLOEXEC);
+  /* Never through a link: one planted there would name a key another
+     user knows (reading) or a file of ours to overwrite (writing). */
+  fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (fd >= 0) {
     ssize_t n = read(fd, hex, 64);
 
@@ -295,7 +297,8 @@ static void load_key(struct brk *b, struct brk_modal *md)
              "this broker made before are orphans now)", path);
   }
   hexify(md->key, sizeof(md->key), hex);
-  fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  (void)unlink(path);
+  fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0 || write(fd, hex, 64) != 64)
     brk_warn("modal: cannot keep the key in %s: %s", path, strerror(errno));
   if (fd >= 0)

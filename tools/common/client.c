@@ -201,6 +201,32 @@ int tr_client_connect_caps(struct tr_client *c, const char *path,
     goto out_fail;
   }
   {
+    /* The default socket lies in a directory another user may have made
+       first (/tmp/tremote-$UID): whoever listens there must be this user
+       or root, or the program would hand its work and data to a stranger.
+       A socket named in TREMOTE_BROKER_SOCKET is the user's choice (the
+       --group broker of another user). */
+    const char *named = getenv("TREMOTE_BROKER_SOCKET");
+    struct ucred cred = {0};
+    socklen_t clen = sizeof(cred);
+
+    if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0) {
+      rc = -errno;
+      *why = "cannot learn who listens on the broker's socket";
+      goto out_fail;
+    }
+    if (cred.uid != getuid() && cred.uid != 0 &&
+        !(named && *named && strcmp(named, path) == 0)) {
+      snprintf(c->refusal, sizeof(c->refusal),
+               "it is served by uid %u, not by this user (uid %u) or root; "
+               "set TREMOTE_BROKER_SOCKET to that path to use it anyway",
+               (unsigned)cred.uid, (unsigned)getuid());
+      *why = c->refusal;
+      rc = -EPERM;
+      goto out_fail;
+    }
+  }
+  {
     /* The program's TREMOTE_VISIBLE_DEVICES goes to the broker, which
        picks the devices with it (CUDA_VISIBLE_DEVICES semantics). */
     const char *vis = getenv("TREMOTE_VISIBLE_DEVICES");
