@@ -1216,6 +1216,7 @@ int brk_machine_remove(struct brk *b, const char *name, char *why,
   m->state = BRK_M_STOPPED;
   snprintf(m->why, sizeof(m->why), "removed");
   brk_clients_machines_changed(b);
+  brk_check_ready(b); /* it may have been the last one starting */
   return 0;
 }
 

@@ -50,10 +50,14 @@ void brk_check_ready(struct brk *b)
   if (b->ready_sent || !b->listening)
     return;
   /* Not Modal machines: a Sandbox takes minutes, and programs that start
-     meanwhile wait for it in their HELLO anyway. */
-  for (unsigned i = 0; i < b->nmachines; i++)
-    if (!b->machines[i]->first_done && !b->machines[i]->modal)
+     meanwhile wait for it in their HELLO anyway.  Nor removed ones: a
+     machine removed before its first start ended never finishes it. */
+  for (unsigned i = 0; i < b->nmachines; i++) {
+    const struct brk_machine *m = b->machines[i];
+
+    if (!m->first_done && !m->modal && !m->removed)
       return;
+  }
   b->ready_sent = 1;
   brk_info("ready: listening on %s (control %s), %u machine(s)",
            b->cfg.socket_path, b->cfg.control_path, b->nmachines);

@@ -5,7 +5,8 @@
 # own; Prometheus metrics on a loopback port (sessions, round trips,
 # bytes, module cache misses then hits with the same upload byte count on
 # a second run, machine states; 404/405 for other requests; a non-loopback
-# address refused); and the shipped unit file passes systemd-analyze
+# address refused); READY=1 and --ready-fd once a machine still in its
+# first start is removed; and the shipped unit file passes systemd-analyze
 # verify where that tool exists.
 set -u
 source "$(dirname "$0")/lib.sh"
@@ -77,6 +78,39 @@ err=$("$BROKER" --socket "$TR_TMP/x.sock" --local 0 --metrics 0.0.0.0:9464 2>&1)
 [ "$rc" = 2 ] && case "$err" in *"loopback address only"*) true ;; *) false ;; esac ||
     tr_fail "--metrics 0.0.0.0: exit $rc, '$err'"
 echo "--metrics beyond loopback: refused"
+
+# A machine removed before its first start ended (here a STATIC one whose
+# agent accepts the connection and never answers) is not waited for: the
+# broker says ready once it is gone, or systemd (Type=notify) would kill it.
+python3 - "$TR_TMP/hung.port" <<'PY' &
+import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(8)
+open(sys.argv[1], "w").write(str(s.getsockname()[1]))
+time.sleep(120)
+PY
+HUNG=$!
+trap 'kill $LISTENER $HUNG 2>/dev/null; tr_cleanup' EXIT
+for i in $(seq 50); do [ -s "$TR_TMP/hung.port" ] && break; sleep 0.1; done
+printf 'static-secret\n' >"$TR_TMP/hung.secret"
+chmod 600 "$TR_TMP/hung.secret"
+printf '[machine hung]\nprovider = static\naddress = 127.0.0.1:%s\nsecret_file = %s\n' \
+    "$(cat "$TR_TMP/hung.port")" "$TR_TMP/hung.secret" >"$TR_TMP/hung.ini"
+: >"$TR_TMP/notified"
+NOTIFY_SOCKET=$notify "$BROKER" --socket "$TREMOTE_BROKER_SOCKET" \
+    --control "$TR_TMP/control.sock" --machines "$TR_TMP/hung.ini" \
+    --state "$TR_TMP/hung.state" --ready-fd 3 3>"$TR_TMP/hung.ready" \
+    2>"$TR_TMP/broker.log" &
+BROKER_PID=$!
+for i in $(seq 100); do [ -S "$TR_TMP/control.sock" ] && break; sleep 0.1; done
+sleep 1
+[ -s "$TR_TMP/hung.ready" ] && tr_fail "ready while a machine is still starting"
+out=$(tr_ctl '{"version":1,"op":"remove","name":"hung"}')
+grep -q '"error"' <<<"$out" && tr_fail "remove: $out"
+notified "READY=1 STATUS=1 machine(s)"
+[ "$(cat "$TR_TMP/hung.ready")" = ready ] || tr_fail "--ready-fd: not 'ready' after the remove"
+tr_stop_broker
+kill $HUNG 2>/dev/null
+echo "a machine removed while it starts: ready (--ready-fd, READY=1) once it is gone"
 
 unit=$BUILD/tools/systemd/tremote-broker.service
 [ -f "$unit" ] || tr_fail "no unit file in the build"
