@@ -291,21 +291,33 @@ bad:
   return -1;
 }
 
-/* The first line of the secret file, trimmed: 1 to 256 visible ASCII
-   characters.  A file others can read is refused (it is a password). */
+/*
+ * The first line of the secret file, trimmed: 1 to 256 visible ASCII
+ * characters.  A file others can read is refused (it is a password), and
+ * so is anything but a regular file (links to one are followed: Kubernetes
+ * mounts its secrets so): this runs on the event loop, where a FIFO or a
+ * device would block every program until someone writes to it, hence the
+ * O_NONBLOCK open.
+ */
 static int read_secret(struct brk_mspec *m, char *why, size_t cap)
 {
   char buf[512];
   struct stat st;
   ssize_t n;
   size_t a = 0, b;
-  int fd = open(m->secret_file, O_RDONLY | O_CLOEXEC);
+  int fd = open(m->secret_file, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 
   if (fd < 0) {
     snprintf(why, cap, "secret_file %.200s: %s", m->secret_file, strerror(errno));
     return -1;
   }
-  if (fstat(fd, &st) == 0 && (st.st_mode & 0077)) {
+  if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+    close(fd);
+    snprintf(why, cap, "secret_file %.200s: not a regular file (a FIFO, a "
+                       "device or a directory is refused)", m->secret_file);
+    return -1;
+  }
+  if (st.st_mode & 0077) {
     close(fd);
     snprintf(why, cap, "secret_file %.200s: open to group or others (mode %03o); "
                        "chmod 600 it", m->secret_file,

@@ -12,10 +12,12 @@
  * before all of that holds.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -57,6 +59,21 @@ SSL_CTX *brk_tls_ctx(const struct brk_mspec *sp, char *why, size_t cap)
     /* Pinned: the chain means nothing, the fingerprint everything. */
     SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
   } else {
+    /* OpenSSL opens the path as it is, on the event loop: a FIFO there
+       would block every program.  Only a regular file (or a link to one). */
+    struct stat st;
+    int fd = open(sp->ca, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    int reg = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+
+    if (fd >= 0)
+      close(fd);
+    if (!reg) {
+      snprintf(why, cap, "ca %.200s: %s", sp->ca,
+               fd < 0 ? strerror(errno) : "not a regular file (a FIFO, a "
+                                          "device or a directory is refused)");
+      SSL_CTX_free(ctx);
+      return NULL;
+    }
     if (SSL_CTX_load_verify_locations(ctx, sp->ca, NULL) != 1) {
       snprintf(why, cap, "ca %.200s: %s", sp->ca, ossl_error(e, sizeof(e)));
       SSL_CTX_free(ctx);

@@ -6,7 +6,7 @@
 # takes it out of both; SIGHUP and the reload op apply a changed machines
 # file (new sections added at new indices, removed or changed ones taken
 # out); bad requests get one error naming what is valid, and change
-# nothing.
+# nothing (a FIFO as secret_file or ca= among them, at once).
 set -u
 source "$(dirname "$0")/lib.sh"
 tr_init "$1"
@@ -75,6 +75,22 @@ ctl_error "h2c beyond loopback" '{"version":1,"op":"add","name":"x","provider":"
 ctl_error "remove what is not there" '{"version":1,"op":"remove","name":"nope"}' "no machine named nope"
 ctl_error "an unknown op" '{"version":1,"op":"fly"}' "unknown op 'fly' (valid: stats, machines, sessions, broker, add, remove, reload)"
 ctl_error "a newer version" '{"version":2,"op":"machines"}' "unsupported version 2"
+# A FIFO as secret_file or ca= (mode 0600 passes the mode check) is
+# refused at once: opened as it is, it would block the broker's event loop
+# (every program, this socket) until someone writes to it.  A writer after
+# 5 s keeps a broker that blocks from hanging the test.
+mkfifo -m 600 "$TR_TMP/fifo1" "$TR_TMP/fifo2"
+for f in fifo1 fifo2; do
+    timeout 10 sh -c "sleep 5; echo x >$TR_TMP/$f; sleep 1; echo x >$TR_TMP/$f" &
+    eval "unblock_$f=\$!"
+done
+t0=$(date +%s)
+ctl_error "a FIFO as secret_file" '{"version":1,"op":"add","name":"x","provider":"static","address":"127.0.0.1:'$PORT'","secret_file":"'$TR_TMP/fifo1'"}' \
+    "secret_file $TR_TMP/fifo1: not a regular file"
+ctl_error "a FIFO as ca" '{"version":1,"op":"add","name":"x","provider":"static","address":"127.0.0.1:'$PORT'","secret_file":"'$secret'","tls":"on","ca":"'$TR_TMP/fifo2'"}' \
+    "ca $TR_TMP/fifo2: not a regular file"
+[ $(( $(date +%s) - t0 )) -le 3 ] || tr_fail "the FIFOs held the broker up"
+kill "$unblock_fifo1" "$unblock_fifo2" 2>/dev/null
 wait_machines "0:a:file:ready 1:box:control:ready"
 
 # A restart brings box back from the state file.
