@@ -345,6 +345,17 @@ static void op_add(struct brk *b, const struct req *r, struct brk_sb *sb)
       error_doc(sb, why);
       return;
     }
+    /* A relative path would be the broker's, not the caller's, and
+       mean something else again after a restart elsewhere. */
+    if ((strcmp(r->arg[i].key, "secret_file") == 0 ||
+         strcmp(r->arg[i].key, "ca") == 0) &&
+        r->arg[i].value[0] != '/') {
+      snprintf(why, sizeof(why), "%s must be an absolute path (the "
+               "broker's working directory is not the caller's)",
+               r->arg[i].key);
+      error_doc(sb, why);
+      return;
+    }
     if (brk_mspec_set(&sp, r->arg[i].key, r->arg[i].value, why,
                       sizeof(why)) < 0) {
       error_doc(sb, why);

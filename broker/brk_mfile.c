@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/ssl.h>
@@ -103,6 +104,52 @@ static struct brk_mspec *spec_of(struct parse *p, const char *name)
   return &p->specs[p->n++];
 }
 
+/*
+ * A value must come back from the state file as it went in: that file is
+ * INI too, written "key = value" a line each and read with inih, which
+ * ends a line at a newline, strips blanks around a value, starts a comment
+ * at " ;" and reads lines of at most INI_MAX_LINE - 1 bytes, newline
+ * included.  Values from the control API (JSON strings) can hold all of
+ * that, and a newline in one would write sections of its own; such values
+ * are refused here, for the machines file as well (where inih cannot give
+ * them anyway).
+ */
+static int value_fits_ini(const struct brk_mspec *m, const char *key,
+                          const char *v, char *why, size_t wcap)
+{
+  size_t n = strlen(v);
+
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)v[i];
+
+    if (c < 0x20 || c == 0x7f) {
+      snprintf(why, wcap, "[machine %s]: %s holds a control character "
+                          "(byte 0x%02x; a newline, a tab or the like is "
+                          "refused)", m->name, key, c);
+      return -1;
+    }
+    if (c == ';' && i > 0 && v[i - 1] == ' ') {
+      snprintf(why, wcap, "[machine %s]: %s holds ' ;', which starts a "
+                          "comment in the machines and state files",
+               m->name, key);
+      return -1;
+    }
+  }
+  if (v[0] == ' ' || (n && v[n - 1] == ' ')) {
+    snprintf(why, wcap, "[machine %s]: %s starts or ends with a blank",
+             m->name, key);
+    return -1;
+  }
+  if (strlen(key) + 3 + n + 1 > INI_MAX_LINE - 1) {
+    snprintf(why, wcap, "[machine %s]: '%s = ...' would be %zu bytes; a "
+                        "line of the machines and state files holds at "
+                        "most %d (a shorter path, or a link to it, fits)",
+             m->name, key, strlen(key) + 3 + n, INI_MAX_LINE - 2);
+    return -1;
+  }
+  return 0;
+}
+
 static int set_str(const struct brk_mspec *m, const char *key, char *dst,
                    size_t cap, const char *v, char *why, size_t wcap)
 {
@@ -115,6 +162,8 @@ static int set_str(const struct brk_mspec *m, const char *key, char *dst,
              m->name, key, cap - 1);
     return -1;
   }
+  if (value_fits_ini(m, key, v, why, wcap) < 0)
+    return -1;
   memcpy(dst, v, strlen(v) + 1);
   return 0;
 }
@@ -536,14 +585,15 @@ void brk_mspec_host(const struct brk_mspec *sp, char *out, size_t cap)
   out[n] = 0;
 }
 
-int brk_mfile_load(const char *path, unsigned max, struct brk_mspec **out,
-                   unsigned *nout, char *why, size_t cap)
+/* Read path's sections into p without checking them as machines: 0, or
+   -1 with why (p->specs freed) where the file cannot be read or parsed. */
+static int mfile_parse(const char *path, unsigned max, struct parse *p,
+                       char *why, size_t cap)
 {
-  struct parse p = {0};
-  int rc = ini_parse(path, on_entry, &p);
+  int rc;
 
-  *out = NULL;
-  *nout = 0;
+  memset(p, 0, sizeof(*p));
+  rc = ini_parse(path, on_entry, p);
   if (rc == -1) {
     snprintf(why, cap, "%s: %s", path, strerror(errno ? errno : ENOENT));
     goto err;
@@ -553,17 +603,33 @@ int brk_mfile_load(const char *path, unsigned max, struct brk_mspec **out,
     goto err;
   }
   if (rc > 0) {
-    if (p.err[0])
-      snprintf(why, cap, "%s:%d: %s", path, rc, p.err);
+    if (p->err[0])
+      snprintf(why, cap, "%s:%d: %s", path, rc, p->err);
     else
       snprintf(why, cap, "%s:%d: not INI syntax (valid: [machine NAME] "
                          "lines and key = value lines)", path, rc);
     goto err;
   }
-  if (p.n > max) {
-    snprintf(why, cap, "%s: %u machines; at most %u in all", path, p.n, max);
+  if (p->n > max) {
+    snprintf(why, cap, "%s: %u machines; at most %u in all", path, p->n, max);
     goto err;
   }
+  return 0;
+err:
+  free(p->specs);
+  p->specs = NULL;
+  return -1;
+}
+
+int brk_mfile_load(const char *path, unsigned max, struct brk_mspec **out,
+                   unsigned *nout, char *why, size_t cap)
+{
+  struct parse p;
+
+  *out = NULL;
+  *nout = 0;
+  if (mfile_parse(path, max, &p, why, cap) < 0)
+    return -1;
   for (unsigned i = 0; i < p.n; i++) {
     char w[480];
 
@@ -695,24 +761,51 @@ int brk_machines_save(struct brk *b, char *why, size_t cap)
   return 0;
 }
 
+/* A name for a state file set aside that names no file yet: PATH.bad-
+   and the time, so an earlier one is kept. */
+static void bad_name(const char *path, char *out, size_t cap)
+{
+  char stamp[32];
+  time_t t = time(NULL);
+  struct tm tm;
+
+  strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", localtime_r(&t, &tm));
+  snprintf(out, cap, "%s.bad-%s", path, stamp);
+  for (int i = 1; i < 100 && access(out, F_OK) == 0; i++)
+    snprintf(out, cap, "%s.bad-%s.%d", path, stamp, i);
+}
+
+/*
+ * The machines of the state file, one by one: one that no longer passes
+ * the checks (its secret_file made 0644, a CA file gone) is left out with
+ * a warning, and the others come back.  Only a file that does not parse
+ * is set aside, under a name of its own.
+ */
 void brk_machines_load_state(struct brk *b)
 {
-  struct brk_mspec *specs = NULL;
-  unsigned n = 0;
+  struct parse p;
+  struct brk_mspec *specs;
+  unsigned n;
   char why[1024], bad[PATH_MAX];
 
   if (!b->cfg.state_path || access(b->cfg.state_path, F_OK) != 0)
     return;
-  if (brk_mfile_load(b->cfg.state_path, BRK_MAX_MACHINES, &specs, &n, why,
-                     sizeof(why)) < 0) {
-    snprintf(bad, sizeof(bad), "%s.bad", b->cfg.state_path);
+  if (mfile_parse(b->cfg.state_path, BRK_MAX_MACHINES, &p, why,
+                  sizeof(why)) < 0) {
+    bad_name(b->cfg.state_path, bad, sizeof(bad));
     brk_warn("state file: %s; set aside as %s, machines added at run time "
              "before are not restored", why, bad);
     (void)rename(b->cfg.state_path, bad);
     return;
   }
+  specs = p.specs;
+  n = p.n;
   for (unsigned i = 0; i < n; i++) {
-    if (brk_machine_add(b, &specs[i], BRK_FROM_CTL, why, sizeof(why)) < 0)
+    if (brk_mspec_check(&specs[i], why, sizeof(why)) < 0)
+      brk_warn("state file %s: %s; not restored (and left out of the file "
+               "at its next change: add it again once it is fixed)",
+               b->cfg.state_path, why);
+    else if (brk_machine_add(b, &specs[i], BRK_FROM_CTL, why, sizeof(why)) < 0)
       brk_warn("state file: [machine %s] not restored: %s", specs[i].name,
                why);
     else

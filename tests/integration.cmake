@@ -8,6 +8,7 @@ tr_script_test(tls_machine integration/tls_machine.sh TIMEOUT 300 FAST)
 tr_script_test(other_user integration/other_user.sh TIMEOUT 120 FAST)
 tr_script_test(socket_dir integration/socket_dir.sh TIMEOUT 120 FAST)
 tr_script_test(control_api integration/control_api.sh TIMEOUT 180 FAST)
+tr_script_test(state_file integration/state_file.sh TIMEOUT 120 FAST)
 tr_script_test(service integration/service.sh TIMEOUT 180 FAST)
 tr_script_test(module_cache integration/module_cache.sh TIMEOUT 180 FAST)
 # Sessions in worker processes (--isolation process) around the emulated device.
