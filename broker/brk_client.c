@@ -210,6 +210,8 @@ static struct brk_machine *listed_machine(const struct brk *b, const char *p,
     return NULL;
   memcpy(tok, p, len);
   tok[len] = 0;
+  if (strcmp(tok, "-1") == 0)
+    return NULL; /* CUDA's "no devices": ends the list, never a name */
   for (q = tok; *q >= '0' && *q <= '9'; q++)
     ;
   for (unsigned i = 0; i < b->nmachines; i++)

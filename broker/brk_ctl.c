@@ -332,8 +332,8 @@ static void op_add(struct brk *b, const struct req *r, struct brk_sb *sb)
   int idx;
 
   if (!name || !brk_mspec_valid_name(name)) {
-    error_doc(sb, "add needs \"name\": 1 to 31 letters, digits, '-', '_' "
-                  "or '.'");
+    error_doc(sb, "add needs \"name\": a letter, then up to 30 letters, "
+                  "digits, '-', '_' or '.'");
     return;
   }
   brk_mspec_init(&sp, name);

@@ -71,7 +71,9 @@ int brk_mspec_valid_name(const char *s)
 {
   size_t n = strlen(s);
 
-  if (n == 0 || n >= BRK_MNAME_MAX)
+  /* A letter first: TREMOTE_VISIBLE_DEVICES takes an entry of digits as
+     an index and -1 as "no devices", so such a name could not be named. */
+  if (n == 0 || n >= BRK_MNAME_MAX || !isalpha((unsigned char)s[0]))
     return 0;
   for (size_t i = 0; i < n; i++)
     if (!isalnum((unsigned char)s[i]) && !strchr("-_.", s[i]))
@@ -267,8 +269,9 @@ static int on_entry(void *user, const char *section, const char *key,
   while (*name == ' ')
     name++;
   if (!brk_mspec_valid_name(name))
-    return fail(p, "[%s]: a machine name is 1 to %d letters, digits, '-', "
-                   "'_' or '.'", section, BRK_MNAME_MAX - 1);
+    return fail(p, "[%s]: a machine name is a letter, then up to %d "
+                   "letters, digits, '-', '_' or '.'", section,
+                BRK_MNAME_MAX - 2);
   m = spec_of(p, name);
   if (!m)
     return fail(p, "out of memory");

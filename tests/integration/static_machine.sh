@@ -135,7 +135,8 @@ stop_agent
 # Bad machines files: exit 2, one line with what is valid.
 bad() { # bad NAME EXPECTED-TEXT: the file $TR_TMP/bad.ini must be refused
     local err rc
-    err=$("$BROKER" --socket "$TR_TMP/bad.sock" --machines "$TR_TMP/bad.ini" 2>&1)
+    # (a broker that takes the file runs until the timeout: 124)
+    err=$(timeout 20 "$BROKER" --socket "$TR_TMP/bad.sock" --machines "$TR_TMP/bad.ini" 2>&1)
     rc=$?
     [ "$rc" = 2 ] || tr_fail "$1: exit $rc, want 2 ($err)"
     case "$err" in
@@ -170,12 +171,17 @@ printf '[machine a]\nprovider = static\naddress = 127.0.0.1:7000\nsecret_file = 
 bad "missing CA file" "ca /nonexistent.pem:"
 printf '[machine a]\nprovider = static\naddress = 127.0.0.1:7000\nsecret_file = %s\nfingerprint = SHA256:%064d\n' "$secret" 0 >"$TR_TMP/bad.ini"
 bad "a pin without tls" "ca= and fingerprint= need tls=on"
+# TREMOTE_VISIBLE_DEVICES takes digits as an index and -1 as no devices.
+printf '[machine 0]\nprovider = local\n' >"$TR_TMP/bad.ini"
+bad "a name of digits" "[machine 0]: a machine name is a letter, then up to 30"
+printf '[machine -1]\nprovider = local\n' >"$TR_TMP/bad.ini"
+bad "the name -1" "[machine -1]: a machine name is a letter, then up to 30"
 printf '[machine a]\nprovider = local\naddress = 127.0.0.1:1\n' >"$TR_TMP/bad.ini"
 bad "address on local" "a local machine takes only gpu="
 printf '[machine a]\nprovider = local\n[machine a]\nprovider = local\n' >"$TR_TMP/bad.ini"
 bad "name twice" "provider given twice"
 printf '[machine a b]\nprovider = local\n' >"$TR_TMP/bad.ini"
-bad "bad name" "a machine name is 1 to 31 letters"
+bad "bad name" "a machine name is a letter, then up to 30 letters"
 printf 'provider = local\n' >"$TR_TMP/bad.ini"
 bad "key outside a section" "unknown section"
 printf '[machine a]\nprovider local\n' >"$TR_TMP/bad.ini"
