@@ -339,7 +339,27 @@ struct brk {
   struct brk_modal *modal;  /* the MODAL provider, once needed */
   int metrics_fd;           /* --metrics, or -1 */
   struct brk_op *metrics_accept_op;
+  unsigned accept_starved;  /* BRK_ACCEPT_*: listeners out of descriptors */
 };
+
+/* ---- accepting without descriptors (brk_service.c) ------------------------ */
+
+/*
+ * A listener whose accept failed for want of descriptors (EMFILE, ENFILE,
+ * ENOBUFS, ENOMEM) would fail again at once if re-armed, and the loop
+ * would spin: it waits BRK_ACCEPT_RETRY_MS instead, its accept op slot
+ * holding the timer.  The metrics and control listeners also stop
+ * accepting while BRK_CTL_MAX_CONNS connections of theirs are open (the
+ * rest wait in the backlog); programs have BRK_MAX_CLIENTS.
+ */
+#define BRK_ACCEPT_RETRY_MS 100
+#define BRK_CTL_MAX_CONNS 16
+enum { BRK_ACCEPT_CLIENTS = 1, BRK_ACCEPT_CTL = 2, BRK_ACCEPT_METRICS = 4 };
+
+/* 1 if res (an accept's result) is a want of descriptors, which is logged
+   once until an accept on that listener (which) succeeds again; else 0. */
+int brk_accept_starved(struct brk *b, int res, unsigned which,
+                       const char *what);
 
 /* ---- clients and sessions (brk_client.c) ---------------------------------- */
 

@@ -751,6 +751,16 @@ static void on_refuse_timeout(struct brk_op *op, int res, void *arg)
   client_kill(c);
 }
 
+static void on_accept_retry(struct brk_op *op, int res, void *arg)
+{
+  struct brk *b = arg;
+
+  (void)op;
+  (void)res;
+  b->accept_op = NULL;
+  arm_accept(b);
+}
+
 static void on_accept(struct brk_op *op, int res, void *arg)
 {
   struct brk *b = arg;
@@ -760,6 +770,12 @@ static void on_accept(struct brk_op *op, int res, void *arg)
   uint64_t id;
 
   b->accept_op = NULL;
+  if (brk_accept_starved(b, res, BRK_ACCEPT_CLIENTS, "client socket")) {
+    if (!b->stopping)
+      b->accept_op = brk_loop_timeout(b->loop, BRK_ACCEPT_RETRY_MS,
+                                      on_accept_retry, b);
+    return;
+  }
   arm_accept(b);
   if (res < 0) {
     if (res != -EAGAIN && res != -EINTR && res != -ECONNABORTED)

@@ -41,9 +41,12 @@ struct brk_ctl_conn {
 
 static void ctl_arm_accept(struct brk *b);
 
+static void metrics_arm_accept(struct brk *b);
+
 static void conn_free(struct brk_ctl_conn *k)
 {
   struct brk *b = k->b;
+  int http = k->http;
 
   brk_op_cancel(k->op);
   brk_op_cancel(k->timer);
@@ -57,6 +60,21 @@ static void conn_free(struct brk_ctl_conn *k)
   if (k->next)
     k->next->prev = k->prev;
   free(k);
+  /* Below the cap again: accept the next one. */
+  if (http)
+    metrics_arm_accept(b);
+  else
+    ctl_arm_accept(b);
+}
+
+/* Connections of that kind open now (the list is at most 2 caps long). */
+static unsigned conns_of(const struct brk *b, int http)
+{
+  unsigned n = 0;
+
+  for (const struct brk_ctl_conn *k = b->ctls; k; k = k->next)
+    n += k->http == http;
+  return n;
 }
 
 /* "[...]": the live sessions. */
@@ -690,6 +708,16 @@ static void conn_new(struct brk *b, int fd, int http)
     conn_free(k);
 }
 
+static void on_ctl_retry(struct brk_op *op, int res, void *arg)
+{
+  struct brk *b = arg;
+
+  (void)op;
+  (void)res;
+  b->ctl_accept_op = NULL;
+  ctl_arm_accept(b);
+}
+
 static void on_accept(struct brk_op *op, int res, void *arg)
 {
   struct brk *b = arg;
@@ -697,27 +725,45 @@ static void on_accept(struct brk_op *op, int res, void *arg)
   socklen_t len = sizeof(cred);
 
   b->ctl_accept_op = NULL;
-  ctl_arm_accept(b);
-  if (res < 0)
+  if (brk_accept_starved(b, res, BRK_ACCEPT_CTL, "control socket")) {
+    if (!b->stopping)
+      b->ctl_accept_op = brk_loop_timeout(b->loop, BRK_ACCEPT_RETRY_MS,
+                                          on_ctl_retry, b);
     return;
+  }
+  if (res < 0) {
+    ctl_arm_accept(b);
+    return;
+  }
   if (getsockopt(res, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
       (cred.uid != b->uid && cred.uid != 0)) {
     brk_warn("control socket: rejecting pid %d (uid %u)", (int)cred.pid,
              (unsigned)cred.uid);
     close(res);
+    ctl_arm_accept(b);
     return;
   }
   conn_new(b, res, 0);
+  ctl_arm_accept(b);
 }
 
 static void ctl_arm_accept(struct brk *b)
 {
-  if (b->stopping || b->ctl_accept_op)
+  if (b->stopping || b->ctl_accept_op ||
+      conns_of(b, 0) >= BRK_CTL_MAX_CONNS)
     return;
   b->ctl_accept_op = brk_loop_accept(b->loop, b->ctl_fd, on_accept, b);
 }
 
-static void metrics_arm_accept(struct brk *b);
+static void on_metrics_retry(struct brk_op *op, int res, void *arg)
+{
+  struct brk *b = arg;
+
+  (void)op;
+  (void)res;
+  b->metrics_accept_op = NULL;
+  metrics_arm_accept(b);
+}
 
 /* A metrics client: loopback TCP, anyone on this host may read them. */
 static void on_metrics_accept(struct brk_op *op, int res, void *arg)
@@ -726,14 +772,21 @@ static void on_metrics_accept(struct brk_op *op, int res, void *arg)
 
   (void)op;
   b->metrics_accept_op = NULL;
-  metrics_arm_accept(b);
+  if (brk_accept_starved(b, res, BRK_ACCEPT_METRICS, "--metrics")) {
+    if (!b->stopping)
+      b->metrics_accept_op = brk_loop_timeout(b->loop, BRK_ACCEPT_RETRY_MS,
+                                              on_metrics_retry, b);
+    return;
+  }
   if (res >= 0)
     conn_new(b, res, 1);
+  metrics_arm_accept(b);
 }
 
 static void metrics_arm_accept(struct brk *b)
 {
-  if (b->stopping || b->metrics_accept_op || b->metrics_fd < 0)
+  if (b->stopping || b->metrics_accept_op || b->metrics_fd < 0 ||
+      conns_of(b, 1) >= BRK_CTL_MAX_CONNS)
     return;
   b->metrics_accept_op = brk_loop_accept(b->loop, b->metrics_fd,
                                          on_metrics_accept, b);

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -933,6 +934,18 @@ int main(int argc, char **argv)
     goto out;
   }
 
+  {
+    /* Every program, agent connection and metrics reader takes
+       descriptors; the soft limit (often 1024) is the first to run out,
+       the hard one is ours to take. */
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+      rl.rlim_cur = rl.rlim_max;
+      if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+        brk_warn("cannot raise the open files limit: %s", strerror(errno));
+    }
+  }
   signal(SIGPIPE, SIG_IGN);
   sigemptyset(&mask);
   sigaddset(&mask, SIGTERM);

@@ -75,3 +75,19 @@ void brk_check_ready(struct brk *b)
     b->cfg.ready_fd = -1;
   }
 }
+
+int brk_accept_starved(struct brk *b, int res, unsigned which,
+                       const char *what)
+{
+  if (res >= 0) {
+    b->accept_starved &= ~which;
+    return 0;
+  }
+  if (res != -EMFILE && res != -ENFILE && res != -ENOBUFS && res != -ENOMEM)
+    return 0;
+  if (!(b->accept_starved & which))
+    brk_warn("%s: cannot accept: %s; trying again every %d ms (said once "
+             "until it works)", what, strerror(-res), BRK_ACCEPT_RETRY_MS);
+  b->accept_starved |= which;
+  return 1;
+}

@@ -10,6 +10,7 @@ tr_script_test(socket_dir integration/socket_dir.sh TIMEOUT 120 FAST)
 tr_script_test(control_api integration/control_api.sh TIMEOUT 180 FAST)
 tr_script_test(state_file integration/state_file.sh TIMEOUT 120 FAST)
 tr_script_test(service integration/service.sh TIMEOUT 180 FAST)
+tr_script_test(accept_limits integration/accept_limits.sh TIMEOUT 120 FAST)
 tr_script_test(module_cache integration/module_cache.sh TIMEOUT 180 FAST)
 # Sessions in worker processes (--isolation process) around the emulated device.
 tr_script_test(isolation integration/isolation.sh TIMEOUT 180 FAST)
