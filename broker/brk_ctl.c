@@ -349,6 +349,10 @@ static void op_add(struct brk *b, const struct req *r, struct brk_sb *sb)
   char why[600];
   int idx;
 
+  if (b->stopping) {
+    error_doc(sb, "the broker is stopping");
+    return;
+  }
   if (!name || !brk_mspec_valid_name(name)) {
     error_doc(sb, "add needs \"name\": a letter, then up to 30 letters, "
                   "digits, '-', '_' or '.'");

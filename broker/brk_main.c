@@ -584,7 +584,10 @@ static void on_signal(struct brk_op *op, int res, void *arg)
   sig_op = NULL;
   if (res == (int)sizeof(si)) {
     memcpy(&si, brk_op_buf(op), sizeof(si));
-    if (si.ssi_signo == SIGHUP) {
+    if (si.ssi_signo == SIGHUP && b->stopping) {
+      /* A reload now would start agents the shutdown then has to kill. */
+      brk_info("SIGHUP while stopping: ignored");
+    } else if (si.ssi_signo == SIGHUP) {
       unsigned added, removed;
       char why[1024];
 

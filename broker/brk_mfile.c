@@ -659,6 +659,10 @@ int brk_machines_reload(struct brk *b, unsigned *added, unsigned *removed,
   char w[512];
 
   *added = *removed = 0;
+  if (b->stopping) {
+    snprintf(why, cap, "the broker is stopping");
+    return -1;
+  }
   if (!b->cfg.machines_file) {
     snprintf(why, cap, "the broker was started without --machines: nothing "
                        "to reload");

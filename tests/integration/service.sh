@@ -6,7 +6,8 @@
 # bytes, module cache misses then hits with the same upload byte count on
 # a second run, machine states; 404/405 for other requests; a non-loopback
 # address refused); READY=1 and --ready-fd once a machine still in its
-# first start is removed; and the shipped unit file passes systemd-analyze
+# first start is removed; SIGHUP during a shutdown ignored; and the
+# shipped unit file passes systemd-analyze
 # verify where that tool exists.
 set -u
 source "$(dirname "$0")/lib.sh"
@@ -111,6 +112,27 @@ notified "READY=1 STATUS=1 machine(s)"
 tr_stop_broker
 kill $HUNG 2>/dev/null
 echo "a machine removed while it starts: ready (--ready-fd, READY=1) once it is gone"
+
+# SIGHUP while stopping (an agent slow to exit on SIGTERM) is ignored: no
+# reload, no agent started during the shutdown.
+printf '[machine a]\nprovider = local\n' >"$TR_TMP/hup.ini"
+tr_start_broker --machines "$TR_TMP/hup.ini" --state "$TR_TMP/hup.state" --emu-mem 256M
+printf '[machine a]\nprovider = local\ngpu = T4\n[machine b]\nprovider = local\n' >"$TR_TMP/hup.ini"
+slow=$(pgrep -P "$BROKER_PID")
+[ -n "$slow" ] || tr_fail "no agent"
+kill -STOP $slow
+kill -TERM "$BROKER_PID"
+tr_wait_line ".*SIGTERM: shutting down" "$TR_TMP/broker.log" "$BROKER_PID" 5 ||
+    tr_fail "no shutdown"
+kill -HUP "$BROKER_PID"
+wait "$BROKER_PID"
+BROKER_PID=
+kill -CONT $slow 2>/dev/null
+sed -n '/SIGTERM: shutting down/,$p' "$TR_TMP/broker.log" >"$TR_TMP/after"
+grep -q "starting agent\|reloaded" "$TR_TMP/after" &&
+    tr_fail "SIGHUP during the shutdown: $(grep 'starting agent\|reloaded' "$TR_TMP/after")"
+grep -q "SIGHUP while stopping: ignored" "$TR_TMP/after" || tr_fail "no line saying SIGHUP was ignored"
+echo "SIGHUP while stopping: ignored"
 
 unit=$BUILD/tools/systemd/tremote-broker.service
 [ -f "$unit" ] || tr_fail "no unit file in the build"
