@@ -588,6 +588,56 @@ void brk_mspec_host(const struct brk_mspec *sp, char *out, size_t cap)
   out[n] = 0;
 }
 
+/*
+ * inih calls on_entry for keys only, so a section without any ([machine b]
+ * alone, a misspelt [machnie b] with its keys commented out) would pass
+ * unseen.  Every section header of the file must be a machine that has
+ * keys.  0, or -1 with why naming the line.
+ */
+static int check_sections(const char *path, const struct parse *p,
+                          char *why, size_t cap)
+{
+  char line[INI_MAX_LINE + 2];
+  FILE *f = fopen(path, "re");
+  int lineno = 0, rc = 0;
+
+  if (!f) {
+    snprintf(why, cap, "%s: %s", path, strerror(errno));
+    return -1;
+  }
+  while (rc == 0 && fgets(line, sizeof(line), f)) {
+    char *s = line, *e;
+    int found = 0;
+
+    lineno++;
+    while (*s == ' ' || *s == '\t')
+      s++;
+    if (*s != '[' || !(e = strchr(s, ']')))
+      continue;
+    *e = 0;
+    s++;
+    if (strncmp(s, "machine ", 8) != 0) {
+      snprintf(why, cap, "%s:%d: [%.64s]: unknown section (valid: [machine "
+                         "NAME])", path, lineno, s);
+      rc = -1;
+      break;
+    }
+    s += 8;
+    while (*s == ' ')
+      s++;
+    for (unsigned i = 0; i < p->n && !found; i++)
+      found = strcmp(p->specs[i].name, s) == 0;
+    if (!found) {
+      snprintf(why, cap, "%s:%d: [machine %.64s]: a machine with no keys "
+                         "(valid: provider = local, static or modal, and its "
+                         "keys)", path, lineno, s);
+      rc = -1;
+    }
+  }
+  fclose(f);
+  return rc;
+}
+
 /* Read path's sections into p without checking them as machines: 0, or
    -1 with why (p->specs freed) where the file cannot be read or parsed. */
 static int mfile_parse(const char *path, unsigned max, struct parse *p,
@@ -617,6 +667,8 @@ static int mfile_parse(const char *path, unsigned max, struct parse *p,
     snprintf(why, cap, "%s: %u machines; at most %u in all", path, p->n, max);
     goto err;
   }
+  if (check_sections(path, p, why, cap) < 0)
+    goto err;
   return 0;
 err:
   free(p->specs);

@@ -171,6 +171,11 @@ printf '[machine a]\nprovider = static\naddress = 127.0.0.1:7000\nsecret_file = 
 bad "missing CA file" "ca /nonexistent.pem:"
 printf '[machine a]\nprovider = static\naddress = 127.0.0.1:7000\nsecret_file = %s\nfingerprint = SHA256:%064d\n' "$secret" 0 >"$TR_TMP/bad.ini"
 bad "a pin without tls" "ca= and fingerprint= need tls=on"
+# Sections without keys are no less wrong.
+printf '[machine a]\nprovider = local\n[machine b]\n' >"$TR_TMP/bad.ini"
+bad "a machine with no keys" "bad.ini:3: [machine b]: a machine with no keys (valid: provider ="
+printf '[machine a]\nprovider = local\n\n[bogus]\n; nothing\n' >"$TR_TMP/bad.ini"
+bad "an unknown section with no keys" "bad.ini:4: [bogus]: unknown section (valid: [machine NAME])"
 # TREMOTE_VISIBLE_DEVICES takes digits as an index and -1 as no devices.
 printf '[machine 0]\nprovider = local\n' >"$TR_TMP/bad.ini"
 bad "a name of digits" "[machine 0]: a machine name is a letter, then up to 30"
