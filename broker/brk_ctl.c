@@ -297,13 +297,25 @@ struct req {
     int is_string;
   } arg[CTL_MAX_ARGS];
   unsigned nargs, too_many;
+  char dup[64]; /* a member given twice, or "" */
 };
 
 static void req_member(const char *key, const char *value, int is_string,
                        void *ctx)
 {
   struct req *r = ctx;
+  int twice = (strcmp(key, "op") == 0 && r->have_op) ||
+              (strcmp(key, "version") == 0 && r->have_version);
 
+  /* JSON leaves a duplicate member to the reader; taking the first (or
+     the last) silently would act on what the caller did not mean. */
+  for (unsigned i = 0; i < r->nargs && !twice; i++)
+    twice = strcmp(r->arg[i].key, key) == 0;
+  if (twice) {
+    if (!r->dup[0])
+      snprintf(r->dup, sizeof(r->dup), "%.63s", key);
+    return;
+  }
   if (strcmp(key, "op") == 0) {
     snprintf(r->op, sizeof(r->op), "%s", value);
     r->have_op = 1;
@@ -395,13 +407,21 @@ static void op_add(struct brk *b, const struct req *r, struct brk_sb *sb)
   }
   brk_info("control: added %s (index %d, %s)", name, idx,
            b->machines[idx]->provider);
-  if (brk_machines_save(b, why, sizeof(why)) < 0)
-    brk_warn("state file: %s (the machine is added, but will not come back "
-             "after a restart)", why);
   brk_sb_printf(sb, "{\"version\":%d,\"added\":{\"index\":%d,\"name\":",
                 CTL_VERSION, idx);
   brk_sb_json_str(sb, name);
-  brk_sb_puts(sb, "}}");
+  brk_sb_putc(sb, '}');
+  if (brk_machines_save(b, why, sizeof(why)) < 0) {
+    char w[700];
+
+    brk_warn("state file: %s (the machine is added, but will not come back "
+             "after a restart)", why);
+    snprintf(w, sizeof(w), "state file not written: %s; the machine is "
+             "added, but will not come back after a restart", why);
+    brk_sb_puts(sb, ",\"warning\":");
+    brk_sb_json_str(sb, w);
+  }
+  brk_sb_putc(sb, '}');
 }
 
 /* remove: {"name":N}. */
@@ -420,10 +440,17 @@ static void op_remove(struct brk *b, const struct req *r, struct brk_sb *sb)
     error_doc(sb, why);
     return;
   }
-  if (origin == BRK_FROM_CTL && brk_machines_save(b, why, sizeof(why)) < 0)
-    brk_warn("state file: %s", why);
   brk_sb_printf(sb, "{\"version\":%d,\"removed\":", CTL_VERSION);
   brk_sb_json_str(sb, name);
+  if (origin == BRK_FROM_CTL && brk_machines_save(b, why, sizeof(why)) < 0) {
+    char w[600];
+
+    brk_warn("state file: %s", why);
+    snprintf(w, sizeof(w), "state file not written: %s; the machine would "
+             "come back after a restart", why);
+    brk_sb_puts(sb, ",\"warning\":");
+    brk_sb_json_str(sb, w);
+  }
   brk_sb_putc(sb, '}');
 }
 
@@ -440,7 +467,16 @@ static void answer(struct brk *b, const char *line, size_t len,
     error_doc(sb, msg);
     return;
   }
-  if (r.have_version && strcmp(r.version, "1") != 0) {
+  if (!r.have_version) {
+    error_doc(sb, "missing version (every request carries \"version\":1)");
+    return;
+  }
+  if (r.dup[0]) {
+    snprintf(msg, sizeof(msg), "%s given twice", r.dup);
+    error_doc(sb, msg);
+    return;
+  }
+  if (strcmp(r.version, "1") != 0) {
     snprintf(msg, sizeof(msg), "unsupported version %.32s (supported: 1)",
              r.version);
     error_doc(sb, msg);

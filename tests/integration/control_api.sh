@@ -77,6 +77,19 @@ ctl_error "h2c beyond loopback" '{"version":1,"op":"add","name":"x","provider":"
 ctl_error "remove what is not there" '{"version":1,"op":"remove","name":"nope"}' "no machine named nope"
 ctl_error "an unknown op" '{"version":1,"op":"fly"}' "unknown op 'fly' (valid: stats, machines, sessions, broker, add, remove, reload)"
 ctl_error "a newer version" '{"version":2,"op":"machines"}' "unsupported version 2"
+ctl_error "no version" '{"op":"machines"}' 'missing version (every request carries \"version\":1)'
+ctl_error "a member twice" '{"version":1,"op":"remove","name":"box","name":"a"}' "name given twice"
+ctl_error "op twice" '{"version":1,"op":"machines","op":"remove"}' "op given twice"
+# A state file that cannot be written: the add works, and says so.
+mkdir "$state.tmp"
+out=$(tr_ctl '{"version":1,"op":"add","name":"unsaved","provider":"static","address":"127.0.0.1:9","secret_file":"'$secret'"}')
+rmdir "$state.tmp"
+case "$out" in
+*'"added":{"index":'*'"warning":"state file not written: '*'will not come back after a restart"}') echo "add without a state file: a warning" ;;
+*) tr_fail "add with the state file unwritable: '$out' has no warning" ;;
+esac
+out=$(tr_ctl '{"version":1,"op":"remove","name":"unsaved"}')
+[ "$out" = '{"version":1,"removed":"unsaved"}' ] || tr_fail "remove unsaved: $out"
 # A FIFO as secret_file or ca= (mode 0600 passes the mode check) is
 # refused at once: opened as it is, it would block the broker's event loop
 # (every program, this socket) until someone writes to it.  A writer after
