@@ -557,8 +557,11 @@ void brk_lstream_orphan(struct brk_lstream *ls, int reset);
 int brk_machines_init(struct brk *b);
 /* Start every LOCAL machine. */
 void brk_machines_start(struct brk *b);
-/* Nonzero while some machine is in its start sequence. */
-int brk_machines_starting(const struct brk *b);
+/* Nonzero while a machine that c may use (TREMOTE_VISIBLE_DEVICES; any
+   with c NULL) is worth a HELLO's wait: in its first start, or a Modal
+   machine being brought up.  Not a machine that was ready once and now
+   retries (a lost STATIC agent): that may take long, and it may never. */
+int brk_machines_starting(const struct brk *b, const struct brk_client *c);
 /* Stop everything: SIGTERM the agents; returns the number still running. */
 unsigned brk_machines_stop(struct brk *b);
 /* SIGKILL and reap agents still running; free the machines. */

@@ -445,7 +445,7 @@ static void on_hello(struct brk_client *c, const struct tr_hdr *h,
   c->hello_ver = (uint16_t)ver;
   c->hello_caps = theirs.caps & BROKER_CAPS;
   brk_modal_wake(c); /* machines it may use, stopped while idle, come back */
-  if (brk_machines_starting(c->b)) {
+  if (brk_machines_starting(c->b, c)) {
     c->hello_waiting = 1;
     c->hello_timer = brk_loop_timeout(c->b->loop, c->b->cfg.hello_wait_ms,
                                       on_hello_timeout, c);
@@ -458,13 +458,19 @@ static void on_hello(struct brk_client *c, const struct tr_hdr *h,
 
 void brk_clients_machines_changed(struct brk *b)
 {
-  struct brk_client *c;
+  struct brk_client *c, *next;
 
-  if (brk_machines_starting(b))
+  if (!brk_machines_starting(b, NULL)) {
+    for (c = b->clients; c; c = c->next)
+      if (c->hello_waiting && !c->dead)
+        hello_answer(c);
     return;
-  for (c = b->clients; c; c = c->next)
-    if (c->hello_waiting && !c->dead)
+  }
+  for (c = b->clients; c; c = next) {
+    next = c->next;
+    if (c->hello_waiting && !c->dead && !brk_machines_starting(b, c))
       hello_answer(c);
+  }
 }
 
 /* ---- lanes ------------------------------------------------------------------------ */

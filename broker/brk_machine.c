@@ -190,15 +190,20 @@ int brk_machines_init(struct brk *b)
   return 0;
 }
 
-int brk_machines_starting(const struct brk *b)
+int brk_machines_starting(const struct brk *b, const struct brk_client *c)
 {
   /* A Modal machine waiting out a Retry-After (no capacity) or a back-off
-     is not about to be ready: programs do not wait for it. */
+     is not about to be ready: programs do not wait for it.  One woken
+     from idle is (docs/OPERATIONS.md), though not in its first start. */
   for (unsigned i = 0; i < b->nmachines; i++) {
     const struct brk_machine *m = b->machines[i];
 
-    if ((m->state == BRK_M_STARTING || m->state == BRK_M_REQUESTED) &&
-        (!m->modal || brk_modal_busy(m)))
+    if (m->removed ||
+        (m->state != BRK_M_STARTING && m->state != BRK_M_REQUESTED))
+      continue;
+    if (m->modal ? !brk_modal_busy(m) : m->first_done)
+      continue;
+    if (!c || brk_client_wants(c, m))
       return 1;
   }
   return 0;

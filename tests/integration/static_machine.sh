@@ -6,7 +6,8 @@
 # picks and orders them as CUDA_VISIBLE_DEVICES does; the STATIC agent killed
 # with -9 is lost, started again on the same port it is reconnected to and
 # a new program uses both again; a wrong secret fails that machine for
-# good while the LOCAL one serves; and every kind of bad machines file
+# good while the LOCAL one serves; a lost machine that retries keeps no
+# program waiting that does not list it; and every kind of bad machines file
 # stops the broker with exit 2 and a line that says what was wrong and
 # what is valid.
 set -u
@@ -130,6 +131,30 @@ tr_run "$APPS/memory_roundtrip" 1 "tremote emulated device" ||
 grep -q '^PASS$' "$TR_TMP/out" || tr_fail "no PASS line (wrong secret)"
 tr_stop_broker
 echo "a wrong secret fails only that machine"
+
+# A machine that was ready and now retries (its agent gone, and what
+# listens on its port never answers: "starting" until the start timeout)
+# keeps no program waiting, least of all one that does not list it.
+tr_start_broker --machines "$TR_TMP/machines.ini" --emu-mem 1G
+stop_agent
+python3 - "$PORT" <<'PY' &
+import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(8); time.sleep(90)
+PY
+HUNG=$!
+for i in $(seq 300); do
+    tr_ctl '{"version":1,"op":"machines"}' | grep -q '"name":"box","provider":"static","state":"starting"' && break
+    sleep 0.1
+done
+t0=$(date +%s%N)
+TREMOTE_VISIBLE_DEVICES=here tr_run "$APPS/devices" || tr_fail "devices (here) exited with $?"
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+kill $HUNG
+grep -q "^devices 1$" "$TR_TMP/out" || tr_fail "TREMOTE_VISIBLE_DEVICES=here: not 1 device"
+[ "$ms" -lt 5000 ] || tr_fail "a program that lists only here waited $ms ms for box to start again"
+tr_stop_broker
+echo "a machine retrying after it was lost: a program that does not list it waits $ms ms"
 stop_agent
 
 # Bad machines files: exit 2, one line with what is valid.
