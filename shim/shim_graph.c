@@ -349,10 +349,9 @@ static int exec_reserve(struct shim_graph_exec *x)
   return rc;
 }
 
-/* x was just launched on s (NULL: t's legacy stream): its newest end
-   there. */
+/* x was just launched through t's current lane: its newest end there. */
 static void exec_note_launch(struct shim_thread *t,
-                             struct shim_graph_exec *x, struct shim_stream *s)
+                             struct shim_graph_exec *x)
 {
   struct shim_stream_point p;
 
@@ -397,7 +396,7 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream)
     return shim_cuda_error(t, rc);
   shim_stream_mark(t, s);
   if (x->len)
-    exec_note_launch(t, x, s);
+    exec_note_launch(t, x);
   return cudaSuccess;
 }
 
