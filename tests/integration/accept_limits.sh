@@ -36,13 +36,19 @@ if soft != hard:
     fail("open files limit %d, hard %d: not raised" % (soft, hard))
 print("open files limit raised to the hard one (%d)" % hard)
 
+def connect_idle(metrics, control):
+    """Idle connections: metrics ones over TCP, control ones over Unix."""
+    held = [socket.create_connection(("127.0.0.1", port))
+            for _ in range(metrics)]
+    ctl = []
+    for _ in range(control):
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(tmp + "/control.sock")
+        ctl.append(s)
+    return held, ctl
+
 base = nfds()
-held = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
-ctl = []
-for _ in range(24):
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(tmp + "/control.sock")
-    ctl.append(s)
+held, ctl = connect_idle(40, 24)
 time.sleep(0.5)
 if nfds() - base > 32:
     fail("%d idle metrics and control connections took %d descriptors "
@@ -55,12 +61,7 @@ for s in held + ctl:
 time.sleep(0.5)
 base = nfds()
 resource.prlimit(pid, resource.RLIMIT_NOFILE, (base + 4, hard))
-held = [socket.create_connection(("127.0.0.1", port)) for _ in range(8)]
-ctl = []
-for _ in range(4):
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(tmp + "/control.sock")
-    ctl.append(s)
+held, ctl = connect_idle(8, 4)
 prog = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
 prog.connect(tmp + "/broker.sock")
 time.sleep(0.5)
